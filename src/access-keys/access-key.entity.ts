@@ -1,0 +1,35 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+/** One row per user (the primary key is the user id). The plaintext key is never stored. */
+@Entity({ name: 'access_keys' })
+export class AccessKey {
+  @PrimaryColumn({ name: 'user_id', type: 'uuid' })
+  userId: string;
+
+  @Column({ name: 'organization_id', type: 'uuid' })
+  organizationId: string;
+
+  @Column({ name: 'key_digest', type: 'bytea' })
+  keyDigest: Buffer;
+
+  @Column({ name: 'key_ciphertext', type: 'bytea' })
+  keyCiphertext: Buffer;
+
+  @Column({ name: 'key_hint', type: 'text' })
+  keyHint: string;
+
+  @Column({ name: 'created_at', type: 'timestamptz' })
+  createdAt: Date;
+
+  @Column({ name: 'created_by', type: 'uuid', nullable: true })
+  createdBy: string | null;
+
+  @Column({ name: 'last_used_at', type: 'timestamptz', nullable: true })
+  lastUsedAt: Date | null;
+
+  @Column({ name: 'previous_key_digest', type: 'bytea', nullable: true })
+  previousKeyDigest: Buffer | null;
+
+  @Column({ name: 'previous_key_expires_at', type: 'timestamptz', nullable: true })
+  previousKeyExpiresAt: Date | null;
+}

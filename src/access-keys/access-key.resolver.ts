@@ -1,0 +1,66 @@
+import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
+import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { ForbiddenError } from '../errors';
+import { User } from '../users/user.entity';
+import type { UserService } from '../users/user.service';
+import type { AccessKey } from './access-key.entity';
+import type { AccessKeyService } from './access-key.service';
+import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
+
+/** The only way key material leaves the service: two guarded fields and the regenerate payload. */
+@Resolver(() => User)
+export class AccessKeyResolver {
+  constructor(
+    private readonly users: UserService,
+    private readonly accessKeys: AccessKeyService,
+  ) {}
+
+  private async keyRow(user: User, actor: Actor, ctx: RequestContext): Promise<AccessKey | null> {
+    if (!actor.ability.can('read', user, 'accessKey')) {
+      throw new ForbiddenError('Only admins of the organization can see access keys.');
+    }
+    return ctx.loaders.accessKey.load(user.id);
+  }
+
+  @FieldResolver(() => String, {
+    nullable: true,
+    description: 'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
+  })
+  async accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
+    const row = await this.keyRow(user, actor, ctx);
+    return row ? this.accessKeys.reveal(row) : null;
+  }
+
+  @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
+  async accessKeyInfo(
+    @Root() user: User,
+    @CurrentActor() actor: Actor,
+    @Ctx() ctx: RequestContext,
+  ): Promise<AccessKeyInfo | null> {
+    const row = await this.keyRow(user, actor, ctx);
+    if (!row) return null;
+    return {
+      hint: row.keyHint,
+      createdAt: row.createdAt,
+      lastUsedAt: row.lastUsedAt,
+      previousKeyExpiresAt: row.previousKeyExpiresAt,
+    };
+  }
+
+  @Mutation(() => RegenerateAccessKeyPayload, {
+    description: 'Replaces the key. The old one stops working at once, or after gracePeriodSeconds (at most 7 days).',
+  })
+  async regenerateAccessKey(
+    @CurrentActor() actor: Actor,
+    @Ctx() ctx: RequestContext,
+    @Arg('userId', () => ID) userId: string,
+    @Arg('gracePeriodSeconds', () => Int, { nullable: true, defaultValue: 0 }) gracePeriodSeconds: number | null,
+  ): Promise<RegenerateAccessKeyPayload> {
+    const { user, key } = await this.users.regenerateAccessKey(actor, {
+      userId,
+      gracePeriodSeconds: gracePeriodSeconds ?? 0,
+    });
+    ctx.loaders.accessKey.clear(user.id);
+    return { user, accessKey: key.key, previousKeyExpiresAt: key.previousKeyExpiresAt };
+  }
+}

@@ -1,0 +1,29 @@
+import { Field, ObjectType } from 'type-graphql';
+import { User } from '../users/user.entity';
+
+@ObjectType({ description: 'What can be shown about a key without revealing it.' })
+export class AccessKeyInfo {
+  @Field({ description: 'Prefix and last four characters.' })
+  hint: string;
+
+  @Field()
+  createdAt: Date;
+
+  @Field(() => Date, { nullable: true, description: 'Updated at most once a minute.' })
+  lastUsedAt: Date | null;
+
+  @Field(() => Date, { nullable: true, description: 'Until then the replaced key still works.' })
+  previousKeyExpiresAt: Date | null;
+}
+
+@ObjectType()
+export class RegenerateAccessKeyPayload {
+  @Field(() => User)
+  user: User;
+
+  @Field({ description: 'The new key. Shown here and to admins on the profile; store it safely.' })
+  accessKey: string;
+
+  @Field(() => Date, { nullable: true, description: 'Set when a grace period was asked for.' })
+  previousKeyExpiresAt: Date | null;
+}

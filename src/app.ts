@@ -1,0 +1,155 @@
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { unwrapResolverError } from '@apollo/server/errors';
+import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import type { Logger } from 'pino';
+import { defineAbilityFor } from './auth/abilities';
+import type { AuthResult } from './auth/authenticate';
+import type { Config } from './config';
+import type { Actor, RequestContext } from './context';
+import { DomainError, PUBLIC_FRAMEWORK_CODES } from './errors';
+import { createLoaders } from './loaders';
+import { buildAppSchema } from './schema';
+import { resolverContainer, type Services } from './services';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    actor: Actor | null;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  services: Services;
+  logger: Logger;
+}
+
+const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
+
+function isPublicError(error: unknown): boolean {
+  if (error instanceof DomainError) return true;
+  const code = error instanceof GraphQLError ? error.extensions?.code : undefined;
+  // graphql-js reports syntax and validation errors without a code until Apollo tags them.
+  return typeof code === 'string' && PUBLIC_FRAMEWORK_CODES.has(code);
+}
+
+/** Only domain errors and the framework's own request errors keep their message; the rest is masked. */
+export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+  if (isPublicError(unwrapResolverError(error)) || isPublicError(error)) {
+    const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
+    return { ...formatted, extensions };
+  }
+  return { message: INTERNAL_MESSAGE, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+}
+
+/** Logs what was masked, with the request id that the client also receives. */
+function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ errors, contextValue }) {
+          for (const error of errors) {
+            const original = unwrapResolverError(error);
+            if (!isPublicError(original) && !isPublicError(error)) {
+              contextValue.log.error({ err: original, path: error.path }, 'unexpected error in a resolver');
+            }
+          }
+        },
+        async willSendResponse({ response, contextValue }) {
+          if (response.body.kind !== 'single') return;
+          for (const error of response.body.singleResult.errors ?? []) {
+            if (error.extensions?.code === 'INTERNAL_SERVER_ERROR') {
+              (error.extensions as Record<string, unknown>).requestId = contextValue.requestId;
+            }
+          }
+        },
+      };
+    },
+  };
+}
+
+function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok: false }>): FastifyReply {
+  return reply
+    .code(401)
+    .header('www-authenticate', 'Bearer')
+    .type('application/json; charset=utf-8')
+    .send({ errors: [{ message: failure.message, extensions: { code: 'UNAUTHENTICATED', reason: failure.reason } }] });
+}
+
+/** Builds the whole HTTP app; main.ts and the tests both start from here. */
+export async function buildApp({ config, services, logger }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    trustProxy: false,
+    // A line per request is noise at this rate; errors and masked failures are still logged.
+    logController: new LogController({ disableRequestLogging: config.env !== 'development' }),
+  });
+  app.decorateRequest('actor', null);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'unexpected error');
+    const message = status >= 500 ? INTERNAL_MESSAGE : error.message;
+    const code = status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
+    void reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
+  });
+
+  const schema = await buildAppSchema(resolverContainer(services));
+  const apollo = new ApolloServer<RequestContext>({
+    schema,
+    formatError,
+    includeStacktraceInErrorResponses: false,
+    introspection: config.explorerEnabled,
+    plugins: [fastifyApolloDrainPlugin(app), ApolloServerPluginLandingPageDisabled(), internalErrorPlugin()],
+  });
+  await apollo.start();
+
+  const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
+    const result = await services.authenticator.authenticate(request.headers);
+    if (!result.ok) return sendAuthFailure(reply, result);
+    if (result.principal) {
+      request.actor = {
+        principal: result.principal,
+        ability: defineAbilityFor(result.principal),
+        requestId: request.id,
+        ip: request.ip,
+      };
+    }
+  };
+
+  app.route({
+    url: '/graphql',
+    method: ['GET', 'POST', 'OPTIONS'],
+    onRequest: authenticate,
+    handler: fastifyApolloHandler(apollo, {
+      context: async (request) => ({
+        requestId: request.id,
+        ip: request.ip,
+        actor: request.actor,
+        log: request.log,
+        loaders: createLoaders(services),
+      }),
+    }),
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    try {
+      const pending = await services.dataSource.showMigrations();
+      if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
+      return { status: 'ready' };
+    } catch {
+      return reply.code(503).send({ status: 'unavailable', reason: 'database unreachable' });
+    }
+  });
+
+  return app;
+}

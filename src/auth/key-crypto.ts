@@ -1,0 +1,53 @@
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+function subkey(secret: Buffer, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `crm-access ${purpose}`, 32));
+}
+
+
+/**
+ * Everything the service does with key material. The server secret is split by HKDF so that the lookup
+ * digest, the encryption and the fingerprint never share a key.
+ */
+export class KeyCrypto {
+  private readonly digestKey: Buffer;
+  private readonly encryptionKey: Buffer;
+  /** Stored in the database so that startup can refuse a secret that cannot decrypt its keys. */
+  readonly fingerprint: Buffer;
+
+  constructor(secret: Buffer) {
+    this.digestKey = subkey(secret, 'key digest');
+    this.encryptionKey = subkey(secret, 'key encryption');
+    this.fingerprint = createHmac('sha256', subkey(secret, 'secret fingerprint')).update('v1').digest();
+  }
+
+  /** HMAC-SHA256 of a key or token: what lookups use; never reversible to the key. */
+  digest(value: string): Buffer {
+    return createHmac('sha256', this.digestKey).update(value).digest();
+  }
+
+  /** AES-256-GCM with the owner's user id as associated data: a ciphertext moved to another row won't open. */
+  encrypt(key: string, userId: string): Buffer {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.encryptionKey, iv);
+    cipher.setAAD(Buffer.from(userId));
+    const body = Buffer.concat([cipher.update(key, 'utf8'), cipher.final()]);
+    return Buffer.concat([iv, cipher.getAuthTag(), body]);
+  }
+
+  decrypt(ciphertext: Buffer, userId: string): string {
+    const decipher = createDecipheriv('aes-256-gcm', this.encryptionKey, ciphertext.subarray(0, IV_BYTES));
+    decipher.setAAD(Buffer.from(userId));
+    decipher.setAuthTag(ciphertext.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+    return Buffer.concat([decipher.update(ciphertext.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString(
+      'utf8',
+    );
+  }
+
+  matchesFingerprint(stored: Buffer): boolean {
+    return stored.length === this.fingerprint.length && timingSafeEqual(stored, this.fingerprint);
+  }
+}

@@ -1,0 +1,12 @@
+import type { Role } from '../users/user.entity';
+
+/** How the caller proved who they are; sessions (people signing in) add another kind later. */
+export type PrincipalKind = 'ACCESS_KEY' | 'SESSION';
+
+/** The authenticated caller of one request: what abilities and audit need to know, nothing more. */
+export interface Principal {
+  readonly kind: PrincipalKind;
+  readonly userId: string;
+  readonly organizationId: string;
+  readonly role: Role;
+}

@@ -1,0 +1,33 @@
+import { DataSource } from 'typeorm';
+import type { Config } from '../config';
+import { AccessKey } from '../access-keys/access-key.entity';
+import { Organization } from '../organizations/organization.entity';
+import { User } from '../users/user.entity';
+import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
+import { QueryCounter } from './query-counter';
+import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
+
+export const ENTITIES = [Organization, User, AccessKey, KeySecretFingerprint];
+export const MIGRATIONS = [Initial1764100000000];
+
+export interface DataSourceOptions {
+  url: string;
+  db: Config['db'];
+  queryCounter?: QueryCounter;
+}
+
+export function createDataSource({ url, db, queryCounter }: DataSourceOptions): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTransactionMode: 'each',
+    synchronize: false,
+    logger: queryCounter ?? new QueryCounter(),
+    poolSize: db.poolSize,
+    connectTimeoutMS: db.connectTimeoutMs,
+    applicationName: 'crm-access',
+    extra: { statement_timeout: db.statementTimeoutMs || undefined },
+  });
+}

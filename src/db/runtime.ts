@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { DataSource } from 'typeorm';
+import { KeyCrypto } from '../auth/key-crypto';
+import { ConfigError, parseSecret, type Config } from '../config';
+import { createDataSource } from './data-source';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
+
+const SECRET_FILE = 'access-key-secret';
+
+/** The embedded default keeps its generated secret next to its data, readable by this user only. */
+function embeddedSecret(dataDir: string, logger: Logger): Buffer {
+  const file = path.join(dataDir, SECRET_FILE);
+  if (fs.existsSync(file)) return parseSecret(fs.readFileSync(file, 'utf8'), file);
+  const secret = randomBytes(32);
+  fs.writeFileSync(file, secret.toString('base64'), { mode: 0o600, flag: 'wx' });
+  logger.info({ file }, 'generated ACCESS_KEY_SECRET for the embedded database');
+  return secret;
+}
+
+export interface Database {
+  readonly dataSource: DataSource;
+  readonly keyCrypto: KeyCrypto;
+  readonly embedded: EmbeddedPostgres | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to DATABASE_URL or, without one, starts the embedded PostgreSQL; applies migrations when asked
+ * (always for the embedded default) and refuses a secret that does not match the one the keys were stored with.
+ */
+export async function openDatabase(params: { config: Config; logger: Logger; migrate?: boolean }): Promise<Database> {
+  const { config, logger } = params;
+  let embedded: EmbeddedPostgres | null = null;
+  let url = config.databaseUrl;
+  let secret = config.accessKeySecret;
+  if (!url) {
+    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (message) => logger.info(message) });
+    url = embedded.url;
+    secret ??= embeddedSecret(config.dataDir, logger);
+  }
+  if (!secret) throw new ConfigError('ACCESS_KEY_SECRET is required with DATABASE_URL (32+ random bytes, base64).');
+
+  const dataSource = createDataSource({ url, db: config.db });
+  const close = async () => {
+    if (dataSource.isInitialized) await dataSource.destroy();
+    await embedded?.stop();
+  };
+  try {
+    await dataSource.initialize();
+    if (params.migrate ?? (embedded !== null || config.migrateOnStart)) {
+      const applied = await dataSource.runMigrations({ transaction: 'each' });
+      for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
+    }
+    const keyCrypto = new KeyCrypto(secret);
+    if (!(await dataSource.showMigrations())) await checkSecret(dataSource, keyCrypto);
+    else logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
+    return { dataSource, keyCrypto, embedded, close };
+  } catch (error) {
+    await close().catch(() => undefined);
+    throw error;
+  }
+}
+
+export class SecretMismatchError extends Error {}
+
+/** The first start records the secret's fingerprint; later starts with another secret are refused. */
+export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto): Promise<void> {
+  await dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1) ON CONFLICT (id) DO NOTHING`, [
+    keyCrypto.fingerprint,
+  ]);
+  const stored = await dataSource.getRepository(KeySecretFingerprint).findOneByOrFail({ id: true });
+  if (!keyCrypto.matchesFingerprint(stored.fingerprint)) {
+    throw new SecretMismatchError(
+      'ACCESS_KEY_SECRET does not match the secret this database was set up with, so the stored access keys ' +
+        'could not be read. Start with the original secret.',
+    );
+  }
+}

@@ -1,0 +1,58 @@
+import { GraphQLError } from 'graphql';
+
+export type ErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'BAD_USER_INPUT'
+  | 'CONFLICT'
+  | 'RATE_LIMITED'
+  | 'INTERNAL_SERVER_ERROR';
+
+/** The few errors services throw; anything else is masked before it reaches a client. */
+export class DomainError extends GraphQLError {
+  constructor(message: string, readonly code: ErrorCode, extra: Record<string, unknown> = {}) {
+    super(message, { extensions: { code, ...extra } });
+  }
+}
+
+export class UnauthenticatedError extends DomainError {
+  constructor(message = 'Authentication required: send your access key in the X-Access-Key header.') {
+    super(message, 'UNAUTHENTICATED');
+  }
+}
+
+export class ForbiddenError extends DomainError {
+  constructor(message = 'You do not have permission to do this.') {
+    super(message, 'FORBIDDEN');
+  }
+}
+
+export class NotFoundError extends DomainError {
+  constructor(what = 'User') {
+    super(`${what} not found.`, 'NOT_FOUND');
+  }
+}
+
+export class BadInputError extends DomainError {
+  constructor(message: string, field?: string) {
+    super(message, 'BAD_USER_INPUT', field ? { field } : {});
+  }
+}
+
+export class ConflictError extends DomainError {
+  constructor(message: string) {
+    super(message, 'CONFLICT');
+  }
+}
+
+/** Codes graphql-js and Apollo attach to errors that are safe to show as they are. */
+export const PUBLIC_FRAMEWORK_CODES: ReadonlySet<string> = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_USER_INPUT',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+]);

@@ -1,0 +1,66 @@
+import 'reflect-metadata';
+import { buildApp } from './app';
+import { ConfigError, loadConfig } from './config';
+import { openDatabase, SecretMismatchError } from './db/runtime';
+import { createLogger } from './logger';
+import { ensureDemoOrganization } from './organizations/demo';
+import { createServices } from './services';
+
+const SHUTDOWN_TIMEOUT_MS = 15_000;
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.logLevel });
+  const database = await openDatabase({ config, logger });
+  const services = createServices({ ...database, logger });
+  const app = await buildApp({ config, services, logger });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    const timer = setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS);
+    timer.unref();
+    try {
+      await app.close();
+      await database.close();
+      logger.info('stopped');
+    } catch (error) {
+      logger.error({ err: error }, 'error while shutting down');
+      process.exitCode = 1;
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  const address = await app.listen({ host: config.host, port: config.port });
+  const graphqlUrl = `${address.replace('0.0.0.0', 'localhost')}/graphql`;
+  logger.info({ url: graphqlUrl }, 'crm-access is listening');
+  if (database.embedded) {
+    const demo = await ensureDemoOrganization(services);
+    // The embedded default is a developer's own machine: printing the demo credentials is the point.
+    process.stdout.write(
+      [
+        '',
+        `crm-access is running with an embedded PostgreSQL (data in ${config.dataDir})`,
+        `  GraphQL:          ${graphqlUrl}`,
+        `  Admin email:      ${demo.email}`,
+        ...(demo.password ? [`  Admin password:   ${demo.password}  (shown once)`] : []),
+        `  Admin access key: ${demo.accessKey ?? '(none)'}`,
+        `  Try: curl -s ${graphqlUrl} -H 'content-type: application/json' -H 'X-Access-Key: ${demo.accessKey ?? ''}' \\`,
+        `         -d '{"query":"{ me { email role } }"}'`,
+        '',
+      ].join('\n') + '\n',
+    );
+  }
+}
+
+main().catch((error: unknown) => {
+  const known = error instanceof ConfigError || error instanceof SecretMismatchError;
+  process.stderr.write(`crm-access could not start: ${known ? (error as Error).message : String((error as Error)?.stack ?? error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,14 @@
+import { Query, Resolver } from 'type-graphql';
+import { CurrentActor, type Actor } from '../context';
+import type { OrganizationService } from './organization.service';
+import { Organization } from './organization.entity';
+
+@Resolver(() => Organization)
+export class OrganizationResolver {
+  constructor(private readonly organizations: OrganizationService) {}
+
+  @Query(() => Organization, { description: "The caller's organization." })
+  organization(@CurrentActor() actor: Actor): Promise<Organization> {
+    return this.organizations.current(actor);
+  }
+}

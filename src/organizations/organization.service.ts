@@ -1,0 +1,53 @@
+import type { DataSource } from 'typeorm';
+import type { Actor } from '../context';
+import { BadInputError, NotFoundError } from '../errors';
+import { Role } from '../users/user.entity';
+import type { UserService } from '../users/user.service';
+import { MAX_NAME_LENGTH } from '../users/user.validation';
+import { Organization } from './organization.entity';
+
+export interface NewOrganization {
+  name: string;
+  adminEmail: string;
+  adminName: string;
+  adminPassword?: string | null;
+}
+
+export interface CreatedOrganization {
+  organizationId: string;
+  adminUserId: string;
+  adminEmail: string;
+  adminAccessKey: string;
+}
+
+export class OrganizationService {
+  constructor(private readonly deps: { dataSource: DataSource; users: UserService }) {}
+
+  async current(actor: Actor): Promise<Organization> {
+    const organization = await this.deps.dataSource
+      .getRepository(Organization)
+      .findOneBy({ id: actor.principal.organizationId });
+    if (!organization || !actor.ability.can('read', organization)) throw new NotFoundError('Organization');
+    return organization;
+  }
+
+  /** An organization is never without an admin: both, and the admin's key, commit together or not at all. */
+  async createWithAdmin(params: NewOrganization): Promise<CreatedOrganization> {
+    const name = params.name.trim();
+    if (!name || name.length > MAX_NAME_LENGTH) {
+      throw new BadInputError(`Organization name must be 1 to ${MAX_NAME_LENGTH} characters.`, 'name');
+    }
+    return this.deps.dataSource.transaction(async (manager) => {
+      const organization = await manager.getRepository(Organization).save({ name });
+      const { user, key } = await this.deps.users.insert(manager, {
+        organizationId: organization.id,
+        email: params.adminEmail,
+        name: params.adminName,
+        role: Role.ADMIN,
+        password: params.adminPassword,
+        createdBy: null,
+      });
+      return { organizationId: organization.id, adminUserId: user.id, adminEmail: user.email, adminAccessKey: key.key };
+    });
+  }
+}

@@ -1,0 +1,88 @@
+import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { NotFoundError } from '../errors';
+import { Organization } from '../organizations/organization.entity';
+import { Role, User } from './user.entity';
+import { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type UserService } from './user.service';
+import { UserConnection } from './user.types';
+
+@ArgsType()
+class UsersArgs {
+  @Field(() => UsersFilter, { nullable: true })
+  filter?: UsersFilter;
+
+  @Field(() => Int, { nullable: true, defaultValue: DEFAULT_PAGE_SIZE, description: `At most ${MAX_PAGE_SIZE}.` })
+  first?: number | null;
+
+  @Field(() => String, { nullable: true, description: 'endCursor of the previous page.' })
+  after?: string | null;
+}
+
+@Resolver(() => User)
+export class UserResolver {
+  constructor(private readonly userService: UserService) {}
+
+  @Query(() => User, { description: 'The caller.' })
+  me(@CurrentActor() actor: Actor): Promise<User> {
+    return this.userService.me(actor);
+  }
+
+  @Query(() => User, { nullable: true, description: 'NOT_FOUND when the user does not exist or is not visible to you.' })
+  user(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
+    return this.userService.get(actor, id);
+  }
+
+  @Query(() => UserConnection, { description: 'Users you may see, ordered by name then id.' })
+  users(@CurrentActor() actor: Actor, @Args(() => UsersArgs) args: UsersArgs): Promise<UserConnection> {
+    return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE });
+  }
+
+  @FieldResolver(() => Organization)
+  async organization(@Root() user: User, @Ctx() ctx: RequestContext): Promise<Organization> {
+    const organization = await ctx.loaders.organization.load(user.organizationId);
+    if (!organization) throw new NotFoundError('Organization');
+    return organization;
+  }
+
+  @Mutation(() => User)
+  createUser(@CurrentActor() actor: Actor, @Arg('input', () => CreateUserInput) input: CreateUserInput): Promise<User> {
+    return this.userService.create(actor, input);
+  }
+
+  @Mutation(() => User)
+  updateUser(
+    @CurrentActor() actor: Actor,
+    @Arg('id', () => ID) id: string,
+    @Arg('input', () => UpdateUserInput) input: UpdateUserInput,
+  ): Promise<User> {
+    return this.userService.update(actor, id, input);
+  }
+
+  @Mutation(() => User)
+  setUserRole(
+    @CurrentActor() actor: Actor,
+    @Arg('id', () => ID) id: string,
+    @Arg('role', () => Role) role: Role,
+  ): Promise<User> {
+    return this.userService.setRole(actor, id, role);
+  }
+
+  @Mutation(() => User)
+  deactivateUser(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
+    return this.userService.setActive(actor, id, false);
+  }
+
+  @Mutation(() => User)
+  reactivateUser(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
+    return this.userService.setActive(actor, id, true);
+  }
+}
+
+@Resolver(() => UserConnection)
+export class UserConnectionResolver {
+  @FieldResolver(() => Int, { description: 'All users matching the filter, across pages.' })
+  totalCount(@Root() connection: UserConnection): Promise<number> {
+    return connection.countTotal();
+  }
+}

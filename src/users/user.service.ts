@@ -1,0 +1,270 @@
+import { subject } from '@casl/ability';
+import { Brackets, QueryFailedError, type DataSource, type EntityManager, type SelectQueryBuilder } from 'typeorm';
+import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
+import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
+import { scopeOf, type Action } from '../auth/abilities';
+import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../auth/password';
+import type { Actor } from '../context';
+import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
+import { Role, User } from './user.entity';
+import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
+import type { UserConnection } from './user.types';
+import { normalizeEmail, normalizeName, parseId } from './user.validation';
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 500;
+const MAX_SEARCH_LENGTH = 200;
+
+export interface NewUser {
+  organizationId: string;
+  email: string;
+  name: string;
+  role: Role;
+  password?: string | null;
+  createdBy: string | null;
+}
+
+interface Cursor {
+  name: string;
+  id: string;
+}
+
+function encodeCursor(user: User): string {
+  return Buffer.from(JSON.stringify([user.name, user.id])).toString('base64url');
+}
+
+function decodeCursor(value: string): Cursor {
+  try {
+    const [name, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown[];
+    if (typeof name === 'string' && typeof id === 'string') return { name, id: parseId(id) };
+  } catch {
+    // falls through to the error below
+  }
+  throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
+}
+
+function isUniqueViolation(error: unknown, constraint: string): boolean {
+  const driverError = error instanceof QueryFailedError ? (error.driverError as { code?: string; constraint?: string }) : null;
+  return driverError?.code === '23505' && driverError.constraint === constraint;
+}
+
+async function validPasswordHash(password: string | null | undefined): Promise<string | null> {
+  if (password === null || password === undefined) return null;
+  if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
+    throw new BadInputError(`Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`, 'password');
+  }
+  return hashPassword(password);
+}
+
+/** Users of an organization: every query is scoped by the caller's abilities, every change is one transaction. */
+export class UserService {
+  constructor(private readonly deps: { dataSource: DataSource; accessKeys: AccessKeyService }) {}
+
+  /** The users `action` may touch, as a query; rows outside the scope simply don't exist for the caller. */
+  private scoped(actor: Actor, action: Action, manager: EntityManager = this.deps.dataSource.manager): SelectQueryBuilder<User> {
+    const conditions = scopeOf(actor.ability, action, 'User');
+    const query = manager.getRepository(User).createQueryBuilder('u');
+    if (conditions.length === 0) return query.where('false');
+    return query.where(
+      new Brackets((any) =>
+        conditions.forEach((condition, i) =>
+          any.orWhere(
+            new Brackets((all) => {
+              for (const [field, value] of Object.entries(condition)) {
+                all.andWhere(`u.${field} = :scope_${i}_${field}`, { [`scope_${i}_${field}`]: value });
+              }
+            }),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async me(actor: Actor): Promise<User> {
+    const user = await this.deps.dataSource.getRepository(User).findOneBy({ id: actor.principal.userId });
+    if (!user) throw new NotFoundError();
+    return user;
+  }
+
+  async get(actor: Actor, id: string): Promise<User> {
+    const user = await this.scoped(actor, 'read').andWhere('u.id = :id', { id: parseId(id) }).getOne();
+    if (!user) throw new NotFoundError();
+    return user;
+  }
+
+  async list(actor: Actor, args: { filter?: UsersFilter; first: number; after?: string | null }): Promise<UserConnection> {
+    const { filter, first, after } = args;
+    if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {
+      throw new BadInputError(`"first" must be from 0 to ${MAX_PAGE_SIZE}.`, 'first');
+    }
+    const filtered = this.scoped(actor, 'read');
+    const search = filter?.search?.trim();
+    if (search) {
+      if (search.length > MAX_SEARCH_LENGTH) {
+        throw new BadInputError(`"search" must be at most ${MAX_SEARCH_LENGTH} characters.`, 'search');
+      }
+      const pattern = `%${search.replace(/[\\%_]/g, '\\$&')}%`;
+      filtered.andWhere('(u.name ILIKE :pattern OR u.email ILIKE :pattern)', { pattern });
+    }
+    if (filter?.role) filtered.andWhere('u.role = :role', { role: filter.role });
+    if (filter?.isActive !== undefined && filter.isActive !== null) {
+      filtered.andWhere('u.isActive = :isActive', { isActive: filter.isActive });
+    }
+
+    const page = filtered.clone().orderBy('u.name', 'ASC').addOrderBy('u.id', 'ASC').limit(first + 1);
+    if (after) {
+      const cursor = decodeCursor(after);
+      page.andWhere('(u.name, u.id) > (:cursorName, :cursorId)', { cursorName: cursor.name, cursorId: cursor.id });
+    }
+    const rows = first === 0 ? [] : await page.getMany();
+    const nodes = rows.slice(0, first);
+    return {
+      edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
+      pageInfo: {
+        hasNextPage: rows.length > first,
+        endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
+      },
+      countTotal: () => filtered.getCount(),
+    };
+  }
+
+  /** Inserts a user and their first access key in the caller's transaction. */
+  async insert(manager: EntityManager, params: NewUser): Promise<{ user: User; key: IssuedKey }> {
+    const passwordHash = await validPasswordHash(params.password);
+    const repository = manager.getRepository(User);
+    let user: User;
+    try {
+      user = await repository.save(
+        repository.create({
+          organizationId: params.organizationId,
+          email: normalizeEmail(params.email),
+          name: normalizeName(params.name),
+          role: params.role,
+          passwordHash,
+        }),
+      );
+    } catch (error) {
+      if (isUniqueViolation(error, 'users_email_lower_key')) {
+        throw new ConflictError('A user with this email already exists.');
+      }
+      throw error;
+    }
+    const key = await this.deps.accessKeys.issue(manager, {
+      userId: user.id,
+      organizationId: user.organizationId,
+      createdBy: params.createdBy,
+    });
+    return { user, key };
+  }
+
+  async create(actor: Actor, input: CreateUserInput): Promise<User> {
+    const { organizationId, userId } = actor.principal;
+    if (!actor.ability.can('create', subject('User', { organizationId }))) throw new ForbiddenError();
+    return this.deps.dataSource.transaction(async (manager) => {
+      const { user } = await this.insert(manager, { ...input, organizationId, createdBy: userId });
+      return user;
+    });
+  }
+
+  /**
+   * Loads a user visible to the caller inside a transaction, locked for the change, and checks that the
+   * caller may perform `action` on it: invisible users are NOT_FOUND, visible but untouchable FORBIDDEN.
+   */
+  private async change<T>(
+    actor: Actor,
+    params: { id: string; action: Action; fields?: string[] },
+    apply: (manager: EntityManager, user: User) => Promise<T>,
+  ): Promise<T> {
+    const id = parseId(params.id, params.action === 'regenerateAccessKey' ? 'userId' : 'id');
+    return this.deps.dataSource.transaction(async (manager) => {
+      const user = await this.scoped(actor, 'read', manager)
+        .andWhere('u.id = :id', { id })
+        .setLock('pessimistic_write')
+        .getOne();
+      if (!user) throw new NotFoundError();
+      const fields = params.fields?.length ? params.fields : [undefined];
+      if (!fields.every((field) => actor.ability.can(params.action, user, field))) throw new ForbiddenError();
+      return apply(manager, user);
+    });
+  }
+
+  async update(actor: Actor, id: string, input: UpdateUserInput): Promise<User> {
+    const changes: Partial<Pick<User, 'email' | 'name'>> = {};
+    if (input.email !== undefined && input.email !== null) changes.email = normalizeEmail(input.email);
+    if (input.name !== undefined && input.name !== null) changes.name = normalizeName(input.name);
+    return this.change(actor, { id, action: 'update', fields: Object.keys(changes) }, async (manager, user) => {
+      try {
+        await manager.getRepository(User).update({ id: user.id }, changes);
+      } catch (error) {
+        if (isUniqueViolation(error, 'users_email_lower_key')) {
+          throw new ConflictError('A user with this email already exists.');
+        }
+        throw error;
+      }
+      // "Edit, then Save" on a user without a key (an imported one) gives them one.
+      const hasKey = await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id]);
+      if (hasKey.length === 0) {
+        await this.deps.accessKeys.issue(manager, {
+          userId: user.id,
+          organizationId: user.organizationId,
+          createdBy: actor.principal.userId,
+        });
+      }
+      return manager.getRepository(User).findOneByOrFail({ id: user.id });
+    });
+  }
+
+  async setRole(actor: Actor, id: string, role: Role): Promise<User> {
+    return this.change(actor, { id, action: 'setRole' }, async (manager, user) => {
+      if (user.role === role) return user;
+      if (user.role === Role.ADMIN) await this.keepAnActiveAdmin(manager, user);
+      await manager.getRepository(User).update({ id: user.id }, { role });
+      return manager.getRepository(User).findOneByOrFail({ id: user.id });
+    });
+  }
+
+  async setActive(actor: Actor, id: string, isActive: boolean): Promise<User> {
+    return this.change(actor, { id, action: isActive ? 'reactivate' : 'deactivate' }, async (manager, user) => {
+      if (user.isActive === isActive) return user;
+      if (!isActive && user.role === Role.ADMIN) await this.keepAnActiveAdmin(manager, user);
+      await manager.getRepository(User).update({ id: user.id }, { isActive });
+      return manager.getRepository(User).findOneByOrFail({ id: user.id });
+    });
+  }
+
+  /** The organization row lock serializes admin changes, so two admins can't remove each other at once. */
+  private async keepAnActiveAdmin(manager: EntityManager, admin: User): Promise<void> {
+    if (!admin.isActive) return;
+    await manager.query(`SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE`, [admin.organizationId]);
+    const [{ others }] = await manager.query(
+      `SELECT count(*)::int AS others FROM users
+        WHERE organization_id = $1 AND role = 'ADMIN' AND is_active AND id <> $2`,
+      [admin.organizationId, admin.id],
+    );
+    if (others === 0) {
+      throw new ConflictError('This is the last active admin of the organization: make another user an admin first.');
+    }
+  }
+
+  async regenerateAccessKey(
+    actor: Actor,
+    params: { userId: string; gracePeriodSeconds: number },
+  ): Promise<{ user: User; key: IssuedKey }> {
+    const { gracePeriodSeconds } = params;
+    if (!Number.isInteger(gracePeriodSeconds) || gracePeriodSeconds < 0 || gracePeriodSeconds > MAX_GRACE_PERIOD_SECONDS) {
+      throw new BadInputError(
+        `"gracePeriodSeconds" must be from 0 to ${MAX_GRACE_PERIOD_SECONDS} (7 days).`,
+        'gracePeriodSeconds',
+      );
+    }
+    return this.change(actor, { id: params.userId, action: 'regenerateAccessKey' }, async (manager, user) => {
+      const key = await this.deps.accessKeys.issue(manager, {
+        userId: user.id,
+        organizationId: user.organizationId,
+        createdBy: actor.principal.userId,
+        gracePeriodSeconds,
+      });
+      return { user, key };
+    });
+  }
+}

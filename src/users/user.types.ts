@@ -1,0 +1,33 @@
+import { Field, ObjectType } from 'type-graphql';
+import { User } from './user.entity';
+
+@ObjectType()
+export class PageInfo {
+  @Field()
+  hasNextPage: boolean;
+
+  @Field(() => String, { nullable: true })
+  endCursor: string | null;
+}
+
+@ObjectType()
+export class UserEdge {
+  @Field()
+  cursor: string;
+
+  @Field(() => User)
+  node: User;
+}
+
+@ObjectType()
+export class UserConnection {
+  @Field(() => [UserEdge])
+  edges: UserEdge[];
+
+  @Field(() => PageInfo)
+  pageInfo: PageInfo;
+
+  /** Counted only when asked for (see UserResolver.totalCount). */
+  countTotal: () => Promise<number>;
+}
+

@@ -1,0 +1,29 @@
+import { BadInputError } from '../errors';
+
+export const MAX_NAME_LENGTH = 200;
+const MAX_EMAIL_LENGTH = 254;
+// Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is the mail server's call.
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function normalizeEmail(value: string): string {
+  const email = value.trim();
+  if (email.length > MAX_EMAIL_LENGTH || !EMAIL.test(email)) {
+    throw new BadInputError(`"${email.slice(0, 80)}" is not a valid email address.`, 'email');
+  }
+  return email;
+}
+
+export function normalizeName(value: string): string {
+  const name = value.trim();
+  if (name.length === 0) throw new BadInputError('Name must not be empty.', 'name');
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new BadInputError(`Name must be at most ${MAX_NAME_LENGTH} characters.`, 'name');
+  }
+  return name;
+}
+
+export function parseId(value: string, field = 'id'): string {
+  if (!UUID.test(value)) throw new BadInputError(`${field} must be a user id (a UUID).`, field);
+  return value.toLowerCase();
+}

@@ -1,0 +1,106 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { Client } from 'pg';
+import type { DataSource } from 'typeorm';
+import { buildApp } from '../../src/app';
+import { KeyCrypto } from '../../src/auth/key-crypto';
+import { loadConfig, type Config } from '../../src/config';
+import { createDataSource } from '../../src/db/data-source';
+import { QueryCounter } from '../../src/db/query-counter';
+import { createLogger } from '../../src/logger';
+import { createServices, type Services } from '../../src/services';
+import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
+
+export interface GraphQLResponse<T = Record<string, any>> {
+  status: number;
+  headers: Headers;
+  body: { data?: T | null; errors?: Array<{ message: string; path?: string[]; extensions?: Record<string, any> }> };
+}
+
+export interface RequestOptions {
+  variables?: Record<string, unknown>;
+  /** Sent as X-Access-Key. */
+  key?: string;
+  headers?: Record<string, string>;
+}
+
+export interface TestApp {
+  readonly url: string;
+  readonly databaseUrl: string;
+  readonly dataSource: DataSource;
+  readonly services: Services;
+  readonly queries: QueryCounter;
+  readonly keyCrypto: KeyCrypto;
+  readonly app: FastifyInstance;
+  gql<T = Record<string, any>>(query: string, options?: RequestOptions): Promise<GraphQLResponse<T>>;
+  close(): Promise<void>;
+}
+
+async function admin<T>(work: (client: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh database cloned from the migrated template, for one test file. */
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `crm_access_test_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+  await admin((client) => client.query(`CREATE DATABASE ${name} TEMPLATE ${process.env.CRM_TEST_TEMPLATE}`));
+  return {
+    url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name),
+    drop: () => admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+export interface TestAppOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Run another instance on an existing test database (scale-out tests). */
+  database?: { url: string; secret: Buffer };
+}
+
+/** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const database = options.database ? { url: options.database.url, drop: async () => undefined } : await createTestDatabase();
+  const secret = options.database?.secret ?? randomBytes(32);
+  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...options.env });
+  const queries = new QueryCounter();
+  const dataSource = createDataSource({ url: database.url, db: TEST_DB_DEFAULTS, queryCounter: queries });
+  await dataSource.initialize();
+  const keyCrypto = new KeyCrypto(secret);
+  const logger = createLogger({ level: config.logLevel });
+  const services = createServices({ dataSource, keyCrypto, logger });
+  const app = await buildApp({ config, services, logger });
+  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  const url = `${address}/graphql`;
+
+  return {
+    url,
+    databaseUrl: database.url,
+    dataSource,
+    services,
+    queries,
+    keyCrypto,
+    app,
+    async gql(query, { variables, key, headers } = {}) {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(key === undefined ? {} : { 'x-access-key': key }),
+          ...headers,
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      return { status: response.status, headers: response.headers, body: (await response.json()) as any };
+    },
+    async close() {
+      await app.close();
+      await dataSource.destroy();
+      await database.drop();
+    },
+  };
+}

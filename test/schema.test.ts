@@ -1,0 +1,15 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { printSchema } from 'graphql';
+import { buildAppSchema } from '../src/schema';
+
+const SCHEMA_FILE = path.join(__dirname, '..', 'schema.graphql');
+
+describe('schema.graphql', () => {
+  it('is the schema the resolvers emit (rewritten when stale, so commit the new file)', async () => {
+    const emitted = printSchema(await buildAppSchema()) + '\n';
+    const committed = fs.existsSync(SCHEMA_FILE) ? fs.readFileSync(SCHEMA_FILE, 'utf8') : '';
+    if (committed !== emitted) fs.writeFileSync(SCHEMA_FILE, emitted);
+    expect(committed).toBe(emitted);
+  });
+});
