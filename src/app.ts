@@ -85,7 +85,7 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    trustProxy: false,
+    trustProxy: config.trustProxy,
     // A line per request is noise at this rate; errors and masked failures are still logged.
     logController: new LogController({ disableRequestLogging: config.env !== 'development' }),
   });

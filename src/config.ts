@@ -10,6 +10,8 @@ export interface Config {
   /** Absent outside production: the embedded default generates one into `dataDir`. */
   readonly accessKeySecret: Buffer | null;
   readonly migrateOnStart: boolean;
+  /** Believe X-Forwarded-For (behind a load balancer); off by default so clients cannot pick their address. */
+  readonly trustProxy: boolean;
   readonly logLevel: string;
   readonly explorerEnabled: boolean;
   readonly corsOrigins: readonly string[];
@@ -69,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR || '.data'),
     accessKeySecret: secret,
     migrateOnStart: flag(env, 'MIGRATE_ON_START', false),
+    trustProxy: flag(env, 'TRUST_PROXY', false),
     logLevel: env.LOG_LEVEL || (nodeEnv === 'test' ? 'silent' : 'info'),
     explorerEnabled: flag(env, 'GRAPHQL_EXPLORER', !production),
     corsOrigins: (env.CORS_ORIGINS ?? '')

@@ -1,0 +1,47 @@
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { withDatabase } from './helpers/database-url';
+import { startTestApp, type TestApp } from './helpers/test-app';
+
+describe('health and readiness', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(() => app.close());
+
+  const base = () => app.url.replace(/\/graphql$/, '');
+
+  it('/healthz and /readyz answer 200 on a migrated database', async () => {
+    expect((await fetch(`${base()}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${base()}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready' });
+  });
+
+  it('/readyz answers 503 while migrations are pending', async () => {
+    const name = `crm_access_unmigrated_${randomBytes(4).toString('hex')}`;
+    const admin = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    const unmigrated = await startTestApp({ database: { url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name), secret: randomBytes(32) } });
+    try {
+      const ready = await fetch(unmigrated.url.replace(/\/graphql$/, '/readyz'));
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ status: 'unavailable', reason: 'database migrations are pending' });
+    } finally {
+      await unmigrated.close();
+      await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+
+  it('answers malformed JSON with a JSON 400 and no stack trace or path', async () => {
+    const response = await fetch(app.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
+    expect(response.status).toBe(400);
+    const text = await response.text();
+    expect(JSON.parse(text).errors[0].extensions.code).toBe('BAD_REQUEST');
+    expect(text).not.toMatch(/\bat \w|node_modules|\/src\//);
+    expect(response.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});

@@ -1,0 +1,210 @@
+import { Role } from '../../src/users/user.entity';
+import { createOrganization, createUser, uniqueEmail, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+const USERS = `query ($filter: UsersFilter, $first: Int, $after: String) {
+  users(filter: $filter, first: $first, after: $after) {
+    totalCount edges { cursor node { id name email role isActive } } pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+describe('Manage Users: listing, editing and protecting users', () => {
+  let app: TestApp;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app, 'Listing Org');
+  });
+  afterAll(() => app.close());
+
+  async function count(table: string): Promise<number> {
+    const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM ${table}`);
+    return n;
+  }
+
+  describe('users()', () => {
+    let org: TestUser;
+    beforeAll(async () => {
+      org = await createOrganization(app, 'Pagination Org');
+      const names = ['Zoe Quinn', 'Adam Smith', 'Bea Jones', 'Carl Jones', 'Dana Brown', 'Eve Adams', 'Frank Ocean'];
+      for (const [i, name] of names.entries()) {
+        await createUser(app, org, { name, role: i % 2 ? Role.MANAGER : Role.MEMBER, email: uniqueEmail(name.split(' ')[0]) });
+      }
+    });
+
+    it('pages through every user once, ordered by name then id, with a stable totalCount', async () => {
+      const seen: string[] = [];
+      let after: string | null = null;
+      for (;;) {
+        const response: any = await app.gql(USERS, { key: org.key, variables: { first: 3, after } });
+        expect(response.body.errors).toBeUndefined();
+        const page = response.body.data.users;
+        expect(page.totalCount).toBe(8);
+        seen.push(...page.edges.map((edge: any) => edge.node.name));
+        if (!page.pageInfo.hasNextPage) break;
+        after = page.pageInfo.endCursor;
+      }
+      expect(seen).toEqual([...seen].sort());
+      expect(seen).toHaveLength(8);
+      expect(seen).toContain('Admin of Pagination Org');
+    });
+
+    it('filters by search (name or email, any case), role and isActive; totalCount follows the filter', async () => {
+      const search = await app.gql(USERS, { key: org.key, variables: { filter: { search: 'jONES' } } });
+      expect(search.body.data!.users.edges.map((e: any) => e.node.name)).toEqual(['Bea Jones', 'Carl Jones']);
+      expect(search.body.data!.users.totalCount).toBe(2);
+
+      const byEmail = await app.gql(USERS, { key: org.key, variables: { filter: { search: 'FRANK-' } } });
+      expect(byEmail.body.data!.users.edges.map((e: any) => e.node.name)).toEqual(['Frank Ocean']);
+
+      const managers = await app.gql(USERS, { key: org.key, variables: { filter: { role: 'MANAGER' } } });
+      expect(managers.body.data!.users.edges.every((e: any) => e.node.role === 'MANAGER')).toBe(true);
+      expect(managers.body.data!.users.totalCount).toBe(3);
+
+      const wildcard = await app.gql(USERS, { key: org.key, variables: { filter: { search: '%' } } });
+      expect(wildcard.body.data!.users.totalCount).toBe(0);
+
+      const inactive = await app.gql(USERS, { key: org.key, variables: { filter: { isActive: false } } });
+      expect(inactive.body.data!.users.totalCount).toBe(0);
+    });
+
+    it.each([
+      [{ first: 501 }, 'first'],
+      [{ first: -1 }, 'first'],
+      [{ after: 'not-a-cursor' }, 'after'],
+      [{ after: Buffer.from('["x","nope"]').toString('base64url') }, 'after'],
+      [{ filter: { search: 'x'.repeat(201) } }, 'search'],
+    ])('refuses %j with BAD_USER_INPUT', async (variables, field) => {
+      const response = await app.gql(USERS, { key: org.key, variables });
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+    });
+
+    it('allows a page of 500', async () => {
+      const response = await app.gql(USERS, { key: org.key, variables: { first: 500 } });
+      expect(response.body.errors).toBeUndefined();
+      expect(response.body.data!.users.edges).toHaveLength(8);
+    });
+  });
+
+  describe('createUser and updateUser validation', () => {
+    const CREATE = 'mutation ($input: CreateUserInput!) { createUser(input: $input) { id email name role } }';
+
+    it('creates a MEMBER by default, trimming the name and email', async () => {
+      const email = uniqueEmail('trim');
+      const response = await app.gql(CREATE, { key: admin.key, variables: { input: { email: `  ${email} `, name: '  Pat Doe ' } } });
+      expect(response.body.data!.createUser).toMatchObject({ email, name: 'Pat Doe', role: 'MEMBER' });
+    });
+
+    it.each([
+      [{ email: 'not-an-email', name: 'X' }, 'email'],
+      [{ email: 'two@@example.test', name: 'X' }, 'email'],
+      [{ email: 'a b@example.test', name: 'X' }, 'email'],
+      [{ email: 'ok@example.test', name: '' }, 'name'],
+      [{ email: 'ok@example.test', name: '   ' }, 'name'],
+      [{ email: 'ok@example.test', name: 'x'.repeat(201) }, 'name'],
+      [{ email: 'ok@example.test', name: 'X', password: 'short' }, 'password'],
+    ])('refuses %j with BAD_USER_INPUT and writes nothing', async (input, field) => {
+      const [users, keys] = [await count('users'), await count('access_keys')];
+      const response = await app.gql(CREATE, { key: admin.key, variables: { input } });
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+      expect([await count('users'), await count('access_keys')]).toEqual([users, keys]);
+    });
+
+    it('accepts a 200-character name', async () => {
+      const response = await app.gql(CREATE, { key: admin.key, variables: { input: { email: uniqueEmail(), name: 'n'.repeat(200) } } });
+      expect(response.body.errors).toBeUndefined();
+    });
+
+    it('refuses a duplicate email in any letter case, across organizations, with CONFLICT', async () => {
+      const other = await createOrganization(app, 'Other Org');
+      const existing = await createUser(app, other);
+      const users = await count('users');
+      const response = await app.gql(CREATE, {
+        key: admin.key,
+        variables: { input: { email: existing.email.toUpperCase(), name: 'Copy' } },
+      });
+      expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');
+      expect(await count('users')).toBe(users);
+
+      const mine = await createUser(app, admin);
+      const update = await app.gql('mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { id } }', {
+        key: admin.key,
+        variables: { id: mine.id, email: existing.email.toUpperCase() },
+      });
+      expect(update.body.errors![0].extensions!.code).toBe('CONFLICT');
+    });
+
+    it('stores a password only as a scrypt hash', async () => {
+      const email = uniqueEmail('pw');
+      const response = await app.gql(CREATE, {
+        key: admin.key,
+        variables: { input: { email, name: 'With Password', password: 'correct horse battery' } },
+      });
+      const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [response.body.data!.createUser.id]);
+      expect(row.password_hash).toMatch(/^scrypt\$131072\$8\$1\$/);
+      expect(row.password_hash).not.toContain('correct horse');
+    });
+
+    it('answers BAD_USER_INPUT for a malformed id and NOT_FOUND for an unknown one, and changes nothing', async () => {
+      const malformed = await app.gql('mutation { updateUser(id: "123", input: { name: "X" }) { id } }', { key: admin.key });
+      expect(malformed.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+      const unknown = await app.gql('mutation { updateUser(id: "6f1c1d7e-8d1b-4a5e-9a7c-2b3c4d5e6f70", input: { name: "X" }) { id } }', {
+        key: admin.key,
+      });
+      expect(unknown.body.errors![0].extensions!.code).toBe('NOT_FOUND');
+      const lookup = await app.gql('{ user(id: "6f1c1d7e-8d1b-4a5e-9a7c-2b3c4d5e6f70") { id } }', { key: admin.key });
+      expect(lookup.body.errors![0].extensions!.code).toBe('NOT_FOUND');
+      expect(lookup.body.data).toEqual({ user: null });
+    });
+
+    it('answers a wrongly typed variable with BAD_USER_INPUT', async () => {
+      const response = await app.gql(USERS, { key: admin.key, variables: { first: 'ten' } });
+      expect(response.status).toBe(400);
+      expect(response.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+    });
+  });
+
+  describe('the last active admin', () => {
+    it('cannot be demoted or deactivated (CONFLICT); with a second admin both work', async () => {
+      const org = await createOrganization(app, 'Admins Org');
+      const demote = await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { role } }', {
+        key: org.key,
+        variables: { id: org.id },
+      });
+      expect(demote.body.errors![0].extensions!.code).toBe('CONFLICT');
+      const deactivate = await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { isActive } }', {
+        key: org.key,
+        variables: { id: org.id },
+      });
+      expect(deactivate.body.errors![0].extensions!.code).toBe('CONFLICT');
+
+      const second = await createUser(app, org, { role: Role.ADMIN });
+      const now = await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { role } }', {
+        key: second.key,
+        variables: { id: org.id },
+      });
+      expect(now.body.data!.setUserRole.role).toBe('MEMBER');
+      const last = await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { isActive } }', {
+        key: second.key,
+        variables: { id: second.id },
+      });
+      expect(last.body.errors![0].extensions!.code).toBe('CONFLICT');
+    });
+
+    it('two admins demoting each other at the same moment leave one admin', async () => {
+      const org = await createOrganization(app, 'Race Org');
+      const second = await createUser(app, org, { role: Role.ADMIN });
+      const demote = (key: string, id: string) =>
+        app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { role } }', { key, variables: { id } });
+      const results = await Promise.all([demote(org.key, second.id), demote(second.key, org.id)]);
+      const codes = results.map((r) => r.body.errors?.[0]?.extensions?.code ?? 'OK').sort();
+      expect(codes).toEqual(['CONFLICT', 'OK']);
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM users WHERE organization_id = $1 AND role = 'ADMIN' AND is_active`,
+        [org.organizationId],
+      );
+      expect(n).toBe(1);
+    });
+  });
+});
