@@ -72,10 +72,17 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
 }
 
 function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok: false }>): FastifyReply {
+  void reply.type('application/json; charset=utf-8');
+  if (failure.reason === 'RATE_LIMITED') {
+    const message = `Too many failed authentications from this address: try again in ${failure.retryAfterSeconds} s.`;
+    return reply
+      .code(429)
+      .header('retry-after', String(failure.retryAfterSeconds))
+      .send({ errors: [{ message, extensions: { code: 'RATE_LIMITED', retryAfterSeconds: failure.retryAfterSeconds } }] });
+  }
   return reply
     .code(401)
     .header('www-authenticate', 'Bearer')
-    .type('application/json; charset=utf-8')
     .send({ errors: [{ message: failure.message, extensions: { code: 'UNAUTHENTICATED', reason: failure.reason } }] });
 }
 
@@ -113,7 +120,7 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
   await apollo.start();
 
   const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
-    const result = await services.authenticator.authenticate(request.headers);
+    const result = await services.authenticator.authenticate(request.headers, request.ip);
     if (!result.ok) return sendAuthFailure(reply, result);
     if (result.principal) {
       request.actor = {
@@ -135,7 +142,7 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
         ip: request.ip,
         actor: request.actor,
         log: request.log,
-        loaders: createLoaders(services),
+        loaders: createLoaders(services, request.actor),
       }),
     }),
   });

@@ -37,7 +37,7 @@ async function run(argv: string[]): Promise<void> {
     if (!name || !adminEmail || !adminName) throw new UsageError('--name, --admin-email and --admin-name are required.');
     const database = await openDatabase({ config, logger });
     try {
-      const services = createServices({ ...database, logger });
+      const services = createServices({ ...database, logger, config });
       const created = await services.organizations.createWithAdmin({ name, adminEmail, adminName, adminPassword });
       process.stdout.write(JSON.stringify(created) + '\n');
     } finally {

@@ -15,6 +15,13 @@ export interface Config {
   readonly logLevel: string;
   readonly explorerEnabled: boolean;
   readonly corsOrigins: readonly string[];
+  /** Sessions expire this long after sign-in, whatever their use. */
+  readonly sessionTtlSeconds: number;
+  readonly authRateLimit: {
+    /** Failed authentications one client address may make per window before it gets 429. */
+    readonly maxFailures: number;
+    readonly windowSeconds: number;
+  };
   readonly db: {
     readonly poolSize: number;
     readonly statementTimeoutMs: number;
@@ -45,6 +52,20 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, range: 
     throw new ConfigError(`${name} must be a whole number from ${range.min} to ${range.max}, got "${raw}".`);
   }
   return value;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** Seconds, or a number with s/m/h/d: "43200", "12h", "30m". */
+function duration(env: NodeJS.ProcessEnv, name: string, fallbackSeconds: number): number {
+  const raw = env[name]?.trim();
+  if (!raw) return fallbackSeconds;
+  const match = /^(\d+)([smhd]?)$/.exec(raw);
+  const seconds = match ? Number(match[1]) * DURATION_UNITS[match[2] || 's'] : NaN;
+  if (!(seconds >= 60 && seconds <= 30 * 86400)) {
+    throw new ConfigError(`${name} must be a duration from 1m to 30d (like 12h or 3600), got "${raw}".`);
+  }
+  return seconds;
 }
 
 function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
@@ -78,6 +99,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .split(',')
       .map((origin) => origin.trim())
       .filter(Boolean),
+    sessionTtlSeconds: duration(env, 'SESSION_TTL', 12 * 3600),
+    authRateLimit: Object.freeze({
+      maxFailures: integer(env, 'AUTH_FAILURE_LIMIT', 20, { min: 1, max: 1_000_000 }),
+      windowSeconds: integer(env, 'AUTH_FAILURE_WINDOW_SECONDS', 300, { min: 1, max: 86400 }),
+    }),
     db: Object.freeze({
       poolSize: integer(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),
       statementTimeoutMs: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 5000, { min: 0, max: 600000 }),

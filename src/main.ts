@@ -12,7 +12,8 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel });
   const database = await openDatabase({ config, logger });
-  const services = createServices({ ...database, logger });
+  const services = createServices({ ...database, logger, config });
+  await services.start();
   const app = await buildApp({ config, services, logger });
 
   let stopping = false;
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
     timer.unref();
     try {
       await app.close();
+      await services.stop();
       await database.close();
       logger.info('stopped');
     } catch (error) {

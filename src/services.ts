@@ -1,30 +1,73 @@
 import type { Logger } from 'pino';
+import type { ContainerType } from 'type-graphql';
 import type { DataSource } from 'typeorm';
 import { AccessKeyResolver } from './access-keys/access-key.resolver';
 import { AccessKeyService } from './access-keys/access-key.service';
+import { AuditResolver } from './audit/audit.resolver';
+import { AuditService } from './audit/audit.service';
 import { Authenticator } from './auth/authenticate';
 import type { KeyCrypto } from './auth/key-crypto';
+import { AuthRateLimiter } from './auth/rate-limit';
+import type { Config } from './config';
+import { Notifications } from './db/notifications';
 import { OrganizationResolver } from './organizations/organization.resolver';
 import { OrganizationService } from './organizations/organization.service';
+import { SessionResolver } from './sessions/session.resolver';
+import { SessionService } from './sessions/session.service';
 import { UserConnectionResolver, UserResolver } from './users/user.resolver';
 import { UserService } from './users/user.service';
-import type { ContainerType } from 'type-graphql';
 
 export interface Services {
   readonly dataSource: DataSource;
+  readonly notifications: Notifications;
+  readonly rateLimiter: AuthRateLimiter;
+  readonly audit: AuditService;
   readonly accessKeys: AccessKeyService;
+  readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
   readonly authenticator: Authenticator;
+  /** Starts listening for other instances' changes. */
+  start(): Promise<void>;
+  /** Writes what is pending and stops listening; the data source is closed by its owner. */
+  stop(): Promise<void>;
+}
+
+export interface ServiceDeps {
+  dataSource: DataSource;
+  databaseUrl: string;
+  keyCrypto: KeyCrypto;
+  logger: Logger;
+  config: Config;
 }
 
 /** Wires the services once per process; the same wiring serves the HTTP app, the CLI and the tests. */
-export function createServices(deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger }): Services {
-  const accessKeys = new AccessKeyService(deps);
-  const users = new UserService({ dataSource: deps.dataSource, accessKeys });
-  const organizations = new OrganizationService({ dataSource: deps.dataSource, users });
-  const authenticator = new Authenticator({ accessKeys });
-  return { dataSource: deps.dataSource, accessKeys, users, organizations, authenticator };
+export function createServices(deps: ServiceDeps): Services {
+  const { dataSource, keyCrypto, logger, config } = deps;
+  const notifications = new Notifications({ url: deps.databaseUrl, logger, connectTimeoutMs: config.db.connectTimeoutMs });
+  const rateLimiter = new AuthRateLimiter({ dataSource, notifications, logger, settings: config.authRateLimit });
+  const audit = new AuditService({ dataSource });
+  const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger });
+  const sessions = new SessionService({ dataSource, keyCrypto, audit, rateLimiter, sessionTtlSeconds: config.sessionTtlSeconds });
+  const users = new UserService({ dataSource, accessKeys, audit, sessions });
+  const organizations = new OrganizationService({ dataSource, users });
+  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter });
+  return {
+    dataSource,
+    notifications,
+    rateLimiter,
+    audit,
+    accessKeys,
+    sessions,
+    users,
+    organizations,
+    authenticator,
+    start: () => notifications.start(),
+    async stop() {
+      await rateLimiter.flush();
+      await notifications.stop();
+    },
+  };
 }
 
 export function resolverContainer(services: Services): ContainerType {
@@ -33,6 +76,8 @@ export function resolverContainer(services: Services): ContainerType {
     [UserConnectionResolver, new UserConnectionResolver()],
     [AccessKeyResolver, new AccessKeyResolver(services.users, services.accessKeys)],
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
+    [SessionResolver, new SessionResolver(services.sessions)],
+    [AuditResolver, new AuditResolver(services.audit)],
   ]);
   return {
     get(resolverClass) {

@@ -28,7 +28,10 @@ export class AccessKeyResolver {
   })
   async accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
     const row = await this.keyRow(user, actor, ctx);
-    return row ? this.accessKeys.reveal(row) : null;
+    if (!row) return null;
+    // Recorded before the value is returned: if the audit insert fails, the key is not revealed.
+    await ctx.loaders.keyView.load({ userId: user.id, organizationId: user.organizationId });
+    return this.accessKeys.reveal(row);
   }
 
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
@@ -61,6 +64,7 @@ export class AccessKeyResolver {
       gracePeriodSeconds: gracePeriodSeconds ?? 0,
     });
     ctx.loaders.accessKey.clear(user.id);
+    // The new key is in the payload: the ACCESS_KEY_REGENERATED event written with it records that reveal.
     return { user, accessKey: key.key, previousKeyExpiresAt: key.previousKeyExpiresAt };
   }
 }

@@ -12,7 +12,7 @@ export type Action =
   | 'reactivate'
   | 'regenerateAccessKey'
   | 'changePassword';
-export type SubjectType = 'User' | 'Organization';
+export type SubjectType = 'User' | 'Organization' | 'AuditEvent';
 type Subject = SubjectType | User | Organization | ({ organizationId: string } & ForcedSubject<SubjectType>);
 export type AppAbility = MongoAbility<[Action, Subject], MongoQuery>;
 
@@ -38,6 +38,7 @@ export function defineAbilityFor(principal: Principal): AppAbility {
       can(['create', 'update', 'setRole', 'deactivate', 'reactivate', 'regenerateAccessKey'], 'User', {
         organizationId,
       });
+      can('read', 'AuditEvent', { organizationId });
       break;
     case Role.MANAGER:
       can('read', 'User', PROFILE_FIELDS, { organizationId });

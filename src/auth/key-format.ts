@@ -6,8 +6,11 @@ const RANDOM_LENGTH = 32;
 const CHECKSUM_LENGTH = 6;
 
 export const ACCESS_KEY_PREFIX = 'cak_';
-export const ACCESS_KEY_LENGTH = ACCESS_KEY_PREFIX.length + RANDOM_LENGTH + CHECKSUM_LENGTH;
-const SHAPE = new RegExp(`^${ACCESS_KEY_PREFIX}[0-9A-Za-z]{${RANDOM_LENGTH + CHECKSUM_LENGTH}}$`);
+/** Session tokens of people who signed in share the scheme, with their own prefix. */
+export const SESSION_TOKEN_PREFIX = 'cas_';
+const PREFIX_LENGTH = 4;
+export const ACCESS_KEY_LENGTH = PREFIX_LENGTH + RANDOM_LENGTH + CHECKSUM_LENGTH;
+const BODY = new RegExp(`^[0-9A-Za-z]{${RANDOM_LENGTH + CHECKSUM_LENGTH}}$`);
 
 /** Uniform base62 characters: bytes >= 248 are dropped so that `% 62` has no bias. */
 export function randomBase62(length: number): string {
@@ -31,18 +34,23 @@ function checksum(randomPart: string): string {
   return out;
 }
 
-/** `cak_` + 32 random base62 characters (~190 bits) + 6-character base62 CRC32 of them. */
-export function generateAccessKey(): string {
+/** prefix + 32 random base62 characters (~190 bits) + 6-character base62 CRC32 of them (GitHub's scheme). */
+function generateToken(prefix: string): string {
   const randomPart = randomBase62(RANDOM_LENGTH);
-  return ACCESS_KEY_PREFIX + randomPart + checksum(randomPart);
+  return prefix + randomPart + checksum(randomPart);
 }
 
-/** True when the key has the right shape and checksum; decided without any lookup. */
-export function isWellFormedAccessKey(key: string): boolean {
-  if (key.length !== ACCESS_KEY_LENGTH || !SHAPE.test(key)) return false;
-  const randomPart = key.slice(ACCESS_KEY_PREFIX.length, ACCESS_KEY_PREFIX.length + RANDOM_LENGTH);
-  return key.endsWith(checksum(randomPart));
+/** True when the value has the prefix, shape and checksum; decided without any lookup. */
+function isWellFormedToken(value: string, prefix: string): boolean {
+  if (value.length !== ACCESS_KEY_LENGTH || !value.startsWith(prefix)) return false;
+  const body = value.slice(PREFIX_LENGTH);
+  return BODY.test(body) && body.endsWith(checksum(body.slice(0, RANDOM_LENGTH)));
 }
+
+export const generateAccessKey = (): string => generateToken(ACCESS_KEY_PREFIX);
+export const generateSessionToken = (): string => generateToken(SESSION_TOKEN_PREFIX);
+export const isWellFormedAccessKey = (value: string): boolean => isWellFormedToken(value, ACCESS_KEY_PREFIX);
+export const isWellFormedSessionToken = (value: string): boolean => isWellFormedToken(value, SESSION_TOKEN_PREFIX);
 
 /** What the admin screen may show without revealing the key: prefix and last four characters. */
 export function keyHint(key: string): string {

@@ -6,9 +6,11 @@ import { User } from '../users/user.entity';
 import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
 import { QueryCounter } from './query-counter';
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
+import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
+import { AuditEvent } from '../audit/audit-event.entity';
 
-export const ENTITIES = [Organization, User, AccessKey, KeySecretFingerprint];
-export const MIGRATIONS = [Initial1764100000000];
+export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
+export const MIGRATIONS = [Initial1764100000000, SessionsAuditRateLimits1764200000000];
 
 export interface DataSourceOptions {
   url: string;

@@ -1,14 +1,25 @@
 import type { Logger as TypeOrmLogger } from 'typeorm';
 
+const RECENT_LIMIT = 200;
+
 /**
  * TypeORM calls logQuery for every statement it sends, so counting here counts every round trip
  * the service makes. Tests read it to prove a path runs no SQL, or a bounded number.
  */
 export class QueryCounter implements TypeOrmLogger {
   count = 0;
+  /** The latest statements (text only, never parameters), for tests that check what ran. */
+  readonly recent: string[] = [];
 
-  logQuery(): void {
+  logQuery(query: string): void {
     this.count++;
+    this.recent.push(query);
+    if (this.recent.length > RECENT_LIMIT) this.recent.shift();
+  }
+
+  /** Statements run since `count` was `since` (as far as `recent` reaches back). */
+  since(since: number): string[] {
+    return this.recent.slice(Math.max(0, this.recent.length - (this.count - since)));
   }
   logQueryError(): void {}
   logQuerySlow(): void {}

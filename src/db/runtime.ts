@@ -23,6 +23,7 @@ function embeddedSecret(dataDir: string, logger: Logger): Buffer {
 
 export interface Database {
   readonly dataSource: DataSource;
+  readonly databaseUrl: string;
   readonly keyCrypto: KeyCrypto;
   readonly embedded: EmbeddedPostgres | null;
   close(): Promise<void>;
@@ -58,7 +59,7 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
     const keyCrypto = new KeyCrypto(secret);
     if (!(await dataSource.showMigrations())) await checkSecret(dataSource, keyCrypto);
     else logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
-    return { dataSource, keyCrypto, embedded, close };
+    return { dataSource, databaseUrl: url, keyCrypto, embedded, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;

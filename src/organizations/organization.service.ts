@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { SYSTEM_ACTOR } from '../audit/audit.service';
 import type { Actor } from '../context';
 import { BadInputError, NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
@@ -45,7 +46,7 @@ export class OrganizationService {
         name: params.adminName,
         role: Role.ADMIN,
         password: params.adminPassword,
-        createdBy: null,
+        actor: SYSTEM_ACTOR,
       });
       return { organizationId: organization.id, adminUserId: user.id, adminEmail: user.email, adminAccessKey: key.key };
     });

@@ -1,15 +1,18 @@
 import { subject } from '@casl/ability';
-import { Brackets, QueryFailedError, type DataSource, type EntityManager, type SelectQueryBuilder } from 'typeorm';
+import { QueryFailedError, type DataSource, type EntityManager, type SelectQueryBuilder } from 'typeorm';
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
 import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
 import { scopeOf, type Action } from '../auth/abilities';
-import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../auth/password';
 import type { Actor } from '../context';
+import { whereScope } from '../db/scope';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
+import { AuditAction } from '../audit/audit-event.entity';
+import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
+import type { SessionService } from '../sessions/session.service';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
-import { normalizeEmail, normalizeName, parseId } from './user.validation';
+import { normalizeEmail, normalizeName, parseId, validPasswordHash } from './user.validation';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
@@ -21,7 +24,7 @@ export interface NewUser {
   name: string;
   role: Role;
   password?: string | null;
-  createdBy: string | null;
+  actor: AuditActor;
 }
 
 interface Cursor {
@@ -48,36 +51,26 @@ function isUniqueViolation(error: unknown, constraint: string): boolean {
   return driverError?.code === '23505' && driverError.constraint === constraint;
 }
 
-async function validPasswordHash(password: string | null | undefined): Promise<string | null> {
-  if (password === null || password === undefined) return null;
-  if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
-    throw new BadInputError(`Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`, 'password');
-  }
-  return hashPassword(password);
-}
 
 /** Users of an organization: every query is scoped by the caller's abilities, every change is one transaction. */
 export class UserService {
-  constructor(private readonly deps: { dataSource: DataSource; accessKeys: AccessKeyService }) {}
+  constructor(
+    private readonly deps: {
+      dataSource: DataSource;
+      accessKeys: AccessKeyService;
+      audit: AuditService;
+      sessions: SessionService;
+    },
+  ) {}
+
+  private record(manager: EntityManager, actor: Actor, user: User, ...actions: AuditAction[]): Promise<void> {
+    const entries = actions.map((action) => ({ action, organizationId: user.organizationId, targetUserId: user.id }));
+    return this.deps.audit.record(manager, auditActorOf(actor), ...entries);
+  }
 
   /** The users `action` may touch, as a query; rows outside the scope simply don't exist for the caller. */
   private scoped(actor: Actor, action: Action, manager: EntityManager = this.deps.dataSource.manager): SelectQueryBuilder<User> {
-    const conditions = scopeOf(actor.ability, action, 'User');
-    const query = manager.getRepository(User).createQueryBuilder('u');
-    if (conditions.length === 0) return query.where('false');
-    return query.where(
-      new Brackets((any) =>
-        conditions.forEach((condition, i) =>
-          any.orWhere(
-            new Brackets((all) => {
-              for (const [field, value] of Object.entries(condition)) {
-                all.andWhere(`u.${field} = :scope_${i}_${field}`, { [`scope_${i}_${field}`]: value });
-              }
-            }),
-          ),
-        ),
-      ),
-    );
+    return whereScope(manager.getRepository(User).createQueryBuilder('u'), scopeOf(actor.ability, action, 'User'));
   }
 
   async me(actor: Actor): Promise<User> {
@@ -130,7 +123,7 @@ export class UserService {
 
   /** Inserts a user and their first access key in the caller's transaction. */
   async insert(manager: EntityManager, params: NewUser): Promise<{ user: User; key: IssuedKey }> {
-    const passwordHash = await validPasswordHash(params.password);
+    const passwordHash = params.password == null ? null : await validPasswordHash(params.password, 'password');
     const repository = manager.getRepository(User);
     let user: User;
     try {
@@ -152,16 +145,23 @@ export class UserService {
     const key = await this.deps.accessKeys.issue(manager, {
       userId: user.id,
       organizationId: user.organizationId,
-      createdBy: params.createdBy,
+      createdBy: params.actor.userId,
     });
+    const target = { organizationId: user.organizationId, targetUserId: user.id };
+    await this.deps.audit.record(
+      manager,
+      params.actor,
+      { action: AuditAction.USER_CREATED, ...target },
+      { action: AuditAction.ACCESS_KEY_CREATED, ...target },
+    );
     return { user, key };
   }
 
   async create(actor: Actor, input: CreateUserInput): Promise<User> {
-    const { organizationId, userId } = actor.principal;
+    const { organizationId } = actor.principal;
     if (!actor.ability.can('create', subject('User', { organizationId }))) throw new ForbiddenError();
     return this.deps.dataSource.transaction(async (manager) => {
-      const { user } = await this.insert(manager, { ...input, organizationId, createdBy: userId });
+      const { user } = await this.insert(manager, { ...input, organizationId, actor: auditActorOf(actor) });
       return user;
     });
   }
@@ -209,6 +209,9 @@ export class UserService {
           organizationId: user.organizationId,
           createdBy: actor.principal.userId,
         });
+        await this.record(manager, actor, user, AuditAction.USER_UPDATED, AuditAction.ACCESS_KEY_CREATED);
+      } else {
+        await this.record(manager, actor, user, AuditAction.USER_UPDATED);
       }
       return manager.getRepository(User).findOneByOrFail({ id: user.id });
     });
@@ -219,6 +222,7 @@ export class UserService {
       if (user.role === role) return user;
       if (user.role === Role.ADMIN) await this.keepAnActiveAdmin(manager, user);
       await manager.getRepository(User).update({ id: user.id }, { role });
+      await this.record(manager, actor, user, AuditAction.USER_ROLE_CHANGED);
       return manager.getRepository(User).findOneByOrFail({ id: user.id });
     });
   }
@@ -228,6 +232,9 @@ export class UserService {
       if (user.isActive === isActive) return user;
       if (!isActive && user.role === Role.ADMIN) await this.keepAnActiveAdmin(manager, user);
       await manager.getRepository(User).update({ id: user.id }, { isActive });
+      // A deactivated person is signed out everywhere; reactivation does not bring the sessions back.
+      if (!isActive) await this.deps.sessions.revokeAll(manager, { userId: user.id });
+      await this.record(manager, actor, user, isActive ? AuditAction.USER_REACTIVATED : AuditAction.USER_DEACTIVATED);
       return manager.getRepository(User).findOneByOrFail({ id: user.id });
     });
   }
@@ -264,6 +271,7 @@ export class UserService {
         createdBy: actor.principal.userId,
         gracePeriodSeconds,
       });
+      await this.record(manager, actor, user, AuditAction.ACCESS_KEY_REGENERATED);
       return { user, key };
     });
   }

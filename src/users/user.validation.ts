@@ -1,3 +1,4 @@
+import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../auth/password';
 import { BadInputError } from '../errors';
 
 export const MAX_NAME_LENGTH = 200;
@@ -26,4 +27,12 @@ export function normalizeName(value: string): string {
 export function parseId(value: string, field = 'id'): string {
   if (!UUID.test(value)) throw new BadInputError(`${field} must be a user id (a UUID).`, field);
   return value.toLowerCase();
+}
+
+/** Checks the length rule and hashes; the plaintext goes no further than this. */
+export async function validPasswordHash(password: string, field: string): Promise<string> {
+  if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
+    throw new BadInputError(`Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`, field);
+  }
+  return hashPassword(password);
 }

@@ -12,7 +12,8 @@ describe('regenerateAccessKey', () => {
   let admin: TestUser;
 
   beforeAll(async () => {
-    app = await startTestApp();
+    // This file presents dozens of replaced keys on purpose; the failed-auth rate limit has its own tests.
+    app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '10000' } });
     admin = await createOrganization(app);
   });
   afterAll(() => app.close());

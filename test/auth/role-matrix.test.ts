@@ -1,5 +1,5 @@
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, uniqueEmail, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
 import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
 
 type Caller = 'ADMIN' | 'MANAGER' | 'MEMBER' | 'ANONYMOUS' | 'OTHER_ORG_ADMIN';
@@ -19,7 +19,7 @@ interface Operation {
   document: string;
   variables?: (world: World) => Record<string, unknown>;
   /** Extra checks for an OK cell. */
-  expectOk?: (data: Record<string, any>, world: World) => void;
+  expectOk?: (data: Record<string, any>, world: World, app: TestApp) => void | Promise<void>;
   /** For a forbidden field: the rest of the answer still arrives. */
   expectPartial?: (data: Record<string, any>, world: World) => void;
 }
@@ -112,6 +112,15 @@ const OPERATIONS: Record<string, Operation> = {
     variables: (w) => ({ id: w.target.id }),
     expectOk: (data) => expect(data.reactivateUser.isActive).toBe(true),
   },
+  auditEvents: {
+    document: '{ auditEvents(first: 500) { edges { node { action actor { id } target { id } } } } }',
+    expectOk: async (data, w, app) => {
+      const userIds = data.auditEvents.edges.flatMap(({ node }: any) => [node.actor?.id, node.target?.id]).filter(Boolean);
+      expect(userIds.length).toBeGreaterThan(0);
+      const orgs = await app.dataSource.query(`SELECT DISTINCT organization_id FROM users WHERE id = ANY($1)`, [userIds]);
+      expect(orgs).toEqual([{ organization_id: w.caller!.organizationId }]);
+    },
+  },
   regenerateAccessKey: {
     document: 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { id } } }',
     variables: (w) => ({ id: w.target.id }),
@@ -140,26 +149,31 @@ const MATRIX: Record<keyof typeof OPERATIONS, Record<Caller, Outcome>> = {
   'setUserRole':                 { ADMIN: 'OK', MANAGER: 'FORBIDDEN', MEMBER: 'NOT_FOUND', ANONYMOUS: 'UNAUTHENTICATED', OTHER_ORG_ADMIN: 'NOT_FOUND' },
   'deactivateUser':              { ADMIN: 'OK', MANAGER: 'FORBIDDEN', MEMBER: 'NOT_FOUND', ANONYMOUS: 'UNAUTHENTICATED', OTHER_ORG_ADMIN: 'NOT_FOUND' },
   'reactivateUser':              { ADMIN: 'OK', MANAGER: 'FORBIDDEN', MEMBER: 'NOT_FOUND', ANONYMOUS: 'UNAUTHENTICATED', OTHER_ORG_ADMIN: 'NOT_FOUND' },
+  'auditEvents':                 { ADMIN: 'OK', MANAGER: 'FORBIDDEN', MEMBER: 'FORBIDDEN', ANONYMOUS: 'UNAUTHENTICATED', OTHER_ORG_ADMIN: 'OK' },
   'regenerateAccessKey':         { ADMIN: 'OK', MANAGER: 'FORBIDDEN', MEMBER: 'NOT_FOUND', ANONYMOUS: 'UNAUTHENTICATED', OTHER_ORG_ADMIN: 'NOT_FOUND' },
 };
 
 const CALLERS: Caller[] = ['ADMIN', 'MANAGER', 'MEMBER', 'ANONYMOUS', 'OTHER_ORG_ADMIN'];
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/g;
 
-describe('role matrix: every caller against every operation (access keys)', () => {
+describe.each(['access key', 'session token'] as const)('role matrix: every caller against every operation (%s)', (credential) => {
   let app: TestApp;
   let world: Omit<World, 'target' | 'caller'>;
+  const tokens = new Map<string, string>();
 
   beforeAll(async () => {
     app = await startTestApp();
-    const admin = await createOrganization(app, 'First Org');
-    const otherAdmin = await createOrganization(app, 'Second Org');
+    const admin = await createOrganization(app, 'First Org', TEST_PASSWORD);
+    const otherAdmin = await createOrganization(app, 'Second Org', TEST_PASSWORD);
     world = {
       admin,
-      manager: await createUser(app, admin, { role: Role.MANAGER }),
-      member: await createUser(app, admin, { role: Role.MEMBER }),
+      manager: await createUser(app, admin, { role: Role.MANAGER, password: TEST_PASSWORD }),
+      member: await createUser(app, admin, { role: Role.MEMBER, password: TEST_PASSWORD }),
       otherAdmin,
     };
+    if (credential === 'session token') {
+      for (const user of [world.admin, world.manager, world.member, world.otherAdmin]) tokens.set(user.id, await login(app, user));
+    }
     // The other organization has users too, so a leak across organizations would show.
     await createUser(app, otherAdmin, { role: Role.MEMBER });
   });
@@ -183,7 +197,9 @@ describe('role matrix: every caller against every operation (access keys)', () =
     }
     const w: World = { ...world, target, caller: callerUser(caller) };
     const response: GraphQLResponse = await app.gql(operation.document, {
-      key: w.caller?.key,
+      ...(w.caller && credential === 'session token'
+        ? { headers: { authorization: `Bearer ${tokens.get(w.caller.id)}` } }
+        : { key: w.caller?.key }),
       variables: operation.variables?.(w),
     });
 
@@ -191,7 +207,7 @@ describe('role matrix: every caller against every operation (access keys)', () =
     const data = response.body.data ?? {};
     if (outcome === 'OK') {
       expect(response.body.errors).toBeUndefined();
-      operation.expectOk?.(data, w);
+      await operation.expectOk?.(data, w, app);
     } else {
       expect(response.body.errors?.map((error) => error.extensions?.code)).toContain(outcome);
       if (outcome === 'FORBIDDEN' && operation.expectPartial) operation.expectPartial(data, w);

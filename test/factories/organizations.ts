@@ -9,16 +9,25 @@ export interface TestUser {
   role: Role;
   key: string;
   organizationId: string;
+  /** Set when the user was given one. */
+  password?: string;
 }
+
+export const TEST_PASSWORD = 'correct horse battery staple';
 
 export function uniqueEmail(label = 'user'): string {
   return `${label}-${randomUUID().slice(0, 8)}@example.test`;
 }
 
 /** An organization with its first admin, made the way the CLI makes one. */
-export async function createOrganization(app: TestApp, name = 'Acme Clinic'): Promise<TestUser> {
+export async function createOrganization(app: TestApp, name = 'Acme Clinic', password?: string): Promise<TestUser> {
   const email = uniqueEmail('admin');
-  const created = await app.services.organizations.createWithAdmin({ name, adminEmail: email, adminName: `Admin of ${name}` });
+  const created = await app.services.organizations.createWithAdmin({
+    name,
+    adminEmail: email,
+    adminName: `Admin of ${name}`,
+    adminPassword: password,
+  });
   return {
     id: created.adminUserId,
     email,
@@ -26,6 +35,7 @@ export async function createOrganization(app: TestApp, name = 'Acme Clinic'): Pr
     role: Role.ADMIN,
     key: created.adminAccessKey,
     organizationId: created.organizationId,
+    password,
   };
 }
 
@@ -33,16 +43,26 @@ export async function createOrganization(app: TestApp, name = 'Acme Clinic'): Pr
 export async function createUser(
   app: TestApp,
   adminUser: TestUser,
-  input: { role?: Role; name?: string; email?: string } = {},
+  input: { role?: Role; name?: string; email?: string; password?: string } = {},
 ): Promise<TestUser> {
   const role = input.role ?? Role.MEMBER;
   const name = input.name ?? `${role.toLowerCase()} ${randomUUID().slice(0, 6)}`;
   const email = input.email ?? uniqueEmail(role.toLowerCase());
   const response = await app.gql<{ createUser: { id: string; accessKey: string } }>(
     `mutation ($input: CreateUserInput!) { createUser(input: $input) { id accessKey } }`,
-    { key: adminUser.key, variables: { input: { email, name, role } } },
+    { key: adminUser.key, variables: { input: { email, name, role, password: input.password } } },
   );
   if (response.body.errors) throw new Error(`createUser failed: ${JSON.stringify(response.body.errors)}`);
   const { id, accessKey } = response.body.data!.createUser;
-  return { id, email, name, role, key: accessKey, organizationId: adminUser.organizationId };
+  return { id, email, name, role, key: accessKey, organizationId: adminUser.organizationId, password: input.password };
+}
+
+/** Signs the user in and returns the session token. */
+export async function login(app: TestApp, user: { email: string; password?: string }): Promise<string> {
+  const response = await app.gql<{ login: { token: string } }>(
+    'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }',
+    { variables: { email: user.email, password: user.password ?? TEST_PASSWORD } },
+  );
+  if (response.body.errors) throw new Error(`login failed: ${JSON.stringify(response.body.errors)}`);
+  return response.body.data!.login.token;
 }

@@ -32,6 +32,8 @@ export interface TestApp {
   readonly queries: QueryCounter;
   readonly keyCrypto: KeyCrypto;
   readonly app: FastifyInstance;
+  /** Every log line, when the app was started with captureLogs. */
+  readonly logs: string[];
   gql<T = Record<string, any>>(query: string, options?: RequestOptions): Promise<GraphQLResponse<T>>;
   close(): Promise<void>;
 }
@@ -60,6 +62,8 @@ export interface TestAppOptions {
   env?: NodeJS.ProcessEnv;
   /** Run another instance on an existing test database (scale-out tests). */
   database?: { url: string; secret: Buffer };
+  /** Keep every log line (at the configured LOG_LEVEL) in `logs`. */
+  captureLogs?: boolean;
 }
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
@@ -71,8 +75,11 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const dataSource = createDataSource({ url: database.url, db: TEST_DB_DEFAULTS, queryCounter: queries });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret);
-  const logger = createLogger({ level: config.logLevel });
-  const services = createServices({ dataSource, keyCrypto, logger });
+  const logs: string[] = [];
+  const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
+  const logger = createLogger({ level: config.logLevel, destination });
+  const services = createServices({ dataSource, databaseUrl: database.url, keyCrypto, logger, config });
+  await services.start();
   const app = await buildApp({ config, services, logger });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `${address}/graphql`;
@@ -85,6 +92,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     queries,
     keyCrypto,
     app,
+    logs,
     async gql(query, { variables, key, headers } = {}) {
       const response = await fetch(url, {
         method: 'POST',
@@ -99,6 +107,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
     async close() {
       await app.close();
+      await services.stop();
       await dataSource.destroy();
       await database.drop();
     },

@@ -1,0 +1,41 @@
+import { Args, ArgsType, Ctx, Field, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
+import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { ForbiddenError } from '../errors';
+import { User } from '../users/user.entity';
+import { DEFAULT_PAGE_SIZE } from '../users/user.service';
+import { AuditEvent } from './audit-event.entity';
+import { MAX_AUDIT_PAGE_SIZE, type AuditService } from './audit.service';
+import { AuditEventConnection, AuditEventsFilter } from './audit.types';
+
+@ArgsType()
+class AuditEventsArgs {
+  @Field(() => AuditEventsFilter, { nullable: true })
+  filter?: AuditEventsFilter | null;
+
+  @Field(() => Int, { nullable: true, defaultValue: DEFAULT_PAGE_SIZE, description: `At most ${MAX_AUDIT_PAGE_SIZE}.` })
+  first?: number | null;
+
+  @Field(() => String, { nullable: true })
+  after?: string | null;
+}
+
+@Resolver(() => AuditEvent)
+export class AuditResolver {
+  constructor(private readonly audit: AuditService) {}
+
+  @Query(() => AuditEventConnection, { description: "Admins: the organization's audit log, newest first." })
+  auditEvents(@CurrentActor() actor: Actor, @Args(() => AuditEventsArgs) args: AuditEventsArgs): Promise<AuditEventConnection> {
+    if (!actor.ability.can('read', 'AuditEvent')) throw new ForbiddenError('Only admins can read the audit log.');
+    return this.audit.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE });
+  }
+
+  @FieldResolver(() => User, { nullable: true, description: 'Null for the system, an unknown sign-in or a deleted user.' })
+  actor(@Root() event: AuditEvent, @Ctx() ctx: RequestContext): Promise<User | null> | null {
+    return event.actorUserId ? ctx.loaders.user.load(event.actorUserId) : null;
+  }
+
+  @FieldResolver(() => User, { nullable: true })
+  target(@Root() event: AuditEvent, @Ctx() ctx: RequestContext): Promise<User | null> | null {
+    return event.targetUserId ? ctx.loaders.user.load(event.targetUserId) : null;
+  }
+}

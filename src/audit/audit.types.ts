@@ -1,0 +1,39 @@
+import { Field, ID, InputType, ObjectType } from 'type-graphql';
+import { PageInfo } from '../users/user.types';
+import { AuditAction, AuditEvent } from './audit-event.entity';
+
+@InputType({ description: 'All given conditions must hold; since is inclusive, until exclusive.' })
+export class AuditEventsFilter {
+  @Field(() => AuditAction, { nullable: true })
+  action?: AuditAction | null;
+
+  @Field(() => ID, { nullable: true })
+  actorId?: string | null;
+
+  @Field(() => ID, { nullable: true })
+  targetUserId?: string | null;
+
+  @Field(() => Date, { nullable: true })
+  since?: Date | null;
+
+  @Field(() => Date, { nullable: true })
+  until?: Date | null;
+}
+
+@ObjectType()
+export class AuditEventEdge {
+  @Field()
+  cursor: string;
+
+  @Field(() => AuditEvent)
+  node: AuditEvent;
+}
+
+@ObjectType()
+export class AuditEventConnection {
+  @Field(() => [AuditEventEdge])
+  edges: AuditEventEdge[];
+
+  @Field(() => PageInfo)
+  pageInfo: PageInfo;
+}

@@ -1,0 +1,107 @@
+import { Client } from 'pg';
+import type { Logger } from 'pino';
+
+type Handler = (payload: string) => void;
+
+const MIN_RETRY_MS = 100;
+const MAX_RETRY_MS = 2000;
+
+/**
+ * One dedicated connection per instance that LISTENs for changes other instances make (revoked keys,
+ * blocked clients). While it is disconnected nothing can be trusted to be current, so `onDisconnect`
+ * handlers drop what they cached; after every (re)connect `onConnect` handlers reload what they need.
+ */
+export class Notifications {
+  private client: Client | null = null;
+  private readonly handlers = new Map<string, Handler[]>();
+  private readonly connectHandlers: Array<() => void | Promise<void>> = [];
+  private readonly disconnectHandlers: Array<() => void> = [];
+  private retryMs = MIN_RETRY_MS;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private connected = false;
+
+  constructor(private readonly deps: { url: string; logger: Logger; connectTimeoutMs: number }) {}
+
+  on(channel: string, handler: Handler): void {
+    this.handlers.set(channel, [...(this.handlers.get(channel) ?? []), handler]);
+  }
+
+  onConnect(handler: () => void | Promise<void>): void {
+    this.connectHandlers.push(handler);
+  }
+
+  onDisconnect(handler: () => void): void {
+    this.disconnectHandlers.push(handler);
+  }
+
+  get isListening(): boolean {
+    return this.connected;
+  }
+
+  /** Resolves once listening; if the database is down it keeps retrying in the background. */
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = null;
+    this.connected = false;
+    await client?.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    const client = new Client({
+      connectionString: this.deps.url,
+      connectionTimeoutMillis: this.deps.connectTimeoutMs,
+      keepAlive: true,
+      application_name: 'crm-access-listener',
+    });
+    client.on('error', (error) => this.lost(client, error));
+    client.on('end', () => this.lost(client));
+    client.on('notification', (message) => {
+      for (const handler of this.handlers.get(message.channel) ?? []) {
+        try {
+          handler(message.payload ?? '');
+        } catch (error) {
+          this.deps.logger.error({ err: error, channel: message.channel }, 'notification handler failed');
+        }
+      }
+    });
+    try {
+      await client.connect();
+      for (const channel of this.handlers.keys()) await client.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
+      if (this.stopped) {
+        await client.end();
+        return;
+      }
+      this.client = client;
+      this.connected = true;
+      this.retryMs = MIN_RETRY_MS;
+      for (const handler of this.connectHandlers) await handler();
+    } catch (error) {
+      this.lost(client, error);
+    }
+  }
+
+  private lost(client: Client, error?: unknown): void {
+    if (this.client !== null && this.client !== client) return;
+    const wasConnected = this.connected;
+    this.client = null;
+    this.connected = false;
+    client.end().catch(() => undefined);
+    for (const handler of this.disconnectHandlers) handler();
+    if (this.stopped || this.retryTimer) return;
+    if (wasConnected) this.deps.logger.warn({ err: error }, 'lost the notification connection; reconnecting');
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.connect();
+    }, this.retryMs);
+    this.retryTimer.unref();
+    this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
+  }
+}

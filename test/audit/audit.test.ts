@@ -1,0 +1,206 @@
+import { Role } from '../../src/users/user.entity';
+import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+interface EventRow {
+  action: string;
+  actor_user_id: string | null;
+  actor_kind: string;
+  target_user_id: string | null;
+  request_id: string | null;
+  ip: string | null;
+}
+
+describe('audit log', () => {
+  let app: TestApp;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app, 'Audited Org', TEST_PASSWORD);
+  });
+  afterAll(() => app.close());
+
+  async function eventsSince(id: string): Promise<EventRow[]> {
+    return app.dataSource.query(
+      `SELECT action, actor_user_id, actor_kind, target_user_id, request_id, ip FROM audit_events WHERE id > $1 ORDER BY id`,
+      [id],
+    );
+  }
+  async function lastEventId(): Promise<string> {
+    const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
+    return id;
+  }
+
+  async function failAuditInserts(action: string): Promise<() => Promise<void>> {
+    const fn = `fail_audit_${action.toLowerCase()}`;
+    await app.dataSource.query(`
+      CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'audit insert refused by the test'; END $$`);
+    await app.dataSource.query(
+      `CREATE TRIGGER ${fn} BEFORE INSERT ON audit_events FOR EACH ROW WHEN (NEW.action = '${action}') EXECUTE FUNCTION ${fn}()`,
+    );
+    return async () => {
+      await app.dataSource.query(`DROP TRIGGER ${fn} ON audit_events`);
+      await app.dataSource.query(`DROP FUNCTION ${fn}()`);
+    };
+  }
+
+  it('an admin reading 3 keys in one users query leaves exactly 3 ACCESS_KEY_VIEWED events, with actor and targets', async () => {
+    const org = await createOrganization(app, 'Three Keys Org');
+    const users = [await createUser(app, org), await createUser(app, org)];
+    const since = await lastEventId();
+    const response = await app.gql('{ users(first: 10) { edges { node { id accessKey } } } }', { key: org.key });
+    expect(response.body.errors).toBeUndefined();
+    expect(response.body.data!.users.edges).toHaveLength(3);
+    const requestId = response.headers.get('x-request-id');
+
+    const events = await eventsSince(since);
+    expect(events).toHaveLength(3);
+    for (const event of events) {
+      expect(event).toMatchObject({ action: 'ACCESS_KEY_VIEWED', actor_user_id: org.id, actor_kind: 'ACCESS_KEY', request_id: requestId, ip: '127.0.0.1' });
+    }
+    expect(events.map((e) => e.target_user_id).sort()).toEqual([org.id, ...users.map((u) => u.id)].sort());
+  });
+
+  it('the same key read twice in one request is one event; accessKeyInfo alone is none', async () => {
+    const user = await createUser(app, admin);
+    const since = await lastEventId();
+    await app.gql('query ($id: ID!) { a: user(id: $id) { accessKey } b: user(id: $id) { accessKey accessKeyInfo { hint } } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
+    expect((await eventsSince(since)).map((e) => e.action)).toEqual(['ACCESS_KEY_VIEWED']);
+    const info = await lastEventId();
+    await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { hint } } }', { key: admin.key, variables: { id: user.id } });
+    expect(await eventsSince(info)).toEqual([]);
+  });
+
+  it('when the view cannot be recorded, the keys are withheld (fail closed)', async () => {
+    const restore = await failAuditInserts('ACCESS_KEY_VIEWED');
+    try {
+      const response = await app.gql('{ users(first: 10) { edges { node { id email accessKey } } } }', { key: admin.key });
+      expect(JSON.stringify(response.body)).not.toMatch(/cak_[0-9A-Za-z]{38}/);
+      const edges = response.body.data!.users.edges;
+      expect(edges.length).toBeGreaterThan(0);
+      for (const edge of edges) expect(edge.node.accessKey).toBeNull();
+      expect(response.body.errors!.every((e) => e.extensions!.code === 'INTERNAL_SERVER_ERROR')).toBe(true);
+      expect(JSON.stringify(response.body.errors)).not.toMatch(/audit insert refused/);
+    } finally {
+      await restore();
+    }
+  });
+
+  it('each mutation leaves its event with actor, target, kind, ip and request id', async () => {
+    const since = await lastEventId();
+    const email = uniqueEmail('audited');
+    const created = await app.gql('mutation ($e: String!) { createUser(input: { email: $e, name: "Audited One" }) { id } }', {
+      key: admin.key,
+      variables: { e: email },
+    });
+    const id = created.body.data!.createUser.id;
+    const token = await login(app, admin);
+    const asSession = { headers: { authorization: `Bearer ${token}` } };
+    await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed" }) { id } }', { ...asSession, variables: { id } });
+    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id } });
+    await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id } });
+    await app.gql('mutation ($id: ID!) { reactivateUser(id: $id) { id } }', { key: admin.key, variables: { id } });
+    await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', { key: admin.key, variables: { id } });
+    await app.gql('mutation ($c: String!) { changePassword(currentPassword: $c, newPassword: $c) }', {
+      ...asSession,
+      variables: { c: TEST_PASSWORD },
+    });
+    await app.gql('mutation { login(email: "nobody@example.test", password: "whatever whatever") { token } }');
+
+    const events = await eventsSince(since);
+    const target = (action: string) => events.filter((e) => e.action === action);
+    expect(events.map((e) => e.action)).toEqual([
+      'USER_CREATED',
+      'ACCESS_KEY_CREATED',
+      'LOGIN_SUCCEEDED',
+      'USER_UPDATED',
+      'USER_ROLE_CHANGED',
+      'USER_DEACTIVATED',
+      'USER_REACTIVATED',
+      'ACCESS_KEY_REGENERATED',
+      'PASSWORD_CHANGED',
+      'LOGIN_FAILED',
+    ]);
+    expect(target('USER_UPDATED')[0]).toMatchObject({ actor_user_id: admin.id, actor_kind: 'SESSION', target_user_id: id });
+    expect(target('ACCESS_KEY_REGENERATED')[0]).toMatchObject({ actor_user_id: admin.id, actor_kind: 'ACCESS_KEY', target_user_id: id });
+    expect(target('PASSWORD_CHANGED')[0]).toMatchObject({ actor_kind: 'SESSION', target_user_id: admin.id });
+    expect(target('LOGIN_FAILED')[0]).toMatchObject({ actor_user_id: null, target_user_id: null });
+    for (const event of events) {
+      expect(event.request_id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(event.ip).toBe('127.0.0.1');
+    }
+  });
+
+  it('a mutation that fails or is rolled back leaves no event, and an event that cannot be written undoes the change', async () => {
+    const existing = await createUser(app, admin);
+    const since = await lastEventId();
+    const duplicate = await app.gql('mutation ($e: String!) { createUser(input: { email: $e, name: "Dup" }) { id } }', {
+      key: admin.key,
+      variables: { e: existing.email },
+    });
+    expect(duplicate.body.errors![0].extensions!.code).toBe('CONFLICT');
+    const lastAdmin = await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id: admin.id } });
+    expect(lastAdmin.body.errors![0].extensions!.code).toBe('CONFLICT');
+    expect(await eventsSince(since)).toEqual([]);
+
+    const restore = await failAuditInserts('USER_ROLE_CHANGED');
+    try {
+      const response = await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { role } }', {
+        key: admin.key,
+        variables: { id: existing.id },
+      });
+      expect(response.body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
+    } finally {
+      await restore();
+    }
+    const [{ role }] = await app.dataSource.query(`SELECT role FROM users WHERE id = $1`, [existing.id]);
+    expect(role).toBe(Role.MEMBER);
+    expect(await eventsSince(since)).toEqual([]);
+  });
+
+  it('auditEvents: newest first, filtered, paginated, for admins of the organization only', async () => {
+    const org = await createOrganization(app, 'Paged Audit Org');
+    const people = [await createUser(app, org), await createUser(app, org), await createUser(app, org)];
+    const QUERY = `query ($filter: AuditEventsFilter, $first: Int, $after: String) {
+      auditEvents(filter: $filter, first: $first, after: $after) {
+        edges { cursor node { id action actorKind actor { id } target { id email } ip requestId createdAt } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }`;
+    const all = await app.gql(QUERY, { key: org.key, variables: { first: 100 } });
+    const nodes = all.body.data!.auditEvents.edges.map((e: any) => e.node);
+    expect(nodes.map((n: any) => Number(n.id))).toEqual([...nodes.map((n: any) => Number(n.id))].sort((a, b) => b - a));
+    expect(nodes.every((n: any) => !n.target || [org.id, ...people.map((p) => p.id)].includes(n.target.id))).toBe(true);
+
+    const created = await app.gql(QUERY, { key: org.key, variables: { filter: { action: 'USER_CREATED', actorId: org.id }, first: 2 } });
+    const page1 = created.body.data!.auditEvents;
+    expect(page1.edges.map((e: any) => e.node.target.id)).toEqual([people[2].id, people[1].id]);
+    expect(page1.pageInfo.hasNextPage).toBe(true);
+    const page2 = await app.gql(QUERY, {
+      key: org.key,
+      variables: { filter: { action: 'USER_CREATED', actorId: org.id }, first: 2, after: page1.pageInfo.endCursor },
+    });
+    expect(page2.body.data!.auditEvents.edges.map((e: any) => e.node.target.id)).toEqual([people[0].id]);
+
+    const byTarget = await app.gql(QUERY, { key: org.key, variables: { filter: { targetUserId: people[0].id } } });
+    expect(byTarget.body.data!.auditEvents.edges.map((e: any) => e.node.action).sort()).toEqual(['ACCESS_KEY_CREATED', 'ACCESS_KEY_VIEWED', 'USER_CREATED']);
+
+    const future = await app.gql(QUERY, { key: org.key, variables: { filter: { since: new Date(Date.now() + 60_000).toISOString() } } });
+    expect(future.body.data!.auditEvents.edges).toEqual([]);
+
+    const bad = await app.gql(QUERY, { key: org.key, variables: { after: 'abc' } });
+    expect(bad.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+
+    // Another organization's admin sees none of these events.
+    const other = await app.gql(QUERY, { key: admin.key, variables: { filter: { targetUserId: people[0].id } } });
+    expect(other.body.data!.auditEvents.edges).toEqual([]);
+    const manager = await createUser(app, org, { role: Role.MANAGER });
+    const forbidden = await app.gql(QUERY, { key: manager.key });
+    expect(forbidden.body.errors![0].extensions!.code).toBe('FORBIDDEN');
+  });
+});

@@ -1,0 +1,89 @@
+import { generateAccessKey } from '../../src/auth/key-format';
+import { createOrganization, type TestUser } from '../factories/organizations';
+import { postFrom } from '../helpers/http';
+import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
+import { randomBytes } from 'node:crypto';
+
+const LIMIT = 5;
+const ENV = { AUTH_FAILURE_LIMIT: String(LIMIT), AUTH_FAILURE_WINDOW_SECONDS: '300' };
+const ME = '{ me { id } }';
+
+async function eventually<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('rate limiting of failed authentication per client address', () => {
+  let database: { url: string; drop(): Promise<void> };
+  const secret = randomBytes(32);
+  let a: TestApp;
+  let b: TestApp;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    a = await startTestApp({ env: ENV, database: { url: database.url, secret } });
+    b = await startTestApp({ env: ENV, database: { url: database.url, secret } });
+    admin = await createOrganization(a);
+  });
+  afterAll(async () => {
+    await a.close();
+    await b.close();
+    await database.drop();
+  });
+
+  const from = (app: TestApp, localAddress: string, key: string, query = ME) =>
+    postFrom({ url: app.url, localAddress, query, headers: { 'x-access-key': key } });
+
+  it('turns repeated bad credentials into 429 with Retry-After, without looking the credential up, on every instance', async () => {
+    const attacker = '127.0.0.2';
+    const wrongKeys = [generateAccessKey(), 'cak_tooshort', generateAccessKey(), 'garbage', generateAccessKey()];
+    for (const key of wrongKeys) expect((await from(a, attacker, key)).status).toBe(401);
+
+    // The block applies once the counted failures are written (a moment later), to anything from that address.
+    const blocked = await eventually(() => from(a, attacker, admin.key), (r) => r.status === 429);
+    expect(blocked.status).toBe(429);
+    const retryAfter = Number(blocked.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThan(200);
+    expect(retryAfter).toBeLessThanOrEqual(300);
+    expect(blocked.body.errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED' });
+
+    // A blocked request runs no SQL at all: the presented credential is never looked up.
+    const before = a.queries.count;
+    expect((await from(a, attacker, generateAccessKey())).status).toBe(429);
+    await a.services.rateLimiter.flush();
+    expect(a.queries.count).toBe(before);
+
+    // The other instance learned of the block through PostgreSQL.
+    const onB = await eventually(() => from(b, attacker, admin.key), (r) => r.status === 429);
+    expect(onB.status).toBe(429);
+
+    // A good client elsewhere is not slowed or refused.
+    const good = await from(a, '127.0.0.3', admin.key);
+    expect(good.status).toBe(200);
+    expect(good.body.data.me.id).toBe(admin.id);
+    expect((await from(b, '127.0.0.3', admin.key)).status).toBe(200);
+  });
+
+  it('counts failed sign-ins too, and the block survives a restart of the instance', async () => {
+    const attacker = '127.0.0.4';
+    for (let i = 0; i < LIMIT; i++) {
+      const response = await postFrom({
+        url: a.url,
+        localAddress: attacker,
+        query: `mutation { login(email: "${admin.email}", password: "guess number ${i}!") { token } }`,
+      });
+      expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    }
+    expect((await eventually(() => from(a, attacker, admin.key), (r) => r.status === 429)).status).toBe(429);
+
+    await a.close();
+    a = await startTestApp({ env: ENV, database: { url: database.url, secret } });
+    expect((await from(a, attacker, admin.key)).status).toBe(429);
+    expect((await from(a, '127.0.0.5', admin.key)).status).toBe(200);
+  });
+});
