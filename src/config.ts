@@ -22,6 +22,12 @@ export interface Config {
     readonly maxFailures: number;
     readonly windowSeconds: number;
   };
+  readonly authCache: {
+    /** Principals kept per instance; 0 turns the cache off. */
+    readonly maxEntries: number;
+    /** Oldest a cached principal may be (revocations arrive by NOTIFY well before that). */
+    readonly ttlSeconds: number;
+  };
   readonly db: {
     readonly poolSize: number;
     readonly statementTimeoutMs: number;
@@ -103,6 +109,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authRateLimit: Object.freeze({
       maxFailures: integer(env, 'AUTH_FAILURE_LIMIT', 20, { min: 1, max: 1_000_000 }),
       windowSeconds: integer(env, 'AUTH_FAILURE_WINDOW_SECONDS', 300, { min: 1, max: 86400 }),
+    }),
+    authCache: Object.freeze({
+      maxEntries: integer(env, 'AUTH_CACHE_MAX_ENTRIES', 10_000, { min: 0, max: 10_000_000 }),
+      ttlSeconds: integer(env, 'AUTH_CACHE_TTL_SECONDS', 60, { min: 1, max: 3600 }),
     }),
     db: Object.freeze({
       poolSize: integer(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),

@@ -7,6 +7,7 @@ import { AuditResolver } from './audit/audit.resolver';
 import { AuditService } from './audit/audit.service';
 import { Authenticator } from './auth/authenticate';
 import type { KeyCrypto } from './auth/key-crypto';
+import { AUTH_CHANGES_CHANNEL, AuthCache } from './auth/auth-cache';
 import { AuthRateLimiter } from './auth/rate-limit';
 import type { Config } from './config';
 import { Notifications } from './db/notifications';
@@ -21,6 +22,7 @@ export interface Services {
   readonly dataSource: DataSource;
   readonly notifications: Notifications;
   readonly rateLimiter: AuthRateLimiter;
+  readonly authCache: AuthCache;
   readonly audit: AuditService;
   readonly accessKeys: AccessKeyService;
   readonly sessions: SessionService;
@@ -46,16 +48,28 @@ export function createServices(deps: ServiceDeps): Services {
   const { dataSource, keyCrypto, logger, config } = deps;
   const notifications = new Notifications({ url: deps.databaseUrl, logger, connectTimeoutMs: config.db.connectTimeoutMs });
   const rateLimiter = new AuthRateLimiter({ dataSource, notifications, logger, settings: config.authRateLimit });
+  const authCache = new AuthCache(config.authCache);
+  notifications.on(AUTH_CHANGES_CHANNEL, (payload) => authCache.applyNotification(payload));
+  notifications.onConnect(() => authCache.enable());
+  notifications.onDisconnect(() => authCache.disable());
   const audit = new AuditService({ dataSource });
   const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger });
-  const sessions = new SessionService({ dataSource, keyCrypto, audit, rateLimiter, sessionTtlSeconds: config.sessionTtlSeconds });
-  const users = new UserService({ dataSource, accessKeys, audit, sessions });
+  const sessions = new SessionService({
+    dataSource,
+    keyCrypto,
+    audit,
+    rateLimiter,
+    authCache,
+    sessionTtlSeconds: config.sessionTtlSeconds,
+  });
+  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache });
   const organizations = new OrganizationService({ dataSource, users });
-  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter });
+  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   return {
     dataSource,
     notifications,
     rateLimiter,
+    authCache,
     audit,
     accessKeys,
     sessions,
@@ -65,6 +79,7 @@ export function createServices(deps: ServiceDeps): Services {
     start: () => notifications.start(),
     async stop() {
       await rateLimiter.flush();
+      await accessKeys.flushUse();
       await notifications.stop();
     },
   };

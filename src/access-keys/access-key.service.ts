@@ -1,13 +1,15 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { AccessKey } from './access-key.entity';
-import type { Principal } from '../auth/principal';
+import { PRINCIPAL_USER_COLUMNS, principalFrom, type Authenticated, type PrincipalUserRow } from '../auth/principal';
+import { preparedQuery } from '../db/prepared';
 import { generateAccessKey, keyHint } from '../auth/key-format';
 import type { KeyCrypto } from '../auth/key-crypto';
-import type { Role } from '../users/user.entity';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
 const LAST_USED_RESOLUTION_SECONDS = 60;
+const USE_FLUSH_DELAY_MS = 1000;
+const MAX_TRACKED_KEYS = 100_000;
 export const MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600;
 
 export interface IssuedKey {
@@ -15,15 +17,10 @@ export interface IssuedKey {
   previousKeyExpiresAt: Date | null;
 }
 
-interface KeyOwnerRow {
-  user_id: string;
-  organization_id: string;
-  role: Role;
-  last_used_stale: boolean;
-}
-
 export class AccessKeyService {
-  private readonly lastUsedWrites = new Set<string>();
+  private readonly lastMarkedMs = new Map<string, number>();
+  private readonly pendingUse = new Set<string>();
+  private useTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger },
@@ -40,6 +37,7 @@ export class AccessKeyService {
   ): Promise<IssuedKey> {
     const key = generateAccessKey();
     const { keyCrypto } = this.deps;
+    this.lastMarkedMs.delete(params.userId);
     const rows: Array<{ previous_key_expires_at: Date | null }> = await manager.query(
       `INSERT INTO access_keys AS k (user_id, organization_id, key_digest, key_ciphertext, key_hint, created_by)
        VALUES ($1, $2, $3, $4, $5, $6)
@@ -66,37 +64,63 @@ export class AccessKeyService {
     return { key, previousKeyExpiresAt: rows[0].previous_key_expires_at };
   }
 
-  /** The principal a well-formed key belongs to, or null when it is unknown, replaced, expired or inactive. */
-  async authenticate(key: string): Promise<Principal | null> {
-    const digest = this.deps.keyCrypto.digest(key);
-    const rows: KeyOwnerRow[] = await this.deps.dataSource.query(
-      `SELECT u.id AS user_id, u.organization_id, u.role,
-              (k.last_used_at IS NULL OR k.last_used_at < now() - make_interval(secs => $2)) AS last_used_stale
-         FROM access_keys k
-         JOIN users u ON u.id = k.user_id
-         JOIN organizations o ON o.id = u.organization_id
-        WHERE (k.key_digest = $1 OR (k.previous_key_digest = $1 AND k.previous_key_expires_at > now()))
-          AND u.is_active AND o.is_active`,
-      [digest, LAST_USED_RESOLUTION_SECONDS],
-    );
+  /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */
+  async lookup(digest: Buffer): Promise<Authenticated | null> {
+    const rows = await preparedQuery<PrincipalUserRow & { valid_until: Date | null }>(this.deps.dataSource, {
+      name: 'crm_access_key_lookup',
+      text: `SELECT ${PRINCIPAL_USER_COLUMNS},
+                    CASE WHEN k.key_digest = $1 THEN NULL ELSE k.previous_key_expires_at END AS valid_until
+               FROM access_keys k
+               JOIN users u ON u.id = k.user_id
+               JOIN organizations o ON o.id = u.organization_id
+              WHERE (k.key_digest = $1 OR (k.previous_key_digest = $1 AND k.previous_key_expires_at > now()))
+                AND u.is_active AND o.is_active`,
+      values: [digest],
+    });
     const row = rows[0];
     if (!row) return null;
-    if (row.last_used_stale) this.touch(row.user_id);
-    return { kind: 'ACCESS_KEY', userId: row.user_id, organizationId: row.organization_id, role: row.role };
+    return { principal: principalFrom(row, { kind: 'ACCESS_KEY' }), validUntil: row.valid_until };
   }
 
-  /** Records use off the request path; the WHERE keeps it to one write a minute across all instances. */
-  private touch(userId: string): void {
-    if (this.lastUsedWrites.has(userId)) return;
-    this.lastUsedWrites.add(userId);
-    this.deps.dataSource
+  /**
+   * Notes that a key was used. At most one note per key per minute is kept, and notes are written
+   * together a second later, off the request path: no write per request, whatever the traffic.
+   */
+  markUsed(userId: string): void {
+    const now = Date.now();
+    const last = this.lastMarkedMs.get(userId);
+    if (last !== undefined && now - last < LAST_USED_RESOLUTION_SECONDS * 1000) return;
+    if (this.lastMarkedMs.size >= MAX_TRACKED_KEYS) this.forgetOldMarks(now);
+    this.lastMarkedMs.set(userId, now);
+    this.pendingUse.add(userId);
+    if (!this.useTimer) {
+      this.useTimer = setTimeout(() => void this.flushUse(), USE_FLUSH_DELAY_MS);
+      this.useTimer.unref();
+    }
+  }
+
+  /** Writes the pending notes of use in one statement; the WHERE keeps it to one write a minute across instances. */
+  async flushUse(): Promise<void> {
+    if (this.useTimer) clearTimeout(this.useTimer);
+    this.useTimer = null;
+    if (this.pendingUse.size === 0) return;
+    const userIds = [...this.pendingUse];
+    this.pendingUse.clear();
+    await this.deps.dataSource
       .query(
         `UPDATE access_keys SET last_used_at = now()
-          WHERE user_id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
-        [userId, LAST_USED_RESOLUTION_SECONDS],
+          WHERE user_id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+        [userIds, LAST_USED_RESOLUTION_SECONDS],
       )
-      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'))
-      .finally(() => this.lastUsedWrites.delete(userId));
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'));
+  }
+
+  private forgetOldMarks(now: number): void {
+    for (const [userId, markedMs] of this.lastMarkedMs) {
+      if (now - markedMs >= LAST_USED_RESOLUTION_SECONDS * 1000) this.lastMarkedMs.delete(userId);
+    }
+    // Still full of recent marks: forget them all rather than grow; the SQL guard still holds the line.
+    if (this.lastMarkedMs.size >= MAX_TRACKED_KEYS) this.lastMarkedMs.clear();
   }
 
   async findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> {

@@ -2,6 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { AccessKeyService } from '../access-keys/access-key.service';
 import type { SessionService } from '../sessions/session.service';
 import { isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './key-format';
+import type { AuthCache } from './auth-cache';
+import type { KeyCrypto } from './key-crypto';
 import type { Principal } from './principal';
 import type { AuthRateLimiter } from './rate-limit';
 
@@ -46,8 +48,41 @@ function presentedCredential(headers: IncomingHttpHeaders): Presented {
  */
 export class Authenticator {
   constructor(
-    private readonly deps: { accessKeys: AccessKeyService; sessions: SessionService; rateLimiter: AuthRateLimiter },
+    private readonly deps: {
+      accessKeys: AccessKeyService;
+      sessions: SessionService;
+      rateLimiter: AuthRateLimiter;
+      keyCrypto: KeyCrypto;
+      cache: AuthCache;
+    },
   ) {}
+
+  /** Lookups in flight by digest: concurrent requests with one uncached credential share one query. */
+  private readonly inflight = new Map<string, Promise<Principal | null>>();
+
+  /** From the cache when it can, else one prepared lookup whose answer is cached if nothing changed meanwhile. */
+  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string): Promise<Principal | null> | Principal {
+    const digest = this.deps.keyCrypto.digest(credential);
+    const cacheKey = digest.toString('base64');
+    const cached = this.deps.cache.get(cacheKey);
+    if (cached) return cached;
+    // Per epoch: a request that arrives after a revocation never joins a lookup that started before it.
+    const flightKey = `${this.deps.cache.epoch}:${cacheKey}`;
+    let lookup = this.inflight.get(flightKey);
+    if (!lookup) {
+      lookup = this.lookup(kind, digest, cacheKey).finally(() => this.inflight.delete(flightKey));
+      this.inflight.set(flightKey, lookup);
+    }
+    return lookup;
+  }
+
+  private async lookup(kind: 'ACCESS_KEY' | 'SESSION', digest: Buffer, cacheKey: string): Promise<Principal | null> {
+    const epoch = this.deps.cache.epoch;
+    const found = kind === 'SESSION' ? await this.deps.sessions.lookup(digest) : await this.deps.accessKeys.lookup(digest);
+    if (!found) return null;
+    this.deps.cache.set(cacheKey, found.principal, { epoch, validUntilMs: found.validUntil?.getTime() });
+    return found.principal;
+  }
 
   async authenticate(headers: IncomingHttpHeaders, client: string): Promise<AuthResult> {
     const retryAfterSeconds = this.deps.rateLimiter.retryAfterSeconds(client);
@@ -59,10 +94,11 @@ export class Authenticator {
     let malformed: string | null = null;
     if (presented.kind === 'MALFORMED') malformed = presented.message;
     else if (presented.kind === 'SESSION') {
-      if (isWellFormedSessionToken(presented.credential)) principal = await this.deps.sessions.authenticate(presented.credential);
+      if (isWellFormedSessionToken(presented.credential)) principal = await this.resolve('SESSION', presented.credential);
       else malformed = MALFORMED_TOKEN;
     } else if (isWellFormedAccessKey(presented.credential)) {
-      principal = await this.deps.accessKeys.authenticate(presented.credential);
+      principal = await this.resolve('ACCESS_KEY', presented.credential);
+      if (principal) this.deps.accessKeys.markUsed(principal.userId);
     } else {
       malformed = presented.credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY;
     }

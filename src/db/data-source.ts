@@ -7,10 +7,15 @@ import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
 import { QueryCounter } from './query-counter';
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
+import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
-export const MIGRATIONS = [Initial1764100000000, SessionsAuditRateLimits1764200000000];
+export const MIGRATIONS = [
+  Initial1764100000000,
+  SessionsAuditRateLimits1764200000000,
+  AuthChangeNotifications1764300000000,
+];
 
 export interface DataSourceOptions {
   url: string;

@@ -17,6 +17,8 @@ export interface EmbeddedPostgresOptions {
   log: (message: string) => void;
   /** Default 'crm_access'. */
   databaseName?: string;
+  /** A fixed port instead of a free one (tests that restart the server under running clients). */
+  port?: number;
 }
 
 interface RunAs {
@@ -77,7 +79,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   await stopLeftoverServer(paths.pgdata, log);
 
-  const port = await startServer({ paths, runtime, log });
+  const port = await startServer({ paths, runtime, log, port: options.port });
   writePrivateFile(paths.ownerFile, JSON.stringify({ pid: process.pid, port }));
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -417,17 +419,22 @@ function procField(pid: number, field: 'stat' | 'comm'): string | undefined {
 
 // --- start / stop ---------------------------------------------------------
 
-async function startServer(args: { paths: Paths; runtime: Runtime; log: (message: string) => void }): Promise<number> {
+async function startServer(args: {
+  paths: Paths;
+  runtime: Runtime;
+  log: (message: string) => void;
+  port?: number;
+}): Promise<number> {
   const { paths, runtime, log } = args;
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = args.port ?? (await freePort());
     const result = await runBinary(runtime, 'pg_ctl', [
       'start', '-w', '-t', '60', '-D', paths.pgdata, '-l', paths.logFile, '-o', `-p ${port} -h ${HOST} -k ''`,
     ]);
     if (result.code === 0) return port;
     const logTail = tail(paths.logFile, LOG_TAIL_LINES);
     // The port was free a moment ago; another process may have taken it since.
-    if (attempt < START_ATTEMPTS && /could not bind|address already in use/i.test(logTail)) {
+    if (args.port === undefined && attempt < START_ATTEMPTS && /could not bind|address already in use/i.test(logTail)) {
       log(`Port ${port} was taken before PostgreSQL could bind it; retrying with another port`);
       continue;
     }

@@ -4,24 +4,19 @@ import { auditActorOf, type AuditService } from '../audit/audit.service';
 import type { KeyCrypto } from '../auth/key-crypto';
 import { generateSessionToken } from '../auth/key-format';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../auth/password';
-import type { Principal } from '../auth/principal';
+import { PRINCIPAL_USER_COLUMNS, principalFrom, type Authenticated, type PrincipalUserRow } from '../auth/principal';
+import { preparedQuery } from '../db/prepared';
+import type { AuthCache } from '../auth/auth-cache';
 import type { AuthRateLimiter } from '../auth/rate-limit';
 import type { Actor } from '../context';
 import { BadInputError, DomainError, ForbiddenError } from '../errors';
-import { User, type Role } from '../users/user.entity';
+import { User } from '../users/user.entity';
 import { validPasswordHash } from '../users/user.validation';
 
 export interface LoginResult {
   token: string;
   expiresAt: Date;
   user: User;
-}
-
-interface SessionOwnerRow {
-  session_id: string;
-  user_id: string;
-  organization_id: string;
-  role: Role;
 }
 
 const LOGIN_FAILED_MESSAGE = 'Email or password is incorrect.';
@@ -37,6 +32,7 @@ export class SessionService {
       keyCrypto: KeyCrypto;
       audit: AuditService;
       rateLimiter: AuthRateLimiter;
+      authCache: AuthCache;
       sessionTtlSeconds: number;
     },
   ) {}
@@ -81,19 +77,20 @@ export class SessionService {
     });
   }
 
-  /** The principal of a live session of an active user, or null. */
-  async authenticate(token: string): Promise<Principal | null> {
-    const rows: SessionOwnerRow[] = await this.deps.dataSource.query(
-      `SELECT s.id AS session_id, u.id AS user_id, u.organization_id, u.role
-         FROM sessions s
-         JOIN users u ON u.id = s.user_id
-         JOIN organizations o ON o.id = u.organization_id
-        WHERE s.token_digest = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
-      [this.deps.keyCrypto.digest(token)],
-    );
+  /** The owner of a live session token digest, if the user and organization are active. */
+  async lookup(digest: Buffer): Promise<Authenticated | null> {
+    const rows = await preparedQuery<PrincipalUserRow & { session_id: string; expires_at: Date }>(this.deps.dataSource, {
+      name: 'crm_access_session_lookup',
+      text: `SELECT ${PRINCIPAL_USER_COLUMNS}, s.id AS session_id, s.expires_at
+               FROM sessions s
+               JOIN users u ON u.id = s.user_id
+               JOIN organizations o ON o.id = u.organization_id
+              WHERE s.token_digest = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
+      values: [digest],
+    });
     const row = rows[0];
     if (!row) return null;
-    return { kind: 'SESSION', sessionId: row.session_id, userId: row.user_id, organizationId: row.organization_id, role: row.role };
+    return { principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }), validUntil: row.expires_at };
   }
 
   async logout(actor: Actor): Promise<boolean> {
@@ -102,6 +99,7 @@ export class SessionService {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
     await this.deps.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [sessionId]);
+    this.deps.authCache.evictUser(actor.principal.userId);
     return true;
   }
 
@@ -141,6 +139,7 @@ export class SessionService {
         targetUserId: userId,
       });
     });
+    this.deps.authCache.evictUser(userId);
     return true;
   }
 }

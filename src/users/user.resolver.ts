@@ -24,7 +24,7 @@ export class UserResolver {
   constructor(private readonly userService: UserService) {}
 
   @Query(() => User, { description: 'The caller.' })
-  me(@CurrentActor() actor: Actor): Promise<User> {
+  me(@CurrentActor() actor: Actor): User {
     return this.userService.me(actor);
   }
 

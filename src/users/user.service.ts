@@ -9,6 +9,7 @@ import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../
 import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
 import type { SessionService } from '../sessions/session.service';
+import type { AuthCache } from '../auth/auth-cache';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
@@ -60,6 +61,7 @@ export class UserService {
       accessKeys: AccessKeyService;
       audit: AuditService;
       sessions: SessionService;
+      authCache: AuthCache;
     },
   ) {}
 
@@ -73,10 +75,9 @@ export class UserService {
     return whereScope(manager.getRepository(User).createQueryBuilder('u'), scopeOf(actor.ability, action, 'User'));
   }
 
-  async me(actor: Actor): Promise<User> {
-    const user = await this.deps.dataSource.getRepository(User).findOneBy({ id: actor.principal.userId });
-    if (!user) throw new NotFoundError();
-    return user;
+  /** The profile read at authentication: changes to it evict the cached principal, so it is current. */
+  me(actor: Actor): User {
+    return actor.principal.user as User;
   }
 
   async get(actor: Actor, id: string): Promise<User> {
@@ -176,16 +177,20 @@ export class UserService {
     apply: (manager: EntityManager, user: User) => Promise<T>,
   ): Promise<T> {
     const id = parseId(params.id, params.action === 'regenerateAccessKey' ? 'userId' : 'id');
-    return this.deps.dataSource.transaction(async (manager) => {
+    const result = await this.deps.dataSource.transaction(async (manager) => {
       const user = await this.scoped(actor, 'read', manager)
         .andWhere('u.id = :id', { id })
-        .setLock('pessimistic_write')
+        // NO KEY UPDATE, not UPDATE: the audit insert's foreign-key checks (KEY SHARE) on this row must not wait.
+        .setLock('for_no_key_update')
         .getOne();
       if (!user) throw new NotFoundError();
       const fields = params.fields?.length ? params.fields : [undefined];
       if (!fields.every((field) => actor.ability.can(params.action, user, field))) throw new ForbiddenError();
       return apply(manager, user);
     });
+    // Committed: this instance forgets the user's cached credentials now; the others on NOTIFY.
+    this.deps.authCache.evictUser(id);
+    return result;
   }
 
   async update(actor: Actor, id: string, input: UpdateUserInput): Promise<User> {
@@ -242,7 +247,7 @@ export class UserService {
   /** The organization row lock serializes admin changes, so two admins can't remove each other at once. */
   private async keepAnActiveAdmin(manager: EntityManager, admin: User): Promise<void> {
     if (!admin.isActive) return;
-    await manager.query(`SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE`, [admin.organizationId]);
+    await manager.query(`SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE`, [admin.organizationId]);
     const [{ others }] = await manager.query(
       `SELECT count(*)::int AS others FROM users
         WHERE organization_id = $1 AND role = 'ADMIN' AND is_active AND id <> $2`,

@@ -4,7 +4,7 @@ import type { Principal } from '../../src/auth/principal';
 import { Role, User } from '../../src/users/user.entity';
 
 function principal(role: Role): Principal {
-  return { kind: 'ACCESS_KEY', userId: 'u1', organizationId: 'org1', role };
+  return { kind: 'ACCESS_KEY', userId: 'u1', organizationId: 'org1', role, user: Object.assign(new User(), { id: 'u1' }) };
 }
 
 function user(props: Partial<User>): User {

@@ -1,0 +1,104 @@
+import type { Principal } from './principal';
+
+export const AUTH_CHANGES_CHANNEL = 'crm_access_auth_changes';
+
+interface Entry {
+  readonly principal: Principal;
+  readonly expiresAtMs: number;
+}
+
+/**
+ * Principals by credential digest (never by the credential itself), bounded in size and age, so a known
+ * key or session authenticates without a database round trip. Entries are dropped when PostgreSQL
+ * announces a change to their user or organization, and the whole cache is off while that announcement
+ * channel is down. `epoch` lets a lookup that raced with a change decline to cache what it read.
+ */
+export class AuthCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly byUser = new Map<string, Set<string>>();
+  private readonly byOrganization = new Map<string, Set<string>>();
+  private enabled = false;
+  /** Bumped by every eviction: a lookup that started in an older epoch may have read stale rows. */
+  epoch = 0;
+
+  constructor(private readonly settings: { maxEntries: number; ttlSeconds: number }) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(digest: string): Principal | undefined {
+    const entry = this.entries.get(digest);
+    if (!entry) return undefined;
+    if (entry.expiresAtMs <= Date.now()) {
+      this.delete(digest);
+      return undefined;
+    }
+    // Map order is insertion order: re-inserting makes this the most recently used.
+    this.entries.delete(digest);
+    this.entries.set(digest, entry);
+    return entry.principal;
+  }
+
+  /** Caches unless disabled or something changed since `epoch`; `validUntilMs` caps the age (grace periods, session expiry). */
+  set(digest: string, principal: Principal, params: { epoch: number; validUntilMs?: number | null }): void {
+    if (!this.enabled || params.epoch !== this.epoch || this.settings.maxEntries === 0) return;
+    const expiresAtMs = Math.min(Date.now() + this.settings.ttlSeconds * 1000, params.validUntilMs ?? Infinity);
+    this.delete(digest);
+    this.entries.set(digest, { principal, expiresAtMs });
+    index(this.byUser, principal.userId, digest);
+    index(this.byOrganization, principal.organizationId, digest);
+    while (this.entries.size > this.settings.maxEntries) this.delete(this.entries.keys().next().value as string);
+  }
+
+  evictUser(userId: string): void {
+    this.epoch++;
+    for (const digest of this.byUser.get(userId) ?? []) this.delete(digest);
+  }
+
+  evictOrganization(organizationId: string): void {
+    this.epoch++;
+    for (const digest of this.byOrganization.get(organizationId) ?? []) this.delete(digest);
+  }
+
+  /** Announcements may have been missed: forget everything and stop caching until `enable`. */
+  disable(): void {
+    this.enabled = false;
+    this.epoch++;
+    this.entries.clear();
+    this.byUser.clear();
+    this.byOrganization.clear();
+  }
+
+  enable(): void {
+    this.enabled = true;
+  }
+
+  /** Applies a payload of the auth-changes channel. */
+  applyNotification(payload: string): void {
+    const change = JSON.parse(payload) as { userId?: string; organizationId?: string };
+    if (change.userId) this.evictUser(change.userId);
+    if (change.organizationId) this.evictOrganization(change.organizationId);
+  }
+
+  private delete(digest: string): void {
+    const entry = this.entries.get(digest);
+    if (!entry) return;
+    this.entries.delete(digest);
+    unindex(this.byUser, entry.principal.userId, digest);
+    unindex(this.byOrganization, entry.principal.organizationId, digest);
+  }
+}
+
+function index(map: Map<string, Set<string>>, id: string, digest: string): void {
+  const set = map.get(id);
+  if (set) set.add(digest);
+  else map.set(id, new Set([digest]));
+}
+
+function unindex(map: Map<string, Set<string>>, id: string, digest: string): void {
+  const set = map.get(id);
+  if (!set) return;
+  set.delete(digest);
+  if (set.size === 0) map.delete(id);
+}
