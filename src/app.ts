@@ -1,12 +1,12 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
-import { defineAbilityFor } from './auth/abilities';
+import { abilityFor } from './auth/abilities';
 import type { AuthResult } from './auth/authenticate';
 import type { Config } from './config';
 import type { Actor, RequestContext } from './context';
@@ -115,7 +115,13 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
     formatError,
     includeStacktraceInErrorResponses: false,
     introspection: config.explorerEnabled,
-    plugins: [fastifyApolloDrainPlugin(app), ApolloServerPluginLandingPageDisabled(), internalErrorPlugin()],
+    plugins: [
+      fastifyApolloDrainPlugin(app),
+      ApolloServerPluginLandingPageDisabled(),
+      // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
+      ApolloServerPluginCacheControlDisabled(),
+      internalErrorPlugin(),
+    ],
   });
   await apollo.start();
 
@@ -125,7 +131,7 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
     if (result.principal) {
       request.actor = {
         principal: result.principal,
-        ability: defineAbilityFor(result.principal),
+        ability: abilityFor(result.principal),
         requestId: request.id,
         ip: request.ip,
       };

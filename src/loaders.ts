@@ -1,12 +1,12 @@
 import DataLoader from 'dataloader';
-import { In } from 'typeorm';
 import type { AccessKey } from './access-keys/access-key.entity';
 import { scopeOf } from './auth/abilities';
 import type { Actor } from './context';
-import { whereScope } from './db/scope';
+import { runPrepared, SqlWhere } from './db/scope';
 import { Organization } from './organizations/organization.entity';
 import type { Services } from './services';
-import { User } from './users/user.entity';
+import type { User } from './users/user.entity';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './users/user.queries';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
@@ -23,19 +23,51 @@ function byId<T>(ids: readonly string[], rows: T[], idOf: (row: T) => string): A
   return ids.map((id) => map.get(id) ?? null);
 }
 
+/** Each loader is made on first use: most requests need none or one of them. */
+class LazyLoaders implements Loaders {
+  private made: Partial<Loaders> = {};
+  constructor(private readonly factories: { [K in keyof Loaders]: () => Loaders[K] }) {}
+  private get<K extends keyof Loaders>(name: K): Loaders[K] {
+    return (this.made[name] ??= this.factories[name]());
+  }
+  get organization() {
+    return this.get('organization');
+  }
+  get accessKey() {
+    return this.get('accessKey');
+  }
+  get user() {
+    return this.get('user');
+  }
+  get keyView() {
+    return this.get('keyView');
+  }
+}
+
 export function createLoaders(services: Services, actor: Actor | null): Loaders {
   const { dataSource } = services;
-  return {
-    organization: new DataLoader(async (ids) =>
-      byId(ids, await dataSource.getRepository(Organization).findBy({ id: In([...ids]) }), (o) => o.id),
-    ),
-    accessKey: new DataLoader(async (userIds) => byId(userIds, await services.accessKeys.findByUserIds(userIds), (k) => k.userId)),
-    user: new DataLoader(async (ids) => {
-      if (!actor) return ids.map(() => null);
-      const query = whereScope(dataSource.getRepository(User).createQueryBuilder('u'), scopeOf(actor.ability, 'read', 'User'));
-      return byId(ids, await query.andWhere('u.id IN (:...ids)', { ids }).getMany(), (u) => u.id);
-    }),
-    keyView: new DataLoader(
+  return new LazyLoaders({
+    organization: () =>
+      new DataLoader(async (ids) => {
+        const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date }>(
+          dataSource,
+          'SELECT id, name, is_active, created_at FROM organizations WHERE id = ANY($1)',
+          [ids],
+        );
+        const organizations = rows.map((row) =>
+          Object.assign(new Organization(), { id: row.id, name: row.name, isActive: row.is_active, createdAt: row.created_at }),
+        );
+        return byId(ids, organizations, (o) => o.id);
+      }),
+    accessKey: () => new DataLoader(async (userIds) => byId(userIds, await services.accessKeys.findByUserIds(userIds), (k) => k.userId)),
+    user: () =>
+      new DataLoader(async (ids) => {
+        if (!actor) return ids.map(() => null);
+        const where = new SqlWhere().scope(scopeOf(actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS).and('u.id = ANY(?)', ids);
+        const rows = await runPrepared<UserRow>(dataSource, `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`, where.values);
+        return byId(ids, rows.map(userFromRow), (u) => u.id);
+      }),
+    keyView: () => new DataLoader(
       async (targets) => {
         if (!actor) throw new Error('Key views are recorded for authenticated callers only');
         await services.audit.recordKeyViews(actor, targets);
@@ -43,5 +75,5 @@ export function createLoaders(services: Services, actor: Actor | null): Loaders 
       },
       { cacheKeyFn: (target) => target.userId },
     ),
-  };
+  });
 }

@@ -1,8 +1,10 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { AccessKey } from './access-key.entity';
-import { PRINCIPAL_USER_COLUMNS, principalFrom, type Authenticated, type PrincipalUserRow } from '../auth/principal';
+import { principalFrom, type Authenticated } from '../auth/principal';
+import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { preparedQuery } from '../db/prepared';
+import { runPrepared } from '../db/scope';
 import { generateAccessKey, keyHint } from '../auth/key-format';
 import type { KeyCrypto } from '../auth/key-crypto';
 
@@ -11,6 +13,38 @@ const LAST_USED_RESOLUTION_SECONDS = 60;
 const USE_FLUSH_DELAY_MS = 1000;
 const MAX_TRACKED_KEYS = 100_000;
 export const MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600;
+
+/** Key columns as `key_*` aliases, for reads that join a user's key (see UserService). */
+export const JOINED_KEY_COLUMNS =
+  'k.user_id AS key_user_id, k.organization_id AS key_organization_id, k.key_ciphertext AS key_ciphertext, ' +
+  'k.key_hint AS key_hint, k.created_at AS key_created_at, k.created_by AS key_created_by, ' +
+  'k.last_used_at AS key_last_used_at, k.previous_key_expires_at AS key_previous_key_expires_at';
+
+export interface JoinedKeyRow {
+  key_user_id: string | null;
+  key_organization_id: string;
+  key_ciphertext: Buffer;
+  key_hint: string;
+  key_created_at: Date;
+  key_created_by: string | null;
+  key_last_used_at: Date | null;
+  key_previous_key_expires_at: Date | null;
+}
+
+/** The key of a joined row, or null when the user has none (an imported user). */
+export function accessKeyFromJoinedRow(row: JoinedKeyRow): AccessKey | null {
+  if (row.key_user_id === null) return null;
+  return Object.assign(new AccessKey(), {
+    userId: row.key_user_id,
+    organizationId: row.key_organization_id,
+    keyCiphertext: row.key_ciphertext,
+    keyHint: row.key_hint,
+    createdAt: row.key_created_at,
+    createdBy: row.key_created_by,
+    lastUsedAt: row.key_last_used_at,
+    previousKeyExpiresAt: row.key_previous_key_expires_at,
+  });
+}
 
 export interface IssuedKey {
   key: string;
@@ -66,9 +100,9 @@ export class AccessKeyService {
 
   /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */
   async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await preparedQuery<PrincipalUserRow & { valid_until: Date | null }>(this.deps.dataSource, {
+    const rows = await preparedQuery<UserRow & { valid_until: Date | null }>(this.deps.dataSource, {
       name: 'crm_access_key_lookup',
-      text: `SELECT ${PRINCIPAL_USER_COLUMNS},
+      text: `SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest = $1 THEN NULL ELSE k.previous_key_expires_at END AS valid_until
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
@@ -124,11 +158,12 @@ export class AccessKeyService {
   }
 
   async findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> {
-    return this.deps.dataSource
-      .getRepository(AccessKey)
-      .createQueryBuilder('k')
-      .where('k.user_id = ANY(:userIds)', { userIds })
-      .getMany();
+    const rows = await runPrepared<JoinedKeyRow>(
+      this.deps.dataSource,
+      `SELECT ${JOINED_KEY_COLUMNS} FROM access_keys k WHERE k.user_id = ANY($1)`,
+      [userIds],
+    );
+    return rows.map(accessKeyFromJoinedRow).filter((key): key is AccessKey => key !== null);
   }
 
   reveal(row: AccessKey): string {

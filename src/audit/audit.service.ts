@@ -1,11 +1,12 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { scopeOf } from '../auth/abilities';
 import type { Actor } from '../context';
-import { whereScope } from '../db/scope';
+import { runPrepared, SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
 import { parseId } from '../users/user.validation';
 import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
+import { KeyViewWriter } from './key-view-writer';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 
@@ -36,9 +37,39 @@ export interface AuditEntry {
 
 const COLUMNS = 'organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id';
 
+interface AuditEventRow {
+  id: string;
+  organization_id: string | null;
+  action: AuditAction;
+  actor_user_id: string | null;
+  actor_kind: ActorKind;
+  target_user_id: string | null;
+  ip: string | null;
+  request_id: string | null;
+  created_at: Date;
+}
+
+function auditEventFromRow(row: AuditEventRow): AuditEvent {
+  return Object.assign(new AuditEvent(), {
+    id: row.id,
+    organizationId: row.organization_id,
+    action: row.action,
+    actorUserId: row.actor_user_id,
+    actorKind: row.actor_kind,
+    targetUserId: row.target_user_id,
+    ip: row.ip,
+    requestId: row.request_id,
+    createdAt: row.created_at,
+  });
+}
+
 /** Writes the audit log in the caller's transaction, so a change and its record commit or roll back together. */
 export class AuditService {
-  constructor(private readonly deps: { dataSource: DataSource }) {}
+  private readonly keyViews: KeyViewWriter;
+
+  constructor(private readonly deps: { dataSource: DataSource }) {
+    this.keyViews = new KeyViewWriter(deps);
+  }
 
   async record(manager: EntityManager, actor: AuditActor, ...entries: AuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
@@ -51,22 +82,10 @@ export class AuditService {
     await manager.query(`INSERT INTO audit_events (${COLUMNS}) VALUES ${rows.join(', ')}`, values);
   }
 
-  /** One ACCESS_KEY_VIEWED per revealed key, in one statement for a whole page of users. */
-  async recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void> {
+  /** One ACCESS_KEY_VIEWED per revealed key; resolves once committed (with other requests' views). */
+  recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void> {
     const who = auditActorOf(actor);
-    await this.deps.dataSource.query(
-      `INSERT INTO audit_events (${COLUMNS})
-       SELECT t.organization_id, $3, $4, $5, t.user_id, $6, $7 FROM unnest($1::uuid[], $2::uuid[]) AS t(user_id, organization_id)`,
-      [
-        targets.map((t) => t.userId),
-        targets.map((t) => t.organizationId),
-        AuditAction.ACCESS_KEY_VIEWED,
-        who.userId,
-        who.kind,
-        who.ip,
-        who.requestId,
-      ],
-    );
+    return this.keyViews.record(targets.map((target) => ({ actor: who, ...target })));
   }
 
   /** The caller's organization's events, newest first (by id, which follows insertion order). */
@@ -78,22 +97,28 @@ export class AuditService {
     if (!Number.isInteger(first) || first < 0 || first > MAX_AUDIT_PAGE_SIZE) {
       throw new BadInputError(`"first" must be from 0 to ${MAX_AUDIT_PAGE_SIZE}.`, 'first');
     }
-    const query = whereScope(
-      this.deps.dataSource.getRepository(AuditEvent).createQueryBuilder('e'),
-      scopeOf(actor.ability, 'read', 'AuditEvent'),
-    );
-    if (filter?.action) query.andWhere('e.action = :action', { action: filter.action });
-    if (filter?.actorId) query.andWhere('e.actorUserId = :actorId', { actorId: parseId(filter.actorId, 'actorId') });
-    if (filter?.targetUserId) {
-      query.andWhere('e.targetUserId = :targetUserId', { targetUserId: parseId(filter.targetUserId, 'targetUserId') });
-    }
-    if (filter?.since) query.andWhere('e.createdAt >= :since', { since: filter.since });
-    if (filter?.until) query.andWhere('e.createdAt < :until', { until: filter.until });
+    const where = new SqlWhere().scope(scopeOf(actor.ability, 'read', 'AuditEvent'), { organizationId: 'e.organization_id' });
+    if (filter?.action) where.and('e.action = ?', filter.action);
+    if (filter?.actorId) where.and('e.actor_user_id = ?', parseId(filter.actorId, 'actorId'));
+    if (filter?.targetUserId) where.and('e.target_user_id = ?', parseId(filter.targetUserId, 'targetUserId'));
+    if (filter?.since) where.and('e.created_at >= ?', filter.since);
+    if (filter?.until) where.and('e.created_at < ?', filter.until);
     if (after) {
       if (!/^[1-9][0-9]{0,17}$/.test(after)) throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
-      query.andWhere('e.id < :after', { after });
+      where.and('e.id < ?', after);
     }
-    const rows = first === 0 ? [] : await query.orderBy('e.id', 'DESC').limit(first + 1).getMany();
+    const rows =
+      first === 0
+        ? []
+        : (
+            await runPrepared<AuditEventRow>(
+              this.deps.dataSource,
+              `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
+                      e.request_id, e.created_at
+                 FROM audit_events e WHERE ${where} ORDER BY e.id DESC LIMIT ${where.param(first + 1)}`,
+              where.values,
+            )
+          ).map(auditEventFromRow);
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: node.id, node })),

@@ -71,3 +71,15 @@ export function scopeOf(ability: AppAbility, action: Action, type: SubjectType):
     return conditions as ScopeCondition;
   });
 }
+
+const abilities = new WeakMap<Principal, AppAbility>();
+
+/** The principal's ability, built once per principal: cached principals are shared by many requests. */
+export function abilityFor(principal: Principal): AppAbility {
+  let ability = abilities.get(principal);
+  if (!ability) {
+    ability = defineAbilityFor(principal);
+    abilities.set(principal, ability);
+  }
+  return ability;
+}

@@ -1,4 +1,13 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createSecretKey,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -13,13 +22,14 @@ function subkey(secret: Buffer, purpose: string): Buffer {
  * digest, the encryption and the fingerprint never share a key.
  */
 export class KeyCrypto {
-  private readonly digestKey: Buffer;
+  // A KeyObject, so each digest does not import the raw key again (it is on every request's path).
+  private readonly digestKey: KeyObject;
   private readonly encryptionKey: Buffer;
   /** Stored in the database so that startup can refuse a secret that cannot decrypt its keys. */
   readonly fingerprint: Buffer;
 
   constructor(secret: Buffer) {
-    this.digestKey = subkey(secret, 'key digest');
+    this.digestKey = createSecretKey(subkey(secret, 'key digest'));
     this.encryptionKey = subkey(secret, 'key encryption');
     this.fingerprint = createHmac('sha256', subkey(secret, 'secret fingerprint')).update('v1').digest();
   }

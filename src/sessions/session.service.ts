@@ -4,7 +4,8 @@ import { auditActorOf, type AuditService } from '../audit/audit.service';
 import type { KeyCrypto } from '../auth/key-crypto';
 import { generateSessionToken } from '../auth/key-format';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../auth/password';
-import { PRINCIPAL_USER_COLUMNS, principalFrom, type Authenticated, type PrincipalUserRow } from '../auth/principal';
+import { principalFrom, type Authenticated } from '../auth/principal';
+import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { preparedQuery } from '../db/prepared';
 import type { AuthCache } from '../auth/auth-cache';
 import type { AuthRateLimiter } from '../auth/rate-limit';
@@ -79,9 +80,9 @@ export class SessionService {
 
   /** The owner of a live session token digest, if the user and organization are active. */
   async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await preparedQuery<PrincipalUserRow & { session_id: string; expires_at: Date }>(this.deps.dataSource, {
+    const rows = await preparedQuery<UserRow & { session_id: string; expires_at: Date }>(this.deps.dataSource, {
       name: 'crm_access_session_lookup',
-      text: `SELECT ${PRINCIPAL_USER_COLUMNS}, s.id AS session_id, s.expires_at
+      text: `SELECT ${USER_COLUMNS}, s.id AS session_id, s.expires_at
                FROM sessions s
                JOIN users u ON u.id = s.user_id
                JOIN organizations o ON o.id = u.organization_id

@@ -29,13 +29,17 @@ export class UserResolver {
   }
 
   @Query(() => User, { nullable: true, description: 'NOT_FOUND when the user does not exist or is not visible to you.' })
-  user(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
-    return this.userService.get(actor, id);
+  user(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext, @Arg('id', () => ID) id: string): Promise<User> {
+    return this.userService.get(actor, id, ctx.loaders);
   }
 
   @Query(() => UserConnection, { description: 'Users you may see, ordered by name then id.' })
-  users(@CurrentActor() actor: Actor, @Args(() => UsersArgs) args: UsersArgs): Promise<UserConnection> {
-    return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE });
+  users(
+    @CurrentActor() actor: Actor,
+    @Ctx() ctx: RequestContext,
+    @Args(() => UsersArgs) args: UsersArgs,
+  ): Promise<UserConnection> {
+    return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE }, ctx.loaders);
   }
 
   @FieldResolver(() => Organization)

@@ -1,10 +1,13 @@
 import { subject } from '@casl/ability';
-import { QueryFailedError, type DataSource, type EntityManager, type SelectQueryBuilder } from 'typeorm';
+import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
 import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
 import { scopeOf, type Action } from '../auth/abilities';
 import type { Actor } from '../context';
-import { whereScope } from '../db/scope';
+import { runPrepared, SqlWhere } from '../db/scope';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
+import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
+import type { Loaders } from '../loaders';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
 import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
@@ -70,9 +73,9 @@ export class UserService {
     return this.deps.audit.record(manager, auditActorOf(actor), ...entries);
   }
 
-  /** The users `action` may touch, as a query; rows outside the scope simply don't exist for the caller. */
-  private scoped(actor: Actor, action: Action, manager: EntityManager = this.deps.dataSource.manager): SelectQueryBuilder<User> {
-    return whereScope(manager.getRepository(User).createQueryBuilder('u'), scopeOf(actor.ability, action, 'User'));
+  /** A WHERE clause limited to the users `action` may touch: rows outside it simply don't exist for the caller. */
+  private scoped(actor: Actor, action: Action): SqlWhere {
+    return new SqlWhere().scope(scopeOf(actor.ability, action, 'User'), USER_SCOPE_COLUMNS);
   }
 
   /** The profile read at authentication: changes to it evict the cached principal, so it is current. */
@@ -80,37 +83,55 @@ export class UserService {
     return actor.principal.user as User;
   }
 
-  async get(actor: Actor, id: string): Promise<User> {
-    const user = await this.scoped(actor, 'read').andWhere('u.id = :id', { id: parseId(id) }).getOne();
+  /**
+   * Reads users with their key rows in the same statement and hands those to the request's key loader:
+   * a profile or a page with `accessKey` costs one query, not two.
+   */
+  private async read(where: SqlWhere, tail: string, loaders: Loaders): Promise<User[]> {
+    const rows = await runPrepared<UserRow & JoinedKeyRow>(
+      this.deps.dataSource,
+      `SELECT ${USER_COLUMNS}, ${JOINED_KEY_COLUMNS} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id WHERE ${where} ${tail}`,
+      where.values,
+    );
+    return rows.map((row) => {
+      loaders.accessKey.prime(row.id, accessKeyFromJoinedRow(row));
+      return userFromRow(row);
+    });
+  }
+
+  async get(actor: Actor, id: string, loaders: Loaders): Promise<User> {
+    const [user] = await this.read(this.scoped(actor, 'read').and('u.id = ?', parseId(id)), '', loaders);
     if (!user) throw new NotFoundError();
     return user;
   }
 
-  async list(actor: Actor, args: { filter?: UsersFilter; first: number; after?: string | null }): Promise<UserConnection> {
+  async list(
+    actor: Actor,
+    args: { filter?: UsersFilter; first: number; after?: string | null },
+    loaders: Loaders,
+  ): Promise<UserConnection> {
     const { filter, first, after } = args;
     if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {
       throw new BadInputError(`"first" must be from 0 to ${MAX_PAGE_SIZE}.`, 'first');
     }
-    const filtered = this.scoped(actor, 'read');
+    const where = this.scoped(actor, 'read');
     const search = filter?.search?.trim();
     if (search) {
       if (search.length > MAX_SEARCH_LENGTH) {
         throw new BadInputError(`"search" must be at most ${MAX_SEARCH_LENGTH} characters.`, 'search');
       }
       const pattern = `%${search.replace(/[\\%_]/g, '\\$&')}%`;
-      filtered.andWhere('(u.name ILIKE :pattern OR u.email ILIKE :pattern)', { pattern });
+      where.and('(u.name ILIKE ? OR u.email ILIKE ?)', pattern, pattern);
     }
-    if (filter?.role) filtered.andWhere('u.role = :role', { role: filter.role });
-    if (filter?.isActive !== undefined && filter.isActive !== null) {
-      filtered.andWhere('u.isActive = :isActive', { isActive: filter.isActive });
-    }
+    if (filter?.role) where.and('u.role = ?', filter.role);
+    if (filter?.isActive !== undefined && filter.isActive !== null) where.and('u.is_active = ?', filter.isActive);
+    const filtered = { text: String(where), values: [...where.values] };
 
-    const page = filtered.clone().orderBy('u.name', 'ASC').addOrderBy('u.id', 'ASC').limit(first + 1);
     if (after) {
       const cursor = decodeCursor(after);
-      page.andWhere('(u.name, u.id) > (:cursorName, :cursorId)', { cursorName: cursor.name, cursorId: cursor.id });
+      where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
-    const rows = first === 0 ? [] : await page.getMany();
+    const rows = first === 0 ? [] : await this.read(where, `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders);
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
@@ -118,7 +139,14 @@ export class UserService {
         hasNextPage: rows.length > first,
         endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
       },
-      countTotal: () => filtered.getCount(),
+      countTotal: async () => {
+        const [{ n }] = await runPrepared<{ n: number }>(
+          this.deps.dataSource,
+          `SELECT count(*)::int AS n FROM users u WHERE ${filtered.text}`,
+          filtered.values,
+        );
+        return n;
+      },
     };
   }
 
@@ -177,13 +205,12 @@ export class UserService {
     apply: (manager: EntityManager, user: User) => Promise<T>,
   ): Promise<T> {
     const id = parseId(params.id, params.action === 'regenerateAccessKey' ? 'userId' : 'id');
+    const where = this.scoped(actor, 'read').and('u.id = ?', id);
     const result = await this.deps.dataSource.transaction(async (manager) => {
-      const user = await this.scoped(actor, 'read', manager)
-        .andWhere('u.id = :id', { id })
-        // NO KEY UPDATE, not UPDATE: the audit insert's foreign-key checks (KEY SHARE) on this row must not wait.
-        .setLock('for_no_key_update')
-        .getOne();
-      if (!user) throw new NotFoundError();
+      // NO KEY UPDATE, not UPDATE: the audit insert's foreign-key checks (KEY SHARE) on this row must not wait.
+      const [row] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE ${where} FOR NO KEY UPDATE`, where.values);
+      if (!row) throw new NotFoundError();
+      const user = userFromRow(row);
       const fields = params.fields?.length ? params.fields : [undefined];
       if (!fields.every((field) => actor.ability.can(params.action, user, field))) throw new ForbiddenError();
       return apply(manager, user);

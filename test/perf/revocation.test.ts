@@ -61,7 +61,7 @@ describe('revocation reaches every instance', () => {
     await until(() => b.gql('{ me { id } }', { key: user.key }), (r) => r.status === 200);
     const before = b.queries.count;
     expect((await b.gql('{ me { id } }', { key: user.key })).status).toBe(200);
-    expect(b.queries.since(before).filter((sql) => sql.includes('FROM access_keys k'))).toEqual([]);
+    expect(b.queries.since(before).filter((sql) => sql.includes('k.key_digest = $1'))).toEqual([]);
 
     await until(() => a.gql(REGENERATE, { key: admin.key, variables: { id: user.id } }), (r) => !!r.body?.data?.regenerateAccessKey);
     const regeneratedAt = performance.now();
