@@ -10,7 +10,9 @@ import { abilityFor } from './auth/abilities';
 import type { AuthResult } from './auth/authenticate';
 import type { Config } from './config';
 import type { Actor, RequestContext } from './context';
-import { DomainError, PUBLIC_FRAMEWORK_CODES } from './errors';
+import cors from '@fastify/cors';
+import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
+import { queryLimitsPlugin } from './graphql/query-limits';
 import { createLoaders } from './loaders';
 import { buildAppSchema } from './schema';
 import { resolverContainer, type Services } from './services';
@@ -25,9 +27,12 @@ export interface AppOptions {
   config: Config;
   services: Services;
   logger: Logger;
+  /** More Apollo plugins (tests observe execution with them). */
+  plugins?: ApolloServerPlugin<RequestContext>[];
 }
 
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
+const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
 
 function isPublicError(error: unknown): boolean {
   if (error instanceof DomainError) return true;
@@ -38,6 +43,11 @@ function isPublicError(error: unknown): boolean {
 
 /** Only domain errors and the framework's own request errors keep their message; the rest is masked. */
 export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+  // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is.
+  const tooLarge = /contains more th(?:an|at) (\d+) tokens/.exec(formatted.message);
+  if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && tooLarge) {
+    return { message: `The operation is too large: more than ${tooLarge[1]} tokens.`, extensions: { code: 'QUERY_TOO_LARGE' } };
+  }
   if (isPublicError(unwrapResolverError(error)) || isPublicError(error)) {
     const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
     return { ...formatted, extensions };
@@ -45,20 +55,26 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown): G
   return { message: INTERNAL_MESSAGE, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
 }
 
-/** Logs what was masked, with the request id that the client also receives. */
+/** Logs what was masked, with the request id that the client also receives; a database outage answers 503. */
 function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
   return {
     async requestDidStart() {
+      let databaseUnavailable = false;
       return {
         async didEncounterErrors({ errors, contextValue }) {
           for (const error of errors) {
             const original = unwrapResolverError(error);
             if (!isPublicError(original) && !isPublicError(error)) {
+              databaseUnavailable ||= isDatabaseUnavailable(original);
               contextValue.log.error({ err: original, path: error.path }, 'unexpected error in a resolver');
             }
           }
         },
         async willSendResponse({ response, contextValue }) {
+          if (databaseUnavailable) {
+            response.http.status = 503;
+            response.http.headers.set('retry-after', '1');
+          }
           if (response.body.kind !== 'single') return;
           for (const error of response.body.singleResult.errors ?? []) {
             if (error.extensions?.code === 'INTERNAL_SERVER_ERROR') {
@@ -87,7 +103,8 @@ function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok:
 }
 
 /** Builds the whole HTTP app; main.ts and the tests both start from here. */
-export async function buildApp({ config, services, logger }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config, services, logger } = options;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
@@ -102,11 +119,26 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
   });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    if (isDatabaseUnavailable(error)) {
+      request.log.error({ err: error }, 'database unavailable');
+      void reply.code(503).header('retry-after', '1');
+      return reply.send({
+        errors: [{ message: UNAVAILABLE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }],
+      });
+    }
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'unexpected error');
     const message = status >= 500 ? INTERNAL_MESSAGE : error.message;
     const code = status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
-    void reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
+    return reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
+  });
+  await app.register(cors, {
+    // Only the configured origins; none by default, so browsers elsewhere cannot call the API with a user's session.
+    origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false,
+    methods: ['GET', 'POST'],
+    allowedHeaders: ['content-type', 'x-access-key', 'authorization', 'apollo-require-preflight'],
+    exposedHeaders: ['x-request-id', 'retry-after'],
+    maxAge: 600,
   });
 
   const schema = await buildAppSchema(resolverContainer(services));
@@ -115,12 +147,18 @@ export async function buildApp({ config, services, logger }: AppOptions): Promis
     formatError,
     includeStacktraceInErrorResponses: false,
     introspection: config.explorerEnabled,
+    // In production no "Did you mean ...?" hints: they describe the schema to whoever probes it.
+    hideSchemaDetailsFromClientErrors: !config.explorerEnabled,
+    allowBatchedHttpRequests: false,
+    parseOptions: { maxTokens: config.queryLimits.maxTokens },
     plugins: [
       fastifyApolloDrainPlugin(app),
       ApolloServerPluginLandingPageDisabled(),
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
+      queryLimitsPlugin(config.queryLimits),
       internalErrorPlugin(),
+      ...(options.plugins ?? []),
     ],
   });
   await apollo.start();

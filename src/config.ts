@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './graphql/query-limits';
 
 export interface Config {
   readonly env: 'development' | 'production' | 'test';
@@ -28,6 +29,7 @@ export interface Config {
     /** Oldest a cached principal may be (revocations arrive by NOTIFY well before that). */
     readonly ttlSeconds: number;
   };
+  readonly queryLimits: QueryLimits;
   readonly db: {
     readonly poolSize: number;
     readonly statementTimeoutMs: number;
@@ -113,6 +115,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCache: Object.freeze({
       maxEntries: integer(env, 'AUTH_CACHE_MAX_ENTRIES', 10_000, { min: 0, max: 10_000_000 }),
       ttlSeconds: integer(env, 'AUTH_CACHE_TTL_SECONDS', 60, { min: 1, max: 3600 }),
+    }),
+    queryLimits: Object.freeze({
+      maxDepth: integer(env, 'MAX_QUERY_DEPTH', DEFAULT_QUERY_LIMITS.maxDepth, { min: 1, max: 100 }),
+      maxAliases: integer(env, 'MAX_QUERY_ALIASES', DEFAULT_QUERY_LIMITS.maxAliases, { min: 0, max: 10_000 }),
+      maxDirectives: integer(env, 'MAX_QUERY_DIRECTIVES', DEFAULT_QUERY_LIMITS.maxDirectives, { min: 0, max: 10_000 }),
+      maxTokens: integer(env, 'MAX_QUERY_TOKENS', DEFAULT_QUERY_LIMITS.maxTokens, { min: 100, max: 1_000_000 }),
+      maxCost: integer(env, 'MAX_QUERY_COST', DEFAULT_QUERY_LIMITS.maxCost, { min: 1, max: 100_000_000 }),
     }),
     db: Object.freeze({
       poolSize: integer(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
-import { buildApp } from '../../src/app';
+import { buildApp, type AppOptions } from '../../src/app';
 import { KeyCrypto } from '../../src/auth/key-crypto';
 import { loadConfig, type Config } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
@@ -64,6 +64,8 @@ export interface TestAppOptions {
   database?: { url: string; secret: Buffer };
   /** Keep every log line (at the configured LOG_LEVEL) in `logs`. */
   captureLogs?: boolean;
+  /** Extra Apollo plugins, to observe execution. */
+  plugins?: AppOptions['plugins'];
 }
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
@@ -80,7 +82,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const logger = createLogger({ level: config.logLevel, destination });
   const services = createServices({ dataSource, databaseUrl: database.url, keyCrypto, logger, config });
   await services.start();
-  const app = await buildApp({ config, services, logger });
+  const app = await buildApp({ config, services, logger, plugins: options.plugins });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `${address}/graphql`;
 

@@ -1,0 +1,154 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  Kind,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+  type ValueNode,
+  visit,
+} from 'graphql';
+import { DomainError, type ErrorCode } from '../errors';
+
+export interface QueryLimits {
+  readonly maxDepth: number;
+  readonly maxAliases: number;
+  readonly maxDirectives: number;
+  /** Enforced by the parser itself (Apollo's parseOptions.maxTokens), before any of this runs. */
+  readonly maxTokens: number;
+  /** Each field costs 1, times the `first` of every list it is inside (its default when not given). */
+  readonly maxCost: number;
+}
+
+export const DEFAULT_QUERY_LIMITS: QueryLimits = {
+  maxDepth: 10,
+  maxAliases: 30,
+  maxDirectives: 20,
+  maxTokens: 5000,
+  maxCost: 20_000,
+};
+
+/** What `first` means when a list field is asked for without it (the schema's default page size). */
+const DEFAULT_LIST_SIZE = 50;
+
+class LimitError extends DomainError {
+  constructor(message: string, code: ErrorCode) {
+    super(message, code, { http: { status: 400 } });
+  }
+}
+
+function isIntrospection(name: string): boolean {
+  return name === '__schema' || name === '__type';
+}
+
+/** The paginated lists of the schema: their `first` multiplies the cost of what they contain. */
+const LIST_FIELDS = new Set(['users', 'auditEvents']);
+
+function listSize(args: readonly { name: { value: string }; value: ValueNode }[] | undefined, variables: Record<string, unknown>): number {
+  const first = args?.find((arg) => arg.name.value === 'first');
+  if (!first) return DEFAULT_LIST_SIZE;
+  const value = first.value;
+  const raw =
+    value.kind === Kind.INT ? Number(value.value) : value.kind === Kind.VARIABLE ? variables[value.name.value] : DEFAULT_LIST_SIZE;
+  return typeof raw === 'number' && Number.isFinite(raw) && raw >= 0 ? raw : DEFAULT_LIST_SIZE;
+}
+
+interface Measure {
+  depth: number;
+  cost: number;
+}
+
+/** Depth and cost of a selection set, fragments expanded (validation has already refused cycles). */
+function measure(params: {
+  selectionSet: SelectionSetNode;
+  fragments: Map<string, FragmentDefinitionNode>;
+  variables: Record<string, unknown>;
+  multiplier: number;
+}): Measure {
+  let depth = 0;
+  let cost = 0;
+  for (const selection of params.selectionSet.selections) {
+    let inner: Measure;
+    if (selection.kind === Kind.FIELD) {
+      if (isIntrospection(selection.name.value)) continue;
+      cost += params.multiplier;
+      if (!selection.selectionSet) {
+        depth = Math.max(depth, 1);
+        continue;
+      }
+      const size = LIST_FIELDS.has(selection.name.value) ? listSize(selection.arguments, params.variables) : 1;
+      inner = measure({ ...params, selectionSet: selection.selectionSet, multiplier: params.multiplier * Math.max(size, 1) });
+      depth = Math.max(depth, inner.depth + 1);
+    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+      inner = measure({ ...params, selectionSet: selection.selectionSet });
+      depth = Math.max(depth, inner.depth);
+    } else {
+      const fragment = params.fragments.get(selection.name.value);
+      if (!fragment) continue;
+      inner = measure({ ...params, selectionSet: fragment.selectionSet });
+      depth = Math.max(depth, inner.depth);
+    }
+    cost += inner.cost;
+  }
+  return { depth, cost };
+}
+
+function countAliasesAndDirectives(document: DocumentNode): { aliases: number; directives: number } {
+  let aliases = 0;
+  let directives = 0;
+  visit(document, {
+    Field(node) {
+      if (node.alias) aliases++;
+    },
+    Directive() {
+      directives++;
+    },
+  });
+  return { aliases, directives };
+}
+
+/**
+ * Refuses expensive operations after parsing and validation and before execution, so no resolver (and
+ * no database work) ever runs for them: HTTP 400 with a code that says which limit was hit.
+ */
+export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ document, operation, request }) {
+          const { aliases, directives } = countAliasesAndDirectives(document);
+          if (aliases > limits.maxAliases) {
+            throw new LimitError(`The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`, 'TOO_MANY_ALIASES');
+          }
+          if (directives > limits.maxDirectives) {
+            throw new LimitError(
+              `The operation uses ${directives} directives; at most ${limits.maxDirectives} are allowed.`,
+              'TOO_MANY_DIRECTIVES',
+            );
+          }
+          const fragments = new Map(
+            document.definitions
+              .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
+              .map((d) => [d.name.value, d]),
+          );
+          const { depth, cost } = measure({
+            selectionSet: (operation as OperationDefinitionNode).selectionSet,
+            fragments,
+            variables: request.variables ?? {},
+            multiplier: 1,
+          });
+          if (depth > limits.maxDepth) {
+            throw new LimitError(`The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`, 'QUERY_TOO_DEEP');
+          }
+          if (cost > limits.maxCost) {
+            throw new LimitError(
+              `The operation would cost ${cost} (each field counts once per item of the lists around it); ` +
+                `at most ${limits.maxCost} is allowed. Ask for fewer items with "first".`,
+              'QUERY_TOO_COMPLEX',
+            );
+          }
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import { createOrganization, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+describe('query limits: refused with 400 before any resolver runs', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  let executions = 0;
+  const executionSpy: ApolloServerPlugin<any> = {
+    async requestDidStart() {
+      return {
+        async executionDidStart() {
+          executions++;
+        },
+      };
+    },
+  };
+
+  beforeAll(async () => {
+    app = await startTestApp({ env: { MAX_QUERY_DEPTH: '4' }, plugins: [executionSpy] });
+    admin = await createOrganization(app);
+    // The key is looked up once here, so the counts below see only what the refused operations cause.
+    await app.gql('{ __typename }', { key: admin.key });
+  });
+  afterAll(() => app.close());
+
+  const usersPage = '{ edges { node { id email name role organization { id name } } } }';
+  const cases: Array<[string, string, string]> = [
+    ['too deep', `{ users ${usersPage} }`, 'QUERY_TOO_DEEP'],
+    ['too many aliases', `{ ${Array.from({ length: 31 }, (_, i) => `a${i}: __typename`).join(' ')} }`, 'TOO_MANY_ALIASES'],
+    ['too many directives', `{ ${Array.from({ length: 21 }, () => '__typename @include(if: true)').join(' ')} }`, 'TOO_MANY_DIRECTIVES'],
+    [
+      'too costly: ten pages of 500',
+      `{ ${Array.from({ length: 10 }, (_, i) => `p${i}: users(first: 500) { edges { node { id email } } }`).join(' ')} }`,
+      'QUERY_TOO_COMPLEX',
+    ],
+    ['too many tokens', `{ ${'__typename '.repeat(6000)} }`, 'QUERY_TOO_LARGE'],
+  ];
+
+  it.each(cases)('%s', async (_label, query, code) => {
+    const [executionsBefore, statementsBefore] = [executions, app.queries.count];
+    const response = await app.gql(query, { key: admin.key });
+    expect(response.status).toBe(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code }) })]);
+    expect(response.body.errors![0].message).not.toMatch(/\bat \w+ \(|node_modules/);
+    expect(executions).toBe(executionsBefore);
+    expect(app.queries.since(statementsBefore).filter((sql) => !/last_used_at|auth_failures/.test(sql))).toEqual([]);
+  });
+
+  it('counts `first` from variables, and lets an ordinary page through', async () => {
+    const query = `query ($n: Int) { a: users(first: $n) { edges { node { id } } } b: users(first: $n) { edges { node { id } } } }`;
+    const big = await app.gql(query, { key: admin.key, variables: { n: 500 } });
+    expect(big.status).toBe(200);
+    const many = `query ($n: Int) { ${Array.from({ length: 12 }, (_, i) => `p${i}: users(first: $n) { edges { node { id email } } }`).join(' ')} }`;
+    const tooMany = await app.gql(many, { key: admin.key, variables: { n: 500 } });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
+  });
+});
+
+describe('GraphQL over HTTP', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app);
+  });
+  afterAll(() => app.close());
+
+  async function send(init: RequestInit & { path?: string }): Promise<{ status: number; text: string; type: string | null }> {
+    const response = await fetch(`${app.url}${init.path ?? ''}`, init);
+    return { status: response.status, text: await response.text(), type: response.headers.get('content-type') };
+  }
+
+  function expectCleanJson(result: { text: string; type: string | null }): any {
+    expect(result.type).toMatch(/json/);
+    expect(result.text).not.toMatch(/\bat [\w.<>]+ \(|node_modules|\/src\/|<html/i);
+    return JSON.parse(result.text);
+  }
+
+  it('malformed JSON: 400 with a JSON error, no stack trace, path or HTML', async () => {
+    const result = await send({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ me { id } ' });
+    expect(result.status).toBe(400);
+    expect(expectCleanJson(result).errors[0].extensions.code).toBe('BAD_REQUEST');
+  });
+
+  it('a JSON array (batch) is refused with 400', async () => {
+    const result = await send({
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-access-key': admin.key },
+      body: JSON.stringify([{ query: '{ __typename }' }, { query: '{ __typename }' }]),
+    });
+    expect(result.status).toBe(400);
+    expectCleanJson(result);
+  });
+
+  it('a mutation over GET is refused with 405', async () => {
+    const query = encodeURIComponent(`mutation { regenerateAccessKey(userId: "${admin.id}") { accessKey } }`);
+    const result = await send({ method: 'GET', path: `?query=${query}`, headers: { 'x-access-key': admin.key, 'apollo-require-preflight': 'true' } });
+    expect(result.status).toBe(405);
+    expectCleanJson(result);
+    expect((await app.gql('{ me { id } }', { key: admin.key })).status).toBe(200);
+  });
+
+  it('a query over GET works (with the CSRF preflight header), and without it is refused', async () => {
+    const query = encodeURIComponent('{ me { id } }');
+    const ok = await send({ method: 'GET', path: `?query=${query}`, headers: { 'x-access-key': admin.key, 'apollo-require-preflight': 'true' } });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.text).data.me.id).toBe(admin.id);
+    const csrf = await send({ method: 'GET', path: `?query=${query}` });
+    expect(csrf.status).toBe(400);
+  });
+
+  it('a wrong content type is refused with 415 (or 400), as JSON', async () => {
+    const result = await send({ method: 'POST', headers: { 'content-type': 'text/plain', 'x-access-key': admin.key }, body: '{ me { id } }' });
+    expect([400, 415]).toContain(result.status);
+    expectCleanJson(result);
+  });
+
+  it('a missing query is a 400 with a JSON error', async () => {
+    const result = await send({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(result.status).toBe(400);
+    expectCleanJson(result);
+  });
+});

@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+const PRODUCTION = {
+  NODE_ENV: 'production',
+  ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
+  CORS_ORIGINS: 'https://crm.example, https://admin.crm.example',
+};
+
+describe.each([
+  ['development', {}],
+  ['production', PRODUCTION],
+] as const)('unexpected errors are masked (%s)', (_mode, env) => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp({ env });
+    admin = await createOrganization(app);
+  });
+  afterAll(() => app.close());
+
+  it('a resolver that fails inside answers INTERNAL_SERVER_ERROR with a generic message and the request id', async () => {
+    const user = await createUser(app, admin);
+    // A ciphertext that cannot be opened makes the accessKey resolver throw a crypto error.
+    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = '\\xdeadbeef' WHERE user_id = $1`, [user.id]);
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', { key: admin.key, variables: { id: user.id } });
+    expect(response.status).toBe(200);
+    expect(response.body.data!.user).toEqual({ id: user.id, accessKey: null });
+    const [error] = response.body.errors!;
+    expect(error.extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', requestId: response.headers.get('x-request-id') });
+    expect(error.message).toBe('Internal server error. Quote the request id when reporting it.');
+    expect(JSON.stringify(response.body)).not.toMatch(/stack|node_modules|\/src\/|SELECT|crypto|auth tag|decipher/i);
+  });
+});
+
+describe('production mode', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp({ env: PRODUCTION });
+    admin = await createOrganization(app);
+  });
+  afterAll(() => app.close());
+
+  it('refuses introspection', async () => {
+    const response = await app.gql('{ __schema { types { name } } }', { key: admin.key });
+    expect(response.status).toBe(400);
+    expect(response.body.errors![0].message).toMatch(/introspection/i);
+    expect(response.body.data).toBeUndefined();
+  });
+
+  it('gives no "Did you mean" suggestions', async () => {
+    const response = await app.gql('{ mee { id } user(id: "x") { emal } }', { key: admin.key });
+    expect(response.status).toBe(400);
+    expect(JSON.stringify(response.body)).not.toMatch(/Did you mean/i);
+  });
+
+  it('serves no explorer page', async () => {
+    const response = await fetch(app.url, { headers: { accept: 'text/html' } });
+    expect(response.headers.get('content-type') ?? '').not.toMatch(/html/);
+    expect(await response.text()).not.toMatch(/<html|graphiql|sandbox/i);
+  });
+
+  it('answers CORS only for the configured origins', async () => {
+    const preflight = (origin: string) =>
+      fetch(app.url, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-access-key' },
+      });
+    const allowed = await preflight('https://crm.example');
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://crm.example');
+    expect(allowed.headers.get('access-control-allow-headers')).toMatch(/x-access-key/);
+    const other = await preflight('https://evil.example');
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+
+    const simple = await app.gql('{ me { id } }', { key: admin.key, headers: { origin: 'https://evil.example' } });
+    expect(simple.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
