@@ -60,6 +60,9 @@ describe('no key, token or password in audit rows, session rows or logs', () => 
     expect(app.logs.length).toBeGreaterThan(10);
     expect(app.logs.some((line) => line.includes('unexpected error in a resolver'))).toBe(true);
     expect(app.logs.some((line) => line.includes('incoming request'))).toBe(true);
+    // Structured JSON, and every line written while serving a request carries its id.
+    const parsed = app.logs.map((line) => JSON.parse(line) as { msg: string; reqId?: string });
+    expect(parsed.filter((line) => !line.reqId).map((line) => line.msg)).toEqual([expect.stringMatching(/^Server listening/)]);
 
     const haystacks = { audit: auditRows.map((r) => r.row), sessions: sessionRows.map((r) => r.row), logs: app.logs };
     for (const [where, lines] of Object.entries(haystacks)) {
