@@ -13,6 +13,8 @@ import type { Actor, RequestContext } from './context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
 import { queryLimitsPlugin } from './graphql/query-limits';
+import { registerAdminConsole } from './web/admin';
+import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
 import { createLoaders } from './loaders';
 import { buildAppSchema } from './schema';
 import { resolverContainer, type Services } from './services';
@@ -176,11 +178,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
   };
 
-  app.route({
-    url: '/graphql',
-    method: ['GET', 'POST', 'OPTIONS'],
-    onRequest: authenticate,
-    handler: fastifyApolloHandler(apollo, {
+  const graphql = fastifyApolloHandler(apollo, {
       context: async (request) => ({
         requestId: request.id,
         ip: request.ip,
@@ -188,8 +186,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         log: request.log,
         loaders: createLoaders(services, request.actor),
       }),
-    }),
   });
+  app.route({
+    url: '/graphql',
+    method: ['GET', 'POST', 'OPTIONS'],
+    onRequest: authenticate,
+    // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
+    handler(request, reply) {
+      if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
+      return graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]);
+    },
+  });
+  if (config.explorerEnabled) registerExplorerAssets(app);
+  registerAdminConsole(app);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

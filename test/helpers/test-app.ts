@@ -82,7 +82,11 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const logger = createLogger({ level: config.logLevel, destination });
   const services = createServices({ dataSource, databaseUrl: database.url, keyCrypto, logger, config });
   await services.start();
-  const app = await buildApp({ config, services, logger, plugins: options.plugins });
+  const app = await buildApp({ config, services, logger, plugins: options.plugins }).catch(async (error: unknown) => {
+    await services.stop();
+    await dataSource.destroy();
+    throw error;
+  });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `${address}/graphql`;
 
