@@ -165,9 +165,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await apollo.start();
 
-  const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
-    const result = await services.authenticator.authenticate(request.headers, request.ip);
-    if (!result.ok) return sendAuthFailure(reply, result);
+  const admit = (request: FastifyRequest, reply: FastifyReply, result: AuthResult, done: () => void): void => {
+    if (!result.ok) {
+      sendAuthFailure(reply, result);
+      return;
+    }
     if (result.principal) {
       request.actor = {
         principal: result.principal,
@@ -176,6 +178,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         ip: request.ip,
       };
     }
+    done();
+  };
+  // Callback style: a cached credential is admitted without a promise on the hot path.
+  const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
+    const outcome = services.authenticator.authenticate(request.headers, request.ip);
+    if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, result, done), done);
+    else admit(request, reply, outcome, done);
   };
 
   const graphql = fastifyApolloHandler(apollo, {

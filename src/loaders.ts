@@ -24,56 +24,58 @@ function byId<T>(ids: readonly string[], rows: T[], idOf: (row: T) => string): A
 }
 
 /** Each loader is made on first use: most requests need none or one of them. */
-class LazyLoaders implements Loaders {
-  private made: Partial<Loaders> = {};
-  constructor(private readonly factories: { [K in keyof Loaders]: () => Loaders[K] }) {}
-  private get<K extends keyof Loaders>(name: K): Loaders[K] {
-    return (this.made[name] ??= this.factories[name]());
+class RequestLoaders implements Loaders {
+  private organizationLoader?: Loaders['organization'];
+  private accessKeyLoader?: Loaders['accessKey'];
+  private userLoader?: Loaders['user'];
+  private keyViewLoader?: Loaders['keyView'];
+
+  constructor(
+    private readonly services: Services,
+    private readonly actor: Actor | null,
+  ) {}
+
+  get organization(): Loaders['organization'] {
+    return (this.organizationLoader ??= new DataLoader(async (ids) => {
+      const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date }>(
+        this.services.dataSource,
+        'SELECT id, name, is_active, created_at FROM organizations WHERE id = ANY($1)',
+        [ids],
+      );
+      const organizations = rows.map((row) =>
+        Object.assign(new Organization(), { id: row.id, name: row.name, isActive: row.is_active, createdAt: row.created_at }),
+      );
+      return byId(ids, organizations, (o) => o.id);
+    }));
   }
-  get organization() {
-    return this.get('organization');
+
+  get accessKey(): Loaders['accessKey'] {
+    return (this.accessKeyLoader ??= new DataLoader(async (userIds) =>
+      byId(userIds, await this.services.accessKeys.findByUserIds(userIds), (k) => k.userId),
+    ));
   }
-  get accessKey() {
-    return this.get('accessKey');
+
+  get user(): Loaders['user'] {
+    return (this.userLoader ??= new DataLoader(async (ids) => {
+      if (!this.actor) return ids.map(() => null);
+      const where = new SqlWhere().scope(scopeOf(this.actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS).and('u.id = ANY(?)', ids);
+      const rows = await runPrepared<UserRow>(this.services.dataSource, `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`, where.values);
+      return byId(ids, rows.map(userFromRow), (u) => u.id);
+    }));
   }
-  get user() {
-    return this.get('user');
-  }
-  get keyView() {
-    return this.get('keyView');
+
+  get keyView(): Loaders['keyView'] {
+    return (this.keyViewLoader ??= new DataLoader(
+      async (targets) => {
+        if (!this.actor) throw new Error('Key views are recorded for authenticated callers only');
+        await this.services.audit.recordKeyViews(this.actor, targets);
+        return targets.map(() => true as const);
+      },
+      { cacheKeyFn: (target) => target.userId },
+    ));
   }
 }
 
 export function createLoaders(services: Services, actor: Actor | null): Loaders {
-  const { dataSource } = services;
-  return new LazyLoaders({
-    organization: () =>
-      new DataLoader(async (ids) => {
-        const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date }>(
-          dataSource,
-          'SELECT id, name, is_active, created_at FROM organizations WHERE id = ANY($1)',
-          [ids],
-        );
-        const organizations = rows.map((row) =>
-          Object.assign(new Organization(), { id: row.id, name: row.name, isActive: row.is_active, createdAt: row.created_at }),
-        );
-        return byId(ids, organizations, (o) => o.id);
-      }),
-    accessKey: () => new DataLoader(async (userIds) => byId(userIds, await services.accessKeys.findByUserIds(userIds), (k) => k.userId)),
-    user: () =>
-      new DataLoader(async (ids) => {
-        if (!actor) return ids.map(() => null);
-        const where = new SqlWhere().scope(scopeOf(actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS).and('u.id = ANY(?)', ids);
-        const rows = await runPrepared<UserRow>(dataSource, `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`, where.values);
-        return byId(ids, rows.map(userFromRow), (u) => u.id);
-      }),
-    keyView: () => new DataLoader(
-      async (targets) => {
-        if (!actor) throw new Error('Key views are recorded for authenticated callers only');
-        await services.audit.recordKeyViews(actor, targets);
-        return targets.map(() => true as const);
-      },
-      { cacheKeyFn: (target) => target.userId },
-    ),
-  });
+  return new RequestLoaders(services, actor);
 }

@@ -20,6 +20,8 @@ const MALFORMED_KEY =
 const MALFORMED_TOKEN = 'The session token is malformed: check that no characters were lost or added when copying it.';
 const INVALID = 'The credentials are not valid: the key may have been replaced or expired, or its user deactivated.';
 
+const ANONYMOUS: AuthResult = { ok: true, principal: null };
+
 type Presented =
   | { kind: 'ACCESS_KEY' | 'SESSION'; credential: string }
   | { kind: 'MALFORMED'; message: string }
@@ -84,28 +86,38 @@ export class Authenticator {
     return found.principal;
   }
 
-  async authenticate(headers: IncomingHttpHeaders, client: string): Promise<AuthResult> {
+  /**
+   * Synchronous when the answer is known without the database (a cached credential, a malformed one, a
+   * blocked address): the hot path then costs no promise at all.
+   */
+  authenticate(headers: IncomingHttpHeaders, client: string): AuthResult | Promise<AuthResult> {
     const retryAfterSeconds = this.deps.rateLimiter.retryAfterSeconds(client);
     if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
     const presented = presentedCredential(headers);
-    if (presented === null) return { ok: true, principal: null };
-
-    let principal: Principal | null = null;
-    let malformed: string | null = null;
-    if (presented.kind === 'MALFORMED') malformed = presented.message;
-    else if (presented.kind === 'SESSION') {
-      if (isWellFormedSessionToken(presented.credential)) principal = await this.resolve('SESSION', presented.credential);
-      else malformed = MALFORMED_TOKEN;
-    } else if (isWellFormedAccessKey(presented.credential)) {
-      principal = await this.resolve('ACCESS_KEY', presented.credential);
-      if (principal) this.deps.accessKeys.markUsed(principal.userId);
-    } else {
-      malformed = presented.credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY;
+    if (presented === null) return ANONYMOUS;
+    if (presented.kind === 'MALFORMED') return this.fail(client, presented.message);
+    const { kind, credential } = presented;
+    const wellFormed = kind === 'SESSION' ? isWellFormedSessionToken(credential) : isWellFormedAccessKey(credential);
+    if (!wellFormed) {
+      if (kind === 'SESSION') return this.fail(client, MALFORMED_TOKEN);
+      return this.fail(client, credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY);
     }
-    if (principal) return { ok: true, principal };
+    const resolved = this.resolve(kind, credential);
+    return resolved instanceof Promise ? resolved.then((principal) => this.settle(principal, client)) : this.settle(resolved, client);
+  }
+
+  private settle(principal: Principal | null, client: string): AuthResult {
+    if (!principal) return this.fail(client, null);
+    if (principal.kind === 'ACCESS_KEY') this.deps.accessKeys.markUsed(principal.userId);
+    return { ok: true, principal };
+  }
+
+  /** Counts the failure for the rate limit; null `malformed` means a well-formed credential that didn't work. */
+  private fail(client: string, malformed: string | null): AuthResult {
     this.deps.rateLimiter.recordFailure(client);
     if (malformed !== null) return { ok: false, reason: 'MALFORMED_CREDENTIALS', message: malformed };
     return { ok: false, reason: 'INVALID_CREDENTIALS', message: INVALID };
   }
+
 }
 

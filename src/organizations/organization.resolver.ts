@@ -1,5 +1,5 @@
-import { Query, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor } from '../context';
+import { Ctx, Query, Resolver } from 'type-graphql';
+import { CurrentActor, type Actor, type RequestContext } from '../context';
 import type { OrganizationService } from './organization.service';
 import { Organization } from './organization.entity';
 
@@ -8,7 +8,7 @@ export class OrganizationResolver {
   constructor(private readonly organizations: OrganizationService) {}
 
   @Query(() => Organization, { description: "The caller's organization." })
-  organization(@CurrentActor() actor: Actor): Promise<Organization> {
-    return this.organizations.current(actor);
+  organization(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<Organization> {
+    return this.organizations.current(actor, ctx.loaders);
   }
 }

@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { SYSTEM_ACTOR } from '../audit/audit.service';
 import type { Actor } from '../context';
+import type { Loaders } from '../loaders';
 import { BadInputError, NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
@@ -24,10 +25,8 @@ export interface CreatedOrganization {
 export class OrganizationService {
   constructor(private readonly deps: { dataSource: DataSource; users: UserService }) {}
 
-  async current(actor: Actor): Promise<Organization> {
-    const organization = await this.deps.dataSource
-      .getRepository(Organization)
-      .findOneBy({ id: actor.principal.organizationId });
+  async current(actor: Actor, loaders: Loaders): Promise<Organization> {
+    const organization = await loaders.organization.load(actor.principal.organizationId);
     if (!organization || !actor.ability.can('read', organization)) throw new NotFoundError('Organization');
     return organization;
   }
