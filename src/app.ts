@@ -89,6 +89,10 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
   };
 }
 
+function trustHops(hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops;
+}
+
 function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok: false }>): FastifyReply {
   void reply.type('application/json; charset=utf-8');
   if (failure.reason === 'RATE_LIMITED') {
@@ -111,7 +115,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: logger as FastifyBaseLogger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    trustProxy: config.trustProxy,
+    // A hop count becomes proxy-addr's trust function: believe that many proxies, counted from this server.
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // A line per request is noise at this rate; errors and masked failures are still logged.
     logController: new LogController({ disableRequestLogging: config.env !== 'development' }),
   });
@@ -183,7 +188,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Callback style: a cached credential is admitted without a promise on the hot path.
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
     const outcome = services.authenticator.authenticate(request.headers, request.ip);
-    if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, result, done), done);
+    if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, result, done)).catch(done);
     else admit(request, reply, outcome, done);
   };
 

@@ -11,8 +11,11 @@ export interface Config {
   /** Absent outside production: the embedded default generates one into `dataDir`. */
   readonly accessKeySecret: Buffer | null;
   readonly migrateOnStart: boolean;
-  /** Believe X-Forwarded-For (behind a load balancer); off by default so clients cannot pick their address. */
-  readonly trustProxy: boolean;
+  /**
+   * Which X-Forwarded-For hops to believe: false (default: clients cannot pick their address), a number of
+   * proxies in front of the service (true means 1), or their addresses/CIDRs.
+   */
+  readonly trustProxy: false | number | string[];
   readonly logLevel: string;
   readonly explorerEnabled: boolean;
   readonly corsOrigins: readonly string[];
@@ -76,6 +79,15 @@ function duration(env: NodeJS.ProcessEnv, name: string, fallbackSeconds: number)
   return seconds;
 }
 
+function trustProxy(raw: string | undefined): false | number | string[] {
+  const value = raw?.trim().toLowerCase() ?? '';
+  if (['', 'false', '0', 'no'].includes(value)) return false;
+  // Never "trust everything": the left-most X-Forwarded-For entry is whatever the client wrote.
+  if (value === 'true' || value === 'yes') return 1;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value.split(',').map((entry) => entry.trim()).filter(Boolean);
+}
+
 function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
   const raw = env[name]?.trim().toLowerCase();
   if (raw === undefined || raw === '') return fallback;
@@ -100,7 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR || '.data'),
     accessKeySecret: secret,
     migrateOnStart: flag(env, 'MIGRATE_ON_START', false),
-    trustProxy: flag(env, 'TRUST_PROXY', false),
+    trustProxy: trustProxy(env.TRUST_PROXY),
     logLevel: env.LOG_LEVEL || (nodeEnv === 'test' ? 'silent' : 'info'),
     explorerEnabled: flag(env, 'GRAPHQL_EXPLORER', !production),
     corsOrigins: (env.CORS_ORIGINS ?? '')

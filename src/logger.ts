@@ -11,6 +11,18 @@ export const REDACTED_PATHS = [
   '*.adminAccessKey',
 ];
 
+/** Errors as pino writes them, minus SQL parameters (key digests, ciphertexts, token digests). */
+function serializeError(error: Error): Record<string, unknown> {
+  const serialized = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  delete serialized.parameters;
+  const driverError = serialized.driverError as Record<string, unknown> | undefined;
+  if (driverError && typeof driverError === 'object') delete driverError.parameters;
+  return serialized;
+}
+
 export function createLogger(params: { level: string; destination?: pino.DestinationStream }): Logger {
-  return pino({ level: params.level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, params.destination);
+  return pino(
+    { level: params.level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, serializers: { err: serializeError } },
+    params.destination,
+  );
 }

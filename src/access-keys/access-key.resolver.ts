@@ -63,8 +63,9 @@ export class AccessKeyResolver {
       userId,
       gracePeriodSeconds: gracePeriodSeconds ?? 0,
     });
+    // Later reads in this request see (and record a view of) the new key, not the replaced one.
     ctx.loaders.accessKey.clear(user.id);
-    // The new key is in the payload: the ACCESS_KEY_REGENERATED event written with it records that reveal.
+    ctx.loaders.keyView.clear({ userId: user.id, organizationId: user.organizationId });
     return { user, accessKey: key.key, previousKeyExpiresAt: key.previousKeyExpiresAt };
   }
 }

@@ -100,10 +100,11 @@ export class AccessKeyService {
 
   /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */
   async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await preparedQuery<UserRow & { valid_until: Date | null }>(this.deps.dataSource, {
+    const rows = await preparedQuery<UserRow & { valid_for_ms: number | null }>(this.deps.dataSource, {
       name: 'crm_access_key_lookup',
       text: `SELECT ${USER_COLUMNS},
-                    CASE WHEN k.key_digest = $1 THEN NULL ELSE k.previous_key_expires_at END AS valid_until
+                    CASE WHEN k.key_digest = $1 THEN NULL
+                         ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
                JOIN organizations o ON o.id = u.organization_id
@@ -113,7 +114,7 @@ export class AccessKeyService {
     });
     const row = rows[0];
     if (!row) return null;
-    return { principal: principalFrom(row, { kind: 'ACCESS_KEY' }), validUntil: row.valid_until };
+    return { principal: principalFrom(row, { kind: 'ACCESS_KEY' }), validForMs: row.valid_for_ms };
   }
 
   /**

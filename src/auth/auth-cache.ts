@@ -64,21 +64,34 @@ export class AuthCache {
   /** Announcements may have been missed: forget everything and stop caching until `enable`. */
   disable(): void {
     this.enabled = false;
+    this.clear();
+  }
+
+  enable(): void {
+    // A lookup that started before the listener was back may have read rows it heard no news of.
+    this.epoch++;
+    this.enabled = true;
+  }
+
+  /** Applies a payload of the auth-changes channel; one it cannot read empties the cache rather than guess. */
+  applyNotification(payload: string): void {
+    let change: { userId?: unknown; organizationId?: unknown };
+    try {
+      change = JSON.parse(payload) as typeof change;
+    } catch {
+      change = {};
+    }
+    const known = typeof change.userId === 'string' || typeof change.organizationId === 'string';
+    if (!known) return this.clear();
+    if (typeof change.userId === 'string') this.evictUser(change.userId);
+    if (typeof change.organizationId === 'string') this.evictOrganization(change.organizationId);
+  }
+
+  private clear(): void {
     this.epoch++;
     this.entries.clear();
     this.byUser.clear();
     this.byOrganization.clear();
-  }
-
-  enable(): void {
-    this.enabled = true;
-  }
-
-  /** Applies a payload of the auth-changes channel. */
-  applyNotification(payload: string): void {
-    const change = JSON.parse(payload) as { userId?: string; organizationId?: string };
-    if (change.userId) this.evictUser(change.userId);
-    if (change.organizationId) this.evictOrganization(change.organizationId);
   }
 
   private delete(digest: string): void {

@@ -82,7 +82,8 @@ export class Authenticator {
     const epoch = this.deps.cache.epoch;
     const found = kind === 'SESSION' ? await this.deps.sessions.lookup(digest) : await this.deps.accessKeys.lookup(digest);
     if (!found) return null;
-    this.deps.cache.set(cacheKey, found.principal, { epoch, validUntilMs: found.validUntil?.getTime() });
+    const validUntilMs = found.validForMs === null ? null : Date.now() + found.validForMs;
+    this.deps.cache.set(cacheKey, found.principal, { epoch, validUntilMs });
     return found.principal;
   }
 

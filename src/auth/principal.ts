@@ -16,10 +16,13 @@ export interface Principal {
   readonly user: Readonly<User>;
 }
 
-/** What a credential lookup yields: the principal and until when it may be cached (grace or session end). */
+/**
+ * What a credential lookup yields: the principal and how much longer it may be cached (the end of a grace
+ * period or a session), measured by the database's clock so a skewed application clock cannot stretch it.
+ */
 export interface Authenticated {
   readonly principal: Principal;
-  readonly validUntil: Date | null;
+  readonly validForMs: number | null;
 }
 
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */

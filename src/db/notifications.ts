@@ -5,6 +5,8 @@ type Handler = (payload: string) => void;
 
 const MIN_RETRY_MS = 100;
 const MAX_RETRY_MS = 2000;
+/** A LISTEN connection is idle; a silently dropped one (a NAT, a proxy) is found by asking it something. */
+const HEARTBEAT_MS = 5000;
 
 /**
  * One dedicated connection per instance that LISTENs for changes other instances make (revoked keys,
@@ -18,6 +20,7 @@ export class Notifications {
   private readonly disconnectHandlers: Array<() => void> = [];
   private retryMs = MIN_RETRY_MS;
   private retryTimer: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
   private stopped = false;
   private connected = false;
 
@@ -47,6 +50,7 @@ export class Notifications {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
     const client = this.client;
     this.client = null;
     this.connected = false;
@@ -59,6 +63,8 @@ export class Notifications {
       connectionString: this.deps.url,
       connectionTimeoutMillis: this.deps.connectTimeoutMs,
       keepAlive: true,
+      keepAliveInitialDelayMillis: HEARTBEAT_MS,
+      query_timeout: HEARTBEAT_MS,
       application_name: 'crm-access-listener',
     });
     client.on('error', (error) => this.lost(client, error));
@@ -82,6 +88,10 @@ export class Notifications {
       this.client = client;
       this.connected = true;
       this.retryMs = MIN_RETRY_MS;
+      this.heartbeat = setInterval(() => {
+        client.query('SELECT 1').catch((error: unknown) => this.lost(client, error));
+      }, HEARTBEAT_MS);
+      this.heartbeat.unref();
       for (const handler of this.connectHandlers) await handler();
     } catch (error) {
       this.lost(client, error);
@@ -93,6 +103,8 @@ export class Notifications {
     const wasConnected = this.connected;
     this.client = null;
     this.connected = false;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     client.end().catch(() => undefined);
     for (const handler of this.disconnectHandlers) handler();
     if (this.stopped || this.retryTimer) return;

@@ -93,7 +93,12 @@ function measure(params: {
   return { depth, cost };
 }
 
+/** Apollo hands back the same parsed document for the same query text, so each is counted once. */
+const counted = new WeakMap<DocumentNode, { aliases: number; directives: number }>();
+
 function countAliasesAndDirectives(document: DocumentNode): { aliases: number; directives: number } {
+  const known = counted.get(document);
+  if (known) return known;
   let aliases = 0;
   let directives = 0;
   visit(document, {
@@ -104,6 +109,7 @@ function countAliasesAndDirectives(document: DocumentNode): { aliases: number; d
       directives++;
     },
   });
+  counted.set(document, { aliases, directives });
   return { aliases, directives };
 }
 

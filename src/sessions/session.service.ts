@@ -80,9 +80,9 @@ export class SessionService {
 
   /** The owner of a live session token digest, if the user and organization are active. */
   async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await preparedQuery<UserRow & { session_id: string; expires_at: Date }>(this.deps.dataSource, {
+    const rows = await preparedQuery<UserRow & { session_id: string; valid_for_ms: number }>(this.deps.dataSource, {
       name: 'crm_access_session_lookup',
-      text: `SELECT ${USER_COLUMNS}, s.id AS session_id, s.expires_at
+      text: `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - now()) * 1000)::float8 AS valid_for_ms
                FROM sessions s
                JOIN users u ON u.id = s.user_id
                JOIN organizations o ON o.id = u.organization_id
@@ -91,7 +91,7 @@ export class SessionService {
     });
     const row = rows[0];
     if (!row) return null;
-    return { principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }), validUntil: row.expires_at };
+    return { principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }), validForMs: row.valid_for_ms };
   }
 
   async logout(actor: Actor): Promise<boolean> {

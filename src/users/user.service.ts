@@ -303,7 +303,8 @@ export class UserService {
         createdBy: actor.principal.userId,
         gracePeriodSeconds,
       });
-      await this.record(manager, actor, user, AuditAction.ACCESS_KEY_REGENERATED);
+      // The payload reveals the new key, so its view is recorded with the regeneration, in the same commit.
+      await this.record(manager, actor, user, AuditAction.ACCESS_KEY_REGENERATED, AuditAction.ACCESS_KEY_VIEWED);
       return { user, key };
     });
   }

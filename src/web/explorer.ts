@@ -63,7 +63,7 @@ export function wantsExplorer(request: FastifyRequest): boolean {
 export function sendExplorer(reply: FastifyReply): FastifyReply {
   return reply
     .type('text/html; charset=utf-8')
-    .header('content-security-policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'self'")
+    .header('content-security-policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'")
     .send(page());
 }
 

@@ -28,8 +28,11 @@ export function serveFiles(app: FastifyInstance, files: Record<string, string>):
   for (const [url, file] of Object.entries(files)) {
     const body = fs.readFileSync(file);
     const type = TYPES[path.extname(file)] ?? 'application/octet-stream';
-    app.get(url, async (_request, reply) =>
-      reply.type(type).header('cache-control', 'public, max-age=300').header('x-content-type-options', 'nosniff').send(body),
-    );
+    app.get(url, async (_request, reply) => {
+      void reply.type(type).header('cache-control', 'public, max-age=300').header('x-content-type-options', 'nosniff');
+      // Pages may load only this origin's files and may not be framed (no clickjacking of Reveal or Regenerate).
+      if (type.startsWith('text/html')) void reply.header('content-security-policy', "default-src 'self'; frame-ancestors 'none'");
+      return reply.send(body);
+    });
   }
 }

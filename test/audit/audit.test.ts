@@ -123,6 +123,7 @@ describe('audit log', () => {
       'USER_DEACTIVATED',
       'USER_REACTIVATED',
       'ACCESS_KEY_REGENERATED',
+      'ACCESS_KEY_VIEWED',
       'PASSWORD_CHANGED',
       'LOGIN_FAILED',
     ]);

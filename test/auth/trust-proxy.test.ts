@@ -4,7 +4,9 @@ import { startTestApp, type TestApp } from '../helpers/test-app';
 /** TRUST_PROXY decides whether X-Forwarded-For names the client (for audit and the failed-auth limit). */
 describe.each([
   ['false', '127.0.0.1'],
+  // One proxy: its address is the last X-Forwarded-For entry; what the client wrote before it is ignored.
   ['true', '203.0.113.7'],
+  ['1', '203.0.113.7'],
 ])('TRUST_PROXY=%s', (trustProxy, expectedIp) => {
   let app: TestApp;
   beforeAll(async () => {
@@ -14,9 +16,10 @@ describe.each([
 
   it(`records the client as ${expectedIp}`, async () => {
     const admin = await createOrganization(app);
-    const response = await app.gql('mutation { createUser(input: { email: "xff@example.test", name: "Forwarded" }) { id } }', {
+    const response = await app.gql('mutation ($e: String!) { createUser(input: { email: $e, name: "Forwarded" }) { id } }', {
       key: admin.key,
-      headers: { 'x-forwarded-for': '203.0.113.7' },
+      variables: { e: `xff-${trustProxy}@example.test` },
+      headers: { 'x-forwarded-for': '198.51.100.66, 203.0.113.7' },
     });
     const [event] = await app.dataSource.query(`SELECT ip FROM audit_events WHERE target_user_id = $1 AND action = 'USER_CREATED'`, [
       response.body.data!.createUser.id,
