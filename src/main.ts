@@ -49,7 +49,8 @@ async function main(): Promise<void> {
       [
         '',
         `crm-access is running with an embedded PostgreSQL (data in ${config.dataDir})`,
-        `  GraphQL:          ${graphqlUrl}`,
+        `  GraphQL:          ${graphqlUrl}  (open it in a browser for the explorer)`,
+        `  Admin console:    ${graphqlUrl.replace(/\/graphql$/, '/admin')}`,
         `  Admin email:      ${demo.email}`,
         ...(demo.password ? [`  Admin password:   ${demo.password}  (shown once)`] : []),
         `  Admin access key: ${demo.accessKey ?? '(none)'}`,
