@@ -49,7 +49,7 @@ export function parseSecret(value: string, source: string): Buffer {
   if (secret.length < MIN_SECRET_BYTES) {
     throw new ConfigError(
       `${source} must be at least ${MIN_SECRET_BYTES} random bytes, base64-encoded ` +
-        `(for example: node -e "console.log(require('crypto').randomBytes(32).toString('base64'))").`,
+        '(for example: openssl rand -base64 32).',
     );
   }
   return secret;
