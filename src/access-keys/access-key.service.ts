@@ -3,8 +3,7 @@ import type { Logger } from 'pino';
 import { AccessKey } from './access-key.entity';
 import { principalFrom, type Authenticated } from '../auth/principal';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
-import { preparedQuery } from '../db/prepared';
-import { runPrepared } from '../db/scope';
+import { runPrepared } from '../db/prepared';
 import { generateAccessKey, keyHint } from '../auth/key-format';
 import type { KeyCrypto } from '../auth/key-crypto';
 
@@ -100,9 +99,9 @@ export class AccessKeyService {
 
   /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */
   async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await preparedQuery<UserRow & { valid_for_ms: number | null }>(this.deps.dataSource, {
-      name: 'crm_access_key_lookup',
-      text: `SELECT ${USER_COLUMNS},
+    const rows = await runPrepared<UserRow & { valid_for_ms: number | null }>(
+      this.deps.dataSource,
+      `SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest = $1 THEN NULL
                          ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms
                FROM access_keys k
@@ -110,8 +109,8 @@ export class AccessKeyService {
                JOIN organizations o ON o.id = u.organization_id
               WHERE (k.key_digest = $1 OR (k.previous_key_digest = $1 AND k.previous_key_expires_at > now()))
                 AND u.is_active AND o.is_active`,
-      values: [digest],
-    });
+      [digest],
+    );
     const row = rows[0];
     if (!row) return null;
     return { principal: principalFrom(row, { kind: 'ACCESS_KEY' }), validForMs: row.valid_for_ms };

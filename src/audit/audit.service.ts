@@ -1,22 +1,18 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { scopeOf } from '../auth/abilities';
 import type { Actor } from '../context';
-import { runPrepared, SqlWhere } from '../db/scope';
+import { runPrepared } from '../db/prepared';
+import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
 import { parseId } from '../users/user.validation';
 import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
 import { KeyViewWriter } from './key-view-writer';
+import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 
-/** Who did it, as the audit log records it: a signed-in person, a key, or an operator command. */
-export interface AuditActor {
-  readonly userId: string | null;
-  readonly kind: ActorKind;
-  readonly ip: string | null;
-  readonly requestId: string | null;
-}
+export type { AuditActor } from './audit-rows';
 
 export const SYSTEM_ACTOR: AuditActor = { userId: null, kind: ActorKind.SYSTEM, ip: null, requestId: null };
 
@@ -34,8 +30,6 @@ export interface AuditEntry {
   readonly organizationId: string | null;
   readonly targetUserId?: string | null;
 }
-
-const COLUMNS = 'organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id';
 
 interface AuditEventRow {
   id: string;
@@ -73,19 +67,21 @@ export class AuditService {
 
   async record(manager: EntityManager, actor: AuditActor, ...entries: AuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const values: unknown[] = [];
-    const rows = entries.map((entry) => {
-      values.push(entry.organizationId, entry.action, actor.userId, actor.kind, entry.targetUserId ?? null, actor.ip, actor.requestId);
-      const base = values.length - 7;
-      return `(${Array.from({ length: 7 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
-    });
-    await manager.query(`INSERT INTO audit_events (${COLUMNS}) VALUES ${rows.join(', ')}`, values);
+    const rows = entries.map((entry) => ({ actor, ...entry, targetUserId: entry.targetUserId ?? null }));
+    await manager.query(INSERT_AUDIT_ROWS, auditRowValues(rows));
   }
 
   /** One ACCESS_KEY_VIEWED per revealed key; resolves once committed (with other requests' views). */
   recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void> {
     const who = auditActorOf(actor);
-    return this.keyViews.record(targets.map((target) => ({ actor: who, ...target })));
+    return this.keyViews.record(
+      targets.map((target) => ({
+        actor: who,
+        action: AuditAction.ACCESS_KEY_VIEWED,
+        organizationId: target.organizationId,
+        targetUserId: target.userId,
+      })),
+    );
   }
 
   /** The caller's organization's events, newest first (by id, which follows insertion order). */

@@ -6,7 +6,7 @@ import { generateSessionToken } from '../auth/key-format';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../auth/password';
 import { principalFrom, type Authenticated } from '../auth/principal';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
-import { preparedQuery } from '../db/prepared';
+import { runPrepared } from '../db/prepared';
 import type { AuthCache } from '../auth/auth-cache';
 import type { AuthRateLimiter } from '../auth/rate-limit';
 import type { Actor } from '../context';
@@ -80,15 +80,15 @@ export class SessionService {
 
   /** The owner of a live session token digest, if the user and organization are active. */
   async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await preparedQuery<UserRow & { session_id: string; valid_for_ms: number }>(this.deps.dataSource, {
-      name: 'crm_access_session_lookup',
-      text: `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - now()) * 1000)::float8 AS valid_for_ms
+    const rows = await runPrepared<UserRow & { session_id: string; valid_for_ms: number }>(
+      this.deps.dataSource,
+      `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - now()) * 1000)::float8 AS valid_for_ms
                FROM sessions s
                JOIN users u ON u.id = s.user_id
                JOIN organizations o ON o.id = u.organization_id
               WHERE s.token_digest = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
-      values: [digest],
-    });
+      [digest],
+    );
     const row = rows[0];
     if (!row) return null;
     return { principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }), validForMs: row.valid_for_ms };

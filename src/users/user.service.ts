@@ -4,7 +4,8 @@ import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.serv
 import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
 import { scopeOf, type Action } from '../auth/abilities';
 import type { Actor } from '../context';
-import { runPrepared, SqlWhere } from '../db/scope';
+import { runPrepared } from '../db/prepared';
+import { SqlWhere } from '../db/scope';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
 import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
 import type { Loaders } from '../loaders';
@@ -50,9 +51,28 @@ function decodeCursor(value: string): Cursor {
   throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
 }
 
-function isUniqueViolation(error: unknown, constraint: string): boolean {
+/** The email index is the source of truth for uniqueness (races included): its violation is a CONFLICT. */
+function duplicateEmailAsConflict(error: unknown): never {
   const driverError = error instanceof QueryFailedError ? (error.driverError as { code?: string; constraint?: string }) : null;
-  return driverError?.code === '23505' && driverError.constraint === constraint;
+  if (driverError?.code === '23505' && driverError.constraint === 'users_email_lower_key') {
+    throw new ConflictError('A user with this email already exists.');
+  }
+  throw error;
+}
+
+/** Changes columns of one user and returns the row as it now is, in one statement. */
+async function updateUser(manager: EntityManager, id: string, changes: Record<string, unknown>): Promise<User> {
+  const columns = Object.keys(changes);
+  if (columns.length === 0) {
+    const [row] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.id = $1`, [id]);
+    return userFromRow(row);
+  }
+  const assignments = columns.map((column, i) => `${column} = $${i + 2}`).join(', ');
+  const [rows] = await manager.query(
+    `UPDATE users u SET ${assignments}, updated_at = now() WHERE u.id = $1 RETURNING ${USER_COLUMNS}`,
+    [id, ...Object.values(changes)],
+  );
+  return userFromRow(rows[0]);
 }
 
 
@@ -166,10 +186,7 @@ export class UserService {
         }),
       );
     } catch (error) {
-      if (isUniqueViolation(error, 'users_email_lower_key')) {
-        throw new ConflictError('A user with this email already exists.');
-      }
-      throw error;
+      duplicateEmailAsConflict(error);
     }
     const key = await this.deps.accessKeys.issue(manager, {
       userId: user.id,
@@ -225,14 +242,7 @@ export class UserService {
     if (input.email !== undefined && input.email !== null) changes.email = normalizeEmail(input.email);
     if (input.name !== undefined && input.name !== null) changes.name = normalizeName(input.name);
     return this.change(actor, { id, action: 'update', fields: Object.keys(changes) }, async (manager, user) => {
-      try {
-        await manager.getRepository(User).update({ id: user.id }, changes);
-      } catch (error) {
-        if (isUniqueViolation(error, 'users_email_lower_key')) {
-          throw new ConflictError('A user with this email already exists.');
-        }
-        throw error;
-      }
+      const updated = await updateUser(manager, user.id, changes).catch(duplicateEmailAsConflict);
       // "Edit, then Save" on a user without a key (an imported one) gives them one.
       const hasKey = await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id]);
       if (hasKey.length === 0) {
@@ -245,7 +255,7 @@ export class UserService {
       } else {
         await this.record(manager, actor, user, AuditAction.USER_UPDATED);
       }
-      return manager.getRepository(User).findOneByOrFail({ id: user.id });
+      return updated;
     });
   }
 
@@ -253,9 +263,9 @@ export class UserService {
     return this.change(actor, { id, action: 'setRole' }, async (manager, user) => {
       if (user.role === role) return user;
       if (user.role === Role.ADMIN) await this.keepAnActiveAdmin(manager, user);
-      await manager.getRepository(User).update({ id: user.id }, { role });
+      const updated = await updateUser(manager, user.id, { role });
       await this.record(manager, actor, user, AuditAction.USER_ROLE_CHANGED);
-      return manager.getRepository(User).findOneByOrFail({ id: user.id });
+      return updated;
     });
   }
 
@@ -263,11 +273,11 @@ export class UserService {
     return this.change(actor, { id, action: isActive ? 'reactivate' : 'deactivate' }, async (manager, user) => {
       if (user.isActive === isActive) return user;
       if (!isActive && user.role === Role.ADMIN) await this.keepAnActiveAdmin(manager, user);
-      await manager.getRepository(User).update({ id: user.id }, { isActive });
+      const updated = await updateUser(manager, user.id, { is_active: isActive });
       // A deactivated person is signed out everywhere; reactivation does not bring the sessions back.
       if (!isActive) await this.deps.sessions.revokeAll(manager, { userId: user.id });
       await this.record(manager, actor, user, isActive ? AuditAction.USER_REACTIVATED : AuditAction.USER_DEACTIVATED);
-      return manager.getRepository(User).findOneByOrFail({ id: user.id });
+      return updated;
     });
   }
 

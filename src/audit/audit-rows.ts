@@ -1,0 +1,32 @@
+import type { ActorKind, AuditAction } from './audit-event.entity';
+
+/** Who did it, as the audit log records it: a signed-in person, a key, or an operator command. */
+export interface AuditActor {
+  readonly userId: string | null;
+  readonly kind: ActorKind;
+  readonly ip: string | null;
+  readonly requestId: string | null;
+}
+
+export interface AuditRow {
+  readonly actor: AuditActor;
+  readonly action: AuditAction;
+  readonly organizationId: string | null;
+  readonly targetUserId: string | null;
+}
+
+/** One statement for any number of events, used inside a change's transaction and by the key-view batches. */
+export const INSERT_AUDIT_ROWS = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[])`;
+
+export function auditRowValues(rows: readonly AuditRow[]): unknown[][] {
+  return [
+    rows.map((row) => row.organizationId),
+    rows.map((row) => row.action),
+    rows.map((row) => row.actor.userId),
+    rows.map((row) => row.actor.kind),
+    rows.map((row) => row.targetUserId),
+    rows.map((row) => row.actor.ip),
+    rows.map((row) => row.actor.requestId),
+  ];
+}
