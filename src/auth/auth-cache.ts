@@ -5,7 +5,11 @@ export const AUTH_CHANGES_CHANNEL = 'crm_access_auth_changes';
 interface Entry {
   readonly principal: Principal;
   readonly expiresAtMs: number;
+  /** When the entry last moved to the recent end; refreshed at most once a second, not on every hit. */
+  touchedAtMs: number;
 }
+
+const TOUCH_INTERVAL_MS = 1000;
 
 /**
  * Principals by credential digest (never by the credential itself), bounded in size and age, so a known
@@ -30,22 +34,27 @@ export class AuthCache {
   get(digest: string): Principal | undefined {
     const entry = this.entries.get(digest);
     if (!entry) return undefined;
-    if (entry.expiresAtMs <= Date.now()) {
+    const now = Date.now();
+    if (entry.expiresAtMs <= now) {
       this.delete(digest);
       return undefined;
     }
     // Map order is insertion order: re-inserting makes this the most recently used.
-    this.entries.delete(digest);
-    this.entries.set(digest, entry);
+    if (now - entry.touchedAtMs >= TOUCH_INTERVAL_MS) {
+      entry.touchedAtMs = now;
+      this.entries.delete(digest);
+      this.entries.set(digest, entry);
+    }
     return entry.principal;
   }
 
   /** Caches unless disabled or something changed since `epoch`; `validUntilMs` caps the age (grace periods, session expiry). */
   set(digest: string, principal: Principal, params: { epoch: number; validUntilMs?: number | null }): void {
     if (!this.enabled || params.epoch !== this.epoch || this.settings.maxEntries === 0) return;
-    const expiresAtMs = Math.min(Date.now() + this.settings.ttlSeconds * 1000, params.validUntilMs ?? Infinity);
+    const now = Date.now();
+    const expiresAtMs = Math.min(now + this.settings.ttlSeconds * 1000, params.validUntilMs ?? Infinity);
     this.delete(digest);
-    this.entries.set(digest, { principal, expiresAtMs });
+    this.entries.set(digest, { principal, expiresAtMs, touchedAtMs: now });
     index(this.byUser, principal.userId, digest);
     index(this.byOrganization, principal.organizationId, digest);
     while (this.entries.size > this.settings.maxEntries) this.delete(this.entries.keys().next().value as string);

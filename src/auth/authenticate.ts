@@ -62,17 +62,20 @@ export class Authenticator {
   /** Lookups in flight by digest: concurrent requests with one uncached credential share one query. */
   private readonly inflight = new Map<string, Promise<Principal | null>>();
 
-  /** From the cache when it can, else one prepared lookup whose answer is cached if nothing changed meanwhile. */
-  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string): Promise<Principal | null> | Principal {
-    const digest = this.deps.keyCrypto.digest(credential);
-    const cacheKey = digest.toString('base64');
-    const cached = this.deps.cache.get(cacheKey);
-    if (cached) return cached;
+  /** The cached principal of a credential of this kind, if any: the hot path, with no lookup and no HMAC. */
+  private cached(kind: 'ACCESS_KEY' | 'SESSION', cacheKey: string): Principal | undefined {
+    const principal = this.deps.cache.get(cacheKey);
+    // A session token sent in X-Access-Key is malformed there, even when the token itself is known.
+    return principal?.kind === kind ? principal : undefined;
+  }
+
+  /** One prepared lookup, shared by concurrent requests, whose answer is cached if nothing changed meanwhile. */
+  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string, cacheKey: string): Promise<Principal | null> {
     // Per epoch: a request that arrives after a revocation never joins a lookup that started before it.
     const flightKey = `${this.deps.cache.epoch}:${cacheKey}`;
     let lookup = this.inflight.get(flightKey);
     if (!lookup) {
-      lookup = this.lookup(kind, digest, cacheKey).finally(() => this.inflight.delete(flightKey));
+      lookup = this.lookup(kind, this.deps.keyCrypto.digest(credential), cacheKey).finally(() => this.inflight.delete(flightKey));
       this.inflight.set(flightKey, lookup);
     }
     return lookup;
@@ -98,13 +101,16 @@ export class Authenticator {
     if (presented === null) return ANONYMOUS;
     if (presented.kind === 'MALFORMED') return this.fail(client, presented.message);
     const { kind, credential } = presented;
+    const cacheKey = this.deps.keyCrypto.cacheKey(credential);
+    // Only a well-formed credential of this kind was ever cached, so a hit needs no shape or checksum test.
+    const cached = this.cached(kind, cacheKey);
+    if (cached) return this.settle(cached, client);
     const wellFormed = kind === 'SESSION' ? isWellFormedSessionToken(credential) : isWellFormedAccessKey(credential);
     if (!wellFormed) {
       if (kind === 'SESSION') return this.fail(client, MALFORMED_TOKEN);
       return this.fail(client, credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY);
     }
-    const resolved = this.resolve(kind, credential);
-    return resolved instanceof Promise ? resolved.then((principal) => this.settle(principal, client)) : this.settle(resolved, client);
+    return this.resolve(kind, credential, cacheKey).then((principal) => this.settle(principal, client));
   }
 
   private settle(principal: Principal | null, client: string): AuthResult {
