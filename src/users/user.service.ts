@@ -6,6 +6,7 @@ import { scopeOf, type Action } from '../auth/abilities';
 import type { Actor } from '../context';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
+import { SharedReads } from '../db/shared-reads';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
 import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
 import type { Loaders } from '../loaders';
@@ -88,6 +89,15 @@ export class UserService {
     },
   ) {}
 
+  private readonly profiles = new SharedReads<UserRow & JoinedKeyRow>(async (ids) => {
+    const rows = await runPrepared<UserRow & JoinedKeyRow>(
+      this.deps.dataSource,
+      `SELECT ${USER_COLUMNS}, ${JOINED_KEY_COLUMNS} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id WHERE u.id = ANY($1)`,
+      [ids],
+    );
+    return new Map(rows.map((row) => [row.id, row]));
+  });
+
   private record(manager: EntityManager, actor: Actor, user: User, ...actions: AuditAction[]): Promise<void> {
     const entries = actions.map((action) => ({ action, organizationId: user.organizationId, targetUserId: user.id }));
     return this.deps.audit.record(manager, auditActorOf(actor), ...entries);
@@ -119,9 +129,15 @@ export class UserService {
     });
   }
 
+  /**
+   * One user with their key row. Concurrent requests' reads share a statement; the row is then held to
+   * this caller's abilities, the same rules that scope list queries in SQL.
+   */
   async get(actor: Actor, id: string, loaders: Loaders): Promise<User> {
-    const [user] = await this.read(this.scoped(actor, 'read').and('u.id = ?', parseId(id)), '', loaders);
-    if (!user) throw new NotFoundError();
+    const row = await this.profiles.read(parseId(id));
+    const user = row && userFromRow(row);
+    if (!user || !actor.ability.can('read', user)) throw new NotFoundError();
+    loaders.accessKey.prime(user.id, accessKeyFromJoinedRow(row));
     return user;
   }
 
