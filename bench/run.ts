@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import autocannon from 'autocannon';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -23,12 +23,24 @@ import { Role } from '../src/users/user.entity';
  * the same round; rounds interleave the scenarios, and the median of the rounds is reported.
  */
 const ROOT = path.join(__dirname, '..', '..');
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Runs of each scenario per round, each between two baseline runs. */
+const RUNS_PER_ROUND = Number(process.env.BENCH_RUNS_PER_ROUND ?? 3);
+/** V8 needs this long under load before the service's hot paths are optimized and its speed settles. */
+const WARM_UP_SECONDS = Number(process.env.BENCH_WARM_UP_SECONDS ?? 12);
 const CONNECTIONS = 32;
 const USERS = 1000;
 const MEMORY_REQUESTS = Number(process.env.BENCH_MEMORY_REQUESTS ?? 200_000);
 const PASSWORD = 'benchmark password 1';
+
+/**
+ * The service gets a core of its own and the load generator (this process) the other, so the two don't
+ * take turns on one core and the ratios measure the service. PostgreSQL is left to the scheduler.
+ */
+const SERVER_CPU = 1;
+const LOAD_CPU = 0;
+const PIN = process.env.BENCH_PIN !== 'false' && os.cpus().length >= 2 && spawnSync('taskset', ['-V']).status === 0;
 
 interface Scenario {
   name: string;
@@ -46,6 +58,19 @@ interface Measurement {
   p50: number;
   p99: number;
   unexpected: number;
+  /** CPU time the service's process spent per request: what the ratios come from when the service is the bottleneck. */
+  serviceCpuUs: number;
+  /** Share of a core the load generator used: it must not be the bottleneck. */
+  loadGeneratorCpu: number;
+}
+
+let servicePid: number | null = null;
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
+
+/** User + system CPU seconds of a process so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
 function freePort(): Promise<number> {
@@ -97,7 +122,9 @@ async function seed(params: { url: string; secret: Buffer }) {
 }
 
 async function startServer(params: { url: string; secret: Buffer; port: number }): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(ROOT, 'dist', 'src', 'main.js')], {
+  const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(ROOT, 'dist', 'src', 'main.js')];
+  const [command, commandArgs] = PIN ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(command, commandArgs, {
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -125,6 +152,9 @@ async function startServer(params: { url: string; secret: Buffer; port: number }
 
 async function load(url: string, scenario: Scenario, options: { seconds?: number; amount?: number }): Promise<Measurement> {
   let unexpected = 0;
+  const serviceCpuBefore = servicePid ? cpuSeconds(servicePid) : 0;
+  const ownCpuBefore = process.cpuUsage();
+  const startedAt = performance.now();
   const result = await autocannon({
     url,
     method: 'POST',
@@ -139,7 +169,16 @@ async function load(url: string, scenario: Scenario, options: { seconds?: number
       });
     },
   });
-  return { requestsPerSecond: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, unexpected: unexpected + result.errors };
+  const ownCpu = process.cpuUsage(ownCpuBefore);
+  const elapsedUs = (performance.now() - startedAt) * 1000;
+  return {
+    requestsPerSecond: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    unexpected: unexpected + result.errors,
+    serviceCpuUs: servicePid ? ((cpuSeconds(servicePid) - serviceCpuBefore) * 1e6) / Math.max(result.requests.total, 1) : 0,
+    loadGeneratorCpu: (ownCpu.user + ownCpu.system) / elapsedUs,
+  };
 }
 
 const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
@@ -161,6 +200,8 @@ async function main(): Promise<void> {
     const { admin, memberId } = await seed({ url, secret });
     const port = await freePort();
     server = await startServer({ url, secret, port });
+    servicePid = server.pid!;
+    if (PIN) spawnSync('taskset', ['-a', '-p', '-c', String(LOAD_CPU), String(process.pid)]);
     const graphqlUrl = `http://127.0.0.1:${port}/graphql`;
     const login = await fetch(graphqlUrl, {
       method: 'POST',
@@ -188,36 +229,61 @@ async function main(): Promise<void> {
     const only = process.env.BENCH_ONLY?.split(',');
     if (only) scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
     process.stderr.write('warming up...\n');
-    for (const scenario of scenarios) await load(graphqlUrl, scenario, { seconds: 2 });
+    await load(graphqlUrl, scenarios[0], { seconds: WARM_UP_SECONDS });
+    for (const scenario of scenarios.slice(1)) await load(graphqlUrl, scenario, { seconds: 3 });
 
-    // Each scenario is paired with a baseline run just before it, so both see the same machine weather;
-    // rounds repeat the whole interleaved sequence and the medians of the rounds are reported.
-    const rounds: Array<Array<{ scenario: Measurement; baseline: Measurement }>> = [];
+    // This machine's speed drifts by 10-20% over seconds (other tenants, clocks), so a scenario is never
+    // compared with a baseline measured long before it: each run sits between two baseline runs and is
+    // compared with their mean, which cancels a steady drift. Rounds repeat the whole interleaved
+    // sequence; the medians of all runs are reported.
+    const baselineRuns: Measurement[] = [];
+    const runs = new Map<Scenario, Array<{ scenario: Measurement; baseline: Measurement }>>(scenarios.slice(1).map((s) => [s, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      const measured = [];
-      for (const scenario of scenarios) {
-        const baseline = await load(graphqlUrl, scenarios[0], { seconds: SECONDS });
-        const result = scenario === scenarios[0] ? baseline : await load(graphqlUrl, scenario, { seconds: SECONDS });
-        measured.push({ scenario: result, baseline });
+      for (const scenario of scenarios.slice(1)) {
+        let before = await load(graphqlUrl, scenarios[0], { seconds: SECONDS });
+        baselineRuns.push(before);
+        for (let i = 0; i < RUNS_PER_ROUND; i++) {
+          const result = await load(graphqlUrl, scenario, { seconds: SECONDS });
+          const after = await load(graphqlUrl, scenarios[0], { seconds: SECONDS });
+          baselineRuns.push(after);
+          const mean = (pick: (m: Measurement) => number) => (pick(before) + pick(after)) / 2;
+          const baseline: Measurement = {
+            requestsPerSecond: mean((m) => m.requestsPerSecond),
+            p50: mean((m) => m.p50),
+            p99: mean((m) => m.p99),
+            unexpected: 0,
+            serviceCpuUs: mean((m) => m.serviceCpuUs),
+            loadGeneratorCpu: mean((m) => m.loadGeneratorCpu),
+          };
+          runs.get(scenario)!.push({ scenario: result, baseline });
+          before = after;
+        }
+        const latest = runs.get(scenario)!.slice(-RUNS_PER_ROUND);
         process.stderr.write(
-          `round ${round + 1}: ${scenario.name}: ${Math.round(result.requestsPerSecond)} req/s ` +
-            `(baseline ${Math.round(baseline.requestsPerSecond)})\n`,
+          `round ${round + 1}: ${scenario.name}: ` +
+            latest
+              .map((r) => `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`)
+              .join(' ') +
+            ' req/s and service CPU per request (scenario/baseline)\n',
         );
       }
-      rounds.push(measured);
     }
 
-    const rows = scenarios.map((scenario, i) => {
-      const ratios = rounds.map((r) => r[i].scenario.requestsPerSecond / r[i].baseline.requestsPerSecond);
-      const p99Ratios = rounds.map((r) => r[i].scenario.p99 / Math.max(r[i].baseline.p99, 1));
+    const rows = scenarios.map((scenario) => {
+      const measured = runs.get(scenario) ?? baselineRuns.map((run) => ({ scenario: run, baseline: run }));
+      const ratios = measured.map((r) => r.scenario.requestsPerSecond / r.baseline.requestsPerSecond);
+      const p99Ratios = measured.map((r) => r.scenario.p99 / Math.max(r.baseline.p99, 1));
       const row = {
         scenario: scenario.name,
-        requestsPerSecond: Math.round(median(rounds.map((r) => r[i].scenario.requestsPerSecond))),
-        p50Ms: median(rounds.map((r) => r[i].scenario.p50)),
-        p99Ms: median(rounds.map((r) => r[i].scenario.p99)),
+        requestsPerSecond: Math.round(median(measured.map((r) => r.scenario.requestsPerSecond))),
+        p50Ms: median(measured.map((r) => r.scenario.p50)),
+        p99Ms: median(measured.map((r) => r.scenario.p99)),
         ratio: Number(median(ratios).toFixed(3)),
         p99Ratio: Number(median(p99Ratios).toFixed(2)),
-        unexpectedResponses: rounds.reduce((sum, r) => sum + r[i].scenario.unexpected, 0),
+        serviceCpuUsPerRequest: Math.round(median(measured.map((r) => r.scenario.serviceCpuUs))),
+        serviceCpuRatio: Number(median(measured.map((r) => r.baseline.serviceCpuUs / r.scenario.serviceCpuUs)).toFixed(3)),
+        loadGeneratorCpu: Number(median(measured.map((r) => r.scenario.loadGeneratorCpu)).toFixed(2)),
+        unexpectedResponses: measured.reduce((sum, r) => sum + r.scenario.unexpected, 0),
         target: [scenario.minRatio ? `ratio >= ${scenario.minRatio}` : '', scenario.maxP99Ratio ? `p99 <= ${scenario.maxP99Ratio}x` : '']
           .filter(Boolean)
           .join(', '),
@@ -231,8 +297,17 @@ async function main(): Promise<void> {
     });
 
     process.stderr.write(`memory: ${MEMORY_REQUESTS} authenticated requests...\n`);
+    // On a fresh process: the one above is still giving back the heap of the list scenarios, which would
+    // hide growth. Warm-up is the same requests, until V8 has compiled their path and the heap has settled.
+    server.kill('SIGTERM');
+    await new Promise((resolve) => server!.once('exit', resolve));
+    const memoryPort = await freePort();
+    server = await startServer({ url, secret, port: memoryPort });
+    servicePid = server.pid!;
+    const memoryUrl = `http://127.0.0.1:${memoryPort}/graphql`;
+    await load(memoryUrl, scenarios[1], { amount: Math.min(MEMORY_REQUESTS, 30_000) });
     const rssBefore = rssMb(server.pid!);
-    const memoryRun = await load(graphqlUrl, scenarios[1], { amount: MEMORY_REQUESTS });
+    const memoryRun = await load(memoryUrl, scenarios[1], { amount: MEMORY_REQUESTS });
     const rssAfter = rssMb(server.pid!);
     const memory = {
       requests: MEMORY_REQUESTS,
@@ -247,20 +322,26 @@ async function main(): Promise<void> {
     const results = {
       date: new Date().toISOString(),
       machine,
-      settings: { connections: CONNECTIONS, secondsPerScenario: SECONDS, rounds: ROUNDS, users: USERS },
+      settings: { connections: CONNECTIONS, secondsPerRun: SECONDS, runsPerRound: RUNS_PER_ROUND, rounds: ROUNDS, warmUpSeconds: WARM_UP_SECONDS, pinned: PIN, users: USERS },
       scenarios: rows,
       memory,
     };
     fs.writeFileSync(path.join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
 
     const table = [
-      '| scenario | req/s | p50 ms | p99 ms | ratio to baseline | p99 ratio | target | met |',
-      '|---|---:|---:|---:|---:|---:|---|---|',
-      ...rows.map((r) => `| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.ratio} | ${r.p99Ratio} | ${r.target} | ${r.met ? 'yes' : 'NO'} |`),
+      '| scenario | req/s | p50 ms | p99 ms | ratio to baseline | p99 ratio | service CPU us/req | CPU ratio | target | met |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---|---|',
+      ...rows.map(
+        (r) =>
+          `| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.ratio} | ${r.p99Ratio} | ` +
+          `${r.serviceCpuUsPerRequest} | ${r.serviceCpuRatio} | ${r.target} | ${r.met ? 'yes' : 'NO'} |`,
+      ),
       '',
       `Memory: RSS ${memory.rssAfterWarmupMb} MB after warm-up, ${memory.rssAfterMb} MB after ${MEMORY_REQUESTS} key-authenticated requests (growth ${memory.growthMb} MB; target <= 50 MB: ${memory.met ? 'met' : 'NOT met'}).`,
-      `Machine: ${machine}; ${CONNECTIONS} connections, ${SECONDS} s per run, each scenario paired with a baseline run ` +
-        `just before it, ${ROUNDS} interleaved rounds, medians.`,
+      `Machine: ${machine}; ${CONNECTIONS} connections, ${SECONDS} s per run, ${WARM_UP_SECONDS} s warm-up, ` +
+        `${ROUNDS} interleaved rounds of ${RUNS_PER_ROUND} runs per scenario, each compared with the mean of the baseline ` +
+        `runs just before and after it; medians of all ${ROUNDS * RUNS_PER_ROUND} runs. ` +
+        (PIN ? `Service pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}.` : 'Nothing pinned.'),
     ].join('\n');
     process.stdout.write(table + '\n');
     if (!rows.every((r) => r.met) || !memory.met) process.exitCode = 1;
