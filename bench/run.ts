@@ -19,8 +19,8 @@ import { Role } from '../src/users/user.entity';
 
 /**
  * `npm run bench`: the service in its own process on a real PostgreSQL, driven by autocannon from this
- * process. Every scenario is compared with the baseline `{ __typename }` measured on the same server in
- * the same round; rounds interleave the scenarios, and the median of the rounds is reported.
+ * process. Every run of a scenario is compared with the baseline `{ __typename }` runs on the same server
+ * just before and after it; rounds interleave the scenarios, and medians of all runs are reported.
  */
 const ROOT = path.join(__dirname, '..', '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -64,7 +64,12 @@ interface Measurement {
   loadGeneratorCpu: number;
 }
 
-let servicePid: number | null = null;
+/** Where the load goes: the service's GraphQL URL, and its process, whose CPU time is read per run. */
+interface Target {
+  url: string;
+  pid: number;
+}
+
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
 /** User + system CPU seconds of a process so far, from /proc. */
@@ -150,13 +155,13 @@ async function startServer(params: { url: string; secret: Buffer; port: number }
   }
 }
 
-async function load(url: string, scenario: Scenario, options: { seconds?: number; amount?: number }): Promise<Measurement> {
+async function load(target: Target, scenario: Scenario, options: { seconds?: number; amount?: number }): Promise<Measurement> {
   let unexpected = 0;
-  const serviceCpuBefore = servicePid ? cpuSeconds(servicePid) : 0;
+  const serviceCpuBefore = cpuSeconds(target.pid);
   const ownCpuBefore = process.cpuUsage();
   const startedAt = performance.now();
   const result = await autocannon({
-    url,
+    url: target.url,
     method: 'POST',
     connections: CONNECTIONS,
     ...(options.amount ? { amount: options.amount } : { duration: options.seconds }),
@@ -176,7 +181,7 @@ async function load(url: string, scenario: Scenario, options: { seconds?: number
     p50: result.latency.p50,
     p99: result.latency.p99,
     unexpected: unexpected + result.errors,
-    serviceCpuUs: servicePid ? ((cpuSeconds(servicePid) - serviceCpuBefore) * 1e6) / Math.max(result.requests.total, 1) : 0,
+    serviceCpuUs: ((cpuSeconds(target.pid) - serviceCpuBefore) * 1e6) / Math.max(result.requests.total, 1),
     loadGeneratorCpu: (ownCpu.user + ownCpu.system) / elapsedUs,
   };
 }
@@ -200,9 +205,9 @@ async function main(): Promise<void> {
     const { admin, memberId } = await seed({ url, secret });
     const port = await freePort();
     server = await startServer({ url, secret, port });
-    servicePid = server.pid!;
     if (PIN) spawnSync('taskset', ['-a', '-p', '-c', String(LOAD_CPU), String(process.pid)]);
     const graphqlUrl = `http://127.0.0.1:${port}/graphql`;
+    const service: Target = { url: graphqlUrl, pid: server.pid! };
     const login = await fetch(graphqlUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -229,8 +234,8 @@ async function main(): Promise<void> {
     const only = process.env.BENCH_ONLY?.split(',');
     if (only) scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
     process.stderr.write('warming up...\n');
-    await load(graphqlUrl, scenarios[0], { seconds: WARM_UP_SECONDS });
-    for (const scenario of scenarios.slice(1)) await load(graphqlUrl, scenario, { seconds: 3 });
+    await load(service, scenarios[0], { seconds: WARM_UP_SECONDS });
+    for (const scenario of scenarios.slice(1)) await load(service, scenario, { seconds: 3 });
 
     // This machine's speed drifts by 10-20% over seconds (other tenants, clocks), so a scenario is never
     // compared with a baseline measured long before it: each run sits between two baseline runs and is
@@ -240,11 +245,11 @@ async function main(): Promise<void> {
     const runs = new Map<Scenario, Array<{ scenario: Measurement; baseline: Measurement }>>(scenarios.slice(1).map((s) => [s, []]));
     for (let round = 0; round < ROUNDS; round++) {
       for (const scenario of scenarios.slice(1)) {
-        let before = await load(graphqlUrl, scenarios[0], { seconds: SECONDS });
+        let before = await load(service, scenarios[0], { seconds: SECONDS });
         baselineRuns.push(before);
         for (let i = 0; i < RUNS_PER_ROUND; i++) {
-          const result = await load(graphqlUrl, scenario, { seconds: SECONDS });
-          const after = await load(graphqlUrl, scenarios[0], { seconds: SECONDS });
+          const result = await load(service, scenario, { seconds: SECONDS });
+          const after = await load(service, scenarios[0], { seconds: SECONDS });
           baselineRuns.push(after);
           const mean = (pick: (m: Measurement) => number) => (pick(before) + pick(after)) / 2;
           const baseline: Measurement = {
@@ -303,12 +308,11 @@ async function main(): Promise<void> {
     await new Promise((resolve) => server!.once('exit', resolve));
     const memoryPort = await freePort();
     server = await startServer({ url, secret, port: memoryPort });
-    servicePid = server.pid!;
-    const memoryUrl = `http://127.0.0.1:${memoryPort}/graphql`;
-    await load(memoryUrl, scenarios[1], { amount: Math.min(MEMORY_REQUESTS, 30_000) });
-    const rssBefore = rssMb(server.pid!);
-    const memoryRun = await load(memoryUrl, scenarios[1], { amount: MEMORY_REQUESTS });
-    const rssAfter = rssMb(server.pid!);
+    const fresh: Target = { url: `http://127.0.0.1:${memoryPort}/graphql`, pid: server.pid! };
+    await load(fresh, scenarios[1], { amount: Math.min(MEMORY_REQUESTS, 30_000) });
+    const rssBefore = rssMb(fresh.pid);
+    const memoryRun = await load(fresh, scenarios[1], { amount: MEMORY_REQUESTS });
+    const rssAfter = rssMb(fresh.pid);
     const memory = {
       requests: MEMORY_REQUESTS,
       rssAfterWarmupMb: Math.round(rssBefore),

@@ -61,6 +61,15 @@ function duplicateEmailAsConflict(error: unknown): never {
   throw error;
 }
 
+/** Users with their key rows, in one statement: a profile or a page with `accessKey` costs one query, not two. */
+const USERS_WITH_KEYS = `SELECT ${USER_COLUMNS}, ${JOINED_KEY_COLUMNS} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id`;
+type UserWithKeyRow = UserRow & JoinedKeyRow;
+
+/** Hands a joined row's key to the request's key loader, so `accessKey` on that user needs no query. */
+function primeKey(loaders: Loaders, row: UserWithKeyRow): void {
+  loaders.accessKey.prime(row.id, accessKeyFromJoinedRow(row));
+}
+
 /** Changes columns of one user and returns the row as it now is, in one statement. */
 async function updateUser(manager: EntityManager, id: string, changes: Record<string, unknown>): Promise<User> {
   const columns = Object.keys(changes);
@@ -89,12 +98,8 @@ export class UserService {
     },
   ) {}
 
-  private readonly profiles = new SharedReads<UserRow & JoinedKeyRow>(async (ids) => {
-    const rows = await runPrepared<UserRow & JoinedKeyRow>(
-      this.deps.dataSource,
-      `SELECT ${USER_COLUMNS}, ${JOINED_KEY_COLUMNS} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id WHERE u.id = ANY($1)`,
-      [ids],
-    );
+  private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
+    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [ids]);
     return new Map(rows.map((row) => [row.id, row]));
   });
 
@@ -113,18 +118,10 @@ export class UserService {
     return actor.principal.user as User;
   }
 
-  /**
-   * Reads users with their key rows in the same statement and hands those to the request's key loader:
-   * a profile or a page with `accessKey` costs one query, not two.
-   */
   private async read(where: SqlWhere, tail: string, loaders: Loaders): Promise<User[]> {
-    const rows = await runPrepared<UserRow & JoinedKeyRow>(
-      this.deps.dataSource,
-      `SELECT ${USER_COLUMNS}, ${JOINED_KEY_COLUMNS} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id WHERE ${where} ${tail}`,
-      where.values,
-    );
+    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
     return rows.map((row) => {
-      loaders.accessKey.prime(row.id, accessKeyFromJoinedRow(row));
+      primeKey(loaders, row);
       return userFromRow(row);
     });
   }
@@ -137,7 +134,7 @@ export class UserService {
     const row = await this.profiles.read(parseId(id));
     const user = row && userFromRow(row);
     if (!user || !actor.ability.can('read', user)) throw new NotFoundError();
-    loaders.accessKey.prime(user.id, accessKeyFromJoinedRow(row));
+    primeKey(loaders, row);
     return user;
   }
 
