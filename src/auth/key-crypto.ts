@@ -3,20 +3,19 @@ import {
   createDecipheriv,
   createHmac,
   createSecretKey,
-  hash,
   hkdfSync,
   randomBytes,
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
+import { SaltedSha256 } from './salted-sha256';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-function subkey(secret: Buffer, purpose: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `crm-access ${purpose}`, 32));
+function subkey(secret: Buffer, purpose: string, bytes = 32): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `crm-access ${purpose}`, bytes));
 }
-
 
 /**
  * Everything the service does with key material. The server secret is split by HKDF so that the lookup
@@ -26,14 +25,14 @@ export class KeyCrypto {
   // A KeyObject, so each digest does not import the raw key again (it is on every request's path).
   private readonly digestKey: KeyObject;
   private readonly encryptionKey: Buffer;
-  private readonly cacheSalt: string;
+  private readonly cacheHash: SaltedSha256;
   /** Stored in the database so that startup can refuse a secret that cannot decrypt its keys. */
   readonly fingerprint: Buffer;
 
   constructor(secret: Buffer) {
     this.digestKey = createSecretKey(subkey(secret, 'key digest'));
     this.encryptionKey = subkey(secret, 'key encryption');
-    this.cacheSalt = subkey(secret, 'cache key').toString('base64');
+    this.cacheHash = new SaltedSha256(subkey(secret, 'cache key', 64));
     this.fingerprint = createHmac('sha256', subkey(secret, 'secret fingerprint')).update('v1').digest();
   }
 
@@ -43,11 +42,11 @@ export class KeyCrypto {
   }
 
   /**
-   * Salted SHA-256 of a key or token, as text: what the in-process cache is keyed by. One-shot hashing costs
-   * a sixth of an HMAC here, and it runs on every request; the salt keeps it apart from the lookup digest.
+   * Salted SHA-256 of a key or token: what the in-process cache is keyed by. It runs on every request, so it
+   * is computed in JavaScript (see SaltedSha256); the salt keeps it apart from the lookup digest.
    */
   cacheKey(value: string): string {
-    return hash('sha256', this.cacheSalt + value, 'base64');
+    return this.cacheHash.digest(value);
   }
 
   /** AES-256-GCM with the owner's user id as associated data: a ciphertext moved to another row won't open. */

@@ -1,0 +1,51 @@
+import fc from 'fast-check';
+import { createHash, randomBytes } from 'node:crypto';
+import { SaltedSha256 } from '../../src/auth/salted-sha256';
+
+/** node:crypto's SHA-256 of salt || UTF-8(value), in the 16-character form SaltedSha256 returns. */
+function reference(salt: Buffer, value: string): string {
+  const digest = createHash('sha256').update(salt).update(value, 'utf8').digest();
+  let text = '';
+  for (let i = 0; i < digest.length; i += 2) text += String.fromCharCode(digest.readUInt16BE(i));
+  return text;
+}
+
+describe('salted SHA-256 (the auth cache key)', () => {
+  const salt = randomBytes(64);
+  const hasher = new SaltedSha256(salt);
+
+  it('is SHA-256 for ASCII of every length around the one- and two-block boundaries', () => {
+    for (let length = 0; length <= 200; length++) {
+      const value = randomBytes(length).toString('base64').slice(0, length).padEnd(length, 'x');
+      expect(hasher.digest(value)).toBe(reference(salt, value));
+    }
+  });
+
+  it('is SHA-256 for any string, header bytes outside ASCII and astral characters included', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'binary', maxLength: 300 }),
+          fc.string({ unit: 'grapheme-ascii', maxLength: 120 }),
+          // Node decodes header values as latin1: each byte is one char code up to 0xff.
+          fc.string({ unit: fc.integer({ min: 0, max: 0xff }).map((code) => String.fromCharCode(code)), maxLength: 120 }),
+        ),
+        (value) => {
+          expect(hasher.digest(value)).toBe(reference(salt, value));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('depends on the salt, and repeats for the same input', () => {
+    const key = 'cak_AI4dNN4Jvj4u8sJuhiaC0S92moh8irVX3OjM8H';
+    expect(hasher.digest(key)).toBe(hasher.digest(key));
+    expect(new SaltedSha256(randomBytes(64)).digest(key)).not.toBe(hasher.digest(key));
+    expect(hasher.digest(key)).toHaveLength(16);
+  });
+
+  it('refuses a salt that is not one block', () => {
+    expect(() => new SaltedSha256(randomBytes(32))).toThrow(/64 bytes/);
+  });
+});
