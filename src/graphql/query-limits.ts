@@ -113,6 +113,22 @@ function countAliasesAndDirectives(document: DocumentNode): { aliases: number; d
   return { aliases, directives };
 }
 
+/** Measures of operations without variables: those depend on the document alone, so each is measured once. */
+const measured = new WeakMap<OperationDefinitionNode, Measure>();
+
+function measureOperation(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown>): Measure {
+  const known = measured.get(operation);
+  if (known) return known;
+  const fragments = new Map(
+    document.definitions
+      .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
+      .map((d) => [d.name.value, d]),
+  );
+  const result = measure({ selectionSet: operation.selectionSet, fragments, variables, multiplier: 1 });
+  if (!operation.variableDefinitions?.length) measured.set(operation, result);
+  return result;
+}
+
 /**
  * Refuses expensive operations after parsing and validation and before execution, so no resolver (and
  * no database work) ever runs for them: HTTP 400 with a code that says which limit was hit.
@@ -132,17 +148,7 @@ export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
               'TOO_MANY_DIRECTIVES',
             );
           }
-          const fragments = new Map(
-            document.definitions
-              .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
-              .map((d) => [d.name.value, d]),
-          );
-          const { depth, cost } = measure({
-            selectionSet: (operation as OperationDefinitionNode).selectionSet,
-            fragments,
-            variables: request.variables ?? {},
-            multiplier: 1,
-          });
+          const { depth, cost } = measureOperation(document, operation as OperationDefinitionNode, request.variables ?? {});
           if (depth > limits.maxDepth) {
             throw new LimitError(`The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`, 'QUERY_TOO_DEEP');
           }
