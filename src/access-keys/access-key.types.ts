@@ -1,7 +1,7 @@
 import { Field, ObjectType } from 'type-graphql';
 import { User } from '../users/user.entity';
 
-@ObjectType({ description: 'What can be shown about a key without revealing it.' })
+@ObjectType({ description: 'What can be shown about a key without revealing it.', simpleResolvers: true })
 export class AccessKeyInfo {
   @Field({ description: 'Prefix and last four characters.' })
   hint: string;
@@ -16,7 +16,7 @@ export class AccessKeyInfo {
   previousKeyExpiresAt: Date | null;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class RegenerateAccessKeyPayload {
   @Field(() => User)
   user: User;

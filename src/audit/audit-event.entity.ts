@@ -24,7 +24,7 @@ export enum ActorKind {
 registerEnumType(ActorKind, { name: 'ActorKind', description: 'How the actor authenticated; SYSTEM for operator commands.' });
 
 /** One sensitive act. Holds who, what, whom, from where: never key material, tokens or passwords. */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ name: 'audit_events' })
 export class AuditEvent {
   @Field(() => ID)

@@ -20,7 +20,7 @@ export class AuditEventsFilter {
   until?: Date | null;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class AuditEventEdge {
   @Field()
   cursor: string;
@@ -29,7 +29,7 @@ export class AuditEventEdge {
   node: AuditEvent;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class AuditEventConnection {
   @Field(() => [AuditEventEdge])
   edges: AuditEventEdge[];

@@ -1,7 +1,7 @@
 import { Field, ID, ObjectType } from 'type-graphql';
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
 
-@ObjectType({ description: 'A tenant: one CRM instance with its users.' })
+@ObjectType({ description: 'A tenant: one CRM instance with its users.', simpleResolvers: true })
 @Entity({ name: 'organizations' })
 export class Organization {
   @Field(() => ID)

@@ -3,7 +3,7 @@ import { CurrentActor, type Actor, type RequestContext } from '../context';
 import { User } from '../users/user.entity';
 import type { SessionService } from './session.service';
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class LoginPayload {
   @Field({ description: 'Send as "Authorization: Bearer <token>". Shown once; stored only as a digest.' })
   token: string;

@@ -12,7 +12,7 @@ registerEnumType(Role, { name: 'Role' });
  * A person or integration of an organization. `organization`, `accessKey` and `accessKeyInfo` are resolved by
  * UserResolver, behind the abilities; the password hash has no @Field and never reaches the schema.
  */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ name: 'users' })
 export class User {
   @Field(() => ID)

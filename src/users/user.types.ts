@@ -1,7 +1,7 @@
 import { Field, ObjectType } from 'type-graphql';
 import { User } from './user.entity';
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class PageInfo {
   @Field()
   hasNextPage: boolean;
@@ -10,7 +10,7 @@ export class PageInfo {
   endCursor: string | null;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class UserEdge {
   @Field()
   cursor: string;
@@ -19,7 +19,7 @@ export class UserEdge {
   node: User;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class UserConnection {
   @Field(() => [UserEdge])
   edges: UserEdge[];
