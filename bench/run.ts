@@ -126,8 +126,10 @@ async function seed(params: { url: string; secret: Buffer }) {
   return { admin, memberId: member };
 }
 
-async function startServer(params: { url: string; secret: Buffer; port: number }): Promise<ChildProcess> {
-  const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(ROOT, 'dist', 'src', 'main.js')];
+/** The service (or, with `entry`, the framework-floor server) in its own process, pinned to its own core. */
+async function startServer(params: { url: string; secret: Buffer; port: number; entry?: string }): Promise<ChildProcess> {
+  const entry = params.entry ?? path.join(ROOT, 'dist', 'src', 'main.js');
+  const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), entry];
   const [command, commandArgs] = PIN ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]] : [process.execPath, args];
   const child = spawn(command, commandArgs, {
     env: {
@@ -188,6 +190,81 @@ async function load(target: Target, scenario: Scenario, options: { seconds?: num
 
 const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
 
+interface PairedRun {
+  scenario: Measurement;
+  /** The mean of the baseline runs just before and just after this one. */
+  baseline: Measurement;
+}
+
+/**
+ * One round of a scenario: RUNS_PER_ROUND runs, each between two baseline runs on the same server. This
+ * machine's speed drifts by 10-20% over seconds (other tenants, clocks), so a scenario is never compared
+ * with a baseline measured long before it; the mean of the runs around it cancels a steady drift.
+ */
+async function pairedRuns(params: {
+  target: Target;
+  baseline: Scenario;
+  scenario: Scenario;
+  round: number;
+  baselineRuns?: Measurement[];
+}): Promise<PairedRun[]> {
+  const { target, scenario } = params;
+  const paired: PairedRun[] = [];
+  let before = await load(target, params.baseline, { seconds: SECONDS });
+  params.baselineRuns?.push(before);
+  for (let i = 0; i < RUNS_PER_ROUND; i++) {
+    const result = await load(target, scenario, { seconds: SECONDS });
+    const after = await load(target, params.baseline, { seconds: SECONDS });
+    params.baselineRuns?.push(after);
+    const mean = (pick: (m: Measurement) => number) => (pick(before) + pick(after)) / 2;
+    const baseline: Measurement = {
+      requestsPerSecond: mean((m) => m.requestsPerSecond),
+      p50: mean((m) => m.p50),
+      p99: mean((m) => m.p99),
+      unexpected: 0,
+      serviceCpuUs: mean((m) => m.serviceCpuUs),
+      loadGeneratorCpu: mean((m) => m.loadGeneratorCpu),
+    };
+    paired.push({ scenario: result, baseline });
+    before = after;
+  }
+  process.stderr.write(
+    `round ${params.round + 1}: ${scenario.name}: ` +
+      paired
+        .map((r) => `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`)
+        .join(' ') +
+      ' req/s and service CPU per request (scenario/baseline)\n',
+  );
+  return paired;
+}
+
+/** A scenario's row of the table: medians of its runs and of their ratios to the baselines around them. */
+function summarize(scenario: Scenario, measured: PairedRun[]) {
+  const ratios = measured.map((r) => r.scenario.requestsPerSecond / r.baseline.requestsPerSecond);
+  const p99Ratios = measured.map((r) => r.scenario.p99 / Math.max(r.baseline.p99, 1));
+  const row = {
+    scenario: scenario.name,
+    requestsPerSecond: Math.round(median(measured.map((r) => r.scenario.requestsPerSecond))),
+    p50Ms: median(measured.map((r) => r.scenario.p50)),
+    p99Ms: median(measured.map((r) => r.scenario.p99)),
+    ratio: Number(median(ratios).toFixed(3)),
+    p99Ratio: Number(median(p99Ratios).toFixed(2)),
+    serviceCpuUsPerRequest: Math.round(median(measured.map((r) => r.scenario.serviceCpuUs))),
+    serviceCpuRatio: Number(median(measured.map((r) => r.baseline.serviceCpuUs / r.scenario.serviceCpuUs)).toFixed(3)),
+    loadGeneratorCpu: Number(median(measured.map((r) => r.scenario.loadGeneratorCpu)).toFixed(2)),
+    unexpectedResponses: measured.reduce((sum, r) => sum + r.scenario.unexpected, 0),
+    target: [scenario.minRatio ? `ratio >= ${scenario.minRatio}` : '', scenario.maxP99Ratio ? `p99 <= ${scenario.maxP99Ratio}x` : '']
+      .filter(Boolean)
+      .join(', '),
+    met: true,
+  };
+  row.met =
+    row.unexpectedResponses === 0 &&
+    (!scenario.minRatio || row.ratio >= scenario.minRatio) &&
+    (!scenario.maxP99Ratio || row.p99Ratio <= scenario.maxP99Ratio);
+  return row;
+}
+
 async function main(): Promise<void> {
   const secret = randomBytes(32);
   let embedded: EmbeddedPostgres | null = null;
@@ -237,75 +314,47 @@ async function main(): Promise<void> {
     await load(service, scenarios[0], { seconds: WARM_UP_SECONDS });
     for (const scenario of scenarios.slice(1)) await load(service, scenario, { seconds: 3 });
 
-    // This machine's speed drifts by 10-20% over seconds (other tenants, clocks), so a scenario is never
-    // compared with a baseline measured long before it: each run sits between two baseline runs and is
-    // compared with their mean, which cancels a steady drift. Rounds repeat the whole interleaved
-    // sequence; the medians of all runs are reported.
+    // Rounds repeat the whole interleaved sequence; the medians of all runs are reported.
     const baselineRuns: Measurement[] = [];
-    const runs = new Map<Scenario, Array<{ scenario: Measurement; baseline: Measurement }>>(scenarios.slice(1).map((s) => [s, []]));
+    const runs = new Map<Scenario, PairedRun[]>(scenarios.slice(1).map((s) => [s, []]));
     for (let round = 0; round < ROUNDS; round++) {
       for (const scenario of scenarios.slice(1)) {
-        let before = await load(service, scenarios[0], { seconds: SECONDS });
-        baselineRuns.push(before);
-        for (let i = 0; i < RUNS_PER_ROUND; i++) {
-          const result = await load(service, scenario, { seconds: SECONDS });
-          const after = await load(service, scenarios[0], { seconds: SECONDS });
-          baselineRuns.push(after);
-          const mean = (pick: (m: Measurement) => number) => (pick(before) + pick(after)) / 2;
-          const baseline: Measurement = {
-            requestsPerSecond: mean((m) => m.requestsPerSecond),
-            p50: mean((m) => m.p50),
-            p99: mean((m) => m.p99),
-            unexpected: 0,
-            serviceCpuUs: mean((m) => m.serviceCpuUs),
-            loadGeneratorCpu: mean((m) => m.loadGeneratorCpu),
-          };
-          runs.get(scenario)!.push({ scenario: result, baseline });
-          before = after;
-        }
-        const latest = runs.get(scenario)!.slice(-RUNS_PER_ROUND);
-        process.stderr.write(
-          `round ${round + 1}: ${scenario.name}: ` +
-            latest
-              .map((r) => `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`)
-              .join(' ') +
-            ' req/s and service CPU per request (scenario/baseline)\n',
-        );
+        runs.get(scenario)!.push(...(await pairedRuns({ target: service, baseline: scenarios[0], scenario, round, baselineRuns })));
       }
     }
 
-    const rows = scenarios.map((scenario) => {
-      const measured = runs.get(scenario) ?? baselineRuns.map((run) => ({ scenario: run, baseline: run }));
-      const ratios = measured.map((r) => r.scenario.requestsPerSecond / r.baseline.requestsPerSecond);
-      const p99Ratios = measured.map((r) => r.scenario.p99 / Math.max(r.baseline.p99, 1));
-      const row = {
-        scenario: scenario.name,
-        requestsPerSecond: Math.round(median(measured.map((r) => r.scenario.requestsPerSecond))),
-        p50Ms: median(measured.map((r) => r.scenario.p50)),
-        p99Ms: median(measured.map((r) => r.scenario.p99)),
-        ratio: Number(median(ratios).toFixed(3)),
-        p99Ratio: Number(median(p99Ratios).toFixed(2)),
-        serviceCpuUsPerRequest: Math.round(median(measured.map((r) => r.scenario.serviceCpuUs))),
-        serviceCpuRatio: Number(median(measured.map((r) => r.baseline.serviceCpuUs / r.scenario.serviceCpuUs)).toFixed(3)),
-        loadGeneratorCpu: Number(median(measured.map((r) => r.scenario.loadGeneratorCpu)).toFixed(2)),
-        unexpectedResponses: measured.reduce((sum, r) => sum + r.scenario.unexpected, 0),
-        target: [scenario.minRatio ? `ratio >= ${scenario.minRatio}` : '', scenario.maxP99Ratio ? `p99 <= ${scenario.maxP99Ratio}x` : '']
-          .filter(Boolean)
-          .join(', '),
-        met: true,
-      };
-      row.met =
-        row.unexpectedResponses === 0 &&
-        (!scenario.minRatio || row.ratio >= scenario.minRatio) &&
-        (!scenario.maxP99Ratio || row.p99Ratio <= scenario.maxP99Ratio);
-      return row;
-    });
+    const rows = scenarios.map((scenario) =>
+      summarize(scenario, runs.get(scenario) ?? baselineRuns.map((run) => ({ scenario: run, baseline: run }))),
+    );
+
+    server.kill('SIGTERM');
+    await new Promise((resolve) => server!.once('exit', resolve));
+    server = null;
+
+    // The same `me` request (key header included) on bare Apollo + Fastify + graphql-js, against that
+    // server's own `{ __typename }`: what executing the query costs before any of the service's work.
+    const meScenario = scenarios.find((s) => s.name.startsWith('me, X-Access-Key'));
+    if (meScenario && process.env.BENCH_FLOOR !== 'false') {
+      process.stderr.write('framework floor: the same me request on bare Apollo + Fastify + graphql-js...\n');
+      const floorPort = await freePort();
+      server = await startServer({ url, secret, port: floorPort, entry: path.join(ROOT, 'dist', 'bench', 'floor-server.js') });
+      const floor: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
+      const floorMe: Scenario = { ...meScenario, name: 'framework floor: the same me request, no service code', minRatio: undefined, maxP99Ratio: undefined };
+      await load(floor, scenarios[0], { seconds: WARM_UP_SECONDS });
+      await load(floor, floorMe, { seconds: 3 });
+      const floorRuns: PairedRun[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        floorRuns.push(...(await pairedRuns({ target: floor, baseline: scenarios[0], scenario: floorMe, round })));
+      }
+      rows.push(summarize(floorMe, floorRuns));
+      server.kill('SIGTERM');
+      await new Promise((resolve) => server!.once('exit', resolve));
+      server = null;
+    }
 
     process.stderr.write(`memory: ${MEMORY_REQUESTS} authenticated requests...\n`);
     // On a fresh process: the one above is still giving back the heap of the list scenarios, which would
     // hide growth. Warm-up is the same requests, until V8 has compiled their path and the heap has settled.
-    server.kill('SIGTERM');
-    await new Promise((resolve) => server!.once('exit', resolve));
     const memoryPort = await freePort();
     server = await startServer({ url, secret, port: memoryPort });
     const fresh: Target = { url: `http://127.0.0.1:${memoryPort}/graphql`, pid: server.pid! };
