@@ -6,6 +6,7 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
   type ValueNode,
+  valueFromASTUntyped,
   visit,
 } from 'graphql';
 import { DomainError, type ErrorCode } from '../errors';
@@ -113,6 +114,17 @@ function countAliasesAndDirectives(document: DocumentNode): { aliases: number; d
   return { aliases, directives };
 }
 
+/** The variables as execution will see them: a variable that was not sent takes its declared default. */
+function withDefaults(operation: OperationDefinitionNode, variables: Record<string, unknown>): Record<string, unknown> {
+  const defaults = (operation.variableDefinitions ?? []).filter(
+    (definition) => definition.defaultValue && variables[definition.variable.name.value] === undefined,
+  );
+  if (defaults.length === 0) return variables;
+  const effective = { ...variables };
+  for (const definition of defaults) effective[definition.variable.name.value] = valueFromASTUntyped(definition.defaultValue!);
+  return effective;
+}
+
 /** Measures of operations without variables: those depend on the document alone, so each is measured once. */
 const measured = new WeakMap<OperationDefinitionNode, Measure>();
 
@@ -124,7 +136,7 @@ function measureOperation(document: DocumentNode, operation: OperationDefinition
       .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
       .map((d) => [d.name.value, d]),
   );
-  const result = measure({ selectionSet: operation.selectionSet, fragments, variables, multiplier: 1 });
+  const result = measure({ selectionSet: operation.selectionSet, fragments, variables: withDefaults(operation, variables), multiplier: 1 });
   if (!operation.variableDefinitions?.length) measured.set(operation, result);
   return result;
 }

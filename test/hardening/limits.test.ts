@@ -57,11 +57,14 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     expect(tooMany.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
   });
 
-  it('measures a document with variables on every request, and one without every time it is sent', async () => {
+  it('measures a document with variables (or their defaults) on every request, and one without every time it is sent', async () => {
     const many = `query ($n: Int) { ${Array.from({ length: 12 }, (_, i) => `p${i}: users(first: $n) { edges { node { id email } } }`).join(' ')} }`;
     const statuses = [];
     for (const n of [1, 500, 1, 500]) statuses.push((await app.gql(many, { key: admin.key, variables: { n } })).status);
     expect(statuses).toEqual([200, 400, 200, 400]);
+    const defaulted = many.replace('$n: Int', '$n: Int = 500');
+    expect((await app.gql(defaulted, { key: admin.key })).status).toBe(400);
+    expect((await app.gql(defaulted, { key: admin.key, variables: { n: 1 } })).status).toBe(200);
     const fixed = `{ ${Array.from({ length: 12 }, (_, i) => `p${i}: users(first: 500) { edges { node { id email } } }`).join(' ')} }`;
     for (let i = 0; i < 2; i++) expect((await app.gql(fixed, { key: admin.key })).status).toBe(400);
   });
