@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AccessKeyService } from '../access-keys/access-key.service';
 import type { SessionService } from '../sessions/session.service';
-import { isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './key-format';
+import { ACCESS_KEY_LENGTH, isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './key-format';
 import type { AuthCache } from './auth-cache';
 import type { KeyCrypto } from './key-crypto';
 import type { Principal } from './principal';
@@ -101,16 +101,20 @@ export class Authenticator {
     if (presented === null) return ANONYMOUS;
     if (presented.kind === 'MALFORMED') return this.fail(client, presented.message);
     const { kind, credential } = presented;
+    // Keys and session tokens have one length: anything else is refused before it costs a hash.
+    if (credential.length !== ACCESS_KEY_LENGTH) return this.malformed(kind, credential, client);
     const cacheKey = this.deps.keyCrypto.cacheKey(credential);
     // Only a well-formed credential of this kind was ever cached, so a hit needs no shape or checksum test.
     const cached = this.cached(kind, cacheKey);
     if (cached) return this.settle(cached, client);
     const wellFormed = kind === 'SESSION' ? isWellFormedSessionToken(credential) : isWellFormedAccessKey(credential);
-    if (!wellFormed) {
-      if (kind === 'SESSION') return this.fail(client, MALFORMED_TOKEN);
-      return this.fail(client, credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY);
-    }
+    if (!wellFormed) return this.malformed(kind, credential, client);
     return this.resolve(kind, credential, cacheKey).then((principal) => this.settle(principal, client));
+  }
+
+  private malformed(kind: 'ACCESS_KEY' | 'SESSION', credential: string, client: string): AuthResult {
+    if (kind === 'SESSION') return this.fail(client, MALFORMED_TOKEN);
+    return this.fail(client, credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY);
   }
 
   private settle(principal: Principal | null, client: string): AuthResult {
