@@ -6,9 +6,10 @@ import { buildSchema } from 'graphql';
 
 /**
  * The framework floor that `npm run bench` measures next to the service: the bench's `me` query on Apollo
- * Server + Fastify + graphql-js, with the service's Apollo settings and nothing of the service itself (no
- * authentication, type-graphql, logger or plugins). Its `me` over its own `{ __typename }` is what executing
- * that query costs before any of our work, so it bounds what the service's `me` ratio can be.
+ * Server + Fastify + graphql-js, with Apollo's cache-control and landing-page plugins off as in the service
+ * and nothing of the service itself (no authentication, type-graphql, logger or plugins of its own). What
+ * its `me` costs over its own `{ __typename }` is what executing that query costs before any of our work;
+ * `npm run bench` adds it to the service's baseline to show what `me` would measure if our work cost nothing.
  */
 const schema = buildSchema(`
   enum Role { ADMIN MANAGER MEMBER }

@@ -157,6 +157,14 @@ async function startServer(params: { url: string; secret: Buffer; port: number; 
   }
 }
 
+/** Stops a server and waits for it to exit; at once when it already has. */
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 async function load(target: Target, scenario: Scenario, options: { seconds?: number; amount?: number }): Promise<Measurement> {
   let unexpected = 0;
   const serviceCpuBefore = cpuSeconds(target.pid);
@@ -327,28 +335,39 @@ async function main(): Promise<void> {
       summarize(scenario, runs.get(scenario) ?? baselineRuns.map((run) => ({ scenario: run, baseline: run }))),
     );
 
-    server.kill('SIGTERM');
-    await new Promise((resolve) => server!.once('exit', resolve));
+    await stopServer(server);
     server = null;
 
     // The same `me` request (key header included) on bare Apollo + Fastify + graphql-js, against that
     // server's own `{ __typename }`: what executing the query costs before any of the service's work.
     const meScenario = scenarios.find((s) => s.name.startsWith('me, X-Access-Key'));
+    let floor: { floorMeExtraCpuUs: number; serviceMeExtraCpuUs: number; serviceBaselineCpuUs: number; meRatioWithoutServiceWork: number } | null = null;
     if (meScenario && process.env.BENCH_FLOOR !== 'false') {
       process.stderr.write('framework floor: the same me request on bare Apollo + Fastify + graphql-js...\n');
       const floorPort = await freePort();
       server = await startServer({ url, secret, port: floorPort, entry: path.join(ROOT, 'dist', 'bench', 'floor-server.js') });
-      const floor: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
+      const floorTarget: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
       const floorMe: Scenario = { ...meScenario, name: 'framework floor: the same me request, no service code', minRatio: undefined, maxP99Ratio: undefined };
-      await load(floor, scenarios[0], { seconds: WARM_UP_SECONDS });
-      await load(floor, floorMe, { seconds: 3 });
+      await load(floorTarget, scenarios[0], { seconds: WARM_UP_SECONDS });
+      await load(floorTarget, floorMe, { seconds: 3 });
       const floorRuns: PairedRun[] = [];
       for (let round = 0; round < ROUNDS; round++) {
-        floorRuns.push(...(await pairedRuns({ target: floor, baseline: scenarios[0], scenario: floorMe, round })));
+        floorRuns.push(...(await pairedRuns({ target: floorTarget, baseline: scenarios[0], scenario: floorMe, round })));
       }
       rows.push(summarize(floorMe, floorRuns));
-      server.kill('SIGTERM');
-      await new Promise((resolve) => server!.once('exit', resolve));
+      // CPU time per request is what the ratios come from; the floor's extra time for `me`, added to this
+      // service's baseline, is the best `me` could do here if the service's own work cost nothing.
+      const extraUs = (measured: PairedRun[]) => median(measured.map((r) => r.scenario.serviceCpuUs - r.baseline.serviceCpuUs));
+      const baselineUs = rows[0].serviceCpuUsPerRequest;
+      const floorExtraUs = extraUs(floorRuns);
+      const serviceExtraUs = extraUs(runs.get(meScenario)!);
+      floor = {
+        floorMeExtraCpuUs: Math.round(floorExtraUs),
+        serviceMeExtraCpuUs: Math.round(serviceExtraUs),
+        serviceBaselineCpuUs: baselineUs,
+        meRatioWithoutServiceWork: Number((baselineUs / (baselineUs + floorExtraUs)).toFixed(3)),
+      };
+      await stopServer(server);
       server = null;
     }
 
@@ -377,6 +396,7 @@ async function main(): Promise<void> {
       machine,
       settings: { connections: CONNECTIONS, secondsPerRun: SECONDS, runsPerRound: RUNS_PER_ROUND, rounds: ROUNDS, warmUpSeconds: WARM_UP_SECONDS, pinned: PIN, users: USERS },
       scenarios: rows,
+      floor,
       memory,
     };
     fs.writeFileSync(path.join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
@@ -390,6 +410,15 @@ async function main(): Promise<void> {
           `${r.serviceCpuUsPerRequest} | ${r.serviceCpuRatio} | ${r.target} | ${r.met ? 'yes' : 'NO'} |`,
       ),
       '',
+      ...(floor
+        ? [
+            `Framework floor: \`me\` costs the bare stack ${floor.floorMeExtraCpuUs} us of CPU more than \`{ __typename }\`; on top of this ` +
+              `service's baseline (${floor.serviceBaselineCpuUs} us) that alone would put \`me\` at ${floor.meRatioWithoutServiceWork}. ` +
+              `The service's \`me\` costs ${floor.serviceMeExtraCpuUs} us more than its baseline, so about ` +
+              `${floor.serviceMeExtraCpuUs - floor.floorMeExtraCpuUs} us of it is the service's own work.`,
+            '',
+          ]
+        : []),
       `Memory: RSS ${memory.rssAfterWarmupMb} MB after warm-up, ${memory.rssAfterMb} MB after ${MEMORY_REQUESTS} key-authenticated requests (growth ${memory.growthMb} MB; target <= 50 MB: ${memory.met ? 'met' : 'NOT met'}).`,
       `Machine: ${machine}; ${CONNECTIONS} connections, ${SECONDS} s per run, ${WARM_UP_SECONDS} s warm-up, ` +
         `${ROUNDS} interleaved rounds of ${RUNS_PER_ROUND} runs per scenario, each compared with the mean of the baseline ` +
@@ -399,8 +428,7 @@ async function main(): Promise<void> {
     process.stdout.write(table + '\n');
     if (!rows.every((r) => r.met) || !memory.met) process.exitCode = 1;
   } finally {
-    server?.kill('SIGTERM');
-    if (server) await new Promise((resolve) => server!.once('exit', resolve));
+    if (server) await stopServer(server);
     await embedded?.stop();
     if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
   }
