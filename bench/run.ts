@@ -198,6 +198,14 @@ async function load(target: Target, scenario: Scenario, options: { seconds?: num
 
 const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
 
+/** How much of `me`'s extra CPU the bare framework accounts for, and what that leaves the service. */
+interface FloorSummary {
+  floorMeExtraCpuUs: number;
+  serviceMeExtraCpuUs: number;
+  serviceBaselineCpuUs: number;
+  meRatioWithoutServiceWork: number;
+}
+
 interface PairedRun {
   scenario: Measurement;
   /** The mean of the baseline runs just before and just after this one. */
@@ -244,6 +252,28 @@ async function pairedRuns(params: {
       ' req/s and service CPU per request (scenario/baseline)\n',
   );
   return paired;
+}
+
+/**
+ * Warms a server up, then runs ROUNDS interleaved rounds of `scenarios` against `baseline` on it: each
+ * round runs every scenario once through pairedRuns. Baseline runs are also collected in `baselineRuns`.
+ */
+async function measureRounds(params: {
+  target: Target;
+  baseline: Scenario;
+  scenarios: Scenario[];
+  baselineRuns?: Measurement[];
+}): Promise<Map<Scenario, PairedRun[]>> {
+  const { target, baseline, scenarios } = params;
+  await load(target, baseline, { seconds: WARM_UP_SECONDS });
+  for (const scenario of scenarios) await load(target, scenario, { seconds: 3 });
+  const runs = new Map<Scenario, PairedRun[]>(scenarios.map((s) => [s, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const scenario of scenarios) {
+      runs.get(scenario)!.push(...(await pairedRuns({ target, baseline, scenario, round, baselineRuns: params.baselineRuns })));
+    }
+  }
+  return runs;
 }
 
 /** A scenario's row of the table: medians of its runs and of their ratios to the baselines around them. */
@@ -319,17 +349,8 @@ async function main(): Promise<void> {
     const only = process.env.BENCH_ONLY?.split(',');
     if (only) scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
     process.stderr.write('warming up...\n');
-    await load(service, scenarios[0], { seconds: WARM_UP_SECONDS });
-    for (const scenario of scenarios.slice(1)) await load(service, scenario, { seconds: 3 });
-
-    // Rounds repeat the whole interleaved sequence; the medians of all runs are reported.
     const baselineRuns: Measurement[] = [];
-    const runs = new Map<Scenario, PairedRun[]>(scenarios.slice(1).map((s) => [s, []]));
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const scenario of scenarios.slice(1)) {
-        runs.get(scenario)!.push(...(await pairedRuns({ target: service, baseline: scenarios[0], scenario, round, baselineRuns })));
-      }
-    }
+    const runs = await measureRounds({ target: service, baseline: scenarios[0], scenarios: scenarios.slice(1), baselineRuns });
 
     const rows = scenarios.map((scenario) =>
       summarize(scenario, runs.get(scenario) ?? baselineRuns.map((run) => ({ scenario: run, baseline: run }))),
@@ -341,19 +362,14 @@ async function main(): Promise<void> {
     // The same `me` request (key header included) on bare Apollo + Fastify + graphql-js, against that
     // server's own `{ __typename }`: what executing the query costs before any of the service's work.
     const meScenario = scenarios.find((s) => s.name.startsWith('me, X-Access-Key'));
-    let floor: { floorMeExtraCpuUs: number; serviceMeExtraCpuUs: number; serviceBaselineCpuUs: number; meRatioWithoutServiceWork: number } | null = null;
+    let floor: FloorSummary | null = null;
     if (meScenario && process.env.BENCH_FLOOR !== 'false') {
       process.stderr.write('framework floor: the same me request on bare Apollo + Fastify + graphql-js...\n');
       const floorPort = await freePort();
       server = await startServer({ url, secret, port: floorPort, entry: path.join(ROOT, 'dist', 'bench', 'floor-server.js') });
       const floorTarget: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
       const floorMe: Scenario = { ...meScenario, name: 'framework floor: the same me request, no service code', minRatio: undefined, maxP99Ratio: undefined };
-      await load(floorTarget, scenarios[0], { seconds: WARM_UP_SECONDS });
-      await load(floorTarget, floorMe, { seconds: 3 });
-      const floorRuns: PairedRun[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        floorRuns.push(...(await pairedRuns({ target: floorTarget, baseline: scenarios[0], scenario: floorMe, round })));
-      }
+      const floorRuns = (await measureRounds({ target: floorTarget, baseline: scenarios[0], scenarios: [floorMe] })).get(floorMe)!;
       rows.push(summarize(floorMe, floorRuns));
       // CPU time per request is what the ratios come from; the floor's extra time for `me`, added to this
       // service's baseline, is the best `me` could do here if the service's own work cost nothing.

@@ -78,7 +78,8 @@ export class SaltedSha256 {
   /** The digest as a 16-character string (two bytes per character): a compact Map key, not for display. */
   digest(value: string): string {
     this.state.set(this.salted);
-    if (!(value.length <= ONE_BLOCK_BYTES && this.compressAscii(value))) this.compressBytes(Buffer.from(value, 'utf8'));
+    const compressed = value.length <= ONE_BLOCK_BYTES && this.compressAscii(value);
+    if (!compressed) this.compressBytes(Buffer.from(value, 'utf8'));
     // The message words are the credential itself: they do not stay in memory after it is hashed.
     this.w.fill(0);
     return this.output();
