@@ -29,6 +29,12 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
   maxCost: 20_000,
 };
 
+/**
+ * How deep introspection may go: the depth of graphql-js's own introspection query with every option on, which
+ * GraphiQL sends. (graphql-js's MaxIntrospectionDepthRule already refuses the nested lists that fan out.)
+ */
+export const MAX_INTROSPECTION_DEPTH = 15;
+
 /** What `first` means when a list field is asked for without it (the schema's default page size). */
 const DEFAULT_LIST_SIZE = 50;
 
@@ -57,41 +63,62 @@ function listSize(args: readonly { name: { value: string }; value: ValueNode }[]
 interface Measure {
   depth: number;
   cost: number;
+  /** How deep the introspection fields (`__schema`, `__type`) go: limited apart, since clients' introspection queries are deep. */
+  introspectionDepth: number;
 }
 
-/** Depth and cost of a selection set, fragments expanded (validation has already refused cycles). */
-function measure(params: {
+interface MeasureParams {
   selectionSet: SelectionSetNode;
   fragments: Map<string, FragmentDefinitionNode>;
   variables: Record<string, unknown>;
-  multiplier: number;
-}): Measure {
+  /** Each fragment measured once per operation: spreads nested in spreads would otherwise take exponential time. */
+  measuredFragments: Map<string, Measure>;
+}
+
+/**
+ * Depth and cost of a selection set at multiplier 1, fragments expanded (validation has already refused
+ * cycles). Cost is linear in the multiplier of the lists around a selection, so a fragment measured once
+ * is scaled wherever it is spread, and a walk costs time in proportion to the document, not to its expansion.
+ */
+function measure(params: MeasureParams): Measure {
   let depth = 0;
   let cost = 0;
+  let introspectionDepth = 0;
   for (const selection of params.selectionSet.selections) {
     let inner: Measure;
     if (selection.kind === Kind.FIELD) {
-      if (isIntrospection(selection.name.value)) continue;
-      cost += params.multiplier;
+      cost += 1;
       if (!selection.selectionSet) {
         depth = Math.max(depth, 1);
         continue;
       }
-      const size = LIST_FIELDS.has(selection.name.value) ? listSize(selection.arguments, params.variables) : 1;
-      inner = measure({ ...params, selectionSet: selection.selectionSet, multiplier: params.multiplier * Math.max(size, 1) });
-      depth = Math.max(depth, inner.depth + 1);
-    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
       inner = measure({ ...params, selectionSet: selection.selectionSet });
-      depth = Math.max(depth, inner.depth);
+      if (isIntrospection(selection.name.value)) {
+        introspectionDepth = Math.max(introspectionDepth, inner.depth + 1);
+        cost += inner.cost;
+        continue;
+      }
+      const size = LIST_FIELDS.has(selection.name.value) ? listSize(selection.arguments, params.variables) : 1;
+      cost += inner.cost * Math.max(size, 1);
+      depth = Math.max(depth, inner.depth + 1);
     } else {
-      const fragment = params.fragments.get(selection.name.value);
-      if (!fragment) continue;
-      inner = measure({ ...params, selectionSet: fragment.selectionSet });
+      inner = selection.kind === Kind.INLINE_FRAGMENT ? measure({ ...params, selectionSet: selection.selectionSet }) : measureFragment(params, selection.name.value);
+      cost += inner.cost;
       depth = Math.max(depth, inner.depth);
     }
-    cost += inner.cost;
+    introspectionDepth = Math.max(introspectionDepth, inner.introspectionDepth);
   }
-  return { depth, cost };
+  return { depth, cost, introspectionDepth };
+}
+
+function measureFragment(params: MeasureParams, name: string): Measure {
+  let known = params.measuredFragments.get(name);
+  if (!known) {
+    const fragment = params.fragments.get(name);
+    known = fragment ? measure({ ...params, selectionSet: fragment.selectionSet }) : { depth: 0, cost: 0, introspectionDepth: 0 };
+    params.measuredFragments.set(name, known);
+  }
+  return known;
 }
 
 /** Apollo hands back the same parsed document for the same query text, so each is counted once. */
@@ -136,7 +163,12 @@ function measureOperation(document: DocumentNode, operation: OperationDefinition
       .filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION)
       .map((d) => [d.name.value, d]),
   );
-  const result = measure({ selectionSet: operation.selectionSet, fragments, variables: withDefaults(operation, variables), multiplier: 1 });
+  const result = measure({
+    selectionSet: operation.selectionSet,
+    fragments,
+    variables: withDefaults(operation, variables),
+    measuredFragments: new Map(),
+  });
   if (!operation.variableDefinitions?.length) measured.set(operation, result);
   return result;
 }
@@ -160,9 +192,15 @@ export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
               'TOO_MANY_DIRECTIVES',
             );
           }
-          const { depth, cost } = measureOperation(document, operation as OperationDefinitionNode, request.variables ?? {});
+          const { depth, cost, introspectionDepth } = measureOperation(document, operation as OperationDefinitionNode, request.variables ?? {});
           if (depth > limits.maxDepth) {
             throw new LimitError(`The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`, 'QUERY_TOO_DEEP');
+          }
+          if (introspectionDepth > MAX_INTROSPECTION_DEPTH) {
+            throw new LimitError(
+              `The introspection is ${introspectionDepth} levels deep; at most ${MAX_INTROSPECTION_DEPTH} are allowed.`,
+              'QUERY_TOO_DEEP',
+            );
           }
           if (cost > limits.maxCost) {
             throw new LimitError(

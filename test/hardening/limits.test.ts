@@ -1,4 +1,6 @@
 import type { ApolloServerPlugin } from '@apollo/server';
+import { getIntrospectionQuery } from 'graphql';
+import { MAX_INTROSPECTION_DEPTH } from '../../src/graphql/query-limits';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -55,6 +57,38 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     const tooMany = await app.gql(many, { key: admin.key, variables: { n: 500 } });
     expect(tooMany.status).toBe(400);
     expect(tooMany.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
+  });
+
+  it('measures each fragment once: spreads nested two at a time are refused at once, even without credentials', async () => {
+    // Expanded, this is 2^40 fields; walking the expansion would hold the event loop for days.
+    const levels = 40;
+    const fragments = Array.from({ length: levels }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`);
+    const query = `query { ...F0 } ${fragments.join(' ')} fragment F${levels} on Query { __typename }`;
+    const response = await app.gql(query);
+    expect(response.status).toBe(400);
+    expect(response.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
+    // The same shape within the limit still runs, and the expansion counts as it would unrolled (2^6 fields).
+    const small = `query { ...F0 } ${fragments.slice(0, 6).join(' ')} fragment F6 on Query { __typename }`;
+    const allowed = await app.gql(small);
+    expect(allowed.status).toBe(200);
+    expect(allowed.body.data).toEqual({ __typename: 'Query' });
+  });
+
+  it('limits introspection depth apart: the introspection GraphiQL sends runs, a deeper chain is refused', async () => {
+    const standard = getIntrospectionQuery({
+      descriptions: true,
+      specifiedByUrl: true,
+      directiveIsRepeatable: true,
+      schemaDescription: true,
+      inputValueDeprecation: true,
+    });
+    const introspection = await app.gql(standard);
+    expect(introspection.status).toBe(200);
+    expect(introspection.body.data).toHaveProperty('__schema.queryType.name', 'Query');
+    const chain = `{ __type(name: "User") { fields { type { ${'ofType { '.repeat(MAX_INTROSPECTION_DEPTH)}name${' }'.repeat(MAX_INTROSPECTION_DEPTH)} } } } }`;
+    const deep = await app.gql(chain);
+    expect(deep.status).toBe(400);
+    expect(deep.body.errors![0].extensions!.code).toBe('QUERY_TOO_DEEP');
   });
 
   it('measures a document with variables (or their defaults) on every request, and one without every time it is sent', async () => {
