@@ -76,9 +76,9 @@ export class AuthCache {
     this.clear();
   }
 
+  /** Starts caching afresh: nothing from before the listener was back is trusted, cached or in flight. */
   enable(): void {
-    // A lookup that started before the listener was back may have read rows it heard no news of.
-    this.epoch++;
+    this.clear();
     this.enabled = true;
   }
 

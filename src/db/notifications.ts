@@ -14,6 +14,7 @@ const HEARTBEAT_MS = 5000;
  * handlers drop what they cached; after every (re)connect `onConnect` handlers reload what they need.
  */
 export class Notifications {
+  /** The connection being opened or listening; events from any earlier one are ignored. */
   private client: Client | null = null;
   private readonly handlers = new Map<string, Handler[]>();
   private readonly connectHandlers: Array<() => void | Promise<void>> = [];
@@ -67,6 +68,7 @@ export class Notifications {
       query_timeout: HEARTBEAT_MS,
       application_name: 'crm-access-listener',
     });
+    this.client = client;
     client.on('error', (error) => this.lost(client, error));
     client.on('end', () => this.lost(client));
     client.on('notification', (message) => {
@@ -81,25 +83,26 @@ export class Notifications {
     try {
       await client.connect();
       for (const channel of this.handlers.keys()) await client.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
-      if (this.stopped) {
-        await client.end();
-        return;
-      }
-      this.client = client;
+      // Stopped or lost meanwhile: stop() or lost() has already closed this connection.
+      if (this.client !== client) return;
       this.connected = true;
       this.retryMs = MIN_RETRY_MS;
       this.heartbeat = setInterval(() => {
         client.query('SELECT 1').catch((error: unknown) => this.lost(client, error));
       }, HEARTBEAT_MS);
       this.heartbeat.unref();
-      for (const handler of this.connectHandlers) await handler();
+      for (const handler of this.connectHandlers) {
+        await handler();
+        // Lost while a handler waited: the next connection runs them all again; these must not run unheard.
+        if (this.client !== client) return;
+      }
     } catch (error) {
       this.lost(client, error);
     }
   }
 
   private lost(client: Client, error?: unknown): void {
-    if (this.client !== null && this.client !== client) return;
+    if (this.client !== client) return;
     const wasConnected = this.connected;
     this.client = null;
     this.connected = false;

@@ -1,0 +1,72 @@
+import { Client } from 'pg';
+import pino from 'pino';
+import { AUTH_CHANGES_CHANNEL, AuthCache } from '../../src/auth/auth-cache';
+import type { Principal } from '../../src/auth/principal';
+import { Notifications } from '../../src/db/notifications';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await sleep(10);
+  }
+}
+
+describe('the notification listener and the auth cache it guards', () => {
+  const url = process.env.CRM_TEST_SERVER_URL!;
+  const principal = { kind: 'ACCESS_KEY', userId: 'u1', organizationId: 'o1', role: 'ADMIN', user: {} } as unknown as Principal;
+  let admin: Client;
+  beforeAll(async () => {
+    admin = new Client({ connectionString: url });
+    await admin.connect();
+  });
+  afterAll(() => admin.end());
+
+  it('a connection lost while a connect handler waits does not turn the cache on unheard, and a revocation sent then is not missed', async () => {
+    const notifications = new Notifications({ url, logger: pino({ level: 'silent' }), connectTimeoutMs: 2000 });
+    const cache = new AuthCache({ maxEntries: 100, ttlSeconds: 60 });
+    notifications.on(AUTH_CHANGES_CHANNEL, (payload) => cache.applyNotification(payload));
+    let connects = 0;
+    let enabledWhileDeaf = false;
+    // Stands in for a handler with a database round trip (the rate limiter's reload): the listener dies during it.
+    notifications.onConnect(async () => {
+      if (connects++ > 0) return;
+      // This instance's own listener (other suites run theirs at the same time).
+      const listener = (notifications as unknown as { client: { processID: number } }).client;
+      await admin.query('SELECT pg_terminate_backend($1)', [listener.processID]);
+      await until(() => !notifications.isListening);
+    });
+    notifications.onConnect(() => {
+      if (!notifications.isListening) enabledWhileDeaf = true;
+      cache.enable();
+    });
+    notifications.onDisconnect(() => cache.disable());
+    try {
+      await notifications.start();
+      // While nobody listens, what is looked up must not be cached, so a revocation missed now cannot be served later.
+      cache.set('digest-u1', principal, { epoch: cache.epoch });
+      await admin.query(`SELECT pg_notify($1, $2)`, [AUTH_CHANGES_CHANNEL, JSON.stringify({ userId: 'u1' })]);
+      await until(() => notifications.isListening && connects >= 2);
+      await sleep(50);
+      expect(enabledWhileDeaf).toBe(false);
+      expect(cache.get('digest-u1')).toBeUndefined();
+      // Listening again: the cache works, and revocations reach it.
+      cache.set('digest-u1', principal, { epoch: cache.epoch });
+      expect(cache.get('digest-u1')).toBe(principal);
+      await admin.query(`SELECT pg_notify($1, $2)`, [AUTH_CHANGES_CHANNEL, JSON.stringify({ userId: 'u1' })]);
+      await until(() => cache.get('digest-u1') === undefined);
+    } finally {
+      await notifications.stop();
+    }
+  });
+
+  it('turning the cache on starts it empty', () => {
+    const cache = new AuthCache({ maxEntries: 100, ttlSeconds: 60 });
+    cache.enable();
+    cache.set('digest-u1', principal, { epoch: cache.epoch });
+    cache.enable();
+    expect(cache.get('digest-u1')).toBeUndefined();
+  });
+});
