@@ -4,6 +4,8 @@ import type { Notifications } from '../db/notifications';
 
 export const RATE_LIMIT_CHANNEL = 'crm_access_auth_blocks';
 const FLUSH_DELAY_MS = 50;
+/** Addresses whose failures this instance counts itself; past this, the oldest windows are forgotten first. */
+const MAX_LOCAL_CLIENTS = 100_000;
 
 export interface RateLimitSettings {
   /** Failed authentications a client address may make in one window. */
@@ -15,10 +17,14 @@ export interface RateLimitSettings {
  * Counts failed authentications per client address in PostgreSQL (shared by every instance), and refuses
  * a blocked address from memory: a blocked request costs no query and never reaches a credential lookup.
  * Failures are written in small batches off the request path; a block is announced to the other
- * instances by NOTIFY and reloaded from the table after a restart or a lost connection.
+ * instances by NOTIFY and reloaded from the table after a restart or a lost connection. Each instance also
+ * counts its own failures as they happen, so a burst (many logins in one request, or at once) is stopped
+ * at the limit without waiting for the database.
  */
 export class AuthRateLimiter {
   private readonly blockedUntil = new Map<string, number>();
+  /** This instance's failures per address in the current window, in order of the window's start. */
+  private readonly local = new Map<string, { failures: number; windowEndsMs: number }>();
   private pending = new Map<string, number>();
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -51,6 +57,23 @@ export class AuthRateLimiter {
   recordFailure(client: string): void {
     this.pending.set(client, (this.pending.get(client) ?? 0) + 1);
     this.timer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
+    const counted = this.countLocally(client, Date.now());
+    if (counted.failures >= this.deps.settings.maxFailures) this.block(client, counted.windowEndsMs);
+  }
+
+  private countLocally(client: string, now: number): { failures: number; windowEndsMs: number } {
+    let counted = this.local.get(client);
+    if (!counted || counted.windowEndsMs <= now) {
+      this.local.delete(client);
+      counted = { failures: 0, windowEndsMs: now + this.deps.settings.windowSeconds * 1000 };
+      this.local.set(client, counted);
+      for (const [oldest, window] of this.local) {
+        if (window.windowEndsMs > now && this.local.size <= MAX_LOCAL_CLIENTS) break;
+        this.local.delete(oldest);
+      }
+    }
+    counted.failures++;
+    return counted;
   }
 
   /** Writes every pending failure in one statement; blocks that result are kept and announced. */

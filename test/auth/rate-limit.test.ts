@@ -53,6 +53,7 @@ describe('rate limiting of failed authentication per client address', () => {
     expect(blocked.body.errors[0].extensions).toMatchObject({ code: 'RATE_LIMITED' });
 
     // A blocked request runs no SQL at all: the presented credential is never looked up.
+    await a.services.rateLimiter.flush();
     const before = a.queries.count;
     expect((await from(a, attacker, generateAccessKey())).status).toBe(429);
     await a.services.rateLimiter.flush();
@@ -67,6 +68,22 @@ describe('rate limiting of failed authentication per client address', () => {
     expect(good.status).toBe(200);
     expect(good.body.data.me.id).toBe(admin.id);
     expect((await from(b, '127.0.0.3', admin.key)).status).toBe(200);
+  });
+
+  it('blocks at the limit at once on the instance that counted it, without waiting for the database', async () => {
+    const attacker = '127.0.0.6';
+    const guess = (i: number) => `mutation { login(email: "${admin.email}", password: "guess number ${i}!") { token } }`;
+    for (let i = 0; i < LIMIT; i++) {
+      const response = await postFrom({ url: a.url, localAddress: attacker, query: guess(i) });
+      expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    }
+    // No waiting: the very next attempt is refused, although the failures have not been written yet.
+    const next = await postFrom({ url: a.url, localAddress: attacker, query: guess(LIMIT) });
+    expect(next.status).toBe(429);
+    expect((await from(a, '127.0.0.7', admin.key)).status).toBe(200);
+    // The database still gets every failure, for the other instances.
+    await a.services.rateLimiter.flush();
+    expect(await a.dataSource.query('SELECT failures FROM auth_failures WHERE client = $1', [attacker])).toEqual([{ failures: LIMIT }]);
   });
 
   it('counts failed sign-ins too, and the block survives a restart of the instance', async () => {
