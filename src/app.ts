@@ -13,6 +13,7 @@ import type { Actor, RequestContext } from './context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
 import { queryLimitsPlugin } from './graphql/query-limits';
+import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
 import { createLoaders } from './loaders';
@@ -164,6 +165,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
       queryLimitsPlugin(config.queryLimits),
+      textInputPlugin(),
       internalErrorPlugin(),
       ...(options.plugins ?? []),
     ],

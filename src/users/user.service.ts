@@ -45,7 +45,7 @@ function encodeCursor(user: User): string {
 function decodeCursor(value: string): Cursor {
   try {
     const [name, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown[];
-    if (typeof name === 'string' && typeof id === 'string') return { name, id: parseId(id) };
+    if (typeof name === 'string' && typeof id === 'string' && !name.includes('\u0000')) return { name, id: parseId(id) };
   } catch {
     // falls through to the error below
   }

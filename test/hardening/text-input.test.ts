@@ -1,0 +1,46 @@
+import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+/** PostgreSQL text cannot hold U+0000, and names should not hold control characters: clear errors, no writes. */
+describe('text input: NUL and control characters', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app, 'Text Clinic', TEST_PASSWORD);
+  });
+  afterAll(() => app.close());
+
+  const userCount = async () => (await app.dataSource.query('SELECT count(*)::int AS n FROM users'))[0].n as number;
+
+  it.each([
+    ['a search filter, as a variable', 'query ($s: String) { users(filter: { search: $s }) { totalCount } }', { s: 'a\u0000' }, true],
+    ['a new user name, as a literal', 'mutation { createUser(input: { email: "z@a.test", name: "x\\u0000y" }) { id } }', undefined, true],
+    ['a new user email, nested in an input variable', 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { i: { email: 'z\u0000@a.test', name: 'Zed' } }, true],
+    ['a sign-in email, without credentials', 'mutation ($e: String!) { login(email: $e, password: "whatever it is") { token } }', { e: 'a\u0000@a.test' }, false],
+  ])('NUL in %s: 400 BAD_USER_INPUT before anything runs', async (_label, query, variables, withKey) => {
+    const before = await userCount();
+    const response = await app.gql(query, { variables, key: withKey ? admin.key : undefined });
+    expect(response.status).toBe(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT' } })]);
+    expect(response.body.errors[0].message).toMatch(/NUL character/);
+    expect(await userCount()).toBe(before);
+  });
+
+  it('a cursor carrying NUL is refused like any other forged cursor', async () => {
+    const forged = Buffer.from(JSON.stringify(['\u0000', admin.id])).toString('base64url');
+    const response = await app.gql('query ($c: String) { users(after: $c) { totalCount } }', { key: admin.key, variables: { c: forged } });
+    expect(response.body.errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+  });
+
+  it.each([
+    ['a tab in a name', { email: 'tab@a.test', name: 'Ta\tb' }, 'name'],
+    ['a line break in a name', { email: 'nl@a.test', name: 'New\nLine' }, 'name'],
+    ['a control character in an email', { email: 'bell\u0007@a.test', name: 'Bell' }, 'email'],
+  ])('%s: BAD_USER_INPUT on that field, nothing created', async (_label, input, field) => {
+    const before = await userCount();
+    const response = await app.gql('mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { key: admin.key, variables: { i: input } });
+    expect(response.body.errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+    expect(await userCount()).toBe(before);
+  });
+});
