@@ -41,7 +41,13 @@ function page(): string {
 
 const BOOT = `(() => {
   const config = JSON.parse(document.getElementById('explorer-config').textContent);
-  const fetcher = GraphiQL.createFetcher({ url: location.origin + location.pathname });
+  const send = GraphiQL.createFetcher({ url: location.origin + location.pathname });
+  // The headers editor starts with an empty X-Access-Key to fill in; sent empty, it would be a malformed
+  // credential (401, counted by the rate limit) and the schema would never load. Empty headers are left out.
+  const fetcher = (params, options) => {
+    const headers = Object.fromEntries(Object.entries((options && options.headers) || {}).filter(([, value]) => value !== ''));
+    return send(params, { ...options, headers });
+  };
   ReactDOM.createRoot(document.getElementById('graphiql')).render(
     React.createElement(GraphiQL, {
       fetcher,

@@ -72,8 +72,16 @@ describe('in a real browser', () => {
   it('the explorer runs { me { email } } with a key typed into its headers editor, offline', async () => {
     const { context, page, hosts } = await open();
     try {
+      // The schema loads with the headers editor as it starts (an empty X-Access-Key): no 401, nothing counted.
+      const introspection = page.waitForResponse(
+        (response) => response.url().includes('/graphql') && /IntrospectionQuery/.test(response.request().postData() ?? ''),
+        { timeout: 20_000 },
+      );
       await page.goto(`${base}/graphql`);
       await page.waitForSelector('.graphiql-container', { timeout: 20_000 });
+      const schema = await introspection;
+      expect(schema.status()).toBe(200);
+      expect(await schema.json()).toHaveProperty('data.__schema.queryType.name', 'Query');
       await page.getByText('Headers', { exact: true }).click();
       const headers = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror').last();
       await headers.click();
