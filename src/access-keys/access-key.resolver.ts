@@ -29,9 +29,11 @@ export class AccessKeyResolver {
   async accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
     const row = await this.keyRow(user, actor, ctx);
     if (!row) return null;
-    // Recorded before the value is returned: if the audit insert fails, the key is not revealed.
+    // Decrypted first, so a key that cannot be read is not recorded as viewed; recorded before it is
+    // returned, so if the audit insert fails the key is not revealed.
+    const key = this.accessKeys.reveal(row);
     await ctx.loaders.keyView.load({ userId: user.id, organizationId: user.organizationId });
-    return this.accessKeys.reveal(row);
+    return key;
   }
 
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })

@@ -91,6 +91,16 @@ describe('audit log', () => {
     }
   });
 
+  it('a key that cannot be decrypted is not recorded as viewed: nothing was revealed', async () => {
+    const user = await createUser(app, admin);
+    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [user.id, Buffer.alloc(60, 7)]);
+    const since = await lastEventId();
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', { key: admin.key, variables: { id: user.id } });
+    expect(response.body.data!.user).toEqual({ id: user.id, accessKey: null });
+    expect(response.body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
+    expect(await eventsSince(since)).toEqual([]);
+  });
+
   it('each mutation leaves its event with actor, target, kind, ip and request id', async () => {
     const since = await lastEventId();
     const email = uniqueEmail('audited');
