@@ -6,6 +6,8 @@ export const RATE_LIMIT_CHANNEL = 'crm_access_auth_blocks';
 const FLUSH_DELAY_MS = 50;
 /** Addresses whose failures this instance counts itself; past this, the oldest windows are forgotten first. */
 const MAX_LOCAL_CLIENTS = 100_000;
+/** How often an instance deletes the rows of windows that have ended (they count for nothing). */
+const PRUNE_INTERVAL_MS = 10 * 60_000;
 
 export interface RateLimitSettings {
   /** Failed authentications a client address may make in one window. */
@@ -28,6 +30,7 @@ export class AuthRateLimiter {
   private pending = new Map<string, number>();
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private prunedAtMs = 0;
 
   constructor(
     private readonly deps: {
@@ -86,6 +89,19 @@ export class AuthRateLimiter {
     this.pending = new Map();
     this.flushing = this.write(batch).finally(() => (this.flushing = null));
     await this.flushing;
+    if (Date.now() - this.prunedAtMs >= PRUNE_INTERVAL_MS) await this.prune();
+  }
+
+  /** Deletes windows that have ended: every address that ever failed would otherwise keep a row for good. */
+  private async prune(): Promise<void> {
+    this.prunedAtMs = Date.now();
+    try {
+      await this.deps.dataSource.query(`DELETE FROM auth_failures WHERE window_started_at <= now() - make_interval(secs => $1)`, [
+        this.deps.settings.windowSeconds,
+      ]);
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, 'could not delete ended rate-limit windows');
+    }
   }
 
   private async write(batch: Map<string, number>): Promise<void> {
@@ -131,5 +147,6 @@ export class AuthRateLimiter {
       [settings.windowSeconds, settings.maxFailures],
     );
     for (const row of rows) this.block(row.client, new Date(row.until).getTime());
+    await this.prune();
   }
 }

@@ -23,14 +23,14 @@ describe('text input: NUL and control characters', () => {
     const response = await app.gql(query, { variables, key: withKey ? admin.key : undefined });
     expect(response.status).toBe(400);
     expect(response.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT' } })]);
-    expect(response.body.errors[0].message).toMatch(/NUL character/);
+    expect(response.body.errors![0].message).toMatch(/NUL character/);
     expect(await userCount()).toBe(before);
   });
 
   it('a cursor carrying NUL is refused like any other forged cursor', async () => {
     const forged = Buffer.from(JSON.stringify(['\u0000', admin.id])).toString('base64url');
     const response = await app.gql('query ($c: String) { users(after: $c) { totalCount } }', { key: admin.key, variables: { c: forged } });
-    expect(response.body.errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+    expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
   });
 
   it.each([
@@ -40,7 +40,7 @@ describe('text input: NUL and control characters', () => {
   ])('%s: BAD_USER_INPUT on that field, nothing created', async (_label, input, field) => {
     const before = await userCount();
     const response = await app.gql('mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { key: admin.key, variables: { i: input } });
-    expect(response.body.errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+    expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
     expect(await userCount()).toBe(before);
   });
 });
