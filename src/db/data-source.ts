@@ -8,6 +8,7 @@ import { QueryCounter } from './query-counter';
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
 import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
+import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -15,6 +16,7 @@ export const MIGRATIONS = [
   Initial1764100000000,
   SessionsAuditRateLimits1764200000000,
   AuthChangeNotifications1764300000000,
+  AuthTruncateNotifications1764400000000,
 ];
 
 export interface DataSourceOptions {

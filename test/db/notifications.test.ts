@@ -3,6 +3,8 @@ import pino from 'pino';
 import { AUTH_CHANGES_CHANNEL, AuthCache } from '../../src/auth/auth-cache';
 import type { Principal } from '../../src/auth/principal';
 import { Notifications } from '../../src/db/notifications';
+import { createOrganization, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -68,5 +70,30 @@ describe('the notification listener and the auth cache it guards', () => {
     cache.set('digest-u1', principal, { epoch: cache.epoch });
     cache.enable();
     expect(cache.get('digest-u1')).toBeUndefined();
+  });
+});
+
+describe('emptying a credential table', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app, 'Truncated Org', TEST_PASSWORD);
+  });
+  afterAll(() => app.close());
+
+  it('TRUNCATE sessions ends sessions the cache knew (row triggers do not fire on TRUNCATE)', async () => {
+    const token = await login(app, admin);
+    const me = () => app.gql('{ me { id } }', { headers: { authorization: `Bearer ${token}` } });
+    expect((await me()).status).toBe(200);
+    expect((await me()).status).toBe(200);
+    await app.dataSource.query('TRUNCATE sessions');
+    const deadline = Date.now() + 2000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      await sleep(20);
+      status = (await me()).status;
+    }
+    expect(status).toBe(401);
   });
 });
