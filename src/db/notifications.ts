@@ -53,9 +53,12 @@ export class Notifications {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     const client = this.client;
+    const wasListening = this.connected;
     this.client = null;
     this.connected = false;
-    await client?.end().catch(() => undefined);
+    // A connection still being opened is closed by connect() once it is up: ending it midway can leave
+    // pg's connect() unanswered for good.
+    if (wasListening) await client?.end().catch(() => undefined);
   }
 
   private async connect(): Promise<void> {
@@ -83,8 +86,11 @@ export class Notifications {
     try {
       await client.connect();
       for (const channel of this.handlers.keys()) await client.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
-      // Stopped or lost meanwhile: stop() or lost() has already closed this connection.
-      if (this.client !== client) return;
+      // Stopped meanwhile (lost() has closed a lost one already).
+      if (this.client !== client) {
+        void client.end().catch(() => undefined);
+        return;
+      }
       this.connected = true;
       this.retryMs = MIN_RETRY_MS;
       this.heartbeat = setInterval(() => {
@@ -97,7 +103,8 @@ export class Notifications {
         if (this.client !== client) return;
       }
     } catch (error) {
-      this.lost(client, error);
+      if (this.client === client) this.lost(client, error);
+      else void client.end().catch(() => undefined);
     }
   }
 

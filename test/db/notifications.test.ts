@@ -64,6 +64,24 @@ describe('the notification listener and the auth cache it guards', () => {
     }
   });
 
+  it('stopping while the connection is still being opened lets start() finish, and leaves no connection', async () => {
+    for (let i = 0; i < 40; i++) {
+      const notifications = new Notifications({ url, logger: pino({ level: 'silent' }), connectTimeoutMs: 2000 });
+      notifications.on(AUTH_CHANGES_CHANNEL, () => undefined);
+      const started = notifications.start();
+      await sleep(i % 5);
+      await notifications.stop();
+      await started;
+      expect(notifications.isListening).toBe(false);
+    }
+    // Connections that were still opening are closed as soon as they are up (only this test listens on this database).
+    const listeners = async () =>
+      (await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crm-access-listener' AND datname = current_database()`)).rows[0].n as number;
+    let open = await listeners();
+    for (const deadline = Date.now() + 5000; open > 0 && Date.now() < deadline; open = await listeners()) await sleep(50);
+    expect(open).toBe(0);
+  });
+
   it('turning the cache on starts it empty', () => {
     const cache = new AuthCache({ maxEntries: 100, ttlSeconds: 60 });
     cache.enable();
