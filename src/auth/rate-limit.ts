@@ -147,6 +147,7 @@ export class AuthRateLimiter {
       [settings.windowSeconds, settings.maxFailures],
     );
     for (const row of rows) this.block(row.client, new Date(row.until).getTime());
-    await this.prune();
+    // Not awaited: the auth cache comes back after this handler, and the clean-up need not hold it up.
+    void this.prune();
   }
 }
