@@ -30,10 +30,11 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
 };
 
 /**
- * How deep introspection may go: the depth of graphql-js's own introspection query with every option on, which
- * GraphiQL sends. (graphql-js's MaxIntrospectionDepthRule already refuses the nested lists that fan out.)
+ * How deep introspection may go: graphql-js's own introspection query (what GraphiQL sends) is 15 deep with
+ * every option on, and some clients nest `ofType` further. (graphql-js's MaxIntrospectionDepthRule already
+ * refuses the nested lists that fan out; this bounds the rest.)
  */
-export const MAX_INTROSPECTION_DEPTH = 15;
+export const MAX_INTROSPECTION_DEPTH = 20;
 
 /** What `first` means when a list field is asked for without it (the schema's default page size). */
 const DEFAULT_LIST_SIZE = 50;

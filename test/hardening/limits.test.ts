@@ -67,11 +67,14 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     const response = await app.gql(query);
     expect(response.status).toBe(400);
     expect(response.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
-    // The same shape within the limit still runs, and the expansion counts as it would unrolled (2^6 fields).
-    const small = `query { ...F0 } ${fragments.slice(0, 6).join(' ')} fragment F6 on Query { __typename }`;
-    const allowed = await app.gql(small);
+    // It costs what it would written out: 2^14 fields is within the default limit of 20,000, 2^15 is not.
+    const unrolled = (n: number) => `query { ...F0 } ${fragments.slice(0, n).join(' ')} fragment F${n} on Query { __typename }`;
+    const allowed = await app.gql(unrolled(14));
     expect(allowed.status).toBe(200);
     expect(allowed.body.data).toEqual({ __typename: 'Query' });
+    const over = await app.gql(unrolled(15));
+    expect(over.status).toBe(400);
+    expect(over.body.errors![0].message).toMatch(/would cost 32768\b/);
   });
 
   it('limits introspection depth apart: the introspection GraphiQL sends runs, a deeper chain is refused', async () => {
