@@ -5,7 +5,7 @@ import type { Loaders } from '../loaders';
 import { BadInputError, NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
-import { MAX_NAME_LENGTH } from '../users/user.validation';
+import { containsControlCharacters, MAX_NAME_LENGTH } from '../users/user.validation';
 import { Organization } from './organization.entity';
 
 export interface NewOrganization {
@@ -36,6 +36,9 @@ export class OrganizationService {
     const name = params.name.trim();
     if (!name || name.length > MAX_NAME_LENGTH) {
       throw new BadInputError(`Organization name must be 1 to ${MAX_NAME_LENGTH} characters.`, 'name');
+    }
+    if (containsControlCharacters(name)) {
+      throw new BadInputError('Organization name must not contain control characters (tabs, line breaks).', 'name');
     }
     return this.deps.dataSource.transaction(async (manager) => {
       const organization = await manager.getRepository(Organization).save({ name });

@@ -7,6 +7,10 @@ const MAX_EMAIL_LENGTH = 254;
 const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
 /** Control characters (tabs, newlines, NUL...) have no place in a name shown in lists and audit trails. */
 const CONTROL = /\p{Cc}/u;
+
+export function containsControlCharacters(value: string): boolean {
+  return CONTROL.test(value);
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function normalizeEmail(value: string): string {
@@ -20,7 +24,7 @@ export function normalizeEmail(value: string): string {
 export function normalizeName(value: string): string {
   const name = value.trim();
   if (name.length === 0) throw new BadInputError('Name must not be empty.', 'name');
-  if (CONTROL.test(name)) throw new BadInputError('Name must not contain control characters (tabs, line breaks).', 'name');
+  if (containsControlCharacters(name)) throw new BadInputError('Name must not contain control characters (tabs, line breaks).', 'name');
   if (name.length > MAX_NAME_LENGTH) {
     throw new BadInputError(`Name must be at most ${MAX_NAME_LENGTH} characters.`, 'name');
   }

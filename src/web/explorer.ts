@@ -45,7 +45,7 @@ const BOOT = `(() => {
   // The headers editor starts with an empty X-Access-Key to fill in; sent empty, it would be a malformed
   // credential (401, counted by the rate limit) and the schema would never load. Empty headers are left out.
   const fetcher = (params, options) => {
-    const headers = Object.fromEntries(Object.entries((options && options.headers) || {}).filter(([, value]) => value !== ''));
+    const headers = Object.fromEntries(Object.entries((options && options.headers) || {}).filter(([, value]) => String(value).trim() !== ''));
     return send(params, { ...options, headers });
   };
   ReactDOM.createRoot(document.getElementById('graphiql')).render(

@@ -33,6 +33,12 @@ describe('text input: NUL and control characters', () => {
     expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
   });
 
+  it('an organization name with a control character is refused (the CLI creates organizations)', async () => {
+    const create = app.services.organizations.createWithAdmin({ name: 'Tab\tOrg', adminEmail: 'tab-org@a.test', adminName: 'Tab Admin' });
+    await expect(create).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'name' } });
+    expect(await app.dataSource.query(`SELECT id FROM organizations WHERE name = $1`, ['Tab\tOrg'])).toEqual([]);
+  });
+
   it.each([
     ['a tab in a name', { email: 'tab@a.test', name: 'Ta\tb' }, 'name'],
     ['a line break in a name', { email: 'nl@a.test', name: 'New\nLine' }, 'name'],
