@@ -65,9 +65,11 @@ export class AccessKeyResolver {
       userId,
       gracePeriodSeconds: gracePeriodSeconds ?? 0,
     });
-    // Later reads in this request see (and record a view of) the new key, not the replaced one.
+    // Later reads in this request see the new key, not the replaced one; its view is already recorded with
+    // the regeneration, so reading it again here is the same view, as for any key read twice in a request.
     ctx.loaders.accessKey.clear(user.id);
-    ctx.loaders.keyView.clear({ userId: user.id, organizationId: user.organizationId });
+    const target = { userId: user.id, organizationId: user.organizationId };
+    ctx.loaders.keyView.clear(target).prime(target, true);
     return { user, accessKey: key.key, previousKeyExpiresAt: key.previousKeyExpiresAt };
   }
 }

@@ -91,6 +91,18 @@ describe('audit log', () => {
     }
   });
 
+  it('a regeneration that also reads the new key back is one view of it', async () => {
+    const user = await createUser(app, admin);
+    const since = await lastEventId();
+    const response = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
+    const payload = response.body.data!.regenerateAccessKey;
+    expect(payload.user.accessKey).toBe(payload.accessKey);
+    expect((await eventsSince(since)).map((e) => e.action).sort()).toEqual(['ACCESS_KEY_REGENERATED', 'ACCESS_KEY_VIEWED']);
+  });
+
   it('a key that cannot be decrypted is not recorded as viewed: nothing was revealed', async () => {
     const user = await createUser(app, admin);
     await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [user.id, Buffer.alloc(60, 7)]);
