@@ -51,6 +51,7 @@ export interface IssuedKey {
 }
 
 export class AccessKeyService {
+  /** By key digest (base64): a key replaced meanwhile never has its uses written onto its successor. */
   private readonly lastMarkedMs = new Map<string, number>();
   private readonly pendingUse = new Set<string>();
   private useTimer: NodeJS.Timeout | null = null;
@@ -70,7 +71,6 @@ export class AccessKeyService {
   ): Promise<IssuedKey> {
     const key = generateAccessKey();
     const { keyCrypto } = this.deps;
-    this.lastMarkedMs.delete(params.userId);
     const rows: Array<{ previous_key_expires_at: Date | null }> = await manager.query(
       `INSERT INTO access_keys AS k (user_id, organization_id, key_digest, key_ciphertext, key_hint, created_by)
        VALUES ($1, $2, $3, $4, $5, $6)
@@ -113,20 +113,23 @@ export class AccessKeyService {
     );
     const row = rows[0];
     if (!row) return null;
-    return { principal: principalFrom(row, { kind: 'ACCESS_KEY' }), validForMs: row.valid_for_ms };
+    // A key in its grace period has no validity limit only when it is the current one.
+    const currentKeyDigest = row.valid_for_ms === null ? digest.toString('base64') : undefined;
+    return { principal: principalFrom(row, { kind: 'ACCESS_KEY', currentKeyDigest }), validForMs: row.valid_for_ms };
   }
 
   /**
-   * Notes that a key was used. At most one note per key per minute is kept, and notes are written
-   * together a second later, off the request path: no write per request, whatever the traffic.
+   * Notes that a user's current key (by its lookup digest) was used. At most one note per key per minute is
+   * kept, and notes are written together a second later, off the request path: no write per request,
+   * whatever the traffic. A note is written only while that key is still current.
    */
-  markUsed(userId: string): void {
+  markUsed(keyDigest: string): void {
     const now = Date.now();
-    const last = this.lastMarkedMs.get(userId);
+    const last = this.lastMarkedMs.get(keyDigest);
     if (last !== undefined && now - last < LAST_USED_RESOLUTION_SECONDS * 1000) return;
     if (this.lastMarkedMs.size >= MAX_TRACKED_KEYS) this.forgetOldMarks(now);
-    this.lastMarkedMs.set(userId, now);
-    this.pendingUse.add(userId);
+    this.lastMarkedMs.set(keyDigest, now);
+    this.pendingUse.add(keyDigest);
     if (!this.useTimer) {
       this.useTimer = setTimeout(() => void this.flushUse(), USE_FLUSH_DELAY_MS);
       this.useTimer.unref();
@@ -138,20 +141,20 @@ export class AccessKeyService {
     if (this.useTimer) clearTimeout(this.useTimer);
     this.useTimer = null;
     if (this.pendingUse.size === 0) return;
-    const userIds = [...this.pendingUse];
+    const digests = [...this.pendingUse].map((digest) => Buffer.from(digest, 'base64'));
     this.pendingUse.clear();
     await this.deps.dataSource
       .query(
         `UPDATE access_keys SET last_used_at = now()
-          WHERE user_id = ANY($1) AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
-        [userIds, LAST_USED_RESOLUTION_SECONDS],
+          WHERE key_digest = ANY($1::bytea[]) AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+        [digests, LAST_USED_RESOLUTION_SECONDS],
       )
       .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'));
   }
 
   private forgetOldMarks(now: number): void {
-    for (const [userId, markedMs] of this.lastMarkedMs) {
-      if (now - markedMs >= LAST_USED_RESOLUTION_SECONDS * 1000) this.lastMarkedMs.delete(userId);
+    for (const [keyDigest, markedMs] of this.lastMarkedMs) {
+      if (now - markedMs >= LAST_USED_RESOLUTION_SECONDS * 1000) this.lastMarkedMs.delete(keyDigest);
     }
     // Still full of recent marks: forget them all rather than grow; the SQL guard still holds the line.
     if (this.lastMarkedMs.size >= MAX_TRACKED_KEYS) this.lastMarkedMs.clear();

@@ -9,7 +9,7 @@ export class AccessKeyInfo {
   @Field()
   createdAt: Date;
 
-  @Field(() => Date, { nullable: true, description: 'Updated at most once a minute.' })
+  @Field(() => Date, { nullable: true, description: 'When the current key was last used (not the key it replaced); updated at most once a minute.' })
   lastUsedAt: Date | null;
 
   @Field(() => Date, { nullable: true, description: 'Until then the replaced key still works.' })

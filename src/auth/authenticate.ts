@@ -119,7 +119,7 @@ export class Authenticator {
 
   private settle(principal: Principal | null, client: string): AuthResult {
     if (!principal) return this.fail(client, null);
-    if (principal.kind === 'ACCESS_KEY') this.deps.accessKeys.markUsed(principal.userId);
+    if (principal.currentKeyDigest !== undefined) this.deps.accessKeys.markUsed(principal.currentKeyDigest);
     return { ok: true, principal };
   }
 

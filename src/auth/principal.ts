@@ -12,6 +12,11 @@ export interface Principal {
   readonly role: Role;
   /** Set for people who signed in: what logout ends. */
   readonly sessionId?: string;
+  /**
+   * Set when the user's current key authenticated (not the key it replaced, during a grace period): the key's
+   * lookup digest, base64, which its uses are recorded against.
+   */
+  readonly currentKeyDigest?: string;
   /** The caller's profile as of authentication (frozen): `me` answers from it without a query. */
   readonly user: Readonly<User>;
 }
@@ -26,7 +31,11 @@ export interface Authenticated {
 }
 
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */
-export function principalFrom(row: UserRow, params: { kind: PrincipalKind; sessionId?: string }): Principal {
+export function principalFrom(
+  row: UserRow,
+  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string },
+): Principal {
   const user = Object.freeze(userFromRow(row));
-  return { kind: params.kind, sessionId: params.sessionId, userId: row.id, organizationId: row.organization_id, role: row.role, user };
+  const { kind, sessionId, currentKeyDigest } = params;
+  return { kind, sessionId, currentKeyDigest, userId: row.id, organizationId: row.organization_id, role: row.role, user };
 }
