@@ -65,9 +65,10 @@ export class AccessKeyResolver {
       userId,
       gracePeriodSeconds: gracePeriodSeconds ?? 0,
     });
-    // Later reads in this request see the new key, not the replaced one; its view is already recorded with
-    // the regeneration, so reading it again here is the same view, as for any key read twice in a request.
-    ctx.loaders.accessKey.clear(user.id);
+    // Later reads in this request show exactly the key this regeneration issued (not one another admin may
+    // have issued since), whose view was recorded with the regeneration: reading it again is the same view,
+    // as for any key read twice in a request.
+    ctx.loaders.accessKey.clear(user.id).prime(user.id, key.row);
     const target = { userId: user.id, organizationId: user.organizationId };
     ctx.loaders.keyView.clear(target).prime(target, true);
     return { user, accessKey: key.key, previousKeyExpiresAt: key.previousKeyExpiresAt };

@@ -48,6 +48,8 @@ export function accessKeyFromJoinedRow(row: JoinedKeyRow): AccessKey | null {
 export interface IssuedKey {
   key: string;
   previousKeyExpiresAt: Date | null;
+  /** The stored row as this statement left it: what later reads in the same request must show. */
+  row: AccessKey;
 }
 
 export class AccessKeyService {
@@ -71,7 +73,7 @@ export class AccessKeyService {
   ): Promise<IssuedKey> {
     const key = generateAccessKey();
     const { keyCrypto } = this.deps;
-    const rows: Array<{ previous_key_expires_at: Date | null }> = await manager.query(
+    const rows: JoinedKeyRow[] = await manager.query(
       `INSERT INTO access_keys AS k (user_id, organization_id, key_digest, key_ciphertext, key_hint, created_by)
        VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (user_id) DO UPDATE SET
@@ -83,7 +85,7 @@ export class AccessKeyService {
          last_used_at = NULL,
          previous_key_digest = CASE WHEN $7::int > 0 THEN k.key_digest END,
          previous_key_expires_at = CASE WHEN $7::int > 0 THEN now() + make_interval(secs => $7::int) END
-       RETURNING previous_key_expires_at`,
+       RETURNING ${JOINED_KEY_COLUMNS}`,
       [
         params.userId,
         params.organizationId,
@@ -94,7 +96,8 @@ export class AccessKeyService {
         params.gracePeriodSeconds ?? 0,
       ],
     );
-    return { key, previousKeyExpiresAt: rows[0].previous_key_expires_at };
+    const row = accessKeyFromJoinedRow(rows[0])!;
+    return { key, previousKeyExpiresAt: row.previousKeyExpiresAt, row };
   }
 
   /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */

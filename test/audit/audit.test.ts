@@ -1,3 +1,4 @@
+import { abilityFor } from '../../src/auth/abilities';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -101,6 +102,37 @@ describe('audit log', () => {
     const payload = response.body.data!.regenerateAccessKey;
     expect(payload.user.accessKey).toBe(payload.accessKey);
     expect((await eventsSince(since)).map((e) => e.action).sort()).toEqual(['ACCESS_KEY_REGENERATED', 'ACCESS_KEY_VIEWED']);
+  });
+
+  it('reading the key back after regenerating shows the key this request issued, even if another admin regenerated since', async () => {
+    // An organization of its own: a second admin would change what other tests here expect of theirs.
+    const org = await createOrganization(app, 'Two Admins Org');
+    const other = await createUser(app, org, { role: Role.ADMIN });
+    const user = await createUser(app, org);
+    const auth = await app.services.authenticator.authenticate({ 'x-access-key': other.key }, '127.0.0.9');
+    if (!auth.ok || !auth.principal) throw new Error('the other admin did not authenticate');
+    const otherActor = { principal: auth.principal, ability: abilityFor(auth.principal), requestId: 'other-admin', ip: '127.0.0.9' };
+    // The other admin's regeneration commits between this request's regeneration and its read-back.
+    const users = app.services.users;
+    const regenerate = users.regenerateAccessKey.bind(users);
+    users.regenerateAccessKey = async (actor, params) => {
+      const result = await regenerate(actor, params);
+      await regenerate(otherActor, params);
+      return result;
+    };
+    try {
+      const since = await lastEventId();
+      const response = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }', {
+        key: org.key,
+        variables: { id: user.id },
+      });
+      const payload = response.body.data!.regenerateAccessKey;
+      expect(payload.user.accessKey).toBe(payload.accessKey);
+      const views = (await eventsSince(since)).filter((e) => e.action === 'ACCESS_KEY_VIEWED' && e.actor_user_id === org.id);
+      expect(views).toHaveLength(1);
+    } finally {
+      users.regenerateAccessKey = regenerate;
+    }
   });
 
   it('a key that cannot be decrypted is not recorded as viewed: nothing was revealed', async () => {
