@@ -71,6 +71,6 @@ export class AccessKeyResolver {
     ctx.loaders.accessKey.clear(user.id).prime(user.id, key.row);
     const target = { userId: user.id, organizationId: user.organizationId };
     ctx.loaders.keyView.clear(target).prime(target, true);
-    return { user, accessKey: key.key, previousKeyExpiresAt: key.previousKeyExpiresAt };
+    return { user, accessKey: key.key, previousKeyExpiresAt: key.row.previousKeyExpiresAt };
   }
 }

@@ -47,8 +47,7 @@ export function accessKeyFromJoinedRow(row: JoinedKeyRow): AccessKey | null {
 
 export interface IssuedKey {
   key: string;
-  previousKeyExpiresAt: Date | null;
-  /** The stored row as this statement left it: what later reads in the same request must show. */
+  /** The stored row as this statement left it (with the grace period's end): what later reads in the request show. */
   row: AccessKey;
 }
 
@@ -65,7 +64,7 @@ export class AccessKeyService {
   /**
    * Creates or replaces the user's key in one statement. Concurrent calls for one user serialize on the
    * row lock of ON CONFLICT, so whichever commits last is the single current key; with a grace period the
-   * key it replaced keeps working until `previousKeyExpiresAt`.
+   * key it replaced keeps working until the row's `previousKeyExpiresAt`.
    */
   async issue(
     manager: EntityManager,
@@ -96,8 +95,7 @@ export class AccessKeyService {
         params.gracePeriodSeconds ?? 0,
       ],
     );
-    const row = accessKeyFromJoinedRow(rows[0])!;
-    return { key, previousKeyExpiresAt: row.previousKeyExpiresAt, row };
+    return { key, row: accessKeyFromJoinedRow(rows[0])! };
   }
 
   /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */

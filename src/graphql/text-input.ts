@@ -30,7 +30,8 @@ function literalsHoldNul(document: DocumentNode): boolean {
   return found;
 }
 
-function holdsNul(value: unknown, depth = 0): boolean {
+/** True when a string, or any string inside an object or list, carries U+0000. */
+export function holdsNul(value: unknown, depth = 0): boolean {
   if (typeof value === 'string') return value.includes(NUL);
   if (value === null || typeof value !== 'object' || depth > 32) return false;
   return Object.values(value).some((item) => holdsNul(item, depth + 1));

@@ -7,6 +7,7 @@ import type { Actor } from '../context';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
+import { holdsNul } from '../graphql/text-input';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
 import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
 import type { Loaders } from '../loaders';
@@ -45,7 +46,7 @@ function encodeCursor(user: User): string {
 function decodeCursor(value: string): Cursor {
   try {
     const [name, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown[];
-    if (typeof name === 'string' && typeof id === 'string' && !name.includes('\u0000')) return { name, id: parseId(id) };
+    if (typeof name === 'string' && typeof id === 'string' && !holdsNul(name)) return { name, id: parseId(id) };
   } catch {
     // falls through to the error below
   }
