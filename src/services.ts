@@ -66,7 +66,7 @@ export function createServices(deps: ServiceDeps): Services {
   notifications.onConnect(() => authCache.enable());
   notifications.onDisconnect(() => authCache.disable());
   const authority = new Authority({ authCache, hooks });
-  const passwords = new PasswordHasher(config.passwordWork);
+  const passwords = new PasswordHasher(config.passwordWork, hooks);
   const audit = new AuditService({ dataSource, authority });
   const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger });
   const sessions = new SessionService({

@@ -17,6 +17,8 @@ export interface PauseHooks {
   afterAuthorityCheck?(actor: Actor): Promise<void>;
   /** After a sign-in or a password change verified a password, before the transaction that relies on it. */
   afterPasswordVerified?(email: string): Promise<void>;
+  /** While a password verification for `client` holds its places in the bounds on hashing. */
+  duringPasswordCheck?(client: string): Promise<void>;
 }
 
 /** The same answer authentication gives a credential that does not work: nothing is learned about why. */

@@ -52,7 +52,16 @@ export class PasswordHasher {
   private readonly waiting: Array<() => void> = [];
   private readonly inFlightByClient = new Map<string, number>();
 
-  constructor(private readonly settings: PasswordWorkSettings) {}
+  constructor(
+    private readonly settings: PasswordWorkSettings,
+    /** Test-only: awaited inside a verification while it holds its places (see PauseHooks in authority.ts). */
+    private readonly hooks: { duringPasswordCheck?(client: string): Promise<void> } = {},
+  ) {}
+
+  /** Computations waiting for a turn. */
+  get queued(): number {
+    return this.waiting.length;
+  }
 
   /** Hashes a new password; throws SERVICE_UNAVAILABLE (retryAfterSeconds) when the queue is full. */
   hash(password: string): Promise<string> {
@@ -74,8 +83,9 @@ export class PasswordHasher {
     }
     this.inFlightByClient.set(client, inFlight + 1);
     try {
-      return await this.run(() => {
+      return await this.run(async () => {
         this.verifications++;
+        await this.hooks.duringPasswordCheck?.(client);
         return verifyPassword(params.password, params.stored);
       });
     } finally {
