@@ -65,6 +65,7 @@ export function createServices(deps: ServiceDeps): Services {
   notifications.on(AUTH_CHANGES_CHANNEL, (payload) => authCache.applyNotification(payload));
   notifications.onConnect(() => authCache.enable());
   notifications.onDisconnect(() => authCache.disable());
+  notifications.onHeartbeat((sentAtMs) => authCache.confirmFresh(sentAtMs));
   const authority = new Authority({ authCache, hooks });
   const passwords = new PasswordHasher(config.passwordWork, hooks);
   const audit = new AuditService({ dataSource, authority });
