@@ -87,6 +87,9 @@ describe('attempts are counted before they are verified', () => {
     it('a blocked address stays blocked with a valid session token, a valid key, and for sign-in', async () => {
       const address = freshAddress();
       const token = await login(app, admin);
+      // Both credentials are in the instance's cache already: a blocked request must not reach it.
+      expect((await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } })).status).toBe(200);
+      expect((await withKey(app, freshAddress(), admin.key)).status).toBe(200);
       for (let i = 0; i < 20; i++) expect((await withKey(app, address, generateAccessKey())).status).toBe(401);
       const asSession = await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address } });
       expect(asSession.status).toBe(429);

@@ -1,5 +1,5 @@
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, uniqueEmail, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const USERS = `query ($filter: UsersFilter, $first: Int, $after: String) {
@@ -162,6 +162,31 @@ describe('Manage Users: listing, editing and protecting users', () => {
       const response = await app.gql(USERS, { key: admin.key, variables: { first: 'ten' } });
       expect(response.status).toBe(400);
       expect(response.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+    });
+  });
+
+  describe('a user without a key (an import)', () => {
+    const SAVE = 'mutation ($id: ID!, $name: String!) { updateUser(id: $id, input: { name: $name }) { id name } }';
+    const keyRows = async (userId: string) =>
+      (await app.dataSource.query(`SELECT count(*)::int AS n FROM access_keys WHERE user_id = $1`, [userId]))[0].n as number;
+
+    it.each([Role.MEMBER, Role.MANAGER])("a %s's save of their own name creates no key; an admin's save of the same user does", async (role) => {
+      const person = await createUser(app, admin, { role, password: TEST_PASSWORD });
+      const token = await login(app, person);
+      await app.dataSource.query(`DELETE FROM access_keys WHERE user_id = $1`, [person.id]);
+
+      const own = await app.gql(SAVE, { headers: { authorization: `Bearer ${token}` }, variables: { id: person.id, name: 'Saved By Myself' } });
+      expect(own.body.data!.updateUser.name).toBe('Saved By Myself');
+      expect(await keyRows(person.id)).toBe(0);
+
+      const byAdmin = await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Saved By Admin" }) { name accessKey } }', {
+        key: admin.key,
+        variables: { id: person.id },
+      });
+      expect(byAdmin.body.data!.updateUser.accessKey).toMatch(/^cak_/);
+      expect(await keyRows(person.id)).toBe(1);
+      const created = await app.dataSource.query(`SELECT actor_user_id FROM audit_events WHERE action = 'ACCESS_KEY_CREATED' AND target_user_id = $1 ORDER BY id`, [person.id]);
+      expect(created.map((row: { actor_user_id: string }) => row.actor_user_id)).toEqual([admin.id, admin.id]);
     });
   });
 
