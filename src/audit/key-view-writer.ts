@@ -2,6 +2,7 @@ import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
 import type { Authority } from '../auth/authority';
 import type { Actor } from '../context';
+import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import { AuditAction } from './audit-event.entity';
 import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor, type AuditRow } from './audit-rows';
@@ -94,7 +95,7 @@ export class KeyViewWriter {
           rows.push({ actor: waiting.who, action: AuditAction.ACCESS_KEY_VIEWED, organizationId: target.organizationId, targetUserId: target.userId });
         }
       }
-      if (rows.length > 0) await manager.query(INSERT_AUDIT_ROWS, auditRowValues(rows));
+      if (rows.length > 0) await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));
       return refusals;
     });
   }

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import type { Actor } from '../context';
+import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
@@ -51,7 +52,8 @@ export async function lockOrganizations(
   manager: EntityManager,
   params: { ids: readonly string[]; lock: RowLock },
 ): Promise<Set<string>> {
-  const rows: Array<{ id: string; is_active: boolean }> = await manager.query(
+  const rows = await runPreparedIn<{ id: string; is_active: boolean }>(
+    manager,
     `SELECT id, is_active FROM organizations WHERE id = ANY($1) ORDER BY id ${params.lock}`,
     [[...params.ids]],
   );
@@ -63,7 +65,8 @@ export async function lockUsers(
   manager: EntityManager,
   params: { ids: readonly string[]; organizationIds: readonly string[]; lock: RowLock },
 ): Promise<Map<string, User>> {
-  const rows: UserRow[] = await manager.query(
+  const rows = await runPreparedIn<UserRow>(
+    manager,
     `SELECT ${USER_COLUMNS} FROM users u WHERE u.id = ANY($1) AND u.organization_id = ANY($2) ORDER BY u.id ${params.lock}`,
     [[...params.ids], [...params.organizationIds]],
   );
@@ -194,7 +197,8 @@ export class Authority {
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
-      const rows: Array<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }> = await manager.query(
+      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }>(
+        manager,
         `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
            FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
         [sortedUnique(keyHolders.map((actor) => actor.principal.userId))],
@@ -207,7 +211,8 @@ export class Authority {
       }
     }
     if (sessionHolders.length > 0) {
-      const rows: Array<{ id: string }> = await manager.query(
+      const rows = await runPreparedIn<{ id: string }>(
+        manager,
         `SELECT id FROM sessions WHERE id = ANY($1) AND revoked_at IS NULL AND expires_at > now() ORDER BY id FOR SHARE`,
         [sortedUnique(sessionHolders.flatMap((actor) => actor.principal.sessionId ?? []))],
       );
