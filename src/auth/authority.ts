@@ -73,7 +73,8 @@ export async function lockUsers(
   return new Map(rows.map((row) => [row.id, userFromRow(row)]));
 }
 
-export interface ActOptions {
+export interface Act {
+  readonly actor: Actor;
   /**
    * Users the act changes. They are locked with the actor, FOR NO KEY UPDATE, in one statement; with none the
    * actor's row is locked FOR SHARE.
@@ -131,16 +132,18 @@ export class Authority {
   }
 
   /**
-   * Confirms one actor for one act, in the act's transaction, taking the locks of the act (see ActOptions).
-   * Throws AuthorityEndedError (UNAUTHENTICATED) when the actor or their organization is inactive or the
-   * credential carrying the request no longer works.
+   * Confirms one actor for one act, in the act's transaction, taking the locks of the act (see Act). Throws
+   * AuthorityEndedError (UNAUTHENTICATED) when the actor or their organization is inactive or the credential
+   * carrying the request no longer works, or the refusal an earlier act of the request met.
    */
-  async confirm(manager: EntityManager, actor: Actor, options: ActOptions = {}): Promise<ConfirmedAct> {
+  async confirm(manager: EntityManager, act: Act): Promise<ConfirmedAct> {
+    const { actor } = act;
     this.throwIfRefused(actor);
     await this.deps.hooks.beforeAuthorityCheck?.(actor);
-    const targetIds = options.targetIds ?? [];
-    const [checked] = await this.check(manager, [actor], {
-      organizationLock: options.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
+    const targetIds = act.targetIds ?? [];
+    const [checked] = await this.check(manager, {
+      actors: [actor],
+      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
       usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
       targetIds,
     });
@@ -162,7 +165,7 @@ export class Authority {
     }
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
     if (pending.length > 0) {
-      const checked = await this.check(manager, pending, { organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
+      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
       for (const { actor, act } of checked) verdicts.set(actor, act);
       for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
     }
@@ -171,9 +174,9 @@ export class Authority {
 
   private async check(
     manager: EntityManager,
-    actors: readonly Actor[],
-    params: { organizationLock: RowLock; usersLock: RowLock; targetIds: readonly string[] },
+    params: { actors: readonly Actor[]; organizationLock: RowLock; usersLock: RowLock; targetIds: readonly string[] },
   ): Promise<CheckedActor[]> {
+    const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
     const activeOrganizations = await lockOrganizations(manager, { ids: organizationIds, lock: params.organizationLock });
     const users = await lockUsers(manager, {
@@ -187,7 +190,7 @@ export class Authority {
       const user = users.get(principal.userId);
       const authentic = validCredentials.has(actor) && !!user?.isActive && activeOrganizations.has(principal.organizationId);
       if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError()) };
-      return { actor, act: this.confirmed(actor, user.role === principal.role ? actor.ability : null, users) };
+      return { actor, act: this.confirmed({ actor, ability: user.role === principal.role ? actor.ability : null, users }) };
     });
   }
 
@@ -223,7 +226,8 @@ export class Authority {
   }
 
   /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
-  private confirmed(actor: Actor, ability: AppAbility | null, users: ReadonlyMap<string, User>): ConfirmedAct {
+  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User> }): ConfirmedAct {
+    const { actor, ability, users } = params;
     const fresh = users.get(actor.principal.userId)!;
     const roleChanged = ability === null;
     if (roleChanged) this.deps.authCache.evictUser(actor.principal.userId);

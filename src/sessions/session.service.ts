@@ -185,7 +185,7 @@ export class SessionService {
     await this.deps.hooks.afterPasswordVerified?.(user.email);
 
     await this.deps.dataSource.transaction(async (manager) => {
-      const act = await authority.confirm(manager, actor, { targetIds: [userId] });
+      const act = await authority.confirm(manager, { actor, targetIds: [userId] });
       act.authorize((ability) => {
         if (!ability.can('changePassword', act.users.get(userId)!)) throw new ForbiddenError();
       });

@@ -240,7 +240,7 @@ export class UserService {
     const name = normalizeName(input.name);
     const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password');
     return this.deps.dataSource.transaction(async (manager) => {
-      (await this.deps.authority.confirm(manager, actor)).authorize(mayCreate);
+      (await this.deps.authority.confirm(manager, { actor })).authorize(mayCreate);
       const { user } = await this.insert(manager, { email, name, role: input.role, passwordHash, organizationId, actor: auditActorOf(actor) });
       return user;
     });
@@ -261,7 +261,7 @@ export class UserService {
     // Role changes and deactivations can remove the last active admin: they lock the organization row first.
     const lockOrganizationForUpdate = params.action === 'setRole' || params.action === 'deactivate';
     const result = await this.deps.dataSource.transaction(async (manager) => {
-      const act = await this.deps.authority.confirm(manager, actor, { targetIds: [id], lockOrganizationForUpdate });
+      const act = await this.deps.authority.confirm(manager, { actor, targetIds: [id], lockOrganizationForUpdate });
       const user = act.users.get(id);
       const fields = params.fields?.length ? params.fields : [undefined];
       act.authorize((ability) => {
