@@ -90,6 +90,31 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
   };
 }
 
+/**
+ * A refusal to do expensive work now is an HTTP status, like the refusals of authentication: RATE_LIMITED
+ * (the address's attempts, or its sign-ins under way) is 429, SERVICE_UNAVAILABLE (password hashing is at
+ * capacity) 503, each with Retry-After from the error's `retryAfterSeconds`.
+ */
+function busyStatusPlugin(): ApolloServerPlugin<RequestContext> {
+  const statuses: Record<string, number> = { RATE_LIMITED: 429, SERVICE_UNAVAILABLE: 503 };
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ response }) {
+          if (response.body.kind !== 'single') return;
+          for (const error of response.body.singleResult.errors ?? []) {
+            const status = statuses[String(error.extensions?.code)];
+            if (!status) continue;
+            response.http.status = status;
+            response.http.headers.set('retry-after', String(error.extensions?.retryAfterSeconds ?? 1));
+            return;
+          }
+        },
+      };
+    },
+  };
+}
+
 function trustHops(hops: number): (address: string, hop: number) => boolean {
   return (_address, hop) => hop < hops;
 }
@@ -167,6 +192,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       queryLimitsPlugin(config.queryLimits),
       textInputPlugin(),
       internalErrorPlugin(),
+      busyStatusPlugin(),
       ...(options.plugins ?? []),
     ],
   });

@@ -26,6 +26,15 @@ export interface Config {
     readonly maxFailures: number;
     readonly windowSeconds: number;
   };
+  /** Bounds on password hashing (scrypt), per instance. */
+  readonly passwordWork: {
+    /** Hashes or verifications running at once (each holds about 128 MiB). */
+    readonly concurrency: number;
+    /** How many more may wait for a turn; beyond that, 503 SERVICE_UNAVAILABLE. */
+    readonly queue: number;
+    /** Verifications one client address may have running or waiting at once; beyond that, 429 RATE_LIMITED. */
+    readonly perClient: number;
+  };
   readonly authCache: {
     /** Principals kept per instance; 0 turns the cache off. */
     readonly maxEntries: number;
@@ -123,6 +132,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authRateLimit: Object.freeze({
       maxFailures: integer(env, 'AUTH_FAILURE_LIMIT', 20, { min: 1, max: 1_000_000 }),
       windowSeconds: integer(env, 'AUTH_FAILURE_WINDOW_SECONDS', 300, { min: 1, max: 86400 }),
+    }),
+    passwordWork: Object.freeze({
+      concurrency: integer(env, 'PASSWORD_HASH_CONCURRENCY', 2, { min: 1, max: 64 }),
+      queue: integer(env, 'PASSWORD_HASH_QUEUE', 32, { min: 0, max: 10_000 }),
+      perClient: integer(env, 'PASSWORD_CHECKS_PER_CLIENT', 4, { min: 1, max: 10_000 }),
     }),
     authCache: Object.freeze({
       maxEntries: integer(env, 'AUTH_CACHE_MAX_ENTRIES', 10_000, { min: 0, max: 10_000_000 }),

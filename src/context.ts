@@ -3,7 +3,7 @@ import type { AppAbility } from './auth/abilities';
 import type { Principal } from './auth/principal';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Loaders } from './loaders';
-import { UnauthenticatedError } from './errors';
+import { UnauthenticatedError, type DomainError } from './errors';
 
 /** Who is acting in a request, and from where: what services check and what audit records. */
 export interface Actor {
@@ -11,6 +11,11 @@ export interface Actor {
   readonly ability: AppAbility;
   readonly requestId: string;
   readonly ip: string;
+  /**
+   * Set when an act of this request was refused because the caller's authority ended or changed while it
+   * ran: every later write or key reveal of the request is refused with it, without another query.
+   */
+  refusal?: DomainError;
 }
 
 export interface RequestContext {

@@ -9,6 +9,8 @@ import { Authenticator } from './auth/authenticate';
 import type { KeyCrypto } from './auth/key-crypto';
 import { AUTH_CHANGES_CHANNEL, AuthCache } from './auth/auth-cache';
 import { AuthRateLimiter } from './auth/rate-limit';
+import { Authority, type PauseHooks } from './auth/authority';
+import { PasswordHasher } from './auth/password';
 import type { Config } from './config';
 import { Notifications } from './db/notifications';
 import { OrganizationResolver } from './organizations/organization.resolver';
@@ -23,6 +25,8 @@ export interface Services {
   readonly notifications: Notifications;
   readonly rateLimiter: AuthRateLimiter;
   readonly authCache: AuthCache;
+  readonly authority: Authority;
+  readonly passwords: PasswordHasher;
   readonly audit: AuditService;
   readonly accessKeys: AccessKeyService;
   readonly sessions: SessionService;
@@ -38,6 +42,10 @@ export interface Services {
 export interface ServiceDeps {
   dataSource: DataSource;
   databaseUrl: string;
+  /** Where the LISTEN connection goes; the database URL unless a test puts a proxy in between. */
+  listenerDatabaseUrl?: string;
+  /** Test-only pauses (see PauseHooks); never set in production. */
+  hooks?: PauseHooks;
   keyCrypto: KeyCrypto;
   logger: Logger;
   config: Config;
@@ -46,13 +54,21 @@ export interface ServiceDeps {
 /** Wires the services once per process; the same wiring serves the HTTP app, the CLI and the tests. */
 export function createServices(deps: ServiceDeps): Services {
   const { dataSource, keyCrypto, logger, config } = deps;
-  const notifications = new Notifications({ url: deps.databaseUrl, logger, connectTimeoutMs: config.db.connectTimeoutMs });
+  const hooks = deps.hooks ?? {};
+  const notifications = new Notifications({
+    url: deps.listenerDatabaseUrl ?? deps.databaseUrl,
+    logger,
+    connectTimeoutMs: config.db.connectTimeoutMs,
+  });
   const rateLimiter = new AuthRateLimiter({ dataSource, notifications, logger, settings: config.authRateLimit });
   const authCache = new AuthCache(config.authCache);
   notifications.on(AUTH_CHANGES_CHANNEL, (payload) => authCache.applyNotification(payload));
   notifications.onConnect(() => authCache.enable());
   notifications.onDisconnect(() => authCache.disable());
-  const audit = new AuditService({ dataSource });
+  notifications.onHeartbeat((sentAtMs) => authCache.confirmFresh(sentAtMs));
+  const authority = new Authority({ authCache, hooks });
+  const passwords = new PasswordHasher(config.passwordWork, hooks);
+  const audit = new AuditService({ dataSource, authority });
   const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger });
   const sessions = new SessionService({
     dataSource,
@@ -60,9 +76,12 @@ export function createServices(deps: ServiceDeps): Services {
     audit,
     rateLimiter,
     authCache,
+    authority,
+    passwords,
+    hooks,
     sessionTtlSeconds: config.sessionTtlSeconds,
   });
-  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache });
+  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
   const organizations = new OrganizationService({ dataSource, users });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   return {
@@ -70,6 +89,8 @@ export function createServices(deps: ServiceDeps): Services {
     notifications,
     rateLimiter,
     authCache,
+    authority,
+    passwords,
     audit,
     accessKeys,
     sessions,

@@ -116,7 +116,7 @@ export class AccessKeyService {
     if (!row) return null;
     // A key in its grace period has no validity limit only when it is the current one.
     const currentKeyDigest = row.valid_for_ms === null ? digest.toString('base64') : undefined;
-    return { principal: principalFrom(row, { kind: 'ACCESS_KEY', currentKeyDigest }), validForMs: row.valid_for_ms };
+    return { principal: principalFrom(row, { kind: 'ACCESS_KEY', currentKeyDigest, keyDigest: digest }), validForMs: row.valid_for_ms };
   }
 
   /**

@@ -7,7 +7,8 @@ import { BadInputError } from '../errors';
 import { parseId } from '../users/user.validation';
 import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
-import { KeyViewWriter } from './key-view-writer';
+import { KeyViewWriter, type KeyViewTarget } from './key-view-writer';
+import type { Authority } from '../auth/authority';
 import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
@@ -61,7 +62,7 @@ function auditEventFromRow(row: AuditEventRow): AuditEvent {
 export class AuditService {
   private readonly keyViews: KeyViewWriter;
 
-  constructor(private readonly deps: { dataSource: DataSource }) {
+  constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {
     this.keyViews = new KeyViewWriter(deps);
   }
 
@@ -71,17 +72,13 @@ export class AuditService {
     await manager.query(INSERT_AUDIT_ROWS, auditRowValues(rows));
   }
 
-  /** One ACCESS_KEY_VIEWED per revealed key; resolves once committed (with other requests' views). */
-  recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void> {
-    const who = auditActorOf(actor);
-    return this.keyViews.record(
-      targets.map((target) => ({
-        actor: who,
-        action: AuditAction.ACCESS_KEY_VIEWED,
-        organizationId: target.organizationId,
-        targetUserId: target.userId,
-      })),
-    );
+  /**
+   * One ACCESS_KEY_VIEWED per revealed key; resolves once committed (with other requests' views), after the
+   * actor's authority was confirmed in that commit's transaction. Rejects with UNAUTHENTICATED or FORBIDDEN
+   * when the actor may no longer see them (see KeyViewWriter): then the keys must not be returned.
+   */
+  recordKeyViews(actor: Actor, targets: readonly KeyViewTarget[]): Promise<void> {
+    return this.keyViews.record({ actor, who: auditActorOf(actor), targets });
   }
 
   /** The caller's organization's events, newest first (by id, which follows insertion order). */

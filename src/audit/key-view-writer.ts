@@ -1,9 +1,22 @@
+import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
-import { runPrepared } from '../db/prepared';
-import { auditRowValues, INSERT_AUDIT_ROWS, type AuditRow } from './audit-rows';
+import type { Authority } from '../auth/authority';
+import type { Actor } from '../context';
+import { runPreparedIn } from '../db/prepared';
+import { DomainError, ForbiddenError } from '../errors';
+import { AuditAction } from './audit-event.entity';
+import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor, type AuditRow } from './audit-rows';
+
+/** Whose key a reveal shows. */
+export interface KeyViewTarget {
+  readonly userId: string;
+  readonly organizationId: string;
+}
 
 interface Waiting {
-  rows: readonly AuditRow[];
+  actor: Actor;
+  who: AuditActor;
+  targets: readonly KeyViewTarget[];
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -11,20 +24,25 @@ interface Waiting {
 const MAX_ROWS_PER_INSERT = 5000;
 
 /**
- * Group commit for ACCESS_KEY_VIEWED: while one insert is being committed, the views of every other
- * request queue up and go in the next insert together. Each request still waits for the commit that
- * holds its own events before its keys are returned, so a view is never revealed without its record;
- * the database pays one commit (one WAL flush) per batch instead of one per request.
+ * Group commit for ACCESS_KEY_VIEWED: while one batch is being committed, the views of every other request
+ * queue up and go in the next batch together. A batch is one transaction that first confirms the authority of
+ * each distinct actor in it as committed at that moment (Authority.confirmEach: locks in the one order), then
+ * inserts the views of the actors that passed; the others' requests get their refusal. Each request waits for
+ * the commit that holds its own events before its keys are returned, so a key is never revealed without its
+ * record, nor to an actor whose authority had ended; the database pays one commit per batch, not per request.
  */
 export class KeyViewWriter {
   private queue: Waiting[] = [];
   private writing = false;
 
-  constructor(private readonly deps: { dataSource: DataSource }) {}
+  constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {}
 
-  record(rows: readonly AuditRow[]): Promise<void> {
+  /** Resolves once the views are committed; rejects with the refusal when the actor may no longer see them. */
+  record(params: { actor: Actor; who: AuditActor; targets: readonly KeyViewTarget[] }): Promise<void> {
+    // Refused earlier in this request: no batch, no query.
+    if (params.actor.refusal) return Promise.reject(params.actor.refusal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ rows, resolve, reject });
+      this.queue.push({ ...params, resolve, reject });
       if (!this.writing) void this.drain();
     });
   }
@@ -34,18 +52,51 @@ export class KeyViewWriter {
     while (this.queue.length > 0) {
       const batch: Waiting[] = [];
       let size = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0].rows.length <= MAX_ROWS_PER_INSERT)) {
+      while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0].targets.length <= MAX_ROWS_PER_INSERT)) {
         const next = this.queue.shift()!;
-        size += next.rows.length;
+        size += next.targets.length;
         batch.push(next);
       }
       try {
-        await runPrepared(this.deps.dataSource, INSERT_AUDIT_ROWS, auditRowValues(batch.flatMap((waiting) => waiting.rows)));
-        for (const waiting of batch) waiting.resolve();
+        const refusals = await this.write(batch);
+        for (const waiting of batch) {
+          const refusal = refusals.get(waiting);
+          if (refusal) waiting.reject(refusal);
+          else waiting.resolve();
+        }
       } catch (error) {
         for (const waiting of batch) waiting.reject(error);
       }
     }
     this.writing = false;
+  }
+
+  /** One transaction: confirm every actor, insert the views of those who may see the keys. */
+  private write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
+    return this.deps.dataSource.transaction(async (manager) => {
+      const verdicts = await this.deps.authority.confirmEach(manager, [...new Set(batch.map((waiting) => waiting.actor))]);
+      const refusals = new Map<Waiting, DomainError>();
+      const rows: AuditRow[] = [];
+      for (const waiting of batch) {
+        const verdict = verdicts.get(waiting.actor)!;
+        try {
+          if (verdict instanceof DomainError) throw verdict;
+          verdict.authorize((ability) => {
+            for (const target of waiting.targets) {
+              const user = subject('User', { id: target.userId, organizationId: target.organizationId });
+              if (!ability.can('read', user, 'accessKey')) throw new ForbiddenError('Only admins of the organization can see access keys.');
+            }
+          });
+        } catch (error) {
+          refusals.set(waiting, error as DomainError);
+          continue;
+        }
+        for (const target of waiting.targets) {
+          rows.push({ actor: waiting.who, action: AuditAction.ACCESS_KEY_VIEWED, organizationId: target.organizationId, targetUserId: target.userId });
+        }
+      }
+      if (rows.length > 0) await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));
+      return refusals;
+    });
   }
 }

@@ -10,18 +10,27 @@ interface Entry {
 }
 
 const TOUCH_INTERVAL_MS = 1000;
+/**
+ * How long after the send of the listener's last answered heartbeat the cache may still answer. Every change
+ * committed before that send has been announced and applied by then (see Notifications), so a revocation is
+ * honoured at most this long after it commits, even when the listener's connection hangs without closing.
+ */
+export const FRESHNESS_MS = 1500;
 
 /**
  * Principals by credential digest (never by the credential itself), bounded in size and age, so a known
  * key or session authenticates without a database round trip. Entries are dropped when PostgreSQL
  * announces a change to their user or organization, and the whole cache is off while that announcement
- * channel is down. `epoch` lets a lookup that raced with a change decline to cache what it read.
+ * channel is down, or silent for longer than FRESHNESS_MS. `epoch` lets a lookup that raced with a change
+ * decline to cache what it read.
  */
 export class AuthCache {
   private readonly entries = new Map<string, Entry>();
   private readonly byUser = new Map<string, Set<string>>();
   private readonly byOrganization = new Map<string, Set<string>>();
   private enabled = false;
+  /** The cache answers only before this time: the listener's last confirmed heartbeat plus FRESHNESS_MS. */
+  private freshUntilMs = 0;
   /** Bumped by every eviction: a lookup that started in an older epoch may have read stale rows. */
   epoch = 0;
 
@@ -35,6 +44,8 @@ export class AuthCache {
     const entry = this.entries.get(digest);
     if (!entry) return undefined;
     const now = Date.now();
+    // The listener has not proven recently that every revocation reached this instance: ask the database.
+    if (now >= this.freshUntilMs) return undefined;
     if (entry.expiresAtMs <= now) {
       this.delete(digest);
       return undefined;
@@ -73,6 +84,7 @@ export class AuthCache {
   /** Announcements may have been missed: forget everything and stop caching until `enable`. */
   disable(): void {
     this.enabled = false;
+    this.freshUntilMs = 0;
     this.clear();
   }
 
@@ -80,6 +92,15 @@ export class AuthCache {
   enable(): void {
     this.clear();
     this.enabled = true;
+    this.confirmFresh(Date.now());
+  }
+
+  /**
+   * Every change committed before `sentAtMs` (on this process's clock) has been applied: the listener's
+   * heartbeat sent then was answered. Entries may be served until FRESHNESS_MS after it.
+   */
+  confirmFresh(sentAtMs: number): void {
+    if (this.enabled) this.freshUntilMs = Math.max(this.freshUntilMs, sentAtMs + FRESHNESS_MS);
   }
 
   /** Applies a payload of the auth-changes channel; one it cannot read empties the cache rather than guess. */

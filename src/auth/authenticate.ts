@@ -3,6 +3,7 @@ import type { AccessKeyService } from '../access-keys/access-key.service';
 import type { SessionService } from '../sessions/session.service';
 import { ACCESS_KEY_LENGTH, isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './key-format';
 import type { AuthCache } from './auth-cache';
+import { CREDENTIALS_ENDED } from './authority';
 import type { KeyCrypto } from './key-crypto';
 import type { Principal } from './principal';
 import type { AuthRateLimiter } from './rate-limit';
@@ -18,7 +19,6 @@ const MALFORMED_KEY =
   'The access key is malformed: check that no characters were lost or added when copying it ' +
   '(it starts with cak_ and is 42 characters long).';
 const MALFORMED_TOKEN = 'The session token is malformed: check that no characters were lost or added when copying it.';
-const INVALID = 'The credentials are not valid: the key may have been replaced or expired, or its user deactivated.';
 
 const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
@@ -69,16 +69,32 @@ export class Authenticator {
     return principal?.kind === kind ? principal : undefined;
   }
 
-  /** One prepared lookup, shared by concurrent requests, whose answer is cached if nothing changed meanwhile. */
-  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string, cacheKey: string): Promise<Principal | null> {
+  /**
+   * One prepared lookup, shared by concurrent requests, whose answer is cached if nothing changed meanwhile.
+   * The request that starts it first reserves one of its address's attempts (see AuthRateLimiter.reserve):
+   * refused at once when none is left, given back when the credential is found, kept as a counted failure
+   * when it is not. Requests that join a lookup under way reserve nothing and count their own failure.
+   */
+  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string, cacheKey: string, client: string): AuthResult | Promise<AuthResult> {
     // Per epoch: a request that arrives after a revocation never joins a lookup that started before it.
     const flightKey = `${this.deps.cache.epoch}:${cacheKey}`;
-    let lookup = this.inflight.get(flightKey);
-    if (!lookup) {
-      lookup = this.lookup(kind, this.deps.keyCrypto.digest(credential), cacheKey).finally(() => this.inflight.delete(flightKey));
-      this.inflight.set(flightKey, lookup);
-    }
-    return lookup;
+    const shared = this.inflight.get(flightKey);
+    if (shared) return shared.then((principal) => this.settle(principal, client));
+    const { rateLimiter } = this.deps;
+    const retryAfterSeconds = rateLimiter.reserve(client);
+    if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
+    const lookup = this.lookup(kind, this.deps.keyCrypto.digest(credential), cacheKey).finally(() => this.inflight.delete(flightKey));
+    this.inflight.set(flightKey, lookup);
+    return lookup.then(
+      (principal) => {
+        rateLimiter.release(client, { failed: principal === null });
+        return principal ? this.settle(principal, client) : this.refusal(null);
+      },
+      (error: unknown) => {
+        rateLimiter.release(client, { failed: false });
+        throw error;
+      },
+    );
   }
 
   private async lookup(kind: 'ACCESS_KEY' | 'SESSION', digest: Buffer, cacheKey: string): Promise<Principal | null> {
@@ -109,7 +125,7 @@ export class Authenticator {
     if (cached) return this.settle(cached, client);
     const wellFormed = kind === 'SESSION' ? isWellFormedSessionToken(credential) : isWellFormedAccessKey(credential);
     if (!wellFormed) return this.malformed(kind, credential, client);
-    return this.resolve(kind, credential, cacheKey).then((principal) => this.settle(principal, client));
+    return this.resolve(kind, credential, cacheKey, client);
   }
 
   private malformed(kind: 'ACCESS_KEY' | 'SESSION', credential: string, client: string): AuthResult {
@@ -126,8 +142,12 @@ export class Authenticator {
   /** Counts the failure for the rate limit; null `malformed` means a well-formed credential that didn't work. */
   private fail(client: string, malformed: string | null): AuthResult {
     this.deps.rateLimiter.recordFailure(client);
+    return this.refusal(malformed);
+  }
+
+  private refusal(malformed: string | null): AuthResult {
     if (malformed !== null) return { ok: false, reason: 'MALFORMED_CREDENTIALS', message: malformed };
-    return { ok: false, reason: 'INVALID_CREDENTIALS', message: INVALID };
+    return { ok: false, reason: 'INVALID_CREDENTIALS', message: CREDENTIALS_ENDED };
   }
 
 }

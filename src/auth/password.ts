@@ -1,5 +1,6 @@
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { promisify } from 'node:util';
+import { DomainError } from '../errors';
 
 const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: ScryptOptions) => Promise<Buffer>;
 
@@ -26,4 +27,92 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const expected = Buffer.from(hash, 'base64');
   const actual = await scrypt(password, Buffer.from(salt, 'base64'), expected.length, options({ N: +n, r: +r, p: +p }));
   return timingSafeEqual(actual, expected);
+}
+
+export interface PasswordWorkSettings {
+  /** scrypt computations running at once in this process (each holds about 128 MiB). */
+  readonly concurrency: number;
+  /** Computations that may wait for a turn; one more answers SERVICE_UNAVAILABLE (503). */
+  readonly queue: number;
+  /** Verifications one client address may have running or waiting at once; one more answers RATE_LIMITED (429). */
+  readonly perClient: number;
+}
+
+const RETRY_AFTER_SECONDS = 1;
+
+/**
+ * Every password hash and verification of the process goes through here: at most `concurrency` scrypt
+ * computations run at once and at most `queue` wait, so a burst of sign-ins cannot exhaust memory or make
+ * sign-in slow for everyone; one client address may hold only `perClient` of those places.
+ */
+export class PasswordHasher {
+  /** Verifications started by this process: tests count them. */
+  verifications = 0;
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly inFlightByClient = new Map<string, number>();
+
+  constructor(
+    private readonly settings: PasswordWorkSettings,
+    /** Test-only: awaited inside a verification while it holds its places (see PauseHooks in authority.ts). */
+    private readonly hooks: { duringPasswordCheck?(client: string): Promise<void> } = {},
+  ) {}
+
+  /** Computations waiting for a turn. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Hashes a new password; throws SERVICE_UNAVAILABLE (retryAfterSeconds) when the queue is full. */
+  hash(password: string): Promise<string> {
+    return this.run(() => hashPassword(password));
+  }
+
+  /**
+   * Verifies a password against a stored hash for a request from `client`. Throws RATE_LIMITED when that
+   * address already has `perClient` verifications under way, SERVICE_UNAVAILABLE when the queue is full;
+   * neither is a failed attempt.
+   */
+  async verify(params: { password: string; stored: string; client: string }): Promise<boolean> {
+    const { client } = params;
+    const inFlight = this.inFlightByClient.get(client) ?? 0;
+    if (inFlight >= this.settings.perClient) {
+      throw new DomainError('Too many sign-ins from this address at once: try again in a moment.', 'RATE_LIMITED', {
+        retryAfterSeconds: RETRY_AFTER_SECONDS,
+      });
+    }
+    this.inFlightByClient.set(client, inFlight + 1);
+    try {
+      return await this.run(async () => {
+        this.verifications++;
+        await this.hooks.duringPasswordCheck?.(client);
+        return verifyPassword(params.password, params.stored);
+      });
+    } finally {
+      const left = (this.inFlightByClient.get(client) ?? 1) - 1;
+      if (left > 0) this.inFlightByClient.set(client, left);
+      else this.inFlightByClient.delete(client);
+    }
+  }
+
+  private async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running < this.settings.concurrency) {
+      this.running++;
+    } else {
+      if (this.waiting.length >= this.settings.queue) {
+        throw new DomainError('The service is busy verifying passwords: try again shortly.', 'SERVICE_UNAVAILABLE', {
+          retryAfterSeconds: RETRY_AFTER_SECONDS,
+        });
+      }
+      // The finishing computation hands its place over, so `running` stays counted.
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
 }

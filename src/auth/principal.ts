@@ -17,6 +17,11 @@ export interface Principal {
    * lookup digest, base64, which its uses are recorded against.
    */
   readonly currentKeyDigest?: string;
+  /**
+   * Set for access keys: the lookup digest of the key that authenticated (the current one or the one it
+   * replaced, in its grace period), which writes and reveals check is still valid at the moment of the act.
+   */
+  readonly keyDigest?: Buffer;
   /** The caller's profile as of authentication (frozen): `me` answers from it without a query. */
   readonly user: Readonly<User>;
 }
@@ -33,9 +38,9 @@ export interface Authenticated {
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */
 export function principalFrom(
   row: UserRow,
-  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string },
+  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; keyDigest?: Buffer },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
-  const { kind, sessionId, currentKeyDigest } = params;
-  return { kind, sessionId, currentKeyDigest, userId: row.id, organizationId: row.organization_id, role: row.role, user };
+  const { kind, sessionId, currentKeyDigest, keyDigest } = params;
+  return { kind, sessionId, currentKeyDigest, keyDigest, userId: row.id, organizationId: row.organization_id, role: row.role, user };
 }

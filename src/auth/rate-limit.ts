@@ -22,11 +22,18 @@ export interface RateLimitSettings {
  * instances by NOTIFY and reloaded from the table after a restart or a lost connection. Each instance also
  * counts its own failures as they happen, so a burst (many logins in one request, or at once) is stopped
  * at the limit without waiting for the database.
+ *
+ * Expensive checks (a password verification, the lookup of an unknown key or session) are counted before
+ * they run: each first reserves one of the address's attempts, and the address's failures in the window
+ * plus its reservations in flight stay below the limit, so however many requests arrive at once, at most
+ * `maxFailures` checks run per window on one instance. A success gives its attempt back; a failure keeps it.
  */
 export class AuthRateLimiter {
   private readonly blockedUntil = new Map<string, number>();
   /** This instance's failures per address in the current window, in order of the window's start. */
   private readonly local = new Map<string, { failures: number; windowEndsMs: number }>();
+  /** Reserved attempts per address whose checks are still running. */
+  private readonly reserved = new Map<string, number>();
   private pending = new Map<string, number>();
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -54,6 +61,32 @@ export class AuthRateLimiter {
       return 0;
     }
     return Math.ceil(remainingMs / 1000);
+  }
+
+  /**
+   * Reserves one attempt of the address for an expensive check about to run. Returns 0 when reserved (then
+   * call `release` exactly once), else the seconds after which to try again: the address is blocked, or its
+   * failures plus the checks it has under way already reach the limit.
+   */
+  reserve(client: string): number {
+    const blockedSeconds = this.retryAfterSeconds(client);
+    if (blockedSeconds > 0) return blockedSeconds;
+    const now = Date.now();
+    const counted = this.local.get(client);
+    const failures = counted && counted.windowEndsMs > now ? counted.failures : 0;
+    const reserved = this.reserved.get(client) ?? 0;
+    // Checks under way may still succeed: ask for a second; failures alone reaching the limit block the address.
+    if (failures + reserved >= this.deps.settings.maxFailures) return 1;
+    this.reserved.set(client, reserved + 1);
+    return 0;
+  }
+
+  /** Ends a reservation: a failed check becomes a counted failure, any other outcome gives the attempt back. */
+  release(client: string, outcome: { failed: boolean }): void {
+    const left = (this.reserved.get(client) ?? 1) - 1;
+    if (left > 0) this.reserved.set(client, left);
+    else this.reserved.delete(client);
+    if (outcome.failed) this.recordFailure(client);
   }
 
   /** Counts one failure; written with others a moment later, so the failing request itself waits for nothing. */
@@ -107,7 +140,7 @@ export class AuthRateLimiter {
   private async write(batch: Map<string, number>): Promise<void> {
     const { dataSource, settings } = this.deps;
     try {
-      const rows: Array<{ client: string; until: Date }> = await dataSource.query(
+      const rows: Array<{ client: string; failures: number; until: Date | null }> = await dataSource.query(
         `WITH counted AS (
            INSERT INTO auth_failures AS f (client, window_started_at, failures)
            SELECT client, now(), n FROM unnest($1::text[], $2::int[]) AS t(client, n)
@@ -119,15 +152,30 @@ export class AuthRateLimiter {
            RETURNING client, failures, window_started_at
          ), blocked AS (
            SELECT client, window_started_at + make_interval(secs => $3) AS until FROM counted WHERE failures >= $4
+         ), announced AS (
+           SELECT client, until, pg_notify($5, json_build_object('client', client, 'until', until)::text) FROM blocked
          )
-         SELECT client, until, pg_notify($5, json_build_object('client', client, 'until', until)::text) FROM blocked`,
+         SELECT c.client, c.failures, a.until FROM counted c LEFT JOIN announced a USING (client)`,
         [[...batch.keys()], [...batch.values()], settings.windowSeconds, settings.maxFailures, RATE_LIMIT_CHANNEL],
       );
-      for (const row of rows) this.block(row.client, new Date(row.until).getTime());
+      for (const row of rows) {
+        if (row.until !== null) this.block(row.client, new Date(row.until).getTime());
+        this.learnCount(row.client, row.failures);
+      }
     } catch (error) {
       // Losing a few counts while the database is away is better than failing the request that counted them.
       this.deps.logger.warn({ err: error }, 'could not record failed authentications');
     }
+  }
+
+  /**
+   * Takes in the shared count of the address's failures (every instance's): this instance's next
+   * reservations then see them, so across instances the overshoot is what the table had not yet counted.
+   */
+  private learnCount(client: string, shared: number): void {
+    const counted = this.local.get(client);
+    if (!counted || counted.windowEndsMs <= Date.now()) return;
+    counted.failures = Math.max(counted.failures, shared + (this.pending.get(client) ?? 0));
   }
 
   private block(client: string, untilMs: number): void {

@@ -5,8 +5,14 @@ type Handler = (payload: string) => void;
 
 const MIN_RETRY_MS = 100;
 const MAX_RETRY_MS = 2000;
-/** A LISTEN connection is idle; a silently dropped one (a NAT, a proxy) is found by asking it something. */
-const HEARTBEAT_MS = 5000;
+/**
+ * A LISTEN connection is idle; it is asked `SELECT 1` this often. PostgreSQL sends the notifications of
+ * every transaction committed before the query arrived ahead of the query's answer, so an answer proves
+ * that everything committed before its send has been heard (handlers of `onHeartbeat` learn the send time).
+ */
+export const HEARTBEAT_MS = 500;
+/** A heartbeat unanswered this long, or a dead TCP peer, means a lost connection: reconnect. */
+const HEARTBEAT_TIMEOUT_MS = 5000;
 
 /**
  * One dedicated connection per instance that LISTENs for changes other instances make (revoked keys,
@@ -19,6 +25,9 @@ export class Notifications {
   private readonly handlers = new Map<string, Handler[]>();
   private readonly connectHandlers: Array<() => void | Promise<void>> = [];
   private readonly disconnectHandlers: Array<() => void> = [];
+  private readonly heartbeatHandlers: Array<(sentAtMs: number) => void> = [];
+  /** A heartbeat is unanswered: the next one waits (queued queries would prove nothing sooner). */
+  private beating = false;
   private retryMs = MIN_RETRY_MS;
   private retryTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -37,6 +46,11 @@ export class Notifications {
 
   onDisconnect(handler: () => void): void {
     this.disconnectHandlers.push(handler);
+  }
+
+  /** Called with the send time of each answered heartbeat (see HEARTBEAT_MS), on this process's clock. */
+  onHeartbeat(handler: (sentAtMs: number) => void): void {
+    this.heartbeatHandlers.push(handler);
   }
 
   get isListening(): boolean {
@@ -67,8 +81,8 @@ export class Notifications {
       connectionString: this.deps.url,
       connectionTimeoutMillis: this.deps.connectTimeoutMs,
       keepAlive: true,
-      keepAliveInitialDelayMillis: HEARTBEAT_MS,
-      query_timeout: HEARTBEAT_MS,
+      keepAliveInitialDelayMillis: HEARTBEAT_TIMEOUT_MS,
+      query_timeout: HEARTBEAT_TIMEOUT_MS,
       application_name: 'crm-access-listener',
     });
     this.client = client;
@@ -93,9 +107,8 @@ export class Notifications {
       }
       this.connected = true;
       this.retryMs = MIN_RETRY_MS;
-      this.heartbeat = setInterval(() => {
-        client.query('SELECT 1').catch((error: unknown) => this.lost(client, error));
-      }, HEARTBEAT_MS);
+      this.beating = false;
+      this.heartbeat = setInterval(() => this.beat(client), HEARTBEAT_MS);
       this.heartbeat.unref();
       for (const handler of this.connectHandlers) {
         await handler();
@@ -106,6 +119,20 @@ export class Notifications {
       if (this.client === client) this.lost(client, error);
       else void client.end().catch(() => undefined);
     }
+  }
+
+  private beat(client: Client): void {
+    if (this.beating) return;
+    this.beating = true;
+    const sentAtMs = Date.now();
+    client.query('SELECT 1').then(
+      () => {
+        if (this.client !== client) return;
+        this.beating = false;
+        for (const handler of this.heartbeatHandlers) handler(sentAtMs);
+      },
+      (error: unknown) => this.lost(client, error),
+    );
   }
 
   private lost(client: Client, error?: unknown): void {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Pool, QueryResultRow } from 'pg';
-import type { DataSource } from 'typeorm';
+import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import type { DataSource, EntityManager } from 'typeorm';
 
 const statementNames = new Map<string, string>();
 // A handful of shapes exist (one per role scope and filter combination); the bound is a safety net.
@@ -13,13 +13,29 @@ const MAX_STATEMENT_NAMES = 1000;
  * through the data source's logger, so it is counted like every other statement.
  */
 export async function runPrepared<T extends QueryResultRow>(dataSource: DataSource, text: string, values: unknown[]): Promise<T[]> {
+  const pool = (dataSource.driver as unknown as { master: Pool }).master;
+  dataSource.logger.logQuery(text);
+  const result = await pool.query<T>({ name: statementName(text), text, values });
+  return result.rows;
+}
+
+/**
+ * `runPrepared` inside a transaction, on the transaction's own connection: for statements every act or
+ * batch of key reveals runs (the authority check's locks, the views' insert).
+ */
+export async function runPreparedIn<T extends QueryResultRow>(manager: EntityManager, text: string, values: unknown[]): Promise<T[]> {
+  if (!manager.queryRunner) return runPrepared<T>(manager.connection, text, values);
+  const client = (await manager.queryRunner.connect()) as PoolClient;
+  manager.connection.logger.logQuery(text);
+  const result = await client.query<T>({ name: statementName(text), text, values });
+  return result.rows;
+}
+
+function statementName(text: string): string {
   let name = statementNames.get(text);
   if (!name) {
     name = `q_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
     if (statementNames.size < MAX_STATEMENT_NAMES) statementNames.set(text, name);
   }
-  const pool = (dataSource.driver as unknown as { master: Pool }).master;
-  dataSource.logger.logQuery(text);
-  const result = await pool.query<T>({ name, text, values });
-  return result.rows;
+  return name;
 }

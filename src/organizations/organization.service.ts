@@ -40,6 +40,7 @@ export class OrganizationService {
     if (containsControlCharacters(name)) {
       throw new BadInputError('Organization name must not contain control characters (tabs, line breaks).', 'name');
     }
+    const passwordHash = params.adminPassword == null ? null : await this.deps.users.hashNewPassword(params.adminPassword, 'password');
     return this.deps.dataSource.transaction(async (manager) => {
       const organization = await manager.getRepository(Organization).save({ name });
       const { user, key } = await this.deps.users.insert(manager, {
@@ -47,7 +48,7 @@ export class OrganizationService {
         email: params.adminEmail,
         name: params.adminName,
         role: Role.ADMIN,
-        password: params.adminPassword,
+        passwordHash,
         actor: SYSTEM_ACTOR,
       });
       return { organizationId: organization.id, adminUserId: user.id, adminEmail: user.email, adminAccessKey: key.key };

@@ -3,16 +3,17 @@ import { AuditAction, ActorKind } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditService } from '../audit/audit.service';
 import type { KeyCrypto } from '../auth/key-crypto';
 import { generateSessionToken } from '../auth/key-format';
-import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../auth/password';
+import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../auth/password';
 import { principalFrom, type Authenticated } from '../auth/principal';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { runPrepared } from '../db/prepared';
 import type { AuthCache } from '../auth/auth-cache';
+import { lockOrganizations, type Authority, type PauseHooks } from '../auth/authority';
 import type { AuthRateLimiter } from '../auth/rate-limit';
 import type { Actor } from '../context';
-import { BadInputError, DomainError, ForbiddenError } from '../errors';
+import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
-import { validPasswordHash } from '../users/user.validation';
+import { checkPasswordLength } from '../users/user.validation';
 
 export interface LoginResult {
   token: string;
@@ -21,6 +22,13 @@ export interface LoginResult {
 }
 
 const LOGIN_FAILED_MESSAGE = 'Email or password is incorrect.';
+
+/** HTTP 429 (see app.ts): the address has no attempts left for now, or too many under way. */
+function tooManyAttempts(retryAfterSeconds: number): DomainError {
+  return new DomainError(`Too many failed authentications from this address: try again in ${retryAfterSeconds} s.`, 'RATE_LIMITED', {
+    retryAfterSeconds,
+  });
+}
 
 /** Sign-in for people. Tokens are opaque, stored only as digests, and expire at a fixed time (no sliding). */
 export class SessionService {
@@ -34,11 +42,41 @@ export class SessionService {
       audit: AuditService;
       rateLimiter: AuthRateLimiter;
       authCache: AuthCache;
+      authority: Authority;
+      passwords: PasswordHasher;
+      hooks: PauseHooks;
       sessionTtlSeconds: number;
     },
   ) {}
 
+  /**
+   * Signs a person in. The attempt is counted before the password is verified (AuthRateLimiter.reserve:
+   * RATE_LIMITED at once when the address has none left); the verification runs outside any transaction,
+   * then the session is created only if, under the locks of its insert's transaction, the user and their
+   * organization are still active and the verified hash is still the current one. Anything else is the same
+   * answer as a wrong password, and counts as one.
+   */
   async login(params: { email: string; password: string; ip: string; requestId: string }): Promise<LoginResult> {
+    const { dataSource, audit, rateLimiter } = this.deps;
+    const retryAfterSeconds = rateLimiter.reserve(params.ip);
+    if (retryAfterSeconds > 0) throw tooManyAttempts(retryAfterSeconds);
+    let failed = false;
+    try {
+      const { user, session } = await this.signIn(params);
+      if (session) return session;
+      failed = true;
+      await audit.record(
+        dataSource.manager,
+        { userId: null, kind: ActorKind.SESSION, ip: params.ip, requestId: params.requestId },
+        { action: AuditAction.LOGIN_FAILED, organizationId: user?.organizationId ?? null, targetUserId: user?.id ?? null },
+      );
+      throw new DomainError(LOGIN_FAILED_MESSAGE, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
+    } finally {
+      rateLimiter.release(params.ip, { failed });
+    }
+  }
+
+  private async signIn(params: { email: string; password: string; ip: string; requestId: string }): Promise<{ user: User | null; session: LoginResult | null }> {
     const { dataSource, audit } = this.deps;
     const user = await dataSource
       .getRepository(User)
@@ -48,22 +86,19 @@ export class SessionService {
       .where('lower(u.email) = lower(:email)', { email: params.email.trim() })
       .getOne();
     const password = params.password.slice(0, MAX_PASSWORD_LENGTH + 1);
-    const hash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
-    const valid = (await verifyPassword(password, hash)) && !!user?.passwordHash && user.isActive;
-    const who = { ip: params.ip, requestId: params.requestId };
-
-    if (!valid || !user) {
-      this.deps.rateLimiter.recordFailure(params.ip);
-      await audit.record(
-        dataSource.manager,
-        { userId: null, kind: ActorKind.SESSION, ...who },
-        { action: AuditAction.LOGIN_FAILED, organizationId: user?.organizationId ?? null, targetUserId: user?.id ?? null },
-      );
-      throw new DomainError(LOGIN_FAILED_MESSAGE, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
-    }
+    // Made once per process, outside the bound on hashing: a refusal there must not be remembered here.
+    const verifiedHash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
+    const matches = await this.deps.passwords.verify({ password, stored: verifiedHash, client: params.ip });
+    if (!matches || !user?.passwordHash || !user.isActive) return { user, session: null };
+    await this.deps.hooks.afterPasswordVerified?.(user.email);
 
     const token = generateSessionToken();
-    return dataSource.transaction(async (manager) => {
+    const session = await dataSource.transaction(async (manager) => {
+      // Locks in the order every act takes them (see Authority): a deactivation or password change is either
+      // committed (and seen here) or waits until this session exists, and then ends it.
+      const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR SHARE' });
+      const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [user.id]);
+      if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash) return null;
       const [{ expires_at: expiresAt }] = await manager.query(
         `INSERT INTO sessions (user_id, token_digest, expires_at)
          VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING expires_at`,
@@ -71,11 +106,12 @@ export class SessionService {
       );
       await audit.record(
         manager,
-        { userId: user.id, kind: ActorKind.SESSION, ...who },
+        { userId: user.id, kind: ActorKind.SESSION, ip: params.ip, requestId: params.requestId },
         { action: AuditAction.LOGIN_SUCCEEDED, organizationId: user.organizationId, targetUserId: user.id },
       );
       return { token, expiresAt, user };
     });
+    return { user, session };
   }
 
   /** The owner of a live session token digest, if the user and organization are active. */
@@ -113,8 +149,16 @@ export class SessionService {
     );
   }
 
+  /**
+   * Changes the caller's own password and ends their other sessions. The current password is verified (an
+   * attempt counted before it runs, like a sign-in) and the new one hashed outside the transaction; inside
+   * it the caller's authority is confirmed, the stored hash must still be the one verified (else CONFLICT),
+   * and every other session ends in the same commit, including one a concurrent sign-in created meanwhile.
+   */
   async changePassword(actor: Actor, params: { currentPassword: string; newPassword: string }): Promise<boolean> {
     const { userId, sessionId } = actor.principal;
+    const { authority, rateLimiter } = this.deps;
+    authority.throwIfRefused(actor);
     const user = await this.deps.dataSource
       .getRepository(User)
       .createQueryBuilder('u')
@@ -122,17 +166,36 @@ export class SessionService {
       .where('u.id = :userId', { userId })
       .getOneOrFail();
     if (!actor.ability.can('changePassword', user)) throw new ForbiddenError();
-    if (!user.passwordHash) {
+    const verifiedHash = user.passwordHash;
+    if (!verifiedHash) {
       throw new BadInputError('This user has no password: they authenticate with their access key only.', 'currentPassword');
     }
-    if (!(await verifyPassword(params.currentPassword.slice(0, MAX_PASSWORD_LENGTH + 1), user.passwordHash))) {
-      this.deps.rateLimiter.recordFailure(actor.ip);
-      throw new BadInputError('The current password is incorrect.', 'currentPassword');
+    checkPasswordLength(params.newPassword, 'newPassword');
+    const retryAfterSeconds = rateLimiter.reserve(actor.ip);
+    if (retryAfterSeconds > 0) throw tooManyAttempts(retryAfterSeconds);
+    let failed = false;
+    try {
+      const password = params.currentPassword.slice(0, MAX_PASSWORD_LENGTH + 1);
+      failed = !(await this.deps.passwords.verify({ password, stored: verifiedHash, client: actor.ip }));
+    } finally {
+      rateLimiter.release(actor.ip, { failed });
     }
-    const passwordHash = await validPasswordHash(params.newPassword, 'newPassword');
+    if (failed) throw new BadInputError('The current password is incorrect.', 'currentPassword');
+    const passwordHash = await this.deps.passwords.hash(params.newPassword);
+    await this.deps.hooks.afterPasswordVerified?.(user.email);
+
     await this.deps.dataSource.transaction(async (manager) => {
-      await manager.getRepository(User).update({ id: userId }, { passwordHash });
-      // Whoever else knew the old password is signed out; the session changing it stays.
+      const act = await authority.confirm(manager, { actor, targetIds: [userId] });
+      act.authorize((ability) => {
+        if (!ability.can('changePassword', act.users.get(userId)!)) throw new ForbiddenError();
+      });
+      const [current] = await manager.query(`SELECT password_hash FROM users WHERE id = $1`, [userId]);
+      if (current.password_hash !== verifiedHash) {
+        throw new ConflictError('The password was changed meanwhile: sign in with the new one and try again.');
+      }
+      await manager.query(`UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1`, [userId, passwordHash]);
+      // Whoever else knew the old password is signed out; the session changing it stays. This statement runs
+      // after the row lock above, so it also ends a session a concurrent sign-in committed before it.
       await this.revokeAll(manager, { userId, exceptSessionId: sessionId });
       await this.deps.audit.record(manager, auditActorOf(actor), {
         action: AuditAction.PASSWORD_CHANGED,

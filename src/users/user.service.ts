@@ -2,7 +2,7 @@ import { subject } from '@casl/ability';
 import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
 import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
-import { scopeOf, type Action } from '../auth/abilities';
+import { scopeOf, type Action, type AppAbility } from '../auth/abilities';
 import type { Actor } from '../context';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
@@ -16,10 +16,12 @@ import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
 import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from '../auth/auth-cache';
+import type { Authority, ConfirmedAct } from '../auth/authority';
+import type { PasswordHasher } from '../auth/password';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
-import { normalizeEmail, normalizeName, parseId, validPasswordHash } from './user.validation';
+import { checkPasswordLength, normalizeEmail, normalizeName, parseId } from './user.validation';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
@@ -30,7 +32,8 @@ export interface NewUser {
   email: string;
   name: string;
   role: Role;
-  password?: string | null;
+  /** Hashed before the transaction (see UserService.hashNewPassword): scrypt must not run under row locks. */
+  passwordHash?: string | null;
   actor: AuditActor;
 }
 
@@ -96,8 +99,16 @@ export class UserService {
       audit: AuditService;
       sessions: SessionService;
       authCache: AuthCache;
+      authority: Authority;
+      passwords: PasswordHasher;
     },
   ) {}
+
+  /** Checks a new password's length, then hashes it (bounded like every scrypt of the process). */
+  async hashNewPassword(password: string, field: string): Promise<string> {
+    checkPasswordLength(password, field);
+    return this.deps.passwords.hash(password);
+  }
 
   private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
     const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [ids]);
@@ -186,7 +197,7 @@ export class UserService {
 
   /** Inserts a user and their first access key in the caller's transaction. */
   async insert(manager: EntityManager, params: NewUser): Promise<{ user: User; key: IssuedKey }> {
-    const passwordHash = params.password == null ? null : await validPasswordHash(params.password, 'password');
+    const passwordHash = params.passwordHash ?? null;
     const repository = manager.getRepository(User);
     let user: User;
     try {
@@ -219,32 +230,45 @@ export class UserService {
 
   async create(actor: Actor, input: CreateUserInput): Promise<User> {
     const { organizationId } = actor.principal;
-    if (!actor.ability.can('create', subject('User', { organizationId }))) throw new ForbiddenError();
+    const mayCreate = (ability: AppAbility) => {
+      if (!ability.can('create', subject('User', { organizationId }))) throw new ForbiddenError();
+    };
+    // Refused before the slow part: a password is hashed outside the transaction, so no lock waits on scrypt.
+    mayCreate(actor.ability);
+    this.deps.authority.throwIfRefused(actor);
+    const email = normalizeEmail(input.email);
+    const name = normalizeName(input.name);
+    const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password');
     return this.deps.dataSource.transaction(async (manager) => {
-      const { user } = await this.insert(manager, { ...input, organizationId, actor: auditActorOf(actor) });
+      (await this.deps.authority.confirm(manager, { actor })).authorize(mayCreate);
+      const { user } = await this.insert(manager, { email, name, role: input.role, passwordHash, organizationId, actor: auditActorOf(actor) });
       return user;
     });
   }
 
   /**
-   * Loads a user visible to the caller inside a transaction, locked for the change, and checks that the
-   * caller may perform `action` on it: invisible users are NOT_FOUND, visible but untouchable FORBIDDEN.
+   * Runs a change of one user in a transaction that first confirms the caller's authority as committed now
+   * (Authority.confirm: the caller and the user locked for the change), then checks that the caller may
+   * perform `action` on that user with their current role: invisible users are NOT_FOUND, visible but
+   * untouchable FORBIDDEN.
    */
   private async change<T>(
     actor: Actor,
     params: { id: string; action: Action; fields?: string[] },
-    apply: (manager: EntityManager, user: User) => Promise<T>,
+    apply: (manager: EntityManager, user: User, act: ConfirmedAct) => Promise<T>,
   ): Promise<T> {
     const id = parseId(params.id, params.action === 'regenerateAccessKey' ? 'userId' : 'id');
-    const where = this.scoped(actor, 'read').and('u.id = ?', id);
+    // Role changes and deactivations can remove the last active admin: they lock the organization row first.
+    const lockOrganizationForUpdate = params.action === 'setRole' || params.action === 'deactivate';
     const result = await this.deps.dataSource.transaction(async (manager) => {
-      // NO KEY UPDATE, not UPDATE: the audit insert's foreign-key checks (KEY SHARE) on this row must not wait.
-      const [row] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE ${where} FOR NO KEY UPDATE`, where.values);
-      if (!row) throw new NotFoundError();
-      const user = userFromRow(row);
+      const act = await this.deps.authority.confirm(manager, { actor, targetIds: [id], lockOrganizationForUpdate });
+      const user = act.users.get(id);
       const fields = params.fields?.length ? params.fields : [undefined];
-      if (!fields.every((field) => actor.ability.can(params.action, user, field))) throw new ForbiddenError();
-      return apply(manager, user);
+      act.authorize((ability) => {
+        if (!user || !ability.can('read', user)) throw new NotFoundError();
+        if (!fields.every((field) => ability.can(params.action, user, field))) throw new ForbiddenError();
+      });
+      return apply(manager, user!, act);
     });
     // Committed: this instance forgets the user's cached credentials now; the others on NOTIFY.
     this.deps.authCache.evictUser(id);
@@ -255,11 +279,13 @@ export class UserService {
     const changes: Partial<Pick<User, 'email' | 'name'>> = {};
     if (input.email !== undefined && input.email !== null) changes.email = normalizeEmail(input.email);
     if (input.name !== undefined && input.name !== null) changes.name = normalizeName(input.name);
-    return this.change(actor, { id, action: 'update', fields: Object.keys(changes) }, async (manager, user) => {
+    return this.change(actor, { id, action: 'update', fields: Object.keys(changes) }, async (manager, user, act) => {
       const updated = await updateUser(manager, user.id, changes).catch(duplicateEmailAsConflict);
-      // "Edit, then Save" on a user without a key (an imported one) gives them one.
-      const hasKey = await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id]);
-      if (hasKey.length === 0) {
+      // "Edit, then Save" on a user without a key (an imported one) gives them one, when the caller is one
+      // who may issue that user a key: a member saving their own name creates none.
+      const mayIssueKey = act.ability.can('regenerateAccessKey', user);
+      const hasKey = mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
+      if (mayIssueKey && !hasKey) {
         await this.deps.accessKeys.issue(manager, {
           userId: user.id,
           organizationId: user.organizationId,
@@ -295,10 +321,12 @@ export class UserService {
     });
   }
 
-  /** The organization row lock serializes admin changes, so two admins can't remove each other at once. */
+  /**
+   * The organization row, locked FOR NO KEY UPDATE before anything else by the act (see `change`), serializes
+   * the changes that can remove an admin, so two admins can't remove each other at once.
+   */
   private async keepAnActiveAdmin(manager: EntityManager, admin: User): Promise<void> {
     if (!admin.isActive) return;
-    await manager.query(`SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE`, [admin.organizationId]);
     const [{ others }] = await manager.query(
       `SELECT count(*)::int AS others FROM users
         WHERE organization_id = $1 AND role = 'ADMIN' AND is_active AND id <> $2`,

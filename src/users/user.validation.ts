@@ -1,4 +1,4 @@
-import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../auth/password';
+import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../auth/password';
 import { BadInputError } from '../errors';
 
 export const MAX_NAME_LENGTH = 200;
@@ -36,10 +36,9 @@ export function parseId(value: string, field = 'id'): string {
   return value.toLowerCase();
 }
 
-/** Checks the length rule and hashes; the plaintext goes no further than this. */
-export async function validPasswordHash(password: string, field: string): Promise<string> {
+/** Refuses a new password of the wrong length (BAD_USER_INPUT on `field`), before anything hashes it. */
+export function checkPasswordLength(password: string, field: string): void {
   if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
     throw new BadInputError(`Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`, field);
   }
-  return hashPassword(password);
 }

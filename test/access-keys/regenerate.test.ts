@@ -83,6 +83,34 @@ describe('regenerateAccessKey', () => {
     expect(await works(newKey)).toBe(true);
   });
 
+  it('a regeneration without grace after one with grace ends the earlier grace period at once', async () => {
+    const user = await createUser(app, admin);
+    const withGrace = (await regenerate(user.id, 3600)).body.data!.regenerateAccessKey;
+    expect(withGrace.previousKeyExpiresAt).not.toBeNull();
+    expect(await works(user.key)).toBe(true);
+
+    const withoutGrace = (await regenerate(user.id)).body.data!.regenerateAccessKey;
+    expect(withoutGrace.previousKeyExpiresAt).toBeNull();
+    expect(await works(user.key)).toBe(false);
+    expect(await works(withGrace.accessKey)).toBe(false);
+    expect(await works(withoutGrace.accessKey)).toBe(true);
+    const info = await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { previousKeyExpiresAt } } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
+    expect(info.body.data!.user.accessKeyInfo.previousKeyExpiresAt).toBeNull();
+  });
+
+  it('a second regeneration with grace keeps only the key it replaces working, for the new period', async () => {
+    const user = await createUser(app, admin);
+    const first = (await regenerate(user.id, 3600)).body.data!.regenerateAccessKey;
+    const second = (await regenerate(user.id, 60)).body.data!.regenerateAccessKey;
+    expect(await works(user.key)).toBe(false);
+    expect(await works(first.accessKey)).toBe(true);
+    expect(await works(second.accessKey)).toBe(true);
+    expect(new Date(second.previousKeyExpiresAt).getTime()).toBeLessThan(new Date(first.previousKeyExpiresAt).getTime());
+  });
+
   it.each([
     [-1, 'negative'],
     [7 * 24 * 3600 + 1, 'over 7 days'],

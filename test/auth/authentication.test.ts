@@ -47,6 +47,22 @@ describe('authentication with an access key', () => {
     expect(response.body.data!.me.id).toBe(member.id);
   });
 
+  it.each([
+    ['a non-breaking space (pasted from a web page) around the key in X-Access-Key', (key: string) => ({ 'x-access-key': `\u00a0${key}\u00a0` })],
+    ['non-breaking spaces around a Bearer key', (key: string) => ({ authorization: `Bearer \u00a0${key}\u00a0\u00a0` })],
+  ])('trims whitespace that reaches the server: %s', async (_label, headers) => {
+    // HTTP itself strips spaces and tabs around a header value; these characters arrive and must be trimmed here.
+    const response = await app.gql(ME, { headers: headers(member.key) });
+    expect(response.status).toBe(200);
+    expect(response.body.data!.me.id).toBe(member.id);
+  });
+
+  it.each(['Token', 'Basic', 'Bearer:', 'Key'])('refuses a valid key under the Authorization scheme "%s" as malformed', async (scheme) => {
+    const response = await app.gql(ME, { headers: { authorization: `${scheme} ${member.key}` } });
+    expect(response.status).toBe(401);
+    expect(response.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'MALFORMED_CREDENTIALS' });
+  });
+
   describe('refuses a malformed key from its shape and checksum alone, with no SQL', () => {
     const cases: Array<[string, (key: string) => string]> = [
       ['one character changed in the random part', (key) => changeOneCharacter(key, 10)],

@@ -82,6 +82,37 @@ describe('the notification listener and the auth cache it guards', () => {
     expect(open).toBe(0);
   });
 
+  it('PostgreSQL delivers a notification committed before a query was sent ahead of that query\'s answer (what the heartbeat relies on)', async () => {
+    const listener = new Client({ connectionString: url });
+    await listener.connect();
+    const heard = new Set<string>();
+    listener.on('notification', (message) => heard.add(message.payload ?? ''));
+    try {
+      await listener.query('LISTEN heartbeat_ordering_probe');
+      for (let i = 0; i < 200; i++) {
+        // Committed (autocommit) before the listener's query is sent; the listener is idle or busy, by turns.
+        await admin.query(`SELECT pg_notify('heartbeat_ordering_probe', $1)`, [String(i)]);
+        const answered = listener.query(i % 2 ? 'SELECT 1' : 'SELECT pg_sleep(0.001)').then(() => heard.has(String(i)));
+        expect(await answered).toBe(true);
+      }
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('the cache answers only while the listener has recently proven it heard everything', () => {
+    const cache = new AuthCache({ maxEntries: 100, ttlSeconds: 60 });
+    cache.enable();
+    cache.set('digest-u1', principal, { epoch: cache.epoch });
+    expect(cache.get('digest-u1')).toBe(principal);
+    // The last answered heartbeat was sent long ago: a miss (the caller asks the database), the entry kept.
+    (cache as unknown as { freshUntilMs: number }).freshUntilMs = Date.now() - 1;
+    expect(cache.get('digest-u1')).toBeUndefined();
+    expect(cache.size).toBe(1);
+    cache.confirmFresh(Date.now());
+    expect(cache.get('digest-u1')).toBe(principal);
+  });
+
   it('turning the cache on starts it empty', () => {
     const cache = new AuthCache({ maxEntries: 100, ttlSeconds: 60 });
     cache.enable();

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
 import { buildApp, type AppOptions } from '../../src/app';
+import type { PauseHooks } from '../../src/auth/authority';
 import { KeyCrypto } from '../../src/auth/key-crypto';
 import { loadConfig, type Config } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
@@ -66,6 +67,10 @@ export interface TestAppOptions {
   captureLogs?: boolean;
   /** Extra Apollo plugins, to observe execution. */
   plugins?: AppOptions['plugins'];
+  /** Test-only pauses inside the app (see PauseHooks); the test may set and unset them as it goes. */
+  hooks?: PauseHooks;
+  /** Where the app's LISTEN connection goes, given the database URL (a test puts a proxy in between). */
+  listenerDatabaseUrl?: (databaseUrl: string) => string;
 }
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
@@ -80,7 +85,15 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const logs: string[] = [];
   const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
   const logger = createLogger({ level: config.logLevel, destination });
-  const services = createServices({ dataSource, databaseUrl: database.url, keyCrypto, logger, config });
+  const services = createServices({
+    dataSource,
+    databaseUrl: database.url,
+    listenerDatabaseUrl: options.listenerDatabaseUrl?.(database.url),
+    hooks: options.hooks,
+    keyCrypto,
+    logger,
+    config,
+  });
   await services.start();
   const app = await buildApp({ config, services, logger, plugins: options.plugins }).catch(async (error: unknown) => {
     await services.stop();

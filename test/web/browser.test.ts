@@ -113,7 +113,8 @@ describe('in a real browser', () => {
       expect(await page.textContent('#access-key')).not.toMatch(KEY_PATTERN);
 
       await page.click('#reveal-key');
-      await page.waitForFunction(() => /cak_/.test(document.querySelector('#access-key')?.textContent ?? ''));
+      // The masked hint ("cak_...abcd (hidden)") starts with cak_ too: wait for a whole key.
+      await page.waitForFunction(() => /cak_[0-9A-Za-z]{38}/.test(document.querySelector('#access-key')?.textContent ?? ''));
       expect(await page.textContent('#access-key')).toBe(target.key);
       await page.click('#copy-key');
       await page.waitForSelector('text=Access key copied');

@@ -1,0 +1,260 @@
+import type { EntityManager } from 'typeorm';
+import type { Actor } from '../context';
+import { runPreparedIn } from '../db/prepared';
+import { DomainError, ForbiddenError } from '../errors';
+import type { User } from '../users/user.entity';
+import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
+import { defineAbilityFor, type AppAbility } from './abilities';
+import type { AuthCache } from './auth-cache';
+
+/**
+ * Test-only pauses, awaited at fixed points so a test can hold a race window open and let another request
+ * commit inside it. Production wiring leaves them all unset.
+ */
+export interface PauseHooks {
+  /** Inside an act's transaction, before the authority check takes its first lock. */
+  beforeAuthorityCheck?(actor: Actor): Promise<void>;
+  /** Inside an act's transaction, with the check's locks held, before the act itself. */
+  afterAuthorityCheck?(actor: Actor): Promise<void>;
+  /** After a sign-in or a password change verified a password, before the transaction that relies on it. */
+  afterPasswordVerified?(email: string): Promise<void>;
+  /** While a password verification for `client` holds its places in the bounds on hashing. */
+  duringPasswordCheck?(client: string): Promise<void>;
+}
+
+/** The same answer authentication gives a credential that does not work: nothing is learned about why. */
+export const CREDENTIALS_ENDED =
+  'The credentials are not valid: the key may have been replaced or expired, or its user deactivated.';
+
+/** The caller's authority ended (deactivated, key replaced, signed out) before this act: UNAUTHENTICATED. */
+export class AuthorityEndedError extends DomainError {
+  constructor() {
+    super(CREDENTIALS_ENDED, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
+  }
+}
+
+/** The caller's role changed while the request ran and the new one may not do this: FORBIDDEN. */
+export class RoleChangedError extends ForbiddenError {
+  constructor() {
+    super('Your role changed while this request ran and no longer allows this.');
+  }
+}
+
+/**
+ * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
+ * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
+ * (access_keys, sessions), then whatever the act changes.
+ */
+export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
+
+/** Locks organization rows, by id; returns the active ones. */
+export async function lockOrganizations(
+  manager: EntityManager,
+  params: { ids: readonly string[]; lock: RowLock },
+): Promise<Set<string>> {
+  const rows = await runPreparedIn<{ id: string; is_active: boolean }>(
+    manager,
+    `SELECT id, is_active FROM organizations WHERE id = ANY($1) ORDER BY id ${params.lock}`,
+    [[...params.ids]],
+  );
+  return new Set(rows.filter((row) => row.is_active).map((row) => row.id));
+}
+
+/** Locks users rows of the given organizations in one statement, by id; returns them as they are now. */
+export async function lockUsers(
+  manager: EntityManager,
+  params: { ids: readonly string[]; organizationIds: readonly string[]; lock: RowLock },
+): Promise<Map<string, User>> {
+  const rows = await runPreparedIn<UserRow>(
+    manager,
+    `SELECT ${USER_COLUMNS} FROM users u WHERE u.id = ANY($1) AND u.organization_id = ANY($2) ORDER BY u.id ${params.lock}`,
+    [[...params.ids], [...params.organizationIds]],
+  );
+  return new Map(rows.map((row) => [row.id, userFromRow(row)]));
+}
+
+export interface Act {
+  readonly actor: Actor;
+  /**
+   * Users the act changes. They are locked with the actor, FOR NO KEY UPDATE, in one statement; with none the
+   * actor's row is locked FOR SHARE.
+   */
+  readonly targetIds?: readonly string[];
+  /**
+   * For acts that can remove an organization's last active admin (role change, deactivation): the
+   * organization row is locked FOR NO KEY UPDATE, first, which serializes them. Upgrading a SHARE lock to it
+   * later would deadlock two admins acting at once.
+   */
+  readonly lockOrganizationForUpdate?: boolean;
+}
+
+/** An actor whose authority was confirmed, with what the check read under its locks. */
+export interface ConfirmedAct {
+  /** The actor's abilities from their row as committed now (their role may have changed since the request began). */
+  readonly ability: AppAbility;
+  /** The locked users rows of the act (actor and targets) that belong to the actor's organization, by id. */
+  readonly users: ReadonlyMap<string, User>;
+  /**
+   * Runs `decide` with the fresh abilities. When it refuses and the actor's role changed since the request
+   * began, the refusal is FORBIDDEN, and every later act of the request is refused the same way.
+   */
+  authorize(decide: (ability: AppAbility) => void): void;
+}
+
+interface CheckedActor {
+  readonly actor: Actor;
+  readonly act: ConfirmedAct | DomainError;
+}
+
+/**
+ * The check at the moment of each act (DESIGN.md, "Authority at the moment of the act"). Every write and
+ * every key reveal calls it inside its own transaction, before its first write. It reads the acting user as
+ * committed now, under row locks that conflict with the changes that end authority, so a concurrent
+ * deactivation, demotion, key regeneration, sign-out or organization deactivation is ordered against the act
+ * by PostgreSQL: it either committed first (and the act is refused) or waits until the act has committed.
+ *
+ * - users row FOR SHARE (or FOR NO KEY UPDATE with targets): conflicts with the UPDATE that deactivates or
+ *   demotes the user;
+ * - organization row FOR SHARE (or FOR NO KEY UPDATE): conflicts with deactivating the organization;
+ * - the access_keys row FOR KEY SHARE: conflicts with regeneration, which rewrites `key_digest` (a unique
+ *   column, so PostgreSQL takes FOR UPDATE), but not with the batched `last_used_at` writes, which would
+ *   otherwise deadlock against an act that holds its own key row and regenerates another's;
+ * - the sessions row FOR SHARE: conflicts with logout and revocation (UPDATE of `revoked_at`).
+ *
+ * A refusal is remembered on the actor, so later acts of the same request are refused without a query.
+ */
+export class Authority {
+  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks }) {}
+
+  /** Throws the refusal an earlier act of this request met, if any: no query. */
+  throwIfRefused(actor: Actor): void {
+    if (actor.refusal) throw actor.refusal;
+  }
+
+  /**
+   * Confirms one actor for one act, in the act's transaction, taking the locks of the act (see Act). Throws
+   * AuthorityEndedError (UNAUTHENTICATED) when the actor or their organization is inactive or the credential
+   * carrying the request no longer works, or the refusal an earlier act of the request met.
+   */
+  async confirm(manager: EntityManager, act: Act): Promise<ConfirmedAct> {
+    const { actor } = act;
+    this.throwIfRefused(actor);
+    await this.deps.hooks.beforeAuthorityCheck?.(actor);
+    const targetIds = act.targetIds ?? [];
+    const [checked] = await this.check(manager, {
+      actors: [actor],
+      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
+      usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
+      targetIds,
+    });
+    if (checked.act instanceof DomainError) throw checked.act;
+    await this.deps.hooks.afterAuthorityCheck?.(actor);
+    return checked.act;
+  }
+
+  /**
+   * Confirms several actors at once (a batch of key reveals): shared locks only, taken in the one order.
+   * Each actor gets its confirmed act or the error that refuses it.
+   */
+  async confirmEach(manager: EntityManager, actors: readonly Actor[]): Promise<Map<Actor, ConfirmedAct | DomainError>> {
+    const verdicts = new Map<Actor, ConfirmedAct | DomainError>();
+    const pending: Actor[] = [];
+    for (const actor of actors) {
+      if (actor.refusal) verdicts.set(actor, actor.refusal);
+      else pending.push(actor);
+    }
+    for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
+    if (pending.length > 0) {
+      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
+      for (const { actor, act } of checked) verdicts.set(actor, act);
+      for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
+    }
+    return verdicts;
+  }
+
+  private async check(
+    manager: EntityManager,
+    params: { actors: readonly Actor[]; organizationLock: RowLock; usersLock: RowLock; targetIds: readonly string[] },
+  ): Promise<CheckedActor[]> {
+    const { actors } = params;
+    const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
+    const activeOrganizations = await lockOrganizations(manager, { ids: organizationIds, lock: params.organizationLock });
+    const users = await lockUsers(manager, {
+      ids: sortedUnique([...actors.map((actor) => actor.principal.userId), ...params.targetIds]),
+      organizationIds,
+      lock: params.usersLock,
+    });
+    const validCredentials = await this.lockCredentials(manager, actors);
+    return actors.map((actor) => {
+      const { principal } = actor;
+      const user = users.get(principal.userId);
+      const authentic = validCredentials.has(actor) && !!user?.isActive && activeOrganizations.has(principal.organizationId);
+      if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError()) };
+      return { actor, act: this.confirmed({ actor, ability: user.role === principal.role ? actor.ability : null, users }) };
+    });
+  }
+
+  /** Locks the credential rows that carry the actors' requests; returns the actors whose credential still works. */
+  private async lockCredentials(manager: EntityManager, actors: readonly Actor[]): Promise<Set<Actor>> {
+    const valid = new Set<Actor>();
+    const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
+    const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
+    if (keyHolders.length > 0) {
+      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }>(
+        manager,
+        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
+           FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
+        [sortedUnique(keyHolders.map((actor) => actor.principal.userId))],
+      );
+      const byUser = new Map(rows.map((row) => [row.user_id, row]));
+      for (const actor of keyHolders) {
+        const row = byUser.get(actor.principal.userId);
+        const presented = actor.principal.keyDigest;
+        if (row && presented && (row.key_digest.equals(presented) || !!row.previous_key_digest?.equals(presented))) valid.add(actor);
+      }
+    }
+    if (sessionHolders.length > 0) {
+      const rows = await runPreparedIn<{ id: string }>(
+        manager,
+        `SELECT id FROM sessions WHERE id = ANY($1) AND revoked_at IS NULL AND expires_at > now() ORDER BY id FOR SHARE`,
+        [sortedUnique(sessionHolders.flatMap((actor) => actor.principal.sessionId ?? []))],
+      );
+      const live = new Set(rows.map((row) => row.id));
+      for (const actor of sessionHolders) if (live.has(actor.principal.sessionId!)) valid.add(actor);
+    }
+    return valid;
+  }
+
+  /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
+  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User> }): ConfirmedAct {
+    const { actor, ability, users } = params;
+    const fresh = users.get(actor.principal.userId)!;
+    const roleChanged = ability === null;
+    if (roleChanged) this.deps.authCache.evictUser(actor.principal.userId);
+    const current = ability ?? defineAbilityFor({ ...actor.principal, role: fresh.role });
+    return {
+      ability: current,
+      users,
+      authorize: (decide) => {
+        try {
+          decide(current);
+        } catch (error) {
+          if (roleChanged && error instanceof DomainError) throw this.refuse(actor, new RoleChangedError());
+          throw error;
+        }
+      },
+    };
+  }
+
+  /** Remembers the refusal for the rest of the request and forgets the actor's cached credentials. */
+  private refuse(actor: Actor, error: DomainError): DomainError {
+    actor.refusal = error;
+    // The NOTIFY of the change that ended this authority may not have arrived yet.
+    this.deps.authCache.evictUser(actor.principal.userId);
+    return error;
+  }
+}
+
+function sortedUnique(values: readonly string[]): string[] {
+  return [...new Set(values)].sort();
+}

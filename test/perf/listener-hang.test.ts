@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto';
+import { Role } from '../../src/users/user.entity';
+import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
+import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
+
+/** The property: refused on the other instance by then, measured from before the regeneration was sent. */
+const DEADLINE_MS = 2000;
+const ME = '{ me { id role } }';
+const KEY_LOOKUP = 'k.key_digest = $1';
+
+async function until(condition: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Instance A's LISTEN connection goes through a TCP proxy the test can pause: its PostgreSQL backend then
+ * seems to hang, the connection stays open, and no notification arrives. A must still refuse a key
+ * regenerated through instance B within 2 s, because its cache answers only while the listener's
+ * heartbeat proves that every change committed before it was heard.
+ */
+describe('revocation freshness when the listener hangs', () => {
+  let database: { url: string; drop(): Promise<void> };
+  let proxy: TcpProxy;
+  let a: TestApp;
+  let b: TestApp;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const server = new URL(process.env.CRM_TEST_SERVER_URL!);
+    proxy = await startTcpProxy({ host: server.hostname, port: Number(server.port || 5432) });
+    const secret = randomBytes(32);
+    const env = { AUTH_FAILURE_LIMIT: '100000' };
+    const throughProxy = (url: string) => {
+      const proxied = new URL(url);
+      proxied.hostname = '127.0.0.1';
+      proxied.port = String(proxy.port);
+      return proxied.toString();
+    };
+    a = await startTestApp({ env, database: { url: database.url, secret }, listenerDatabaseUrl: throughProxy });
+    b = await startTestApp({ env, database: { url: database.url, secret } });
+    admin = await createOrganization(b, 'Hung Listener Org');
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await proxy?.close();
+    await database?.drop();
+  });
+
+  /** Uses the key on A until A answers it from its cache (no lookup). */
+  async function cachedOnA(key: string): Promise<void> {
+    await until(async () => {
+      const before = a.queries.count;
+      const response = await a.gql(ME, { key });
+      expect(response.status).toBe(200);
+      return a.queries.since(before).every((sql) => !sql.includes(KEY_LOOKUP));
+    });
+  }
+
+  it('a key regenerated on B is refused on A within 2 s while A listener hangs, 10 of 10 trials', async () => {
+    const elapsed: number[] = [];
+    for (let trial = 0; trial < 10; trial++) {
+      const user = await createUser(b, admin);
+      await cachedOnA(user.key);
+      proxy.pause();
+      try {
+        const sentAt = performance.now();
+        const regenerated = await b.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+          key: admin.key,
+          variables: { id: user.id },
+        });
+        expect(regenerated.body.errors).toBeUndefined();
+        let refusedAfter = Infinity;
+        while (performance.now() - sentAt <= DEADLINE_MS) {
+          if ((await a.gql(ME, { key: user.key })).status === 401) {
+            refusedAfter = performance.now() - sentAt;
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        elapsed.push(refusedAfter);
+        // The hung connection was not dropped: a slow answer is not a lost connection.
+        expect(a.services.notifications.isListening).toBe(true);
+      } finally {
+        proxy.resume();
+      }
+    }
+    for (const ms of elapsed) expect(ms).toBeLessThanOrEqual(DEADLINE_MS);
+  }, 120_000);
+
+  it('the instance that makes a change evicts its own cache at once, without waiting for the notification', async () => {
+    const cache = a.services.authCache;
+    const apply = cache.applyNotification.bind(cache);
+    // Notifications still arrive (the heartbeat keeps the cache fresh) but evict nothing.
+    cache.applyNotification = () => undefined;
+    try {
+      const regenerated = await createUser(a, admin);
+      const deactivated = await createUser(a, admin);
+      const promoted = await createUser(a, admin, { role: Role.MEMBER });
+      for (const user of [regenerated, deactivated, promoted]) await cachedOnA(user.key);
+
+      await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', { key: admin.key, variables: { id: regenerated.id } });
+      expect((await a.gql(ME, { key: regenerated.key })).status).toBe(401);
+
+      await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id: deactivated.id } });
+      expect((await a.gql(ME, { key: deactivated.key })).status).toBe(401);
+
+      await a.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id: promoted.id } });
+      expect((await a.gql(ME, { key: promoted.key })).body.data!.me.role).toBe('MANAGER');
+    } finally {
+      cache.applyNotification = apply;
+    }
+  });
+
+  it('while the notification connection is down nothing is cached', async () => {
+    const user = await createUser(b, admin);
+    await cachedOnA(user.key);
+    proxy.disconnect();
+    try {
+      await until(() => !a.services.notifications.isListening);
+      expect(a.services.authCache.size).toBe(0);
+      const before = a.queries.count;
+      for (let i = 0; i < 3; i++) expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+      expect(a.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP))).toHaveLength(3);
+      expect(a.services.authCache.size).toBe(0);
+    } finally {
+      proxy.reconnect();
+    }
+    await until(() => a.services.notifications.isListening);
+    await cachedOnA(user.key);
+  });
+});

@@ -1,0 +1,145 @@
+import { Client } from 'pg';
+import type { PauseHooks } from '../../src/auth/authority';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { waitForLockWaiters } from '../helpers/locks';
+import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+
+const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
+const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';
+const ME = '{ me { id } }';
+const NEW_PASSWORD = 'a completely new password';
+/** The advisory lock a test holds to keep a sign-in's transaction waiting inside its session insert. */
+const HOLD_SESSION_INSERTS = 4242;
+
+/**
+ * Case 4 of the authority issue: a session is created only if, in its insert's transaction, the user is
+ * still active and the password hash it verified is still the current one; a password change or a
+ * deactivation that commits after the session ends it. Both orders are held open deterministically.
+ */
+describe('sign-in and password change without races', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  let holder: Client;
+  const hooks: PauseHooks = {};
+
+  beforeAll(async () => {
+    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } });
+    admin = await createOrganization(app, 'Sign-in Race Org', TEST_PASSWORD);
+    // A trigger that waits: a sign-in's transaction, its locks taken, stops at its session insert while the test holds the lock.
+    await app.dataSource.query(`
+      CREATE FUNCTION hold_session_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_advisory_xact_lock_shared(${HOLD_SESSION_INSERTS}); RETURN NEW; END $$`);
+    await app.dataSource.query(`CREATE TRIGGER hold_session_inserts BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION hold_session_inserts()`);
+    holder = new Client({ connectionString: app.databaseUrl });
+    await holder.connect();
+  });
+  afterEach(() => {
+    delete hooks.afterPasswordVerified;
+  });
+  afterAll(async () => {
+    await holder.end();
+    await app.close();
+  });
+
+  const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+  const setActive = (user: TestUser, active: boolean) =>
+    app.gql(`mutation ($id: ID!) { ${active ? 'reactivateUser' : 'deactivateUser'}(id: $id) { isActive } }`, {
+      key: admin.key,
+      variables: { id: user.id },
+    });
+  const signIn = (user: TestUser, password = TEST_PASSWORD) => app.gql<{ login: { token: string } }>(LOGIN, { variables: { email: user.email, password } });
+  const liveSessions = async (user: TestUser): Promise<number> => {
+    const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL`, [user.id]);
+    return n;
+  };
+  const refusedSignIn = (response: GraphQLResponse) => {
+    expect(response.body.data).toBeNull();
+    expect(response.body.errors![0]).toMatchObject({ message: 'Email or password is incorrect.', extensions: { code: 'UNAUTHENTICATED' } });
+  };
+
+  it('case 4: a deactivation committed during the password check gets no session, not even after reactivation (4 of 4)', async () => {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const person = await createUser(app, admin, { password: TEST_PASSWORD });
+      hooks.afterPasswordVerified = async (email) => {
+        if (email === person.email) expect((await setActive(person, false)).body.data!.deactivateUser.isActive).toBe(false);
+      };
+      refusedSignIn(await signIn(person));
+      delete hooks.afterPasswordVerified;
+      await setActive(person, true);
+      expect(await liveSessions(person)).toBe(0);
+    }
+  });
+
+  it('case 4: a deactivation that waits for a sign-in in progress ends the session it created', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    await holder.query('SELECT pg_advisory_lock($1)', [HOLD_SESSION_INSERTS]);
+    let released = false;
+    try {
+      const signingIn = signIn(person);
+      await waitForLockWaiters(app, 1);
+      // The sign-in holds its organization and user rows: the deactivation queues behind them.
+      const deactivating = setActive(person, false);
+      await waitForLockWaiters(app, 2);
+      await holder.query('SELECT pg_advisory_unlock($1)', [HOLD_SESSION_INSERTS]);
+      released = true;
+      const { token } = (await signingIn).body.data!.login;
+      expect((await deactivating).body.data!.deactivateUser.isActive).toBe(false);
+      expect((await app.gql(ME, bearer(token))).status).toBe(401);
+      await setActive(person, true);
+      expect((await app.gql(ME, bearer(token))).status).toBe(401);
+      expect(await liveSessions(person)).toBe(0);
+    } finally {
+      if (!released) await holder.query('SELECT pg_advisory_unlock($1)', [HOLD_SESSION_INSERTS]);
+    }
+  });
+
+  it('case 4: a sign-in with the old password while the password changes gets no session', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const changer = await login(app, person);
+    let changing: Promise<GraphQLResponse> | null = null;
+    // The sign-in has verified the old password: the change (which passes this hook too) commits now.
+    hooks.afterPasswordVerified = async (email) => {
+      if (email !== person.email || changing) return;
+      changing = app.gql(CHANGE, { ...bearer(changer), variables: { c: TEST_PASSWORD, n: NEW_PASSWORD } });
+      await changing;
+    };
+    refusedSignIn(await signIn(person));
+    expect((await changing!).body.data).toEqual({ changePassword: true });
+    // Only the session that changed the password is left.
+    expect(await liveSessions(person)).toBe(1);
+    expect((await app.gql(ME, bearer(changer))).status).toBe(200);
+  });
+
+  it('case 4: a password change that waits for a sign-in with the old password ends the session it created', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const changer = await login(app, person);
+    await holder.query('SELECT pg_advisory_lock($1)', [HOLD_SESSION_INSERTS]);
+    let released = false;
+    try {
+      const signingIn = signIn(person);
+      await waitForLockWaiters(app, 1);
+      const changing = app.gql(CHANGE, { ...bearer(changer), variables: { c: TEST_PASSWORD, n: NEW_PASSWORD } });
+      await waitForLockWaiters(app, 2);
+      await holder.query('SELECT pg_advisory_unlock($1)', [HOLD_SESSION_INSERTS]);
+      released = true;
+      const { token } = (await signingIn).body.data!.login;
+      expect((await changing).body.data).toEqual({ changePassword: true });
+      expect((await app.gql(ME, bearer(token))).status).toBe(401);
+      expect((await app.gql(ME, bearer(changer))).status).toBe(200);
+    } finally {
+      if (!released) await holder.query('SELECT pg_advisory_unlock($1)', [HOLD_SESSION_INSERTS]);
+    }
+  });
+
+  it('a password change whose verified password was replaced meanwhile answers CONFLICT and changes nothing', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, person);
+    hooks.afterPasswordVerified = async (email) => {
+      if (email === person.email) await app.dataSource.query(`UPDATE users SET password_hash = 'scrypt$1$1$1$reset$by-operator' WHERE id = $1`, [person.id]);
+    };
+    const response = await app.gql(CHANGE, { ...bearer(token), variables: { c: TEST_PASSWORD, n: NEW_PASSWORD } });
+    expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');
+    const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [person.id]);
+    expect(row.password_hash).toBe('scrypt$1$1$1$reset$by-operator');
+  });
+});
