@@ -13,6 +13,7 @@ import type { Actor, RequestContext } from './context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
 import { queryLimitsPlugin } from './graphql/query-limits';
+import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape';
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
@@ -34,6 +35,7 @@ export interface AppOptions {
   plugins?: ApolloServerPlugin<RequestContext>[];
 }
 
+const GRAPHQL_PATH = '/graphql';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
 
@@ -44,8 +46,24 @@ function isPublicError(error: unknown): boolean {
   return typeof code === 'string' && PUBLIC_FRAMEWORK_CODES.has(code);
 }
 
-/** Only domain errors and the framework's own request errors keep their message; the rest is masked. */
-export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+/** graphql-js's suggestions (" Did you mean "search"?", "... the enum value "ADMIN"?"): names never hold "?". */
+const SUGGESTION = / ?Did you mean [^?]*\?/g;
+
+/**
+ * Only domain errors and the framework's own request errors keep their message; the rest is masked. With
+ * `hideSuggestions` (the explorer is off, as in production) no message suggests a schema name: Apollo's
+ * hideSchemaDetailsFromClientErrors cleans validation errors only, not variable coercion errors.
+ */
+export function errorFormatter(options: { hideSuggestions: boolean }) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const result = formatError(formatted, error);
+    if (!options.hideSuggestions) return result;
+    const message = result.message.replace(SUGGESTION, '');
+    return message === result.message ? result : { ...result, message };
+  };
+}
+
+function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
   // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is.
   const tooLarge = /contains more th(?:an|at) (\d+) tokens/.exec(formatted.message);
   if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && tooLarge) {
@@ -124,6 +142,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorateRequest('actor', null);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Answers carry keys and tokens: no shared cache in front may keep one, whatever the status or method.
+    if (request.routeOptions.url === GRAPHQL_PATH) reply.header('cache-control', 'no-store');
   });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
@@ -152,18 +172,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const schema = await buildAppSchema(resolverContainer(services));
   const apollo = new ApolloServer<RequestContext>({
     schema,
-    formatError,
+    formatError: errorFormatter({ hideSuggestions: !config.explorerEnabled }),
     includeStacktraceInErrorResponses: false,
     introspection: config.explorerEnabled,
     // In production no "Did you mean ...?" hints: they describe the schema to whoever probes it.
     hideSchemaDetailsFromClientErrors: !config.explorerEnabled,
     allowBatchedHttpRequests: false,
+    // Not offered: see requestShapePlugin for why, and for the 400 a persistedQuery extension gets.
+    persistedQueries: false,
+    validationRules: [NoSubscriptionsRule],
     parseOptions: { maxTokens: config.queryLimits.maxTokens },
     plugins: [
       fastifyApolloDrainPlugin(app),
       ApolloServerPluginLandingPageDisabled(),
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
+      requestShapePlugin(),
       queryLimitsPlugin(config.queryLimits),
       textInputPlugin(),
       internalErrorPlugin(),
@@ -204,7 +228,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }),
   });
   app.route({
-    url: '/graphql',
+    url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
     onRequest: authenticate,
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.

@@ -183,6 +183,8 @@ export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
     async requestDidStart() {
       return {
         async didResolveOperation({ document, operation, request }) {
+          // No operation could be picked: requestShapePlugin answers that; there is nothing to measure.
+          if (!operation) return;
           const { aliases, directives } = countAliasesAndDirectives(document);
           if (aliases > limits.maxAliases) {
             throw new LimitError(`The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`, 'TOO_MANY_ALIASES');
@@ -193,7 +195,7 @@ export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
               'TOO_MANY_DIRECTIVES',
             );
           }
-          const { depth, cost, introspectionDepth } = measureOperation(document, operation as OperationDefinitionNode, request.variables ?? {});
+          const { depth, cost, introspectionDepth } = measureOperation(document, operation, request.variables ?? {});
           if (depth > limits.maxDepth) {
             throw new LimitError(`The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`, 'QUERY_TOO_DEEP');
           }
