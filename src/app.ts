@@ -18,6 +18,7 @@ import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
 import { createLoaders } from './loaders';
+import { pathOnly } from './logger';
 import { buildAppSchema } from './schema';
 import { resolverContainer, type Services } from './services';
 
@@ -108,6 +109,14 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
   };
 }
 
+/** Fastify's 404 line names the URL with its query string, where clients put keys and passwords: the path only. */
+class PathOnlyLogController extends LogController {
+  routeNotFound(request: FastifyRequest): void {
+    if (this.isLogDisabled(request)) return;
+    request.log.info(`Route ${request.raw.method}:${pathOnly(request.raw.url)} not found`);
+  }
+}
+
 function trustHops(hops: number): (address: string, hop: number) => boolean {
   return (_address, hop) => hop < hops;
 }
@@ -137,7 +146,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A hop count becomes proxy-addr's trust function: believe that many proxies, counted from this server.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // A line per request is noise at this rate; errors and masked failures are still logged.
-    logController: new LogController({ disableRequestLogging: config.env !== 'development' }),
+    logController: new PathOnlyLogController({ disableRequestLogging: config.env !== 'development' }),
   });
   app.decorateRequest('actor', null);
   app.addHook('onSend', async (request, reply) => {
