@@ -17,6 +17,7 @@ import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
+import type { DatabaseOutage } from './db/outage';
 import { createLoaders } from './loaders';
 import { pathOnly } from './logger';
 import { buildAppSchema } from './schema';
@@ -39,6 +40,8 @@ export interface AppOptions {
 const GRAPHQL_PATH = '/graphql';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
+/** What a 503 asks clients to wait: the outage check runs about this often. */
+const RETRY_AFTER_SECONDS = '1';
 
 function isPublicError(error: unknown): boolean {
   if (error instanceof DomainError) return true;
@@ -74,11 +77,17 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
     const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
     return { ...formatted, extensions };
   }
+  if (isDatabaseUnavailable(unwrapResolverError(error))) {
+    return { message: UNAVAILABLE_MESSAGE, path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
+  }
   return { message: INTERNAL_MESSAGE, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
 }
 
-/** Logs what was masked, with the request id that the client also receives; a database outage answers 503. */
-function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
+/**
+ * Logs what was masked, with the request id that the client also receives. A database that cannot serve the
+ * request answers 503 with Retry-After, and goes to the outage log (one line per outage, not per request).
+ */
+function internalErrorPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestContext> {
   return {
     async requestDidStart() {
       let databaseUnavailable = false;
@@ -86,8 +95,11 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
         async didEncounterErrors({ errors, contextValue }) {
           for (const error of errors) {
             const original = unwrapResolverError(error);
-            if (!isPublicError(original) && !isPublicError(error)) {
-              databaseUnavailable ||= isDatabaseUnavailable(original);
+            if (isPublicError(original) || isPublicError(error)) continue;
+            if (isDatabaseUnavailable(original)) {
+              databaseUnavailable = true;
+              outage.report(original, contextValue.requestId);
+            } else {
               contextValue.log.error({ err: original, path: error.path }, 'unexpected error in a resolver');
             }
           }
@@ -95,11 +107,12 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
         async willSendResponse({ response, contextValue }) {
           if (databaseUnavailable) {
             response.http.status = 503;
-            response.http.headers.set('retry-after', '1');
+            response.http.headers.set('retry-after', RETRY_AFTER_SECONDS);
           }
           if (response.body.kind !== 'single') return;
           for (const error of response.body.singleResult.errors ?? []) {
-            if (error.extensions?.code === 'INTERNAL_SERVER_ERROR') {
+            const code = error.extensions?.code;
+            if (code === 'INTERNAL_SERVER_ERROR' || code === 'SERVICE_UNAVAILABLE') {
               (error.extensions as Record<string, unknown>).requestId = contextValue.requestId;
             }
           }
@@ -157,8 +170,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     if (isDatabaseUnavailable(error)) {
-      request.log.error({ err: error }, 'database unavailable');
-      void reply.code(503).header('retry-after', '1');
+      services.outage.report(error, request.id);
+      void reply.code(503).header('retry-after', RETRY_AFTER_SECONDS);
       return reply.send({
         errors: [{ message: UNAVAILABLE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }],
       });
@@ -199,7 +212,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       requestShapePlugin(),
       queryLimitsPlugin(config.queryLimits),
       textInputPlugin(),
-      internalErrorPlugin(),
+      internalErrorPlugin(services.outage),
       ...(options.plugins ?? []),
     ],
   });
@@ -256,7 +269,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
     } catch {
-      return reply.code(503).send({ status: 'unavailable', reason: 'database unreachable' });
+      return reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ status: 'unavailable', reason: 'database unreachable' });
     }
   });
 
