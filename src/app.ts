@@ -22,6 +22,8 @@ import { createLoaders } from './loaders';
 import { pathOnly } from './logger';
 import { buildAppSchema } from './schema';
 import { resolverContainer, type Services } from './services';
+import { MAX_AUDIT_PAGE_SIZE } from './audit/audit.service';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './users/user.service';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -210,7 +212,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
       requestShapePlugin(),
-      queryLimitsPlugin(config.queryLimits),
+      queryLimitsPlugin(config.queryLimits, {
+        users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
+        auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE },
+      }),
       textInputPlugin(),
       internalErrorPlugin(services.outage),
       ...(options.plugins ?? []),
