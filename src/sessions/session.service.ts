@@ -12,7 +12,7 @@ import type { AuthRateLimiter } from '../auth/rate-limit';
 import type { Actor } from '../context';
 import { BadInputError, DomainError, ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
-import { validPasswordHash } from '../users/user.validation';
+import { canonicalEmail, validPasswordHash } from '../users/user.validation';
 
 export interface LoginResult {
   token: string;
@@ -45,7 +45,7 @@ export class SessionService {
       .createQueryBuilder('u')
       .addSelect('u.passwordHash')
       .innerJoin('organizations', 'o', 'o.id = u.organization_id AND o.is_active')
-      .where('lower(u.email) = lower(:email)', { email: params.email.trim() })
+      .where('lower(u.email) = lower(:email)', { email: canonicalEmail(params.email) })
       .getOne();
     const password = params.password.slice(0, MAX_PASSWORD_LENGTH + 1);
     const hash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
