@@ -50,6 +50,7 @@ async function main(): Promise<void> {
       [
         '',
         `crm-access is running with an embedded PostgreSQL (data in ${config.dataDir})`,
+        `  PostgreSQL data:  ${database.embedded.clusterDir}`,
         `  GraphQL:          ${graphqlUrl}  (open it in a browser for the explorer)`,
         `  Admin console:    ${graphqlUrl.replace(/\/graphql$/, '/admin')}`,
         `  Admin email:      ${demo.email}`,
