@@ -42,11 +42,13 @@ describe('the database cannot serve requests', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await superuser?.query(`ALTER ROLE ${role} CONNECTION LIMIT -1`).catch(() => undefined);
     await app?.close();
-    await database?.drop();
-    await superuser?.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+    // Dropping the database ends every connection to it, this one included: end it first.
     await superuser?.end();
+    await database?.drop();
+    const server = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
+    await server.connect();
+    await server.query(`DROP ROLE IF EXISTS ${role}`).finally(() => server.end());
   });
 
   const errorLines = (since: number) => app.logs.slice(since).filter((line) => JSON.parse(line).level >= 50);
