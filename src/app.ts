@@ -264,6 +264,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]);
     },
   });
+  // Other methods on /graphql are a client's mistake about the endpoint, not a missing route.
+  app.route({
+    url: GRAPHQL_PATH,
+    method: ['PUT', 'DELETE', 'PATCH'],
+    handler: (_request, reply) =>
+      reply
+        .code(405)
+        .header('allow', 'GET, POST')
+        .send({ errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }] }),
+  });
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
 

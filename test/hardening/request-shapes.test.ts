@@ -147,6 +147,14 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
       expect(app.logs.slice(logsBefore).filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
     });
   });
+  it.each(['PUT', 'DELETE', 'PATCH'])('%s /graphql: 405 with Allow: GET, POST, as a GraphQL error', async (method) => {
+    const body = method === 'DELETE' ? {} : { headers: { 'content-type': 'application/json' }, body: '{}' };
+    const response = await fetch(app.url, { method, ...body });
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('GET, POST');
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(((await response.json()) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
+  });
 });
 
 describe('Cache-Control: no-store on every /graphql answer', () => {
