@@ -17,12 +17,12 @@ import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
+import { MAX_AUDIT_PAGE_SIZE } from './audit/audit.service';
 import type { DatabaseOutage } from './db/outage';
 import { createLoaders } from './loaders';
 import { pathOnly } from './logger';
 import { buildAppSchema } from './schema';
 import { resolverContainer, type Services } from './services';
-import { MAX_AUDIT_PAGE_SIZE } from './audit/audit.service';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './users/user.service';
 
 declare module 'fastify' {

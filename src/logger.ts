@@ -43,23 +43,34 @@ function redactString(value: string): string {
  * Plain objects, arrays and errors are walked (errors through `serializeError`, so their own fields and
  * causes are covered); other objects (dates, buffers) are kept as they are.
  */
-export function redact(value: unknown, seen: WeakSet<object> = new WeakSet(), depth = 0): unknown {
-  if (typeof value === 'string') return redactString(value);
-  if (value === null || typeof value !== 'object') return value;
-  if (depth > MAX_DEPTH) return '[too deep]';
-  if (seen.has(value)) return '[circular]';
-  seen.add(value);
-  if (Array.isArray(value)) return value.map((item) => redact(item, seen, depth + 1));
-  if (value instanceof Error) return redactFields(serializeError(value), seen, depth);
-  const prototype = Object.getPrototypeOf(value);
-  if (prototype !== Object.prototype && prototype !== null) return value;
-  return redactFields(value as Record<string, unknown>, seen, depth);
+export function redact(value: unknown): unknown {
+  return walk(value, { seen: new WeakSet(), depth: 0 });
 }
 
-function redactFields(value: Record<string, unknown>, seen: WeakSet<object>, depth: number): Record<string, unknown> {
+interface Walk {
+  /** Objects on the way here, so a cycle is cut instead of followed. */
+  readonly seen: WeakSet<object>;
+  readonly depth: number;
+}
+
+function walk(value: unknown, at: Walk): unknown {
+  if (typeof value === 'string') return redactString(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (at.depth > MAX_DEPTH) return '[too deep]';
+  if (at.seen.has(value)) return '[circular]';
+  at.seen.add(value);
+  const inner = { seen: at.seen, depth: at.depth + 1 };
+  if (Array.isArray(value)) return value.map((item) => walk(item, inner));
+  if (value instanceof Error) return walkFields(serializeError(value), inner);
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return value;
+  return walkFields(value as Record<string, unknown>, inner);
+}
+
+function walkFields(value: Record<string, unknown>, at: Walk): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
   for (const [name, item] of Object.entries(value)) {
-    copy[name] = REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : redact(item, seen, depth + 1);
+    copy[name] = REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
   }
   return copy;
 }

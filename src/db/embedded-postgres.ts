@@ -309,7 +309,7 @@ function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: 
   fs.closeSync(fs.openSync(paths.logFile, 'a', 0o600));
   fs.chownSync(paths.logFile, runAs.uid, runAs.gid);
   fs.chmodSync(paths.logFile, 0o600);
-  if (!accountCan(runAs, '-w', paths.pgdata)) {
+  if (!accountCan(runAs, { flag: '-w', dir: paths.pgdata })) {
     throw new EmbeddedPostgresError(`The PostgreSQL server runs as the user "${SERVER_ACCOUNT}", which cannot write its cluster in ${paths.pgdata}.`);
   }
   return paths;
@@ -317,9 +317,9 @@ function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: 
 
 function clusterHome(args: { dataDir: string; runAs: RunAs; log: (message: string) => void }): string {
   const { dataDir, runAs, log } = args;
-  if (accountCan(runAs, '-x', dataDir)) return dataDir;
+  if (accountCan(runAs, { flag: '-x', dir: dataDir })) return dataDir;
   const stat = fs.statSync(dataDir);
-  if (accountCan(runAs, '-x', path.dirname(dataDir)) && stat.uid === 0 && (stat.gid === 0 || stat.gid === runAs.gid)) {
+  if (accountCan(runAs, { flag: '-x', dir: path.dirname(dataDir) }) && stat.uid === 0 && (stat.gid === 0 || stat.gid === runAs.gid)) {
     fs.chownSync(dataDir, 0, runAs.gid);
     fs.chmodSync(dataDir, (stat.mode & 0o777 & ~0o070) | 0o010);
     log(`Let the user "${SERVER_ACCOUNT}" (and no other) pass through ${dataDir} to reach its PostgreSQL cluster`);
@@ -353,8 +353,8 @@ function chownTree(target: string, runAs: RunAs): void {
 }
 
 /** `test <flag> dir` as the server account: -x can pass through (every folder above included), -w can write. */
-function accountCan(runAs: RunAs, flag: '-x' | '-w', dir: string): boolean {
-  const result = spawnSync('/bin/sh', ['-c', `test ${flag} "$1" -a -x "$1"`, 'sh', dir], {
+function accountCan(runAs: RunAs, check: { flag: '-x' | '-w'; dir: string }): boolean {
+  const result = spawnSync('/bin/sh', ['-c', `test ${check.flag} "$1" -a -x "$1"`, 'sh', check.dir], {
     uid: runAs.uid,
     gid: runAs.gid,
     cwd: '/',

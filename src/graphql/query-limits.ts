@@ -66,11 +66,12 @@ interface PageSizeViolation {
  * The `first` a list field will run with: the literal, the variable (defaults applied), or the list's default
  * when absent or null. A value that is not a number is left to variable coercion, which refuses it.
  */
-function listSize(
-  args: readonly { name: { value: string }; value: ValueNode }[] | undefined,
-  variables: Record<string, unknown>,
-  list: PagedList,
-): number {
+function listSize(params: {
+  args: readonly { name: { value: string }; value: ValueNode }[] | undefined;
+  variables: Record<string, unknown>;
+  list: PagedList;
+}): number {
+  const { args, variables, list } = params;
   const first = args?.find((arg) => arg.name.value === 'first')?.value;
   const raw = first?.kind === Kind.INT ? Number(first.value) : first?.kind === Kind.VARIABLE ? variables[first.name.value] : undefined;
   return typeof raw === 'number' ? raw : list.defaultFirst;
@@ -129,7 +130,7 @@ function measure(params: MeasureParams): Measure {
       }
       const list = Object.hasOwn(params.lists, name) ? params.lists[name] : undefined;
       if (list) {
-        const size = listSize(selection.arguments, params.variables, list);
+        const size = listSize({ args: selection.arguments, variables: params.variables, list });
         if (!(Number.isInteger(size) && size >= 0 && size <= list.maxFirst)) {
           pageSizeViolation ??= { list: name, maxFirst: list.maxFirst, value: size };
         }

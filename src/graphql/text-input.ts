@@ -36,22 +36,26 @@ interface Found {
   readonly flaw: Flaw;
 }
 
-/** The first string inside `value` (objects and lists walked) that no text field can hold, if any. */
-export function findUnstorableText(value: unknown, path: string, field: string, depth = 0): Found | null {
+/**
+ * The first string inside `value` (objects and lists walked, 32 levels at most) that no text field can hold,
+ * with where it is: `at` names the value itself (`$input`, and the field it is given to).
+ */
+function findUnstorableText(value: unknown, at: { path: string; field: string; depth: number }): Found | null {
   if (typeof value === 'string') {
     const flaw = flawOf(value);
-    return flaw ? { path, field, flaw } : null;
+    return flaw ? { path: at.path, field: at.field, flaw } : null;
   }
-  if (value === null || typeof value !== 'object' || depth > 32) return null;
+  if (value === null || typeof value !== 'object' || at.depth > 32) return null;
+  const depth = at.depth + 1;
   if (Array.isArray(value)) {
     for (const [index, item] of value.entries()) {
-      const found = findUnstorableText(item, `${path}[${index}]`, field, depth + 1);
+      const found = findUnstorableText(item, { path: `${at.path}[${index}]`, field: at.field, depth });
       if (found) return found;
     }
     return null;
   }
   for (const [name, item] of Object.entries(value)) {
-    const found = findUnstorableText(item, `${path}.${name}`, name, depth + 1);
+    const found = findUnstorableText(item, { path: `${at.path}.${name}`, field: name, depth });
     if (found) return found;
   }
   return null;
@@ -124,7 +128,7 @@ export function textInputPlugin(): ApolloServerPlugin {
           if (literal) throw new UnstorableTextError({ where: `The string given for "${literal.path}"`, field: literal.field, flaw: literal.flaw });
           const fields = fieldsOfVariables(document);
           for (const [name, value] of Object.entries(request.variables ?? {})) {
-            const found = findUnstorableText(value, `$${name}`, fields.get(name) ?? name);
+            const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
             if (found) throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
           }
         },

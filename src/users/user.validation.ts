@@ -41,7 +41,8 @@ export function canonicalEmail(value: string): string {
  * A names-and-emails check shared by both: refuses unpaired surrogates, control characters and invisible
  * or bidirectional-control characters, each as BAD_USER_INPUT on `field`.
  */
-function refuseHiddenCharacters(value: string, field: string, what: string): void {
+function refuseHiddenCharacters(value: string, where: { field: string; what: string }): void {
+  const { field, what } = where;
   if (hasUnpairedSurrogate(value)) throw new BadInputError(`${what} contains an unpaired surrogate (invalid UTF-16).`, field);
   if (containsControlCharacters(value)) throw new BadInputError(`${what} must not contain control characters (tabs, line breaks).`, field);
   if (INVISIBLE.test(value)) {
@@ -54,7 +55,7 @@ function refuseHiddenCharacters(value: string, field: string, what: string): voi
 
 /** The canonical email (see canonicalEmail), or BAD_USER_INPUT on `email`. */
 export function normalizeEmail(value: string): string {
-  refuseHiddenCharacters(value.trim(), 'email', 'Email');
+  refuseHiddenCharacters(value.trim(), { field: 'email', what: 'Email' });
   const email = canonicalEmail(value);
   if (email.length > MAX_EMAIL_LENGTH || !EMAIL.test(email)) {
     throw new BadInputError(`"${email.slice(0, 80)}" is not a valid email address.`, 'email');
@@ -69,7 +70,7 @@ export function normalizeEmail(value: string): string {
 export function normalizeName(value: string, what = 'Name'): string {
   const name = value.trim().normalize('NFC');
   if (name.length === 0) throw new BadInputError(`${what} must not be empty.`, 'name');
-  refuseHiddenCharacters(name, 'name', what);
+  refuseHiddenCharacters(name, { field: 'name', what });
   if (!VISIBLE.test(name)) throw new BadInputError(`${what} must contain a visible character (a letter, digit or symbol).`, 'name');
   if (name.length > MAX_NAME_LENGTH) {
     throw new BadInputError(`${what} must be at most ${MAX_NAME_LENGTH} characters.`, 'name');
