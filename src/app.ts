@@ -13,12 +13,17 @@ import type { Actor, RequestContext } from './context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
 import { queryLimitsPlugin } from './graphql/query-limits';
+import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape';
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
+import { MAX_AUDIT_PAGE_SIZE } from './audit/audit.service';
+import type { DatabaseOutage } from './db/outage';
 import { createLoaders } from './loaders';
+import { pathOnly } from './logger';
 import { buildAppSchema } from './schema';
 import { resolverContainer, type Services } from './services';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './users/user.service';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -34,8 +39,11 @@ export interface AppOptions {
   plugins?: ApolloServerPlugin<RequestContext>[];
 }
 
+const GRAPHQL_PATH = '/graphql';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
+/** What a 503 asks clients to wait: the outage check runs about this often. */
+const RETRY_AFTER_SECONDS = '1';
 
 function isPublicError(error: unknown): boolean {
   if (error instanceof DomainError) return true;
@@ -44,8 +52,24 @@ function isPublicError(error: unknown): boolean {
   return typeof code === 'string' && PUBLIC_FRAMEWORK_CODES.has(code);
 }
 
-/** Only domain errors and the framework's own request errors keep their message; the rest is masked. */
-export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+/** graphql-js's suggestions (" Did you mean "search"?", "... the enum value "ADMIN"?"): names never hold "?". */
+const SUGGESTION = / ?Did you mean [^?]*\?/g;
+
+/**
+ * Only domain errors and the framework's own request errors keep their message; the rest is masked. With
+ * `hideSuggestions` (the explorer is off, as in production) no message suggests a schema name: Apollo's
+ * hideSchemaDetailsFromClientErrors cleans validation errors only, not variable coercion errors.
+ */
+export function errorFormatter(options: { hideSuggestions: boolean }) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const result = formatError(formatted, error);
+    if (!options.hideSuggestions) return result;
+    const message = result.message.replace(SUGGESTION, '');
+    return message === result.message ? result : { ...result, message };
+  };
+}
+
+function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
   // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is.
   const tooLarge = /contains more th(?:an|at) (\d+) tokens/.exec(formatted.message);
   if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && tooLarge) {
@@ -55,11 +79,17 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown): G
     const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
     return { ...formatted, extensions };
   }
+  if (isDatabaseUnavailable(unwrapResolverError(error))) {
+    return { message: UNAVAILABLE_MESSAGE, path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
+  }
   return { message: INTERNAL_MESSAGE, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
 }
 
-/** Logs what was masked, with the request id that the client also receives; a database outage answers 503. */
-function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
+/**
+ * Logs what was masked, with the request id that the client also receives. A database that cannot serve the
+ * request answers 503 with Retry-After, and goes to the outage log (one line per outage, not per request).
+ */
+function internalErrorPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestContext> {
   return {
     async requestDidStart() {
       let databaseUnavailable = false;
@@ -67,8 +97,11 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
         async didEncounterErrors({ errors, contextValue }) {
           for (const error of errors) {
             const original = unwrapResolverError(error);
-            if (!isPublicError(original) && !isPublicError(error)) {
-              databaseUnavailable ||= isDatabaseUnavailable(original);
+            if (isPublicError(original) || isPublicError(error)) continue;
+            if (isDatabaseUnavailable(original)) {
+              databaseUnavailable = true;
+              outage.report(original, contextValue.requestId);
+            } else {
               contextValue.log.error({ err: original, path: error.path }, 'unexpected error in a resolver');
             }
           }
@@ -76,11 +109,12 @@ function internalErrorPlugin(): ApolloServerPlugin<RequestContext> {
         async willSendResponse({ response, contextValue }) {
           if (databaseUnavailable) {
             response.http.status = 503;
-            response.http.headers.set('retry-after', '1');
+            response.http.headers.set('retry-after', RETRY_AFTER_SECONDS);
           }
           if (response.body.kind !== 'single') return;
           for (const error of response.body.singleResult.errors ?? []) {
-            if (error.extensions?.code === 'INTERNAL_SERVER_ERROR') {
+            const code = error.extensions?.code;
+            if (code === 'INTERNAL_SERVER_ERROR' || code === 'SERVICE_UNAVAILABLE') {
               (error.extensions as Record<string, unknown>).requestId = contextValue.requestId;
             }
           }
@@ -115,6 +149,14 @@ function busyStatusPlugin(): ApolloServerPlugin<RequestContext> {
   };
 }
 
+/** Fastify's 404 line names the URL with its query string, where clients put keys and passwords: the path only. */
+class PathOnlyLogController extends LogController {
+  routeNotFound(request: FastifyRequest): void {
+    if (this.isLogDisabled(request)) return;
+    request.log.info(`Route ${request.raw.method}:${pathOnly(request.raw.url)} not found`);
+  }
+}
+
 function trustHops(hops: number): (address: string, hop: number) => boolean {
   return (_address, hop) => hop < hops;
 }
@@ -144,17 +186,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A hop count becomes proxy-addr's trust function: believe that many proxies, counted from this server.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // A line per request is noise at this rate; errors and masked failures are still logged.
-    logController: new LogController({ disableRequestLogging: config.env !== 'development' }),
+    logController: new PathOnlyLogController({ disableRequestLogging: config.env !== 'development' }),
   });
   app.decorateRequest('actor', null);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Answers carry keys and tokens: no shared cache in front may keep one, whatever the status or method.
+    if (request.routeOptions.url === GRAPHQL_PATH) reply.header('cache-control', 'no-store');
   });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     if (isDatabaseUnavailable(error)) {
-      request.log.error({ err: error }, 'database unavailable');
-      void reply.code(503).header('retry-after', '1');
+      services.outage.report(error, request.id);
+      void reply.code(503).header('retry-after', RETRY_AFTER_SECONDS);
       return reply.send({
         errors: [{ message: UNAVAILABLE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }],
       });
@@ -177,21 +221,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const schema = await buildAppSchema(resolverContainer(services));
   const apollo = new ApolloServer<RequestContext>({
     schema,
-    formatError,
+    formatError: errorFormatter({ hideSuggestions: !config.explorerEnabled }),
     includeStacktraceInErrorResponses: false,
     introspection: config.explorerEnabled,
     // In production no "Did you mean ...?" hints: they describe the schema to whoever probes it.
     hideSchemaDetailsFromClientErrors: !config.explorerEnabled,
     allowBatchedHttpRequests: false,
+    // Not offered: see requestShapePlugin for why, and for the 400 a persistedQuery extension gets.
+    persistedQueries: false,
+    validationRules: [NoSubscriptionsRule],
     parseOptions: { maxTokens: config.queryLimits.maxTokens },
     plugins: [
       fastifyApolloDrainPlugin(app),
       ApolloServerPluginLandingPageDisabled(),
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
-      queryLimitsPlugin(config.queryLimits),
+      requestShapePlugin(),
+      queryLimitsPlugin(config.queryLimits, {
+        users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
+        auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE },
+      }),
       textInputPlugin(),
-      internalErrorPlugin(),
+      internalErrorPlugin(services.outage),
       busyStatusPlugin(),
       ...(options.plugins ?? []),
     ],
@@ -230,7 +281,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }),
   });
   app.route({
-    url: '/graphql',
+    url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
     onRequest: authenticate,
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
@@ -238,6 +289,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
       return graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]);
     },
+  });
+  // Other methods on /graphql are a client's mistake about the endpoint, not a missing route.
+  app.route({
+    url: GRAPHQL_PATH,
+    method: ['PUT', 'DELETE', 'PATCH'],
+    handler: (_request, reply) =>
+      reply
+        .code(405)
+        .header('allow', 'GET, POST')
+        .send({ errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }] }),
   });
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
@@ -249,7 +310,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
     } catch {
-      return reply.code(503).send({ status: 'unavailable', reason: 'database unreachable' });
+      return reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ status: 'unavailable', reason: 'database unreachable' });
     }
   });
 

@@ -2,16 +2,58 @@ import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
-import { DomainError } from './errors';
 import { createLogger } from './logger';
+import { operatorMessage } from './operator-errors';
 import { createServices } from './services';
+
+const PASSWORD_ENV = 'CRM_ADMIN_PASSWORD';
 
 const USAGE = `Usage:
   npm run cli -- migrate
-  npm run cli -- create-organization --name N --admin-email E --admin-name A [--admin-password P]`;
+      Applies pending database migrations (to DATABASE_URL, or to the embedded database).
+  npm run cli -- create-organization --name N --admin-email E --admin-name A [password option]
+      Creates an organization and its first admin, and prints one JSON object:
+      {"organizationId", "adminUserId", "adminEmail", "adminAccessKey"}.
+      The admin's password is optional (without one the admin uses the access key only); give it with one of:
+        --admin-password-stdin   read it from the first line of standard input
+                                 (printf '%s\\n' "$PASSWORD" | npm run cli -- create-organization ... --admin-password-stdin)
+        ${PASSWORD_ENV}=P  read it from this environment variable
+        --admin-password P       on the command line: other users of the machine can read it in the process list
+  npm run cli -- --help
+      Shows this text.
+Configuration (DATABASE_URL, ACCESS_KEY_SECRET, DATA_DIR, ...) comes from the environment: see README.md.`;
+
+class UsageError extends Error {}
+
+/** The first line of standard input, without its line break. */
+async function firstLineOfStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/, 1)[0] ?? '';
+}
+
+/**
+ * The admin's password from at most one of its three sources. The flag is the least private (the process
+ * list shows it), so stdin and the environment variable exist; two sources at once are refused as ambiguous.
+ */
+async function adminPassword(params: { flag: string | undefined; fromStdin: boolean; env: NodeJS.ProcessEnv }): Promise<string | undefined> {
+  const fromEnv = params.env[PASSWORD_ENV] || undefined;
+  const given = [params.flag !== undefined, params.fromStdin, fromEnv !== undefined].filter(Boolean).length;
+  if (given > 1) throw new UsageError(`Give the admin password with one of --admin-password, --admin-password-stdin or ${PASSWORD_ENV}, not several.`);
+  if (!params.fromStdin) return params.flag ?? fromEnv;
+  const password = await firstLineOfStdin();
+  if (!password) throw new UsageError('--admin-password-stdin: no password on standard input (its first line is empty).');
+  return password;
+}
+
+const wantsHelp = (argv: string[]): boolean => argv.some((arg) => arg === '--help' || arg === '-h') || argv[0] === 'help';
 
 // Operator commands: results go to stdout as JSON, logs to stderr, so output can be piped.
 async function run(argv: string[]): Promise<void> {
+  if (wantsHelp(argv)) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   const [command, ...rest] = argv;
   const config = loadConfig(process.env);
   const logger = createLogger({ level: process.env.LOG_LEVEL || 'warn', destination: process.stderr as never });
@@ -30,15 +72,17 @@ async function run(argv: string[]): Promise<void> {
         'admin-email': { type: 'string' },
         'admin-name': { type: 'string' },
         'admin-password': { type: 'string' },
+        'admin-password-stdin': { type: 'boolean' },
       },
       strict: true,
     });
-    const { name, 'admin-email': adminEmail, 'admin-name': adminName, 'admin-password': adminPassword } = values;
+    const { name, 'admin-email': adminEmail, 'admin-name': adminName } = values;
     if (!name || !adminEmail || !adminName) throw new UsageError('--name, --admin-email and --admin-name are required.');
+    const password = await adminPassword({ flag: values['admin-password'], fromStdin: values['admin-password-stdin'] ?? false, env: process.env });
     const database = await openDatabase({ config, logger });
     try {
       const services = createServices({ ...database, logger, config });
-      const created = await services.organizations.createWithAdmin({ name, adminEmail, adminName, adminPassword });
+      const created = await services.organizations.createWithAdmin({ name, adminEmail, adminName, adminPassword: password });
       process.stdout.write(JSON.stringify(created) + '\n');
     } finally {
       await database.close();
@@ -48,10 +92,8 @@ async function run(argv: string[]): Promise<void> {
   throw new UsageError(command ? `Unknown command "${command}".` : 'No command given.');
 }
 
-class UsageError extends Error {}
-
 run(process.argv.slice(2)).catch((error: unknown) => {
-  const message = error instanceof UsageError ? `${error.message}\n${USAGE}` : error instanceof DomainError || error instanceof TypeError ? error.message : String((error as Error)?.stack ?? error);
-  process.stderr.write(`${message}\n`);
-  process.exit(error instanceof UsageError ? 2 : 1);
+  const usage = error instanceof UsageError || (error as { code?: unknown })?.code?.toString().startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(usage ? `${(error as Error).message}\n${USAGE}\n` : `${operatorMessage(error)}\n`);
+  process.exit(usage ? 2 : 1);
 });

@@ -64,14 +64,35 @@ export const PUBLIC_FRAMEWORK_CODES: ReadonlySet<string> = new Set([
   'PERSISTED_QUERY_NOT_SUPPORTED',
 ]);
 
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03']);
+/**
+ * Why PostgreSQL could not serve a statement just now, by SQLSTATE or driver code. Each is answered 503 with
+ * Retry-After: a later try can succeed, and it is not the client's mistake.
+ * - it cannot be reached or is restarting: socket errors, class 08 (connection), 57P01-57P03 (shutdown);
+ * - it refuses more connections or resources: class 53 (53300 too many connections, 53400 configuration limit);
+ * - a wait ran out: 57014 (statement_timeout, or cancelled), 55P03 (lock_timeout);
+ * - a concurrent transaction won: 40P01 (deadlock detected), 40001 (serialization failure).
+ */
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '57P01',
+  '57P02',
+  '57P03',
+  '57014',
+  '55P03',
+  '40P01',
+  '40001',
+]);
+const UNAVAILABLE_CLASSES = ['08', '53'];
 
-/** True when an error means PostgreSQL can't be reached right now (down, restarting, or timing out). */
+/** True when an error means PostgreSQL can't serve this right now (see UNAVAILABLE_CODES); looks through causes. */
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error as { code?: unknown; driverError?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; current && depth < 5; depth++) {
     const code = typeof current.code === 'string' ? current.code : '';
     const message = typeof current.message === 'string' ? current.message : '';
-    if (UNAVAILABLE_CODES.has(code) || code.startsWith('08')) return true;
+    if (UNAVAILABLE_CODES.has(code) || (code.length === 5 && UNAVAILABLE_CLASSES.includes(code.slice(0, 2)))) return true;
     if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return true;
     current = (current.driverError ?? current.cause) as typeof current;
   }

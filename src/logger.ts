@@ -1,15 +1,79 @@
 import pino, { type Logger } from 'pino';
 
-/** Header and field names that can carry a key, token or password; pino replaces their values. */
-export const REDACTED_PATHS = [
-  'req.headers["x-access-key"]',
-  'req.headers.authorization',
-  'headers["x-access-key"]',
-  'headers.authorization',
-  '*.password',
-  '*.accessKey',
-  '*.adminAccessKey',
-];
+/**
+ * Field names whose values are credentials, compared without letter case: replaced at any depth of every
+ * logged object (pino's own `redact` paths reach one level per wildcard, so they are not used).
+ */
+export const REDACTED_FIELDS: ReadonlySet<string> = new Set(
+  [
+    'password',
+    'newPassword',
+    'currentPassword',
+    'adminPassword',
+    'accessKey',
+    'adminAccessKey',
+    'access_key',
+    'token',
+    'key',
+    'secret',
+    'authorization',
+    'x-access-key',
+    'cookie',
+    'set-cookie',
+  ].map((name) => name.toLowerCase()),
+);
+
+const CENSOR = '[redacted]';
+
+/**
+ * Access keys (cak_) and session tokens (cas_) wherever they stand in a string: a URL path, a message, an
+ * error text. Shorter runs than a whole key count too: a truncated key is still most of a key.
+ */
+const CREDENTIAL = /\bca[ks]_[0-9A-Za-z]{8,}/g;
+
+/** Deeper than this, a value is replaced rather than walked (a guard against pathological objects). */
+const MAX_DEPTH = 100;
+
+function redactString(value: string): string {
+  return value.includes('ca') ? value.replace(CREDENTIAL, CENSOR) : value;
+}
+
+/**
+ * A copy of `value` with credential fields censored at every depth and credentials removed from strings.
+ * Plain objects, arrays and errors are walked (errors through `serializeError`, so their own fields and
+ * causes are covered); other objects (dates, buffers) are kept as they are.
+ */
+export function redact(value: unknown): unknown {
+  return walk(value, { seen: new WeakSet(), depth: 0 });
+}
+
+interface Walk {
+  /** Objects on the way here, so a cycle is cut instead of followed. */
+  readonly seen: WeakSet<object>;
+  readonly depth: number;
+}
+
+function walk(value: unknown, at: Walk): unknown {
+  if (typeof value === 'string') return redactString(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (at.depth > MAX_DEPTH) return '[too deep]';
+  if (at.seen.has(value)) return '[circular]';
+  at.seen.add(value);
+  const inner = { seen: at.seen, depth: at.depth + 1 };
+  if (Array.isArray(value)) return value.map((item) => walk(item, inner));
+  if (value instanceof Error) return walkFields(serializeError(value), inner);
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return value;
+  return walkFields(value as Record<string, unknown>, inner);
+}
+
+function walkFields(value: Record<string, unknown>, at: Walk): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const [name, item] of Object.entries(value)) {
+    copy[name] = REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
+  }
+  return copy;
+}
 
 /** Errors as pino writes them, minus SQL parameters (key digests, ciphertexts, token digests). */
 function serializeError(error: Error): Record<string, unknown> {
@@ -20,9 +84,59 @@ function serializeError(error: Error): Record<string, unknown> {
   return serialized;
 }
 
+/** A URL as logged: the path only. Query strings carry whatever a client put there (keys, passwords). */
+export function pathOnly(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const query = url.indexOf('?');
+  return redactString(query === -1 ? url : url.slice(0, query));
+}
+
+interface LoggedRequest {
+  method?: string;
+  url?: string;
+  host?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
+}
+
+/**
+ * The JSON logger. Every logged object goes through `redact` (`formatters.log`), child bindings too, and
+ * message strings lose credentials (`hooks.logMethod`); requests are logged with their path only.
+ */
 export function createLogger(params: { level: string; destination?: pino.DestinationStream }): Logger {
-  return pino(
-    { level: params.level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, serializers: { err: serializeError } },
+  const logger = pino(
+    {
+      level: params.level,
+      formatters: {
+        // `req` and `res` are Fastify's request and reply objects, turned into small records by the serializers.
+        log: (object) => {
+          const { req, res, ...rest } = object;
+          return { ...(redact(rest) as object), ...(req === undefined ? {} : { req }), ...(res === undefined ? {} : { res }) };
+        },
+      },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args.map((arg) => (typeof arg === 'string' ? redactString(arg) : arg)) as Parameters<typeof method>);
+        },
+      },
+      serializers: {
+        // Already a plain record when it went through `redact` in formatters.log.
+        err: (error: unknown) => (error instanceof Error ? redact(error) : error),
+        req: (request: LoggedRequest) => ({
+          method: request.method,
+          url: pathOnly(request.url),
+          host: request.host,
+          remoteAddress: request.ip,
+          remotePort: request.socket?.remotePort,
+        }),
+      },
+    },
     params.destination,
   );
+  // pino hands a child's bindings to no formatter; children inherit this `child` from the root logger.
+  const child = logger.child;
+  logger.child = function redactedChild(this: Logger, bindings, options) {
+    return child.call(this, redact(bindings) as pino.Bindings, options);
+  } as typeof logger.child;
+  return logger;
 }

@@ -1,9 +1,10 @@
 import 'reflect-metadata';
 import { buildApp } from './app';
-import { ConfigError, loadConfig } from './config';
-import { openDatabase, SecretMismatchError } from './db/runtime';
+import { loadConfig } from './config';
+import { openDatabase } from './db/runtime';
 import { createLogger } from './logger';
 import { ensureDemoOrganization } from './organizations/demo';
+import { operatorMessage } from './operator-errors';
 import { createServices } from './services';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
       [
         '',
         `crm-access is running with an embedded PostgreSQL (data in ${config.dataDir})`,
+        `  PostgreSQL data:  ${database.embedded.clusterDir}`,
         `  GraphQL:          ${graphqlUrl}  (open it in a browser for the explorer)`,
         `  Admin console:    ${graphqlUrl.replace(/\/graphql$/, '/admin')}`,
         `  Admin email:      ${demo.email}`,
@@ -63,7 +65,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  const known = error instanceof ConfigError || error instanceof SecretMismatchError;
-  process.stderr.write(`crm-access could not start: ${known ? (error as Error).message : String((error as Error)?.stack ?? error)}\n`);
+  process.stderr.write(`crm-access could not start: ${operatorMessage(error)}\n`);
   process.exit(1);
 });

@@ -13,6 +13,7 @@ import { Authority, type PauseHooks } from './auth/authority';
 import { PasswordHasher } from './auth/password';
 import type { Config } from './config';
 import { Notifications } from './db/notifications';
+import { DatabaseOutage } from './db/outage';
 import { OrganizationResolver } from './organizations/organization.resolver';
 import { OrganizationService } from './organizations/organization.service';
 import { SessionResolver } from './sessions/session.resolver';
@@ -33,6 +34,8 @@ export interface Services {
   readonly users: UserService;
   readonly organizations: OrganizationService;
   readonly authenticator: Authenticator;
+  /** Logs a database outage once when it starts and once when it ends, however many requests fail meanwhile. */
+  readonly outage: DatabaseOutage;
   /** Starts listening for other instances' changes. */
   start(): Promise<void>;
   /** Writes what is pending and stops listening; the data source is closed by its owner. */
@@ -84,6 +87,7 @@ export function createServices(deps: ServiceDeps): Services {
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
   const organizations = new OrganizationService({ dataSource, users });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
+  const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   return {
     dataSource,
     notifications,
@@ -97,8 +101,10 @@ export function createServices(deps: ServiceDeps): Services {
     users,
     organizations,
     authenticator,
+    outage,
     start: () => notifications.start(),
     async stop() {
+      outage.stop();
       await rateLimiter.flush();
       await accessKeys.flushUse();
       await notifications.stop();

@@ -1,12 +1,27 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
-import { uniqueEmail } from './factories/organizations';
+import { login, uniqueEmail } from './factories/organizations';
 
 const run = promisify(execFile);
 const CLI = path.join(__dirname, '..', 'dist', 'src', 'cli.js');
+const MAIN = path.join(__dirname, '..', 'dist', 'src', 'main.js');
+
+/** Runs a compiled entry point to its end, with `stdin` written to it; never rejects. */
+function runWith(params: { args: string[]; env: NodeJS.ProcessEnv; stdin?: string }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, params.args, { env: params.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(params.stdin ?? '');
+  });
+}
 
 describe('npm run cli -- create-organization', () => {
   let database: { url: string; drop(): Promise<void> };
@@ -60,5 +75,87 @@ describe('npm run cli -- create-organization', () => {
   it('migrate applies migrations (idempotently) with DATABASE_URL', async () => {
     const { stderr } = await run(process.execPath, [CLI, 'migrate'], { env: env() });
     expect(stderr).toMatch(/migrations applied/);
+  });
+
+  describe('--admin-password kept out of the process list', () => {
+    const create = (email: string, extra: { args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string }) =>
+      runWith({
+        args: [CLI, 'create-organization', '--name', 'Quiet Org', '--admin-email', email, '--admin-name', 'Quinn', ...(extra.args ?? [])],
+        env: { ...env(), ...extra.env },
+        stdin: extra.stdin,
+      });
+
+    it('--admin-password-stdin reads it from standard input (one line)', async () => {
+      const email = uniqueEmail('stdin');
+      const result = await create(email, { args: ['--admin-password-stdin'], stdin: 'a password from stdin\n' });
+      expect(result.code).toBe(0);
+      await expect(login(app, { email, password: 'a password from stdin' })).resolves.toMatch(/^cas_/);
+    });
+
+    it('CRM_ADMIN_PASSWORD is read from the environment', async () => {
+      const email = uniqueEmail('env');
+      const result = await create(email, { env: { CRM_ADMIN_PASSWORD: 'a password from the env' } });
+      expect(result.code).toBe(0);
+      await expect(login(app, { email, password: 'a password from the env' })).resolves.toMatch(/^cas_/);
+    });
+
+    it('two sources at once is a usage error (exit 2), and nothing is created', async () => {
+      const email = uniqueEmail('both');
+      const result = await create(email, { args: ['--admin-password', 'one password here', '--admin-password-stdin'], stdin: 'another one here\n' });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/one of --admin-password, --admin-password-stdin or CRM_ADMIN_PASSWORD/);
+      expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
+    });
+
+    it('an empty standard input is a usage error', async () => {
+      const result = await create(uniqueEmail('empty'), { args: ['--admin-password-stdin'], stdin: '' });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/standard input/);
+    });
+
+    it('--help documents all three and exits 0', async () => {
+      for (const args of [['--help'], ['-h'], ['help'], ['create-organization', '--help']]) {
+        const result = await runWith({ args: [CLI, ...args], env: { PATH: process.env.PATH } });
+        expect(result.code).toBe(0);
+        expect(result.stdout).toMatch(/--admin-password-stdin/);
+        expect(result.stdout).toMatch(/CRM_ADMIN_PASSWORD/);
+        expect(result.stdout).toMatch(/process list/);
+      }
+    });
+  });
+
+  describe('operator mistakes: one clear line on stderr, no stack trace, exit code 1', () => {
+    const oneLine = (result: { code: number | null; stderr: string }, message: RegExp) => {
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).not.toMatch(/^\s+at /m);
+    };
+    const entryPoints: Array<[string, string[]]> = [
+      ['the CLI', [CLI, 'migrate']],
+      ['the server (npm start)', [MAIN]],
+    ];
+
+    describe.each(entryPoints)('%s', (_label, args) => {
+      it('a configuration value out of range', async () => {
+        oneLine(await runWith({ args, env: { ...env(), AUTH_FAILURE_LIMIT: '1000000000' } }), /AUTH_FAILURE_LIMIT must be a whole number/);
+      });
+
+      it('an ACCESS_KEY_SECRET that is too short', async () => {
+        oneLine(await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: 'c2hvcnQ=' } }), /ACCESS_KEY_SECRET must be at least 32 random bytes/);
+      });
+
+      it('an ACCESS_KEY_SECRET other than the one the database was set up with', async () => {
+        await run(process.execPath, [CLI, 'migrate'], { env: env() });
+        const wrong = randomBytes(32).toString('base64');
+        oneLine(await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: wrong, PORT: '0' } }), /ACCESS_KEY_SECRET does not match/);
+      });
+
+      it('a database that cannot be reached', async () => {
+        const url = new URL(database.url);
+        url.port = '1';
+        oneLine(await runWith({ args, env: { ...env(), DATABASE_URL: url.toString(), DB_CONNECT_TIMEOUT_MS: '1000' } }), /PostgreSQL|database/i);
+      });
+    });
   });
 });

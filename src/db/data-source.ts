@@ -9,6 +9,7 @@ import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
 import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
 import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
+import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -17,6 +18,7 @@ export const MIGRATIONS = [
   SessionsAuditRateLimits1764200000000,
   AuthChangeNotifications1764300000000,
   AuthTruncateNotifications1764400000000,
+  NormalizeEmails1764513000000,
 ];
 
 export interface DataSourceOptions {

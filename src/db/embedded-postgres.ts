@@ -9,8 +9,13 @@ import { Client } from 'pg';
 export interface EmbeddedPostgres {
   readonly url: string;
   readonly port: number;
+  /** The cluster's folder: DATA_DIR/postgres, or (root, DATA_DIR out of the server account's reach) elsewhere. */
+  readonly clusterDir: string;
   stop(): Promise<void>;
 }
+
+/** Why the embedded PostgreSQL could not start or stop, in words an operator can act on (no stack needed). */
+export class EmbeddedPostgresError extends Error {}
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
@@ -28,6 +33,8 @@ interface RunAs {
 
 interface Paths {
   readonly dataDir: string;
+  /** Where the server's own files live (its cluster, its log): DATA_DIR, or a folder its account can reach. */
+  readonly serverDir: string;
   readonly pgdata: string;
   readonly passwordFile: string;
   readonly logFile: string;
@@ -55,16 +62,19 @@ const LEFTOVER_SHUTDOWN_MS = 30_000;
 const LAST_RESORT_WAIT_MS = 5_000;
 const LOG_TAIL_LINES = 20;
 const START_ATTEMPTS = 3;
-const FALLBACK_NOBODY_ID = 65534;
+/** The account PostgreSQL runs as when started by root (it refuses root): its own, so no other process shares it. */
+export const SERVER_ACCOUNT = 'crm-access-pg';
+/** Where root keeps a cluster whose DATA_DIR the server account cannot reach (a checkout under /root, say). */
+export const FALLBACK_CLUSTER_ROOT = '/var/lib/crm-access';
+const ACCOUNT_CREATE_ATTEMPTS = 5;
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { log } = options;
   const databaseName = options.databaseName ?? DEFAULT_DATABASE;
-  const paths = resolvePaths(options.dataDir);
-  const runAs = unprivilegedUser();
-  const runtime = prepareRuntime({ runAs, cwd: paths.dataDir, log });
+  const runAs = serverAccount(log);
+  const paths = prepareDataDir({ dataDir: options.dataDir, runAs, log });
+  const runtime = prepareRuntime({ runAs, cwd: paths.serverDir, log });
 
-  prepareDataDir({ paths, runAs, log });
   const password = fs.existsSync(path.join(paths.pgdata, 'PG_VERSION'))
     ? readPassword(paths)
     : await initCluster({ paths, runtime, log });
@@ -75,7 +85,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const owner = runningOwner(paths);
   if (owner) {
     log(`Using the PostgreSQL server of the running crm-access process ${owner.pid} (port ${owner.port})`);
-    return { url: url(owner.port), port: owner.port, stop: async () => undefined };
+    return { url: url(owner.port), port: owner.port, clusterDir: paths.pgdata, stop: async () => undefined };
   }
   await stopLeftoverServer(paths.pgdata, log);
 
@@ -91,7 +101,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     throw error;
   }
   log(`PostgreSQL ready on ${HOST}:${port} (database "${databaseName}", data in ${paths.pgdata})`);
-  return { url: url(port), port, stop };
+  return { url: url(port), port, clusterDir: paths.pgdata, stop };
 }
 
 /** The live process that started the live server of this data folder, if both are still running. */
@@ -108,14 +118,15 @@ function runningOwner(paths: Paths): { pid: number; port: number } | undefined {
   return { pid: owner.pid, port: owner.port };
 }
 
-function resolvePaths(dataDir: string): Paths {
-  const absolute = path.resolve(dataDir);
+/** The app's own files stay in DATA_DIR (readable by this user only); the server's files in `serverDir`. */
+function resolvePaths(dataDir: string, serverDir: string): Paths {
   return {
-    dataDir: absolute,
-    pgdata: path.join(absolute, 'postgres'),
-    passwordFile: path.join(absolute, 'postgres-password'),
-    logFile: path.join(absolute, 'postgres.log'),
-    ownerFile: path.join(absolute, 'postgres-owner.json'),
+    dataDir,
+    serverDir,
+    pgdata: path.join(serverDir, 'postgres'),
+    passwordFile: path.join(dataDir, 'postgres-password'),
+    logFile: path.join(serverDir, 'postgres.log'),
+    ownerFile: path.join(dataDir, 'postgres-owner.json'),
   };
 }
 
@@ -127,7 +138,7 @@ function resolveSourceNativeDir(): string {
   try {
     entry = require.resolve(packageName);
   } catch {
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `The PostgreSQL binaries for this platform are missing: install the npm package "${packageName}" ` +
         `(or set DATABASE_URL to use an external PostgreSQL).`,
     );
@@ -140,16 +151,47 @@ function packageVersion(nativeDir: string): string {
   return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 
-/** PostgreSQL refuses to run as root, so root delegates the server to `nobody`. */
-function unprivilegedUser(): RunAs | undefined {
+/**
+ * PostgreSQL refuses to run as root, so root delegates the server to an account of its own, created here on
+ * first use (`useradd --system`). Not `nobody`: every process running as `nobody` could then edit the cluster's
+ * pg_hba.conf, reload the server and read every key.
+ */
+function serverAccount(log: (message: string) => void): RunAs | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  return { uid: lookupNobodyId('-u'), gid: lookupNobodyId('-g') };
+  for (let attempt = 1; ; attempt++) {
+    const existing = lookupAccount();
+    if (existing) return existing;
+    const created = spawnSync(
+      'useradd',
+      ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin',
+        '--comment', 'crm-access embedded PostgreSQL', SERVER_ACCOUNT],
+      { encoding: 'utf8' },
+    );
+    if (created.status === 0) {
+      log(`Created the system user "${SERVER_ACCOUNT}" to run the embedded PostgreSQL (it refuses to run as root)`);
+      continue;
+    }
+    // Another process may be creating it at this moment (useradd then fails to lock /etc/passwd): look again.
+    if (attempt >= ACCOUNT_CREATE_ATTEMPTS) {
+      const reason = created.error ? created.error.message : (created.stderr || `exit code ${created.status}`).trim();
+      throw new EmbeddedPostgresError(
+        `PostgreSQL cannot run as root, and the system user "${SERVER_ACCOUNT}" to run it as could not be created ` +
+          `(useradd: ${reason}). Create it (useradd --system ${SERVER_ACCOUNT}), start as an unprivileged user, or set DATABASE_URL.`,
+      );
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  }
 }
 
-function lookupNobodyId(flag: '-u' | '-g'): number {
-  const result = spawnSync('id', [flag, 'nobody'], { encoding: 'utf8' });
-  const id = Number.parseInt(result.stdout ?? '', 10);
-  return result.status === 0 && Number.isInteger(id) ? id : FALLBACK_NOBODY_ID;
+function lookupAccount(): RunAs | undefined {
+  const id = (flag: '-u' | '-g') => {
+    const result = spawnSync('id', [flag, SERVER_ACCOUNT], { encoding: 'utf8' });
+    const value = Number.parseInt(result.stdout ?? '', 10);
+    return result.status === 0 && Number.isInteger(value) ? value : undefined;
+  };
+  const uid = id('-u');
+  const gid = id('-g');
+  return uid === undefined || gid === undefined ? undefined : { uid, gid };
 }
 
 function prepareRuntime(args: { runAs: RunAs | undefined; cwd: string; log: (message: string) => void }): Runtime {
@@ -174,14 +216,14 @@ function canRunPostgres(args: { nativeDir: string; env: NodeJS.ProcessEnv; runAs
   return result.status === 0;
 }
 
-/** Copies the binaries to a root-owned, world-readable place when `nobody` cannot enter the install dir. */
+/** Copies the binaries to a root-owned, world-readable place when the server account cannot enter the install dir. */
 function reachableCopy(args: { sourceDir: string; runAs: RunAs; log: (message: string) => void }): string {
   const { sourceDir, runAs, log } = args;
   const digest = createHash('sha256').update(sourceDir).digest('hex').slice(0, 8);
   const target = path.join(os.tmpdir(), `crm-access-postgres-${packageVersion(sourceDir)}-${digest}`);
   if (isTrustedCopy(target) && canRunPostgres({ nativeDir: target, env: childEnv(target), runAs })) return target;
 
-  log(`The user "nobody" cannot reach the PostgreSQL binaries in ${sourceDir}; copying them to ${target}`);
+  log(`The user "${SERVER_ACCOUNT}" cannot reach the PostgreSQL binaries in ${sourceDir}; copying them to ${target}`);
   const staging = fs.mkdtempSync(`${target}.tmp-`);
   try {
     fs.cpSync(sourceDir, staging, { recursive: true, verbatimSymlinks: true });
@@ -194,12 +236,12 @@ function reachableCopy(args: { sourceDir: string; runAs: RunAs; log: (message: s
     // Another process finished an identical copy first.
   }
   if (!canRunPostgres({ nativeDir: target, env: childEnv(target), runAs })) {
-    throw new Error(`The user "nobody" cannot run the PostgreSQL binaries copied to ${target}.`);
+    throw new EmbeddedPostgresError(`The user "${SERVER_ACCOUNT}" cannot run the PostgreSQL binaries copied to ${target}.`);
   }
   return target;
 }
 
-/** os.tmpdir() is shared, so only reuse a copy nobody else could have planted or altered. */
+/** Shared folders (os.tmpdir(), /var/lib): only use one that no other user could have planted or altered. */
 function isTrustedCopy(dir: string): boolean {
   try {
     const stat = fs.lstatSync(dir);
@@ -239,25 +281,69 @@ function needsLibraryPath(binDir: string): boolean {
 
 // --- data directory -------------------------------------------------------
 
-function prepareDataDir(args: { paths: Paths; runAs: RunAs | undefined; log: (message: string) => void }): void {
-  const { paths, runAs, log } = args;
-  fs.mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
-  fs.mkdirSync(paths.pgdata, { mode: 0o700, recursive: true });
-  if (!runAs) return;
+/**
+ * Creates DATA_DIR (this user only) and decides where the cluster lives. As root the server runs as
+ * SERVER_ACCOUNT, which must reach its cluster without any folder being opened to other users:
+ * - DATA_DIR/postgres when the account can already traverse DATA_DIR, or when it can reach DATA_DIR's parent
+ *   and DATA_DIR is root's own: then DATA_DIR's group becomes the account's, with search permission for that
+ *   group only (mode 0710);
+ * - otherwise (DATA_DIR under a folder closed to others, like /root) FALLBACK_CLUSTER_ROOT/<hash of DATA_DIR>,
+ *   a folder of the account's own, the same one on every start.
+ * The cluster itself is the account's, mode 0700: no other user may read or change it.
+ */
+function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: (message: string) => void }): Paths {
+  const { runAs, log } = args;
+  const dataDir = path.resolve(args.dataDir);
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (!runAs) {
+    const paths = resolvePaths(dataDir, dataDir);
+    fs.mkdirSync(paths.pgdata, { mode: 0o700, recursive: true });
+    return paths;
+  }
 
-  letNobodyTraverse(paths.dataDir, log);
-  if (fs.statSync(paths.pgdata).uid !== runAs.uid) chownTree(paths.pgdata, runAs);
+  const paths = resolvePaths(dataDir, clusterHome({ dataDir, runAs, log }));
+  fs.mkdirSync(paths.pgdata, { mode: 0o700, recursive: true });
+  const stat = fs.statSync(paths.pgdata);
+  if (stat.uid !== runAs.uid || stat.gid !== runAs.gid) chownTree(paths.pgdata, runAs);
+  fs.chmodSync(paths.pgdata, 0o700);
   fs.closeSync(fs.openSync(paths.logFile, 'a', 0o600));
   fs.chownSync(paths.logFile, runAs.uid, runAs.gid);
-  assertReachable(paths.pgdata, runAs);
+  fs.chmodSync(paths.logFile, 0o600);
+  if (!accountCan(runAs, { flag: '-w', dir: paths.pgdata })) {
+    throw new EmbeddedPostgresError(`The PostgreSQL server runs as the user "${SERVER_ACCOUNT}", which cannot write its cluster in ${paths.pgdata}.`);
+  }
+  return paths;
 }
 
-/** Search permission only: `nobody` can reach the cluster by name but cannot list the app's data folder. */
-function letNobodyTraverse(dataDir: string, log: (message: string) => void): void {
+function clusterHome(args: { dataDir: string; runAs: RunAs; log: (message: string) => void }): string {
+  const { dataDir, runAs, log } = args;
+  if (accountCan(runAs, { flag: '-x', dir: dataDir })) return dataDir;
   const stat = fs.statSync(dataDir);
-  if (stat.uid !== 0 || stat.mode & 0o001) return;
-  fs.chmodSync(dataDir, (stat.mode & 0o777) | 0o001);
-  log(`Allowed other users to traverse ${dataDir} so the PostgreSQL server (user "nobody") can reach its cluster`);
+  if (accountCan(runAs, { flag: '-x', dir: path.dirname(dataDir) }) && stat.uid === 0 && (stat.gid === 0 || stat.gid === runAs.gid)) {
+    fs.chownSync(dataDir, 0, runAs.gid);
+    fs.chmodSync(dataDir, (stat.mode & 0o777 & ~0o070) | 0o010);
+    log(`Let the user "${SERVER_ACCOUNT}" (and no other) pass through ${dataDir} to reach its PostgreSQL cluster`);
+    return dataDir;
+  }
+  const home = path.join(FALLBACK_CLUSTER_ROOT, createHash('sha256').update(dataDir).digest('hex').slice(0, 16));
+  if (fs.existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))) {
+    throw new EmbeddedPostgresError(
+      `The PostgreSQL cluster in ${path.join(dataDir, 'postgres')} cannot be reached by the user "${SERVER_ACCOUNT}" ` +
+        `that runs it: move it to ${path.join(home, 'postgres')}, or let that user reach ${dataDir}.`,
+    );
+  }
+  fs.mkdirSync(FALLBACK_CLUSTER_ROOT, { recursive: true, mode: 0o711 });
+  if (!isTrustedCopy(FALLBACK_CLUSTER_ROOT)) {
+    throw new EmbeddedPostgresError(`${FALLBACK_CLUSTER_ROOT} must belong to root and be writable by root only.`);
+  }
+  fs.mkdirSync(home, { mode: 0o700, recursive: true });
+  fs.chownSync(home, runAs.uid, runAs.gid);
+  fs.chmodSync(home, 0o700);
+  log(
+    `The user "${SERVER_ACCOUNT}" that runs PostgreSQL cannot reach ${dataDir} (a folder closed to other users is on ` +
+      `its path), so the PostgreSQL cluster is kept in ${home} (readable by that user only)`,
+  );
+  return home;
 }
 
 function chownTree(target: string, runAs: RunAs): void {
@@ -266,19 +352,15 @@ function chownTree(target: string, runAs: RunAs): void {
   for (const name of fs.readdirSync(target)) chownTree(path.join(target, name), runAs);
 }
 
-function assertReachable(dir: string, runAs: RunAs): void {
-  const result = spawnSync('/bin/sh', ['-c', 'test -w "$1" -a -x "$1"', 'sh', dir], {
+/** `test <flag> dir` as the server account: -x can pass through (every folder above included), -w can write. */
+function accountCan(runAs: RunAs, check: { flag: '-x' | '-w'; dir: string }): boolean {
+  const result = spawnSync('/bin/sh', ['-c', `test ${check.flag} "$1" -a -x "$1"`, 'sh', check.dir], {
     uid: runAs.uid,
     gid: runAs.gid,
     cwd: '/',
     stdio: 'ignore',
   });
-  if (result.status !== 0) {
-    throw new Error(
-      `PostgreSQL cannot run as root, so it runs as the user "nobody", which cannot reach ${dir}. ` +
-        `Set DATA_DIR to a folder the user "nobody" can reach (every parent folder needs o+x, e.g. not under /root).`,
-    );
-  }
+  return result.status === 0;
 }
 
 // --- cluster --------------------------------------------------------------
@@ -287,7 +369,7 @@ function readPassword(paths: Paths): string {
   try {
     return fs.readFileSync(paths.passwordFile, 'utf8').trim();
   } catch (error) {
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `The PostgreSQL cluster in ${paths.pgdata} exists but its password file ${paths.passwordFile} cannot be read ` +
         `(${(error as Error).message}). Restore the file, or delete ${paths.pgdata} to start with an empty database.`,
     );
@@ -299,8 +381,8 @@ async function initCluster(args: { paths: Paths; runtime: Runtime; log: (message
   const password = randomBytes(24).toString('base64url');
   writePrivateFile(paths.passwordFile, password);
 
-  // initdb may run as `nobody`, which cannot read the root-owned password file: give it a throwaway copy it owns.
-  const pwfile = path.join(paths.dataDir, `.initdb-pwfile-${randomBytes(6).toString('hex')}`);
+  // initdb may run as the server account, which cannot read the root-owned password file: give it a throwaway copy it owns.
+  const pwfile = path.join(paths.serverDir, `.initdb-pwfile-${randomBytes(6).toString('hex')}`);
   fs.writeFileSync(pwfile, password, { mode: 0o600 });
   try {
     if (runtime.runAs) fs.chownSync(pwfile, runtime.runAs.uid, runtime.runAs.gid);
@@ -308,7 +390,7 @@ async function initCluster(args: { paths: Paths; runtime: Runtime; log: (message
     const result = await runBinary(runtime, 'initdb', [
       '-D', paths.pgdata, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C',
     ]);
-    if (result.code !== 0) throw new Error(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
+    if (result.code !== 0) throw new EmbeddedPostgresError(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
   } finally {
     fs.rmSync(pwfile, { force: true });
   }
@@ -372,7 +454,7 @@ async function terminate(pid: number): Promise<void> {
     sendSignal(pid, signal);
     if (await waitForExit(pid, waitMs)) return;
   }
-  throw new Error(`Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`);
+  throw new EmbeddedPostgresError(`Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`);
 }
 
 function sendSignal(pid: number, signal: NodeJS.Signals): void {
@@ -438,7 +520,7 @@ async function startServer(args: {
       log(`Port ${port} was taken before PostgreSQL could bind it; retrying with another port`);
       continue;
     }
-    throw new Error(
+    throw new EmbeddedPostgresError(
       `pg_ctl start failed (exit code ${result.code}):\n${result.output.trim()}\n` +
         `Last lines of ${paths.logFile}:\n${logTail}`,
     );
@@ -452,7 +534,7 @@ async function stopServer(args: { paths: Paths; runtime: Runtime; log: (message:
     return;
   }
   const result = await runBinary(runtime, 'pg_ctl', ['stop', '-m', 'fast', '-w', '-t', '60', '-D', paths.pgdata]);
-  if (result.code !== 0) throw new Error(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
+  if (result.code !== 0) throw new EmbeddedPostgresError(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
   log('PostgreSQL stopped');
 }
 

@@ -17,9 +17,18 @@ export interface QueryLimits {
   readonly maxDirectives: number;
   /** Enforced by the parser itself (Apollo's parseOptions.maxTokens), before any of this runs. */
   readonly maxTokens: number;
-  /** Each field costs 1, times the `first` of every list it is inside (its default when not given). */
+  /** Each field costs 1, times the `first` of every list it is an item of (its default when not given). */
   readonly maxCost: number;
 }
+
+/** A paginated list field (`users`, `auditEvents`): what its `first` means when absent, and its largest value. */
+export interface PagedList {
+  readonly defaultFirst: number;
+  readonly maxFirst: number;
+}
+
+/** Paginated list fields by name (they are fields of Query, and their names are not reused elsewhere). */
+export type PagedLists = Readonly<Record<string, PagedList>>;
 
 export const DEFAULT_QUERY_LIMITS: QueryLimits = {
   maxDepth: 10,
@@ -36,9 +45,6 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
  */
 export const MAX_INTROSPECTION_DEPTH = 20;
 
-/** What `first` means when a list field is asked for without it (the schema's default page size). */
-const DEFAULT_LIST_SIZE = 50;
-
 class LimitError extends DomainError {
   constructor(message: string, code: ErrorCode) {
     super(message, code, { http: { status: 400 } });
@@ -49,29 +55,49 @@ function isIntrospection(name: string): boolean {
   return name === '__schema' || name === '__type';
 }
 
-/** The paginated lists of the schema: their `first` multiplies the cost of what they contain. */
-const LIST_FIELDS = new Set(['users', 'auditEvents']);
+/** A `first` outside its list's range, found while measuring: refused before the cost is looked at. */
+interface PageSizeViolation {
+  readonly list: string;
+  readonly maxFirst: number;
+  readonly value: number;
+}
 
-function listSize(args: readonly { name: { value: string }; value: ValueNode }[] | undefined, variables: Record<string, unknown>): number {
-  const first = args?.find((arg) => arg.name.value === 'first');
-  if (!first) return DEFAULT_LIST_SIZE;
-  const value = first.value;
-  const raw =
-    value.kind === Kind.INT ? Number(value.value) : value.kind === Kind.VARIABLE ? variables[value.name.value] : DEFAULT_LIST_SIZE;
-  return typeof raw === 'number' && Number.isFinite(raw) && raw >= 0 ? raw : DEFAULT_LIST_SIZE;
+/**
+ * The `first` a list field will run with: the literal, the variable (defaults applied), or the list's default
+ * when absent or null. A value that is not a number is left to variable coercion, which refuses it.
+ */
+function listSize(params: {
+  args: readonly { name: { value: string }; value: ValueNode }[] | undefined;
+  variables: Record<string, unknown>;
+  list: PagedList;
+}): number {
+  const { args, variables, list } = params;
+  const first = args?.find((arg) => arg.name.value === 'first')?.value;
+  const raw = first?.kind === Kind.INT ? Number(first.value) : first?.kind === Kind.VARIABLE ? variables[first.name.value] : undefined;
+  return typeof raw === 'number' ? raw : list.defaultFirst;
 }
 
 interface Measure {
   depth: number;
+  /** Everything but `edges` directly in this selection set (at any fragment level). */
   cost: number;
+  /**
+   * What the `edges` fields directly in this selection set cost once: inside a list they are the per-item part
+   * (multiplied by `first`), while `totalCount` and `pageInfo` are answered once per list.
+   */
+  edgesCost: number;
   /** How deep the introspection fields (`__schema`, `__type`) go: limited apart, since clients' introspection queries are deep. */
   introspectionDepth: number;
+  pageSizeViolation?: PageSizeViolation;
 }
+
+const total = (measure: Measure): number => measure.cost + measure.edgesCost;
 
 interface MeasureParams {
   selectionSet: SelectionSetNode;
   fragments: Map<string, FragmentDefinitionNode>;
   variables: Record<string, unknown>;
+  lists: PagedLists;
   /** Each fragment measured once per operation: spreads nested in spreads would otherwise take exponential time. */
   measuredFragments: Map<string, Measure>;
 }
@@ -84,39 +110,54 @@ interface MeasureParams {
 function measure(params: MeasureParams): Measure {
   let depth = 0;
   let cost = 0;
+  let edgesCost = 0;
   let introspectionDepth = 0;
+  let pageSizeViolation: PageSizeViolation | undefined;
   for (const selection of params.selectionSet.selections) {
     let inner: Measure;
     if (selection.kind === Kind.FIELD) {
-      cost += 1;
+      const name = selection.name.value;
       if (!selection.selectionSet) {
+        cost += 1;
         depth = Math.max(depth, 1);
         continue;
       }
       inner = measure({ ...params, selectionSet: selection.selectionSet });
-      if (isIntrospection(selection.name.value)) {
+      if (isIntrospection(name)) {
         introspectionDepth = Math.max(introspectionDepth, inner.depth + 1);
-        cost += inner.cost;
+        cost += 1 + total(inner);
         continue;
       }
-      const size = LIST_FIELDS.has(selection.name.value) ? listSize(selection.arguments, params.variables) : 1;
-      cost += inner.cost * Math.max(size, 1);
+      const list = Object.hasOwn(params.lists, name) ? params.lists[name] : undefined;
+      if (list) {
+        const size = listSize({ args: selection.arguments, variables: params.variables, list });
+        if (!(Number.isInteger(size) && size >= 0 && size <= list.maxFirst)) {
+          pageSizeViolation ??= { list: name, maxFirst: list.maxFirst, value: size };
+        }
+        cost += 1 + inner.cost + inner.edgesCost * Math.max(size, 1);
+      } else if (name === 'edges') {
+        edgesCost += 1 + total(inner);
+      } else {
+        cost += 1 + total(inner);
+      }
       depth = Math.max(depth, inner.depth + 1);
     } else {
       inner = selection.kind === Kind.INLINE_FRAGMENT ? measure({ ...params, selectionSet: selection.selectionSet }) : measureFragment(params, selection.name.value);
       cost += inner.cost;
+      edgesCost += inner.edgesCost;
       depth = Math.max(depth, inner.depth);
     }
     introspectionDepth = Math.max(introspectionDepth, inner.introspectionDepth);
+    pageSizeViolation ??= inner.pageSizeViolation;
   }
-  return { depth, cost, introspectionDepth };
+  return { depth, cost, edgesCost, introspectionDepth, pageSizeViolation };
 }
 
 function measureFragment(params: MeasureParams, name: string): Measure {
   let known = params.measuredFragments.get(name);
   if (!known) {
     const fragment = params.fragments.get(name);
-    known = fragment ? measure({ ...params, selectionSet: fragment.selectionSet }) : { depth: 0, cost: 0, introspectionDepth: 0 };
+    known = fragment ? measure({ ...params, selectionSet: fragment.selectionSet }) : { depth: 0, cost: 0, edgesCost: 0, introspectionDepth: 0 };
     params.measuredFragments.set(name, known);
   }
   return known;
@@ -156,7 +197,13 @@ function withDefaults(operation: OperationDefinitionNode, variables: Record<stri
 /** Measures of operations without variables: those depend on the document alone, so each is measured once. */
 const measured = new WeakMap<OperationDefinitionNode, Measure>();
 
-function measureOperation(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown>): Measure {
+function measureOperation(params: {
+  document: DocumentNode;
+  operation: OperationDefinitionNode;
+  variables: Record<string, unknown>;
+  lists: PagedLists;
+}): Measure {
+  const { document, operation, variables, lists } = params;
   const known = measured.get(operation);
   if (known) return known;
   const fragments = new Map(
@@ -168,6 +215,7 @@ function measureOperation(document: DocumentNode, operation: OperationDefinition
     selectionSet: operation.selectionSet,
     fragments,
     variables: withDefaults(operation, variables),
+    lists,
     measuredFragments: new Map(),
   });
   if (!operation.variableDefinitions?.length) measured.set(operation, result);
@@ -176,13 +224,16 @@ function measureOperation(document: DocumentNode, operation: OperationDefinition
 
 /**
  * Refuses expensive operations after parsing and validation and before execution, so no resolver (and
- * no database work) ever runs for them: HTTP 400 with a code that says which limit was hit.
+ * no database work) ever runs for them: HTTP 400 with a code that says which limit was hit. A page larger
+ * than its list allows (`lists`) is BAD_USER_INPUT on `first`, checked before the cost it would add.
  */
-export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
+export function queryLimitsPlugin(limits: QueryLimits, lists: PagedLists): ApolloServerPlugin {
   return {
     async requestDidStart() {
       return {
         async didResolveOperation({ document, operation, request }) {
+          // No operation could be picked: requestShapePlugin answers that; there is nothing to measure.
+          if (!operation) return;
           const { aliases, directives } = countAliasesAndDirectives(document);
           if (aliases > limits.maxAliases) {
             throw new LimitError(`The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`, 'TOO_MANY_ALIASES');
@@ -193,7 +244,9 @@ export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
               'TOO_MANY_DIRECTIVES',
             );
           }
-          const { depth, cost, introspectionDepth } = measureOperation(document, operation as OperationDefinitionNode, request.variables ?? {});
+          const measured = measureOperation({ document, operation, variables: request.variables ?? {}, lists });
+          const { depth, introspectionDepth, pageSizeViolation } = measured;
+          const cost = total(measured);
           if (depth > limits.maxDepth) {
             throw new LimitError(`The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`, 'QUERY_TOO_DEEP');
           }
@@ -203,9 +256,16 @@ export function queryLimitsPlugin(limits: QueryLimits): ApolloServerPlugin {
               'QUERY_TOO_DEEP',
             );
           }
+          if (pageSizeViolation) {
+            const { list, maxFirst, value } = pageSizeViolation;
+            throw new DomainError(`"first" of ${list} must be from 0 to ${maxFirst}; got ${value}.`, 'BAD_USER_INPUT', {
+              field: 'first',
+              http: { status: 400 },
+            });
+          }
           if (cost > limits.maxCost) {
             throw new LimitError(
-              `The operation would cost ${cost} (each field counts once per item of the lists around it); ` +
+              `The operation would cost ${cost} (each field counts once per item of the lists it is in); ` +
                 `at most ${limits.maxCost} is allowed. Ask for fewer items with "first".`,
               'QUERY_TOO_COMPLEX',
             );

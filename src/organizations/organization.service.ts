@@ -2,10 +2,10 @@ import type { DataSource } from 'typeorm';
 import { SYSTEM_ACTOR } from '../audit/audit.service';
 import type { Actor } from '../context';
 import type { Loaders } from '../loaders';
-import { BadInputError, NotFoundError } from '../errors';
+import { NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
-import { containsControlCharacters, MAX_NAME_LENGTH } from '../users/user.validation';
+import { normalizeName } from '../users/user.validation';
 import { Organization } from './organization.entity';
 
 export interface NewOrganization {
@@ -33,13 +33,7 @@ export class OrganizationService {
 
   /** An organization is never without an admin: both, and the admin's key, commit together or not at all. */
   async createWithAdmin(params: NewOrganization): Promise<CreatedOrganization> {
-    const name = params.name.trim();
-    if (!name || name.length > MAX_NAME_LENGTH) {
-      throw new BadInputError(`Organization name must be 1 to ${MAX_NAME_LENGTH} characters.`, 'name');
-    }
-    if (containsControlCharacters(name)) {
-      throw new BadInputError('Organization name must not contain control characters (tabs, line breaks).', 'name');
-    }
+    const name = normalizeName(params.name, 'Organization name');
     const passwordHash = params.adminPassword == null ? null : await this.deps.users.hashNewPassword(params.adminPassword, 'password');
     return this.deps.dataSource.transaction(async (manager) => {
       const organization = await manager.getRepository(Organization).save({ name });

@@ -13,7 +13,7 @@ import type { AuthRateLimiter } from '../auth/rate-limit';
 import type { Actor } from '../context';
 import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
-import { checkPasswordLength } from '../users/user.validation';
+import { canonicalEmail, checkPasswordLength } from '../users/user.validation';
 
 export interface LoginResult {
   token: string;
@@ -83,7 +83,7 @@ export class SessionService {
       .createQueryBuilder('u')
       .addSelect('u.passwordHash')
       .innerJoin('organizations', 'o', 'o.id = u.organization_id AND o.is_active')
-      .where('lower(u.email) = lower(:email)', { email: params.email.trim() })
+      .where('lower(u.email) = lower(:email)', { email: canonicalEmail(params.email) })
       .getOne();
     const password = params.password.slice(0, MAX_PASSWORD_LENGTH + 1);
     // Made once per process, outside the bound on hashing: a refusal there must not be remembered here.

@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { EmbeddedPostgres, startEmbeddedPostgres } from '../../src/db/embedded-postgres';
+import { EmbeddedPostgres, FALLBACK_CLUSTER_ROOT, SERVER_ACCOUNT, startEmbeddedPostgres } from '../../src/db/embedded-postgres';
 
 jest.setTimeout(120_000);
 
@@ -13,10 +13,12 @@ const itAsRoot = isRoot ? it : it.skip;
 let parentDir: string;
 let messages: string[];
 const running: EmbeddedPostgres[] = [];
+/** Clusters kept outside the test's folder (under FALLBACK_CLUSTER_ROOT), removed after each test. */
+const outside: string[] = [];
 
 beforeEach(() => {
   parentDir = fs.mkdtempSync(path.join(os.tmpdir(), 'embedded-postgres-test-'));
-  // When the tests run as root the server runs as `nobody`, which must be able to enter this folder.
+  // As root the server runs as its own account: reachable, the cluster stays in this folder (not /var/lib/crm-access).
   fs.chmodSync(parentDir, 0o755);
   messages = [];
 });
@@ -24,14 +26,15 @@ beforeEach(() => {
 afterEach(async () => {
   for (const server of running.splice(0)) await server.stop().catch(() => undefined);
   fs.rmSync(parentDir, { recursive: true, force: true });
+  for (const dir of outside.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 function dataDir(): string {
   return path.join(parentDir, '.data');
 }
 
-async function start(): Promise<EmbeddedPostgres> {
-  const server = await startEmbeddedPostgres({ dataDir: dataDir(), log: (message) => messages.push(message) });
+async function start(dir = dataDir()): Promise<EmbeddedPostgres> {
+  const server = await startEmbeddedPostgres({ dataDir: dir, log: (message) => messages.push(message) });
   running.push(server);
   return server;
 }
@@ -114,19 +117,108 @@ it('removes a stale postmaster.pid whose process is gone', async () => {
   await server.stop();
 });
 
-itAsRoot('runs the server as the user nobody when started by root', async () => {
+function account(flag: '-u' | '-g', name: string): number {
+  return Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim());
+}
+
+/** The real uid of a running process; undefined once it has exited (backends come and go). */
+function realUidOf(pid: number): number | undefined {
+  try {
+    return Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process of the cluster in `pgdata` (the postmaster and its children), with its real uid. */
+function clusterProcessUids(pgdata: string): number[] {
+  const postmaster = Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = fs
+    .readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      try {
+        return Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)\s*/s, '').split(' ')[1]) === postmaster;
+      } catch {
+        return false;
+      }
+    });
+  return [postmaster, ...children.map(Number)].map(realUidOf).filter((uid): uid is number => uid !== undefined);
+}
+
+/** What the user `nobody` (any other process on the machine) can do to the cluster: nothing. */
+function expectClosedToOthers(pgdata: string): void {
+  const asNobody = (script: string) =>
+    spawnSync('/bin/sh', ['-c', script, 'sh', pgdata], { uid: account('-u', 'nobody'), gid: account('-g', 'nobody'), cwd: '/', stdio: 'ignore' }).status;
+  expect(asNobody('ls "$1"')).not.toBe(0);
+  expect(asNobody('cat "$1/pg_hba.conf"')).not.toBe(0);
+  expect(asNobody('cat "$1/PG_VERSION"')).not.toBe(0);
+  expect(asNobody('echo "host all all 0.0.0.0/0 trust" >> "$1/pg_hba.conf"')).not.toBe(0);
+}
+
+function expectOwnedByTheServerAccount(pgdata: string): void {
+  const stat = fs.statSync(pgdata);
+  expect(stat.uid).toBe(account('-u', SERVER_ACCOUNT));
+  expect(stat.mode & 0o777).toBe(0o700);
+}
+
+itAsRoot(`runs the server as its own account (${SERVER_ACCOUNT}) when started by root, its cluster closed to every other user`, async () => {
   await start();
 
-  const status = fs.readFileSync(`/proc/${postmasterPid()}/status`, 'utf8');
-  const realUid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
-  expect(realUid).toBe(Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim()));
+  const pgdata = path.join(dataDir(), 'postgres');
+  const uids = clusterProcessUids(pgdata);
+  expect(uids.length).toBeGreaterThan(1);
+  expect(new Set(uids)).toEqual(new Set([account('-u', SERVER_ACCOUNT)]));
+  expect(uids).not.toContain(account('-u', 'nobody'));
+  expectOwnedByTheServerAccount(pgdata);
+  expectClosedToOthers(pgdata);
+  // DATA_DIR (the secret, the password) opens to the server account's group only, never to others.
+  const dataStat = fs.statSync(dataDir());
+  expect(dataStat.mode & 0o007).toBe(0);
+  expect(dataStat.gid).toBe(account('-g', SERVER_ACCOUNT));
+  expect(fs.statSync(path.join(dataDir(), 'postgres-password')).uid).toBe(0);
 });
 
-itAsRoot('explains how to fix a data folder that nobody cannot reach', async () => {
-  const hidden = path.join(parentDir, 'hidden');
-  fs.mkdirSync(hidden, { mode: 0o700 });
+itAsRoot('takes over a cluster a previous version left to the user nobody', async () => {
+  const first = await start();
+  await query(first.url, "create table notes (body text); insert into notes values ('kept')");
+  await first.stop();
+  // The layout of earlier versions: the cluster owned by nobody, DATA_DIR open to others for search.
+  const nobody = { uid: account('-u', 'nobody'), gid: account('-g', 'nobody') };
+  execFileSync('chown', ['-R', `${nobody.uid}:${nobody.gid}`, path.join(dataDir(), 'postgres'), path.join(dataDir(), 'postgres.log')]);
+  fs.chmodSync(dataDir(), 0o701);
 
-  await expect(
-    startEmbeddedPostgres({ dataDir: path.join(hidden, '.data'), log: (message) => messages.push(message) }),
-  ).rejects.toThrow(/Set DATA_DIR to a folder the user "nobody" can reach/);
+  const server = await start();
+
+  await expect(query(server.url, 'select body from notes')).resolves.toEqual([{ body: 'kept' }]);
+  expectOwnedByTheServerAccount(path.join(dataDir(), 'postgres'));
+  expectClosedToOthers(path.join(dataDir(), 'postgres'));
+});
+
+itAsRoot(`started from a folder other users cannot enter (like /root): the cluster lives under ${FALLBACK_CLUSTER_ROOT}, said in the log, and the folder stays closed`, async () => {
+  const hidden = path.join(parentDir, 'home-of-root');
+  fs.mkdirSync(hidden, { mode: 0o700 });
+  const dir = path.join(hidden, 'checkout', '.data');
+
+  const first = await start(dir);
+  const home = new RegExp(`(${FALLBACK_CLUSTER_ROOT}/[0-9a-f]{16})`).exec(messages.join('\n'))?.[1];
+  expect(home).toBeDefined();
+  outside.push(home!);
+  expect(messages.join('\n')).toContain(`cluster is kept in ${home}`);
+  await query(first.url, "create table notes (body text); insert into notes values ('kept')");
+
+  const pgdata = path.join(home!, 'postgres');
+  expect(new Set(clusterProcessUids(pgdata))).toEqual(new Set([account('-u', SERVER_ACCOUNT)]));
+  expectOwnedByTheServerAccount(pgdata);
+  expectClosedToOthers(pgdata);
+  expect(fs.statSync(home!).mode & 0o777).toBe(0o700);
+  expect(fs.statSync(hidden).mode & 0o777).toBe(0o700);
+  expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+
+  // A run killed without stopping its server: the next start finds the same cluster and takes it over.
+  const leftover = Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const second = await start(dir);
+  expect(messages.some((message) => message.includes('left behind by an earlier run'))).toBe(true);
+  expect(Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0])).not.toBe(leftover);
+  await expect(query(second.url, 'select body from notes')).resolves.toEqual([{ body: 'kept' }]);
 });

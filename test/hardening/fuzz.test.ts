@@ -3,7 +3,11 @@ import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
-/** Generated and mutated documents, variables and bodies: never a 5xx, never a crash. */
+/**
+ * Generated and mutated documents, variables and bodies, and requests of every shape (operation names and
+ * types, several operations per document, extensions, GET and POST): never a 5xx, never a crash, and never an
+ * error-level log line, since client input that could write one could fill the error log.
+ */
 const SEEDS = [
   '{ me { id email role organization { id name } } }',
   'query ($id: ID!) { user(id: $id) { id email accessKey accessKeyInfo { hint createdAt } } }',
@@ -62,11 +66,19 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
   let member: TestUser;
 
   beforeAll(async () => {
-    app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '1000000' } });
+    app = await startTestApp({ captureLogs: true, env: { AUTH_FAILURE_LIMIT: '1000000', LOG_LEVEL: 'info' } });
     admin = await createOrganization(app, 'Fuzzed Org');
     member = await createUser(app, admin, { role: Role.MEMBER });
   });
   afterAll(() => app.close());
+
+  /** No request of a test may have written an error-level line. */
+  let logsChecked = 0;
+  afterEach(() => {
+    const errors = app.logs.slice(logsChecked).filter((line) => JSON.parse(line).level >= 50);
+    logsChecked = app.logs.length;
+    expect(errors.map((line) => line.slice(0, 500))).toEqual([]);
+  });
 
   async function post(body: string, headers: Record<string, string>) {
     const response = await fetch(app.url, { method: 'POST', headers, body });
@@ -108,6 +120,60 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
       { numRuns: 2000 },
     );
   }, 300_000);
+
+  it('holds for 400 requests of generated shapes: operation names and types, operations per document, extensions, GET and POST', async () => {
+    const operation = fc.record({
+      type: fc.constantFrom('query', 'mutation', 'subscription', ''),
+      name: fc.option(fc.constantFrom('A', 'B', 'Op', 'me'), { nil: undefined }),
+      body: fc.constantFrom('{ __typename }', '{ me { id } }', '{ logout }', '{ users(first: 2) { totalCount } }', '{ nope }', '{ me { id } ...F }'),
+    });
+    const document = fc.array(operation, { maxLength: 4 }).map((operations) =>
+      operations.map(({ type, name, body }) => (type || name ? `${type || 'query'} ${name ?? ''} ${body}` : body)).join('\n'),
+    );
+    const anyJson = fc.jsonValue({ maxDepth: 2 });
+    const persistedQuery = fc.oneof(
+      fc.record(
+        {
+          version: fc.oneof(fc.constant(1), fc.constant(2), fc.integer(), fc.string({ maxLength: 3 })),
+          sha256Hash: fc.oneof(fc.string({ maxLength: 70 }), fc.stringMatching(/^[0-9a-f]{64}$/), fc.integer()),
+        },
+        { requiredKeys: [] },
+      ),
+      anyJson,
+    );
+    const extensions = fc.oneof(
+      fc.record({ persistedQuery }, { requiredKeys: [] }),
+      fc.dictionary(fc.string({ maxLength: 10 }), anyJson, { maxKeys: 3 }),
+      anyJson,
+    );
+    const operationName = fc.oneof(fc.constantFrom('A', 'B', 'Op', 'X', '', 'me'), fc.string({ maxLength: 10 }), fc.integer(), fc.constant(null), fc.object({ maxDepth: 1 }));
+    const request = fc.record(
+      {
+        query: fc.oneof(document, anyJson),
+        operationName,
+        variables: fc.oneof(fc.dictionary(fc.constantFrom('n', 'id', 'x'), anyJson, { maxKeys: 2 }), anyJson),
+        extensions,
+      },
+      { requiredKeys: [] },
+    );
+    const who = fc.constantFrom<'none' | 'admin' | 'member'>('none', 'admin', 'member');
+    await fc.assert(
+      fc.asyncProperty(request, who, fc.boolean(), async (body, caller, overGet) => {
+        const headers: Record<string, string> = caller === 'none' ? {} : { 'x-access-key': caller === 'admin' ? admin.key : member.key };
+        if (!overGet) {
+          check(await post(JSON.stringify(body), { 'content-type': 'application/json', ...headers }));
+          return;
+        }
+        const search = new URLSearchParams();
+        for (const [name, value] of Object.entries(body)) {
+          search.set(name, typeof value === 'string' ? value : JSON.stringify(value));
+        }
+        const response = await fetch(`${app.url}?${search}`, { headers: { 'apollo-require-preflight': 'true', ...headers } });
+        check({ status: response.status, text: await response.text() });
+      }),
+      { numRuns: 400 },
+    );
+  }, 120_000);
 
   it('holds for 300 arbitrary bodies and content types', async () => {
     await fc.assert(

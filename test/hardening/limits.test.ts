@@ -49,6 +49,51 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     expect(app.queries.since(statementsBefore).filter((sql) => !/last_used_at|auth_failures/.test(sql))).toEqual([]);
   });
 
+  describe('a page larger than its list allows is BAD_USER_INPUT naming the maximum, before the cost', () => {
+    it.each<[string, string, Record<string, unknown> | undefined, number]>([
+      ['users, literal', '{ users(first: 100000) { totalCount } }', undefined, 500],
+      ['users, variable', 'query ($n: Int) { users(first: $n) { totalCount } }', { n: 100000 }, 500],
+      ['users, variable default', 'query ($n: Int = 501) { users(first: $n) { totalCount } }', undefined, 500],
+      ['users, negative', '{ users(first: -1) { totalCount } }', undefined, 500],
+      ['users, in a fragment', '{ ...F } fragment F on Query { users(first: 2000) { edges { cursor } } }', undefined, 500],
+      ['auditEvents, literal', '{ auditEvents(first: 100000) { edges { cursor } } }', undefined, 500],
+      ['auditEvents, variable', 'query ($n: Int) { auditEvents(first: $n) { edges { cursor } } }', { n: 501 }, 500],
+    ])('%s', async (_label, query, variables, max) => {
+      const [executionsBefore, statementsBefore] = [executions, app.queries.count];
+      const response = await app.gql(query, { key: admin.key, variables });
+      expect(response.status).toBe(400);
+      expect(response.body.errors).toEqual([
+        expect.objectContaining({
+          message: expect.stringContaining(`from 0 to ${max}`),
+          extensions: { code: 'BAD_USER_INPUT', field: 'first' },
+        }),
+      ]);
+      expect(executions).toBe(executionsBefore);
+      expect(app.queries.since(statementsBefore).filter((sql) => !/last_used_at|auth_failures/.test(sql))).toEqual([]);
+    });
+
+    it('the same without credentials', async () => {
+      const response = await app.gql('{ users(first: 100000) { totalCount } }');
+      expect(response.status).toBe(400);
+      expect(response.body.errors![0].extensions).toEqual({ code: 'BAD_USER_INPUT', field: 'first' });
+    });
+  });
+
+  it('costs totalCount and pageInfo once per list, not once per item: only edges are multiplied by first', async () => {
+    const page = 'users(first: 500) { totalCount pageInfo { hasNextPage endCursor } edges { cursor } }';
+    const tenPages = `{ ${Array.from({ length: 10 }, (_, i) => `p${i}: ${page}`).join(' ')} }`;
+    const response = await app.gql(tenPages, { key: admin.key });
+    expect(response.status).toBe(200);
+    expect(response.body.data!.p0.totalCount).toBeGreaterThan(0);
+    const fragment = `{ ${Array.from({ length: 10 }, (_, i) => `p${i}: users(first: 500) { ...Page }`).join(' ')} } fragment Page on UserConnection { totalCount pageInfo { hasNextPage } edges { cursor } }`;
+    expect((await app.gql(fragment, { key: admin.key })).status).toBe(200);
+    // Per-item fields still count per item: twenty pages of 500 edges with a node each are too costly.
+    const nodes = `{ ${Array.from({ length: 20 }, (_, i) => `p${i}: users(first: 500) { totalCount edges { node { id } } }`).join(' ')} }`;
+    const tooCostly = await app.gql(nodes, { key: admin.key });
+    expect(tooCostly.status).toBe(400);
+    expect(tooCostly.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
+  });
+
   it('counts `first` from variables, and lets an ordinary page through', async () => {
     const query = `query ($n: Int) { a: users(first: $n) { edges { node { id } } } b: users(first: $n) { edges { node { id } } } }`;
     const big = await app.gql(query, { key: admin.key, variables: { n: 500 } });

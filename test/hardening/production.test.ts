@@ -56,6 +56,18 @@ describe('production mode', () => {
     expect(JSON.stringify(response.body)).not.toMatch(/Did you mean/i);
   });
 
+  it.each<[string, string, Record<string, unknown>]>([
+    ['an input field', 'query ($f: UsersFilter) { users(filter: $f) { totalCount } }', { f: { serch: 'x' } }],
+    ['an enum value', 'query ($r: Role) { users(filter: { role: $r }) { totalCount } }', { r: 'ADMN' }],
+    ['an audit action', 'query ($a: AuditAction) { auditEvents(filter: { action: $a }) { edges { cursor } } }', { a: 'LOGIN_FAIL' }],
+    ['an enum value in a list of inputs', 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { i: { email: 'a@b.example', name: 'A', role: 'MEMBR' } }],
+  ])('gives no "Did you mean" for a mistyped variable: %s, without credentials', async (_label, query, variables) => {
+    const response = await app.gql(query, { variables });
+    expect(response.status).toBe(400);
+    expect(response.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+    expect(JSON.stringify(response.body)).not.toMatch(/Did you mean|search|ADMIN|LOGIN_FAILED|MEMBER/);
+  });
+
   it('serves no explorer page', async () => {
     const response = await fetch(app.url, { headers: { accept: 'text/html' } });
     expect(response.headers.get('content-type') ?? '').not.toMatch(/html/);

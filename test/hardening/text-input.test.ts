@@ -14,15 +14,15 @@ describe('text input: NUL and control characters', () => {
   const userCount = async () => (await app.dataSource.query('SELECT count(*)::int AS n FROM users'))[0].n as number;
 
   it.each([
-    ['a search filter, as a variable', 'query ($s: String) { users(filter: { search: $s }) { totalCount } }', { s: 'a\u0000' }, true],
-    ['a new user name, as a literal', 'mutation { createUser(input: { email: "z@a.test", name: "x\\u0000y" }) { id } }', undefined, true],
-    ['a new user email, nested in an input variable', 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { i: { email: 'z\u0000@a.test', name: 'Zed' } }, true],
-    ['a sign-in email, without credentials', 'mutation ($e: String!) { login(email: $e, password: "whatever it is") { token } }', { e: 'a\u0000@a.test' }, false],
-  ])('NUL in %s: 400 BAD_USER_INPUT before anything runs', async (_label, query, variables, withKey) => {
+    ['a search filter, as a variable', 'query ($s: String) { users(filter: { search: $s }) { totalCount } }', { s: 'a\u0000' }, true, 'search'],
+    ['a new user name, as a literal', 'mutation { createUser(input: { email: "z@a.test", name: "x\\u0000y" }) { id } }', undefined, true, 'name'],
+    ['a new user email, nested in an input variable', 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { i: { email: 'z\u0000@a.test', name: 'Zed' } }, true, 'email'],
+    ['a sign-in email, without credentials', 'mutation ($e: String!) { login(email: $e, password: "whatever it is") { token } }', { e: 'a\u0000@a.test' }, false, 'email'],
+  ])('NUL in %s: 400 BAD_USER_INPUT on that field before anything runs', async (_label, query, variables, withKey, field) => {
     const before = await userCount();
     const response = await app.gql(query, { variables, key: withKey ? admin.key : undefined });
     expect(response.status).toBe(400);
-    expect(response.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT' } })]);
+    expect(response.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT', field } })]);
     expect(response.body.errors![0].message).toMatch(/NUL character/);
     expect(await userCount()).toBe(before);
   });

@@ -59,6 +59,15 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
   };
 }
 
+/** The suite's database settings, except those a test sets in its env (DB_STATEMENT_TIMEOUT_MS, ...). */
+function testDbSettings(config: Config, env: NodeJS.ProcessEnv = {}): Config['db'] {
+  return {
+    poolSize: env.DB_POOL_SIZE ? config.db.poolSize : TEST_DB_DEFAULTS.poolSize,
+    statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS ? config.db.statementTimeoutMs : TEST_DB_DEFAULTS.statementTimeoutMs,
+    connectTimeoutMs: env.DB_CONNECT_TIMEOUT_MS ? config.db.connectTimeoutMs : TEST_DB_DEFAULTS.connectTimeoutMs,
+  };
+}
+
 export interface TestAppOptions {
   env?: NodeJS.ProcessEnv;
   /** Run another instance on an existing test database (scale-out tests). */
@@ -79,7 +88,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const secret = options.database?.secret ?? randomBytes(32);
   const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...options.env });
   const queries = new QueryCounter();
-  const dataSource = createDataSource({ url: database.url, db: TEST_DB_DEFAULTS, queryCounter: queries });
+  const dataSource = createDataSource({ url: database.url, db: testDbSettings(config, options.env), queryCounter: queries });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret);
   const logs: string[] = [];

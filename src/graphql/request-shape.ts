@@ -1,0 +1,76 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import { GraphQLError, Kind, type ASTVisitor, type DocumentNode, type ValidationContext } from 'graphql';
+
+/**
+ * The schema has no Subscription type, and graphql-js 16 does not refuse a subscription at validation (17
+ * does, with KnownOperationTypesRule): without this it reached execution and failed there as an internal
+ * error. Refused as a validation error (400), so it also holds for GET, before Apollo's GET-only-queries check.
+ */
+export function NoSubscriptionsRule(context: ValidationContext): ASTVisitor {
+  return {
+    OperationDefinition(node) {
+      if (node.operation === 'subscription' && !context.getSchema().getSubscriptionType()) {
+        context.reportError(
+          new GraphQLError('This API has no subscriptions: send queries and mutations (poll a query to watch for changes).', {
+            nodes: node,
+          }),
+        );
+      }
+    },
+  };
+}
+
+function operationCount(document: DocumentNode): number {
+  return document.definitions.filter((definition) => definition.kind === Kind.OPERATION_DEFINITION).length;
+}
+
+/** Why graphql-js could not pick an operation, in words that say what to send instead. */
+function unresolvedOperationMessage(document: DocumentNode, operationName: string | null | undefined): string {
+  if (operationName !== undefined && operationName !== null) {
+    const names = document.definitions.flatMap((definition) =>
+      definition.kind === Kind.OPERATION_DEFINITION && definition.name ? [`"${definition.name.value}"`] : [],
+    );
+    const known = names.length ? `: the document names ${names.join(', ')}` : ': the operations in the document have no names';
+    return `Unknown operation named "${operationName}"${known}.`;
+  }
+  return `The document has ${operationCount(document)} operations: send "operationName" to pick the one to run.`;
+}
+
+const PERSISTED_QUERIES_OFF =
+  'Automatic persisted queries are not supported by this API: send the full query text in "query", ' +
+  'without a persistedQuery extension.';
+
+/**
+ * Request shapes that are a client's mistake, answered as such before anything runs:
+ * - an `operationName` that names no operation, or several operations without one: 400
+ *   OPERATION_RESOLUTION_FAILURE (Apollo lets this reach plugins and execution, where it became a 500);
+ * - any `persistedQuery` extension: 400 PERSISTED_QUERY_NOT_SUPPORTED. Automatic persisted queries are turned
+ *   off (`persistedQueries: false`): every answer is `no-store` and every request but sign-in is authenticated, so
+ *   there is no cache for hashes to help, and the APQ store would let anonymous clients fill server memory.
+ *   Apollo answers this code with HTTP 200 for its own client's fallback; Apollo Client also falls back on
+ *   a 400 that carries the code, and a 400 says plainly that the request was refused.
+ */
+export function requestShapePlugin(): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ operation, document, request }) {
+          if (!operation) {
+            throw new GraphQLError(unresolvedOperationMessage(document, request.operationName), {
+              extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
+            });
+          }
+        },
+        async willSendResponse({ response }) {
+          if (response.body.kind !== 'single') return;
+          for (const error of response.body.singleResult.errors ?? []) {
+            if (error.extensions?.code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
+              (error as { message: string }).message = PERSISTED_QUERIES_OFF;
+              response.http.status = 400;
+            }
+          }
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import { ConfigError } from './config';
+import { EmbeddedPostgresError } from './db/embedded-postgres';
+import { SecretMismatchError } from './db/runtime';
+import { DomainError } from './errors';
+
+/** Errors that are an operator's to fix, whose message says how: printed alone. */
+function isExplained(error: Error): boolean {
+  return (
+    error instanceof ConfigError ||
+    error instanceof SecretMismatchError ||
+    error instanceof EmbeddedPostgresError ||
+    error instanceof DomainError
+  );
+}
+
+/** A system or PostgreSQL error code (ECONNREFUSED, ENOTFOUND, 28P01, 3D000, EADDRINUSE...), if the error has one. */
+function codeOf(error: Error): string | undefined {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET']);
+
+/**
+ * What an operator reads when the server or the CLI cannot do its work: one line, no stack trace, for a bad
+ * setting, a wrong ACCESS_KEY_SECRET, input the service refuses, or a database it cannot reach or log in to
+ * (the embedded PostgreSQL's own errors keep the lines of its log they quote).
+ * Only an error nobody anticipated (a bug) keeps its stack, since then the stack is what to report.
+ */
+export function operatorMessage(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (isExplained(error)) return error.message;
+  const code = codeOf(error);
+  if (code && (CONNECTION_CODES.has(code) || /^(08|28|3D)/.test(code))) {
+    return `could not connect to PostgreSQL: ${error.message} (${code}). Check DATABASE_URL and that the server is running.`;
+  }
+  if (code || /timeout exceeded when trying to connect|Connection terminated/i.test(error.message)) {
+    return code ? `${error.message} (${code})` : `could not connect to PostgreSQL: ${error.message}`;
+  }
+  return String(error.stack ?? error.message);
+}

@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto';
+import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+/**
+ * Input that looks the same but is not: emails are compared in one normal form (NFKC, lower case), invisible
+ * and bidirectional-control characters are refused in emails and names, a name must show something, and no
+ * text input may carry an unpaired surrogate (PostgreSQL would store U+FFFD while the answer echoed the input).
+ */
+describe('look-alike input', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app, 'Look-alike Clinic', TEST_PASSWORD);
+  });
+  afterAll(() => app.close());
+
+  const CREATE = 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id email name } }';
+  const userCount = async () => (await app.dataSource.query('SELECT count(*)::int AS n FROM users'))[0].n as number;
+  const local = () => `u${randomUUID().slice(0, 8)}`;
+  const create = (input: Record<string, unknown>) => app.gql(CREATE, { key: admin.key, variables: { i: { name: 'Some One', ...input } } });
+
+  describe('emails in one normal form', () => {
+    it.each<[string, (base: string) => [string, string]]>([
+      ['precomposed é against e + combining accent', (base) => [`${base}-jos\u00e9@example.test`, `${base}-jose\u0301@example.test`]],
+      ['letter case outside ASCII', (base) => [`${base}-\u00e9mile@example.test`, `${base}-\u00c9MILE@EXAMPLE.TEST`]],
+      ['fullwidth letters (NFKC)', (base) => [`${base}ada@example.test`, `${base}\uff41\uff44\uff41@example.test`]],
+      ['a ligature (NFKC)', (base) => [`${base}-office@example.test`, `${base}-o\ufb03ce@example.test`]],
+    ])('%s: the second is a CONFLICT, in any organization', async (_label, pair) => {
+      const [first, second] = pair(local());
+      const created = await create({ email: first });
+      expect(created.body.errors).toBeUndefined();
+      const other = await createOrganization(app, 'Other Clinic');
+      const before = await userCount();
+      const duplicate = await app.gql(CREATE, { key: other.key, variables: { i: { email: second, name: 'Twin' } } });
+      expect(duplicate.body.errors![0].extensions!.code).toBe('CONFLICT');
+      expect(await userCount()).toBe(before);
+    });
+
+    it('stores and answers the normal form, and signs in with any of its look-alikes', async () => {
+      const base = local();
+      const created = await create({ email: `${base}-Jose\u0301@Example.TEST`, password: TEST_PASSWORD });
+      const normal = `${base}-jos\u00e9@example.test`;
+      expect(created.body.data!.createUser.email).toBe(normal);
+      const [row] = await app.dataSource.query('SELECT email FROM users WHERE id = $1', [created.body.data!.createUser.id]);
+      expect(row.email).toBe(normal);
+      const login = await app.gql('mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }', {
+        variables: { e: ` ${base}-JOSE\u0301@example.test `, p: TEST_PASSWORD },
+      });
+      expect(login.body.data!.login.user.id).toBe(created.body.data!.createUser.id);
+    });
+
+    it('updateUser to a look-alike of another user is a CONFLICT', async () => {
+      const base = local();
+      await create({ email: `${base}-ren\u00e9@example.test` });
+      const mine = await create({ email: `${base}-mine@example.test` });
+      const response = await app.gql('mutation ($id: ID!, $e: String!) { updateUser(id: $id, input: { email: $e }) { email } }', {
+        key: admin.key,
+        variables: { id: mine.body.data!.createUser.id, e: `${base}-RENE\u0301@example.test` },
+      });
+      expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');
+    });
+
+    it('the CLI path (createWithAdmin) is a CONFLICT for a look-alike too', async () => {
+      const base = local();
+      await create({ email: `${base}-zo\u00eb@example.test` });
+      await expect(
+        app.services.organizations.createWithAdmin({ name: 'Twin Org', adminEmail: `${base}-ZOE\u0308@example.test`, adminName: 'Zoe' }),
+      ).rejects.toMatchObject({ extensions: { code: 'CONFLICT' } });
+    });
+  });
+
+  describe('invisible and bidirectional-control characters', () => {
+    const invisible: Array<[string, string]> = [
+      ['zero-width space U+200B', '\u200b'],
+      ['zero-width non-joiner U+200C', '\u200c'],
+      ['zero-width joiner U+200D', '\u200d'],
+      ['word joiner U+2060', '\u2060'],
+      ['byte order mark U+FEFF', '\ufeff'],
+      ['soft hyphen U+00AD', '\u00ad'],
+      ['left-to-right mark U+200E', '\u200e'],
+      ['right-to-left mark U+200F', '\u200f'],
+      ['Arabic letter mark U+061C', '\u061c'],
+      ['right-to-left override U+202E', '\u202e'],
+      ['left-to-right embedding U+202A', '\u202a'],
+      ['right-to-left isolate U+2067', '\u2067'],
+      ['pop directional isolate U+2069', '\u2069'],
+    ];
+
+    it.each(invisible)('%s inside an email: BAD_USER_INPUT on email, nothing created', async (_label, character) => {
+      const before = await userCount();
+      const response = await create({ email: `${local()}${character}x@example.test` });
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'email' });
+      expect(await userCount()).toBe(before);
+    });
+
+    it.each(invisible)('%s inside a name: BAD_USER_INPUT on name, nothing created', async (_label, character) => {
+      const before = await userCount();
+      const response = await create({ email: `${local()}@example.test`, name: `Ada${character} Lovelace` });
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'name' });
+      expect(await userCount()).toBe(before);
+    });
+
+    it.each<[string, string]>([
+      ['only zero-width spaces', '\u200b\u200b\u200b'],
+      ['only combining marks', '\u0301\u0308'],
+      ['only a Hangul filler', '\u3164'],
+      ['only a braille blank', '\u2800'],
+    ])('a name made of %s: BAD_USER_INPUT on name', async (_label, name) => {
+      const response = await create({ email: `${local()}@example.test`, name });
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'name' });
+    });
+
+    it('updateUser and the CLI path refuse them too', async () => {
+      const target = await create({ email: `${local()}@example.test` });
+      const update = await app.gql('mutation ($id: ID!, $n: String!) { updateUser(id: $id, input: { name: $n }) { name } }', {
+        key: admin.key,
+        variables: { id: target.body.data!.createUser.id, n: 'Eve\u202Eliam' },
+      });
+      expect(update.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'name' });
+      await expect(
+        app.services.organizations.createWithAdmin({ name: 'Org\u200b', adminEmail: `${local()}@example.test`, adminName: 'Admin' }),
+      ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'name' } });
+      await expect(
+        app.services.organizations.createWithAdmin({ name: 'Org', adminEmail: `${local()}\u200b@example.test`, adminName: 'Admin' }),
+      ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'email' } });
+    });
+
+    it('names in other scripts, with accents and emoji-free symbols, are fine', async () => {
+      for (const name of ['Zoë Åström-Nuñez', 'محمد رضا', '李小龍', 'Ελένη', "O'Brien & Co."]) {
+        const response = await create({ email: `${local()}@example.test`, name });
+        expect(response.body.data!.createUser.name).toBe(name);
+      }
+    });
+  });
+
+  describe('unpaired surrogates in any text input: 400 BAD_USER_INPUT naming the field, nothing stored', () => {
+    it.each<[string, string, Record<string, unknown>, boolean, string]>([
+      ['a new user name', CREATE, { i: { email: 'lone@example.test', name: 'Lone \ud800 Surrogate' } }, true, 'name'],
+      ['a new user email', CREATE, { i: { email: 'lone\udc00@example.test', name: 'Lone' } }, true, 'email'],
+      ['a search', 'query ($s: String) { users(filter: { search: $s }) { totalCount } }', { s: '\ud83d' }, true, 'search'],
+      ['a sign-in password, without credentials', 'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }', { e: 'a@b.test', p: 'pass\udfffword-long-enough' }, false, 'password'],
+      ['an id', 'query ($id: ID!) { user(id: $id) { id } }', { id: '\ud800' }, true, 'id'],
+    ])('%s', async (_label, query, variables, withKey, field) => {
+      const before = await userCount();
+      const response = await app.gql(query, { variables, key: withKey ? admin.key : undefined });
+      expect(response.status).toBe(400);
+      expect(response.body.errors).toEqual([
+        expect.objectContaining({ message: expect.stringMatching(/unpaired surrogate/), extensions: { code: 'BAD_USER_INPUT', field } }),
+      ]);
+      expect(await userCount()).toBe(before);
+    });
+
+    it('a well-formed pair (an emoji) is not a lone surrogate', async () => {
+      const response = await app.gql('query ($s: String) { users(filter: { search: $s }) { totalCount } }', { key: admin.key, variables: { s: '\ud83d\ude00' } });
+      expect(response.status).toBe(200);
+    });
+  });
+});
