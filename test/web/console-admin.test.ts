@@ -1,9 +1,9 @@
 /// <reference lib="dom" />
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { startTestApp, type TestApp } from '../helpers/test-app';
-import { KEY_PATTERN, launchBrowser, openWatchedPage, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import type { TestApp } from '../helpers/test-app';
+import { KEY_PATTERN, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
 import {
   clipboardText,
   expectScreenRight,
@@ -15,6 +15,7 @@ import {
   tabTo,
   visibleText,
 } from './helpers/console';
+import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 
 /**
  * The admin console as an ADMIN uses it, in Chromium, at desktop width and at 390 x 844: the help article's steps
@@ -22,9 +23,11 @@ import {
  * controls inside the viewport, no raw values), and every page ends with no console error or failed request
  * other than the 401s a test provokes.
  */
+const suite = useAppAndBrowser();
+
 describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an ADMIN, %s', (viewport) => {
+  const current = useWatchedPage(suite, viewport);
   let app: TestApp;
-  let browser: Browser;
   let origin: string;
   let admin: TestUser;
   let integration: TestUser;
@@ -32,30 +35,13 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   let page: Page;
 
   beforeAll(async () => {
-    app = await startTestApp();
-    origin = new URL(app.url).origin;
+    ({ app, origin } = suite);
     admin = await createOrganization(app, 'Sunrise Recovery Center', TEST_PASSWORD);
     integration = await createUser(app, admin, { role: Role.MEMBER, name: 'Jordan Billing Integration' });
     for (const name of ['Avery Admissions', 'Casey Clinical', 'Riley Reception']) await createUser(app, admin, { name });
-    browser = await launchBrowser();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await app?.close();
   });
 
-  beforeEach(async () => {
-    watched = await openWatchedPage({ browser, origin, viewport });
-    page = watched.page;
-  });
-
-  afterEach(async () => {
-    const problems = watched.problems();
-    await watched.close();
-    expect(problems).toEqual([]);
-    expect([...watched.hosts]).toEqual([new URL(origin).host]);
-  });
+  beforeEach(() => ({ watched, page } = current));
 
   /** Another admin; with a password only when the test signs in with one (hashing it costs a scrypt). */
   const anotherAdmin = (name: string, options: { password?: boolean } = {}) =>
@@ -279,16 +265,21 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     expect(login.body.data?.login.token).toMatch(/^cas_/);
   });
 
-  it('regenerating the key it is signed in with tells the admin, who continues with the new key without a failed request', async () => {
-    const self = await anotherAdmin('Kim Key Holder');
+  /** Signs in with a new admin's key and regenerates that key (no grace period) on their own profile. */
+  async function regenerateOwnKey(name: string) {
+    const self = await anotherAdmin(name);
     await openConsole(page, origin, `/users/${self.id}`);
     await signInWithKey(page, self.key);
     await page.getByRole('button', { name: 'Regenerate…' }).click();
     await dialog().getByRole('button', { name: 'Regenerate key' }).click();
     const told = page.getByRole('dialog', { name: 'This was the key you are signed in with' });
     await told.waitFor();
+    return { self, told, newKey: await revealedKey(page) };
+  }
+
+  it('regenerating the key it is signed in with tells the admin, who continues with the new key without a failed request', async () => {
+    const { self, told, newKey } = await regenerateOwnKey('Kim Key Holder');
     await expectScreenRight(watched, 'own key regenerated');
-    const newKey = await revealedKey(page);
     expect(await keyWorks(self.key)).toBe(false);
     await told.getByRole('button', { name: 'Continue with the new key' }).click();
     await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Manage Users' }).click();
@@ -297,14 +288,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   });
 
   it('regenerating the key it is signed in with, then choosing to sign in again, asks for the new key in words', async () => {
-    const self = await anotherAdmin('Lee Key Holder');
-    await openConsole(page, origin, `/users/${self.id}`);
-    await signInWithKey(page, self.key);
-    await page.getByRole('button', { name: 'Regenerate…' }).click();
-    await dialog().getByRole('button', { name: 'Regenerate key' }).click();
-    const told = page.getByRole('dialog', { name: 'This was the key you are signed in with' });
-    await told.waitFor();
-    const newKey = await revealedKey(page);
+    const { told, newKey } = await regenerateOwnKey('Lee Key Holder');
     await told.getByRole('button', { name: 'Sign in again' }).click();
     await page.getByText('Your access key was replaced. Sign in with the new key.').waitFor();
     expect(await page.locator('#account').isHidden()).toBe(true);

@@ -1,19 +1,26 @@
 /// <reference lib="dom" />
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { startTestApp, type TestApp } from '../helpers/test-app';
-import { KEY_PATTERN, launchBrowser, openWatchedPage, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import type { TestApp } from '../helpers/test-app';
+import { KEY_PATTERN, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
 import { expectScreenRight, openConsole, signIn, signInWithKey, visibleText } from './helpers/console';
+import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 
 /**
  * The admin console as a MANAGER and as a MEMBER, in Chromium, at desktop width and at 390 x 844: the help
  * article's steps end at the troubleshooting case "Permission Denied", explained in words; neither role ever sees
  * the Access Key section, and no key reaches their browser in any answer.
  */
+const suite = useAppAndBrowser();
+
 describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a MANAGER or MEMBER, %s', (viewport) => {
+  const current = useWatchedPage(suite, viewport, {
+    afterEach: (watched) => {
+      for (const body of watched.graphqlBodies) expect(body).not.toMatch(KEY_PATTERN);
+    },
+  });
   let app: TestApp;
-  let browser: Browser;
   let origin: string;
   let admin: TestUser;
   let integration: TestUser;
@@ -21,30 +28,12 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
   let page: Page;
 
   beforeAll(async () => {
-    app = await startTestApp();
-    origin = new URL(app.url).origin;
+    ({ app, origin } = suite);
     admin = await createOrganization(app, 'Harbor Health', TEST_PASSWORD);
     integration = await createUser(app, admin, { name: 'Jordan Billing Integration' });
-    browser = await launchBrowser();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await app?.close();
   });
 
-  beforeEach(async () => {
-    watched = await openWatchedPage({ browser, origin, viewport });
-    page = watched.page;
-  });
-
-  afterEach(async () => {
-    const problems = watched.problems();
-    const bodies = watched.graphqlBodies;
-    await watched.close();
-    expect(problems).toEqual([]);
-    for (const body of bodies) expect(body).not.toMatch(KEY_PATTERN);
-  });
+  beforeEach(() => ({ watched, page } = current));
 
   const settingsNav = () => page.getByRole('navigation', { name: 'Settings' });
 

@@ -1,47 +1,31 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { createOrganization, type TestUser } from '../factories/organizations';
-import { startTestApp, type TestApp } from '../helpers/test-app';
-import { launchBrowser, openWatchedPage, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import { VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
 import { expectScreenRight } from './helpers/console';
+import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 
 /**
  * The GraphQL explorer (GraphiQL at GET /graphql) in Chromium, offline, at desktop width and at 390 x 844: it
  * loads without a console error (its fonts are data: URLs the page's CSP allows), passes axe, runs a query with a
  * key pasted into its headers with the line break after it, and keeps no credential in any browser storage.
  */
+const suite = useAppAndBrowser();
+
 describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (viewport) => {
-  let app: TestApp;
-  let browser: Browser;
+  const current = useWatchedPage(suite, viewport);
   let origin: string;
   let admin: TestUser;
   let watched: WatchedPage;
   let page: Page;
 
   beforeAll(async () => {
-    app = await startTestApp();
-    origin = new URL(app.url).origin;
-    admin = await createOrganization(app, 'Explorer Clinic');
-    browser = await launchBrowser();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await app?.close();
+    origin = suite.origin;
+    admin = await createOrganization(suite.app, 'Explorer Clinic');
   });
 
-  beforeEach(async () => {
-    watched = await openWatchedPage({ browser, origin, viewport });
-    page = watched.page;
-  });
-
-  afterEach(async () => {
-    const problems = watched.problems();
-    await watched.close();
-    expect(problems).toEqual([]);
-    expect([...watched.hosts]).toEqual([new URL(origin).host]);
-  });
+  beforeEach(() => ({ watched, page } = current));
 
   /** Opens the explorer and waits for its schema (introspection answered 200: the empty key header is left out). */
   async function openExplorer(): Promise<void> {

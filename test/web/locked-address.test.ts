@@ -1,9 +1,8 @@
 /// <reference lib="dom" />
-import type { Browser } from 'playwright-core';
 import { createOrganization, type TestUser } from '../factories/organizations';
-import { startTestApp, type TestApp } from '../helpers/test-app';
-import { launchBrowser, openWatchedPage, type WatchedPage } from './helpers/browser';
+import { openWatchedPage, type WatchedPage } from './helpers/browser';
 import { expectScreenRight, looksDisabled, openConsole, signInWithKey } from './helpers/console';
+import { useAppAndBrowser } from './helpers/suite';
 
 /**
  * After too many failed authentications the address is locked (HTTP 429 for every request). The console and the
@@ -12,22 +11,12 @@ import { expectScreenRight, looksDisabled, openConsole, signInWithKey } from './
  * same screens is covered by the other browser tests).
  */
 describe('a locked address, in the console and the explorer', () => {
-  let app: TestApp;
-  let browser: Browser;
-  let origin: string;
+  const suite = useAppAndBrowser({ env: { AUTH_FAILURE_LIMIT: '3', AUTH_FAILURE_WINDOW_SECONDS: '600' } });
   let admin: TestUser;
   const pages: WatchedPage[] = [];
 
   beforeAll(async () => {
-    app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '3', AUTH_FAILURE_WINDOW_SECONDS: '600' } });
-    origin = new URL(app.url).origin;
-    admin = await createOrganization(app, 'Lockout Clinic');
-    browser = await launchBrowser();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await app?.close();
+    admin = await createOrganization(suite.app, 'Lockout Clinic');
   });
 
   afterEach(async () => {
@@ -38,19 +27,20 @@ describe('a locked address, in the console and the explorer', () => {
     }
   });
 
+  /** Another tab of the same browser (the same address), at 390 px. */
   const open = async () => {
-    const watched = await openWatchedPage({ browser, origin, viewport: 'phone' });
+    const watched = await openWatchedPage({ browser: suite.browser, origin: suite.origin, viewport: 'phone' });
     pages.push(watched);
     return watched;
   };
 
   it('says in words that the address is locked and until when: at sign-in, on a signed-in screen, and in the explorer', async () => {
     const signedIn = await open();
-    await openConsole(signedIn.page, origin, '/settings');
+    await openConsole(signedIn.page, suite.origin, '/settings');
     await signInWithKey(signedIn.page, admin.key);
 
     const stranger = await open();
-    await openConsole(stranger.page, origin, '/settings');
+    await openConsole(stranger.page, suite.origin, '/settings');
     const lockMessage = stranger.page.getByText(/locked until \d{1,2}:\d{2}:\d{2}.*\(in about 10 minutes\)/);
     await stranger.expecting([401, 429], async () => {
       for (let attempt = 0; attempt < 10 && !(await lockMessage.isVisible()); attempt++) {
@@ -74,7 +64,7 @@ describe('a locked address, in the console and the explorer', () => {
 
     const explorer = await open();
     await explorer.expecting([429], async () => {
-      await explorer.page.goto(`${origin}/graphql`);
+      await explorer.page.goto(`${suite.origin}/graphql`);
       await explorer.page.getByText(/locked until \d{1,2}:\d{2}:\d{2}.*\(in about 10 minutes\)/).waitFor();
     });
     await expectScreenRight(explorer, 'explorer, locked', { words: false });
