@@ -119,14 +119,17 @@ export function notice(message, kind, ...extra) {
  * The top of a screen: where it sits under Settings (a breadcrumb whose links lead back) and its heading, which
  * takes the focus when the screen opens so that keyboard and screen-reader users start there.
  * @param {string} title
- * @param {Array<[string, string?]>} trail the screens above this one: label and route (none: not a link)
+ * @param {Array<[string, string?]>} trail the screens above this one: label and route (none: not a link); empty
+ *   for a top screen, which has no breadcrumb
  */
 export function pageHeading(title, trail) {
   document.title = `${title} · crm-access`;
+  const heading = h('h1', { tabindex: -1, text: title });
+  if (trail.length === 0) return [heading];
   const crumbs = [...trail, [title]].map(([label, route], index, all) =>
     h('li', {}, route ? h('a', { href: `#${route}`, text: label }) : h('span', { text: label, 'aria-current': index === all.length - 1 ? 'page' : null })),
   );
-  return [h('nav', { class: 'breadcrumb', 'aria-label': 'Breadcrumb' }, h('ol', {}, crumbs)), h('h1', { tabindex: -1, text: title })];
+  return [h('nav', { class: 'breadcrumb', 'aria-label': 'Breadcrumb' }, h('ol', {}, crumbs)), heading];
 }
 
 /** The trail of every screen under User & Access Management. */

@@ -72,7 +72,7 @@ export function auditTable(events, caption) {
         ),
       ),
       h('td', { 'data-label': 'About' }, personLink(event.target, '—')),
-      h('td', { 'data-label': 'Address', text: event.ip ?? '—' }),
+      h('td', { 'data-label': 'Address', class: 'address', text: event.ip ?? '—' }),
     ),
   );
   return h(
@@ -90,7 +90,7 @@ export function auditTable(events, caption) {
  * @returns {HTMLElement} filled in as the pages arrive
  */
 export function auditList({ filter, pageSize, caption, emptyText }) {
-  const container = h('div', { class: 'audit-list', 'aria-live': 'polite', 'aria-busy': 'true' }, h('p', { text: 'Loading events…' }));
+  const container = h('div', { class: 'audit-list', 'aria-busy': 'true' }, h('p', { text: 'Loading events…' }));
   /** @type {AuditEvent[]} */
   const shown = [];
   /** @param {string | null} after */

@@ -57,7 +57,7 @@ export async function usersView(screen, params) {
     field('Status', status),
     h('button', { type: 'submit', text: 'Search' }),
   );
-  const results = h('div', { 'aria-live': 'polite', 'aria-busy': 'true' }, h('p', { text: 'Loading users…' }));
+  const results = h('div', { 'aria-busy': 'true' }, h('p', { text: 'Loading users…' }));
   fill(
     screen,
     ...pageHeading('Manage Users', USER_ACCESS_TRAIL),
@@ -106,7 +106,8 @@ async function showPage(results, params) {
   const pager = h(
     'div',
     { class: 'toolbar pager' },
-    h('span', { text: page.totalCount > PAGE_SIZE ? `${count} · page ${pageNumber}` : count }),
+    // The count is announced when a search or a page changes it; the table itself is not read out again.
+    h('span', { role: 'status', text: page.totalCount > PAGE_SIZE ? `${count} · page ${pageNumber}` : count }),
     pageNumber > 1
       ? h('button', {
           type: 'button',

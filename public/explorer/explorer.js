@@ -93,13 +93,12 @@ function presentHeaders(headers) {
 }
 
 /**
+ * Shows why the last request was refused, or nothing (an empty message) once one goes through.
  * @param {string} message
- * @param {'info' | 'error'} kind
  */
-function say(message, kind) {
+function say(message) {
   statusLine.textContent = message;
   statusLine.hidden = message === '';
-  statusLine.dataset.kind = kind;
 }
 
 /** @param {number} seconds */
@@ -122,14 +121,13 @@ function explain(response, body) {
     say(
       `Too many failed sign-ins came from this network address, so it is locked until ${untilInWords(seconds)}. ` +
         'Until then every request from it is refused, also with a correct key.',
-      'error',
     );
   } else if (response.status === 401) {
-    say(`The X-Access-Key (or Authorization) header was refused: ${error?.message ?? 'the credentials do not work.'}`, 'error');
+    say(`The X-Access-Key (or Authorization) header was refused: ${error?.message ?? 'the credentials do not work.'}`);
   } else if (response.status >= 500) {
-    say(`The server could not answer (HTTP ${response.status}): ${error?.message ?? 'try again shortly.'}`, 'error');
+    say(`The server could not answer (HTTP ${response.status}): ${error?.message ?? 'try again shortly.'}`);
   } else {
-    say('', 'info');
+    say('');
   }
 }
 
@@ -146,8 +144,10 @@ async function fetcher(params, options) {
       body: JSON.stringify(params),
     });
   } catch {
-    say('The server could not be reached. Check that it is running and try again.', 'error');
-    throw new Error('The server could not be reached.');
+    // fetch() refuses before sending when a header value holds a character headers cannot carry.
+    const message = 'The request could not be sent: the server is unreachable, or a header value holds a character headers cannot carry.';
+    say(message);
+    throw new Error(message);
   }
   const body = await response.json().catch(() => null);
   explain(response, body);
