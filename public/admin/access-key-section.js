@@ -3,7 +3,7 @@
 import { credential, gql, useCredential } from './api.js';
 import { confirmAct } from './dialog.js';
 import { facts, field, formatDateTime, fromNow, h, notice, select } from './dom.js';
-import { go, signedInUser, signOut } from './state.js';
+import { go, redrawIfForbidden, signedInUser, signOut } from './state.js';
 
 /**
  * "User Advanced Options" on a profile, for admins only: the Access Key, masked until Reveal (the read that is
@@ -86,7 +86,7 @@ export function accessKeySection(user) {
       message.replaceChildren();
       render();
     } catch (error) {
-      message.replaceChildren(notice(error instanceof Error ? error.message : 'The key could not be revealed.', 'error'));
+      if (!redrawIfForbidden(error)) message.replaceChildren(notice(error instanceof Error ? error.message : 'The key could not be revealed.', 'error'));
     }
   });
 
@@ -131,7 +131,7 @@ export function accessKeySection(user) {
       render();
       if (user.id === signedInUser().id && credential()?.kind === 'key') await continueWithNewKey(result.accessKey, until);
     } catch (error) {
-      message.replaceChildren(notice(error instanceof Error ? error.message : 'The key could not be regenerated.', 'error'));
+      if (!redrawIfForbidden(error)) message.replaceChildren(notice(error instanceof Error ? error.message : 'The key could not be regenerated.', 'error'));
     }
   });
 

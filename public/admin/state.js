@@ -1,6 +1,6 @@
 // @ts-check
 /// <reference lib="dom" />
-import { credential, forgetCredential, gql } from './api.js';
+import { ApiError, credential, forgetCredential, gql } from './api.js';
 import { notice } from './dom.js';
 
 /**
@@ -89,4 +89,18 @@ export function go(path) {
   const hash = `#${path}`;
   if (location.hash === hash) window.dispatchEvent(new HashChangeEvent('hashchange'));
   else location.hash = hash;
+}
+
+/**
+ * What a screen does with an act the API refused as FORBIDDEN: the person's role changed since the screen was
+ * drawn (another admin demoted them), so the screen is drawn again for the role they have now, with the refusal
+ * at its top. Other errors are left to the caller.
+ * @param {unknown} error
+ * @returns {boolean} whether the error was a FORBIDDEN (and the screen is being drawn again)
+ */
+export function redrawIfForbidden(error) {
+  if (!(error instanceof ApiError) || error.code !== 'FORBIDDEN') return false;
+  carryToNextScreen(notice(`${error.message} Your role may have changed: this screen now shows what your role allows.`, 'error'));
+  go(location.hash.slice(1));
+  return true;
 }

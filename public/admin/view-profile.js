@@ -4,7 +4,7 @@ import { accessKeySection, ACCESS_KEY_INFO_FIELDS } from './access-key-section.j
 import { gql } from './api.js';
 import { confirmAct } from './dialog.js';
 import { facts, field, formatDateTime, h, notice, pageHeading, roleName, select, USER_ACCESS_TRAIL } from './dom.js';
-import { carryToNextScreen, go, signedInUser } from './state.js';
+import { carryToNextScreen, go, redrawIfForbidden, signedInUser } from './state.js';
 import { auditList } from './view-audit.js';
 
 /**
@@ -54,7 +54,7 @@ export async function profileView(screen, { id, section }) {
   const isSelf = shown.id === me.id;
   const message = h('div', { class: 'message', id: 'profile-message' });
   /** @param {unknown} error */
-  const failed = (error) => message.replaceChildren(notice(error instanceof Error ? error.message : 'That did not work.', 'error'));
+  const failed = (error) => redrawIfForbidden(error) || message.replaceChildren(notice(error instanceof Error ? error.message : 'That did not work.', 'error'));
   /** Shows the profile again, as saved, with `text` at its top. @param {string} text */
   const done = (text) => {
     carryToNextScreen(notice(text, 'success'));

@@ -324,6 +324,20 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     expect(await page.locator('#nav-audit').isVisible()).toBe(false);
   });
 
+  it('an admin demoted while a profile is open is refused in words at the next act, and the screen follows the new role', async () => {
+    const self = await anotherAdmin('Jamie Soon Manager');
+    await openConsole(page, origin, `/users/${integration.id}`);
+    await signInWithKey(page, self.key);
+    await page.locator('#access-key-section').waitFor();
+    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id: self.id } });
+    await page.getByRole('button', { name: 'Reveal' }).click();
+    await page.getByText('Your role may have changed').waitFor();
+    await page.locator('#access-key-denied').waitFor();
+    expect(await page.locator('#my-role').textContent()).toBe('Manager');
+    expect(await page.locator('#access-key-section').count()).toBe(0);
+    await expectScreenRight(watched, 'demoted while on a profile');
+  });
+
   it('a session ended elsewhere asks to sign in again, in words, and returns to the same screen', async () => {
     const self = await anotherAdmin('Robin Two Tabs', { password: true });
     await openConsole(page, origin, '/settings');
