@@ -38,7 +38,7 @@ it('writes docs/screenshots/*.png', async () => {
     };
 
     await shoot('desktop', async (page, shot) => {
-      await openConsole(page, origin, '/settings');
+      await openConsole(page, '/settings');
       await signIn(page, admin);
       await shot('settings');
       await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Manage Users' }).click();
@@ -52,16 +52,16 @@ it('writes docs/screenshots/*.png', async () => {
       await page.getByRole('dialog').getByLabel('Keep the current key working for').selectOption('86400');
       await shot('regenerate');
       await page.keyboard.press('Escape');
-      await page.goto(`${origin}/admin/#/audit`);
+      await page.goto(`/admin/#/audit`);
       await page.locator('table.audit').waitFor();
       await shot('audit-log');
-      await page.goto(`${origin}/graphql`);
+      await page.goto(`/graphql`);
       await page.locator('.graphiql-container').waitFor();
       await page.waitForFunction(() => document.querySelector('.graphiql-doc-explorer, .graphiql-execute-button') !== null);
       await shot('explorer');
     });
     await shoot('phone', async (page, shot) => {
-      await openConsole(page, origin, `/users/${integration.id}`);
+      await openConsole(page, `/users/${integration.id}`);
       await signIn(page, admin);
       await page.locator('#access-key-section').scrollIntoViewIfNeeded();
       await shot('profile-phone');

@@ -107,7 +107,7 @@ export function accessKeySection(user) {
     const answer = await confirmAct({
       title: `Regenerate the access key of ${user.name}?`,
       message: 'A new key replaces the current one. Integrations that use the current key must be given the new key.',
-      fields: [field('Keep the current key working for', grace, 'Time to move your integrations to the new key.')],
+      fields: [field({ label: 'Keep the current key working for', control: grace, hint: 'Time to move your integrations to the new key.' })],
       confirmLabel: 'Regenerate key',
       danger: true,
     });

@@ -94,12 +94,10 @@ const MESSAGES = /** @type {Record<string, string>} */ ({
 });
 
 /**
- * @param {GraphQLError | undefined} error
- * @param {number} status
- * @param {Headers} headers
+ * @param {{ error: GraphQLError | undefined; status: number; headers: Headers }} answer the first error, if any
  * @returns {ApiError}
  */
-function toApiError(error, status, headers) {
+function toApiError({ error, status, headers }) {
   const code = error?.extensions?.code ?? (status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'UNEXPECTED');
   const requestId = error?.extensions?.requestId ?? headers.get('x-request-id') ?? undefined;
   if (code === 'RATE_LIMITED') {
@@ -119,16 +117,32 @@ function toApiError(error, status, headers) {
 }
 
 /**
- * Runs one GraphQL operation with the signed-in credential (or `options.credential`, to try one at sign-in).
+ * Runs one GraphQL operation with the signed-in credential.
  * @param {string} query
  * @param {Record<string, unknown>} [variables]
- * @param {{ credential?: Credential | null }} [options]
  * @returns {Promise<any>} the `data` of the answer
- * @throws {ApiError} when the answer has any error, the credential is refused (401), the address is locked
- *   (429), or the server cannot be reached
+ * @throws {ApiError} when the answer has any error, the credential is refused (401: the tab is signed out, see
+ *   whenCredentialRefused), the address is locked (429), or the server cannot be reached
  */
-export async function gql(query, variables = {}, options = {}) {
-  const sent = options.credential === undefined ? credential() : options.credential;
+export function gql(query, variables = {}) {
+  return send({ query, variables, credential: credential(), refusalSignsOut: true });
+}
+
+/**
+ * Runs one GraphQL operation with a given credential, or none: a sign-in trying a key or a password, a sign-out
+ * ending its session. A refusal is only thrown; it signs nothing out.
+ * @param {{ query: string; variables?: Record<string, unknown>; credential: Credential | null }} params
+ * @returns {Promise<any>} the `data` of the answer
+ * @throws {ApiError} as gql()
+ */
+export function gqlAs({ query, variables = {}, credential: given }) {
+  return send({ query, variables, credential: given, refusalSignsOut: false });
+}
+
+/**
+ * @param {{ query: string; variables: Record<string, unknown>; credential: Credential | null; refusalSignsOut: boolean }} params
+ */
+async function send({ query, variables, credential: sent, refusalSignsOut }) {
   let response;
   try {
     response = await fetch('/graphql', {
@@ -143,8 +157,8 @@ export async function gql(query, variables = {}, options = {}) {
   const body = await response.json().catch(() => null);
   const first = body?.errors?.[0];
   if (response.ok && body && !first) return body.data;
-  const error = toApiError(first, response.status, response.headers);
+  const error = toApiError({ error: first, status: response.status, headers: response.headers });
   // Only the signed-in credential's refusal signs the tab out; a key tried at sign-in is just refused.
-  if (response.status === 401 && options.credential === undefined && sent) onCredentialRefused(error);
+  if (response.status === 401 && refusalSignsOut && sent) onCredentialRefused(error);
   throw error;
 }

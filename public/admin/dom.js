@@ -34,9 +34,10 @@ export function h(tag, props = {}, ...children) {
 }
 
 /** The roles as the console names them. */
-export const ROLE_NAMES = /** @type {const} */ ({ ADMIN: 'Admin', MANAGER: 'Manager', MEMBER: 'Member' });
+const ROLE_NAMES = /** @type {const} */ ({ ADMIN: 'Admin', MANAGER: 'Manager', MEMBER: 'Member' });
 
 /**
+ * A role as people read it ("Admin" for ADMIN).
  * @param {string} role
  * @returns {string}
  */
@@ -86,11 +87,10 @@ let fieldCount = 0;
 
 /**
  * A labelled form control: the label sits above the control and names it.
- * @param {string} label
- * @param {HTMLInputElement | HTMLSelectElement} control
- * @param {string} [hint] shown under the control and read with it
+ * @param {{ label: string; control: HTMLInputElement | HTMLSelectElement; hint?: string }} params hint: shown under
+ *   the control and read with it
  */
-export function field(label, control, hint) {
+export function field({ label, control, hint }) {
   control.id ||= `field-${++fieldCount}`;
   const hintNode = hint ? h('small', { class: 'hint', id: `${control.id}-hint`, text: hint }) : null;
   if (hintNode) control.setAttribute('aria-describedby', hintNode.id);
@@ -109,10 +109,9 @@ export function select({ name, options, value = '' }) {
  * A message box. Errors are announced at once (role=alert), other notices politely (role=status).
  * @param {string} message
  * @param {'error' | 'success' | 'warning' | 'info'} kind
- * @param {...Child} extra more content after the message (buttons, a key)
  */
-export function notice(message, kind, ...extra) {
-  return h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, h('p', { text: message }), ...extra);
+export function notice(message, kind) {
+  return h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, h('p', { text: message }));
 }
 
 /**

@@ -1,6 +1,6 @@
 // @ts-check
 /// <reference lib="dom" />
-import { ApiError, credential, forgetCredential, gql } from './api.js';
+import { ApiError, credential, forgetCredential, gql, gqlAs } from './api.js';
 import { notice } from './dom.js';
 
 /**
@@ -57,7 +57,7 @@ export function signOut(message = 'You are signed out.') {
   generation += 1;
   carryToNextScreen(notice(message, 'info'));
   go('/settings');
-  if (ended?.kind === 'session') void gql('mutation { logout }', {}, { credential: ended }).catch(() => undefined);
+  if (ended?.kind === 'session') void gqlAs({ query: 'mutation { logout }', credential: ended }).catch(() => undefined);
 }
 
 /** Forgets the person without a word (their credential was refused; the caller explains). */

@@ -40,9 +40,9 @@ export function accountView(screen) {
       },
     },
     h('h2', { id: 'password-title', text: 'Change password' }),
-    field('Current password', current),
-    field('New password', next, 'At least 12 characters.'),
-    field('New password, again', again),
+    field({ label: 'Current password', control: current }),
+    field({ label: 'New password', control: next, hint: 'At least 12 characters.' }),
+    field({ label: 'New password, again', control: again }),
     message,
     h('div', { class: 'toolbar' }, h('button', { type: 'submit', text: 'Change password' })),
   );

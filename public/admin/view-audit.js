@@ -11,7 +11,7 @@ import { go, signedInUser } from './state.js';
  */
 
 /** Each action in words. */
-export const ACTION_NAMES = /** @type {const} */ ({
+const ACTION_NAMES = /** @type {const} */ ({
   USER_CREATED: 'User created',
   USER_UPDATED: 'Profile saved',
   USER_ROLE_CHANGED: 'Role changed',
@@ -32,7 +32,7 @@ const ACTOR_KIND_NAMES = /** @type {Record<string, string>} */ ({
 });
 
 /** The fields of an event that the lists show. */
-export const AUDIT_EVENT_FIELDS = 'id action actorKind createdAt ip requestId actor { id name } target { id name }';
+const AUDIT_EVENT_FIELDS = 'id action actorKind createdAt ip requestId actor { id name } target { id name }';
 
 /**
  * @typedef {{
@@ -54,7 +54,7 @@ function personLink(user, whenMissing) {
  * @param {AuditEvent[]} events
  * @param {string} caption
  */
-export function auditTable(events, caption) {
+function auditTable(events, caption) {
   const rows = events.map((event) =>
     h(
       'tr',
@@ -176,11 +176,11 @@ export async function auditView(screen, params) {
         go(`/audit${query ? `?${query}` : ''}`);
       },
     },
-    field('What happened', action),
-    field('Done by', actor),
-    field('About', target),
-    field('From (day)', from),
-    field('To (day, included)', to),
+    field({ label: 'What happened', control: action }),
+    field({ label: 'Done by', control: actor }),
+    field({ label: 'About', control: target }),
+    field({ label: 'From (day)', control: from }),
+    field({ label: 'To (day, included)', control: to }),
     h('button', { type: 'submit', text: 'Filter' }),
   );
 

@@ -40,10 +40,10 @@ export function newUserView(screen) {
         }
       },
     },
-    field('Name', name),
-    field('Email', email, 'They sign in with this address; it must not be in use anywhere in the service.'),
-    field('Role', role),
-    field('Password (optional)', password, 'At least 12 characters. Leave it empty for an integration that only uses its access key.'),
+    field({ label: 'Name', control: name }),
+    field({ label: 'Email', control: email, hint: 'They sign in with this address; it must not be in use anywhere in the service.' }),
+    field({ label: 'Role', control: role }),
+    field({ label: 'Password (optional)', control: password, hint: 'At least 12 characters. Leave it empty for an integration that only uses its access key.' }),
     message,
     h('div', { class: 'toolbar' }, h('button', { type: 'submit', text: 'Create user' }), h('a', { href: '#/users', text: 'Cancel' })),
   );

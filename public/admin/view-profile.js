@@ -133,8 +133,8 @@ function editControls(user, { isAdmin, failed, done }) {
         }
       },
     },
-    field('Name', name),
-    isAdmin ? field('Email', email, 'The user signs in with this address.') : null,
+    field({ label: 'Name', control: name }),
+    isAdmin ? field({ label: 'Email', control: email, hint: 'The user signs in with this address.' }) : null,
     h(
       'div',
       { class: 'toolbar' },
@@ -209,7 +209,7 @@ function roleAndStatus(user, { isSelf, failed, done }) {
     'section',
     { 'aria-labelledby': 'role-status-title' },
     h('h2', { id: 'role-status-title', text: 'Role and status' }),
-    h('div', { class: 'toolbar align-end' }, field('Role', role), changeRole),
+    h('div', { class: 'toolbar align-end' }, field({ label: 'Role', control: role }), changeRole),
     h('div', { class: 'toolbar' }, statusButton),
     isSelf ? h('small', { class: 'hint', id: 'deactivate-hint', text: 'You cannot deactivate yourself; another admin can.' }) : null,
   );

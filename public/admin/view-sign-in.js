@@ -1,6 +1,6 @@
 // @ts-check
 /// <reference lib="dom" />
-import { ApiError, gql, useCredential } from './api.js';
+import { ApiError, gqlAs, useCredential } from './api.js';
 import { field, fill, h, notice } from './dom.js';
 
 /**
@@ -13,7 +13,7 @@ import { field, fill, h, notice } from './dom.js';
  * @param {unknown} error
  * @param {HTMLButtonElement[]} buttons
  */
-export function signInProblem(error, buttons) {
+function signInProblem(error, buttons) {
   if (error instanceof ApiError && error.lockedUntil) {
     const until = error.lockedUntil;
     for (const button of buttons) button.disabled = true;
@@ -59,19 +59,19 @@ export function signInView(screen, { message, onSignedIn }) {
       onsubmit: (event) => {
         event.preventDefault();
         void run(async () => {
-          const data = await gql(
-            'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }',
-            { email: email.value.trim(), password: password.value },
-            { credential: null },
-          );
+          const data = await gqlAs({
+            query: 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }',
+            variables: { email: email.value.trim(), password: password.value },
+            credential: null,
+          });
           password.value = '';
           useCredential({ kind: 'session', token: data.login.token });
         });
       },
     },
     h('h2', { id: 'sign-in-password-title', text: 'With your email and password' }),
-    field('Email', email),
-    field('Password', password),
+    field({ label: 'Email', control: email }),
+    field({ label: 'Password', control: password }),
     signInButton,
   );
 
@@ -85,14 +85,14 @@ export function signInView(screen, { message, onSignedIn }) {
         void run(async () => {
           // Spaces and line breaks copied with the key are not part of it.
           const candidate = { kind: /** @type {const} */ ('key'), key: key.value.trim() };
-          await gql('{ me { id } }', {}, { credential: candidate });
+          await gqlAs({ query: '{ me { id } }', credential: candidate });
           key.value = '';
           useCredential(candidate);
         });
       },
     },
     h('h2', { id: 'sign-in-key-title', text: 'Or with an access key' }),
-    field('Access key', key, 'Starts with cak_. Kept only until you close or reload this page.'),
+    field({ label: 'Access key', control: key, hint: 'Starts with cak_. Kept only until you close or reload this page.' }),
     keyButton,
   );
 

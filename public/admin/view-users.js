@@ -52,9 +52,9 @@ export async function usersView(screen, params) {
         go(`/users${query ? `?${query}` : ''}`);
       },
     },
-    field('Search name or email', search),
-    field('Role', role),
-    field('Status', status),
+    field({ label: 'Search name or email', control: search }),
+    field({ label: 'Role', control: role }),
+    field({ label: 'Status', control: status }),
     h('button', { type: 'submit', text: 'Search' }),
   );
   const results = h('div', { 'aria-busy': 'true' }, h('p', { text: 'Loading users…' }));

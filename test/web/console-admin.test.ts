@@ -26,16 +26,15 @@ import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 const suite = useAppAndBrowser();
 
 describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an ADMIN, %s', (viewport) => {
-  const current = useWatchedPage(suite, viewport);
+  const current = useWatchedPage(suite, { viewport });
   let app: TestApp;
-  let origin: string;
   let admin: TestUser;
   let integration: TestUser;
   let watched: WatchedPage;
   let page: Page;
 
   beforeAll(async () => {
-    ({ app, origin } = suite);
+    ({ app } = suite);
     admin = await createOrganization(app, 'Sunrise Recovery Center', TEST_PASSWORD);
     integration = await createUser(app, admin, { role: Role.MEMBER, name: 'Jordan Billing Integration' });
     for (const name of ['Avery Admissions', 'Casey Clinical', 'Riley Reception']) await createUser(app, admin, { name });
@@ -50,7 +49,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   const dialog = () => page.getByRole('dialog');
 
   it('follows the help article: Settings > User & Access Management > Manage Users > the user > Access Key > Copy', async () => {
-    await openConsole(page, origin, '/settings');
+    await openConsole(page, '/settings');
     await expectScreenRight(watched, 'sign-in');
     await signIn(page, admin);
     await expectScreenRight(watched, 'settings');
@@ -99,7 +98,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   it('troubleshooting "Access Key is Blank": Reveal is disabled and says why, and Edit, then Save creates the key', async () => {
     const imported = await createUser(app, admin, { name: 'Imported Without Key' });
     await app.dataSource.query('DELETE FROM access_keys WHERE user_id = $1', [imported.id]);
-    await openConsole(page, origin, `/users/${imported.id}`);
+    await openConsole(page, `/users/${imported.id}`);
     await signInWithKey(page, admin.key);
     await page.locator('#access-key-section').waitFor();
     expect(await page.locator('#access-key').textContent()).toBe('No key yet');
@@ -118,7 +117,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   });
 
   it('troubleshooting "Invalid Key Error": a key pasted with spaces around it signs in, and a deep link survives sign-in', async () => {
-    await openConsole(page, origin, `/users/${integration.id}/access-key`);
+    await openConsole(page, `/users/${integration.id}/access-key`);
     await signInWithKey(page, `   ${admin.key}  \t`);
     await page.locator('#access-key-section').waitFor();
     expect(await page.locator('h1').textContent()).toBe('Jordan Billing Integration');
@@ -126,7 +125,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   });
 
   it('creates a user with a password, who can then sign in; a used email is refused in words', async () => {
-    await openConsole(page, origin, '/settings');
+    await openConsole(page, '/settings');
     await signInWithKey(page, admin.key);
     await page.getByRole('region', { name: 'User & Access Management' }).getByRole('link', { name: 'New user' }).click();
     await page.getByRole('heading', { name: 'New user', level: 1 }).waitFor();
@@ -145,7 +144,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     });
     expect(login.body.data?.login.user.role).toBe('MANAGER');
 
-    await page.goto(`${origin}/admin/#/users/new`);
+    await page.goto(`/admin/#/users/new`);
     await page.getByLabel('Name').fill('Pat Again');
     await page.getByLabel('Email').fill(email);
     await page.getByRole('button', { name: 'Create user' }).click();
@@ -157,7 +156,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('Save, role change, deactivate and reactivate say how they went; role change and deactivate ask first', async () => {
     const casey = await createUser(app, admin, { name: 'Morgan Front Desk' });
-    await openConsole(page, origin, `/users/${casey.id}`);
+    await openConsole(page, `/users/${casey.id}`);
     await signInWithKey(page, admin.key);
     await page.locator('#profile-name').waitFor();
 
@@ -204,7 +203,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('Regenerate offers a grace period and shows the key facts: the previous key works until the time shown, then not at all', async () => {
     const billing = await createUser(app, admin, { name: 'Billing Export' });
-    await openConsole(page, origin, `/users/${billing.id}`);
+    await openConsole(page, `/users/${billing.id}`);
     await signInWithKey(page, admin.key);
     await page.getByRole('button', { name: 'Regenerate…' }).click();
     await dialog().getByLabel('Keep the current key working for').selectOption('3600');
@@ -229,7 +228,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   });
 
   it('the audit log lists the organization\'s events and filters them by what happened and whom it was about', async () => {
-    await openConsole(page, origin, '/audit');
+    await openConsole(page, '/audit');
     await signInWithKey(page, admin.key);
     await page.locator('table.audit').waitFor();
     await expectScreenRight(watched, 'audit log');
@@ -246,7 +245,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('changes the signed-in admin\'s own password: a wrong current one is refused in words, the new one signs in', async () => {
     const self = await anotherAdmin('Dana Director', { password: true });
-    await openConsole(page, origin, '/settings');
+    await openConsole(page, '/settings');
     await signIn(page, self);
     await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Change password' }).click();
     await page.getByLabel('Current password').waitFor();
@@ -268,7 +267,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   /** Signs in with a new admin's key and regenerates that key (no grace period) on their own profile. */
   async function regenerateOwnKey(name: string) {
     const self = await anotherAdmin(name);
-    await openConsole(page, origin, `/users/${self.id}`);
+    await openConsole(page, `/users/${self.id}`);
     await signInWithKey(page, self.key);
     await page.getByRole('button', { name: 'Regenerate…' }).click();
     await dialog().getByRole('button', { name: 'Regenerate key' }).click();
@@ -298,7 +297,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('demoting oneself asks first; the header and the profile follow at once', async () => {
     const self = await anotherAdmin('Sam Stepping Down');
-    await openConsole(page, origin, `/users/${self.id}`);
+    await openConsole(page, `/users/${self.id}`);
     await signInWithKey(page, self.key);
     expect(await page.locator('#my-role').textContent()).toBe('Admin');
     await page.getByRole('region', { name: 'Role and status' }).getByLabel('Role').selectOption('MANAGER');
@@ -315,7 +314,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('an admin demoted by another admin sees the change on the next screen, in words', async () => {
     const self = await anotherAdmin('Alex Soon Member');
-    await openConsole(page, origin, '/users');
+    await openConsole(page, '/users');
     await signInWithKey(page, self.key);
     await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { id } }', { key: admin.key, variables: { id: self.id } });
     await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Settings' }).click();
@@ -326,7 +325,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('an admin demoted while a profile is open is refused in words at the next act, and the screen follows the new role', async () => {
     const self = await anotherAdmin('Jamie Soon Manager');
-    await openConsole(page, origin, `/users/${integration.id}`);
+    await openConsole(page, `/users/${integration.id}`);
     await signInWithKey(page, self.key);
     await page.locator('#access-key-section').waitFor();
     await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id: self.id } });
@@ -340,7 +339,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('a session ended elsewhere asks to sign in again, in words, and returns to the same screen', async () => {
     const self = await anotherAdmin('Robin Two Tabs', { password: true });
-    await openConsole(page, origin, '/settings');
+    await openConsole(page, '/settings');
     await signIn(page, self);
     const token = await page.evaluate(() => sessionStorage.getItem('crm-access.session'));
     await app.gql('mutation { logout }', { headers: { authorization: `Bearer ${token}` } });
@@ -354,7 +353,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   });
 
   it('sign out clears everything shown: header, navigation, the key, and this tab\'s storage', async () => {
-    await openConsole(page, origin, `/users/${integration.id}`);
+    await openConsole(page, `/users/${integration.id}`);
     await signIn(page, admin);
     await page.getByRole('button', { name: 'Reveal' }).click();
     await revealedKey(page);
@@ -373,7 +372,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   });
 
   it('works from the keyboard alone: sign in, Settings, Manage Users, a profile, Reveal, Copy and Regenerate', async () => {
-    await openConsole(page, origin, '/settings');
+    await openConsole(page, '/settings');
     await tabTo(page, /^Email/);
     await page.keyboard.type(admin.email);
     await page.keyboard.press('Tab');

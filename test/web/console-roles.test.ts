@@ -15,20 +15,20 @@ import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 const suite = useAppAndBrowser();
 
 describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a MANAGER or MEMBER, %s', (viewport) => {
-  const current = useWatchedPage(suite, viewport, {
+  const current = useWatchedPage(suite, {
+    viewport,
     afterEach: (watched) => {
       for (const body of watched.graphqlBodies) expect(body).not.toMatch(KEY_PATTERN);
     },
   });
   let app: TestApp;
-  let origin: string;
   let admin: TestUser;
   let integration: TestUser;
   let watched: WatchedPage;
   let page: Page;
 
   beforeAll(async () => {
-    ({ app, origin } = suite);
+    ({ app } = suite);
     admin = await createOrganization(app, 'Harbor Health', TEST_PASSWORD);
     integration = await createUser(app, admin, { name: 'Jordan Billing Integration' });
   });
@@ -44,7 +44,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
     });
 
     it('follows the help article to a profile and meets "Permission Denied" in words: no Access Key section', async () => {
-      await openConsole(page, origin, '/settings');
+      await openConsole(page, '/settings');
       await signIn(page, self);
       expect(await page.locator('#my-role').textContent()).toBe(role === Role.MANAGER ? 'Manager' : 'Member');
       await expectScreenRight(watched, `settings as ${role}`);
@@ -60,7 +60,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
       expect(await page.locator('#new-user').count()).toBe(0);
 
       // Another user's profile: a manager sees it without "null" or a key; a member is told it is not theirs to see.
-      await page.goto(`${origin}/admin/#/users/${integration.id}`);
+      await page.goto(`/admin/#/users/${integration.id}`);
       if (role === Role.MANAGER) {
         await page.locator('#profile-name').waitFor();
         await expectScreenRight(watched, 'another profile as MANAGER');
@@ -73,7 +73,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
       expect(await page.locator('#access-key-section').count()).toBe(0);
 
       // The key's own deep link, on their own profile: the same words, never the section.
-      await page.goto(`${origin}/admin/#/users/${self.id}/access-key`);
+      await page.goto(`/admin/#/users/${self.id}/access-key`);
       await page.locator('#access-key-denied').waitFor();
       expect(await page.locator('#access-key-section').count()).toBe(0);
       expect(await visibleText(page)).not.toMatch(/User Advanced Options\n|Reveal|Regenerate/);
@@ -81,17 +81,17 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
     });
 
     it('finds the admin-only screens closed, in words', async () => {
-      await openConsole(page, origin, '/audit');
+      await openConsole(page, '/audit');
       await signInWithKey(page, self.key);
       await page.getByText('Only admins of your organization can read the audit log.').waitFor();
       await expectScreenRight(watched, `audit log as ${role}`);
-      await page.goto(`${origin}/admin/#/users/new`);
+      await page.goto(`/admin/#/users/new`);
       await page.getByText('Only admins of your organization can create users.').waitFor();
       await expectScreenRight(watched, `new user as ${role}`);
     });
 
     it('edits their own name (Save says so) but not their email, and changes their own password', async () => {
-      await openConsole(page, origin, `/users/${self.id}`);
+      await openConsole(page, `/users/${self.id}`);
       await signInWithKey(page, self.key);
       await page.getByRole('button', { name: 'Edit' }).click();
       const form = page.getByRole('form', { name: `Edit ${self.name}` });

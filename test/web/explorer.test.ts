@@ -14,14 +14,12 @@ import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 const suite = useAppAndBrowser();
 
 describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (viewport) => {
-  const current = useWatchedPage(suite, viewport);
-  let origin: string;
+  const current = useWatchedPage(suite, { viewport });
   let admin: TestUser;
   let watched: WatchedPage;
   let page: Page;
 
   beforeAll(async () => {
-    origin = suite.origin;
     admin = await createOrganization(suite.app, 'Explorer Clinic');
   });
 
@@ -30,7 +28,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
   /** Opens the explorer and waits for its schema (introspection answered 200: the empty key header is left out). */
   async function openExplorer(): Promise<void> {
     const introspection = page.waitForResponse((response) => response.url().endsWith('/graphql') && /IntrospectionQuery/.test(response.request().postData() ?? ''));
-    await page.goto(`${origin}/graphql`);
+    await page.goto(`/graphql`);
     await page.locator('.graphiql-container').waitFor();
     const schema = await introspection;
     expect(schema.status()).toBe(200);
@@ -87,7 +85,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
 
   it('loads with no console error, passes axe, scrolls no sideways, and names its favicon', async () => {
     await openExplorer();
-    await expectScreenRight(watched, 'explorer', { words: false });
+    await expectScreenRight(watched, 'explorer');
     const icon = await page.evaluate(() => document.querySelector<HTMLLinkElement>('link[rel=icon]')?.href);
     const response = await page.request.get(icon!);
     expect(response.status()).toBe(200);
@@ -103,7 +101,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
     expect(answer).toContain(admin.email);
     expect(answer).not.toMatch(/invalid JSON/i);
     expect(await page.locator('.graphiql-response').isVisible()).toBe(true);
-    await expectScreenRight(watched, 'explorer, after a run', { words: false });
+    await expectScreenRight(watched, 'explorer, after a run');
   });
 
   it('keeps no credential after a run and a reload: not in localStorage, sessionStorage, IndexedDB or the editors', async () => {

@@ -36,11 +36,11 @@ describe('a locked address, in the console and the explorer', () => {
 
   it('says in words that the address is locked and until when: at sign-in, on a signed-in screen, and in the explorer', async () => {
     const signedIn = await open();
-    await openConsole(signedIn.page, suite.origin, '/settings');
+    await openConsole(signedIn.page, '/settings');
     await signInWithKey(signedIn.page, admin.key);
 
     const stranger = await open();
-    await openConsole(stranger.page, suite.origin, '/settings');
+    await openConsole(stranger.page, '/settings');
     const lockMessage = stranger.page.getByText(/locked until \d{1,2}:\d{2}:\d{2}.*\(in about 10 minutes\)/);
     await stranger.expecting([401, 429], async () => {
       for (let attempt = 0; attempt < 10 && !(await lockMessage.isVisible()); attempt++) {
@@ -64,9 +64,9 @@ describe('a locked address, in the console and the explorer', () => {
 
     const explorer = await open();
     await explorer.expecting([429], async () => {
-      await explorer.page.goto(`${suite.origin}/graphql`);
+      await explorer.page.goto(`/graphql`);
       await explorer.page.getByText(/locked until \d{1,2}:\d{2}:\d{2}.*\(in about 10 minutes\)/).waitFor();
     });
-    await expectScreenRight(explorer, 'explorer, locked', { words: false });
+    await expectScreenRight(explorer, 'explorer, locked');
   });
 });

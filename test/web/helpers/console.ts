@@ -21,17 +21,14 @@ export async function signInWithKey(page: Page, key: string): Promise<void> {
 }
 
 /** Opens the console at a route (`/users/<id>`), signed in or not. */
-export async function openConsole(page: Page, origin: string, route = '/settings'): Promise<void> {
-  await page.goto(`${origin}/admin/#${route}`);
+export async function openConsole(page: Page, route = '/settings'): Promise<void> {
+  await page.goto(`/admin/#${route}`);
   await page.locator('#screen h1').waitFor();
 }
 
-/**
- * Asserts what issue #14 asks of a screen (see screenFindings), naming the screen in a failure.
- * @param options.words false for the explorer, whose editors show JSON by design
- */
-export async function expectScreenRight(watched: WatchedPage, screen: string, options: { words?: boolean } = {}): Promise<void> {
-  const findings = await screenFindings(watched.page, options);
+/** Asserts what issue #14 asks of a screen (see screenFindings), naming the screen in a failure. */
+export async function expectScreenRight(watched: WatchedPage, screen: string): Promise<void> {
+  const findings = await screenFindings(watched.page);
   expect({ screen, viewport: watched.viewport, findings }).toEqual({ screen, viewport: watched.viewport, findings: [] });
 }
 
@@ -43,12 +40,14 @@ export async function looksDisabled(control: Locator): Promise<boolean> {
   });
 }
 
+const TAB_LIMIT = 60;
+
 /**
  * Presses Tab until the focused element's accessible text matches `name` (then it is the one a keyboard user is
- * on), and returns the number of presses. Fails when it is not reachable within `limit` presses.
+ * on), and returns the number of presses. Fails when it is not reachable within 60 presses.
  */
-export async function tabTo(page: Page, name: RegExp, limit = 60): Promise<number> {
-  for (let presses = 1; presses <= limit; presses++) {
+export async function tabTo(page: Page, name: RegExp): Promise<number> {
+  for (let presses = 1; presses <= TAB_LIMIT; presses++) {
     await page.keyboard.press('Tab');
     const focused = await page.evaluate(() => {
       const element = document.activeElement as HTMLElement | null;
@@ -58,7 +57,7 @@ export async function tabTo(page: Page, name: RegExp, limit = 60): Promise<numbe
     });
     if (name.test(focused)) return presses;
   }
-  throw new Error(`${name} is not reachable with Tab within ${limit} presses`);
+  throw new Error(`${name} is not reachable with Tab within ${TAB_LIMIT} presses`);
 }
 
 /** The text on the page a reader sees. */

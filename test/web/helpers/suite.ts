@@ -29,13 +29,13 @@ export function useAppAndBrowser(options: TestAppOptions = {}): AppAndBrowser {
 /**
  * A fresh context and page at `viewport` for each test (beforeEach). After each test the page must have had no
  * console error or failed request (apart from what the test expected) and have asked only the app's own host.
- * @param options.afterEach more checks on the page's record, before it is closed
+ * @param options.afterEach more checks on the page's record, after it is closed
  */
 export function useWatchedPage(
   suite: AppAndBrowser,
-  viewport: ViewportName,
-  options: { afterEach?: (watched: WatchedPage) => void } = {},
+  options: { viewport: ViewportName; afterEach?: (watched: WatchedPage) => void },
 ): { readonly watched: WatchedPage; readonly page: Page } {
+  const { viewport } = options;
   const current = {} as { watched: WatchedPage; page: Page };
   beforeEach(async () => {
     current.watched = await openWatchedPage({ browser: suite.browser, origin: suite.origin, viewport });
