@@ -16,6 +16,7 @@ import { queryLimitsPlugin } from './graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape';
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
+import { registerSite } from './web/site';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
 import { MAX_AUDIT_PAGE_SIZE } from './audit/audit.service';
 import type { DatabaseOutage } from './db/outage';
@@ -283,7 +284,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.route({
     url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
-    onRequest: authenticate,
+    // The explorer's page is static and carries no credential: it loads even while the address is locked, so
+    // that it can say so in words (its requests are authenticated as any other).
+    onRequest: (request, reply, done) => (config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done)),
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
@@ -302,6 +305,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
+  registerSite(app);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

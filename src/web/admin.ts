@@ -1,14 +1,13 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { projectRoot, serveFiles } from './static';
+import { filesIn, projectRoot, serveFiles } from './static';
 
-/** The admin console: static files that talk only to the public GraphQL API. */
+/**
+ * The admin console (`public/admin/`): static ES modules that talk only to the public GraphQL API. The page is
+ * at `/admin` and `/admin/`; its modules and styles at `/admin/<file>`.
+ */
 export function registerAdminConsole(app: FastifyInstance): void {
   const dir = path.join(projectRoot(), 'public', 'admin');
-  serveFiles(app, {
-    '/admin': path.join(dir, 'index.html'),
-    '/admin/': path.join(dir, 'index.html'),
-    '/admin/app.js': path.join(dir, 'app.js'),
-    '/admin/styles.css': path.join(dir, 'styles.css'),
-  });
+  const page = path.join(dir, 'index.html');
+  serveFiles(app, { '/admin': page, ...filesIn({ dir, urlPrefix: '/admin' }), '/admin/': page });
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { serveFiles } from './static';
+import { filesIn, PAGE_CONTENT_SECURITY_POLICY, projectRoot, serveFiles } from './static';
 
 const ASSETS = '/explorer-assets';
 
@@ -15,7 +15,10 @@ const DEFAULT_QUERY = `# Paste your access key into the X-Access-Key header belo
 }
 `;
 
-/** GraphiQL, with React and its styles served from npm packages by this service: it works offline. */
+/**
+ * GraphiQL, with React and its styles served from npm packages by this service: it works offline. Its start-up
+ * (`public/explorer/explorer.js`) keeps nothing in browser storage and explains refused requests in words.
+ */
 function page(): string {
   const config = JSON.stringify({ defaultQuery: DEFAULT_QUERY, defaultHeaders: JSON.stringify({ 'X-Access-Key': '' }, null, 2) });
   return `<!doctype html>
@@ -24,42 +27,22 @@ function page(): string {
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>crm-access GraphQL explorer</title>
+  <link rel="icon" href="/favicon.svg" type="image/svg+xml">
   <link rel="stylesheet" href="${ASSETS}/graphiql.min.css">
-  <style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+  <link rel="stylesheet" href="${ASSETS}/explorer.css">
 </head>
 <body>
+  <p id="explorer-status" role="status" hidden></p>
   <div id="graphiql">Loading the explorer...</div>
   <script src="${ASSETS}/react.production.min.js"></script>
   <script src="${ASSETS}/react-dom.production.min.js"></script>
   <script src="${ASSETS}/graphiql.min.js"></script>
   <script id="explorer-config" type="application/json">${config.replace(/</g, '\\u003c')}</script>
-  <script src="${ASSETS}/explorer.js"></script>
+  <script type="module" src="${ASSETS}/explorer.js"></script>
 </body>
 </html>
 `;
 }
-
-const BOOT = `(() => {
-  const config = JSON.parse(document.getElementById('explorer-config').textContent);
-  const send = GraphiQL.createFetcher({ url: location.origin + location.pathname });
-  // The headers editor starts with an empty X-Access-Key to fill in; sent empty, it would be a malformed
-  // credential (401, counted by the rate limit) and the schema would never load. Empty headers are left out.
-  const fetcher = (params, options) => {
-    const headers = Object.fromEntries(Object.entries((options && options.headers) || {}).filter(([, value]) => String(value).trim() !== ''));
-    return send(params, { ...options, headers });
-  };
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
-    React.createElement(GraphiQL, {
-      fetcher,
-      defaultQuery: config.defaultQuery,
-      defaultHeaders: config.defaultHeaders,
-      headerEditorEnabled: true,
-      defaultEditorToolsVisibility: 'headers',
-      shouldPersistHeaders: false,
-    }),
-  );
-})();
-`;
 
 export function wantsExplorer(request: FastifyRequest): boolean {
   const query = request.query as Record<string, unknown> | undefined;
@@ -69,7 +52,8 @@ export function wantsExplorer(request: FastifyRequest): boolean {
 export function sendExplorer(reply: FastifyReply): FastifyReply {
   return reply
     .type('text/html; charset=utf-8')
-    .header('content-security-policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'self'; frame-ancestors 'none'")
+    // GraphiQL and CodeMirror set inline styles; scripts stay this origin's files only.
+    .header('content-security-policy', `${PAGE_CONTENT_SECURITY_POLICY}; style-src 'self' 'unsafe-inline'`)
     .send(page());
 }
 
@@ -84,6 +68,6 @@ export function registerExplorerAssets(app: FastifyInstance): void {
     [`${ASSETS}/graphiql.min.css`]: require.resolve('graphiql/graphiql.min.css'),
     [`${ASSETS}/react.production.min.js`]: packageFile('react', 'umd/react.production.min.js'),
     [`${ASSETS}/react-dom.production.min.js`]: packageFile('react-dom', 'umd/react-dom.production.min.js'),
+    ...filesIn({ dir: path.join(projectRoot(), 'public', 'explorer'), urlPrefix: ASSETS }),
   });
-  app.get(`${ASSETS}/explorer.js`, async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(BOOT));
 }
