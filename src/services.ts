@@ -11,6 +11,7 @@ import { AUTH_CHANGES_CHANNEL, AuthCache } from './auth/auth-cache';
 import { AuthRateLimiter } from './auth/rate-limit';
 import type { Config } from './config';
 import { Notifications } from './db/notifications';
+import { Metrics } from './metrics';
 import { OrganizationResolver } from './organizations/organization.resolver';
 import { OrganizationService } from './organizations/organization.service';
 import { SessionResolver } from './sessions/session.resolver';
@@ -29,6 +30,8 @@ export interface Services {
   readonly users: UserService;
   readonly organizations: OrganizationService;
   readonly authenticator: Authenticator;
+  /** This instance's counters; served only where METRICS_PORT is set. */
+  readonly metrics: Metrics;
   /** Starts listening for other instances' changes. */
   start(): Promise<void>;
   /** Writes what is pending and stops listening; the data source is closed by its owner. */
@@ -65,6 +68,8 @@ export function createServices(deps: ServiceDeps): Services {
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache });
   const organizations = new OrganizationService({ dataSource, users });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
+  const metrics = new Metrics();
+  metrics.watch({ authCache, listenerConnected: () => notifications.isListening, pool: () => poolStats(dataSource) });
   return {
     dataSource,
     notifications,
@@ -76,6 +81,7 @@ export function createServices(deps: ServiceDeps): Services {
     users,
     organizations,
     authenticator,
+    metrics,
     start: () => notifications.start(),
     async stop() {
       await rateLimiter.flush();
@@ -85,11 +91,17 @@ export function createServices(deps: ServiceDeps): Services {
   };
 }
 
+/** pg's pool behind TypeORM's PostgreSQL driver (`master`), or null before it is connected. */
+function poolStats(dataSource: DataSource): { total: number; idle: number; waiting: number } | null {
+  const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
+  return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null;
+}
+
 export function resolverContainer(services: Services): ContainerType {
   const instances = new Map<unknown, unknown>([
     [UserResolver, new UserResolver(services.users)],
     [UserConnectionResolver, new UserConnectionResolver()],
-    [AccessKeyResolver, new AccessKeyResolver(services.users, services.accessKeys)],
+    [AccessKeyResolver, new AccessKeyResolver(services)],
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
     [SessionResolver, new SessionResolver(services.sessions)],
     [AuditResolver, new AuditResolver(services.audit)],
