@@ -2,17 +2,19 @@ import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
-import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { abilityFor } from './auth/abilities';
-import type { AuthResult } from './auth/authenticate';
+import { presentedKind, type AuthResult } from './auth/authenticate';
 import type { Config } from './config';
 import type { Actor, RequestContext } from './context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
 import { queryLimitsPlugin } from './graphql/query-limits';
+import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
+import { startMetricsServer, type GraphqlObservation, type Metrics } from './metrics';
+import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
@@ -23,6 +25,12 @@ import { resolverContainer, type Services } from './services';
 declare module 'fastify' {
   interface FastifyRequest {
     actor: Actor | null;
+    /** Filled by Apollo for the request-duration metric; null until the request reaches Apollo. */
+    graphqlObservation: GraphqlObservation | null;
+  }
+  interface FastifyInstance {
+    /** Where this instance serves its Prometheus metrics once it is ready (METRICS_PORT), else null. */
+    metricsUrl: string | null;
   }
 }
 
@@ -94,6 +102,33 @@ function trustHops(hops: number): (address: string, hop: number) => boolean {
   return (_address, hop) => hop < hops;
 }
 
+/** Counts what authentication decided: a 429, a refused credential by kind, or a principal. */
+function countAuthentication(metrics: Metrics, request: FastifyRequest, result: AuthResult): void {
+  if (result.ok) {
+    if (result.principal) metrics.countAuthentication(result.principal.kind, 'success');
+  } else if (result.reason === 'RATE_LIMITED') {
+    metrics.countRateLimited();
+  } else {
+    metrics.countAuthentication(presentedKind(request.headers) ?? 'UNKNOWN', result.reason);
+  }
+}
+
+/** Serves the metrics on their own port from the moment the app is ready until it closes. */
+function serveMetrics(app: FastifyInstance, params: { config: Config; metrics: Metrics; logger: Logger }): void {
+  const { port, host } = params.config.metrics;
+  app.decorate('metricsUrl', null);
+  if (port === null) return;
+  let close: (() => Promise<void>) | null = null;
+  app.addHook('onReady', async () => {
+    const server = await startMetricsServer({ metrics: params.metrics, host, port, logger: params.logger });
+    close = server.close;
+    app.metricsUrl = server.url;
+  });
+  app.addHook('onClose', async () => {
+    await close?.();
+  });
+}
+
 function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok: false }>): FastifyReply {
   void reply.type('application/json; charset=utf-8');
   if (failure.reason === 'RATE_LIMITED') {
@@ -112,16 +147,24 @@ function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok:
 /** Builds the whole HTTP app; main.ts and the tests both start from here. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, services, logger } = options;
+  const { metrics } = services;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    genReqId: () => randomUUID(),
+    genReqId: requestIdGenerator(config.trustProxy),
     requestIdHeader: false,
     // A hop count becomes proxy-addr's trust function: believe that many proxies, counted from this server.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
-    // A line per request is noise at this rate; errors and masked failures are still logged.
-    logController: new LogController({ disableRequestLogging: config.env !== 'development' }),
+    // Fastify's own request lines are off: LOG_REQUESTS writes one line per request, without query strings.
+    logController: new LogController({ disableRequestLogging: true }),
+    ...serverTimeouts(config.http),
   });
+  limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
+  serveMetrics(app, { config, metrics, logger });
+  registerSecurityHeaders(app);
+  registerRequestLog(app, { enabled: config.logRequests });
+  await registerLoadShedding(app, { config, metrics });
   app.decorateRequest('actor', null);
+  app.decorateRequest('graphqlObservation', null);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -167,12 +210,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       queryLimitsPlugin(config.queryLimits),
       textInputPlugin(),
       internalErrorPlugin(),
+      metrics.apolloPlugin(),
       ...(options.plugins ?? []),
     ],
   });
   await apollo.start();
 
   const admit = (request: FastifyRequest, reply: FastifyReply, result: AuthResult, done: () => void): void => {
+    countAuthentication(metrics, request, result);
     if (!result.ok) {
       sendAuthFailure(reply, result);
       return;
@@ -195,18 +240,26 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
 
   const graphql = fastifyApolloHandler(apollo, {
-      context: async (request) => ({
-        requestId: request.id,
-        ip: request.ip,
-        actor: request.actor,
-        log: request.log,
-        loaders: createLoaders(services, request.actor),
-      }),
+      context: async (request) => {
+        const context: RequestContext = {
+          requestId: request.id,
+          ip: request.ip,
+          actor: request.actor,
+          log: request.log,
+          loaders: createLoaders(services, request.actor),
+        };
+        request.graphqlObservation = metrics.track(context);
+        return context;
+      },
   });
   app.route({
     url: '/graphql',
     method: ['GET', 'POST', 'OPTIONS'],
     onRequest: authenticate,
+    onResponse(request, reply, done) {
+      metrics.observeGraphqlResponse({ seconds: reply.elapsedTime / 1000, statusCode: reply.statusCode, observation: request.graphqlObservation });
+      done();
+    },
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
@@ -216,7 +269,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: NEVER_SHED }, async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     try {
       const pending = await services.dataSource.showMigrations();
