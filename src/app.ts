@@ -162,7 +162,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   serveMetrics(app, { config, metrics, logger });
   registerSecurityHeaders(app);
   registerRequestLog(app, { enabled: config.logRequests });
-  await registerLoadShedding(app, { config, metrics });
   app.decorateRequest('actor', null);
   app.decorateRequest('graphqlObservation', null);
   app.addHook('onSend', async (request, reply) => {
@@ -279,6 +278,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return reply.code(503).send({ status: 'unavailable', reason: 'database unreachable' });
     }
   });
+  // Last: sampling starts here, so building the schema above (seconds of synchronous work on a busy
+  // machine) is not taken for an overloaded event loop. Its hook still runs before each route's own.
+  await registerLoadShedding(app, { config, metrics });
 
   return app;
 }
