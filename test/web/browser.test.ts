@@ -113,7 +113,8 @@ describe('in a real browser', () => {
       expect(await page.textContent('#access-key')).not.toMatch(KEY_PATTERN);
 
       await page.click('#reveal-key');
-      await page.waitForFunction(() => /cak_/.test(document.querySelector('#access-key')?.textContent ?? ''));
+      // The masked hint ("cak_...XXXX  (hidden)") also starts with cak_: wait for the key itself.
+      await page.waitForFunction((key) => document.querySelector('#access-key')?.textContent === key, target.key);
       expect(await page.textContent('#access-key')).toBe(target.key);
       await page.click('#copy-key');
       await page.waitForSelector('text=Access key copied');
