@@ -2,18 +2,20 @@ import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
-import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { abilityFor } from './auth/abilities';
-import type { AuthResult } from './auth/authenticate';
+import { presentedKind, type AuthResult } from './auth/authenticate';
 import type { Config } from './config';
 import type { Actor, RequestContext } from './context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
 import { queryLimitsPlugin } from './graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape';
+import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
+import { startMetricsServer, type GraphqlObservation, type Metrics } from './metrics';
+import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from './graphql/text-input';
 import { registerAdminConsole } from './web/admin';
 import { registerSite } from './web/site';
@@ -29,6 +31,12 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './users/user.service';
 declare module 'fastify' {
   interface FastifyRequest {
     actor: Actor | null;
+    /** Filled by Apollo for the request-duration metric; null until the request reaches Apollo. */
+    graphqlObservation: GraphqlObservation | null;
+  }
+  interface FastifyInstance {
+    /** Where this instance serves its Prometheus metrics once it is ready (METRICS_PORT), else null. */
+    metricsUrl: string | null;
   }
 }
 
@@ -162,6 +170,33 @@ function trustHops(hops: number): (address: string, hop: number) => boolean {
   return (_address, hop) => hop < hops;
 }
 
+/** Counts what authentication decided: a 429, a refused credential by kind, or a principal. */
+function countAuthentication(metrics: Metrics, request: FastifyRequest, result: AuthResult): void {
+  if (result.ok) {
+    if (result.principal) metrics.countAuthentication(result.principal.kind, 'success');
+  } else if (result.reason === 'RATE_LIMITED') {
+    metrics.countRateLimited();
+  } else {
+    metrics.countAuthentication(presentedKind(request.headers) ?? 'UNKNOWN', result.reason);
+  }
+}
+
+/** Serves the metrics on their own port from the moment the app is ready until it closes. */
+function serveMetrics(app: FastifyInstance, params: { config: Config; metrics: Metrics; logger: Logger }): void {
+  const { port, host } = params.config.metrics;
+  app.decorate('metricsUrl', null);
+  if (port === null) return;
+  let close: (() => Promise<void>) | null = null;
+  app.addHook('onReady', async () => {
+    const server = await startMetricsServer({ metrics: params.metrics, host, port, logger: params.logger });
+    close = server.close;
+    app.metricsUrl = server.url;
+  });
+  app.addHook('onClose', async () => {
+    await close?.();
+  });
+}
+
 function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok: false }>): FastifyReply {
   void reply.type('application/json; charset=utf-8');
   if (failure.reason === 'RATE_LIMITED') {
@@ -180,16 +215,23 @@ function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok:
 /** Builds the whole HTTP app; main.ts and the tests both start from here. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, services, logger } = options;
+  const { metrics } = services;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    genReqId: () => randomUUID(),
+    genReqId: requestIdGenerator(config.trustProxy),
     requestIdHeader: false,
     // A hop count becomes proxy-addr's trust function: believe that many proxies, counted from this server.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
-    // A line per request is noise at this rate; errors and masked failures are still logged.
-    logController: new PathOnlyLogController({ disableRequestLogging: config.env !== 'development' }),
+    // Fastify's own request lines are off: LOG_REQUESTS writes one line per request, without query strings.
+    logController: new PathOnlyLogController({ disableRequestLogging: true }),
+    ...serverTimeouts(config.http),
   });
+  limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
+  serveMetrics(app, { config, metrics, logger });
+  registerSecurityHeaders(app);
+  registerRequestLog(app, { enabled: config.logRequests });
   app.decorateRequest('actor', null);
+  app.decorateRequest('graphqlObservation', null);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
     // Answers carry keys and tokens: no shared cache in front may keep one, whatever the status or method.
@@ -245,12 +287,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       textInputPlugin(),
       internalErrorPlugin(services.outage),
       busyStatusPlugin(),
+      metrics.apolloPlugin(),
       ...(options.plugins ?? []),
     ],
   });
   await apollo.start();
 
   const admit = (request: FastifyRequest, reply: FastifyReply, result: AuthResult, done: () => void): void => {
+    countAuthentication(metrics, request, result);
     if (!result.ok) {
       sendAuthFailure(reply, result);
       return;
@@ -273,13 +317,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
 
   const graphql = fastifyApolloHandler(apollo, {
-      context: async (request) => ({
-        requestId: request.id,
-        ip: request.ip,
-        actor: request.actor,
-        log: request.log,
-        loaders: createLoaders(services, request.actor),
-      }),
+      context: async (request) => {
+        const context: RequestContext = {
+          requestId: request.id,
+          ip: request.ip,
+          actor: request.actor,
+          log: request.log,
+          loaders: createLoaders(services, request.actor),
+        };
+        request.graphqlObservation = metrics.track(context);
+        return context;
+      },
   });
   app.route({
     url: GRAPHQL_PATH,
@@ -287,6 +335,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // The explorer's page is static and carries no credential: it loads even while the address is locked, so
     // that it can say so in words (its requests are authenticated as any other).
     onRequest: (request, reply, done) => (config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done)),
+    onResponse(request, reply, done) {
+      metrics.observeGraphqlResponse({ seconds: reply.elapsedTime / 1000, statusCode: reply.statusCode, observation: request.graphqlObservation });
+      done();
+    },
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
@@ -307,7 +359,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAdminConsole(app);
   registerSite(app);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: NEVER_SHED }, async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     try {
       const pending = await services.dataSource.showMigrations();
@@ -317,6 +369,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ status: 'unavailable', reason: 'database unreachable' });
     }
   });
+  // Last: sampling starts here, so building the schema above (seconds of synchronous work on a busy
+  // machine) is not taken for an overloaded event loop. Its hook still runs before each route's own.
+  await registerLoadShedding(app, { config, metrics });
 
   return app;
 }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './graphql/query-limits';
 
@@ -47,6 +48,26 @@ export interface Config {
     readonly statementTimeoutMs: number;
     readonly connectTimeoutMs: number;
   };
+  /** One line per request (method, path without query, status, duration, request id); never headers. */
+  readonly logRequests: boolean;
+  /** Prometheus metrics on a port of their own; `port` null: not served at all. */
+  readonly metrics: { readonly port: number | null; readonly host: string };
+  readonly http: {
+    /** Longest a client may take to send a whole request (headers and body). */
+    readonly requestTimeoutMs: number;
+    /** Longest a client may take to send the request headers, from its connection or its previous response. */
+    readonly headersTimeoutMs: number;
+    /** How long an idle keep-alive connection stays open after a response. */
+    readonly keepAliveTimeoutMs: number;
+    /** Open connections at most; null: derived from the process's open-file limit. */
+    readonly maxConnections: number | null;
+  };
+  /** Requests answer 503 with Retry-After while either limit is exceeded (0 turns that check off). */
+  readonly loadShedding: {
+    readonly maxEventLoopDelayMs: number;
+    /** Null: 90% of V8's heap limit. */
+    readonly maxHeapUsedBytes: number | null;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -88,6 +109,26 @@ function duration(env: NodeJS.ProcessEnv, name: string, fallbackSeconds: number)
   return seconds;
 }
 
+/**
+ * A setting that may come from the environment or, by the Docker/Kubernetes secrets convention, from the
+ * file named in `<name>_FILE` (contents trimmed). Both at once is refused: which one wins would be a guess.
+ * Throws ConfigError for both set, an unreadable file or an empty one.
+ */
+function fromEnvOrFile(env: NodeJS.ProcessEnv, name: string): { value: string; source: string } | null {
+  const direct = env[name];
+  const file = env[`${name}_FILE`];
+  if (direct && file) throw new ConfigError(`Set ${name} or ${name}_FILE, not both.`);
+  if (!file) return direct ? { value: direct, source: name } : null;
+  let value: string;
+  try {
+    value = fs.readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(`${name}_FILE names a file that cannot be read: ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+  if (!value) throw new ConfigError(`${name}_FILE names an empty file: ${file}.`);
+  return { value, source: `${name}_FILE (${file})` };
+}
+
 function trustProxy(raw: string | undefined): false | number | string[] {
   const value = raw?.trim().toLowerCase() ?? '';
   if (['', 'false', '0', 'no'].includes(value)) return false;
@@ -109,15 +150,29 @@ function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development';
   const production = nodeEnv === 'production';
-  const secret = env.ACCESS_KEY_SECRET ? parseSecret(env.ACCESS_KEY_SECRET, 'ACCESS_KEY_SECRET') : null;
+  const secretSetting = fromEnvOrFile(env, 'ACCESS_KEY_SECRET');
+  const secret = secretSetting ? parseSecret(secretSetting.value, secretSetting.source) : null;
   if (production && !secret) {
-    throw new ConfigError('ACCESS_KEY_SECRET is required when NODE_ENV=production.');
+    throw new ConfigError('ACCESS_KEY_SECRET (or ACCESS_KEY_SECRET_FILE) is required when NODE_ENV=production.');
   }
+  const host = env.HOST || '127.0.0.1';
+  const port = integer(env, 'PORT', 4000, { min: 0, max: 65535 });
+  const metricsPort = env.METRICS_PORT ? integer(env, 'METRICS_PORT', 0, { min: 0, max: 65535 }) : null;
+  // Port 0 picks a free port each time, so two zeros never collide.
+  if (metricsPort !== null && metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError('METRICS_PORT must differ from PORT: metrics are never served on the public port.');
+  }
+  const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 30_000, { min: 100, max: 3_600_000 });
+  const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 10_000, { min: 100, max: 3_600_000 });
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}).`);
+  }
+  const maxHeapUsedMb = env.MAX_HEAP_USED_MB ? integer(env, 'MAX_HEAP_USED_MB', 0, { min: 0, max: 1_000_000 }) : null;
   return Object.freeze({
     env: nodeEnv,
-    host: env.HOST || '127.0.0.1',
-    port: integer(env, 'PORT', 4000, { min: 0, max: 65535 }),
-    databaseUrl: env.DATABASE_URL || null,
+    host,
+    port,
+    databaseUrl: fromEnvOrFile(env, 'DATABASE_URL')?.value ?? null,
     dataDir: path.resolve(env.DATA_DIR || '.data'),
     accessKeySecret: secret,
     migrateOnStart: flag(env, 'MIGRATE_ON_START', false),
@@ -153,6 +208,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       poolSize: integer(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),
       statementTimeoutMs: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 5000, { min: 0, max: 600000 }),
       connectTimeoutMs: integer(env, 'DB_CONNECT_TIMEOUT_MS', 5000, { min: 100, max: 120000 }),
+    }),
+    logRequests: flag(env, 'LOG_REQUESTS', nodeEnv === 'development'),
+    metrics: Object.freeze({ port: metricsPort, host: env.METRICS_HOST || host }),
+    http: Object.freeze({
+      requestTimeoutMs,
+      headersTimeoutMs,
+      // Above the 60 s idle timeout of common load balancers, so they never reuse a connection we just closed.
+      keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, { min: 100, max: 3_600_000 }),
+      maxConnections: env.MAX_CONNECTIONS ? integer(env, 'MAX_CONNECTIONS', 0, { min: 1, max: 10_000_000 }) : null,
+    }),
+    loadShedding: Object.freeze({
+      maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, { min: 0, max: 600_000 }),
+      maxHeapUsedBytes: maxHeapUsedMb === null ? null : maxHeapUsedMb * 1024 * 1024,
     }),
   });
 }

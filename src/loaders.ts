@@ -70,6 +70,7 @@ class RequestLoaders implements Loaders {
       async (targets) => {
         if (!this.actor) throw new Error('Key views are recorded for authenticated callers only');
         await this.services.audit.recordKeyViews(this.actor, targets);
+        this.services.metrics.countKeyReveals(targets.length);
         return targets.map(() => true as const);
       },
       { cacheKeyFn: (target) => target.userId },

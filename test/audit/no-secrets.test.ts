@@ -59,7 +59,7 @@ describe('no key, token or password in audit rows, session rows or logs', () => 
     expect(sessionRows.length).toBeGreaterThanOrEqual(2);
     expect(app.logs.length).toBeGreaterThan(10);
     expect(app.logs.some((line) => line.includes('unexpected error in a resolver'))).toBe(true);
-    expect(app.logs.some((line) => line.includes('incoming request'))).toBe(true);
+    expect(app.logs.some((line) => line.includes('request completed'))).toBe(true);
     // Structured JSON, and every line written while serving a request carries its id.
     const parsed = app.logs.map((line) => JSON.parse(line) as { msg: string; reqId?: string });
     expect(parsed.filter((line) => !line.reqId).map((line) => line.msg)).toEqual([expect.stringMatching(/^Server listening/)]);

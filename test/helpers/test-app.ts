@@ -86,7 +86,9 @@ export interface TestAppOptions {
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = options.database ? { url: options.database.url, drop: async () => undefined } : await createTestDatabase();
   const secret = options.database?.secret ?? randomBytes(32);
-  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...options.env });
+  // Shedding on event-loop lag is a wall-clock threshold, which a busy test machine would trip at random:
+  // off unless a test asks for it (test/hardening/http-limits.test.ts does).
+  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', ...options.env });
   const queries = new QueryCounter();
   const dataSource = createDataSource({ url: database.url, db: testDbSettings(config, options.env), queryCounter: queries });
   await dataSource.initialize();

@@ -1,0 +1,139 @@
+import underPressure from '@fastify/under-pressure';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import fs from 'node:fs';
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import v8 from 'node:v8';
+import type { Config } from './config';
+import type { Metrics } from './metrics';
+
+/**
+ * What protects the HTTP server from slow, idle and overwhelming clients: Node's timeouts, a connection
+ * limit that closes idle connections first, load shedding, and the security headers every response carries.
+ */
+
+/** How long a client is told to wait when the instance is overloaded. */
+const OVERLOAD_RETRY_AFTER_SECONDS = 5;
+/** File descriptors kept for everything that is not a client connection (logs, the listener, files, slack). */
+const RESERVED_FILE_DESCRIPTORS = 64;
+/** Assumed where the open-file limit cannot be read (no /proc). */
+const FALLBACK_OPEN_FILE_LIMIT = 1024;
+const HEAP_SHARE = 0.9;
+
+/**
+ * Fastify's server options for the timeouts. Node checks the headers and request timeouts on a timer
+ * (every 30 s by default, which would let a slow client keep its socket for that much longer): here at least
+ * every second, and more often for timeouts shorter than two seconds.
+ */
+export function serverTimeouts(http: Config['http']): Pick<FastifyServerOptions, 'requestTimeout' | 'keepAliveTimeout'> & {
+  http: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number };
+} {
+  return {
+    requestTimeout: http.requestTimeoutMs,
+    keepAliveTimeout: http.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: http.headersTimeoutMs,
+      requestTimeout: http.requestTimeoutMs,
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(http.headersTimeoutMs / 2))),
+    },
+  };
+}
+
+/** The soft limit on open files (`ulimit -n`) from /proc on Linux; null where it cannot be read. */
+function openFileLimit(): number | null {
+  try {
+    const line = /^Max open files\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    if (line === 'unlimited') return Number.MAX_SAFE_INTEGER;
+    const limit = Number(line);
+    return Number.isInteger(limit) && limit > 0 ? limit : null;
+  } catch {
+    return null;
+  }
+}
+
+/** MAX_CONNECTIONS, or what the open-file limit leaves once the database pool and the process have theirs. */
+export function maxConnections(config: Pick<Config, 'http' | 'db'>): number {
+  if (config.http.maxConnections !== null) return config.http.maxConnections;
+  const limit = openFileLimit() ?? FALLBACK_OPEN_FILE_LIMIT;
+  return Math.max(16, limit - RESERVED_FILE_DESCRIPTORS - config.db.poolSize);
+}
+
+/**
+ * Keeps open client connections at `maxConnections` at most, so a flood of sockets cannot exhaust the
+ * process's file descriptors (past which Node accepts and drops every new connection, real ones included).
+ * A connection over the limit makes room by closing the connection that has been idle longest (one that
+ * never sent a request, or a keep-alive connection between requests); only when every other connection is
+ * busy with a request is the new one closed instead. A real client sends its request as soon as it is
+ * connected, so idle sockets cannot keep it out.
+ */
+export function limitConnections(params: { server: Server; maxConnections: number; metrics: Metrics }): void {
+  const { server, metrics } = params;
+  /** Connections without a request in progress, longest idle first (Map keeps insertion order). */
+  const idle = new Set<Socket>();
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    open++;
+    idle.add(socket);
+    socket.once('close', () => {
+      open--;
+      idle.delete(socket);
+    });
+    if (open <= params.maxConnections) return;
+    const longestIdle = idle.values().next().value as Socket;
+    if (longestIdle !== socket) metrics.countIdleConnectionClosed();
+    longestIdle.destroy();
+  });
+  server.on('request', (request, response) => {
+    const socket = request.socket;
+    idle.delete(socket);
+    response.once('close', () => {
+      if (!socket.destroyed) idle.add(socket);
+    });
+  });
+}
+
+/**
+ * Answers 503 with Retry-After, before authentication or any database work, while the event loop lags or
+ * the heap is fuller than configured (@fastify/under-pressure samples both every second). /healthz is
+ * exempt: an overloaded process is still alive, and restarting it would not help.
+ */
+export async function registerLoadShedding(app: FastifyInstance, params: { config: Config; metrics: Metrics }): Promise<void> {
+  const { maxEventLoopDelayMs, maxHeapUsedBytes } = params.config.loadShedding;
+  await app.register(underPressure, {
+    maxEventLoopDelay: maxEventLoopDelayMs,
+    maxHeapUsedBytes: maxHeapUsedBytes ?? Math.floor(v8.getHeapStatistics().heap_size_limit * HEAP_SHARE),
+    pressureHandler(request: FastifyRequest, reply: FastifyReply, type: string) {
+      params.metrics.countLoadShed(type === 'heapUsedBytes' ? 'heap_used' : 'event_loop_delay');
+      const message = `The service is overloaded; try again in ${OVERLOAD_RETRY_AFTER_SECONDS} s.`;
+      void reply
+        .code(503)
+        .header('retry-after', String(OVERLOAD_RETRY_AFTER_SECONDS))
+        .type('application/json; charset=utf-8')
+        .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }] });
+    },
+  });
+}
+
+/** Route config that exempts a route from load shedding (under-pressure lets the request through on a nullish answer). */
+export const NEVER_SHED = { pressureHandler: () => undefined };
+
+/**
+ * Headers for every response, pages and API alike: no MIME sniffing, no referrer (URLs never leave for other
+ * sites), no framing by other origins, and a browsing context of its own. Each page's Content-Security-Policy
+ * is set where the page is served.
+ */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+};
+
+export function registerSecurityHeaders(app: FastifyInstance): void {
+  // Callback style: no promise per response for five constant headers.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    void reply.headers(SECURITY_HEADERS);
+    done(null, payload);
+  });
+}

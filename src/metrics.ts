@@ -1,0 +1,239 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Prometheus metrics of one service instance, in a registry of its own (tests run several instances in one
+ * process). Label values come from short fixed lists only: never a key, token, email, user id, operation
+ * name or anything else a client chooses, which would leak it and let clients grow the series without bound.
+ */
+
+export type OperationType = 'query' | 'mutation' | 'subscription' | 'none';
+export type RequestOutcome = 'success' | 'graphql_error' | 'client_error' | 'server_error';
+export type AuthenticationKind = 'ACCESS_KEY' | 'SESSION' | 'UNKNOWN';
+export type AuthenticationResult = 'success' | 'MALFORMED_CREDENTIALS' | 'INVALID_CREDENTIALS';
+export type LoadShedReason = 'event_loop_delay' | 'heap_used';
+
+/** What the Apollo plugin learns about one GraphQL request, read when its HTTP response has been sent. */
+export interface GraphqlObservation {
+  operation: OperationType;
+  /** Null until Apollo answered; `graphql_error`/`server_error` when the answer carried errors. */
+  outcome: Exclude<RequestOutcome, 'client_error'> | null;
+}
+
+/** Read at scrape time, so the hot path pays nothing for them. */
+export interface MetricsSources {
+  authCache: { readonly size: number; readonly hits: number; readonly misses: number };
+  listenerConnected(): boolean;
+  /** The connection pool's counters, or null before it exists. */
+  pool(): { total: number; idle: number; waiting: number } | null;
+}
+
+const DURATION_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const AUTH_KINDS: AuthenticationKind[] = ['ACCESS_KEY', 'SESSION', 'UNKNOWN'];
+const AUTH_RESULTS: AuthenticationResult[] = ['success', 'MALFORMED_CREDENTIALS', 'INVALID_CREDENTIALS'];
+const SERVER_ERROR_CODES = new Set(['INTERNAL_SERVER_ERROR', 'SERVICE_UNAVAILABLE']);
+/**
+ * Where a request's observation rides on its GraphQL context. Apollo hands plugins a shallow copy of the
+ * context, so it is a property (copied with the rest), under a symbol so it is no part of the context's type.
+ */
+const OBSERVATION = Symbol('graphqlObservation');
+type Observed = { [OBSERVATION]?: GraphqlObservation };
+
+/** A counter whose value lives elsewhere (a plain number on the hot path), copied in at scrape time. */
+function mirroredCounter(params: { registry: Registry; name: string; help: string; read: () => number }): Counter {
+  return new Counter({
+    name: params.name,
+    help: params.help,
+    registers: [params.registry],
+    collect() {
+      this.reset();
+      this.inc(params.read());
+    },
+  });
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requestDuration = new Histogram<'operation' | 'outcome'>({
+    name: 'crm_access_graphql_request_duration_seconds',
+    help: 'Time from receiving a /graphql request to sending its response, by operation type and outcome.',
+    labelNames: ['operation', 'outcome'],
+    buckets: DURATION_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
+  private readonly authentications = new Counter<'kind' | 'result'>({
+    name: 'crm_access_authentications_total',
+    help: 'Requests that presented a credential, by credential kind and result (UNKNOWN: headers too malformed to tell).',
+    labelNames: ['kind', 'result'],
+    registers: [this.registry],
+  });
+  private readonly rateLimited = new Counter({
+    name: 'crm_access_rate_limited_requests_total',
+    help: 'Requests refused with 429 because their client address made too many failed authentications.',
+    registers: [this.registry],
+  });
+  private readonly keyReveals = new Counter({
+    name: 'crm_access_key_reveals_total',
+    help: 'Access keys revealed by reading User.accessKey (one per user per request, each an ACCESS_KEY_VIEWED audit event).',
+    registers: [this.registry],
+  });
+  private readonly keyRegenerations = new Counter({
+    name: 'crm_access_key_regenerations_total',
+    help: 'Committed regenerateAccessKey mutations.',
+    registers: [this.registry],
+  });
+  private readonly loadShed = new Counter<'reason'>({
+    name: 'crm_access_load_shed_requests_total',
+    help: 'Requests answered 503 because the instance was overloaded, by the limit that was exceeded.',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  private readonly idleConnectionsClosed = new Counter({
+    name: 'crm_access_idle_connections_closed_total',
+    help: 'Idle client connections closed to make room for new ones at the connection limit.',
+    registers: [this.registry],
+  });
+  private defaultMetricsOn = false;
+
+  constructor() {
+    for (const kind of AUTH_KINDS) for (const result of AUTH_RESULTS) this.authentications.inc({ kind, result }, 0);
+  }
+
+  /** Registers the gauges and counters that are read from their owners when Prometheus scrapes. */
+  watch(sources: MetricsSources): void {
+    const registry = this.registry;
+    mirroredCounter({ registry, name: 'crm_access_auth_cache_hits_total', help: 'Credential lookups answered by the auth cache.', read: () => sources.authCache.hits });
+    mirroredCounter({ registry, name: 'crm_access_auth_cache_misses_total', help: 'Credential lookups the auth cache could not answer.', read: () => sources.authCache.misses });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+    gauge('crm_access_auth_cache_entries', 'Credentials in the auth cache.', () => sources.authCache.size);
+    gauge(
+      'crm_access_notification_listener_connected',
+      '1 while the LISTEN connection that carries revocations is up (the auth cache is off while it is 0).',
+      () => (sources.listenerConnected() ? 1 : 0),
+    );
+    gauge('crm_access_db_pool_connections', 'Open connections in the database pool.', () => sources.pool()?.total ?? 0);
+    gauge('crm_access_db_pool_idle_connections', 'Idle connections in the database pool.', () => sources.pool()?.idle ?? 0);
+    gauge('crm_access_db_pool_waiting_requests', 'Queries waiting for a connection from the pool.', () => sources.pool()?.waiting ?? 0);
+  }
+
+  /** Node's process metrics (CPU, memory, event loop lag, GC): collected only where they are served. */
+  collectDefaultMetrics(): void {
+    if (this.defaultMetricsOn) return;
+    this.defaultMetricsOn = true;
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  countAuthentication(kind: AuthenticationKind, result: AuthenticationResult): void {
+    this.authentications.inc({ kind, result });
+  }
+
+  countRateLimited(): void {
+    this.rateLimited.inc();
+  }
+
+  countKeyReveals(count: number): void {
+    this.keyReveals.inc(count);
+  }
+
+  countKeyRegeneration(): void {
+    this.keyRegenerations.inc();
+  }
+
+  countLoadShed(reason: LoadShedReason): void {
+    this.loadShed.inc({ reason });
+  }
+
+  countIdleConnectionClosed(): void {
+    this.idleConnectionsClosed.inc();
+  }
+
+  /** A fresh observation for one GraphQL request, attached to its context for the Apollo plugin to fill. */
+  track(context: object): GraphqlObservation {
+    const observation: GraphqlObservation = { operation: 'none', outcome: null };
+    (context as Observed)[OBSERVATION] = observation;
+    return observation;
+  }
+
+  /** Notes each request's operation type and whether its answer carried errors (masked ones as server errors). */
+  apolloPlugin(): ApolloServerPlugin<object> {
+    return {
+      async requestDidStart({ contextValue }) {
+        const observation = (contextValue as Observed)[OBSERVATION];
+        if (!observation) return;
+        return {
+          async willSendResponse({ operation, response }) {
+            if (operation) observation.operation = operation.operation;
+            const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
+            if (!errors?.length) observation.outcome = 'success';
+            else observation.outcome = errors.some((error) => SERVER_ERROR_CODES.has(String(error.extensions?.code))) ? 'server_error' : 'graphql_error';
+          },
+        };
+      },
+    };
+  }
+
+  /**
+   * Records one /graphql response. `observation` is null when the request never reached Apollo: refused
+   * credentials, a body that is not JSON, or not a GraphQL request at all (the explorer page, a CORS
+   * preflight), which is left out.
+   */
+  observeGraphqlResponse(params: { seconds: number; statusCode: number; observation: GraphqlObservation | null }): void {
+    const { seconds, statusCode, observation } = params;
+    if (!observation && statusCode < 400) return;
+    let outcome: RequestOutcome = observation?.outcome ?? 'success';
+    if (statusCode >= 500) outcome = 'server_error';
+    else if (statusCode >= 400) outcome = 'client_error';
+    this.requestDuration.observe({ operation: observation?.operation ?? 'none', outcome }, seconds);
+  }
+}
+
+export interface MetricsServer {
+  /** `http://host:port/metrics`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `GET /metrics` in Prometheus' text format on its own port (never the public one: the config
+ * refuses that), and nothing else. Resolves once listening; rejects when the port cannot be bound.
+ */
+export async function startMetricsServer(params: { metrics: Metrics; host: string; port: number; logger: Logger }): Promise<MetricsServer> {
+  const { metrics, logger } = params;
+  metrics.collectDefaultMetrics();
+  const server = http.createServer((request, response) => {
+    const path = (request.url ?? '').split('?')[0];
+    if (request.method !== 'GET' || path !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not found: metrics are at GET /metrics.\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text),
+      (error: unknown) => {
+        logger.error({ err: error }, 'could not collect metrics');
+        response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('Could not collect metrics.\n');
+      },
+    );
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(params.port, params.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { address, port } = server.address() as AddressInfo;
+  const host = address.includes(':') ? `[${address}]` : address;
+  return {
+    url: `http://${host}:${port}/metrics`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../src/config';
+
+describe('configuration', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-config-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const file = (name: string, content: string): string => {
+    const target = path.join(dir, name);
+    fs.writeFileSync(target, content);
+    return target;
+  };
+
+  describe('when secrets come from files (the *_FILE convention)', () => {
+    it('reads ACCESS_KEY_SECRET_FILE and DATABASE_URL_FILE, trimming the trailing newline editors and `echo` add', () => {
+      const secret = randomBytes(32);
+      const config = loadConfig({
+        ACCESS_KEY_SECRET_FILE: file('secret', `${secret.toString('base64')}\n`),
+        DATABASE_URL_FILE: file('url', '  postgres://crm:pw@db:5432/crm\n'),
+      });
+      expect(config.accessKeySecret).toEqual(secret);
+      expect(config.databaseUrl).toBe('postgres://crm:pw@db:5432/crm');
+    });
+
+    it('satisfies production, which requires the secret', () => {
+      const config = loadConfig({ NODE_ENV: 'production', ACCESS_KEY_SECRET_FILE: file('prod-secret', randomBytes(32).toString('base64')) });
+      expect(config.accessKeySecret).toHaveLength(32);
+    });
+
+    it.each(['ACCESS_KEY_SECRET', 'DATABASE_URL'])('refuses %s given both directly and as a file', (name) => {
+      const value = name === 'DATABASE_URL' ? 'postgres://a@b/c' : randomBytes(32).toString('base64');
+      expect(() => loadConfig({ [name]: value, [`${name}_FILE`]: file(`both-${name}`, value) })).toThrow(
+        new ConfigError(`Set ${name} or ${name}_FILE, not both.`),
+      );
+    });
+
+    it('names the file, never its contents, when it is missing, empty or too short a secret', () => {
+      const missing = path.join(dir, 'missing');
+      expect(() => loadConfig({ DATABASE_URL_FILE: missing })).toThrow(`DATABASE_URL_FILE names a file that cannot be read: ${missing} (ENOENT).`);
+      expect(() => loadConfig({ DATABASE_URL_FILE: file('empty', '\n') })).toThrow(/DATABASE_URL_FILE names an empty file/);
+      const short = file('short', 'c2hvcnQ=');
+      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: short })).toThrow(`ACCESS_KEY_SECRET_FILE (${short}) must be at least 32 random bytes`);
+    });
+  });
+
+  describe('operations settings', () => {
+    it('has defaults: no metrics port, request logs only in development, bounded timeouts', () => {
+      const config = loadConfig({ NODE_ENV: 'production', ACCESS_KEY_SECRET: randomBytes(32).toString('base64') });
+      expect(config.metrics).toEqual({ port: null, host: '127.0.0.1' });
+      expect(config.logRequests).toBe(false);
+      expect(loadConfig({}).logRequests).toBe(true);
+      expect(config.http).toEqual({ requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 72_000, maxConnections: null });
+      expect(config.loadShedding).toEqual({ maxEventLoopDelayMs: 1000, maxHeapUsedBytes: null });
+    });
+
+    it('never serves metrics on the public port', () => {
+      expect(() => loadConfig({ PORT: '4000', METRICS_PORT: '4000' })).toThrow(/METRICS_PORT must differ from PORT/);
+      expect(loadConfig({ PORT: '4000', METRICS_PORT: '9464', HOST: '0.0.0.0' }).metrics).toEqual({ port: 9464, host: '0.0.0.0' });
+    });
+
+    it('refuses a headers timeout longer than the request timeout', () => {
+      expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(/must not exceed REQUEST_TIMEOUT_MS/);
+    });
+
+    it('reads LOG_REQUESTS and the load-shedding limits', () => {
+      const config = loadConfig({ LOG_REQUESTS: 'true', NODE_ENV: 'test', MAX_EVENT_LOOP_DELAY_MS: '0', MAX_HEAP_USED_MB: '512' });
+      expect(config.logRequests).toBe(true);
+      expect(config.loadShedding).toEqual({ maxEventLoopDelayMs: 0, maxHeapUsedBytes: 512 * 1024 * 1024 });
+    });
+  });
+});

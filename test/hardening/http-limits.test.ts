@@ -1,0 +1,231 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { until } from '../helpers/own-postgres';
+import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
+
+/**
+ * Slow, idle and overwhelming clients: the timeouts close what a client leaves unfinished, load shedding
+ * answers 503 while the instance is overloaded, and a flood of idle sockets cannot keep a real request out.
+ */
+const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'main.js');
+
+interface RawExchange {
+  /** Everything the server sent before it closed the connection. */
+  received: string;
+}
+
+/** Connects, writes `send`, and resolves with what the server sent once it closes the connection. */
+function rawExchange(params: { port: number; send: string }): Promise<RawExchange> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(params.port, '127.0.0.1', () => socket.write(params.send));
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk) => (received += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ received }));
+  });
+}
+
+/** A POST on a connection of its own (no pooled keep-alive connection to slip past a flood). */
+function freshRequest(port: number, body = '{"query":"{ __typename }"}'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** Opens `count` sockets that send nothing; resolves when each is connected or already closed by the server. */
+async function idleFlood(port: number, count: number): Promise<{ sockets: net.Socket[]; closed: () => number }> {
+  let closed = 0;
+  const sockets = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<net.Socket>((resolve) => {
+          const socket = net.connect(port, '127.0.0.1');
+          socket.on('connect', () => resolve(socket));
+          socket.on('error', () => undefined);
+          socket.on('close', () => {
+            closed++;
+            resolve(socket);
+          });
+        }),
+    ),
+  );
+  return { sockets, closed: () => closed };
+}
+
+const portOf = (app: TestApp) => Number(new URL(app.url).port);
+
+describe('HTTP timeouts', () => {
+  it('are finite by default: 30 s for a request, 10 s for its headers, 72 s for an idle keep-alive connection', async () => {
+    const app = await startTestApp();
+    try {
+      expect({
+        requestTimeout: app.app.server.requestTimeout,
+        headersTimeout: app.app.server.headersTimeout,
+        keepAliveTimeout: app.app.server.keepAliveTimeout,
+      }).toEqual({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 72_000 });
+    } finally {
+      await app.close();
+    }
+  });
+
+  describe('when configured short', () => {
+    let app: TestApp;
+    beforeAll(async () => {
+      app = await startTestApp({ env: { HEADERS_TIMEOUT_MS: '200', REQUEST_TIMEOUT_MS: '400', KEEP_ALIVE_TIMEOUT_MS: '200' } });
+    });
+    afterAll(() => app.close());
+
+    it('answers 408 and closes a connection whose headers never finish', async () => {
+      const { received } = await rawExchange({ port: portOf(app), send: 'POST /graphql HTTP/1.1\r\nHost: x\r\n' });
+      expect(received).toMatch(/^HTTP\/1\.1 408 /);
+    });
+
+    it('answers 408 and closes a connection whose body never finishes', async () => {
+      const { received } = await rawExchange({
+        port: portOf(app),
+        send: 'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"query":',
+      });
+      expect(received).toMatch(/^HTTP\/1\.1 408 /);
+    });
+
+    it('closes a keep-alive connection that stays idle after its response', async () => {
+      const { received } = await rawExchange({
+        port: portOf(app),
+        send: 'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{"query":"{ __typename }"}',
+      });
+      expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*keep-alive[^]*"__typename":"Query"/i);
+    });
+  });
+});
+
+describe('load shedding', () => {
+  it('answers 503 with Retry-After while the heap is over MAX_HEAP_USED_MB, and still answers /healthz', async () => {
+    const app = await startTestApp({ env: { MAX_HEAP_USED_MB: '1', METRICS_PORT: '0' } });
+    try {
+      // The heap is sampled every second; from the first sample on, every request is over 1 MB.
+      const shed = await until(() => app.gql('{ __typename }'), (response) => response.status === 503);
+      expect(shed.headers.get('retry-after')).toBe('5');
+      expect(shed.body.errors![0]).toEqual({
+        message: 'The service is overloaded; try again in 5 s.',
+        extensions: { code: 'SERVICE_UNAVAILABLE', requestId: shed.headers.get('x-request-id') },
+      });
+      expect((await fetch(app.url.replace(/\/graphql$/, '/healthz'))).status).toBe(200);
+      expect((await fetch(app.url.replace(/\/graphql$/, '/readyz'))).status).toBe(503);
+      const metrics = await (await fetch(app.app.metricsUrl!)).text();
+      expect(metrics).toMatch(/^crm_access_load_shed_requests_total\{reason="heap_used"\} [1-9]/m);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('answers 503 while the event loop lags behind MAX_EVENT_LOOP_DELAY_MS, and recovers when it catches up', async () => {
+    const app = await startTestApp({ env: { MAX_EVENT_LOOP_DELAY_MS: '50' } });
+    // Overload on purpose: block this process's event loop for 200 ms at a time until a request is shed.
+    let hogging = true;
+    const hog = () => {
+      const until = Date.now() + 200;
+      while (Date.now() < until);
+      if (hogging) setTimeout(hog, 1);
+    };
+    try {
+      setTimeout(hog, 1);
+      const shed = await until(() => app.gql('{ __typename }'), (response) => response.status === 503);
+      hogging = false;
+      expect(shed.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
+      expect(shed.headers.get('retry-after')).toBe('5');
+      const recovered = await until(() => app.gql('{ __typename }'), (response) => response.status === 200);
+      expect(recovered.body.data).toEqual({ __typename: 'Query' });
+    } finally {
+      hogging = false;
+      await app.close();
+    }
+  });
+});
+
+describe('an idle-socket flood', () => {
+  it('cannot push open connections past MAX_CONNECTIONS, and cannot keep a real request out', async () => {
+    const app = await startTestApp({ env: { MAX_CONNECTIONS: '20', METRICS_PORT: '0' } });
+    const flood = await idleFlood(portOf(app), 60);
+    try {
+      // As the server accepts them, it closes the longest-idle sockets to stay at 20.
+      expect(await until(async () => flood.closed(), (closed) => closed >= 40)).toBe(40);
+      const open = await new Promise<number>((resolve, reject) => app.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+      expect(open).toBeLessThanOrEqual(20);
+      const real = await freshRequest(portOf(app));
+      expect(real).toEqual({ status: 200, body: '{"data":{"__typename":"Query"}}\n' });
+      const metrics = await (await fetch(app.app.metricsUrl!)).text();
+      expect(Number(/^crm_access_idle_connections_closed_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(41);
+    } finally {
+      for (const socket of flood.sockets) socket.destroy();
+      await app.close();
+    }
+  });
+
+  describe('against a process limited to 400 open files (the reported outage: 900 idle sockets)', () => {
+    let database: { url: string; drop(): Promise<void> };
+    let child: ChildProcess;
+    let port: number;
+    let output = '';
+
+    beforeAll(async () => {
+      database = await createTestDatabase();
+      // The default MAX_CONNECTIONS comes from the open-file limit, so this runs with no connection setting at all.
+      child = spawn('bash', ['-c', 'ulimit -n 400 && exec "$0" "$@"', process.execPath, MAIN], {
+        env: {
+          PATH: process.env.PATH,
+          NODE_ENV: 'production',
+          DATABASE_URL: database.url,
+          ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
+          HOST: '127.0.0.1',
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          // What is under test is the connection limit, not shedding on the lag 900 connections may cause.
+          MAX_EVENT_LOOP_DELAY_MS: '0',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout!.on('data', (chunk) => (output += chunk));
+      child.stderr!.on('data', (chunk) => (output += chunk));
+      port = await new Promise<number>((resolve, reject) => {
+        const check = () => {
+          const url = /"url":"http:\/\/127\.0\.0\.1:(\d+)\/graphql"/.exec(output)?.[1];
+          if (url) resolve(Number(url));
+        };
+        child.stdout!.on('data', check);
+        child.on('exit', (code) => reject(new Error(`exited with ${code}:\n${output}`)));
+      });
+    });
+    afterAll(async () => {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)));
+      await database.drop();
+    });
+
+    it('still serves a real request, and the process lives on', async () => {
+      const flood = await idleFlood(port, 900);
+      try {
+        const real = await freshRequest(port);
+        expect(real.status).toBe(200);
+        expect(child.exitCode).toBeNull();
+        expect(output).not.toMatch(/EMFILE|"level":(50|60)/);
+      } finally {
+        for (const socket of flood.sockets) socket.destroy();
+      }
+    });
+  });
+});
