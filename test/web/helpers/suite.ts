@@ -4,6 +4,10 @@ import { launchBrowser, openWatchedPage, type ViewportName, type WatchedPage } f
 
 /** Jest hooks that the browser test files share: one app and one Chromium per file, a watched page per test. */
 
+// A browser walk signs people in (scrypt) and drives Chromium: on a loaded 2-core machine one test can take
+// longer than jest's 30 s default without anything being wrong. Outcomes are still asserted, never durations.
+jest.setTimeout(120_000);
+
 export interface AppAndBrowser {
   readonly app: TestApp;
   readonly browser: Browser;
