@@ -1,4 +1,4 @@
-import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../auth/password';
+import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../authentication/password';
 import { BadInputError } from '../errors';
 
 export const MAX_NAME_LENGTH = 200;

@@ -1,4 +1,4 @@
-import { abilityFor } from '../../src/auth/abilities';
+import { abilityFor } from '../../src/authorization/abilities';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';

@@ -1,9 +1,9 @@
 import { createParameterDecorator } from 'type-graphql';
-import type { AppAbility } from './auth/abilities';
-import type { Principal } from './auth/principal';
+import type { AppAbility } from '../authorization/abilities';
+import type { Principal } from '../authentication/principal';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Loaders } from './loaders';
-import { UnauthenticatedError, type DomainError } from './errors';
+import { UnauthenticatedError, type DomainError } from '../errors';
 
 /** Who is acting in a request, and from where: what services check and what audit records. */
 export interface Actor {

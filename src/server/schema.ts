@@ -1,10 +1,10 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
-import { AccessKeyResolver } from './access-keys/access-key.resolver';
-import { AuditResolver } from './audit/audit.resolver';
-import { OrganizationResolver } from './organizations/organization.resolver';
-import { SessionResolver } from './sessions/session.resolver';
-import { UserConnectionResolver, UserResolver } from './users/user.resolver';
+import { AccessKeyResolver } from '../access-keys/access-key.resolver';
+import { AuditResolver } from '../audit/audit.resolver';
+import { OrganizationResolver } from '../organizations/organization.resolver';
+import { SessionResolver } from '../sessions/session.resolver';
+import { UserConnectionResolver, UserResolver } from '../users/user.resolver';
 
 export const RESOLVERS = [
   UserResolver,

@@ -1,13 +1,13 @@
 import DataLoader from 'dataloader';
-import type { AccessKey } from './access-keys/access-key.entity';
-import { scopeOf } from './auth/abilities';
-import type { Actor } from './context';
-import { runPrepared } from './db/prepared';
-import { SqlWhere } from './db/scope';
-import { Organization } from './organizations/organization.entity';
-import type { Services } from './services';
-import type { User } from './users/user.entity';
-import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './users/user.queries';
+import type { AccessKey } from '../access-keys/access-key.entity';
+import { scopeOf } from '../authorization/abilities';
+import type { Actor } from './actor';
+import { runPrepared } from '../db/prepared';
+import { SqlWhere } from '../db/scope';
+import { Organization } from '../organizations/organization.entity';
+import type { Services } from '../server/services';
+import type { User } from '../users/user.entity';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
