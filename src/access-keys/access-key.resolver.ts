@@ -1,5 +1,5 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../request/actor';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { ForbiddenError } from '../errors';
 import type { Metrics } from '../metrics';
 import { User } from '../users/user.entity';

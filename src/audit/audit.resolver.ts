@@ -1,5 +1,5 @@
 import { Args, ArgsType, Ctx, Field, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../request/actor';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
 import { DEFAULT_PAGE_SIZE } from '../users/user.service';

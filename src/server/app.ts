@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { abilityFor } from '../authorization/abilities';
 import { presentedKind, type AuthResult } from '../authentication/authenticate';
 import type { Config } from '../config';
-import type { Actor, RequestContext } from '../request/actor';
+import type { Actor, RequestContext } from '../request/context';
 import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { queryLimitsPlugin } from '../graphql/query-limits';
@@ -24,8 +24,8 @@ import { MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
 import type { DatabaseOutage } from '../db/outage';
 import { createLoaders } from '../request/loaders';
 import { pathOnly } from '../logger';
-import { buildAppSchema } from './schema';
-import { resolverContainer, type Services } from './services';
+import { buildAppSchema, resolverContainer } from './schema';
+import type { Services } from './services';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../users/user.service';
 
 declare module 'fastify' {

@@ -1,9 +1,6 @@
 import type { Logger } from 'pino';
-import type { ContainerType } from 'type-graphql';
 import type { DataSource } from 'typeorm';
-import { AccessKeyResolver } from '../access-keys/access-key.resolver';
 import { AccessKeyService } from '../access-keys/access-key.service';
-import { AuditResolver } from '../audit/audit.resolver';
 import { AuditService } from '../audit/audit.service';
 import { Authenticator } from '../authentication/authenticate';
 import type { KeyCrypto } from '../access-keys/key-crypto';
@@ -15,11 +12,8 @@ import type { Config } from '../config';
 import { Notifications } from '../db/notifications';
 import { DatabaseOutage } from '../db/outage';
 import { Metrics } from '../metrics';
-import { OrganizationResolver } from '../organizations/organization.resolver';
 import { OrganizationService } from '../organizations/organization.service';
-import { SessionResolver } from '../sessions/session.resolver';
 import { SessionService } from '../sessions/session.service';
-import { UserConnectionResolver, UserResolver } from '../users/user.resolver';
 import { UserService } from '../users/user.service';
 
 export interface Services {
@@ -122,22 +116,4 @@ export function createServices(deps: ServiceDeps): Services {
 function poolStats(dataSource: DataSource): { total: number; idle: number; waiting: number } | null {
   const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
   return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null;
-}
-
-export function resolverContainer(services: Services): ContainerType {
-  const instances = new Map<unknown, unknown>([
-    [UserResolver, new UserResolver(services.users)],
-    [UserConnectionResolver, new UserConnectionResolver()],
-    [AccessKeyResolver, new AccessKeyResolver(services)],
-    [OrganizationResolver, new OrganizationResolver(services.organizations)],
-    [SessionResolver, new SessionResolver(services.sessions)],
-    [AuditResolver, new AuditResolver(services.audit)],
-  ]);
-  return {
-    get(resolverClass) {
-      const instance = instances.get(resolverClass);
-      if (!instance) throw new Error(`No instance for resolver ${String((resolverClass as { name?: string }).name)}`);
-      return instance;
-    },
-  };
 }

@@ -1,5 +1,5 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../request/actor';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { NotFoundError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
 import { Role, User } from './user.entity';
