@@ -4,7 +4,7 @@ import type { Actor } from '../request/actor';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
-import { parseId } from '../users/user.validation';
+import { parseId } from '../graphql/ids';
 import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
 import { KeyViewWriter, type KeyViewTarget } from './key-view-writer';

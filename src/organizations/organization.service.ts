@@ -5,7 +5,7 @@ import type { Loaders } from '../request/loaders';
 import { NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
-import { normalizeName } from '../users/user.validation';
+import { normalizeName } from '../graphql/text-checks';
 import { Organization } from './organization.entity';
 
 export interface NewOrganization {

@@ -26,7 +26,7 @@ import { createLoaders } from '../request/loaders';
 import { pathOnly } from '../logger';
 import { buildAppSchema, resolverContainer } from './schema';
 import type { Services } from './services';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../users/user.service';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 
 declare module 'fastify' {
   interface FastifyRequest {

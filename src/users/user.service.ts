@@ -21,10 +21,11 @@ import type { PasswordHasher } from '../authentication/password';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
-import { checkPasswordLength, normalizeEmail, normalizeName, parseId } from './user.validation';
+import { checkPasswordLength, normalizeEmail } from './user.validation';
+import { normalizeName } from '../graphql/text-checks';
+import { parseId } from '../graphql/ids';
+import { MAX_PAGE_SIZE } from '../graphql/pagination';
 
-export const DEFAULT_PAGE_SIZE = 50;
-export const MAX_PAGE_SIZE = 500;
 const MAX_SEARCH_LENGTH = 200;
 
 export interface NewUser {
