@@ -1,7 +1,6 @@
 import { BadInputError } from '../errors';
 
 /** The longest display name (user or organization), in UTF-16 code units after trimming and NFC. */
-
 export const MAX_NAME_LENGTH = 200;
 /** Control characters (tabs, newlines, NUL...) have no place in a name shown in lists and audit trails. */
 const CONTROL = /\p{Cc}/u;
