@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
+import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
 import { AccessKeyService } from '../access-keys/access-key.service';
 import { AuditService } from '../audit/audit.service';
 import { Authenticator } from '../authentication/authenticate';
@@ -25,6 +26,8 @@ export interface Services {
   readonly passwords: PasswordHasher;
   readonly audit: AuditService;
   readonly accessKeys: AccessKeyService;
+  /** Regenerating a key: a change of its user, in access-keys/. */
+  readonly accessKeyRegeneration: AccessKeyRegeneration;
   readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
@@ -82,6 +85,7 @@ export function createServices(deps: ServiceDeps): Services {
     sessionTtlSeconds: config.sessionTtlSeconds,
   });
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
+  const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
   const organizations = new OrganizationService({ dataSource, users });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
@@ -96,6 +100,7 @@ export function createServices(deps: ServiceDeps): Services {
     passwords,
     audit,
     accessKeys,
+    accessKeyRegeneration,
     sessions,
     users,
     organizations,

@@ -1,7 +1,6 @@
 import { subject } from '@casl/ability';
 import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
-import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
 import { scopeOf, type Action, type AppAbility } from '../authorization/abilities';
 import type { Actor } from '../request/actor';
 import { runPrepared } from '../db/prepared';
@@ -251,9 +250,11 @@ export class UserService {
    * Runs a change of one user in a transaction that first confirms the caller's authority as committed now
    * (Authority.confirm: the caller and the user locked for the change), then checks that the caller may
    * perform `action` on that user with their current role: invisible users are NOT_FOUND, visible but
-   * untouchable FORBIDDEN.
+   * untouchable FORBIDDEN. After the commit the user's cached credentials are evicted. Also the frame of
+   * a key regeneration (access-keys/access-key-regeneration.ts), which is a change of its user.
+   * @throws BadInputError on a malformed id, NotFoundError, ForbiddenError, or the act's refusal.
    */
-  private async change<T>(
+  async change<T>(
     actor: Actor,
     params: { id: string; action: Action; fields?: string[] },
     apply: (manager: EntityManager, user: User, act: ConfirmedAct) => Promise<T>,
@@ -336,29 +337,5 @@ export class UserService {
     if (others === 0) {
       throw new ConflictError('This is the last active admin of the organization: make another user an admin first.');
     }
-  }
-
-  async regenerateAccessKey(
-    actor: Actor,
-    params: { userId: string; gracePeriodSeconds: number },
-  ): Promise<{ user: User; key: IssuedKey }> {
-    const { gracePeriodSeconds } = params;
-    if (!Number.isInteger(gracePeriodSeconds) || gracePeriodSeconds < 0 || gracePeriodSeconds > MAX_GRACE_PERIOD_SECONDS) {
-      throw new BadInputError(
-        `"gracePeriodSeconds" must be from 0 to ${MAX_GRACE_PERIOD_SECONDS} (7 days).`,
-        'gracePeriodSeconds',
-      );
-    }
-    return this.change(actor, { id: params.userId, action: 'regenerateAccessKey' }, async (manager, user) => {
-      const key = await this.deps.accessKeys.issue(manager, {
-        userId: user.id,
-        organizationId: user.organizationId,
-        createdBy: actor.principal.userId,
-        gracePeriodSeconds,
-      });
-      // The payload reveals the new key, so its view is recorded with the regeneration, in the same commit.
-      await this.record(manager, actor, user, AuditAction.ACCESS_KEY_REGENERATED, AuditAction.ACCESS_KEY_VIEWED);
-      return { user, key };
-    });
   }
 }
