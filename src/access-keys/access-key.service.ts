@@ -1,11 +1,11 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { AccessKey } from './access-key.entity';
-import { principalFrom, type Authenticated } from '../auth/principal';
+import { principalFrom, type Authenticated } from '../authentication/principal';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { runPrepared } from '../db/prepared';
-import { generateAccessKey, keyHint } from '../auth/key-format';
-import type { KeyCrypto } from '../auth/key-crypto';
+import { generateAccessKey, keyHint } from './key-format';
+import type { KeyCrypto } from './key-crypto';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
 const LAST_USED_RESOLUTION_SECONDS = 60;

@@ -1,14 +1,14 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { scopeOf } from '../auth/abilities';
-import type { Actor } from '../context';
+import { scopeOf } from '../authorization/abilities';
+import type { Actor } from '../request/actor';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
-import { parseId } from '../users/user.validation';
+import { parseId } from '../graphql/ids';
 import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
 import { KeyViewWriter, type KeyViewTarget } from './key-view-writer';
-import type { Authority } from '../auth/authority';
+import type { Authority } from '../authorization/authority';
 import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
