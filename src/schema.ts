@@ -1,6 +1,7 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
 import { AccessKeyResolver } from './access-keys/access-key.resolver';
+import { LeakReportResolver } from './access-keys/leak-report.resolver';
 import { AuditResolver } from './audit/audit.resolver';
 import { OrganizationResolver } from './organizations/organization.resolver';
 import { SessionResolver } from './sessions/session.resolver';
@@ -10,6 +11,7 @@ export const RESOLVERS = [
   UserResolver,
   UserConnectionResolver,
   AccessKeyResolver,
+  LeakReportResolver,
   OrganizationResolver,
   SessionResolver,
   AuditResolver,

@@ -3,6 +3,8 @@ import type { ContainerType } from 'type-graphql';
 import type { DataSource } from 'typeorm';
 import { AccessKeyResolver } from './access-keys/access-key.resolver';
 import { AccessKeyService } from './access-keys/access-key.service';
+import { LeakReportResolver } from './access-keys/leak-report.resolver';
+import { LeakReportService } from './access-keys/leak-report.service';
 import { AuditResolver } from './audit/audit.resolver';
 import { AuditService } from './audit/audit.service';
 import { Authenticator } from './auth/authenticate';
@@ -31,6 +33,8 @@ export interface Services {
   readonly passwords: PasswordHasher;
   readonly audit: AuditService;
   readonly accessKeys: AccessKeyService;
+  /** Leaked keys revoked on report (GitHub secret scanning, reportLeakedAccessKey). */
+  readonly leakReports: LeakReportService;
   readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
@@ -89,6 +93,7 @@ export function createServices(deps: ServiceDeps): Services {
   });
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
   const organizations = new OrganizationService({ dataSource, users });
+  const leakReports = new LeakReportService({ dataSource, accessKeys, audit, authority, authCache, keyCrypto });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   const metrics = new Metrics();
@@ -102,6 +107,7 @@ export function createServices(deps: ServiceDeps): Services {
     passwords,
     audit,
     accessKeys,
+    leakReports,
     sessions,
     users,
     organizations,
@@ -129,6 +135,7 @@ export function resolverContainer(services: Services): ContainerType {
     [UserResolver, new UserResolver(services.users)],
     [UserConnectionResolver, new UserConnectionResolver()],
     [AccessKeyResolver, new AccessKeyResolver(services)],
+    [LeakReportResolver, new LeakReportResolver(services)],
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
     [SessionResolver, new SessionResolver(services.sessions)],
     [AuditResolver, new AuditResolver(services.audit)],
