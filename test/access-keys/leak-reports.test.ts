@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FRESHNESS_MS } from '../../src/auth/auth-cache';
+import { ConfigError } from '../../src/config';
+import { operatorMessage } from '../../src/operator-errors';
 import { generateAccessKey, keyHint } from '../../src/auth/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
@@ -264,6 +266,29 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   });
 });
 
+describe('leak reports: refused messages count as failed authentications of the address', () => {
+  it('after AUTH_FAILURE_LIMIT of them the address gets 429, even with a correctly signed message', async () => {
+    const github = signingKey('github-current');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(keysFile, JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }));
+    const app = await startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '2' } });
+    try {
+      const body = messageOf([generateAccessKey()]);
+      expect((await post(app, { body })).status).toBe(401);
+      expect((await post(app, { body, headers: signedHeaders(body, signingKey('x'), github.id) })).status).toBe(401);
+      const blocked = await post(app, { body, headers: signedHeaders(body, github) });
+      expect(blocked.status).toBe(429);
+      expect(blocked.body.errors[0].extensions.code).toBe('RATE_LIMITED');
+      const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM secret_scanning_messages`);
+      expect(n).toBe(0);
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS', () => {
   it('answers 404', async () => {
     const app = await startTestApp();
@@ -273,6 +298,33 @@ describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS'
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup with one line that says what to fix', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-bad-keys-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  it.each([
+    ['missing', null, /cannot be read \(ENOENT\)/],
+    ['not JSON', 'not json', /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/],
+    ['without keys', '{"public_keys":[]}', /holds no "public_keys" list/],
+    ['a key without identifier', JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }), /public_keys\[0\] has no "key_identifier"/],
+    ['a key that is not PEM', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }), /the key "k1" is not a PEM public key/],
+    ['an RSA key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }), /the key "k1" is not an ECDSA P-256 key/],
+  ])('%s', async (_case, contents, message) => {
+    const file = path.join(dir, `${_case.replace(/\W+/g, '-')}.json`);
+    if (contents !== null) fs.writeFileSync(file, contents);
+    const started = startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: file } });
+    await expect(started).rejects.toBeInstanceOf(ConfigError);
+    const line = operatorMessage(await started.catch((error: unknown) => error));
+    expect(line).toMatch(message);
+    expect(line).toContain(`SECRET_SCANNING_GITHUB_KEYS (${file})`);
+    expect(line).not.toContain('\n');
   });
 });
 
