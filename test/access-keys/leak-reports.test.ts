@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FRESHNESS_MS } from '../../src/auth/auth-cache';
+import type { PauseHooks } from '../../src/auth/authority';
 import { ConfigError } from '../../src/config';
 import { operatorMessage } from '../../src/operator-errors';
 import { generateAccessKey, keyHint } from '../../src/auth/key-format';
@@ -81,6 +82,7 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   let a: TestApp;
   let b: TestApp;
   let admin: TestUser;
+  const hooks: PauseHooks = {};
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
@@ -97,7 +99,7 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     database = await createTestDatabase();
     const secret = randomBytes(32);
     const env = { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '10000' };
-    a = await startTestApp({ env: { ...env, LOG_LEVEL: 'info' }, database: { url: database.url, secret }, captureLogs: true });
+    a = await startTestApp({ env: { ...env, LOG_LEVEL: 'info' }, database: { url: database.url, secret }, captureLogs: true, hooks });
     b = await startTestApp({ env, database: { url: database.url, secret } });
     admin = await createOrganization(a);
   }, 60_000);
@@ -173,6 +175,32 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(await refusedWithinBound(b, current)).toBe(401);
     const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
     expect(facts.accessKeyInfo.leakedKeyHint).toBe(keyHint(user.key));
+  });
+
+  it('a request in flight with the reported key acts no more once the revocation has committed', async () => {
+    const leakyAdmin = await createUser(a, admin, { role: Role.ADMIN });
+    const body = messageOf([leakyAdmin.key]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    // The regeneration below has authenticated with the key; before its act is checked, GitHub's report commits.
+    hooks.beforeAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== leakyAdmin.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await report;
+    };
+    try {
+      const response = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        key: leakyAdmin.key,
+        variables: { id: admin.id },
+      });
+      expect((await report!).body).toEqual([{ token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+      expect(response.body.data).toBeNull();
+      expect(response.body.errors).toEqual([
+        expect.objectContaining({ path: ['regenerateAccessKey'], extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' } }),
+      ]);
+      expect((await a.gql(ME, { key: admin.key })).status).toBe(200);
+    } finally {
+      delete hooks.beforeAuthorityCheck;
+    }
   });
 
   it('labels tokens that are no key here false positives and changes nothing for them', async () => {
