@@ -7,6 +7,7 @@ import type { AccessKey } from './access-key.entity';
 import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
+import type { LeakReportSource } from './leak-report.types';
 
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
@@ -47,6 +48,12 @@ export class AccessKeyResolver {
       createdAt: row.createdAt,
       lastUsedAt: row.lastUsedAt,
       previousKeyExpiresAt: row.previousKeyExpiresAt,
+      // Only while the previous key works: after the grace period it is history, not hand-over.
+      previousKeyLastUsedAt: row.previousKeyExpiresAt && row.previousKeyExpiresAt > new Date() ? row.previousKeyLastUsedAt : null,
+      leakReportedAt: row.leakReportedAt,
+      leakReportLocation: row.leakReportLocation,
+      leakReportSource: row.leakReportSource as LeakReportSource | null,
+      leakedKeyHint: row.leakedKeyHint,
     };
   }
 

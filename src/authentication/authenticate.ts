@@ -135,7 +135,8 @@ export class Authenticator {
 
   private settle(principal: Principal | null, client: string): AuthResult {
     if (!principal) return this.fail(client, null);
-    if (principal.currentKeyDigest !== undefined) this.deps.accessKeys.markUsed(principal.currentKeyDigest);
+    const usedKeyDigest = principal.currentKeyDigest ?? principal.previousKeyDigest;
+    if (usedKeyDigest !== undefined) this.deps.accessKeys.markUsed(usedKeyDigest);
     return { ok: true, principal };
   }
 

@@ -17,6 +17,7 @@ import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, reg
 import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from '../graphql/text-input';
+import { registerGithubSecretScanning } from '../secret-scanning/github';
 import { registerAdminConsole } from './web/admin';
 import { registerSite } from './web/site';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
@@ -358,6 +359,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
   registerSite(app);
+  registerGithubSecretScanning(app, { keysFile: config.secretScanning.githubKeysFile, services });
 
   app.get('/healthz', { config: NEVER_SHED }, async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

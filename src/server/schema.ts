@@ -1,6 +1,7 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
 import { AccessKeyResolver } from '../access-keys/access-key.resolver';
+import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AuditResolver } from '../audit/audit.resolver';
 import { OrganizationResolver } from '../organizations/organization.resolver';
 import { SessionResolver } from '../sessions/session.resolver';
@@ -11,6 +12,7 @@ export const RESOLVERS = [
   UserResolver,
   UserConnectionResolver,
   AccessKeyResolver,
+  LeakReportResolver,
   OrganizationResolver,
   SessionResolver,
   AuditResolver,
@@ -27,6 +29,7 @@ export function resolverContainer(services: Services): ContainerType {
     [UserResolver, new UserResolver(services.users)],
     [UserConnectionResolver, new UserConnectionResolver()],
     [AccessKeyResolver, new AccessKeyResolver(services)],
+    [LeakReportResolver, new LeakReportResolver(services)],
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
     [SessionResolver, new SessionResolver(services.sessions)],
     [AuditResolver, new AuditResolver(services.audit)],

@@ -16,6 +16,7 @@ import { Metrics } from '../metrics';
 import { OrganizationService } from '../organizations/organization.service';
 import { SessionService } from '../sessions/session.service';
 import { UserService } from '../users/user.service';
+import { LeakReportService } from '../access-keys/leak-report.service';
 
 export interface Services {
   readonly dataSource: DataSource;
@@ -28,6 +29,8 @@ export interface Services {
   readonly accessKeys: AccessKeyService;
   /** Regenerating a key: a change of its user, in access-keys/. */
   readonly accessKeyRegeneration: AccessKeyRegeneration;
+  /** Leaked keys revoked on report (GitHub secret scanning, reportLeakedAccessKey). */
+  readonly leakReports: LeakReportService;
   readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
@@ -87,6 +90,7 @@ export function createServices(deps: ServiceDeps): Services {
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
   const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
   const organizations = new OrganizationService({ dataSource, users });
+  const leakReports = new LeakReportService({ dataSource, accessKeys, audit, authority, authCache, keyCrypto });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   const metrics = new Metrics();
@@ -101,6 +105,7 @@ export function createServices(deps: ServiceDeps): Services {
     audit,
     accessKeys,
     accessKeyRegeneration,
+    leakReports,
     sessions,
     users,
     organizations,

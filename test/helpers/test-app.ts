@@ -109,6 +109,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const app = await buildApp({ config, services, logger, plugins: options.plugins }).catch(async (error: unknown) => {
     await services.stop();
     await dataSource.destroy();
+    await database.drop();
     throw error;
   });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
