@@ -166,7 +166,8 @@ export class LeakReportService {
     const location = params.location.trim();
     if (!location) throw new BadInputError('Say where the key was found (a URL, a file, a place).', 'location');
     const outcome = await this.deps.dataSource.transaction(async (manager) => {
-      (await this.deps.authority.confirm(manager, { actor })).authorize(mayReport);
+      // Reporting regenerates the reported key: a replaced key may not (ReplacedKeyError).
+      (await this.deps.authority.confirm(manager, { actor, handlesKeys: true })).authorize(mayReport);
       const revoked = await this.revoke(manager, {
         tokens: [{ token: key, location }],
         source: LeakReportSource.ADMIN,

@@ -33,6 +33,17 @@ export class AuthorityEndedError extends DomainError {
   }
 }
 
+/**
+ * The request's key was replaced by a regeneration and is only in its grace period: it keeps reading for its
+ * integrations, but it may not reveal, issue or regenerate any key (a replaced credential mints no new ones).
+ * FORBIDDEN, not remembered for the request: the request's other acts are judged on their own.
+ */
+export class ReplacedKeyError extends ForbiddenError {
+  constructor() {
+    super('This access key was replaced and works only until its grace period ends: it cannot reveal, create or regenerate keys. Use the new key.');
+  }
+}
+
 /** The caller's role changed while the request ran and the new one may not do this: FORBIDDEN. */
 export class RoleChangedError extends ForbiddenError {
   constructor() {
@@ -86,6 +97,11 @@ export interface Act {
    * later would deadlock two admins acting at once.
    */
   readonly lockOrganizationForUpdate?: boolean;
+  /**
+   * The act reveals, issues or regenerates an access key: a key in its grace period (replaced by a
+   * regeneration) is refused it with ReplacedKeyError. Key reveals (confirmEach) always are.
+   */
+  readonly handlesKeys?: boolean;
 }
 
 /** An actor whose authority was confirmed, with what the check read under its locks. */
@@ -94,6 +110,8 @@ export interface ConfirmedAct {
   readonly ability: AppAbility;
   /** The locked users rows of the act (actor and targets) that belong to the actor's organization, by id. */
   readonly users: ReadonlyMap<string, User>;
+  /** The request is carried by a key replaced by a regeneration, in its grace period (see ReplacedKeyError). */
+  readonly viaReplacedKey: boolean;
   /**
    * Runs `decide` with the fresh abilities. When it refuses and the actor's role changed since the request
    * began, the refusal is FORBIDDEN, and every later act of the request is refused the same way.
@@ -148,6 +166,7 @@ export class Authority {
       targetIds,
     });
     if (checked.act instanceof DomainError) throw checked.act;
+    if (act.handlesKeys && checked.act.viaReplacedKey) throw new ReplacedKeyError();
     await this.deps.hooks.afterAuthorityCheck?.(actor);
     return checked.act;
   }
@@ -166,7 +185,8 @@ export class Authority {
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
     if (pending.length > 0) {
       const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
-      for (const { actor, act } of checked) verdicts.set(actor, act);
+      // Every batch confirmed here reveals keys: a replaced key may not see any.
+      for (const { actor, act } of checked) verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
       for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
     }
     return verdicts;
@@ -188,15 +208,20 @@ export class Authority {
     return actors.map((actor) => {
       const { principal } = actor;
       const user = users.get(principal.userId);
-      const authentic = validCredentials.has(actor) && !!user?.isActive && activeOrganizations.has(principal.organizationId);
+      const credential = validCredentials.get(actor);
+      const authentic = !!credential && !!user?.isActive && activeOrganizations.has(principal.organizationId);
       if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError()) };
-      return { actor, act: this.confirmed({ actor, ability: user.role === principal.role ? actor.ability : null, users }) };
+      const ability = user.role === principal.role ? actor.ability : null;
+      return { actor, act: this.confirmed({ actor, ability, users, viaReplacedKey: credential === 'REPLACED_KEY' }) };
     });
   }
 
-  /** Locks the credential rows that carry the actors' requests; returns the actors whose credential still works. */
-  private async lockCredentials(manager: EntityManager, actors: readonly Actor[]): Promise<Set<Actor>> {
-    const valid = new Set<Actor>();
+  /**
+   * Locks the credential rows that carry the actors' requests; returns the actors whose credential still
+   * works, each with whether it is current or a replaced key in its grace period.
+   */
+  private async lockCredentials(manager: EntityManager, actors: readonly Actor[]): Promise<Map<Actor, 'CURRENT' | 'REPLACED_KEY'>> {
+    const valid = new Map<Actor, 'CURRENT' | 'REPLACED_KEY'>();
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
@@ -210,7 +235,9 @@ export class Authority {
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
         const presented = actor.principal.keyDigest;
-        if (row && presented && (row.key_digest.equals(presented) || !!row.previous_key_digest?.equals(presented))) valid.add(actor);
+        if (!row || !presented) continue;
+        if (row.key_digest.equals(presented)) valid.set(actor, 'CURRENT');
+        else if (row.previous_key_digest?.equals(presented)) valid.set(actor, 'REPLACED_KEY');
       }
     }
     if (sessionHolders.length > 0) {
@@ -220,14 +247,14 @@ export class Authority {
         [sortedUnique(sessionHolders.flatMap((actor) => actor.principal.sessionId ?? []))],
       );
       const live = new Set(rows.map((row) => row.id));
-      for (const actor of sessionHolders) if (live.has(actor.principal.sessionId!)) valid.add(actor);
+      for (const actor of sessionHolders) if (live.has(actor.principal.sessionId!)) valid.set(actor, 'CURRENT');
     }
     return valid;
   }
 
   /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
-  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User> }): ConfirmedAct {
-    const { actor, ability, users } = params;
+  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User>; viaReplacedKey: boolean }): ConfirmedAct {
+    const { actor, ability, users, viaReplacedKey } = params;
     const fresh = users.get(actor.principal.userId)!;
     const roleChanged = ability === null;
     if (roleChanged) this.deps.authCache.evictUser(actor.principal.userId);
@@ -235,6 +262,7 @@ export class Authority {
     return {
       ability: current,
       users,
+      viaReplacedKey,
       authorize: (decide) => {
         try {
           decide(current);
