@@ -18,7 +18,7 @@ export interface PauseHooks {
   afterAuthorityCheck?(actor: Actor): Promise<void>;
   /** After a sign-in or a password change verified a password, before the transaction that relies on it. */
   afterPasswordVerified?(email: string): Promise<void>;
-  /** While a password verification for `client` holds its places in the bounds on hashing. */
+  /** While a password verification, or a request's hash of a new password, for `client` holds its places in the bounds on hashing. */
   duringPasswordCheck?(client: string): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
 import type { Notifications } from '../db/notifications';
+import { clientBucket } from './client-bucket';
 
 export const RATE_LIMIT_CHANNEL = 'crm_access_auth_blocks';
 const FLUSH_DELAY_MS = 50;
@@ -27,6 +28,8 @@ export interface RateLimitSettings {
  * they run: each first reserves one of the address's attempts, and the address's failures in the window
  * plus its reservations in flight stay below the limit, so however many requests arrive at once, at most
  * `maxFailures` checks run per window on one instance. A success gives its attempt back; a failure keeps it.
+ *
+ * `client` is the request's address; it is counted by its bucket (see clientBucket: an IPv6 address by its /64).
  */
 export class AuthRateLimiter {
   private readonly blockedUntil = new Map<string, number>();
@@ -52,7 +55,8 @@ export class AuthRateLimiter {
   }
 
   /** Seconds until the address may try again, or 0 when it is not blocked. */
-  retryAfterSeconds(client: string): number {
+  retryAfterSeconds(address: string): number {
+    const client = clientBucket(address);
     const until = this.blockedUntil.get(client);
     if (until === undefined) return 0;
     const remainingMs = until - Date.now();
@@ -68,7 +72,8 @@ export class AuthRateLimiter {
    * call `release` exactly once), else the seconds after which to try again: the address is blocked, or its
    * failures plus the checks it has under way already reach the limit.
    */
-  reserve(client: string): number {
+  reserve(address: string): number {
+    const client = clientBucket(address);
     const blockedSeconds = this.retryAfterSeconds(client);
     if (blockedSeconds > 0) return blockedSeconds;
     const now = Date.now();
@@ -82,7 +87,8 @@ export class AuthRateLimiter {
   }
 
   /** Ends a reservation: a failed check becomes a counted failure, any other outcome gives the attempt back. */
-  release(client: string, outcome: { failed: boolean }): void {
+  release(address: string, outcome: { failed: boolean }): void {
+    const client = clientBucket(address);
     const left = (this.reserved.get(client) ?? 1) - 1;
     if (left > 0) this.reserved.set(client, left);
     else this.reserved.delete(client);
@@ -90,7 +96,8 @@ export class AuthRateLimiter {
   }
 
   /** Counts one failure; written with others a moment later, so the failing request itself waits for nothing. */
-  recordFailure(client: string): void {
+  recordFailure(address: string): void {
+    const client = clientBucket(address);
     this.pending.set(client, (this.pending.get(client) ?? 0) + 1);
     this.timer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
     const counted = this.countLocally(client, Date.now());

@@ -181,7 +181,7 @@ export class SessionService {
       rateLimiter.release(actor.ip, { failed });
     }
     if (failed) throw new BadInputError('The current password is incorrect.', 'currentPassword');
-    const passwordHash = await this.deps.passwords.hash(params.newPassword);
+    const passwordHash = await this.deps.passwords.hash(params.newPassword, actor.ip);
     await this.deps.hooks.afterPasswordVerified?.(user.email);
 
     await this.deps.dataSource.transaction(async (manager) => {

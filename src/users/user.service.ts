@@ -104,10 +104,13 @@ export class UserService {
     },
   ) {}
 
-  /** Checks a new password's length, then hashes it (bounded like every scrypt of the process). */
-  async hashNewPassword(password: string, field: string): Promise<string> {
+  /**
+   * Checks a new password's length, then hashes it (bounded like every scrypt of the process, and per client
+   * address: `client` is the request's address, null outside a request). See PasswordHasher.hash.
+   */
+  async hashNewPassword(password: string, field: string, client: string | null): Promise<string> {
     checkPasswordLength(password, field);
-    return this.deps.passwords.hash(password);
+    return this.deps.passwords.hash(password, client);
   }
 
   private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
@@ -238,7 +241,7 @@ export class UserService {
     this.deps.authority.throwIfRefused(actor);
     const email = normalizeEmail(input.email);
     const name = normalizeName(input.name);
-    const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password');
+    const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password', actor.ip);
     return this.deps.dataSource.transaction(async (manager) => {
       // Creating a user issues their first key: a replaced key may not (ReplacedKeyError).
       (await this.deps.authority.confirm(manager, { actor, handlesKeys: true })).authorize(mayCreate);
