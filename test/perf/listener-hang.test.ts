@@ -95,6 +95,32 @@ describe('revocation freshness when the listener hangs', () => {
     for (const ms of elapsed) expect(ms).toBeLessThanOrEqual(DEADLINE_MS);
   }, 120_000);
 
+  it('a step back of the wall clock while the listener hangs does not keep a regenerated key cached', async () => {
+    const user = await createUser(b, admin);
+    await cachedOnA(user.key);
+    const wallClock = Date.now;
+    proxy.pause();
+    // An NTP correction or `date -s` moves the wall clock an hour back; intervals must not move with it.
+    Date.now = () => wallClock() - 3_600_000;
+    try {
+      const sentAt = performance.now();
+      const regenerated = await b.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        key: admin.key,
+        variables: { id: user.id },
+      });
+      expect(regenerated.body.errors).toBeUndefined();
+      let status = 200;
+      while (status !== 401 && performance.now() - sentAt <= DEADLINE_MS) {
+        status = (await a.gql(ME, { key: user.key })).status;
+        if (status !== 401) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(status).toBe(401);
+    } finally {
+      Date.now = wallClock;
+      proxy.resume();
+    }
+  });
+
   it('the instance that makes a change evicts its own cache at once, without waiting for the notification', async () => {
     const cache = a.services.authCache;
     const apply = cache.applyNotification.bind(cache);
