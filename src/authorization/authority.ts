@@ -55,8 +55,13 @@ export class RoleChangedError extends ForbiddenError {
  * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
  * (access_keys, sessions), then whatever the act changes.
+ *
+ * The organization row is locked FOR KEY SHARE by acts, sign-ins and reveals, FOR NO KEY UPDATE by the acts
+ * that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating the
+ * organization takes FOR UPDATE (an UPDATE of `is_active`, which a unique index covers: see the migration
+ * OrganizationActiveKey), which conflicts with them all.
  */
-export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
+export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE';
 
 /** Locks organization rows, by id; returns the active ones. */
 export async function lockOrganizations(
@@ -93,8 +98,9 @@ export interface Act {
   readonly targetIds?: readonly string[];
   /**
    * For acts that can remove an organization's last active admin (role change, deactivation): the
-   * organization row is locked FOR NO KEY UPDATE, first, which serializes them. Upgrading a SHARE lock to it
-   * later would deadlock two admins acting at once.
+   * organization row is locked FOR NO KEY UPDATE, first, which serializes them (other acts and reveals take
+   * FOR KEY SHARE, which it does not block). Upgrading a weaker lock to it later would deadlock two admins
+   * acting at once.
    */
   readonly lockOrganizationForUpdate?: boolean;
   /**
@@ -133,7 +139,8 @@ interface CheckedActor {
  *
  * - users row FOR SHARE (or FOR NO KEY UPDATE with targets): conflicts with the UPDATE that deactivates or
  *   demotes the user;
- * - organization row FOR SHARE (or FOR NO KEY UPDATE): conflicts with deactivating the organization;
+ * - organization row FOR KEY SHARE (or FOR NO KEY UPDATE): conflicts with deactivating the organization (an
+ *   UPDATE of `is_active` takes FOR UPDATE), not with another admin's role change or deactivation;
  * - the access_keys row FOR KEY SHARE: conflicts with regeneration, which rewrites `key_digest` (a unique
  *   column, so PostgreSQL takes FOR UPDATE), but not with the batched `last_used_at` writes, which would
  *   otherwise deadlock against an act that holds its own key row and regenerates another's;
@@ -161,7 +168,7 @@ export class Authority {
     const targetIds = act.targetIds ?? [];
     const [checked] = await this.check(manager, {
       actors: [actor],
-      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
+      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR KEY SHARE',
       usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
       targetIds,
     });
@@ -184,7 +191,7 @@ export class Authority {
     }
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
     if (pending.length > 0) {
-      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
+      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR KEY SHARE', usersLock: 'FOR SHARE', targetIds: [] });
       // Every batch confirmed here reveals keys: a replaced key may not see any.
       for (const { actor, act } of checked) verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
       for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);

@@ -96,7 +96,7 @@ export class SessionService {
     const session = await dataSource.transaction(async (manager) => {
       // Locks in the order every act takes them (see Authority): a deactivation or password change is either
       // committed (and seen here) or waits until this session exists, and then ends it.
-      const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR SHARE' });
+      const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
       const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [user.id]);
       if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash) return null;
       const [{ expires_at: expiresAt }] = await manager.query(
