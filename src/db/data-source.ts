@@ -12,6 +12,7 @@ import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000000-LeakReportsAndHandOver';
 import { OrganizationActiveKey1764700000000 } from '../../migrations/1764700000000-OrganizationActiveKey';
+import { EmailFinalSigmaAndIdn1764700000100 } from '../../migrations/1764700000100-EmailFinalSigmaAndIdn';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -23,6 +24,7 @@ export const MIGRATIONS = [
   NormalizeEmails1764513000000,
   LeakReportsAndHandOver1764620000000,
   OrganizationActiveKey1764700000000,
+  EmailFinalSigmaAndIdn1764700000100,
 ];
 
 export interface DataSourceOptions {

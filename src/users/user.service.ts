@@ -20,7 +20,7 @@ import type { PasswordHasher } from '../authentication/password';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
-import { checkPasswordLength, normalizeEmail } from './user.validation';
+import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
 import { normalizeName } from '../graphql/text-checks';
 import { parseId } from '../graphql/ids';
 import { MAX_PAGE_SIZE } from '../graphql/pagination';
@@ -168,8 +168,9 @@ export class UserService {
       if (search.length > MAX_SEARCH_LENGTH) {
         throw new BadInputError(`"search" must be at most ${MAX_SEARCH_LENGTH} characters.`, 'search');
       }
-      const pattern = `%${search.replace(/[\\%_]/g, '\\$&')}%`;
-      where.and('(u.name ILIKE ? OR u.email ILIKE ?)', pattern, pattern);
+      // Each column is searched in the form it is stored in: names NFC, emails canonical (NFKC, folded).
+      const like = (text: string) => `%${text.replace(/[\\%_]/g, '\\$&')}%`;
+      where.and('(u.name ILIKE ? OR u.email ILIKE ?)', like(search.normalize('NFC')), like(canonicalEmail(search)));
     }
     if (filter?.role) where.and('u.role = ?', filter.role);
     if (filter?.isActive !== undefined && filter.isActive !== null) where.and('u.is_active = ?', filter.isActive);
