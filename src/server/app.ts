@@ -13,7 +13,7 @@ import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { queryLimitsPlugin } from '../graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
-import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
+import { limitConnections, maxConnections, NEVER_SHED, registerHostCheck, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
 import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from '../graphql/text-input';
@@ -230,6 +230,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
   serveMetrics(app, { config, metrics, logger });
   registerSecurityHeaders(app);
+  registerHostCheck(app);
   registerRequestLog(app, { enabled: config.logRequests });
   app.decorateRequest('actor', null);
   app.decorateRequest('graphqlObservation', null);
