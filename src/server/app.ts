@@ -241,7 +241,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    if (isDatabaseUnavailable(error)) {
+    // A client that hung up mid-body shows as ECONNRESET (status 400) from its own socket: its doing, not the
+    // database's, so no outage and no error line. Fastify marks what it attributes to the client with a 4xx.
+    if (request.raw.destroyed) {
+      request.log.info({ code: (error as { code?: unknown }).code }, 'the client closed the connection before its request was read');
+      return reply.code(400).send();
+    }
+    const clientSide = error.statusCode !== undefined && error.statusCode < 500;
+    if (!clientSide && isDatabaseUnavailable(error)) {
       services.outage.report(error, request.id);
       void reply.code(503).header('retry-after', RETRY_AFTER_SECONDS);
       return reply.send({
