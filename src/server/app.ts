@@ -64,6 +64,12 @@ function isPublicError(error: unknown): boolean {
 
 /** graphql-js's suggestions (" Did you mean "search"?", "... the enum value "ADMIN"?"): names never hold "?". */
 const SUGGESTION = / ?Did you mean [^?]*\?/g;
+/**
+ * Apollo's refusal of introspection names the framework and tells the caller how to configure the server
+ * ("... pass introspection: true to ApolloServer in production"): clients get what it means, nothing more.
+ */
+const INTROSPECTION_REFUSED = /introspection is not allowed by Apollo Server/i;
+const INTROSPECTION_OFF = 'Introspection (__schema, __type) is turned off on this server.';
 
 /**
  * Only domain errors and the framework's own request errors keep their message; the rest is masked. With
@@ -73,6 +79,7 @@ const SUGGESTION = / ?Did you mean [^?]*\?/g;
 export function errorFormatter(options: { hideSuggestions: boolean }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const result = formatError(formatted, error);
+    if (INTROSPECTION_REFUSED.test(result.message)) return { ...result, message: INTROSPECTION_OFF };
     if (!options.hideSuggestions) return result;
     const message = result.message.replace(SUGGESTION, '');
     return message === result.message ? result : { ...result, message };
