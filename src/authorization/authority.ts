@@ -255,6 +255,7 @@ export class Authority {
   }
 }
 
-function sortedUnique(values: readonly string[]): string[] {
+/** The values once each, in ascending order: the order rows are locked in (see RowLock). */
+export function sortedUnique(values: readonly string[]): string[] {
   return [...new Set(values)].sort();
 }

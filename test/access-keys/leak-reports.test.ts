@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { FRESHNESS_MS } from '../../src/authentication/auth-cache';
@@ -9,6 +10,7 @@ import { operatorMessage } from '../../src/operator-errors';
 import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { waitForLockWaiters } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 const ME = '{ me { id } }';
@@ -41,18 +43,37 @@ function signatureOf(body: string, key: SigningKey): string {
   return sign('sha256', Buffer.from(body), { key: key.privateKey, dsaEncoding: 'der' }).toString('base64');
 }
 
+/**
+ * A signature whose base64 ends in padding (a 70- or 71-byte DER signature; ECDSA signs anew each time). A
+ * lenient decoder stops reading at the padding, so whatever follows it in the header would go unread.
+ */
+function paddedSignatureOf(body: string, key: SigningKey): string {
+  for (;;) {
+    const signature = signatureOf(body, key);
+    if (signature.endsWith('=')) return signature;
+  }
+}
+
 function messageOf(tokens: string[], url = 'https://github.com/octo/leaky/blob/abc123/config.env'): string {
   return JSON.stringify(tokens.map((token) => ({ token, type: TOKEN_TYPE, url, source: 'content' })));
 }
 
-async function post(app: TestApp, params: { body: string; headers?: Record<string, string> }): Promise<{ status: number; body: any }> {
-  const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...params.headers },
-    body: params.body,
+/** A message as GitHub sends it; a header given as a list is sent once per value, as separate header lines. */
+function post(app: TestApp, params: { body: string; headers?: Record<string, string | string[]> }): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      app.url.replace(/\/graphql$/, '/secret-scanning/github'),
+      { method: 'POST', headers: { 'content-type': 'application/json', ...params.headers } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
+      },
+    );
+    request.on('error', reject);
+    request.end(params.body);
   });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
 function signedHeaders(body: string, key: SigningKey, asId = key.id): Record<string, string> {
@@ -221,6 +242,57 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(await snapshot()).toEqual(before);
   });
 
+  it('revokes a key whose location GitHub gives with characters no text field shows (NUL, controls, direction overrides, lone surrogates): they are stored replaced', async () => {
+    const user = await createUser(a, admin);
+    const body = JSON.stringify([
+      { token: user.key, type: TOKEN_TYPE, url: 'https://github.com/octo/a\u0000b\u001b[2J\u202egpj.exe\ud800', source: 'con\ntent' },
+    ]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response).toEqual({ status: 200, body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }] });
+    expect((await a.gql(ME, { key: user.key })).status).toBe(401);
+    const shown = 'https://github.com/octo/a\ufffdb\ufffd[2J\ufffdgpj.exe\ufffd (GitHub con\ufffdtent)';
+    const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakReportLocation).toBe(shown);
+    const audit = await a.gql(LEAK_AUDIT, { key: admin.key, variables: { target: user.id } });
+    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node.location)).toEqual([shown]);
+  });
+
+  // Every act locks organization, then users, then key rows (Authority). A report that locked key rows first
+  // deadlocked with an admin's act that holds its own key row and then writes the reported user's.
+  it.each([
+    ['regenerates', 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', (user: TestUser) => ({ id: user.id })],
+    ['reports', 'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }', (user: TestUser) => ({ key: user.key })],
+  ])('an admin who %s the key of a user while a report names both their keys: one waits for the other, no deadlock', async (_case, act, variablesOf) => {
+    const [first, second] = (await Promise.all([createUser(a, admin, { role: Role.ADMIN }), createUser(a, admin, { role: Role.ADMIN })])).sort(
+      (x, y) => (x.id < y.id ? -1 : 1),
+    );
+    // The report takes the rows by user id (first, then second); the admin (second) holds its own first.
+    const body = messageOf([first.key, second.key]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    hooks.afterAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== second.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await waitForLockWaiters(a, 1);
+    };
+    try {
+      const response = await a.gql(act, { key: second.key, variables: variablesOf(first) });
+      expect(response.status).toBe(200);
+      expect(response.body.errors).toBeUndefined();
+      // The report waited for the admin's act: the first key was replaced by then, the second is revoked now.
+      expect(await report!).toEqual({
+        status: 200,
+        body: [
+          { token_raw: first.key, token_type: TOKEN_TYPE, label: 'false_positive' },
+          { token_raw: second.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+        ],
+      });
+      expect((await a.gql(ME, { key: first.key })).status).toBe(401);
+      expect((await a.gql(ME, { key: second.key })).status).toBe(401);
+    } finally {
+      delete hooks.afterAuthorityCheck;
+    }
+  });
+
   describe('when the message is not one GitHub signed, or was processed already', () => {
     let user: TestUser;
     let body: string;
@@ -235,9 +307,30 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       ['signed by another key under GitHub’s key identifier', () => signedHeaders(body, stranger, github.id)],
       ['signed by a key nobody configured', () => signedHeaders(body, stranger)],
       ['signed with garbage', () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' })],
+      ['signed as raw r||s (IEEE P1363), not DER', () => ({
+        'github-public-key-identifier': github.id,
+        'github-public-key-signature': sign('sha256', Buffer.from(body), { key: github.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64'),
+      })],
+      // Only one exact header value is the signature: no second reading of a header, no skipped characters.
+      ['the right signature, in two header lines', () => {
+        const signature = paddedSignatureOf(body, github);
+        return { 'github-public-key-identifier': github.id, 'github-public-key-signature': [signature, signature] };
+      }],
+      ['the right signature followed by a stranger’s', () => ({
+        'github-public-key-identifier': github.id,
+        'github-public-key-signature': `${paddedSignatureOf(body, github)}, ${signatureOf(body, stranger)}`,
+      })],
+      ['the right signature with characters outside base64 in it', () => {
+        const signature = signatureOf(body, github);
+        return { 'github-public-key-identifier': github.id, 'github-public-key-signature': `${signature.slice(0, 20)}!*${signature.slice(20)}` };
+      }],
+      ['the right signature with a space in it', () => {
+        const signature = signatureOf(body, github);
+        return { 'github-public-key-identifier': github.id, 'github-public-key-signature': `${signature.slice(0, 20)} ${signature.slice(20)}` };
+      }],
     ])('%s: 401 and nothing changes', async (_case, headers) => {
       const before = await snapshot();
-      const response = await post(a, { body, headers: headers() as Record<string, string> });
+      const response = await post(a, { body, headers: headers() as Record<string, string | string[]> });
       expect(response.status).toBe(401);
       expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
       expect(await snapshot()).toEqual(before);
@@ -310,6 +403,34 @@ describe('leak reports: refused messages count as failed authentications of the 
       expect(blocked.body.errors[0].extensions.code).toBe('RATE_LIMITED');
       const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM secret_scanning_messages`);
       expect(n).toBe(0);
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('leak reports: a keys file that lists one key identifier twice', () => {
+  it('accepts a message signed by either key listed under it', async () => {
+    const first = signingKey('github');
+    const second = signingKey('github');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({
+        public_keys: [
+          { key_identifier: 'github', key: first.pem, is_current: false },
+          { key_identifier: 'github', key: second.pem, is_current: true },
+        ],
+      }),
+    );
+    const app = await startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: keysFile } });
+    try {
+      for (const key of [first, second]) {
+        const body = messageOf([generateAccessKey()]);
+        expect((await post(app, { body, headers: signedHeaders(body, key) })).status).toBe(200);
+      }
     } finally {
       await app.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -413,6 +534,53 @@ describe('reportLeakedAccessKey', () => {
     expect(response.body.errors![0].extensions!.code).toBe('FORBIDDEN');
     expect((await app.gql(ME, { key: victim.key })).status).toBe(200);
     expect(await leakRows(admin.organizationId)).toBe(before);
+  });
+
+  it.each([
+    ['a line break', 'line one\nline two'],
+    ['an escape sequence', 'a gist \u001b[2J'],
+    ['a direction override', 'https://chat.example/\u202egpj.exe'],
+    ['a zero-width space', 'https://chat.exam\u200bple/4711'],
+    ['more than 2,000 characters', `https://chat.example/${'x'.repeat(2000)}`],
+  ])('refuses a location with %s as BAD_USER_INPUT, and the key keeps working', async (_case, location) => {
+    const member = await createUser(app, admin);
+    const before = await leakRows(admin.organizationId);
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location } });
+    expect(response.body.data).toBeNull();
+    expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'location' });
+    expect((await app.gql(ME, { key: member.key })).status).toBe(200);
+    expect(await leakRows(admin.organizationId)).toBe(before);
+  });
+
+  it('keeps a location of exactly 2,000 characters as it was given', async () => {
+    const member = await createUser(app, admin);
+    const location = `https://chat.example/${'x'.repeat(2000 - 'https://chat.example/'.length)}`;
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location } });
+    expect(response.body.data).toEqual({ reportLeakedAccessKey: { revoked: true, user: { id: member.id } } });
+    const facts = (await app.gql(KEY_FACTS, { key: admin.key, variables: { id: member.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakReportLocation).toBe(location);
+  });
+
+  it("an admin who reports their own key: the request's later acts are refused, and the key works no more", async () => {
+    const reporter = await createUser(app, admin, { role: Role.ADMIN });
+    const victim = await createUser(app, admin);
+    const response = await app.gql(
+      `mutation ($key: String!, $id: ID!) {
+        report: reportLeakedAccessKey(key: $key, location: "my own screen share") { revoked user { id } }
+        after: regenerateAccessKey(userId: $id) { accessKey }
+      }`,
+      { key: reporter.key, variables: { key: reporter.key, id: victim.id } },
+    );
+    // Both fields are non-null, so the refusal of the second empties `data`; the report itself committed.
+    expect(response.body.data).toBeNull();
+    expect(response.body.errors).toEqual([expect.objectContaining({ path: ['after'], extensions: expect.objectContaining({ code: 'UNAUTHENTICATED' }) })]);
+    expect((await app.gql(ME, { key: victim.key })).status).toBe(200);
+    expect((await app.gql(ME, { key: reporter.key })).status).toBe(401);
+    const [{ n }] = await app.dataSource.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE action = 'ACCESS_KEY_LEAK_REPORTED' AND actor_user_id = $1 AND target_user_id = $1`,
+      [reporter.id],
+    );
+    expect(n).toBe(1);
   });
 
   it('refuses a string that is not a key, and an empty location, as BAD_USER_INPUT', async () => {
