@@ -43,7 +43,9 @@ export class RoleChangedError extends ForbiddenError {
 /**
  * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
- * (access_keys, sessions), then whatever the act changes.
+ * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
+ * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
+ * (AccessKeyService.flushUse) locks only key rows, by user id.
  */
 export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
 

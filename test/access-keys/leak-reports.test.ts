@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from 'pg';
 import { FRESHNESS_MS } from '../../src/authentication/auth-cache';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { ConfigError } from '../../src/config';
@@ -290,6 +291,43 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       expect((await a.gql(ME, { key: second.key })).status).toBe(401);
     } finally {
       delete hooks.afterAuthorityCheck;
+    }
+  });
+
+  it('the batched write of key uses and a report that names the same keys do not deadlock: the write waits', async () => {
+    const [first, second] = (await Promise.all([createUser(a, admin), createUser(a, admin)])).sort((x, y) => (x.id < y.id ? -1 : 1));
+    // The report locks the key rows by user id. Put the first row's live version after the second's, so that
+    // a write that updates rows as it scans them reaches the second row first.
+    await a.dataSource.query(`UPDATE access_keys SET leak_report_location = NULL WHERE user_id = $1`, [first.id]);
+    const physical = await a.dataSource.query(`SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`, [[first.id, second.id]]);
+    expect(physical.map((row: { user_id: string }) => row.user_id)).toEqual([second.id, first.id]);
+
+    const holder = new Client({ connectionString: a.databaseUrl });
+    await holder.connect();
+    const logged = a.logs.length;
+    try {
+      // A share lock on the second key row that the report's FOR UPDATE waits for, and the use write does not.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM access_keys WHERE user_id = $1 FOR KEY SHARE`, [second.id]);
+      const body = messageOf([first.key, second.key]);
+      const report = post(a, { body, headers: signedHeaders(body, github) });
+      await waitForLockWaiters(a, 1);
+      for (const user of [first, second]) a.services.accessKeys.markUsed(a.keyCrypto.digest(user.key).toString('base64'));
+      const flushed = a.services.accessKeys.flushUse();
+      await waitForLockWaiters(a, 2);
+      await holder.query('COMMIT');
+      expect(await report).toEqual({
+        status: 200,
+        body: [
+          { token_raw: first.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+          { token_raw: second.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+        ],
+      });
+      await flushed;
+      expect(a.logs.slice(logged).filter((line) => line.includes('could not record access key use'))).toEqual([]);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
     }
   });
 
