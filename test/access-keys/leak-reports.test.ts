@@ -476,6 +476,69 @@ describe('leak reports: a keys file that lists one key identifier twice', () => 
   });
 });
 
+describe('leak reports: a failed attempt, and the logs at debug level with every request logged', () => {
+  const github = signingKey('github-current');
+  let dir: string;
+  let app: TestApp;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(keysFile, JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }));
+    app = await startTestApp({
+      env: { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '10000', LOG_LEVEL: 'debug', LOG_REQUESTS: '1' },
+      captureLogs: true,
+    });
+    admin = await createOrganization(app);
+  });
+  afterAll(async () => {
+    await app?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a message whose processing failed in the database changed nothing and is taken when sent again', async () => {
+    const user = await createUser(app, admin);
+    const body = messageOf([user.key]);
+    const headers = signedHeaders(body, github);
+    await app.dataSource.query(`
+      CREATE FUNCTION fail_leak_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+      CREATE TRIGGER fail_leak_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_leak_audit();`);
+    try {
+      expect((await post(app, { body, headers })).status).toBe(500);
+    } finally {
+      await app.dataSource.query(`DROP TRIGGER fail_leak_audit ON audit_events; DROP FUNCTION fail_leak_audit();`);
+    }
+    expect((await app.gql(ME, { key: user.key })).status).toBe(200);
+    expect(await post(app, { body, headers })).toEqual({
+      status: 200,
+      body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }],
+    });
+    expect((await app.gql(ME, { key: user.key })).status).toBe(401);
+  });
+
+  it('no log line at any level holds a reported key, whatever the outcome', async () => {
+    const reported = await createUser(app, admin);
+    const byAdmin = await createUser(app, admin);
+    const unknown = generateAccessKey();
+    const revoked = messageOf([reported.key, unknown]);
+    await post(app, { body: revoked, headers: signedHeaders(revoked, github) });
+    await post(app, { body: revoked, headers: signedHeaders(revoked, github) }); // 409
+    await post(app, { body: revoked, headers: signedHeaders(revoked, signingKey(github.id)) }); // 401
+    const notTheProgramsJson = JSON.stringify({ token: byAdmin.key });
+    await post(app, { body: notTheProgramsJson, headers: signedHeaders(notTheProgramsJson, github) }); // 400
+    await app.gql(REPORT, { key: admin.key, variables: { key: byAdmin.key, location: 'bad\nlocation' } });
+    await app.gql(REPORT, { key: admin.key, variables: { key: byAdmin.key.slice(0, -1), location: 'x' } });
+    await app.gql(REPORT, { key: admin.key, variables: { key: byAdmin.key, location: 'a ticket' } });
+    await app.services.accessKeys.flushUse();
+    expect(app.logs.some((line) => line.includes('/secret-scanning/github'))).toBe(true);
+    const text = app.logs.join('\n');
+    for (const secret of [reported.key, byAdmin.key, byAdmin.key.slice(0, -1), unknown, admin.key, 'cak_']) {
+      expect(text).not.toContain(secret);
+    }
+  });
+});
+
 describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS', () => {
   it('answers 404', async () => {
     const app = await startTestApp();
