@@ -10,7 +10,7 @@ import { ConfigError } from '../../src/config';
 import { operatorMessage } from '../../src/operator-errors';
 import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -243,6 +243,62 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(await snapshot()).toEqual(before);
   });
 
+  it('labels a live session token and a key with a broken checksum false positives: the session keeps working', async () => {
+    const user = await createUser(a, admin, { password: TEST_PASSWORD });
+    const token = await login(a, user);
+    const lookalike = user.key.slice(0, -1) + (user.key.endsWith('a') ? 'b' : 'a');
+    const before = await snapshot();
+    const body = messageOf([token, lookalike]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response.body).toEqual([
+      { token_raw: token, token_type: TOKEN_TYPE, label: 'false_positive' },
+      { token_raw: lookalike, token_type: TOKEN_TYPE, label: 'false_positive' },
+    ]);
+    expect(await snapshot()).toEqual(before);
+    expect((await a.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+  });
+
+  it('one message with the same key twice and keys of two organizations: each revoked once, audited in its organization', async () => {
+    const ours = await createUser(a, admin);
+    const otherAdmin = await createOrganization(a, 'Other Clinic');
+    const theirs = await createUser(a, otherAdmin);
+    const body = messageOf([ours.key, theirs.key, ours.key]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response.body.map((label: { label: string }) => label.label)).toEqual(['true_positive', 'true_positive', 'true_positive']);
+    for (const user of [ours, theirs]) {
+      expect((await a.gql(ME, { key: user.key })).status).toBe(401);
+      const rows = await a.dataSource.query(
+        `SELECT action, organization_id FROM audit_events WHERE target_user_id = $1 AND action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED') ORDER BY id`,
+        [user.id],
+      );
+      expect(rows).toEqual([
+        { action: 'ACCESS_KEY_LEAK_REPORTED', organization_id: user.organizationId },
+        { action: 'ACCESS_KEY_REGENERATED', organization_id: user.organizationId },
+      ]);
+    }
+  });
+
+  it('an admin deactivated while their reportLeakedAccessKey runs: UNAUTHENTICATED, and the key keeps working', async () => {
+    const reporter = await createUser(a, admin, { role: Role.ADMIN });
+    const member = await createUser(a, admin);
+    hooks.beforeAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== reporter.id) return;
+      const deactivated = await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { isActive } }', { key: admin.key, variables: { id: reporter.id } });
+      expect(deactivated.body.data).toEqual({ deactivateUser: { isActive: false } });
+    };
+    try {
+      const response = await a.gql(REPORT, { key: reporter.key, variables: { key: member.key, location: 'a ticket' } });
+      expect(response.body.data).toBeNull();
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    } finally {
+      delete hooks.beforeAuthorityCheck;
+    }
+    expect((await a.gql(ME, { key: member.key })).status).toBe(200);
+    const [{ n }] = await a.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE target_user_id = $1 AND action = 'ACCESS_KEY_LEAK_REPORTED'`, [member.id]);
+    expect(n).toBe(0);
+  });
+
   it('revokes a key whose location GitHub gives with characters no text field shows (NUL, controls, direction overrides, lone surrogates): they are stored replaced', async () => {
     const user = await createUser(a, admin);
     const body = JSON.stringify([
@@ -394,6 +450,18 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       expect(response.status).toBe(413);
       expect(await snapshot()).toEqual(before);
       expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+    });
+
+    it('exactly 64 KiB is read; one byte more is 413', async () => {
+      const sized = (bytes: number) => {
+        const text = messageOf([generateAccessKey()], '');
+        return text.replace('"url":""', `"url":"${'u'.repeat(bytes - Buffer.byteLength(text))}"`);
+      };
+      const atLimit = sized(64 * 1024);
+      expect(Buffer.byteLength(atLimit)).toBe(64 * 1024);
+      expect((await post(a, { body: atLimit, headers: signedHeaders(atLimit, github) })).status).toBe(200);
+      const over = sized(64 * 1024 + 1);
+      expect((await post(a, { body: over, headers: signedHeaders(over, github) })).status).toBe(413);
     });
 
     it('signed, but not the program’s JSON: 400 and nothing changes', async () => {
@@ -559,6 +627,8 @@ describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup wit
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const otherCurve = (type: 'ec' | 'ed25519', options?: { namedCurve: string }) =>
+    (generateKeyPairSync as (type: string, options?: object) => { publicKey: KeyObject })(type, options).publicKey.export({ type: 'spki', format: 'pem' }).toString();
   it.each([
     ['missing', null, /cannot be read \(ENOENT\)/],
     ['not JSON', 'not json', /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/],
@@ -566,6 +636,8 @@ describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup wit
     ['a key without identifier', JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }), /public_keys\[0\] has no "key_identifier"/],
     ['a key that is not PEM', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }), /the key "k1" is not a PEM public key/],
     ['an RSA key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }), /the key "k1" is not an ECDSA P-256 key/],
+    ['a P-384 key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ec', { namedCurve: 'P-384' }) }] }), /the key "k1" is not an ECDSA P-256 key/],
+    ['an Ed25519 key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ed25519') }] }), /the key "k1" is not an ECDSA P-256 key/],
   ])('%s', async (_case, contents, message) => {
     const file = path.join(dir, `${_case.replace(/\W+/g, '-')}.json`);
     if (contents !== null) fs.writeFileSync(file, contents);
