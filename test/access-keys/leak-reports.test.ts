@@ -350,6 +350,30 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     }
   });
 
+  it('a key regenerated with a grace period while the report waits: the report revokes it as a grace-period key, and its successor', async () => {
+    const member = await createUser(a, admin);
+    const body = messageOf([member.key]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    hooks.afterAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== admin.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await waitForLockWaiters(a, 1);
+    };
+    let successor: string;
+    try {
+      const regenerated = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
+        key: admin.key,
+        variables: { id: member.id },
+      });
+      successor = regenerated.body.data!.regenerateAccessKey.accessKey;
+    } finally {
+      delete hooks.afterAuthorityCheck;
+    }
+    expect((await report!).body).toEqual([{ token_raw: member.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+    expect((await a.gql(ME, { key: member.key })).status).toBe(401);
+    expect((await a.gql(ME, { key: successor })).status).toBe(401);
+  });
+
   it('the batched write of key uses and a report that names the same keys do not deadlock: the write waits', async () => {
     const [first, second] = (await Promise.all([createUser(a, admin), createUser(a, admin)])).sort((x, y) => (x.id < y.id ? -1 : 1));
     // The report locks the key rows by user id. Put the first row's live version after the second's, so that
