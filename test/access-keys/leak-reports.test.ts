@@ -350,6 +350,19 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     }
   });
 
+  it("revokes a deactivated user's key too: reactivating the user does not bring the leaked key back", async () => {
+    const member = await createUser(a, admin);
+    const setActive = (active: boolean) =>
+      a.gql(`mutation ($id: ID!) { ${active ? 'reactivateUser' : 'deactivateUser'}(id: $id) { isActive } }`, { key: admin.key, variables: { id: member.id } });
+    await setActive(false);
+    const body = messageOf([member.key]);
+    expect((await post(a, { body, headers: signedHeaders(body, github) })).body).toEqual([
+      { token_raw: member.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+    ]);
+    expect((await setActive(true)).body.data).toEqual({ reactivateUser: { isActive: true } });
+    expect((await a.gql(ME, { key: member.key })).status).toBe(401);
+  });
+
   it('a key regenerated with a grace period while the report waits: the report revokes it as a grace-period key, and its successor', async () => {
     const member = await createUser(a, admin);
     const body = messageOf([member.key]);
