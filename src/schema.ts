@@ -1,6 +1,7 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
 import { AccessKeyResolver } from './access-keys/access-key.resolver';
+import { AccessKeyPolicyResolver } from './access-keys/key-policy.resolver';
 import { AuditResolver } from './audit/audit.resolver';
 import { OrganizationResolver } from './organizations/organization.resolver';
 import { SessionResolver } from './sessions/session.resolver';
@@ -13,6 +14,7 @@ export const RESOLVERS = [
   OrganizationResolver,
   SessionResolver,
   AuditResolver,
+  AccessKeyPolicyResolver,
 ] as const;
 
 /** The schema is built from the resolver classes; `container` hands type-graphql the instances to call. */

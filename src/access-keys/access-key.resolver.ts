@@ -47,6 +47,7 @@ export class AccessKeyResolver {
       createdAt: row.createdAt,
       lastUsedAt: row.lastUsedAt,
       previousKeyExpiresAt: row.previousKeyExpiresAt,
+      expiresAt: row.expiresAt,
     };
   }
 

@@ -14,6 +14,12 @@ export class AccessKeyInfo {
 
   @Field(() => Date, { nullable: true, description: 'Until then the replaced key still works.' })
   previousKeyExpiresAt: Date | null;
+
+  @Field(() => Date, {
+    nullable: true,
+    description: "When the current key stops working, from the organization's maxKeyAgeDays; null: never. Past it the key is refused like any invalid key.",
+  })
+  expiresAt: Date | null;
 }
 
 @ObjectType({ simpleResolvers: true })

@@ -13,6 +13,7 @@ export enum AuditAction {
   LOGIN_SUCCEEDED = 'LOGIN_SUCCEEDED',
   LOGIN_FAILED = 'LOGIN_FAILED',
   PASSWORD_CHANGED = 'PASSWORD_CHANGED',
+  ACCESS_KEY_POLICY_CHANGED = 'ACCESS_KEY_POLICY_CHANGED',
 }
 registerEnumType(AuditAction, { name: 'AuditAction' });
 

@@ -22,6 +22,11 @@ export interface Principal {
    * replaced, in its grace period), which writes and reveals check is still valid at the moment of the act.
    */
   readonly keyDigest?: Buffer;
+  /**
+   * Set for a current key that expires (its organization's maxKeyAgeDays): when, in ms since the epoch. The
+   * authenticator compares it with the injected clock on every cached use, so expiry needs no lookup.
+   */
+  readonly keyExpiresAtMs?: number;
   /** The caller's profile as of authentication (frozen): `me` answers from it without a query. */
   readonly user: Readonly<User>;
 }
@@ -38,9 +43,9 @@ export interface Authenticated {
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */
 export function principalFrom(
   row: UserRow,
-  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; keyDigest?: Buffer },
+  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; keyDigest?: Buffer; keyExpiresAtMs?: number },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
-  const { kind, sessionId, currentKeyDigest, keyDigest } = params;
-  return { kind, sessionId, currentKeyDigest, keyDigest, userId: row.id, organizationId: row.organization_id, role: row.role, user };
+  const { kind, sessionId, currentKeyDigest, keyDigest, keyExpiresAtMs } = params;
+  return { kind, sessionId, currentKeyDigest, keyDigest, keyExpiresAtMs, userId: row.id, organizationId: row.organization_id, role: row.role, user };
 }
