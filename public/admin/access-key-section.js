@@ -11,11 +11,14 @@ import { go, redrawIfForbidden, signedInUser, signOut } from './state.js';
  */
 
 /**
- * @typedef {{ hint: string; createdAt: string; lastUsedAt: string | null; previousKeyExpiresAt: string | null }} AccessKeyInfo
+ * @typedef {{ hint: string; createdAt: string; lastUsedAt: string | null; previousKeyExpiresAt: string | null; expiresAt: string | null }} AccessKeyInfo
  * @typedef {{ id: string; name: string; accessKeyInfo: AccessKeyInfo | null }} KeyOwner
  */
 
-export const ACCESS_KEY_INFO_FIELDS = 'accessKeyInfo { hint createdAt lastUsedAt previousKeyExpiresAt }';
+export const ACCESS_KEY_INFO_FIELDS = 'accessKeyInfo { hint createdAt lastUsedAt previousKeyExpiresAt expiresAt }';
+
+/** How close an expiry (the organization's maxKeyAgeDays) comes before the profile warns about it. */
+const EXPIRY_WARNING_DAYS = 14;
 
 /** Grace periods offered on Regenerate: how long the replaced key keeps working. */
 const GRACE_PERIODS = /** @type {Array<[string, string]>} */ ([
@@ -31,16 +34,28 @@ const GRACE_PERIODS = /** @type {Array<[string, string]>} */ ([
 function keyFacts(info) {
   if (!info) return h('p', { text: 'Press Edit, then Save, above to create a key for this user.' });
   const previousUntil = info.previousKeyExpiresAt && new Date(info.previousKeyExpiresAt) > new Date() ? info.previousKeyExpiresAt : null;
-  return facts([
+  const expiresAt = info.expiresAt ? new Date(info.expiresAt) : null;
+  const expired = expiresAt !== null && expiresAt <= new Date();
+  const expiry = expiresAt ? `${formatDateTime(info.expiresAt)} (${expired ? 'expired' : fromNow(expiresAt)})` : 'Never';
+  const list = facts([
     ['Hint', info.hint, 'key-hint'],
     ['Created', formatDateTime(info.createdAt), 'key-created'],
     ['Last used', formatDateTime(info.lastUsedAt, 'Not used yet'), 'key-last-used'],
+    ['Expires', expiry, 'key-expires'],
     [
       'Previous key works until',
       previousUntil ? `${formatDateTime(previousUntil)} (${fromNow(new Date(previousUntil))})` : null,
       'key-previous-until',
     ],
   ]);
+  const soon = expiresAt !== null && !expired && expiresAt.getTime() - Date.now() < EXPIRY_WARNING_DAYS * 86_400_000;
+  if (!expired && !soon) return list;
+  const warning = expired
+    ? 'This key has expired: it is refused like any invalid key. Regenerate it and give the new key to its integrations.'
+    : `This key expires ${fromNow(/** @type {Date} */ (expiresAt))}. Regenerate it before then and give the new key to its integrations.`;
+  const box = notice(warning, 'warning');
+  box.id = 'key-expiry-warning';
+  return h('div', {}, box, list);
 }
 
 /**
