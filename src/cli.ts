@@ -4,7 +4,7 @@ import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
-import { createServices } from './services';
+import { createServices } from './server/services';
 import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
 
 const PASSWORD_ENV = 'CRM_ADMIN_PASSWORD';

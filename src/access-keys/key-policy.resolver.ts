@@ -1,5 +1,5 @@
 import { Arg, Field, Int, Mutation, ObjectType, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor } from '../context';
+import { CurrentActor, type Actor } from '../request/context';
 import { Organization } from '../organizations/organization.entity';
 import { MAX_KEY_AGE_DAYS, type AccessKeyPolicyService } from './key-policy.service';
 

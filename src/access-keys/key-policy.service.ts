@@ -2,9 +2,9 @@ import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
 import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditService } from '../audit/audit.service';
-import type { AuthCache } from '../auth/auth-cache';
-import type { Authority } from '../auth/authority';
-import type { Actor } from '../context';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { Authority } from '../authorization/authority';
+import type { Actor } from '../request/context';
 import { BadInputError, ForbiddenError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
 

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { KeyCrypto } from '../auth/key-crypto';
+import type { KeyCrypto } from './key-crypto';
 
 export const DEFAULT_ROTATION_BATCH_SIZE = 100;
 const FIRST_UUID = '00000000-0000-0000-0000-000000000000';

@@ -1,4 +1,4 @@
-import { generateAccessKey } from '../../src/auth/key-format';
+import { generateAccessKey } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { postFrom } from '../helpers/http';

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { KeyCrypto } from '../../src/auth/key-crypto';
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { SYSTEM_ACTOR } from '../../src/audit/audit.service';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, type TestUser } from '../factories/organizations';

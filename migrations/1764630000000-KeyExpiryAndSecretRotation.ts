@@ -13,8 +13,8 @@ const MAX_KEY_AGE_DAYS_LIMIT = 3650;
  *   them). Existing rows are under the secret the database was set up with.
  * The credential trigger also announces a change of `expires_at` (a policy applied to existing keys).
  */
-export class KeyExpiryAndSecretRotation1764620000000 implements MigrationInterface {
-  name = 'KeyExpiryAndSecretRotation1764620000000';
+export class KeyExpiryAndSecretRotation1764630000000 implements MigrationInterface {
+  name = 'KeyExpiryAndSecretRotation1764630000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(

@@ -18,6 +18,11 @@ export interface Principal {
    */
   readonly currentKeyDigest?: string;
   /**
+   * Set when the key a grace period keeps working authenticated: its lookup digest, base64, which its uses
+   * are recorded against (`previousKeyLastUsedAt`, never the new key's `lastUsedAt`).
+   */
+  readonly previousKeyDigest?: string;
+  /**
    * Set for access keys: the lookup digest of the key that authenticated (the current one or the one it
    * replaced, in its grace period), which writes and reveals check is still valid at the moment of the act.
    */
@@ -43,9 +48,27 @@ export interface Authenticated {
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */
 export function principalFrom(
   row: UserRow,
-  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; keyDigest?: Buffer; keyExpiresAtMs?: number },
+  params: {
+    kind: PrincipalKind;
+    sessionId?: string;
+    currentKeyDigest?: string;
+    previousKeyDigest?: string;
+    keyDigest?: Buffer;
+    keyExpiresAtMs?: number;
+  },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
-  const { kind, sessionId, currentKeyDigest, keyDigest, keyExpiresAtMs } = params;
-  return { kind, sessionId, currentKeyDigest, keyDigest, keyExpiresAtMs, userId: row.id, organizationId: row.organization_id, role: row.role, user };
+  const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigest, keyExpiresAtMs } = params;
+  return {
+    kind,
+    sessionId,
+    currentKeyDigest,
+    previousKeyDigest,
+    keyDigest,
+    keyExpiresAtMs,
+    userId: row.id,
+    organizationId: row.organization_id,
+    role: row.role,
+    user,
+  };
 }
