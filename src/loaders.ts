@@ -6,6 +6,7 @@ import { runPrepared } from './db/prepared';
 import { SqlWhere } from './db/scope';
 import { Organization } from './organizations/organization.entity';
 import type { Services } from './services';
+import type { KeyViewTarget } from './audit/key-view-writer';
 import type { User } from './users/user.entity';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './users/user.queries';
 
@@ -15,8 +16,13 @@ export interface Loaders {
   accessKey: DataLoader<string, AccessKey | null>;
   /** Users the caller may read, by id (the actors and targets of audit events). */
   user: DataLoader<string, User | null>;
-  /** Records ACCESS_KEY_VIEWED once per user per request, for a whole page in one insert. */
-  keyView: DataLoader<{ userId: string; organizationId: string }, true, string>;
+  /**
+   * A user's key in plain text, revealed at most once per user per request: a whole page of keys is
+   * decrypted in one batch and its ACCESS_KEY_VIEWED events are committed in one insert (with the actor's
+   * authority confirmed in that transaction, see KeyViewWriter) before any key of the batch is returned.
+   * Null when the user has no key. The caller checks that the actor may read the key first.
+   */
+  revealedKey: DataLoader<User, string | null, string>;
 }
 
 function byId<T>(ids: readonly string[], rows: T[], idOf: (row: T) => string): Array<T | null> {
@@ -29,7 +35,7 @@ class RequestLoaders implements Loaders {
   private organizationLoader?: Loaders['organization'];
   private accessKeyLoader?: Loaders['accessKey'];
   private userLoader?: Loaders['user'];
-  private keyViewLoader?: Loaders['keyView'];
+  private revealedKeyLoader?: Loaders['revealedKey'];
 
   constructor(
     private readonly services: Services,
@@ -65,18 +71,43 @@ class RequestLoaders implements Loaders {
     }));
   }
 
-  get keyView(): Loaders['keyView'] {
-    return (this.keyViewLoader ??= new DataLoader(
-      async (targets) => {
-        if (!this.actor) throw new Error('Key views are recorded for authenticated callers only');
-        await this.services.audit.recordKeyViews(this.actor, targets);
-        this.services.metrics.countKeyReveals(targets.length);
-        return targets.map(() => true as const);
-      },
-      { cacheKeyFn: (target) => target.userId },
-    ));
+  get revealedKey(): Loaders['revealedKey'] {
+    return (this.revealedKeyLoader ??= new DataLoader<User, string | null, string>((users) => this.reveal(users), { cacheKeyFn: userIdOf }));
+  }
+
+  /**
+   * Decrypts first, so a key that cannot be read is not recorded as viewed (that user's field gets the
+   * error, the others their keys); then records the views of the decrypted ones and waits for their commit,
+   * so if the insert fails, or the actor's authority ended, no key of the batch is returned.
+   */
+  private async reveal(users: readonly User[]): Promise<Array<string | null | Error>> {
+    const { actor, services } = this;
+    if (!actor) throw new Error('Key views are recorded for authenticated callers only');
+    const rows = await this.accessKey.loadMany(users.map(userIdOf));
+    const keys: Array<string | null | Error> = new Array(users.length);
+    const viewed: KeyViewTarget[] = [];
+    for (let i = 0; i < users.length; i++) {
+      const row = rows[i];
+      if (row === null || row instanceof Error) {
+        keys[i] = row;
+        continue;
+      }
+      try {
+        keys[i] = services.accessKeys.reveal(row);
+        viewed.push({ userId: users[i].id, organizationId: users[i].organizationId });
+      } catch (error) {
+        keys[i] = error as Error;
+      }
+    }
+    if (viewed.length > 0) {
+      await services.audit.recordKeyViews(actor, viewed);
+      services.metrics.countKeyReveals(viewed.length);
+    }
+    return keys;
   }
 }
+
+const userIdOf = (user: { readonly id: string }): string => user.id;
 
 export function createLoaders(services: Services, actor: Actor | null): Loaders {
   return new RequestLoaders(services, actor);
