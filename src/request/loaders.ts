@@ -1,14 +1,13 @@
 import DataLoader from 'dataloader';
-import type { AccessKey } from './access-keys/access-key.entity';
-import { scopeOf } from './auth/abilities';
-import type { Actor } from './context';
-import { runPrepared } from './db/prepared';
-import { SqlWhere } from './db/scope';
-import { Organization } from './organizations/organization.entity';
-import type { Services } from './services';
-import type { KeyViewTarget } from './audit/key-view-writer';
-import type { User } from './users/user.entity';
-import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './users/user.queries';
+import type { DataSource } from 'typeorm';
+import type { AccessKey } from '../access-keys/access-key.entity';
+import { scopeOf } from '../authorization/abilities';
+import { runPrepared } from '../db/prepared';
+import { SqlWhere } from '../db/scope';
+import type { Actor } from './actor';
+import { Organization } from '../organizations/organization.entity';
+import type { User } from '../users/user.entity';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
@@ -25,6 +24,23 @@ export interface Loaders {
   revealedKey: DataLoader<User, string | null, string>;
 }
 
+/**
+ * What the loaders use, and nothing more: the services behind these are wired above this layer
+ * (server/services.ts), so the request layer names only the calls it makes.
+ */
+export interface LoaderDeps {
+  readonly dataSource: DataSource;
+  readonly accessKeys: {
+    findByUserIds(userIds: readonly string[]): Promise<AccessKey[]>;
+    /** The key in plain text; throws when it cannot be decrypted. */
+    reveal(row: AccessKey): string;
+  };
+  readonly audit: {
+    recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void>;
+  };
+  readonly metrics: { countKeyReveals(count: number): void };
+}
+
 function byId<T>(ids: readonly string[], rows: T[], idOf: (row: T) => string): Array<T | null> {
   const map = new Map(rows.map((row) => [idOf(row), row]));
   return ids.map((id) => map.get(id) ?? null);
@@ -38,7 +54,7 @@ class RequestLoaders implements Loaders {
   private revealedKeyLoader?: Loaders['revealedKey'];
 
   constructor(
-    private readonly services: Services,
+    private readonly services: LoaderDeps,
     private readonly actor: Actor | null,
   ) {}
 
@@ -85,7 +101,7 @@ class RequestLoaders implements Loaders {
     if (!actor) throw new Error('Key views are recorded for authenticated callers only');
     const rows = await this.accessKey.loadMany(users.map(userIdOf));
     const keys: Array<string | null | Error> = new Array(users.length);
-    const viewed: KeyViewTarget[] = [];
+    const viewed: Array<{ userId: string; organizationId: string }> = [];
     for (let i = 0; i < users.length; i++) {
       const row = rows[i];
       if (row === null || row instanceof Error) {
@@ -109,6 +125,7 @@ class RequestLoaders implements Loaders {
 
 const userIdOf = (user: { readonly id: string }): string => user.id;
 
-export function createLoaders(services: Services, actor: Actor | null): Loaders {
+/** A request's loaders, each made on first use; `actor` null for a request without credentials. */
+export function createLoaders(services: LoaderDeps, actor: Actor | null): Loaders {
   return new RequestLoaders(services, actor);
 }
