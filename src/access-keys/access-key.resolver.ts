@@ -49,6 +49,7 @@ export class AccessKeyResolver {
       leakReportLocation: row.leakReportLocation,
       leakReportSource: row.leakReportSource as LeakReportSource | null,
       leakedKeyHint: row.leakedKeyHint,
+      expiresAt: row.expiresAt,
     };
   }
 

@@ -60,13 +60,19 @@ class RequestLoaders implements Loaders {
 
   get organization(): Loaders['organization'] {
     return (this.organizationLoader ??= new DataLoader(async (ids) => {
-      const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date }>(
+      const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date; max_key_age_days: number | null }>(
         this.services.dataSource,
-        'SELECT id, name, is_active, created_at FROM organizations WHERE id = ANY($1)',
+        'SELECT id, name, is_active, created_at, max_key_age_days FROM organizations WHERE id = ANY($1)',
         [ids],
       );
       const organizations = rows.map((row) =>
-        Object.assign(new Organization(), { id: row.id, name: row.name, isActive: row.is_active, createdAt: row.created_at }),
+        Object.assign(new Organization(), {
+          id: row.id,
+          name: row.name,
+          isActive: row.is_active,
+          createdAt: row.created_at,
+          maxKeyAgeDays: row.max_key_age_days,
+        }),
       );
       return byId(ids, organizations, (o) => o.id);
     }));
