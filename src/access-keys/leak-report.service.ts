@@ -215,7 +215,8 @@ export class LeakReportService {
     }
     const outcome = await this.deps.dataSource.transaction(async (manager) => {
       // The key's owner is locked with the actor, in the act's one statement: the lock order of every act.
-      const owners = await this.ownersOf(manager, { digests: [this.deps.keyCrypto.digest(key)], organizationId });
+      // Under every secret of the keyring, as revoke() matches it: during a rotation the key may be under an older one.
+      const owners = await this.ownersOf(manager, { digests: this.deps.keyCrypto.digests(key), organizationId });
       const targetIds = owners.map((owner) => owner.user_id);
       (await this.deps.authority.confirm(manager, { actor, targetIds })).authorize(mayReport);
       const revoked = await this.revoke(manager, {
