@@ -46,7 +46,8 @@ export class RoleChangedError extends ForbiddenError {
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
  * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
  * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
- * (AccessKeyService.flushUse) locks only key rows, by user id.
+ * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
+ * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
  */
 export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
 
