@@ -59,12 +59,20 @@ function messageOf(tokens: string[], url = 'https://github.com/octo/leaky/blob/a
   return JSON.stringify(tokens.map((token) => ({ token, type: TOKEN_TYPE, url, source: 'content' })));
 }
 
-/** A message as GitHub sends it; a header given as a list is sent once per value, as separate header lines. */
-function post(app: TestApp, params: { body: string; headers?: Record<string, string | string[]> }): Promise<{ status: number; body: any }> {
+/**
+ * A message as GitHub sends it; a header given as a list is sent once per value, as separate header lines,
+ * and one given as null is not sent. `chunked`: the body goes in two chunks, without a content length.
+ */
+function post(
+  app: TestApp,
+  params: { body: string; headers?: Record<string, string | string[] | null>; chunked?: boolean },
+): Promise<{ status: number; body: any }> {
+  const given: Record<string, string | string[] | null> = { 'content-type': 'application/json', ...params.headers };
+  const headers = Object.fromEntries(Object.entries(given).filter((entry): entry is [string, string | string[]] => entry[1] !== null));
   return new Promise((resolve, reject) => {
     const request = http.request(
       app.url.replace(/\/graphql$/, '/secret-scanning/github'),
-      { method: 'POST', headers: { 'content-type': 'application/json', ...params.headers } },
+      { method: 'POST', headers },
       (response) => {
         let text = '';
         response.setEncoding('utf8');
@@ -73,7 +81,10 @@ function post(app: TestApp, params: { body: string; headers?: Record<string, str
       },
     );
     request.on('error', reject);
-    request.end(params.body);
+    if (!params.chunked) return void request.end(params.body);
+    const half = Math.floor(params.body.length / 2);
+    request.write(params.body.slice(0, half));
+    request.end(params.body.slice(half));
   });
 }
 
@@ -297,6 +308,18 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect((await a.gql(ME, { key: member.key })).status).toBe(200);
     const [{ n }] = await a.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE target_user_id = $1 AND action = 'ACCESS_KEY_LEAK_REPORTED'`, [member.id]);
     expect(n).toBe(0);
+  });
+
+  it.each([
+    ['text/plain', { 'content-type': 'text/plain' }, false],
+    ['JSON with a charset', { 'content-type': 'application/json; charset=utf-8' }, false],
+    ['no content type', { 'content-type': null }, false],
+    ['a chunked body', {}, true],
+  ] as const)('reads the signed bytes whatever the framing: %s', async (_case, headers, chunked) => {
+    const unknown = generateAccessKey();
+    const body = messageOf([unknown]);
+    const response = await post(a, { body, headers: { ...signedHeaders(body, github), ...headers }, chunked });
+    expect(response).toEqual({ status: 200, body: [{ token_raw: unknown, token_type: TOKEN_TYPE, label: 'false_positive' }] });
   });
 
   it('revokes a key whose location GitHub gives with characters no text field shows (NUL, controls, direction overrides, lone surrogates): they are stored replaced', async () => {
