@@ -6,6 +6,7 @@ import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import { defineAbilityFor, type AppAbility } from './abilities';
 import type { AuthCache } from '../authentication/auth-cache';
+import { systemClock, type Clock } from '../access-keys/clock';
 
 /**
  * Test-only pauses, awaited at fixed points so a test can hold a race window open and let another request
@@ -54,7 +55,10 @@ export class RoleChangedError extends ForbiddenError {
 /**
  * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
- * (access_keys, sessions), then whatever the act changes.
+ * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
+ * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
+ * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
+ * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
  *
  * The organization row is locked FOR KEY SHARE by acts, sign-ins and reveals, FOR NO KEY UPDATE by the acts
  * that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating the
@@ -149,7 +153,7 @@ interface CheckedActor {
  * A refusal is remembered on the actor, so later acts of the same request are refused without a query.
  */
 export class Authority {
-  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks }) {}
+  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks; clock?: Clock }) {}
 
   /** Throws the refusal an earlier act of this request met, if any: no query. */
   throwIfRefused(actor: Actor): void {
@@ -232,19 +236,22 @@ export class Authority {
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
-      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }>(
+      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null; expires_at: Date | null }>(
         manager,
-        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
+        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at
            FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
         [sortedUnique(keyHolders.map((actor) => actor.principal.userId))],
       );
       const byUser = new Map(rows.map((row) => [row.user_id, row]));
+      const nowMs = (this.deps.clock ?? systemClock).now();
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
         const presented = actor.principal.keyDigest;
         if (!row || !presented) continue;
-        if (row.key_digest.equals(presented)) valid.set(actor, 'CURRENT');
-        else if (row.previous_key_digest?.equals(presented)) valid.set(actor, 'REPLACED_KEY');
+        // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
+        if (row.key_digest.equals(presented)) {
+          if (row.expires_at === null || row.expires_at.getTime() > nowMs) valid.set(actor, 'CURRENT');
+        } else if (row.previous_key_digest?.equals(presented)) valid.set(actor, 'REPLACED_KEY');
       }
     }
     if (sessionHolders.length > 0) {
@@ -290,6 +297,7 @@ export class Authority {
   }
 }
 
-function sortedUnique(values: readonly string[]): string[] {
+/** The values once each, in ascending order: the order rows are locked in (see RowLock). */
+export function sortedUnique(values: readonly string[]): string[] {
   return [...new Set(values)].sort();
 }
