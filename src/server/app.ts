@@ -245,7 +245,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     // A client that hung up mid-body shows as ECONNRESET (status 400) from its own socket: its doing, not the
     // database's, so no outage and no error line. Fastify marks what it attributes to the client with a 4xx.
-    if (request.raw.destroyed) {
+    // readableAborted: the body ended early (not `destroyed`, which a body read to its end also becomes).
+    if (request.raw.readableAborted) {
       request.log.info({ code: (error as { code?: unknown }).code }, 'the client closed the connection before its request was read');
       return reply.code(400).send();
     }
