@@ -137,8 +137,9 @@ export class AccessKeyService {
   /**
    * The owner of a key, by its digests under every secret of the keyring (KeyCrypto.digests: during a
    * rotation a row may still be under an older one), if the key is current and not expired (by the injected
-   * clock) or in its grace period, and its user and organization active. The principal carries the digest as
-   * stored and the key's expiry, which the auth cache compares with the clock on every hit.
+   * clock) or in its grace period, and its user and organization active. The principal carries the key's digests
+   * under every secret (what the act-time check matches, so a rotation mid-request is not a replacement) and the
+   * key's expiry, which the auth cache compares with the clock on every hit.
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     const rows = await runPrepared<UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }>(
@@ -165,7 +166,7 @@ export class AccessKeyService {
       kind: 'ACCESS_KEY',
       currentKeyDigest: current ? usedDigest : undefined,
       previousKeyDigest: current ? undefined : usedDigest,
-      keyDigest: row.matched_digest,
+      keyDigests: digests,
       keyExpiresAtMs: current ? row.key_expires_at?.getTime() : undefined,
     });
     return { principal, validForMs: row.valid_for_ms };
