@@ -9,6 +9,9 @@ import type { KeyCrypto } from './key-crypto';
 import { expiryMs, systemClock, type Clock } from './clock';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
+/** Opens the key lookup's SQL, so tests and operators' statement logs can count lookups whatever the SQL's shape. */
+export const KEY_LOOKUP_MARK = '/* access-key lookup */';
+
 const LAST_USED_RESOLUTION_SECONDS = 60;
 const USE_FLUSH_DELAY_MS = 1000;
 const MAX_TRACKED_KEYS = 100_000;
@@ -150,7 +153,7 @@ export class AccessKeyService {
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     const rows = await runPrepared<UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }>(
       this.deps.dataSource,
-      `SELECT ${USER_COLUMNS},
+      `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest = ANY($1) THEN NULL
                          ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms,
                     CASE WHEN k.key_digest = ANY($1) THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
