@@ -10,6 +10,7 @@ import { createOrganization, createUser, type TestUser } from '../factories/orga
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
+const RENAME_SELF = 'mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed In Grace" }) { id } }';
 const REGENERATE = 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }';
 
 /**
@@ -57,6 +58,82 @@ describe('rotate-secret under attack', () => {
       await app.close();
     }
   }
+
+  it("README's procedure with two instances restarted one at a time: a key issued on either works on the other at every step", async () => {
+    const { url, admin, members } = await setUp(1);
+    /** Regenerates the member's key on `issuer` and asks `other` for `me` with it. */
+    async function issuedOnWorksOn(issuer: TestApp, other: TestApp): Promise<boolean> {
+      const response = await issuer.gql(REGENERATE, { key: admin.key, variables: { id: members[0].id } });
+      expect(response.body.errors).toBeUndefined();
+      const key = response.body.data!.regenerateAccessKey.accessKey;
+      return (await other.gql('{ me { id } }', { key })).body.data?.me.id === members[0].id;
+    }
+    /** Two instances with these keyrings, both running at once (one restarted, the other not yet). */
+    const pair = (a: Buffer[], b: Buffer[], work: (a: TestApp, b: TestApp) => Promise<void>) =>
+      withApp(url, a, (first) => withApp(url, b, (second) => work(first, second)));
+
+    // Why the new secret goes in second first: first on one instance while another lacks it, its keys fail there.
+    await pair([newSecret, oldSecret], [oldSecret], async (a, b) => expect(await issuedOnWorksOn(a, b)).toBe(false));
+    // Step 2: "$OLD,$NEW" on one instance, then the other.
+    await pair([oldSecret, newSecret], [oldSecret], async (a, b) => {
+      expect(await issuedOnWorksOn(a, b)).toBe(true);
+      expect(await issuedOnWorksOn(b, a)).toBe(true);
+    });
+    // Step 3: "$NEW,$OLD" on one instance, then the other.
+    await pair([newSecret, oldSecret], [oldSecret, newSecret], async (a, b) => {
+      expect(await issuedOnWorksOn(a, b)).toBe(true);
+      expect(await issuedOnWorksOn(b, a)).toBe(true);
+    });
+    // Step 4: rotate-secret; step 5: "$NEW" alone on one instance, then the other.
+    await withApp(url, [newSecret, oldSecret], async (app) => {
+      expect((await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).fingerprintMoved).toBe(true);
+    });
+    await start(url, [newSecret]);
+    await pair([newSecret], [newSecret, oldSecret], async (a, b) => {
+      expect(await issuedOnWorksOn(a, b)).toBe(true);
+      expect(await issuedOnWorksOn(b, a)).toBe(true);
+    });
+  });
+
+  it('two runs at once share the work: each key moved once, both end with the fingerprint moved; a key in its grace period keeps working', async () => {
+    const { url, admin, members } = await setUp(5);
+    await withApp(url, [newSecret, oldSecret], async (first) => {
+      // A key replaced with a grace period: only its digest is stored, under the old secret.
+      const replaced = await first.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
+        key: admin.key,
+        variables: { id: members[0].id },
+      });
+      expect(replaced.body.errors).toBeUndefined();
+      await withApp(url, [newSecret, oldSecret], async (second) => {
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let paused!: () => void;
+        const atPause = new Promise<void>((resolve) => (paused = resolve));
+        const one = rotateSecret({
+          dataSource: first.dataSource,
+          keyCrypto: first.keyCrypto,
+          batchSize: 1,
+          afterBatch: async ({ batches }) => {
+            if (batches !== 1) return;
+            paused();
+            await held;
+          },
+        });
+        await atPause;
+        const other = await rotateSecret({ dataSource: second.dataSource, keyCrypto: second.keyCrypto, batchSize: 1 });
+        release();
+        const done = await one;
+        // Six keys; the regenerated one was made under the new secret already.
+        expect(done.rotated + other.rotated).toBe(5);
+        expect(done.rotated).toBe(1);
+        expect(done.fingerprintMoved && other.fingerprintMoved).toBe(true);
+        expect(other.olderSecretsUsedUntil).not.toBeNull();
+      });
+      // The replaced key still authenticates and acts (its grace period is under the old secret, still listed).
+      const acted = await first.gql(RENAME_SELF, { key: members[0].key, variables: { id: members[0].id } });
+      expect(acted.body.errors).toBeUndefined();
+    });
+  });
 
   it('a reveal in flight when rotate-secret rewrites its caller key still acts: the key is the same key', async () => {
     const { url, admin, members } = await setUp(1);
