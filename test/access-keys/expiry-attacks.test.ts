@@ -1,6 +1,8 @@
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { postFrom } from '../helpers/http';
 import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { waitForLockWaiters } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 import type { Clock } from '../../src/access-keys/clock';
 import { DAY_MS } from '../helpers/test-clock';
@@ -101,6 +103,51 @@ describe('expiry by policy under attack', () => {
     let status = 200;
     for (let i = 0; i < 200 && status === 200; i++) status = (await meOn(second, member.key)).status;
     expect(status).toBe(401);
+  });
+
+  it('a regeneration racing setAccessKeyPolicy(applyToExistingKeys) waits for it and issues under the new policy', async () => {
+    const admin: TestUser = await createOrganization(first, 'Race Clinic');
+    const [target, blocker] = [await createUser(first, admin), await createUser(first, admin)];
+    const lock = new Client({ connectionString: database.url });
+    await lock.connect();
+    try {
+      // Hold one key row the policy must rewrite: the policy then sits with its organization lock held.
+      await lock.query('BEGIN');
+      await lock.query('SELECT 1 FROM access_keys WHERE user_id = $1 FOR UPDATE', [blocker.id]);
+      const policy = first.gql(SET_POLICY, { key: admin.key, variables: { days: 10, existing: true } });
+      await waitForLockWaiters(first, 1);
+      const regeneration = second.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        key: admin.key,
+        variables: { id: target.id },
+      });
+      await waitForLockWaiters(first, 2);
+      await lock.query('COMMIT');
+      expect((await policy).body.errors).toBeUndefined();
+      expect((await regeneration).body.errors).toBeUndefined();
+    } finally {
+      await lock.end();
+    }
+    const [row] = await first.dataSource.query(`SELECT expires_at, created_at FROM access_keys WHERE user_id = $1`, [target.id]);
+    expect(row.expires_at).not.toBeNull();
+  });
+
+  it('the expiring-soon filter and the policy: a member gets FORBIDDEN and changes nothing; an admin sees only their organization', async () => {
+    const mine: TestUser = await createOrganization(first, 'Mine Clinic');
+    const theirs: TestUser = await createOrganization(first, 'Theirs Clinic');
+    const member = await createUser(first, mine);
+    for (const org of [mine, theirs]) {
+      expect((await first.gql(SET_POLICY, { key: org.key, variables: { days: 3650, existing: true } })).body.errors).toBeUndefined();
+    }
+    const refused = await first.gql(SET_POLICY, { key: member.key, variables: { days: 1, existing: true } });
+    expect(refused.body.errors?.[0].extensions?.code).toBe('FORBIDDEN');
+    const [org] = await first.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [mine.organizationId]);
+    expect(org.max_key_age_days).toBe(3650);
+    // Every key of both organizations expires within 3650 days of the (moved) clock.
+    const EXPIRING = 'query { users(first: 500, filter: { keyExpiresWithinDays: 3650 }) { edges { node { id } } } }';
+    expect((await first.gql(EXPIRING, { key: member.key })).body.errors?.[0].extensions?.code).toBe('FORBIDDEN');
+    const listed = await first.gql(EXPIRING, { key: mine.key });
+    const ids = listed.body.data!.users.edges.map((edge: { node: { id: string } }) => edge.node.id).sort();
+    expect(ids).toEqual([mine.id, member.id].sort());
   });
 
   it('bad maxKeyAgeDays (float, string, huge, negative) is BAD_USER_INPUT as a variable, 400 inline, and changes nothing', async () => {
