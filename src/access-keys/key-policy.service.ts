@@ -57,9 +57,17 @@ export class AccessKeyPolicyService {
       );
       let existingKeysUpdated = 0;
       if (applyToExistingKeys) {
+        // Rows locked by user id first, the order of every other writer of several key rows (leak reports,
+        // the batched write of key uses): locking them in scan order deadlocked with that write.
         const [, count] = await manager.query(
-          `UPDATE access_keys SET expires_at = ${APPLIED_EXPIRY}
-            WHERE organization_id = $1 AND expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}`,
+          `WITH due AS MATERIALIZED (
+             SELECT user_id FROM access_keys
+              WHERE organization_id = $1 AND expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
+              ORDER BY user_id FOR NO KEY UPDATE
+           )
+           UPDATE access_keys k SET expires_at = ${APPLIED_EXPIRY}
+             FROM due
+            WHERE k.user_id = due.user_id AND k.expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}`,
           [organizationId, maxKeyAgeDays],
         );
         existingKeysUpdated = count as number;
