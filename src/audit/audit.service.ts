@@ -13,6 +13,13 @@ import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 
+/**
+ * What one `auditEvents` read with a filter adds to a request's query cost (src/graphql/query-limits.ts): each
+ * is an index walk of its own, so under the default MAX_QUERY_COST (20,000) a request holds at most 19 of them,
+ * and one of many aliased filtered reads is refused before any runs (issue 17).
+ */
+export const FILTERED_AUDIT_READ_COST = 1000;
+
 export type { AuditActor } from './audit-rows';
 
 export const SYSTEM_ACTOR: AuditActor = { userId: null, kind: ActorKind.SYSTEM, ip: null, requestId: null };

@@ -10,6 +10,7 @@ import { SessionsAuditRateLimits1764200000000 } from '../../migrations/176420000
 import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
 import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
+import { ScaleIndexes1764617000000 } from '../../migrations/1764617000000-ScaleIndexes';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -19,6 +20,7 @@ export const MIGRATIONS = [
   AuthChangeNotifications1764300000000,
   AuthTruncateNotifications1764400000000,
   NormalizeEmails1764513000000,
+  ScaleIndexes1764617000000,
 ];
 
 export interface DataSourceOptions {
