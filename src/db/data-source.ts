@@ -11,6 +11,7 @@ import { AuthChangeNotifications1764300000000 } from '../../migrations/176430000
 import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { ScaleIndexes1764617000000 } from '../../migrations/1764617000000-ScaleIndexes';
+import { UserCounts1764617100000 } from '../../migrations/1764617100000-UserCounts';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -21,6 +22,7 @@ export const MIGRATIONS = [
   AuthTruncateNotifications1764400000000,
   NormalizeEmails1764513000000,
   ScaleIndexes1764617000000,
+  UserCounts1764617100000,
 ];
 
 export interface DataSourceOptions {

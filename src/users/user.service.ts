@@ -4,7 +4,7 @@ import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.serv
 import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
 import { scopeOf, type Action, type AppAbility } from '../auth/abilities';
 import type { Actor } from '../context';
-import { runPrepared } from '../db/prepared';
+import { runPlannedEach, runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
 import { holdsNul } from '../graphql/text-input';
@@ -21,6 +21,7 @@ import type { PasswordHasher } from '../auth/password';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
+import { countFromCounts } from './user-counts';
 import { checkPasswordLength, normalizeEmail, normalizeName, parseId } from './user.validation';
 
 export const DEFAULT_PAGE_SIZE = 50;
@@ -130,8 +131,11 @@ export class UserService {
     return actor.principal.user as User;
   }
 
-  private async read(where: SqlWhere, tail: string, loaders: Loaders): Promise<User[]> {
-    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
+  /** `planEach`: planned for its values each time (a search: see runPlannedEach), else a prepared statement. */
+  private async read(params: { where: SqlWhere; tail: string; loaders: Loaders; planEach: boolean }): Promise<User[]> {
+    const { where, tail, loaders } = params;
+    const run = params.planEach ? runPlannedEach : runPrepared;
+    const rows = await run<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
     return rows.map((row) => {
       primeKey(loaders, row);
       return userFromRow(row);
@@ -170,13 +174,17 @@ export class UserService {
     }
     if (filter?.role) where.and('u.role = ?', filter.role);
     if (filter?.isActive !== undefined && filter.isActive !== null) where.and('u.is_active = ?', filter.isActive);
-    const filtered = { text: String(where), values: [...where.values] };
+    const counted = countFromCounts({ scope: scopeOf(actor.ability, 'read', 'User'), filter: { search, role: filter?.role, isActive: filter?.isActive } }) ?? {
+      text: `SELECT count(*)::int AS n FROM users u WHERE ${where}`,
+      values: [...where.values],
+    };
 
     if (after) {
       const cursor = decodeCursor(after);
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
-    const rows = first === 0 ? [] : await this.read(where, `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders);
+    const planEach = Boolean(search);
+    const rows = first === 0 ? [] : await this.read({ where, tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders, planEach });
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
@@ -185,11 +193,7 @@ export class UserService {
         endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
       },
       countTotal: async () => {
-        const [{ n }] = await runPrepared<{ n: number }>(
-          this.deps.dataSource,
-          `SELECT count(*)::int AS n FROM users u WHERE ${filtered.text}`,
-          filtered.values,
-        );
+        const [{ n }] = await (planEach ? runPlannedEach : runPrepared)<{ n: number }>(this.deps.dataSource, counted.text, counted.values);
         return n;
       },
     };

@@ -1,15 +1,6 @@
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { indexesOf } from '../helpers/plans';
 import { startTestApp, type TestApp } from '../helpers/test-app';
-
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function indexesOf(node: PlanNode): string[] {
-  return [...(node['Index Name'] ? [node['Index Name']] : []), ...(node.Plans ?? []).flatMap(indexesOf)];
-}
 
 /**
  * The audit page's plans, as PostgreSQL makes them for the statement the service sends: an organization whose
