@@ -62,6 +62,8 @@ export interface Config {
     /** Open connections at most; null: derived from the process's open-file limit. */
     readonly maxConnections: number | null;
   };
+  /** Audit events older than this many days are deleted (src/audit/audit-retention.ts); null: kept forever. */
+  readonly auditRetentionDays: number | null;
   /** Requests answer 503 with Retry-After while either limit is exceeded (0 turns that check off). */
   readonly loadShedding: {
     readonly maxEventLoopDelayMs: number;
@@ -146,6 +148,23 @@ function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   throw new ConfigError(`${name} must be true or false, got "${env[name]}".`);
 }
 
+export const DEFAULT_AUDIT_RETENTION_DAYS = 365;
+
+/**
+ * AUDIT_RETENTION_DAYS: whole days from 1 to 36500 (default 365), or "off" to keep every event. 0 is refused
+ * rather than read as either "keep nothing" or "off": which one was meant would be a guess.
+ */
+function auditRetentionDays(env: NodeJS.ProcessEnv): number | null {
+  const raw = env.AUDIT_RETENTION_DAYS?.trim();
+  if (!raw) return DEFAULT_AUDIT_RETENTION_DAYS;
+  if (raw.toLowerCase() === 'off') return null;
+  const days = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(days >= 1 && days <= 36500)) {
+    throw new ConfigError(`AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${raw}".`);
+  }
+  return days;
+}
+
 /** Reads the environment once; the rest of the code receives the frozen result. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development';
@@ -218,6 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, { min: 100, max: 3_600_000 }),
       maxConnections: env.MAX_CONNECTIONS ? integer(env, 'MAX_CONNECTIONS', 0, { min: 1, max: 10_000_000 }) : null,
     }),
+    auditRetentionDays: auditRetentionDays(env),
     loadShedding: Object.freeze({
       maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, { min: 0, max: 600_000 }),
       maxHeapUsedBytes: maxHeapUsedMb === null ? null : maxHeapUsedMb * 1024 * 1024,
