@@ -69,6 +69,37 @@ describe('users totalCount', () => {
     expect(api.slice(0, 5)).toEqual([6, 2, 2, 1, 2]);
   });
 
+  it('counts a statement that inserts, changes or deletes many users at once, and a deleted organization', async () => {
+    const bulk = await createOrganization(app, 'Bulk Org');
+    const countsOf = async (organizationId: string) =>
+      (
+        await app.dataSource.query(
+          `SELECT role, is_active, users FROM organization_user_counts WHERE organization_id = $1 AND users <> 0 ORDER BY 1, 2`,
+          [organizationId],
+        )
+      ).map((row: { role: string; is_active: boolean; users: number }) => `${row.role} ${row.is_active} ${row.users}`);
+    await app.dataSource.query(
+      `INSERT INTO users (organization_id, email, name, role)
+       SELECT $1, 'bulk-' || i || '@bulk.example', 'Bulk ' || i, CASE WHEN i % 3 = 0 THEN 'MANAGER' ELSE 'MEMBER' END
+         FROM generate_series(1, 3000) AS i`,
+      [bulk.organizationId],
+    );
+    expect(await countsOf(bulk.organizationId)).toEqual(['ADMIN true 1', 'MANAGER true 1000', 'MEMBER true 2000']);
+    await app.dataSource.query(`UPDATE users SET is_active = false WHERE organization_id = $1 AND role = 'MEMBER' AND name LIKE 'Bulk 1%'`, [
+      bulk.organizationId,
+    ]);
+    await app.dataSource.query(`UPDATE users SET name = name || ' (renamed)' WHERE organization_id = $1`, [bulk.organizationId]);
+    await app.dataSource.query(`DELETE FROM users WHERE organization_id = $1 AND role = 'MANAGER' AND name LIKE 'Bulk 2%'`, [bulk.organizationId]);
+    const [{ rows }] = await app.dataSource.query(
+      `SELECT json_agg(r ORDER BY r) AS rows FROM (
+         SELECT role || ' ' || is_active || ' ' || count(*) AS r FROM users WHERE organization_id = $1 GROUP BY role, is_active) AS c`,
+      [bulk.organizationId],
+    );
+    expect(await countsOf(bulk.organizationId)).toEqual(rows);
+    await app.dataSource.query(`DELETE FROM organizations WHERE id = $1`, [bulk.organizationId]);
+    expect(await countsOf(bulk.organizationId)).toEqual([]);
+  });
+
   it('reads the whole list and the role/active filters from the counts, not by counting rows', async () => {
     const { statements } = await counts();
     const counting = statements.filter((sql) => /count\(\*\)/.test(sql));
