@@ -6,13 +6,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SYSTEM_ACTOR } from '../src/audit/audit.service';
-import { KeyCrypto } from '../src/auth/key-crypto';
-import { generateAccessKey } from '../src/auth/key-format';
+import { KeyCrypto } from '../src/access-keys/key-crypto';
+import { generateAccessKey } from '../src/access-keys/key-format';
 import { loadConfig } from '../src/config';
 import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
 import { createLogger } from '../src/logger';
-import { createServices } from '../src/services';
+import { createServices } from '../src/server/services';
 import { Role } from '../src/users/user.entity';
 import { benchDatabaseServer, freePort, stopServer, waitUntilReady } from './server-process';
 

@@ -5,12 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
-import { KeyCrypto } from '../src/auth/key-crypto';
+import { KeyCrypto } from '../src/access-keys/key-crypto';
 import { loadConfig } from '../src/config';
 import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
 import { createLogger } from '../src/logger';
-import { createServices, type Services } from '../src/services';
+import { createServices, type Services } from '../src/server/services';
 import { benchDatabaseServer, freePort, stopServer, waitUntilReady } from './server-process';
 
 /**

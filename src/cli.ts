@@ -4,7 +4,7 @@ import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
-import { createServices } from './services';
+import { createServices } from './server/services';
 
 const PASSWORD_ENV = 'CRM_ADMIN_PASSWORD';
 

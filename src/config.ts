@@ -64,6 +64,11 @@ export interface Config {
   };
   /** Audit events older than this many days are deleted (src/audit/audit-retention.ts); null: kept forever. */
   readonly auditRetentionDays: number | null;
+  /**
+   * GitHub secret scanning (POST /secret-scanning/github): the file holding GitHub's public keys for it, as
+   * its public-keys API answers them; null: the endpoint is off (404).
+   */
+  readonly secretScanning: { readonly githubKeysFile: string | null };
   /** Requests answer 503 with Retry-After while either limit is exceeded (0 turns that check off). */
   readonly loadShedding: {
     readonly maxEventLoopDelayMs: number;
@@ -238,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxConnections: env.MAX_CONNECTIONS ? integer(env, 'MAX_CONNECTIONS', 0, { min: 1, max: 10_000_000 }) : null,
     }),
     auditRetentionDays: auditRetentionDays(env),
+    secretScanning: Object.freeze({ githubKeysFile: env.SECRET_SCANNING_GITHUB_KEYS?.trim() || null }),
     loadShedding: Object.freeze({
       maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, { min: 0, max: 600_000 }),
       maxHeapUsedBytes: maxHeapUsedMb === null ? null : maxHeapUsedMb * 1024 * 1024,

@@ -1,5 +1,5 @@
 import { ConfigError } from './config';
-import { EmbeddedPostgresError } from './db/embedded-postgres';
+import { EmbeddedPostgresError } from './dev/embedded-postgres';
 import { SecretMismatchError } from './db/runtime';
 import { DomainError } from './errors';
 

@@ -1,4 +1,4 @@
-import { generateAccessKey } from '../src/auth/key-format';
+import { generateAccessKey } from '../src/access-keys/key-format';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from './factories/organizations';
 import { postFrom } from './helpers/http';
 import { startTestApp, type TestApp } from './helpers/test-app';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { generateAccessKey, generateSessionToken, randomBase62 } from '../src/auth/key-format';
+import { generateAccessKey, generateSessionToken, randomBase62 } from '../src/access-keys/key-format';
 
 /**
  * The published detection rules for leaked credentials: the secretlint rule (checks the checksum) and the

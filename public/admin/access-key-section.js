@@ -11,11 +11,20 @@ import { go, redrawIfForbidden, signedInUser, signOut } from './state.js';
  */
 
 /**
- * @typedef {{ hint: string; createdAt: string; lastUsedAt: string | null; previousKeyExpiresAt: string | null }} AccessKeyInfo
+ * @typedef {{
+ *   hint: string; createdAt: string; lastUsedAt: string | null; previousKeyExpiresAt: string | null;
+ *   previousKeyLastUsedAt: string | null; leakReportedAt: string | null; leakReportLocation: string | null;
+ *   leakReportSource: 'GITHUB_SECRET_SCANNING' | 'ADMIN' | null; leakedKeyHint: string | null;
+ * }} AccessKeyInfo
  * @typedef {{ id: string; name: string; accessKeyInfo: AccessKeyInfo | null }} KeyOwner
  */
 
-export const ACCESS_KEY_INFO_FIELDS = 'accessKeyInfo { hint createdAt lastUsedAt previousKeyExpiresAt }';
+export const ACCESS_KEY_INFO_FIELDS =
+  'accessKeyInfo { hint createdAt lastUsedAt previousKeyExpiresAt previousKeyLastUsedAt ' +
+  'leakReportedAt leakReportLocation leakReportSource leakedKeyHint }';
+
+/** Who reported a leak, in words. */
+const LEAK_REPORTERS = { GITHUB_SECRET_SCANNING: 'by GitHub secret scanning', ADMIN: 'by an admin' };
 
 /** Grace periods offered on Regenerate: how long the replaced key keeps working. */
 const GRACE_PERIODS = /** @type {Array<[string, string]>} */ ([
@@ -31,16 +40,38 @@ const GRACE_PERIODS = /** @type {Array<[string, string]>} */ ([
 function keyFacts(info) {
   if (!info) return h('p', { text: 'Press Edit, then Save, above to create a key for this user.' });
   const previousUntil = info.previousKeyExpiresAt && new Date(info.previousKeyExpiresAt) > new Date() ? info.previousKeyExpiresAt : null;
-  return facts([
-    ['Hint', info.hint, 'key-hint'],
-    ['Created', formatDateTime(info.createdAt), 'key-created'],
-    ['Last used', formatDateTime(info.lastUsedAt, 'Not used yet'), 'key-last-used'],
-    [
-      'Previous key works until',
-      previousUntil ? `${formatDateTime(previousUntil)} (${fromNow(new Date(previousUntil))})` : null,
-      'key-previous-until',
-    ],
-  ]);
+  return h(
+    'div',
+    {},
+    leakReport(info),
+    facts([
+      ['Hint', info.hint, 'key-hint'],
+      ['Created', formatDateTime(info.createdAt), 'key-created'],
+      ['Last used', formatDateTime(info.lastUsedAt, 'Not used yet'), 'key-last-used'],
+      [
+        'Previous key works until',
+        previousUntil ? `${formatDateTime(previousUntil)} (${fromNow(new Date(previousUntil))})` : null,
+        'key-previous-until',
+      ],
+      // Hand-over: when the old key has gone quiet, every integration has moved to the new one.
+      ['Previous key last used', previousUntil ? formatDateTime(info.previousKeyLastUsedAt, 'Not used') : null, 'key-previous-last-used'],
+    ]),
+  );
+}
+
+/**
+ * The latest leak report of this user's keys, if any: which key, when, by whom, where it was found.
+ * @param {AccessKeyInfo} info
+ */
+function leakReport(info) {
+  if (!info.leakReportedAt) return null;
+  const reporter = info.leakReportSource ? LEAK_REPORTERS[info.leakReportSource] : '';
+  const text =
+    `The key ${info.leakedKeyHint ?? ''} was reported leaked ${reporter} on ${formatDateTime(info.leakReportedAt)}, ` +
+    `found at: ${info.leakReportLocation ?? 'unknown'}. It stopped working at once and a new key was issued.`;
+  const box = notice(text.replace(/ {2,}/g, ' '), 'warning');
+  box.id = 'key-leak-report';
+  return box;
 }
 
 /**

@@ -23,21 +23,23 @@ const ACTION_NAMES = /** @type {const} */ ({
   LOGIN_SUCCEEDED: 'Signed in',
   LOGIN_FAILED: 'Sign-in failed',
   PASSWORD_CHANGED: 'Password changed',
+  ACCESS_KEY_LEAK_REPORTED: 'Access key reported leaked',
 });
 
 const ACTOR_KIND_NAMES = /** @type {Record<string, string>} */ ({
   SESSION: 'signed in with a password',
   ACCESS_KEY: 'with an access key',
-  SYSTEM: 'by an operator command',
+  SYSTEM: 'by an operator command or a secret scanning report',
 });
 
 /** The fields of an event that the lists show. */
-const AUDIT_EVENT_FIELDS = 'id action actorKind createdAt ip requestId actor { id name } target { id name }';
+const AUDIT_EVENT_FIELDS = 'id action actorKind createdAt ip requestId location actor { id name } target { id name }';
 
 /**
  * @typedef {{
  *   id: string; action: keyof typeof ACTION_NAMES; actorKind: string; createdAt: string; ip: string | null;
- *   requestId: string | null; actor: { id: string; name: string } | null; target: { id: string; name: string } | null;
+ *   requestId: string | null; location: string | null; actor: { id: string; name: string } | null;
+ *   target: { id: string; name: string } | null;
  * }} AuditEvent
  */
 
@@ -60,7 +62,13 @@ function auditTable(events, caption) {
       'tr',
       {},
       h('td', { 'data-label': 'When', text: formatDateTime(event.createdAt) }),
-      h('td', { 'data-label': 'What', text: ACTION_NAMES[event.action] ?? event.action }),
+      h(
+        'td',
+        { 'data-label': 'What' },
+        h('span', { text: ACTION_NAMES[event.action] ?? event.action }),
+        // Where a reported key was found (never the key itself).
+        event.location ? h('small', { class: 'hint location', text: ` found at: ${event.location}` }) : null,
+      ),
       h(
         'td',
         { 'data-label': 'By' },

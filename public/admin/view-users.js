@@ -1,8 +1,9 @@
 // @ts-check
 /// <reference lib="dom" />
 import { gql } from './api.js';
+import { confirmAct } from './dialog.js';
 import { field, fill, h, notice, pageHeading, roleName, select, USER_ACCESS_TRAIL } from './dom.js';
-import { go, signedInUser, signInGeneration } from './state.js';
+import { go, redrawIfForbidden, signedInUser, signInGeneration } from './state.js';
 
 /**
  * Manage Users: search by name or email, filter by role and status, page through, open a profile by its name.
@@ -58,10 +59,19 @@ export async function usersView(screen, params) {
     h('button', { type: 'submit', text: 'Search' }),
   );
   const results = h('div', { 'aria-busy': 'true' }, h('p', { text: 'Loading users…' }));
+  const reportMessage = h('div', { class: 'message' });
+  const report = h('button', {
+    type: 'button',
+    id: 'report-leaked-key',
+    class: 'secondary',
+    text: 'Report a leaked key…',
+    onclick: () => void reportLeakedKey(reportMessage),
+  });
   fill(
     screen,
     ...pageHeading('Manage Users', USER_ACCESS_TRAIL),
-    isAdmin ? h('p', {}, h('a', { class: 'button', href: '#/users/new', id: 'new-user', text: 'New user' })) : null,
+    isAdmin ? h('div', { class: 'toolbar' }, h('a', { class: 'button', href: '#/users/new', id: 'new-user', text: 'New user' }), report) : null,
+    reportMessage,
     filters,
     results,
   );
@@ -140,4 +150,46 @@ async function showPage(results, params) {
   );
   results.replaceChildren(edges.length ? table : h('p', { class: 'empty', text: 'No users match these filters.' }), pager);
   results.setAttribute('aria-busy', 'false');
+}
+
+/**
+ * An admin found a key somewhere it should not be (a chat, a ticket, a repository): revoke it if it is one of
+ * this organization's. The answer is the same for a key of another organization and for no key at all.
+ * @param {HTMLElement} message where the outcome is said
+ */
+async function reportLeakedKey(message) {
+  const key = h('input', { name: 'key', type: 'text', autocomplete: 'off', spellcheck: 'false', required: true });
+  const where = h('input', { name: 'location', type: 'text', autocomplete: 'off', required: true, maxlength: '2000' });
+  const answer = await confirmAct({
+    title: 'Report a leaked access key',
+    message: 'If this is a working key of your organization, it stops working at once (no grace period) and its user gets a new key, which you read on their profile.',
+    fields: [
+      field({ label: 'The key that was found', control: key, hint: 'Starts with cak_. It is not kept: only its last four characters are.' }),
+      field({ label: 'Where it was found', control: where, hint: 'A link, a file, a channel: shown on the profile and in the audit log.' }),
+    ],
+    confirmLabel: 'Revoke the key',
+    danger: true,
+  });
+  if (!answer) return;
+  try {
+    const data = await gql(
+      'mutation ($key: String!, $location: String!) { reportLeakedAccessKey(key: $key, location: $location) { revoked user { id name } } }',
+      { key: String(answer.get('key') ?? ''), location: String(answer.get('location') ?? '') },
+    );
+    const result = data.reportLeakedAccessKey;
+    if (result.revoked && result.user) {
+      message.replaceChildren(
+        h(
+          'div',
+          { class: 'notice notice-success', role: 'status' },
+          h('p', { text: `The key of ${result.user.name} no longer works and a new one was issued: ` }),
+          h('a', { href: `#/users/${result.user.id}`, text: `give ${result.user.name}'s integrations the new key from their profile` }),
+        ),
+      );
+    } else {
+      message.replaceChildren(notice('This is not a working key of your organization: nothing was changed.', 'info'));
+    }
+  } catch (error) {
+    if (!redrawIfForbidden(error)) message.replaceChildren(notice(error instanceof Error ? error.message : 'The report could not be sent.', 'error'));
+  }
 }

@@ -32,4 +32,21 @@ export class AccessKey {
 
   @Column({ name: 'previous_key_expires_at', type: 'timestamptz', nullable: true })
   previousKeyExpiresAt: Date | null;
+
+  /** Last use of the previous key during its grace period (its last use as the current key until then). */
+  @Column({ name: 'previous_key_last_used_at', type: 'timestamptz', nullable: true })
+  previousKeyLastUsedAt: Date | null;
+
+  /** The latest leak report of this user's keys (see LeakReportService); kept after later regenerations. */
+  @Column({ name: 'leak_reported_at', type: 'timestamptz', nullable: true })
+  leakReportedAt: Date | null;
+
+  @Column({ name: 'leak_report_location', type: 'text', nullable: true })
+  leakReportLocation: string | null;
+
+  @Column({ name: 'leak_report_source', type: 'text', nullable: true })
+  leakReportSource: string | null;
+
+  @Column({ name: 'leaked_key_hint', type: 'text', nullable: true })
+  leakedKeyHint: string | null;
 }

@@ -1,17 +1,18 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { ForbiddenError } from '../errors';
 import type { Metrics } from '../metrics';
 import { User } from '../users/user.entity';
-import type { UserService } from '../users/user.service';
 import type { AccessKey } from './access-key.entity';
+import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
+import type { LeakReportSource } from './leak-report.types';
 
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
 export class AccessKeyResolver {
-  constructor(private readonly deps: { users: UserService; accessKeys: AccessKeyService; metrics: Metrics }) {}
+  constructor(private readonly deps: { accessKeyRegeneration: AccessKeyRegeneration; accessKeys: AccessKeyService; metrics: Metrics }) {}
 
   private async keyRow(user: User, actor: Actor, ctx: RequestContext): Promise<AccessKey | null> {
     if (!actor.ability.can('read', user, 'accessKey')) {
@@ -47,6 +48,12 @@ export class AccessKeyResolver {
       createdAt: row.createdAt,
       lastUsedAt: row.lastUsedAt,
       previousKeyExpiresAt: row.previousKeyExpiresAt,
+      // Only while the previous key works: after the grace period it is history, not hand-over.
+      previousKeyLastUsedAt: row.previousKeyExpiresAt && row.previousKeyExpiresAt > new Date() ? row.previousKeyLastUsedAt : null,
+      leakReportedAt: row.leakReportedAt,
+      leakReportLocation: row.leakReportLocation,
+      leakReportSource: row.leakReportSource as LeakReportSource | null,
+      leakedKeyHint: row.leakedKeyHint,
     };
   }
 
@@ -59,7 +66,7 @@ export class AccessKeyResolver {
     @Arg('userId', () => ID) userId: string,
     @Arg('gracePeriodSeconds', () => Int, { nullable: true, defaultValue: 0 }) gracePeriodSeconds: number | null,
   ): Promise<RegenerateAccessKeyPayload> {
-    const { user, key } = await this.deps.users.regenerateAccessKey(actor, {
+    const { user, key } = await this.deps.accessKeyRegeneration.regenerateAccessKey(actor, {
       userId,
       gracePeriodSeconds: gracePeriodSeconds ?? 0,
     });

@@ -1,23 +1,33 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { AccessKey } from './access-key.entity';
-import { principalFrom, type Authenticated } from '../auth/principal';
+import { principalFrom, type Authenticated } from '../authentication/principal';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { runPrepared } from '../db/prepared';
-import { generateAccessKey, keyHint } from '../auth/key-format';
-import type { KeyCrypto } from '../auth/key-crypto';
+import { generateAccessKey, keyHint } from './key-format';
+import type { KeyCrypto } from './key-crypto';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
 const LAST_USED_RESOLUTION_SECONDS = 60;
 const USE_FLUSH_DELAY_MS = 1000;
 const MAX_TRACKED_KEYS = 100_000;
 export const MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600;
+/** A use of a row's current key ($1: used digests) not yet written in the last $2 seconds. */
+const CURRENT_KEY_DUE =
+  '(key_digest = ANY($1::bytea[]) AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)))';
+/** A use of a row's previous key, still in its grace period, not yet written in the last $2 seconds. */
+const PREVIOUS_KEY_DUE =
+  '(previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now() ' +
+  'AND (previous_key_last_used_at IS NULL OR previous_key_last_used_at < now() - make_interval(secs => $2)))';
 
 /** Key columns as `key_*` aliases, for reads that join a user's key (see UserService). */
 export const JOINED_KEY_COLUMNS =
   'k.user_id AS key_user_id, k.organization_id AS key_organization_id, k.key_ciphertext AS key_ciphertext, ' +
   'k.key_hint AS key_hint, k.created_at AS key_created_at, k.created_by AS key_created_by, ' +
-  'k.last_used_at AS key_last_used_at, k.previous_key_expires_at AS key_previous_key_expires_at';
+  'k.last_used_at AS key_last_used_at, k.previous_key_expires_at AS key_previous_key_expires_at, ' +
+  'k.previous_key_last_used_at AS key_previous_key_last_used_at, k.leak_reported_at AS key_leak_reported_at, ' +
+  'k.leak_report_location AS key_leak_report_location, k.leak_report_source AS key_leak_report_source, ' +
+  'k.leaked_key_hint AS key_leaked_key_hint';
 
 export interface JoinedKeyRow {
   key_user_id: string | null;
@@ -28,6 +38,11 @@ export interface JoinedKeyRow {
   key_created_by: string | null;
   key_last_used_at: Date | null;
   key_previous_key_expires_at: Date | null;
+  key_previous_key_last_used_at: Date | null;
+  key_leak_reported_at: Date | null;
+  key_leak_report_location: string | null;
+  key_leak_report_source: string | null;
+  key_leaked_key_hint: string | null;
 }
 
 /** The key of a joined row, or null when the user has none (an imported user). */
@@ -42,6 +57,11 @@ export function accessKeyFromJoinedRow(row: JoinedKeyRow): AccessKey | null {
     createdBy: row.key_created_by,
     lastUsedAt: row.key_last_used_at,
     previousKeyExpiresAt: row.key_previous_key_expires_at,
+    previousKeyLastUsedAt: row.key_previous_key_last_used_at,
+    leakReportedAt: row.key_leak_reported_at,
+    leakReportLocation: row.key_leak_report_location,
+    leakReportSource: row.key_leak_report_source,
+    leakedKeyHint: row.key_leaked_key_hint,
   });
 }
 
@@ -83,7 +103,9 @@ export class AccessKeyService {
          created_by = EXCLUDED.created_by,
          last_used_at = NULL,
          previous_key_digest = CASE WHEN $7::int > 0 THEN k.key_digest END,
-         previous_key_expires_at = CASE WHEN $7::int > 0 THEN now() + make_interval(secs => $7::int) END
+         previous_key_expires_at = CASE WHEN $7::int > 0 THEN now() + make_interval(secs => $7::int) END,
+         -- The key a grace period keeps working was last used when it was still the current one.
+         previous_key_last_used_at = CASE WHEN $7::int > 0 THEN k.last_used_at END
        RETURNING ${JOINED_KEY_COLUMNS}`,
       [
         params.userId,
@@ -115,14 +137,23 @@ export class AccessKeyService {
     const row = rows[0];
     if (!row) return null;
     // A key in its grace period has no validity limit only when it is the current one.
-    const currentKeyDigest = row.valid_for_ms === null ? digest.toString('base64') : undefined;
-    return { principal: principalFrom(row, { kind: 'ACCESS_KEY', currentKeyDigest, keyDigest: digest }), validForMs: row.valid_for_ms };
+    const current = row.valid_for_ms === null;
+    const usedDigest = digest.toString('base64');
+    const principal = principalFrom(row, {
+      kind: 'ACCESS_KEY',
+      currentKeyDigest: current ? usedDigest : undefined,
+      previousKeyDigest: current ? undefined : usedDigest,
+      keyDigest: digest,
+    });
+    return { principal, validForMs: row.valid_for_ms };
   }
 
   /**
-   * Notes that a user's current key (by its lookup digest) was used. At most one note per key per minute is
-   * kept, and notes are written together a second later, off the request path: no write per request,
-   * whatever the traffic. A note is written only while that key is still current.
+   * Notes that a key (by its lookup digest, base64) was used: the user's current key, or the key a grace
+   * period keeps working. At most one note per key per minute is kept, and notes are written together a
+   * second later, off the request path: no write per request, whatever the traffic. Each note is written
+   * against the key that made it as the database has it then: `last_used_at` while it is current,
+   * `previous_key_last_used_at` while it is in its grace period, nowhere once it no longer works.
    */
   markUsed(keyDigest: string): void {
     const now = Date.now();
@@ -137,7 +168,12 @@ export class AccessKeyService {
     }
   }
 
-  /** Writes the pending notes of use in one statement; the WHERE keeps it to one write a minute across instances. */
+  /**
+   * Writes the pending notes of use in one statement. A digest is matched against both the current and the
+   * previous key of every row, so a use waiting here when its key is replaced with a grace period lands on
+   * `previous_key_last_used_at`, and never on the new key. The time guards keep each column to one write a
+   * minute across instances.
+   */
   async flushUse(): Promise<void> {
     if (this.useTimer) clearTimeout(this.useTimer);
     this.useTimer = null;
@@ -146,8 +182,9 @@ export class AccessKeyService {
     this.pendingUse.clear();
     await this.deps.dataSource
       .query(
-        `UPDATE access_keys SET last_used_at = now()
-          WHERE key_digest = ANY($1::bytea[]) AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+        `UPDATE access_keys SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
+                previous_key_last_used_at = CASE WHEN ${PREVIOUS_KEY_DUE} THEN now() ELSE previous_key_last_used_at END
+          WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE}`,
         [digests, LAST_USED_RESOLUTION_SECONDS],
       )
       .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'));

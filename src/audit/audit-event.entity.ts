@@ -13,6 +13,8 @@ export enum AuditAction {
   LOGIN_SUCCEEDED = 'LOGIN_SUCCEEDED',
   LOGIN_FAILED = 'LOGIN_FAILED',
   PASSWORD_CHANGED = 'PASSWORD_CHANGED',
+  /** A key was reported leaked (GitHub secret scanning or an admin) and revoked; `location` says where it was found. */
+  ACCESS_KEY_LEAK_REPORTED = 'ACCESS_KEY_LEAK_REPORTED',
 }
 registerEnumType(AuditAction, { name: 'AuditAction' });
 
@@ -59,4 +61,11 @@ export class AuditEvent {
   @Field()
   @Column({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
+
+  @Field(() => String, {
+    nullable: true,
+    description: 'ACCESS_KEY_LEAK_REPORTED: where the key was found, as the report gave it (never the key). Null otherwise.',
+  })
+  @Column({ type: 'text', nullable: true })
+  location: string | null;
 }

@@ -1,8 +1,8 @@
 import { Args, ArgsType, Ctx, Field, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
-import { DEFAULT_PAGE_SIZE } from '../users/user.service';
+import { DEFAULT_PAGE_SIZE } from '../graphql/pagination';
 import { AuditEvent } from './audit-event.entity';
 import { MAX_AUDIT_PAGE_SIZE, type AuditService } from './audit.service';
 import { AuditEventConnection, AuditEventsFilter } from './audit.types';

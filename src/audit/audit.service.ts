@@ -1,14 +1,14 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { scopeOf, type ScopeCondition } from '../auth/abilities';
-import type { Actor } from '../context';
+import { scopeOf, type ScopeCondition } from '../authorization/abilities';
+import type { Actor } from '../request/actor';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
-import { parseId } from '../users/user.validation';
+import { parseId } from '../graphql/ids';
 import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
 import { KeyViewWriter, type KeyViewTarget } from './key-view-writer';
-import type { Authority } from '../auth/authority';
+import type { Authority } from '../authorization/authority';
 import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
@@ -49,6 +49,7 @@ interface AuditEventRow {
   ip: string | null;
   request_id: string | null;
   created_at: Date;
+  location: string | null;
 }
 
 function auditEventFromRow(row: AuditEventRow): AuditEvent {
@@ -62,6 +63,7 @@ function auditEventFromRow(row: AuditEventRow): AuditEvent {
     ip: row.ip,
     requestId: row.request_id,
     createdAt: row.created_at,
+    location: row.location,
   });
 }
 
@@ -131,7 +133,7 @@ export class AuditService {
             await runPrepared<AuditEventRow>(
               this.deps.dataSource,
               `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
-                      e.request_id, e.created_at
+                      e.request_id, e.created_at, e.location
                  FROM audit_events e WHERE ${where} ORDER BY ${order} LIMIT ${where.param(first + 1)}`,
               where.values,
             )

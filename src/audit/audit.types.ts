@@ -1,5 +1,5 @@
 import { Field, ID, InputType, ObjectType } from 'type-graphql';
-import { PageInfo } from '../users/user.types';
+import { PageInfo } from '../graphql/pagination';
 import { AuditAction, AuditEvent } from './audit-event.entity';
 
 @InputType({ description: 'All given conditions must hold; since is inclusive, until exclusive.' })

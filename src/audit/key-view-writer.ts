@@ -1,7 +1,7 @@
 import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
-import type { Authority } from '../auth/authority';
-import type { Actor } from '../context';
+import type { Authority } from '../authorization/authority';
+import type { Actor } from '../request/actor';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import { AuditAction } from './audit-event.entity';

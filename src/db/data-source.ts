@@ -10,8 +10,9 @@ import { SessionsAuditRateLimits1764200000000 } from '../../migrations/176420000
 import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
 import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
-import { ScaleIndexes1764617000000 } from '../../migrations/1764617000000-ScaleIndexes';
-import { UserCounts1764617100000 } from '../../migrations/1764617100000-UserCounts';
+import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000000-LeakReportsAndHandOver';
+import { ScaleIndexes1764700000000 } from '../../migrations/1764700000000-ScaleIndexes';
+import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCounts';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -21,8 +22,9 @@ export const MIGRATIONS = [
   AuthChangeNotifications1764300000000,
   AuthTruncateNotifications1764400000000,
   NormalizeEmails1764513000000,
-  ScaleIndexes1764617000000,
-  UserCounts1764617100000,
+  LeakReportsAndHandOver1764620000000,
+  ScaleIndexes1764700000000,
+  UserCounts1764700100000,
 ];
 
 export interface DataSourceOptions {

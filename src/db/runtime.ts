@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
-import { KeyCrypto } from '../auth/key-crypto';
+import { KeyCrypto } from '../access-keys/key-crypto';
 import { ConfigError, parseSecret, type Config } from '../config';
 import { createDataSource } from './data-source';
-import { embeddedPostgresInstalled, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { embeddedPostgresInstalled, startEmbeddedPostgres, type EmbeddedPostgres } from '../dev/embedded-postgres';
 import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
 
 const SECRET_FILE = 'access-key-secret';

@@ -1,4 +1,4 @@
-import type { ScopeCondition } from '../auth/abilities';
+import type { ScopeCondition } from '../authorization/abilities';
 
 /** A WHERE clause under construction, with numbered parameters; read paths run it with runPrepared. */
 export class SqlWhere {

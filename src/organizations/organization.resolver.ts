@@ -1,5 +1,5 @@
 import { Ctx, Query, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import type { OrganizationService } from './organization.service';
 import { Organization } from './organization.entity';
 

@@ -1,11 +1,11 @@
 import type { DataSource } from 'typeorm';
 import { SYSTEM_ACTOR } from '../audit/audit.service';
-import type { Actor } from '../context';
-import type { Loaders } from '../loaders';
+import type { Actor } from '../request/actor';
+import type { Loaders } from '../request/loaders';
 import { NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
-import { normalizeName } from '../users/user.validation';
+import { normalizeName } from '../graphql/text-checks';
 import { Organization } from './organization.entity';
 
 export interface NewOrganization {

@@ -1,5 +1,5 @@
 import { Arg, Ctx, Field, Mutation, ObjectType, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
 import type { SessionService } from './session.service';
 

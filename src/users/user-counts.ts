@@ -1,4 +1,4 @@
-import type { ScopeCondition } from '../auth/abilities';
+import type { ScopeCondition } from '../authorization/abilities';
 import { SqlWhere } from '../db/scope';
 import type { Role } from './user.entity';
 

@@ -1,10 +1,11 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../context';
+import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { NotFoundError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
 import { Role, User } from './user.entity';
 import { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type UserService } from './user.service';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
+import type { UserService } from './user.service';
 import { UserConnection } from './user.types';
 
 @ArgsType()

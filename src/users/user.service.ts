@@ -1,31 +1,31 @@
 import { subject } from '@casl/ability';
 import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
-import { MAX_GRACE_PERIOD_SECONDS } from '../access-keys/access-key.service';
-import { scopeOf, type Action, type AppAbility } from '../auth/abilities';
-import type { Actor } from '../context';
+import { scopeOf, type Action, type AppAbility } from '../authorization/abilities';
+import type { Actor } from '../request/actor';
 import { runPlannedEach, runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
 import { holdsNul } from '../graphql/text-input';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
 import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
-import type { Loaders } from '../loaders';
+import type { Loaders } from '../request/loaders';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
 import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
 import type { SessionService } from '../sessions/session.service';
-import type { AuthCache } from '../auth/auth-cache';
-import type { Authority, ConfirmedAct } from '../auth/authority';
-import type { PasswordHasher } from '../auth/password';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { Authority, ConfirmedAct } from '../authorization/authority';
+import type { PasswordHasher } from '../authentication/password';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
 import { countFromCounts } from './user-counts';
-import { checkPasswordLength, normalizeEmail, normalizeName, parseId } from './user.validation';
+import { checkPasswordLength, normalizeEmail } from './user.validation';
+import { normalizeName } from '../graphql/text-checks';
+import { parseId } from '../graphql/ids';
+import { MAX_PAGE_SIZE } from '../graphql/pagination';
 
-export const DEFAULT_PAGE_SIZE = 50;
-export const MAX_PAGE_SIZE = 500;
 const MAX_SEARCH_LENGTH = 200;
 
 export interface NewUser {
@@ -254,9 +254,11 @@ export class UserService {
    * Runs a change of one user in a transaction that first confirms the caller's authority as committed now
    * (Authority.confirm: the caller and the user locked for the change), then checks that the caller may
    * perform `action` on that user with their current role: invisible users are NOT_FOUND, visible but
-   * untouchable FORBIDDEN.
+   * untouchable FORBIDDEN. After the commit the user's cached credentials are evicted. Also the frame of
+   * a key regeneration (access-keys/access-key-regeneration.ts), which is a change of its user.
+   * @throws BadInputError on a malformed id, NotFoundError, ForbiddenError, or the act's refusal.
    */
-  private async change<T>(
+  async change<T>(
     actor: Actor,
     params: { id: string; action: Action; fields?: string[] },
     apply: (manager: EntityManager, user: User, act: ConfirmedAct) => Promise<T>,
@@ -339,29 +341,5 @@ export class UserService {
     if (others === 0) {
       throw new ConflictError('This is the last active admin of the organization: make another user an admin first.');
     }
-  }
-
-  async regenerateAccessKey(
-    actor: Actor,
-    params: { userId: string; gracePeriodSeconds: number },
-  ): Promise<{ user: User; key: IssuedKey }> {
-    const { gracePeriodSeconds } = params;
-    if (!Number.isInteger(gracePeriodSeconds) || gracePeriodSeconds < 0 || gracePeriodSeconds > MAX_GRACE_PERIOD_SECONDS) {
-      throw new BadInputError(
-        `"gracePeriodSeconds" must be from 0 to ${MAX_GRACE_PERIOD_SECONDS} (7 days).`,
-        'gracePeriodSeconds',
-      );
-    }
-    return this.change(actor, { id: params.userId, action: 'regenerateAccessKey' }, async (manager, user) => {
-      const key = await this.deps.accessKeys.issue(manager, {
-        userId: user.id,
-        organizationId: user.organizationId,
-        createdBy: actor.principal.userId,
-        gracePeriodSeconds,
-      });
-      // The payload reveals the new key, so its view is recorded with the regeneration, in the same commit.
-      await this.record(manager, actor, user, AuditAction.ACCESS_KEY_REGENERATED, AuditAction.ACCESS_KEY_VIEWED);
-      return { user, key };
-    });
   }
 }

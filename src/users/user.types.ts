@@ -1,14 +1,6 @@
 import { Field, ObjectType } from 'type-graphql';
+import { PageInfo } from '../graphql/pagination';
 import { User } from './user.entity';
-
-@ObjectType({ simpleResolvers: true })
-export class PageInfo {
-  @Field()
-  hasNextPage: boolean;
-
-  @Field(() => String, { nullable: true })
-  endCursor: string | null;
-}
 
 @ObjectType({ simpleResolvers: true })
 export class UserEdge {

@@ -1,4 +1,4 @@
-import { abilityFor } from '../../src/auth/abilities';
+import { abilityFor } from '../../src/authorization/abilities';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -113,9 +113,9 @@ describe('audit log', () => {
     if (!auth.ok || !auth.principal) throw new Error('the other admin did not authenticate');
     const otherActor = { principal: auth.principal, ability: abilityFor(auth.principal), requestId: 'other-admin', ip: '127.0.0.9' };
     // The other admin's regeneration commits between this request's regeneration and its read-back.
-    const users = app.services.users;
-    const regenerate = users.regenerateAccessKey.bind(users);
-    users.regenerateAccessKey = async (actor, params) => {
+    const regeneration = app.services.accessKeyRegeneration;
+    const regenerate = regeneration.regenerateAccessKey.bind(regeneration);
+    regeneration.regenerateAccessKey = async (actor, params) => {
       const result = await regenerate(actor, params);
       await regenerate(otherActor, params);
       return result;
@@ -131,7 +131,7 @@ describe('audit log', () => {
       const views = (await eventsSince(since)).filter((e) => e.action === 'ACCESS_KEY_VIEWED' && e.actor_user_id === org.id);
       expect(views).toHaveLength(1);
     } finally {
-      users.regenerateAccessKey = regenerate;
+      regeneration.regenerateAccessKey = regenerate;
     }
   });
 

@@ -1,6 +1,6 @@
 import { subject } from '@casl/ability';
-import { defineAbilityFor, scopeOf } from '../../src/auth/abilities';
-import type { Principal } from '../../src/auth/principal';
+import { defineAbilityFor, scopeOf } from '../../src/authorization/abilities';
+import type { Principal } from '../../src/authentication/principal';
 import { Role, User } from '../../src/users/user.entity';
 
 function principal(role: Role): Principal {

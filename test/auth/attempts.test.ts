@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { PauseHooks } from '../../src/auth/authority';
-import { generateAccessKey } from '../../src/auth/key-format';
+import type { PauseHooks } from '../../src/authorization/authority';
+import { generateAccessKey } from '../../src/access-keys/key-format';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { createTestDatabase, startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
 

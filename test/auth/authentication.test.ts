@@ -1,4 +1,4 @@
-import { ACCESS_KEY_PREFIX, generateAccessKey } from '../../src/auth/key-format';
+import { ACCESS_KEY_PREFIX, generateAccessKey } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';

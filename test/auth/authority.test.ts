@@ -1,6 +1,6 @@
 import { Client } from 'pg';
-import type { PauseHooks } from '../../src/auth/authority';
-import type { Actor } from '../../src/context';
+import type { PauseHooks } from '../../src/authorization/authority';
+import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';

@@ -1,5 +1,5 @@
-import { ACCESS_KEY_LENGTH, generateAccessKey, isWellFormedAccessKey, keyHint, randomBase62 } from '../../src/auth/key-format';
-import { KeyCrypto } from '../../src/auth/key-crypto';
+import { ACCESS_KEY_LENGTH, generateAccessKey, isWellFormedAccessKey, keyHint, randomBase62 } from '../../src/access-keys/key-format';
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { randomBytes } from 'node:crypto';
 
 describe('access key format', () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
-import { generateAccessKey } from '../../src/auth/key-format';
-import { SaltedSha256 } from '../../src/auth/salted-sha256';
+import { generateAccessKey } from '../../src/access-keys/key-format';
+import { SaltedSha256 } from '../../src/access-keys/salted-sha256';
 
 /** node:crypto's SHA-256 of salt || UTF-8(value), in the 16-character form SaltedSha256 returns. */
 function reference(salt: Buffer, value: string): string {

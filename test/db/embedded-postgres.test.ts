@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { EmbeddedPostgres, FALLBACK_CLUSTER_ROOT, SERVER_ACCOUNT, startEmbeddedPostgres } from '../../src/db/embedded-postgres';
+import { EmbeddedPostgres, FALLBACK_CLUSTER_ROOT, SERVER_ACCOUNT, startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
 
 jest.setTimeout(120_000);
 

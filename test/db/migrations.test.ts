@@ -28,6 +28,7 @@ describe('migrations', () => {
         'key_secret_fingerprint',
         'organization_user_counts',
         'organizations',
+        'secret_scanning_messages',
         'sessions',
         'users',
       ]);

@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import pino from 'pino';
-import { AUTH_CHANGES_CHANNEL, AuthCache } from '../../src/auth/auth-cache';
-import type { Principal } from '../../src/auth/principal';
+import { AUTH_CHANGES_CHANNEL, AuthCache } from '../../src/authentication/auth-cache';
+import type { Principal } from '../../src/authentication/principal';
 import { Notifications } from '../../src/db/notifications';
 import { createOrganization, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';

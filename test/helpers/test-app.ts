@@ -2,14 +2,14 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
-import { buildApp, type AppOptions } from '../../src/app';
-import type { PauseHooks } from '../../src/auth/authority';
-import { KeyCrypto } from '../../src/auth/key-crypto';
+import { buildApp, type AppOptions } from '../../src/server/app';
+import type { PauseHooks } from '../../src/authorization/authority';
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { loadConfig, type Config } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
 import { createLogger } from '../../src/logger';
-import { createServices, type Services } from '../../src/services';
+import { createServices, type Services } from '../../src/server/services';
 import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
 
 export interface GraphQLResponse<T = Record<string, any>> {
@@ -109,6 +109,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const app = await buildApp({ config, services, logger, plugins: options.plugins }).catch(async (error: unknown) => {
     await services.stop();
     await dataSource.destroy();
+    await database.drop();
     throw error;
   });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -56,4 +56,48 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     await app.services.accessKeys.flushUse();
     expect(await lastUsed()).not.toBeNull();
   });
+
+  it('during a grace period, uses of the old key move previousKeyLastUsedAt, not lastUsedAt, written once a minute like it', async () => {
+    const admin = await createOrganization(app);
+    const member = await createUser(app, admin);
+    const facts = async () =>
+      (
+        await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }', {
+          key: admin.key,
+          variables: { id: member.id },
+        })
+      ).body.data!.user.accessKeyInfo as { lastUsedAt: string | null; previousKeyLastUsedAt: string | null; previousKeyExpiresAt: string | null };
+    const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    const newKey = regenerated.body.data!.regenerateAccessKey.accessKey as string;
+    // The old key was never used: nothing to show yet.
+    expect(await facts()).toMatchObject({ lastUsedAt: null, previousKeyLastUsedAt: null });
+
+    const before = app.queries.count;
+    const started = Date.now();
+    for (let i = 0; i < 20; i++) expect((await app.gql('{ me { id } }', { key: member.key })).status).toBe(200);
+    await app.services.accessKeys.flushUse();
+    expect(app.queries.since(before).filter((sql) => /SET last_used_at/.test(sql))).toHaveLength(1);
+    const afterOldKey = await facts();
+    expect(afterOldKey.lastUsedAt).toBeNull();
+    expect(new Date(afterOldKey.previousKeyLastUsedAt!).getTime()).toBeGreaterThanOrEqual(started - 1000);
+
+    // The new key's uses move lastUsedAt and leave the old key's last use where it was.
+    expect((await app.gql('{ me { id } }', { key: newKey })).status).toBe(200);
+    await app.services.accessKeys.flushUse();
+    const afterNewKey = await facts();
+    expect(afterNewKey.lastUsedAt).not.toBeNull();
+    expect(afterNewKey.previousKeyLastUsedAt).toBe(afterOldKey.previousKeyLastUsedAt);
+
+    // A regeneration with a grace period carries the replaced key's last use over to previousKeyLastUsedAt.
+    await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 60) { accessKey } }', {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    const handedOver = await facts();
+    expect(handedOver.lastUsedAt).toBeNull();
+    expect(handedOver.previousKeyLastUsedAt).toBe(afterNewKey.lastUsedAt);
+  });
 });

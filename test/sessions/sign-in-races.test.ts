@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import type { PauseHooks } from '../../src/auth/authority';
+import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';

@@ -213,7 +213,14 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     const second = await revealedKey(page);
     expect(second).not.toBe(billing.key);
     expect(await page.locator('#key-previous-until').textContent()).toMatch(/in about (60 minutes|1 hours)/);
+    // Hand-over: the old key's last use shows, apart from the new key's, so the admin sees it go quiet.
+    expect(await page.locator('#key-previous-last-used').textContent()).toBe('Not used');
     expect(await keyWorks(billing.key)).toBe(true);
+    await app.services.accessKeys.flushUse();
+    await page.getByRole('button', { name: 'Hide' }).click();
+    await page.getByRole('button', { name: 'Reveal' }).click();
+    await page.waitForFunction(() => document.querySelector('#key-previous-last-used')?.textContent !== 'Not used');
+    expect(await page.locator('#key-last-used').textContent()).toBe('Not used yet');
     expect(await keyWorks(second)).toBe(true);
     await expectScreenRight(watched, 'regenerated with a grace period');
 
@@ -222,9 +229,48 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.getByText('The previous key no longer works.').waitFor();
     const third = await revealedKey(page);
     expect(await page.locator('#key-previous-until').count()).toBe(0);
+    expect(await page.locator('#key-previous-last-used').count()).toBe(0);
     expect(await keyWorks(billing.key)).toBe(false);
     expect(await keyWorks(second)).toBe(false);
     expect(await keyWorks(third)).toBe(true);
+  });
+
+  it('reports a leaked key found in a chat: it stops working, and the profile and the audit log say which, when, by whom and where', async () => {
+    const leaky = await createUser(app, admin, { name: 'Leaky Export' });
+    await openConsole(page, '/users');
+    await signInWithKey(page, admin.key);
+    await page.locator('#users').waitFor();
+    await page.getByRole('button', { name: 'Report a leaked key…' }).click();
+    await dialog().getByLabel('The key that was found').fill(leaky.key);
+    await dialog().getByLabel('Where it was found').fill('https://chat.example/support/4711');
+    await expectScreenRight(watched, 'report a leaked key, asking');
+    await dialog().getByRole('button', { name: 'Revoke the key' }).click();
+    await page.getByText('The key of Leaky Export no longer works').waitFor();
+    expect(await keyWorks(leaky.key)).toBe(false);
+    await expectScreenRight(watched, 'leaked key reported');
+
+    await page.getByRole('link', { name: /give Leaky Export's integrations the new key/ }).click();
+    const report = page.locator('#key-leak-report');
+    await report.waitFor();
+    const text = await report.textContent();
+    expect(text).toContain(`The key ${leaky.key.slice(0, 4)}`);
+    expect(text).toContain(leaky.key.slice(-4));
+    expect(text).not.toContain(leaky.key);
+    expect(text).toContain('reported leaked by an admin');
+    expect(text).toContain('found at: https://chat.example/support/4711');
+    await expectScreenRight(watched, 'profile, leak reported');
+    const activity = page.getByRole('region', { name: 'Activity' });
+    await activity.getByText('Access key reported leaked').waitFor();
+    await activity.getByText('found at: https://chat.example/support/4711').waitFor();
+
+    // The same key again (no longer working), like another organization's key or no key at all: said in words.
+    await page.goBack();
+    await page.locator('#users').waitFor();
+    await page.getByRole('button', { name: 'Report a leaked key…' }).click();
+    await dialog().getByLabel('The key that was found').fill(leaky.key);
+    await dialog().getByLabel('Where it was found').fill('the same chat');
+    await dialog().getByRole('button', { name: 'Revoke the key' }).click();
+    await page.getByText('This is not a working key of your organization: nothing was changed.').waitFor();
   });
 
   it('the audit log lists the organization\'s events and filters them by what happened and whom it was about', async () => {

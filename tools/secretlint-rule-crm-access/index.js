@@ -3,7 +3,7 @@
  * secretlint rule for crm-access credentials: access keys (`cak_`) and session tokens (`cas_`).
  *
  * Both are the prefix, 32 random base62 characters, and a 6-character base62 CRC32 of those 32 (the scheme
- * of src/auth/key-format.ts, GitHub's). A candidate is reported only when its checksum matches, so a
+ * of src/access-keys/key-format.ts, GitHub's). A candidate is reported only when its checksum matches, so a
  * placeholder or a random lookalike (`cak_` followed by 38 letters) is not: about one in 57 billion random
  * strings would pass. The checksum is CRC-32 (IEEE) from node:zlib (Node 20.15+).
  */

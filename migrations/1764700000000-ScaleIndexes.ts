@@ -14,8 +14,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * table while the index builds; an operator with millions of rows may prefer to build them CONCURRENTLY
  * beforehand under these names, which the IF NOT EXISTS then keeps.
  */
-export class ScaleIndexes1764617000000 implements MigrationInterface {
-  name = 'ScaleIndexes1764617000000';
+export class ScaleIndexes1764700000000 implements MigrationInterface {
+  name = 'ScaleIndexes1764700000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`CREATE INDEX IF NOT EXISTS audit_events_organization_id_idx ON audit_events (organization_id, id)`);

@@ -1,12 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AccessKeyService } from '../access-keys/access-key.service';
 import type { SessionService } from '../sessions/session.service';
-import { ACCESS_KEY_LENGTH, isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './key-format';
+import { ACCESS_KEY_LENGTH, isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from '../access-keys/key-format';
 import type { AuthCache } from './auth-cache';
-import { CREDENTIALS_ENDED } from './authority';
-import type { KeyCrypto } from './key-crypto';
+import { CREDENTIALS_ENDED } from '../authorization/authority';
+import type { KeyCrypto } from '../access-keys/key-crypto';
 import type { Principal } from './principal';
-import type { AuthRateLimiter } from './rate-limit';
+import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 
 export type AuthFailureReason = 'MALFORMED_CREDENTIALS' | 'INVALID_CREDENTIALS';
 
@@ -135,7 +135,8 @@ export class Authenticator {
 
   private settle(principal: Principal | null, client: string): AuthResult {
     if (!principal) return this.fail(client, null);
-    if (principal.currentKeyDigest !== undefined) this.deps.accessKeys.markUsed(principal.currentKeyDigest);
+    const usedKeyDigest = principal.currentKeyDigest ?? principal.previousKeyDigest;
+    if (usedKeyDigest !== undefined) this.deps.accessKeys.markUsed(usedKeyDigest);
     return { ok: true, principal };
   }
 

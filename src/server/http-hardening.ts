@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import v8 from 'node:v8';
-import type { Config } from './config';
-import type { Metrics } from './metrics';
+import type { Config } from '../config';
+import type { Metrics } from '../metrics';
 
 /**
  * What protects the HTTP server from slow, idle and overwhelming clients: Node's timeouts, a connection

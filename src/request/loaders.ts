@@ -1,13 +1,13 @@
 import DataLoader from 'dataloader';
-import type { AccessKey } from './access-keys/access-key.entity';
-import { scopeOf } from './auth/abilities';
-import type { Actor } from './context';
-import { runPrepared } from './db/prepared';
-import { SqlWhere } from './db/scope';
-import { Organization } from './organizations/organization.entity';
-import type { Services } from './services';
-import type { User } from './users/user.entity';
-import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './users/user.queries';
+import type { DataSource } from 'typeorm';
+import type { AccessKey } from '../access-keys/access-key.entity';
+import { scopeOf } from '../authorization/abilities';
+import { runPrepared } from '../db/prepared';
+import { SqlWhere } from '../db/scope';
+import type { Actor } from './actor';
+import { Organization } from '../organizations/organization.entity';
+import type { User } from '../users/user.entity';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
@@ -17,6 +17,19 @@ export interface Loaders {
   user: DataLoader<string, User | null>;
   /** Records ACCESS_KEY_VIEWED once per user per request, for a whole page in one insert. */
   keyView: DataLoader<{ userId: string; organizationId: string }, true, string>;
+}
+
+/**
+ * What the loaders use, and nothing more: the services behind these are wired above this layer
+ * (server/services.ts), so the request layer names only the calls it makes.
+ */
+export interface LoaderDeps {
+  readonly dataSource: DataSource;
+  readonly accessKeys: { findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> };
+  readonly audit: {
+    recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void>;
+  };
+  readonly metrics: { countKeyReveals(count: number): void };
 }
 
 function byId<T>(ids: readonly string[], rows: T[], idOf: (row: T) => string): Array<T | null> {
@@ -32,7 +45,7 @@ class RequestLoaders implements Loaders {
   private keyViewLoader?: Loaders['keyView'];
 
   constructor(
-    private readonly services: Services,
+    private readonly services: LoaderDeps,
     private readonly actor: Actor | null,
   ) {}
 
@@ -78,6 +91,7 @@ class RequestLoaders implements Loaders {
   }
 }
 
-export function createLoaders(services: Services, actor: Actor | null): Loaders {
+/** A request's loaders, each made on first use; `actor` null for a request without credentials. */
+export function createLoaders(services: LoaderDeps, actor: Actor | null): Loaders {
   return new RequestLoaders(services, actor);
 }

@@ -1,22 +1,10 @@
-import { createParameterDecorator } from 'type-graphql';
-import type { AppAbility } from './auth/abilities';
-import type { Principal } from './auth/principal';
 import type { FastifyBaseLogger } from 'fastify';
+import { createParameterDecorator } from 'type-graphql';
+import { UnauthenticatedError } from '../errors';
+import type { Actor } from './actor';
 import type { Loaders } from './loaders';
-import { UnauthenticatedError, type DomainError } from './errors';
 
-/** Who is acting in a request, and from where: what services check and what audit records. */
-export interface Actor {
-  readonly principal: Principal;
-  readonly ability: AppAbility;
-  readonly requestId: string;
-  readonly ip: string;
-  /**
-   * Set when an act of this request was refused because the caller's authority ended or changed while it
-   * ran: every later write or key reveal of the request is refused with it, without another query.
-   */
-  refusal?: DomainError;
-}
+export type { Actor } from './actor';
 
 export interface RequestContext {
   readonly requestId: string;

@@ -1,26 +1,22 @@
 import type { Logger } from 'pino';
-import type { ContainerType } from 'type-graphql';
 import type { DataSource } from 'typeorm';
-import { AccessKeyResolver } from './access-keys/access-key.resolver';
-import { AccessKeyService } from './access-keys/access-key.service';
-import { AuditResolver } from './audit/audit.resolver';
-import { AuditService } from './audit/audit.service';
-import { Authenticator } from './auth/authenticate';
-import type { KeyCrypto } from './auth/key-crypto';
-import { AUTH_CHANGES_CHANNEL, AuthCache } from './auth/auth-cache';
-import { AuthRateLimiter } from './auth/rate-limit';
-import { Authority, type PauseHooks } from './auth/authority';
-import { PasswordHasher } from './auth/password';
-import type { Config } from './config';
-import { Notifications } from './db/notifications';
-import { DatabaseOutage } from './db/outage';
-import { Metrics } from './metrics';
-import { OrganizationResolver } from './organizations/organization.resolver';
-import { OrganizationService } from './organizations/organization.service';
-import { SessionResolver } from './sessions/session.resolver';
-import { SessionService } from './sessions/session.service';
-import { UserConnectionResolver, UserResolver } from './users/user.resolver';
-import { UserService } from './users/user.service';
+import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
+import { AccessKeyService } from '../access-keys/access-key.service';
+import { AuditService } from '../audit/audit.service';
+import { Authenticator } from '../authentication/authenticate';
+import type { KeyCrypto } from '../access-keys/key-crypto';
+import { AUTH_CHANGES_CHANNEL, AuthCache } from '../authentication/auth-cache';
+import { AuthRateLimiter } from '../rate-limiting/rate-limit';
+import { Authority, type PauseHooks } from '../authorization/authority';
+import { PasswordHasher } from '../authentication/password';
+import type { Config } from '../config';
+import { Notifications } from '../db/notifications';
+import { DatabaseOutage } from '../db/outage';
+import { Metrics } from '../metrics';
+import { OrganizationService } from '../organizations/organization.service';
+import { SessionService } from '../sessions/session.service';
+import { UserService } from '../users/user.service';
+import { LeakReportService } from '../access-keys/leak-report.service';
 
 export interface Services {
   readonly dataSource: DataSource;
@@ -31,6 +27,10 @@ export interface Services {
   readonly passwords: PasswordHasher;
   readonly audit: AuditService;
   readonly accessKeys: AccessKeyService;
+  /** Regenerating a key: a change of its user, in access-keys/. */
+  readonly accessKeyRegeneration: AccessKeyRegeneration;
+  /** Leaked keys revoked on report (GitHub secret scanning, reportLeakedAccessKey). */
+  readonly leakReports: LeakReportService;
   readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
@@ -88,7 +88,9 @@ export function createServices(deps: ServiceDeps): Services {
     sessionTtlSeconds: config.sessionTtlSeconds,
   });
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
+  const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
   const organizations = new OrganizationService({ dataSource, users });
+  const leakReports = new LeakReportService({ dataSource, accessKeys, audit, authority, authCache, keyCrypto });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   const metrics = new Metrics();
@@ -102,6 +104,8 @@ export function createServices(deps: ServiceDeps): Services {
     passwords,
     audit,
     accessKeys,
+    accessKeyRegeneration,
+    leakReports,
     sessions,
     users,
     organizations,
@@ -122,22 +126,4 @@ export function createServices(deps: ServiceDeps): Services {
 function poolStats(dataSource: DataSource): { total: number; idle: number; waiting: number } | null {
   const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
   return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null;
-}
-
-export function resolverContainer(services: Services): ContainerType {
-  const instances = new Map<unknown, unknown>([
-    [UserResolver, new UserResolver(services.users)],
-    [UserConnectionResolver, new UserConnectionResolver()],
-    [AccessKeyResolver, new AccessKeyResolver(services)],
-    [OrganizationResolver, new OrganizationResolver(services.organizations)],
-    [SessionResolver, new SessionResolver(services.sessions)],
-    [AuditResolver, new AuditResolver(services.audit)],
-  ]);
-  return {
-    get(resolverClass) {
-      const instance = instances.get(resolverClass);
-      if (!instance) throw new Error(`No instance for resolver ${String((resolverClass as { name?: string }).name)}`);
-      return instance;
-    },
-  };
 }

@@ -2,7 +2,7 @@ import proxyAddr from '@fastify/proxy-addr';
 import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Config } from './config';
+import type { Config } from '../config';
 
 /**
  * Request ids and request logs. Every request gets an id (logged with each of its lines, sent back in

@@ -5,28 +5,29 @@ import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
-import { abilityFor } from './auth/abilities';
-import { presentedKind, type AuthResult } from './auth/authenticate';
-import type { Config } from './config';
-import type { Actor, RequestContext } from './context';
+import { abilityFor } from '../authorization/abilities';
+import { presentedKind, type AuthResult } from '../authentication/authenticate';
+import type { Config } from '../config';
+import type { Actor, RequestContext } from '../request/context';
 import cors from '@fastify/cors';
-import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from './errors';
-import { queryLimitsPlugin } from './graphql/query-limits';
-import { NoSubscriptionsRule, requestShapePlugin } from './graphql/request-shape';
+import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
+import { queryLimitsPlugin } from '../graphql/query-limits';
+import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
 import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
-import { startMetricsServer, type GraphqlObservation, type Metrics } from './metrics';
+import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
-import { textInputPlugin } from './graphql/text-input';
+import { textInputPlugin } from '../graphql/text-input';
+import { registerGithubSecretScanning } from '../secret-scanning/github';
 import { registerAdminConsole } from './web/admin';
 import { registerSite } from './web/site';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
-import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from './audit/audit.service';
-import type { DatabaseOutage } from './db/outage';
-import { createLoaders } from './loaders';
-import { pathOnly } from './logger';
-import { buildAppSchema } from './schema';
-import { resolverContainer, type Services } from './services';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './users/user.service';
+import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
+import type { DatabaseOutage } from '../db/outage';
+import { createLoaders } from '../request/loaders';
+import { pathOnly } from '../logger';
+import { buildAppSchema, resolverContainer } from './schema';
+import type { Services } from './services';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -358,6 +359,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
   registerSite(app);
+  registerGithubSecretScanning(app, { keysFile: config.secretScanning.githubKeysFile, services });
 
   app.get('/healthz', { config: NEVER_SHED }, async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

@@ -10,8 +10,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * after another (they are short); renames and password changes write no count. No foreign key: deleting an
  * organization deletes its users, whose trigger takes its counts to zero in the same statement.
  */
-export class UserCounts1764617100000 implements MigrationInterface {
-  name = 'UserCounts1764617100000';
+export class UserCounts1764700100000 implements MigrationInterface {
+  name = 'UserCounts1764700100000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`

@@ -18,6 +18,11 @@ export interface Principal {
    */
   readonly currentKeyDigest?: string;
   /**
+   * Set when the key a grace period keeps working authenticated: its lookup digest, base64, which its uses
+   * are recorded against (`previousKeyLastUsedAt`, never the new key's `lastUsedAt`).
+   */
+  readonly previousKeyDigest?: string;
+  /**
    * Set for access keys: the lookup digest of the key that authenticated (the current one or the one it
    * replaced, in its grace period), which writes and reveals check is still valid at the moment of the act.
    */
@@ -38,9 +43,19 @@ export interface Authenticated {
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */
 export function principalFrom(
   row: UserRow,
-  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; keyDigest?: Buffer },
+  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; previousKeyDigest?: string; keyDigest?: Buffer },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
-  const { kind, sessionId, currentKeyDigest, keyDigest } = params;
-  return { kind, sessionId, currentKeyDigest, keyDigest, userId: row.id, organizationId: row.organization_id, role: row.role, user };
+  const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigest } = params;
+  return {
+    kind,
+    sessionId,
+    currentKeyDigest,
+    previousKeyDigest,
+    keyDigest,
+    userId: row.id,
+    organizationId: row.organization_id,
+    role: row.role,
+    user,
+  };
 }

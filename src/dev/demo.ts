@@ -1,7 +1,7 @@
-import { randomBase62 } from '../auth/key-format';
-import type { Services } from '../services';
+import { randomBase62 } from '../access-keys/key-format';
+import type { Services } from '../server/services';
 import { AccessKey } from '../access-keys/access-key.entity';
-import { Organization } from './organization.entity';
+import { Organization } from '../organizations/organization.entity';
 import { Role, User } from '../users/user.entity';
 
 export const DEMO_ADMIN_EMAIL = 'admin@demo.example';

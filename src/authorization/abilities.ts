@@ -1,7 +1,7 @@
 import { AbilityBuilder, createMongoAbility, type ForcedSubject, type MongoAbility, type MongoQuery } from '@casl/ability';
 import type { Organization } from '../organizations/organization.entity';
 import { Role, type User } from '../users/user.entity';
-import type { Principal } from './principal';
+import type { Principal } from '../authentication/principal';
 
 export type Action =
   | 'read'

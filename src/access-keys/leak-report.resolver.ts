@@ -1,0 +1,24 @@
+import { Arg, Mutation, Resolver } from 'type-graphql';
+import { CurrentActor, type Actor } from '../request/context';
+import type { LeakReportService } from './leak-report.service';
+import { ReportLeakedAccessKeyPayload } from './leak-report.types';
+
+/** reportLeakedAccessKey: an admin's report of a key found where it should not be. */
+@Resolver()
+export class LeakReportResolver {
+  constructor(private readonly deps: { leakReports: LeakReportService }) {}
+
+  @Mutation(() => ReportLeakedAccessKeyPayload, {
+    description:
+      "Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place; kept on the user's " +
+      'profile and in the audit log). A new key is issued at once, with no grace period; read it on the profile. A key of ' +
+      'another organization, or no key at all, answers exactly like a key that was not found: revoked false.',
+  })
+  reportLeakedAccessKey(
+    @CurrentActor() actor: Actor,
+    @Arg('key') key: string,
+    @Arg('location') location: string,
+  ): Promise<ReportLeakedAccessKeyPayload> {
+    return this.deps.leakReports.reportByAdmin(actor, { key, location });
+  }
+}

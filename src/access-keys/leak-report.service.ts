@@ -1,0 +1,183 @@
+import { subject } from '@casl/ability';
+import type { DataSource, EntityManager } from 'typeorm';
+import type { AppAbility } from '../authorization/abilities';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { Authority } from '../authorization/authority';
+import type { KeyCrypto } from './key-crypto';
+import { isWellFormedAccessKey, keyHint } from './key-format';
+import { AuditAction } from '../audit/audit-event.entity';
+import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
+import type { Actor } from '../request/context';
+import { BadInputError, ForbiddenError } from '../errors';
+import type { User } from '../users/user.entity';
+import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
+import type { AccessKeyService } from './access-key.service';
+import { LeakReportSource } from './leak-report.types';
+
+/** Longest location kept (a URL, a place); longer reports are cut, with an ellipsis. */
+export const MAX_LEAK_LOCATION_LENGTH = 2000;
+
+/** One reported token and where it was found. */
+export interface LeakedToken {
+  readonly token: string;
+  readonly location: string;
+}
+
+/** Who reported, as the audit log records it, and where the report came from. */
+export interface LeakReport {
+  readonly tokens: readonly LeakedToken[];
+  readonly source: LeakReportSource;
+  readonly reporter: AuditActor;
+  /** Only keys of this organization are looked at (an admin's report); all keys when absent (GitHub's). */
+  readonly organizationId?: string;
+}
+
+/** A key that was revoked because it was reported. */
+export interface RevokedKey {
+  readonly token: string;
+  readonly userId: string;
+  readonly organizationId: string;
+}
+
+/** Cuts a location to MAX_LEAK_LOCATION_LENGTH characters (by code point, so no surrogate is split). */
+export function clampLocation(location: string): string {
+  const characters = [...location];
+  return characters.length <= MAX_LEAK_LOCATION_LENGTH ? location : characters.slice(0, MAX_LEAK_LOCATION_LENGTH - 1).join('') + '…';
+}
+
+const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, location)
+  VALUES ($1, '${AuditAction.ACCESS_KEY_LEAK_REPORTED}', $2, $3, $4, $5, $6, $7)`;
+
+/**
+ * Leaked keys, revoked on report (issue 18). A reported key that is a user's current key, or the key a grace
+ * period keeps working, is replaced through the regeneration path (AccessKeyService.issue, no grace), so the
+ * old key and any grace-period key stop working on every instance: the access_keys trigger NOTIFYs the
+ * change at commit, this instance evicts its own cache at once, and requests in flight with the old key are
+ * refused at their next act (Authority checks the key digest under a lock). The report is audited as
+ * ACCESS_KEY_LEAK_REPORTED (with where the key was found, never the key) followed by ACCESS_KEY_REGENERATED,
+ * and kept on the key row for the user's profile. The new key is not revealed here: admins read it on the
+ * profile, as after any regeneration.
+ */
+export class LeakReportService {
+  constructor(
+    private readonly deps: {
+      dataSource: DataSource;
+      accessKeys: AccessKeyService;
+      audit: AuditService;
+      authority: Authority;
+      authCache: AuthCache;
+      keyCrypto: KeyCrypto;
+    },
+  ) {}
+
+  /**
+   * Revokes, in the caller's transaction, every reported token that is a current or grace-period key (of
+   * `organizationId` when given). Tokens that are not keys, not found, already replaced or of another
+   * organization are skipped without a trace. Call `forgetRevoked` after the transaction commits.
+   * Rows are locked FOR UPDATE in one statement, by user id.
+   */
+  async revoke(manager: EntityManager, report: LeakReport): Promise<RevokedKey[]> {
+    const byDigest = new Map<string, LeakedToken>();
+    for (const leaked of report.tokens) {
+      if (!isWellFormedAccessKey(leaked.token)) continue;
+      const digest = this.deps.keyCrypto.digest(leaked.token).toString('base64');
+      if (!byDigest.has(digest)) byDigest.set(digest, leaked);
+    }
+    if (byDigest.size === 0) return [];
+    const digests = [...byDigest.keys()].map((digest) => Buffer.from(digest, 'base64'));
+    const rows: Array<{ user_id: string; organization_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }> =
+      await manager.query(
+        `SELECT user_id, organization_id, key_digest,
+                CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
+           FROM access_keys
+          WHERE (key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now()))
+            AND ($2::uuid IS NULL OR organization_id = $2::uuid)
+          ORDER BY user_id FOR UPDATE`,
+        [digests, report.organizationId ?? null],
+      );
+    const revoked: RevokedKey[] = [];
+    for (const row of rows) {
+      const matched = [row.key_digest, row.previous_key_digest]
+        .filter((digest): digest is Buffer => digest !== null)
+        .flatMap((digest) => byDigest.get(digest.toString('base64')) ?? []);
+      const leaked = matched[0];
+      if (!leaked) continue;
+      await this.deps.accessKeys.issue(manager, {
+        userId: row.user_id,
+        organizationId: row.organization_id,
+        createdBy: report.reporter.userId,
+        gracePeriodSeconds: 0,
+      });
+      const location = clampLocation(leaked.location);
+      await manager.query(
+        `UPDATE access_keys SET leak_reported_at = now(), leak_report_location = $2, leak_report_source = $3, leaked_key_hint = $4
+          WHERE user_id = $1`,
+        [row.user_id, location, report.source, keyHint(leaked.token)],
+      );
+      const { reporter } = report;
+      await manager.query(INSERT_LEAK_AUDIT_ROW, [
+        row.organization_id,
+        reporter.userId,
+        reporter.kind,
+        row.user_id,
+        reporter.ip,
+        reporter.requestId,
+        location,
+      ]);
+      await this.deps.audit.record(manager, reporter, {
+        action: AuditAction.ACCESS_KEY_REGENERATED,
+        organizationId: row.organization_id,
+        targetUserId: row.user_id,
+      });
+      for (const token of matched) revoked.push({ token: token.token, userId: row.user_id, organizationId: row.organization_id });
+    }
+    return revoked;
+  }
+
+  /** After the revocation committed: this instance forgets the users' cached keys now; the others on NOTIFY. */
+  forgetRevoked(revoked: readonly RevokedKey[]): void {
+    for (const key of revoked) this.deps.authCache.evictUser(key.userId);
+  }
+
+  /**
+   * reportLeakedAccessKey: an admin reports a key found somewhere (`location`, 1 to 2,000 characters). A
+   * current or grace-period key of the admin's organization is revoked and audited; a key of another
+   * organization and an unknown key are not looked at, and get the same answer (`revoked: false`).
+   * Throws FORBIDDEN for a caller who may not regenerate keys of the organization (anyone but an ADMIN),
+   * BAD_USER_INPUT for a string that is not shaped like a key (checksum included) or an empty location,
+   * and the refusals of Authority.confirm (the caller's authority is checked at the moment of the act).
+   */
+  async reportByAdmin(actor: Actor, params: { key: string; location: string }): Promise<{ revoked: boolean; user: User | null }> {
+    const { organizationId } = actor.principal;
+    const mayReport = (ability: AppAbility) => {
+      if (!ability.can('regenerateAccessKey', subject('User', { organizationId }))) {
+        throw new ForbiddenError('Only admins of the organization can report a leaked access key.');
+      }
+    };
+    mayReport(actor.ability);
+    this.deps.authority.throwIfRefused(actor);
+    const key = params.key.trim();
+    if (!isWellFormedAccessKey(key)) {
+      throw new BadInputError(
+        'This is not an access key: check that no characters were lost or added when copying it (it starts with cak_ and is 42 characters long).',
+        'key',
+      );
+    }
+    const location = params.location.trim();
+    if (!location) throw new BadInputError('Say where the key was found (a URL, a file, a place).', 'location');
+    const outcome = await this.deps.dataSource.transaction(async (manager) => {
+      (await this.deps.authority.confirm(manager, { actor })).authorize(mayReport);
+      const revoked = await this.revoke(manager, {
+        tokens: [{ token: key, location }],
+        source: LeakReportSource.ADMIN,
+        reporter: auditActorOf(actor),
+        organizationId,
+      });
+      if (revoked.length === 0) return { revoked, user: null };
+      const [row]: UserRow[] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.id = $1`, [revoked[0].userId]);
+      return { revoked, user: userFromRow(row) };
+    });
+    this.forgetRevoked(outcome.revoked);
+    return { revoked: outcome.revoked.length > 0, user: outcome.user };
+  }
+}

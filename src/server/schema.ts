@@ -1,0 +1,44 @@
+import type { GraphQLSchema } from 'graphql';
+import { buildSchema, type ContainerType } from 'type-graphql';
+import { AccessKeyResolver } from '../access-keys/access-key.resolver';
+import { LeakReportResolver } from '../access-keys/leak-report.resolver';
+import { AuditResolver } from '../audit/audit.resolver';
+import { OrganizationResolver } from '../organizations/organization.resolver';
+import { SessionResolver } from '../sessions/session.resolver';
+import { UserConnectionResolver, UserResolver } from '../users/user.resolver';
+import type { Services } from './services';
+
+export const RESOLVERS = [
+  UserResolver,
+  UserConnectionResolver,
+  AccessKeyResolver,
+  LeakReportResolver,
+  OrganizationResolver,
+  SessionResolver,
+  AuditResolver,
+] as const;
+
+/** The schema is built from the resolver classes; `container` hands type-graphql the instances to call. */
+export function buildAppSchema(container?: ContainerType): Promise<GraphQLSchema> {
+  return buildSchema({ resolvers: RESOLVERS, container, validate: false });
+}
+
+/** The resolver instances type-graphql calls, built once from the wired services. */
+export function resolverContainer(services: Services): ContainerType {
+  const instances = new Map<unknown, unknown>([
+    [UserResolver, new UserResolver(services.users)],
+    [UserConnectionResolver, new UserConnectionResolver()],
+    [AccessKeyResolver, new AccessKeyResolver(services)],
+    [LeakReportResolver, new LeakReportResolver(services)],
+    [OrganizationResolver, new OrganizationResolver(services.organizations)],
+    [SessionResolver, new SessionResolver(services.sessions)],
+    [AuditResolver, new AuditResolver(services.audit)],
+  ]);
+  return {
+    get(resolverClass) {
+      const instance = instances.get(resolverClass);
+      if (!instance) throw new Error(`No instance for resolver ${String((resolverClass as { name?: string }).name)}`);
+      return instance;
+    },
+  };
+}

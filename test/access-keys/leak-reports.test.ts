@@ -1,0 +1,426 @@
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FRESHNESS_MS } from '../../src/authentication/auth-cache';
+import type { PauseHooks } from '../../src/authorization/authority';
+import { ConfigError } from '../../src/config';
+import { operatorMessage } from '../../src/operator-errors';
+import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
+import { Role } from '../../src/users/user.entity';
+import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
+
+const ME = '{ me { id } }';
+const TOKEN_TYPE = 'crm_access_key';
+const LEAK_AUDIT = `query ($target: ID!) {
+  auditEvents(filter: { action: ACCESS_KEY_LEAK_REPORTED, targetUserId: $target }) {
+    edges { node { action actorKind actor { id } target { id } location } }
+  }
+}`;
+const KEY_FACTS = `query ($id: ID!) { user(id: $id) { accessKey accessKeyInfo {
+  hint leakReportedAt leakReportLocation leakReportSource leakedKeyHint
+} } }`;
+const REPORT = `mutation ($key: String!, $location: String!) {
+  reportLeakedAccessKey(key: $key, location: $location) { revoked user { id } }
+}`;
+
+interface SigningKey {
+  id: string;
+  privateKey: KeyObject;
+  pem: string;
+}
+
+function signingKey(id: string): SigningKey {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { id, privateKey, pem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/** GitHub's scheme: ECDSA P-256 / SHA-256 over the raw body, DER signature in base64. */
+function signatureOf(body: string, key: SigningKey): string {
+  return sign('sha256', Buffer.from(body), { key: key.privateKey, dsaEncoding: 'der' }).toString('base64');
+}
+
+function messageOf(tokens: string[], url = 'https://github.com/octo/leaky/blob/abc123/config.env'): string {
+  return JSON.stringify(tokens.map((token) => ({ token, type: TOKEN_TYPE, url, source: 'content' })));
+}
+
+async function post(app: TestApp, params: { body: string; headers?: Record<string, string> }): Promise<{ status: number; body: any }> {
+  const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...params.headers },
+    body: params.body,
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+function signedHeaders(body: string, key: SigningKey, asId = key.id): Record<string, string> {
+  return { 'github-public-key-identifier': asId, 'github-public-key-signature': signatureOf(body, key) };
+}
+
+/** Polls until the key is refused with 401, up to the revocation bound; the answer's status. */
+async function refusedWithinBound(app: TestApp, key: string): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const { status } = await app.gql(ME, { key });
+    if (status === 401 || performance.now() - started > FRESHNESS_MS) return status;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function errorLines(app: TestApp): string[] {
+  return app.logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50);
+}
+
+describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', () => {
+  const github = signingKey('github-current');
+  const githubOld = signingKey('github-old');
+  const stranger = signingKey('not-github');
+  let dir: string;
+  let database: { url: string; drop(): Promise<void> };
+  let a: TestApp;
+  let b: TestApp;
+  let admin: TestUser;
+  const hooks: PauseHooks = {};
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({
+        public_keys: [
+          { key_identifier: github.id, key: github.pem, is_current: true },
+          { key_identifier: githubOld.id, key: githubOld.pem, is_current: false },
+        ],
+      }),
+    );
+    database = await createTestDatabase();
+    const secret = randomBytes(32);
+    const env = { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '10000' };
+    a = await startTestApp({ env: { ...env, LOG_LEVEL: 'info' }, database: { url: database.url, secret }, captureLogs: true, hooks });
+    b = await startTestApp({ env, database: { url: database.url, secret } });
+    admin = await createOrganization(a);
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await database?.drop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Everything a refused message must leave as it was. */
+  async function snapshot(): Promise<unknown> {
+    return {
+      keys: await a.dataSource.query(`SELECT user_id, key_digest, previous_key_digest, leak_reported_at FROM access_keys ORDER BY user_id`),
+      audit: await a.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED')`),
+    };
+  }
+
+  it('revokes a reported current key on both instances within the revocation bound, audits it, shows it, and labels it a true positive', async () => {
+    const user = await createUser(a, admin);
+    // Cached on B: only the announcement can make B refuse it.
+    expect((await b.gql(ME, { key: user.key })).status).toBe(200);
+    expect((await b.gql(ME, { key: user.key })).status).toBe(200);
+
+    const body = messageOf([user.key]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response).toEqual({ status: 200, body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }] });
+
+    expect((await a.gql(ME, { key: user.key })).status).toBe(401);
+    expect(await refusedWithinBound(b, user.key)).toBe(401);
+
+    const audit = await a.gql(LEAK_AUDIT, { key: admin.key, variables: { target: user.id } });
+    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node)).toEqual([
+      {
+        action: 'ACCESS_KEY_LEAK_REPORTED',
+        actorKind: 'SYSTEM',
+        actor: null,
+        target: { id: user.id },
+        location: 'https://github.com/octo/leaky/blob/abc123/config.env (GitHub content)',
+      },
+    ]);
+    // Where it was found, never the key itself.
+    const rows = await a.dataSource.query(`SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`, [user.id]);
+    for (const { row } of rows) expect(row).not.toContain(user.key);
+
+    const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
+    expect(facts.accessKeyInfo).toMatchObject({
+      leakReportLocation: 'https://github.com/octo/leaky/blob/abc123/config.env (GitHub content)',
+      leakReportSource: 'GITHUB_SECRET_SCANNING',
+      leakedKeyHint: keyHint(user.key),
+    });
+    expect(facts.accessKeyInfo.leakReportedAt).not.toBeNull();
+    // A new key was issued, as after any regeneration, and it works.
+    expect(facts.accessKey).not.toBe(user.key);
+    expect((await b.gql(ME, { key: facts.accessKey })).status).toBe(200);
+  });
+
+  it('revokes a reported grace-period key together with the key that replaced it, and accepts the older GitHub key', async () => {
+    const user = await createUser(a, admin);
+    const regenerated = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
+    const current = regenerated.body.data!.regenerateAccessKey.accessKey as string;
+    expect((await b.gql(ME, { key: user.key })).status).toBe(200);
+    expect((await b.gql(ME, { key: current })).status).toBe(200);
+
+    const body = messageOf([user.key]);
+    const response = await post(a, { body, headers: signedHeaders(body, githubOld) });
+    expect(response.body).toEqual([{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+    expect(await refusedWithinBound(b, user.key)).toBe(401);
+    expect(await refusedWithinBound(b, current)).toBe(401);
+    const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakedKeyHint).toBe(keyHint(user.key));
+  });
+
+  it('a request in flight with the reported key acts no more once the revocation has committed', async () => {
+    const leakyAdmin = await createUser(a, admin, { role: Role.ADMIN });
+    const body = messageOf([leakyAdmin.key]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    // The regeneration below has authenticated with the key; before its act is checked, GitHub's report commits.
+    hooks.beforeAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== leakyAdmin.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await report;
+    };
+    try {
+      const response = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        key: leakyAdmin.key,
+        variables: { id: admin.id },
+      });
+      expect((await report!).body).toEqual([{ token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+      expect(response.body.data).toBeNull();
+      expect(response.body.errors).toEqual([
+        expect.objectContaining({ path: ['regenerateAccessKey'], extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' } }),
+      ]);
+      expect((await a.gql(ME, { key: admin.key })).status).toBe(200);
+    } finally {
+      delete hooks.beforeAuthorityCheck;
+    }
+  });
+
+  it('labels tokens that are no key here false positives and changes nothing for them', async () => {
+    const before = await snapshot();
+    const unknown = generateAccessKey();
+    const body = JSON.stringify([
+      { token: unknown, type: TOKEN_TYPE, url: '', source: 'npm' },
+      { token: 'cak_not-even-shaped-like-a-key', type: TOKEN_TYPE, url: null, source: 'commit' },
+    ]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response).toEqual({
+      status: 200,
+      body: [
+        { token_raw: unknown, token_type: TOKEN_TYPE, label: 'false_positive' },
+        { token_raw: 'cak_not-even-shaped-like-a-key', token_type: TOKEN_TYPE, label: 'false_positive' },
+      ],
+    });
+    expect(await snapshot()).toEqual(before);
+  });
+
+  describe('when the message is not one GitHub signed, or was processed already', () => {
+    let user: TestUser;
+    let body: string;
+    beforeAll(async () => {
+      user = await createUser(a, admin);
+      body = messageOf([user.key]);
+    });
+
+    it.each([
+      ['unsigned', () => ({})],
+      ['signed without a key identifier', () => ({ 'github-public-key-signature': signatureOf(body, github) })],
+      ['signed by another key under GitHub’s key identifier', () => signedHeaders(body, stranger, github.id)],
+      ['signed by a key nobody configured', () => signedHeaders(body, stranger)],
+      ['signed with garbage', () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' })],
+    ])('%s: 401 and nothing changes', async (_case, headers) => {
+      const before = await snapshot();
+      const response = await post(a, { body, headers: headers() as Record<string, string> });
+      expect(response.status).toBe(401);
+      expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+      expect(await snapshot()).toEqual(before);
+      expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+    });
+
+    it('with the body changed after signing (another user’s key put in): 401 and nothing changes', async () => {
+      const other = await createUser(a, admin);
+      const before = await snapshot();
+      const changed = body.replace(user.key, other.key);
+      expect(changed).not.toBe(body);
+      const response = await post(a, { body: changed, headers: signedHeaders(body, github) });
+      expect(response.status).toBe(401);
+      expect(await snapshot()).toEqual(before);
+      expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+      expect((await a.gql(ME, { key: other.key })).status).toBe(200);
+    });
+
+    it('larger than 64 KiB, even correctly signed: 413 and nothing changes', async () => {
+      const before = await snapshot();
+      const big = JSON.stringify([{ token: user.key, type: TOKEN_TYPE, url: `https://github.com/${'x'.repeat(70_000)}`, source: 'content' }]);
+      const response = await post(a, { body: big, headers: signedHeaders(big, github) });
+      expect(response.status).toBe(413);
+      expect(await snapshot()).toEqual(before);
+      expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+    });
+
+    it('signed, but not the program’s JSON: 400 and nothing changes', async () => {
+      const before = await snapshot();
+      for (const text of ['{"token":"x"}', '[]', '[{"token": 1, "type": "t"}]', 'not json']) {
+        const response = await post(a, { body: text, headers: signedHeaders(text, github) });
+        expect(response.status).toBe(400);
+      }
+      expect(await snapshot()).toEqual(before);
+    });
+
+    it('replayed (the same signed message a second time, on either instance): 409 and nothing changes', async () => {
+      const unknown = generateAccessKey();
+      const message = messageOf([unknown]);
+      const headers = signedHeaders(message, github);
+      expect((await post(a, { body: message, headers })).status).toBe(200);
+      const before = await snapshot();
+      const again = await post(a, { body: message, headers });
+      expect(again.status).toBe(409);
+      expect(again.body.errors[0].extensions.code).toBe('CONFLICT');
+      // Signed anew (ECDSA signatures differ each time), still the same message.
+      expect((await post(b, { body: message, headers: signedHeaders(message, github) })).status).toBe(409);
+      expect(await snapshot()).toEqual(before);
+    });
+
+    it('wrote no error-level log line for any of it', () => {
+      expect(errorLines(a)).toEqual([]);
+    });
+  });
+});
+
+describe('leak reports: refused messages count as failed authentications of the address', () => {
+  it('after AUTH_FAILURE_LIMIT of them the address gets 429, even with a correctly signed message', async () => {
+    const github = signingKey('github-current');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(keysFile, JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }));
+    const app = await startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '2' } });
+    try {
+      const body = messageOf([generateAccessKey()]);
+      expect((await post(app, { body })).status).toBe(401);
+      expect((await post(app, { body, headers: signedHeaders(body, signingKey('x'), github.id) })).status).toBe(401);
+      const blocked = await post(app, { body, headers: signedHeaders(body, github) });
+      expect(blocked.status).toBe(429);
+      expect(blocked.body.errors[0].extensions.code).toBe('RATE_LIMITED');
+      const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM secret_scanning_messages`);
+      expect(n).toBe(0);
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS', () => {
+  it('answers 404', async () => {
+    const app = await startTestApp();
+    try {
+      const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), { method: 'POST', body: '[]' });
+      expect(response.status).toBe(404);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup with one line that says what to fix', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-bad-keys-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  it.each([
+    ['missing', null, /cannot be read \(ENOENT\)/],
+    ['not JSON', 'not json', /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/],
+    ['without keys', '{"public_keys":[]}', /holds no "public_keys" list/],
+    ['a key without identifier', JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }), /public_keys\[0\] has no "key_identifier"/],
+    ['a key that is not PEM', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }), /the key "k1" is not a PEM public key/],
+    ['an RSA key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }), /the key "k1" is not an ECDSA P-256 key/],
+  ])('%s', async (_case, contents, message) => {
+    const file = path.join(dir, `${_case.replace(/\W+/g, '-')}.json`);
+    if (contents !== null) fs.writeFileSync(file, contents);
+    const started = startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: file } });
+    await expect(started).rejects.toBeInstanceOf(ConfigError);
+    const line = operatorMessage(await started.catch((error: unknown) => error));
+    expect(line).toMatch(message);
+    expect(line).toContain(`SECRET_SCANNING_GITHUB_KEYS (${file})`);
+    expect(line).not.toContain('\n');
+  });
+});
+
+describe('reportLeakedAccessKey', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  let otherAdmin: TestUser;
+
+  beforeAll(async () => {
+    app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '10000' } });
+    admin = await createOrganization(app, 'Acme Clinic');
+    otherAdmin = await createOrganization(app, 'Other Clinic');
+  });
+  afterAll(() => app.close());
+
+  async function leakRows(organizationId: string): Promise<number> {
+    const [{ n }] = await app.dataSource.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE organization_id = $1 AND action = 'ACCESS_KEY_LEAK_REPORTED'`,
+      [organizationId],
+    );
+    return n;
+  }
+
+  it("revokes a key of the admin's own organization and audits who reported it and where it was found", async () => {
+    const member = await createUser(app, admin);
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location: 'pasted in the #support channel' } });
+    expect(response.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true, user: { id: member.id } } } });
+    expect((await app.gql(ME, { key: member.key })).status).toBe(401);
+
+    const audit = await app.gql(LEAK_AUDIT, { key: admin.key, variables: { target: member.id } });
+    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node)).toEqual([
+      { action: 'ACCESS_KEY_LEAK_REPORTED', actorKind: 'ACCESS_KEY', actor: { id: admin.id }, target: { id: member.id }, location: 'pasted in the #support channel' },
+    ]);
+    const facts = (await app.gql(KEY_FACTS, { key: admin.key, variables: { id: member.id } })).body.data!.user;
+    expect(facts.accessKeyInfo).toMatchObject({ leakReportSource: 'ADMIN', leakReportLocation: 'pasted in the #support channel', leakedKeyHint: keyHint(member.key) });
+    expect((await app.gql(ME, { key: facts.accessKey })).status).toBe(200);
+  });
+
+  it("answers another organization's key exactly like an unknown one, and changes nothing", async () => {
+    const foreign = await createUser(app, otherAdmin);
+    const before = await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id]);
+    const foreignAnswer = await app.gql(REPORT, { key: admin.key, variables: { key: foreign.key, location: 'a gist' } });
+    const unknownAnswer = await app.gql(REPORT, { key: admin.key, variables: { key: generateAccessKey(), location: 'a gist' } });
+    expect(foreignAnswer.status).toBe(unknownAnswer.status);
+    expect(foreignAnswer.body).toEqual(unknownAnswer.body);
+    expect(foreignAnswer.body).toEqual({ data: { reportLeakedAccessKey: { revoked: false, user: null } } });
+    expect((await app.gql(ME, { key: foreign.key })).status).toBe(200);
+    expect(await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id])).toEqual(before);
+    expect(await leakRows(otherAdmin.organizationId)).toBe(0);
+  });
+
+  it.each([Role.MEMBER, Role.MANAGER])('%s: FORBIDDEN, and the key keeps working', async (role) => {
+    const caller = await createUser(app, admin, { role });
+    const victim = await createUser(app, admin);
+    const before = await leakRows(admin.organizationId);
+    const response = await app.gql(REPORT, { key: caller.key, variables: { key: victim.key, location: 'somewhere' } });
+    expect(response.body.data).toBeNull();
+    expect(response.body.errors![0].extensions!.code).toBe('FORBIDDEN');
+    expect((await app.gql(ME, { key: victim.key })).status).toBe(200);
+    expect(await leakRows(admin.organizationId)).toBe(before);
+  });
+
+  it('refuses a string that is not a key, and an empty location, as BAD_USER_INPUT', async () => {
+    const member = await createUser(app, admin);
+    const notAKey = await app.gql(REPORT, { key: admin.key, variables: { key: member.key.slice(0, -1), location: 'x' } });
+    expect(notAKey.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'key' });
+    const noLocation = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location: '  ' } });
+    expect(noLocation.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'location' });
+    expect((await app.gql(ME, { key: member.key })).status).toBe(200);
+  });
+});
