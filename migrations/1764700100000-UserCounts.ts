@@ -3,7 +3,7 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
 /**
  * Per organization, role and active flag: how many users there are, kept by triggers in the transaction of each
  * change of a user, so `users { totalCount }` of a whole organization (or of a role/active filter) is exact and
- * costs one index lookup at any size, where counting 100,000 rows took 25-30 ms (issue 17).
+ * costs one index lookup at any size instead of counting the organization's rows (issue 17; docs/performance.md).
  *
  * Locking: a statement that adds, removes or moves users (a role change, a deactivation) holds the count rows it
  * changed until it commits, so such changes in one organization with the same role and active flag commit one

@@ -73,7 +73,7 @@ function auditEventFromRow(row: AuditEventRow): AuditEvent {
  * (organization_id[, filter column], id) indexes (migration ScaleIndexes) give that order, so PostgreSQL walks
  * them and stops after the page. Written as `organization_id = $1 ORDER BY id`, the planner, which assumes an
  * organization's events are spread evenly over the ids, walks the primary key instead and filters out every newer
- * event of other organizations: 0.7 s for an organization of 100k events behind one of 2M (bench:scale).
+ * event of other organizations (measured in docs/performance.md; test/audit/audit-plans.test.ts).
  */
 function auditScope(conditions: readonly ScopeCondition[]): { where: SqlWhere; order: string } {
   const [only] = conditions;
