@@ -3,7 +3,6 @@ import { CurrentActor, type Actor, type RequestContext } from '../request/contex
 import { ForbiddenError } from '../errors';
 import type { Metrics } from '../metrics';
 import { User } from '../users/user.entity';
-import type { AccessKey } from './access-key.entity';
 import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
@@ -14,25 +13,20 @@ import type { LeakReportSource } from './leak-report.types';
 export class AccessKeyResolver {
   constructor(private readonly deps: { accessKeyRegeneration: AccessKeyRegeneration; accessKeys: AccessKeyService; metrics: Metrics }) {}
 
-  private async keyRow(user: User, actor: Actor, ctx: RequestContext): Promise<AccessKey | null> {
+  private checkKeyAccess(user: User, actor: Actor): void {
     if (!actor.ability.can('read', user, 'accessKey')) {
       throw new ForbiddenError('Only admins of the organization can see access keys.');
     }
-    return ctx.loaders.accessKey.load(user.id);
   }
 
   @FieldResolver(() => String, {
     nullable: true,
     description: 'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
-  async accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
-    const row = await this.keyRow(user, actor, ctx);
-    if (!row) return null;
-    // Decrypted first, so a key that cannot be read is not recorded as viewed; recorded before it is
-    // returned, so if the audit insert fails the key is not revealed.
-    const key = this.deps.accessKeys.reveal(row);
-    await ctx.loaders.keyView.load({ userId: user.id, organizationId: user.organizationId });
-    return key;
+  accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
+    this.checkKeyAccess(user, actor);
+    // A page's keys are decrypted together and their views committed in one insert before any is returned.
+    return ctx.loaders.revealedKey.load(user);
   }
 
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
@@ -41,7 +35,8 @@ export class AccessKeyResolver {
     @CurrentActor() actor: Actor,
     @Ctx() ctx: RequestContext,
   ): Promise<AccessKeyInfo | null> {
-    const row = await this.keyRow(user, actor, ctx);
+    this.checkKeyAccess(user, actor);
+    const row = await ctx.loaders.accessKey.load(user.id);
     if (!row) return null;
     return {
       hint: row.keyHint,
@@ -54,6 +49,7 @@ export class AccessKeyResolver {
       leakReportLocation: row.leakReportLocation,
       leakReportSource: row.leakReportSource as LeakReportSource | null,
       leakedKeyHint: row.leakedKeyHint,
+      expiresAt: row.expiresAt,
     };
   }
 
@@ -75,8 +71,7 @@ export class AccessKeyResolver {
     // have issued since), whose view was recorded with the regeneration: reading it again is the same view,
     // as for any key read twice in a request.
     ctx.loaders.accessKey.clear(user.id).prime(user.id, key.row);
-    const target = { userId: user.id, organizationId: user.organizationId };
-    ctx.loaders.keyView.clear(target).prime(target, true);
+    ctx.loaders.revealedKey.clear(user).prime(user, key.key);
     return { user, accessKey: key.key, previousKeyExpiresAt: key.row.previousKeyExpiresAt };
   }
 }

@@ -80,8 +80,10 @@ export class LeakReportService {
     const byDigest = new Map<string, LeakedToken>();
     for (const leaked of report.tokens) {
       if (!isWellFormedAccessKey(leaked.token)) continue;
-      const digest = this.deps.keyCrypto.digest(leaked.token).toString('base64');
-      if (!byDigest.has(digest)) byDigest.set(digest, leaked);
+      // Under every secret of the keyring: during a rotation a key may still be under an older one.
+      for (const digest of this.deps.keyCrypto.digests(leaked.token).map((bytes) => bytes.toString('base64'))) {
+        if (!byDigest.has(digest)) byDigest.set(digest, leaked);
+      }
     }
     if (byDigest.size === 0) return [];
     const digests = [...byDigest.keys()].map((digest) => Buffer.from(digest, 'base64'));

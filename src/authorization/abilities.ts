@@ -11,7 +11,8 @@ export type Action =
   | 'deactivate'
   | 'reactivate'
   | 'regenerateAccessKey'
-  | 'changePassword';
+  | 'changePassword'
+  | 'setAccessKeyPolicy';
 export type SubjectType = 'User' | 'Organization' | 'AuditEvent';
 type Subject = SubjectType | User | Organization | ({ organizationId: string } & ForcedSubject<SubjectType>);
 export type AppAbility = MongoAbility<[Action, Subject], MongoQuery>;
@@ -39,6 +40,7 @@ export function defineAbilityFor(principal: Principal): AppAbility {
         organizationId,
       });
       can('read', 'AuditEvent', { organizationId });
+      can('setAccessKeyPolicy', 'Organization', { id: organizationId });
       break;
     case Role.MANAGER:
       can('read', 'User', PROFILE_FIELDS, { organizationId });

@@ -6,6 +6,7 @@ import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import { defineAbilityFor, type AppAbility } from './abilities';
 import type { AuthCache } from '../authentication/auth-cache';
+import { systemClock, type Clock } from '../access-keys/clock';
 
 /**
  * Test-only pauses, awaited at fixed points so a test can hold a race window open and let another request
@@ -124,7 +125,7 @@ interface CheckedActor {
  * A refusal is remembered on the actor, so later acts of the same request are refused without a query.
  */
 export class Authority {
-  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks }) {}
+  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks; clock?: Clock }) {}
 
   /** Throws the refusal an earlier act of this request met, if any: no query. */
   throwIfRefused(actor: Actor): void {
@@ -200,17 +201,20 @@ export class Authority {
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
-      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }>(
+      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null; expires_at: Date | null }>(
         manager,
-        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
+        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at
            FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
         [sortedUnique(keyHolders.map((actor) => actor.principal.userId))],
       );
       const byUser = new Map(rows.map((row) => [row.user_id, row]));
+      const nowMs = (this.deps.clock ?? systemClock).now();
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
         const presented = actor.principal.keyDigest;
-        if (row && presented && (row.key_digest.equals(presented) || !!row.previous_key_digest?.equals(presented))) valid.add(actor);
+        // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
+        const current = !!row && !!presented && row.key_digest.equals(presented) && (row.expires_at === null || row.expires_at.getTime() > nowMs);
+        if (current || (row && presented && !!row.previous_key_digest?.equals(presented))) valid.add(actor);
       }
     }
     if (sessionHolders.length > 0) {

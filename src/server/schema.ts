@@ -2,6 +2,7 @@ import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
 import { AccessKeyResolver } from '../access-keys/access-key.resolver';
 import { LeakReportResolver } from '../access-keys/leak-report.resolver';
+import { AccessKeyPolicyResolver } from '../access-keys/key-policy.resolver';
 import { AuditResolver } from '../audit/audit.resolver';
 import { OrganizationResolver } from '../organizations/organization.resolver';
 import { SessionResolver } from '../sessions/session.resolver';
@@ -16,6 +17,7 @@ export const RESOLVERS = [
   OrganizationResolver,
   SessionResolver,
   AuditResolver,
+  AccessKeyPolicyResolver,
 ] as const;
 
 /** The schema is built from the resolver classes; `container` hands type-graphql the instances to call. */
@@ -33,6 +35,7 @@ export function resolverContainer(services: Services): ContainerType {
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
     [SessionResolver, new SessionResolver(services.sessions)],
     [AuditResolver, new AuditResolver(services.audit)],
+    [AccessKeyPolicyResolver, new AccessKeyPolicyResolver(services.keyPolicy)],
   ]);
   return {
     get(resolverClass) {

@@ -17,6 +17,8 @@ import { OrganizationService } from '../organizations/organization.service';
 import { SessionService } from '../sessions/session.service';
 import { UserService } from '../users/user.service';
 import { LeakReportService } from '../access-keys/leak-report.service';
+import { systemClock, type Clock } from '../access-keys/clock';
+import { AccessKeyPolicyService } from '../access-keys/key-policy.service';
 
 export interface Services {
   readonly dataSource: DataSource;
@@ -34,6 +36,8 @@ export interface Services {
   readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
+  /** Organizations' key expiry policy (maxKeyAgeDays). */
+  readonly keyPolicy: AccessKeyPolicyService;
   readonly authenticator: Authenticator;
   /** Logs a database outage once when it starts and once when it ends, however many requests fail meanwhile. */
   readonly outage: DatabaseOutage;
@@ -55,11 +59,14 @@ export interface ServiceDeps {
   keyCrypto: KeyCrypto;
   logger: Logger;
   config: Config;
+  /** What key expiry is decided by; the system clock unless a test moves time (see Clock). */
+  clock?: Clock;
 }
 
 /** Wires the services once per process; the same wiring serves the HTTP app, the CLI and the tests. */
 export function createServices(deps: ServiceDeps): Services {
   const { dataSource, keyCrypto, logger, config } = deps;
+  const clock = deps.clock ?? systemClock;
   const hooks = deps.hooks ?? {};
   const notifications = new Notifications({
     url: deps.listenerDatabaseUrl ?? deps.databaseUrl,
@@ -72,10 +79,10 @@ export function createServices(deps: ServiceDeps): Services {
   notifications.onConnect(() => authCache.enable());
   notifications.onDisconnect(() => authCache.disable());
   notifications.onHeartbeat((sentAtMs) => authCache.confirmFresh(sentAtMs));
-  const authority = new Authority({ authCache, hooks });
+  const authority = new Authority({ authCache, hooks, clock });
   const passwords = new PasswordHasher(config.passwordWork, hooks);
   const audit = new AuditService({ dataSource, authority });
-  const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger });
+  const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger, clock });
   const sessions = new SessionService({
     dataSource,
     keyCrypto,
@@ -87,11 +94,12 @@ export function createServices(deps: ServiceDeps): Services {
     hooks,
     sessionTtlSeconds: config.sessionTtlSeconds,
   });
-  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
+  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords, clock });
   const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
+  const keyPolicy = new AccessKeyPolicyService({ dataSource, audit, authCache, authority });
   const organizations = new OrganizationService({ dataSource, users });
   const leakReports = new LeakReportService({ dataSource, accessKeys, audit, authority, authCache, keyCrypto });
-  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
+  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache, clock });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   const metrics = new Metrics();
   metrics.watch({ authCache, listenerConnected: () => notifications.isListening, pool: () => poolStats(dataSource) });
@@ -109,6 +117,7 @@ export function createServices(deps: ServiceDeps): Services {
     sessions,
     users,
     organizations,
+    keyPolicy,
     authenticator,
     outage,
     metrics,

@@ -17,6 +17,8 @@ import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from '../authentication/auth-cache';
 import type { Authority, ConfirmedAct } from '../authorization/authority';
 import type { PasswordHasher } from '../authentication/password';
+import { systemClock, type Clock } from '../access-keys/clock';
+import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
@@ -102,6 +104,8 @@ export class UserService {
       authCache: AuthCache;
       authority: Authority;
       passwords: PasswordHasher;
+      /** What "expiring within N days" is measured from (see Clock). */
+      clock?: Clock;
     },
   ) {}
 
@@ -174,7 +178,20 @@ export class UserService {
     }
     if (filter?.role) where.and('u.role = ?', filter.role);
     if (filter?.isActive !== undefined && filter.isActive !== null) where.and('u.is_active = ?', filter.isActive);
-    const counted = countFromCounts({ scope: scopeOf(actor.ability, 'read', 'User'), filter: { search, role: filter?.role, isActive: filter?.isActive } }) ?? {
+    const withinDays = filter?.keyExpiresWithinDays;
+    if (withinDays !== undefined && withinDays !== null) {
+      // Key expiry is key information: only those who may read accessKeyInfo may filter by it.
+      if (!actor.ability.can('read', subject('User', { organizationId: actor.principal.organizationId }), 'accessKeyInfo')) {
+        throw new ForbiddenError('Only admins of the organization can filter by key expiry.');
+      }
+      if (!Number.isInteger(withinDays) || withinDays < 0 || withinDays > MAX_KEY_AGE_DAYS) {
+        throw new BadInputError(`"keyExpiresWithinDays" must be from 0 to ${MAX_KEY_AGE_DAYS}.`, 'keyExpiresWithinDays');
+      }
+      // Already expired keys match too: they are the ones most in need of a new key.
+      const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
+      where.and('EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ek.expires_at <= ?)', until);
+    }
+    const counted = countFromCounts({ scope: scopeOf(actor.ability, 'read', 'User'), filter: { search, role: filter?.role, isActive: filter?.isActive, keyExpiresWithinDays: withinDays } }) ?? {
       text: `SELECT count(*)::int AS n FROM users u WHERE ${where}`,
       values: [...where.values],
     };

@@ -5,6 +5,7 @@ import type { DataSource } from 'typeorm';
 import { buildApp, type AppOptions } from '../../src/server/app';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
+import type { Clock } from '../../src/access-keys/clock';
 import { loadConfig, type Config } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
@@ -71,7 +72,9 @@ function testDbSettings(config: Config, env: NodeJS.ProcessEnv = {}): Config['db
 export interface TestAppOptions {
   env?: NodeJS.ProcessEnv;
   /** Run another instance on an existing test database (scale-out tests). */
-  database?: { url: string; secret: Buffer };
+  database?: { url: string; secret: Buffer; olderSecrets?: Buffer[] };
+  /** What key expiry is decided by (a TestClock moves time); the system clock by default. */
+  clock?: Clock;
   /** Keep every log line (at the configured LOG_LEVEL) in `logs`. */
   captureLogs?: boolean;
   /** Extra Apollo plugins, to observe execution. */
@@ -92,7 +95,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const queries = new QueryCounter();
   const dataSource = createDataSource({ url: database.url, db: testDbSettings(config, options.env), queryCounter: queries });
   await dataSource.initialize();
-  const keyCrypto = new KeyCrypto(secret);
+  const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
   const logs: string[] = [];
   const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
   const logger = createLogger({ level: config.logLevel, destination });
@@ -101,6 +104,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     databaseUrl: database.url,
     listenerDatabaseUrl: options.listenerDatabaseUrl?.(database.url),
     hooks: options.hooks,
+    clock: options.clock,
     keyCrypto,
     logger,
     config,
