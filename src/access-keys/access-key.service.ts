@@ -9,6 +9,9 @@ import type { KeyCrypto } from './key-crypto';
 import { systemClock, type Clock } from './clock';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
+/** Opens the key lookup's SQL, so tests and operators' statement logs can count lookups whatever the SQL's shape. */
+export const KEY_LOOKUP_MARK = '/* access-key lookup */';
+
 const LAST_USED_RESOLUTION_SECONDS = 60;
 const USE_FLUSH_DELAY_MS = 1000;
 const MAX_TRACKED_KEYS = 100_000;
@@ -143,7 +146,7 @@ export class AccessKeyService {
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     const rows = await runPrepared<UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }>(
       this.deps.dataSource,
-      `SELECT ${USER_COLUMNS},
+      `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest = ANY($1) THEN NULL
                          ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms,
                     CASE WHEN k.key_digest = ANY($1) THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
@@ -195,7 +198,8 @@ export class AccessKeyService {
    * Writes the pending notes of use in one statement. A digest is matched against both the current and the
    * previous key of every row, so a use waiting here when its key is replaced with a grace period lands on
    * `previous_key_last_used_at`, and never on the new key. The time guards keep each column to one write a
-   * minute across instances.
+   * minute across instances. The rows are locked by user id, as a leak report locks the key rows it revokes:
+   * an UPDATE that locked them in the order it scanned them deadlocked with a report naming two of them.
    */
   async flushUse(): Promise<void> {
     if (this.useTimer) clearTimeout(this.useTimer);
@@ -205,9 +209,13 @@ export class AccessKeyService {
     this.pendingUse.clear();
     await this.deps.dataSource
       .query(
-        `UPDATE access_keys SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
+        `WITH due AS MATERIALIZED (
+           SELECT user_id FROM access_keys WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE} ORDER BY user_id FOR NO KEY UPDATE
+         )
+         UPDATE access_keys k SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
                 previous_key_last_used_at = CASE WHEN ${PREVIOUS_KEY_DUE} THEN now() ELSE previous_key_last_used_at END
-          WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE}`,
+           FROM due
+          WHERE k.user_id = due.user_id AND (${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE})`,
         [digests, LAST_USED_RESOLUTION_SECONDS],
       )
       .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'));

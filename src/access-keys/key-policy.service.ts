@@ -54,9 +54,17 @@ export class AccessKeyPolicyService {
       );
       let existingKeysUpdated = 0;
       if (applyToExistingKeys) {
+        // Rows locked by user id first, the order of every other writer of several key rows (leak reports,
+        // the batched write of key uses): locking them in scan order deadlocked with that write.
         const [, count] = await manager.query(
-          `UPDATE access_keys SET expires_at = created_at + make_interval(days => $2::int)
-            WHERE organization_id = $1 AND expires_at IS DISTINCT FROM created_at + make_interval(days => $2::int)`,
+          `WITH due AS MATERIALIZED (
+             SELECT user_id FROM access_keys
+              WHERE organization_id = $1 AND expires_at IS DISTINCT FROM created_at + make_interval(days => $2::int)
+              ORDER BY user_id FOR NO KEY UPDATE
+           )
+           UPDATE access_keys k SET expires_at = k.created_at + make_interval(days => $2::int)
+             FROM due
+            WHERE k.user_id = due.user_id AND k.expires_at IS DISTINCT FROM k.created_at + make_interval(days => $2::int)`,
           [organizationId, maxKeyAgeDays],
         );
         existingKeysUpdated = count as number;

@@ -44,7 +44,10 @@ export class RoleChangedError extends ForbiddenError {
 /**
  * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
- * (access_keys, sessions), then whatever the act changes.
+ * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
+ * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
+ * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
+ * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
  */
 export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
 
@@ -259,6 +262,7 @@ export class Authority {
   }
 }
 
-function sortedUnique(values: readonly string[]): string[] {
+/** The values once each, in ascending order: the order rows are locked in (see RowLock). */
+export function sortedUnique(values: readonly string[]): string[] {
   return [...new Set(values)].sort();
 }

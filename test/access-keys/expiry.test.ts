@@ -1,7 +1,9 @@
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { Client } from 'pg';
 import { postFrom } from '../helpers/http';
+import { waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 import { DAY_MS, TestClock } from '../helpers/test-clock';
 
@@ -170,6 +172,53 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
     expect(cleared.body.data!.setAccessKeyPolicy).toMatchObject({ organization: { maxKeyAgeDays: null }, existingKeysUpdated: 2 });
     const after = await app.gql(KEY_INFO, { key: org.key, variables: { id: member.id } });
     expect(after.body.data!.user.accessKeyInfo.expiresAt).toBeNull();
+  });
+
+  it('applyToExistingKeys and the batched write of key uses lock the key rows in one order: no deadlock', async () => {
+    const org = await createOrganization(app, 'Lock Order Clinic');
+    const [first, second] = (await Promise.all([createUser(app, org), createUser(app, org)])).sort((x, y) => (x.id < y.id ? -1 : 1));
+    // The first row's live version after the second's, in the heap and in every index (a regeneration
+    // rewrites indexed columns): a statement that locks rows as it scans them takes the second first, while
+    // the write of key uses takes them by user id.
+    const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+      key: org.key,
+      variables: { id: first.id },
+    });
+    first.key = regenerated.body.data!.regenerateAccessKey.accessKey;
+    const physical = await app.dataSource.query(`SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`, [[first.id, second.id]]);
+    expect(physical.map((row: { user_id: string }) => row.user_id)).toEqual([second.id, first.id]);
+
+    // A trigger that waits on an advisory lock the test holds, when the policy writes the second row: the
+    // policy's statement stands still there, with the rows it has locked so far.
+    const holder = new Client({ connectionString: app.databaseUrl });
+    await holder.connect();
+    await app.dataSource.query(`
+      CREATE FUNCTION hold_policy_write() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.user_id = '${second.id}' AND NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN
+          PERFORM pg_advisory_xact_lock(4711);
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER hold_policy_write BEFORE UPDATE ON access_keys FOR EACH ROW EXECUTE FUNCTION hold_policy_write();`);
+    try {
+      await holder.query('SELECT pg_advisory_lock(4711)');
+      const policy = app.gql(SET_POLICY, { key: org.key, variables: { days: 3650, existing: true } });
+      await waitForLockWaiters(app, 1);
+      for (const user of [first, second]) app.services.accessKeys.markUsed(app.keyCrypto.digest(user.key).toString('base64'));
+      const flushed = app.services.accessKeys.flushUse();
+      await waitForLockWaiters(app, 2);
+      await holder.query('SELECT pg_advisory_unlock(4711)');
+      const applied = await policy;
+      expect(applied.body.errors).toBeUndefined();
+      expect(applied.body.data!.setAccessKeyPolicy.existingKeysUpdated).toBe(3);
+      await flushed;
+      const [row] = await app.dataSource.query(`SELECT last_used_at FROM access_keys WHERE user_id = $1`, [first.id]);
+      expect(row.last_used_at).not.toBeNull();
+    } finally {
+      await app.dataSource.query(`DROP TRIGGER hold_policy_write ON access_keys; DROP FUNCTION hold_policy_write();`);
+      await holder.end();
+    }
   });
 
   it('the expiring-soon filter is for admins: a manager gets FORBIDDEN', async () => {
