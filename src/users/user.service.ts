@@ -17,7 +17,7 @@ import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from '../authentication/auth-cache';
 import type { Authority, ConfirmedAct } from '../authorization/authority';
 import type { PasswordHasher } from '../authentication/password';
-import { systemClock, type Clock } from '../access-keys/clock';
+import { expiryMs, systemClock, type Clock } from '../access-keys/clock';
 import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
@@ -189,7 +189,7 @@ export class UserService {
       }
       // Already expired keys match too: they are the ones most in need of a new key.
       const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
-      where.and('EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ek.expires_at <= ?)', until);
+      where.and(`EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ${expiryMs('ek.expires_at')} <= ?)`, until);
     }
     const counted = countFromCounts({ scope: scopeOf(actor.ability, 'read', 'User'), filter: { search, role: filter?.role, isActive: filter?.isActive, keyExpiresWithinDays: withinDays } }) ?? {
       text: `SELECT count(*)::int AS n FROM users u WHERE ${where}`,
