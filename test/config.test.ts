@@ -36,6 +36,22 @@ describe('configuration', () => {
       expect(() => loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},c2hvcnQ=` })).toThrow(/ACCESS_KEY_SECRET \(entry 2\) must be at least 32/);
       expect(() => loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},${current.toString('base64')}` })).toThrow(/the same secret twice/);
     });
+
+    // base64 decoding stops at the first padding or foreign character, so "NEW OLD" or "NEW;OLD" read as NEW
+    // alone: the old secret silently left the keyring (review C of issue 18).
+    it.each([' ', ';', ' | ', '\t'])('refuses two secrets joined by %j instead of a comma or a line break, saying how to list them', (separator) => {
+      const joined = `${current.toString('base64')}${separator}${older.toString('base64')}`;
+      expect(() => loadConfig({ ACCESS_KEY_SECRET: joined })).toThrow(/ACCESS_KEY_SECRET is not base64.*commas or line breaks/);
+      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: file('joined', joined) })).toThrow(/ACCESS_KEY_SECRET_FILE .* is not base64/);
+    });
+
+    it('takes CRLF line breaks, spaces around entries and base64url', () => {
+      const config = loadConfig({
+        ACCESS_KEY_SECRET_FILE: file('crlf', ` ${current.toString('base64')} \r\n${older.toString('base64url')}  \r\n`),
+      });
+      expect(config.accessKeySecret).toEqual(current);
+      expect(config.olderAccessKeySecrets).toEqual([older]);
+    });
   });
 
   describe('when secrets come from files (the *_FILE convention)', () => {
@@ -83,6 +99,17 @@ describe('configuration', () => {
     it('never serves metrics on the public port', () => {
       expect(() => loadConfig({ PORT: '4000', METRICS_PORT: '4000' })).toThrow(/METRICS_PORT must differ from PORT/);
       expect(loadConfig({ PORT: '4000', METRICS_PORT: '9464', HOST: '0.0.0.0' }).metrics).toEqual({ port: 9464, host: '0.0.0.0' });
+    });
+
+    it('reads AUDIT_RETENTION_DAYS: 365 by default, whole days or off; anything else is one clear line', () => {
+      expect(loadConfig({}).auditRetentionDays).toBe(365);
+      expect(loadConfig({ AUDIT_RETENTION_DAYS: '30' }).auditRetentionDays).toBe(30);
+      expect(loadConfig({ AUDIT_RETENTION_DAYS: ' OFF ' }).auditRetentionDays).toBeNull();
+      for (const bad of ['0', '-1', '1.5', '36501', 'forever', '30d']) {
+        expect(() => loadConfig({ AUDIT_RETENTION_DAYS: bad })).toThrow(
+          new ConfigError(`AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${bad}".`),
+        );
+      }
     });
 
     it('refuses a headers timeout longer than the request timeout', () => {

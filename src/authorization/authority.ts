@@ -246,12 +246,13 @@ export class Authority {
       const nowMs = (this.deps.clock ?? systemClock).now();
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
-        const presented = actor.principal.keyDigest;
-        if (!row || !presented) continue;
+        // Under any secret of the keyring: rotate-secret re-digests a key without replacing it.
+        const presented = (digest: Buffer | null) => !!digest && !!actor.principal.keyDigests?.some((mine) => mine.equals(digest));
+        if (!row) continue;
         // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
-        if (row.key_digest.equals(presented)) {
+        if (presented(row.key_digest)) {
           if (row.expires_at === null || row.expires_at.getTime() > nowMs) valid.set(actor, 'CURRENT');
-        } else if (row.previous_key_digest?.equals(presented)) valid.set(actor, 'REPLACED_KEY');
+        } else if (presented(row.previous_key_digest)) valid.set(actor, 'REPLACED_KEY');
       }
     }
     if (sessionHolders.length > 0) {

@@ -12,8 +12,10 @@ import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000000-LeakReportsAndHandOver';
 import { KeyExpiryAndSecretRotation1764630000000 } from '../../migrations/1764630000000-KeyExpiryAndSecretRotation';
-import { OrganizationActiveKey1764700000000 } from '../../migrations/1764700000000-OrganizationActiveKey';
-import { EmailFinalSigmaAndIdn1764700000100 } from '../../migrations/1764700000100-EmailFinalSigmaAndIdn';
+import { ScaleIndexes1764700000000 } from '../../migrations/1764700000000-ScaleIndexes';
+import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCounts';
+import { OrganizationActiveKey1764800000000 } from '../../migrations/1764800000000-OrganizationActiveKey';
+import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/1764800000100-EmailFinalSigmaAndIdn';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -25,8 +27,10 @@ export const MIGRATIONS = [
   NormalizeEmails1764513000000,
   LeakReportsAndHandOver1764620000000,
   KeyExpiryAndSecretRotation1764630000000,
-  OrganizationActiveKey1764700000000,
-  EmailFinalSigmaAndIdn1764700000100,
+  ScaleIndexes1764700000000,
+  UserCounts1764700100000,
+  OrganizationActiveKey1764800000000,
+  EmailFinalSigmaAndIdn1764800000100,
 ];
 
 export interface DataSourceOptions {

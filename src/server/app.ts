@@ -21,7 +21,7 @@ import { registerGithubSecretScanning } from '../secret-scanning/github';
 import { registerAdminConsole } from './web/admin';
 import { registerSite } from './web/site';
 import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
-import { MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
+import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
 import type { DatabaseOutage } from '../db/outage';
 import { createLoaders } from '../request/loaders';
 import { pathOnly, RequestLogger } from '../logger';
@@ -298,7 +298,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       requestShapePlugin(),
       queryLimitsPlugin(config.queryLimits, {
         users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
-        auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE },
+        auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE, filterCost: FILTERED_AUDIT_READ_COST },
       }),
       textInputPlugin(),
       errorStatusPlugin(services.outage),

@@ -3,7 +3,7 @@ import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
 import { scopeOf, type Action, type AppAbility } from '../authorization/abilities';
 import type { Actor } from '../request/actor';
-import { runPrepared } from '../db/prepared';
+import { runPlannedEach, runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
 import { holdsNul } from '../graphql/text-input';
@@ -17,11 +17,12 @@ import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from '../authentication/auth-cache';
 import { ReplacedKeyError, type Authority, type ConfirmedAct } from '../authorization/authority';
 import type { PasswordHasher } from '../authentication/password';
-import { systemClock, type Clock } from '../access-keys/clock';
+import { expiryMs, systemClock, type Clock } from '../access-keys/clock';
 import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
+import { countFromCounts } from './user-counts';
 import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
 import { normalizeName } from '../graphql/text-checks';
 import { parseId } from '../graphql/ids';
@@ -137,8 +138,11 @@ export class UserService {
     return actor.principal.user as User;
   }
 
-  private async read(where: SqlWhere, tail: string, loaders: Loaders): Promise<User[]> {
-    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
+  /** `planEach`: planned for its values each time (a search: see runPlannedEach), else a prepared statement. */
+  private async read(params: { where: SqlWhere; tail: string; loaders: Loaders; planEach: boolean }): Promise<User[]> {
+    const { where, tail, loaders } = params;
+    const run = params.planEach ? runPlannedEach : runPrepared;
+    const rows = await run<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
     return rows.map((row) => {
       primeKey(loaders, row);
       return userFromRow(row);
@@ -189,15 +193,19 @@ export class UserService {
       }
       // Already expired keys match too: they are the ones most in need of a new key.
       const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
-      where.and('EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ek.expires_at <= ?)', until);
+      where.and(`EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ${expiryMs('ek.expires_at')} <= ?)`, until);
     }
-    const filtered = { text: String(where), values: [...where.values] };
+    const counted = countFromCounts({ scope: scopeOf(actor.ability, 'read', 'User'), filter: { search, role: filter?.role, isActive: filter?.isActive, keyExpiresWithinDays: withinDays } }) ?? {
+      text: `SELECT count(*)::int AS n FROM users u WHERE ${where}`,
+      values: [...where.values],
+    };
 
     if (after) {
       const cursor = decodeCursor(after);
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
-    const rows = first === 0 ? [] : await this.read(where, `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders);
+    const planEach = Boolean(search);
+    const rows = first === 0 ? [] : await this.read({ where, tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders, planEach });
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
@@ -206,11 +214,7 @@ export class UserService {
         endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
       },
       countTotal: async () => {
-        const [{ n }] = await runPrepared<{ n: number }>(
-          this.deps.dataSource,
-          `SELECT count(*)::int AS n FROM users u WHERE ${filtered.text}`,
-          filtered.values,
-        );
+        const [{ n }] = await (planEach ? runPlannedEach : runPrepared)<{ n: number }>(this.deps.dataSource, counted.text, counted.values);
         return n;
       },
     };

@@ -21,7 +21,17 @@ describe('migrations', () => {
     try {
       await dataSource.initialize();
       expect(await dataSource.runMigrations()).toHaveLength(MIGRATIONS.length);
-      expect(await tables()).toEqual(['access_keys', 'audit_events', 'auth_failures', 'key_secret_fingerprint', 'organizations', 'secret_scanning_messages', 'sessions', 'users']);
+      expect(await tables()).toEqual([
+        'access_keys',
+        'audit_events',
+        'auth_failures',
+        'key_secret_fingerprint',
+        'organization_user_counts',
+        'organizations',
+        'secret_scanning_messages',
+        'sessions',
+        'users',
+      ]);
       for (let i = 0; i < MIGRATIONS.length; i++) await dataSource.undoLastMigration();
       expect(await tables()).toEqual([]);
       expect(await dataSource.runMigrations()).toHaveLength(MIGRATIONS.length);

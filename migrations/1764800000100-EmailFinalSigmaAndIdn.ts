@@ -19,8 +19,8 @@ function canonical(email: string): string {
  * Rewrites stored emails into the new form; as in NormalizeEmails, rows whose forms now coincide (or coincide
  * with a row already in that form) are left as they are for an admin to settle. Not undone on the way down.
  */
-export class EmailFinalSigmaAndIdn1764700000100 implements MigrationInterface {
-  name = 'EmailFinalSigmaAndIdn1764700000100';
+export class EmailFinalSigmaAndIdn1764800000100 implements MigrationInterface {
+  name = 'EmailFinalSigmaAndIdn1764800000100';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     const rows: Array<{ id: string; email: string }> = await queryRunner.query(`SELECT id, email FROM users`);

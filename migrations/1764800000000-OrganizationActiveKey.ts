@@ -8,8 +8,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * that changes `is_active`, by SQL or otherwise, as it does for a change of any column of a unique index.
  * The index is unique trivially (id is the primary key); it exists for its lock mode.
  */
-export class OrganizationActiveKey1764700000000 implements MigrationInterface {
-  name = 'OrganizationActiveKey1764700000000';
+export class OrganizationActiveKey1764800000000 implements MigrationInterface {
+  name = 'OrganizationActiveKey1764800000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.query(`CREATE UNIQUE INDEX organizations_id_is_active_key ON organizations (id, is_active)`);
