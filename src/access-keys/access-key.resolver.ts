@@ -1,6 +1,6 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
+import { Can } from '../request/can';
 import { CurrentActor, type Actor, type RequestContext } from '../request/context';
-import { ForbiddenError } from '../errors';
 import type { Metrics } from '../metrics';
 import { User } from '../users/user.entity';
 import type { AccessKey } from './access-key.entity';
@@ -9,24 +9,24 @@ import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
 import type { LeakReportSource } from './leak-report.types';
 
+const KEY_FIELDS_REFUSAL = 'Only admins of the organization can see access keys.';
+
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
 export class AccessKeyResolver {
   constructor(private readonly deps: { accessKeyRegeneration: AccessKeyRegeneration; accessKeys: AccessKeyService; metrics: Metrics }) {}
 
-  private async keyRow(user: User, actor: Actor, ctx: RequestContext): Promise<AccessKey | null> {
-    if (!actor.ability.can('read', user, 'accessKey')) {
-      throw new ForbiddenError('Only admins of the organization can see access keys.');
-    }
+  private keyRow(user: User, ctx: RequestContext): Promise<AccessKey | null> {
     return ctx.loaders.accessKey.load(user.id);
   }
 
+  @Can('read', 'User', { field: 'accessKey', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => String, {
     nullable: true,
     description: 'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
-  async accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
-    const row = await this.keyRow(user, actor, ctx);
+  async accessKey(@Root() user: User, @Ctx() ctx: RequestContext): Promise<string | null> {
+    const row = await this.keyRow(user, ctx);
     if (!row) return null;
     // Decrypted first, so a key that cannot be read is not recorded as viewed; recorded before it is
     // returned, so if the audit insert fails the key is not revealed.
@@ -35,13 +35,10 @@ export class AccessKeyResolver {
     return key;
   }
 
+  @Can('read', 'User', { field: 'accessKeyInfo', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
-  async accessKeyInfo(
-    @Root() user: User,
-    @CurrentActor() actor: Actor,
-    @Ctx() ctx: RequestContext,
-  ): Promise<AccessKeyInfo | null> {
-    const row = await this.keyRow(user, actor, ctx);
+  async accessKeyInfo(@Root() user: User, @Ctx() ctx: RequestContext): Promise<AccessKeyInfo | null> {
+    const row = await this.keyRow(user, ctx);
     if (!row) return null;
     return {
       hint: row.keyHint,
@@ -57,6 +54,7 @@ export class AccessKeyResolver {
     };
   }
 
+  @Can('regenerateAccessKey', 'User', { on: { arg: 'userId' } })
   @Mutation(() => RegenerateAccessKeyPayload, {
     description: 'Replaces the key. The old one stops working at once, or after gracePeriodSeconds (at most 7 days).',
   })

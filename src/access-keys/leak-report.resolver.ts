@@ -1,4 +1,5 @@
 import { Arg, Mutation, Resolver } from 'type-graphql';
+import { Can } from '../request/can';
 import { CurrentActor, type Actor } from '../request/context';
 import type { LeakReportService } from './leak-report.service';
 import { ReportLeakedAccessKeyPayload } from './leak-report.types';
@@ -8,6 +9,7 @@ import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 export class LeakReportResolver {
   constructor(private readonly deps: { leakReports: LeakReportService }) {}
 
+  @Can('regenerateAccessKey', 'User', { on: 'organization', message: 'Only admins of the organization can report a leaked access key.' })
   @Mutation(() => ReportLeakedAccessKeyPayload, {
     description:
       "Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place; kept on the user's " +

@@ -1,6 +1,6 @@
 import { Args, ArgsType, Ctx, Field, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
+import { Can } from '../request/can';
 import { CurrentActor, type Actor, type RequestContext } from '../request/context';
-import { ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
 import { DEFAULT_PAGE_SIZE } from '../graphql/pagination';
 import { AuditEvent } from './audit-event.entity';
@@ -23,17 +23,20 @@ class AuditEventsArgs {
 export class AuditResolver {
   constructor(private readonly audit: AuditService) {}
 
+  @Can('read', 'AuditEvent', { on: 'organization', message: 'Only admins can read the audit log.' })
   @Query(() => AuditEventConnection, { description: "Admins: the organization's audit log, newest first." })
   auditEvents(@CurrentActor() actor: Actor, @Args(() => AuditEventsArgs) args: AuditEventsArgs): Promise<AuditEventConnection> {
-    if (!actor.ability.can('read', 'AuditEvent')) throw new ForbiddenError('Only admins can read the audit log.');
     return this.audit.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE });
   }
 
+  // Users outside the caller's view come back null (the user loader is scoped by the abilities).
+  @Can('read', 'AuditEvent', { on: 'parent' })
   @FieldResolver(() => User, { nullable: true, description: 'Null for the system, an unknown sign-in or a deleted user.' })
   actor(@Root() event: AuditEvent, @Ctx() ctx: RequestContext): Promise<User | null> | null {
     return event.actorUserId ? ctx.loaders.user.load(event.actorUserId) : null;
   }
 
+  @Can('read', 'AuditEvent', { on: 'parent' })
   @FieldResolver(() => User, { nullable: true })
   target(@Root() event: AuditEvent, @Ctx() ctx: RequestContext): Promise<User | null> | null {
     return event.targetUserId ? ctx.loaders.user.load(event.targetUserId) : null;

@@ -1,4 +1,5 @@
 import { Arg, Ctx, Field, Mutation, ObjectType, Resolver } from 'type-graphql';
+import { Can, Public } from '../request/can';
 import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
 import type { SessionService } from './session.service';
@@ -19,6 +20,7 @@ export class LoginPayload {
 export class SessionResolver {
   constructor(private readonly sessions: SessionService) {}
 
+  @Public()
   @Mutation(() => LoginPayload, { description: 'Signs a person in. The same error for an unknown email and a wrong password.' })
   login(
     @Ctx() ctx: RequestContext,
@@ -28,11 +30,13 @@ export class SessionResolver {
     return this.sessions.login({ email, password, ip: ctx.ip, requestId: ctx.requestId });
   }
 
+  @Can('read', 'User', { on: 'caller' })
   @Mutation(() => Boolean, { description: 'Ends the session that sent this request.' })
   logout(@CurrentActor() actor: Actor): Promise<boolean> {
     return this.sessions.logout(actor);
   }
 
+  @Can('changePassword', 'User', { on: 'caller' })
   @Mutation(() => Boolean, { description: "Changes the caller's own password and ends their other sessions." })
   changePassword(
     @CurrentActor() actor: Actor,

@@ -1,4 +1,5 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Can } from '../request/can';
 import { CurrentActor, type Actor, type RequestContext } from '../request/context';
 import { NotFoundError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
@@ -24,16 +25,19 @@ class UsersArgs {
 export class UserResolver {
   constructor(private readonly userService: UserService) {}
 
+  @Can('read', 'User', { on: 'caller' })
   @Query(() => User, { description: 'The caller.' })
   me(@CurrentActor() actor: Actor): User {
     return this.userService.me(actor);
   }
 
+  @Can('read', 'User', { on: { arg: 'id' } })
   @Query(() => User, { nullable: true, description: 'NOT_FOUND when the user does not exist or is not visible to you.' })
   user(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.get(actor, id, ctx.loaders);
   }
 
+  @Can('read', 'User', { on: 'list' })
   @Query(() => UserConnection, { description: 'Users you may see, ordered by name then id.' })
   users(
     @CurrentActor() actor: Actor,
@@ -43,6 +47,7 @@ export class UserResolver {
     return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE }, ctx.loaders);
   }
 
+  @Can('read', 'User', { field: 'organization', on: 'with-parent' })
   @FieldResolver(() => Organization)
   async organization(@Root() user: User, @Ctx() ctx: RequestContext): Promise<Organization> {
     const organization = await ctx.loaders.organization.load(user.organizationId);
@@ -50,11 +55,14 @@ export class UserResolver {
     return organization;
   }
 
+  @Can('create', 'User', { on: 'organization' })
   @Mutation(() => User)
   createUser(@CurrentActor() actor: Actor, @Arg('input', () => CreateUserInput) input: CreateUserInput): Promise<User> {
     return this.userService.create(actor, input);
   }
 
+  // The fields given in `input` are each checked (everyone may change their own name; ADMIN: name, email).
+  @Can('update', 'User', { on: { arg: 'id' } })
   @Mutation(() => User)
   updateUser(
     @CurrentActor() actor: Actor,
@@ -64,6 +72,7 @@ export class UserResolver {
     return this.userService.update(actor, id, input);
   }
 
+  @Can('setRole', 'User', { on: { arg: 'id' } })
   @Mutation(() => User)
   setUserRole(
     @CurrentActor() actor: Actor,
@@ -73,11 +82,13 @@ export class UserResolver {
     return this.userService.setRole(actor, id, role);
   }
 
+  @Can('deactivate', 'User', { on: { arg: 'id' } })
   @Mutation(() => User)
   deactivateUser(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.setActive(actor, id, false);
   }
 
+  @Can('reactivate', 'User', { on: { arg: 'id' } })
   @Mutation(() => User)
   reactivateUser(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.setActive(actor, id, true);
@@ -86,6 +97,7 @@ export class UserResolver {
 
 @Resolver(() => UserConnection)
 export class UserConnectionResolver {
+  @Can('read', 'User', { on: 'list' })
   @FieldResolver(() => Int, { description: 'All users matching the filter, across pages.' })
   totalCount(@Root() connection: UserConnection): Promise<number> {
     return connection.countTotal();
