@@ -101,7 +101,13 @@ async function seed(params: { url: string; secret: Buffer }) {
   await dataSource.runMigrations();
   const keyCrypto = new KeyCrypto(params.secret);
   await checkSecret(dataSource, keyCrypto);
-  const services = createServices({ dataSource, databaseUrl: params.url, keyCrypto, logger: createLogger({ level: 'warn' }), config });
+  const services = createServices({
+    dataSource,
+    databaseUrl: params.url,
+    keyCrypto,
+    logger: createLogger({ level: 'warn' }),
+    config,
+  });
   const tag = randomBytes(3).toString('hex');
   const admin = await services.organizations.createWithAdmin({
     name: `Bench ${tag}`,
@@ -127,10 +133,17 @@ async function seed(params: { url: string; secret: Buffer }) {
 }
 
 /** The service (or, with `entry`, the framework-floor server) in its own process, pinned to its own core. */
-async function startServer(params: { url: string; secret: Buffer; port: number; entry?: string }): Promise<ChildProcess> {
+async function startServer(params: {
+  url: string;
+  secret: Buffer;
+  port: number;
+  entry?: string;
+}): Promise<ChildProcess> {
   const entry = params.entry ?? path.join(ROOT, 'dist', 'src', 'main.js');
   const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), entry];
-  const [command, commandArgs] = PIN ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]] : [process.execPath, args];
+  const [command, commandArgs] = PIN
+    ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]]
+    : [process.execPath, args];
   const child = spawn(command, commandArgs, {
     env: {
       PATH: process.env.PATH,
@@ -165,7 +178,11 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function load(target: Target, scenario: Scenario, options: { seconds?: number; amount?: number }): Promise<Measurement> {
+async function load(
+  target: Target,
+  scenario: Scenario,
+  options: { seconds?: number; amount?: number },
+): Promise<Measurement> {
   let unexpected = 0;
   const serviceCpuBefore = cpuSeconds(target.pid);
   const ownCpuBefore = process.cpuUsage();
@@ -247,7 +264,10 @@ async function pairedRuns(params: {
   process.stderr.write(
     `round ${params.round + 1}: ${scenario.name}: ` +
       paired
-        .map((r) => `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`)
+        .map(
+          (r) =>
+            `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`,
+        )
         .join(' ') +
       ' req/s and service CPU per request (scenario/baseline)\n',
   );
@@ -270,7 +290,9 @@ async function measureRounds(params: {
   const runs = new Map<Scenario, PairedRun[]>(scenarios.map((s) => [s, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of scenarios) {
-      runs.get(scenario)!.push(...(await pairedRuns({ target, baseline, scenario, round, baselineRuns: params.baselineRuns })));
+      runs
+        .get(scenario)!
+        .push(...(await pairedRuns({ target, baseline, scenario, round, baselineRuns: params.baselineRuns })));
     }
   }
   return runs;
@@ -291,7 +313,10 @@ function summarize(scenario: Scenario, measured: PairedRun[]) {
     serviceCpuRatio: Number(median(measured.map((r) => r.baseline.serviceCpuUs / r.scenario.serviceCpuUs)).toFixed(3)),
     loadGeneratorCpu: Number(median(measured.map((r) => r.scenario.loadGeneratorCpu)).toFixed(2)),
     unexpectedResponses: measured.reduce((sum, r) => sum + r.scenario.unexpected, 0),
-    target: [scenario.minRatio ? `ratio >= ${scenario.minRatio}` : '', scenario.maxP99Ratio ? `p99 <= ${scenario.maxP99Ratio}x` : '']
+    target: [
+      scenario.minRatio ? `ratio >= ${scenario.minRatio}` : '',
+      scenario.maxP99Ratio ? `p99 <= ${scenario.maxP99Ratio}x` : '',
+    ]
       .filter(Boolean)
       .join(', '),
     met: true,
@@ -326,7 +351,9 @@ async function main(): Promise<void> {
     const login = await fetch(graphqlUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: `mutation { login(email: "${admin.adminEmail}", password: "${PASSWORD}") { token } }` }),
+      body: JSON.stringify({
+        query: `mutation { login(email: "${admin.adminEmail}", password: "${PASSWORD}") { token } }`,
+      }),
     });
     const token = ((await login.json()) as { data: { login: { token: string } } }).data.login.token;
     const malformed = generateAccessKey().slice(0, -1) + 'x';
@@ -334,23 +361,53 @@ async function main(): Promise<void> {
     const key = { 'x-access-key': admin.adminAccessKey };
     const scenarios: Scenario[] = [
       { name: 'baseline { __typename }', query: '{ __typename }', headers: {}, status: 200 },
-      { name: 'me, X-Access-Key', query: '{ me { id email role } }', headers: key, status: 200, minRatio: 0.9, maxP99Ratio: 1.5 },
-      { name: 'me, session token', query: '{ me { id email role } }', headers: { authorization: `Bearer ${token}` }, status: 200 },
-      { name: 'admin user(id) { accessKey }', query: `{ user(id: "${memberId}") { accessKey } }`, headers: key, status: 200, minRatio: 0.5 },
+      {
+        name: 'me, X-Access-Key',
+        query: '{ me { id email role } }',
+        headers: key,
+        status: 200,
+        minRatio: 0.9,
+        maxP99Ratio: 1.5,
+      },
+      {
+        name: 'me, session token',
+        query: '{ me { id email role } }',
+        headers: { authorization: `Bearer ${token}` },
+        status: 200,
+      },
+      {
+        name: 'admin user(id) { accessKey }',
+        query: `{ user(id: "${memberId}") { accessKey } }`,
+        headers: key,
+        status: 200,
+        minRatio: 0.5,
+      },
       {
         name: 'admin users(first: 100) { accessKey }',
         query: '{ users(first: 100) { edges { node { id email accessKey } } } }',
         headers: key,
         status: 200,
       },
-      { name: 'malformed key (401)', query: '{ me { id } }', headers: { 'x-access-key': malformed }, status: 401, minRatio: 0.95 },
+      {
+        name: 'malformed key (401)',
+        query: '{ me { id } }',
+        headers: { 'x-access-key': malformed },
+        status: 401,
+        minRatio: 0.95,
+      },
     ];
 
     const only = process.env.BENCH_ONLY?.split(',');
-    if (only) scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
+    if (only)
+      scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
     process.stderr.write('warming up...\n');
     const baselineRuns: Measurement[] = [];
-    const runs = await measureRounds({ target: service, baseline: scenarios[0], scenarios: scenarios.slice(1), baselineRuns });
+    const runs = await measureRounds({
+      target: service,
+      baseline: scenarios[0],
+      scenarios: scenarios.slice(1),
+      baselineRuns,
+    });
 
     const rows = scenarios.map((scenario) =>
       summarize(scenario, runs.get(scenario) ?? baselineRuns.map((run) => ({ scenario: run, baseline: run }))),
@@ -366,14 +423,27 @@ async function main(): Promise<void> {
     if (meScenario && process.env.BENCH_FLOOR !== 'false') {
       process.stderr.write('framework floor: the same me request on bare Apollo + Fastify + graphql-js...\n');
       const floorPort = await freePort();
-      server = await startServer({ url, secret, port: floorPort, entry: path.join(ROOT, 'dist', 'bench', 'floor-server.js') });
+      server = await startServer({
+        url,
+        secret,
+        port: floorPort,
+        entry: path.join(ROOT, 'dist', 'bench', 'floor-server.js'),
+      });
       const floorTarget: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
-      const floorMe: Scenario = { ...meScenario, name: 'framework floor: the same me request, no service code', minRatio: undefined, maxP99Ratio: undefined };
-      const floorRuns = (await measureRounds({ target: floorTarget, baseline: scenarios[0], scenarios: [floorMe] })).get(floorMe)!;
+      const floorMe: Scenario = {
+        ...meScenario,
+        name: 'framework floor: the same me request, no service code',
+        minRatio: undefined,
+        maxP99Ratio: undefined,
+      };
+      const floorRuns = (
+        await measureRounds({ target: floorTarget, baseline: scenarios[0], scenarios: [floorMe] })
+      ).get(floorMe)!;
       rows.push(summarize(floorMe, floorRuns));
       // CPU time per request is what the ratios come from; the floor's extra time for `me`, added to this
       // service's baseline, is the best `me` could do here if the service's own work cost nothing.
-      const extraUs = (measured: PairedRun[]) => median(measured.map((r) => r.scenario.serviceCpuUs - r.baseline.serviceCpuUs));
+      const extraUs = (measured: PairedRun[]) =>
+        median(measured.map((r) => r.scenario.serviceCpuUs - r.baseline.serviceCpuUs));
       const baselineUs = rows[0].serviceCpuUsPerRequest;
       const floorExtraUs = extraUs(floorRuns);
       const serviceExtraUs = extraUs(runs.get(meScenario)!);
@@ -410,7 +480,15 @@ async function main(): Promise<void> {
     const results = {
       date: new Date().toISOString(),
       machine,
-      settings: { connections: CONNECTIONS, secondsPerRun: SECONDS, runsPerRound: RUNS_PER_ROUND, rounds: ROUNDS, warmUpSeconds: WARM_UP_SECONDS, pinned: PIN, users: USERS },
+      settings: {
+        connections: CONNECTIONS,
+        secondsPerRun: SECONDS,
+        runsPerRound: RUNS_PER_ROUND,
+        rounds: ROUNDS,
+        warmUpSeconds: WARM_UP_SECONDS,
+        pinned: PIN,
+        users: USERS,
+      },
       scenarios: rows,
       floor,
       memory,

@@ -128,7 +128,9 @@ function fromEnvOrFile(env: NodeJS.ProcessEnv, name: string): { value: string; s
   try {
     value = fs.readFileSync(file, 'utf8').trim();
   } catch (error) {
-    throw new ConfigError(`${name}_FILE names a file that cannot be read: ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+    throw new ConfigError(
+      `${name}_FILE names a file that cannot be read: ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`,
+    );
   }
   if (!value) throw new ConfigError(`${name}_FILE names an empty file: ${file}.`);
   return { value, source: `${name}_FILE (${file})` };
@@ -140,7 +142,10 @@ function trustProxy(raw: string | undefined): false | number | string[] {
   // Never "trust everything": the left-most X-Forwarded-For entry is whatever the client wrote.
   if (value === 'true' || value === 'yes') return 1;
   if (/^\d+$/.test(value)) return Number(value);
-  return value.split(',').map((entry) => entry.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
 }
 
 function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
@@ -170,7 +175,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 30_000, { min: 100, max: 3_600_000 });
   const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 10_000, { min: 100, max: 3_600_000 });
   if (headersTimeoutMs > requestTimeoutMs) {
-    throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}).`);
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}).`,
+    );
   }
   const maxHeapUsedMb = env.MAX_HEAP_USED_MB ? integer(env, 'MAX_HEAP_USED_MB', 0, { min: 0, max: 1_000_000 }) : null;
   return Object.freeze({

@@ -70,7 +70,8 @@ function walk(value: unknown, at: Walk): unknown {
 function walkFields(value: Record<string, unknown>, at: Walk): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
   for (const [name, item] of Object.entries(value)) {
-    copy[name] = REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
+    copy[name] =
+      REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
   }
   return copy;
 }
@@ -111,12 +112,19 @@ export function createLogger(params: { level: string; destination?: pino.Destina
         // `req` and `res` are Fastify's request and reply objects, turned into small records by the serializers.
         log: (object) => {
           const { req, res, ...rest } = object;
-          return { ...(redact(rest) as object), ...(req === undefined ? {} : { req }), ...(res === undefined ? {} : { res }) };
+          return {
+            ...(redact(rest) as object),
+            ...(req === undefined ? {} : { req }),
+            ...(res === undefined ? {} : { res }),
+          };
         },
       },
       hooks: {
         logMethod(args, method) {
-          method.apply(this, args.map((arg) => (typeof arg === 'string' ? redactString(arg) : arg)) as Parameters<typeof method>);
+          method.apply(
+            this,
+            args.map((arg) => (typeof arg === 'string' ? redactString(arg) : arg)) as Parameters<typeof method>,
+          );
         },
       },
       serializers: {

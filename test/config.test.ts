@@ -29,7 +29,10 @@ describe('configuration', () => {
     });
 
     it('satisfies production, which requires the secret', () => {
-      const config = loadConfig({ NODE_ENV: 'production', ACCESS_KEY_SECRET_FILE: file('prod-secret', randomBytes(32).toString('base64')) });
+      const config = loadConfig({
+        NODE_ENV: 'production',
+        ACCESS_KEY_SECRET_FILE: file('prod-secret', randomBytes(32).toString('base64')),
+      });
       expect(config.accessKeySecret).toHaveLength(32);
     });
 
@@ -42,10 +45,16 @@ describe('configuration', () => {
 
     it('names the file, never its contents, when it is missing, empty or too short a secret', () => {
       const missing = path.join(dir, 'missing');
-      expect(() => loadConfig({ DATABASE_URL_FILE: missing })).toThrow(`DATABASE_URL_FILE names a file that cannot be read: ${missing} (ENOENT).`);
-      expect(() => loadConfig({ DATABASE_URL_FILE: file('empty', '\n') })).toThrow(/DATABASE_URL_FILE names an empty file/);
+      expect(() => loadConfig({ DATABASE_URL_FILE: missing })).toThrow(
+        `DATABASE_URL_FILE names a file that cannot be read: ${missing} (ENOENT).`,
+      );
+      expect(() => loadConfig({ DATABASE_URL_FILE: file('empty', '\n') })).toThrow(
+        /DATABASE_URL_FILE names an empty file/,
+      );
       const short = file('short', 'c2hvcnQ=');
-      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: short })).toThrow(`ACCESS_KEY_SECRET_FILE (${short}) must be at least 32 random bytes`);
+      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: short })).toThrow(
+        `ACCESS_KEY_SECRET_FILE (${short}) must be at least 32 random bytes`,
+      );
     });
   });
 
@@ -55,21 +64,36 @@ describe('configuration', () => {
       expect(config.metrics).toEqual({ port: null, host: '127.0.0.1' });
       expect(config.logRequests).toBe(false);
       expect(loadConfig({}).logRequests).toBe(true);
-      expect(config.http).toEqual({ requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 72_000, maxConnections: null });
+      expect(config.http).toEqual({
+        requestTimeoutMs: 30_000,
+        headersTimeoutMs: 10_000,
+        keepAliveTimeoutMs: 72_000,
+        maxConnections: null,
+      });
       expect(config.loadShedding).toEqual({ maxEventLoopDelayMs: 1000, maxHeapUsedBytes: null });
     });
 
     it('never serves metrics on the public port', () => {
       expect(() => loadConfig({ PORT: '4000', METRICS_PORT: '4000' })).toThrow(/METRICS_PORT must differ from PORT/);
-      expect(loadConfig({ PORT: '4000', METRICS_PORT: '9464', HOST: '0.0.0.0' }).metrics).toEqual({ port: 9464, host: '0.0.0.0' });
+      expect(loadConfig({ PORT: '4000', METRICS_PORT: '9464', HOST: '0.0.0.0' }).metrics).toEqual({
+        port: 9464,
+        host: '0.0.0.0',
+      });
     });
 
     it('refuses a headers timeout longer than the request timeout', () => {
-      expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(/must not exceed REQUEST_TIMEOUT_MS/);
+      expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
+        /must not exceed REQUEST_TIMEOUT_MS/,
+      );
     });
 
     it('reads LOG_REQUESTS and the load-shedding limits', () => {
-      const config = loadConfig({ LOG_REQUESTS: 'true', NODE_ENV: 'test', MAX_EVENT_LOOP_DELAY_MS: '0', MAX_HEAP_USED_MB: '512' });
+      const config = loadConfig({
+        LOG_REQUESTS: 'true',
+        NODE_ENV: 'test',
+        MAX_EVENT_LOOP_DELAY_MS: '0',
+        MAX_HEAP_USED_MB: '512',
+      });
       expect(config.logRequests).toBe(true);
       expect(config.loadShedding).toEqual({ maxEventLoopDelayMs: 0, maxHeapUsedBytes: 512 * 1024 * 1024 });
     });

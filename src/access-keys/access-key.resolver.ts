@@ -14,7 +14,13 @@ const KEY_FIELDS_REFUSAL = 'Only admins of the organization can see access keys.
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
 export class AccessKeyResolver {
-  constructor(private readonly deps: { accessKeyRegeneration: AccessKeyRegeneration; accessKeys: AccessKeyService; metrics: Metrics }) {}
+  constructor(
+    private readonly deps: {
+      accessKeyRegeneration: AccessKeyRegeneration;
+      accessKeys: AccessKeyService;
+      metrics: Metrics;
+    },
+  ) {}
 
   private keyRow(user: User, ctx: RequestContext): Promise<AccessKey | null> {
     return ctx.loaders.accessKey.load(user.id);
@@ -23,7 +29,8 @@ export class AccessKeyResolver {
   @Can('read', 'User', { field: 'accessKey', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => String, {
     nullable: true,
-    description: 'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
+    description:
+      'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
   async accessKey(@Root() user: User, @Ctx() ctx: RequestContext): Promise<string | null> {
     const row = await this.keyRow(user, ctx);
@@ -46,7 +53,8 @@ export class AccessKeyResolver {
       lastUsedAt: row.lastUsedAt,
       previousKeyExpiresAt: row.previousKeyExpiresAt,
       // Only while the previous key works: after the grace period it is history, not hand-over.
-      previousKeyLastUsedAt: row.previousKeyExpiresAt && row.previousKeyExpiresAt > new Date() ? row.previousKeyLastUsedAt : null,
+      previousKeyLastUsedAt:
+        row.previousKeyExpiresAt && row.previousKeyExpiresAt > new Date() ? row.previousKeyLastUsedAt : null,
       leakReportedAt: row.leakReportedAt,
       leakReportLocation: row.leakReportLocation,
       leakReportSource: row.leakReportSource as LeakReportSource | null,

@@ -77,9 +77,7 @@ export class AccessKeyService {
   private readonly pendingUse = new Set<string>();
   private useTimer: NodeJS.Timeout | null = null;
 
-  constructor(
-    private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger },
-  ) {}
+  constructor(private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger }) {}
 
   /**
    * Creates or replaces the user's key in one statement. Concurrent calls for one user serialize on the

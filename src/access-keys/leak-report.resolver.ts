@@ -9,7 +9,10 @@ import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 export class LeakReportResolver {
   constructor(private readonly deps: { leakReports: LeakReportService }) {}
 
-  @Can('regenerateAccessKey', 'User', { on: 'organization', message: 'Only admins of the organization can report a leaked access key.' })
+  @Can('regenerateAccessKey', 'User', {
+    on: 'organization',
+    message: 'Only admins of the organization can report a leaked access key.',
+  })
   @Mutation(() => ReportLeakedAccessKeyPayload, {
     description:
       "Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place; kept on the user's " +

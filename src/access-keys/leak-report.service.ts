@@ -42,7 +42,9 @@ export interface RevokedKey {
 /** Cuts a location to MAX_LEAK_LOCATION_LENGTH characters (by code point, so no surrogate is split). */
 export function clampLocation(location: string): string {
   const characters = [...location];
-  return characters.length <= MAX_LEAK_LOCATION_LENGTH ? location : characters.slice(0, MAX_LEAK_LOCATION_LENGTH - 1).join('') + '…';
+  return characters.length <= MAX_LEAK_LOCATION_LENGTH
+    ? location
+    : characters.slice(0, MAX_LEAK_LOCATION_LENGTH - 1).join('') + '…';
 }
 
 const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, location)
@@ -85,16 +87,20 @@ export class LeakReportService {
     }
     if (byDigest.size === 0) return [];
     const digests = [...byDigest.keys()].map((digest) => Buffer.from(digest, 'base64'));
-    const rows: Array<{ user_id: string; organization_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }> =
-      await manager.query(
-        `SELECT user_id, organization_id, key_digest,
+    const rows: Array<{
+      user_id: string;
+      organization_id: string;
+      key_digest: Buffer;
+      previous_key_digest: Buffer | null;
+    }> = await manager.query(
+      `SELECT user_id, organization_id, key_digest,
                 CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
            FROM access_keys
           WHERE (key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now()))
             AND ($2::uuid IS NULL OR organization_id = $2::uuid)
           ORDER BY user_id FOR UPDATE`,
-        [digests, report.organizationId ?? null],
-      );
+      [digests, report.organizationId ?? null],
+    );
     const revoked: RevokedKey[] = [];
     for (const row of rows) {
       const matched = [row.key_digest, row.previous_key_digest]
@@ -129,7 +135,8 @@ export class LeakReportService {
         organizationId: row.organization_id,
         targetUserId: row.user_id,
       });
-      for (const token of matched) revoked.push({ token: token.token, userId: row.user_id, organizationId: row.organization_id });
+      for (const token of matched)
+        revoked.push({ token: token.token, userId: row.user_id, organizationId: row.organization_id });
     }
     return revoked;
   }
@@ -147,7 +154,10 @@ export class LeakReportService {
    * BAD_USER_INPUT for a string that is not shaped like a key (checksum included) or an empty location,
    * and the refusals of Authority.confirm (the caller's authority is checked at the moment of the act).
    */
-  async reportByAdmin(actor: Actor, params: { key: string; location: string }): Promise<{ revoked: boolean; user: User | null }> {
+  async reportByAdmin(
+    actor: Actor,
+    params: { key: string; location: string },
+  ): Promise<{ revoked: boolean; user: User | null }> {
     const { organizationId } = actor.principal;
     const mayReport = (ability: AppAbility) => {
       if (!ability.can('regenerateAccessKey', subject('User', { organizationId }))) {
@@ -174,7 +184,9 @@ export class LeakReportService {
         organizationId,
       });
       if (revoked.length === 0) return { revoked, user: null };
-      const [row]: UserRow[] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.id = $1`, [revoked[0].userId]);
+      const [row]: UserRow[] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.id = $1`, [
+        revoked[0].userId,
+      ]);
       return { revoked, user: userFromRow(row) };
     });
     this.forgetRevoked(outcome.revoked);

@@ -25,13 +25,19 @@ export class AuditResolver {
 
   @Can('read', 'AuditEvent', { on: 'organization', message: 'Only admins can read the audit log.' })
   @Query(() => AuditEventConnection, { description: "Admins: the organization's audit log, newest first." })
-  auditEvents(@CurrentActor() actor: Actor, @Args(() => AuditEventsArgs) args: AuditEventsArgs): Promise<AuditEventConnection> {
+  auditEvents(
+    @CurrentActor() actor: Actor,
+    @Args(() => AuditEventsArgs) args: AuditEventsArgs,
+  ): Promise<AuditEventConnection> {
     return this.audit.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE });
   }
 
   // Users outside the caller's view come back null (the user loader is scoped by the abilities).
   @Can('read', 'AuditEvent', { on: 'parent' })
-  @FieldResolver(() => User, { nullable: true, description: 'Null for the system, an unknown sign-in or a deleted user.' })
+  @FieldResolver(() => User, {
+    nullable: true,
+    description: 'Null for the system, an unknown sign-in or a deleted user.',
+  })
   actor(@Root() event: AuditEvent, @Ctx() ctx: RequestContext): Promise<User | null> | null {
     return event.actorUserId ? ctx.loaders.user.load(event.actorUserId) : null;
   }

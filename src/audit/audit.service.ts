@@ -92,14 +92,17 @@ export class AuditService {
     if (!Number.isInteger(first) || first < 0 || first > MAX_AUDIT_PAGE_SIZE) {
       throw new BadInputError(`"first" must be from 0 to ${MAX_AUDIT_PAGE_SIZE}.`, 'first');
     }
-    const where = new SqlWhere().scope(scopeOf(actor.ability, 'read', 'AuditEvent'), { organizationId: 'e.organization_id' });
+    const where = new SqlWhere().scope(scopeOf(actor.ability, 'read', 'AuditEvent'), {
+      organizationId: 'e.organization_id',
+    });
     if (filter?.action) where.and('e.action = ?', filter.action);
     if (filter?.actorId) where.and('e.actor_user_id = ?', parseId(filter.actorId, 'actorId'));
     if (filter?.targetUserId) where.and('e.target_user_id = ?', parseId(filter.targetUserId, 'targetUserId'));
     if (filter?.since) where.and('e.created_at >= ?', filter.since);
     if (filter?.until) where.and('e.created_at < ?', filter.until);
     if (after) {
-      if (!/^[1-9][0-9]{0,17}$/.test(after)) throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
+      if (!/^[1-9][0-9]{0,17}$/.test(after))
+        throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
       where.and('e.id < ?', after);
     }
     const rows =

@@ -1,7 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AccessKeyService } from '../access-keys/access-key.service';
 import type { SessionService } from '../sessions/session.service';
-import { ACCESS_KEY_LENGTH, isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from '../access-keys/key-format';
+import {
+  ACCESS_KEY_LENGTH,
+  isWellFormedAccessKey,
+  isWellFormedSessionToken,
+  SESSION_TOKEN_PREFIX,
+} from '../access-keys/key-format';
 import type { AuthCache } from './auth-cache';
 import { CREDENTIALS_ENDED } from '../authorization/authority';
 import type { KeyCrypto } from '../access-keys/key-crypto';
@@ -22,10 +27,7 @@ const MALFORMED_TOKEN = 'The session token is malformed: check that no character
 
 const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
-type Presented =
-  | { kind: 'ACCESS_KEY' | 'SESSION'; credential: string }
-  | { kind: 'MALFORMED'; message: string }
-  | null;
+type Presented = { kind: 'ACCESS_KEY' | 'SESSION'; credential: string } | { kind: 'MALFORMED'; message: string } | null;
 
 /** The credential in X-Access-Key or `Authorization: Bearer`; never the query string. */
 function presentedCredential(headers: IncomingHttpHeaders): Presented {
@@ -38,7 +40,8 @@ function presentedCredential(headers: IncomingHttpHeaders): Presented {
   }
   if (keyHeader !== undefined) return { kind: 'ACCESS_KEY', credential: keyHeader.trim() };
   const match = /^\s*Bearer\s+(.*)$/is.exec(authorization ?? '');
-  if (!match) return { kind: 'MALFORMED', message: 'The Authorization header must be "Bearer <access key or session token>".' };
+  if (!match)
+    return { kind: 'MALFORMED', message: 'The Authorization header must be "Bearer <access key or session token>".' };
   const credential = match[1].trim();
   return { kind: credential.startsWith(SESSION_TOKEN_PREFIX) ? 'SESSION' : 'ACCESS_KEY', credential };
 }
@@ -75,7 +78,12 @@ export class Authenticator {
    * refused at once when none is left, given back when the credential is found, kept as a counted failure
    * when it is not. Requests that join a lookup under way reserve nothing and count their own failure.
    */
-  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string, cacheKey: string, client: string): AuthResult | Promise<AuthResult> {
+  private resolve(
+    kind: 'ACCESS_KEY' | 'SESSION',
+    credential: string,
+    cacheKey: string,
+    client: string,
+  ): AuthResult | Promise<AuthResult> {
     // Per epoch: a request that arrives after a revocation never joins a lookup that started before it.
     const flightKey = `${this.deps.cache.epoch}:${cacheKey}`;
     const shared = this.inflight.get(flightKey);
@@ -83,7 +91,9 @@ export class Authenticator {
     const { rateLimiter } = this.deps;
     const retryAfterSeconds = rateLimiter.reserve(client);
     if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
-    const lookup = this.lookup(kind, this.deps.keyCrypto.digest(credential), cacheKey).finally(() => this.inflight.delete(flightKey));
+    const lookup = this.lookup(kind, this.deps.keyCrypto.digest(credential), cacheKey).finally(() =>
+      this.inflight.delete(flightKey),
+    );
     this.inflight.set(flightKey, lookup);
     return lookup.then(
       (principal) => {
@@ -99,7 +109,8 @@ export class Authenticator {
 
   private async lookup(kind: 'ACCESS_KEY' | 'SESSION', digest: Buffer, cacheKey: string): Promise<Principal | null> {
     const epoch = this.deps.cache.epoch;
-    const found = kind === 'SESSION' ? await this.deps.sessions.lookup(digest) : await this.deps.accessKeys.lookup(digest);
+    const found =
+      kind === 'SESSION' ? await this.deps.sessions.lookup(digest) : await this.deps.accessKeys.lookup(digest);
     if (!found) return null;
     const validUntilMs = found.validForMs === null ? null : Date.now() + found.validForMs;
     this.deps.cache.set(cacheKey, found.principal, { epoch, validUntilMs });
@@ -130,7 +141,12 @@ export class Authenticator {
 
   private malformed(kind: 'ACCESS_KEY' | 'SESSION', credential: string, client: string): AuthResult {
     if (kind === 'SESSION') return this.fail(client, MALFORMED_TOKEN);
-    return this.fail(client, credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY);
+    return this.fail(
+      client,
+      credential.startsWith(SESSION_TOKEN_PREFIX)
+        ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.`
+        : MALFORMED_KEY,
+    );
   }
 
   private settle(principal: Principal | null, client: string): AuthResult {
@@ -150,7 +166,6 @@ export class Authenticator {
     if (malformed !== null) return { ok: false, reason: 'MALFORMED_CREDENTIALS', message: malformed };
     return { ok: false, reason: 'INVALID_CREDENTIALS', message: CREDENTIALS_ENDED };
   }
-
 }
 
 /** The kind of credential the headers present (for metrics): null without one, UNKNOWN when they are malformed. */

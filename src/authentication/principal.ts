@@ -43,7 +43,13 @@ export interface Authenticated {
 /** Builds the principal of a credential lookup row; the profile is frozen because caches share it. */
 export function principalFrom(
   row: UserRow,
-  params: { kind: PrincipalKind; sessionId?: string; currentKeyDigest?: string; previousKeyDigest?: string; keyDigest?: Buffer },
+  params: {
+    kind: PrincipalKind;
+    sessionId?: string;
+    currentKeyDigest?: string;
+    previousKeyDigest?: string;
+    keyDigest?: Buffer;
+  },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
   const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigest } = params;

@@ -1,17 +1,16 @@
-import { AbilityBuilder, createMongoAbility, type ForcedSubject, type MongoAbility, type MongoQuery } from '@casl/ability';
+import {
+  AbilityBuilder,
+  createMongoAbility,
+  type ForcedSubject,
+  type MongoAbility,
+  type MongoQuery,
+} from '@casl/ability';
 import type { Organization } from '../organizations/organization.entity';
 import { Role, type User } from '../users/user.entity';
 import type { Principal } from '../authentication/principal';
 
 export type Action =
-  | 'read'
-  | 'create'
-  | 'update'
-  | 'setRole'
-  | 'deactivate'
-  | 'reactivate'
-  | 'regenerateAccessKey'
-  | 'changePassword';
+  'read' | 'create' | 'update' | 'setRole' | 'deactivate' | 'reactivate' | 'regenerateAccessKey' | 'changePassword';
 export type SubjectType = 'User' | 'Organization' | 'AuditEvent';
 type Subject = SubjectType | User | Organization | ({ organizationId: string } & ForcedSubject<SubjectType>);
 export type AppAbility = MongoAbility<[Action, Subject], MongoQuery>;

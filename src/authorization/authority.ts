@@ -165,7 +165,12 @@ export class Authority {
     }
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
     if (pending.length > 0) {
-      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
+      const checked = await this.check(manager, {
+        actors: pending,
+        organizationLock: 'FOR SHARE',
+        usersLock: 'FOR SHARE',
+        targetIds: [],
+      });
       for (const { actor, act } of checked) verdicts.set(actor, act);
       for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
     }
@@ -178,7 +183,10 @@ export class Authority {
   ): Promise<CheckedActor[]> {
     const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
-    const activeOrganizations = await lockOrganizations(manager, { ids: organizationIds, lock: params.organizationLock });
+    const activeOrganizations = await lockOrganizations(manager, {
+      ids: organizationIds,
+      lock: params.organizationLock,
+    });
     const users = await lockUsers(manager, {
       ids: sortedUnique([...actors.map((actor) => actor.principal.userId), ...params.targetIds]),
       organizationIds,
@@ -188,9 +196,13 @@ export class Authority {
     return actors.map((actor) => {
       const { principal } = actor;
       const user = users.get(principal.userId);
-      const authentic = validCredentials.has(actor) && !!user?.isActive && activeOrganizations.has(principal.organizationId);
+      const authentic =
+        validCredentials.has(actor) && !!user?.isActive && activeOrganizations.has(principal.organizationId);
       if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError()) };
-      return { actor, act: this.confirmed({ actor, ability: user.role === principal.role ? actor.ability : null, users }) };
+      return {
+        actor,
+        act: this.confirmed({ actor, ability: user.role === principal.role ? actor.ability : null, users }),
+      };
     });
   }
 
@@ -210,7 +222,8 @@ export class Authority {
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
         const presented = actor.principal.keyDigest;
-        if (row && presented && (row.key_digest.equals(presented) || !!row.previous_key_digest?.equals(presented))) valid.add(actor);
+        if (row && presented && (row.key_digest.equals(presented) || !!row.previous_key_digest?.equals(presented)))
+          valid.add(actor);
       }
     }
     if (sessionHolders.length > 0) {
@@ -226,7 +239,11 @@ export class Authority {
   }
 
   /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
-  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User> }): ConfirmedAct {
+  private confirmed(params: {
+    actor: Actor;
+    ability: AppAbility | null;
+    users: ReadonlyMap<string, User>;
+  }): ConfirmedAct {
     const { actor, ability, users } = params;
     const fresh = users.get(actor.principal.userId)!;
     const roleChanged = ability === null;

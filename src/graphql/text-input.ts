@@ -24,7 +24,10 @@ const DESCRIPTION: Record<Flaw, string> = {
 
 class UnstorableTextError extends DomainError {
   constructor(params: { where: string; field: string; flaw: Flaw }) {
-    super(`${params.where} ${DESCRIPTION[params.flaw]}.`, 'BAD_USER_INPUT', { field: params.field, http: { status: 400 } });
+    super(`${params.where} ${DESCRIPTION[params.flaw]}.`, 'BAD_USER_INPUT', {
+      field: params.field,
+      http: { status: 400 },
+    });
   }
 }
 
@@ -125,11 +128,17 @@ export function textInputPlugin(): ApolloServerPlugin {
       return {
         async didResolveOperation({ document, request }) {
           const literal = unstorableLiteral(document);
-          if (literal) throw new UnstorableTextError({ where: `The string given for "${literal.path}"`, field: literal.field, flaw: literal.flaw });
+          if (literal)
+            throw new UnstorableTextError({
+              where: `The string given for "${literal.path}"`,
+              field: literal.field,
+              flaw: literal.flaw,
+            });
           const fields = fieldsOfVariables(document);
           for (const [name, value] of Object.entries(request.variables ?? {})) {
             const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
-            if (found) throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
+            if (found)
+              throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
           }
         },
       };

@@ -129,9 +129,10 @@ export class AuthRateLimiter {
   private async prune(): Promise<void> {
     this.prunedAtMs = Date.now();
     try {
-      await this.deps.dataSource.query(`DELETE FROM auth_failures WHERE window_started_at <= now() - make_interval(secs => $1)`, [
-        this.deps.settings.windowSeconds,
-      ]);
+      await this.deps.dataSource.query(
+        `DELETE FROM auth_failures WHERE window_started_at <= now() - make_interval(secs => $1)`,
+        [this.deps.settings.windowSeconds],
+      );
     } catch (error) {
       this.deps.logger.warn({ err: error }, 'could not delete ended rate-limit windows');
     }

@@ -19,9 +19,7 @@ import type { RequestContext } from './context';
 export type RuleTarget = 'parent' | 'with-parent' | 'organization' | 'caller' | 'list' | { arg: string };
 
 /** A field's rule as declared, kept in the GraphQL field's extensions (`authorization`) for tests and tools. */
-export type DeclaredRule =
-  | { public: true }
-  | { action: Action; subject: SubjectType; field?: string; on: RuleTarget };
+export type DeclaredRule = { public: true } | { action: Action; subject: SubjectType; field?: string; on: RuleTarget };
 
 /** The GraphQL field extension that carries a field's declared rule. */
 export const AUTHORIZATION_EXTENSION = 'authorization';

@@ -57,7 +57,12 @@ class RequestLoaders implements Loaders {
         [ids],
       );
       const organizations = rows.map((row) =>
-        Object.assign(new Organization(), { id: row.id, name: row.name, isActive: row.is_active, createdAt: row.created_at }),
+        Object.assign(new Organization(), {
+          id: row.id,
+          name: row.name,
+          isActive: row.is_active,
+          createdAt: row.created_at,
+        }),
       );
       return byId(ids, organizations, (o) => o.id);
     }));
@@ -72,8 +77,14 @@ class RequestLoaders implements Loaders {
   get user(): Loaders['user'] {
     return (this.userLoader ??= new DataLoader(async (ids) => {
       if (!this.actor) return ids.map(() => null);
-      const where = new SqlWhere().scope(scopeOf(this.actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS).and('u.id = ANY(?)', ids);
-      const rows = await runPrepared<UserRow>(this.services.dataSource, `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`, where.values);
+      const where = new SqlWhere()
+        .scope(scopeOf(this.actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS)
+        .and('u.id = ANY(?)', ids);
+      const rows = await runPrepared<UserRow>(
+        this.services.dataSource,
+        `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`,
+        where.values,
+      );
       return byId(ids, rows.map(userFromRow), (u) => u.id);
     }));
   }

@@ -20,7 +20,9 @@ export function loadGithubScanningKeys(file: string): ReadonlyMap<string, KeyObj
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`${setting} names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+    throw new ConfigError(
+      `${setting} names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}).`,
+    );
   }
   const expected = `save the answer of ${GITHUB_KEYS_URL} in it as it is`;
   let document: unknown;

@@ -44,7 +44,10 @@ function parseMatches(body: Buffer): Match[] | null {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) return null;
     const { token, type, url, source } = item;
     if (typeof token !== 'string' || typeof type !== 'string') return null;
-    if ((url !== undefined && url !== null && typeof url !== 'string') || (source !== undefined && source !== null && typeof source !== 'string')) {
+    if (
+      (url !== undefined && url !== null && typeof url !== 'string') ||
+      (source !== undefined && source !== null && typeof source !== 'string')
+    ) {
       return null;
     }
     matches.push({ token, type, url: url ?? '', source: source ?? '' });
@@ -106,7 +109,11 @@ export function registerGithubSecretScanning(
     const retryAfterSeconds = rateLimiter.retryAfterSeconds(client);
     if (retryAfterSeconds > 0) {
       void reply.header('retry-after', String(retryAfterSeconds));
-      return refuse(reply, { status: 429, code: 'RATE_LIMITED', message: `Too many refused messages from this address: try again in ${retryAfterSeconds} s.` });
+      return refuse(reply, {
+        status: 429,
+        code: 'RATE_LIMITED',
+        message: `Too many refused messages from this address: try again in ${retryAfterSeconds} s.`,
+      });
     }
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const keyIdentifier = request.headers['github-public-key-identifier'];
@@ -118,7 +125,8 @@ export function registerGithubSecretScanning(
       return refuse(reply, {
         status: 401,
         code: 'UNAUTHENTICATED',
-        message: 'The message must be signed by a GitHub secret scanning key (Github-Public-Key-Identifier, Github-Public-Key-Signature).',
+        message:
+          'The message must be signed by a GitHub secret scanning key (Github-Public-Key-Identifier, Github-Public-Key-Signature).',
       });
     }
     const matches = parseMatches(body);
@@ -138,7 +146,10 @@ export function registerGithubSecretScanning(
         [messageDigest],
       );
       if (inserted.length === 0) return null;
-      await manager.query(`DELETE FROM secret_scanning_messages WHERE received_at < now() - make_interval(days => $1)`, [MESSAGE_RETENTION_DAYS]);
+      await manager.query(
+        `DELETE FROM secret_scanning_messages WHERE received_at < now() - make_interval(days => $1)`,
+        [MESSAGE_RETENTION_DAYS],
+      );
       return leakReports.revoke(manager, {
         tokens,
         source: LeakReportSource.GITHUB_SECRET_SCANNING,
@@ -163,7 +174,9 @@ export function registerGithubSecretScanning(
   void app.register(async (scope) => {
     // The signature covers the raw bytes: keep them as they came, whatever the content type says.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (_request, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (_request, body, done) =>
+      done(null, body),
+    );
     scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES }, handle);
   });
 }

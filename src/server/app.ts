@@ -1,8 +1,17 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from '@apollo/server/plugin/disabled';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { abilityFor } from '../authorization/abilities';
@@ -13,7 +22,14 @@ import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { queryLimitsPlugin } from '../graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
-import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
+import {
+  limitConnections,
+  maxConnections,
+  NEVER_SHED,
+  registerLoadShedding,
+  registerSecurityHeaders,
+  serverTimeouts,
+} from './http-hardening';
 import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from '../graphql/text-input';
@@ -83,7 +99,10 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
   // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is.
   const tooLarge = /contains more th(?:an|at) (\d+) tokens/.exec(formatted.message);
   if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && tooLarge) {
-    return { message: `The operation is too large: more than ${tooLarge[1]} tokens.`, extensions: { code: 'QUERY_TOO_LARGE' } };
+    return {
+      message: `The operation is too large: more than ${tooLarge[1]} tokens.`,
+      extensions: { code: 'QUERY_TOO_LARGE' },
+    };
   }
   if (isPublicError(unwrapResolverError(error)) || isPublicError(error)) {
     const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
@@ -205,7 +224,9 @@ function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok:
     return reply
       .code(429)
       .header('retry-after', String(failure.retryAfterSeconds))
-      .send({ errors: [{ message, extensions: { code: 'RATE_LIMITED', retryAfterSeconds: failure.retryAfterSeconds } }] });
+      .send({
+        errors: [{ message, extensions: { code: 'RATE_LIMITED', retryAfterSeconds: failure.retryAfterSeconds } }],
+      });
   }
   return reply
     .code(401)
@@ -318,26 +339,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
 
   const graphql = fastifyApolloHandler(apollo, {
-      context: async (request) => {
-        const context: RequestContext = {
-          requestId: request.id,
-          ip: request.ip,
-          actor: request.actor,
-          log: request.log,
-          loaders: createLoaders(services, request.actor),
-        };
-        request.graphqlObservation = metrics.track(context);
-        return context;
-      },
+    context: async (request) => {
+      const context: RequestContext = {
+        requestId: request.id,
+        ip: request.ip,
+        actor: request.actor,
+        log: request.log,
+        loaders: createLoaders(services, request.actor),
+      };
+      request.graphqlObservation = metrics.track(context);
+      return context;
+    },
   });
   app.route({
     url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
     // The explorer's page is static and carries no credential: it loads even while the address is locked, so
     // that it can say so in words (its requests are authenticated as any other).
-    onRequest: (request, reply, done) => (config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done)),
+    onRequest: (request, reply, done) =>
+      config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done),
     onResponse(request, reply, done) {
-      metrics.observeGraphqlResponse({ seconds: reply.elapsedTime / 1000, statusCode: reply.statusCode, observation: request.graphqlObservation });
+      metrics.observeGraphqlResponse({
+        seconds: reply.elapsedTime / 1000,
+        statusCode: reply.statusCode,
+        observation: request.graphqlObservation,
+      });
       done();
     },
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
@@ -354,7 +380,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       reply
         .code(405)
         .header('allow', 'GET, POST')
-        .send({ errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }] }),
+        .send({
+          errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }],
+        }),
   });
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
@@ -368,7 +396,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
     } catch {
-      return reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ status: 'unavailable', reason: 'database unreachable' });
+      return reply
+        .code(503)
+        .header('retry-after', RETRY_AFTER_SECONDS)
+        .send({ status: 'unavailable', reason: 'database unreachable' });
     }
   });
   // Last: sampling starts here, so building the schema above (seconds of synchronous work on a busy

@@ -25,7 +25,10 @@ const HEAP_SHARE = 0.9;
  * (every 30 s by default, which would let a slow client keep its socket for that much longer): here at least
  * every second, and more often for timeouts shorter than two seconds.
  */
-export function serverTimeouts(http: Config['http']): Pick<FastifyServerOptions, 'requestTimeout' | 'keepAliveTimeout'> & {
+export function serverTimeouts(http: Config['http']): Pick<
+  FastifyServerOptions,
+  'requestTimeout' | 'keepAliveTimeout'
+> & {
   http: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number };
 } {
   return {
@@ -97,7 +100,10 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
  * the heap is fuller than configured (@fastify/under-pressure samples both every second). /healthz is
  * exempt: an overloaded process is still alive, and restarting it would not help.
  */
-export async function registerLoadShedding(app: FastifyInstance, params: { config: Config; metrics: Metrics }): Promise<void> {
+export async function registerLoadShedding(
+  app: FastifyInstance,
+  params: { config: Config; metrics: Metrics },
+): Promise<void> {
   const { maxEventLoopDelayMs, maxHeapUsedBytes } = params.config.loadShedding;
   await app.register(underPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,

@@ -124,6 +124,7 @@ export function createServices(deps: ServiceDeps): Services {
 
 /** pg's pool behind TypeORM's PostgreSQL driver (`master`), or null before it is connected. */
 function poolStats(dataSource: DataSource): { total: number; idle: number; waiting: number } | null {
-  const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
+  const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } })
+    .master;
   return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null;
 }

@@ -21,7 +21,9 @@ export class SessionResolver {
   constructor(private readonly sessions: SessionService) {}
 
   @Public()
-  @Mutation(() => LoginPayload, { description: 'Signs a person in. The same error for an unknown email and a wrong password.' })
+  @Mutation(() => LoginPayload, {
+    description: 'Signs a person in. The same error for an unknown email and a wrong password.',
+  })
   login(
     @Ctx() ctx: RequestContext,
     @Arg('email') email: string,

@@ -25,9 +25,13 @@ const LOGIN_FAILED_MESSAGE = 'Email or password is incorrect.';
 
 /** HTTP 429 (see app.ts): the address has no attempts left for now, or too many under way. */
 function tooManyAttempts(retryAfterSeconds: number): DomainError {
-  return new DomainError(`Too many failed authentications from this address: try again in ${retryAfterSeconds} s.`, 'RATE_LIMITED', {
-    retryAfterSeconds,
-  });
+  return new DomainError(
+    `Too many failed authentications from this address: try again in ${retryAfterSeconds} s.`,
+    'RATE_LIMITED',
+    {
+      retryAfterSeconds,
+    },
+  );
 }
 
 /** Sign-in for people. Tokens are opaque, stored only as digests, and expire at a fixed time (no sliding). */
@@ -68,7 +72,11 @@ export class SessionService {
       await audit.record(
         dataSource.manager,
         { userId: null, kind: ActorKind.SESSION, ip: params.ip, requestId: params.requestId },
-        { action: AuditAction.LOGIN_FAILED, organizationId: user?.organizationId ?? null, targetUserId: user?.id ?? null },
+        {
+          action: AuditAction.LOGIN_FAILED,
+          organizationId: user?.organizationId ?? null,
+          targetUserId: user?.id ?? null,
+        },
       );
       throw new DomainError(LOGIN_FAILED_MESSAGE, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
     } finally {
@@ -76,7 +84,12 @@ export class SessionService {
     }
   }
 
-  private async signIn(params: { email: string; password: string; ip: string; requestId: string }): Promise<{ user: User | null; session: LoginResult | null }> {
+  private async signIn(params: {
+    email: string;
+    password: string;
+    ip: string;
+    requestId: string;
+  }): Promise<{ user: User | null; session: LoginResult | null }> {
     const { dataSource, audit } = this.deps;
     const user = await dataSource
       .getRepository(User)
@@ -97,8 +110,11 @@ export class SessionService {
       // Locks in the order every act takes them (see Authority): a deactivation or password change is either
       // committed (and seen here) or waits until this session exists, and then ends it.
       const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR SHARE' });
-      const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [user.id]);
-      if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash) return null;
+      const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [
+        user.id,
+      ]);
+      if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash)
+        return null;
       const [{ expires_at: expiresAt }] = await manager.query(
         `INSERT INTO sessions (user_id, token_digest, expires_at)
          VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING expires_at`,
@@ -127,7 +143,10 @@ export class SessionService {
     );
     const row = rows[0];
     if (!row) return null;
-    return { principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }), validForMs: row.valid_for_ms };
+    return {
+      principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }),
+      validForMs: row.valid_for_ms,
+    };
   }
 
   async logout(actor: Actor): Promise<boolean> {
@@ -135,7 +154,9 @@ export class SessionService {
     if (!sessionId) {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
-    await this.deps.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [sessionId]);
+    await this.deps.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [
+      sessionId,
+    ]);
     this.deps.authCache.evictUser(actor.principal.userId);
     return true;
   }
@@ -168,7 +189,10 @@ export class SessionService {
     if (!actor.ability.can('changePassword', user)) throw new ForbiddenError();
     const verifiedHash = user.passwordHash;
     if (!verifiedHash) {
-      throw new BadInputError('This user has no password: they authenticate with their access key only.', 'currentPassword');
+      throw new BadInputError(
+        'This user has no password: they authenticate with their access key only.',
+        'currentPassword',
+      );
     }
     checkPasswordLength(params.newPassword, 'newPassword');
     const retryAfterSeconds = rateLimiter.reserve(actor.ip);
@@ -193,7 +217,10 @@ export class SessionService {
       if (current.password_hash !== verifiedHash) {
         throw new ConflictError('The password was changed meanwhile: sign in with the new one and try again.');
       }
-      await manager.query(`UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1`, [userId, passwordHash]);
+      await manager.query(`UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1`, [
+        userId,
+        passwordHash,
+      ]);
       // Whoever else knew the old password is signed out; the session changing it stays. This statement runs
       // after the row lock above, so it also ends a session a concurrent sign-in committed before it.
       await this.revokeAll(manager, { userId, exceptSessionId: sessionId });

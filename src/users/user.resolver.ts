@@ -32,7 +32,10 @@ export class UserResolver {
   }
 
   @Can('read', 'User', { on: { arg: 'id' } })
-  @Query(() => User, { nullable: true, description: 'NOT_FOUND when the user does not exist or is not visible to you.' })
+  @Query(() => User, {
+    nullable: true,
+    description: 'NOT_FOUND when the user does not exist or is not visible to you.',
+  })
   user(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.get(actor, id, ctx.loaders);
   }

@@ -58,7 +58,8 @@ function decodeCursor(value: string): Cursor {
 
 /** The email index is the source of truth for uniqueness (races included): its violation is a CONFLICT. */
 function duplicateEmailAsConflict(error: unknown): never {
-  const driverError = error instanceof QueryFailedError ? (error.driverError as { code?: string; constraint?: string }) : null;
+  const driverError =
+    error instanceof QueryFailedError ? (error.driverError as { code?: string; constraint?: string }) : null;
   if (driverError?.code === '23505' && driverError.constraint === 'users_email_lower_key') {
     throw new ConflictError('A user with this email already exists.');
   }
@@ -89,7 +90,6 @@ async function updateUser(manager: EntityManager, id: string, changes: Record<st
   return userFromRow(rows[0]);
 }
 
-
 /** Users of an organization: every query is scoped by the caller's abilities, every change is one transaction. */
 export class UserService {
   constructor(
@@ -111,7 +111,9 @@ export class UserService {
   }
 
   private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
-    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [ids]);
+    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [
+      ids,
+    ]);
     return new Map(rows.map((row) => [row.id, row]));
   });
 
@@ -131,7 +133,11 @@ export class UserService {
   }
 
   private async read(where: SqlWhere, tail: string, loaders: Loaders): Promise<User[]> {
-    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
+    const rows = await runPrepared<UserWithKeyRow>(
+      this.deps.dataSource,
+      `${USERS_WITH_KEYS} WHERE ${where} ${tail}`,
+      where.values,
+    );
     return rows.map((row) => {
       primeKey(loaders, row);
       return userFromRow(row);
@@ -176,7 +182,8 @@ export class UserService {
       const cursor = decodeCursor(after);
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
-    const rows = first === 0 ? [] : await this.read(where, `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders);
+    const rows =
+      first === 0 ? [] : await this.read(where, `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders);
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
@@ -241,7 +248,14 @@ export class UserService {
     const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password');
     return this.deps.dataSource.transaction(async (manager) => {
       (await this.deps.authority.confirm(manager, { actor })).authorize(mayCreate);
-      const { user } = await this.insert(manager, { email, name, role: input.role, passwordHash, organizationId, actor: auditActorOf(actor) });
+      const { user } = await this.insert(manager, {
+        email,
+        name,
+        role: input.role,
+        passwordHash,
+        organizationId,
+        actor: auditActorOf(actor),
+      });
       return user;
     });
   }
@@ -286,7 +300,8 @@ export class UserService {
       // "Edit, then Save" on a user without a key (an imported one) gives them one, when the caller is one
       // who may issue that user a key: a member saving their own name creates none.
       const mayIssueKey = act.ability.can('regenerateAccessKey', user);
-      const hasKey = mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
+      const hasKey =
+        mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
       if (mayIssueKey && !hasKey) {
         await this.deps.accessKeys.issue(manager, {
           userId: user.id,

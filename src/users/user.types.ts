@@ -22,4 +22,3 @@ export class UserConnection {
   /** Counted only when asked for (see UserResolver.totalCount). */
   countTotal: () => Promise<number>;
 }
-

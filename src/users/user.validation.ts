@@ -29,6 +29,9 @@ export function normalizeEmail(value: string): string {
 /** Refuses a new password of the wrong length (BAD_USER_INPUT on `field`), before anything hashes it. */
 export function checkPasswordLength(password: string, field: string): void {
   if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
-    throw new BadInputError(`Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`, field);
+    throw new BadInputError(
+      `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`,
+      field,
+    );
   }
 }

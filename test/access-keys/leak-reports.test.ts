@@ -45,7 +45,10 @@ function messageOf(tokens: string[], url = 'https://github.com/octo/leaky/blob/a
   return JSON.stringify(tokens.map((token) => ({ token, type: TOKEN_TYPE, url, source: 'content' })));
 }
 
-async function post(app: TestApp, params: { body: string; headers?: Record<string, string> }): Promise<{ status: number; body: any }> {
+async function post(
+  app: TestApp,
+  params: { body: string; headers?: Record<string, string> },
+): Promise<{ status: number; body: any }> {
   const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...params.headers },
@@ -99,7 +102,12 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     database = await createTestDatabase();
     const secret = randomBytes(32);
     const env = { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '10000' };
-    a = await startTestApp({ env: { ...env, LOG_LEVEL: 'info' }, database: { url: database.url, secret }, captureLogs: true, hooks });
+    a = await startTestApp({
+      env: { ...env, LOG_LEVEL: 'info' },
+      database: { url: database.url, secret },
+      captureLogs: true,
+      hooks,
+    });
     b = await startTestApp({ env, database: { url: database.url, secret } });
     admin = await createOrganization(a);
   }, 60_000);
@@ -114,8 +122,12 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   /** Everything a refused message must leave as it was. */
   async function snapshot(): Promise<unknown> {
     return {
-      keys: await a.dataSource.query(`SELECT user_id, key_digest, previous_key_digest, leak_reported_at FROM access_keys ORDER BY user_id`),
-      audit: await a.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED')`),
+      keys: await a.dataSource.query(
+        `SELECT user_id, key_digest, previous_key_digest, leak_reported_at FROM access_keys ORDER BY user_id`,
+      ),
+      audit: await a.dataSource.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED')`,
+      ),
     };
   }
 
@@ -127,7 +139,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
 
     const body = messageOf([user.key]);
     const response = await post(a, { body, headers: signedHeaders(body, github) });
-    expect(response).toEqual({ status: 200, body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }] });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }],
+    });
 
     expect((await a.gql(ME, { key: user.key })).status).toBe(401);
     expect(await refusedWithinBound(b, user.key)).toBe(401);
@@ -143,7 +158,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       },
     ]);
     // Where it was found, never the key itself.
-    const rows = await a.dataSource.query(`SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`, [user.id]);
+    const rows = await a.dataSource.query(
+      `SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`,
+      [user.id],
+    );
     for (const { row } of rows) expect(row).not.toContain(user.key);
 
     const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
@@ -160,10 +178,13 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
 
   it('revokes a reported grace-period key together with the key that replaced it, and accepts the older GitHub key', async () => {
     const user = await createUser(a, admin);
-    const regenerated = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-      key: admin.key,
-      variables: { id: user.id },
-    });
+    const regenerated = await a.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: user.id },
+      },
+    );
     const current = regenerated.body.data!.regenerateAccessKey.accessKey as string;
     expect((await b.gql(ME, { key: user.key })).status).toBe(200);
     expect((await b.gql(ME, { key: current })).status).toBe(200);
@@ -192,10 +213,15 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
         key: leakyAdmin.key,
         variables: { id: admin.id },
       });
-      expect((await report!).body).toEqual([{ token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+      expect((await report!).body).toEqual([
+        { token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+      ]);
       expect(response.body.data).toBeNull();
       expect(response.body.errors).toEqual([
-        expect.objectContaining({ path: ['regenerateAccessKey'], extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' } }),
+        expect.objectContaining({
+          path: ['regenerateAccessKey'],
+          extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
+        }),
       ]);
       expect((await a.gql(ME, { key: admin.key })).status).toBe(200);
     } finally {
@@ -234,7 +260,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       ['signed without a key identifier', () => ({ 'github-public-key-signature': signatureOf(body, github) })],
       ['signed by another key under GitHub’s key identifier', () => signedHeaders(body, stranger, github.id)],
       ['signed by a key nobody configured', () => signedHeaders(body, stranger)],
-      ['signed with garbage', () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' })],
+      [
+        'signed with garbage',
+        () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' }),
+      ],
     ])('%s: 401 and nothing changes', async (_case, headers) => {
       const before = await snapshot();
       const response = await post(a, { body, headers: headers() as Record<string, string> });
@@ -258,7 +287,9 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
 
     it('larger than 64 KiB, even correctly signed: 413 and nothing changes', async () => {
       const before = await snapshot();
-      const big = JSON.stringify([{ token: user.key, type: TOKEN_TYPE, url: `https://github.com/${'x'.repeat(70_000)}`, source: 'content' }]);
+      const big = JSON.stringify([
+        { token: user.key, type: TOKEN_TYPE, url: `https://github.com/${'x'.repeat(70_000)}`, source: 'content' },
+      ]);
       const response = await post(a, { body: big, headers: signedHeaders(big, github) });
       expect(response.status).toBe(413);
       expect(await snapshot()).toEqual(before);
@@ -299,7 +330,10 @@ describe('leak reports: refused messages count as failed authentications of the 
     const github = signingKey('github-current');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
     const keysFile = path.join(dir, 'secret_scanning.json');
-    fs.writeFileSync(keysFile, JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }));
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }),
+    );
     const app = await startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '2' } });
     try {
       const body = messageOf([generateAccessKey()]);
@@ -321,7 +355,10 @@ describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS'
   it('answers 404', async () => {
     const app = await startTestApp();
     try {
-      const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), { method: 'POST', body: '[]' });
+      const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
+        method: 'POST',
+        body: '[]',
+      });
       expect(response.status).toBe(404);
     } finally {
       await app.close();
@@ -336,14 +373,32 @@ describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup wit
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .publicKey.export({ type: 'spki', format: 'pem' })
+    .toString();
   it.each([
     ['missing', null, /cannot be read \(ENOENT\)/],
-    ['not JSON', 'not json', /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/],
+    [
+      'not JSON',
+      'not json',
+      /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/,
+    ],
     ['without keys', '{"public_keys":[]}', /holds no "public_keys" list/],
-    ['a key without identifier', JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }), /public_keys\[0\] has no "key_identifier"/],
-    ['a key that is not PEM', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }), /the key "k1" is not a PEM public key/],
-    ['an RSA key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }), /the key "k1" is not an ECDSA P-256 key/],
+    [
+      'a key without identifier',
+      JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }),
+      /public_keys\[0\] has no "key_identifier"/,
+    ],
+    [
+      'a key that is not PEM',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }),
+      /the key "k1" is not a PEM public key/,
+    ],
+    [
+      'an RSA key',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }),
+      /the key "k1" is not an ECDSA P-256 key/,
+    ],
   ])('%s', async (_case, contents, message) => {
     const file = path.join(dir, `${_case.replace(/\W+/g, '-')}.json`);
     if (contents !== null) fs.writeFileSync(file, contents);
@@ -378,29 +433,50 @@ describe('reportLeakedAccessKey', () => {
 
   it("revokes a key of the admin's own organization and audits who reported it and where it was found", async () => {
     const member = await createUser(app, admin);
-    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location: 'pasted in the #support channel' } });
+    const response = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: member.key, location: 'pasted in the #support channel' },
+    });
     expect(response.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true, user: { id: member.id } } } });
     expect((await app.gql(ME, { key: member.key })).status).toBe(401);
 
     const audit = await app.gql(LEAK_AUDIT, { key: admin.key, variables: { target: member.id } });
     expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node)).toEqual([
-      { action: 'ACCESS_KEY_LEAK_REPORTED', actorKind: 'ACCESS_KEY', actor: { id: admin.id }, target: { id: member.id }, location: 'pasted in the #support channel' },
+      {
+        action: 'ACCESS_KEY_LEAK_REPORTED',
+        actorKind: 'ACCESS_KEY',
+        actor: { id: admin.id },
+        target: { id: member.id },
+        location: 'pasted in the #support channel',
+      },
     ]);
     const facts = (await app.gql(KEY_FACTS, { key: admin.key, variables: { id: member.id } })).body.data!.user;
-    expect(facts.accessKeyInfo).toMatchObject({ leakReportSource: 'ADMIN', leakReportLocation: 'pasted in the #support channel', leakedKeyHint: keyHint(member.key) });
+    expect(facts.accessKeyInfo).toMatchObject({
+      leakReportSource: 'ADMIN',
+      leakReportLocation: 'pasted in the #support channel',
+      leakedKeyHint: keyHint(member.key),
+    });
     expect((await app.gql(ME, { key: facts.accessKey })).status).toBe(200);
   });
 
   it("answers another organization's key exactly like an unknown one, and changes nothing", async () => {
     const foreign = await createUser(app, otherAdmin);
     const before = await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id]);
-    const foreignAnswer = await app.gql(REPORT, { key: admin.key, variables: { key: foreign.key, location: 'a gist' } });
-    const unknownAnswer = await app.gql(REPORT, { key: admin.key, variables: { key: generateAccessKey(), location: 'a gist' } });
+    const foreignAnswer = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: foreign.key, location: 'a gist' },
+    });
+    const unknownAnswer = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: generateAccessKey(), location: 'a gist' },
+    });
     expect(foreignAnswer.status).toBe(unknownAnswer.status);
     expect(foreignAnswer.body).toEqual(unknownAnswer.body);
     expect(foreignAnswer.body).toEqual({ data: { reportLeakedAccessKey: { revoked: false, user: null } } });
     expect((await app.gql(ME, { key: foreign.key })).status).toBe(200);
-    expect(await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id])).toEqual(before);
+    expect(await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id])).toEqual(
+      before,
+    );
     expect(await leakRows(otherAdmin.organizationId)).toBe(0);
   });
 
@@ -417,7 +493,10 @@ describe('reportLeakedAccessKey', () => {
 
   it('refuses a string that is not a key, and an empty location, as BAD_USER_INPUT', async () => {
     const member = await createUser(app, admin);
-    const notAKey = await app.gql(REPORT, { key: admin.key, variables: { key: member.key.slice(0, -1), location: 'x' } });
+    const notAKey = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: member.key.slice(0, -1), location: 'x' },
+    });
     expect(notAKey.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'key' });
     const noLocation = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location: '  ' } });
     expect(noLocation.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'location' });

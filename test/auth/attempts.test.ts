@@ -15,7 +15,10 @@ function freshAddress(): string {
 }
 
 function signIn(app: TestApp, params: { address: string; email: string; password: string }): Promise<GraphQLResponse> {
-  return app.gql(LOGIN, { variables: { email: params.email, password: params.password }, headers: { 'x-forwarded-for': params.address } });
+  return app.gql(LOGIN, {
+    variables: { email: params.email, password: params.password },
+    headers: { 'x-forwarded-for': params.address },
+  });
 }
 
 function withKey(app: TestApp, address: string, key: string): Promise<GraphQLResponse> {
@@ -39,7 +42,8 @@ function tally(responses: GraphQLResponse[]): { failed: number; limited: number 
   return { failed, limited };
 }
 
-const lookupsSince = (app: TestApp, before: number) => app.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP)).length;
+const lookupsSince = (app: TestApp, before: number) =>
+  app.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP)).length;
 
 /**
  * Attempts are counted before they are verified: a client address gets at most AUTH_FAILURE_LIMIT expensive
@@ -52,7 +56,9 @@ describe('attempts are counted before they are verified', () => {
     let admin: TestUser;
     beforeAll(async () => {
       // Per-address concurrency as high as the burst, so that the attempt reservations alone are what bound it.
-      app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '20', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' } });
+      app = await startTestApp({
+        env: { AUTH_FAILURE_LIMIT: '20', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' },
+      });
       admin = await createOrganization(app, 'Attempts Org', TEST_PASSWORD);
     });
     afterAll(() => app.close());
@@ -61,7 +67,9 @@ describe('attempts are counted before they are verified', () => {
       const address = freshAddress();
       const before = app.services.passwords.verifications;
       const responses = await Promise.all(
-        Array.from({ length: 40 }, (_, i) => signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` })),
+        Array.from({ length: 40 }, (_, i) =>
+          signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` }),
+        ),
       );
       const verified = app.services.passwords.verifications - before;
       const { failed, limited } = tally(responses);
@@ -88,17 +96,25 @@ describe('attempts are counted before they are verified', () => {
       const address = freshAddress();
       const token = await login(app, admin);
       // Both credentials are in the instance's cache already: a blocked request must not reach it.
-      expect((await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } })).status).toBe(200);
+      expect(
+        (await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } }))
+          .status,
+      ).toBe(200);
       expect((await withKey(app, freshAddress(), admin.key)).status).toBe(200);
       for (let i = 0; i < 20; i++) expect((await withKey(app, address, generateAccessKey())).status).toBe(401);
-      const asSession = await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address } });
+      const asSession = await app.gql(ME, {
+        headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address },
+      });
       expect(asSession.status).toBe(429);
       expect((await withKey(app, address, admin.key)).status).toBe(429);
       const signedIn = await signIn(app, { address, email: admin.email, password: TEST_PASSWORD });
       expect(signedIn.status).toBe(429);
       expect(signedIn.body.errors![0].extensions!.code).toBe('RATE_LIMITED');
       // Elsewhere the same session works.
-      expect((await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } })).status).toBe(200);
+      expect(
+        (await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } }))
+          .status,
+      ).toBe(200);
     });
   });
 
@@ -106,7 +122,9 @@ describe('attempts are counted before they are verified', () => {
     let app: TestApp;
     let admin: TestUser;
     beforeAll(async () => {
-      app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '3', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' } });
+      app = await startTestApp({
+        env: { AUTH_FAILURE_LIMIT: '3', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' },
+      });
       admin = await createOrganization(app, 'Small Limit Org', TEST_PASSWORD);
     });
     afterAll(() => app.close());
@@ -126,10 +144,13 @@ describe('attempts are counted before they are verified', () => {
       const before = app.services.passwords.verifications;
       const responses = await Promise.all(
         Array.from({ length: 8 }, (_, i) =>
-          app.gql('mutation ($c: String!) { changePassword(currentPassword: $c, newPassword: "a brand new password") }', {
-            variables: { c: `not the password ${i}` },
-            headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address },
-          }),
+          app.gql(
+            'mutation ($c: String!) { changePassword(currentPassword: $c, newPassword: "a brand new password") }',
+            {
+              variables: { c: `not the password ${i}` },
+              headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address },
+            },
+          ),
         ),
       );
       const verified = app.services.passwords.verifications - before;
@@ -153,7 +174,9 @@ describe('attempts are counted before they are verified', () => {
       const address = freshAddress();
       const before = app.services.passwords.verifications;
       const responses = await Promise.all(
-        Array.from({ length: 40 }, (_, i) => signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` })),
+        Array.from({ length: 40 }, (_, i) =>
+          signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` }),
+        ),
       );
       const verified = app.services.passwords.verifications - before;
       const { failed, limited } = tally(responses);
@@ -171,7 +194,12 @@ describe('attempts are counted before they are verified', () => {
     beforeAll(async () => {
       app = await startTestApp({
         hooks,
-        env: { TRUST_PROXY: '1', PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE: '2', PASSWORD_CHECKS_PER_CLIENT: '2' },
+        env: {
+          TRUST_PROXY: '1',
+          PASSWORD_HASH_CONCURRENCY: '1',
+          PASSWORD_HASH_QUEUE: '2',
+          PASSWORD_CHECKS_PER_CLIENT: '2',
+        },
       });
       admin = await createOrganization(app, 'Hashing Bound Org', TEST_PASSWORD);
     });
@@ -212,7 +240,8 @@ describe('attempts are counted before they are verified', () => {
       await until(() => app.services.passwords.queued === 2);
       hooks.duringPasswordCheck = async () => undefined;
       releaseAll();
-      for (const response of await Promise.all([first, second, other])) expect(response.body.data!.login.token).toMatch(/^cas_/);
+      for (const response of await Promise.all([first, second, other]))
+        expect(response.body.data!.login.token).toMatch(/^cas_/);
       // The refused one was not a failed attempt.
       expect(app.services.rateLimiter.retryAfterSeconds(crowded)).toBe(0);
     });
@@ -231,7 +260,8 @@ describe('attempts are counted before they are verified', () => {
       expect(refused.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
       hooks.duringPasswordCheck = async () => undefined;
       releaseAll();
-      for (const response of await Promise.all([running, ...waiting])) expect(response.body.data!.login.token).toMatch(/^cas_/);
+      for (const response of await Promise.all([running, ...waiting]))
+        expect(response.body.data!.login.token).toMatch(/^cas_/);
     });
   });
 

@@ -1,9 +1,5 @@
 import { isObjectType, type GraphQLField, type GraphQLSchema } from 'graphql';
-import {
-  ACCESS_KEY_FIELDS,
-  defineAbilityFor,
-  PROFILE_FIELDS,
-} from '../../src/authorization/abilities';
+import { ACCESS_KEY_FIELDS, defineAbilityFor, PROFILE_FIELDS } from '../../src/authorization/abilities';
 import type { Principal } from '../../src/authentication/principal';
 import { AUTHORIZATION_EXTENSION, type DeclaredRule } from '../../src/request/can';
 import { buildAppSchema } from '../../src/server/schema';
@@ -14,7 +10,13 @@ function ruleOf(field: GraphQLField<unknown, unknown>): DeclaredRule | undefined
 }
 
 function principal(role: Role): Principal {
-  return { kind: 'ACCESS_KEY', userId: 'u1', organizationId: 'org1', role, user: Object.assign(new User(), { id: 'u1' }) };
+  return {
+    kind: 'ACCESS_KEY',
+    userId: 'u1',
+    organizationId: 'org1',
+    role,
+    user: Object.assign(new User(), { id: 'u1' }),
+  };
 }
 
 describe('who may call what is declared where each field is', () => {
@@ -31,7 +33,9 @@ describe('who may call what is declared where each field is', () => {
   });
 
   it('declares only login public', () => {
-    const fields = [schema.getQueryType()!, schema.getMutationType()!].flatMap((type) => Object.values(type.getFields()));
+    const fields = [schema.getQueryType()!, schema.getMutationType()!].flatMap((type) =>
+      Object.values(type.getFields()),
+    );
     const open = fields.filter((field) => ruleOf(field) && 'public' in ruleOf(field)!);
     expect(open.map((field) => field.name)).toEqual(['login']);
   });
@@ -42,7 +46,10 @@ describe('who may call what is declared where each field is', () => {
     for (const field of Object.values(user.getFields())) {
       const rule = ruleOf(field);
       if (PROFILE_FIELDS.includes(field.name)) continue;
-      expect({ field: field.name, rule }).toEqual({ field: field.name, rule: expect.objectContaining({ field: field.name }) });
+      expect({ field: field.name, rule }).toEqual({
+        field: field.name,
+        rule: expect.objectContaining({ field: field.name }),
+      });
     }
   });
 

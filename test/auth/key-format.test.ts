@@ -1,4 +1,10 @@
-import { ACCESS_KEY_LENGTH, generateAccessKey, isWellFormedAccessKey, keyHint, randomBase62 } from '../../src/access-keys/key-format';
+import {
+  ACCESS_KEY_LENGTH,
+  generateAccessKey,
+  isWellFormedAccessKey,
+  keyHint,
+  randomBase62,
+} from '../../src/access-keys/key-format';
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { randomBytes } from 'node:crypto';
 

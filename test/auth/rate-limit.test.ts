@@ -45,7 +45,10 @@ describe('rate limiting of failed authentication per client address', () => {
     for (const key of wrongKeys) expect((await from(a, attacker, key)).status).toBe(401);
 
     // The block applies once the counted failures are written (a moment later), to anything from that address.
-    const blocked = await eventually(() => from(a, attacker, admin.key), (r) => r.status === 429);
+    const blocked = await eventually(
+      () => from(a, attacker, admin.key),
+      (r) => r.status === 429,
+    );
     expect(blocked.status).toBe(429);
     const retryAfter = Number(blocked.headers['retry-after']);
     expect(retryAfter).toBeGreaterThan(200);
@@ -60,7 +63,10 @@ describe('rate limiting of failed authentication per client address', () => {
     expect(a.queries.count).toBe(before);
 
     // The other instance learned of the block through PostgreSQL.
-    const onB = await eventually(() => from(b, attacker, admin.key), (r) => r.status === 429);
+    const onB = await eventually(
+      () => from(b, attacker, admin.key),
+      (r) => r.status === 429,
+    );
     expect(onB.status).toBe(429);
 
     // A good client elsewhere is not slowed or refused.
@@ -72,7 +78,8 @@ describe('rate limiting of failed authentication per client address', () => {
 
   it('blocks at the limit at once on the instance that counted it, without waiting for the database', async () => {
     const attacker = '127.0.0.6';
-    const guess = (i: number) => `mutation { login(email: "${admin.email}", password: "guess number ${i}!") { token } }`;
+    const guess = (i: number) =>
+      `mutation { login(email: "${admin.email}", password: "guess number ${i}!") { token } }`;
     for (let i = 0; i < LIMIT; i++) {
       const response = await postFrom({ url: a.url, localAddress: attacker, query: guess(i) });
       expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
@@ -83,7 +90,9 @@ describe('rate limiting of failed authentication per client address', () => {
     expect((await from(a, '127.0.0.7', admin.key)).status).toBe(200);
     // The database still gets every failure, for the other instances.
     await a.services.rateLimiter.flush();
-    expect(await a.dataSource.query('SELECT failures FROM auth_failures WHERE client = $1', [attacker])).toEqual([{ failures: LIMIT }]);
+    expect(await a.dataSource.query('SELECT failures FROM auth_failures WHERE client = $1', [attacker])).toEqual([
+      { failures: LIMIT },
+    ]);
   });
 
   it('counts failed sign-ins too, and the block survives a restart of the instance', async () => {
@@ -96,13 +105,25 @@ describe('rate limiting of failed authentication per client address', () => {
       });
       expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
     }
-    expect((await eventually(() => from(a, attacker, admin.key), (r) => r.status === 429)).status).toBe(429);
+    expect(
+      (
+        await eventually(
+          () => from(a, attacker, admin.key),
+          (r) => r.status === 429,
+        )
+      ).status,
+    ).toBe(429);
 
     // A window that ended long ago counts for nothing, and its row goes when an instance starts.
-    await a.dataSource.query(`INSERT INTO auth_failures (client, window_started_at, failures) VALUES ('192.0.2.1', now() - interval '1 day', 3)`);
+    await a.dataSource.query(
+      `INSERT INTO auth_failures (client, window_started_at, failures) VALUES ('192.0.2.1', now() - interval '1 day', 3)`,
+    );
     await a.close();
     a = await startTestApp({ env: ENV, database: { url: database.url, secret } });
-    const ended = await eventually(() => a.dataSource.query(`SELECT client FROM auth_failures WHERE client = '192.0.2.1'`), (rows) => rows.length === 0);
+    const ended = await eventually(
+      () => a.dataSource.query(`SELECT client FROM auth_failures WHERE client = '192.0.2.1'`),
+      (rows) => rows.length === 0,
+    );
     expect(ended).toEqual([]);
     expect((await from(a, attacker, admin.key)).status).toBe(429);
     expect((await from(a, '127.0.0.5', admin.key)).status).toBe(200);

@@ -11,7 +11,10 @@ describe('migrations', () => {
     const admin = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${name}`);
-    const dataSource = createDataSource({ url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name), db: TEST_DB_DEFAULTS });
+    const dataSource = createDataSource({
+      url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name),
+      db: TEST_DB_DEFAULTS,
+    });
     const tables = async () =>
       (
         await dataSource.query(
@@ -21,7 +24,16 @@ describe('migrations', () => {
     try {
       await dataSource.initialize();
       expect(await dataSource.runMigrations()).toHaveLength(MIGRATIONS.length);
-      expect(await tables()).toEqual(['access_keys', 'audit_events', 'auth_failures', 'key_secret_fingerprint', 'organizations', 'secret_scanning_messages', 'sessions', 'users']);
+      expect(await tables()).toEqual([
+        'access_keys',
+        'audit_events',
+        'auth_failures',
+        'key_secret_fingerprint',
+        'organizations',
+        'secret_scanning_messages',
+        'sessions',
+        'users',
+      ]);
       for (let i = 0; i < MIGRATIONS.length; i++) await dataSource.undoLastMigration();
       expect(await tables()).toEqual([]);
       expect(await dataSource.runMigrations()).toHaveLength(MIGRATIONS.length);
@@ -41,10 +53,16 @@ describe('NormalizeEmails migration', () => {
     await client.connect();
     const dataSource = createDataSource({ url: database.url, db: TEST_DB_DEFAULTS });
     try {
-      const [{ id: organizationId }] = (await client.query(`INSERT INTO organizations (name) VALUES ('Old data') RETURNING id`)).rows;
+      const [{ id: organizationId }] = (
+        await client.query(`INSERT INTO organizations (name) VALUES ('Old data') RETURNING id`)
+      ).rows;
       const insert = async (email: string) =>
-        (await client.query(`INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER') RETURNING id`, [organizationId, email]))
-          .rows[0].id as string;
+        (
+          await client.query(
+            `INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER') RETURNING id`,
+            [organizationId, email],
+          )
+        ).rows[0].id as string;
       const mixedCase = await insert('Ada.Lovelace@Example.TEST');
       const decomposed = await insert('Jose\u0301@example.test');
       const fullwidth = await insert('\uff42\uff4f\uff42@example.test');
@@ -62,7 +80,9 @@ describe('NormalizeEmails migration', () => {
       }
 
       const emails = new Map<string, string>(
-        (await client.query(`SELECT id, email FROM users WHERE organization_id = $1`, [organizationId])).rows.map((row) => [row.id, row.email]),
+        (await client.query(`SELECT id, email FROM users WHERE organization_id = $1`, [organizationId])).rows.map(
+          (row) => [row.id, row.email],
+        ),
       );
       expect(emails.get(mixedCase)).toBe('ada.lovelace@example.test');
       expect(emails.get(decomposed)).toBe('jos\u00e9@example.test');

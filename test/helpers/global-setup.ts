@@ -8,7 +8,12 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/dev/embe
 import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
 
 declare global {
-  var __testDatabase: { embedded: EmbeddedPostgres | null; tempDir: string | null; template: string; serverUrl: string };
+  var __testDatabase: {
+    embedded: EmbeddedPostgres | null;
+    tempDir: string | null;
+    template: string;
+    serverUrl: string;
+  };
 }
 
 /**

@@ -63,7 +63,9 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 function testDbSettings(config: Config, env: NodeJS.ProcessEnv = {}): Config['db'] {
   return {
     poolSize: env.DB_POOL_SIZE ? config.db.poolSize : TEST_DB_DEFAULTS.poolSize,
-    statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS ? config.db.statementTimeoutMs : TEST_DB_DEFAULTS.statementTimeoutMs,
+    statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS
+      ? config.db.statementTimeoutMs
+      : TEST_DB_DEFAULTS.statementTimeoutMs,
     connectTimeoutMs: env.DB_CONNECT_TIMEOUT_MS ? config.db.connectTimeoutMs : TEST_DB_DEFAULTS.connectTimeoutMs,
   };
 }
@@ -84,13 +86,24 @@ export interface TestAppOptions {
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const database = options.database ? { url: options.database.url, drop: async () => undefined } : await createTestDatabase();
+  const database = options.database
+    ? { url: options.database.url, drop: async () => undefined }
+    : await createTestDatabase();
   const secret = options.database?.secret ?? randomBytes(32);
   // Shedding on event-loop lag is a wall-clock threshold, which a busy test machine would trip at random:
   // off unless a test asks for it (test/hardening/http-limits.test.ts does).
-  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', ...options.env });
+  const config: Config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    ...options.env,
+  });
   const queries = new QueryCounter();
-  const dataSource = createDataSource({ url: database.url, db: testDbSettings(config, options.env), queryCounter: queries });
+  const dataSource = createDataSource({
+    url: database.url,
+    db: testDbSettings(config, options.env),
+    queryCounter: queries,
+  });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret);
   const logs: string[] = [];

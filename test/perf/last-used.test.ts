@@ -13,7 +13,9 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const before = app.queries.count;
     const started = Date.now();
     for (let batch = 0; batch < 20; batch++) {
-      const responses = await Promise.all(Array.from({ length: 50 }, () => app.gql('{ me { id } }', { key: admin.key })));
+      const responses = await Promise.all(
+        Array.from({ length: 50 }, () => app.gql('{ me { id } }', { key: admin.key })),
+      );
       for (const response of responses) expect(response.status).toBe(200);
     }
     await app.services.accessKeys.flushUse();
@@ -31,14 +33,21 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const admin = await createOrganization(app);
     const member = await createUser(app, admin);
     const lastUsed = async () =>
-      (await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt } } }', { key: admin.key, variables: { id: member.id } }))
-        .body.data!.user.accessKeyInfo.lastUsedAt as string | null;
+      (
+        await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt } } }', {
+          key: admin.key,
+          variables: { id: member.id },
+        })
+      ).body.data!.user.accessKeyInfo.lastUsedAt as string | null;
     const regenerate = async (gracePeriodSeconds: number) =>
       (
-        await app.gql('mutation ($id: ID!, $g: Int) { regenerateAccessKey(userId: $id, gracePeriodSeconds: $g) { accessKey } }', {
-          key: admin.key,
-          variables: { id: member.id, g: gracePeriodSeconds },
-        })
+        await app.gql(
+          'mutation ($id: ID!, $g: Int) { regenerateAccessKey(userId: $id, gracePeriodSeconds: $g) { accessKey } }',
+          {
+            key: admin.key,
+            variables: { id: member.id, g: gracePeriodSeconds },
+          },
+        )
       ).body.data!.regenerateAccessKey.accessKey as string;
 
     // A use still waiting to be written when the key is replaced is not written onto the new key.
@@ -62,15 +71,25 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const member = await createUser(app, admin);
     const facts = async () =>
       (
-        await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }', {
-          key: admin.key,
-          variables: { id: member.id },
-        })
-      ).body.data!.user.accessKeyInfo as { lastUsedAt: string | null; previousKeyLastUsedAt: string | null; previousKeyExpiresAt: string | null };
-    const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-      key: admin.key,
-      variables: { id: member.id },
-    });
+        await app.gql(
+          'query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }',
+          {
+            key: admin.key,
+            variables: { id: member.id },
+          },
+        )
+      ).body.data!.user.accessKeyInfo as {
+        lastUsedAt: string | null;
+        previousKeyLastUsedAt: string | null;
+        previousKeyExpiresAt: string | null;
+      };
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: member.id },
+      },
+    );
     const newKey = regenerated.body.data!.regenerateAccessKey.accessKey as string;
     // The old key was never used: nothing to show yet.
     expect(await facts()).toMatchObject({ lastUsedAt: null, previousKeyLastUsedAt: null });

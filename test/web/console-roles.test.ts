@@ -40,7 +40,11 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
   describe.each([Role.MANAGER, Role.MEMBER])('signed in as a %s', (role) => {
     let self: TestUser;
     beforeAll(async () => {
-      self = await createUser(app, admin, { role, name: `Pat ${role === Role.MANAGER ? 'Manager' : 'Member'}`, password: TEST_PASSWORD });
+      self = await createUser(app, admin, {
+        role,
+        name: `Pat ${role === Role.MANAGER ? 'Manager' : 'Member'}`,
+        password: TEST_PASSWORD,
+      });
     });
 
     it('follows the help article to a profile and meets "Permission Denied" in words: no Access Key section', async () => {

@@ -27,7 +27,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
 
   /** Opens the explorer and waits for its schema (introspection answered 200: the empty key header is left out). */
   async function openExplorer(): Promise<void> {
-    const introspection = page.waitForResponse((response) => response.url().endsWith('/graphql') && /IntrospectionQuery/.test(response.request().postData() ?? ''));
+    const introspection = page.waitForResponse(
+      (response) =>
+        response.url().endsWith('/graphql') && /IntrospectionQuery/.test(response.request().postData() ?? ''),
+    );
     await page.goto(`/graphql`);
     await page.locator('.graphiql-container').waitFor();
     const schema = await introspection;
@@ -52,7 +55,9 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
 
   async function run(): Promise<string> {
     await page.locator('.graphiql-execute-button').click();
-    await page.waitForFunction(() => /"data"|"errors"/.test(document.querySelector('.graphiql-response')?.textContent ?? ''));
+    await page.waitForFunction(() =>
+      /"data"|"errors"/.test(document.querySelector('.graphiql-response')?.textContent ?? ''),
+    );
     return (await page.locator('.graphiql-response').textContent())!;
   }
 
@@ -61,7 +66,8 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
     return page.evaluate(async () => {
       const values: string[] = [];
       for (const storage of [localStorage, sessionStorage]) {
-        for (let index = 0; index < storage.length; index++) values.push(`${storage.key(index)}=${storage.getItem(storage.key(index)!)}`);
+        for (let index = 0; index < storage.length; index++)
+          values.push(`${storage.key(index)}=${storage.getItem(storage.key(index)!)}`);
       }
       for (const { name } of await indexedDB.databases()) {
         const database = await new Promise<IDBDatabase>((resolve, reject) => {

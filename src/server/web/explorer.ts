@@ -20,7 +20,10 @@ const DEFAULT_QUERY = `# Paste your access key into the X-Access-Key header belo
  * (`public/explorer/explorer.js`) keeps nothing in browser storage and explains refused requests in words.
  */
 function page(): string {
-  const config = JSON.stringify({ defaultQuery: DEFAULT_QUERY, defaultHeaders: JSON.stringify({ 'X-Access-Key': '' }, null, 2) });
+  const config = JSON.stringify({
+    defaultQuery: DEFAULT_QUERY,
+    defaultHeaders: JSON.stringify({ 'X-Access-Key': '' }, null, 2),
+  });
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -50,11 +53,13 @@ export function wantsExplorer(request: FastifyRequest): boolean {
 }
 
 export function sendExplorer(reply: FastifyReply): FastifyReply {
-  return reply
-    .type('text/html; charset=utf-8')
-    // GraphiQL and CodeMirror set inline styles; scripts stay this origin's files only.
-    .header('content-security-policy', `${PAGE_CONTENT_SECURITY_POLICY}; style-src 'self' 'unsafe-inline'`)
-    .send(page());
+  return (
+    reply
+      .type('text/html; charset=utf-8')
+      // GraphiQL and CodeMirror set inline styles; scripts stay this origin's files only.
+      .header('content-security-policy', `${PAGE_CONTENT_SECURITY_POLICY}; style-src 'self' 'unsafe-inline'`)
+      .send(page())
+  );
 }
 
 /** A file inside an installed package that the package's "exports" does not list (React's UMD builds). */
