@@ -1,18 +1,21 @@
 import 'reflect-metadata';
-import autocannon from 'autocannon';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { SYSTEM_ACTOR } from '../src/audit/audit.service';
+
+import autocannon from 'autocannon';
+
 import { KeyCrypto } from '../src/access-keys/key-crypto';
 import { generateAccessKey } from '../src/access-keys/key-format';
+import { SYSTEM_ACTOR } from '../src/audit/audit.service';
 import { loadConfig } from '../src/config';
 import { createDataSource } from '../src/db/data-source';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/dev/embedded-postgres';
 import { checkSecret } from '../src/db/runtime';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 import { createLogger } from '../src/logger';
 import { createServices } from '../src/server/services';
 import { Role } from '../src/users/user.entity';

@@ -2,13 +2,14 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+
 import {
   buildSchema,
   findBreakingChanges,
   findDangerousChanges,
+  type GraphQLSchema,
   lexicographicSortSchema,
   printSchema,
-  type GraphQLSchema,
 } from 'graphql';
 
 /**

@@ -1,11 +1,13 @@
 /// <reference lib="dom" />
 import path from 'node:path';
+
 import type { Page } from 'playwright-core';
+
 import { Role } from '../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD } from '../test/factories/organizations';
+import { startTestApp } from '../test/helpers/test-app';
 import { launchBrowser, openWatchedPage, type ViewportName } from '../test/web/helpers/browser';
 import { openConsole, revealedKey, signIn } from '../test/web/helpers/console';
-import { startTestApp } from '../test/helpers/test-app';
 
 /**
  * The README's screenshots of the admin console and the explorer, written to docs/screenshots/ by

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
+
 import { parseArgs } from 'node:util';
+
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { createLogger } from './logger';

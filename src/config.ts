@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './graphql/query-limits';
 
 export interface Config {

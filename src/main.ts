@@ -1,10 +1,11 @@
 import 'reflect-metadata';
-import { buildApp } from './server/app';
+
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
-import { createLogger } from './logger';
 import { ensureDemoOrganization } from './dev/demo';
+import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
+import { buildApp } from './server/app';
 import { createServices } from './server/services';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;

@@ -1,6 +1,7 @@
-import type { ApolloServerPlugin } from '@apollo/server';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+
+import type { ApolloServerPlugin } from '@apollo/server';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 

@@ -2,8 +2,9 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
+
 import { login, uniqueEmail } from './factories/organizations';
+import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
 
 const run = promisify(execFile);
 const CLI = path.join(__dirname, '..', 'dist', 'src', 'cli.js');

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+
 import yaml from 'js-yaml';
+
 import { loadConfig } from '../src/config';
 
 /**

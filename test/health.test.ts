@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+
 import { Client } from 'pg';
+
 import { withDatabase } from './helpers/database-url';
 import { startTestApp, type TestApp } from './helpers/test-app';
 

@@ -1,15 +1,17 @@
-import {
-  parse,
-  print,
-  visit,
-  type EnumTypeDefinitionNode,
-  type FieldDefinitionNode,
-  type ObjectTypeDefinitionNode,
-} from 'graphql';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+import {
+  type EnumTypeDefinitionNode,
+  type FieldDefinitionNode,
+  type ObjectTypeDefinitionNode,
+  parse,
+  print,
+  visit,
+} from 'graphql';
+
 import { checkCompatibility, unreleasedBreakingEntries } from '../scripts/schema-compat';
 
 /**

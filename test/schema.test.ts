@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
+
 import { printSchema } from 'graphql';
+
 import { buildAppSchema } from '../src/server/schema';
 
 const SCHEMA_FILE = path.join(__dirname, '..', 'schema.graphql');

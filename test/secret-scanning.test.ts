@@ -2,7 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import fc from 'fast-check';
+
 import { generateAccessKey, generateSessionToken, randomBase62 } from '../src/access-keys/key-format';
 
 /**

@@ -3,7 +3,7 @@
 /// <reference lib="dom.iterable" />
 import { credential, forgetCredential, whenCredentialRefused } from './api.js';
 import { h, notice, pageHeading, roleName } from './dom.js';
-import { forgetSignedInUser, carryToNextScreen, loadSignedInUser, signOut, takeCarried } from './state.js';
+import { carryToNextScreen, forgetSignedInUser, loadSignedInUser, signOut, takeCarried } from './state.js';
 import { accountView } from './view-account.js';
 import { auditView } from './view-audit.js';
 import { newUserView } from './view-new-user.js';

@@ -1,6 +1,6 @@
 // @ts-check
 /// <reference lib="dom" />
-import { accessKeySection, ACCESS_KEY_INFO_FIELDS } from './access-key-section.js';
+import { ACCESS_KEY_INFO_FIELDS, accessKeySection } from './access-key-section.js';
 import { gql } from './api.js';
 import { confirmAct } from './dialog.js';
 import { facts, field, formatDateTime, h, notice, pageHeading, roleName, select, USER_ACCESS_TRAIL } from './dom.js';

@@ -1,10 +1,10 @@
-import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditService } from '../audit/audit.service';
+import { AuditAction } from '../audit/audit-event.entity';
 import { BadInputError } from '../errors';
 import type { Actor } from '../request/actor';
 import type { User } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
-import { MAX_GRACE_PERIOD_SECONDS, type AccessKeyService, type IssuedKey } from './access-key.service';
+import { type AccessKeyService, type IssuedKey, MAX_GRACE_PERIOD_SECONDS } from './access-key.service';
 
 /**
  * Regenerating a user's key: a change of that user (UserService.change: authority confirmed in the

@@ -1,12 +1,13 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
-import { Can } from '../request/can';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
+
 import type { Metrics } from '../metrics';
+import { Can } from '../request/can';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
 import type { AccessKey } from './access-key.entity';
-import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
+import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { LeakReportSource } from './leak-report.types';
 
 const KEY_FIELDS_REFUSAL = 'Only admins of the organization can see access keys.';

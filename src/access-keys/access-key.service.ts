@@ -1,11 +1,12 @@
-import type { DataSource, EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
-import { AccessKey } from './access-key.entity';
-import { principalFrom, type Authenticated } from '../authentication/principal';
-import { USER_COLUMNS, type UserRow } from '../users/user.queries';
+import type { DataSource, EntityManager } from 'typeorm';
+
+import { type Authenticated, principalFrom } from '../authentication/principal';
 import { runPrepared } from '../db/prepared';
-import { generateAccessKey, keyHint } from './key-format';
+import { USER_COLUMNS, type UserRow } from '../users/user.queries';
+import { AccessKey } from './access-key.entity';
 import type { KeyCrypto } from './key-crypto';
+import { generateAccessKey, keyHint } from './key-format';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
 const LAST_USED_RESOLUTION_SECONDS = 60;

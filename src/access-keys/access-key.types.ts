@@ -1,4 +1,5 @@
 import { Field, ObjectType } from 'type-graphql';
+
 import { User } from '../users/user.entity';
 import { LeakReportSource } from './leak-report.types';
 

@@ -4,10 +4,11 @@ import {
   createHmac,
   createSecretKey,
   hkdfSync,
+  type KeyObject,
   randomBytes,
   timingSafeEqual,
-  type KeyObject,
 } from 'node:crypto';
+
 import { SaltedSha256 } from './salted-sha256';
 
 const IV_BYTES = 12;

@@ -1,6 +1,7 @@
 import { Arg, Mutation, Resolver } from 'type-graphql';
+
 import { Can } from '../request/can';
-import { CurrentActor, type Actor } from '../request/context';
+import { type Actor, CurrentActor } from '../request/context';
 import type { LeakReportService } from './leak-report.service';
 import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 

@@ -1,17 +1,18 @@
 import { subject } from '@casl/ability';
 import type { DataSource, EntityManager } from 'typeorm';
-import type { AppAbility } from '../authorization/abilities';
-import type { AuthCache } from '../authentication/auth-cache';
-import type { Authority } from '../authorization/authority';
-import type { KeyCrypto } from './key-crypto';
-import { isWellFormedAccessKey, keyHint } from './key-format';
+
+import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit.service';
 import { AuditAction } from '../audit/audit-event.entity';
-import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
-import type { Actor } from '../request/context';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { AppAbility } from '../authorization/abilities';
+import type { Authority } from '../authorization/authority';
 import { BadInputError, ForbiddenError } from '../errors';
+import type { Actor } from '../request/context';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
+import type { KeyCrypto } from './key-crypto';
+import { isWellFormedAccessKey, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
 
 /** Longest location kept (a URL, a place); longer reports are cut, with an ellipsis. */

@@ -1,4 +1,5 @@
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
+
 import { User } from '../users/user.entity';
 
 /** Who reported a leaked key. */

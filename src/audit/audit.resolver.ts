@@ -1,11 +1,12 @@
 import { Args, ArgsType, Ctx, Field, FieldResolver, Int, Query, Resolver, Root } from 'type-graphql';
-import { Can } from '../request/can';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
-import { User } from '../users/user.entity';
+
 import { DEFAULT_PAGE_SIZE } from '../graphql/pagination';
-import { AuditEvent } from './audit-event.entity';
-import { MAX_AUDIT_PAGE_SIZE, type AuditService } from './audit.service';
+import { Can } from '../request/can';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
+import { User } from '../users/user.entity';
+import { type AuditService, MAX_AUDIT_PAGE_SIZE } from './audit.service';
 import { AuditEventConnection, AuditEventsFilter } from './audit.types';
+import { AuditEvent } from './audit-event.entity';
 
 @ArgsType()
 class AuditEventsArgs {

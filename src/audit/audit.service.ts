@@ -1,15 +1,16 @@
 import type { DataSource, EntityManager } from 'typeorm';
+
 import { scopeOf } from '../authorization/abilities';
-import type { Actor } from '../request/actor';
+import type { Authority } from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
 import { parseId } from '../graphql/ids';
-import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
+import type { Actor } from '../request/actor';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
-import { KeyViewWriter, type KeyViewTarget } from './key-view-writer';
-import type { Authority } from '../authorization/authority';
-import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows';
+import { ActorKind, type AuditAction, AuditEvent } from './audit-event.entity';
+import { type AuditActor, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows';
+import { type KeyViewTarget, KeyViewWriter } from './key-view-writer';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 

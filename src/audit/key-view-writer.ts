@@ -1,11 +1,12 @@
 import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
+
 import type { Authority } from '../authorization/authority';
-import type { Actor } from '../request/actor';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
+import type { Actor } from '../request/actor';
 import { AuditAction } from './audit-event.entity';
-import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor, type AuditRow } from './audit-rows';
+import { type AuditActor, type AuditRow, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows';
 
 /** Whose key a reveal shows. */
 export interface KeyViewTarget {

@@ -1,17 +1,18 @@
 import type { IncomingHttpHeaders } from 'node:http';
+
 import type { AccessKeyService } from '../access-keys/access-key.service';
-import type { SessionService } from '../sessions/session.service';
+import type { KeyCrypto } from '../access-keys/key-crypto';
 import {
   ACCESS_KEY_LENGTH,
   isWellFormedAccessKey,
   isWellFormedSessionToken,
   SESSION_TOKEN_PREFIX,
 } from '../access-keys/key-format';
-import type { AuthCache } from './auth-cache';
 import { CREDENTIALS_ENDED } from '../authorization/authority';
-import type { KeyCrypto } from '../access-keys/key-crypto';
-import type { Principal } from './principal';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
+import type { SessionService } from '../sessions/session.service';
+import type { AuthCache } from './auth-cache';
+import type { Principal } from './principal';
 
 export type AuthFailureReason = 'MALFORMED_CREDENTIALS' | 'INVALID_CREDENTIALS';
 

@@ -5,9 +5,10 @@ import {
   type MongoAbility,
   type MongoQuery,
 } from '@casl/ability';
+
+import type { Principal } from '../authentication/principal';
 import type { Organization } from '../organizations/organization.entity';
 import { Role, type User } from '../users/user.entity';
-import type { Principal } from '../authentication/principal';
 
 export type Action =
   'read' | 'create' | 'update' | 'setRole' | 'deactivate' | 'reactivate' | 'regenerateAccessKey' | 'changePassword';

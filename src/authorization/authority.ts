@@ -1,11 +1,12 @@
 import type { EntityManager } from 'typeorm';
-import type { Actor } from '../request/actor';
+
+import type { AuthCache } from '../authentication/auth-cache';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
+import type { Actor } from '../request/actor';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
-import { defineAbilityFor, type AppAbility } from './abilities';
-import type { AuthCache } from '../authentication/auth-cache';
+import { type AppAbility, defineAbilityFor } from './abilities';
 
 /**
  * Test-only pauses, awaited at fixed points so a test can hold a race window open and let another request

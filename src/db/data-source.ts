@@ -1,17 +1,18 @@
 import { DataSource } from 'typeorm';
-import type { Config } from '../config';
-import { AccessKey } from '../access-keys/access-key.entity';
-import { Organization } from '../organizations/organization.entity';
-import { User } from '../users/user.entity';
-import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
-import { QueryCounter } from './query-counter';
+
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
 import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
 import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000000-LeakReportsAndHandOver';
+import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
+import type { Config } from '../config';
+import { Organization } from '../organizations/organization.entity';
+import { User } from '../users/user.entity';
+import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
+import { QueryCounter } from './query-counter';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
 export const MIGRATIONS = [

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 

@@ -1,7 +1,7 @@
-import { randomBase62 } from '../access-keys/key-format';
-import type { Services } from '../server/services';
 import { AccessKey } from '../access-keys/access-key.entity';
+import { randomBase62 } from '../access-keys/key-format';
 import { Organization } from '../organizations/organization.entity';
+import type { Services } from '../server/services';
 import { Role, User } from '../users/user.entity';
 
 export const DEMO_ADMIN_EMAIL = 'admin@demo.example';

@@ -1,14 +1,15 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import {
-  Kind,
   type DocumentNode,
   type FragmentDefinitionNode,
+  Kind,
   type OperationDefinitionNode,
   type SelectionSetNode,
-  type ValueNode,
   valueFromASTUntyped,
+  type ValueNode,
   visit,
 } from 'graphql';
+
 import { DomainError, type ErrorCode } from '../errors';
 
 export interface QueryLimits {

@@ -1,5 +1,5 @@
 import type { ApolloServerPlugin } from '@apollo/server';
-import { GraphQLError, Kind, type ASTVisitor, type DocumentNode, type ValidationContext } from 'graphql';
+import { type ASTVisitor, type DocumentNode, GraphQLError, Kind, type ValidationContext } from 'graphql';
 
 /**
  * The schema has no Subscription type, and graphql-js 16 does not refuse a subscription at validation (17

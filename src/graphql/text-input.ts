@@ -1,5 +1,6 @@
 import type { ApolloServerPlugin } from '@apollo/server';
-import { Kind, visit, type DocumentNode, type ValueNode } from 'graphql';
+import { type DocumentNode, Kind, type ValueNode, visit } from 'graphql';
+
 import { DomainError } from '../errors';
 
 /** PostgreSQL text cannot hold U+0000: a string carrying it is refused up front, not by a failing statement. */

@@ -1,8 +1,9 @@
 import { Ctx, Query, Resolver } from 'type-graphql';
+
 import { Can } from '../request/can';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
-import type { OrganizationService } from './organization.service';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { Organization } from './organization.entity';
+import type { OrganizationService } from './organization.service';
 
 @Resolver(() => Organization)
 export class OrganizationResolver {

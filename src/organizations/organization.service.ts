@@ -1,11 +1,12 @@
 import type { DataSource } from 'typeorm';
+
 import { SYSTEM_ACTOR } from '../audit/audit.service';
+import { NotFoundError } from '../errors';
+import { normalizeName } from '../graphql/text-checks';
 import type { Actor } from '../request/actor';
 import type { Loaders } from '../request/loaders';
-import { NotFoundError } from '../errors';
 import { Role } from '../users/user.entity';
 import type { UserService } from '../users/user.service';
-import { normalizeName } from '../graphql/text-checks';
 import { Organization } from './organization.entity';
 
 export interface NewOrganization {

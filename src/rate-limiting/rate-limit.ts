@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
+
 import type { Notifications } from '../db/notifications';
 
 export const RATE_LIMIT_CHANNEL = 'crm_access_auth_blocks';

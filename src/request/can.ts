@@ -1,5 +1,6 @@
 import { subject } from '@casl/ability';
 import { createMethodMiddlewareDecorator, Extensions } from 'type-graphql';
+
 import type { Action, SubjectType } from '../authorization/abilities';
 import { ForbiddenError, UnauthenticatedError } from '../errors';
 import type { RequestContext } from './context';

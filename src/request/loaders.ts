@@ -1,13 +1,14 @@
 import DataLoader from 'dataloader';
 import type { DataSource } from 'typeorm';
+
 import type { AccessKey } from '../access-keys/access-key.entity';
 import { scopeOf } from '../authorization/abilities';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
-import type { Actor } from './actor';
 import { Organization } from '../organizations/organization.entity';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
+import type { Actor } from './actor';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {

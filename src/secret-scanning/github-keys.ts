@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+
 import { ConfigError } from '../config';
 
 /** Where an operator gets the file's contents; the service never fetches it itself. */

@@ -1,8 +1,10 @@
-import { createHash, verify, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject, verify } from 'node:crypto';
+
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { LeakReportSource } from '../access-keys/leak-report.types';
 import type { DataSource } from 'typeorm';
+
 import type { LeakedToken, LeakReportService } from '../access-keys/leak-report.service';
+import { LeakReportSource } from '../access-keys/leak-report.types';
 import { ActorKind } from '../audit/audit-event.entity';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import { loadGithubScanningKeys } from './github-keys';

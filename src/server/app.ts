@@ -1,27 +1,36 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { unwrapResolverError } from '@apollo/server/errors';
 import {
   ApolloServerPluginCacheControlDisabled,
   ApolloServerPluginLandingPageDisabled,
 } from '@apollo/server/plugin/disabled';
-import { unwrapResolverError } from '@apollo/server/errors';
 import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
+import cors from '@fastify/cors';
 import Fastify, {
-  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
 } from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
+
+import { MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
+import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
-import { presentedKind, type AuthResult } from '../authentication/authenticate';
 import type { Config } from '../config';
-import type { Actor, RequestContext } from '../request/context';
-import cors from '@fastify/cors';
+import type { DatabaseOutage } from '../db/outage';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsPlugin } from '../graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
+import { textInputPlugin } from '../graphql/text-input';
+import { pathOnly } from '../logger';
+import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
+import type { Actor, RequestContext } from '../request/context';
+import { createLoaders } from '../request/loaders';
+import { registerGithubSecretScanning } from '../secret-scanning/github';
 import {
   limitConnections,
   maxConnections,
@@ -30,20 +39,12 @@ import {
   registerSecurityHeaders,
   serverTimeouts,
 } from './http-hardening';
-import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
-import { textInputPlugin } from '../graphql/text-input';
-import { registerGithubSecretScanning } from '../secret-scanning/github';
-import { registerAdminConsole } from './web/admin';
-import { registerSite } from './web/site';
-import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
-import { MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
-import type { DatabaseOutage } from '../db/outage';
-import { createLoaders } from '../request/loaders';
-import { pathOnly } from '../logger';
 import { buildAppSchema, resolverContainer } from './schema';
 import type { Services } from './services';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
+import { registerAdminConsole } from './web/admin';
+import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
+import { registerSite } from './web/site';
 
 declare module 'fastify' {
   interface FastifyRequest {

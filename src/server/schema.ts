@@ -1,5 +1,6 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
+
 import { AccessKeyResolver } from '../access-keys/access-key.resolver';
 import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AuditResolver } from '../audit/audit.resolver';

@@ -1,22 +1,23 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
-import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
+
 import { AccessKeyService } from '../access-keys/access-key.service';
-import { AuditService } from '../audit/audit.service';
-import { Authenticator } from '../authentication/authenticate';
+import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
 import type { KeyCrypto } from '../access-keys/key-crypto';
+import { LeakReportService } from '../access-keys/leak-report.service';
+import { AuditService } from '../audit/audit.service';
 import { AUTH_CHANGES_CHANNEL, AuthCache } from '../authentication/auth-cache';
-import { AuthRateLimiter } from '../rate-limiting/rate-limit';
-import { Authority, type PauseHooks } from '../authorization/authority';
+import { Authenticator } from '../authentication/authenticate';
 import { PasswordHasher } from '../authentication/password';
+import { Authority, type PauseHooks } from '../authorization/authority';
 import type { Config } from '../config';
 import { Notifications } from '../db/notifications';
 import { DatabaseOutage } from '../db/outage';
 import { Metrics } from '../metrics';
 import { OrganizationService } from '../organizations/organization.service';
+import { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import { SessionService } from '../sessions/session.service';
 import { UserService } from '../users/user.service';
-import { LeakReportService } from '../access-keys/leak-report.service';
 
 export interface Services {
   readonly dataSource: DataSource;

@@ -1,6 +1,7 @@
 import { Arg, Ctx, Field, Mutation, ObjectType, Resolver } from 'type-graphql';
+
 import { Can, Public } from '../request/can';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
 import type { SessionService } from './session.service';
 

@@ -1,18 +1,19 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { AuditAction, ActorKind } from '../audit/audit-event.entity';
-import { auditActorOf, type AuditService } from '../audit/audit.service';
+
 import type { KeyCrypto } from '../access-keys/key-crypto';
 import { generateSessionToken } from '../access-keys/key-format';
-import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authentication/password';
-import { principalFrom, type Authenticated } from '../authentication/principal';
-import { USER_COLUMNS, type UserRow } from '../users/user.queries';
-import { runPrepared } from '../db/prepared';
+import { auditActorOf, type AuditService } from '../audit/audit.service';
+import { ActorKind, AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
-import { lockOrganizations, type Authority, type PauseHooks } from '../authorization/authority';
+import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authentication/password';
+import { type Authenticated, principalFrom } from '../authentication/principal';
+import { type Authority, lockOrganizations, type PauseHooks } from '../authorization/authority';
+import { runPrepared } from '../db/prepared';
+import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { Actor } from '../request/actor';
-import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
+import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { canonicalEmail, checkPasswordLength } from '../users/user.validation';
 
 export interface LoginResult {

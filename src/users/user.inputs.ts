@@ -1,4 +1,5 @@
 import { Field, InputType } from 'type-graphql';
+
 import { Role } from './user.entity';
 
 @InputType({ description: 'Narrows the Manage Users list; all given conditions must hold.' })

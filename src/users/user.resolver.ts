@@ -1,11 +1,12 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { Can } from '../request/can';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
+
 import { NotFoundError } from '../errors';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { Organization } from '../organizations/organization.entity';
+import { Can } from '../request/can';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { Role, User } from './user.entity';
 import { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import type { UserService } from './user.service';
 import { UserConnection } from './user.types';
 

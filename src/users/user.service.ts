@@ -1,29 +1,30 @@
 import { subject } from '@casl/ability';
-import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
+import { type DataSource, type EntityManager, QueryFailedError } from 'typeorm';
+
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
-import { scopeOf, type Action, type AppAbility } from '../authorization/abilities';
-import type { Actor } from '../request/actor';
+import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
+import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit.service';
+import { AuditAction } from '../audit/audit-event.entity';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { PasswordHasher } from '../authentication/password';
+import { type Action, type AppAbility, scopeOf } from '../authorization/abilities';
+import type { Authority, ConfirmedAct } from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
-import { holdsNul } from '../graphql/text-input';
-import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
-import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
-import type { Loaders } from '../request/loaders';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
-import { AuditAction } from '../audit/audit-event.entity';
-import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
-import type { SessionService } from '../sessions/session.service';
-import type { AuthCache } from '../authentication/auth-cache';
-import type { Authority, ConfirmedAct } from '../authorization/authority';
-import type { PasswordHasher } from '../authentication/password';
-import { Role, User } from './user.entity';
-import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
-import type { UserConnection } from './user.types';
-import { checkPasswordLength, normalizeEmail } from './user.validation';
-import { normalizeName } from '../graphql/text-checks';
 import { parseId } from '../graphql/ids';
 import { MAX_PAGE_SIZE } from '../graphql/pagination';
+import { normalizeName } from '../graphql/text-checks';
+import { holdsNul } from '../graphql/text-input';
+import type { Actor } from '../request/actor';
+import type { Loaders } from '../request/loaders';
+import type { SessionService } from '../sessions/session.service';
+import { Role, User } from './user.entity';
+import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
+import type { UserConnection } from './user.types';
+import { checkPasswordLength, normalizeEmail } from './user.validation';
 
 const MAX_SEARCH_LENGTH = 200;
 

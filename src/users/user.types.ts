@@ -1,4 +1,5 @@
 import { Field, ObjectType } from 'type-graphql';
+
 import { PageInfo } from '../graphql/pagination';
 import { User } from './user.entity';
 

@@ -1,12 +1,13 @@
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { FRESHNESS_MS } from '../../src/authentication/auth-cache';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { ConfigError } from '../../src/config';
 import { operatorMessage } from '../../src/operator-errors';
-import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 

@@ -5,8 +5,8 @@ import {
   createUser,
   login,
   TEST_PASSWORD,
-  uniqueEmail,
   type TestUser,
+  uniqueEmail,
 } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 

@@ -1,6 +1,7 @@
 import { subject } from '@casl/ability';
-import { defineAbilityFor, scopeOf } from '../../src/authorization/abilities';
+
 import type { Principal } from '../../src/authentication/principal';
+import { defineAbilityFor, scopeOf } from '../../src/authorization/abilities';
 import { Role, User } from '../../src/users/user.entity';
 
 function principal(role: Role): Principal {

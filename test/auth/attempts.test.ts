@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { PauseHooks } from '../../src/authorization/authority';
+
 import { generateAccessKey } from '../../src/access-keys/key-format';
+import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { createTestDatabase, startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import { createTestDatabase, type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
 const ME = '{ me { id } }';
@@ -190,7 +191,7 @@ describe('attempts are counted before they are verified', () => {
     let app: TestApp;
     let admin: TestUser;
     const hooks: PauseHooks = {};
-    let held: Array<{ client: string; release: () => void }> = [];
+    const held: Array<{ client: string; release: () => void }> = [];
     beforeAll(async () => {
       app = await startTestApp({
         hooks,

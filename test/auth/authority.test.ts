@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+
 import type { PauseHooks } from '../../src/authorization/authority';
 import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
@@ -7,11 +8,11 @@ import {
   createUser,
   login,
   TEST_PASSWORD,
-  uniqueEmail,
   type TestUser,
+  uniqueEmail,
 } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';

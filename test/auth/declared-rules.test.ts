@@ -1,6 +1,7 @@
-import { isObjectType, type GraphQLField, type GraphQLSchema } from 'graphql';
-import { ACCESS_KEY_FIELDS, defineAbilityFor, PROFILE_FIELDS } from '../../src/authorization/abilities';
+import { type GraphQLField, type GraphQLSchema, isObjectType } from 'graphql';
+
 import type { Principal } from '../../src/authentication/principal';
+import { ACCESS_KEY_FIELDS, defineAbilityFor, PROFILE_FIELDS } from '../../src/authorization/abilities';
 import { AUTHORIZATION_EXTENSION, type DeclaredRule } from '../../src/request/can';
 import { buildAppSchema } from '../../src/server/schema';
 import { Role, User } from '../../src/users/user.entity';

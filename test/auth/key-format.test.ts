@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import {
   ACCESS_KEY_LENGTH,
   generateAccessKey,
@@ -5,8 +8,6 @@ import {
   keyHint,
   randomBase62,
 } from '../../src/access-keys/key-format';
-import { KeyCrypto } from '../../src/access-keys/key-crypto';
-import { randomBytes } from 'node:crypto';
 
 describe('access key format', () => {
   it('is cak_ + 32 base62 + 6 base62 checksum characters, 42 in all', () => {

@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
+
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { postFrom } from '../helpers/http';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
-import { randomBytes } from 'node:crypto';
 
 const LIMIT = 5;
 const ENV = { AUTH_FAILURE_LIMIT: String(LIMIT), AUTH_FAILURE_WINDOW_SECONDS: '300' };

@@ -4,10 +4,10 @@ import {
   createUser,
   login,
   TEST_PASSWORD,
-  uniqueEmail,
   type TestUser,
+  uniqueEmail,
 } from '../factories/organizations';
-import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 type Caller = 'ADMIN' | 'MANAGER' | 'MEMBER' | 'ANONYMOUS' | 'OTHER_ORG_ADMIN';
 type Outcome = 'OK' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND';

@@ -1,5 +1,7 @@
-import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
+
+import fc from 'fast-check';
+
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { SaltedSha256 } from '../../src/access-keys/salted-sha256';
 

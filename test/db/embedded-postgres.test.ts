@@ -2,9 +2,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
+
 import {
-  EmbeddedPostgres,
+  type EmbeddedPostgres,
   FALLBACK_CLUSTER_ROOT,
   SERVER_ACCOUNT,
   startEmbeddedPostgres,

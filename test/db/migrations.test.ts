@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+
 import { Client } from 'pg';
-import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
+
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
+import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { createTestDatabase } from '../helpers/test-app';
 

@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import pino from 'pino';
+
 import { AUTH_CHANGES_CHANNEL, AuthCache } from '../../src/authentication/auth-cache';
 import type { Principal } from '../../src/authentication/principal';
 import { Notifications } from '../../src/db/notifications';

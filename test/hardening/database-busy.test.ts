@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+
 import { Client } from 'pg';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { until } from '../helpers/own-postgres';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+
 import { until } from '../helpers/own-postgres';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';

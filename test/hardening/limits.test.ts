@@ -1,5 +1,6 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import { getIntrospectionQuery } from 'graphql';
+
 import { MAX_INTROSPECTION_DEPTH } from '../../src/graphql/query-limits';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';

@@ -1,5 +1,5 @@
-import { createLogger } from '../../src/logger';
 import { generateAccessKey, generateSessionToken } from '../../src/access-keys/key-format';
+import { createLogger } from '../../src/logger';
 import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+
 import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 

@@ -1,10 +1,13 @@
 import 'reflect-metadata';
+
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
+
 import { createDataSource } from '../../src/db/data-source';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/dev/embedded-postgres';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
 import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
 
 declare global {

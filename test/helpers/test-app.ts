@@ -1,14 +1,16 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+
 import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
-import { buildApp, type AppOptions } from '../../src/server/app';
-import type { PauseHooks } from '../../src/authorization/authority';
+
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
-import { loadConfig, type Config } from '../../src/config';
+import type { PauseHooks } from '../../src/authorization/authority';
+import { type Config, loadConfig } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
 import { createLogger } from '../../src/logger';
+import { type AppOptions, buildApp } from '../../src/server/app';
 import { createServices, type Services } from '../../src/server/services';
 import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { OwnPostgres, until } from '../helpers/own-postgres';
 import { startTestApp, type TestApp } from '../helpers/test-app';

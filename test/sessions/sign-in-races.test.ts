@@ -1,8 +1,9 @@
 import { Client } from 'pg';
+
 import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
 const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';

@@ -1,9 +1,10 @@
 /// <reference lib="dom" />
 import type { Page } from 'playwright-core';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import type { TestApp } from '../helpers/test-app';
-import { KEY_PATTERN, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import { KEY_PATTERN, type ViewportName, VIEWPORTS, type WatchedPage } from './helpers/browser';
 import {
   clipboardText,
   expectScreenRight,

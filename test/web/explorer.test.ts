@@ -1,8 +1,9 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
 import type { Page } from 'playwright-core';
+
 import { createOrganization, type TestUser } from '../factories/organizations';
-import { VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import { type ViewportName, VIEWPORTS, type WatchedPage } from './helpers/browser';
 import { expectScreenRight } from './helpers/console';
 import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 

@@ -1,5 +1,7 @@
 import path from 'node:path';
+
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
 import { filesIn, PAGE_CONTENT_SECURITY_POLICY, projectRoot, serveFiles } from './static';
 
 const ASSETS = '/explorer-assets';

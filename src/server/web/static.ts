@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+
 import type { FastifyInstance } from 'fastify';
 
 const TYPES: Record<string, string> = {

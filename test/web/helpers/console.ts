@@ -1,5 +1,6 @@
 /// <reference lib="dom" />
 import type { Locator, Page } from 'playwright-core';
+
 import { TEST_PASSWORD } from '../../factories/organizations';
 import { screenFindings, type WatchedPage } from './browser';
 
