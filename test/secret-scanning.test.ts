@@ -14,6 +14,7 @@ import { generateAccessKey, generateSessionToken, randomBase62 } from '../src/ac
  */
 const ROOT = path.join(__dirname, '..');
 const SECRETLINT = path.join(ROOT, 'node_modules', '.bin', 'secretlint');
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS rule module, loaded as secretlint loads it
 const rule = require('../tools/secretlint-rule-crm-access') as {
   findCredentials(
     text: string,

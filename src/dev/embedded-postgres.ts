@@ -609,7 +609,10 @@ function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen({ port: 0, host: HOST, exclusive: true }, () => {
       const { port } = server.address() as net.AddressInfo;
-      server.close(() => (port === SYSTEM_POSTGRES_PORT ? freePort().then(resolve, reject) : resolve(port)));
+      server.close(() => {
+        if (port === SYSTEM_POSTGRES_PORT) freePort().then(resolve, reject);
+        else resolve(port);
+      });
     });
   });
 }

@@ -271,14 +271,13 @@ describe('attempts are counted before they are verified', () => {
     let database: { url: string; drop(): Promise<void> };
     let a: TestApp;
     let b: TestApp;
-    let admin: TestUser;
     beforeAll(async () => {
       database = await createTestDatabase();
       const secret = randomBytes(32);
       const env = { AUTH_FAILURE_LIMIT: String(LIMIT), TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '100' };
       a = await startTestApp({ env, database: { url: database.url, secret } });
       b = await startTestApp({ env, database: { url: database.url, secret } });
-      admin = await createOrganization(a, 'Two Instances Org', TEST_PASSWORD);
+      await createOrganization(a, 'Two Instances Org', TEST_PASSWORD);
     });
     afterAll(async () => {
       await a.close();
