@@ -197,6 +197,11 @@ export class AccessKeyService {
     if (this.lastMarkedMs.size >= MAX_TRACKED_KEYS) this.lastMarkedMs.clear();
   }
 
+  /**
+   * The key rows of these users (current key, grace period and leak-report columns), one statement; users
+   * without a key have no row in the result. Not checked against any ability: callers are the request loaders,
+   * which load keys only of users the caller was allowed to read.
+   */
   async findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> {
     const rows = await runPrepared<JoinedKeyRow>(
       this.deps.dataSource,
@@ -206,6 +211,12 @@ export class AccessKeyService {
     return rows.map(accessKeyFromJoinedRow).filter((key): key is AccessKey => key !== null);
   }
 
+  /**
+   * The key itself, decrypted from the row (KeyCrypto.decrypt). Callers record the view (ACCESS_KEY_VIEWED)
+   * before they return it, and only for callers granted `accessKey` (abilities.ts).
+   * @throws Error when the ciphertext does not open with this server's secret (a different ACCESS_KEY_SECRET,
+   *   or a ciphertext moved to another user's row).
+   */
   reveal(row: AccessKey): string {
     return this.deps.keyCrypto.decrypt(row.keyCiphertext, row.userId);
   }

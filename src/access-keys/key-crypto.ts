@@ -59,6 +59,11 @@ export class KeyCrypto {
     return Buffer.concat([iv, cipher.getAuthTag(), body]);
   }
 
+  /**
+   * Opens `encrypt`'s output (12-byte IV, 16-byte tag, body) for the same `userId`.
+   * @throws Error (node:crypto's "Unsupported state or unable to authenticate data") when the secret, the user id
+   *   or a byte differs: a key that cannot be authenticated is never returned.
+   */
   decrypt(ciphertext: Buffer, userId: string): string {
     const decipher = createDecipheriv('aes-256-gcm', this.encryptionKey, ciphertext.subarray(0, IV_BYTES));
     decipher.setAAD(Buffer.from(userId));
@@ -68,6 +73,10 @@ export class KeyCrypto {
     );
   }
 
+  /**
+   * Whether `stored` (the fingerprint kept in the database) is this secret's, compared in constant time: how
+   * startup refuses a secret that cannot decrypt the stored keys (db/runtime.ts checkSecret).
+   */
   matchesFingerprint(stored: Buffer): boolean {
     return stored.length === this.fingerprint.length && timingSafeEqual(stored, this.fingerprint);
   }

@@ -27,6 +27,11 @@ export async function hashPassword(password: string): Promise<string> {
   return ['scrypt', PARAMS.N, PARAMS.r, PARAMS.p, salt.toString('base64'), hash.toString('base64')].join('$');
 }
 
+/**
+ * Whether `password` matches `stored` (hashPassword's format), with the parameters stored in it, compared in
+ * constant time. False for any other format (a user without a password has none).
+ * @throws Error from node:crypto when the stored parameters are invalid (a corrupted row).
+ */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const [scheme, n, r, p, salt, hash] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !hash) return false;

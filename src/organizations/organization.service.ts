@@ -26,6 +26,10 @@ export interface CreatedOrganization {
 export class OrganizationService {
   constructor(private readonly deps: { dataSource: DataSource; users: UserService }) {}
 
+  /**
+   * organization: the caller's own organization, read through the request's loader.
+   * @throws NotFoundError when it is gone or the caller may not read it (abilities.ts `read` on Organization).
+   */
   async current(actor: Actor, loaders: Loaders): Promise<Organization> {
     const organization = await loaders.organization.load(actor.principal.organizationId);
     if (!organization || !actor.ability.can('read', organization)) throw new NotFoundError('Organization');

@@ -150,6 +150,10 @@ export class SessionService {
     };
   }
 
+  /**
+   * logout: ends the session that sent the request (revoked_at set; cached credentials evicted). Always true.
+   * @throws BadInputError when the request came with an access key, not a session.
+   */
   async logout(actor: Actor): Promise<boolean> {
     const { sessionId } = actor.principal;
     if (!sessionId) {

@@ -17,6 +17,7 @@ export interface UserRow {
   updated_at: Date;
 }
 
+/** The User entity of a `users` row read with USER_COLUMNS (snake_case columns to fields; no password hash). */
 export function userFromRow(row: UserRow): User {
   return Object.assign(new User(), {
     id: row.id,

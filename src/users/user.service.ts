@@ -157,6 +157,13 @@ export class UserService {
     return user;
   }
 
+  /**
+   * A page of the users the caller may read (abilities.ts `read` on User, applied as SQL: other rows do not
+   * exist for the caller), ordered by name then id. `first` is 0 to MAX_PAGE_SIZE; `after` is a previous page's
+   * `endCursor`; `filter.search` matches name or email, case-insensitive, at most MAX_SEARCH_LENGTH characters.
+   * The key rows come in the same statement and are primed into `loaders`; `countTotal` runs only if asked.
+   * @throws BadInputError on `first` out of range, a search too long or a malformed cursor.
+   */
   async list(
     actor: Actor,
     args: { filter?: UsersFilter; first: number; after?: string | null },
@@ -236,6 +243,13 @@ export class UserService {
     return { user, key };
   }
 
+  /**
+   * createUser: a user of the caller's organization and their first access key (UserService.insert), audited
+   * (USER_CREATED, ACCESS_KEY_CREATED), in one transaction. Only ADMIN may (abilities.ts `create`); checked before
+   * the password is hashed (scrypt, outside the transaction) and again, with the caller's authority, inside it.
+   * @throws ForbiddenError, BadInputError (email, name, or a password of fewer than MIN_PASSWORD_LENGTH
+   *   characters), ConflictError (the email is taken), or the act's refusal (Authority.confirm).
+   */
   async create(actor: Actor, input: CreateUserInput): Promise<User> {
     const { organizationId } = actor.principal;
     const mayCreate = (ability: AppAbility) => {
@@ -292,6 +306,14 @@ export class UserService {
     return result;
   }
 
+  /**
+   * updateUser: changes the given fields of user `id` (null or absent ones stay), audited as USER_UPDATED. Each
+   * field is checked by name (abilities.ts: everyone their own `name`; ADMIN `name` and `email` in the
+   * organization). Saving a user without a key, when the caller may issue them one (ADMIN), also creates it
+   * (ACCESS_KEY_CREATED): the console's "Edit, then Save".
+   * @throws BadInputError (id, email, name), NotFoundError (not visible), ForbiddenError (a field not granted),
+   *   ConflictError (the email is taken), or the act's refusal; see `change`.
+   */
   async update(actor: Actor, id: string, input: UpdateUserInput): Promise<User> {
     const changes: Partial<Pick<User, 'email' | 'name'>> = {};
     if (input.email !== undefined && input.email !== null) changes.email = normalizeEmail(input.email);
@@ -317,6 +339,13 @@ export class UserService {
     });
   }
 
+  /**
+   * setUserRole: gives user `id` the role `role` (ADMIN of the organization only), audited as USER_ROLE_CHANGED;
+   * the same role again changes nothing. The user's cached credentials are evicted, so the new role applies to
+   * their next request.
+   * @throws NotFoundError, ForbiddenError, ConflictError (the organization's last active ADMIN would be demoted),
+   *   BadInputError (malformed id), or the act's refusal; see `change`.
+   */
   async setRole(actor: Actor, id: string, role: Role): Promise<User> {
     return this.change(actor, { id, action: 'setRole' }, async (manager, user) => {
       if (user.role === role) return user;
@@ -327,6 +356,13 @@ export class UserService {
     });
   }
 
+  /**
+   * deactivateUser / reactivateUser (ADMIN of the organization only), audited as USER_DEACTIVATED or
+   * USER_REACTIVATED; the same state again changes nothing. Deactivating ends all the user's sessions (not brought
+   * back by reactivation), and their key stops authenticating at once (cache evicted after the commit).
+   * @throws NotFoundError, ForbiddenError, ConflictError (the organization's last active ADMIN would be
+   *   deactivated), BadInputError (malformed id), or the act's refusal; see `change`.
+   */
   async setActive(actor: Actor, id: string, isActive: boolean): Promise<User> {
     return this.change(actor, { id, action: isActive ? 'reactivate' : 'deactivate' }, async (manager, user) => {
       if (user.isActive === isActive) return user;
