@@ -80,6 +80,11 @@ export class ConfigError extends Error {}
 
 const MIN_SECRET_BYTES = 32;
 
+/**
+ * The server secret from base64 `value` (surrounding spaces ignored); `source` names where it came from
+ * (an environment variable or a file) in the error.
+ * @throws ConfigError when it decodes to fewer than 32 bytes.
+ */
 export function parseSecret(value: string, source: string): Buffer {
   const secret = Buffer.from(value.trim(), 'base64');
   if (secret.length < MIN_SECRET_BYTES) {

@@ -153,26 +153,32 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /** One authentication decision: crm_access_authentications_total{kind, result}. */
   countAuthentication(kind: AuthenticationKind, result: AuthenticationResult): void {
     this.authentications.inc({ kind, result });
   }
 
+  /** One request refused for too many failed authentications (429): crm_access_rate_limited_requests_total. */
   countRateLimited(): void {
     this.rateLimited.inc();
   }
 
+  /** `count` keys revealed (their views committed): crm_access_key_reveals_total. */
   countKeyReveals(count: number): void {
     this.keyReveals.inc(count);
   }
 
+  /** One key regenerated: crm_access_key_regenerations_total. */
   countKeyRegeneration(): void {
     this.keyRegenerations.inc();
   }
 
+  /** One request refused to shed load, by reason: crm_access_load_shed_requests_total{reason}. */
   countLoadShed(reason: LoadShedReason): void {
     this.loadShed.inc({ reason });
   }
 
+  /** The longest-idle connection closed to admit a new one over the limit: crm_access_idle_connections_closed_total. */
   countIdleConnectionClosed(): void {
     this.idleConnectionsClosed.inc();
   }

@@ -18,6 +18,10 @@ export type { AuditActor } from './audit-rows';
 
 export const SYSTEM_ACTOR: AuditActor = { userId: null, kind: ActorKind.SYSTEM, ip: null, requestId: null };
 
+/**
+ * Who an audit row names for an act of `actor`: the user, how they signed in (SESSION or ACCESS_KEY), the
+ * client address and the request id.
+ */
 export function auditActorOf(actor: Actor): AuditActor {
   return {
     userId: actor.principal.userId,
@@ -69,6 +73,11 @@ export class AuditService {
     this.keyViews = new KeyViewWriter(deps);
   }
 
+  /**
+   * Inserts one audit row per entry, all by `actor`, in `manager`'s transaction (one statement): the events
+   * commit or roll back with the change they describe. No entries: nothing is written.
+   * @throws the database's error (the caller's transaction then rolls back the change too).
+   */
   async record(manager: EntityManager, actor: AuditActor, ...entries: AuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const rows = entries.map((entry) => ({ actor, ...entry, targetUserId: entry.targetUserId ?? null }));

@@ -30,6 +30,11 @@ export interface DataSourceOptions {
   queryCounter?: QueryCounter;
 }
 
+/**
+ * The TypeORM data source of the service (not yet initialized): the entities and migrations, never
+ * `synchronize`; pool size, connect timeout (ms) and statement timeout (ms, 0: none) from `db`; every statement
+ * counted by `queryCounter` (a fresh one when not given).
+ */
 export function createDataSource({ url, db, queryCounter }: DataSourceOptions): DataSource {
   return new DataSource({
     type: 'postgres',

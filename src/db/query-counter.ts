@@ -21,6 +21,7 @@ export class QueryCounter implements TypeOrmLogger {
   since(since: number): string[] {
     return this.recent.slice(Math.max(0, this.recent.length - (this.count - since)));
   }
+  /** TypeORM's other logger hooks: nothing to count or log here (errors reach the caller). */
   logQueryError(): void {}
   logQuerySlow(): void {}
   logSchemaBuild(): void {}

@@ -69,6 +69,12 @@ export const SERVER_ACCOUNT = 'crm-access-pg';
 export const FALLBACK_CLUSTER_ROOT = '/var/lib/crm-access';
 const ACCOUNT_CREATE_ATTEMPTS = 5;
 
+/**
+ * Starts (or joins, when another process of this checkout started it) a PostgreSQL cluster in
+ * `options.dataDir`, on a free loopback port unless `options.port` is set, creating the cluster and the database
+ * on first use; started by root, it runs as SERVER_ACCOUNT. Development and tests only.
+ * @throws EmbeddedPostgresError with an operator-readable reason when it cannot start.
+ */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { log } = options;
   const databaseName = options.databaseName ?? DEFAULT_DATABASE;

@@ -15,10 +15,12 @@ const VISIBLE = /(?!\u2800)[\p{L}\p{N}\p{P}\p{S}]/u;
 /** With the u flag a surrogate only matches when it is unpaired: text PostgreSQL would store as U+FFFD. */
 const UNPAIRED_SURROGATE = /\p{Cs}/u;
 
+/** True when `value` has a control character (Unicode Cc: tab, newline, NUL...). */
 export function containsControlCharacters(value: string): boolean {
   return CONTROL.test(value);
 }
 
+/** True when `value` has a lone UTF-16 surrogate, which PostgreSQL would store as U+FFFD. */
 export function hasUnpairedSurrogate(value: string): boolean {
   return UNPAIRED_SURROGATE.test(value);
 }

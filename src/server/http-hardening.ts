@@ -138,6 +138,7 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-resource-policy': 'same-origin',
 };
 
+/** Adds SECURITY_HEADERS to every response of `app` (an onSend hook), errors included. */
 export function registerSecurityHeaders(app: FastifyInstance): void {
   // Callback style: no promise per response for five constant headers.
   app.addHook('onSend', (_request, reply, payload, done) => {

@@ -49,11 +49,15 @@ function page(): string {
 `;
 }
 
+/** True for a browser opening /graphql: a GET that accepts text/html and carries no `query` parameter. */
 export function wantsExplorer(request: FastifyRequest): boolean {
   const query = request.query as Record<string, unknown> | undefined;
   return request.method === 'GET' && !query?.query && /text\/html/.test(request.headers.accept ?? '');
 }
 
+/**
+ * Sends the explorer's HTML page, with its Content-Security-Policy (inline styles allowed, scripts of this origin only).
+ */
 export function sendExplorer(reply: FastifyReply): FastifyReply {
   return (
     reply
@@ -69,6 +73,7 @@ function packageFile(name: string, file: string): string {
   return path.join(path.dirname(require.resolve(`${name}/package.json`)), file);
 }
 
+/** Serves the explorer's scripts and styles (GraphiQL, React, the start-up script) under its assets path. */
 export function registerExplorerAssets(app: FastifyInstance): void {
   serveFiles(app, {
     [`${ASSETS}/graphiql.min.js`]: require.resolve('graphiql/graphiql.min.js'),
