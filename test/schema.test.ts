@@ -14,4 +14,15 @@ describe('schema.graphql', () => {
     if (committed !== emitted) fs.writeFileSync(SCHEMA_FILE, emitted);
     expect(committed).toBe(emitted);
   });
+
+  it('describes every query and mutation', async () => {
+    const schema = await buildAppSchema();
+    const fields = [schema.getQueryType()!, schema.getMutationType()!].flatMap((type) =>
+      Object.values(type.getFields()).map((field) => ({
+        name: `${type.name}.${field.name}`,
+        description: field.description,
+      })),
+    );
+    expect(fields.filter((field) => !field.description?.trim()).map((field) => field.name)).toEqual([]);
+  });
 });

@@ -27,6 +27,11 @@ export class AccessKeyResolver {
     return ctx.loaders.accessKey.load(user.id);
   }
 
+  /**
+   * The user's key (AccessKeyService.reveal), recorded as ACCESS_KEY_VIEWED before it is returned; the view's
+   * batch re-confirms the caller's authority (KeyViewWriter). Null when the user has no key.
+   * @throws ForbiddenError (not granted, or the caller's role changed), UnauthenticatedError (authority ended).
+   */
   @Can('read', 'User', { field: 'accessKey', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => String, {
     nullable: true,
@@ -43,6 +48,7 @@ export class AccessKeyResolver {
     return key;
   }
 
+  /** What can be shown of the user's key without revealing it; null when the user has no key. */
   @Can('read', 'User', { field: 'accessKeyInfo', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
   async accessKeyInfo(@Root() user: User, @Ctx() ctx: RequestContext): Promise<AccessKeyInfo | null> {
@@ -63,6 +69,10 @@ export class AccessKeyResolver {
     };
   }
 
+  /**
+   * See AccessKeyRegeneration.regenerateAccessKey (errors thrown there); the request's later reads show the
+   * key issued here.
+   */
   @Can('regenerateAccessKey', 'User', { on: { arg: 'userId' } })
   @Mutation(() => RegenerateAccessKeyPayload, {
     description: 'Replaces the key. The old one stops working at once, or after gracePeriodSeconds (at most 7 days).',

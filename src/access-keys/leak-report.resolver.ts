@@ -10,6 +10,7 @@ import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 export class LeakReportResolver {
   constructor(private readonly deps: { leakReports: LeakReportService }) {}
 
+  /** See LeakReportService.reportByAdmin (errors thrown there). */
   @Can('regenerateAccessKey', 'User', {
     on: 'organization',
     message: 'Only admins of the organization can report a leaked access key.',

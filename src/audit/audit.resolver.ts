@@ -24,6 +24,7 @@ class AuditEventsArgs {
 export class AuditResolver {
   constructor(private readonly audit: AuditService) {}
 
+  /** A page of the caller's organization's events (AuditService.list). @throws BadInputError (first, after). */
   @Can('read', 'AuditEvent', { on: 'organization', message: 'Only admins can read the audit log.' })
   @Query(() => AuditEventConnection, { description: "Admins: the organization's audit log, newest first." })
   auditEvents(
@@ -33,7 +34,7 @@ export class AuditResolver {
     return this.audit.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE });
   }
 
-  // Users outside the caller's view come back null (the user loader is scoped by the abilities).
+  /** Who acted; users outside the caller's view come back null (the user loader is scoped by the abilities). */
   @Can('read', 'AuditEvent', { on: 'parent' })
   @FieldResolver(() => User, {
     nullable: true,
@@ -43,8 +44,12 @@ export class AuditResolver {
     return event.actorUserId ? ctx.loaders.user.load(event.actorUserId) : null;
   }
 
+  /** Whom the event is about; null as for `actor`. */
   @Can('read', 'AuditEvent', { on: 'parent' })
-  @FieldResolver(() => User, { nullable: true })
+  @FieldResolver(() => User, {
+    nullable: true,
+    description: 'The user the event is about. Null when there is none or the user was deleted.',
+  })
   target(@Root() event: AuditEvent, @Ctx() ctx: RequestContext): Promise<User | null> | null {
     return event.targetUserId ? ctx.loaders.user.load(event.targetUserId) : null;
   }

@@ -9,6 +9,7 @@ import type { OrganizationService } from './organization.service';
 export class OrganizationResolver {
   constructor(private readonly organizations: OrganizationService) {}
 
+  /** See OrganizationService.current. */
   @Can('read', 'Organization', { on: 'caller' })
   @Query(() => Organization, { description: "The caller's organization." })
   organization(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<Organization> {

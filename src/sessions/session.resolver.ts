@@ -21,6 +21,7 @@ export class LoginPayload {
 export class SessionResolver {
   constructor(private readonly sessions: SessionService) {}
 
+  /** See SessionService.login: a session token for a person's email and password. */
   @Public()
   @Mutation(() => LoginPayload, {
     description: 'Signs a person in. The same error for an unknown email and a wrong password.',
@@ -33,12 +34,14 @@ export class SessionResolver {
     return this.sessions.login({ email, password, ip: ctx.ip, requestId: ctx.requestId });
   }
 
+  /** See SessionService.logout. */
   @Can('read', 'User', { on: 'caller' })
   @Mutation(() => Boolean, { description: 'Ends the session that sent this request.' })
   logout(@CurrentActor() actor: Actor): Promise<boolean> {
     return this.sessions.logout(actor);
   }
 
+  /** See SessionService.changePassword. */
   @Can('changePassword', 'User', { on: 'caller' })
   @Mutation(() => Boolean, { description: "Changes the caller's own password and ends their other sessions." })
   changePassword(
