@@ -10,8 +10,9 @@ import type { RequestContext } from './context';
  * - `parent`: on the object the field belongs to, here, before the field resolves (a refusal is FORBIDDEN on
  *   that field only; the rest of the answer arrives);
  * - `organization`: on the caller's organization, here, before the resolver runs (FORBIDDEN);
- * - `{ arg }`: on the row named by that argument, by the service inside the act's transaction
- *   (UserService.change, Authority.confirm): NOT_FOUND when the row is not visible, FORBIDDEN when it is;
+ * - `{ arg }`: on the row named by that argument, by the service: a read when it reads the row
+ *   (UserService.get), a write inside the act's transaction (UserService.change, Authority.confirm);
+ *   NOT_FOUND when the row is not visible, FORBIDDEN when it is;
  * - `caller`: on the caller's own row, by the service inside the act;
  * - `list`: on every row of a list, as SQL (abilities.ts scopeOf): rows outside it do not exist for the caller;
  * - `with-parent`: a profile field (abilities.ts PROFILE_FIELDS), readable by whoever was given its parent
@@ -28,11 +29,11 @@ export const AUTHORIZATION_EXTENSION = 'authorization';
 /**
  * Who may call this query, mutation or field: the caller's abilities (src/authorization/abilities.ts, the
  * only place role rules live) must allow `action` on `subjectType` (and on `options.field`, if given), applied
- * where `options.on` says. Every caller but a `with-parent` field's must be signed in: anonymous requests get
- * UNAUTHENTICATED here.
- * `parent` and `organization` rules are checked by this decorator and refused with ForbiddenError
- * (`options.message`, or the generic one); the others are declared here and enforced by the service at the
- * moment of the act, so that a row's existence is not revealed and a revoked authority cannot act.
+ * where `options.on` says. `parent` and `organization` rules are checked by this decorator, before the
+ * resolver: UnauthenticatedError without credentials, ForbiddenError (`options.message`, or the generic one)
+ * when not allowed. The others are declared here and enforced by the service (UserService.get and `change`,
+ * the SQL scope, Authority.confirm at the moment of a write), so that a row's existence is not revealed and a
+ * revoked authority cannot act.
  * @example `@Can('read', 'User', { field: 'accessKey', on: 'parent' })`
  */
 export function Can(
@@ -42,18 +43,17 @@ export function Can(
 ): MethodDecorator {
   const { on, field, message } = options;
   const rule: DeclaredRule = { action, subject: subjectType, on, ...(field ? { field } : {}) };
+  // Only the rules checked here cost a middleware; the others are enforced by the service, and their resolvers
+  // take the caller through @CurrentActor (UNAUTHENTICATED without credentials), as before.
+  const checkedHere = on === 'parent' || on === 'organization';
   const guard = createMethodMiddlewareDecorator<RequestContext>(({ context, root }, next) => {
-    if (on === 'with-parent') return next();
     const actor = context.actor;
     if (!actor) throw new UnauthenticatedError();
-    if (on === 'parent' && !actor.ability.can(action, root, field)) throw new ForbiddenError(message);
-    if (on === 'organization') {
-      const ofOrganization = subject(subjectType, { organizationId: actor.principal.organizationId });
-      if (!actor.ability.can(action, ofOrganization, field)) throw new ForbiddenError(message);
-    }
+    const target = on === 'parent' ? root : subject(subjectType, { organizationId: actor.principal.organizationId });
+    if (!actor.ability.can(action, target, field)) throw new ForbiddenError(message);
     return next();
   });
-  return declared(rule, guard);
+  return declared(rule, checkedHere ? guard : undefined);
 }
 
 /** Open to anyone, signed in or not (login): says so where it is declared, so no field is public by omission. */
