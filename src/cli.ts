@@ -2,6 +2,7 @@ import 'reflect-metadata';
 
 import { parseArgs } from 'node:util';
 
+import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { createLogger } from './logger';
@@ -21,6 +22,14 @@ const USAGE = `Usage:
                                  (printf '%s\\n' "$PASSWORD" | npm run cli -- create-organization ... --admin-password-stdin)
         ${PASSWORD_ENV}=P  read it from this environment variable
         --admin-password P       on the command line: other users of the machine can read it in the process list
+  npm run cli -- rotate-secret [--batch-size N]
+      Re-encrypts and re-digests every access key under the current master secret, the first of
+      ACCESS_KEY_SECRET="<new>,<old>" (comma- or newline-separated, current first), N keys per transaction
+      (default ${DEFAULT_ROTATION_BATCH_SIZE}, at most 10000). Online: keys keep working on every instance meanwhile.
+      Safe to kill and run again: it continues with the keys not yet under the current secret. At the end
+      the database records the current secret, so the old one may leave ACCESS_KEY_SECRET. Prints one JSON
+      object: {"rotated", "batches", "fingerprintMoved", "olderSecretsUsedUntil"} (the latest end of a grace
+      period or session still under an older secret: keep it in the list until then). See README.md.
   npm run cli -- --help
       Shows this text.
 Configuration (DATABASE_URL, ACCESS_KEY_SECRET, DATA_DIR, ...) comes from the environment: see README.md.`;
@@ -54,6 +63,17 @@ async function adminPassword(params: {
   if (!password)
     throw new UsageError('--admin-password-stdin: no password on standard input (its first line is empty).');
   return password;
+}
+
+/**
+ * Test-only: with CRM_TEST_ROTATE_PAUSE_AFTER_BATCHES=N (and NODE_ENV=test), rotate-secret stops after its
+ * Nth committed batch, says so on stderr and waits to be killed, so a test can make requests mid-rotation and
+ * kill the process at a known point (test/access-keys/secret-rotation.test.ts). Ignored outside tests.
+ */
+async function testOnlyPause(batches: number): Promise<void> {
+  if (process.env.NODE_ENV !== 'test' || Number(process.env.CRM_TEST_ROTATE_PAUSE_AFTER_BATCHES) !== batches) return;
+  process.stderr.write(`rotate-secret paused after ${batches} batches\n`);
+  await new Promise(() => setInterval(() => undefined, 60_000));
 }
 
 const wantsHelp = (argv: string[]): boolean =>
@@ -105,6 +125,30 @@ async function run(argv: string[]): Promise<void> {
         adminPassword: password,
       });
       process.stdout.write(JSON.stringify(created) + '\n');
+    } finally {
+      await database.close();
+    }
+    return;
+  }
+  if (command === 'rotate-secret') {
+    const { values } = parseArgs({ args: rest, options: { 'batch-size': { type: 'string' } }, strict: true });
+    const rawBatchSize = values['batch-size'];
+    const batchSize = rawBatchSize === undefined ? DEFAULT_ROTATION_BATCH_SIZE : Number(rawBatchSize);
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+      throw new UsageError(`--batch-size must be a whole number from 1 to 10000, got "${rawBatchSize}".`);
+    }
+    const database = await openDatabase({ config, logger });
+    try {
+      const result = await rotateSecret({
+        dataSource: database.dataSource,
+        keyCrypto: database.keyCrypto,
+        batchSize,
+        afterBatch: async (progress) => {
+          logger.info(progress, 'access keys moved to the current secret');
+          await testOnlyPause(progress.batches);
+        },
+      });
+      process.stdout.write(JSON.stringify(result) + '\n');
     } finally {
       await database.close();
     }

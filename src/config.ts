@@ -11,7 +11,10 @@ export interface Config {
   readonly databaseUrl: string | null;
   readonly dataDir: string;
   /** Absent outside production: the embedded default generates one into `dataDir`. */
+  /** The current master secret (the keyring's first): what new keys are encrypted and digested with. */
   readonly accessKeySecret: Buffer | null;
+  /** Older master secrets, newest first: still read and looked up by while `rotate-secret` moves keys off them. */
+  readonly olderAccessKeySecrets: readonly Buffer[];
   readonly migrateOnStart: boolean;
   /**
    * Which X-Forwarded-For hops to believe: false (default: clients cannot pick their address), a number of
@@ -162,12 +165,36 @@ function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   throw new ConfigError(`${name} must be true or false, got "${env[name]}".`);
 }
 
+/**
+ * A keyring: one or more secrets, comma- or newline-separated, current first, then older ones (base64 never
+ * holds a comma or a line break, so the split is unambiguous). Throws ConfigError for an entry too short, an
+ * empty entry, or one listed twice.
+ */
+export function parseSecrets(value: string, source: string): Buffer[] {
+  const entries = value
+    .trim()
+    .split(/[,\r\n]+/)
+    .map((entry) => entry.trim());
+  const secrets = entries.map((entry, index) => {
+    if (!entry) throw new ConfigError(`${source}: entry ${index + 1} of the list is empty.`);
+    return parseSecret(entry, entries.length > 1 ? `${source} (entry ${index + 1})` : source);
+  });
+  const seen = new Set<string>();
+  for (const secret of secrets) {
+    const id = secret.toString('base64');
+    if (seen.has(id)) throw new ConfigError(`${source} lists the same secret twice.`);
+    seen.add(id);
+  }
+  return secrets;
+}
+
 /** Reads the environment once; the rest of the code receives the frozen result. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development';
   const production = nodeEnv === 'production';
   const secretSetting = fromEnvOrFile(env, 'ACCESS_KEY_SECRET');
-  const secret = secretSetting ? parseSecret(secretSetting.value, secretSetting.source) : null;
+  const secrets = secretSetting ? parseSecrets(secretSetting.value, secretSetting.source) : [];
+  const secret = secrets[0] ?? null;
   if (production && !secret) {
     throw new ConfigError('ACCESS_KEY_SECRET (or ACCESS_KEY_SECRET_FILE) is required when NODE_ENV=production.');
   }
@@ -193,6 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: fromEnvOrFile(env, 'DATABASE_URL')?.value ?? null,
     dataDir: path.resolve(env.DATA_DIR || '.data'),
     accessKeySecret: secret,
+    olderAccessKeySecrets: secrets.slice(1),
     migrateOnStart: flag(env, 'MIGRATE_ON_START', false),
     trustProxy: trustProxy(env.TRUST_PROXY),
     logLevel: env.LOG_LEVEL || (nodeEnv === 'test' ? 'silent' : 'info'),

@@ -148,3 +148,74 @@ export function createLogger(params: { level: string; destination?: pino.Destina
   } as typeof logger.child;
   return logger;
 }
+
+type LogArguments = [object | string, ...unknown[]];
+
+/**
+ * Fastify's per-request logger (its `childLoggerFactory`), made only when the request writes a line. A pino
+ * child with the request id costs its bindings' serialization (and their redaction) on every request; with
+ * request logging off (LOG_REQUESTS unset) almost no request ever logs, so most never pay for it. Methods
+ * live on the prototype: nothing but this small object is allocated per request.
+ */
+export class RequestLogger {
+  private made: Logger | null = null;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: pino.Bindings,
+    private readonly options: pino.ChildLoggerOptions,
+  ) {}
+
+  /** The real child logger, with the request's bindings: made on first use. */
+  get logger(): Logger {
+    return (this.made ??= this.parent.child(this.bindings, this.options));
+  }
+
+  get level(): string {
+    return this.made?.level ?? this.options.level ?? this.parent.level;
+  }
+
+  set level(level: string) {
+    this.logger.level = level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.made ? this.made.isLevelEnabled(level) : pino.levels.values[level] >= pino.levels.values[this.level];
+  }
+
+  fatal(...args: LogArguments): void {
+    this.write('fatal', args);
+  }
+
+  error(...args: LogArguments): void {
+    this.write('error', args);
+  }
+
+  warn(...args: LogArguments): void {
+    this.write('warn', args);
+  }
+
+  info(...args: LogArguments): void {
+    this.write('info', args);
+  }
+
+  debug(...args: LogArguments): void {
+    this.write('debug', args);
+  }
+
+  trace(...args: LogArguments): void {
+    this.write('trace', args);
+  }
+
+  silent(): void {}
+
+  child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
+    return this.logger.child(bindings, options);
+  }
+
+  private write(level: pino.Level, args: LogArguments): void {
+    // A line below the level is dropped without making the child.
+    if (!this.isLevelEnabled(level)) return;
+    (this.logger[level] as (...line: LogArguments) => void)(...args);
+  }
+}

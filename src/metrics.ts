@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -192,23 +192,21 @@ export class Metrics {
 
   /** Notes each request's operation type and whether its answer carried errors (masked ones as server errors). */
   apolloPlugin(): ApolloServerPlugin<object> {
-    return {
-      async requestDidStart({ contextValue }) {
+    // One listener for every request: the observation lives in the request's context.
+    const listener: GraphQLRequestListener<object> = {
+      async willSendResponse({ operation, response, contextValue }) {
         const observation = (contextValue as Observed)[OBSERVATION];
         if (!observation) return;
-        return {
-          async willSendResponse({ operation, response }) {
-            if (operation) observation.operation = operation.operation;
-            const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
-            if (!errors?.length) observation.outcome = 'success';
-            else
-              observation.outcome = errors.some((error) => SERVER_ERROR_CODES.has(String(error.extensions?.code)))
-                ? 'server_error'
-                : 'graphql_error';
-          },
-        };
+        if (operation) observation.operation = operation.operation;
+        const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
+        if (!errors?.length) observation.outcome = 'success';
+        else
+          observation.outcome = errors.some((error) => SERVER_ERROR_CODES.has(String(error.extensions?.code)))
+            ? 'server_error'
+            : 'graphql_error';
       },
     };
+    return { requestDidStart: async () => listener };
   }
 
   /**

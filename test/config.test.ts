@@ -18,6 +18,35 @@ describe('configuration', () => {
     return target;
   };
 
+  describe('when ACCESS_KEY_SECRET is a keyring (rotation)', () => {
+    const [current, older, oldest] = [randomBytes(32), randomBytes(32), randomBytes(48)];
+
+    it('takes a comma-separated list, current first, then older ones', () => {
+      const config = loadConfig({
+        ACCESS_KEY_SECRET: [current, older, oldest].map((s) => s.toString('base64')).join(', '),
+      });
+      expect(config.accessKeySecret).toEqual(current);
+      expect(config.olderAccessKeySecrets).toEqual([older, oldest]);
+    });
+
+    it('takes one secret a line from ACCESS_KEY_SECRET_FILE', () => {
+      const config = loadConfig({
+        ACCESS_KEY_SECRET_FILE: file('keyring', `${current.toString('base64')}\n${older.toString('base64')}\n`),
+      });
+      expect(config.accessKeySecret).toEqual(current);
+      expect(config.olderAccessKeySecrets).toEqual([older]);
+    });
+
+    it('refuses a short entry, naming it, and a secret listed twice', () => {
+      expect(() => loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},c2hvcnQ=` })).toThrow(
+        /ACCESS_KEY_SECRET \(entry 2\) must be at least 32/,
+      );
+      expect(() =>
+        loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},${current.toString('base64')}` }),
+      ).toThrow(/the same secret twice/);
+    });
+  });
+
   describe('when secrets come from files (the *_FILE convention)', () => {
     it('reads ACCESS_KEY_SECRET_FILE and DATABASE_URL_FILE, trimming the trailing newline editors and `echo` add', () => {
       const secret = randomBytes(32);

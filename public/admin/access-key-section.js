@@ -14,17 +14,20 @@ import { go, redrawIfForbidden, signedInUser, signOut } from './state.js';
  * @typedef {{
  *   hint: string; createdAt: string; lastUsedAt: string | null; previousKeyExpiresAt: string | null;
  *   previousKeyLastUsedAt: string | null; leakReportedAt: string | null; leakReportLocation: string | null;
- *   leakReportSource: 'GITHUB_SECRET_SCANNING' | 'ADMIN' | null; leakedKeyHint: string | null;
+ *   leakReportSource: 'GITHUB_SECRET_SCANNING' | 'ADMIN' | null; leakedKeyHint: string | null; expiresAt: string | null;
  * }} AccessKeyInfo
  * @typedef {{ id: string; name: string; accessKeyInfo: AccessKeyInfo | null }} KeyOwner
  */
 
 export const ACCESS_KEY_INFO_FIELDS =
   'accessKeyInfo { hint createdAt lastUsedAt previousKeyExpiresAt previousKeyLastUsedAt ' +
-  'leakReportedAt leakReportLocation leakReportSource leakedKeyHint }';
+  'leakReportedAt leakReportLocation leakReportSource leakedKeyHint expiresAt }';
 
 /** Who reported a leak, in words. */
 const LEAK_REPORTERS = { GITHUB_SECRET_SCANNING: 'by GitHub secret scanning', ADMIN: 'by an admin' };
+
+/** How close an expiry (the organization's maxKeyAgeDays) comes before the profile warns about it. */
+const EXPIRY_WARNING_DAYS = 14;
 
 /** Grace periods offered on Regenerate: how long the replaced key keeps working. */
 const GRACE_PERIODS = /** @type {Array<[string, string]>} */ ([
@@ -41,14 +44,21 @@ function keyFacts(info) {
   if (!info) return h('p', { text: 'Press Edit, then Save, above to create a key for this user.' });
   const previousUntil =
     info.previousKeyExpiresAt && new Date(info.previousKeyExpiresAt) > new Date() ? info.previousKeyExpiresAt : null;
+  const expiresAt = info.expiresAt ? new Date(info.expiresAt) : null;
+  const expired = expiresAt !== null && expiresAt <= new Date();
+  const expiry = expiresAt
+    ? `${formatDateTime(info.expiresAt)} (${expired ? 'expired' : fromNow(expiresAt)})`
+    : 'Never';
   return h(
     'div',
     {},
     leakReport(info),
+    expiryWarning(expiresAt),
     facts([
       ['Hint', info.hint, 'key-hint'],
       ['Created', formatDateTime(info.createdAt), 'key-created'],
       ['Last used', formatDateTime(info.lastUsedAt, 'Not used yet'), 'key-last-used'],
+      ['Expires', expiry, 'key-expires'],
       [
         'Previous key works until',
         previousUntil ? `${formatDateTime(previousUntil)} (${fromNow(new Date(previousUntil))})` : null,
@@ -62,6 +72,22 @@ function keyFacts(info) {
       ],
     ]),
   );
+}
+
+/**
+ * A warning when the key expires within EXPIRY_WARNING_DAYS or has expired (expiry by policy); null otherwise.
+ * @param {Date | null} expiresAt
+ */
+function expiryWarning(expiresAt) {
+  if (!expiresAt) return null;
+  const expired = expiresAt <= new Date();
+  if (!expired && expiresAt.getTime() - Date.now() >= EXPIRY_WARNING_DAYS * 86_400_000) return null;
+  const warning = expired
+    ? 'This key has expired: it is refused like any invalid key. Regenerate it and give the new key to its integrations.'
+    : `This key expires ${fromNow(expiresAt)}. Regenerate it before then and give the new key to its integrations.`;
+  const box = notice(warning, 'warning');
+  box.id = 'key-expiry-warning';
+  return box;
 }
 
 /**

@@ -49,4 +49,12 @@ export class AccessKey {
 
   @Column({ name: 'leaked_key_hint', type: 'text', nullable: true })
   leakedKeyHint: string | null;
+
+  /** When the current key stops working (its organization's maxKeyAgeDays); null: never. */
+  @Column({ name: 'expires_at', type: 'timestamptz', nullable: true })
+  expiresAt: Date | null;
+
+  /** Fingerprint of the master secret this row's key is encrypted and digested under (see rotate-secret). */
+  @Column({ name: 'secret_fingerprint', type: 'bytea', nullable: true })
+  secretFingerprint: Buffer | null;
 }

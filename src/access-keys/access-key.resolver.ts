@@ -4,7 +4,6 @@ import type { Metrics } from '../metrics';
 import { Can } from '../request/can';
 import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
-import type { AccessKey } from './access-key.entity';
 import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
 import type { AccessKeyRegeneration } from './access-key-regeneration';
@@ -23,13 +22,10 @@ export class AccessKeyResolver {
     },
   ) {}
 
-  private keyRow(user: User, ctx: RequestContext): Promise<AccessKey | null> {
-    return ctx.loaders.accessKey.load(user.id);
-  }
-
   /**
-   * The user's key (AccessKeyService.reveal), recorded as ACCESS_KEY_VIEWED before it is returned; the view's
-   * batch re-confirms the caller's authority (KeyViewWriter). Null when the user has no key.
+   * The user's key, decrypted and recorded as ACCESS_KEY_VIEWED before it is returned (the request's
+   * revealedKey loader: a page's keys together); the view's batch re-confirms the caller's authority
+   * (KeyViewWriter). Null when the user has no key.
    * @throws ForbiddenError (not granted, or the caller's role changed), UnauthenticatedError (authority ended).
    */
   @Can('read', 'User', { field: 'accessKey', on: 'parent', message: KEY_FIELDS_REFUSAL })
@@ -38,21 +34,16 @@ export class AccessKeyResolver {
     description:
       'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
-  async accessKey(@Root() user: User, @Ctx() ctx: RequestContext): Promise<string | null> {
-    const row = await this.keyRow(user, ctx);
-    if (!row) return null;
-    // Decrypted first, so a key that cannot be read is not recorded as viewed; recorded before it is
-    // returned, so if the audit insert fails the key is not revealed.
-    const key = this.deps.accessKeys.reveal(row);
-    await ctx.loaders.keyView.load({ userId: user.id, organizationId: user.organizationId });
-    return key;
+  accessKey(@Root() user: User, @Ctx() ctx: RequestContext): Promise<string | null> {
+    // A page's keys are decrypted together and their views committed in one insert before any is returned.
+    return ctx.loaders.revealedKey.load(user);
   }
 
   /** What can be shown of the user's key without revealing it; null when the user has no key. */
   @Can('read', 'User', { field: 'accessKeyInfo', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
   async accessKeyInfo(@Root() user: User, @Ctx() ctx: RequestContext): Promise<AccessKeyInfo | null> {
-    const row = await this.keyRow(user, ctx);
+    const row = await ctx.loaders.accessKey.load(user.id);
     if (!row) return null;
     return {
       hint: row.keyHint,
@@ -66,6 +57,7 @@ export class AccessKeyResolver {
       leakReportLocation: row.leakReportLocation,
       leakReportSource: row.leakReportSource as LeakReportSource | null,
       leakedKeyHint: row.leakedKeyHint,
+      expiresAt: row.expiresAt,
     };
   }
 
@@ -92,8 +84,7 @@ export class AccessKeyResolver {
     // have issued since), whose view was recorded with the regeneration: reading it again is the same view,
     // as for any key read twice in a request.
     ctx.loaders.accessKey.clear(user.id).prime(user.id, key.row);
-    const target = { userId: user.id, organizationId: user.organizationId };
-    ctx.loaders.keyView.clear(target).prime(target, true);
+    ctx.loaders.revealedKey.clear(user).prime(user, key.key);
     return { user, accessKey: key.key, previousKeyExpiresAt: key.row.previousKeyExpiresAt };
   }
 }

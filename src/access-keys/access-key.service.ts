@@ -5,10 +5,14 @@ import { type Authenticated, principalFrom } from '../authentication/principal';
 import { runPrepared } from '../db/prepared';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { AccessKey } from './access-key.entity';
+import { type Clock, systemClock } from './clock';
 import type { KeyCrypto } from './key-crypto';
 import { generateAccessKey, keyHint } from './key-format';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
+/** Opens the key lookup's SQL, so tests and operators' statement logs can count lookups whatever the SQL's shape. */
+export const KEY_LOOKUP_MARK = '/* access-key lookup */';
+
 const LAST_USED_RESOLUTION_SECONDS = 60;
 const USE_FLUSH_DELAY_MS = 1000;
 const MAX_TRACKED_KEYS = 100_000;
@@ -28,7 +32,7 @@ export const JOINED_KEY_COLUMNS =
   'k.last_used_at AS key_last_used_at, k.previous_key_expires_at AS key_previous_key_expires_at, ' +
   'k.previous_key_last_used_at AS key_previous_key_last_used_at, k.leak_reported_at AS key_leak_reported_at, ' +
   'k.leak_report_location AS key_leak_report_location, k.leak_report_source AS key_leak_report_source, ' +
-  'k.leaked_key_hint AS key_leaked_key_hint';
+  'k.leaked_key_hint AS key_leaked_key_hint, k.expires_at AS key_expires_at';
 
 export interface JoinedKeyRow {
   key_user_id: string | null;
@@ -44,6 +48,7 @@ export interface JoinedKeyRow {
   key_leak_report_location: string | null;
   key_leak_report_source: string | null;
   key_leaked_key_hint: string | null;
+  key_expires_at: Date | null;
 }
 
 /** The key of a joined row, or null when the user has none (an imported user). */
@@ -63,6 +68,7 @@ export function accessKeyFromJoinedRow(row: JoinedKeyRow): AccessKey | null {
     leakReportLocation: row.key_leak_report_location,
     leakReportSource: row.key_leak_report_source,
     leakedKeyHint: row.key_leaked_key_hint,
+    expiresAt: row.key_expires_at,
   });
 }
 
@@ -78,12 +84,17 @@ export class AccessKeyService {
   private readonly pendingUse = new Set<string>();
   private useTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger }) {}
+  constructor(private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger; clock?: Clock }) {}
+
+  private get clock(): Clock {
+    return this.deps.clock ?? systemClock;
+  }
 
   /**
    * Creates or replaces the user's key in one statement. Concurrent calls for one user serialize on the
    * row lock of ON CONFLICT, so whichever commits last is the single current key; with a grace period the
-   * key it replaced keeps working until the row's `previousKeyExpiresAt`.
+   * key it replaced keeps working until the row's `previousKeyExpiresAt` (never past that key's own expiry).
+   * The new key expires its organization's `maxKeyAgeDays` after now (by the injected clock), or never.
    */
   async issue(
     manager: EntityManager,
@@ -92,8 +103,10 @@ export class AccessKeyService {
     const key = generateAccessKey();
     const { keyCrypto } = this.deps;
     const rows: JoinedKeyRow[] = await manager.query(
-      `INSERT INTO access_keys AS k (user_id, organization_id, key_digest, key_ciphertext, key_hint, created_by)
-       VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO access_keys AS k
+         (user_id, organization_id, key_digest, key_ciphertext, key_hint, created_by, secret_fingerprint, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $8,
+         (SELECT $9::timestamptz + make_interval(days => o.max_key_age_days) FROM organizations o WHERE o.id = $2))
        ON CONFLICT (user_id) DO UPDATE SET
          key_digest = EXCLUDED.key_digest,
          key_ciphertext = EXCLUDED.key_ciphertext,
@@ -102,9 +115,11 @@ export class AccessKeyService {
          created_by = EXCLUDED.created_by,
          last_used_at = NULL,
          previous_key_digest = CASE WHEN $7::int > 0 THEN k.key_digest END,
-         previous_key_expires_at = CASE WHEN $7::int > 0 THEN now() + make_interval(secs => $7::int) END,
+         previous_key_expires_at = CASE WHEN $7::int > 0 THEN LEAST(now() + make_interval(secs => $7::int), k.expires_at) END,
          -- The key a grace period keeps working was last used when it was still the current one.
-         previous_key_last_used_at = CASE WHEN $7::int > 0 THEN k.last_used_at END
+         previous_key_last_used_at = CASE WHEN $7::int > 0 THEN k.last_used_at END,
+         secret_fingerprint = EXCLUDED.secret_fingerprint,
+         expires_at = EXCLUDED.expires_at
        RETURNING ${JOINED_KEY_COLUMNS}`,
       [
         params.userId,
@@ -114,35 +129,48 @@ export class AccessKeyService {
         keyHint(key),
         params.createdBy,
         params.gracePeriodSeconds ?? 0,
+        keyCrypto.fingerprint,
+        new Date(this.clock.now()),
       ],
     );
     return { key, row: accessKeyFromJoinedRow(rows[0])! };
   }
 
-  /** The owner of a key digest, if the key is current (or in its grace period) and its user and organization active. */
-  async lookup(digest: Buffer): Promise<Authenticated | null> {
-    const rows = await runPrepared<UserRow & { valid_for_ms: number | null }>(
+  /**
+   * The owner of a key, by its digests under every secret of the keyring (KeyCrypto.digests: during a
+   * rotation a row may still be under an older one), if the key is current and not expired (by the injected
+   * clock) or in its grace period, and its user and organization active. The principal carries the digest as
+   * stored and the key's expiry, which the auth cache compares with the clock on every hit.
+   */
+  async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
+    const rows = await runPrepared<
+      UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }
+    >(
       this.deps.dataSource,
-      `SELECT ${USER_COLUMNS},
-                    CASE WHEN k.key_digest = $1 THEN NULL
-                         ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms
+      `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
+                    CASE WHEN k.key_digest = ANY($1) THEN NULL
+                         ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms,
+                    CASE WHEN k.key_digest = ANY($1) THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
+                    k.expires_at AS key_expires_at
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
                JOIN organizations o ON o.id = u.organization_id
-              WHERE (k.key_digest = $1 OR (k.previous_key_digest = $1 AND k.previous_key_expires_at > now()))
+              WHERE ((k.key_digest = ANY($1) AND (k.expires_at IS NULL OR k.expires_at > $2))
+                     OR (k.previous_key_digest = ANY($1) AND k.previous_key_expires_at > now()))
                 AND u.is_active AND o.is_active`,
-      [digest],
+      [digests, new Date(this.clock.now())],
     );
     const row = rows[0];
     if (!row) return null;
     // A key in its grace period has no validity limit only when it is the current one.
     const current = row.valid_for_ms === null;
-    const usedDigest = digest.toString('base64');
+    const usedDigest = row.matched_digest.toString('base64');
     const principal = principalFrom(row, {
       kind: 'ACCESS_KEY',
       currentKeyDigest: current ? usedDigest : undefined,
       previousKeyDigest: current ? undefined : usedDigest,
-      keyDigest: digest,
+      keyDigest: row.matched_digest,
+      keyExpiresAtMs: current ? row.key_expires_at?.getTime() : undefined,
     });
     return { principal, validForMs: row.valid_for_ms };
   }
@@ -171,7 +199,8 @@ export class AccessKeyService {
    * Writes the pending notes of use in one statement. A digest is matched against both the current and the
    * previous key of every row, so a use waiting here when its key is replaced with a grace period lands on
    * `previous_key_last_used_at`, and never on the new key. The time guards keep each column to one write a
-   * minute across instances.
+   * minute across instances. The rows are locked by user id, as a leak report locks the key rows it revokes:
+   * an UPDATE that locked them in the order it scanned them deadlocked with a report naming two of them.
    */
   async flushUse(): Promise<void> {
     if (this.useTimer) clearTimeout(this.useTimer);
@@ -181,9 +210,13 @@ export class AccessKeyService {
     this.pendingUse.clear();
     await this.deps.dataSource
       .query(
-        `UPDATE access_keys SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
+        `WITH due AS MATERIALIZED (
+           SELECT user_id FROM access_keys WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE} ORDER BY user_id FOR NO KEY UPDATE
+         )
+         UPDATE access_keys k SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
                 previous_key_last_used_at = CASE WHEN ${PREVIOUS_KEY_DUE} THEN now() ELSE previous_key_last_used_at END
-          WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE}`,
+           FROM due
+          WHERE k.user_id = due.user_id AND (${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE})`,
         [digests, LAST_USED_RESOLUTION_SECONDS],
       )
       .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'));
@@ -212,12 +245,14 @@ export class AccessKeyService {
   }
 
   /**
-   * The key itself, decrypted from the row (KeyCrypto.decrypt). Callers record the view (ACCESS_KEY_VIEWED)
+   * The key itself, decrypted from the row (KeyCrypto.decryptAny: the current secret, or an older one of the
+   * keyring until rotate-secret reaches the row). Callers record the view (ACCESS_KEY_VIEWED)
    * before they return it, and only for callers granted `accessKey` (abilities.ts).
-   * @throws Error when the ciphertext does not open with this server's secret (a different ACCESS_KEY_SECRET,
-   *   or a ciphertext moved to another user's row).
+   * @throws Error when the ciphertext opens with no secret of the keyring (an unknown ACCESS_KEY_SECRET, or a
+   *   ciphertext moved to another user's row).
    */
   reveal(row: AccessKey): string {
-    return this.deps.keyCrypto.decrypt(row.keyCiphertext, row.userId);
+    // Under an older secret of the keyring until rotate-secret reaches the row.
+    return this.deps.keyCrypto.decryptAny(row.keyCiphertext, row.userId);
   }
 }

@@ -46,6 +46,13 @@ export class AccessKeyInfo {
 
   @Field(() => String, { nullable: true, description: 'Prefix and last four characters of the key that was reported.' })
   leakedKeyHint: string | null;
+
+  @Field(() => Date, {
+    nullable: true,
+    description:
+      "When the current key stops working, from the organization's maxKeyAgeDays; null: never. Past it the key is refused like any invalid key.",
+  })
+  expiresAt: Date | null;
 }
 
 @ObjectType({ simpleResolvers: true })

@@ -21,6 +21,10 @@ function subkey(secret: Buffer, purpose: string, bytes = 32): Buffer {
 /**
  * Everything the service does with key material. The server secret is split by HKDF so that the lookup
  * digest, the encryption and the fingerprint never share a key.
+ *
+ * A keyring (ACCESS_KEY_SECRET as a list): this object is the current secret, `older` the ones before it,
+ * newest first. New keys and tokens use the current secret only; lookups, reveals and the startup check also
+ * accept the older ones until `rotate-secret` has moved every key off them (src/access-keys/secret-rotation.ts).
  */
 export class KeyCrypto {
   // A KeyObject, so each digest does not import the raw key again (it is on every request's path).
@@ -29,8 +33,11 @@ export class KeyCrypto {
   private readonly cacheHash: SaltedSha256;
   /** Stored in the database so that startup can refuse a secret that cannot decrypt its keys. */
   readonly fingerprint: Buffer;
+  /** The older secrets of the keyring, newest first (empty for a single secret). */
+  readonly older: readonly KeyCrypto[];
 
-  constructor(secret: Buffer) {
+  constructor(secret: Buffer, olderSecrets: readonly Buffer[] = []) {
+    this.older = olderSecrets.map((older) => new KeyCrypto(older));
     this.digestKey = createSecretKey(subkey(secret, 'key digest'));
     this.encryptionKey = subkey(secret, 'key encryption');
     this.cacheHash = new SaltedSha256(subkey(secret, 'cache key', 64));
@@ -40,6 +47,11 @@ export class KeyCrypto {
   /** HMAC-SHA256 of a key or token: what lookups use; never reversible to the key. */
   digest(value: string): Buffer {
     return createHmac('sha256', this.digestKey).update(value).digest();
+  }
+
+  /** The digests of a key or token under every secret of the keyring, the current one first: what lookups match. */
+  digests(value: string): Buffer[] {
+    return [this.digest(value), ...this.older.map((older) => older.digest(value))];
   }
 
   /**
@@ -74,10 +86,33 @@ export class KeyCrypto {
   }
 
   /**
-   * Whether `stored` (the fingerprint kept in the database) is this secret's, compared in constant time: how
-   * startup refuses a secret that cannot decrypt the stored keys (db/runtime.ts checkSecret).
+   * Decrypts with whichever secret of the keyring sealed the ciphertext (GCM's tag tells): the current one
+   * first. Throws the current secret's error when none opens it.
    */
+  decryptAny(ciphertext: Buffer, userId: string): string {
+    try {
+      return this.decrypt(ciphertext, userId);
+    } catch (error) {
+      for (const older of this.older) {
+        try {
+          return older.decrypt(ciphertext, userId);
+        } catch {
+          // not this one either
+        }
+      }
+      throw error;
+    }
+  }
+
+  /** The secret of the keyring whose fingerprint this is, if any. */
+  withFingerprint(stored: Buffer): KeyCrypto | undefined {
+    return [this, ...this.older].find(
+      (crypto) => stored.length === crypto.fingerprint.length && timingSafeEqual(stored, crypto.fingerprint),
+    );
+  }
+
+  /** True when the current secret or an older one of the keyring has this fingerprint. */
   matchesFingerprint(stored: Buffer): boolean {
-    return stored.length === this.fingerprint.length && timingSafeEqual(stored, this.fingerprint);
+    return this.withFingerprint(stored) !== undefined;
   }
 }

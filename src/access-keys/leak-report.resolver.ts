@@ -17,9 +17,10 @@ export class LeakReportResolver {
   })
   @Mutation(() => ReportLeakedAccessKeyPayload, {
     description:
-      "Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place; kept on the user's " +
-      'profile and in the audit log). A new key is issued at once, with no grace period; read it on the profile. A key of ' +
-      'another organization, or no key at all, answers exactly like a key that was not found: revoked false.',
+      'Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place, at most 2,000 ' +
+      "characters, no control or invisible characters; kept on the user's profile and in the audit log). A new key is " +
+      'issued at once, with no grace period; read it on the profile. A key of another organization answers exactly like ' +
+      'a key that was not found: revoked false. A string not shaped like a key is BAD_USER_INPUT.',
   })
   reportLeakedAccessKey(
     @CurrentActor() actor: Actor,

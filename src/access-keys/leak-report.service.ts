@@ -5,8 +5,9 @@ import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit
 import { AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
 import type { AppAbility } from '../authorization/abilities';
-import type { Authority } from '../authorization/authority';
+import { type Authority, lockOrganizations, lockUsers, sortedUnique } from '../authorization/authority';
 import { BadInputError, ForbiddenError } from '../errors';
+import { refuseHiddenCharacters, replaceHiddenCharacters } from '../graphql/text-checks';
 import type { Actor } from '../request/context';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
@@ -15,7 +16,10 @@ import type { KeyCrypto } from './key-crypto';
 import { isWellFormedAccessKey, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
 
-/** Longest location kept (a URL, a place); longer reports are cut, with an ellipsis. */
+/**
+ * Longest location kept (a URL, a place), in code points: an admin's longer location is refused, GitHub's
+ * is cut, with an ellipsis.
+ */
 export const MAX_LEAK_LOCATION_LENGTH = 2000;
 
 /** One reported token and where it was found. */
@@ -33,6 +37,12 @@ export interface LeakReport {
   readonly organizationId?: string;
 }
 
+/** A user whose key was reported, and their organization (rows of access_keys). */
+interface KeyOwner {
+  readonly user_id: string;
+  readonly organization_id: string;
+}
+
 /** A key that was revoked because it was reported. */
 export interface RevokedKey {
   readonly token: string;
@@ -40,13 +50,21 @@ export interface RevokedKey {
   readonly organizationId: string;
 }
 
-/** Cuts a location to MAX_LEAK_LOCATION_LENGTH characters (by code point, so no surrogate is split). */
-export function clampLocation(location: string): string {
-  const characters = [...location];
+/**
+ * A location as stored and shown: hidden characters (controls, NUL, invisible and direction characters,
+ * unpaired surrogates) replaced by U+FFFD, cut to MAX_LEAK_LOCATION_LENGTH code points (no surrogate pair is
+ * split) with an ellipsis. GitHub's message cannot be refused for its URL: the leaked key must still go.
+ */
+export function storableLocation(location: string): string {
+  const characters = [...replaceHiddenCharacters(location)];
   return characters.length <= MAX_LEAK_LOCATION_LENGTH
-    ? location
+    ? characters.join('')
     : characters.slice(0, MAX_LEAK_LOCATION_LENGTH - 1).join('') + '…';
 }
+
+/** Rows whose current key is one of $1 (digests), or whose grace-period key is, of organization $2 (null: any). */
+const REPORTED_KEY_ROWS = `(key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now()))
+  AND ($2::uuid IS NULL OR organization_id = $2::uuid)`;
 
 const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, location)
   VALUES ($1, '${AuditAction.ACCESS_KEY_LEAK_REPORTED}', $2, $3, $4, $5, $6, $7)`;
@@ -74,20 +92,46 @@ export class LeakReportService {
   ) {}
 
   /**
+   * The users (with their organizations) whose current or grace-period key has one of `digests`, of
+   * `organizationId` when given, read without locks: whom an act must lock before it looks again under them.
+   */
+  private ownersOf(
+    manager: EntityManager,
+    params: { digests: readonly Buffer[]; organizationId: string | null },
+  ): Promise<KeyOwner[]> {
+    return manager.query(
+      `SELECT user_id, organization_id FROM access_keys WHERE ${REPORTED_KEY_ROWS} ORDER BY user_id`,
+      [params.digests, params.organizationId],
+    );
+  }
+
+  /**
    * Revokes, in the caller's transaction, every reported token that is a current or grace-period key (of
    * `organizationId` when given). Tokens that are not keys, not found, already replaced or of another
    * organization are skipped without a trace. Call `forgetRevoked` after the transaction commits.
-   * Rows are locked FOR UPDATE in one statement, by user id.
+   * Locks in the one order of every act (Authority's RowLock): the owners' organizations FOR SHARE, their
+   * users rows FOR NO KEY UPDATE, then their key rows FOR UPDATE, each in one statement by id; the keys are
+   * matched again under those locks, so a regeneration that committed meanwhile is seen. (Locking key rows
+   * first deadlocked with an admin's act that holds its own key row, then writes the reported user's.)
    */
   async revoke(manager: EntityManager, report: LeakReport): Promise<RevokedKey[]> {
     const byDigest = new Map<string, LeakedToken>();
     for (const leaked of report.tokens) {
       if (!isWellFormedAccessKey(leaked.token)) continue;
-      const digest = this.deps.keyCrypto.digest(leaked.token).toString('base64');
-      if (!byDigest.has(digest)) byDigest.set(digest, leaked);
+      // Under every secret of the keyring: during a rotation a key may still be under an older one.
+      for (const digest of this.deps.keyCrypto.digests(leaked.token).map((bytes) => bytes.toString('base64'))) {
+        if (!byDigest.has(digest)) byDigest.set(digest, leaked);
+      }
     }
     if (byDigest.size === 0) return [];
     const digests = [...byDigest.keys()].map((digest) => Buffer.from(digest, 'base64'));
+    const organizationId = report.organizationId ?? null;
+    const owners = await this.ownersOf(manager, { digests, organizationId });
+    if (owners.length === 0) return [];
+    const organizationIds = sortedUnique(owners.map((owner) => owner.organization_id));
+    const userIds = sortedUnique(owners.map((owner) => owner.user_id));
+    await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR SHARE' });
+    await lockUsers(manager, { ids: userIds, organizationIds, lock: 'FOR NO KEY UPDATE' });
     const rows: Array<{
       user_id: string;
       organization_id: string;
@@ -97,10 +141,9 @@ export class LeakReportService {
       `SELECT user_id, organization_id, key_digest,
                 CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
            FROM access_keys
-          WHERE (key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now()))
-            AND ($2::uuid IS NULL OR organization_id = $2::uuid)
+          WHERE ${REPORTED_KEY_ROWS} AND user_id = ANY($3::uuid[])
           ORDER BY user_id FOR UPDATE`,
-      [digests, report.organizationId ?? null],
+      [digests, organizationId, userIds],
     );
     const revoked: RevokedKey[] = [];
     for (const row of rows) {
@@ -115,7 +158,7 @@ export class LeakReportService {
         createdBy: report.reporter.userId,
         gracePeriodSeconds: 0,
       });
-      const location = clampLocation(leaked.location);
+      const location = storableLocation(leaked.location);
       await manager.query(
         `UPDATE access_keys SET leak_reported_at = now(), leak_report_location = $2, leak_report_source = $3, leaked_key_hint = $4
           WHERE user_id = $1`,
@@ -148,11 +191,13 @@ export class LeakReportService {
   }
 
   /**
-   * reportLeakedAccessKey: an admin reports a key found somewhere (`location`, 1 to 2,000 characters). A
+   * reportLeakedAccessKey: an admin reports a key found somewhere (`location`, 1 to MAX_LEAK_LOCATION_LENGTH
+   * characters after trimming, none of them hidden: see refuseHiddenCharacters). A
    * current or grace-period key of the admin's organization is revoked and audited; a key of another
    * organization and an unknown key are not looked at, and get the same answer (`revoked: false`).
    * Throws FORBIDDEN for a caller who may not regenerate keys of the organization (anyone but an ADMIN),
-   * BAD_USER_INPUT for a string that is not shaped like a key (checksum included) or an empty location,
+   * BAD_USER_INPUT for a string that is not shaped like a key (checksum included), or a location that is
+   * empty, too long or holds hidden characters,
    * and the refusals of Authority.confirm (the caller's authority is checked at the moment of the act).
    */
   async reportByAdmin(
@@ -176,8 +221,16 @@ export class LeakReportService {
     }
     const location = params.location.trim();
     if (!location) throw new BadInputError('Say where the key was found (a URL, a file, a place).', 'location');
+    refuseHiddenCharacters(location, { field: 'location', what: 'The location' });
+    if ([...location].length > MAX_LEAK_LOCATION_LENGTH) {
+      throw new BadInputError(`The location must be at most ${MAX_LEAK_LOCATION_LENGTH} characters.`, 'location');
+    }
     const outcome = await this.deps.dataSource.transaction(async (manager) => {
-      (await this.deps.authority.confirm(manager, { actor })).authorize(mayReport);
+      // The key's owner is locked with the actor, in the act's one statement: the lock order of every act.
+      // Under every secret of the keyring, as revoke() matches it: during a rotation the key may be under an older one.
+      const owners = await this.ownersOf(manager, { digests: this.deps.keyCrypto.digests(key), organizationId });
+      const targetIds = owners.map((owner) => owner.user_id);
+      (await this.deps.authority.confirm(manager, { actor, targetIds })).authorize(mayReport);
       const revoked = await this.revoke(manager, {
         tokens: [{ token: key, location }],
         source: LeakReportSource.ADMIN,

@@ -14,7 +14,7 @@ registerEnumType(LeakReportSource, { name: 'LeakReportSource', description: 'Who
 @ObjectType({
   simpleResolvers: true,
   description:
-    'The answer to reportLeakedAccessKey. A key of another organization and a string that is no key at all get the same ' +
+    'The answer to reportLeakedAccessKey. A key of another organization and a key that works nowhere get the same ' +
     'answer (revoked false, user null), so nothing is learned about keys outside your organization.',
 })
 export class ReportLeakedAccessKeyPayload {

@@ -15,6 +15,7 @@ export enum AuditAction {
   PASSWORD_CHANGED = 'PASSWORD_CHANGED',
   /** A key was reported leaked (GitHub secret scanning or an admin) and revoked; `location` says where it was found. */
   ACCESS_KEY_LEAK_REPORTED = 'ACCESS_KEY_LEAK_REPORTED',
+  ACCESS_KEY_POLICY_CHANGED = 'ACCESS_KEY_POLICY_CHANGED',
 }
 registerEnumType(AuditAction, { name: 'AuditAction' });
 

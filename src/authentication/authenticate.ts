@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 import type { AccessKeyService } from '../access-keys/access-key.service';
+import { type Clock, systemClock } from '../access-keys/clock';
 import type { KeyCrypto } from '../access-keys/key-crypto';
 import {
   ACCESS_KEY_LENGTH,
@@ -60,6 +61,8 @@ export class Authenticator {
       rateLimiter: AuthRateLimiter;
       keyCrypto: KeyCrypto;
       cache: AuthCache;
+      /** What key expiry is decided by (see Clock); the system clock unless a test moves time. */
+      clock?: Clock;
     },
   ) {}
 
@@ -92,7 +95,7 @@ export class Authenticator {
     const { rateLimiter } = this.deps;
     const retryAfterSeconds = rateLimiter.reserve(client);
     if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
-    const lookup = this.lookup(kind, this.deps.keyCrypto.digest(credential), cacheKey).finally(() =>
+    const lookup = this.lookup(kind, this.deps.keyCrypto.digests(credential), cacheKey).finally(() =>
       this.inflight.delete(flightKey),
     );
     this.inflight.set(flightKey, lookup);
@@ -108,10 +111,14 @@ export class Authenticator {
     );
   }
 
-  private async lookup(kind: 'ACCESS_KEY' | 'SESSION', digest: Buffer, cacheKey: string): Promise<Principal | null> {
+  private async lookup(
+    kind: 'ACCESS_KEY' | 'SESSION',
+    digests: readonly Buffer[],
+    cacheKey: string,
+  ): Promise<Principal | null> {
     const epoch = this.deps.cache.epoch;
     const found =
-      kind === 'SESSION' ? await this.deps.sessions.lookup(digest) : await this.deps.accessKeys.lookup(digest);
+      kind === 'SESSION' ? await this.deps.sessions.lookup(digests) : await this.deps.accessKeys.lookup(digests);
     if (!found) return null;
     const validUntilMs = found.validForMs === null ? null : Date.now() + found.validForMs;
     this.deps.cache.set(cacheKey, found.principal, { epoch, validUntilMs });
@@ -134,10 +141,16 @@ export class Authenticator {
     const cacheKey = this.deps.keyCrypto.cacheKey(credential);
     // Only a well-formed credential of this kind was ever cached, so a hit needs no shape or checksum test.
     const cached = this.cached(kind, cacheKey);
-    if (cached) return this.settle(cached, client);
+    // An expired key answers like any invalid key, counted like an unknown one: decided from the cached
+    // expiry and the clock, with no lookup (the entry stays, so later uses are refused the same way).
+    if (cached) return this.expired(cached) ? this.fail(client, null) : this.settle(cached, client);
     const wellFormed = kind === 'SESSION' ? isWellFormedSessionToken(credential) : isWellFormedAccessKey(credential);
     if (!wellFormed) return this.malformed(kind, credential, client);
     return this.resolve(kind, credential, cacheKey, client);
+  }
+
+  private expired(principal: Principal): boolean {
+    return principal.keyExpiresAtMs !== undefined && principal.keyExpiresAtMs <= (this.deps.clock ?? systemClock).now();
   }
 
   private malformed(kind: 'ACCESS_KEY' | 'SESSION', credential: string, client: string): AuthResult {

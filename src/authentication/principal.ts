@@ -27,6 +27,11 @@ export interface Principal {
    * replaced, in its grace period), which writes and reveals check is still valid at the moment of the act.
    */
   readonly keyDigest?: Buffer;
+  /**
+   * Set for a current key that expires (its organization's maxKeyAgeDays): when, in ms since the epoch. The
+   * authenticator compares it with the injected clock on every cached use, so expiry needs no lookup.
+   */
+  readonly keyExpiresAtMs?: number;
   /** The caller's profile as of authentication (frozen): `me` answers from it without a query. */
   readonly user: Readonly<User>;
 }
@@ -49,16 +54,18 @@ export function principalFrom(
     currentKeyDigest?: string;
     previousKeyDigest?: string;
     keyDigest?: Buffer;
+    keyExpiresAtMs?: number;
   },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
-  const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigest } = params;
+  const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigest, keyExpiresAtMs } = params;
   return {
     kind,
     sessionId,
     currentKeyDigest,
     previousKeyDigest,
     keyDigest,
+    keyExpiresAtMs,
     userId: row.id,
     organizationId: row.organization_id,
     role: row.role,

@@ -11,7 +11,15 @@ import type { Organization } from '../organizations/organization.entity';
 import { Role, type User } from '../users/user.entity';
 
 export type Action =
-  'read' | 'create' | 'update' | 'setRole' | 'deactivate' | 'reactivate' | 'regenerateAccessKey' | 'changePassword';
+  | 'read'
+  | 'create'
+  | 'update'
+  | 'setRole'
+  | 'deactivate'
+  | 'reactivate'
+  | 'regenerateAccessKey'
+  | 'changePassword'
+  | 'setAccessKeyPolicy';
 export type SubjectType = 'User' | 'Organization' | 'AuditEvent';
 type Subject = SubjectType | User | Organization | ({ organizationId: string } & ForcedSubject<SubjectType>);
 export type AppAbility = MongoAbility<[Action, Subject], MongoQuery>;
@@ -51,6 +59,7 @@ export function defineAbilityFor(principal: Principal): AppAbility {
       // The key acts: regenerate, and report a leaked key (which regenerates it).
       can('regenerateAccessKey', 'User', { organizationId });
       can('read', 'AuditEvent', { organizationId });
+      can('setAccessKeyPolicy', 'Organization', { id: organizationId });
       break;
     case Role.MANAGER:
       can('read', 'User', PROFILE_FIELDS, { organizationId });

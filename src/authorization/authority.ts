@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 
+import { type Clock, systemClock } from '../access-keys/clock';
 import type { AuthCache } from '../authentication/auth-cache';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
@@ -44,7 +45,10 @@ export class RoleChangedError extends ForbiddenError {
 /**
  * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
- * (access_keys, sessions), then whatever the act changes.
+ * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
+ * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
+ * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
+ * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
  */
 export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
 
@@ -125,7 +129,7 @@ interface CheckedActor {
  * A refusal is remembered on the actor, so later acts of the same request are refused without a query.
  */
 export class Authority {
-  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks }) {}
+  constructor(private readonly deps: { authCache: AuthCache; hooks: PauseHooks; clock?: Clock }) {}
 
   /** Throws the refusal an earlier act of this request met, if any: no query. */
   throwIfRefused(actor: Actor): void {
@@ -213,18 +217,29 @@ export class Authority {
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
-      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }>(
+      const rows = await runPreparedIn<{
+        user_id: string;
+        key_digest: Buffer;
+        previous_key_digest: Buffer | null;
+        expires_at: Date | null;
+      }>(
         manager,
-        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
+        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at
            FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
         [sortedUnique(keyHolders.map((actor) => actor.principal.userId))],
       );
       const byUser = new Map(rows.map((row) => [row.user_id, row]));
+      const nowMs = (this.deps.clock ?? systemClock).now();
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
         const presented = actor.principal.keyDigest;
-        if (row && presented && (row.key_digest.equals(presented) || !!row.previous_key_digest?.equals(presented)))
-          valid.add(actor);
+        // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
+        const current =
+          !!row &&
+          !!presented &&
+          row.key_digest.equals(presented) &&
+          (row.expires_at === null || row.expires_at.getTime() > nowMs);
+        if (current || (row && presented && !!row.previous_key_digest?.equals(presented))) valid.add(actor);
       }
     }
     if (sessionHolders.length > 0) {
@@ -273,6 +288,7 @@ export class Authority {
   }
 }
 
-function sortedUnique(values: readonly string[]): string[] {
+/** The values once each, in ascending order: the order rows are locked in (see RowLock). */
+export function sortedUnique(values: readonly string[]): string[] {
   return [...new Set(values)].sort();
 }

@@ -6,6 +6,7 @@ import { AuthChangeNotifications1764300000000 } from '../../migrations/176430000
 import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400000000-AuthTruncateNotifications';
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000000-LeakReportsAndHandOver';
+import { KeyExpiryAndSecretRotation1764630000000 } from '../../migrations/1764630000000-KeyExpiryAndSecretRotation';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -22,6 +23,7 @@ export const MIGRATIONS = [
   AuthTruncateNotifications1764400000000,
   NormalizeEmails1764513000000,
   LeakReportsAndHandOver1764620000000,
+  KeyExpiryAndSecretRotation1764630000000,
 ];
 
 export interface DataSourceOptions {

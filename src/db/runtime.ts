@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
 
 import { KeyCrypto } from '../access-keys/key-crypto';
-import { type Config, ConfigError, parseSecret } from '../config';
+import { type Config, ConfigError, parseSecrets } from '../config';
 import { type EmbeddedPostgres, embeddedPostgresInstalled, startEmbeddedPostgres } from '../dev/embedded-postgres';
 import { createDataSource } from './data-source';
 import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
@@ -14,13 +14,14 @@ import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
 const SECRET_FILE = 'access-key-secret';
 
 /** The embedded default keeps its generated secret next to its data, readable by this user only. */
-function embeddedSecret(dataDir: string, logger: Logger): Buffer {
+function embeddedSecrets(dataDir: string, logger: Logger): Buffer[] {
   const file = path.join(dataDir, SECRET_FILE);
-  if (fs.existsSync(file)) return parseSecret(fs.readFileSync(file, 'utf8'), file);
+  // A keyring like ACCESS_KEY_SECRET: one secret a line, current first (see "Rotating the master secret").
+  if (fs.existsSync(file)) return parseSecrets(fs.readFileSync(file, 'utf8'), file);
   const secret = randomBytes(32);
   fs.writeFileSync(file, secret.toString('base64'), { mode: 0o600, flag: 'wx' });
   logger.info({ file }, 'generated ACCESS_KEY_SECRET for the embedded database');
-  return secret;
+  return [secret];
 }
 
 export interface Database {
@@ -40,6 +41,7 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   let embedded: EmbeddedPostgres | null = null;
   let url = config.databaseUrl;
   let secret = config.accessKeySecret;
+  let olderSecrets = config.olderAccessKeySecrets;
   if (!url) {
     if (!embeddedPostgresInstalled()) {
       throw new ConfigError(
@@ -49,7 +51,7 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
     }
     embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (message) => logger.info(message) });
     url = embedded.url;
-    secret ??= embeddedSecret(config.dataDir, logger);
+    if (!secret) [secret, ...olderSecrets] = embeddedSecrets(config.dataDir, logger);
   }
   if (!secret) throw new ConfigError('ACCESS_KEY_SECRET is required with DATABASE_URL (32+ random bytes, base64).');
 
@@ -64,7 +66,7 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
       const applied = await dataSource.runMigrations({ transaction: 'each' });
       for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
     }
-    const keyCrypto = new KeyCrypto(secret);
+    const keyCrypto = new KeyCrypto(secret, olderSecrets);
     if (!(await dataSource.showMigrations())) await checkSecret(dataSource, keyCrypto);
     else logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
     return { dataSource, databaseUrl: url, keyCrypto, embedded, close };
@@ -76,7 +78,11 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
 
 export class SecretMismatchError extends Error {}
 
-/** The first start records the secret's fingerprint; later starts with another secret are refused. */
+/**
+ * The first start records the secret's fingerprint; later starts are refused unless the keyring holds the
+ * recorded secret (current or older). `rotate-secret` moves the record to the current secret once every key
+ * is under it; only then may the older secrets leave the keyring.
+ */
 export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto): Promise<void> {
   await dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1) ON CONFLICT (id) DO NOTHING`, [
     keyCrypto.fingerprint,
@@ -85,7 +91,7 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
   if (!keyCrypto.matchesFingerprint(stored.fingerprint)) {
     throw new SecretMismatchError(
       'ACCESS_KEY_SECRET does not match the secret this database was set up with, so the stored access keys ' +
-        'could not be read. Start with the original secret.',
+        'could not be read. Start with the original secret (or, while rotating, a list that includes it).',
     );
   }
 }

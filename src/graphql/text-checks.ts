@@ -15,6 +15,18 @@ const VISIBLE = /(?!\u2800)[\p{L}\p{N}\p{P}\p{S}]/u;
 /** With the u flag a surrogate only matches when it is unpaired: text PostgreSQL would store as U+FFFD. */
 const UNPAIRED_SURROGATE = /\p{Cs}/u;
 
+/** Every character refuseHiddenCharacters refuses: controls (NUL included), invisible ones, unpaired surrogates. */
+const HIDDEN = /[\p{Cc}\p{Default_Ignorable_Code_Point}\p{Cs}]/gu;
+
+/**
+ * Text taken as it came from someone who cannot be asked again (a signed message): each character that
+ * refuseHiddenCharacters would refuse becomes U+FFFD, visibly, so the text can be stored (PostgreSQL text
+ * holds no NUL) and shown without hiding or reordering what is around it.
+ */
+export function replaceHiddenCharacters(value: string): string {
+  return value.replace(HIDDEN, '\ufffd');
+}
+
 /** True when `value` has a control character (Unicode Cc: tab, newline, NUL...). */
 export function containsControlCharacters(value: string): boolean {
   return CONTROL.test(value);

@@ -1,4 +1,4 @@
-import { Field, ID, ObjectType } from 'type-graphql';
+import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
 
 @ObjectType({ description: 'A tenant: one CRM instance with its users.', simpleResolvers: true })
@@ -18,4 +18,12 @@ export class Organization {
   @Field()
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      'Access keys expire this many days after they are issued; null: never. Admins set it with setAccessKeyPolicy.',
+  })
+  @Column({ name: 'max_key_age_days', type: 'integer', nullable: true })
+  maxKeyAgeDays: number | null;
 }

@@ -49,7 +49,10 @@ export function Can(
   const guard = createMethodMiddlewareDecorator<RequestContext>(({ context, root }, next) => {
     const actor = context.actor;
     if (!actor) throw new UnauthenticatedError();
-    const target = on === 'parent' ? root : subject(subjectType, { organizationId: actor.principal.organizationId });
+    const { organizationId } = actor.principal;
+    // The caller's organization as a subject: itself for 'Organization' (whose rules match on id).
+    const ofOrganization = subjectType === 'Organization' ? { id: organizationId, organizationId } : { organizationId };
+    const target = on === 'parent' ? root : subject(subjectType, ofOrganization);
     if (!actor.ability.can(action, target, field)) throw new ForbiddenError(message);
     return next();
   });

@@ -16,8 +16,13 @@ export interface Loaders {
   accessKey: DataLoader<string, AccessKey | null>;
   /** Users the caller may read, by id (the actors and targets of audit events). */
   user: DataLoader<string, User | null>;
-  /** Records ACCESS_KEY_VIEWED once per user per request, for a whole page in one insert. */
-  keyView: DataLoader<{ userId: string; organizationId: string }, true, string>;
+  /**
+   * A user's key in plain text, revealed at most once per user per request: a whole page of keys is
+   * decrypted in one batch and its ACCESS_KEY_VIEWED events are committed in one insert (with the actor's
+   * authority confirmed in that transaction, see KeyViewWriter) before any key of the batch is returned.
+   * Null when the user has no key. The caller checks that the actor may read the key first.
+   */
+  revealedKey: DataLoader<User, string | null, string>;
 }
 
 /**
@@ -26,7 +31,11 @@ export interface Loaders {
  */
 export interface LoaderDeps {
   readonly dataSource: DataSource;
-  readonly accessKeys: { findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> };
+  readonly accessKeys: {
+    findByUserIds(userIds: readonly string[]): Promise<AccessKey[]>;
+    /** The key in plain text; throws when it cannot be decrypted. */
+    reveal(row: AccessKey): string;
+  };
   readonly audit: {
     recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void>;
   };
@@ -43,7 +52,7 @@ class RequestLoaders implements Loaders {
   private organizationLoader?: Loaders['organization'];
   private accessKeyLoader?: Loaders['accessKey'];
   private userLoader?: Loaders['user'];
-  private keyViewLoader?: Loaders['keyView'];
+  private revealedKeyLoader?: Loaders['revealedKey'];
 
   constructor(
     private readonly services: LoaderDeps,
@@ -52,9 +61,15 @@ class RequestLoaders implements Loaders {
 
   get organization(): Loaders['organization'] {
     return (this.organizationLoader ??= new DataLoader(async (ids) => {
-      const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date }>(
+      const rows = await runPrepared<{
+        id: string;
+        name: string;
+        is_active: boolean;
+        created_at: Date;
+        max_key_age_days: number | null;
+      }>(
         this.services.dataSource,
-        'SELECT id, name, is_active, created_at FROM organizations WHERE id = ANY($1)',
+        'SELECT id, name, is_active, created_at, max_key_age_days FROM organizations WHERE id = ANY($1)',
         [ids],
       );
       const organizations = rows.map((row) =>
@@ -63,6 +78,7 @@ class RequestLoaders implements Loaders {
           name: row.name,
           isActive: row.is_active,
           createdAt: row.created_at,
+          maxKeyAgeDays: row.max_key_age_days,
         }),
       );
       return byId(ids, organizations, (o) => o.id);
@@ -90,18 +106,45 @@ class RequestLoaders implements Loaders {
     }));
   }
 
-  get keyView(): Loaders['keyView'] {
-    return (this.keyViewLoader ??= new DataLoader(
-      async (targets) => {
-        if (!this.actor) throw new Error('Key views are recorded for authenticated callers only');
-        await this.services.audit.recordKeyViews(this.actor, targets);
-        this.services.metrics.countKeyReveals(targets.length);
-        return targets.map(() => true as const);
-      },
-      { cacheKeyFn: (target) => target.userId },
-    ));
+  get revealedKey(): Loaders['revealedKey'] {
+    return (this.revealedKeyLoader ??= new DataLoader<User, string | null, string>((users) => this.reveal(users), {
+      cacheKeyFn: userIdOf,
+    }));
+  }
+
+  /**
+   * Decrypts first, so a key that cannot be read is not recorded as viewed (that user's field gets the
+   * error, the others their keys); then records the views of the decrypted ones and waits for their commit,
+   * so if the insert fails, or the actor's authority ended, no key of the batch is returned.
+   */
+  private async reveal(users: readonly User[]): Promise<Array<string | null | Error>> {
+    const { actor, services } = this;
+    if (!actor) throw new Error('Key views are recorded for authenticated callers only');
+    const rows = await this.accessKey.loadMany(users.map(userIdOf));
+    const keys: Array<string | null | Error> = new Array(users.length);
+    const viewed: Array<{ userId: string; organizationId: string }> = [];
+    for (let i = 0; i < users.length; i++) {
+      const row = rows[i];
+      if (row === null || row instanceof Error) {
+        keys[i] = row;
+        continue;
+      }
+      try {
+        keys[i] = services.accessKeys.reveal(row);
+        viewed.push({ userId: users[i].id, organizationId: users[i].organizationId });
+      } catch (error) {
+        keys[i] = error as Error;
+      }
+    }
+    if (viewed.length > 0) {
+      await services.audit.recordKeyViews(actor, viewed);
+      services.metrics.countKeyReveals(viewed.length);
+    }
+    return keys;
   }
 }
+
+const userIdOf = (user: { readonly id: string }): string => user.id;
 
 /** A request's loaders, each made on first use; `actor` null for a request without credentials. */
 export function createLoaders(services: LoaderDeps, actor: Actor | null): Loaders {

@@ -12,10 +12,11 @@ export const GITHUB_KEYS_URL = 'https://api.github.com/meta/public_keys/secret_s
  * `{"public_keys":[{"key_identifier":"…","key":"-----BEGIN PUBLIC KEY-----…","is_current":true}]}`.
  * Every listed key is accepted, current or not (`is_current` marks the one GitHub signs new messages with;
  * messages signed just before a rotation still carry the older one). Each key must be an ECDSA P-256 key
- * (GitHub's ECDSA-NIST-P256V1-SHA256). Returns the keys by identifier; throws ConfigError naming the file and
- * what is wrong with it, never its contents.
+ * (GitHub's ECDSA-NIST-P256V1-SHA256). Returns the keys by identifier, every key listed under an identifier
+ * (one that appears twice keeps both keys, not only the last); throws ConfigError naming the file and what is
+ * wrong with it, never its contents.
  */
-export function loadGithubScanningKeys(file: string): ReadonlyMap<string, KeyObject> {
+export function loadGithubScanningKeys(file: string): ReadonlyMap<string, readonly KeyObject[]> {
   const setting = `SECRET_SCANNING_GITHUB_KEYS (${file})`;
   let text: string;
   try {
@@ -36,7 +37,7 @@ export function loadGithubScanningKeys(file: string): ReadonlyMap<string, KeyObj
   if (!Array.isArray(entries) || entries.length === 0) {
     throw new ConfigError(`${setting} holds no "public_keys" list: ${expected}.`);
   }
-  const keys = new Map<string, KeyObject>();
+  const keys = new Map<string, KeyObject[]>();
   entries.forEach((entry: { key_identifier?: unknown; key?: unknown } | null, index) => {
     const identifier = entry?.key_identifier;
     if (typeof identifier !== 'string' || identifier === '') {
@@ -51,7 +52,7 @@ export function loadGithubScanningKeys(file: string): ReadonlyMap<string, KeyObj
     if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
       throw new ConfigError(`${setting}: the key "${identifier}" is not an ECDSA P-256 key, which GitHub signs with.`);
     }
-    keys.set(identifier, key);
+    keys.set(identifier, [...(keys.get(identifier) ?? []), key]);
   });
   return keys;
 }

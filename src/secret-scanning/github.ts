@@ -63,16 +63,33 @@ function locationOf(match: Match): string {
   return match.url ? `${match.url} (GitHub ${source})` : `GitHub ${source}`;
 }
 
-/** ECDSA P-256 / SHA-256 over the raw body, signature base64 of DER (the partner program's scheme). */
-function signatureIsValid(params: { body: Buffer; key: KeyObject; signature: string }): boolean {
-  const signature = Buffer.from(params.signature, 'base64');
-  if (signature.length === 0) return false;
-  try {
-    return verify('sha256', params.body, { key: params.key, dsaEncoding: 'der' }, signature);
-  } catch {
-    // A signature that is not DER at all: as bad as a wrong one.
-    return false;
-  }
+/** Standard base64 with its padding, nothing else: the only spelling of a signature accepted. */
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/**
+ * The signature header's bytes, or null unless it is exactly one standard base64 value that decodes back to
+ * itself. Buffer.from(…, 'base64') alone skips characters outside the alphabet and stops reading at padding,
+ * so a header holding the signature and anything after it (a second header line joined with ", ") would pass.
+ */
+function decodeSignature(header: string | string[] | undefined): Buffer | null {
+  if (typeof header !== 'string' || !BASE64.test(header)) return null;
+  const signature = Buffer.from(header, 'base64');
+  return signature.toString('base64') === header ? signature : null;
+}
+
+/**
+ * ECDSA P-256 / SHA-256 over the raw body, signature base64 of DER (the partner program's scheme), by any of
+ * the keys listed under the message's key identifier.
+ */
+function signatureIsValid(params: { body: Buffer; keys: readonly KeyObject[]; signature: Buffer }): boolean {
+  return params.keys.some((key) => {
+    try {
+      return verify('sha256', params.body, { key, dsaEncoding: 'der' }, params.signature);
+    } catch {
+      // A signature that is not DER at all: as bad as a wrong one.
+      return false;
+    }
+  });
 }
 
 function refuse(reply: FastifyReply, params: { status: number; code: string; message: string }): FastifyReply {
@@ -119,11 +136,14 @@ export function registerGithubSecretScanning(
     }
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const keyIdentifier = request.headers['github-public-key-identifier'];
-    const signature = request.headers['github-public-key-signature'];
-    const key = typeof keyIdentifier === 'string' ? keys.get(keyIdentifier) : undefined;
-    if (!key || typeof signature !== 'string' || !signatureIsValid({ body, key, signature })) {
+    const signature = decodeSignature(request.headers['github-public-key-signature']);
+    const candidates = typeof keyIdentifier === 'string' ? keys.get(keyIdentifier) : undefined;
+    if (!candidates || !signature || !signatureIsValid({ body, keys: candidates, signature })) {
       rateLimiter.recordFailure(client);
-      request.log.info({ keyKnown: !!key }, 'secret scanning message refused: not signed by a configured GitHub key');
+      request.log.info(
+        { keyKnown: !!candidates },
+        'secret scanning message refused: not signed by a configured GitHub key',
+      );
       return refuse(reply, {
         status: 401,
         code: 'UNAUTHENTICATED',

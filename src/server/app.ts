@@ -1,4 +1,4 @@
-import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestListener } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import {
   ApolloServerPluginCacheControlDisabled,
@@ -26,7 +26,7 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsPlugin } from '../graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
 import { textInputPlugin } from '../graphql/text-input';
-import { pathOnly } from '../logger';
+import { pathOnly, RequestLogger } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
 import type { Actor, RequestContext } from '../request/context';
 import { createLoaders } from '../request/loaders';
@@ -115,68 +115,60 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
   return { message: INTERNAL_MESSAGE, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
 }
 
-/**
- * Logs what was masked, with the request id that the client also receives. A database that cannot serve the
- * request answers 503 with Retry-After, and goes to the outage log (one line per outage, not per request).
- */
-function internalErrorPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestContext> {
-  return {
-    async requestDidStart() {
-      let databaseUnavailable = false;
-      return {
-        async didEncounterErrors({ errors, contextValue }) {
-          for (const error of errors) {
-            const original = unwrapResolverError(error);
-            if (isPublicError(original) || isPublicError(error)) continue;
-            if (isDatabaseUnavailable(original)) {
-              databaseUnavailable = true;
-              outage.report(original, contextValue.requestId);
-            } else {
-              contextValue.log.error({ err: original, path: error.path }, 'unexpected error in a resolver');
-            }
-          }
-        },
-        async willSendResponse({ response, contextValue }) {
-          if (databaseUnavailable) {
-            response.http.status = 503;
-            response.http.headers.set('retry-after', RETRY_AFTER_SECONDS);
-          }
-          if (response.body.kind !== 'single') return;
-          for (const error of response.body.singleResult.errors ?? []) {
-            const code = error.extensions?.code;
-            if (code === 'INTERNAL_SERVER_ERROR' || code === 'SERVICE_UNAVAILABLE') {
-              (error.extensions as Record<string, unknown>).requestId = contextValue.requestId;
-            }
-          }
-        },
-      };
-    },
-  };
-}
+/** Per request, in its context: whether a resolver met a database that could not serve it. */
+const DATABASE_UNAVAILABLE = Symbol('databaseUnavailable');
+type ErrorStatusContext = RequestContext & { [DATABASE_UNAVAILABLE]?: true };
+
+/** Statuses of refusals to do expensive work now (see errorStatusPlugin). */
+const BUSY_STATUSES: Readonly<Record<string, number>> = { RATE_LIMITED: 429, SERVICE_UNAVAILABLE: 503 };
 
 /**
- * A refusal to do expensive work now is an HTTP status, like the refusals of authentication: RATE_LIMITED
- * (the address's attempts, or its sign-ins under way) is 429, SERVICE_UNAVAILABLE (password hashing is at
- * capacity) 503, each with Retry-After from the error's `retryAfterSeconds`.
+ * What an error means for the answer's HTTP status and for the log, in one plugin (one concern):
+ * - what was masked is logged with the request id that the client also receives; a database that cannot
+ *   serve the request answers 503 with Retry-After and goes to the outage log (one line per outage);
+ * - a refusal to do expensive work now is an HTTP status, like the refusals of authentication: RATE_LIMITED
+ *   (the address's attempts, or its sign-ins under way) is 429, SERVICE_UNAVAILABLE (password hashing is at
+ *   capacity) 503, each with Retry-After from the error's `retryAfterSeconds`.
+ * Its one listener keeps its state in the request's context: nothing is allocated per request.
  */
-function busyStatusPlugin(): ApolloServerPlugin<RequestContext> {
-  const statuses: Record<string, number> = { RATE_LIMITED: 429, SERVICE_UNAVAILABLE: 503 };
-  return {
-    async requestDidStart() {
-      return {
-        async willSendResponse({ response }) {
-          if (response.body.kind !== 'single') return;
-          for (const error of response.body.singleResult.errors ?? []) {
-            const status = statuses[String(error.extensions?.code)];
-            if (!status) continue;
-            response.http.status = status;
-            response.http.headers.set('retry-after', String(error.extensions?.retryAfterSeconds ?? 1));
-            return;
-          }
-        },
-      };
+function errorStatusPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestContext> {
+  const listener: GraphQLRequestListener<ErrorStatusContext> = {
+    async didEncounterErrors({ errors, contextValue }) {
+      for (const error of errors) {
+        const original = unwrapResolverError(error);
+        if (isPublicError(original) || isPublicError(error)) continue;
+        if (isDatabaseUnavailable(original)) {
+          contextValue[DATABASE_UNAVAILABLE] = true;
+          outage.report(original, contextValue.requestId);
+        } else {
+          contextValue.log.error({ err: original, path: error.path }, 'unexpected error in a resolver');
+        }
+      }
+    },
+    async willSendResponse({ response, contextValue }) {
+      if (contextValue[DATABASE_UNAVAILABLE]) {
+        response.http.status = 503;
+        response.http.headers.set('retry-after', RETRY_AFTER_SECONDS);
+      }
+      if (response.body.kind !== 'single') return;
+      const errors = response.body.singleResult.errors;
+      if (!errors) return;
+      for (const error of errors) {
+        const code = error.extensions?.code;
+        if (code === 'INTERNAL_SERVER_ERROR' || code === 'SERVICE_UNAVAILABLE') {
+          (error.extensions as Record<string, unknown>).requestId = contextValue.requestId;
+        }
+      }
+      for (const error of errors) {
+        const status = BUSY_STATUSES[String(error.extensions?.code)];
+        if (!status) continue;
+        response.http.status = status;
+        response.http.headers.set('retry-after', String(error.extensions?.retryAfterSeconds ?? 1));
+        return;
+      }
     },
   };
+  return { requestDidStart: async () => listener as GraphQLRequestListener<RequestContext> };
 }
 
 /** Fastify's 404 line names the URL with its query string, where clients put keys and passwords: the path only. */
@@ -247,6 +239,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Fastify's own request lines are off: LOG_REQUESTS writes one line per request, without query strings.
     logController: new PathOnlyLogController({ disableRequestLogging: true }),
+    childLoggerFactory: (parent, bindings, options) =>
+      new RequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     ...serverTimeouts(config.http),
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
@@ -255,10 +249,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerRequestLog(app, { enabled: config.logRequests });
   app.decorateRequest('actor', null);
   app.decorateRequest('graphqlObservation', null);
-  app.addHook('onSend', async (request, reply) => {
+  // Callback style: no promise per response for two headers.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     // Answers carry keys and tokens: no shared cache in front may keep one, whatever the status or method.
     if (request.routeOptions.url === GRAPHQL_PATH) reply.header('cache-control', 'no-store');
+    done(null, payload);
   });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
@@ -275,14 +271,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const code = status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
     return reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
   });
-  await app.register(cors, {
-    // Only the configured origins; none by default, so browsers elsewhere cannot call the API with a user's session.
-    origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false,
-    methods: ['GET', 'POST'],
-    allowedHeaders: ['content-type', 'x-access-key', 'authorization', 'apollo-require-preflight'],
-    exposedHeaders: ['x-request-id', 'retry-after'],
-    maxAge: 600,
-  });
+  // Only the configured origins; none by default, so browsers elsewhere cannot call the API with a user's
+  // session. With none, the plugin is not registered at all: with `origin: false` it adds no header and answers
+  // no preflight, but its hook still ran (and allocated) on every request.
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: [...config.corsOrigins],
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['content-type', 'x-access-key', 'authorization', 'apollo-require-preflight'],
+      exposedHeaders: ['x-request-id', 'retry-after'],
+      maxAge: 600,
+    });
+  }
 
   const schema = await buildAppSchema(resolverContainer(services));
   const apollo = new ApolloServer<RequestContext>({
@@ -308,8 +308,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE },
       }),
       textInputPlugin(),
-      internalErrorPlugin(services.outage),
-      busyStatusPlugin(),
+      errorStatusPlugin(services.outage),
       metrics.apolloPlugin(),
       ...(options.plugins ?? []),
     ],

@@ -2,6 +2,7 @@ import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
 
 import { AccessKeyResolver } from '../access-keys/access-key.resolver';
+import { AccessKeyPolicyResolver } from '../access-keys/key-policy.resolver';
 import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AuditResolver } from '../audit/audit.resolver';
 import { OrganizationResolver } from '../organizations/organization.resolver';
@@ -17,6 +18,7 @@ export const RESOLVERS = [
   OrganizationResolver,
   SessionResolver,
   AuditResolver,
+  AccessKeyPolicyResolver,
 ] as const;
 
 /** The schema is built from the resolver classes; `container` hands type-graphql the instances to call. */
@@ -34,6 +36,7 @@ export function resolverContainer(services: Services): ContainerType {
     [OrganizationResolver, new OrganizationResolver(services.organizations)],
     [SessionResolver, new SessionResolver(services.sessions)],
     [AuditResolver, new AuditResolver(services.audit)],
+    [AccessKeyPolicyResolver, new AccessKeyPolicyResolver(services.keyPolicy)],
   ]);
   return {
     get(resolverClass) {

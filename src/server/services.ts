@@ -3,7 +3,9 @@ import type { DataSource } from 'typeorm';
 
 import { AccessKeyService } from '../access-keys/access-key.service';
 import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
+import { type Clock, systemClock } from '../access-keys/clock';
 import type { KeyCrypto } from '../access-keys/key-crypto';
+import { AccessKeyPolicyService } from '../access-keys/key-policy.service';
 import { LeakReportService } from '../access-keys/leak-report.service';
 import { AuditService } from '../audit/audit.service';
 import { AUTH_CHANGES_CHANNEL, AuthCache } from '../authentication/auth-cache';
@@ -35,6 +37,8 @@ export interface Services {
   readonly sessions: SessionService;
   readonly users: UserService;
   readonly organizations: OrganizationService;
+  /** Organizations' key expiry policy (maxKeyAgeDays). */
+  readonly keyPolicy: AccessKeyPolicyService;
   readonly authenticator: Authenticator;
   /** Logs a database outage once when it starts and once when it ends, however many requests fail meanwhile. */
   readonly outage: DatabaseOutage;
@@ -56,11 +60,14 @@ export interface ServiceDeps {
   keyCrypto: KeyCrypto;
   logger: Logger;
   config: Config;
+  /** What key expiry is decided by; the system clock unless a test moves time (see Clock). */
+  clock?: Clock;
 }
 
 /** Wires the services once per process; the same wiring serves the HTTP app, the CLI and the tests. */
 export function createServices(deps: ServiceDeps): Services {
   const { dataSource, keyCrypto, logger, config } = deps;
+  const clock = deps.clock ?? systemClock;
   const hooks = deps.hooks ?? {};
   const notifications = new Notifications({
     url: deps.listenerDatabaseUrl ?? deps.databaseUrl,
@@ -73,10 +80,10 @@ export function createServices(deps: ServiceDeps): Services {
   notifications.onConnect(() => authCache.enable());
   notifications.onDisconnect(() => authCache.disable());
   notifications.onHeartbeat((sentAtMs) => authCache.confirmFresh(sentAtMs));
-  const authority = new Authority({ authCache, hooks });
+  const authority = new Authority({ authCache, hooks, clock });
   const passwords = new PasswordHasher(config.passwordWork, hooks);
   const audit = new AuditService({ dataSource, authority });
-  const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger });
+  const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger, clock });
   const sessions = new SessionService({
     dataSource,
     keyCrypto,
@@ -88,11 +95,12 @@ export function createServices(deps: ServiceDeps): Services {
     hooks,
     sessionTtlSeconds: config.sessionTtlSeconds,
   });
-  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords });
+  const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords, clock });
   const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
+  const keyPolicy = new AccessKeyPolicyService({ dataSource, audit, authCache, authority });
   const organizations = new OrganizationService({ dataSource, users });
   const leakReports = new LeakReportService({ dataSource, accessKeys, audit, authority, authCache, keyCrypto });
-  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache });
+  const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache, clock });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   const metrics = new Metrics();
   metrics.watch({ authCache, listenerConnected: () => notifications.isListening, pool: () => poolStats(dataSource) });
@@ -110,6 +118,7 @@ export function createServices(deps: ServiceDeps): Services {
     sessions,
     users,
     organizations,
+    keyPolicy,
     authenticator,
     outage,
     metrics,

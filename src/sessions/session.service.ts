@@ -131,16 +131,20 @@ export class SessionService {
     return { user, session };
   }
 
-  /** The owner of a live session token digest, if the user and organization are active. */
-  async lookup(digest: Buffer): Promise<Authenticated | null> {
+  /**
+   * The owner of a live session token, by its digests under every secret of the keyring (a token is never
+   * re-digested: it stays under the secret it was issued with until it expires), if the user and organization
+   * are active.
+   */
+  async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     const rows = await runPrepared<UserRow & { session_id: string; valid_for_ms: number }>(
       this.deps.dataSource,
       `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - now()) * 1000)::float8 AS valid_for_ms
                FROM sessions s
                JOIN users u ON u.id = s.user_id
                JOIN organizations o ON o.id = u.organization_id
-              WHERE s.token_digest = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
-      [digest],
+              WHERE s.token_digest = ANY($1) AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
+      [digests],
     );
     const row = rows[0];
     if (!row) return null;

@@ -1,4 +1,4 @@
-import { Field, InputType } from 'type-graphql';
+import { Field, InputType, Int } from 'type-graphql';
 
 import { Role } from './user.entity';
 
@@ -12,6 +12,13 @@ export class UsersFilter {
 
   @Field({ nullable: true })
   isActive?: boolean;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      'Admins: users whose access key expires within this many days (0 to 3650), already expired keys included.',
+  })
+  keyExpiresWithinDays?: number | null;
 }
 
 @InputType()

@@ -3,6 +3,8 @@ import { type DataSource, type EntityManager, QueryFailedError } from 'typeorm';
 
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
 import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
+import { type Clock, systemClock } from '../access-keys/clock';
+import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
 import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit.service';
 import { AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
@@ -102,6 +104,8 @@ export class UserService {
       authCache: AuthCache;
       authority: Authority;
       passwords: PasswordHasher;
+      /** What "expiring within N days" is measured from (see Clock). */
+      clock?: Clock;
     },
   ) {}
 
@@ -184,6 +188,24 @@ export class UserService {
     }
     if (filter?.role) where.and('u.role = ?', filter.role);
     if (filter?.isActive !== undefined && filter.isActive !== null) where.and('u.is_active = ?', filter.isActive);
+    const withinDays = filter?.keyExpiresWithinDays;
+    if (withinDays !== undefined && withinDays !== null) {
+      // Key expiry is key information: only those who may read accessKeyInfo may filter by it.
+      if (
+        !actor.ability.can('read', subject('User', { organizationId: actor.principal.organizationId }), 'accessKeyInfo')
+      ) {
+        throw new ForbiddenError('Only admins of the organization can filter by key expiry.');
+      }
+      if (!Number.isInteger(withinDays) || withinDays < 0 || withinDays > MAX_KEY_AGE_DAYS) {
+        throw new BadInputError(
+          `"keyExpiresWithinDays" must be from 0 to ${MAX_KEY_AGE_DAYS}.`,
+          'keyExpiresWithinDays',
+        );
+      }
+      // Already expired keys match too: they are the ones most in need of a new key.
+      const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
+      where.and('EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ek.expires_at <= ?)', until);
+    }
     const filtered = { text: String(where), values: [...where.values] };
 
     if (after) {

@@ -1,7 +1,10 @@
 import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+
+import { Client } from 'pg';
 
 import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { FRESHNESS_MS } from '../../src/authentication/auth-cache';
@@ -9,7 +12,8 @@ import type { PauseHooks } from '../../src/authorization/authority';
 import { ConfigError } from '../../src/config';
 import { operatorMessage } from '../../src/operator-errors';
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { waitForLockWaiters } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 const ME = '{ me { id } }';
@@ -42,21 +46,50 @@ function signatureOf(body: string, key: SigningKey): string {
   return sign('sha256', Buffer.from(body), { key: key.privateKey, dsaEncoding: 'der' }).toString('base64');
 }
 
+/**
+ * A signature whose base64 ends in padding (a 70- or 71-byte DER signature; ECDSA signs anew each time). A
+ * lenient decoder stops reading at the padding, so whatever follows it in the header would go unread.
+ */
+function paddedSignatureOf(body: string, key: SigningKey): string {
+  for (;;) {
+    const signature = signatureOf(body, key);
+    if (signature.endsWith('=')) return signature;
+  }
+}
+
 function messageOf(tokens: string[], url = 'https://github.com/octo/leaky/blob/abc123/config.env'): string {
   return JSON.stringify(tokens.map((token) => ({ token, type: TOKEN_TYPE, url, source: 'content' })));
 }
 
-async function post(
+/**
+ * A message as GitHub sends it; a header given as a list is sent once per value, as separate header lines,
+ * and one given as null is not sent. `chunked`: the body goes in two chunks, without a content length.
+ */
+function post(
   app: TestApp,
-  params: { body: string; headers?: Record<string, string> },
+  params: { body: string; headers?: Record<string, string | string[] | null>; chunked?: boolean },
 ): Promise<{ status: number; body: any }> {
-  const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...params.headers },
-    body: params.body,
+  const given: Record<string, string | string[] | null> = { 'content-type': 'application/json', ...params.headers };
+  const headers = Object.fromEntries(
+    Object.entries(given).filter((entry): entry is [string, string | string[]] => entry[1] !== null),
+  );
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      app.url.replace(/\/graphql$/, '/secret-scanning/github'),
+      { method: 'POST', headers },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
+      },
+    );
+    request.on('error', reject);
+    if (!params.chunked) return void request.end(params.body);
+    const half = Math.floor(params.body.length / 2);
+    request.write(params.body.slice(0, half));
+    request.end(params.body.slice(half));
   });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
 function signedHeaders(body: string, key: SigningKey, asId = key.id): Record<string, string> {
@@ -248,6 +281,242 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(await snapshot()).toEqual(before);
   });
 
+  it('labels a live session token and a key with a broken checksum false positives: the session keeps working', async () => {
+    const user = await createUser(a, admin, { password: TEST_PASSWORD });
+    const token = await login(a, user);
+    const lookalike = user.key.slice(0, -1) + (user.key.endsWith('a') ? 'b' : 'a');
+    const before = await snapshot();
+    const body = messageOf([token, lookalike]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response.body).toEqual([
+      { token_raw: token, token_type: TOKEN_TYPE, label: 'false_positive' },
+      { token_raw: lookalike, token_type: TOKEN_TYPE, label: 'false_positive' },
+    ]);
+    expect(await snapshot()).toEqual(before);
+    expect((await a.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+  });
+
+  it('one message with the same key twice and keys of two organizations: each revoked once, audited in its organization', async () => {
+    const ours = await createUser(a, admin);
+    const otherAdmin = await createOrganization(a, 'Other Clinic');
+    const theirs = await createUser(a, otherAdmin);
+    const body = messageOf([ours.key, theirs.key, ours.key]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response.body.map((label: { label: string }) => label.label)).toEqual([
+      'true_positive',
+      'true_positive',
+      'true_positive',
+    ]);
+    for (const user of [ours, theirs]) {
+      expect((await a.gql(ME, { key: user.key })).status).toBe(401);
+      const rows = await a.dataSource.query(
+        `SELECT action, organization_id FROM audit_events WHERE target_user_id = $1 AND action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED') ORDER BY id`,
+        [user.id],
+      );
+      expect(rows).toEqual([
+        { action: 'ACCESS_KEY_LEAK_REPORTED', organization_id: user.organizationId },
+        { action: 'ACCESS_KEY_REGENERATED', organization_id: user.organizationId },
+      ]);
+    }
+  });
+
+  it('an admin deactivated while their reportLeakedAccessKey runs: UNAUTHENTICATED, and the key keeps working', async () => {
+    const reporter = await createUser(a, admin, { role: Role.ADMIN });
+    const member = await createUser(a, admin);
+    hooks.beforeAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== reporter.id) return;
+      const deactivated = await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { isActive } }', {
+        key: admin.key,
+        variables: { id: reporter.id },
+      });
+      expect(deactivated.body.data).toEqual({ deactivateUser: { isActive: false } });
+    };
+    try {
+      const response = await a.gql(REPORT, { key: reporter.key, variables: { key: member.key, location: 'a ticket' } });
+      expect(response.body.data).toBeNull();
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    } finally {
+      delete hooks.beforeAuthorityCheck;
+    }
+    expect((await a.gql(ME, { key: member.key })).status).toBe(200);
+    const [{ n }] = await a.dataSource.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE target_user_id = $1 AND action = 'ACCESS_KEY_LEAK_REPORTED'`,
+      [member.id],
+    );
+    expect(n).toBe(0);
+  });
+
+  it.each([
+    ['text/plain', { 'content-type': 'text/plain' }, false],
+    ['JSON with a charset', { 'content-type': 'application/json; charset=utf-8' }, false],
+    ['no content type', { 'content-type': null }, false],
+    ['a chunked body', {}, true],
+  ] as const)('reads the signed bytes whatever the framing: %s', async (_case, headers, chunked) => {
+    const unknown = generateAccessKey();
+    const body = messageOf([unknown]);
+    const response = await post(a, { body, headers: { ...signedHeaders(body, github), ...headers }, chunked });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: unknown, token_type: TOKEN_TYPE, label: 'false_positive' }],
+    });
+  });
+
+  it('revokes a key whose location GitHub gives with characters no text field shows (NUL, controls, direction overrides, lone surrogates): they are stored replaced', async () => {
+    const user = await createUser(a, admin);
+    const body = JSON.stringify([
+      {
+        token: user.key,
+        type: TOKEN_TYPE,
+        url: 'https://github.com/octo/a\u0000b\u001b[2J\u202egpj.exe\ud800',
+        source: 'con\ntent',
+      },
+    ]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }],
+    });
+    expect((await a.gql(ME, { key: user.key })).status).toBe(401);
+    const shown = 'https://github.com/octo/a\ufffdb\ufffd[2J\ufffdgpj.exe\ufffd (GitHub con\ufffdtent)';
+    const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakReportLocation).toBe(shown);
+    const audit = await a.gql(LEAK_AUDIT, { key: admin.key, variables: { target: user.id } });
+    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node.location)).toEqual([shown]);
+  });
+
+  // Every act locks organization, then users, then key rows (Authority). A report that locked key rows first
+  // deadlocked with an admin's act that holds its own key row and then writes the reported user's.
+  it.each([
+    [
+      'regenerates',
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }',
+      (user: TestUser) => ({ id: user.id }),
+    ],
+    [
+      'reports',
+      'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }',
+      (user: TestUser) => ({ key: user.key }),
+    ],
+  ])(
+    'an admin who %s the key of a user while a report names both their keys: one waits for the other, no deadlock',
+    async (_case, act, variablesOf) => {
+      const [first, second] = (
+        await Promise.all([createUser(a, admin, { role: Role.ADMIN }), createUser(a, admin, { role: Role.ADMIN })])
+      ).sort((x, y) => (x.id < y.id ? -1 : 1));
+      // The report takes the rows by user id (first, then second); the admin (second) holds its own first.
+      const body = messageOf([first.key, second.key]);
+      let report: Promise<{ status: number; body: any }> | null = null;
+      hooks.afterAuthorityCheck = async (actor) => {
+        if (actor.principal.userId !== second.id || report) return;
+        report = post(a, { body, headers: signedHeaders(body, github) });
+        await waitForLockWaiters(a, 1);
+      };
+      try {
+        const response = await a.gql(act, { key: second.key, variables: variablesOf(first) });
+        expect(response.status).toBe(200);
+        expect(response.body.errors).toBeUndefined();
+        // The report waited for the admin's act: the first key was replaced by then, the second is revoked now.
+        expect(await report!).toEqual({
+          status: 200,
+          body: [
+            { token_raw: first.key, token_type: TOKEN_TYPE, label: 'false_positive' },
+            { token_raw: second.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+          ],
+        });
+        expect((await a.gql(ME, { key: first.key })).status).toBe(401);
+        expect((await a.gql(ME, { key: second.key })).status).toBe(401);
+      } finally {
+        delete hooks.afterAuthorityCheck;
+      }
+    },
+  );
+
+  it("revokes a deactivated user's key too: reactivating the user does not bring the leaked key back", async () => {
+    const member = await createUser(a, admin);
+    const setActive = (active: boolean) =>
+      a.gql(`mutation ($id: ID!) { ${active ? 'reactivateUser' : 'deactivateUser'}(id: $id) { isActive } }`, {
+        key: admin.key,
+        variables: { id: member.id },
+      });
+    await setActive(false);
+    const body = messageOf([member.key]);
+    expect((await post(a, { body, headers: signedHeaders(body, github) })).body).toEqual([
+      { token_raw: member.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+    ]);
+    expect((await setActive(true)).body.data).toEqual({ reactivateUser: { isActive: true } });
+    expect((await a.gql(ME, { key: member.key })).status).toBe(401);
+  });
+
+  it('a key regenerated with a grace period while the report waits: the report revokes it as a grace-period key, and its successor', async () => {
+    const member = await createUser(a, admin);
+    const body = messageOf([member.key]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    hooks.afterAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== admin.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await waitForLockWaiters(a, 1);
+    };
+    let successor: string;
+    try {
+      const regenerated = await a.gql(
+        'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+        {
+          key: admin.key,
+          variables: { id: member.id },
+        },
+      );
+      successor = regenerated.body.data!.regenerateAccessKey.accessKey;
+    } finally {
+      delete hooks.afterAuthorityCheck;
+    }
+    expect((await report!).body).toEqual([{ token_raw: member.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+    expect((await a.gql(ME, { key: member.key })).status).toBe(401);
+    expect((await a.gql(ME, { key: successor })).status).toBe(401);
+  });
+
+  it('the batched write of key uses and a report that names the same keys do not deadlock: the write waits', async () => {
+    const [first, second] = (await Promise.all([createUser(a, admin), createUser(a, admin)])).sort((x, y) =>
+      x.id < y.id ? -1 : 1,
+    );
+    // The report locks the key rows by user id. Put the first row's live version after the second's, so that
+    // a write that updates rows as it scans them reaches the second row first.
+    await a.dataSource.query(`UPDATE access_keys SET leak_report_location = NULL WHERE user_id = $1`, [first.id]);
+    const physical = await a.dataSource.query(`SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`, [
+      [first.id, second.id],
+    ]);
+    expect(physical.map((row: { user_id: string }) => row.user_id)).toEqual([second.id, first.id]);
+
+    const holder = new Client({ connectionString: a.databaseUrl });
+    await holder.connect();
+    const logged = a.logs.length;
+    try {
+      // A share lock on the second key row that the report's FOR UPDATE waits for, and the use write does not.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM access_keys WHERE user_id = $1 FOR KEY SHARE`, [second.id]);
+      const body = messageOf([first.key, second.key]);
+      const report = post(a, { body, headers: signedHeaders(body, github) });
+      await waitForLockWaiters(a, 1);
+      for (const user of [first, second])
+        a.services.accessKeys.markUsed(a.keyCrypto.digest(user.key).toString('base64'));
+      const flushed = a.services.accessKeys.flushUse();
+      await waitForLockWaiters(a, 2);
+      await holder.query('COMMIT');
+      expect(await report).toEqual({
+        status: 200,
+        body: [
+          { token_raw: first.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+          { token_raw: second.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+        ],
+      });
+      await flushed;
+      expect(a.logs.slice(logged).filter((line) => line.includes('could not record access key use'))).toEqual([]);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+  });
+
   describe('when the message is not one GitHub signed, or was processed already', () => {
     let user: TestUser;
     let body: string;
@@ -265,9 +534,54 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
         'signed with garbage',
         () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' }),
       ],
+      [
+        'signed as raw r||s (IEEE P1363), not DER',
+        () => ({
+          'github-public-key-identifier': github.id,
+          'github-public-key-signature': sign('sha256', Buffer.from(body), {
+            key: github.privateKey,
+            dsaEncoding: 'ieee-p1363',
+          }).toString('base64'),
+        }),
+      ],
+      // Only one exact header value is the signature: no second reading of a header, no skipped characters.
+      [
+        'the right signature, in two header lines',
+        () => {
+          const signature = paddedSignatureOf(body, github);
+          return { 'github-public-key-identifier': github.id, 'github-public-key-signature': [signature, signature] };
+        },
+      ],
+      [
+        'the right signature followed by a stranger’s',
+        () => ({
+          'github-public-key-identifier': github.id,
+          'github-public-key-signature': `${paddedSignatureOf(body, github)}, ${signatureOf(body, stranger)}`,
+        }),
+      ],
+      [
+        'the right signature with characters outside base64 in it',
+        () => {
+          const signature = signatureOf(body, github);
+          return {
+            'github-public-key-identifier': github.id,
+            'github-public-key-signature': `${signature.slice(0, 20)}!*${signature.slice(20)}`,
+          };
+        },
+      ],
+      [
+        'the right signature with a space in it',
+        () => {
+          const signature = signatureOf(body, github);
+          return {
+            'github-public-key-identifier': github.id,
+            'github-public-key-signature': `${signature.slice(0, 20)} ${signature.slice(20)}`,
+          };
+        },
+      ],
     ])('%s: 401 and nothing changes', async (_case, headers) => {
       const before = await snapshot();
-      const response = await post(a, { body, headers: headers() as Record<string, string> });
+      const response = await post(a, { body, headers: headers() as Record<string, string | string[]> });
       expect(response.status).toBe(401);
       expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
       expect(await snapshot()).toEqual(before);
@@ -295,6 +609,18 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       expect(response.status).toBe(413);
       expect(await snapshot()).toEqual(before);
       expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+    });
+
+    it('exactly 64 KiB is read; one byte more is 413', async () => {
+      const sized = (bytes: number) => {
+        const text = messageOf([generateAccessKey()], '');
+        return text.replace('"url":""', `"url":"${'u'.repeat(bytes - Buffer.byteLength(text))}"`);
+      };
+      const atLimit = sized(64 * 1024);
+      expect(Buffer.byteLength(atLimit)).toBe(64 * 1024);
+      expect((await post(a, { body: atLimit, headers: signedHeaders(atLimit, github) })).status).toBe(200);
+      const over = sized(64 * 1024 + 1);
+      expect((await post(a, { body: over, headers: signedHeaders(over, github) })).status).toBe(413);
     });
 
     it('signed, but not the program’s JSON: 400 and nothing changes', async () => {
@@ -352,6 +678,105 @@ describe('leak reports: refused messages count as failed authentications of the 
   });
 });
 
+describe('leak reports: a keys file that lists one key identifier twice', () => {
+  it('accepts a message signed by either key listed under it', async () => {
+    const first = signingKey('github');
+    const second = signingKey('github');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({
+        public_keys: [
+          { key_identifier: 'github', key: first.pem, is_current: false },
+          { key_identifier: 'github', key: second.pem, is_current: true },
+        ],
+      }),
+    );
+    const app = await startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: keysFile } });
+    try {
+      for (const key of [first, second]) {
+        const body = messageOf([generateAccessKey()]);
+        expect((await post(app, { body, headers: signedHeaders(body, key) })).status).toBe(200);
+      }
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('leak reports: a failed attempt, and the logs at debug level with every request logged', () => {
+  const github = signingKey('github-current');
+  let dir: string;
+  let app: TestApp;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }),
+    );
+    app = await startTestApp({
+      env: {
+        SECRET_SCANNING_GITHUB_KEYS: keysFile,
+        AUTH_FAILURE_LIMIT: '10000',
+        LOG_LEVEL: 'debug',
+        LOG_REQUESTS: '1',
+      },
+      captureLogs: true,
+    });
+    admin = await createOrganization(app);
+  });
+  afterAll(async () => {
+    await app?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a message whose processing failed in the database changed nothing and is taken when sent again', async () => {
+    const user = await createUser(app, admin);
+    const body = messageOf([user.key]);
+    const headers = signedHeaders(body, github);
+    await app.dataSource.query(`
+      CREATE FUNCTION fail_leak_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+      CREATE TRIGGER fail_leak_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_leak_audit();`);
+    try {
+      expect((await post(app, { body, headers })).status).toBe(500);
+    } finally {
+      await app.dataSource.query(`DROP TRIGGER fail_leak_audit ON audit_events; DROP FUNCTION fail_leak_audit();`);
+    }
+    expect((await app.gql(ME, { key: user.key })).status).toBe(200);
+    expect(await post(app, { body, headers })).toEqual({
+      status: 200,
+      body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }],
+    });
+    expect((await app.gql(ME, { key: user.key })).status).toBe(401);
+  });
+
+  it('no log line at any level holds a reported key, whatever the outcome', async () => {
+    const reported = await createUser(app, admin);
+    const byAdmin = await createUser(app, admin);
+    const unknown = generateAccessKey();
+    const revoked = messageOf([reported.key, unknown]);
+    await post(app, { body: revoked, headers: signedHeaders(revoked, github) });
+    await post(app, { body: revoked, headers: signedHeaders(revoked, github) }); // 409
+    await post(app, { body: revoked, headers: signedHeaders(revoked, signingKey(github.id)) }); // 401
+    const notTheProgramsJson = JSON.stringify({ token: byAdmin.key });
+    await post(app, { body: notTheProgramsJson, headers: signedHeaders(notTheProgramsJson, github) }); // 400
+    await app.gql(REPORT, { key: admin.key, variables: { key: byAdmin.key, location: 'bad\nlocation' } });
+    await app.gql(REPORT, { key: admin.key, variables: { key: byAdmin.key.slice(0, -1), location: 'x' } });
+    await app.gql(REPORT, { key: admin.key, variables: { key: byAdmin.key, location: 'a ticket' } });
+    await app.services.accessKeys.flushUse();
+    expect(app.logs.some((line) => line.includes('/secret-scanning/github'))).toBe(true);
+    const text = app.logs.join('\n');
+    for (const secret of [reported.key, byAdmin.key, byAdmin.key.slice(0, -1), unknown, admin.key, 'cak_']) {
+      expect(text).not.toContain(secret);
+    }
+  });
+});
+
 describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS', () => {
   it('answers 404', async () => {
     const app = await startTestApp();
@@ -377,6 +802,10 @@ describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup wit
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
     .publicKey.export({ type: 'spki', format: 'pem' })
     .toString();
+  const otherCurve = (type: 'ec' | 'ed25519', options?: { namedCurve: string }) =>
+    (generateKeyPairSync as (type: string, options?: object) => { publicKey: KeyObject })(type, options)
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
   it.each([
     ['missing', null, /cannot be read \(ENOENT\)/],
     [
@@ -398,6 +827,16 @@ describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup wit
     [
       'an RSA key',
       JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }),
+      /the key "k1" is not an ECDSA P-256 key/,
+    ],
+    [
+      'a P-384 key',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ec', { namedCurve: 'P-384' }) }] }),
+      /the key "k1" is not an ECDSA P-256 key/,
+    ],
+    [
+      'an Ed25519 key',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ed25519') }] }),
       /the key "k1" is not an ECDSA P-256 key/,
     ],
   ])('%s', async (_case, contents, message) => {
@@ -490,6 +929,55 @@ describe('reportLeakedAccessKey', () => {
     expect(response.body.errors![0].extensions!.code).toBe('FORBIDDEN');
     expect((await app.gql(ME, { key: victim.key })).status).toBe(200);
     expect(await leakRows(admin.organizationId)).toBe(before);
+  });
+
+  it.each([
+    ['a line break', 'line one\nline two'],
+    ['an escape sequence', 'a gist \u001b[2J'],
+    ['a direction override', 'https://chat.example/\u202egpj.exe'],
+    ['a zero-width space', 'https://chat.exam\u200bple/4711'],
+    ['more than 2,000 characters', `https://chat.example/${'x'.repeat(2000)}`],
+  ])('refuses a location with %s as BAD_USER_INPUT, and the key keeps working', async (_case, location) => {
+    const member = await createUser(app, admin);
+    const before = await leakRows(admin.organizationId);
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location } });
+    expect(response.body.data).toBeNull();
+    expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'location' });
+    expect((await app.gql(ME, { key: member.key })).status).toBe(200);
+    expect(await leakRows(admin.organizationId)).toBe(before);
+  });
+
+  it('keeps a location of exactly 2,000 characters as it was given', async () => {
+    const member = await createUser(app, admin);
+    const location = `https://chat.example/${'x'.repeat(2000 - 'https://chat.example/'.length)}`;
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location } });
+    expect(response.body.data).toEqual({ reportLeakedAccessKey: { revoked: true, user: { id: member.id } } });
+    const facts = (await app.gql(KEY_FACTS, { key: admin.key, variables: { id: member.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakReportLocation).toBe(location);
+  });
+
+  it("an admin who reports their own key: the request's later acts are refused, and the key works no more", async () => {
+    const reporter = await createUser(app, admin, { role: Role.ADMIN });
+    const victim = await createUser(app, admin);
+    const response = await app.gql(
+      `mutation ($key: String!, $id: ID!) {
+        report: reportLeakedAccessKey(key: $key, location: "my own screen share") { revoked user { id } }
+        after: regenerateAccessKey(userId: $id) { accessKey }
+      }`,
+      { key: reporter.key, variables: { key: reporter.key, id: victim.id } },
+    );
+    // Both fields are non-null, so the refusal of the second empties `data`; the report itself committed.
+    expect(response.body.data).toBeNull();
+    expect(response.body.errors).toEqual([
+      expect.objectContaining({ path: ['after'], extensions: expect.objectContaining({ code: 'UNAUTHENTICATED' }) }),
+    ]);
+    expect((await app.gql(ME, { key: victim.key })).status).toBe(200);
+    expect((await app.gql(ME, { key: reporter.key })).status).toBe(401);
+    const [{ n }] = await app.dataSource.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE action = 'ACCESS_KEY_LEAK_REPORTED' AND actor_user_id = $1 AND target_user_id = $1`,
+      [reporter.id],
+    );
+    expect(n).toBe(1);
   });
 
   it('refuses a string that is not a key, and an empty location, as BAD_USER_INPUT', async () => {

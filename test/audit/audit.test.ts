@@ -188,6 +188,31 @@ describe('audit log', () => {
     expect(await eventsSince(since)).toEqual([]);
   });
 
+  it('in a page of keys, one that cannot be decrypted is withheld and not recorded; the others are revealed and recorded', async () => {
+    const org = await createOrganization(app, 'One Broken Key Org');
+    const broken = await createUser(app, org);
+    const intact = await createUser(app, org);
+    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [
+      broken.id,
+      Buffer.alloc(60, 7),
+    ]);
+    const since = await lastEventId();
+    const response = await app.gql('{ users(first: 10) { edges { node { id accessKey } } } }', { key: org.key });
+    const keys = new Map(
+      response.body.data!.users.edges.map((e: { node: { id: string; accessKey: string | null } }) => [
+        e.node.id,
+        e.node.accessKey,
+      ]),
+    );
+    expect(keys.get(broken.id)).toBeNull();
+    expect(keys.get(intact.id)).toBe(intact.key);
+    expect(keys.get(org.id)).toBe(org.key);
+    expect(response.body.errors!.map((e) => e.extensions!.code)).toEqual(['INTERNAL_SERVER_ERROR']);
+    const events = await eventsSince(since);
+    expect(events.every((e) => e.action === 'ACCESS_KEY_VIEWED')).toBe(true);
+    expect(events.map((e) => e.target_user_id).sort()).toEqual([org.id, intact.id].sort());
+  });
+
   it('each mutation leaves its event with actor, target, kind, ip and request id', async () => {
     const since = await lastEventId();
     const email = uniqueEmail('audited');

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
+import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
@@ -7,7 +8,7 @@ import { createTestDatabase, type GraphQLResponse, startTestApp, type TestApp } 
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
 const ME = '{ me { id } }';
-const KEY_LOOKUP = 'k.key_digest = $1';
+const KEY_LOOKUP = KEY_LOOKUP_MARK;
 
 let nextAddress = 10;
 /** A client address of its own for each scenario (TRUST_PROXY=1 believes one X-Forwarded-For hop). */

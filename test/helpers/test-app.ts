@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
 
+import type { Clock } from '../../src/access-keys/clock';
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { type Config, loadConfig } from '../../src/config';
@@ -75,7 +76,9 @@ function testDbSettings(config: Config, env: NodeJS.ProcessEnv = {}): Config['db
 export interface TestAppOptions {
   env?: NodeJS.ProcessEnv;
   /** Run another instance on an existing test database (scale-out tests). */
-  database?: { url: string; secret: Buffer };
+  database?: { url: string; secret: Buffer; olderSecrets?: Buffer[] };
+  /** What key expiry is decided by (a TestClock moves time); the system clock by default. */
+  clock?: Clock;
   /** Keep every log line (at the configured LOG_LEVEL) in `logs`. */
   captureLogs?: boolean;
   /** Extra Apollo plugins, to observe execution. */
@@ -107,7 +110,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     queryCounter: queries,
   });
   await dataSource.initialize();
-  const keyCrypto = new KeyCrypto(secret);
+  const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
   const logs: string[] = [];
   const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
   const logger = createLogger({ level: config.logLevel, destination });
@@ -116,6 +119,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     databaseUrl: database.url,
     listenerDatabaseUrl: options.listenerDatabaseUrl?.(database.url),
     hooks: options.hooks,
+    clock: options.clock,
     keyCrypto,
     logger,
     config,

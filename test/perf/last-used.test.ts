@@ -1,5 +1,24 @@
-import { createOrganization, createUser } from '../factories/organizations';
+import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
+import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
+
+interface UseFacts {
+  lastUsedAt: string | null;
+  previousKeyLastUsedAt: string | null;
+  previousKeyExpiresAt: string | null;
+}
+
+/** What an admin reads about the uses of a user's keys. */
+async function useFactsOf(app: TestApp, admin: TestUser, userId: string): Promise<UseFacts> {
+  const response = await app.gql(
+    'query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }',
+    {
+      key: admin.key,
+      variables: { id: userId },
+    },
+  );
+  return response.body.data!.user.accessKeyInfo as UseFacts;
+}
 
 describe('lastUsedAt is written at most once a minute per key', () => {
   let app: TestApp;
@@ -25,7 +44,7 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const info = await app.gql('{ me { accessKeyInfo { lastUsedAt } } }', { key: admin.key });
     expect(new Date(info.body.data!.me.accessKeyInfo.lastUsedAt).getTime()).toBeGreaterThanOrEqual(started - 1000);
     // Only the first of the 1,000 requests looked the key up; the rest were answered from the cache.
-    const lookups = app.queries.since(before).filter((sql) => sql.includes('k.key_digest = $1'));
+    const lookups = app.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP_MARK));
     expect(lookups).toHaveLength(1);
   });
 
@@ -69,20 +88,7 @@ describe('lastUsedAt is written at most once a minute per key', () => {
   it('during a grace period, uses of the old key move previousKeyLastUsedAt, not lastUsedAt, written once a minute like it', async () => {
     const admin = await createOrganization(app);
     const member = await createUser(app, admin);
-    const facts = async () =>
-      (
-        await app.gql(
-          'query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }',
-          {
-            key: admin.key,
-            variables: { id: member.id },
-          },
-        )
-      ).body.data!.user.accessKeyInfo as {
-        lastUsedAt: string | null;
-        previousKeyLastUsedAt: string | null;
-        previousKeyExpiresAt: string | null;
-      };
+    const facts = () => useFactsOf(app, admin, member.id);
     const regenerated = await app.gql(
       'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
       {
@@ -118,5 +124,50 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const handedOver = await facts();
     expect(handedOver.lastUsedAt).toBeNull();
     expect(handedOver.previousKeyLastUsedAt).toBe(afterNewKey.lastUsedAt);
+  });
+
+  it('two regenerations in a row, and the end of a grace period: previousKeyLastUsedAt follows the key that still works, and only it', async () => {
+    const admin = await createOrganization(app);
+    const member = await createUser(app, admin);
+    const facts = () => useFactsOf(app, admin, member.id);
+    const regenerate = async () =>
+      (
+        await app.gql(
+          'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+          {
+            key: admin.key,
+            variables: { id: member.id },
+          },
+        )
+      ).body.data!.regenerateAccessKey.accessKey as string;
+    const first = member.key;
+    const second = await regenerate();
+    const third = await regenerate();
+    // The first key works no more, and its use (refused) is noted nowhere; the second is the one handed over.
+    expect((await app.gql('{ me { id } }', { key: first })).status).toBe(401);
+    await app.services.accessKeys.flushUse();
+    expect(await facts()).toMatchObject({ lastUsedAt: null, previousKeyLastUsedAt: null });
+    expect((await app.gql('{ me { id } }', { key: second })).status).toBe(200);
+    await app.services.accessKeys.flushUse();
+    const handedOver = await facts();
+    expect(handedOver.lastUsedAt).toBeNull();
+    expect(handedOver.previousKeyLastUsedAt).not.toBeNull();
+
+    // The grace period ends (moved into the past, as the clock would): the old key's last use is shown no
+    // more, the key is refused, and a use of it noted just before the end is written nowhere.
+    app.services.accessKeys.markUsed(app.keyCrypto.digest(third).toString('base64'));
+    const fourth = await regenerate();
+    await app.dataSource.query(
+      `UPDATE access_keys SET previous_key_expires_at = now() - interval '1 second' WHERE user_id = $1`,
+      [member.id],
+    );
+    await app.services.accessKeys.flushUse();
+    expect((await app.gql('{ me { id } }', { key: third })).status).toBe(401);
+    expect(await facts()).toMatchObject({ lastUsedAt: null, previousKeyLastUsedAt: null });
+    const [row] = await app.dataSource.query(`SELECT previous_key_last_used_at FROM access_keys WHERE user_id = $1`, [
+      member.id,
+    ]);
+    expect(row.previous_key_last_used_at).toBeNull();
+    expect((await app.gql('{ me { id } }', { key: fourth })).status).toBe(200);
   });
 });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
+import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
@@ -8,7 +9,7 @@ import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-
 /** The property: refused on the other instance by then, measured from before the regeneration was sent. */
 const DEADLINE_MS = 2000;
 const ME = '{ me { id role } }';
-const KEY_LOOKUP = 'k.key_digest = $1';
+const KEY_LOOKUP = KEY_LOOKUP_MARK;
 
 async function until(condition: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

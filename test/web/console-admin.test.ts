@@ -252,6 +252,41 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     expect(await keyWorks(third)).toBe(true);
   });
 
+  it('shows when a key expires (expiry by policy) and warns when that is near or past', async () => {
+    const policyAdmin = await createOrganization(app, 'Policy Clinic');
+    const policy = await app.gql(
+      'mutation { setAccessKeyPolicy(maxKeyAgeDays: 10) { organization { maxKeyAgeDays } } }',
+      { key: policyAdmin.key },
+    );
+    expect(policy.body.errors).toBeUndefined();
+    const soon = await createUser(app, policyAdmin, { name: 'Soon Expiring Export' });
+    const expired = await createUser(app, policyAdmin, { name: 'Expired Export' });
+    await app.dataSource.query(`UPDATE access_keys SET expires_at = now() - interval '1 day' WHERE user_id = $1`, [
+      expired.id,
+    ]);
+
+    await openConsole(page, `/users/${soon.id}`);
+    await signInWithKey(page, policyAdmin.key);
+    await page.locator('#key-expires').waitFor();
+    expect(await page.locator('#key-expires').textContent()).toMatch(/in about 10 days\)$/);
+    expect(await page.locator('#key-expiry-warning').textContent()).toMatch(
+      /This key expires in about 10 days\. Regenerate it/,
+    );
+    await expectScreenRight(watched, 'profile, key expiring soon');
+
+    await openConsole(page, `/users/${expired.id}`);
+    await page.waitForFunction(() => document.querySelector('#key-expires')?.textContent?.endsWith('(expired)'));
+    expect(await page.locator('#key-expiry-warning').textContent()).toMatch(
+      /This key has expired: it is refused like any invalid key/,
+    );
+    await expectScreenRight(watched, 'profile, key expired');
+
+    // The admin's own key was issued before the policy: it never expires, and nothing warns.
+    await openConsole(page, `/users/${policyAdmin.id}`);
+    await page.waitForFunction(() => document.querySelector('#key-expires')?.textContent === 'Never');
+    expect(await page.locator('#key-expiry-warning').count()).toBe(0);
+  });
+
   it('reports a leaked key found in a chat: it stops working, and the profile and the audit log say which, when, by whom and where', async () => {
     const leaky = await createUser(app, admin, { name: 'Leaky Export' });
     await openConsole(page, '/users');

@@ -1,0 +1,110 @@
+import { subject } from '@casl/ability';
+import type { DataSource } from 'typeorm';
+
+import { auditActorOf, type AuditService } from '../audit/audit.service';
+import { AuditAction } from '../audit/audit-event.entity';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { Authority } from '../authorization/authority';
+import { BadInputError, ForbiddenError } from '../errors';
+import { Organization } from '../organizations/organization.entity';
+import type { Actor } from '../request/context';
+
+/** The longest maxKeyAgeDays accepted (ten years); the migration's CHECK holds the same bound. */
+export const MAX_KEY_AGE_DAYS = 3650;
+
+export interface AccessKeyPolicyChange {
+  /** Days from issue until a key expires; null: keys never expire. */
+  maxKeyAgeDays: number | null;
+  /** Also give the organization's existing keys an expiry of `created_at + maxKeyAgeDays` (or none, for null). */
+  applyToExistingKeys: boolean;
+}
+
+/** An organization's key expiry policy: who may set it, its bounds, and what it does to existing keys. */
+export class AccessKeyPolicyService {
+  constructor(
+    private readonly deps: { dataSource: DataSource; audit: AuditService; authCache: AuthCache; authority: Authority },
+  ) {}
+
+  /**
+   * Sets the caller's organization's `maxKeyAgeDays` (ADMIN only), records ACCESS_KEY_POLICY_CHANGED, and
+   * with `applyToExistingKeys` rewrites every key's `expires_at` of the organization from its `created_at`
+   * (a key already older than the new age expires at once). Without it existing keys keep the expiry they
+   * were issued with; keys issued from now on get the new one. One transaction; the organization row is
+   * locked FOR NO KEY UPDATE first, so two admins setting it at once serialize. Throws BAD_USER_INPUT for a
+   * value outside 1..MAX_KEY_AGE_DAYS, FORBIDDEN for a non-admin, UNAUTHENTICATED when the caller's authority
+   * ended. Returns the organization as committed and how many existing keys got a new expiry.
+   */
+  async set(
+    actor: Actor,
+    change: AccessKeyPolicyChange,
+  ): Promise<{ organization: Organization; existingKeysUpdated: number }> {
+    const { maxKeyAgeDays, applyToExistingKeys } = change;
+    const { organizationId } = actor.principal;
+    const may = (ability: Actor['ability']) => {
+      if (!ability.can('setAccessKeyPolicy', subject('Organization', { id: organizationId, organizationId }))) {
+        throw new ForbiddenError('Only admins of the organization can set its access key policy.');
+      }
+    };
+    // Refused before any work, then again against the caller as committed at the moment of the act.
+    may(actor.ability);
+    if (
+      maxKeyAgeDays !== null &&
+      (!Number.isInteger(maxKeyAgeDays) || maxKeyAgeDays < 1 || maxKeyAgeDays > MAX_KEY_AGE_DAYS)
+    ) {
+      throw new BadInputError(
+        `"maxKeyAgeDays" must be from 1 to ${MAX_KEY_AGE_DAYS}, or null for keys that never expire.`,
+        'maxKeyAgeDays',
+      );
+    }
+    this.deps.authority.throwIfRefused(actor);
+    const result = await this.deps.dataSource.transaction(async (manager) => {
+      (await this.deps.authority.confirm(manager, { actor, lockOrganizationForUpdate: true })).authorize(may);
+      const [rows] = await manager.query(
+        `UPDATE organizations SET max_key_age_days = $2 WHERE id = $1
+         RETURNING id, name, is_active, created_at, max_key_age_days`,
+        [organizationId, maxKeyAgeDays],
+      );
+      let existingKeysUpdated = 0;
+      if (applyToExistingKeys) {
+        // Rows locked by user id first, the order of every other writer of several key rows (leak reports,
+        // the batched write of key uses): locking them in scan order deadlocked with that write.
+        const [, count] = await manager.query(
+          `WITH due AS MATERIALIZED (
+             SELECT user_id FROM access_keys
+              WHERE organization_id = $1 AND expires_at IS DISTINCT FROM created_at + make_interval(days => $2::int)
+              ORDER BY user_id FOR NO KEY UPDATE
+           )
+           UPDATE access_keys k SET expires_at = k.created_at + make_interval(days => $2::int)
+             FROM due
+            WHERE k.user_id = due.user_id AND k.expires_at IS DISTINCT FROM k.created_at + make_interval(days => $2::int)`,
+          [organizationId, maxKeyAgeDays],
+        );
+        existingKeysUpdated = count as number;
+      }
+      await this.deps.audit.record(manager, auditActorOf(actor), {
+        action: AuditAction.ACCESS_KEY_POLICY_CHANGED,
+        organizationId,
+      });
+      const row = (
+        rows as Array<{
+          id: string;
+          name: string;
+          is_active: boolean;
+          created_at: Date;
+          max_key_age_days: number | null;
+        }>
+      )[0];
+      const organization = Object.assign(new Organization(), {
+        id: row.id,
+        name: row.name,
+        isActive: row.is_active,
+        createdAt: row.created_at,
+        maxKeyAgeDays: row.max_key_age_days,
+      });
+      return { organization, existingKeysUpdated };
+    });
+    // Committed: cached principals carry their key's expiry; this instance forgets them now, the others on NOTIFY.
+    this.deps.authCache.evictOrganization(organizationId);
+    return result;
+  }
+}
