@@ -171,6 +171,7 @@ export class RequestLogger {
     return (this.made ??= this.parent.child(this.bindings, this.options));
   }
 
+  /** The level lines are written at: the child's once made, else the options' or the parent's. */
   get level(): string {
     return this.made?.level ?? this.options.level ?? this.parent.level;
   }
@@ -179,36 +180,45 @@ export class RequestLogger {
     this.logger.level = level;
   }
 
+  /** Whether a line at `level` would be written, decided without making the child. */
   isLevelEnabled(level: string): boolean {
     return this.made ? this.made.isLevelEnabled(level) : pino.levels.values[level] >= pino.levels.values[this.level];
   }
 
+  /** pino's `fatal(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   fatal(...args: LogArguments): void {
     this.write('fatal', args);
   }
 
+  /** pino's `error(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   error(...args: LogArguments): void {
     this.write('error', args);
   }
 
+  /** pino's `warn(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   warn(...args: LogArguments): void {
     this.write('warn', args);
   }
 
+  /** pino's `info(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   info(...args: LogArguments): void {
     this.write('info', args);
   }
 
+  /** pino's `debug(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   debug(...args: LogArguments): void {
     this.write('debug', args);
   }
 
+  /** pino's `trace(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   trace(...args: LogArguments): void {
     this.write('trace', args);
   }
 
+  /** pino's `silent` level method: writes nothing. */
   silent(): void {}
 
+  /** A pino child of the request's logger (which is made for it), with `bindings` added. */
   child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
     return this.logger.child(bindings, options);
   }
