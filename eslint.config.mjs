@@ -25,8 +25,8 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/**/*.ts'],
-    // Tests read GraphQL answers as JSON whose shape the assertions themselves check.
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    // Tests and benchmarks read GraphQL answers as JSON whose shape the assertions or checks themselves test.
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {

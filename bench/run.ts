@@ -3,7 +3,6 @@ import 'reflect-metadata';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -15,10 +14,10 @@ import { SYSTEM_ACTOR } from '../src/audit/audit.service';
 import { loadConfig } from '../src/config';
 import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
-import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 import { createLogger } from '../src/logger';
 import { createServices } from '../src/server/services';
 import { Role } from '../src/users/user.entity';
+import { benchDatabaseServer, freePort, stopServer, waitUntilReady } from './server-process';
 
 /**
  * `npm run bench`: the service in its own process on a real PostgreSQL, driven by autocannon from this
@@ -83,17 +82,6 @@ const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().
 function cpuSeconds(pid: number): number {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 function rssMb(pid: number): number {
@@ -167,24 +155,8 @@ async function startServer(params: {
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${params.port}/readyz`)).ok) return child;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('the service did not start');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** Stops a server and waits for it to exit; at once when it already has. */
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
+  await waitUntilReady(params.port, child);
+  return child;
 }
 
 async function load(
@@ -357,15 +329,8 @@ function compareWithFloor(measured: PairedRun[], floor: PairedRun[] | undefined)
 
 async function main(): Promise<void> {
   const secret = randomBytes(32);
-  let embedded: EmbeddedPostgres | null = null;
-  let tempDir: string | null = null;
-  let url = process.env.DATABASE_URL;
-  if (!url) {
-    tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-bench-'));
-    fs.chmodSync(tempDir, 0o755);
-    embedded = await startEmbeddedPostgres({ dataDir: path.join(tempDir, 'data'), log: () => undefined });
-    url = embedded.url;
-  }
+  const databaseServer = await benchDatabaseServer('crm-access-bench');
+  const { url, embedded } = databaseServer;
   let server: ChildProcess | null = null;
   try {
     process.stderr.write(`seeding ${USERS} users...\n`);
@@ -563,8 +528,7 @@ async function main(): Promise<void> {
     if (!rows.every((r) => r.met) || !memory.met) process.exitCode = 1;
   } finally {
     if (server) await stopServer(server);
-    await embedded?.stop();
-    if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
+    await databaseServer.stop();
   }
 }
 

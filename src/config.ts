@@ -66,6 +66,8 @@ export interface Config {
     /** Open connections at most; null: derived from the process's open-file limit. */
     readonly maxConnections: number | null;
   };
+  /** Audit events older than this many days are deleted (src/audit/audit-retention.ts); null: kept forever. */
+  readonly auditRetentionDays: number | null;
   /**
    * GitHub secret scanning (POST /secret-scanning/github): the file holding GitHub's public keys for it, as
    * its public-keys API answers them; null: the endpoint is off (404).
@@ -188,6 +190,25 @@ export function parseSecrets(value: string, source: string): Buffer[] {
   return secrets;
 }
 
+export const DEFAULT_AUDIT_RETENTION_DAYS = 365;
+
+/**
+ * AUDIT_RETENTION_DAYS: whole days from 1 to 36500 (default 365), or "off" to keep every event. 0 is refused
+ * rather than read as either "keep nothing" or "off": which one was meant would be a guess.
+ */
+function auditRetentionDays(env: NodeJS.ProcessEnv): number | null {
+  const raw = env.AUDIT_RETENTION_DAYS?.trim();
+  if (!raw) return DEFAULT_AUDIT_RETENTION_DAYS;
+  if (raw.toLowerCase() === 'off') return null;
+  const days = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(days >= 1 && days <= 36500)) {
+    throw new ConfigError(
+      `AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${raw}".`,
+    );
+  }
+  return days;
+}
+
 /** Reads the environment once; the rest of the code receives the frozen result. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development';
@@ -264,6 +285,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, { min: 100, max: 3_600_000 }),
       maxConnections: env.MAX_CONNECTIONS ? integer(env, 'MAX_CONNECTIONS', 0, { min: 1, max: 10_000_000 }) : null,
     }),
+    auditRetentionDays: auditRetentionDays(env),
     secretScanning: Object.freeze({ githubKeysFile: env.SECRET_SCANNING_GITHUB_KEYS?.trim() || null }),
     loadShedding: Object.freeze({
       maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, { min: 0, max: 600_000 }),

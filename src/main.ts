@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 
+import { AuditRetention, DEFAULT_AUDIT_RETENTION } from './audit/audit-retention';
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { ensureDemoOrganization } from './dev/demo';
@@ -17,6 +18,13 @@ async function main(): Promise<void> {
   const services = createServices({ ...database, logger, config });
   await services.start();
   const app = await buildApp({ config, services, logger });
+  // Every instance runs it; an advisory lock lets one delete at a time (src/audit/audit-retention.ts).
+  const retention = new AuditRetention({
+    dataSource: database.dataSource,
+    logger,
+    settings: { ...DEFAULT_AUDIT_RETENTION, days: config.auditRetentionDays },
+  });
+  retention.start();
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -30,6 +38,7 @@ async function main(): Promise<void> {
     timer.unref();
     try {
       await app.close();
+      await retention.stop();
       await services.stop();
       await database.close();
       logger.info('stopped');

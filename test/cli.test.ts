@@ -181,6 +181,13 @@ describe('npm run cli -- create-organization', () => {
         );
       });
 
+      it('an AUDIT_RETENTION_DAYS that is not a number of days', async () => {
+        oneLine(
+          await runWith({ args, env: { ...env(), AUDIT_RETENTION_DAYS: '0' } }),
+          /AUDIT_RETENTION_DAYS must be a whole number of days/,
+        );
+      });
+
       it('an ACCESS_KEY_SECRET that is too short', async () => {
         oneLine(
           await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: 'c2hvcnQ=' } }),

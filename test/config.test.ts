@@ -111,6 +111,19 @@ describe('configuration', () => {
       });
     });
 
+    it('reads AUDIT_RETENTION_DAYS: 365 by default, whole days or off; anything else is one clear line', () => {
+      expect(loadConfig({}).auditRetentionDays).toBe(365);
+      expect(loadConfig({ AUDIT_RETENTION_DAYS: '30' }).auditRetentionDays).toBe(30);
+      expect(loadConfig({ AUDIT_RETENTION_DAYS: ' OFF ' }).auditRetentionDays).toBeNull();
+      for (const bad of ['0', '-1', '1.5', '36501', 'forever', '30d']) {
+        expect(() => loadConfig({ AUDIT_RETENTION_DAYS: bad })).toThrow(
+          new ConfigError(
+            `AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${bad}".`,
+          ),
+        );
+      }
+    });
+
     it('refuses a headers timeout longer than the request timeout', () => {
       expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
         /must not exceed REQUEST_TIMEOUT_MS/,

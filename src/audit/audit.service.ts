@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 
-import { scopeOf } from '../authorization/abilities';
+import { type ScopeCondition, scopeOf } from '../authorization/abilities';
 import type { Authority } from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
@@ -13,6 +13,13 @@ import { type AuditActor, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows
 import { type KeyViewTarget, KeyViewWriter } from './key-view-writer';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
+
+/**
+ * What one `auditEvents` read with a filter adds to a request's query cost (src/graphql/query-limits.ts): each
+ * is an index walk of its own, so under the default MAX_QUERY_COST (20,000) a request holds at most 19 of them,
+ * and one of many aliased filtered reads is refused before any runs (issue 17).
+ */
+export const FILTERED_AUDIT_READ_COST = 1000;
 
 export type { AuditActor } from './audit-rows';
 
@@ -65,6 +72,27 @@ function auditEventFromRow(row: AuditEventRow): AuditEvent {
   });
 }
 
+/**
+ * The rows an admin may read, and the order of a page of them: newest first, by id. For one organization (every
+ * admin's scope) that is written as `organization_id = ANY($1)` ordered by (organization_id, id): only the
+ * (organization_id[, filter column], id) indexes (migration ScaleIndexes) give that order, so PostgreSQL walks
+ * them and stops after the page. Written as `organization_id = $1 ORDER BY id`, the planner, which assumes an
+ * organization's events are spread evenly over the ids, walks the primary key instead and filters out every newer
+ * event of other organizations (measured in docs/performance.md; test/audit/audit-plans.test.ts).
+ */
+function auditScope(conditions: readonly ScopeCondition[]): { where: SqlWhere; order: string } {
+  const [only] = conditions;
+  const organizationId =
+    conditions.length === 1 && Object.keys(only).join() === 'organizationId' ? only.organizationId : null;
+  if (organizationId === null) {
+    return { where: new SqlWhere().scope(conditions, { organizationId: 'e.organization_id' }), order: 'e.id DESC' };
+  }
+  return {
+    where: new SqlWhere().and('e.organization_id = ANY(?::uuid[])', [organizationId]),
+    order: 'e.organization_id DESC, e.id DESC',
+  };
+}
+
 /** Writes the audit log in the caller's transaction, so a change and its record commit or roll back together. */
 export class AuditService {
   private readonly keyViews: KeyViewWriter;
@@ -102,9 +130,7 @@ export class AuditService {
     if (!Number.isInteger(first) || first < 0 || first > MAX_AUDIT_PAGE_SIZE) {
       throw new BadInputError(`"first" must be from 0 to ${MAX_AUDIT_PAGE_SIZE}.`, 'first');
     }
-    const where = new SqlWhere().scope(scopeOf(actor.ability, 'read', 'AuditEvent'), {
-      organizationId: 'e.organization_id',
-    });
+    const { where, order } = auditScope(scopeOf(actor.ability, 'read', 'AuditEvent'));
     if (filter?.action) where.and('e.action = ?', filter.action);
     if (filter?.actorId) where.and('e.actor_user_id = ?', parseId(filter.actorId, 'actorId'));
     if (filter?.targetUserId) where.and('e.target_user_id = ?', parseId(filter.targetUserId, 'targetUserId'));
@@ -123,7 +149,7 @@ export class AuditService {
               this.deps.dataSource,
               `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
                       e.request_id, e.created_at, e.location
-                 FROM audit_events e WHERE ${where} ORDER BY e.id DESC LIMIT ${where.param(first + 1)}`,
+                 FROM audit_events e WHERE ${where} ORDER BY ${order} LIMIT ${where.param(first + 1)}`,
               where.values,
             )
           ).map(auditEventFromRow);

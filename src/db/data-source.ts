@@ -7,6 +7,8 @@ import { AuthTruncateNotifications1764400000000 } from '../../migrations/1764400
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000000-LeakReportsAndHandOver';
 import { KeyExpiryAndSecretRotation1764630000000 } from '../../migrations/1764630000000-KeyExpiryAndSecretRotation';
+import { ScaleIndexes1764700000000 } from '../../migrations/1764700000000-ScaleIndexes';
+import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCounts';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -24,6 +26,8 @@ export const MIGRATIONS = [
   NormalizeEmails1764513000000,
   LeakReportsAndHandOver1764620000000,
   KeyExpiryAndSecretRotation1764630000000,
+  ScaleIndexes1764700000000,
+  UserCounts1764700100000,
 ];
 
 export interface DataSourceOptions {

@@ -25,6 +25,23 @@ export async function runPrepared<T extends QueryResultRow>(
 }
 
 /**
+ * Runs a read-path query as an unnamed statement, which PostgreSQL plans for the values of each run: for
+ * statements whose best plan depends on the values, where the generic plan a prepared statement may settle on
+ * after five runs is far off (a substring search: the trigram index for a rare part, walking the list in order
+ * for a common one; PostgreSQL cannot tell them apart without the pattern). Counted like runPrepared.
+ */
+export async function runPlannedEach<T extends QueryResultRow>(
+  dataSource: DataSource,
+  text: string,
+  values: unknown[],
+): Promise<T[]> {
+  const pool = (dataSource.driver as unknown as { master: Pool }).master;
+  dataSource.logger.logQuery(text);
+  const result = await pool.query<T>({ text, values });
+  return result.rows;
+}
+
+/**
  * `runPrepared` inside a transaction, on the transaction's own connection: for statements every act or
  * batch of key reveals runs (the authority check's locks, the views' insert).
  */

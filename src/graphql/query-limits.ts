@@ -26,6 +26,11 @@ export interface QueryLimits {
 export interface PagedList {
   readonly defaultFirst: number;
   readonly maxFirst: number;
+  /**
+   * What one read of the list with a non-empty `filter` adds to the cost, whatever its `first`: each such read
+   * is a query of its own, so a request cannot ask for many of them under aliases (see FILTERED_AUDIT_READ_COST).
+   */
+  readonly filterCost?: number;
 }
 
 /** Paginated list fields by name (they are fields of Query, and their names are not reused elsewhere). */
@@ -81,6 +86,17 @@ function listSize(params: {
         ? variables[first.name.value]
         : undefined;
   return typeof raw === 'number' ? raw : list.defaultFirst;
+}
+
+/** Whether a list field is read with a `filter` that holds at least one condition (variables applied). */
+function isFiltered(
+  args: readonly { name: { value: string }; value: ValueNode }[] | undefined,
+  variables: Record<string, unknown>,
+): boolean {
+  const filter = args?.find((arg) => arg.name.value === 'filter')?.value;
+  if (!filter) return false;
+  const value = valueFromASTUntyped(filter, variables) as unknown;
+  return typeof value === 'object' && value !== null && Object.values(value).some((condition) => condition != null);
 }
 
 interface Measure {
@@ -141,6 +157,7 @@ function measure(params: MeasureParams): Measure {
           pageSizeViolation ??= { list: name, maxFirst: list.maxFirst, value: size };
         }
         cost += 1 + inner.cost + inner.edgesCost * Math.max(size, 1);
+        if (list.filterCost && isFiltered(selection.arguments, params.variables)) cost += list.filterCost;
       } else if (name === 'edges') {
         edgesCost += 1 + total(inner);
       } else {

@@ -16,7 +16,7 @@ import Fastify, {
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 
-import { MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
+import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
 import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
@@ -305,7 +305,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       requestShapePlugin(),
       queryLimitsPlugin(config.queryLimits, {
         users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
-        auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE },
+        auditEvents: {
+          defaultFirst: DEFAULT_PAGE_SIZE,
+          maxFirst: MAX_AUDIT_PAGE_SIZE,
+          filterCost: FILTERED_AUDIT_READ_COST,
+        },
       }),
       textInputPlugin(),
       errorStatusPlugin(services.outage),

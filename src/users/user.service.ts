@@ -11,7 +11,7 @@ import type { AuthCache } from '../authentication/auth-cache';
 import type { PasswordHasher } from '../authentication/password';
 import { type Action, type AppAbility, scopeOf } from '../authorization/abilities';
 import type { Authority, ConfirmedAct } from '../authorization/authority';
-import { runPrepared } from '../db/prepared';
+import { runPlannedEach, runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
@@ -27,6 +27,7 @@ import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.input
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
 import type { UserConnection } from './user.types';
 import { checkPasswordLength, normalizeEmail } from './user.validation';
+import { countFromCounts } from './user-counts';
 
 const MAX_SEARCH_LENGTH = 200;
 
@@ -137,8 +138,11 @@ export class UserService {
     return actor.principal.user as User;
   }
 
-  private async read(where: SqlWhere, tail: string, loaders: Loaders): Promise<User[]> {
-    const rows = await runPrepared<UserWithKeyRow>(
+  /** `planEach`: planned for its values each time (a search: see runPlannedEach), else a prepared statement. */
+  private async read(params: { where: SqlWhere; tail: string; loaders: Loaders; planEach: boolean }): Promise<User[]> {
+    const { where, tail, loaders } = params;
+    const run = params.planEach ? runPlannedEach : runPrepared;
+    const rows = await run<UserWithKeyRow>(
       this.deps.dataSource,
       `${USERS_WITH_KEYS} WHERE ${where} ${tail}`,
       where.values,
@@ -206,14 +210,23 @@ export class UserService {
       const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
       where.and('EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ek.expires_at <= ?)', until);
     }
-    const filtered = { text: String(where), values: [...where.values] };
+    const counted = countFromCounts({
+      scope: scopeOf(actor.ability, 'read', 'User'),
+      filter: { search, role: filter?.role, isActive: filter?.isActive, keyExpiresWithinDays: withinDays },
+    }) ?? {
+      text: `SELECT count(*)::int AS n FROM users u WHERE ${where}`,
+      values: [...where.values],
+    };
 
     if (after) {
       const cursor = decodeCursor(after);
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
+    const planEach = Boolean(search);
     const rows =
-      first === 0 ? [] : await this.read(where, `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders);
+      first === 0
+        ? []
+        : await this.read({ where, tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders, planEach });
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
@@ -222,10 +235,10 @@ export class UserService {
         endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
       },
       countTotal: async () => {
-        const [{ n }] = await runPrepared<{ n: number }>(
+        const [{ n }] = await (planEach ? runPlannedEach : runPrepared)<{ n: number }>(
           this.deps.dataSource,
-          `SELECT count(*)::int AS n FROM users u WHERE ${filtered.text}`,
-          filtered.values,
+          counted.text,
+          counted.values,
         );
         return n;
       },

@@ -31,6 +31,7 @@ describe('migrations', () => {
         'audit_events',
         'auth_failures',
         'key_secret_fingerprint',
+        'organization_user_counts',
         'organizations',
         'secret_scanning_messages',
         'sessions',

@@ -1,26 +1,17 @@
-import type { ApolloServerPlugin } from '@apollo/server';
 import { getIntrospectionQuery } from 'graphql';
 
 import { MAX_INTROSPECTION_DEPTH } from '../../src/graphql/query-limits';
 import { createOrganization, type TestUser } from '../factories/organizations';
+import { executionSpy } from '../helpers/execution-spy';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 describe('query limits: refused with 400 before any resolver runs', () => {
   let app: TestApp;
   let admin: TestUser;
-  let executions = 0;
-  const executionSpy: ApolloServerPlugin<any> = {
-    async requestDidStart() {
-      return {
-        async executionDidStart() {
-          executions++;
-        },
-      };
-    },
-  };
+  const spy = executionSpy();
 
   beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_QUERY_DEPTH: '4' }, plugins: [executionSpy] });
+    app = await startTestApp({ env: { MAX_QUERY_DEPTH: '4' }, plugins: [spy.plugin] });
     admin = await createOrganization(app);
     // The key is looked up once here, so the counts below see only what the refused operations cause.
     await app.gql('{ __typename }', { key: admin.key });
@@ -49,12 +40,12 @@ describe('query limits: refused with 400 before any resolver runs', () => {
   ];
 
   it.each(cases)('%s', async (_label, query, code) => {
-    const [executionsBefore, statementsBefore] = [executions, app.queries.count];
+    const [executionsBefore, statementsBefore] = [spy.executions, app.queries.count];
     const response = await app.gql(query, { key: admin.key });
     expect(response.status).toBe(400);
     expect(response.body.errors).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code }) })]);
     expect(response.body.errors![0].message).not.toMatch(/\bat \w+ \(|node_modules/);
-    expect(executions).toBe(executionsBefore);
+    expect(spy.executions).toBe(executionsBefore);
     expect(app.queries.since(statementsBefore).filter((sql) => !/last_used_at|auth_failures/.test(sql))).toEqual([]);
   });
 
@@ -73,7 +64,7 @@ describe('query limits: refused with 400 before any resolver runs', () => {
       ['auditEvents, literal', '{ auditEvents(first: 100000) { edges { cursor } } }', undefined, 500],
       ['auditEvents, variable', 'query ($n: Int) { auditEvents(first: $n) { edges { cursor } } }', { n: 501 }, 500],
     ])('%s', async (_label, query, variables, max) => {
-      const [executionsBefore, statementsBefore] = [executions, app.queries.count];
+      const [executionsBefore, statementsBefore] = [spy.executions, app.queries.count];
       const response = await app.gql(query, { key: admin.key, variables });
       expect(response.status).toBe(400);
       expect(response.body.errors).toEqual([
@@ -82,7 +73,7 @@ describe('query limits: refused with 400 before any resolver runs', () => {
           extensions: { code: 'BAD_USER_INPUT', field: 'first' },
         }),
       ]);
-      expect(executions).toBe(executionsBefore);
+      expect(spy.executions).toBe(executionsBefore);
       expect(app.queries.since(statementsBefore).filter((sql) => !/last_used_at|auth_failures/.test(sql))).toEqual([]);
     });
 

@@ -1,0 +1,67 @@
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/dev/embedded-postgres';
+
+/** A TCP port free on the loopback interface right now (for a server process to listen on). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** Resolves once the service on `port` answers /readyz; throws if `child` exits first or after 30 s. */
+export async function waitUntilReady(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('the service did not start');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Stops a server and waits for it to exit; at once when it already has. */
+export async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** Where a benchmark's PostgreSQL runs: DATABASE_URL's server, or an embedded one in a temporary folder. */
+export interface BenchDatabaseServer {
+  readonly url: string;
+  /** Null for DATABASE_URL. */
+  readonly embedded: EmbeddedPostgres | null;
+  /** Stops the embedded server and removes its folder (DATABASE_URL's server is left alone). */
+  stop(): Promise<void>;
+}
+
+/** DATABASE_URL when set, else an embedded PostgreSQL with its data in a new temporary folder named `label`-... */
+export async function benchDatabaseServer(label: string): Promise<BenchDatabaseServer> {
+  const url = process.env.DATABASE_URL;
+  if (url) return { url, embedded: null, stop: async () => undefined };
+  const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`));
+  fs.chmodSync(tempDir, 0o755);
+  const embedded = await startEmbeddedPostgres({ dataDir: path.join(tempDir, 'data'), log: () => undefined });
+  return {
+    url: embedded.url,
+    embedded,
+    async stop() {
+      await embedded.stop();
+      fs.rmSync(tempDir, { recursive: true, force: true });
+    },
+  };
+}
