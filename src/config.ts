@@ -85,13 +85,23 @@ export class ConfigError extends Error {}
 
 const MIN_SECRET_BYTES = 32;
 
+/** base64 or base64url, padding only at the end: what `openssl rand -base64 32` prints. */
+const BASE64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
 /**
- * The server secret from base64 `value` (surrounding spaces ignored); `source` names where it came from
- * (an environment variable or a file) in the error.
- * @throws ConfigError when it decodes to fewer than 32 bytes.
+ * One master secret: base64 (or base64url) of 32+ bytes, trimmed. Node's base64 decoding stops silently at
+ * the first padding or foreign character, so "NEW OLD" or "NEW;OLD" would read as NEW alone and drop the old
+ * secret from a keyring without a word: anything but the base64 alphabet is refused. Throws ConfigError
+ * naming `source`, never the value.
  */
 export function parseSecret(value: string, source: string): Buffer {
-  const secret = Buffer.from(value.trim(), 'base64');
+  const entry = value.trim();
+  if (!BASE64.test(entry)) {
+    throw new ConfigError(
+      `${source} is not base64 (for example: openssl rand -base64 32); list several secrets with commas or line breaks.`,
+    );
+  }
+  const secret = Buffer.from(entry, 'base64');
   if (secret.length < MIN_SECRET_BYTES) {
     throw new ConfigError(
       `${source} must be at least ${MIN_SECRET_BYTES} random bytes, base64-encoded ` +

@@ -45,6 +45,29 @@ describe('configuration', () => {
         loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},${current.toString('base64')}` }),
       ).toThrow(/the same secret twice/);
     });
+
+    // base64 decoding stops at the first padding or foreign character, so "NEW OLD" or "NEW;OLD" read as NEW
+    // alone: the old secret silently left the keyring (review C of issue 18).
+    it.each([' ', ';', ' | ', '\t'])(
+      'refuses two secrets joined by %j instead of a comma or a line break, saying how to list them',
+      (separator) => {
+        const joined = `${current.toString('base64')}${separator}${older.toString('base64')}`;
+        expect(() => loadConfig({ ACCESS_KEY_SECRET: joined })).toThrow(
+          /ACCESS_KEY_SECRET is not base64.*commas or line breaks/,
+        );
+        expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: file('joined', joined) })).toThrow(
+          /ACCESS_KEY_SECRET_FILE .* is not base64/,
+        );
+      },
+    );
+
+    it('takes CRLF line breaks, spaces around entries and base64url', () => {
+      const config = loadConfig({
+        ACCESS_KEY_SECRET_FILE: file('crlf', ` ${current.toString('base64')} \r\n${older.toString('base64url')}  \r\n`),
+      });
+      expect(config.accessKeySecret).toEqual(current);
+      expect(config.olderAccessKeySecrets).toEqual([older]);
+    });
   });
 
   describe('when secrets come from files (the *_FILE convention)', () => {

@@ -5,7 +5,7 @@ import { type Authenticated, principalFrom } from '../authentication/principal';
 import { runPrepared } from '../db/prepared';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { AccessKey } from './access-key.entity';
-import { type Clock, systemClock } from './clock';
+import { type Clock, expiryMs, systemClock } from './clock';
 import type { KeyCrypto } from './key-crypto';
 import { generateAccessKey, keyHint } from './key-format';
 
@@ -17,6 +17,11 @@ const LAST_USED_RESOLUTION_SECONDS = 60;
 const USE_FLUSH_DELAY_MS = 1000;
 const MAX_TRACKED_KEYS = 100_000;
 export const MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600;
+/**
+ * In `issue`: a grace period was asked for ($7) and the key it would keep working has not expired by the
+ * service's clock ($9): an expired key is never brought back by a regeneration's grace period.
+ */
+const GRACED = `($7::int > 0 AND (k.expires_at IS NULL OR ${expiryMs('k.expires_at')} > $9::timestamptz))`;
 /** A use of a row's current key ($1: used digests) not yet written in the last $2 seconds. */
 const CURRENT_KEY_DUE =
   '(key_digest = ANY($1::bytea[]) AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)))';
@@ -93,7 +98,8 @@ export class AccessKeyService {
   /**
    * Creates or replaces the user's key in one statement. Concurrent calls for one user serialize on the
    * row lock of ON CONFLICT, so whichever commits last is the single current key; with a grace period the
-   * key it replaced keeps working until the row's `previousKeyExpiresAt` (never past that key's own expiry).
+   * key it replaced keeps working until the row's `previousKeyExpiresAt` (never past that key's own expiry;
+   * none for a key already expired by the injected clock).
    * The new key expires its organization's `maxKeyAgeDays` after now (by the injected clock), or never.
    */
   async issue(
@@ -114,10 +120,10 @@ export class AccessKeyService {
          created_at = now(),
          created_by = EXCLUDED.created_by,
          last_used_at = NULL,
-         previous_key_digest = CASE WHEN $7::int > 0 THEN k.key_digest END,
-         previous_key_expires_at = CASE WHEN $7::int > 0 THEN LEAST(now() + make_interval(secs => $7::int), k.expires_at) END,
+         previous_key_digest = CASE WHEN ${GRACED} THEN k.key_digest END,
+         previous_key_expires_at = CASE WHEN ${GRACED} THEN LEAST(now() + make_interval(secs => $7::int), k.expires_at) END,
          -- The key a grace period keeps working was last used when it was still the current one.
-         previous_key_last_used_at = CASE WHEN $7::int > 0 THEN k.last_used_at END,
+         previous_key_last_used_at = CASE WHEN ${GRACED} THEN k.last_used_at END,
          secret_fingerprint = EXCLUDED.secret_fingerprint,
          expires_at = EXCLUDED.expires_at
        RETURNING ${JOINED_KEY_COLUMNS}`,
@@ -139,8 +145,9 @@ export class AccessKeyService {
   /**
    * The owner of a key, by its digests under every secret of the keyring (KeyCrypto.digests: during a
    * rotation a row may still be under an older one), if the key is current and not expired (by the injected
-   * clock) or in its grace period, and its user and organization active. The principal carries the digest as
-   * stored and the key's expiry, which the auth cache compares with the clock on every hit.
+   * clock) or in its grace period, and its user and organization active. The principal carries the key's digests
+   * under every secret (what the act-time check matches, so a rotation mid-request is not a replacement) and the
+   * key's expiry, which the auth cache compares with the clock on every hit.
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     const rows = await runPrepared<
@@ -155,7 +162,7 @@ export class AccessKeyService {
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
                JOIN organizations o ON o.id = u.organization_id
-              WHERE ((k.key_digest = ANY($1) AND (k.expires_at IS NULL OR k.expires_at > $2))
+              WHERE ((k.key_digest = ANY($1) AND (k.expires_at IS NULL OR ${expiryMs('k.expires_at')} > $2))
                      OR (k.previous_key_digest = ANY($1) AND k.previous_key_expires_at > now()))
                 AND u.is_active AND o.is_active`,
       [digests, new Date(this.clock.now())],
@@ -169,7 +176,7 @@ export class AccessKeyService {
       kind: 'ACCESS_KEY',
       currentKeyDigest: current ? usedDigest : undefined,
       previousKeyDigest: current ? undefined : usedDigest,
-      keyDigest: row.matched_digest,
+      keyDigests: digests,
       keyExpiresAtMs: current ? row.key_expires_at?.getTime() : undefined,
     });
     return { principal, validForMs: row.valid_for_ms };

@@ -10,3 +10,13 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * SQL for a key expiry instant (`expires_at`, or what is written to it) as the clock and JavaScript dates see
+ * it: whole milliseconds (PostgreSQL keeps microseconds; a Date drops them). Every comparison of an expiry
+ * with the clock, and every expiry computed in SQL, goes through this, so the lookup, the auth cache, the
+ * act-time check and the expiring-soon filter agree at the very instant `accessKeyInfo.expiresAt` shows.
+ */
+export function expiryMs(sqlExpression: string): string {
+  return `date_trunc('milliseconds', ${sqlExpression})`;
+}

@@ -8,9 +8,12 @@ import type { Authority } from '../authorization/authority';
 import { BadInputError, ForbiddenError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
 import type { Actor } from '../request/context';
+import { expiryMs } from './clock';
 
 /** The longest maxKeyAgeDays accepted (ten years); the migration's CHECK holds the same bound. */
 export const MAX_KEY_AGE_DAYS = 3650;
+/** An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs). */
+const APPLIED_EXPIRY = expiryMs('created_at + make_interval(days => $2::int)');
 
 export interface AccessKeyPolicyChange {
   /** Days from issue until a key expires; null: keys never expire. */
@@ -71,12 +74,12 @@ export class AccessKeyPolicyService {
         const [, count] = await manager.query(
           `WITH due AS MATERIALIZED (
              SELECT user_id FROM access_keys
-              WHERE organization_id = $1 AND expires_at IS DISTINCT FROM created_at + make_interval(days => $2::int)
+              WHERE organization_id = $1 AND expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
               ORDER BY user_id FOR NO KEY UPDATE
            )
-           UPDATE access_keys k SET expires_at = k.created_at + make_interval(days => $2::int)
+           UPDATE access_keys k SET expires_at = ${APPLIED_EXPIRY}
              FROM due
-            WHERE k.user_id = due.user_id AND k.expires_at IS DISTINCT FROM k.created_at + make_interval(days => $2::int)`,
+            WHERE k.user_id = due.user_id AND k.expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}`,
           [organizationId, maxKeyAgeDays],
         );
         existingKeysUpdated = count as number;

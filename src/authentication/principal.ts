@@ -23,10 +23,12 @@ export interface Principal {
    */
   readonly previousKeyDigest?: string;
   /**
-   * Set for access keys: the lookup digest of the key that authenticated (the current one or the one it
-   * replaced, in its grace period), which writes and reveals check is still valid at the moment of the act.
+   * Set for access keys: the lookup digests of the key that authenticated (the current one or the one it
+   * replaced, in its grace period) under every secret of the keyring, current first. Writes and reveals check
+   * at the moment of the act that the row still holds one of them: `rotate-secret` may have re-digested the
+   * same key under the new secret since the request authenticated, and that is not a replacement.
    */
-  readonly keyDigest?: Buffer;
+  readonly keyDigests?: readonly Buffer[];
   /**
    * Set for a current key that expires (its organization's maxKeyAgeDays): when, in ms since the epoch. The
    * authenticator compares it with the injected clock on every cached use, so expiry needs no lookup.
@@ -53,18 +55,18 @@ export function principalFrom(
     sessionId?: string;
     currentKeyDigest?: string;
     previousKeyDigest?: string;
-    keyDigest?: Buffer;
+    keyDigests?: readonly Buffer[];
     keyExpiresAtMs?: number;
   },
 ): Principal {
   const user = Object.freeze(userFromRow(row));
-  const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigest, keyExpiresAtMs } = params;
+  const { kind, sessionId, currentKeyDigest, previousKeyDigest, keyDigests, keyExpiresAtMs } = params;
   return {
     kind,
     sessionId,
     currentKeyDigest,
     previousKeyDigest,
-    keyDigest,
+    keyDigests,
     keyExpiresAtMs,
     userId: row.id,
     organizationId: row.organization_id,

@@ -232,14 +232,13 @@ export class Authority {
       const nowMs = (this.deps.clock ?? systemClock).now();
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
-        const presented = actor.principal.keyDigest;
+        // Under any secret of the keyring: rotate-secret re-digests a key without replacing it.
+        const presented = (digest: Buffer | null) =>
+          !!digest && !!actor.principal.keyDigests?.some((mine) => mine.equals(digest));
         // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
         const current =
-          !!row &&
-          !!presented &&
-          row.key_digest.equals(presented) &&
-          (row.expires_at === null || row.expires_at.getTime() > nowMs);
-        if (current || (row && presented && !!row.previous_key_digest?.equals(presented))) valid.add(actor);
+          !!row && presented(row.key_digest) && (row.expires_at === null || row.expires_at.getTime() > nowMs);
+        if (current || (row && presented(row.previous_key_digest))) valid.add(actor);
       }
     }
     if (sessionHolders.length > 0) {

@@ -82,6 +82,12 @@ export class SecretMismatchError extends Error {}
  * The first start records the secret's fingerprint; later starts are refused unless the keyring holds the
  * recorded secret (current or older). `rotate-secret` moves the record to the current secret once every key
  * is under it; only then may the older secrets leave the keyring.
+ *
+ * Also refused: a keyring that lacks a secret some key is stored under (each row records its secret's
+ * fingerprint). That happens when the old secret is put back alone after `rotate-secret` moved some keys, or
+ * when an instance listed the old secret first after a rotation and issued keys under it, and the old secret
+ * is then removed: those keys could be neither read nor matched. One scan of access_keys that stops at the
+ * first such row. Throws SecretMismatchError (the operator's one line says what to fix).
  */
 export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto): Promise<void> {
   await dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1) ON CONFLICT (id) DO NOTHING`, [
@@ -92,6 +98,18 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
     throw new SecretMismatchError(
       'ACCESS_KEY_SECRET does not match the secret this database was set up with, so the stored access keys ' +
         'could not be read. Start with the original secret (or, while rotating, a list that includes it).',
+    );
+  }
+  const keyring = [keyCrypto, ...keyCrypto.older].map((crypto) => crypto.fingerprint);
+  const [{ n: unreadable }] = await dataSource.query(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM access_keys WHERE secret_fingerprint <> ALL($1::bytea[]) LIMIT 1) AS k`,
+    [keyring],
+  );
+  if (unreadable > 0) {
+    throw new SecretMismatchError(
+      'ACCESS_KEY_SECRET lacks a secret that access keys are stored under (a rotation is under way or was ' +
+        'undone), so those keys could not be read. Put every secret of the rotation back in the list, the new ' +
+        'one first, and run `npm run cli -- rotate-secret` before removing any.',
     );
   }
 }

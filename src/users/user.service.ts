@@ -3,7 +3,7 @@ import { type DataSource, type EntityManager, QueryFailedError } from 'typeorm';
 
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
 import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
-import { type Clock, systemClock } from '../access-keys/clock';
+import { type Clock, expiryMs, systemClock } from '../access-keys/clock';
 import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
 import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit.service';
 import { AuditAction } from '../audit/audit-event.entity';
@@ -208,7 +208,10 @@ export class UserService {
       }
       // Already expired keys match too: they are the ones most in need of a new key.
       const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
-      where.and('EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ek.expires_at <= ?)', until);
+      where.and(
+        `EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ${expiryMs('ek.expires_at')} <= ?)`,
+        until,
+      );
     }
     const counted = countFromCounts({
       scope: scopeOf(actor.ability, 'read', 'User'),
