@@ -84,11 +84,25 @@ function serializeError(error: Error): Record<string, unknown> {
   return serialized;
 }
 
-/** A URL as logged: the path only. Query strings carry whatever a client put there (keys, passwords). */
+/**
+ * A URL as logged: the path only, up to its first `?`, `;` or `#` (query strings, matrix parameters and
+ * fragments carry whatever a client put there: keys, passwords), percent-escapes decoded first so an encoded
+ * `?`, `;` or `#`, or an encoded key (`c%61k_...`), is cut or redacted like a plain one.
+ */
 export function pathOnly(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
-  const query = url.indexOf('?');
-  return redactString(query === -1 ? url : url.slice(0, query));
+  let path = url.slice(0, cutAt(url));
+  try {
+    path = decodeURIComponent(path);
+  } catch {
+    // A malformed escape: the raw path, cut the same way.
+  }
+  return redactString(path.slice(0, cutAt(path)));
+}
+
+function cutAt(text: string): number {
+  const at = text.search(/[?;#]/);
+  return at === -1 ? text.length : at;
 }
 
 interface LoggedRequest {

@@ -218,7 +218,8 @@ export class LeakReportService {
       // Under every secret of the keyring, as revoke() matches it: during a rotation the key may be under an older one.
       const owners = await this.ownersOf(manager, { digests: this.deps.keyCrypto.digests(key), organizationId });
       const targetIds = owners.map((owner) => owner.user_id);
-      (await this.deps.authority.confirm(manager, { actor, targetIds })).authorize(mayReport);
+      // Reporting regenerates the reported key: a replaced key may not (ReplacedKeyError).
+      (await this.deps.authority.confirm(manager, { actor, targetIds, handlesKeys: true })).authorize(mayReport);
       const revoked = await this.revoke(manager, {
         tokens: [{ token: key, location }],
         source: LeakReportSource.ADMIN,

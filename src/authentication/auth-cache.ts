@@ -10,6 +10,13 @@ interface Entry {
 }
 
 const TOUCH_INTERVAL_MS = 1000;
+
+/**
+ * Every time of the cache (ages, freshness) is on the monotonic clock, in ms: `performance.now()`. A step of the
+ * wall clock (an NTP correction, an operator's `date -s`) then moves no deadline: on `Date.now()` a step back
+ * of an hour would let the cache answer for an hour after its listener went silent.
+ */
+const monotonicNow = (): number => performance.now();
 /**
  * How long after the send of the listener's last answered heartbeat the cache may still answer. Every change
  * committed before that send has been announced and applied by then (see Notifications), so a revocation is
@@ -49,7 +56,7 @@ export class AuthCache {
       this.misses++;
       return undefined;
     }
-    const now = Date.now();
+    const now = monotonicNow();
     // The listener has not proven recently that every revocation reached this instance: ask the database.
     if (now >= this.freshUntilMs) return undefined;
     if (entry.expiresAtMs <= now) {
@@ -67,11 +74,14 @@ export class AuthCache {
     return entry.principal;
   }
 
-  /** Caches unless disabled or something changed since `epoch`; `validUntilMs` caps the age (grace periods, session expiry). */
-  set(digest: string, principal: Principal, params: { epoch: number; validUntilMs?: number | null }): void {
+  /**
+   * Caches unless disabled or something changed since `epoch`; `validForMs` caps the age (what is left of a
+   * grace period or a session, from the database's clock), in ms from now.
+   */
+  set(digest: string, principal: Principal, params: { epoch: number; validForMs?: number | null }): void {
     if (!this.enabled || params.epoch !== this.epoch || this.settings.maxEntries === 0) return;
-    const now = Date.now();
-    const expiresAtMs = Math.min(now + this.settings.ttlSeconds * 1000, params.validUntilMs ?? Infinity);
+    const now = monotonicNow();
+    const expiresAtMs = now + Math.min(this.settings.ttlSeconds * 1000, params.validForMs ?? Infinity);
     this.delete(digest);
     this.entries.set(digest, { principal, expiresAtMs, touchedAtMs: now });
     index(this.byUser, principal.userId, digest);
@@ -100,11 +110,11 @@ export class AuthCache {
   enable(): void {
     this.clear();
     this.enabled = true;
-    this.confirmFresh(Date.now());
+    this.confirmFresh(monotonicNow());
   }
 
   /**
-   * Every change committed before `sentAtMs` (on this process's clock) has been applied: the listener's
+   * Every change committed before `sentAtMs` (on the monotonic clock, `performance.now()`) has been applied: the listener's
    * heartbeat sent then was answered. Entries may be served until FRESHNESS_MS after it.
    */
   confirmFresh(sentAtMs: number): void {

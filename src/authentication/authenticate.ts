@@ -104,8 +104,7 @@ export class Authenticator {
     const epoch = this.deps.cache.epoch;
     const found = kind === 'SESSION' ? await this.deps.sessions.lookup(digests) : await this.deps.accessKeys.lookup(digests);
     if (!found) return null;
-    const validUntilMs = found.validForMs === null ? null : Date.now() + found.validForMs;
-    this.deps.cache.set(cacheKey, found.principal, { epoch, validUntilMs });
+    this.deps.cache.set(cacheKey, found.principal, { epoch, validForMs: found.validForMs });
     return found.principal;
   }
 

@@ -1,6 +1,7 @@
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DomainError } from '../errors';
+import { clientBucket } from '../rate-limiting/client-bucket';
 
 const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: ScryptOptions) => Promise<Buffer>;
 
@@ -34,7 +35,10 @@ export interface PasswordWorkSettings {
   readonly concurrency: number;
   /** Computations that may wait for a turn; one more answers SERVICE_UNAVAILABLE (503). */
   readonly queue: number;
-  /** Verifications one client address may have running or waiting at once; one more answers RATE_LIMITED (429). */
+  /**
+   * Hashes and verifications one client address (its bucket: an IPv6 address by its /64) may have running or
+   * waiting at once; one more answers RATE_LIMITED (429).
+   */
   readonly perClient: number;
 }
 
@@ -54,7 +58,7 @@ export class PasswordHasher {
 
   constructor(
     private readonly settings: PasswordWorkSettings,
-    /** Test-only: awaited inside a verification while it holds its places (see PauseHooks in authority.ts). */
+    /** Test-only: awaited inside a request's hash or verification while it holds its places (see PauseHooks in authority.ts). */
     private readonly hooks: { duringPasswordCheck?(client: string): Promise<void> } = {},
   ) {}
 
@@ -63,9 +67,19 @@ export class PasswordHasher {
     return this.waiting.length;
   }
 
-  /** Hashes a new password; throws SERVICE_UNAVAILABLE (retryAfterSeconds) when the queue is full. */
-  hash(password: string): Promise<string> {
-    return this.run(() => hashPassword(password));
+  /**
+   * Hashes a new password for a request from `client` (null: not a request, e.g. the CLI). Throws RATE_LIMITED
+   * when that address already has `perClient` hashes or verifications under way (an admin's burst of
+   * createUser or changePassword cannot take every place), SERVICE_UNAVAILABLE when the queue is full.
+   */
+  hash(password: string, client: string | null): Promise<string> {
+    if (client === null) return this.run(() => hashPassword(password));
+    return this.forClient(client, () =>
+      this.run(async () => {
+        await this.hooks.duringPasswordCheck?.(client);
+        return hashPassword(password);
+      }),
+    );
   }
 
   /**
@@ -73,21 +87,29 @@ export class PasswordHasher {
    * address already has `perClient` verifications under way, SERVICE_UNAVAILABLE when the queue is full;
    * neither is a failed attempt.
    */
-  async verify(params: { password: string; stored: string; client: string }): Promise<boolean> {
+  verify(params: { password: string; stored: string; client: string }): Promise<boolean> {
     const { client } = params;
+    return this.forClient(client, () =>
+      this.run(async () => {
+        this.verifications++;
+        await this.hooks.duringPasswordCheck?.(client);
+        return verifyPassword(params.password, params.stored);
+      }),
+    );
+  }
+
+  /** Runs `work` holding one of the address's `perClient` places; RATE_LIMITED when none is free. */
+  private async forClient<T>(address: string, work: () => Promise<T>): Promise<T> {
+    const client = clientBucket(address);
     const inFlight = this.inFlightByClient.get(client) ?? 0;
     if (inFlight >= this.settings.perClient) {
-      throw new DomainError('Too many sign-ins from this address at once: try again in a moment.', 'RATE_LIMITED', {
+      throw new DomainError('Too many password checks from this address at once: try again in a moment.', 'RATE_LIMITED', {
         retryAfterSeconds: RETRY_AFTER_SECONDS,
       });
     }
     this.inFlightByClient.set(client, inFlight + 1);
     try {
-      return await this.run(async () => {
-        this.verifications++;
-        await this.hooks.duringPasswordCheck?.(client);
-        return verifyPassword(params.password, params.stored);
-      });
+      return await work();
     } finally {
       const left = (this.inFlightByClient.get(client) ?? 1) - 1;
       if (left > 0) this.inFlightByClient.set(client, left);

@@ -19,7 +19,7 @@ export interface PauseHooks {
   afterAuthorityCheck?(actor: Actor): Promise<void>;
   /** After a sign-in or a password change verified a password, before the transaction that relies on it. */
   afterPasswordVerified?(email: string): Promise<void>;
-  /** While a password verification for `client` holds its places in the bounds on hashing. */
+  /** While a password verification, or a request's hash of a new password, for `client` holds its places in the bounds on hashing. */
   duringPasswordCheck?(client: string): Promise<void>;
 }
 
@@ -31,6 +31,17 @@ export const CREDENTIALS_ENDED =
 export class AuthorityEndedError extends DomainError {
   constructor() {
     super(CREDENTIALS_ENDED, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
+  }
+}
+
+/**
+ * The request's key was replaced by a regeneration and is only in its grace period: it keeps reading for its
+ * integrations, but it may not reveal, issue or regenerate any key (a replaced credential mints no new ones).
+ * FORBIDDEN, not remembered for the request: the request's other acts are judged on their own.
+ */
+export class ReplacedKeyError extends ForbiddenError {
+  constructor() {
+    super('This access key was replaced and works only until its grace period ends: it cannot reveal, create or regenerate keys. Use the new key.');
   }
 }
 
@@ -48,8 +59,13 @@ export class RoleChangedError extends ForbiddenError {
  * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
  * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
  * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
+ *
+ * The organization row is locked FOR KEY SHARE by acts, sign-ins and reveals, FOR NO KEY UPDATE by the acts
+ * that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating the
+ * organization takes FOR UPDATE (an UPDATE of `is_active`, which a unique index covers: see the migration
+ * OrganizationActiveKey), which conflicts with them all.
  */
-export type RowLock = 'FOR SHARE' | 'FOR NO KEY UPDATE';
+export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE';
 
 /** Locks organization rows, by id; returns the active ones. */
 export async function lockOrganizations(
@@ -86,10 +102,16 @@ export interface Act {
   readonly targetIds?: readonly string[];
   /**
    * For acts that can remove an organization's last active admin (role change, deactivation): the
-   * organization row is locked FOR NO KEY UPDATE, first, which serializes them. Upgrading a SHARE lock to it
-   * later would deadlock two admins acting at once.
+   * organization row is locked FOR NO KEY UPDATE, first, which serializes them (other acts and reveals take
+   * FOR KEY SHARE, which it does not block). Upgrading a weaker lock to it later would deadlock two admins
+   * acting at once.
    */
   readonly lockOrganizationForUpdate?: boolean;
+  /**
+   * The act reveals, issues or regenerates an access key: a key in its grace period (replaced by a
+   * regeneration) is refused it with ReplacedKeyError. Key reveals (confirmEach) always are.
+   */
+  readonly handlesKeys?: boolean;
 }
 
 /** An actor whose authority was confirmed, with what the check read under its locks. */
@@ -98,6 +120,8 @@ export interface ConfirmedAct {
   readonly ability: AppAbility;
   /** The locked users rows of the act (actor and targets) that belong to the actor's organization, by id. */
   readonly users: ReadonlyMap<string, User>;
+  /** The request is carried by a key replaced by a regeneration, in its grace period (see ReplacedKeyError). */
+  readonly viaReplacedKey: boolean;
   /**
    * Runs `decide` with the fresh abilities. When it refuses and the actor's role changed since the request
    * began, the refusal is FORBIDDEN, and every later act of the request is refused the same way.
@@ -119,7 +143,8 @@ interface CheckedActor {
  *
  * - users row FOR SHARE (or FOR NO KEY UPDATE with targets): conflicts with the UPDATE that deactivates or
  *   demotes the user;
- * - organization row FOR SHARE (or FOR NO KEY UPDATE): conflicts with deactivating the organization;
+ * - organization row FOR KEY SHARE (or FOR NO KEY UPDATE): conflicts with deactivating the organization (an
+ *   UPDATE of `is_active` takes FOR UPDATE), not with another admin's role change or deactivation;
  * - the access_keys row FOR KEY SHARE: conflicts with regeneration, which rewrites `key_digest` (a unique
  *   column, so PostgreSQL takes FOR UPDATE), but not with the batched `last_used_at` writes, which would
  *   otherwise deadlock against an act that holds its own key row and regenerates another's;
@@ -147,11 +172,12 @@ export class Authority {
     const targetIds = act.targetIds ?? [];
     const [checked] = await this.check(manager, {
       actors: [actor],
-      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
+      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR KEY SHARE',
       usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
       targetIds,
     });
     if (checked.act instanceof DomainError) throw checked.act;
+    if (act.handlesKeys && checked.act.viaReplacedKey) throw new ReplacedKeyError();
     await this.deps.hooks.afterAuthorityCheck?.(actor);
     return checked.act;
   }
@@ -169,8 +195,9 @@ export class Authority {
     }
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
     if (pending.length > 0) {
-      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR SHARE', usersLock: 'FOR SHARE', targetIds: [] });
-      for (const { actor, act } of checked) verdicts.set(actor, act);
+      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR KEY SHARE', usersLock: 'FOR SHARE', targetIds: [] });
+      // Every batch confirmed here reveals keys: a replaced key may not see any.
+      for (const { actor, act } of checked) verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
       for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
     }
     return verdicts;
@@ -192,15 +219,20 @@ export class Authority {
     return actors.map((actor) => {
       const { principal } = actor;
       const user = users.get(principal.userId);
-      const authentic = validCredentials.has(actor) && !!user?.isActive && activeOrganizations.has(principal.organizationId);
+      const credential = validCredentials.get(actor);
+      const authentic = !!credential && !!user?.isActive && activeOrganizations.has(principal.organizationId);
       if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError()) };
-      return { actor, act: this.confirmed({ actor, ability: user.role === principal.role ? actor.ability : null, users }) };
+      const ability = user.role === principal.role ? actor.ability : null;
+      return { actor, act: this.confirmed({ actor, ability, users, viaReplacedKey: credential === 'REPLACED_KEY' }) };
     });
   }
 
-  /** Locks the credential rows that carry the actors' requests; returns the actors whose credential still works. */
-  private async lockCredentials(manager: EntityManager, actors: readonly Actor[]): Promise<Set<Actor>> {
-    const valid = new Set<Actor>();
+  /**
+   * Locks the credential rows that carry the actors' requests; returns the actors whose credential still
+   * works, each with whether it is current or a replaced key in its grace period.
+   */
+  private async lockCredentials(manager: EntityManager, actors: readonly Actor[]): Promise<Map<Actor, 'CURRENT' | 'REPLACED_KEY'>> {
+    const valid = new Map<Actor, 'CURRENT' | 'REPLACED_KEY'>();
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
@@ -216,9 +248,11 @@ export class Authority {
         const row = byUser.get(actor.principal.userId);
         // Under any secret of the keyring: rotate-secret re-digests a key without replacing it.
         const presented = (digest: Buffer | null) => !!digest && !!actor.principal.keyDigests?.some((mine) => mine.equals(digest));
+        if (!row) continue;
         // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
-        const current = !!row && presented(row.key_digest) && (row.expires_at === null || row.expires_at.getTime() > nowMs);
-        if (current || (row && presented(row.previous_key_digest))) valid.add(actor);
+        if (presented(row.key_digest)) {
+          if (row.expires_at === null || row.expires_at.getTime() > nowMs) valid.set(actor, 'CURRENT');
+        } else if (presented(row.previous_key_digest)) valid.set(actor, 'REPLACED_KEY');
       }
     }
     if (sessionHolders.length > 0) {
@@ -228,14 +262,14 @@ export class Authority {
         [sortedUnique(sessionHolders.flatMap((actor) => actor.principal.sessionId ?? []))],
       );
       const live = new Set(rows.map((row) => row.id));
-      for (const actor of sessionHolders) if (live.has(actor.principal.sessionId!)) valid.add(actor);
+      for (const actor of sessionHolders) if (live.has(actor.principal.sessionId!)) valid.set(actor, 'CURRENT');
     }
     return valid;
   }
 
   /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
-  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User> }): ConfirmedAct {
-    const { actor, ability, users } = params;
+  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User>; viaReplacedKey: boolean }): ConfirmedAct {
+    const { actor, ability, users, viaReplacedKey } = params;
     const fresh = users.get(actor.principal.userId)!;
     const roleChanged = ability === null;
     if (roleChanged) this.deps.authCache.evictUser(actor.principal.userId);
@@ -243,6 +277,7 @@ export class Authority {
     return {
       ability: current,
       users,
+      viaReplacedKey,
       authorize: (decide) => {
         try {
           decide(current);

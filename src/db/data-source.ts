@@ -14,6 +14,8 @@ import { LeakReportsAndHandOver1764620000000 } from '../../migrations/1764620000
 import { KeyExpiryAndSecretRotation1764630000000 } from '../../migrations/1764630000000-KeyExpiryAndSecretRotation';
 import { ScaleIndexes1764700000000 } from '../../migrations/1764700000000-ScaleIndexes';
 import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCounts';
+import { OrganizationActiveKey1764800000000 } from '../../migrations/1764800000000-OrganizationActiveKey';
+import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/1764800000100-EmailFinalSigmaAndIdn';
 import { AuditEvent } from '../audit/audit-event.entity';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -27,6 +29,8 @@ export const MIGRATIONS = [
   KeyExpiryAndSecretRotation1764630000000,
   ScaleIndexes1764700000000,
   UserCounts1764700100000,
+  OrganizationActiveKey1764800000000,
+  EmailFinalSigmaAndIdn1764800000100,
 ];
 
 export interface DataSourceOptions {

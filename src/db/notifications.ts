@@ -8,7 +8,7 @@ const MAX_RETRY_MS = 2000;
 /**
  * A LISTEN connection is idle; it is asked `SELECT 1` this often. PostgreSQL sends the notifications of
  * every transaction committed before the query arrived ahead of the query's answer, so an answer proves
- * that everything committed before its send has been heard (handlers of `onHeartbeat` learn the send time).
+ * that everything committed before its send has been heard (handlers of `onHeartbeat` learn the send time, on the monotonic clock).
  */
 export const HEARTBEAT_MS = 500;
 /** A heartbeat unanswered this long, or a dead TCP peer, means a lost connection: reconnect. */
@@ -48,7 +48,7 @@ export class Notifications {
     this.disconnectHandlers.push(handler);
   }
 
-  /** Called with the send time of each answered heartbeat (see HEARTBEAT_MS), on this process's clock. */
+  /** Called with the send time of each answered heartbeat (see HEARTBEAT_MS), on the monotonic clock (`performance.now()`). */
   onHeartbeat(handler: (sentAtMs: number) => void): void {
     this.heartbeatHandlers.push(handler);
   }
@@ -124,7 +124,8 @@ export class Notifications {
   private beat(client: Client): void {
     if (this.beating) return;
     this.beating = true;
-    const sentAtMs = Date.now();
+    // The monotonic clock: a step of the wall clock must not make an old heartbeat look recent (see AuthCache).
+    const sentAtMs = performance.now();
     client.query('SELECT 1').then(
       () => {
         if (this.client !== client) return;

@@ -12,6 +12,12 @@ const CONTROL = /\p{Cc}/u;
 const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
 /** A name must show something: a letter, digit, punctuation or symbol (the braille blank shows nothing). */
 const VISIBLE = /(?!\u2800)[\p{L}\p{N}\p{P}\p{S}]/u;
+/**
+ * Format characters (Cf: those Default_Ignorable leaves out, such as the Arabic number signs), private-use
+ * (Co) and unassigned (Cn) code points, and the line and paragraph separators (Zl, Zp): they show nothing
+ * reliable, or break the line of a list or a log, so two texts that differ by them look the same.
+ */
+const UNSHOWABLE = /[\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 /** With the u flag a surrogate only matches when it is unpaired: text PostgreSQL would store as U+FFFD. */
 const UNPAIRED_SURROGATE = /\p{Cs}/u;
 
@@ -43,9 +49,9 @@ export function refuseHiddenCharacters(value: string, where: { field: string; wh
   const { field, what } = where;
   if (hasUnpairedSurrogate(value)) throw new BadInputError(`${what} contains an unpaired surrogate (invalid UTF-16).`, field);
   if (containsControlCharacters(value)) throw new BadInputError(`${what} must not contain control characters (tabs, line breaks).`, field);
-  if (INVISIBLE.test(value)) {
+  if (INVISIBLE.test(value) || UNSHOWABLE.test(value)) {
     throw new BadInputError(
-      `${what} must not contain invisible or text-direction characters (zero-width spaces and joiners, soft hyphens, direction marks or overrides).`,
+      `${what} must not contain invisible, unassigned, private-use, line-separator or text-direction characters (zero-width spaces and joiners, soft hyphens, direction marks or overrides).`,
       field,
     );
   }

@@ -34,7 +34,7 @@ export class OrganizationService {
   /** An organization is never without an admin: both, and the admin's key, commit together or not at all. */
   async createWithAdmin(params: NewOrganization): Promise<CreatedOrganization> {
     const name = normalizeName(params.name, 'Organization name');
-    const passwordHash = params.adminPassword == null ? null : await this.deps.users.hashNewPassword(params.adminPassword, 'password');
+    const passwordHash = params.adminPassword == null ? null : await this.deps.users.hashNewPassword(params.adminPassword, 'password', null);
     return this.deps.dataSource.transaction(async (manager) => {
       const organization = await manager.getRepository(Organization).save({ name });
       const { user, key } = await this.deps.users.insert(manager, {

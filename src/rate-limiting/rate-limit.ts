@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
 import type { Notifications } from '../db/notifications';
+import { clientBucket } from './client-bucket';
 
 export const RATE_LIMIT_CHANNEL = 'crm_access_auth_blocks';
 const FLUSH_DELAY_MS = 50;
@@ -8,6 +9,12 @@ const FLUSH_DELAY_MS = 50;
 const MAX_LOCAL_CLIENTS = 100_000;
 /** How often an instance deletes the rows of windows that have ended (they count for nothing). */
 const PRUNE_INTERVAL_MS = 10 * 60_000;
+/**
+ * Windows and blocks are kept on the monotonic clock (ms, `performance.now()`), so a step of the wall clock
+ * neither lifts a block nor makes a window last for ever. Ends that come from the database arrive as what is
+ * left of them by the database's clock.
+ */
+const monotonicNow = (): number => performance.now();
 
 export interface RateLimitSettings {
   /** Failed authentications a client address may make in one window. */
@@ -27,6 +34,8 @@ export interface RateLimitSettings {
  * they run: each first reserves one of the address's attempts, and the address's failures in the window
  * plus its reservations in flight stay below the limit, so however many requests arrive at once, at most
  * `maxFailures` checks run per window on one instance. A success gives its attempt back; a failure keeps it.
+ *
+ * `client` is the request's address; it is counted by its bucket (see clientBucket: an IPv6 address by its /64).
  */
 export class AuthRateLimiter {
   private readonly blockedUntil = new Map<string, number>();
@@ -37,7 +46,7 @@ export class AuthRateLimiter {
   private pending = new Map<string, number>();
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private prunedAtMs = 0;
+  private prunedAtMs = -Infinity;
 
   constructor(
     private readonly deps: {
@@ -52,10 +61,11 @@ export class AuthRateLimiter {
   }
 
   /** Seconds until the address may try again, or 0 when it is not blocked. */
-  retryAfterSeconds(client: string): number {
+  retryAfterSeconds(address: string): number {
+    const client = clientBucket(address);
     const until = this.blockedUntil.get(client);
     if (until === undefined) return 0;
-    const remainingMs = until - Date.now();
+    const remainingMs = until - monotonicNow();
     if (remainingMs <= 0) {
       this.blockedUntil.delete(client);
       return 0;
@@ -68,10 +78,11 @@ export class AuthRateLimiter {
    * call `release` exactly once), else the seconds after which to try again: the address is blocked, or its
    * failures plus the checks it has under way already reach the limit.
    */
-  reserve(client: string): number {
+  reserve(address: string): number {
+    const client = clientBucket(address);
     const blockedSeconds = this.retryAfterSeconds(client);
     if (blockedSeconds > 0) return blockedSeconds;
-    const now = Date.now();
+    const now = monotonicNow();
     const counted = this.local.get(client);
     const failures = counted && counted.windowEndsMs > now ? counted.failures : 0;
     const reserved = this.reserved.get(client) ?? 0;
@@ -82,7 +93,8 @@ export class AuthRateLimiter {
   }
 
   /** Ends a reservation: a failed check becomes a counted failure, any other outcome gives the attempt back. */
-  release(client: string, outcome: { failed: boolean }): void {
+  release(address: string, outcome: { failed: boolean }): void {
+    const client = clientBucket(address);
     const left = (this.reserved.get(client) ?? 1) - 1;
     if (left > 0) this.reserved.set(client, left);
     else this.reserved.delete(client);
@@ -90,11 +102,13 @@ export class AuthRateLimiter {
   }
 
   /** Counts one failure; written with others a moment later, so the failing request itself waits for nothing. */
-  recordFailure(client: string): void {
+  recordFailure(address: string): void {
+    const client = clientBucket(address);
     this.pending.set(client, (this.pending.get(client) ?? 0) + 1);
     this.timer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
-    const counted = this.countLocally(client, Date.now());
-    if (counted.failures >= this.deps.settings.maxFailures) this.block(client, counted.windowEndsMs);
+    const now = monotonicNow();
+    const counted = this.countLocally(client, now);
+    if (counted.failures >= this.deps.settings.maxFailures) this.block(client, counted.windowEndsMs - now);
   }
 
   private countLocally(client: string, now: number): { failures: number; windowEndsMs: number } {
@@ -122,12 +136,12 @@ export class AuthRateLimiter {
     this.pending = new Map();
     this.flushing = this.write(batch).finally(() => (this.flushing = null));
     await this.flushing;
-    if (Date.now() - this.prunedAtMs >= PRUNE_INTERVAL_MS) await this.prune();
+    if (monotonicNow() - this.prunedAtMs >= PRUNE_INTERVAL_MS) await this.prune();
   }
 
   /** Deletes windows that have ended: every address that ever failed would otherwise keep a row for good. */
   private async prune(): Promise<void> {
-    this.prunedAtMs = Date.now();
+    this.prunedAtMs = monotonicNow();
     try {
       await this.deps.dataSource.query(`DELETE FROM auth_failures WHERE window_started_at <= now() - make_interval(secs => $1)`, [
         this.deps.settings.windowSeconds,
@@ -140,7 +154,7 @@ export class AuthRateLimiter {
   private async write(batch: Map<string, number>): Promise<void> {
     const { dataSource, settings } = this.deps;
     try {
-      const rows: Array<{ client: string; failures: number; until: Date | null }> = await dataSource.query(
+      const rows: Array<{ client: string; failures: number; remaining_ms: number | null }> = await dataSource.query(
         `WITH counted AS (
            INSERT INTO auth_failures AS f (client, window_started_at, failures)
            SELECT client, now(), n FROM unnest($1::text[], $2::int[]) AS t(client, n)
@@ -153,13 +167,15 @@ export class AuthRateLimiter {
          ), blocked AS (
            SELECT client, window_started_at + make_interval(secs => $3) AS until FROM counted WHERE failures >= $4
          ), announced AS (
-           SELECT client, until, pg_notify($5, json_build_object('client', client, 'until', until)::text) FROM blocked
+           SELECT client, until, pg_notify($5, json_build_object(
+             'client', client, 'until', until, 'remainingMs', extract(epoch FROM until - now()) * 1000)::text) FROM blocked
          )
-         SELECT c.client, c.failures, a.until FROM counted c LEFT JOIN announced a USING (client)`,
+         SELECT c.client, c.failures, (extract(epoch FROM a.until - now()) * 1000)::float8 AS remaining_ms
+           FROM counted c LEFT JOIN announced a USING (client)`,
         [[...batch.keys()], [...batch.values()], settings.windowSeconds, settings.maxFailures, RATE_LIMIT_CHANNEL],
       );
       for (const row of rows) {
-        if (row.until !== null) this.block(row.client, new Date(row.until).getTime());
+        if (row.remaining_ms !== null) this.block(row.client, row.remaining_ms);
         this.learnCount(row.client, row.failures);
       }
     } catch (error) {
@@ -174,27 +190,31 @@ export class AuthRateLimiter {
    */
   private learnCount(client: string, shared: number): void {
     const counted = this.local.get(client);
-    if (!counted || counted.windowEndsMs <= Date.now()) return;
+    if (!counted || counted.windowEndsMs <= monotonicNow()) return;
     counted.failures = Math.max(counted.failures, shared + (this.pending.get(client) ?? 0));
   }
 
-  private block(client: string, untilMs: number): void {
-    if (untilMs > (this.blockedUntil.get(client) ?? 0)) this.blockedUntil.set(client, untilMs);
+  /** Blocks the address for `remainingMs` from now (extending a block, never shortening it). */
+  private block(client: string, remainingMs: number): void {
+    const untilMs = monotonicNow() + remainingMs;
+    if (untilMs > (this.blockedUntil.get(client) ?? -Infinity)) this.blockedUntil.set(client, untilMs);
   }
 
   private learn(payload: string): void {
-    const { client, until } = JSON.parse(payload) as { client: string; until: string };
-    this.block(client, new Date(until).getTime());
+    const { client, until, remainingMs } = JSON.parse(payload) as { client: string; until: string; remainingMs?: number };
+    // An instance of an older release announces the end only (compared with this host's wall clock).
+    this.block(client, typeof remainingMs === 'number' ? remainingMs : new Date(until).getTime() - Date.now());
   }
 
   private async loadBlocks(): Promise<void> {
     const { dataSource, settings } = this.deps;
-    const rows: Array<{ client: string; until: Date }> = await dataSource.query(
-      `SELECT client, window_started_at + make_interval(secs => $1) AS until FROM auth_failures
+    const rows: Array<{ client: string; remaining_ms: number }> = await dataSource.query(
+      `SELECT client, (extract(epoch FROM window_started_at + make_interval(secs => $1) - now()) * 1000)::float8 AS remaining_ms
+         FROM auth_failures
         WHERE failures >= $2 AND window_started_at > now() - make_interval(secs => $1)`,
       [settings.windowSeconds, settings.maxFailures],
     );
-    for (const row of rows) this.block(row.client, new Date(row.until).getTime());
+    for (const row of rows) this.block(row.client, row.remaining_ms);
     // Not awaited: the auth cache comes back after this handler, and the clean-up need not hold it up.
     void this.prune();
   }

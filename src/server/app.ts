@@ -13,7 +13,7 @@ import cors from '@fastify/cors';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { queryLimitsPlugin } from '../graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
-import { limitConnections, maxConnections, NEVER_SHED, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
+import { limitConnections, maxConnections, NEVER_SHED, registerHostCheck, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
 import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from '../graphql/text-input';
@@ -64,6 +64,12 @@ function isPublicError(error: unknown): boolean {
 
 /** graphql-js's suggestions (" Did you mean "search"?", "... the enum value "ADMIN"?"): names never hold "?". */
 const SUGGESTION = / ?Did you mean [^?]*\?/g;
+/**
+ * Apollo's refusal of introspection names the framework and tells the caller how to configure the server
+ * ("... pass introspection: true to ApolloServer in production"): clients get what it means, nothing more.
+ */
+const INTROSPECTION_REFUSED = /introspection is not allowed by Apollo Server/i;
+const INTROSPECTION_OFF = 'Introspection (__schema, __type) is turned off on this server.';
 
 /**
  * Only domain errors and the framework's own request errors keep their message; the rest is masked. With
@@ -73,6 +79,7 @@ const SUGGESTION = / ?Did you mean [^?]*\?/g;
 export function errorFormatter(options: { hideSuggestions: boolean }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const result = formatError(formatted, error);
+    if (INTROSPECTION_REFUSED.test(result.message)) return { ...result, message: INTROSPECTION_OFF };
     if (!options.hideSuggestions) return result;
     const message = result.message.replace(SUGGESTION, '');
     return message === result.message ? result : { ...result, message };
@@ -223,6 +230,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
   serveMetrics(app, { config, metrics, logger });
   registerSecurityHeaders(app);
+  registerHostCheck(app);
   registerRequestLog(app, { enabled: config.logRequests });
   app.decorateRequest('actor', null);
   app.decorateRequest('graphqlObservation', null);
@@ -235,7 +243,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    if (isDatabaseUnavailable(error)) {
+    // A client that hung up mid-body shows as ECONNRESET (status 400) from its own socket: its doing, not the
+    // database's, so no outage and no error line. Fastify marks what it attributes to the client with a 4xx.
+    // readableAborted: the body ended early (not `destroyed`, which a body read to its end also becomes).
+    if (request.raw.readableAborted) {
+      request.log.info({ code: (error as { code?: unknown }).code }, 'the client closed the connection before its request was read');
+      return reply.code(400).send();
+    }
+    const clientSide = error.statusCode !== undefined && error.statusCode < 500;
+    if (!clientSide && isDatabaseUnavailable(error)) {
       services.outage.report(error, request.id);
       void reply.code(503).header('retry-after', RETRY_AFTER_SECONDS);
       return reply.send({

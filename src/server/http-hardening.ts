@@ -130,6 +130,30 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-resource-policy': 'same-origin',
 };
 
+/**
+ * A Host as RFC 9110 allows it: a registered name or IPv4 address (RFC 3986 unreserved characters), or an IPv6
+ * literal in brackets, with an optional port; at most 255 characters. No userinfo (`user:pw@`), no spaces.
+ */
+const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
+
+/**
+ * Refuses a request whose Host (or, behind a trusted proxy, X-Forwarded-Host) is not a host: 400 BAD_REQUEST,
+ * before any route, logged at info level by the request line only. Later code builds URLs from it (the
+ * GraphQL integration parses `protocol://host/url`), where a space made a 500 and an error-level line, and a
+ * userinfo part was taken in silently. A request without Host (HTTP/1.0) passes.
+ */
+export function registerHostCheck(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    const raw = request.headers.host;
+    const hosts = [raw, raw === undefined ? undefined : request.host];
+    if (hosts.every((host) => host === undefined || (host.length <= 255 && VALID_HOST.test(host)))) return done();
+    void reply
+      .code(400)
+      .header('cache-control', 'no-store')
+      .send({ errors: [{ message: 'The Host header is not a valid host name.', extensions: { code: 'BAD_REQUEST', requestId: request.id } }] });
+  });
+}
+
 export function registerSecurityHeaders(app: FastifyInstance): void {
   // Callback style: no promise per response for five constant headers.
   app.addHook('onSend', (_request, reply, payload, done) => {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config';
+import { pathOnly } from '../logger';
 
 /**
  * Request ids and request logs. Every request gets an id (logged with each of its lines, sent back in
@@ -47,12 +48,10 @@ export function requestIdGenerator(trustProxy: Config['trustProxy']): (request: 
 export function registerRequestLog(app: FastifyInstance, params: { enabled: boolean }): void {
   if (!params.enabled) return;
   app.addHook('onResponse', (request, reply, done) => {
-    const url = request.raw.url ?? '';
-    const queryAt = url.indexOf('?');
     request.log.info(
       {
         method: request.method,
-        path: queryAt === -1 ? url : url.slice(0, queryAt),
+        path: pathOnly(request.raw.url ?? ''),
         statusCode: reply.statusCode,
         durationMs: Math.round(reply.elapsedTime * 10) / 10,
         client: request.ip,

@@ -96,7 +96,7 @@ export class SessionService {
     const session = await dataSource.transaction(async (manager) => {
       // Locks in the order every act takes them (see Authority): a deactivation or password change is either
       // committed (and seen here) or waits until this session exists, and then ends it.
-      const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR SHARE' });
+      const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
       const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [user.id]);
       if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash) return null;
       const [{ expires_at: expiresAt }] = await manager.query(
@@ -185,7 +185,7 @@ export class SessionService {
       rateLimiter.release(actor.ip, { failed });
     }
     if (failed) throw new BadInputError('The current password is incorrect.', 'currentPassword');
-    const passwordHash = await this.deps.passwords.hash(params.newPassword);
+    const passwordHash = await this.deps.passwords.hash(params.newPassword, actor.ip);
     await this.deps.hooks.afterPasswordVerified?.(user.email);
 
     await this.deps.dataSource.transaction(async (manager) => {

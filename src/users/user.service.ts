@@ -15,7 +15,7 @@ import { AuditAction } from '../audit/audit-event.entity';
 import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
 import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from '../authentication/auth-cache';
-import type { Authority, ConfirmedAct } from '../authorization/authority';
+import { ReplacedKeyError, type Authority, type ConfirmedAct } from '../authorization/authority';
 import type { PasswordHasher } from '../authentication/password';
 import { expiryMs, systemClock, type Clock } from '../access-keys/clock';
 import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
@@ -23,7 +23,7 @@ import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
 import type { UserConnection } from './user.types';
 import { countFromCounts } from './user-counts';
-import { checkPasswordLength, normalizeEmail } from './user.validation';
+import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
 import { normalizeName } from '../graphql/text-checks';
 import { parseId } from '../graphql/ids';
 import { MAX_PAGE_SIZE } from '../graphql/pagination';
@@ -109,10 +109,13 @@ export class UserService {
     },
   ) {}
 
-  /** Checks a new password's length, then hashes it (bounded like every scrypt of the process). */
-  async hashNewPassword(password: string, field: string): Promise<string> {
+  /**
+   * Checks a new password's length, then hashes it (bounded like every scrypt of the process, and per client
+   * address: `client` is the request's address, null outside a request). See PasswordHasher.hash.
+   */
+  async hashNewPassword(password: string, field: string, client: string | null): Promise<string> {
     checkPasswordLength(password, field);
-    return this.deps.passwords.hash(password);
+    return this.deps.passwords.hash(password, client);
   }
 
   private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
@@ -173,8 +176,9 @@ export class UserService {
       if (search.length > MAX_SEARCH_LENGTH) {
         throw new BadInputError(`"search" must be at most ${MAX_SEARCH_LENGTH} characters.`, 'search');
       }
-      const pattern = `%${search.replace(/[\\%_]/g, '\\$&')}%`;
-      where.and('(u.name ILIKE ? OR u.email ILIKE ?)', pattern, pattern);
+      // Each column is searched in the form it is stored in: names NFC, emails canonical (NFKC, folded).
+      const like = (text: string) => `%${text.replace(/[\\%_]/g, '\\$&')}%`;
+      where.and('(u.name ILIKE ? OR u.email ILIKE ?)', like(search.normalize('NFC')), like(canonicalEmail(search)));
     }
     if (filter?.role) where.and('u.role = ?', filter.role);
     if (filter?.isActive !== undefined && filter.isActive !== null) where.and('u.is_active = ?', filter.isActive);
@@ -259,9 +263,10 @@ export class UserService {
     this.deps.authority.throwIfRefused(actor);
     const email = normalizeEmail(input.email);
     const name = normalizeName(input.name);
-    const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password');
+    const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password', actor.ip);
     return this.deps.dataSource.transaction(async (manager) => {
-      (await this.deps.authority.confirm(manager, { actor })).authorize(mayCreate);
+      // Creating a user issues their first key: a replaced key may not (ReplacedKeyError).
+      (await this.deps.authority.confirm(manager, { actor, handlesKeys: true })).authorize(mayCreate);
       const { user } = await this.insert(manager, { email, name, role: input.role, passwordHash, organizationId, actor: auditActorOf(actor) });
       return user;
     });
@@ -284,7 +289,8 @@ export class UserService {
     // Role changes and deactivations can remove the last active admin: they lock the organization row first.
     const lockOrganizationForUpdate = params.action === 'setRole' || params.action === 'deactivate';
     const result = await this.deps.dataSource.transaction(async (manager) => {
-      const act = await this.deps.authority.confirm(manager, { actor, targetIds: [id], lockOrganizationForUpdate });
+      const handlesKeys = params.action === 'regenerateAccessKey';
+      const act = await this.deps.authority.confirm(manager, { actor, targetIds: [id], lockOrganizationForUpdate, handlesKeys });
       const user = act.users.get(id);
       const fields = params.fields?.length ? params.fields : [undefined];
       act.authorize((ability) => {
@@ -298,26 +304,37 @@ export class UserService {
     return result;
   }
 
+  /**
+   * Changes a user's email and/or name. Only the fields whose value differs from the row as locked now are
+   * written: a save that changes nothing (an empty input, or the same values) writes no row, no version and no
+   * USER_UPDATED audit event. A user without a key is given one when the caller may regenerate that user's key
+   * (and the request's key is not a replaced one: ReplacedKeyError).
+   */
   async update(actor: Actor, id: string, input: UpdateUserInput): Promise<User> {
-    const changes: Partial<Pick<User, 'email' | 'name'>> = {};
-    if (input.email !== undefined && input.email !== null) changes.email = normalizeEmail(input.email);
-    if (input.name !== undefined && input.name !== null) changes.name = normalizeName(input.name);
-    return this.change(actor, { id, action: 'update', fields: Object.keys(changes) }, async (manager, user, act) => {
-      const updated = await updateUser(manager, user.id, changes).catch(duplicateEmailAsConflict);
+    const requested: Partial<Pick<User, 'email' | 'name'>> = {};
+    if (input.email !== undefined && input.email !== null) requested.email = normalizeEmail(input.email);
+    if (input.name !== undefined && input.name !== null) requested.name = normalizeName(input.name);
+    return this.change(actor, { id, action: 'update', fields: Object.keys(requested) }, async (manager, user, act) => {
+      const changes = Object.fromEntries(
+        Object.entries(requested).filter(([field, value]) => user[field as keyof typeof requested] !== value),
+      );
+      const changed = Object.keys(changes).length > 0;
+      const updated = changed ? await updateUser(manager, user.id, changes).catch(duplicateEmailAsConflict) : user;
       // "Edit, then Save" on a user without a key (an imported one) gives them one, when the caller is one
       // who may issue that user a key: a member saving their own name creates none.
       const mayIssueKey = act.ability.can('regenerateAccessKey', user);
       const hasKey = mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
+      const actions = changed ? [AuditAction.USER_UPDATED] : [];
       if (mayIssueKey && !hasKey) {
+        if (act.viaReplacedKey) throw new ReplacedKeyError();
         await this.deps.accessKeys.issue(manager, {
           userId: user.id,
           organizationId: user.organizationId,
           createdBy: actor.principal.userId,
         });
-        await this.record(manager, actor, user, AuditAction.USER_UPDATED, AuditAction.ACCESS_KEY_CREATED);
-      } else {
-        await this.record(manager, actor, user, AuditAction.USER_UPDATED);
+        actions.push(AuditAction.ACCESS_KEY_CREATED);
       }
+      if (actions.length > 0) await this.record(manager, actor, user, ...actions);
       return updated;
     });
   }

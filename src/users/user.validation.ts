@@ -1,5 +1,6 @@
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../authentication/password';
 import { BadInputError } from '../errors';
+import { domainToUnicode } from 'node:url';
 import { refuseHiddenCharacters } from '../graphql/text-checks';
 
 const MAX_EMAIL_LENGTH = 254;
@@ -13,7 +14,21 @@ const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
  * like, as PRECIS (RFC 8265) maps widths for usernames. Nothing is validated here: sign-in uses it as is.
  */
 export function canonicalEmail(value: string): string {
-  return value.trim().normalize('NFKC').toLowerCase().normalize('NFKC');
+  const folded = value.trim().normalize('NFKC').toLowerCase().normalize('NFKC').replace(/\u03c2/g, '\u03c3');
+  const at = folded.lastIndexOf('@');
+  if (at < 0 || !/(^|\.)xn--/.test(folded.slice(at + 1))) return folded;
+  const unicode = domainToUnicode(folded.slice(at + 1));
+  return unicode ? `${folded.slice(0, at + 1)}${unicode.normalize('NFKC')}` : folded;
+}
+
+/**
+ * Letters of the scripts whose letters look alike (Latin a, Cyrillic а, Greek α): one part of an address (the
+ * local part, or one label of the domain) may use one of them only, as browsers refuse such domain labels.
+ */
+const CONFUSABLE_SCRIPTS = [/\p{Script=Latin}/u, /\p{Script=Cyrillic}/u, /\p{Script=Greek}/u];
+
+function mixesConfusableScripts(part: string): boolean {
+  return CONFUSABLE_SCRIPTS.filter((script) => script.test(part)).length > 1;
 }
 
 /** The canonical email (see canonicalEmail), or BAD_USER_INPUT on `email`. */
@@ -22,6 +37,15 @@ export function normalizeEmail(value: string): string {
   const email = canonicalEmail(value);
   if (email.length > MAX_EMAIL_LENGTH || !EMAIL.test(email)) {
     throw new BadInputError(`"${email.slice(0, 80)}" is not a valid email address.`, 'email');
+  }
+  const [localPart, domain] = email.split('@');
+  const labels = domain.split('.');
+  // "a@example.com." is the mailbox of "a@example.com" (the root's dot), "a@example..com" none at all.
+  if (labels.some((label) => label === '')) {
+    throw new BadInputError('The domain of an email must not start or end with a dot, or have two dots in a row.', 'email');
+  }
+  if ([localPart, ...labels].some(mixesConfusableScripts)) {
+    throw new BadInputError('Each part of an email must use one of the Latin, Greek and Cyrillic scripts, not several (their letters look alike).', 'email');
   }
   return email;
 }

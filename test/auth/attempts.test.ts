@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { until } from '../helpers/until';
 import { createTestDatabase, startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
@@ -186,13 +187,6 @@ describe('attempts are counted before they are verified', () => {
     });
     afterAll(() => app.close());
 
-    async function until(condition: () => boolean): Promise<void> {
-      const deadline = Date.now() + 10_000;
-      while (!condition()) {
-        if (Date.now() > deadline) throw new Error('timed out');
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    }
     const releaseAll = () => {
       for (const { release } of held.splice(0)) release();
     };

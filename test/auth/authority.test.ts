@@ -313,6 +313,58 @@ describe('authority at the moment of each act', () => {
     expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
   });
 
+  it('a role change or deactivation stuck behind a long act makes no other admin of the organization wait', async () => {
+    const first = await createOrganization(app, 'No Starvation Org');
+    const second = await createUser(app, first, { role: Role.ADMIN });
+    const stuck = await createUser(app, first);
+    const other = await createUser(app, first);
+    // A long act holds the member's row; the first admin's deactivation of that member locks the organization
+    // row for its last-admin rule, then waits for the member's row.
+    const holder = new Client({ connectionString: app.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [stuck.id]);
+      const deactivation = app.gql(DEACTIVATE, { key: first.key, variables: { id: stuck.id } });
+      await waitForLockWaiters(app, 1);
+      // Meanwhile the second admin reveals a key, creates a user and renames one (one after another: one user's
+      // acts queue behind each other): none waits for the deactivation, which is seen to be the only waiter.
+      const unstarved = async (request: Promise<GraphQLResponse>): Promise<GraphQLResponse> => {
+        let settled = false;
+        void request.finally(() => (settled = true));
+        while (!settled) {
+          const [{ n }] = await app.dataSource.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          );
+          // The deactivation waits; a second waiter is this request queued behind it.
+          expect(n).toBeLessThanOrEqual(1);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        return request;
+      };
+      const revealed = await unstarved(app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: second.key, variables: { id: other.id } }));
+      expect(revealed.body.data!.user.accessKey).toMatch(KEY_PATTERN);
+      const created = await unstarved(
+        app.gql('mutation ($email: String!) { createUser(input: { email: $email, name: "Unstarved" }) { id } }', {
+          key: second.key,
+          variables: { email: uniqueEmail('unstarved') },
+        }),
+      );
+      expect(created.body.errors).toBeUndefined();
+      const renamed = await unstarved(
+        app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed meanwhile" }) { name } }', {
+          key: second.key,
+          variables: { id: other.id },
+        }),
+      );
+      expect(renamed.body.data!.updateUser.name).toBe('Renamed meanwhile');
+      await holder.query('COMMIT');
+      expect((await deactivation).body.data!.deactivateUser.isActive).toBe(false);
+    } finally {
+      await holder.end();
+    }
+  });
+
   it('two admins deactivating each other at the same moment: one wins, the other is UNAUTHENTICATED, no deadlock', async () => {
     const first = await createOrganization(app, 'Mutual Org');
     const second = await createUser(app, first, { role: Role.ADMIN });

@@ -86,6 +86,30 @@ describe('rate limiting of failed authentication per client address', () => {
     expect(await a.dataSource.query('SELECT failures FROM auth_failures WHERE client = $1', [attacker])).toEqual([{ failures: LIMIT }]);
   });
 
+  it('a step of the wall clock neither lifts a block nor ends a window early, on the instance that counted it or the other', async () => {
+    const attacker = '127.0.0.9';
+    for (let i = 0; i < LIMIT - 1; i++) expect((await from(a, attacker, generateAccessKey())).status).toBe(401);
+    const wallClock = Date.now;
+    try {
+      // An hour forward (an NTP step): the window still holds its LIMIT - 1 failures, so one more blocks.
+      Date.now = () => wallClock() + 3_600_000;
+      expect((await from(a, attacker, generateAccessKey())).status).toBe(401);
+      expect((await from(a, attacker, admin.key)).status).toBe(429);
+      // B learns the block through PostgreSQL, as what is left of it by the database's clock.
+      const onB = await eventually(() => from(b, attacker, admin.key), (r) => r.status === 429);
+      expect(onB.status).toBe(429);
+      // Another hour forward: still blocked on both, for what is left of the window.
+      Date.now = () => wallClock() + 7_200_000;
+      for (const app of [a, b]) {
+        const blocked = await from(app, attacker, admin.key);
+        expect(blocked.status).toBe(429);
+        expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(200);
+      }
+    } finally {
+      Date.now = wallClock;
+    }
+  });
+
   it('counts failed sign-ins too, and the block survives a restart of the instance', async () => {
     const attacker = '127.0.0.4';
     for (let i = 0; i < LIMIT; i++) {

@@ -106,10 +106,10 @@ describe('the notification listener and the auth cache it guards', () => {
     cache.set('digest-u1', principal, { epoch: cache.epoch });
     expect(cache.get('digest-u1')).toBe(principal);
     // The last answered heartbeat was sent long ago: a miss (the caller asks the database), the entry kept.
-    (cache as unknown as { freshUntilMs: number }).freshUntilMs = Date.now() - 1;
+    (cache as unknown as { freshUntilMs: number }).freshUntilMs = performance.now() - 1;
     expect(cache.get('digest-u1')).toBeUndefined();
     expect(cache.size).toBe(1);
-    cache.confirmFresh(Date.now());
+    cache.confirmFresh(performance.now());
     expect(cache.get('digest-u1')).toBe(principal);
   });
 

@@ -27,6 +27,10 @@ describe('look-alike input', () => {
       ['letter case outside ASCII', (base) => [`${base}-\u00e9mile@example.test`, `${base}-\u00c9MILE@EXAMPLE.TEST`]],
       ['fullwidth letters (NFKC)', (base) => [`${base}ada@example.test`, `${base}\uff41\uff44\uff41@example.test`]],
       ['a ligature (NFKC)', (base) => [`${base}-office@example.test`, `${base}-o\ufb03ce@example.test`]],
+      ['Greek final sigma against sigma (case folding)', (base) => [`\u03bf\u03b4\u03bf\u03c2@${base}.example.test`, `\u03bf\u03b4\u03bf\u03c3@${base}.example.test`]],
+      ['Greek capital sigma at the end', (base) => [`\u03bf\u03b4\u03bf\u03c3@${base}.example.test`, `\u039f\u0394\u039f\u03a3@${base}.example.test`]],
+      ['a punycode domain against its Unicode form', (base) => [`${base}@b\u00fccher.example`, `${base}@xn--bcher-kva.example`]],
+      ['a Unicode domain against its punycode form', (base) => [`${base}@xn--bcher-kva.example`, `${base}@B\u00fcCHER.example`]],
     ])('%s: the second is a CONFLICT, in any organization', async (_label, pair) => {
       const [first, second] = pair(local());
       const created = await create({ email: first });
@@ -86,6 +90,11 @@ describe('look-alike input', () => {
       ['left-to-right embedding U+202A', '\u202a'],
       ['right-to-left isolate U+2067', '\u2067'],
       ['pop directional isolate U+2069', '\u2069'],
+      ['Arabic number sign U+0600 (a format character that is not default-ignorable)', '\u0600'],
+      ['private-use U+E000', '\ue000'],
+      ['unassigned U+0378', '\u0378'],
+      ['line separator U+2028', '\u2028'],
+      ['paragraph separator U+2029', '\u2029'],
     ];
 
     it.each(invisible)('%s inside an email: BAD_USER_INPUT on email, nothing created', async (_label, character) => {
@@ -110,6 +119,24 @@ describe('look-alike input', () => {
     ])('a name made of %s: BAD_USER_INPUT on name', async (_label, name) => {
       const response = await create({ email: `${local()}@example.test`, name });
       expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'name' });
+    });
+
+    it.each<[string, (base: string) => string]>([
+      ['a trailing dot in the domain (the same mailbox as without)', (base) => `${base}@example.test.`],
+      ['two dots in a row in the domain', (base) => `${base}@example..test`],
+      ['a domain starting with a dot', (base) => `${base}@.example.test`],
+      ['Cyrillic а among Latin letters in the local part', (base) => `${base}-\u0430dmin@example.test`],
+      ['Greek ο among Latin letters in a domain label', (base) => `${base}@ex\u03bfmple.test`],
+    ])('an email with %s: BAD_USER_INPUT on email, nothing created', async (_label, email) => {
+      const before = await userCount();
+      const response = await create({ email: email(local()) });
+      expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'email' });
+      expect(await userCount()).toBe(before);
+    });
+
+    it('one script per part is fine: a Cyrillic local part at a Latin domain', async () => {
+      const response = await create({ email: `\u0430\u0434\u043c\u0438\u043d@${local()}.example.test` });
+      expect(response.body.errors).toBeUndefined();
     });
 
     it('updateUser and the CLI path refuse them too', async () => {
@@ -155,6 +182,25 @@ describe('look-alike input', () => {
     it('a well-formed pair (an emoji) is not a lone surrogate', async () => {
       const response = await app.gql('query ($s: String) { users(filter: { search: $s }) { totalCount } }', { key: admin.key, variables: { s: '\ud83d\ude00' } });
       expect(response.status).toBe(200);
+    });
+  });
+
+  describe('search in the form things are stored in', () => {
+    it('finds an email by a fullwidth or upper-case look-alike, and a name typed decomposed', async () => {
+      const base = local();
+      const created = await create({ email: `${base}ada@example.test`, name: `Jos\u00e9 ${base}` });
+      expect(created.body.errors).toBeUndefined();
+      const search = async (text: string) => {
+        const response = await app.gql('query ($s: String!) { users(first: 5, filter: { search: $s }) { edges { node { id } } } }', {
+          key: admin.key,
+          variables: { s: text },
+        });
+        return response.body.data!.users.edges.map((edge: { node: { id: string } }) => edge.node.id);
+      };
+      const id = created.body.data!.createUser.id;
+      const fullwidth = [...`${base}ada`].map((c) => String.fromCodePoint(c.codePointAt(0)! + 0xfee0)).join('');
+      expect(await search(fullwidth)).toEqual([id]);
+      expect(await search(`Jose\u0301 ${base}`)).toEqual([id]);
     });
   });
 });

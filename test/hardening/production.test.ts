@@ -50,6 +50,18 @@ describe('production mode', () => {
     expect(response.body.data).toBeUndefined();
   });
 
+  it.each<[string]>([['{ __schema { types { name } } }'], ['{ __type(name: "User") { fields { name } } }']])(
+    'refuses introspection without naming the framework or how to configure it: %s, without credentials',
+    async (query) => {
+      const response = await app.gql(query);
+      expect(response.status).toBe(400);
+      const [error] = response.body.errors!;
+      expect(error.message).toMatch(/introspection .* is turned off/i);
+      expect(error.message).not.toMatch(/Apollo|ApolloServer|introspection: true|pass/);
+      expect(error.extensions!.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    },
+  );
+
   it('gives no "Did you mean" suggestions', async () => {
     const response = await app.gql('{ mee { id } user(id: "x") { emal } }', { key: admin.key });
     expect(response.status).toBe(400);

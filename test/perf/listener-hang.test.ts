@@ -65,6 +65,15 @@ describe('revocation freshness when the listener hangs', () => {
     });
   }
 
+  /** Regenerates the user's key through instance B, with no grace period. */
+  async function regenerateOnB(userId: string): Promise<void> {
+    const regenerated = await b.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+      key: admin.key,
+      variables: { id: userId },
+    });
+    expect(regenerated.body.errors).toBeUndefined();
+  }
+
   it('a key regenerated on B is refused on A within 2 s while A listener hangs, 10 of 10 trials', async () => {
     const elapsed: number[] = [];
     for (let trial = 0; trial < 10; trial++) {
@@ -73,11 +82,7 @@ describe('revocation freshness when the listener hangs', () => {
       proxy.pause();
       try {
         const sentAt = performance.now();
-        const regenerated = await b.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
-          key: admin.key,
-          variables: { id: user.id },
-        });
-        expect(regenerated.body.errors).toBeUndefined();
+        await regenerateOnB(user.id);
         let refusedAfter = Infinity;
         while (performance.now() - sentAt <= DEADLINE_MS) {
           if ((await a.gql(ME, { key: user.key })).status === 401) {
@@ -95,6 +100,28 @@ describe('revocation freshness when the listener hangs', () => {
     }
     for (const ms of elapsed) expect(ms).toBeLessThanOrEqual(DEADLINE_MS);
   }, 120_000);
+
+  it('a step back of the wall clock while the listener hangs does not keep a regenerated key cached', async () => {
+    const user = await createUser(b, admin);
+    await cachedOnA(user.key);
+    const wallClock = Date.now;
+    proxy.pause();
+    // An NTP correction or `date -s` moves the wall clock an hour back; intervals must not move with it.
+    Date.now = () => wallClock() - 3_600_000;
+    try {
+      const sentAt = performance.now();
+      await regenerateOnB(user.id);
+      let status = 200;
+      while (status !== 401 && performance.now() - sentAt <= DEADLINE_MS) {
+        status = (await a.gql(ME, { key: user.key })).status;
+        if (status !== 401) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(status).toBe(401);
+    } finally {
+      Date.now = wallClock;
+      proxy.resume();
+    }
+  });
 
   it('the instance that makes a change evicts its own cache at once, without waiting for the notification', async () => {
     const cache = a.services.authCache;

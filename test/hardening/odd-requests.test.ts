@@ -1,0 +1,73 @@
+import net from 'node:net';
+import { createOrganization, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+/** Sends one raw HTTP/1.1 request (fetch would normalize the Host and the path) and returns the status line. */
+function raw(app: TestApp, params: { path: string; host: string }): Promise<string> {
+  const { port } = new URL(app.url);
+  const body = JSON.stringify({ query: '{ __typename }' });
+  const request =
+    `POST ${params.path} HTTP/1.1\r\nHost: ${params.host}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(request));
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk));
+    socket.on('end', () => resolve(answer.split('\r\n')[0]));
+    socket.on('error', reject);
+  });
+}
+
+/**
+ * Requests shaped oddly on purpose: a Host that is not a host answers 400 (never 5xx, never an error-level log
+ * line), and no credential in a path reaches the log, whatever hides it (`;`, `#`, percent-escapes).
+ */
+describe('odd request shapes', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp({ captureLogs: true, env: { LOG_LEVEL: 'info', LOG_REQUESTS: 'true' } });
+    admin = await createOrganization(app, 'Odd Requests Org');
+  });
+  afterAll(() => app.close());
+
+  const errorLines = (lines: string[]) => lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 50);
+
+  it.each<[string, (key: string) => string]>([
+    ['with userinfo', (key) => `user:${key}@evil.example`],
+    ['with a space', () => 'a b'],
+    ['with a slash', () => 'evil.example/path'],
+    ['with a bad IPv6 literal', () => '[::1'],
+    ['of 300 characters', () => 'h'.repeat(300)],
+  ])('a Host %s: 400 BAD_REQUEST, no error-level line, no credential logged', async (_label, host) => {
+    const before = app.logs.length;
+    expect(await raw(app, { path: '/graphql', host: host(admin.key) })).toBe('HTTP/1.1 400 Bad Request');
+    const lines = app.logs.slice(before);
+    expect(errorLines(lines)).toEqual([]);
+    expect(lines.join('\n')).not.toContain(admin.key);
+  });
+
+  it.each<[string]>([['localhost'], ['localhost:8080'], ['127.0.0.1:1'], ['[::1]:443'], ['api.example.com']])('a Host %s is fine', async (host) => {
+    expect(await raw(app, { path: '/graphql', host })).toBe('HTTP/1.1 200 OK');
+  });
+
+  it.each<[string, (key: string) => string]>([
+    ['a matrix parameter', (key) => `/graphql;access_key=${key}`],
+    ['an encoded question mark', (key) => `/graphql%3Faccess_key=${key}`],
+    ['an encoded semicolon', () => `/graphql%3Bpassword=hunter2hunter2`],
+    ['a fragment', (key) => `/graphql#${key}`],
+    ['a percent-encoded key', (key) => `/x/${key.replace(/a/g, '%61').replace(/k/g, '%6B')}`],
+    ['a password after a semicolon on an unknown route', () => `/nothing;password=hunter2hunter2`],
+  ])('a path with %s: the log holds no credential', async (_label, path) => {
+    const before = app.logs.length;
+    const status = await raw(app, { path: path(admin.key), host: 'localhost' });
+    expect(status).not.toMatch(/^HTTP\/1\.1 5/);
+    const lines = app.logs.slice(before);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(errorLines(lines)).toEqual([]);
+    const logged = lines.join('\n');
+    expect(logged).not.toContain(admin.key);
+    expect(logged).not.toContain(admin.key.slice(4, 20));
+    expect(logged).not.toContain('hunter2');
+  });
+});
