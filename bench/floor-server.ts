@@ -1,5 +1,8 @@
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from '@apollo/server/plugin/disabled';
 import { fastifyApolloHandler } from '@as-integrations/fastify';
 import Fastify from 'fastify';
 import { buildSchema } from 'graphql';
@@ -20,7 +23,12 @@ const schema = buildSchema(`
   type UserConnection { edges: [UserEdge!]! }
   type Query { me: User! user(id: ID!): User users(first: Int): UserConnection! }
 `);
-const me = { id: '5f2783ca-bb90-4e50-9f30-78abe7af3343', email: 'admin@bench.example', role: 'ADMIN', accessKey: 'cak_0000000000000000000000000000000000000' };
+const me = {
+  id: '5f2783ca-bb90-4e50-9f30-78abe7af3343',
+  email: 'admin@bench.example',
+  role: 'ADMIN',
+  accessKey: 'cak_0000000000000000000000000000000000000',
+};
 const page = Array.from({ length: 500 }, (_, i) => ({
   cursor: String(i),
   node: { ...me, id: `5f2783ca-bb90-4e50-9f30-${String(i).padStart(12, '0')}`, email: `user-${i}@bench.example` },
@@ -46,7 +54,9 @@ async function main(): Promise<void> {
     onRequest: (request, reply, done) => {
       const presented = request.headers['x-access-key'];
       if (presented === undefined || presented === accessKey) return done();
-      void reply.code(401).send({ errors: [{ message: 'The access key is malformed.', extensions: { code: 'UNAUTHENTICATED' } }] });
+      void reply
+        .code(401)
+        .send({ errors: [{ message: 'The access key is malformed.', extensions: { code: 'UNAUTHENTICATED' } }] });
     },
     handler(request, reply) {
       return graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]);

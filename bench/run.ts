@@ -1,13 +1,16 @@
 import 'reflect-metadata';
-import autocannon from 'autocannon';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SYSTEM_ACTOR } from '../src/audit/audit.service';
+
+import autocannon from 'autocannon';
+
 import { KeyCrypto } from '../src/access-keys/key-crypto';
 import { generateAccessKey } from '../src/access-keys/key-format';
+import { SYSTEM_ACTOR } from '../src/audit/audit.service';
 import { loadConfig } from '../src/config';
 import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
@@ -93,7 +96,13 @@ async function seed(params: { url: string; secret: Buffer }) {
   await dataSource.runMigrations();
   const keyCrypto = new KeyCrypto(params.secret);
   await checkSecret(dataSource, keyCrypto);
-  const services = createServices({ dataSource, databaseUrl: params.url, keyCrypto, logger: createLogger({ level: 'warn' }), config });
+  const services = createServices({
+    dataSource,
+    databaseUrl: params.url,
+    keyCrypto,
+    logger: createLogger({ level: 'warn' }),
+    config,
+  });
   const tag = randomBytes(3).toString('hex');
   const admin = await services.organizations.createWithAdmin({
     name: `Bench ${tag}`,
@@ -119,10 +128,18 @@ async function seed(params: { url: string; secret: Buffer }) {
 }
 
 /** The service (or, with `entry`, the bare stack's server) in its own process, pinned to its own core. */
-async function startServer(params: { url: string; secret: Buffer; port: number; entry?: string; env?: Record<string, string> }): Promise<ChildProcess> {
+async function startServer(params: {
+  url: string;
+  secret: Buffer;
+  port: number;
+  entry?: string;
+  env?: Record<string, string>;
+}): Promise<ChildProcess> {
   const entry = params.entry ?? path.join(ROOT, 'dist', 'src', 'main.js');
   const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), entry];
-  const [command, commandArgs] = PIN ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]] : [process.execPath, args];
+  const [command, commandArgs] = PIN
+    ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]]
+    : [process.execPath, args];
   const child = spawn(command, commandArgs, {
     env: {
       PATH: process.env.PATH,
@@ -142,7 +159,11 @@ async function startServer(params: { url: string; secret: Buffer; port: number; 
   return child;
 }
 
-async function load(target: Target, scenario: Scenario, options: { seconds?: number; amount?: number }): Promise<Measurement> {
+async function load(
+  target: Target,
+  scenario: Scenario,
+  options: { seconds?: number; amount?: number },
+): Promise<Measurement> {
   let unexpected = 0;
   const serviceCpuBefore = cpuSeconds(target.pid);
   const ownCpuBefore = process.cpuUsage();
@@ -216,7 +237,10 @@ async function pairedRuns(params: {
   process.stderr.write(
     `round ${params.round + 1}: ${scenario.name}: ` +
       paired
-        .map((r) => `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`)
+        .map(
+          (r) =>
+            `${Math.round(r.scenario.requestsPerSecond)}/${Math.round(r.baseline.requestsPerSecond)} (${Math.round(r.scenario.serviceCpuUs)}/${Math.round(r.baseline.serviceCpuUs)} us)`,
+        )
         .join(' ') +
       ' req/s and service CPU per request (scenario/baseline)\n',
   );
@@ -239,7 +263,9 @@ async function measureRounds(params: {
   const runs = new Map<Scenario, PairedRun[]>(scenarios.map((s) => [s, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of scenarios) {
-      runs.get(scenario)!.push(...(await pairedRuns({ target, baseline, scenario, round, baselineRuns: params.baselineRuns })));
+      runs
+        .get(scenario)!
+        .push(...(await pairedRuns({ target, baseline, scenario, round, baselineRuns: params.baselineRuns })));
     }
   }
   return runs;
@@ -288,7 +314,15 @@ function compareWithFloor(measured: PairedRun[], floor: PairedRun[] | undefined)
   const of = (runs: PairedRun[], pick: (m: Measurement) => number) => median(runs.map((r) => pick(r.scenario)));
   return {
     floorRatio: Number((of(measured, (m) => m.requestsPerSecond) / of(floor, (m) => m.requestsPerSecond)).toFixed(3)),
-    floorP99Ratio: Number((of(measured, (m) => m.p99) / Math.max(of(floor, (m) => m.p99), 1)).toFixed(2)),
+    floorP99Ratio: Number(
+      (
+        of(measured, (m) => m.p99) /
+        Math.max(
+          of(floor, (m) => m.p99),
+          1,
+        )
+      ).toFixed(2),
+    ),
     floorCpuRatio: Number((of(floor, (m) => m.serviceCpuUs) / of(measured, (m) => m.serviceCpuUs)).toFixed(3)),
   };
 }
@@ -309,31 +343,70 @@ async function main(): Promise<void> {
     const login = await fetch(graphqlUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query: `mutation { login(email: "${admin.adminEmail}", password: "${PASSWORD}") { token } }` }),
+      body: JSON.stringify({
+        query: `mutation { login(email: "${admin.adminEmail}", password: "${PASSWORD}") { token } }`,
+      }),
     });
     const token = ((await login.json()) as { data: { login: { token: string } } }).data.login.token;
     const malformed = generateAccessKey().slice(0, -1) + 'x';
 
     const key = { 'x-access-key': admin.adminAccessKey };
     const scenarios: Scenario[] = [
-      { name: 'baseline { __typename }', query: '{ __typename }', headers: {}, status: 200, minFloorRatio: 0.85, maxFloorP99Ratio: 1.3 },
-      { name: 'me, X-Access-Key', query: '{ me { id email role } }', headers: key, status: 200, minFloorRatio: 0.8, maxFloorP99Ratio: 1.3 },
-      { name: 'me, session token', query: '{ me { id email role } }', headers: { authorization: `Bearer ${token}` }, status: 200 },
-      { name: 'admin user(id) { accessKey }', query: `{ user(id: "${memberId}") { accessKey } }`, headers: key, status: 200, minRatio: 0.5 },
+      {
+        name: 'baseline { __typename }',
+        query: '{ __typename }',
+        headers: {},
+        status: 200,
+        minFloorRatio: 0.85,
+        maxFloorP99Ratio: 1.3,
+      },
+      {
+        name: 'me, X-Access-Key',
+        query: '{ me { id email role } }',
+        headers: key,
+        status: 200,
+        minFloorRatio: 0.8,
+        maxFloorP99Ratio: 1.3,
+      },
+      {
+        name: 'me, session token',
+        query: '{ me { id email role } }',
+        headers: { authorization: `Bearer ${token}` },
+        status: 200,
+      },
+      {
+        name: 'admin user(id) { accessKey }',
+        query: `{ user(id: "${memberId}") { accessKey } }`,
+        headers: key,
+        status: 200,
+        minRatio: 0.5,
+      },
       {
         name: 'admin users(first: 100) { accessKey }',
         query: '{ users(first: 100) { edges { node { id email accessKey } } } }',
         headers: key,
         status: 200,
       },
-      { name: 'malformed key (401)', query: '{ me { id } }', headers: { 'x-access-key': malformed }, status: 401, minRatio: 0.95 },
+      {
+        name: 'malformed key (401)',
+        query: '{ me { id } }',
+        headers: { 'x-access-key': malformed },
+        status: 401,
+        minRatio: 0.95,
+      },
     ];
 
     const only = process.env.BENCH_ONLY?.split(',');
-    if (only) scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
+    if (only)
+      scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
     process.stderr.write('warming up...\n');
     const baselineRuns: Measurement[] = [];
-    const runs = await measureRounds({ target: service, baseline: scenarios[0], scenarios: scenarios.slice(1), baselineRuns });
+    const runs = await measureRounds({
+      target: service,
+      baseline: scenarios[0],
+      scenarios: scenarios.slice(1),
+      baselineRuns,
+    });
 
     await stopServer(server);
     server = null;
@@ -353,7 +426,12 @@ async function main(): Promise<void> {
         env: { FLOOR_ACCESS_KEY: admin.adminAccessKey },
       });
       const floorTarget: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
-      floorRuns = await measureRounds({ target: floorTarget, baseline: scenarios[0], scenarios: scenarios.slice(1), baselineRuns: floorBaselineRuns });
+      floorRuns = await measureRounds({
+        target: floorTarget,
+        baseline: scenarios[0],
+        scenarios: scenarios.slice(1),
+        baselineRuns: floorBaselineRuns,
+      });
       await stopServer(server);
       server = null;
     }
@@ -367,8 +445,15 @@ async function main(): Promise<void> {
     );
     const floorRows = floorRuns
       ? scenarios.map((scenario, i) =>
-          summarize({ name: `bare stack: ${scenario.name}`, query: scenario.query, headers: scenario.headers, status: scenario.status },
-            i === 0 ? asRuns(floorBaselineRuns) : floorRuns!.get(scenario)!),
+          summarize(
+            {
+              name: `bare stack: ${scenario.name}`,
+              query: scenario.query,
+              headers: scenario.headers,
+              status: scenario.status,
+            },
+            i === 0 ? asRuns(floorBaselineRuns) : floorRuns!.get(scenario)!,
+          ),
         )
       : [];
 
@@ -395,7 +480,15 @@ async function main(): Promise<void> {
     const results = {
       date: new Date().toISOString(),
       machine,
-      settings: { connections: CONNECTIONS, secondsPerRun: SECONDS, runsPerRound: RUNS_PER_ROUND, rounds: ROUNDS, warmUpSeconds: WARM_UP_SECONDS, pinned: PIN, users: USERS },
+      settings: {
+        connections: CONNECTIONS,
+        secondsPerRun: SECONDS,
+        runsPerRound: RUNS_PER_ROUND,
+        rounds: ROUNDS,
+        warmUpSeconds: WARM_UP_SECONDS,
+        pinned: PIN,
+        users: USERS,
+      },
       scenarios: rows,
       bareStack: floorRows,
       memory,
@@ -418,7 +511,10 @@ async function main(): Promise<void> {
             '',
             '| request | req/s | p50 ms | p99 ms | ratio to its baseline | CPU us/req |',
             '|---|---:|---:|---:|---:|---:|',
-            ...floorRows.map((r) => `| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.ratio} | ${r.serviceCpuUsPerRequest} |`),
+            ...floorRows.map(
+              (r) =>
+                `| ${r.scenario} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.ratio} | ${r.serviceCpuUsPerRequest} |`,
+            ),
             '',
           ]
         : []),

@@ -1,10 +1,13 @@
 import 'reflect-metadata';
-import { spawn, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
+
 import { KeyCrypto } from '../src/access-keys/key-crypto';
 import { loadConfig } from '../src/config';
 import { createDataSource } from '../src/db/data-source';
@@ -39,7 +42,20 @@ const AUDIT_ORG_USERS = 100;
 const RARE_EVERY = 10_000;
 
 const GIVEN = ['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Margaret', 'Ken', 'Frances', 'John'];
-const FAMILY = ['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton', 'Thompson', 'Allen', 'Backus', 'Ritchie', 'Wirth'];
+const FAMILY = [
+  'Lovelace',
+  'Hopper',
+  'Turing',
+  'Dijkstra',
+  'Liskov',
+  'Knuth',
+  'Hamilton',
+  'Thompson',
+  'Allen',
+  'Backus',
+  'Ritchie',
+  'Wirth',
+];
 
 interface Org {
   id: string;
@@ -78,12 +94,16 @@ async function seedUsers(params: { dataSource: DataSource; org: Org; count: numb
  * `count` events in `org`, oldest first, spread over the last 300 days (inside the default retention), by
  * and on its common users; one in RARE_EVERY is PASSWORD_CHANGED, one is by the rare actor, one on the rare target.
  */
-async function seedAudit(params: { dataSource: DataSource; org: Org; count: number }): Promise<{ rareActor: string; rareTarget: string }> {
+async function seedAudit(params: {
+  dataSource: DataSource;
+  org: Org;
+  count: number;
+}): Promise<{ rareActor: string; rareTarget: string }> {
   const { dataSource, org, count } = params;
   await seedUsers({ dataSource, org, count: AUDIT_ORG_USERS });
-  const ids: string[] = (await dataSource.query(`SELECT id FROM users WHERE organization_id = $1 ORDER BY id`, [org.id])).map(
-    (row: { id: string }) => row.id,
-  );
+  const ids: string[] = (
+    await dataSource.query(`SELECT id FROM users WHERE organization_id = $1 ORDER BY id`, [org.id])
+  ).map((row: { id: string }) => row.id);
   const [rareActor, rareTarget, ...common] = ids;
   await dataSource.query(
     `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, created_at)
@@ -136,8 +156,16 @@ async function userQueries(params: { dataSource: DataSource; org: Org; size: num
       query: `{ users(first: 50, after: "${userCursor(deep.name, deep.id)}") { ${USER_FIELDS} } }`,
       minEdges: 50,
     },
-    { name: 'users search, part of a name', query: `{ users(first: 50, filter: { search: "${named.part}" }) { ${USER_FIELDS} } }`, minEdges: 1 },
-    { name: 'users search, part of an email', query: `{ users(first: 50, filter: { search: ".${middle}@" }) { ${USER_FIELDS} } }`, minEdges: 1 },
+    {
+      name: 'users search, part of a name',
+      query: `{ users(first: 50, filter: { search: "${named.part}" }) { ${USER_FIELDS} } }`,
+      minEdges: 1,
+    },
+    {
+      name: 'users search, part of an email',
+      query: `{ users(first: 50, filter: { search: ".${middle}@" }) { ${USER_FIELDS} } }`,
+      minEdges: 1,
+    },
     { name: 'users totalCount', query: `{ users(first: 0) { totalCount } }`, minEdges: 0 },
   ];
 }
@@ -146,8 +174,16 @@ async function userQueries(params: { dataSource: DataSource; org: Org; size: num
 function auditQueries(rare: { rareActor: string; rareTarget: string }): Query[] {
   return [
     { name: 'auditEvents first page (50)', query: `{ auditEvents(first: 50) { ${AUDIT_FIELDS} } }`, minEdges: 50 },
-    { name: 'auditEvents by action', query: `{ auditEvents(first: 50, filter: { action: PASSWORD_CHANGED }) { ${AUDIT_FIELDS} } }`, minEdges: 10 },
-    { name: 'auditEvents by actor', query: `{ auditEvents(first: 50, filter: { actorId: "${rare.rareActor}" }) { ${AUDIT_FIELDS} } }`, minEdges: 10 },
+    {
+      name: 'auditEvents by action',
+      query: `{ auditEvents(first: 50, filter: { action: PASSWORD_CHANGED }) { ${AUDIT_FIELDS} } }`,
+      minEdges: 10,
+    },
+    {
+      name: 'auditEvents by actor',
+      query: `{ auditEvents(first: 50, filter: { actorId: "${rare.rareActor}" }) { ${AUDIT_FIELDS} } }`,
+      minEdges: 10,
+    },
     {
       name: 'auditEvents by target user',
       query: `{ auditEvents(first: 50, filter: { targetUserId: "${rare.rareTarget}" }) { ${AUDIT_FIELDS} } }`,
@@ -165,11 +201,13 @@ async function post(request: { url: string; key: string; query: string }): Promi
     body: JSON.stringify({ query }),
   });
   const body = (await response.json()) as { data?: Record<string, any>; errors?: unknown };
-  if (response.status !== 200 || body.errors) throw new Error(`${query}: ${response.status} ${JSON.stringify(body.errors)}`);
+  if (response.status !== 200 || body.errors)
+    throw new Error(`${query}: ${response.status} ${JSON.stringify(body.errors)}`);
   return body.data;
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 /** Checks that `query` answers as seeded (a wrong seed or query must not pass as fast), then warms it up. */
 async function prepare(params: { url: string; key: string; query: Query }): Promise<void> {
@@ -187,7 +225,11 @@ async function prepare(params: { url: string; key: string; query: Query }): Prom
  * (the order rotating), so a change in the machine's load during the run falls on every size alike: this
  * machine's speed drifts by several times over a minute when other work runs on it.
  */
-async function timeSizes(params: { url: string; sets: readonly Sized[]; q: number }): Promise<Array<{ p50: number; p99: number }>> {
+async function timeSizes(params: {
+  url: string;
+  sets: readonly Sized[];
+  q: number;
+}): Promise<Array<{ p50: number; p99: number }>> {
   const { url, sets, q } = params;
   for (const set of sets) await prepare({ url, key: set.org.key, query: set.queries[q] });
   const samples: number[][] = sets.map(() => []);
@@ -257,7 +299,13 @@ async function main(): Promise<void> {
     await dataSource.runMigrations();
     const keyCrypto = new KeyCrypto(secret);
     await checkSecret(dataSource, keyCrypto);
-    const services = createServices({ dataSource, databaseUrl: database.url, keyCrypto, logger: createLogger({ level: 'warn' }), config });
+    const services = createServices({
+      dataSource,
+      databaseUrl: database.url,
+      keyCrypto,
+      logger: createLogger({ level: 'warn' }),
+      config,
+    });
 
     const userSets: Sized[] = [];
     for (const size of USER_SIZES) {
@@ -296,12 +344,19 @@ async function main(): Promise<void> {
         const largest = results.at(-1)!.p50;
         const ok = growth <= MAX_GROWTH && largest <= MAX_P50_MS;
         met &&= ok;
-        const cells = results.map((r, i) => `${sets[i].size.toLocaleString('en')}: ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)}`);
+        const cells = results.map(
+          (r, i) => `${sets[i].size.toLocaleString('en')}: ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)}`,
+        );
         if (cells.length === 2) cells.splice(1, 0, '-');
-        rows.push(`| ${sets[0].queries[q].name} | ${cells.join(' | ')} | ${growth.toFixed(2)}x | ${ok ? 'yes' : 'NO'} |`);
+        rows.push(
+          `| ${sets[0].queries[q].name} | ${cells.join(' | ')} | ${growth.toFixed(2)}x | ${ok ? 'yes' : 'NO'} |`,
+        );
       }
     }
-    const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, ${embedded ? 'embedded PostgreSQL' : 'DATABASE_URL server'}, load ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}`;
+    const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, ${embedded ? 'embedded PostgreSQL' : 'DATABASE_URL server'}, load ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}`;
     process.stdout.write(
       [
         `p50 / p99 in ms per size (${REQUESTS} sequential requests each after ${WARM_UP_REQUESTS} warm-up, the sizes taking turns ` +

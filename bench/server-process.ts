@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/dev/embedded-postgres';
+
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 
 /** A TCP port free on the loopback interface right now (for a server process to listen on). */
 export function freePort(): Promise<number> {

@@ -2,7 +2,15 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildSchema, findBreakingChanges, findDangerousChanges, lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+
+import {
+  buildSchema,
+  findBreakingChanges,
+  findDangerousChanges,
+  type GraphQLSchema,
+  lexicographicSortSchema,
+  printSchema,
+} from 'graphql';
 
 /**
  * The GraphQL contract check CI runs: `schema.graphql` (what the code serves) against the last released
@@ -68,9 +76,16 @@ export function checkCompatibility(input: CompatibilityInput): CompatibilityRepo
     const entries = unreleasedBreakingEntries(input.changelog);
     for (const description of breaking) {
       const entry = entries.find((line) => line.includes(description));
-      const reason = entry?.slice(entry.indexOf(description) + description.length).trim().split(/\s+/).filter(Boolean) ?? [];
+      const reason =
+        entry
+          ?.slice(entry.indexOf(description) + description.length)
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean) ?? [];
       if (!entry || reason.length < MIN_REASON_WORDS) {
-        problems.push(`${CHANGELOG_FILE} does not explain it under "## Unreleased" / "### Breaking": - ${description} <why>`);
+        problems.push(
+          `${CHANGELOG_FILE} does not explain it under "## Unreleased" / "### Breaking": - ${description} <why>`,
+        );
       }
     }
   }
@@ -79,31 +94,49 @@ export function checkCompatibility(input: CompatibilityInput): CompatibilityRepo
 
 function gitShow(root: string, revision: string, file: string): string | null {
   try {
-    return execFileSync('git', ['show', `${revision}:${file}`], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return execFileSync('git', ['show', `${revision}:${file}`], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
   } catch {
     return null;
   }
 }
 
 function main(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { root: { type: 'string' }, base: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { root: { type: 'string' }, base: { type: 'string' } },
+    strict: true,
+  });
   const root = path.resolve(values.root ?? '.');
   const base = values.base ?? 'HEAD';
   const read = (file: string) => fs.readFileSync(path.join(root, file), 'utf8');
   const released = read(BASELINE_FILE);
   // A base from before the baseline existed has nothing older to compare with.
   const releasedAtBase = gitShow(root, base, BASELINE_FILE) ?? released;
-  const report = checkCompatibility({ releasedAtBase, released, schema: read(SCHEMA_FILE), changelog: read(CHANGELOG_FILE) });
+  const report = checkCompatibility({
+    releasedAtBase,
+    released,
+    schema: read(SCHEMA_FILE),
+    changelog: read(CHANGELOG_FILE),
+  });
 
-  for (const change of report.dangerous) process.stderr.write(`warning: dangerous change to the GraphQL contract: ${change}\n`);
+  for (const change of report.dangerous)
+    process.stderr.write(`warning: dangerous change to the GraphQL contract: ${change}\n`);
   if (report.breaking.length === 0) {
     process.stdout.write(`GraphQL contract: compatible with ${BASELINE_FILE} at ${base}.\n`);
     return 0;
   }
-  process.stderr.write(`GraphQL contract: ${report.breaking.length} breaking change(s) since ${BASELINE_FILE} at ${base}:\n`);
+  process.stderr.write(
+    `GraphQL contract: ${report.breaking.length} breaking change(s) since ${BASELINE_FILE} at ${base}:\n`,
+  );
   for (const change of report.breaking) process.stderr.write(`  - ${change}\n`);
   if (report.problems.length === 0) {
-    process.stdout.write('GraphQL contract: the breaking changes are released deliberately (baseline updated, CHANGELOG explains them).\n');
+    process.stdout.write(
+      'GraphQL contract: the breaking changes are released deliberately (baseline updated, CHANGELOG explains them).\n',
+    );
     return 0;
   }
   process.stderr.write('Existing clients would break. Undo the change, or release it deliberately:\n');

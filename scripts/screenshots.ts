@@ -1,11 +1,13 @@
 /// <reference lib="dom" />
 import path from 'node:path';
+
 import type { Page } from 'playwright-core';
+
 import { Role } from '../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD } from '../test/factories/organizations';
+import { startTestApp } from '../test/helpers/test-app';
 import { launchBrowser, openWatchedPage, type ViewportName } from '../test/web/helpers/browser';
 import { openConsole, revealedKey, signIn } from '../test/web/helpers/console';
-import { startTestApp } from '../test/helpers/test-app';
 
 /**
  * The README's screenshots of the admin console and the explorer, written to docs/screenshots/ by
@@ -21,11 +23,15 @@ it('writes docs/screenshots/*.png', async () => {
     const admin = await createOrganization(app, 'Sunrise Recovery Center', TEST_PASSWORD);
     const integration = await createUser(app, admin, { name: 'Jordan Billing Integration' });
     await createUser(app, admin, { name: 'Casey Clinical', role: Role.MANAGER });
-    for (const name of ['Avery Admissions', 'Riley Reception', 'Morgan Front Desk']) await createUser(app, admin, { name });
+    for (const name of ['Avery Admissions', 'Riley Reception', 'Morgan Front Desk'])
+      await createUser(app, admin, { name });
     await app.gql('{ me { id } }', { key: integration.key });
     await app.services.accessKeys.flushUse();
 
-    const shoot = async (viewport: ViewportName, work: (page: Page, shot: (name: string) => Promise<void>) => Promise<void>) => {
+    const shoot = async (
+      viewport: ViewportName,
+      work: (page: Page, shot: (name: string) => Promise<void>) => Promise<void>,
+    ) => {
       const watched = await openWatchedPage({ browser, origin, viewport });
       try {
         await work(watched.page, async (name) => {
@@ -57,7 +63,9 @@ it('writes docs/screenshots/*.png', async () => {
       await shot('audit-log');
       await page.goto(`/graphql`);
       await page.locator('.graphiql-container').waitFor();
-      await page.waitForFunction(() => document.querySelector('.graphiql-doc-explorer, .graphiql-execute-button') !== null);
+      await page.waitForFunction(
+        () => document.querySelector('.graphiql-doc-explorer, .graphiql-execute-button') !== null,
+      );
       await shot('explorer');
     });
     await shoot('phone', async (page, shot) => {

@@ -1,11 +1,13 @@
 import 'reflect-metadata';
+
 import { parseArgs } from 'node:util';
+
+import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
 import { createServices } from './server/services';
-import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
 
 const PASSWORD_ENV = 'CRM_ADMIN_PASSWORD';
 
@@ -45,13 +47,21 @@ async function firstLineOfStdin(): Promise<string> {
  * The admin's password from at most one of its three sources. The flag is the least private (the process
  * list shows it), so stdin and the environment variable exist; two sources at once are refused as ambiguous.
  */
-async function adminPassword(params: { flag: string | undefined; fromStdin: boolean; env: NodeJS.ProcessEnv }): Promise<string | undefined> {
+async function adminPassword(params: {
+  flag: string | undefined;
+  fromStdin: boolean;
+  env: NodeJS.ProcessEnv;
+}): Promise<string | undefined> {
   const fromEnv = params.env[PASSWORD_ENV] || undefined;
   const given = [params.flag !== undefined, params.fromStdin, fromEnv !== undefined].filter(Boolean).length;
-  if (given > 1) throw new UsageError(`Give the admin password with one of --admin-password, --admin-password-stdin or ${PASSWORD_ENV}, not several.`);
+  if (given > 1)
+    throw new UsageError(
+      `Give the admin password with one of --admin-password, --admin-password-stdin or ${PASSWORD_ENV}, not several.`,
+    );
   if (!params.fromStdin) return params.flag ?? fromEnv;
   const password = await firstLineOfStdin();
-  if (!password) throw new UsageError('--admin-password-stdin: no password on standard input (its first line is empty).');
+  if (!password)
+    throw new UsageError('--admin-password-stdin: no password on standard input (its first line is empty).');
   return password;
 }
 
@@ -66,7 +76,8 @@ async function testOnlyPause(batches: number): Promise<void> {
   await new Promise(() => setInterval(() => undefined, 60_000));
 }
 
-const wantsHelp = (argv: string[]): boolean => argv.some((arg) => arg === '--help' || arg === '-h') || argv[0] === 'help';
+const wantsHelp = (argv: string[]): boolean =>
+  argv.some((arg) => arg === '--help' || arg === '-h') || argv[0] === 'help';
 
 // Operator commands: results go to stdout as JSON, logs to stderr, so output can be piped.
 async function run(argv: string[]): Promise<void> {
@@ -97,12 +108,22 @@ async function run(argv: string[]): Promise<void> {
       strict: true,
     });
     const { name, 'admin-email': adminEmail, 'admin-name': adminName } = values;
-    if (!name || !adminEmail || !adminName) throw new UsageError('--name, --admin-email and --admin-name are required.');
-    const password = await adminPassword({ flag: values['admin-password'], fromStdin: values['admin-password-stdin'] ?? false, env: process.env });
+    if (!name || !adminEmail || !adminName)
+      throw new UsageError('--name, --admin-email and --admin-name are required.');
+    const password = await adminPassword({
+      flag: values['admin-password'],
+      fromStdin: values['admin-password-stdin'] ?? false,
+      env: process.env,
+    });
     const database = await openDatabase({ config, logger });
     try {
       const services = createServices({ ...database, logger, config });
-      const created = await services.organizations.createWithAdmin({ name, adminEmail, adminName, adminPassword: password });
+      const created = await services.organizations.createWithAdmin({
+        name,
+        adminEmail,
+        adminName,
+        adminPassword: password,
+      });
       process.stdout.write(JSON.stringify(created) + '\n');
     } finally {
       await database.close();
@@ -137,7 +158,8 @@ async function run(argv: string[]): Promise<void> {
 }
 
 run(process.argv.slice(2)).catch((error: unknown) => {
-  const usage = error instanceof UsageError || (error as { code?: unknown })?.code?.toString().startsWith('ERR_PARSE_ARGS');
+  const usage =
+    error instanceof UsageError || (error as { code?: unknown })?.code?.toString().startsWith('ERR_PARSE_ARGS');
   process.stderr.write(usage ? `${(error as Error).message}\n${USAGE}\n` : `${operatorMessage(error)}\n`);
   process.exit(usage ? 2 : 1);
 });

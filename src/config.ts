@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './graphql/query-limits';
 
 export interface Config {
@@ -148,7 +149,9 @@ function fromEnvOrFile(env: NodeJS.ProcessEnv, name: string): { value: string; s
   try {
     value = fs.readFileSync(file, 'utf8').trim();
   } catch (error) {
-    throw new ConfigError(`${name}_FILE names a file that cannot be read: ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+    throw new ConfigError(
+      `${name}_FILE names a file that cannot be read: ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`,
+    );
   }
   if (!value) throw new ConfigError(`${name}_FILE names an empty file: ${file}.`);
   return { value, source: `${name}_FILE (${file})` };
@@ -160,7 +163,10 @@ function trustProxy(raw: string | undefined): false | number | string[] {
   // Never "trust everything": the left-most X-Forwarded-For entry is whatever the client wrote.
   if (value === 'true' || value === 'yes') return 1;
   if (/^\d+$/.test(value)) return Number(value);
-  return value.split(',').map((entry) => entry.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
 }
 
 function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
@@ -177,7 +183,10 @@ function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
  * empty entry, or one listed twice.
  */
 export function parseSecrets(value: string, source: string): Buffer[] {
-  const entries = value.trim().split(/[,\r\n]+/).map((entry) => entry.trim());
+  const entries = value
+    .trim()
+    .split(/[,\r\n]+/)
+    .map((entry) => entry.trim());
   const secrets = entries.map((entry, index) => {
     if (!entry) throw new ConfigError(`${source}: entry ${index + 1} of the list is empty.`);
     return parseSecret(entry, entries.length > 1 ? `${source} (entry ${index + 1})` : source);
@@ -203,7 +212,9 @@ function auditRetentionDays(env: NodeJS.ProcessEnv): number | null {
   if (raw.toLowerCase() === 'off') return null;
   const days = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (!(days >= 1 && days <= 36500)) {
-    throw new ConfigError(`AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${raw}".`);
+    throw new ConfigError(
+      `AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${raw}".`,
+    );
   }
   return days;
 }
@@ -228,7 +239,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 30_000, { min: 100, max: 3_600_000 });
   const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 10_000, { min: 100, max: 3_600_000 });
   if (headersTimeoutMs > requestTimeoutMs) {
-    throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}).`);
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}).`,
+    );
   }
   const maxHeapUsedMb = env.MAX_HEAP_USED_MB ? integer(env, 'MAX_HEAP_USED_MB', 0, { min: 0, max: 1_000_000 }) : null;
   return Object.freeze({

@@ -18,7 +18,11 @@ export type ErrorCode =
 
 /** The few errors services throw; anything else is masked before it reaches a client. */
 export class DomainError extends GraphQLError {
-  constructor(message: string, readonly code: ErrorCode, extra: Record<string, unknown> = {}) {
+  constructor(
+    message: string,
+    readonly code: ErrorCode,
+    extra: Record<string, unknown> = {},
+  ) {
     super(message, { extensions: { code, ...extra } });
   }
 }
@@ -89,11 +93,22 @@ const UNAVAILABLE_CLASSES = ['08', '53'];
 
 /** True when an error means PostgreSQL can't serve this right now (see UNAVAILABLE_CODES); looks through causes. */
 export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let current = error as { code?: unknown; driverError?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; current && depth < 5; depth++) {
+  for (
+    let current = error as { code?: unknown; driverError?: unknown; cause?: unknown; message?: unknown } | undefined,
+      depth = 0;
+    current && depth < 5;
+    depth++
+  ) {
     const code = typeof current.code === 'string' ? current.code : '';
     const message = typeof current.message === 'string' ? current.message : '';
-    if (UNAVAILABLE_CODES.has(code) || (code.length === 5 && UNAVAILABLE_CLASSES.includes(code.slice(0, 2)))) return true;
-    if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return true;
+    if (UNAVAILABLE_CODES.has(code) || (code.length === 5 && UNAVAILABLE_CLASSES.includes(code.slice(0, 2))))
+      return true;
+    if (
+      /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+        message,
+      )
+    )
+      return true;
     current = (current.driverError ?? current.cause) as typeof current;
   }
   return false;

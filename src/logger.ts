@@ -70,7 +70,8 @@ function walk(value: unknown, at: Walk): unknown {
 function walkFields(value: Record<string, unknown>, at: Walk): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
   for (const [name, item] of Object.entries(value)) {
-    copy[name] = REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
+    copy[name] =
+      REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
   }
   return copy;
 }
@@ -125,12 +126,19 @@ export function createLogger(params: { level: string; destination?: pino.Destina
         // `req` and `res` are Fastify's request and reply objects, turned into small records by the serializers.
         log: (object) => {
           const { req, res, ...rest } = object;
-          return { ...(redact(rest) as object), ...(req === undefined ? {} : { req }), ...(res === undefined ? {} : { res }) };
+          return {
+            ...(redact(rest) as object),
+            ...(req === undefined ? {} : { req }),
+            ...(res === undefined ? {} : { res }),
+          };
         },
       },
       hooks: {
         logMethod(args, method) {
-          method.apply(this, args.map((arg) => (typeof arg === 'string' ? redactString(arg) : arg)) as Parameters<typeof method>);
+          method.apply(
+            this,
+            args.map((arg) => (typeof arg === 'string' ? redactString(arg) : arg)) as Parameters<typeof method>,
+          );
         },
       },
       serializers: {
@@ -177,6 +185,7 @@ export class RequestLogger {
     return (this.made ??= this.parent.child(this.bindings, this.options));
   }
 
+  /** The level lines are written at: the child's once made, else the options' or the parent's. */
   get level(): string {
     return this.made?.level ?? this.options.level ?? this.parent.level;
   }
@@ -185,36 +194,45 @@ export class RequestLogger {
     this.logger.level = level;
   }
 
+  /** Whether a line at `level` would be written, decided without making the child. */
   isLevelEnabled(level: string): boolean {
     return this.made ? this.made.isLevelEnabled(level) : pino.levels.values[level] >= pino.levels.values[this.level];
   }
 
+  /** pino's `fatal(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   fatal(...args: LogArguments): void {
     this.write('fatal', args);
   }
 
+  /** pino's `error(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   error(...args: LogArguments): void {
     this.write('error', args);
   }
 
+  /** pino's `warn(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   warn(...args: LogArguments): void {
     this.write('warn', args);
   }
 
+  /** pino's `info(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   info(...args: LogArguments): void {
     this.write('info', args);
   }
 
+  /** pino's `debug(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   debug(...args: LogArguments): void {
     this.write('debug', args);
   }
 
+  /** pino's `trace(obj?, msg?, ...)`: written with the request's bindings when the level allows it. */
   trace(...args: LogArguments): void {
     this.write('trace', args);
   }
 
+  /** pino's `silent` level method: writes nothing. */
   silent(): void {}
 
+  /** A pino child of the request's logger (which is made for it), with `bindings` added. */
   child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
     return this.logger.child(bindings, options);
   }

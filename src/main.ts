@@ -1,11 +1,12 @@
 import 'reflect-metadata';
-import { buildApp } from './server/app';
+
 import { AuditRetention, DEFAULT_AUDIT_RETENTION } from './audit/audit-retention';
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
-import { createLogger } from './logger';
 import { ensureDemoOrganization } from './dev/demo';
+import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
+import { buildApp } from './server/app';
 import { createServices } from './server/services';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;

@@ -1,6 +1,7 @@
-import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+
+import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -105,10 +106,27 @@ export class Metrics {
   /** Registers the gauges and counters that are read from their owners when Prometheus scrapes. */
   watch(sources: MetricsSources): void {
     const registry = this.registry;
-    mirroredCounter({ registry, name: 'crm_access_auth_cache_hits_total', help: 'Credential lookups answered by the auth cache.', read: () => sources.authCache.hits });
-    mirroredCounter({ registry, name: 'crm_access_auth_cache_misses_total', help: 'Credential lookups the auth cache could not answer.', read: () => sources.authCache.misses });
+    mirroredCounter({
+      registry,
+      name: 'crm_access_auth_cache_hits_total',
+      help: 'Credential lookups answered by the auth cache.',
+      read: () => sources.authCache.hits,
+    });
+    mirroredCounter({
+      registry,
+      name: 'crm_access_auth_cache_misses_total',
+      help: 'Credential lookups the auth cache could not answer.',
+      read: () => sources.authCache.misses,
+    });
     const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(read());
+        },
+      });
     gauge('crm_access_auth_cache_entries', 'Credentials in the auth cache.', () => sources.authCache.size);
     gauge(
       'crm_access_notification_listener_connected',
@@ -116,8 +134,16 @@ export class Metrics {
       () => (sources.listenerConnected() ? 1 : 0),
     );
     gauge('crm_access_db_pool_connections', 'Open connections in the database pool.', () => sources.pool()?.total ?? 0);
-    gauge('crm_access_db_pool_idle_connections', 'Idle connections in the database pool.', () => sources.pool()?.idle ?? 0);
-    gauge('crm_access_db_pool_waiting_requests', 'Queries waiting for a connection from the pool.', () => sources.pool()?.waiting ?? 0);
+    gauge(
+      'crm_access_db_pool_idle_connections',
+      'Idle connections in the database pool.',
+      () => sources.pool()?.idle ?? 0,
+    );
+    gauge(
+      'crm_access_db_pool_waiting_requests',
+      'Queries waiting for a connection from the pool.',
+      () => sources.pool()?.waiting ?? 0,
+    );
   }
 
   /** Node's process metrics (CPU, memory, event loop lag, GC): collected only where they are served. */
@@ -127,26 +153,32 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /** One authentication decision: crm_access_authentications_total{kind, result}. */
   countAuthentication(kind: AuthenticationKind, result: AuthenticationResult): void {
     this.authentications.inc({ kind, result });
   }
 
+  /** One request refused for too many failed authentications (429): crm_access_rate_limited_requests_total. */
   countRateLimited(): void {
     this.rateLimited.inc();
   }
 
+  /** `count` keys revealed (their views committed): crm_access_key_reveals_total. */
   countKeyReveals(count: number): void {
     this.keyReveals.inc(count);
   }
 
+  /** One key regenerated: crm_access_key_regenerations_total. */
   countKeyRegeneration(): void {
     this.keyRegenerations.inc();
   }
 
+  /** One request refused to shed load, by reason: crm_access_load_shed_requests_total{reason}. */
   countLoadShed(reason: LoadShedReason): void {
     this.loadShed.inc({ reason });
   }
 
+  /** The longest-idle connection closed to admit a new one over the limit: crm_access_idle_connections_closed_total. */
   countIdleConnectionClosed(): void {
     this.idleConnectionsClosed.inc();
   }
@@ -168,7 +200,10 @@ export class Metrics {
         if (operation) observation.operation = operation.operation;
         const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
         if (!errors?.length) observation.outcome = 'success';
-        else observation.outcome = errors.some((error) => SERVER_ERROR_CODES.has(String(error.extensions?.code))) ? 'server_error' : 'graphql_error';
+        else
+          observation.outcome = errors.some((error) => SERVER_ERROR_CODES.has(String(error.extensions?.code)))
+            ? 'server_error'
+            : 'graphql_error';
       },
     };
     return { requestDidStart: async () => listener };
@@ -179,7 +214,11 @@ export class Metrics {
    * credentials, a body that is not JSON, or not a GraphQL request at all (the explorer page, a CORS
    * preflight), which is left out.
    */
-  observeGraphqlResponse(params: { seconds: number; statusCode: number; observation: GraphqlObservation | null }): void {
+  observeGraphqlResponse(params: {
+    seconds: number;
+    statusCode: number;
+    observation: GraphqlObservation | null;
+  }): void {
     const { seconds, statusCode, observation } = params;
     if (!observation && statusCode < 400) return;
     let outcome: RequestOutcome = observation?.outcome ?? 'success';
@@ -199,17 +238,27 @@ export interface MetricsServer {
  * Serves `GET /metrics` in Prometheus' text format on its own port (never the public one: the config
  * refuses that), and nothing else. Resolves once listening; rejects when the port cannot be bound.
  */
-export async function startMetricsServer(params: { metrics: Metrics; host: string; port: number; logger: Logger }): Promise<MetricsServer> {
+export async function startMetricsServer(params: {
+  metrics: Metrics;
+  host: string;
+  port: number;
+  logger: Logger;
+}): Promise<MetricsServer> {
   const { metrics, logger } = params;
   metrics.collectDefaultMetrics();
   const server = http.createServer((request, response) => {
     const path = (request.url ?? '').split('?')[0];
     if (request.method !== 'GET' || path !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not found: metrics are at GET /metrics.\n');
+      response
+        .writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('Not found: metrics are at GET /metrics.\n');
       return;
     }
     metrics.registry.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(text),
+      (text) =>
+        response
+          .writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' })
+          .end(text),
       (error: unknown) => {
         logger.error({ err: error }, 'could not collect metrics');
         response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('Could not collect metrics.\n');

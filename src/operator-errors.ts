@@ -1,6 +1,6 @@
 import { ConfigError } from './config';
-import { EmbeddedPostgresError } from './dev/embedded-postgres';
 import { SecretMismatchError } from './db/runtime';
+import { EmbeddedPostgresError } from './dev/embedded-postgres';
 import { DomainError } from './errors';
 
 /** Errors that are an operator's to fix, whose message says how: printed alone. */

@@ -2,15 +2,20 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
+
 import { login, uniqueEmail } from './factories/organizations';
+import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
 
 const run = promisify(execFile);
 const CLI = path.join(__dirname, '..', 'dist', 'src', 'cli.js');
 const MAIN = path.join(__dirname, '..', 'dist', 'src', 'main.js');
 
 /** Runs a compiled entry point to its end, with `stdin` written to it; never rejects. */
-function runWith(params: { args: string[]; env: NodeJS.ProcessEnv; stdin?: string }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runWith(params: {
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  stdin?: string;
+}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, params.args, { env: params.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -27,7 +32,11 @@ describe('npm run cli -- create-organization', () => {
   let database: { url: string; drop(): Promise<void> };
   let app: TestApp;
   const secret = randomBytes(32);
-  const env = () => ({ PATH: process.env.PATH, DATABASE_URL: database.url, ACCESS_KEY_SECRET: secret.toString('base64') });
+  const env = () => ({
+    PATH: process.env.PATH,
+    DATABASE_URL: database.url,
+    ACCESS_KEY_SECRET: secret.toString('base64'),
+  });
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -42,7 +51,18 @@ describe('npm run cli -- create-organization', () => {
     const adminEmail = uniqueEmail('cli');
     const { stdout } = await run(
       process.execPath,
-      [CLI, 'create-organization', '--name', 'Harbor Health', '--admin-email', adminEmail, '--admin-name', 'Hana Harbor', '--admin-password', 'a long enough password'],
+      [
+        CLI,
+        'create-organization',
+        '--name',
+        'Harbor Health',
+        '--admin-email',
+        adminEmail,
+        '--admin-name',
+        'Hana Harbor',
+        '--admin-password',
+        'a long enough password',
+      ],
       { env: env() },
     );
     const lines = stdout.trim().split('\n');
@@ -61,12 +81,16 @@ describe('npm run cli -- create-organization', () => {
 
   it('refuses missing flags with usage (exit 2) and bad input with a clear message (exit 1), writing nothing', async () => {
     const [{ n: before }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM organizations`);
-    await expect(run(process.execPath, [CLI, 'create-organization', '--name', 'X'], { env: env() })).rejects.toMatchObject({
+    await expect(
+      run(process.execPath, [CLI, 'create-organization', '--name', 'X'], { env: env() }),
+    ).rejects.toMatchObject({
       code: 2,
       stderr: expect.stringMatching(/--admin-email .* required[\s\S]*Usage/),
     });
     await expect(
-      run(process.execPath, [CLI, 'create-organization', '--name', 'X', '--admin-email', 'nope', '--admin-name', 'Y'], { env: env() }),
+      run(process.execPath, [CLI, 'create-organization', '--name', 'X', '--admin-email', 'nope', '--admin-name', 'Y'], {
+        env: env(),
+      }),
     ).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/not a valid email/) });
     const [{ n: after }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM organizations`);
     expect(after).toBe(before);
@@ -80,7 +104,17 @@ describe('npm run cli -- create-organization', () => {
   describe('--admin-password kept out of the process list', () => {
     const create = (email: string, extra: { args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string }) =>
       runWith({
-        args: [CLI, 'create-organization', '--name', 'Quiet Org', '--admin-email', email, '--admin-name', 'Quinn', ...(extra.args ?? [])],
+        args: [
+          CLI,
+          'create-organization',
+          '--name',
+          'Quiet Org',
+          '--admin-email',
+          email,
+          '--admin-name',
+          'Quinn',
+          ...(extra.args ?? []),
+        ],
         env: { ...env(), ...extra.env },
         stdin: extra.stdin,
       });
@@ -101,7 +135,10 @@ describe('npm run cli -- create-organization', () => {
 
     it('two sources at once is a usage error (exit 2), and nothing is created', async () => {
       const email = uniqueEmail('both');
-      const result = await create(email, { args: ['--admin-password', 'one password here', '--admin-password-stdin'], stdin: 'another one here\n' });
+      const result = await create(email, {
+        args: ['--admin-password', 'one password here', '--admin-password-stdin'],
+        stdin: 'another one here\n',
+      });
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/one of --admin-password, --admin-password-stdin or CRM_ADMIN_PASSWORD/);
       expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
@@ -138,27 +175,42 @@ describe('npm run cli -- create-organization', () => {
 
     describe.each(entryPoints)('%s', (_label, args) => {
       it('a configuration value out of range', async () => {
-        oneLine(await runWith({ args, env: { ...env(), AUTH_FAILURE_LIMIT: '1000000000' } }), /AUTH_FAILURE_LIMIT must be a whole number/);
+        oneLine(
+          await runWith({ args, env: { ...env(), AUTH_FAILURE_LIMIT: '1000000000' } }),
+          /AUTH_FAILURE_LIMIT must be a whole number/,
+        );
       });
 
       it('an AUDIT_RETENTION_DAYS that is not a number of days', async () => {
-        oneLine(await runWith({ args, env: { ...env(), AUDIT_RETENTION_DAYS: '0' } }), /AUDIT_RETENTION_DAYS must be a whole number of days/);
+        oneLine(
+          await runWith({ args, env: { ...env(), AUDIT_RETENTION_DAYS: '0' } }),
+          /AUDIT_RETENTION_DAYS must be a whole number of days/,
+        );
       });
 
       it('an ACCESS_KEY_SECRET that is too short', async () => {
-        oneLine(await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: 'c2hvcnQ=' } }), /ACCESS_KEY_SECRET must be at least 32 random bytes/);
+        oneLine(
+          await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: 'c2hvcnQ=' } }),
+          /ACCESS_KEY_SECRET must be at least 32 random bytes/,
+        );
       });
 
       it('an ACCESS_KEY_SECRET other than the one the database was set up with', async () => {
         await run(process.execPath, [CLI, 'migrate'], { env: env() });
         const wrong = randomBytes(32).toString('base64');
-        oneLine(await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: wrong, PORT: '0' } }), /ACCESS_KEY_SECRET does not match/);
+        oneLine(
+          await runWith({ args, env: { ...env(), ACCESS_KEY_SECRET: wrong, PORT: '0' } }),
+          /ACCESS_KEY_SECRET does not match/,
+        );
       });
 
       it('a database that cannot be reached', async () => {
         const url = new URL(database.url);
         url.port = '1';
-        oneLine(await runWith({ args, env: { ...env(), DATABASE_URL: url.toString(), DB_CONNECT_TIMEOUT_MS: '1000' } }), /PostgreSQL|database/i);
+        oneLine(
+          await runWith({ args, env: { ...env(), DATABASE_URL: url.toString(), DB_CONNECT_TIMEOUT_MS: '1000' } }),
+          /PostgreSQL|database/i,
+        );
       });
     });
   });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { ConfigError, loadConfig } from '../src/config';
 
 describe('configuration', () => {
@@ -21,29 +22,44 @@ describe('configuration', () => {
     const [current, older, oldest] = [randomBytes(32), randomBytes(32), randomBytes(48)];
 
     it('takes a comma-separated list, current first, then older ones', () => {
-      const config = loadConfig({ ACCESS_KEY_SECRET: [current, older, oldest].map((s) => s.toString('base64')).join(', ') });
+      const config = loadConfig({
+        ACCESS_KEY_SECRET: [current, older, oldest].map((s) => s.toString('base64')).join(', '),
+      });
       expect(config.accessKeySecret).toEqual(current);
       expect(config.olderAccessKeySecrets).toEqual([older, oldest]);
     });
 
     it('takes one secret a line from ACCESS_KEY_SECRET_FILE', () => {
-      const config = loadConfig({ ACCESS_KEY_SECRET_FILE: file('keyring', `${current.toString('base64')}\n${older.toString('base64')}\n`) });
+      const config = loadConfig({
+        ACCESS_KEY_SECRET_FILE: file('keyring', `${current.toString('base64')}\n${older.toString('base64')}\n`),
+      });
       expect(config.accessKeySecret).toEqual(current);
       expect(config.olderAccessKeySecrets).toEqual([older]);
     });
 
     it('refuses a short entry, naming it, and a secret listed twice', () => {
-      expect(() => loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},c2hvcnQ=` })).toThrow(/ACCESS_KEY_SECRET \(entry 2\) must be at least 32/);
-      expect(() => loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},${current.toString('base64')}` })).toThrow(/the same secret twice/);
+      expect(() => loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},c2hvcnQ=` })).toThrow(
+        /ACCESS_KEY_SECRET \(entry 2\) must be at least 32/,
+      );
+      expect(() =>
+        loadConfig({ ACCESS_KEY_SECRET: `${current.toString('base64')},${current.toString('base64')}` }),
+      ).toThrow(/the same secret twice/);
     });
 
     // base64 decoding stops at the first padding or foreign character, so "NEW OLD" or "NEW;OLD" read as NEW
     // alone: the old secret silently left the keyring (review C of issue 18).
-    it.each([' ', ';', ' | ', '\t'])('refuses two secrets joined by %j instead of a comma or a line break, saying how to list them', (separator) => {
-      const joined = `${current.toString('base64')}${separator}${older.toString('base64')}`;
-      expect(() => loadConfig({ ACCESS_KEY_SECRET: joined })).toThrow(/ACCESS_KEY_SECRET is not base64.*commas or line breaks/);
-      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: file('joined', joined) })).toThrow(/ACCESS_KEY_SECRET_FILE .* is not base64/);
-    });
+    it.each([' ', ';', ' | ', '\t'])(
+      'refuses two secrets joined by %j instead of a comma or a line break, saying how to list them',
+      (separator) => {
+        const joined = `${current.toString('base64')}${separator}${older.toString('base64')}`;
+        expect(() => loadConfig({ ACCESS_KEY_SECRET: joined })).toThrow(
+          /ACCESS_KEY_SECRET is not base64.*commas or line breaks/,
+        );
+        expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: file('joined', joined) })).toThrow(
+          /ACCESS_KEY_SECRET_FILE .* is not base64/,
+        );
+      },
+    );
 
     it('takes CRLF line breaks, spaces around entries and base64url', () => {
       const config = loadConfig({
@@ -66,7 +82,10 @@ describe('configuration', () => {
     });
 
     it('satisfies production, which requires the secret', () => {
-      const config = loadConfig({ NODE_ENV: 'production', ACCESS_KEY_SECRET_FILE: file('prod-secret', randomBytes(32).toString('base64')) });
+      const config = loadConfig({
+        NODE_ENV: 'production',
+        ACCESS_KEY_SECRET_FILE: file('prod-secret', randomBytes(32).toString('base64')),
+      });
       expect(config.accessKeySecret).toHaveLength(32);
     });
 
@@ -79,10 +98,16 @@ describe('configuration', () => {
 
     it('names the file, never its contents, when it is missing, empty or too short a secret', () => {
       const missing = path.join(dir, 'missing');
-      expect(() => loadConfig({ DATABASE_URL_FILE: missing })).toThrow(`DATABASE_URL_FILE names a file that cannot be read: ${missing} (ENOENT).`);
-      expect(() => loadConfig({ DATABASE_URL_FILE: file('empty', '\n') })).toThrow(/DATABASE_URL_FILE names an empty file/);
+      expect(() => loadConfig({ DATABASE_URL_FILE: missing })).toThrow(
+        `DATABASE_URL_FILE names a file that cannot be read: ${missing} (ENOENT).`,
+      );
+      expect(() => loadConfig({ DATABASE_URL_FILE: file('empty', '\n') })).toThrow(
+        /DATABASE_URL_FILE names an empty file/,
+      );
       const short = file('short', 'c2hvcnQ=');
-      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: short })).toThrow(`ACCESS_KEY_SECRET_FILE (${short}) must be at least 32 random bytes`);
+      expect(() => loadConfig({ ACCESS_KEY_SECRET_FILE: short })).toThrow(
+        `ACCESS_KEY_SECRET_FILE (${short}) must be at least 32 random bytes`,
+      );
     });
   });
 
@@ -92,13 +117,21 @@ describe('configuration', () => {
       expect(config.metrics).toEqual({ port: null, host: '127.0.0.1' });
       expect(config.logRequests).toBe(false);
       expect(loadConfig({}).logRequests).toBe(true);
-      expect(config.http).toEqual({ requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 72_000, maxConnections: null });
+      expect(config.http).toEqual({
+        requestTimeoutMs: 30_000,
+        headersTimeoutMs: 10_000,
+        keepAliveTimeoutMs: 72_000,
+        maxConnections: null,
+      });
       expect(config.loadShedding).toEqual({ maxEventLoopDelayMs: 1000, maxHeapUsedBytes: null });
     });
 
     it('never serves metrics on the public port', () => {
       expect(() => loadConfig({ PORT: '4000', METRICS_PORT: '4000' })).toThrow(/METRICS_PORT must differ from PORT/);
-      expect(loadConfig({ PORT: '4000', METRICS_PORT: '9464', HOST: '0.0.0.0' }).metrics).toEqual({ port: 9464, host: '0.0.0.0' });
+      expect(loadConfig({ PORT: '4000', METRICS_PORT: '9464', HOST: '0.0.0.0' }).metrics).toEqual({
+        port: 9464,
+        host: '0.0.0.0',
+      });
     });
 
     it('reads AUDIT_RETENTION_DAYS: 365 by default, whole days or off; anything else is one clear line', () => {
@@ -107,17 +140,26 @@ describe('configuration', () => {
       expect(loadConfig({ AUDIT_RETENTION_DAYS: ' OFF ' }).auditRetentionDays).toBeNull();
       for (const bad of ['0', '-1', '1.5', '36501', 'forever', '30d']) {
         expect(() => loadConfig({ AUDIT_RETENTION_DAYS: bad })).toThrow(
-          new ConfigError(`AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${bad}".`),
+          new ConfigError(
+            `AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${bad}".`,
+          ),
         );
       }
     });
 
     it('refuses a headers timeout longer than the request timeout', () => {
-      expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(/must not exceed REQUEST_TIMEOUT_MS/);
+      expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
+        /must not exceed REQUEST_TIMEOUT_MS/,
+      );
     });
 
     it('reads LOG_REQUESTS and the load-shedding limits', () => {
-      const config = loadConfig({ LOG_REQUESTS: 'true', NODE_ENV: 'test', MAX_EVENT_LOOP_DELAY_MS: '0', MAX_HEAP_USED_MB: '512' });
+      const config = loadConfig({
+        LOG_REQUESTS: 'true',
+        NODE_ENV: 'test',
+        MAX_EVENT_LOOP_DELAY_MS: '0',
+        MAX_HEAP_USED_MB: '512',
+      });
       expect(config.logRequests).toBe(true);
       expect(config.loadShedding).toEqual({ maxEventLoopDelayMs: 0, maxHeapUsedBytes: 512 * 1024 * 1024 });
     });

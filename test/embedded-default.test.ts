@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -103,11 +103,13 @@ function makeDataDir(owner?: RunAs): string {
 
 /** Whether the compiled app is readable by `runAs` (a checkout under /root is not, for example). */
 function reachableBy(runAs: RunAs): boolean {
-  return spawnSync(process.execPath, ['-e', `require(${JSON.stringify(MAIN.replace(/main\.js$/, 'config.js'))})`], {
-    uid: runAs.uid,
-    gid: runAs.gid,
-    cwd: ROOT,
-  }).status === 0;
+  return (
+    spawnSync(process.execPath, ['-e', `require(${JSON.stringify(MAIN.replace(/main\.js$/, 'config.js'))})`], {
+      uid: runAs.uid,
+      gid: runAs.gid,
+      cwd: ROOT,
+    }).status === 0
+  );
 }
 
 async function lifecycle(params: { runAs?: RunAs }): Promise<void> {
@@ -177,53 +179,66 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
   }, 240_000);
 
   // A newcomer who clones into root's home (mode 0700) and runs `npm start` there.
-  (IS_ROOT ? it : it.skip)('as root from a folder other users cannot enter: starts, says where its cluster is, and leaves the folder closed', async () => {
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-root-home-'));
-    fs.chmodSync(home, 0o700);
-    const dataDir = path.join(home, 'checkout', '.data');
-    let running: Running | undefined;
-    try {
-      running = await start({ dataDir });
-      expect(running.clusterDir).toMatch(/^\/var\/lib\/crm-access\/[0-9a-f]{16}\/postgres$/);
-      expect((await me(running)).data!.me).toEqual({ email: running.email, role: 'ADMIN', accessKey: running.key });
-      const cluster = fs.statSync(running.clusterDir);
-      expect(cluster.uid).toBe(Number(spawnSync('id', ['-u', 'crm-access-pg'], { encoding: 'utf8' }).stdout.trim()));
-      expect(cluster.mode & 0o777).toBe(0o700);
-      expect(fs.statSync(home).mode & 0o777).toBe(0o700);
-      running.child.kill('SIGTERM');
-      expect(await exited(running.child)).toBe(0);
-    } finally {
-      if (running?.child.exitCode === null) running.child.kill('SIGKILL');
-      if (running) fs.rmSync(path.dirname(running.clusterDir), { recursive: true, force: true });
-      fs.rmSync(home, { recursive: true, force: true });
-    }
-  }, 240_000);
+  (IS_ROOT ? it : it.skip)(
+    'as root from a folder other users cannot enter: starts, says where its cluster is, and leaves the folder closed',
+    async () => {
+      const home = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-root-home-'));
+      fs.chmodSync(home, 0o700);
+      const dataDir = path.join(home, 'checkout', '.data');
+      let running: Running | undefined;
+      try {
+        running = await start({ dataDir });
+        expect(running.clusterDir).toMatch(/^\/var\/lib\/crm-access\/[0-9a-f]{16}\/postgres$/);
+        expect((await me(running)).data!.me).toEqual({ email: running.email, role: 'ADMIN', accessKey: running.key });
+        const cluster = fs.statSync(running.clusterDir);
+        expect(cluster.uid).toBe(Number(spawnSync('id', ['-u', 'crm-access-pg'], { encoding: 'utf8' }).stdout.trim()));
+        expect(cluster.mode & 0o777).toBe(0o700);
+        expect(fs.statSync(home).mode & 0o777).toBe(0o700);
+        running.child.kill('SIGTERM');
+        expect(await exited(running.child)).toBe(0);
+      } finally {
+        if (running?.child.exitCode === null) running.child.kill('SIGKILL');
+        if (running) fs.rmSync(path.dirname(running.clusterDir), { recursive: true, force: true });
+        fs.rmSync(home, { recursive: true, force: true });
+      }
+    },
+    240_000,
+  );
 
-  (IS_ROOT ? it : it.skip)('as root, a cluster the server account cannot reach stops startup with one line saying what to do', async () => {
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-root-home-'));
-    fs.chmodSync(home, 0o700);
-    const dataDir = path.join(home, '.data');
-    fs.mkdirSync(path.join(dataDir, 'postgres'), { recursive: true });
-    fs.writeFileSync(path.join(dataDir, 'postgres', 'PG_VERSION'), '15\n');
-    try {
-      const result = spawnSync(process.execPath, [MAIN], {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' },
-        encoding: 'utf8',
-        timeout: STARTUP_TIMEOUT_MS,
-      });
-      expect(result.status).toBe(1);
-      expect(result.stderr.trim().split('\n')).toHaveLength(1);
-      expect(result.stderr).toMatch(/cannot be reached by the user "crm-access-pg" that runs it: move it to \/var\/lib\/crm-access\//);
-    } finally {
-      fs.rmSync(home, { recursive: true, force: true });
-    }
-  });
+  (IS_ROOT ? it : it.skip)(
+    'as root, a cluster the server account cannot reach stops startup with one line saying what to do',
+    async () => {
+      const home = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-root-home-'));
+      fs.chmodSync(home, 0o700);
+      const dataDir = path.join(home, '.data');
+      fs.mkdirSync(path.join(dataDir, 'postgres'), { recursive: true });
+      fs.writeFileSync(path.join(dataDir, 'postgres', 'PG_VERSION'), '15\n');
+      try {
+        const result = spawnSync(process.execPath, [MAIN], {
+          cwd: ROOT,
+          env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' },
+          encoding: 'utf8',
+          timeout: STARTUP_TIMEOUT_MS,
+        });
+        expect(result.status).toBe(1);
+        expect(result.stderr.trim().split('\n')).toHaveLength(1);
+        expect(result.stderr).toMatch(
+          /cannot be reached by the user "crm-access-pg" that runs it: move it to \/var\/lib\/crm-access\//,
+        );
+      } finally {
+        fs.rmSync(home, { recursive: true, force: true });
+      }
+    },
+  );
 
   const other = IS_ROOT ? nobody() : null;
   const canRunAsOrdinaryUser = other !== null && reachableBy(other);
   // As root, also run as the ordinary user `nobody`; as an ordinary user the test above already is that case.
-  (canRunAsOrdinaryUser ? it : it.skip)('runs as an ordinary user (nobody) too', async () => {
-    await lifecycle({ runAs: other! });
-  }, 240_000);
+  (canRunAsOrdinaryUser ? it : it.skip)(
+    'runs as an ordinary user (nobody) too',
+    async () => {
+      await lifecycle({ runAs: other! });
+    },
+    240_000,
+  );
 });

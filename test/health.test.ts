@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+
 import { Client } from 'pg';
+
 import { withDatabase } from './helpers/database-url';
 import { startTestApp, type TestApp } from './helpers/test-app';
 
@@ -24,7 +26,9 @@ describe('health and readiness', () => {
     const admin = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${name}`);
-    const unmigrated = await startTestApp({ database: { url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name), secret: randomBytes(32) } });
+    const unmigrated = await startTestApp({
+      database: { url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name), secret: randomBytes(32) },
+    });
     try {
       const ready = await fetch(unmigrated.url.replace(/\/graphql$/, '/readyz'));
       expect(ready.status).toBe(503);
@@ -37,7 +41,11 @@ describe('health and readiness', () => {
   });
 
   it('answers malformed JSON with a JSON 400 and no stack trace or path', async () => {
-    const response = await fetch(app.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
+    const response = await fetch(app.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query": ',
+    });
     expect(response.status).toBe(400);
     const text = await response.text();
     expect(JSON.parse(text).errors[0].extensions.code).toBe('BAD_REQUEST');

@@ -14,7 +14,8 @@ function checkCycles(cwd: string): { status: number | null; output: string } {
 /** A copy of what the check reads (sources, migrations, manifest, TypeScript settings) in a temporary folder. */
 function copyOfTheSources(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-cycles-'));
-  for (const entry of ['src', 'migrations']) fs.cpSync(path.join(ROOT, entry), path.join(dir, entry), { recursive: true });
+  for (const entry of ['src', 'migrations'])
+    fs.cpSync(path.join(ROOT, entry), path.join(dir, entry), { recursive: true });
   for (const file of ['package.json', 'tsconfig.json']) fs.copyFileSync(path.join(ROOT, file), path.join(dir, file));
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
   return dir;

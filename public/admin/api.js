@@ -112,7 +112,11 @@ function toApiError({ error, status, headers }) {
     const quote = requestId ? ` If it happens again, tell your administrator and quote request id ${requestId}.` : '';
     return new ApiError({ message: `Something went wrong on the server.${quote}`, code, status, requestId });
   }
-  const message = MESSAGES[code] ?? (typeof error?.message === 'string' && error.message ? error.message : `The server refused the request (HTTP ${status}).`);
+  const message =
+    MESSAGES[code] ??
+    (typeof error?.message === 'string' && error.message
+      ? error.message
+      : `The server refused the request (HTTP ${status}).`);
   return new ApiError({ message, code, field: error?.extensions?.field, status, requestId });
 }
 
@@ -151,7 +155,10 @@ async function send({ query, variables, credential: sent, refusalSignsOut }) {
       body: JSON.stringify({ query, variables }),
     });
   } catch {
-    throw new ApiError({ message: 'The server could not be reached. Check your connection and try again.', code: 'NETWORK' });
+    throw new ApiError({
+      message: 'The server could not be reached. Check your connection and try again.',
+      code: 'NETWORK',
+    });
   }
   /** @type {{ data?: any; errors?: GraphQLError[] } | null} */
   const body = await response.json().catch(() => null);

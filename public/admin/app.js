@@ -3,7 +3,7 @@
 /// <reference lib="dom.iterable" />
 import { credential, forgetCredential, whenCredentialRefused } from './api.js';
 import { h, notice, pageHeading, roleName } from './dom.js';
-import { forgetSignedInUser, carryToNextScreen, loadSignedInUser, signOut, takeCarried } from './state.js';
+import { carryToNextScreen, forgetSignedInUser, loadSignedInUser, signOut, takeCarried } from './state.js';
 import { accountView } from './view-account.js';
 import { auditView } from './view-audit.js';
 import { newUserView } from './view-new-user.js';
@@ -61,7 +61,8 @@ function showSignedIn(user) {
   const path = currentRoute().path;
   for (const link of shell.sidebar.querySelectorAll('a')) {
     const target = link.getAttribute('href')?.slice(1) ?? '';
-    const current = target === path || (target === '/users' && path.startsWith('/users/') && path !== `/users/${user?.id}`);
+    const current =
+      target === path || (target === '/users' && path.startsWith('/users/') && path !== `/users/${user?.id}`);
     if (current) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
@@ -80,7 +81,10 @@ async function drawScreen(screen, path, params) {
   if (profile) return profileView(screen, { id: profile[1], section: profile[2] ?? null });
   if (path === '/account') return accountView(screen);
   if (path === '/audit') return auditView(screen, params);
-  screen.replaceChildren(...pageHeading('Page not found', [['Settings', '/settings']]), h('p', {}, 'There is no such page. ', h('a', { href: '#/settings', text: 'Go to Settings' })));
+  screen.replaceChildren(
+    ...pageHeading('Page not found', [['Settings', '/settings']]),
+    h('p', {}, 'There is no such page. ', h('a', { href: '#/settings', text: 'Go to Settings' })),
+  );
 }
 
 async function route() {
@@ -110,7 +114,10 @@ async function route() {
   showSignedIn(signedIn.user);
   const { previousRole, user } = signedIn;
   const roleChange = previousRole
-    ? notice(`Your role changed from ${roleName(previousRole)} to ${roleName(user.role)}: what you can see and do changed with it.`, 'warning')
+    ? notice(
+        `Your role changed from ${roleName(previousRole)} to ${roleName(user.role)}: what you can see and do changed with it.`,
+        'warning',
+      )
     : null;
   flash.replaceChildren(...[carried ?? roleChange].filter((node) => node !== null));
   await drawScreen(screen, path, params);

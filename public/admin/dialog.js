@@ -17,7 +17,13 @@ import { h } from './dom.js';
  */
 export function confirmAct({ title, message, confirmLabel, cancelLabel = 'Cancel', danger = false, fields = [] }) {
   const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-  const cancel = h('button', { type: 'button', class: 'secondary', value: 'cancel', text: cancelLabel, autofocus: true });
+  const cancel = h('button', {
+    type: 'button',
+    class: 'secondary',
+    value: 'cancel',
+    text: cancelLabel,
+    autofocus: true,
+  });
   const confirm = h('button', { type: 'submit', class: danger ? 'danger' : '', value: 'confirm', text: confirmLabel });
   const form = h(
     'form',

@@ -79,7 +79,9 @@ export function facts(pairs) {
   return h(
     'dl',
     { class: 'facts' },
-    pairs.filter(([, value]) => value !== null).map(([label, value, id]) => h('div', {}, h('dt', { text: label }), h('dd', { id }, value))),
+    pairs
+      .filter(([, value]) => value !== null)
+      .map(([label, value, id]) => h('div', {}, h('dt', { text: label }), h('dd', { id }, value))),
   );
 }
 
@@ -102,7 +104,13 @@ export function field({ label, control, hint }) {
  * @param {{ name: string; options: Array<[string, string]>; value?: string }} params value, label pairs
  */
 export function select({ name, options, value = '' }) {
-  return h('select', { name }, options.map(([optionValue, label]) => h('option', { value: optionValue, text: label, selected: optionValue === value })));
+  return h(
+    'select',
+    { name },
+    options.map(([optionValue, label]) =>
+      h('option', { value: optionValue, text: label, selected: optionValue === value }),
+    ),
+  );
 }
 
 /**
@@ -111,7 +119,11 @@ export function select({ name, options, value = '' }) {
  * @param {'error' | 'success' | 'warning' | 'info'} kind
  */
 export function notice(message, kind) {
-  return h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, h('p', { text: message }));
+  return h(
+    'div',
+    { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+    h('p', { text: message }),
+  );
 }
 
 /**
@@ -126,13 +138,22 @@ export function pageHeading(title, trail) {
   const heading = h('h1', { tabindex: -1, text: title });
   if (trail.length === 0) return [heading];
   const crumbs = [...trail, [title]].map(([label, route], index, all) =>
-    h('li', {}, route ? h('a', { href: `#${route}`, text: label }) : h('span', { text: label, 'aria-current': index === all.length - 1 ? 'page' : null })),
+    h(
+      'li',
+      {},
+      route
+        ? h('a', { href: `#${route}`, text: label })
+        : h('span', { text: label, 'aria-current': index === all.length - 1 ? 'page' : null }),
+    ),
   );
   return [h('nav', { class: 'breadcrumb', 'aria-label': 'Breadcrumb' }, h('ol', {}, crumbs)), heading];
 }
 
 /** The trail of every screen under User & Access Management. */
-export const USER_ACCESS_TRAIL = /** @type {Array<[string, string?]>} */ ([['Settings', '/settings'], ['User & Access Management']]);
+export const USER_ACCESS_TRAIL = /** @type {Array<[string, string?]>} */ ([
+  ['Settings', '/settings'],
+  ['User & Access Management'],
+]);
 
 /**
  * Replaces the children of `parent`; null, undefined and false children are left out.
@@ -140,5 +161,7 @@ export const USER_ACCESS_TRAIL = /** @type {Array<[string, string?]>} */ ([['Set
  * @param {...(Child | Child[])} children
  */
 export function fill(parent, ...children) {
-  parent.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+  parent.replaceChildren(
+    ...children.flat().filter((child) => child !== null && child !== undefined && child !== false),
+  );
 }

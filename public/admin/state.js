@@ -100,7 +100,9 @@ export function go(path) {
  */
 export function redrawIfForbidden(error) {
   if (!(error instanceof ApiError) || error.code !== 'FORBIDDEN') return false;
-  carryToNextScreen(notice(`${error.message} Your role may have changed: this screen now shows what your role allows.`, 'error'));
+  carryToNextScreen(
+    notice(`${error.message} Your role may have changed: this screen now shows what your role allows.`, 'error'),
+  );
   go(location.hash.slice(1));
   return true;
 }

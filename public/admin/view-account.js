@@ -11,9 +11,26 @@ import { signedInUser } from './state.js';
  */
 export function accountView(screen) {
   const me = signedInUser();
-  const current = h('input', { name: 'currentPassword', type: 'password', required: true, autocomplete: 'current-password' });
-  const next = h('input', { name: 'newPassword', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
-  const again = h('input', { name: 'confirmPassword', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
+  const current = h('input', {
+    name: 'currentPassword',
+    type: 'password',
+    required: true,
+    autocomplete: 'current-password',
+  });
+  const next = h('input', {
+    name: 'newPassword',
+    type: 'password',
+    required: true,
+    minlength: 12,
+    autocomplete: 'new-password',
+  });
+  const again = h('input', {
+    name: 'confirmPassword',
+    type: 'password',
+    required: true,
+    minlength: 12,
+    autocomplete: 'new-password',
+  });
   const message = h('div', { class: 'message' });
   const form = h(
     'form',
@@ -23,19 +40,28 @@ export function accountView(screen) {
       onsubmit: async (event) => {
         event.preventDefault();
         if (next.value !== again.value) {
-          message.replaceChildren(notice('The new password and its repetition differ. Type the same new password twice.', 'error'));
+          message.replaceChildren(
+            notice('The new password and its repetition differ. Type the same new password twice.', 'error'),
+          );
           again.focus();
           return;
         }
         try {
-          await gql('mutation ($current: String!, $next: String!) { changePassword(currentPassword: $current, newPassword: $next) }', {
-            current: current.value,
-            next: next.value,
-          });
+          await gql(
+            'mutation ($current: String!, $next: String!) { changePassword(currentPassword: $current, newPassword: $next) }',
+            {
+              current: current.value,
+              next: next.value,
+            },
+          );
           for (const input of [current, next, again]) input.value = '';
-          message.replaceChildren(notice('Your password was changed. Your other sessions were signed out; this one stays.', 'success'));
+          message.replaceChildren(
+            notice('Your password was changed. Your other sessions were signed out; this one stays.', 'success'),
+          );
         } catch (error) {
-          message.replaceChildren(notice(error instanceof Error ? error.message : 'The password could not be changed.', 'error'));
+          message.replaceChildren(
+            notice(error instanceof Error ? error.message : 'The password could not be changed.', 'error'),
+          );
         }
       },
     },
@@ -49,7 +75,12 @@ export function accountView(screen) {
   const via = credential()?.kind === 'key' ? 'an access key' : 'your email and password';
   screen.replaceChildren(
     ...pageHeading('Your account', [['Settings', '/settings']]),
-    h('p', {}, `Signed in as ${me.name} (${me.email}), ${roleName(me.role)} of ${me.organization.name}, with ${via}. `, h('a', { href: `#/users/${me.id}`, text: 'Your profile' })),
+    h(
+      'p',
+      {},
+      `Signed in as ${me.name} (${me.email}), ${roleName(me.role)} of ${me.organization.name}, with ${via}. `,
+      h('a', { href: `#/users/${me.id}`, text: 'Your profile' }),
+    ),
     form,
   );
 }

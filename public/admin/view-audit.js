@@ -87,7 +87,15 @@ function auditTable(events, caption) {
     'table',
     { class: 'cards-when-narrow audit' },
     h('caption', { class: 'visually-hidden', text: caption }),
-    h('thead', {}, h('tr', {}, ['When', 'What', 'By', 'About', 'Address'].map((label) => h('th', { scope: 'col', text: label })))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['When', 'What', 'By', 'About', 'Address'].map((label) => h('th', { scope: 'col', text: label })),
+      ),
+    ),
     h('tbody', {}, rows),
   );
 }
@@ -114,11 +122,18 @@ export function auditList({ filter, pageSize, caption, emptyText }) {
       const page = data.auditEvents;
       shown.push(...page.edges.map((/** @type {{ node: AuditEvent }} */ edge) => edge.node));
       const more = page.pageInfo.hasNextPage
-        ? h('button', { type: 'button', class: 'secondary', text: 'Show more', onclick: () => void load(page.pageInfo.endCursor) })
+        ? h('button', {
+            type: 'button',
+            class: 'secondary',
+            text: 'Show more',
+            onclick: () => void load(page.pageInfo.endCursor),
+          })
         : null;
       fill(container, shown.length ? auditTable(shown, caption) : h('p', { class: 'empty', text: emptyText }), more);
     } catch (error) {
-      container.replaceChildren(notice(error instanceof Error ? error.message : 'The events could not be loaded.', 'error'));
+      container.replaceChildren(
+        notice(error instanceof Error ? error.message : 'The events could not be loaded.', 'error'),
+      );
     }
     container.setAttribute('aria-busy', 'false');
   };
@@ -146,7 +161,13 @@ function dayStart(day, nextDay) {
 export async function auditView(screen, params) {
   const heading = pageHeading('Audit log', USER_ACCESS_TRAIL);
   if (signedInUser().role !== 'ADMIN') {
-    screen.replaceChildren(...heading, notice('Only admins of your organization can read the audit log. Ask your System Administrator if you need it.', 'info'));
+    screen.replaceChildren(
+      ...heading,
+      notice(
+        'Only admins of your organization can read the audit log. Ask your System Administrator if you need it.',
+        'info',
+      ),
+    );
     return;
   }
   const people = h('p', { text: 'Loading filters…' });
@@ -155,7 +176,10 @@ export async function auditView(screen, params) {
   let users = [];
   try {
     const data = await gql('{ users(first: 500) { edges { node { id name } } } }');
-    users = data.users.edges.map((/** @type {{ node: { id: string; name: string } }} */ edge) => [edge.node.id, edge.node.name]);
+    users = data.users.edges.map((/** @type {{ node: { id: string; name: string } }} */ edge) => [
+      edge.node.id,
+      edge.node.name,
+    ]);
   } catch (error) {
     people.replaceWith(notice(error instanceof Error ? error.message : 'The users could not be loaded.', 'error'));
     return;
@@ -179,7 +203,8 @@ export async function auditView(screen, params) {
       onsubmit: (event) => {
         event.preventDefault();
         const next = new URLSearchParams();
-        for (const control of [action, actor, target, from, to]) if (control.value) next.set(control.name, control.value);
+        for (const control of [action, actor, target, from, to])
+          if (control.value) next.set(control.name, control.value);
         const query = next.toString();
         go(`/audit${query ? `?${query}` : ''}`);
       },
@@ -200,5 +225,12 @@ export async function auditView(screen, params) {
     ...(dayStart(params.get('to'), true) ? { until: dayStart(params.get('to'), true) } : {}),
   };
   people.replaceWith(filters);
-  screen.append(auditList({ filter, pageSize: 25, caption: 'Audit events, newest first', emptyText: 'No events match these filters.' }));
+  screen.append(
+    auditList({
+      filter,
+      pageSize: 25,
+      caption: 'Audit events, newest first',
+      emptyText: 'No events match these filters.',
+    }),
+  );
 }

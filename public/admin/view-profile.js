@@ -1,6 +1,6 @@
 // @ts-check
 /// <reference lib="dom" />
-import { accessKeySection, ACCESS_KEY_INFO_FIELDS } from './access-key-section.js';
+import { ACCESS_KEY_INFO_FIELDS, accessKeySection } from './access-key-section.js';
 import { gql } from './api.js';
 import { confirmAct } from './dialog.js';
 import { facts, field, formatDateTime, h, notice, pageHeading, roleName, select, USER_ACCESS_TRAIL } from './dom.js';
@@ -26,7 +26,8 @@ const PROFILE_FIELDS = 'id name email role isActive createdAt updatedAt';
 /** What a role change means, for the confirmation. */
 const ROLE_CONSEQUENCES = /** @type {Record<Role, string>} */ ({
   ADMIN: 'Admins see and regenerate every access key of the organization, and change every user.',
-  MANAGER: 'Managers see every user of the organization but change only their own name and password, and never see access keys.',
+  MANAGER:
+    'Managers see every user of the organization but change only their own name and password, and never see access keys.',
   MEMBER: 'Members see only themselves, change only their own name and password, and never see access keys.',
 });
 
@@ -37,11 +38,17 @@ const ROLE_CONSEQUENCES = /** @type {Record<Role, string>} */ ({
 export async function profileView(screen, { id, section }) {
   const me = signedInUser();
   const isAdmin = me.role === 'ADMIN';
-  screen.replaceChildren(...pageHeading('User profile', [...USER_ACCESS_TRAIL, ['Manage Users', '/users']]), h('p', { text: 'Loading…' }));
+  screen.replaceChildren(
+    ...pageHeading('User profile', [...USER_ACCESS_TRAIL, ['Manage Users', '/users']]),
+    h('p', { text: 'Loading…' }),
+  );
   /** @type {Profile | null} */
   let shown;
   try {
-    const data = await gql(`query ($id: ID!) { user(id: $id) { ${PROFILE_FIELDS} ${isAdmin ? ACCESS_KEY_INFO_FIELDS : ''} } }`, { id });
+    const data = await gql(
+      `query ($id: ID!) { user(id: $id) { ${PROFILE_FIELDS} ${isAdmin ? ACCESS_KEY_INFO_FIELDS : ''} } }`,
+      { id },
+    );
     shown = data.user;
     if (!shown) throw new Error('This user does not exist, or you may not see them.');
   } catch (error) {
@@ -54,7 +61,9 @@ export async function profileView(screen, { id, section }) {
   const isSelf = shown.id === me.id;
   const message = h('div', { class: 'message', id: 'profile-message' });
   /** @param {unknown} error */
-  const failed = (error) => redrawIfForbidden(error) || message.replaceChildren(notice(error instanceof Error ? error.message : 'That did not work.', 'error'));
+  const failed = (error) =>
+    redrawIfForbidden(error) ||
+    message.replaceChildren(notice(error instanceof Error ? error.message : 'That did not work.', 'error'));
   /** Shows the profile again, as saved, with `text` at its top. @param {string} text */
   const done = (text) => {
     carryToNextScreen(notice(text, 'success'));
@@ -82,8 +91,19 @@ export async function profileView(screen, { id, section }) {
         'section',
         { 'aria-labelledby': 'activity-title' },
         h('h2', { id: 'activity-title', text: 'Activity' }),
-        auditList({ filter: { targetUserId: shown.id }, pageSize: 10, caption: `Events about ${shown.name}, newest first`, emptyText: 'Nothing recorded yet.' }),
-        h('p', {}, h('a', { href: `#/audit?target=${shown.id}`, text: 'Open in the audit log' }), ' · ', h('a', { href: `#/audit?actor=${shown.id}`, text: `What ${shown.name} did` })),
+        auditList({
+          filter: { targetUserId: shown.id },
+          pageSize: 10,
+          caption: `Events about ${shown.name}, newest first`,
+          emptyText: 'Nothing recorded yet.',
+        }),
+        h(
+          'p',
+          {},
+          h('a', { href: `#/audit?target=${shown.id}`, text: 'Open in the audit log' }),
+          ' · ',
+          h('a', { href: `#/audit?actor=${shown.id}`, text: `What ${shown.name} did` }),
+        ),
       ),
     );
   } else {
@@ -127,7 +147,9 @@ function editControls(user, { isAdmin, failed, done }) {
             { id: user.id, input },
           );
           const keyCreated = isAdmin && !user.accessKeyInfo && data.updateUser.accessKeyInfo;
-          done(keyCreated ? 'Saved. The user had no access key, so one was created: see User Advanced Options.' : 'Saved.');
+          done(
+            keyCreated ? 'Saved. The user had no access key, so one was created: see User Advanced Options.' : 'Saved.',
+          );
         } catch (error) {
           failed(error);
         }
@@ -142,7 +164,14 @@ function editControls(user, { isAdmin, failed, done }) {
       h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: () => toggle(false) }),
     ),
   );
-  const edit = h('button', { type: 'button', class: 'secondary', id: 'edit-user', text: 'Edit', 'aria-expanded': 'false', 'aria-controls': 'edit-form' });
+  const edit = h('button', {
+    type: 'button',
+    class: 'secondary',
+    id: 'edit-user',
+    text: 'Edit',
+    'aria-expanded': 'false',
+    'aria-controls': 'edit-form',
+  });
   /** @param {boolean} open */
   const toggle = (open) => {
     form.hidden = !open;
@@ -161,13 +190,30 @@ function editControls(user, { isAdmin, failed, done }) {
  * @param {{ isSelf: boolean; failed: (error: unknown) => void; done: (text: string) => void }} params
  */
 function roleAndStatus(user, { isSelf, failed, done }) {
-  const role = select({ name: 'role', value: user.role, options: [['ADMIN', 'Admin'], ['MANAGER', 'Manager'], ['MEMBER', 'Member']] });
-  const changeRole = h('button', { type: 'button', class: 'secondary', id: 'change-role', text: 'Change role…', disabled: true });
+  const role = select({
+    name: 'role',
+    value: user.role,
+    options: [
+      ['ADMIN', 'Admin'],
+      ['MANAGER', 'Manager'],
+      ['MEMBER', 'Member'],
+    ],
+  });
+  const changeRole = h('button', {
+    type: 'button',
+    class: 'secondary',
+    id: 'change-role',
+    text: 'Change role…',
+    disabled: true,
+  });
   role.addEventListener('change', () => (changeRole.disabled = role.value === user.role));
   changeRole.addEventListener('click', async () => {
     const next = /** @type {Role} */ (role.value);
     const who = isSelf ? 'your' : `${user.name}'s`;
-    const selfWarning = isSelf && user.role === 'ADMIN' ? ' You lose your admin rights at once, and only another admin can give them back.' : '';
+    const selfWarning =
+      isSelf && user.role === 'ADMIN'
+        ? ' You lose your admin rights at once, and only another admin can give them back.'
+        : '';
     const confirmed = await confirmAct({
       title: `Change ${who} role from ${roleName(user.role)} to ${roleName(next)}?`,
       message: `${ROLE_CONSEQUENCES[next]}${selfWarning}`,
@@ -176,15 +222,29 @@ function roleAndStatus(user, { isSelf, failed, done }) {
     });
     if (!confirmed) return;
     try {
-      await gql('mutation ($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id } }', { id: user.id, role: next });
-      done(isSelf ? `Your role is now ${roleName(next)}.` : `${user.name} is now ${roleName(next) === 'Admin' ? 'an' : 'a'} ${roleName(next)}.`);
+      await gql('mutation ($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id } }', {
+        id: user.id,
+        role: next,
+      });
+      done(
+        isSelf
+          ? `Your role is now ${roleName(next)}.`
+          : `${user.name} is now ${roleName(next) === 'Admin' ? 'an' : 'a'} ${roleName(next)}.`,
+      );
     } catch (error) {
       failed(error);
     }
   });
 
   const statusButton = user.isActive
-    ? h('button', { type: 'button', class: 'danger', id: 'deactivate-user', text: 'Deactivate…', disabled: isSelf, 'aria-describedby': isSelf ? 'deactivate-hint' : null })
+    ? h('button', {
+        type: 'button',
+        class: 'danger',
+        id: 'deactivate-user',
+        text: 'Deactivate…',
+        disabled: isSelf,
+        'aria-describedby': isSelf ? 'deactivate-hint' : null,
+      })
     : h('button', { type: 'button', id: 'reactivate-user', text: 'Reactivate' });
   statusButton.addEventListener('click', async () => {
     if (user.isActive) {
@@ -199,7 +259,11 @@ function roleAndStatus(user, { isSelf, failed, done }) {
     const mutation = user.isActive ? 'deactivateUser' : 'reactivateUser';
     try {
       await gql(`mutation ($id: ID!) { ${mutation}(id: $id) { id } }`, { id: user.id });
-      done(user.isActive ? `${user.name} is deactivated. Their access key no longer works.` : `${user.name} is active again. Their access key works again.`);
+      done(
+        user.isActive
+          ? `${user.name} is deactivated. Their access key no longer works.`
+          : `${user.name} is active again. Their access key works again.`,
+      );
     } catch (error) {
       failed(error);
     }
@@ -211,6 +275,8 @@ function roleAndStatus(user, { isSelf, failed, done }) {
     h('h2', { id: 'role-status-title', text: 'Role and status' }),
     h('div', { class: 'toolbar align-end' }, field({ label: 'Role', control: role }), changeRole),
     h('div', { class: 'toolbar' }, statusButton),
-    isSelf ? h('small', { class: 'hint', id: 'deactivate-hint', text: 'You cannot deactivate yourself; another admin can.' }) : null,
+    isSelf
+      ? h('small', { class: 'hint', id: 'deactivate-hint', text: 'You cannot deactivate yourself; another admin can.' })
+      : null,
   );
 }

@@ -17,7 +17,8 @@ export function settingsView(screen) {
    * @param {string} description
    * @param {string} [id]
    */
-  const entry = (href, label, description, id) => h('li', {}, h('a', { href, id, text: label }), h('p', { class: 'hint', text: description }));
+  const entry = (href, label, description, id) =>
+    h('li', {}, h('a', { href, id, text: label }), h('p', { class: 'hint', text: description }));
   screen.replaceChildren(
     ...pageHeading('Settings', []),
     h(
@@ -27,9 +28,16 @@ export function settingsView(screen) {
       h(
         'ul',
         { class: 'entries' },
-        entry('#/users', 'Manage Users', isAdmin ? 'Find users, open their profiles, and their access keys.' : 'Find users and open their profiles.', 'manage-users'),
+        entry(
+          '#/users',
+          'Manage Users',
+          isAdmin ? 'Find users, open their profiles, and their access keys.' : 'Find users and open their profiles.',
+          'manage-users',
+        ),
         isAdmin ? entry('#/users/new', 'New user', 'Add a person or an integration to your organization.') : null,
-        isAdmin ? entry('#/audit', 'Audit log', 'Who did what, and when: sign-ins, changes, revealed and regenerated keys.') : null,
+        isAdmin
+          ? entry('#/audit', 'Audit log', 'Who did what, and when: sign-ins, changes, revealed and regenerated keys.')
+          : null,
       ),
     ),
     h(

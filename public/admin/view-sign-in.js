@@ -33,7 +33,13 @@ export function signInView(screen, { message, onSignedIn }) {
   const problem = h('div', { class: 'problem' });
   const email = h('input', { name: 'email', type: 'email', autocomplete: 'username', required: true });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
-  const key = h('input', { name: 'accessKey', type: 'password', autocomplete: 'off', spellcheck: 'false', required: true });
+  const key = h('input', {
+    name: 'accessKey',
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    required: true,
+  });
   const signInButton = h('button', { type: 'submit', text: 'Sign in' });
   const keyButton = h('button', { type: 'submit', class: 'secondary', text: 'Sign in with key' });
   const buttons = [signInButton, keyButton];
@@ -60,7 +66,8 @@ export function signInView(screen, { message, onSignedIn }) {
         event.preventDefault();
         void run(async () => {
           const data = await gqlAs({
-            query: 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }',
+            query:
+              'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }',
             variables: { email: email.value.trim(), password: password.value },
             credential: null,
           });
@@ -92,7 +99,11 @@ export function signInView(screen, { message, onSignedIn }) {
       },
     },
     h('h2', { id: 'sign-in-key-title', text: 'Or with an access key' }),
-    field({ label: 'Access key', control: key, hint: 'Starts with cak_. Kept only until you close or reload this page.' }),
+    field({
+      label: 'Access key',
+      control: key,
+      hint: 'Starts with cak_. Kept only until you close or reload this page.',
+    }),
     keyButton,
   );
 

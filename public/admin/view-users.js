@@ -34,9 +34,22 @@ export async function usersView(screen, params) {
   const role = select({
     name: 'role',
     value: params.get('role') ?? '',
-    options: [['', 'Any role'], ['ADMIN', 'Admin'], ['MANAGER', 'Manager'], ['MEMBER', 'Member']],
+    options: [
+      ['', 'Any role'],
+      ['ADMIN', 'Admin'],
+      ['MANAGER', 'Manager'],
+      ['MEMBER', 'Member'],
+    ],
   });
-  const status = select({ name: 'status', value: params.get('status') ?? '', options: [['', 'Any status'], ['active', 'Active'], ['inactive', 'Deactivated']] });
+  const status = select({
+    name: 'status',
+    value: params.get('status') ?? '',
+    options: [
+      ['', 'Any status'],
+      ['active', 'Active'],
+      ['inactive', 'Deactivated'],
+    ],
+  });
   const filters = h(
     'form',
     {
@@ -70,7 +83,14 @@ export async function usersView(screen, params) {
   fill(
     screen,
     ...pageHeading('Manage Users', USER_ACCESS_TRAIL),
-    isAdmin ? h('div', { class: 'toolbar' }, h('a', { class: 'button', href: '#/users/new', id: 'new-user', text: 'New user' }), report) : null,
+    isAdmin
+      ? h(
+          'div',
+          { class: 'toolbar' },
+          h('a', { class: 'button', href: '#/users/new', id: 'new-user', text: 'New user' }),
+          report,
+        )
+      : null,
     reportMessage,
     filters,
     results,
@@ -97,7 +117,9 @@ async function showPage(results, params) {
     page = (await gql(USERS_QUERY, { filter, first: PAGE_SIZE, after: pageCursors[pageCursors.length - 1] })).users;
   } catch (error) {
     results.setAttribute('aria-busy', 'false');
-    return results.replaceChildren(notice(error instanceof Error ? error.message : 'The users could not be loaded.', 'error'));
+    return results.replaceChildren(
+      notice(error instanceof Error ? error.message : 'The users could not be loaded.', 'error'),
+    );
   }
   /** @type {Array<{ node: { id: string; name: string; email: string; role: string; isActive: boolean } }>} */
   const edges = page.edges;
@@ -108,7 +130,11 @@ async function showPage(results, params) {
       h('td', { 'data-label': 'Name' }, h('a', { href: `#/users/${node.id}`, text: node.name })),
       h('td', { 'data-label': 'Email', class: 'email', text: node.email }),
       h('td', { 'data-label': 'Role', text: roleName(node.role) }),
-      h('td', { 'data-label': 'Status', class: node.isActive ? '' : 'inactive', text: node.isActive ? 'Active' : 'Deactivated' }),
+      h('td', {
+        'data-label': 'Status',
+        class: node.isActive ? '' : 'inactive',
+        text: node.isActive ? 'Active' : 'Deactivated',
+      }),
     ),
   );
   const pageNumber = pageCursors.length;
@@ -145,10 +171,21 @@ async function showPage(results, params) {
     'table',
     { id: 'users', class: 'cards-when-narrow' },
     h('caption', { class: 'visually-hidden', text: 'Users' }),
-    h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', 'Status'].map((label) => h('th', { scope: 'col', text: label })))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['Name', 'Email', 'Role', 'Status'].map((label) => h('th', { scope: 'col', text: label })),
+      ),
+    ),
     h('tbody', {}, rows),
   );
-  results.replaceChildren(edges.length ? table : h('p', { class: 'empty', text: 'No users match these filters.' }), pager);
+  results.replaceChildren(
+    edges.length ? table : h('p', { class: 'empty', text: 'No users match these filters.' }),
+    pager,
+  );
   results.setAttribute('aria-busy', 'false');
 }
 
@@ -162,10 +199,19 @@ async function reportLeakedKey(message) {
   const where = h('input', { name: 'location', type: 'text', autocomplete: 'off', required: true, maxlength: '2000' });
   const answer = await confirmAct({
     title: 'Report a leaked access key',
-    message: 'If this is a working key of your organization, it stops working at once (no grace period) and its user gets a new key, which you read on their profile.',
+    message:
+      'If this is a working key of your organization, it stops working at once (no grace period) and its user gets a new key, which you read on their profile.',
     fields: [
-      field({ label: 'The key that was found', control: key, hint: 'Starts with cak_. It is not kept: only its last four characters are.' }),
-      field({ label: 'Where it was found', control: where, hint: 'A link, a file, a channel: shown on the profile and in the audit log.' }),
+      field({
+        label: 'The key that was found',
+        control: key,
+        hint: 'Starts with cak_. It is not kept: only its last four characters are.',
+      }),
+      field({
+        label: 'Where it was found',
+        control: where,
+        hint: 'A link, a file, a channel: shown on the profile and in the audit log.',
+      }),
     ],
     confirmLabel: 'Revoke the key',
     danger: true,
@@ -183,13 +229,19 @@ async function reportLeakedKey(message) {
           'div',
           { class: 'notice notice-success', role: 'status' },
           h('p', { text: `The key of ${result.user.name} no longer works and a new one was issued: ` }),
-          h('a', { href: `#/users/${result.user.id}`, text: `give ${result.user.name}'s integrations the new key from their profile` }),
+          h('a', {
+            href: `#/users/${result.user.id}`,
+            text: `give ${result.user.name}'s integrations the new key from their profile`,
+          }),
         ),
       );
     } else {
       message.replaceChildren(notice('This is not a working key of your organization: nothing was changed.', 'info'));
     }
   } catch (error) {
-    if (!redrawIfForbidden(error)) message.replaceChildren(notice(error instanceof Error ? error.message : 'The report could not be sent.', 'error'));
+    if (!redrawIfForbidden(error))
+      message.replaceChildren(
+        notice(error instanceof Error ? error.message : 'The report could not be sent.', 'error'),
+      );
   }
 }

@@ -23,7 +23,9 @@ const { React, ReactDOM, GraphiQL } = /** @type {{ React: ReactApi; ReactDOM: Re
 );
 
 const configElement = /** @type {HTMLScriptElement} */ (document.getElementById('explorer-config'));
-const config = /** @type {{ defaultQuery: string; defaultHeaders: string }} */ (JSON.parse(configElement.textContent ?? '{}'));
+const config = /** @type {{ defaultQuery: string; defaultHeaders: string }} */ (
+  JSON.parse(configElement.textContent ?? '{}')
+);
 const statusLine = /** @type {HTMLElement} */ (document.getElementById('explorer-status'));
 
 /** GraphiQL's Storage interface over a Map: everything GraphiQL keeps ends with the page. */
@@ -145,7 +147,8 @@ async function fetcher(params, options) {
     });
   } catch {
     // fetch() refuses before sending when a header value holds a character headers cannot carry.
-    const message = 'The request could not be sent: the server is unreachable, or a header value holds a character headers cannot carry.';
+    const message =
+      'The request could not be sent: the server is unreachable, or a header value holds a character headers cannot carry.';
     say(message);
     throw new Error(message);
   }
@@ -162,7 +165,8 @@ function labelEditors() {
     ['.graphiql-response', 'Response'],
   ];
   for (const [selector, label] of names) {
-    for (const input of document.querySelectorAll(`${selector} .CodeMirror textarea:not([aria-label])`)) input.setAttribute('aria-label', label);
+    for (const input of document.querySelectorAll(`${selector} .CodeMirror textarea:not([aria-label])`))
+      input.setAttribute('aria-label', label);
   }
   const tools = document.querySelectorAll('.graphiql-editor-tool > .graphiql-editor');
   tools.forEach((editor, index) => {

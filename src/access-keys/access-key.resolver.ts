@@ -1,41 +1,48 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
-import { ForbiddenError } from '../errors';
+
 import type { Metrics } from '../metrics';
+import { Can } from '../request/can';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
-import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { AccessKeyService } from './access-key.service';
 import { AccessKeyInfo, RegenerateAccessKeyPayload } from './access-key.types';
+import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { LeakReportSource } from './leak-report.types';
+
+const KEY_FIELDS_REFUSAL = 'Only admins of the organization can see access keys.';
 
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
 export class AccessKeyResolver {
-  constructor(private readonly deps: { accessKeyRegeneration: AccessKeyRegeneration; accessKeys: AccessKeyService; metrics: Metrics }) {}
+  constructor(
+    private readonly deps: {
+      accessKeyRegeneration: AccessKeyRegeneration;
+      accessKeys: AccessKeyService;
+      metrics: Metrics;
+    },
+  ) {}
 
-  private checkKeyAccess(user: User, actor: Actor): void {
-    if (!actor.ability.can('read', user, 'accessKey')) {
-      throw new ForbiddenError('Only admins of the organization can see access keys.');
-    }
-  }
-
+  /**
+   * The user's key, decrypted and recorded as ACCESS_KEY_VIEWED before it is returned (the request's
+   * revealedKey loader: a page's keys together); the view's batch re-confirms the caller's authority
+   * (KeyViewWriter). Null when the user has no key.
+   * @throws ForbiddenError (not granted, or the caller's role changed), UnauthenticatedError (authority ended).
+   */
+  @Can('read', 'User', { field: 'accessKey', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => String, {
     nullable: true,
-    description: 'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
+    description:
+      'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
-  accessKey(@Root() user: User, @CurrentActor() actor: Actor, @Ctx() ctx: RequestContext): Promise<string | null> {
-    this.checkKeyAccess(user, actor);
+  accessKey(@Root() user: User, @Ctx() ctx: RequestContext): Promise<string | null> {
     // A page's keys are decrypted together and their views committed in one insert before any is returned.
     return ctx.loaders.revealedKey.load(user);
   }
 
+  /** What can be shown of the user's key without revealing it; null when the user has no key. */
+  @Can('read', 'User', { field: 'accessKeyInfo', on: 'parent', message: KEY_FIELDS_REFUSAL })
   @FieldResolver(() => AccessKeyInfo, { nullable: true, description: 'Admins of the same organization only.' })
-  async accessKeyInfo(
-    @Root() user: User,
-    @CurrentActor() actor: Actor,
-    @Ctx() ctx: RequestContext,
-  ): Promise<AccessKeyInfo | null> {
-    this.checkKeyAccess(user, actor);
+  async accessKeyInfo(@Root() user: User, @Ctx() ctx: RequestContext): Promise<AccessKeyInfo | null> {
     const row = await ctx.loaders.accessKey.load(user.id);
     if (!row) return null;
     return {
@@ -44,7 +51,8 @@ export class AccessKeyResolver {
       lastUsedAt: row.lastUsedAt,
       previousKeyExpiresAt: row.previousKeyExpiresAt,
       // Only while the previous key works: after the grace period it is history, not hand-over.
-      previousKeyLastUsedAt: row.previousKeyExpiresAt && row.previousKeyExpiresAt > new Date() ? row.previousKeyLastUsedAt : null,
+      previousKeyLastUsedAt:
+        row.previousKeyExpiresAt && row.previousKeyExpiresAt > new Date() ? row.previousKeyLastUsedAt : null,
       leakReportedAt: row.leakReportedAt,
       leakReportLocation: row.leakReportLocation,
       leakReportSource: row.leakReportSource as LeakReportSource | null,
@@ -53,6 +61,11 @@ export class AccessKeyResolver {
     };
   }
 
+  /**
+   * See AccessKeyRegeneration.regenerateAccessKey (errors thrown there); the request's later reads show the
+   * key issued here.
+   */
+  @Can('regenerateAccessKey', 'User', { on: { arg: 'userId' } })
   @Mutation(() => RegenerateAccessKeyPayload, {
     description: 'Replaces the key. The old one stops working at once, or after gracePeriodSeconds (at most 7 days).',
   })

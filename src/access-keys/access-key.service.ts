@@ -1,12 +1,13 @@
-import type { DataSource, EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
-import { AccessKey } from './access-key.entity';
-import { principalFrom, type Authenticated } from '../authentication/principal';
-import { USER_COLUMNS, type UserRow } from '../users/user.queries';
+import type { DataSource, EntityManager } from 'typeorm';
+
+import { type Authenticated, principalFrom } from '../authentication/principal';
 import { runPrepared } from '../db/prepared';
-import { generateAccessKey, keyHint } from './key-format';
+import { USER_COLUMNS, type UserRow } from '../users/user.queries';
+import { AccessKey } from './access-key.entity';
+import { type Clock, expiryMs, systemClock } from './clock';
 import type { KeyCrypto } from './key-crypto';
-import { expiryMs, systemClock, type Clock } from './clock';
+import { generateAccessKey, keyHint } from './key-format';
 
 /** At most one `last_used_at` write per key per this many seconds, whatever the traffic. */
 /** Opens the key lookup's SQL, so tests and operators' statement logs can count lookups whatever the SQL's shape. */
@@ -88,9 +89,7 @@ export class AccessKeyService {
   private readonly pendingUse = new Set<string>();
   private useTimer: NodeJS.Timeout | null = null;
 
-  constructor(
-    private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger; clock?: Clock },
-  ) {}
+  constructor(private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger; clock?: Clock }) {}
 
   private get clock(): Clock {
     return this.deps.clock ?? systemClock;
@@ -151,7 +150,9 @@ export class AccessKeyService {
    * key's expiry, which the auth cache compares with the clock on every hit.
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
-    const rows = await runPrepared<UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }>(
+    const rows = await runPrepared<
+      UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }
+    >(
       this.deps.dataSource,
       `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest = ANY($1) THEN NULL
@@ -236,6 +237,11 @@ export class AccessKeyService {
     if (this.lastMarkedMs.size >= MAX_TRACKED_KEYS) this.lastMarkedMs.clear();
   }
 
+  /**
+   * The key rows of these users (current key, grace period and leak-report columns), one statement; users
+   * without a key have no row in the result. Not checked against any ability: callers are the request loaders,
+   * which load keys only of users the caller was allowed to read.
+   */
   async findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> {
     const rows = await runPrepared<JoinedKeyRow>(
       this.deps.dataSource,
@@ -245,6 +251,13 @@ export class AccessKeyService {
     return rows.map(accessKeyFromJoinedRow).filter((key): key is AccessKey => key !== null);
   }
 
+  /**
+   * The key itself, decrypted from the row (KeyCrypto.decryptAny: the current secret, or an older one of the
+   * keyring until rotate-secret reaches the row). Callers record the view (ACCESS_KEY_VIEWED)
+   * before they return it, and only for callers granted `accessKey` (abilities.ts).
+   * @throws Error when the ciphertext opens with no secret of the keyring (an unknown ACCESS_KEY_SECRET, or a
+   *   ciphertext moved to another user's row).
+   */
   reveal(row: AccessKey): string {
     // Under an older secret of the keyring until rotate-secret reaches the row.
     return this.deps.keyCrypto.decryptAny(row.keyCiphertext, row.userId);

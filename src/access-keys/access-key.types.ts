@@ -1,4 +1,5 @@
 import { Field, ObjectType } from 'type-graphql';
+
 import { User } from '../users/user.entity';
 import { LeakReportSource } from './leak-report.types';
 
@@ -10,7 +11,10 @@ export class AccessKeyInfo {
   @Field()
   createdAt: Date;
 
-  @Field(() => Date, { nullable: true, description: 'When the current key was last used (not the key it replaced); updated at most once a minute.' })
+  @Field(() => Date, {
+    nullable: true,
+    description: 'When the current key was last used (not the key it replaced); updated at most once a minute.',
+  })
   lastUsedAt: Date | null;
 
   @Field(() => Date, { nullable: true, description: 'Until then the replaced key still works.' })
@@ -26,11 +30,15 @@ export class AccessKeyInfo {
 
   @Field(() => Date, {
     nullable: true,
-    description: "When one of this user's keys was last reported leaked (and revoked at once); kept after later regenerations.",
+    description:
+      "When one of this user's keys was last reported leaked (and revoked at once); kept after later regenerations.",
   })
   leakReportedAt: Date | null;
 
-  @Field(() => String, { nullable: true, description: 'Where the reported key was found, as the report gave it (a URL, a place).' })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Where the reported key was found, as the report gave it (a URL, a place).',
+  })
   leakReportLocation: string | null;
 
   @Field(() => LeakReportSource, { nullable: true, description: 'Who reported the leak.' })
@@ -41,7 +49,8 @@ export class AccessKeyInfo {
 
   @Field(() => Date, {
     nullable: true,
-    description: "When the current key stops working, from the organization's maxKeyAgeDays; null: never. Past it the key is refused like any invalid key.",
+    description:
+      "When the current key stops working, from the organization's maxKeyAgeDays; null: never. Past it the key is refused like any invalid key.",
   })
   expiresAt: Date | null;
 }

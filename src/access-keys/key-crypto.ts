@@ -4,10 +4,11 @@ import {
   createHmac,
   createSecretKey,
   hkdfSync,
+  type KeyObject,
   randomBytes,
   timingSafeEqual,
-  type KeyObject,
 } from 'node:crypto';
+
 import { SaltedSha256 } from './salted-sha256';
 
 const IV_BYTES = 12;
@@ -70,6 +71,11 @@ export class KeyCrypto {
     return Buffer.concat([iv, cipher.getAuthTag(), body]);
   }
 
+  /**
+   * Opens `encrypt`'s output (12-byte IV, 16-byte tag, body) for the same `userId`.
+   * @throws Error (node:crypto's "Unsupported state or unable to authenticate data") when the secret, the user id
+   *   or a byte differs: a key that cannot be authenticated is never returned.
+   */
   decrypt(ciphertext: Buffer, userId: string): string {
     const decipher = createDecipheriv('aes-256-gcm', this.encryptionKey, ciphertext.subarray(0, IV_BYTES));
     decipher.setAAD(Buffer.from(userId));
@@ -100,7 +106,9 @@ export class KeyCrypto {
 
   /** The secret of the keyring whose fingerprint this is, if any. */
   withFingerprint(stored: Buffer): KeyCrypto | undefined {
-    return [this, ...this.older].find((crypto) => stored.length === crypto.fingerprint.length && timingSafeEqual(stored, crypto.fingerprint));
+    return [this, ...this.older].find(
+      (crypto) => stored.length === crypto.fingerprint.length && timingSafeEqual(stored, crypto.fingerprint),
+    );
   }
 
   /** True when the current secret or an older one of the keyring has this fingerprint. */

@@ -47,9 +47,16 @@ function isWellFormedToken(value: string, prefix: string): boolean {
   return BODY.test(body) && body.endsWith(checksum(body.slice(0, RANDOM_LENGTH)));
 }
 
+/** A new access key: `cak_` + 32 random base62 characters + their 6-character checksum (42 characters). */
 export const generateAccessKey = (): string => generateToken(ACCESS_KEY_PREFIX);
+/** A new session token: `cas_` + 32 random base62 characters + their 6-character checksum (42 characters). */
 export const generateSessionToken = (): string => generateToken(SESSION_TOKEN_PREFIX);
+/**
+ * True when `value` is shaped like an access key, checksum included (no lookup): how a typo is told apart
+ * from an unknown key (MALFORMED_CREDENTIALS vs INVALID_CREDENTIALS).
+ */
 export const isWellFormedAccessKey = (value: string): boolean => isWellFormedToken(value, ACCESS_KEY_PREFIX);
+/** True when `value` is shaped like a session token, checksum included (no lookup). */
 export const isWellFormedSessionToken = (value: string): boolean => isWellFormedToken(value, SESSION_TOKEN_PREFIX);
 
 /** What the admin screen may show without revealing the key: prefix and last four characters. */

@@ -1,7 +1,9 @@
 import { Arg, Field, Int, Mutation, ObjectType, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor } from '../request/context';
+
 import { Organization } from '../organizations/organization.entity';
-import { MAX_KEY_AGE_DAYS, type AccessKeyPolicyService } from './key-policy.service';
+import { Can } from '../request/can';
+import { type Actor, CurrentActor } from '../request/context';
+import { type AccessKeyPolicyService, MAX_KEY_AGE_DAYS } from './key-policy.service';
 
 @ObjectType({ simpleResolvers: true })
 export class SetAccessKeyPolicyPayload {
@@ -17,6 +19,11 @@ export class SetAccessKeyPolicyPayload {
 export class AccessKeyPolicyResolver {
   constructor(private readonly policy: AccessKeyPolicyService) {}
 
+  /** See AccessKeyPolicyService.set (errors thrown there). */
+  @Can('setAccessKeyPolicy', 'Organization', {
+    on: 'organization',
+    message: 'Only admins of the organization can set its access key policy.',
+  })
   @Mutation(() => SetAccessKeyPolicyPayload, {
     description:
       `Admins: keys of the organization expire maxKeyAgeDays (1 to ${MAX_KEY_AGE_DAYS}) after they are issued; null: never. ` +
@@ -26,8 +33,12 @@ export class AccessKeyPolicyResolver {
   setAccessKeyPolicy(
     @CurrentActor() actor: Actor,
     @Arg('maxKeyAgeDays', () => Int, { nullable: true }) maxKeyAgeDays: number | null,
-    @Arg('applyToExistingKeys', () => Boolean, { nullable: true, defaultValue: false }) applyToExistingKeys: boolean | null,
+    @Arg('applyToExistingKeys', () => Boolean, { nullable: true, defaultValue: false })
+    applyToExistingKeys: boolean | null,
   ): Promise<SetAccessKeyPolicyPayload> {
-    return this.policy.set(actor, { maxKeyAgeDays: maxKeyAgeDays ?? null, applyToExistingKeys: applyToExistingKeys ?? false });
+    return this.policy.set(actor, {
+      maxKeyAgeDays: maxKeyAgeDays ?? null,
+      applyToExistingKeys: applyToExistingKeys ?? false,
+    });
   }
 }

@@ -1,12 +1,13 @@
 import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
-import { AuditAction } from '../audit/audit-event.entity';
+
 import { auditActorOf, type AuditService } from '../audit/audit.service';
+import { AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
 import type { Authority } from '../authorization/authority';
-import type { Actor } from '../request/context';
 import { BadInputError, ForbiddenError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
+import type { Actor } from '../request/context';
 import { expiryMs } from './clock';
 
 /** The longest maxKeyAgeDays accepted (ten years); the migration's CHECK holds the same bound. */
@@ -23,7 +24,9 @@ export interface AccessKeyPolicyChange {
 
 /** An organization's key expiry policy: who may set it, its bounds, and what it does to existing keys. */
 export class AccessKeyPolicyService {
-  constructor(private readonly deps: { dataSource: DataSource; audit: AuditService; authCache: AuthCache; authority: Authority }) {}
+  constructor(
+    private readonly deps: { dataSource: DataSource; audit: AuditService; authCache: AuthCache; authority: Authority },
+  ) {}
 
   /**
    * Sets the caller's organization's `maxKeyAgeDays` (ADMIN only), records ACCESS_KEY_POLICY_CHANGED, and
@@ -34,7 +37,10 @@ export class AccessKeyPolicyService {
    * value outside 1..MAX_KEY_AGE_DAYS, FORBIDDEN for a non-admin, UNAUTHENTICATED when the caller's authority
    * ended. Returns the organization as committed and how many existing keys got a new expiry.
    */
-  async set(actor: Actor, change: AccessKeyPolicyChange): Promise<{ organization: Organization; existingKeysUpdated: number }> {
+  async set(
+    actor: Actor,
+    change: AccessKeyPolicyChange,
+  ): Promise<{ organization: Organization; existingKeysUpdated: number }> {
     const { maxKeyAgeDays, applyToExistingKeys } = change;
     const { organizationId } = actor.principal;
     const may = (ability: Actor['ability']) => {
@@ -44,8 +50,14 @@ export class AccessKeyPolicyService {
     };
     // Refused before any work, then again against the caller as committed at the moment of the act.
     may(actor.ability);
-    if (maxKeyAgeDays !== null && (!Number.isInteger(maxKeyAgeDays) || maxKeyAgeDays < 1 || maxKeyAgeDays > MAX_KEY_AGE_DAYS)) {
-      throw new BadInputError(`"maxKeyAgeDays" must be from 1 to ${MAX_KEY_AGE_DAYS}, or null for keys that never expire.`, 'maxKeyAgeDays');
+    if (
+      maxKeyAgeDays !== null &&
+      (!Number.isInteger(maxKeyAgeDays) || maxKeyAgeDays < 1 || maxKeyAgeDays > MAX_KEY_AGE_DAYS)
+    ) {
+      throw new BadInputError(
+        `"maxKeyAgeDays" must be from 1 to ${MAX_KEY_AGE_DAYS}, or null for keys that never expire.`,
+        'maxKeyAgeDays',
+      );
     }
     this.deps.authority.throwIfRefused(actor);
     const result = await this.deps.dataSource.transaction(async (manager) => {
@@ -72,8 +84,19 @@ export class AccessKeyPolicyService {
         );
         existingKeysUpdated = count as number;
       }
-      await this.deps.audit.record(manager, auditActorOf(actor), { action: AuditAction.ACCESS_KEY_POLICY_CHANGED, organizationId });
-      const row = (rows as Array<{ id: string; name: string; is_active: boolean; created_at: Date; max_key_age_days: number | null }>)[0];
+      await this.deps.audit.record(manager, auditActorOf(actor), {
+        action: AuditAction.ACCESS_KEY_POLICY_CHANGED,
+        organizationId,
+      });
+      const row = (
+        rows as Array<{
+          id: string;
+          name: string;
+          is_active: boolean;
+          created_at: Date;
+          max_key_age_days: number | null;
+        }>
+      )[0];
       const organization = Object.assign(new Organization(), {
         id: row.id,
         name: row.name,

@@ -1,5 +1,7 @@
 import { Arg, Mutation, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor } from '../request/context';
+
+import { Can } from '../request/can';
+import { type Actor, CurrentActor } from '../request/context';
 import type { LeakReportService } from './leak-report.service';
 import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 
@@ -8,9 +10,14 @@ import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 export class LeakReportResolver {
   constructor(private readonly deps: { leakReports: LeakReportService }) {}
 
+  /** See LeakReportService.reportByAdmin (errors thrown there). */
+  @Can('regenerateAccessKey', 'User', {
+    on: 'organization',
+    message: 'Only admins of the organization can report a leaked access key.',
+  })
   @Mutation(() => ReportLeakedAccessKeyPayload, {
     description:
-      "Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place, at most 2,000 " +
+      'Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place, at most 2,000 ' +
       "characters, no control or invisible characters; kept on the user's profile and in the audit log). A new key is " +
       'issued at once, with no grace period; read it on the profile. A key of another organization answers exactly like ' +
       'a key that was not found: revoked false. A string not shaped like a key is BAD_USER_INPUT.',

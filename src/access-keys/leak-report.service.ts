@@ -1,18 +1,19 @@
 import { subject } from '@casl/ability';
 import type { DataSource, EntityManager } from 'typeorm';
-import type { AppAbility } from '../authorization/abilities';
-import type { AuthCache } from '../authentication/auth-cache';
-import { lockOrganizations, lockUsers, sortedUnique, type Authority } from '../authorization/authority';
-import type { KeyCrypto } from './key-crypto';
-import { isWellFormedAccessKey, keyHint } from './key-format';
+
+import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit.service';
 import { AuditAction } from '../audit/audit-event.entity';
-import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
-import type { Actor } from '../request/context';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { AppAbility } from '../authorization/abilities';
+import { type Authority, lockOrganizations, lockUsers, sortedUnique } from '../authorization/authority';
 import { BadInputError, ForbiddenError } from '../errors';
 import { refuseHiddenCharacters, replaceHiddenCharacters } from '../graphql/text-checks';
+import type { Actor } from '../request/context';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
+import type { KeyCrypto } from './key-crypto';
+import { isWellFormedAccessKey, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
 
 /**
@@ -94,11 +95,14 @@ export class LeakReportService {
    * The users (with their organizations) whose current or grace-period key has one of `digests`, of
    * `organizationId` when given, read without locks: whom an act must lock before it looks again under them.
    */
-  private ownersOf(manager: EntityManager, params: { digests: readonly Buffer[]; organizationId: string | null }): Promise<KeyOwner[]> {
-    return manager.query(`SELECT user_id, organization_id FROM access_keys WHERE ${REPORTED_KEY_ROWS} ORDER BY user_id`, [
-      params.digests,
-      params.organizationId,
-    ]);
+  private ownersOf(
+    manager: EntityManager,
+    params: { digests: readonly Buffer[]; organizationId: string | null },
+  ): Promise<KeyOwner[]> {
+    return manager.query(
+      `SELECT user_id, organization_id FROM access_keys WHERE ${REPORTED_KEY_ROWS} ORDER BY user_id`,
+      [params.digests, params.organizationId],
+    );
   }
 
   /**
@@ -128,15 +132,19 @@ export class LeakReportService {
     const userIds = sortedUnique(owners.map((owner) => owner.user_id));
     await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR SHARE' });
     await lockUsers(manager, { ids: userIds, organizationIds, lock: 'FOR NO KEY UPDATE' });
-    const rows: Array<{ user_id: string; organization_id: string; key_digest: Buffer; previous_key_digest: Buffer | null }> =
-      await manager.query(
-        `SELECT user_id, organization_id, key_digest,
+    const rows: Array<{
+      user_id: string;
+      organization_id: string;
+      key_digest: Buffer;
+      previous_key_digest: Buffer | null;
+    }> = await manager.query(
+      `SELECT user_id, organization_id, key_digest,
                 CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
            FROM access_keys
           WHERE ${REPORTED_KEY_ROWS} AND user_id = ANY($3::uuid[])
           ORDER BY user_id FOR UPDATE`,
-        [digests, organizationId, userIds],
-      );
+      [digests, organizationId, userIds],
+    );
     const revoked: RevokedKey[] = [];
     for (const row of rows) {
       const matched = [row.key_digest, row.previous_key_digest]
@@ -171,7 +179,8 @@ export class LeakReportService {
         organizationId: row.organization_id,
         targetUserId: row.user_id,
       });
-      for (const token of matched) revoked.push({ token: token.token, userId: row.user_id, organizationId: row.organization_id });
+      for (const token of matched)
+        revoked.push({ token: token.token, userId: row.user_id, organizationId: row.organization_id });
     }
     return revoked;
   }
@@ -191,7 +200,10 @@ export class LeakReportService {
    * empty, too long or holds hidden characters,
    * and the refusals of Authority.confirm (the caller's authority is checked at the moment of the act).
    */
-  async reportByAdmin(actor: Actor, params: { key: string; location: string }): Promise<{ revoked: boolean; user: User | null }> {
+  async reportByAdmin(
+    actor: Actor,
+    params: { key: string; location: string },
+  ): Promise<{ revoked: boolean; user: User | null }> {
     const { organizationId } = actor.principal;
     const mayReport = (ability: AppAbility) => {
       if (!ability.can('regenerateAccessKey', subject('User', { organizationId }))) {
@@ -227,7 +239,9 @@ export class LeakReportService {
         organizationId,
       });
       if (revoked.length === 0) return { revoked, user: null };
-      const [row]: UserRow[] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.id = $1`, [revoked[0].userId]);
+      const [row]: UserRow[] = await manager.query(`SELECT ${USER_COLUMNS} FROM users u WHERE u.id = $1`, [
+        revoked[0].userId,
+      ]);
       return { revoked, user: userFromRow(row) };
     });
     this.forgetRevoked(outcome.revoked);

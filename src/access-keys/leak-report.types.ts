@@ -1,4 +1,5 @@
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
+
 import { User } from '../users/user.entity';
 
 /** Who reported a leaked key. */
@@ -17,9 +18,14 @@ registerEnumType(LeakReportSource, { name: 'LeakReportSource', description: 'Who
     'answer (revoked false, user null), so nothing is learned about keys outside your organization.',
 })
 export class ReportLeakedAccessKeyPayload {
-  @Field({ description: "True when the key was a current or grace-period key of your organization's user: it no longer works." })
+  @Field({
+    description: "True when the key was a current or grace-period key of your organization's user: it no longer works.",
+  })
   revoked: boolean;
 
-  @Field(() => User, { nullable: true, description: 'Whose key it was (revoked true only). Their new key is on their profile.' })
+  @Field(() => User, {
+    nullable: true,
+    description: 'Whose key it was (revoked true only). Their new key is on their profile.',
+  })
   user: User | null;
 }

@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+
 import type { KeyCrypto } from './key-crypto';
 
 export const DEFAULT_ROTATION_BATCH_SIZE = 100;
@@ -102,7 +103,9 @@ export async function rotateSecret(params: {
 function openKey(keyCrypto: KeyCrypto, row: Row): string {
   const sealedBy = row.secret_fingerprint ? keyCrypto.withFingerprint(row.secret_fingerprint) : undefined;
   try {
-    return sealedBy ? sealedBy.decrypt(row.key_ciphertext, row.user_id) : keyCrypto.decryptAny(row.key_ciphertext, row.user_id);
+    return sealedBy
+      ? sealedBy.decrypt(row.key_ciphertext, row.user_id)
+      : keyCrypto.decryptAny(row.key_ciphertext, row.user_id);
   } catch {
     throw new RotationError(
       `The access key of user ${row.user_id} opens with no secret of ACCESS_KEY_SECRET: add the secret it was ` +

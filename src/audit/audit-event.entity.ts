@@ -24,7 +24,10 @@ export enum ActorKind {
   ACCESS_KEY = 'ACCESS_KEY',
   SYSTEM = 'SYSTEM',
 }
-registerEnumType(ActorKind, { name: 'ActorKind', description: 'How the actor authenticated; SYSTEM for operator commands.' });
+registerEnumType(ActorKind, {
+  name: 'ActorKind',
+  description: 'How the actor authenticated; SYSTEM for operator commands.',
+});
 
 /** One sensitive act. Holds who, what, whom, from where: never key material, tokens or passwords. */
 @ObjectType({ simpleResolvers: true })
@@ -65,7 +68,8 @@ export class AuditEvent {
 
   @Field(() => String, {
     nullable: true,
-    description: 'ACCESS_KEY_LEAK_REPORTED: where the key was found, as the report gave it (never the key). Null otherwise.',
+    description:
+      'ACCESS_KEY_LEAK_REPORTED: where the key was found, as the report gave it (never the key). Null otherwise.',
   })
   @Column({ type: 'text', nullable: true })
   location: string | null;

@@ -106,7 +106,9 @@ export class AuditRetention {
     let batches = 0;
     try {
       client = await (this.deps.dataSource.driver as unknown as { master: Pool }).master.connect();
-      [{ locked }] = (await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock($1) AS locked`, [AUDIT_RETENTION_LOCK])).rows;
+      [{ locked }] = (
+        await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock($1) AS locked`, [AUDIT_RETENTION_LOCK])
+      ).rows;
       if (!locked) return null;
       while (!this.stopped) {
         await client.query('BEGIN');
@@ -127,12 +129,18 @@ export class AuditRetention {
       return { deleted, batches };
     } catch (error) {
       await client?.query('ROLLBACK').catch(() => undefined);
-      this.deps.logger.warn({ err: error, deleted }, 'audit retention: run failed; it is tried again at the next interval');
+      this.deps.logger.warn(
+        { err: error, deleted },
+        'audit retention: run failed; it is tried again at the next interval',
+      );
       return { deleted, batches };
     } finally {
       // A connection that could not give the lock back is closed (which frees it), not returned to the pool.
       const unlockError = locked
-        ? await client!.query(`SELECT pg_advisory_unlock($1)`, [AUDIT_RETENTION_LOCK]).then(() => undefined, (error: Error) => error)
+        ? await client!.query(`SELECT pg_advisory_unlock($1)`, [AUDIT_RETENTION_LOCK]).then(
+            () => undefined,
+            (error: Error) => error,
+          )
         : undefined;
       client?.release(unlockError);
     }

@@ -19,6 +19,7 @@ export interface AuditRow {
 export const INSERT_AUDIT_ROWS = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[])`;
 
+/** INSERT_AUDIT_ROWS's seven parameters for `rows`: one array per column, in the statement's order. */
 export function auditRowValues(rows: readonly AuditRow[]): unknown[][] {
   return [
     rows.map((row) => row.organizationId),

@@ -1,15 +1,16 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { scopeOf, type ScopeCondition } from '../authorization/abilities';
-import type { Actor } from '../request/actor';
+
+import { type ScopeCondition, scopeOf } from '../authorization/abilities';
+import type { Authority } from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
 import { parseId } from '../graphql/ids';
-import { ActorKind, AuditAction, AuditEvent } from './audit-event.entity';
+import type { Actor } from '../request/actor';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
-import { KeyViewWriter, type KeyViewTarget } from './key-view-writer';
-import type { Authority } from '../authorization/authority';
-import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor } from './audit-rows';
+import { ActorKind, type AuditAction, AuditEvent } from './audit-event.entity';
+import { type AuditActor, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows';
+import { type KeyViewTarget, KeyViewWriter } from './key-view-writer';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 
@@ -24,6 +25,10 @@ export type { AuditActor } from './audit-rows';
 
 export const SYSTEM_ACTOR: AuditActor = { userId: null, kind: ActorKind.SYSTEM, ip: null, requestId: null };
 
+/**
+ * Who an audit row names for an act of `actor`: the user, how they signed in (SESSION or ACCESS_KEY), the
+ * client address and the request id.
+ */
 export function auditActorOf(actor: Actor): AuditActor {
   return {
     userId: actor.principal.userId,
@@ -77,11 +82,15 @@ function auditEventFromRow(row: AuditEventRow): AuditEvent {
  */
 function auditScope(conditions: readonly ScopeCondition[]): { where: SqlWhere; order: string } {
   const [only] = conditions;
-  const organizationId = conditions.length === 1 && Object.keys(only).join() === 'organizationId' ? only.organizationId : null;
+  const organizationId =
+    conditions.length === 1 && Object.keys(only).join() === 'organizationId' ? only.organizationId : null;
   if (organizationId === null) {
     return { where: new SqlWhere().scope(conditions, { organizationId: 'e.organization_id' }), order: 'e.id DESC' };
   }
-  return { where: new SqlWhere().and('e.organization_id = ANY(?::uuid[])', [organizationId]), order: 'e.organization_id DESC, e.id DESC' };
+  return {
+    where: new SqlWhere().and('e.organization_id = ANY(?::uuid[])', [organizationId]),
+    order: 'e.organization_id DESC, e.id DESC',
+  };
 }
 
 /** Writes the audit log in the caller's transaction, so a change and its record commit or roll back together. */
@@ -92,6 +101,11 @@ export class AuditService {
     this.keyViews = new KeyViewWriter(deps);
   }
 
+  /**
+   * Inserts one audit row per entry, all by `actor`, in `manager`'s transaction (one statement): the events
+   * commit or roll back with the change they describe. No entries: nothing is written.
+   * @throws the database's error (the caller's transaction then rolls back the change too).
+   */
   async record(manager: EntityManager, actor: AuditActor, ...entries: AuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const rows = entries.map((entry) => ({ actor, ...entry, targetUserId: entry.targetUserId ?? null }));
@@ -123,7 +137,8 @@ export class AuditService {
     if (filter?.since) where.and('e.created_at >= ?', filter.since);
     if (filter?.until) where.and('e.created_at < ?', filter.until);
     if (after) {
-      if (!/^[1-9][0-9]{0,17}$/.test(after)) throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
+      if (!/^[1-9][0-9]{0,17}$/.test(after))
+        throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
       where.and('e.id < ?', after);
     }
     const rows =

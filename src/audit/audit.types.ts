@@ -1,4 +1,5 @@
 import { Field, ID, InputType, ObjectType } from 'type-graphql';
+
 import { PageInfo } from '../graphql/pagination';
 import { AuditAction, AuditEvent } from './audit-event.entity';
 

@@ -1,11 +1,12 @@
 import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
+
 import type { Authority } from '../authorization/authority';
-import type { Actor } from '../request/actor';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
+import type { Actor } from '../request/actor';
 import { AuditAction } from './audit-event.entity';
-import { auditRowValues, INSERT_AUDIT_ROWS, type AuditActor, type AuditRow } from './audit-rows';
+import { type AuditActor, type AuditRow, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows';
 
 /** Whose key a reveal shows. */
 export interface KeyViewTarget {
@@ -52,7 +53,10 @@ export class KeyViewWriter {
     while (this.queue.length > 0) {
       const batch: Waiting[] = [];
       let size = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0].targets.length <= MAX_ROWS_PER_INSERT)) {
+      while (
+        this.queue.length > 0 &&
+        (batch.length === 0 || size + this.queue[0].targets.length <= MAX_ROWS_PER_INSERT)
+      ) {
         const next = this.queue.shift()!;
         size += next.targets.length;
         batch.push(next);
@@ -74,7 +78,9 @@ export class KeyViewWriter {
   /** One transaction: confirm every actor, insert the views of those who may see the keys. */
   private write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
     return this.deps.dataSource.transaction(async (manager) => {
-      const verdicts = await this.deps.authority.confirmEach(manager, [...new Set(batch.map((waiting) => waiting.actor))]);
+      const verdicts = await this.deps.authority.confirmEach(manager, [
+        ...new Set(batch.map((waiting) => waiting.actor)),
+      ]);
       const refusals = new Map<Waiting, DomainError>();
       const rows: AuditRow[] = [];
       for (const waiting of batch) {
@@ -84,7 +90,8 @@ export class KeyViewWriter {
           verdict.authorize((ability) => {
             for (const target of waiting.targets) {
               const user = subject('User', { id: target.userId, organizationId: target.organizationId });
-              if (!ability.can('read', user, 'accessKey')) throw new ForbiddenError('Only admins of the organization can see access keys.');
+              if (!ability.can('read', user, 'accessKey'))
+                throw new ForbiddenError('Only admins of the organization can see access keys.');
             }
           });
         } catch (error) {
@@ -92,7 +99,12 @@ export class KeyViewWriter {
           continue;
         }
         for (const target of waiting.targets) {
-          rows.push({ actor: waiting.who, action: AuditAction.ACCESS_KEY_VIEWED, organizationId: target.organizationId, targetUserId: target.userId });
+          rows.push({
+            actor: waiting.who,
+            action: AuditAction.ACCESS_KEY_VIEWED,
+            organizationId: target.organizationId,
+            targetUserId: target.userId,
+          });
         }
       }
       if (rows.length > 0) await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));

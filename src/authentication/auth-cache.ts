@@ -46,10 +46,16 @@ export class AuthCache {
 
   constructor(private readonly settings: { maxEntries: number; ttlSeconds: number }) {}
 
+  /** How many credentials are cached now (the metrics' gauge). */
   get size(): number {
     return this.entries.size;
   }
 
+  /**
+   * The principal cached under a credential's cache key (KeyCrypto.cacheKey), or undefined when absent,
+   * expired (ttlSeconds, or the grace period's or session's end) or when the listener has not proven freshness
+   * within FRESHNESS_MS (then the database decides). A hit marks the entry recently used.
+   */
   get(digest: string): Principal | undefined {
     const entry = this.entries.get(digest);
     if (!entry) {
@@ -89,11 +95,19 @@ export class AuthCache {
     while (this.entries.size > this.settings.maxEntries) this.delete(this.entries.keys().next().value as string);
   }
 
+  /**
+   * Forgets every cached credential of the user, and refuses to cache lookups already under way (epoch):
+   * called after a change of the user commits, and on the database's NOTIFY for changes made elsewhere.
+   */
   evictUser(userId: string): void {
     this.epoch++;
     for (const digest of this.byUser.get(userId) ?? []) this.delete(digest);
   }
 
+  /**
+   * Forgets every cached credential of the organization's users (and refuses lookups under way), after an
+   * organization change commits or is announced.
+   */
   evictOrganization(organizationId: string): void {
     this.epoch++;
     for (const digest of this.byOrganization.get(organizationId) ?? []) this.delete(digest);

@@ -1,13 +1,19 @@
 import type { IncomingHttpHeaders } from 'node:http';
+
 import type { AccessKeyService } from '../access-keys/access-key.service';
-import type { SessionService } from '../sessions/session.service';
-import { ACCESS_KEY_LENGTH, isWellFormedAccessKey, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from '../access-keys/key-format';
-import type { AuthCache } from './auth-cache';
-import { CREDENTIALS_ENDED } from '../authorization/authority';
+import { type Clock, systemClock } from '../access-keys/clock';
 import type { KeyCrypto } from '../access-keys/key-crypto';
-import type { Principal } from './principal';
+import {
+  ACCESS_KEY_LENGTH,
+  isWellFormedAccessKey,
+  isWellFormedSessionToken,
+  SESSION_TOKEN_PREFIX,
+} from '../access-keys/key-format';
+import { CREDENTIALS_ENDED } from '../authorization/authority';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
-import { systemClock, type Clock } from '../access-keys/clock';
+import type { SessionService } from '../sessions/session.service';
+import type { AuthCache } from './auth-cache';
+import type { Principal } from './principal';
 
 export type AuthFailureReason = 'MALFORMED_CREDENTIALS' | 'INVALID_CREDENTIALS';
 
@@ -23,10 +29,7 @@ const MALFORMED_TOKEN = 'The session token is malformed: check that no character
 
 const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
-type Presented =
-  | { kind: 'ACCESS_KEY' | 'SESSION'; credential: string }
-  | { kind: 'MALFORMED'; message: string }
-  | null;
+type Presented = { kind: 'ACCESS_KEY' | 'SESSION'; credential: string } | { kind: 'MALFORMED'; message: string } | null;
 
 /** The credential in X-Access-Key or `Authorization: Bearer`; never the query string. */
 function presentedCredential(headers: IncomingHttpHeaders): Presented {
@@ -39,7 +42,8 @@ function presentedCredential(headers: IncomingHttpHeaders): Presented {
   }
   if (keyHeader !== undefined) return { kind: 'ACCESS_KEY', credential: keyHeader.trim() };
   const match = /^\s*Bearer\s+(.*)$/is.exec(authorization ?? '');
-  if (!match) return { kind: 'MALFORMED', message: 'The Authorization header must be "Bearer <access key or session token>".' };
+  if (!match)
+    return { kind: 'MALFORMED', message: 'The Authorization header must be "Bearer <access key or session token>".' };
   const credential = match[1].trim();
   return { kind: credential.startsWith(SESSION_TOKEN_PREFIX) ? 'SESSION' : 'ACCESS_KEY', credential };
 }
@@ -78,7 +82,12 @@ export class Authenticator {
    * refused at once when none is left, given back when the credential is found, kept as a counted failure
    * when it is not. Requests that join a lookup under way reserve nothing and count their own failure.
    */
-  private resolve(kind: 'ACCESS_KEY' | 'SESSION', credential: string, cacheKey: string, client: string): AuthResult | Promise<AuthResult> {
+  private resolve(
+    kind: 'ACCESS_KEY' | 'SESSION',
+    credential: string,
+    cacheKey: string,
+    client: string,
+  ): AuthResult | Promise<AuthResult> {
     // Per epoch: a request that arrives after a revocation never joins a lookup that started before it.
     const flightKey = `${this.deps.cache.epoch}:${cacheKey}`;
     const shared = this.inflight.get(flightKey);
@@ -86,7 +95,9 @@ export class Authenticator {
     const { rateLimiter } = this.deps;
     const retryAfterSeconds = rateLimiter.reserve(client);
     if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
-    const lookup = this.lookup(kind, this.deps.keyCrypto.digests(credential), cacheKey).finally(() => this.inflight.delete(flightKey));
+    const lookup = this.lookup(kind, this.deps.keyCrypto.digests(credential), cacheKey).finally(() =>
+      this.inflight.delete(flightKey),
+    );
     this.inflight.set(flightKey, lookup);
     return lookup.then(
       (principal) => {
@@ -100,9 +111,14 @@ export class Authenticator {
     );
   }
 
-  private async lookup(kind: 'ACCESS_KEY' | 'SESSION', digests: readonly Buffer[], cacheKey: string): Promise<Principal | null> {
+  private async lookup(
+    kind: 'ACCESS_KEY' | 'SESSION',
+    digests: readonly Buffer[],
+    cacheKey: string,
+  ): Promise<Principal | null> {
     const epoch = this.deps.cache.epoch;
-    const found = kind === 'SESSION' ? await this.deps.sessions.lookup(digests) : await this.deps.accessKeys.lookup(digests);
+    const found =
+      kind === 'SESSION' ? await this.deps.sessions.lookup(digests) : await this.deps.accessKeys.lookup(digests);
     if (!found) return null;
     this.deps.cache.set(cacheKey, found.principal, { epoch, validForMs: found.validForMs });
     return found.principal;
@@ -138,7 +154,12 @@ export class Authenticator {
 
   private malformed(kind: 'ACCESS_KEY' | 'SESSION', credential: string, client: string): AuthResult {
     if (kind === 'SESSION') return this.fail(client, MALFORMED_TOKEN);
-    return this.fail(client, credential.startsWith(SESSION_TOKEN_PREFIX) ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.` : MALFORMED_KEY);
+    return this.fail(
+      client,
+      credential.startsWith(SESSION_TOKEN_PREFIX)
+        ? `${MALFORMED_KEY} Session tokens go in Authorization: Bearer.`
+        : MALFORMED_KEY,
+    );
   }
 
   private settle(principal: Principal | null, client: string): AuthResult {
@@ -158,7 +179,6 @@ export class Authenticator {
     if (malformed !== null) return { ok: false, reason: 'MALFORMED_CREDENTIALS', message: malformed };
     return { ok: false, reason: 'INVALID_CREDENTIALS', message: CREDENTIALS_ENDED };
   }
-
 }
 
 /** The kind of credential the headers present (for metrics): null without one, UNKNOWN when they are malformed. */

@@ -1,9 +1,15 @@
-import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { randomBytes, scrypt as scryptCallback, type ScryptOptions, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
+
 import { DomainError } from '../errors';
 import { clientBucket } from '../rate-limiting/client-bucket';
 
-const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: ScryptOptions) => Promise<Buffer>;
+const scrypt = promisify(scryptCallback) as (
+  password: string,
+  salt: Buffer,
+  keylen: number,
+  options: ScryptOptions,
+) => Promise<Buffer>;
 
 // OWASP's scrypt baseline (N=2^17, r=8, p=1): memory-hard, about 128 MiB per hash.
 const PARAMS = { N: 2 ** 17, r: 8, p: 1 };
@@ -22,6 +28,11 @@ export async function hashPassword(password: string): Promise<string> {
   return ['scrypt', PARAMS.N, PARAMS.r, PARAMS.p, salt.toString('base64'), hash.toString('base64')].join('$');
 }
 
+/**
+ * Whether `password` matches `stored` (hashPassword's format), with the parameters stored in it, compared in
+ * constant time. False for any other format (a user without a password has none).
+ * @throws Error from node:crypto when the stored parameters are invalid (a corrupted row).
+ */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const [scheme, n, r, p, salt, hash] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !hash) return false;
@@ -103,9 +114,13 @@ export class PasswordHasher {
     const client = clientBucket(address);
     const inFlight = this.inFlightByClient.get(client) ?? 0;
     if (inFlight >= this.settings.perClient) {
-      throw new DomainError('Too many password checks from this address at once: try again in a moment.', 'RATE_LIMITED', {
-        retryAfterSeconds: RETRY_AFTER_SECONDS,
-      });
+      throw new DomainError(
+        'Too many password checks from this address at once: try again in a moment.',
+        'RATE_LIMITED',
+        {
+          retryAfterSeconds: RETRY_AFTER_SECONDS,
+        },
+      );
     }
     this.inFlightByClient.set(client, inFlight + 1);
     try {

@@ -1,7 +1,14 @@
-import { AbilityBuilder, createMongoAbility, type ForcedSubject, type MongoAbility, type MongoQuery } from '@casl/ability';
+import {
+  AbilityBuilder,
+  createMongoAbility,
+  type ForcedSubject,
+  type MongoAbility,
+  type MongoQuery,
+} from '@casl/ability';
+
+import type { Principal } from '../authentication/principal';
 import type { Organization } from '../organizations/organization.entity';
 import { Role, type User } from '../users/user.entity';
-import type { Principal } from '../authentication/principal';
 
 export type Action =
   | 'read'
@@ -17,8 +24,18 @@ export type SubjectType = 'User' | 'Organization' | 'AuditEvent';
 type Subject = SubjectType | User | Organization | ({ organizationId: string } & ForcedSubject<SubjectType>);
 export type AppAbility = MongoAbility<[Action, Subject], MongoQuery>;
 
-/** Fields of a user that anyone who may see the user may read; the key fields are deliberately absent. */
+/** Fields of a user that anyone who may see the user may read (the User type's plain fields). */
 export const PROFILE_FIELDS = ['id', 'email', 'name', 'role', 'isActive', 'organization', 'createdAt', 'updatedAt'];
+
+/**
+ * The key fields of a user (`User.accessKey`, `User.accessKeyInfo`): granted by name, to ADMIN only
+ * (README "Who may do what"). A field not granted to a role is FORBIDDEN for it, so a field added to the
+ * User type is hidden until a rule here names it.
+ */
+export const ACCESS_KEY_FIELDS = ['accessKey', 'accessKeyInfo'];
+
+/** The fields of a user an ADMIN may change with updateUser (everyone else: their own `name`). */
+export const ADMIN_UPDATABLE_FIELDS = ['name', 'email'];
 
 /**
  * Every role's rules, in one place. Each rule is conditioned on the caller's organization, so another
@@ -35,10 +52,12 @@ export function defineAbilityFor(principal: Principal): AppAbility {
 
   switch (principal.role) {
     case Role.ADMIN:
-      can('read', 'User', { organizationId });
-      can(['create', 'update', 'setRole', 'deactivate', 'reactivate', 'regenerateAccessKey'], 'User', {
-        organizationId,
-      });
+      // One read rule (list scoping turns each rule into an OR branch): the profile and, by name, the key.
+      can('read', 'User', [...PROFILE_FIELDS, ...ACCESS_KEY_FIELDS], { organizationId });
+      can('update', 'User', ADMIN_UPDATABLE_FIELDS, { organizationId });
+      can(['create', 'setRole', 'deactivate', 'reactivate'], 'User', { organizationId });
+      // The key acts: regenerate, and report a leaked key (which regenerates it).
+      can('regenerateAccessKey', 'User', { organizationId });
       can('read', 'AuditEvent', { organizationId });
       can('setAccessKeyPolicy', 'Organization', { id: organizationId });
       break;

@@ -1,12 +1,13 @@
 import type { EntityManager } from 'typeorm';
-import type { Actor } from '../request/actor';
+
+import { type Clock, systemClock } from '../access-keys/clock';
+import type { AuthCache } from '../authentication/auth-cache';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
+import type { Actor } from '../request/actor';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
-import { defineAbilityFor, type AppAbility } from './abilities';
-import type { AuthCache } from '../authentication/auth-cache';
-import { systemClock, type Clock } from '../access-keys/clock';
+import { type AppAbility, defineAbilityFor } from './abilities';
 
 /**
  * Test-only pauses, awaited at fixed points so a test can hold a race window open and let another request
@@ -41,7 +42,9 @@ export class AuthorityEndedError extends DomainError {
  */
 export class ReplacedKeyError extends ForbiddenError {
   constructor() {
-    super('This access key was replaced and works only until its grace period ends: it cannot reveal, create or regenerate keys. Use the new key.');
+    super(
+      'This access key was replaced and works only until its grace period ends: it cannot reveal, create or regenerate keys. Use the new key.',
+    );
   }
 }
 
@@ -195,9 +198,15 @@ export class Authority {
     }
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
     if (pending.length > 0) {
-      const checked = await this.check(manager, { actors: pending, organizationLock: 'FOR KEY SHARE', usersLock: 'FOR SHARE', targetIds: [] });
+      const checked = await this.check(manager, {
+        actors: pending,
+        organizationLock: 'FOR KEY SHARE',
+        usersLock: 'FOR SHARE',
+        targetIds: [],
+      });
       // Every batch confirmed here reveals keys: a replaced key may not see any.
-      for (const { actor, act } of checked) verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
+      for (const { actor, act } of checked)
+        verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
       for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
     }
     return verdicts;
@@ -209,7 +218,10 @@ export class Authority {
   ): Promise<CheckedActor[]> {
     const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
-    const activeOrganizations = await lockOrganizations(manager, { ids: organizationIds, lock: params.organizationLock });
+    const activeOrganizations = await lockOrganizations(manager, {
+      ids: organizationIds,
+      lock: params.organizationLock,
+    });
     const users = await lockUsers(manager, {
       ids: sortedUnique([...actors.map((actor) => actor.principal.userId), ...params.targetIds]),
       organizationIds,
@@ -231,12 +243,20 @@ export class Authority {
    * Locks the credential rows that carry the actors' requests; returns the actors whose credential still
    * works, each with whether it is current or a replaced key in its grace period.
    */
-  private async lockCredentials(manager: EntityManager, actors: readonly Actor[]): Promise<Map<Actor, 'CURRENT' | 'REPLACED_KEY'>> {
+  private async lockCredentials(
+    manager: EntityManager,
+    actors: readonly Actor[],
+  ): Promise<Map<Actor, 'CURRENT' | 'REPLACED_KEY'>> {
     const valid = new Map<Actor, 'CURRENT' | 'REPLACED_KEY'>();
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
     if (keyHolders.length > 0) {
-      const rows = await runPreparedIn<{ user_id: string; key_digest: Buffer; previous_key_digest: Buffer | null; expires_at: Date | null }>(
+      const rows = await runPreparedIn<{
+        user_id: string;
+        key_digest: Buffer;
+        previous_key_digest: Buffer | null;
+        expires_at: Date | null;
+      }>(
         manager,
         `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at
            FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
@@ -247,7 +267,8 @@ export class Authority {
       for (const actor of keyHolders) {
         const row = byUser.get(actor.principal.userId);
         // Under any secret of the keyring: rotate-secret re-digests a key without replacing it.
-        const presented = (digest: Buffer | null) => !!digest && !!actor.principal.keyDigests?.some((mine) => mine.equals(digest));
+        const presented = (digest: Buffer | null) =>
+          !!digest && !!actor.principal.keyDigests?.some((mine) => mine.equals(digest));
         if (!row) continue;
         // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
         if (presented(row.key_digest)) {
@@ -268,7 +289,12 @@ export class Authority {
   }
 
   /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
-  private confirmed(params: { actor: Actor; ability: AppAbility | null; users: ReadonlyMap<string, User>; viaReplacedKey: boolean }): ConfirmedAct {
+  private confirmed(params: {
+    actor: Actor;
+    ability: AppAbility | null;
+    users: ReadonlyMap<string, User>;
+    viaReplacedKey: boolean;
+  }): ConfirmedAct {
     const { actor, ability, users, viaReplacedKey } = params;
     const fresh = users.get(actor.principal.userId)!;
     const roleChanged = ability === null;

@@ -1,10 +1,5 @@
 import { DataSource } from 'typeorm';
-import type { Config } from '../config';
-import { AccessKey } from '../access-keys/access-key.entity';
-import { Organization } from '../organizations/organization.entity';
-import { User } from '../users/user.entity';
-import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
-import { QueryCounter } from './query-counter';
+
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
 import { AuthChangeNotifications1764300000000 } from '../../migrations/1764300000000-AuthChangeNotifications';
@@ -16,7 +11,13 @@ import { ScaleIndexes1764700000000 } from '../../migrations/1764700000000-ScaleI
 import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCounts';
 import { OrganizationActiveKey1764800000000 } from '../../migrations/1764800000000-OrganizationActiveKey';
 import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/1764800000100-EmailFinalSigmaAndIdn';
+import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
+import type { Config } from '../config';
+import { Organization } from '../organizations/organization.entity';
+import { User } from '../users/user.entity';
+import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
+import { QueryCounter } from './query-counter';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
 export const MIGRATIONS = [
@@ -39,6 +40,11 @@ export interface DataSourceOptions {
   queryCounter?: QueryCounter;
 }
 
+/**
+ * The TypeORM data source of the service (not yet initialized): the entities and migrations, never
+ * `synchronize`; pool size, connect timeout (ms) and statement timeout (ms, 0: none) from `db`; every statement
+ * counted by `queryCounter` (a fresh one when not given).
+ */
 export function createDataSource({ url, db, queryCounter }: DataSourceOptions): DataSource {
   return new DataSource({
     type: 'postgres',

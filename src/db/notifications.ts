@@ -36,14 +36,19 @@ export class Notifications {
 
   constructor(private readonly deps: { url: string; logger: Logger; connectTimeoutMs: number }) {}
 
+  /** Calls `handler` with the payload of every NOTIFY on `channel` (LISTEN is sent on each connect). */
   on(channel: string, handler: Handler): void {
     this.handlers.set(channel, [...(this.handlers.get(channel) ?? []), handler]);
   }
 
+  /**
+   * Calls `handler` each time the listener is (re)connected and listening: changes during the gap may have been missed.
+   */
   onConnect(handler: () => void | Promise<void>): void {
     this.connectHandlers.push(handler);
   }
 
+  /** Calls `handler` each time the listening connection is lost; until onConnect, announcements do not arrive. */
   onDisconnect(handler: () => void): void {
     this.disconnectHandlers.push(handler);
   }
@@ -53,6 +58,7 @@ export class Notifications {
     this.heartbeatHandlers.push(handler);
   }
 
+  /** True while the listening connection is up. */
   get isListening(): boolean {
     return this.connected;
   }
@@ -62,6 +68,7 @@ export class Notifications {
     await this.connect();
   }
 
+  /** Stops listening for good: no more retries or heartbeats; the connection is closed. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);

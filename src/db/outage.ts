@@ -59,7 +59,11 @@ export class DatabaseOutage {
     if (!episode) return;
     let over = episode.failuresSinceCheck === 0;
     episode.failuresSinceCheck = 0;
-    if (over) over = await this.deps.probe().then(() => true, () => false);
+    if (over)
+      over = await this.deps.probe().then(
+        () => true,
+        () => false,
+      );
     if (this.episode !== episode) return;
     if (!over || episode.failuresSinceCheck > 0) {
       episode.timer = this.schedule();

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 
@@ -12,7 +13,11 @@ const MAX_STATEMENT_NAMES = 1000;
  * 450 us of CPU per query against about 90 us for the same statement sent this way. It still passes
  * through the data source's logger, so it is counted like every other statement.
  */
-export async function runPrepared<T extends QueryResultRow>(dataSource: DataSource, text: string, values: unknown[]): Promise<T[]> {
+export async function runPrepared<T extends QueryResultRow>(
+  dataSource: DataSource,
+  text: string,
+  values: unknown[],
+): Promise<T[]> {
   const pool = (dataSource.driver as unknown as { master: Pool }).master;
   dataSource.logger.logQuery(text);
   const result = await pool.query<T>({ name: statementName(text), text, values });
@@ -25,7 +30,11 @@ export async function runPrepared<T extends QueryResultRow>(dataSource: DataSour
  * after five runs is far off (a substring search: the trigram index for a rare part, walking the list in order
  * for a common one; PostgreSQL cannot tell them apart without the pattern). Counted like runPrepared.
  */
-export async function runPlannedEach<T extends QueryResultRow>(dataSource: DataSource, text: string, values: unknown[]): Promise<T[]> {
+export async function runPlannedEach<T extends QueryResultRow>(
+  dataSource: DataSource,
+  text: string,
+  values: unknown[],
+): Promise<T[]> {
   const pool = (dataSource.driver as unknown as { master: Pool }).master;
   dataSource.logger.logQuery(text);
   const result = await pool.query<T>({ text, values });
@@ -36,7 +45,11 @@ export async function runPlannedEach<T extends QueryResultRow>(dataSource: DataS
  * `runPrepared` inside a transaction, on the transaction's own connection: for statements every act or
  * batch of key reveals runs (the authority check's locks, the views' insert).
  */
-export async function runPreparedIn<T extends QueryResultRow>(manager: EntityManager, text: string, values: unknown[]): Promise<T[]> {
+export async function runPreparedIn<T extends QueryResultRow>(
+  manager: EntityManager,
+  text: string,
+  values: unknown[],
+): Promise<T[]> {
   if (!manager.queryRunner) return runPrepared<T>(manager.connection, text, values);
   const client = (await manager.queryRunner.connect()) as PoolClient;
   manager.connection.logger.logQuery(text);

@@ -11,6 +11,7 @@ export class QueryCounter implements TypeOrmLogger {
   /** The latest statements (text only, never parameters), for tests that check what ran. */
   readonly recent: string[] = [];
 
+  /** Counts and remembers one statement (TypeORM calls it before sending each). */
   logQuery(query: string): void {
     this.count++;
     this.recent.push(query);
@@ -21,9 +22,14 @@ export class QueryCounter implements TypeOrmLogger {
   since(since: number): string[] {
     return this.recent.slice(Math.max(0, this.recent.length - (this.count - since)));
   }
+  /** TypeORM's hook; nothing to count here. */
   logQueryError(): void {}
+  /** TypeORM's hook; nothing to count here. */
   logQuerySlow(): void {}
+  /** TypeORM's hook; nothing to count here. */
   logSchemaBuild(): void {}
+  /** TypeORM's hook; nothing to count here. */
   logMigration(): void {}
+  /** TypeORM's hook; nothing to count here. */
   log(): void {}
 }

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
+
 import { KeyCrypto } from '../access-keys/key-crypto';
-import { ConfigError, parseSecrets, type Config } from '../config';
+import { type Config, ConfigError, parseSecrets } from '../config';
+import { type EmbeddedPostgres, embeddedPostgresInstalled, startEmbeddedPostgres } from '../dev/embedded-postgres';
 import { createDataSource } from './data-source';
-import { embeddedPostgresInstalled, startEmbeddedPostgres, type EmbeddedPostgres } from '../dev/embedded-postgres';
 import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
 
 const SECRET_FILE = 'access-key-secret';

@@ -12,6 +12,7 @@ export class SqlWhere {
     return this;
   }
 
+  /** Adds `value` as the next parameter and returns its placeholder (`$1`, `$2`, ...). */
   param(value: unknown): string {
     this.values.push(value);
     return `$${this.values.length}`;
@@ -34,6 +35,7 @@ export class SqlWhere {
     return this.and(`(${alternatives.join(' OR ')})`);
   }
 
+  /** The conditions joined with AND (`true` when there are none), placeholders included. */
   toString(): string {
     return this.parts.length ? this.parts.join(' AND ') : 'true';
   }

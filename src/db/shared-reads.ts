@@ -17,6 +17,10 @@ export class SharedReads<Row> {
     private readonly maxIdsPerRead = 500,
   ) {}
 
+  /**
+   * The row with this id, read together with every other id asked for in this turn of the event loop;
+   * undefined when there is none. Rejects with the read's error, for every id of that read.
+   */
   read(id: string): Promise<Row | undefined> {
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) setImmediate(() => this.flush());

@@ -1,7 +1,10 @@
-import { randomBase62 } from '../access-keys/key-format';
-import type { Services } from '../server/services';
+import type { DataSource } from 'typeorm';
+
 import { AccessKey } from '../access-keys/access-key.entity';
+import type { AccessKeyService } from '../access-keys/access-key.service';
+import { randomBase62 } from '../access-keys/key-format';
 import { Organization } from '../organizations/organization.entity';
+import type { OrganizationService } from '../organizations/organization.service';
 import { Role, User } from '../users/user.entity';
 
 export const DEMO_ADMIN_EMAIL = 'admin@demo.example';
@@ -13,8 +16,15 @@ export interface DemoAdmin {
   accessKey: string | null;
 }
 
-/** The embedded default's first run creates a demo organization; later runs find its first admin again. */
-export async function ensureDemoOrganization(services: Services): Promise<DemoAdmin> {
+/**
+ * The embedded default's first run creates a demo organization; later runs find its first admin again. Takes
+ * only the services it uses (not the wiring's Services type: dev/ sits below server/).
+ */
+export async function ensureDemoOrganization(services: {
+  dataSource: DataSource;
+  organizations: Pick<OrganizationService, 'createWithAdmin'>;
+  accessKeys: Pick<AccessKeyService, 'reveal'>;
+}): Promise<DemoAdmin> {
   const { dataSource } = services;
   if ((await dataSource.getRepository(Organization).count()) === 0) {
     const password = randomBase62(20);

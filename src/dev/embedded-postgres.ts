@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
 
 export interface EmbeddedPostgres {
@@ -68,6 +69,12 @@ export const SERVER_ACCOUNT = 'crm-access-pg';
 export const FALLBACK_CLUSTER_ROOT = '/var/lib/crm-access';
 const ACCOUNT_CREATE_ATTEMPTS = 5;
 
+/**
+ * Starts (or joins, when another process of this checkout started it) a PostgreSQL cluster in
+ * `options.dataDir`, on a free loopback port unless `options.port` is set, creating the cluster and the database
+ * on first use; started by root, it runs as SERVER_ACCOUNT. Development and tests only.
+ * @throws EmbeddedPostgresError with an operator-readable reason when it cannot start.
+ */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { log } = options;
   const databaseName = options.databaseName ?? DEFAULT_DATABASE;
@@ -159,7 +166,9 @@ function resolveSourceNativeDir(): string {
 }
 
 function packageVersion(nativeDir: string): string {
-  const manifest = JSON.parse(fs.readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version?: unknown };
+  const manifest = JSON.parse(fs.readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as {
+    version?: unknown;
+  };
   return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 
@@ -175,8 +184,18 @@ function serverAccount(log: (message: string) => void): RunAs | undefined {
     if (existing) return existing;
     const created = spawnSync(
       'useradd',
-      ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin',
-        '--comment', 'crm-access embedded PostgreSQL', SERVER_ACCOUNT],
+      [
+        '--system',
+        '--user-group',
+        '--no-create-home',
+        '--home-dir',
+        '/nonexistent',
+        '--shell',
+        '/usr/sbin/nologin',
+        '--comment',
+        'crm-access embedded PostgreSQL',
+        SERVER_ACCOUNT,
+      ],
       { encoding: 'utf8' },
     );
     if (created.status === 0) {
@@ -248,7 +267,9 @@ function reachableCopy(args: { sourceDir: string; runAs: RunAs; log: (message: s
     // Another process finished an identical copy first.
   }
   if (!canRunPostgres({ nativeDir: target, env: childEnv(target), runAs })) {
-    throw new EmbeddedPostgresError(`The user "${SERVER_ACCOUNT}" cannot run the PostgreSQL binaries copied to ${target}.`);
+    throw new EmbeddedPostgresError(
+      `The user "${SERVER_ACCOUNT}" cannot run the PostgreSQL binaries copied to ${target}.`,
+    );
   }
   return target;
 }
@@ -322,7 +343,9 @@ function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: 
   fs.chownSync(paths.logFile, runAs.uid, runAs.gid);
   fs.chmodSync(paths.logFile, 0o600);
   if (!accountCan(runAs, { flag: '-w', dir: paths.pgdata })) {
-    throw new EmbeddedPostgresError(`The PostgreSQL server runs as the user "${SERVER_ACCOUNT}", which cannot write its cluster in ${paths.pgdata}.`);
+    throw new EmbeddedPostgresError(
+      `The PostgreSQL server runs as the user "${SERVER_ACCOUNT}", which cannot write its cluster in ${paths.pgdata}.`,
+    );
   }
   return paths;
 }
@@ -331,7 +354,11 @@ function clusterHome(args: { dataDir: string; runAs: RunAs; log: (message: strin
   const { dataDir, runAs, log } = args;
   if (accountCan(runAs, { flag: '-x', dir: dataDir })) return dataDir;
   const stat = fs.statSync(dataDir);
-  if (accountCan(runAs, { flag: '-x', dir: path.dirname(dataDir) }) && stat.uid === 0 && (stat.gid === 0 || stat.gid === runAs.gid)) {
+  if (
+    accountCan(runAs, { flag: '-x', dir: path.dirname(dataDir) }) &&
+    stat.uid === 0 &&
+    (stat.gid === 0 || stat.gid === runAs.gid)
+  ) {
     fs.chownSync(dataDir, 0, runAs.gid);
     fs.chmodSync(dataDir, (stat.mode & 0o777 & ~0o070) | 0o010);
     log(`Let the user "${SERVER_ACCOUNT}" (and no other) pass through ${dataDir} to reach its PostgreSQL cluster`);
@@ -400,9 +427,18 @@ async function initCluster(args: { paths: Paths; runtime: Runtime; log: (message
     if (runtime.runAs) fs.chownSync(pwfile, runtime.runAs.uid, runtime.runAs.gid);
     log(`Initialising a new PostgreSQL cluster in ${paths.pgdata}`);
     const result = await runBinary(runtime, 'initdb', [
-      '-D', paths.pgdata, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C',
+      '-D',
+      paths.pgdata,
+      '-U',
+      SUPERUSER,
+      '--auth=scram-sha-256',
+      `--pwfile=${pwfile}`,
+      '-E',
+      'UTF8',
+      '--locale=C',
     ]);
-    if (result.code !== 0) throw new EmbeddedPostgresError(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
+    if (result.code !== 0)
+      throw new EmbeddedPostgresError(`initdb failed (exit code ${result.code}):\n${result.output.trim()}`);
   } finally {
     fs.rmSync(pwfile, { force: true });
   }
@@ -416,7 +452,13 @@ function writePrivateFile(file: string, content: string): void {
 }
 
 async function ensureDatabase(args: { port: number; password: string; databaseName: string }): Promise<void> {
-  const client = new Client({ host: HOST, port: args.port, user: SUPERUSER, password: args.password, database: 'postgres' });
+  const client = new Client({
+    host: HOST,
+    port: args.port,
+    user: SUPERUSER,
+    password: args.password,
+    database: 'postgres',
+  });
   await client.connect();
   try {
     const existing = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [args.databaseName]);
@@ -466,7 +508,9 @@ async function terminate(pid: number): Promise<void> {
     sendSignal(pid, signal);
     if (await waitForExit(pid, waitMs)) return;
   }
-  throw new EmbeddedPostgresError(`Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`);
+  throw new EmbeddedPostgresError(
+    `Could not stop the leftover PostgreSQL server (pid ${pid}); stop it by hand and try again.`,
+  );
 }
 
 function sendSignal(pid: number, signal: NodeJS.Signals): void {
@@ -494,7 +538,11 @@ function isAlive(pid: number): boolean {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
   // An init that does not reap orphans leaves the exited daemon as a zombie, which kill(pid, 0) still finds.
-  return procField(pid, 'stat')?.replace(/^.*\)\s*/s, '').startsWith('Z') !== true;
+  return (
+    procField(pid, 'stat')
+      ?.replace(/^.*\)\s*/s, '')
+      .startsWith('Z') !== true
+  );
 }
 
 /** Guards against a reused PID after a reboot: never signal a process that is not a postgres. */
@@ -523,7 +571,16 @@ async function startServer(args: {
   for (let attempt = 1; ; attempt++) {
     const port = args.port ?? (await freePort());
     const result = await runBinary(runtime, 'pg_ctl', [
-      'start', '-w', '-t', '60', '-D', paths.pgdata, '-l', paths.logFile, '-o', `-p ${port} -h ${HOST} -k ''`,
+      'start',
+      '-w',
+      '-t',
+      '60',
+      '-D',
+      paths.pgdata,
+      '-l',
+      paths.logFile,
+      '-o',
+      `-p ${port} -h ${HOST} -k ''`,
     ]);
     if (result.code === 0) return port;
     const logTail = tail(paths.logFile, LOG_TAIL_LINES);
@@ -546,7 +603,8 @@ async function stopServer(args: { paths: Paths; runtime: Runtime; log: (message:
     return;
   }
   const result = await runBinary(runtime, 'pg_ctl', ['stop', '-m', 'fast', '-w', '-t', '60', '-D', paths.pgdata]);
-  if (result.code !== 0) throw new EmbeddedPostgresError(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
+  if (result.code !== 0)
+    throw new EmbeddedPostgresError(`pg_ctl stop failed (exit code ${result.code}):\n${result.output.trim()}`);
   log('PostgreSQL stopped');
 }
 
@@ -557,7 +615,10 @@ function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen({ port: 0, host: HOST, exclusive: true }, () => {
       const { port } = server.address() as net.AddressInfo;
-      server.close(() => (port === SYSTEM_POSTGRES_PORT ? freePort().then(resolve, reject) : resolve(port)));
+      server.close(() => {
+        if (port === SYSTEM_POSTGRES_PORT) freePort().then(resolve, reject);
+        else resolve(port);
+      });
     });
   });
 }

@@ -1,14 +1,15 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import {
-  Kind,
   type DocumentNode,
   type FragmentDefinitionNode,
+  Kind,
   type OperationDefinitionNode,
   type SelectionSetNode,
-  type ValueNode,
   valueFromASTUntyped,
+  type ValueNode,
   visit,
 } from 'graphql';
+
 import { DomainError, type ErrorCode } from '../errors';
 
 export interface QueryLimits {
@@ -78,12 +79,20 @@ function listSize(params: {
 }): number {
   const { args, variables, list } = params;
   const first = args?.find((arg) => arg.name.value === 'first')?.value;
-  const raw = first?.kind === Kind.INT ? Number(first.value) : first?.kind === Kind.VARIABLE ? variables[first.name.value] : undefined;
+  const raw =
+    first?.kind === Kind.INT
+      ? Number(first.value)
+      : first?.kind === Kind.VARIABLE
+        ? variables[first.name.value]
+        : undefined;
   return typeof raw === 'number' ? raw : list.defaultFirst;
 }
 
 /** Whether a list field is read with a `filter` that holds at least one condition (variables applied). */
-function isFiltered(args: readonly { name: { value: string }; value: ValueNode }[] | undefined, variables: Record<string, unknown>): boolean {
+function isFiltered(
+  args: readonly { name: { value: string }; value: ValueNode }[] | undefined,
+  variables: Record<string, unknown>,
+): boolean {
   const filter = args?.find((arg) => arg.name.value === 'filter')?.value;
   if (!filter) return false;
   const value = valueFromASTUntyped(filter, variables) as unknown;
@@ -156,7 +165,10 @@ function measure(params: MeasureParams): Measure {
       }
       depth = Math.max(depth, inner.depth + 1);
     } else {
-      inner = selection.kind === Kind.INLINE_FRAGMENT ? measure({ ...params, selectionSet: selection.selectionSet }) : measureFragment(params, selection.name.value);
+      inner =
+        selection.kind === Kind.INLINE_FRAGMENT
+          ? measure({ ...params, selectionSet: selection.selectionSet })
+          : measureFragment(params, selection.name.value);
       cost += inner.cost;
       edgesCost += inner.edgesCost;
       depth = Math.max(depth, inner.depth);
@@ -171,7 +183,9 @@ function measureFragment(params: MeasureParams, name: string): Measure {
   let known = params.measuredFragments.get(name);
   if (!known) {
     const fragment = params.fragments.get(name);
-    known = fragment ? measure({ ...params, selectionSet: fragment.selectionSet }) : { depth: 0, cost: 0, edgesCost: 0, introspectionDepth: 0 };
+    known = fragment
+      ? measure({ ...params, selectionSet: fragment.selectionSet })
+      : { depth: 0, cost: 0, edgesCost: 0, introspectionDepth: 0 };
     params.measuredFragments.set(name, known);
   }
   return known;
@@ -204,7 +218,8 @@ function withDefaults(operation: OperationDefinitionNode, variables: Record<stri
   );
   if (defaults.length === 0) return variables;
   const effective = { ...variables };
-  for (const definition of defaults) effective[definition.variable.name.value] = valueFromASTUntyped(definition.defaultValue!);
+  for (const definition of defaults)
+    effective[definition.variable.name.value] = valueFromASTUntyped(definition.defaultValue!);
   return effective;
 }
 
@@ -250,7 +265,10 @@ export function queryLimitsPlugin(limits: QueryLimits, lists: PagedLists): Apoll
           if (!operation) return;
           const { aliases, directives } = countAliasesAndDirectives(document);
           if (aliases > limits.maxAliases) {
-            throw new LimitError(`The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`, 'TOO_MANY_ALIASES');
+            throw new LimitError(
+              `The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`,
+              'TOO_MANY_ALIASES',
+            );
           }
           if (directives > limits.maxDirectives) {
             throw new LimitError(
@@ -262,7 +280,10 @@ export function queryLimitsPlugin(limits: QueryLimits, lists: PagedLists): Apoll
           const { depth, introspectionDepth, pageSizeViolation } = measured;
           const cost = total(measured);
           if (depth > limits.maxDepth) {
-            throw new LimitError(`The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`, 'QUERY_TOO_DEEP');
+            throw new LimitError(
+              `The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`,
+              'QUERY_TOO_DEEP',
+            );
           }
           if (introspectionDepth > MAX_INTROSPECTION_DEPTH) {
             throw new LimitError(

@@ -1,5 +1,5 @@
 import type { ApolloServerPlugin } from '@apollo/server';
-import { GraphQLError, Kind, type ASTVisitor, type DocumentNode, type ValidationContext } from 'graphql';
+import { type ASTVisitor, type DocumentNode, GraphQLError, Kind, type ValidationContext } from 'graphql';
 
 /**
  * The schema has no Subscription type, and graphql-js 16 does not refuse a subscription at validation (17
@@ -11,9 +11,12 @@ export function NoSubscriptionsRule(context: ValidationContext): ASTVisitor {
     OperationDefinition(node) {
       if (node.operation === 'subscription' && !context.getSchema().getSubscriptionType()) {
         context.reportError(
-          new GraphQLError('This API has no subscriptions: send queries and mutations (poll a query to watch for changes).', {
-            nodes: node,
-          }),
+          new GraphQLError(
+            'This API has no subscriptions: send queries and mutations (poll a query to watch for changes).',
+            {
+              nodes: node,
+            },
+          ),
         );
       }
     },
@@ -30,7 +33,9 @@ function unresolvedOperationMessage(document: DocumentNode, operationName: strin
     const names = document.definitions.flatMap((definition) =>
       definition.kind === Kind.OPERATION_DEFINITION && definition.name ? [`"${definition.name.value}"`] : [],
     );
-    const known = names.length ? `: the document names ${names.join(', ')}` : ': the operations in the document have no names';
+    const known = names.length
+      ? `: the document names ${names.join(', ')}`
+      : ': the operations in the document have no names';
     return `Unknown operation named "${operationName}"${known}.`;
   }
   return `The document has ${operationCount(document)} operations: send "operationName" to pick the one to run.`;

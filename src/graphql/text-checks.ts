@@ -33,10 +33,12 @@ export function replaceHiddenCharacters(value: string): string {
   return value.replace(HIDDEN, '\ufffd');
 }
 
+/** True when `value` has a control character (Unicode Cc: tab, newline, NUL...). */
 export function containsControlCharacters(value: string): boolean {
   return CONTROL.test(value);
 }
 
+/** True when `value` has a lone UTF-16 surrogate, which PostgreSQL would store as U+FFFD. */
 export function hasUnpairedSurrogate(value: string): boolean {
   return UNPAIRED_SURROGATE.test(value);
 }
@@ -47,8 +49,10 @@ export function hasUnpairedSurrogate(value: string): boolean {
  */
 export function refuseHiddenCharacters(value: string, where: { field: string; what: string }): void {
   const { field, what } = where;
-  if (hasUnpairedSurrogate(value)) throw new BadInputError(`${what} contains an unpaired surrogate (invalid UTF-16).`, field);
-  if (containsControlCharacters(value)) throw new BadInputError(`${what} must not contain control characters (tabs, line breaks).`, field);
+  if (hasUnpairedSurrogate(value))
+    throw new BadInputError(`${what} contains an unpaired surrogate (invalid UTF-16).`, field);
+  if (containsControlCharacters(value))
+    throw new BadInputError(`${what} must not contain control characters (tabs, line breaks).`, field);
   if (INVISIBLE.test(value) || UNSHOWABLE.test(value)) {
     throw new BadInputError(
       `${what} must not contain invisible, unassigned, private-use, line-separator or text-direction characters (zero-width spaces and joiners, soft hyphens, direction marks or overrides).`,
@@ -65,7 +69,8 @@ export function normalizeName(value: string, what = 'Name'): string {
   const name = value.trim().normalize('NFC');
   if (name.length === 0) throw new BadInputError(`${what} must not be empty.`, 'name');
   refuseHiddenCharacters(name, { field: 'name', what });
-  if (!VISIBLE.test(name)) throw new BadInputError(`${what} must contain a visible character (a letter, digit or symbol).`, 'name');
+  if (!VISIBLE.test(name))
+    throw new BadInputError(`${what} must contain a visible character (a letter, digit or symbol).`, 'name');
   if (name.length > MAX_NAME_LENGTH) {
     throw new BadInputError(`${what} must be at most ${MAX_NAME_LENGTH} characters.`, 'name');
   }

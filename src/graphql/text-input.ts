@@ -1,5 +1,6 @@
 import type { ApolloServerPlugin } from '@apollo/server';
-import { Kind, visit, type DocumentNode, type ValueNode } from 'graphql';
+import { type DocumentNode, Kind, type ValueNode, visit } from 'graphql';
+
 import { DomainError } from '../errors';
 
 /** PostgreSQL text cannot hold U+0000: a string carrying it is refused up front, not by a failing statement. */
@@ -24,7 +25,10 @@ const DESCRIPTION: Record<Flaw, string> = {
 
 class UnstorableTextError extends DomainError {
   constructor(params: { where: string; field: string; flaw: Flaw }) {
-    super(`${params.where} ${DESCRIPTION[params.flaw]}.`, 'BAD_USER_INPUT', { field: params.field, http: { status: 400 } });
+    super(`${params.where} ${DESCRIPTION[params.flaw]}.`, 'BAD_USER_INPUT', {
+      field: params.field,
+      http: { status: 400 },
+    });
   }
 }
 
@@ -125,11 +129,17 @@ export function textInputPlugin(): ApolloServerPlugin {
       return {
         async didResolveOperation({ document, request }) {
           const literal = unstorableLiteral(document);
-          if (literal) throw new UnstorableTextError({ where: `The string given for "${literal.path}"`, field: literal.field, flaw: literal.flaw });
+          if (literal)
+            throw new UnstorableTextError({
+              where: `The string given for "${literal.path}"`,
+              field: literal.field,
+              flaw: literal.flaw,
+            });
           const fields = fieldsOfVariables(document);
           for (const [name, value] of Object.entries(request.variables ?? {})) {
             const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
-            if (found) throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
+            if (found)
+              throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
           }
         },
       };

@@ -21,7 +21,8 @@ export class Organization {
 
   @Field(() => Int, {
     nullable: true,
-    description: 'Access keys expire this many days after they are issued; null: never. Admins set it with setAccessKeyPolicy.',
+    description:
+      'Access keys expire this many days after they are issued; null: never. Admins set it with setAccessKeyPolicy.',
   })
   @Column({ name: 'max_key_age_days', type: 'integer', nullable: true })
   maxKeyAgeDays: number | null;

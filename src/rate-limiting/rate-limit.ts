@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
+
 import type { Notifications } from '../db/notifications';
 import { clientBucket } from './client-bucket';
 
@@ -143,9 +144,10 @@ export class AuthRateLimiter {
   private async prune(): Promise<void> {
     this.prunedAtMs = monotonicNow();
     try {
-      await this.deps.dataSource.query(`DELETE FROM auth_failures WHERE window_started_at <= now() - make_interval(secs => $1)`, [
-        this.deps.settings.windowSeconds,
-      ]);
+      await this.deps.dataSource.query(
+        `DELETE FROM auth_failures WHERE window_started_at <= now() - make_interval(secs => $1)`,
+        [this.deps.settings.windowSeconds],
+      );
     } catch (error) {
       this.deps.logger.warn({ err: error }, 'could not delete ended rate-limit windows');
     }
@@ -201,7 +203,11 @@ export class AuthRateLimiter {
   }
 
   private learn(payload: string): void {
-    const { client, until, remainingMs } = JSON.parse(payload) as { client: string; until: string; remainingMs?: number };
+    const { client, until, remainingMs } = JSON.parse(payload) as {
+      client: string;
+      until: string;
+      remainingMs?: number;
+    };
     // An instance of an older release announces the end only (compared with this host's wall clock).
     this.block(client, typeof remainingMs === 'number' ? remainingMs : new Date(until).getTime() - Date.now());
   }

@@ -1,5 +1,5 @@
-import type { AppAbility } from '../authorization/abilities';
 import type { Principal } from '../authentication/principal';
+import type { AppAbility } from '../authorization/abilities';
 import type { DomainError } from '../errors';
 
 /** Who is acting in a request, and from where: what services check and what audit records. */

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { createParameterDecorator } from 'type-graphql';
+
 import { UnauthenticatedError } from '../errors';
 import type { Actor } from './actor';
 import type { Loaders } from './loaders';

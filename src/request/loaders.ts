@@ -1,13 +1,14 @@
 import DataLoader from 'dataloader';
 import type { DataSource } from 'typeorm';
+
 import type { AccessKey } from '../access-keys/access-key.entity';
 import { scopeOf } from '../authorization/abilities';
 import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
-import type { Actor } from './actor';
 import { Organization } from '../organizations/organization.entity';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
+import type { Actor } from './actor';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
@@ -60,7 +61,13 @@ class RequestLoaders implements Loaders {
 
   get organization(): Loaders['organization'] {
     return (this.organizationLoader ??= new DataLoader(async (ids) => {
-      const rows = await runPrepared<{ id: string; name: string; is_active: boolean; created_at: Date; max_key_age_days: number | null }>(
+      const rows = await runPrepared<{
+        id: string;
+        name: string;
+        is_active: boolean;
+        created_at: Date;
+        max_key_age_days: number | null;
+      }>(
         this.services.dataSource,
         'SELECT id, name, is_active, created_at, max_key_age_days FROM organizations WHERE id = ANY($1)',
         [ids],
@@ -87,14 +94,22 @@ class RequestLoaders implements Loaders {
   get user(): Loaders['user'] {
     return (this.userLoader ??= new DataLoader(async (ids) => {
       if (!this.actor) return ids.map(() => null);
-      const where = new SqlWhere().scope(scopeOf(this.actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS).and('u.id = ANY(?)', ids);
-      const rows = await runPrepared<UserRow>(this.services.dataSource, `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`, where.values);
+      const where = new SqlWhere()
+        .scope(scopeOf(this.actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS)
+        .and('u.id = ANY(?)', ids);
+      const rows = await runPrepared<UserRow>(
+        this.services.dataSource,
+        `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`,
+        where.values,
+      );
       return byId(ids, rows.map(userFromRow), (u) => u.id);
     }));
   }
 
   get revealedKey(): Loaders['revealedKey'] {
-    return (this.revealedKeyLoader ??= new DataLoader<User, string | null, string>((users) => this.reveal(users), { cacheKeyFn: userIdOf }));
+    return (this.revealedKeyLoader ??= new DataLoader<User, string | null, string>((users) => this.reveal(users), {
+      cacheKeyFn: userIdOf,
+    }));
   }
 
   /**

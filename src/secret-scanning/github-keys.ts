@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+
 import { ConfigError } from '../config';
 
 /** Where an operator gets the file's contents; the service never fetches it itself. */
@@ -21,7 +22,9 @@ export function loadGithubScanningKeys(file: string): ReadonlyMap<string, readon
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`${setting} names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+    throw new ConfigError(
+      `${setting} names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}).`,
+    );
   }
   const expected = `save the answer of ${GITHUB_KEYS_URL} in it as it is`;
   let document: unknown;

@@ -1,8 +1,10 @@
-import { createHash, verify, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject, verify } from 'node:crypto';
+
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { LeakReportSource } from '../access-keys/leak-report.types';
 import type { DataSource } from 'typeorm';
+
 import type { LeakedToken, LeakReportService } from '../access-keys/leak-report.service';
+import { LeakReportSource } from '../access-keys/leak-report.types';
 import { ActorKind } from '../audit/audit-event.entity';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import { loadGithubScanningKeys } from './github-keys';
@@ -44,7 +46,10 @@ function parseMatches(body: Buffer): Match[] | null {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) return null;
     const { token, type, url, source } = item;
     if (typeof token !== 'string' || typeof type !== 'string') return null;
-    if ((url !== undefined && url !== null && typeof url !== 'string') || (source !== undefined && source !== null && typeof source !== 'string')) {
+    if (
+      (url !== undefined && url !== null && typeof url !== 'string') ||
+      (source !== undefined && source !== null && typeof source !== 'string')
+    ) {
       return null;
     }
     matches.push({ token, type, url: url ?? '', source: source ?? '' });
@@ -123,7 +128,11 @@ export function registerGithubSecretScanning(
     const retryAfterSeconds = rateLimiter.retryAfterSeconds(client);
     if (retryAfterSeconds > 0) {
       void reply.header('retry-after', String(retryAfterSeconds));
-      return refuse(reply, { status: 429, code: 'RATE_LIMITED', message: `Too many refused messages from this address: try again in ${retryAfterSeconds} s.` });
+      return refuse(reply, {
+        status: 429,
+        code: 'RATE_LIMITED',
+        message: `Too many refused messages from this address: try again in ${retryAfterSeconds} s.`,
+      });
     }
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const keyIdentifier = request.headers['github-public-key-identifier'];
@@ -131,11 +140,15 @@ export function registerGithubSecretScanning(
     const candidates = typeof keyIdentifier === 'string' ? keys.get(keyIdentifier) : undefined;
     if (!candidates || !signature || !signatureIsValid({ body, keys: candidates, signature })) {
       rateLimiter.recordFailure(client);
-      request.log.info({ keyKnown: !!candidates }, 'secret scanning message refused: not signed by a configured GitHub key');
+      request.log.info(
+        { keyKnown: !!candidates },
+        'secret scanning message refused: not signed by a configured GitHub key',
+      );
       return refuse(reply, {
         status: 401,
         code: 'UNAUTHENTICATED',
-        message: 'The message must be signed by a GitHub secret scanning key (Github-Public-Key-Identifier, Github-Public-Key-Signature).',
+        message:
+          'The message must be signed by a GitHub secret scanning key (Github-Public-Key-Identifier, Github-Public-Key-Signature).',
       });
     }
     const matches = parseMatches(body);
@@ -155,7 +168,10 @@ export function registerGithubSecretScanning(
         [messageDigest],
       );
       if (inserted.length === 0) return null;
-      await manager.query(`DELETE FROM secret_scanning_messages WHERE received_at < now() - make_interval(days => $1)`, [MESSAGE_RETENTION_DAYS]);
+      await manager.query(
+        `DELETE FROM secret_scanning_messages WHERE received_at < now() - make_interval(days => $1)`,
+        [MESSAGE_RETENTION_DAYS],
+      );
       return leakReports.revoke(manager, {
         tokens,
         source: LeakReportSource.GITHUB_SECRET_SCANNING,
@@ -180,7 +196,9 @@ export function registerGithubSecretScanning(
   void app.register(async (scope) => {
     // The signature covers the raw bytes: keep them as they came, whatever the content type says.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (_request, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (_request, body, done) =>
+      done(null, body),
+    );
     scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES }, handle);
   });
 }

@@ -1,33 +1,51 @@
 import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestListener } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { unwrapResolverError } from '@apollo/server/errors';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from '@apollo/server/plugin/disabled';
 import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import cors from '@fastify/cors';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
+
+import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
+import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
-import { presentedKind, type AuthResult } from '../authentication/authenticate';
 import type { Config } from '../config';
-import type { Actor, RequestContext } from '../request/context';
-import cors from '@fastify/cors';
+import type { DatabaseOutage } from '../db/outage';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsPlugin } from '../graphql/query-limits';
 import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
-import { limitConnections, maxConnections, NEVER_SHED, registerHostCheck, registerLoadShedding, registerSecurityHeaders, serverTimeouts } from './http-hardening';
-import { startMetricsServer, type GraphqlObservation, type Metrics } from '../metrics';
-import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { textInputPlugin } from '../graphql/text-input';
-import { registerGithubSecretScanning } from '../secret-scanning/github';
-import { registerAdminConsole } from './web/admin';
-import { registerSite } from './web/site';
-import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
-import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
-import type { DatabaseOutage } from '../db/outage';
-import { createLoaders } from '../request/loaders';
 import { pathOnly, RequestLogger } from '../logger';
+import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
+import type { Actor, RequestContext } from '../request/context';
+import { createLoaders } from '../request/loaders';
+import { registerGithubSecretScanning } from '../secret-scanning/github';
+import {
+  limitConnections,
+  maxConnections,
+  NEVER_SHED,
+  registerHostCheck,
+  registerLoadShedding,
+  registerSecurityHeaders,
+  serverTimeouts,
+} from './http-hardening';
+import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { buildAppSchema, resolverContainer } from './schema';
 import type { Services } from './services';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
+import { registerAdminConsole } from './web/admin';
+import { registerExplorerAssets, sendExplorer, wantsExplorer } from './web/explorer';
+import { registerSite } from './web/site';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -90,7 +108,10 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
   // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is.
   const tooLarge = /contains more th(?:an|at) (\d+) tokens/.exec(formatted.message);
   if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && tooLarge) {
-    return { message: `The operation is too large: more than ${tooLarge[1]} tokens.`, extensions: { code: 'QUERY_TOO_LARGE' } };
+    return {
+      message: `The operation is too large: more than ${tooLarge[1]} tokens.`,
+      extensions: { code: 'QUERY_TOO_LARGE' },
+    };
   }
   if (isPublicError(unwrapResolverError(error)) || isPublicError(error)) {
     const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
@@ -204,7 +225,9 @@ function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok:
     return reply
       .code(429)
       .header('retry-after', String(failure.retryAfterSeconds))
-      .send({ errors: [{ message, extensions: { code: 'RATE_LIMITED', retryAfterSeconds: failure.retryAfterSeconds } }] });
+      .send({
+        errors: [{ message, extensions: { code: 'RATE_LIMITED', retryAfterSeconds: failure.retryAfterSeconds } }],
+      });
   }
   return reply
     .code(401)
@@ -224,7 +247,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Fastify's own request lines are off: LOG_REQUESTS writes one line per request, without query strings.
     logController: new PathOnlyLogController({ disableRequestLogging: true }),
-    childLoggerFactory: (parent, bindings, options) => new RequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
+    childLoggerFactory: (parent, bindings, options) =>
+      new RequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     ...serverTimeouts(config.http),
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
@@ -247,7 +271,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // database's, so no outage and no error line. Fastify marks what it attributes to the client with a 4xx.
     // readableAborted: the body ended early (not `destroyed`, which a body read to its end also becomes).
     if (request.raw.readableAborted) {
-      request.log.info({ code: (error as { code?: unknown }).code }, 'the client closed the connection before its request was read');
+      request.log.info(
+        { code: (error as { code?: unknown }).code },
+        'the client closed the connection before its request was read',
+      );
       return reply.code(400).send();
     }
     const clientSide = error.statusCode !== undefined && error.statusCode < 500;
@@ -298,7 +325,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       requestShapePlugin(),
       queryLimitsPlugin(config.queryLimits, {
         users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
-        auditEvents: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_AUDIT_PAGE_SIZE, filterCost: FILTERED_AUDIT_READ_COST },
+        auditEvents: {
+          defaultFirst: DEFAULT_PAGE_SIZE,
+          maxFirst: MAX_AUDIT_PAGE_SIZE,
+          filterCost: FILTERED_AUDIT_READ_COST,
+        },
       }),
       textInputPlugin(),
       errorStatusPlugin(services.outage),
@@ -332,26 +363,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
 
   const graphql = fastifyApolloHandler(apollo, {
-      context: async (request) => {
-        const context: RequestContext = {
-          requestId: request.id,
-          ip: request.ip,
-          actor: request.actor,
-          log: request.log,
-          loaders: createLoaders(services, request.actor),
-        };
-        request.graphqlObservation = metrics.track(context);
-        return context;
-      },
+    context: async (request) => {
+      const context: RequestContext = {
+        requestId: request.id,
+        ip: request.ip,
+        actor: request.actor,
+        log: request.log,
+        loaders: createLoaders(services, request.actor),
+      };
+      request.graphqlObservation = metrics.track(context);
+      return context;
+    },
   });
   app.route({
     url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
     // The explorer's page is static and carries no credential: it loads even while the address is locked, so
     // that it can say so in words (its requests are authenticated as any other).
-    onRequest: (request, reply, done) => (config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done)),
+    onRequest: (request, reply, done) =>
+      config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done),
     onResponse(request, reply, done) {
-      metrics.observeGraphqlResponse({ seconds: reply.elapsedTime / 1000, statusCode: reply.statusCode, observation: request.graphqlObservation });
+      metrics.observeGraphqlResponse({
+        seconds: reply.elapsedTime / 1000,
+        statusCode: reply.statusCode,
+        observation: request.graphqlObservation,
+      });
       done();
     },
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
@@ -368,7 +404,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       reply
         .code(405)
         .header('allow', 'GET, POST')
-        .send({ errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }] }),
+        .send({
+          errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }],
+        }),
   });
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
@@ -382,7 +420,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
     } catch {
-      return reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ status: 'unavailable', reason: 'database unreachable' });
+      return reply
+        .code(503)
+        .header('retry-after', RETRY_AFTER_SECONDS)
+        .send({ status: 'unavailable', reason: 'database unreachable' });
     }
   });
   // Last: sampling starts here, so building the schema above (seconds of synchronous work on a busy

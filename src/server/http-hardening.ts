@@ -1,9 +1,11 @@
-import underPressure from '@fastify/under-pressure';
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import fs from 'node:fs';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import v8 from 'node:v8';
+
+import underPressure from '@fastify/under-pressure';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+
 import type { Config } from '../config';
 import type { Metrics } from '../metrics';
 
@@ -25,7 +27,10 @@ const HEAP_SHARE = 0.9;
  * (every 30 s by default, which would let a slow client keep its socket for that much longer): here at least
  * every second, and more often for timeouts shorter than two seconds.
  */
-export function serverTimeouts(http: Config['http']): Pick<FastifyServerOptions, 'requestTimeout' | 'keepAliveTimeout'> & {
+export function serverTimeouts(http: Config['http']): Pick<
+  FastifyServerOptions,
+  'requestTimeout' | 'keepAliveTimeout'
+> & {
   http: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number };
 } {
   return {
@@ -97,7 +102,10 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
  * the heap is fuller than configured (@fastify/under-pressure samples both every second). /healthz is
  * exempt: an overloaded process is still alive, and restarting it would not help.
  */
-export async function registerLoadShedding(app: FastifyInstance, params: { config: Config; metrics: Metrics }): Promise<void> {
+export async function registerLoadShedding(
+  app: FastifyInstance,
+  params: { config: Config; metrics: Metrics },
+): Promise<void> {
   const { maxEventLoopDelayMs, maxHeapUsedBytes } = params.config.loadShedding;
   await app.register(underPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,
@@ -150,10 +158,18 @@ export function registerHostCheck(app: FastifyInstance): void {
     void reply
       .code(400)
       .header('cache-control', 'no-store')
-      .send({ errors: [{ message: 'The Host header is not a valid host name.', extensions: { code: 'BAD_REQUEST', requestId: request.id } }] });
+      .send({
+        errors: [
+          {
+            message: 'The Host header is not a valid host name.',
+            extensions: { code: 'BAD_REQUEST', requestId: request.id },
+          },
+        ],
+      });
   });
 }
 
+/** Adds SECURITY_HEADERS to every response of `app` (an onSend hook), errors included. */
 export function registerSecurityHeaders(app: FastifyInstance): void {
   // Callback style: no promise per response for five constant headers.
   app.addHook('onSend', (_request, reply, payload, done) => {

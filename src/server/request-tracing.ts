@@ -1,7 +1,9 @@
-import proxyAddr from '@fastify/proxy-addr';
-import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+
+import proxyAddr from '@fastify/proxy-addr';
+import type { FastifyInstance } from 'fastify';
+
 import type { Config } from '../config';
 import { pathOnly } from '../logger';
 

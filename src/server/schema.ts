@@ -1,8 +1,9 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type ContainerType } from 'type-graphql';
+
 import { AccessKeyResolver } from '../access-keys/access-key.resolver';
-import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AccessKeyPolicyResolver } from '../access-keys/key-policy.resolver';
+import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AuditResolver } from '../audit/audit.resolver';
 import { OrganizationResolver } from '../organizations/organization.resolver';
 import { SessionResolver } from '../sessions/session.resolver';

@@ -1,24 +1,25 @@
 import type { Logger } from 'pino';
 import type { DataSource } from 'typeorm';
-import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
+
 import { AccessKeyService } from '../access-keys/access-key.service';
-import { AuditService } from '../audit/audit.service';
-import { Authenticator } from '../authentication/authenticate';
+import { AccessKeyRegeneration } from '../access-keys/access-key-regeneration';
+import { type Clock, systemClock } from '../access-keys/clock';
 import type { KeyCrypto } from '../access-keys/key-crypto';
+import { AccessKeyPolicyService } from '../access-keys/key-policy.service';
+import { LeakReportService } from '../access-keys/leak-report.service';
+import { AuditService } from '../audit/audit.service';
 import { AUTH_CHANGES_CHANNEL, AuthCache } from '../authentication/auth-cache';
-import { AuthRateLimiter } from '../rate-limiting/rate-limit';
-import { Authority, type PauseHooks } from '../authorization/authority';
+import { Authenticator } from '../authentication/authenticate';
 import { PasswordHasher } from '../authentication/password';
+import { Authority, type PauseHooks } from '../authorization/authority';
 import type { Config } from '../config';
 import { Notifications } from '../db/notifications';
 import { DatabaseOutage } from '../db/outage';
 import { Metrics } from '../metrics';
 import { OrganizationService } from '../organizations/organization.service';
+import { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import { SessionService } from '../sessions/session.service';
 import { UserService } from '../users/user.service';
-import { LeakReportService } from '../access-keys/leak-report.service';
-import { systemClock, type Clock } from '../access-keys/clock';
-import { AccessKeyPolicyService } from '../access-keys/key-policy.service';
 
 export interface Services {
   readonly dataSource: DataSource;
@@ -133,6 +134,7 @@ export function createServices(deps: ServiceDeps): Services {
 
 /** pg's pool behind TypeORM's PostgreSQL driver (`master`), or null before it is connected. */
 function poolStats(dataSource: DataSource): { total: number; idle: number; waiting: number } | null {
-  const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
+  const pool = (dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } })
+    .master;
   return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null;
 }

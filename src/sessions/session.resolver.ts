@@ -1,5 +1,7 @@
 import { Arg, Ctx, Field, Mutation, ObjectType, Resolver } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
+
+import { Can, Public } from '../request/can';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { User } from '../users/user.entity';
 import type { SessionService } from './session.service';
 
@@ -19,7 +21,11 @@ export class LoginPayload {
 export class SessionResolver {
   constructor(private readonly sessions: SessionService) {}
 
-  @Mutation(() => LoginPayload, { description: 'Signs a person in. The same error for an unknown email and a wrong password.' })
+  /** See SessionService.login: a session token for a person's email and password. */
+  @Public()
+  @Mutation(() => LoginPayload, {
+    description: 'Signs a person in. The same error for an unknown email and a wrong password.',
+  })
   login(
     @Ctx() ctx: RequestContext,
     @Arg('email') email: string,
@@ -28,11 +34,15 @@ export class SessionResolver {
     return this.sessions.login({ email, password, ip: ctx.ip, requestId: ctx.requestId });
   }
 
+  /** See SessionService.logout. */
+  @Can('read', 'User', { on: 'caller' })
   @Mutation(() => Boolean, { description: 'Ends the session that sent this request.' })
   logout(@CurrentActor() actor: Actor): Promise<boolean> {
     return this.sessions.logout(actor);
   }
 
+  /** See SessionService.changePassword. */
+  @Can('changePassword', 'User', { on: 'caller' })
   @Mutation(() => Boolean, { description: "Changes the caller's own password and ends their other sessions." })
   changePassword(
     @CurrentActor() actor: Actor,

@@ -1,18 +1,19 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { AuditAction, ActorKind } from '../audit/audit-event.entity';
-import { auditActorOf, type AuditService } from '../audit/audit.service';
+
 import type { KeyCrypto } from '../access-keys/key-crypto';
 import { generateSessionToken } from '../access-keys/key-format';
-import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authentication/password';
-import { principalFrom, type Authenticated } from '../authentication/principal';
-import { USER_COLUMNS, type UserRow } from '../users/user.queries';
-import { runPrepared } from '../db/prepared';
+import { auditActorOf, type AuditService } from '../audit/audit.service';
+import { ActorKind, AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
-import { lockOrganizations, type Authority, type PauseHooks } from '../authorization/authority';
+import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authentication/password';
+import { type Authenticated, principalFrom } from '../authentication/principal';
+import { type Authority, lockOrganizations, type PauseHooks } from '../authorization/authority';
+import { runPrepared } from '../db/prepared';
+import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { Actor } from '../request/actor';
-import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import { User } from '../users/user.entity';
+import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { canonicalEmail, checkPasswordLength } from '../users/user.validation';
 
 export interface LoginResult {
@@ -25,9 +26,13 @@ const LOGIN_FAILED_MESSAGE = 'Email or password is incorrect.';
 
 /** HTTP 429 (see app.ts): the address has no attempts left for now, or too many under way. */
 function tooManyAttempts(retryAfterSeconds: number): DomainError {
-  return new DomainError(`Too many failed authentications from this address: try again in ${retryAfterSeconds} s.`, 'RATE_LIMITED', {
-    retryAfterSeconds,
-  });
+  return new DomainError(
+    `Too many failed authentications from this address: try again in ${retryAfterSeconds} s.`,
+    'RATE_LIMITED',
+    {
+      retryAfterSeconds,
+    },
+  );
 }
 
 /** Sign-in for people. Tokens are opaque, stored only as digests, and expire at a fixed time (no sliding). */
@@ -68,7 +73,11 @@ export class SessionService {
       await audit.record(
         dataSource.manager,
         { userId: null, kind: ActorKind.SESSION, ip: params.ip, requestId: params.requestId },
-        { action: AuditAction.LOGIN_FAILED, organizationId: user?.organizationId ?? null, targetUserId: user?.id ?? null },
+        {
+          action: AuditAction.LOGIN_FAILED,
+          organizationId: user?.organizationId ?? null,
+          targetUserId: user?.id ?? null,
+        },
       );
       throw new DomainError(LOGIN_FAILED_MESSAGE, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
     } finally {
@@ -76,7 +85,12 @@ export class SessionService {
     }
   }
 
-  private async signIn(params: { email: string; password: string; ip: string; requestId: string }): Promise<{ user: User | null; session: LoginResult | null }> {
+  private async signIn(params: {
+    email: string;
+    password: string;
+    ip: string;
+    requestId: string;
+  }): Promise<{ user: User | null; session: LoginResult | null }> {
     const { dataSource, audit } = this.deps;
     const user = await dataSource
       .getRepository(User)
@@ -97,8 +111,11 @@ export class SessionService {
       // Locks in the order every act takes them (see Authority): a deactivation or password change is either
       // committed (and seen here) or waits until this session exists, and then ends it.
       const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
-      const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [user.id]);
-      if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash) return null;
+      const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [
+        user.id,
+      ]);
+      if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash)
+        return null;
       const [{ expires_at: expiresAt }] = await manager.query(
         `INSERT INTO sessions (user_id, token_digest, expires_at)
          VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING expires_at`,
@@ -131,15 +148,24 @@ export class SessionService {
     );
     const row = rows[0];
     if (!row) return null;
-    return { principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }), validForMs: row.valid_for_ms };
+    return {
+      principal: principalFrom(row, { kind: 'SESSION', sessionId: row.session_id }),
+      validForMs: row.valid_for_ms,
+    };
   }
 
+  /**
+   * logout: ends the session that sent the request (revoked_at set; cached credentials evicted). Always true.
+   * @throws BadInputError when the request came with an access key, not a session.
+   */
   async logout(actor: Actor): Promise<boolean> {
     const { sessionId } = actor.principal;
     if (!sessionId) {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
-    await this.deps.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [sessionId]);
+    await this.deps.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [
+      sessionId,
+    ]);
     this.deps.authCache.evictUser(actor.principal.userId);
     return true;
   }
@@ -172,7 +198,10 @@ export class SessionService {
     if (!actor.ability.can('changePassword', user)) throw new ForbiddenError();
     const verifiedHash = user.passwordHash;
     if (!verifiedHash) {
-      throw new BadInputError('This user has no password: they authenticate with their access key only.', 'currentPassword');
+      throw new BadInputError(
+        'This user has no password: they authenticate with their access key only.',
+        'currentPassword',
+      );
     }
     checkPasswordLength(params.newPassword, 'newPassword');
     const retryAfterSeconds = rateLimiter.reserve(actor.ip);
@@ -197,7 +226,10 @@ export class SessionService {
       if (current.password_hash !== verifiedHash) {
         throw new ConflictError('The password was changed meanwhile: sign in with the new one and try again.');
       }
-      await manager.query(`UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1`, [userId, passwordHash]);
+      await manager.query(`UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1`, [
+        userId,
+        passwordHash,
+      ]);
       // Whoever else knew the old password is signed out; the session changing it stays. This statement runs
       // after the row lock above, so it also ends a session a concurrent sign-in committed before it.
       await this.revokeAll(manager, { userId, exceptSessionId: sessionId });

@@ -19,5 +19,8 @@ export function countFromCounts(params: {
   const where = new SqlWhere().and('organization_id = ?', only.organizationId);
   if (filter.role) where.and('role = ?', filter.role);
   if (filter.isActive !== undefined && filter.isActive !== null) where.and('is_active = ?', filter.isActive);
-  return { text: `SELECT coalesce(sum(users), 0)::int AS n FROM organization_user_counts WHERE ${where}`, values: where.values };
+  return {
+    text: `SELECT coalesce(sum(users), 0)::int AS n FROM organization_user_counts WHERE ${where}`,
+    values: where.values,
+  };
 }

@@ -1,4 +1,5 @@
 import { Field, InputType, Int } from 'type-graphql';
+
 import { Role } from './user.entity';
 
 @InputType({ description: 'Narrows the Manage Users list; all given conditions must hold.' })
@@ -14,7 +15,8 @@ export class UsersFilter {
 
   @Field(() => Int, {
     nullable: true,
-    description: 'Admins: users whose access key expires within this many days (0 to 3650), already expired keys included.',
+    description:
+      'Admins: users whose access key expires within this many days (0 to 3650), already expired keys included.',
   })
   keyExpiresWithinDays?: number | null;
 }

@@ -1,4 +1,4 @@
-import { User, type Role } from './user.entity';
+import { type Role, User } from './user.entity';
 
 /** The columns of a user every read selects; `userFromRow` turns a row of them into the entity. */
 export const USER_COLUMNS = 'u.id, u.organization_id, u.email, u.name, u.role, u.is_active, u.created_at, u.updated_at';
@@ -17,6 +17,7 @@ export interface UserRow {
   updated_at: Date;
 }
 
+/** The User entity of a `users` row read with USER_COLUMNS (snake_case columns to fields; no password hash). */
 export function userFromRow(row: UserRow): User {
   return Object.assign(new User(), {
     id: row.id,

@@ -1,10 +1,12 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { CurrentActor, type Actor, type RequestContext } from '../request/context';
+
 import { NotFoundError } from '../errors';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { Organization } from '../organizations/organization.entity';
+import { Can } from '../request/can';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { Role, User } from './user.entity';
 import { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import type { UserService } from './user.service';
 import { UserConnection } from './user.types';
 
@@ -24,16 +26,25 @@ class UsersArgs {
 export class UserResolver {
   constructor(private readonly userService: UserService) {}
 
+  /** The caller's profile as of authentication (UserService.me), with no query. */
+  @Can('read', 'User', { on: 'caller' })
   @Query(() => User, { description: 'The caller.' })
   me(@CurrentActor() actor: Actor): User {
     return this.userService.me(actor);
   }
 
-  @Query(() => User, { nullable: true, description: 'NOT_FOUND when the user does not exist or is not visible to you.' })
+  /** One user held to the caller's abilities (UserService.get). @throws NotFoundError, BadInputError (id). */
+  @Can('read', 'User', { on: { arg: 'id' } })
+  @Query(() => User, {
+    nullable: true,
+    description: 'NOT_FOUND when the user does not exist or is not visible to you.',
+  })
   user(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.get(actor, id, ctx.loaders);
   }
 
+  /** A page of the users the caller may read (UserService.list). @throws BadInputError (first, search, after). */
+  @Can('read', 'User', { on: 'list' })
   @Query(() => UserConnection, { description: 'Users you may see, ordered by name then id.' })
   users(
     @CurrentActor() actor: Actor,
@@ -43,19 +54,33 @@ export class UserResolver {
     return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE }, ctx.loaders);
   }
 
-  @FieldResolver(() => Organization)
+  /** The user's organization, batched per request (loaders). @throws NotFoundError when it is gone. */
+  @Can('read', 'User', { field: 'organization', on: 'with-parent' })
+  @FieldResolver(() => Organization, { description: "The user's organization." })
   async organization(@Root() user: User, @Ctx() ctx: RequestContext): Promise<Organization> {
     const organization = await ctx.loaders.organization.load(user.organizationId);
     if (!organization) throw new NotFoundError('Organization');
     return organization;
   }
 
-  @Mutation(() => User)
+  /** See UserService.create (errors thrown there). */
+  @Can('create', 'User', { on: 'organization' })
+  @Mutation(() => User, {
+    description:
+      'Admins: creates a user of your organization together with their access key (read it on their profile). ' +
+      'CONFLICT when the email is taken.',
+  })
   createUser(@CurrentActor() actor: Actor, @Arg('input', () => CreateUserInput) input: CreateUserInput): Promise<User> {
     return this.userService.create(actor, input);
   }
 
-  @Mutation(() => User)
+  /** See UserService.update: each field given in `input` is checked by name (abilities.ts). */
+  @Can('update', 'User', { on: { arg: 'id' } })
+  @Mutation(() => User, {
+    description:
+      'Changes the given fields. Everyone may change their own name; admins any name and email in their ' +
+      'organization. An admin saving a user who has no access key also creates it.',
+  })
   updateUser(
     @CurrentActor() actor: Actor,
     @Arg('id', () => ID) id: string,
@@ -64,7 +89,12 @@ export class UserResolver {
     return this.userService.update(actor, id, input);
   }
 
-  @Mutation(() => User)
+  /** See UserService.setRole. */
+  @Can('setRole', 'User', { on: { arg: 'id' } })
+  @Mutation(() => User, {
+    description:
+      "Admins: changes a user's role, from their next request on. CONFLICT for the organization's last active admin.",
+  })
   setUserRole(
     @CurrentActor() actor: Actor,
     @Arg('id', () => ID) id: string,
@@ -73,12 +103,23 @@ export class UserResolver {
     return this.userService.setRole(actor, id, role);
   }
 
-  @Mutation(() => User)
+  /** See UserService.setActive. */
+  @Can('deactivate', 'User', { on: { arg: 'id' } })
+  @Mutation(() => User, {
+    description:
+      'Admins: the user can no longer sign in or use their key, and their sessions end. CONFLICT for the ' +
+      "organization's last active admin.",
+  })
   deactivateUser(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.setActive(actor, id, false);
   }
 
-  @Mutation(() => User)
+  /** See UserService.setActive. */
+  @Can('reactivate', 'User', { on: { arg: 'id' } })
+  @Mutation(() => User, {
+    description:
+      'Admins: the user can sign in and use their key again (sessions ended by the deactivation stay ended).',
+  })
   reactivateUser(@CurrentActor() actor: Actor, @Arg('id', () => ID) id: string): Promise<User> {
     return this.userService.setActive(actor, id, true);
   }
@@ -86,6 +127,8 @@ export class UserResolver {
 
 @Resolver(() => UserConnection)
 export class UserConnectionResolver {
+  /** One count over the page's filter and scope, run only when the field is asked for. */
+  @Can('read', 'User', { on: 'list' })
   @FieldResolver(() => Int, { description: 'All users matching the filter, across pages.' })
   totalCount(@Root() connection: UserConnection): Promise<number> {
     return connection.countTotal();

@@ -1,32 +1,33 @@
 import { subject } from '@casl/ability';
-import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
+import { type DataSource, type EntityManager, QueryFailedError } from 'typeorm';
+
 import type { AccessKeyService, IssuedKey } from '../access-keys/access-key.service';
-import { scopeOf, type Action, type AppAbility } from '../authorization/abilities';
-import type { Actor } from '../request/actor';
+import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
+import { type Clock, expiryMs, systemClock } from '../access-keys/clock';
+import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
+import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit.service';
+import { AuditAction } from '../audit/audit-event.entity';
+import type { AuthCache } from '../authentication/auth-cache';
+import type { PasswordHasher } from '../authentication/password';
+import { type Action, type AppAbility, scopeOf } from '../authorization/abilities';
+import { type Authority, type ConfirmedAct, ReplacedKeyError } from '../authorization/authority';
 import { runPlannedEach, runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
-import { holdsNul } from '../graphql/text-input';
-import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
-import { accessKeyFromJoinedRow, JOINED_KEY_COLUMNS, type JoinedKeyRow } from '../access-keys/access-key.service';
-import type { Loaders } from '../request/loaders';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
-import { AuditAction } from '../audit/audit-event.entity';
-import { auditActorOf, type AuditActor, type AuditService } from '../audit/audit.service';
-import type { SessionService } from '../sessions/session.service';
-import type { AuthCache } from '../authentication/auth-cache';
-import { ReplacedKeyError, type Authority, type ConfirmedAct } from '../authorization/authority';
-import type { PasswordHasher } from '../authentication/password';
-import { expiryMs, systemClock, type Clock } from '../access-keys/clock';
-import { MAX_KEY_AGE_DAYS } from '../access-keys/key-policy.service';
-import { Role, User } from './user.entity';
-import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
-import type { UserConnection } from './user.types';
-import { countFromCounts } from './user-counts';
-import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
-import { normalizeName } from '../graphql/text-checks';
 import { parseId } from '../graphql/ids';
 import { MAX_PAGE_SIZE } from '../graphql/pagination';
+import { normalizeName } from '../graphql/text-checks';
+import { holdsNul } from '../graphql/text-input';
+import type { Actor } from '../request/actor';
+import type { Loaders } from '../request/loaders';
+import type { SessionService } from '../sessions/session.service';
+import { Role, User } from './user.entity';
+import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
+import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
+import type { UserConnection } from './user.types';
+import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
+import { countFromCounts } from './user-counts';
 
 const MAX_SEARCH_LENGTH = 200;
 
@@ -61,7 +62,8 @@ function decodeCursor(value: string): Cursor {
 
 /** The email index is the source of truth for uniqueness (races included): its violation is a CONFLICT. */
 function duplicateEmailAsConflict(error: unknown): never {
-  const driverError = error instanceof QueryFailedError ? (error.driverError as { code?: string; constraint?: string }) : null;
+  const driverError =
+    error instanceof QueryFailedError ? (error.driverError as { code?: string; constraint?: string }) : null;
   if (driverError?.code === '23505' && driverError.constraint === 'users_email_lower_key') {
     throw new ConflictError('A user with this email already exists.');
   }
@@ -92,7 +94,6 @@ async function updateUser(manager: EntityManager, id: string, changes: Record<st
   return userFromRow(rows[0]);
 }
 
-
 /** Users of an organization: every query is scoped by the caller's abilities, every change is one transaction. */
 export class UserService {
   constructor(
@@ -119,7 +120,9 @@ export class UserService {
   }
 
   private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
-    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [ids]);
+    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [
+      ids,
+    ]);
     return new Map(rows.map((row) => [row.id, row]));
   });
 
@@ -142,7 +145,11 @@ export class UserService {
   private async read(params: { where: SqlWhere; tail: string; loaders: Loaders; planEach: boolean }): Promise<User[]> {
     const { where, tail, loaders } = params;
     const run = params.planEach ? runPlannedEach : runPrepared;
-    const rows = await run<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE ${where} ${tail}`, where.values);
+    const rows = await run<UserWithKeyRow>(
+      this.deps.dataSource,
+      `${USERS_WITH_KEYS} WHERE ${where} ${tail}`,
+      where.values,
+    );
     return rows.map((row) => {
       primeKey(loaders, row);
       return userFromRow(row);
@@ -161,6 +168,13 @@ export class UserService {
     return user;
   }
 
+  /**
+   * A page of the users the caller may read (abilities.ts `read` on User, applied as SQL: other rows do not
+   * exist for the caller), ordered by name then id. `first` is 0 to MAX_PAGE_SIZE; `after` is a previous page's
+   * `endCursor`; `filter.search` matches name or email, case-insensitive, at most MAX_SEARCH_LENGTH characters.
+   * The key rows come in the same statement and are primed into `loaders`; `countTotal` runs only if asked.
+   * @throws BadInputError on `first` out of range, a search too long or a malformed cursor.
+   */
   async list(
     actor: Actor,
     args: { filter?: UsersFilter; first: number; after?: string | null },
@@ -185,17 +199,28 @@ export class UserService {
     const withinDays = filter?.keyExpiresWithinDays;
     if (withinDays !== undefined && withinDays !== null) {
       // Key expiry is key information: only those who may read accessKeyInfo may filter by it.
-      if (!actor.ability.can('read', subject('User', { organizationId: actor.principal.organizationId }), 'accessKeyInfo')) {
+      if (
+        !actor.ability.can('read', subject('User', { organizationId: actor.principal.organizationId }), 'accessKeyInfo')
+      ) {
         throw new ForbiddenError('Only admins of the organization can filter by key expiry.');
       }
       if (!Number.isInteger(withinDays) || withinDays < 0 || withinDays > MAX_KEY_AGE_DAYS) {
-        throw new BadInputError(`"keyExpiresWithinDays" must be from 0 to ${MAX_KEY_AGE_DAYS}.`, 'keyExpiresWithinDays');
+        throw new BadInputError(
+          `"keyExpiresWithinDays" must be from 0 to ${MAX_KEY_AGE_DAYS}.`,
+          'keyExpiresWithinDays',
+        );
       }
       // Already expired keys match too: they are the ones most in need of a new key.
       const until = new Date((this.deps.clock ?? systemClock).now() + withinDays * 86_400_000);
-      where.and(`EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ${expiryMs('ek.expires_at')} <= ?)`, until);
+      where.and(
+        `EXISTS (SELECT 1 FROM access_keys ek WHERE ek.user_id = u.id AND ${expiryMs('ek.expires_at')} <= ?)`,
+        until,
+      );
     }
-    const counted = countFromCounts({ scope: scopeOf(actor.ability, 'read', 'User'), filter: { search, role: filter?.role, isActive: filter?.isActive, keyExpiresWithinDays: withinDays } }) ?? {
+    const counted = countFromCounts({
+      scope: scopeOf(actor.ability, 'read', 'User'),
+      filter: { search, role: filter?.role, isActive: filter?.isActive, keyExpiresWithinDays: withinDays },
+    }) ?? {
       text: `SELECT count(*)::int AS n FROM users u WHERE ${where}`,
       values: [...where.values],
     };
@@ -205,7 +230,10 @@ export class UserService {
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
     const planEach = Boolean(search);
-    const rows = first === 0 ? [] : await this.read({ where, tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders, planEach });
+    const rows =
+      first === 0
+        ? []
+        : await this.read({ where, tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders, planEach });
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
@@ -214,7 +242,11 @@ export class UserService {
         endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
       },
       countTotal: async () => {
-        const [{ n }] = await (planEach ? runPlannedEach : runPrepared)<{ n: number }>(this.deps.dataSource, counted.text, counted.values);
+        const [{ n }] = await (planEach ? runPlannedEach : runPrepared)<{ n: number }>(
+          this.deps.dataSource,
+          counted.text,
+          counted.values,
+        );
         return n;
       },
     };
@@ -253,6 +285,13 @@ export class UserService {
     return { user, key };
   }
 
+  /**
+   * createUser: a user of the caller's organization and their first access key (UserService.insert), audited
+   * (USER_CREATED, ACCESS_KEY_CREATED), in one transaction. Only ADMIN may (abilities.ts `create`); checked before
+   * the password is hashed (scrypt, outside the transaction) and again, with the caller's authority, inside it.
+   * @throws ForbiddenError, BadInputError (email, name, or a password of fewer than MIN_PASSWORD_LENGTH
+   *   characters), ConflictError (the email is taken), or the act's refusal (Authority.confirm).
+   */
   async create(actor: Actor, input: CreateUserInput): Promise<User> {
     const { organizationId } = actor.principal;
     const mayCreate = (ability: AppAbility) => {
@@ -263,11 +302,19 @@ export class UserService {
     this.deps.authority.throwIfRefused(actor);
     const email = normalizeEmail(input.email);
     const name = normalizeName(input.name);
-    const passwordHash = input.password == null ? null : await this.hashNewPassword(input.password, 'password', actor.ip);
+    const passwordHash =
+      input.password == null ? null : await this.hashNewPassword(input.password, 'password', actor.ip);
     return this.deps.dataSource.transaction(async (manager) => {
       // Creating a user issues their first key: a replaced key may not (ReplacedKeyError).
       (await this.deps.authority.confirm(manager, { actor, handlesKeys: true })).authorize(mayCreate);
-      const { user } = await this.insert(manager, { email, name, role: input.role, passwordHash, organizationId, actor: auditActorOf(actor) });
+      const { user } = await this.insert(manager, {
+        email,
+        name,
+        role: input.role,
+        passwordHash,
+        organizationId,
+        actor: auditActorOf(actor),
+      });
       return user;
     });
   }
@@ -290,7 +337,12 @@ export class UserService {
     const lockOrganizationForUpdate = params.action === 'setRole' || params.action === 'deactivate';
     const result = await this.deps.dataSource.transaction(async (manager) => {
       const handlesKeys = params.action === 'regenerateAccessKey';
-      const act = await this.deps.authority.confirm(manager, { actor, targetIds: [id], lockOrganizationForUpdate, handlesKeys });
+      const act = await this.deps.authority.confirm(manager, {
+        actor,
+        targetIds: [id],
+        lockOrganizationForUpdate,
+        handlesKeys,
+      });
       const user = act.users.get(id);
       const fields = params.fields?.length ? params.fields : [undefined];
       act.authorize((ability) => {
@@ -309,6 +361,10 @@ export class UserService {
    * written: a save that changes nothing (an empty input, or the same values) writes no row, no version and no
    * USER_UPDATED audit event. A user without a key is given one when the caller may regenerate that user's key
    * (and the request's key is not a replaced one: ReplacedKeyError).
+   * Each field is checked by name (abilities.ts: everyone their own `name`; ADMIN `name` and `email` in the
+   * organization).
+   * @throws BadInputError (id, email, name), NotFoundError (not visible), ForbiddenError (a field not granted),
+   *   ConflictError (the email is taken), or the act's refusal; see `change`.
    */
   async update(actor: Actor, id: string, input: UpdateUserInput): Promise<User> {
     const requested: Partial<Pick<User, 'email' | 'name'>> = {};
@@ -323,7 +379,8 @@ export class UserService {
       // "Edit, then Save" on a user without a key (an imported one) gives them one, when the caller is one
       // who may issue that user a key: a member saving their own name creates none.
       const mayIssueKey = act.ability.can('regenerateAccessKey', user);
-      const hasKey = mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
+      const hasKey =
+        mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
       const actions = changed ? [AuditAction.USER_UPDATED] : [];
       if (mayIssueKey && !hasKey) {
         if (act.viaReplacedKey) throw new ReplacedKeyError();
@@ -339,6 +396,13 @@ export class UserService {
     });
   }
 
+  /**
+   * setUserRole: gives user `id` the role `role` (ADMIN of the organization only), audited as USER_ROLE_CHANGED;
+   * the same role again changes nothing. The user's cached credentials are evicted, so the new role applies to
+   * their next request.
+   * @throws NotFoundError, ForbiddenError, ConflictError (the organization's last active ADMIN would be demoted),
+   *   BadInputError (malformed id), or the act's refusal; see `change`.
+   */
   async setRole(actor: Actor, id: string, role: Role): Promise<User> {
     return this.change(actor, { id, action: 'setRole' }, async (manager, user) => {
       if (user.role === role) return user;
@@ -349,6 +413,13 @@ export class UserService {
     });
   }
 
+  /**
+   * deactivateUser / reactivateUser (ADMIN of the organization only), audited as USER_DEACTIVATED or
+   * USER_REACTIVATED; the same state again changes nothing. Deactivating ends all the user's sessions (not brought
+   * back by reactivation), and their key stops authenticating at once (cache evicted after the commit).
+   * @throws NotFoundError, ForbiddenError, ConflictError (the organization's last active ADMIN would be
+   *   deactivated), BadInputError (malformed id), or the act's refusal; see `change`.
+   */
   async setActive(actor: Actor, id: string, isActive: boolean): Promise<User> {
     return this.change(actor, { id, action: isActive ? 'reactivate' : 'deactivate' }, async (manager, user) => {
       if (user.isActive === isActive) return user;

@@ -1,4 +1,5 @@
 import { Field, ObjectType } from 'type-graphql';
+
 import { PageInfo } from '../graphql/pagination';
 import { User } from './user.entity';
 
@@ -22,4 +23,3 @@ export class UserConnection {
   /** Counted only when asked for (see UserResolver.totalCount). */
   countTotal: () => Promise<number>;
 }
-

@@ -1,6 +1,7 @@
+import { domainToUnicode } from 'node:url';
+
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../authentication/password';
 import { BadInputError } from '../errors';
-import { domainToUnicode } from 'node:url';
 import { refuseHiddenCharacters } from '../graphql/text-checks';
 
 const MAX_EMAIL_LENGTH = 254;
@@ -14,7 +15,12 @@ const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
  * like, as PRECIS (RFC 8265) maps widths for usernames. Nothing is validated here: sign-in uses it as is.
  */
 export function canonicalEmail(value: string): string {
-  const folded = value.trim().normalize('NFKC').toLowerCase().normalize('NFKC').replace(/\u03c2/g, '\u03c3');
+  const folded = value
+    .trim()
+    .normalize('NFKC')
+    .toLowerCase()
+    .normalize('NFKC')
+    .replace(/\u03c2/g, '\u03c3');
   const at = folded.lastIndexOf('@');
   if (at < 0 || !/(^|\.)xn--/.test(folded.slice(at + 1))) return folded;
   const unicode = domainToUnicode(folded.slice(at + 1));
@@ -42,10 +48,16 @@ export function normalizeEmail(value: string): string {
   const labels = domain.split('.');
   // "a@example.com." is the mailbox of "a@example.com" (the root's dot), "a@example..com" none at all.
   if (labels.some((label) => label === '')) {
-    throw new BadInputError('The domain of an email must not start or end with a dot, or have two dots in a row.', 'email');
+    throw new BadInputError(
+      'The domain of an email must not start or end with a dot, or have two dots in a row.',
+      'email',
+    );
   }
   if ([localPart, ...labels].some(mixesConfusableScripts)) {
-    throw new BadInputError('Each part of an email must use one of the Latin, Greek and Cyrillic scripts, not several (their letters look alike).', 'email');
+    throw new BadInputError(
+      'Each part of an email must use one of the Latin, Greek and Cyrillic scripts, not several (their letters look alike).',
+      'email',
+    );
   }
   return email;
 }
@@ -53,6 +65,9 @@ export function normalizeEmail(value: string): string {
 /** Refuses a new password of the wrong length (BAD_USER_INPUT on `field`), before anything hashes it. */
 export function checkPasswordLength(password: string, field: string): void {
   if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
-    throw new BadInputError(`Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`, field);
+    throw new BadInputError(
+      `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`,
+      field,
+    );
   }
 }

@@ -1,10 +1,12 @@
+import { randomBytes } from 'node:crypto';
+
+import { Client } from 'pg';
+
+import type { Clock } from '../../src/access-keys/clock';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { postFrom } from '../helpers/http';
-import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
 import { waitForLockWaiters } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
-import type { Clock } from '../../src/access-keys/clock';
 import { DAY_MS } from '../helpers/test-clock';
 
 const SET_POLICY = `mutation ($days: Int, $existing: Boolean) {
@@ -48,12 +50,16 @@ describe('expiry by policy under attack', () => {
     const admin: TestUser = await createOrganization(first, 'Boundary Clinic');
     const member = await createUser(first, admin);
     // PostgreSQL keeps microseconds; a creation time between two milliseconds is the ordinary case.
-    await first.dataSource.query(`UPDATE access_keys SET created_at = date_trunc('second', now()) + interval '0.123456 seconds' WHERE user_id = $1`, [
-      member.id,
-    ]);
+    await first.dataSource.query(
+      `UPDATE access_keys SET created_at = date_trunc('second', now()) + interval '0.123456 seconds' WHERE user_id = $1`,
+      [member.id],
+    );
     const applied = await first.gql(SET_POLICY, { key: admin.key, variables: { days: 1, existing: true } });
     expect(applied.body.errors).toBeUndefined();
-    const info = await first.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { expiresAt } } }', { key: admin.key, variables: { id: member.id } });
+    const info = await first.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { expiresAt } } }', {
+      key: admin.key,
+      variables: { id: member.id },
+    });
     const expiresAtMs = new Date(info.body.data!.user.accessKeyInfo.expiresAt).getTime();
 
     // One millisecond before: it works, and is cached on the first instance.
@@ -77,10 +83,13 @@ describe('expiry by policy under attack', () => {
     expect((await meOn(first, member.key)).status).toBe(200);
     clock.advance(2 * DAY_MS);
     expect((await meOn(second, member.key)).status).toBe(401);
-    const regenerated = await first.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { previousKeyExpiresAt } }', {
-      key: admin.key,
-      variables: { id: member.id },
-    });
+    const regenerated = await first.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { previousKeyExpiresAt } }',
+      {
+        key: admin.key,
+        variables: { id: member.id },
+      },
+    );
     expect(regenerated.body.errors).toBeUndefined();
     expect(regenerated.body.data!.regenerateAccessKey.previousKeyExpiresAt).toBeNull();
     // Neither instance takes the expired key, cached or not, and it cannot act.
@@ -127,7 +136,9 @@ describe('expiry by policy under attack', () => {
     } finally {
       await lock.end();
     }
-    const [row] = await first.dataSource.query(`SELECT expires_at, created_at FROM access_keys WHERE user_id = $1`, [target.id]);
+    const [row] = await first.dataSource.query(`SELECT expires_at, created_at FROM access_keys WHERE user_id = $1`, [
+      target.id,
+    ]);
     expect(row.expires_at).not.toBeNull();
   });
 
@@ -136,11 +147,15 @@ describe('expiry by policy under attack', () => {
     const theirs: TestUser = await createOrganization(first, 'Theirs Clinic');
     const member = await createUser(first, mine);
     for (const org of [mine, theirs]) {
-      expect((await first.gql(SET_POLICY, { key: org.key, variables: { days: 3650, existing: true } })).body.errors).toBeUndefined();
+      expect(
+        (await first.gql(SET_POLICY, { key: org.key, variables: { days: 3650, existing: true } })).body.errors,
+      ).toBeUndefined();
     }
     const refused = await first.gql(SET_POLICY, { key: member.key, variables: { days: 1, existing: true } });
     expect(refused.body.errors?.[0].extensions?.code).toBe('FORBIDDEN');
-    const [org] = await first.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [mine.organizationId]);
+    const [org] = await first.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [
+      mine.organizationId,
+    ]);
     expect(org.max_key_age_days).toBe(3650);
     // Every key of both organizations expires within 3650 days of the (moved) clock.
     const EXPIRING = 'query { users(first: 500, filter: { keyExpiresWithinDays: 3650 }) { edges { node { id } } } }';
@@ -159,12 +174,17 @@ describe('expiry by policy under attack', () => {
       expect(response.body.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
     }
     for (const literal of ['1.5', '"30"', '99999999999', 'true']) {
-      const response = await first.gql(`mutation { setAccessKeyPolicy(maxKeyAgeDays: ${literal}) { existingKeysUpdated } }`, { key: admin.key });
+      const response = await first.gql(
+        `mutation { setAccessKeyPolicy(maxKeyAgeDays: ${literal}) { existingKeysUpdated } }`,
+        { key: admin.key },
+      );
       // Written into the document, GraphQL's own validation refuses it before any resolver runs.
       expect(response.status).toBe(400);
       expect(response.body.errors?.[0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
     }
-    const [row] = await first.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [admin.organizationId]);
+    const [row] = await first.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [
+      admin.organizationId,
+    ]);
     expect(row.max_key_age_days).toBeNull();
   });
 });

@@ -1,7 +1,8 @@
+import { Client } from 'pg';
+
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
-import { Client } from 'pg';
 import { postFrom } from '../helpers/http';
 import { waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -53,7 +54,9 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
         expect(response.status).toBe(200);
         expect(response.body.errors?.[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'maxKeyAgeDays' });
       }
-      const [row] = await app.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [org.organizationId]);
+      const [row] = await app.dataSource.query(`SELECT max_key_age_days FROM organizations WHERE id = $1`, [
+        org.organizationId,
+      ]);
       expect(row.max_key_age_days).toBeNull();
       expect(await auditCount(org.organizationId)).toBe(0);
     });
@@ -77,10 +80,15 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
       const shown = await app.gql('{ organization { maxKeyAgeDays } }', { key: org.key });
       expect(shown.body.data!.organization.maxKeyAgeDays).toBe(90);
       expect(await auditCount(org.organizationId)).toBe(1);
-      const events = await app.gql('{ auditEvents(filter: { action: ACCESS_KEY_POLICY_CHANGED }) { edges { node { action actor { id } } } } }', {
-        key: org.key,
-      });
-      expect(events.body.data!.auditEvents.edges).toEqual([{ node: { action: 'ACCESS_KEY_POLICY_CHANGED', actor: { id: org.id } } }]);
+      const events = await app.gql(
+        '{ auditEvents(filter: { action: ACCESS_KEY_POLICY_CHANGED }) { edges { node { action actor { id } } } } }',
+        {
+          key: org.key,
+        },
+      );
+      expect(events.body.data!.auditEvents.edges).toEqual([
+        { node: { action: 'ACCESS_KEY_POLICY_CHANGED', actor: { id: org.id } } },
+      ]);
     });
   });
 
@@ -169,14 +177,19 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
     expect(new Date(expiresAt).getTime() - new Date(createdAt).getTime()).toBe(3650 * DAY_MS);
 
     const cleared = await app.gql(SET_POLICY, { key: org.key, variables: { days: null, existing: true } });
-    expect(cleared.body.data!.setAccessKeyPolicy).toMatchObject({ organization: { maxKeyAgeDays: null }, existingKeysUpdated: 2 });
+    expect(cleared.body.data!.setAccessKeyPolicy).toMatchObject({
+      organization: { maxKeyAgeDays: null },
+      existingKeysUpdated: 2,
+    });
     const after = await app.gql(KEY_INFO, { key: org.key, variables: { id: member.id } });
     expect(after.body.data!.user.accessKeyInfo.expiresAt).toBeNull();
   });
 
   it('applyToExistingKeys and the batched write of key uses lock the key rows in one order: no deadlock', async () => {
     const org = await createOrganization(app, 'Lock Order Clinic');
-    const [first, second] = (await Promise.all([createUser(app, org), createUser(app, org)])).sort((x, y) => (x.id < y.id ? -1 : 1));
+    const [first, second] = (await Promise.all([createUser(app, org), createUser(app, org)])).sort((x, y) =>
+      x.id < y.id ? -1 : 1,
+    );
     // The first row's live version after the second's, in the heap and in every index (a regeneration
     // rewrites indexed columns): a statement that locks rows as it scans them takes the second first, while
     // the write of key uses takes them by user id.
@@ -185,7 +198,10 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
       variables: { id: first.id },
     });
     first.key = regenerated.body.data!.regenerateAccessKey.accessKey;
-    const physical = await app.dataSource.query(`SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`, [[first.id, second.id]]);
+    const physical = await app.dataSource.query(
+      `SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`,
+      [[first.id, second.id]],
+    );
     expect(physical.map((row: { user_id: string }) => row.user_id)).toEqual([second.id, first.id]);
 
     // A trigger that waits on an advisory lock the test holds, when the policy writes the second row: the
@@ -205,7 +221,8 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
       await holder.query('SELECT pg_advisory_lock(4711)');
       const policy = app.gql(SET_POLICY, { key: org.key, variables: { days: 3650, existing: true } });
       await waitForLockWaiters(app, 1);
-      for (const user of [first, second]) app.services.accessKeys.markUsed(app.keyCrypto.digest(user.key).toString('base64'));
+      for (const user of [first, second])
+        app.services.accessKeys.markUsed(app.keyCrypto.digest(user.key).toString('base64'));
       const flushed = app.services.accessKeys.flushUse();
       await waitForLockWaiters(app, 2);
       await holder.query('SELECT pg_advisory_unlock(4711)');

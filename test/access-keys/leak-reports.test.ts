@@ -1,14 +1,16 @@
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
+
+import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { FRESHNESS_MS } from '../../src/authentication/auth-cache';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { ConfigError } from '../../src/config';
 import { operatorMessage } from '../../src/operator-errors';
-import { generateAccessKey, keyHint } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
@@ -68,7 +70,9 @@ function post(
   params: { body: string; headers?: Record<string, string | string[] | null>; chunked?: boolean },
 ): Promise<{ status: number; body: any }> {
   const given: Record<string, string | string[] | null> = { 'content-type': 'application/json', ...params.headers };
-  const headers = Object.fromEntries(Object.entries(given).filter((entry): entry is [string, string | string[]] => entry[1] !== null));
+  const headers = Object.fromEntries(
+    Object.entries(given).filter((entry): entry is [string, string | string[]] => entry[1] !== null),
+  );
   return new Promise((resolve, reject) => {
     const request = http.request(
       app.url.replace(/\/graphql$/, '/secret-scanning/github'),
@@ -132,7 +136,12 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     database = await createTestDatabase();
     const secret = randomBytes(32);
     const env = { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '10000' };
-    a = await startTestApp({ env: { ...env, LOG_LEVEL: 'info' }, database: { url: database.url, secret }, captureLogs: true, hooks });
+    a = await startTestApp({
+      env: { ...env, LOG_LEVEL: 'info' },
+      database: { url: database.url, secret },
+      captureLogs: true,
+      hooks,
+    });
     b = await startTestApp({ env, database: { url: database.url, secret } });
     admin = await createOrganization(a);
   }, 60_000);
@@ -147,8 +156,12 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   /** Everything a refused message must leave as it was. */
   async function snapshot(): Promise<unknown> {
     return {
-      keys: await a.dataSource.query(`SELECT user_id, key_digest, previous_key_digest, leak_reported_at FROM access_keys ORDER BY user_id`),
-      audit: await a.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED')`),
+      keys: await a.dataSource.query(
+        `SELECT user_id, key_digest, previous_key_digest, leak_reported_at FROM access_keys ORDER BY user_id`,
+      ),
+      audit: await a.dataSource.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED')`,
+      ),
     };
   }
 
@@ -160,7 +173,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
 
     const body = messageOf([user.key]);
     const response = await post(a, { body, headers: signedHeaders(body, github) });
-    expect(response).toEqual({ status: 200, body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }] });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }],
+    });
 
     expect((await a.gql(ME, { key: user.key })).status).toBe(401);
     expect(await refusedWithinBound(b, user.key)).toBe(401);
@@ -176,7 +192,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       },
     ]);
     // Where it was found, never the key itself.
-    const rows = await a.dataSource.query(`SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`, [user.id]);
+    const rows = await a.dataSource.query(
+      `SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`,
+      [user.id],
+    );
     for (const { row } of rows) expect(row).not.toContain(user.key);
 
     const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
@@ -193,10 +212,13 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
 
   it('revokes a reported grace-period key together with the key that replaced it, and accepts the older GitHub key', async () => {
     const user = await createUser(a, admin);
-    const regenerated = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-      key: admin.key,
-      variables: { id: user.id },
-    });
+    const regenerated = await a.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: user.id },
+      },
+    );
     const current = regenerated.body.data!.regenerateAccessKey.accessKey as string;
     expect((await b.gql(ME, { key: user.key })).status).toBe(200);
     expect((await b.gql(ME, { key: current })).status).toBe(200);
@@ -225,10 +247,15 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
         key: leakyAdmin.key,
         variables: { id: admin.id },
       });
-      expect((await report!).body).toEqual([{ token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+      expect((await report!).body).toEqual([
+        { token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+      ]);
       expect(response.body.data).toBeNull();
       expect(response.body.errors).toEqual([
-        expect.objectContaining({ path: ['regenerateAccessKey'], extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' } }),
+        expect.objectContaining({
+          path: ['regenerateAccessKey'],
+          extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
+        }),
       ]);
       expect((await a.gql(ME, { key: admin.key })).status).toBe(200);
     } finally {
@@ -276,7 +303,11 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     const theirs = await createUser(a, otherAdmin);
     const body = messageOf([ours.key, theirs.key, ours.key]);
     const response = await post(a, { body, headers: signedHeaders(body, github) });
-    expect(response.body.map((label: { label: string }) => label.label)).toEqual(['true_positive', 'true_positive', 'true_positive']);
+    expect(response.body.map((label: { label: string }) => label.label)).toEqual([
+      'true_positive',
+      'true_positive',
+      'true_positive',
+    ]);
     for (const user of [ours, theirs]) {
       expect((await a.gql(ME, { key: user.key })).status).toBe(401);
       const rows = await a.dataSource.query(
@@ -295,7 +326,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     const member = await createUser(a, admin);
     hooks.beforeAuthorityCheck = async (actor) => {
       if (actor.principal.userId !== reporter.id) return;
-      const deactivated = await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { isActive } }', { key: admin.key, variables: { id: reporter.id } });
+      const deactivated = await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { isActive } }', {
+        key: admin.key,
+        variables: { id: reporter.id },
+      });
       expect(deactivated.body.data).toEqual({ deactivateUser: { isActive: false } });
     };
     try {
@@ -306,7 +340,10 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       delete hooks.beforeAuthorityCheck;
     }
     expect((await a.gql(ME, { key: member.key })).status).toBe(200);
-    const [{ n }] = await a.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE target_user_id = $1 AND action = 'ACCESS_KEY_LEAK_REPORTED'`, [member.id]);
+    const [{ n }] = await a.dataSource.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE target_user_id = $1 AND action = 'ACCESS_KEY_LEAK_REPORTED'`,
+      [member.id],
+    );
     expect(n).toBe(0);
   });
 
@@ -319,16 +356,27 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     const unknown = generateAccessKey();
     const body = messageOf([unknown]);
     const response = await post(a, { body, headers: { ...signedHeaders(body, github), ...headers }, chunked });
-    expect(response).toEqual({ status: 200, body: [{ token_raw: unknown, token_type: TOKEN_TYPE, label: 'false_positive' }] });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: unknown, token_type: TOKEN_TYPE, label: 'false_positive' }],
+    });
   });
 
   it('revokes a key whose location GitHub gives with characters no text field shows (NUL, controls, direction overrides, lone surrogates): they are stored replaced', async () => {
     const user = await createUser(a, admin);
     const body = JSON.stringify([
-      { token: user.key, type: TOKEN_TYPE, url: 'https://github.com/octo/a\u0000b\u001b[2J\u202egpj.exe\ud800', source: 'con\ntent' },
+      {
+        token: user.key,
+        type: TOKEN_TYPE,
+        url: 'https://github.com/octo/a\u0000b\u001b[2J\u202egpj.exe\ud800',
+        source: 'con\ntent',
+      },
     ]);
     const response = await post(a, { body, headers: signedHeaders(body, github) });
-    expect(response).toEqual({ status: 200, body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }] });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: user.key, token_type: TOKEN_TYPE, label: 'true_positive' }],
+    });
     expect((await a.gql(ME, { key: user.key })).status).toBe(401);
     const shown = 'https://github.com/octo/a\ufffdb\ufffd[2J\ufffdgpj.exe\ufffd (GitHub con\ufffdtent)';
     const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
@@ -340,43 +388,57 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   // Every act locks organization, then users, then key rows (Authority). A report that locked key rows first
   // deadlocked with an admin's act that holds its own key row and then writes the reported user's.
   it.each([
-    ['regenerates', 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', (user: TestUser) => ({ id: user.id })],
-    ['reports', 'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }', (user: TestUser) => ({ key: user.key })],
-  ])('an admin who %s the key of a user while a report names both their keys: one waits for the other, no deadlock', async (_case, act, variablesOf) => {
-    const [first, second] = (await Promise.all([createUser(a, admin, { role: Role.ADMIN }), createUser(a, admin, { role: Role.ADMIN })])).sort(
-      (x, y) => (x.id < y.id ? -1 : 1),
-    );
-    // The report takes the rows by user id (first, then second); the admin (second) holds its own first.
-    const body = messageOf([first.key, second.key]);
-    let report: Promise<{ status: number; body: any }> | null = null;
-    hooks.afterAuthorityCheck = async (actor) => {
-      if (actor.principal.userId !== second.id || report) return;
-      report = post(a, { body, headers: signedHeaders(body, github) });
-      await waitForLockWaiters(a, 1);
-    };
-    try {
-      const response = await a.gql(act, { key: second.key, variables: variablesOf(first) });
-      expect(response.status).toBe(200);
-      expect(response.body.errors).toBeUndefined();
-      // The report waited for the admin's act: the first key was replaced by then, the second is revoked now.
-      expect(await report!).toEqual({
-        status: 200,
-        body: [
-          { token_raw: first.key, token_type: TOKEN_TYPE, label: 'false_positive' },
-          { token_raw: second.key, token_type: TOKEN_TYPE, label: 'true_positive' },
-        ],
-      });
-      expect((await a.gql(ME, { key: first.key })).status).toBe(401);
-      expect((await a.gql(ME, { key: second.key })).status).toBe(401);
-    } finally {
-      delete hooks.afterAuthorityCheck;
-    }
-  });
+    [
+      'regenerates',
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }',
+      (user: TestUser) => ({ id: user.id }),
+    ],
+    [
+      'reports',
+      'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }',
+      (user: TestUser) => ({ key: user.key }),
+    ],
+  ])(
+    'an admin who %s the key of a user while a report names both their keys: one waits for the other, no deadlock',
+    async (_case, act, variablesOf) => {
+      const [first, second] = (
+        await Promise.all([createUser(a, admin, { role: Role.ADMIN }), createUser(a, admin, { role: Role.ADMIN })])
+      ).sort((x, y) => (x.id < y.id ? -1 : 1));
+      // The report takes the rows by user id (first, then second); the admin (second) holds its own first.
+      const body = messageOf([first.key, second.key]);
+      let report: Promise<{ status: number; body: any }> | null = null;
+      hooks.afterAuthorityCheck = async (actor) => {
+        if (actor.principal.userId !== second.id || report) return;
+        report = post(a, { body, headers: signedHeaders(body, github) });
+        await waitForLockWaiters(a, 1);
+      };
+      try {
+        const response = await a.gql(act, { key: second.key, variables: variablesOf(first) });
+        expect(response.status).toBe(200);
+        expect(response.body.errors).toBeUndefined();
+        // The report waited for the admin's act: the first key was replaced by then, the second is revoked now.
+        expect(await report!).toEqual({
+          status: 200,
+          body: [
+            { token_raw: first.key, token_type: TOKEN_TYPE, label: 'false_positive' },
+            { token_raw: second.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+          ],
+        });
+        expect((await a.gql(ME, { key: first.key })).status).toBe(401);
+        expect((await a.gql(ME, { key: second.key })).status).toBe(401);
+      } finally {
+        delete hooks.afterAuthorityCheck;
+      }
+    },
+  );
 
   it("revokes a deactivated user's key too: reactivating the user does not bring the leaked key back", async () => {
     const member = await createUser(a, admin);
     const setActive = (active: boolean) =>
-      a.gql(`mutation ($id: ID!) { ${active ? 'reactivateUser' : 'deactivateUser'}(id: $id) { isActive } }`, { key: admin.key, variables: { id: member.id } });
+      a.gql(`mutation ($id: ID!) { ${active ? 'reactivateUser' : 'deactivateUser'}(id: $id) { isActive } }`, {
+        key: admin.key,
+        variables: { id: member.id },
+      });
     await setActive(false);
     const body = messageOf([member.key]);
     expect((await post(a, { body, headers: signedHeaders(body, github) })).body).toEqual([
@@ -397,10 +459,13 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     };
     let successor: string;
     try {
-      const regenerated = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-        key: admin.key,
-        variables: { id: member.id },
-      });
+      const regenerated = await a.gql(
+        'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+        {
+          key: admin.key,
+          variables: { id: member.id },
+        },
+      );
       successor = regenerated.body.data!.regenerateAccessKey.accessKey;
     } finally {
       delete hooks.afterAuthorityCheck;
@@ -411,11 +476,15 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   });
 
   it('the batched write of key uses and a report that names the same keys do not deadlock: the write waits', async () => {
-    const [first, second] = (await Promise.all([createUser(a, admin), createUser(a, admin)])).sort((x, y) => (x.id < y.id ? -1 : 1));
+    const [first, second] = (await Promise.all([createUser(a, admin), createUser(a, admin)])).sort((x, y) =>
+      x.id < y.id ? -1 : 1,
+    );
     // The report locks the key rows by user id. Put the first row's live version after the second's, so that
     // a write that updates rows as it scans them reaches the second row first.
     await a.dataSource.query(`UPDATE access_keys SET leak_report_location = NULL WHERE user_id = $1`, [first.id]);
-    const physical = await a.dataSource.query(`SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`, [[first.id, second.id]]);
+    const physical = await a.dataSource.query(`SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`, [
+      [first.id, second.id],
+    ]);
     expect(physical.map((row: { user_id: string }) => row.user_id)).toEqual([second.id, first.id]);
 
     const holder = new Client({ connectionString: a.databaseUrl });
@@ -428,7 +497,8 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       const body = messageOf([first.key, second.key]);
       const report = post(a, { body, headers: signedHeaders(body, github) });
       await waitForLockWaiters(a, 1);
-      for (const user of [first, second]) a.services.accessKeys.markUsed(a.keyCrypto.digest(user.key).toString('base64'));
+      for (const user of [first, second])
+        a.services.accessKeys.markUsed(a.keyCrypto.digest(user.key).toString('base64'));
       const flushed = a.services.accessKeys.flushUse();
       await waitForLockWaiters(a, 2);
       await holder.query('COMMIT');
@@ -460,28 +530,55 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       ['signed without a key identifier', () => ({ 'github-public-key-signature': signatureOf(body, github) })],
       ['signed by another key under GitHub’s key identifier', () => signedHeaders(body, stranger, github.id)],
       ['signed by a key nobody configured', () => signedHeaders(body, stranger)],
-      ['signed with garbage', () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' })],
-      ['signed as raw r||s (IEEE P1363), not DER', () => ({
-        'github-public-key-identifier': github.id,
-        'github-public-key-signature': sign('sha256', Buffer.from(body), { key: github.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64'),
-      })],
+      [
+        'signed with garbage',
+        () => ({ 'github-public-key-identifier': github.id, 'github-public-key-signature': 'bm90IGEgc2lnbmF0dXJl' }),
+      ],
+      [
+        'signed as raw r||s (IEEE P1363), not DER',
+        () => ({
+          'github-public-key-identifier': github.id,
+          'github-public-key-signature': sign('sha256', Buffer.from(body), {
+            key: github.privateKey,
+            dsaEncoding: 'ieee-p1363',
+          }).toString('base64'),
+        }),
+      ],
       // Only one exact header value is the signature: no second reading of a header, no skipped characters.
-      ['the right signature, in two header lines', () => {
-        const signature = paddedSignatureOf(body, github);
-        return { 'github-public-key-identifier': github.id, 'github-public-key-signature': [signature, signature] };
-      }],
-      ['the right signature followed by a stranger’s', () => ({
-        'github-public-key-identifier': github.id,
-        'github-public-key-signature': `${paddedSignatureOf(body, github)}, ${signatureOf(body, stranger)}`,
-      })],
-      ['the right signature with characters outside base64 in it', () => {
-        const signature = signatureOf(body, github);
-        return { 'github-public-key-identifier': github.id, 'github-public-key-signature': `${signature.slice(0, 20)}!*${signature.slice(20)}` };
-      }],
-      ['the right signature with a space in it', () => {
-        const signature = signatureOf(body, github);
-        return { 'github-public-key-identifier': github.id, 'github-public-key-signature': `${signature.slice(0, 20)} ${signature.slice(20)}` };
-      }],
+      [
+        'the right signature, in two header lines',
+        () => {
+          const signature = paddedSignatureOf(body, github);
+          return { 'github-public-key-identifier': github.id, 'github-public-key-signature': [signature, signature] };
+        },
+      ],
+      [
+        'the right signature followed by a stranger’s',
+        () => ({
+          'github-public-key-identifier': github.id,
+          'github-public-key-signature': `${paddedSignatureOf(body, github)}, ${signatureOf(body, stranger)}`,
+        }),
+      ],
+      [
+        'the right signature with characters outside base64 in it',
+        () => {
+          const signature = signatureOf(body, github);
+          return {
+            'github-public-key-identifier': github.id,
+            'github-public-key-signature': `${signature.slice(0, 20)}!*${signature.slice(20)}`,
+          };
+        },
+      ],
+      [
+        'the right signature with a space in it',
+        () => {
+          const signature = signatureOf(body, github);
+          return {
+            'github-public-key-identifier': github.id,
+            'github-public-key-signature': `${signature.slice(0, 20)} ${signature.slice(20)}`,
+          };
+        },
+      ],
     ])('%s: 401 and nothing changes', async (_case, headers) => {
       const before = await snapshot();
       const response = await post(a, { body, headers: headers() as Record<string, string | string[]> });
@@ -505,7 +602,9 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
 
     it('larger than 64 KiB, even correctly signed: 413 and nothing changes', async () => {
       const before = await snapshot();
-      const big = JSON.stringify([{ token: user.key, type: TOKEN_TYPE, url: `https://github.com/${'x'.repeat(70_000)}`, source: 'content' }]);
+      const big = JSON.stringify([
+        { token: user.key, type: TOKEN_TYPE, url: `https://github.com/${'x'.repeat(70_000)}`, source: 'content' },
+      ]);
       const response = await post(a, { body: big, headers: signedHeaders(big, github) });
       expect(response.status).toBe(413);
       expect(await snapshot()).toEqual(before);
@@ -558,7 +657,10 @@ describe('leak reports: refused messages count as failed authentications of the 
     const github = signingKey('github-current');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
     const keysFile = path.join(dir, 'secret_scanning.json');
-    fs.writeFileSync(keysFile, JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }));
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }),
+    );
     const app = await startTestApp({ env: { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '2' } });
     try {
       const body = messageOf([generateAccessKey()]);
@@ -613,9 +715,17 @@ describe('leak reports: a failed attempt, and the logs at debug level with every
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-github-keys-'));
     const keysFile = path.join(dir, 'secret_scanning.json');
-    fs.writeFileSync(keysFile, JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }));
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({ public_keys: [{ key_identifier: github.id, key: github.pem, is_current: true }] }),
+    );
     app = await startTestApp({
-      env: { SECRET_SCANNING_GITHUB_KEYS: keysFile, AUTH_FAILURE_LIMIT: '10000', LOG_LEVEL: 'debug', LOG_REQUESTS: '1' },
+      env: {
+        SECRET_SCANNING_GITHUB_KEYS: keysFile,
+        AUTH_FAILURE_LIMIT: '10000',
+        LOG_LEVEL: 'debug',
+        LOG_REQUESTS: '1',
+      },
       captureLogs: true,
     });
     admin = await createOrganization(app);
@@ -671,7 +781,10 @@ describe('leak reports: the endpoint is off without SECRET_SCANNING_GITHUB_KEYS'
   it('answers 404', async () => {
     const app = await startTestApp();
     try {
-      const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), { method: 'POST', body: '[]' });
+      const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
+        method: 'POST',
+        body: '[]',
+      });
       expect(response.status).toBe(404);
     } finally {
       await app.close();
@@ -686,18 +799,46 @@ describe('leak reports: a bad SECRET_SCANNING_GITHUB_KEYS file stops startup wit
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .publicKey.export({ type: 'spki', format: 'pem' })
+    .toString();
   const otherCurve = (type: 'ec' | 'ed25519', options?: { namedCurve: string }) =>
-    (generateKeyPairSync as (type: string, options?: object) => { publicKey: KeyObject })(type, options).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    (generateKeyPairSync as (type: string, options?: object) => { publicKey: KeyObject })(type, options)
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
   it.each([
     ['missing', null, /cannot be read \(ENOENT\)/],
-    ['not JSON', 'not json', /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/],
+    [
+      'not JSON',
+      'not json',
+      /is not JSON: save the answer of https:\/\/api\.github\.com\/meta\/public_keys\/secret_scanning/,
+    ],
     ['without keys', '{"public_keys":[]}', /holds no "public_keys" list/],
-    ['a key without identifier', JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }), /public_keys\[0\] has no "key_identifier"/],
-    ['a key that is not PEM', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }), /the key "k1" is not a PEM public key/],
-    ['an RSA key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }), /the key "k1" is not an ECDSA P-256 key/],
-    ['a P-384 key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ec', { namedCurve: 'P-384' }) }] }), /the key "k1" is not an ECDSA P-256 key/],
-    ['an Ed25519 key', JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ed25519') }] }), /the key "k1" is not an ECDSA P-256 key/],
+    [
+      'a key without identifier',
+      JSON.stringify({ public_keys: [{ key: signingKey('x').pem }] }),
+      /public_keys\[0\] has no "key_identifier"/,
+    ],
+    [
+      'a key that is not PEM',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: 'MFkw' }] }),
+      /the key "k1" is not a PEM public key/,
+    ],
+    [
+      'an RSA key',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: rsa }] }),
+      /the key "k1" is not an ECDSA P-256 key/,
+    ],
+    [
+      'a P-384 key',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ec', { namedCurve: 'P-384' }) }] }),
+      /the key "k1" is not an ECDSA P-256 key/,
+    ],
+    [
+      'an Ed25519 key',
+      JSON.stringify({ public_keys: [{ key_identifier: 'k1', key: otherCurve('ed25519') }] }),
+      /the key "k1" is not an ECDSA P-256 key/,
+    ],
   ])('%s', async (_case, contents, message) => {
     const file = path.join(dir, `${_case.replace(/\W+/g, '-')}.json`);
     if (contents !== null) fs.writeFileSync(file, contents);
@@ -732,29 +873,50 @@ describe('reportLeakedAccessKey', () => {
 
   it("revokes a key of the admin's own organization and audits who reported it and where it was found", async () => {
     const member = await createUser(app, admin);
-    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location: 'pasted in the #support channel' } });
+    const response = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: member.key, location: 'pasted in the #support channel' },
+    });
     expect(response.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true, user: { id: member.id } } } });
     expect((await app.gql(ME, { key: member.key })).status).toBe(401);
 
     const audit = await app.gql(LEAK_AUDIT, { key: admin.key, variables: { target: member.id } });
     expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node)).toEqual([
-      { action: 'ACCESS_KEY_LEAK_REPORTED', actorKind: 'ACCESS_KEY', actor: { id: admin.id }, target: { id: member.id }, location: 'pasted in the #support channel' },
+      {
+        action: 'ACCESS_KEY_LEAK_REPORTED',
+        actorKind: 'ACCESS_KEY',
+        actor: { id: admin.id },
+        target: { id: member.id },
+        location: 'pasted in the #support channel',
+      },
     ]);
     const facts = (await app.gql(KEY_FACTS, { key: admin.key, variables: { id: member.id } })).body.data!.user;
-    expect(facts.accessKeyInfo).toMatchObject({ leakReportSource: 'ADMIN', leakReportLocation: 'pasted in the #support channel', leakedKeyHint: keyHint(member.key) });
+    expect(facts.accessKeyInfo).toMatchObject({
+      leakReportSource: 'ADMIN',
+      leakReportLocation: 'pasted in the #support channel',
+      leakedKeyHint: keyHint(member.key),
+    });
     expect((await app.gql(ME, { key: facts.accessKey })).status).toBe(200);
   });
 
   it("answers another organization's key exactly like an unknown one, and changes nothing", async () => {
     const foreign = await createUser(app, otherAdmin);
     const before = await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id]);
-    const foreignAnswer = await app.gql(REPORT, { key: admin.key, variables: { key: foreign.key, location: 'a gist' } });
-    const unknownAnswer = await app.gql(REPORT, { key: admin.key, variables: { key: generateAccessKey(), location: 'a gist' } });
+    const foreignAnswer = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: foreign.key, location: 'a gist' },
+    });
+    const unknownAnswer = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: generateAccessKey(), location: 'a gist' },
+    });
     expect(foreignAnswer.status).toBe(unknownAnswer.status);
     expect(foreignAnswer.body).toEqual(unknownAnswer.body);
     expect(foreignAnswer.body).toEqual({ data: { reportLeakedAccessKey: { revoked: false, user: null } } });
     expect((await app.gql(ME, { key: foreign.key })).status).toBe(200);
-    expect(await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id])).toEqual(before);
+    expect(await app.dataSource.query(`SELECT key_digest FROM access_keys WHERE user_id = $1`, [foreign.id])).toEqual(
+      before,
+    );
     expect(await leakRows(otherAdmin.organizationId)).toBe(0);
   });
 
@@ -806,7 +968,9 @@ describe('reportLeakedAccessKey', () => {
     );
     // Both fields are non-null, so the refusal of the second empties `data`; the report itself committed.
     expect(response.body.data).toBeNull();
-    expect(response.body.errors).toEqual([expect.objectContaining({ path: ['after'], extensions: expect.objectContaining({ code: 'UNAUTHENTICATED' }) })]);
+    expect(response.body.errors).toEqual([
+      expect.objectContaining({ path: ['after'], extensions: expect.objectContaining({ code: 'UNAUTHENTICATED' }) }),
+    ]);
     expect((await app.gql(ME, { key: victim.key })).status).toBe(200);
     expect((await app.gql(ME, { key: reporter.key })).status).toBe(401);
     const [{ n }] = await app.dataSource.query(
@@ -818,7 +982,10 @@ describe('reportLeakedAccessKey', () => {
 
   it('refuses a string that is not a key, and an empty location, as BAD_USER_INPUT', async () => {
     const member = await createUser(app, admin);
-    const notAKey = await app.gql(REPORT, { key: admin.key, variables: { key: member.key.slice(0, -1), location: 'x' } });
+    const notAKey = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: member.key.slice(0, -1), location: 'x' },
+    });
     expect(notAKey.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'key' });
     const noLocation = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location: '  ' } });
     expect(noLocation.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'location' });

@@ -46,7 +46,10 @@ describe('regenerateAccessKey', () => {
     for (const key of [...keys, user.key]) if (await works(key)) working.push(key);
     expect(working).toHaveLength(1);
 
-    const shown = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: admin.key, variables: { id: user.id } });
+    const shown = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
     expect(shown.body.data!.user.accessKey).toBe(working[0]);
   });
 
@@ -108,7 +111,9 @@ describe('regenerateAccessKey', () => {
     expect(await works(user.key)).toBe(false);
     expect(await works(first.accessKey)).toBe(true);
     expect(await works(second.accessKey)).toBe(true);
-    expect(new Date(second.previousKeyExpiresAt).getTime()).toBeLessThan(new Date(first.previousKeyExpiresAt).getTime());
+    expect(new Date(second.previousKeyExpiresAt).getTime()).toBeLessThan(
+      new Date(first.previousKeyExpiresAt).getTime(),
+    );
   });
 
   it.each([

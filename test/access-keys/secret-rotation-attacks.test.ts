@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
+
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
-import type { PauseHooks } from '../../src/authorization/authority';
 import { rotateSecret, RotationError } from '../../src/access-keys/secret-rotation';
+import type { PauseHooks } from '../../src/authorization/authority';
 import { loadConfig } from '../../src/config';
 import { openDatabase, SecretMismatchError } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
@@ -32,7 +33,9 @@ describe('rotate-secret under attack', () => {
     databases.push(database);
     const setup = await startTestApp({ database: { url: database.url, secret: oldSecret } });
     try {
-      await setup.dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1)`, [new KeyCrypto(oldSecret).fingerprint]);
+      await setup.dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1)`, [
+        new KeyCrypto(oldSecret).fingerprint,
+      ]);
       const admin = await createOrganization(setup, 'Rotation Attack Clinic');
       const list: TestUser[] = [];
       for (let index = 0; index < members; index++) list.push(await createUser(setup, admin, { role: Role.MEMBER }));
@@ -44,14 +47,27 @@ describe('rotate-secret under attack', () => {
 
   /** What a process start does with this ACCESS_KEY_SECRET: resolves when accepted, rejects with the refusal. */
   async function start(url: string, keyring: Buffer[]): Promise<void> {
-    const config = loadConfig({ NODE_ENV: 'test', DATABASE_URL: url, ACCESS_KEY_SECRET: keyring.map(base64).join(',') });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      DATABASE_URL: url,
+      ACCESS_KEY_SECRET: keyring.map(base64).join(','),
+    });
     const database = await openDatabase({ config, logger: createLogger({ level: 'silent' }) });
     await database.close();
   }
 
-  async function withApp<T>(url: string, keyring: Buffer[], work: (app: TestApp) => Promise<T>, hooks?: PauseHooks): Promise<T> {
+  async function withApp<T>(
+    url: string,
+    keyring: Buffer[],
+    work: (app: TestApp) => Promise<T>,
+    hooks?: PauseHooks,
+  ): Promise<T> {
     const [secret, ...olderSecrets] = keyring;
-    const app = await startTestApp({ database: { url, secret, olderSecrets }, hooks, env: { AUTH_FAILURE_LIMIT: '100000' } });
+    const app = await startTestApp({
+      database: { url, secret, olderSecrets },
+      hooks,
+      env: { AUTH_FAILURE_LIMIT: '100000' },
+    });
     try {
       return await work(app);
     } finally {
@@ -86,7 +102,9 @@ describe('rotate-secret under attack', () => {
     });
     // Step 4: rotate-secret; step 5: "$NEW" alone on one instance, then the other.
     await withApp(url, [newSecret, oldSecret], async (app) => {
-      expect((await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).fingerprintMoved).toBe(true);
+      expect((await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).fingerprintMoved).toBe(
+        true,
+      );
     });
     await start(url, [newSecret]);
     await pair([newSecret], [newSecret, oldSecret], async (a, b) => {
@@ -99,10 +117,13 @@ describe('rotate-secret under attack', () => {
     const { url, admin, members } = await setUp(5);
     await withApp(url, [newSecret, oldSecret], async (first) => {
       // A key replaced with a grace period: only its digest is stored, under the old secret.
-      const replaced = await first.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-        key: admin.key,
-        variables: { id: members[0].id },
-      });
+      const replaced = await first.gql(
+        'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+        {
+          key: admin.key,
+          variables: { id: members[0].id },
+        },
+      );
       expect(replaced.body.errors).toBeUndefined();
       await withApp(url, [newSecret, oldSecret], async (second) => {
         let release!: () => void;
@@ -201,7 +222,9 @@ describe('rotate-secret under attack', () => {
     const { url, admin, members } = await setUp(1);
     let regenerated = '';
     await withApp(url, [newSecret, oldSecret], async (app) => {
-      expect((await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).fingerprintMoved).toBe(true);
+      expect((await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).fingerprintMoved).toBe(
+        true,
+      );
     });
     // An instance restarted with the list in the wrong order: startup accepts it (it holds the recorded secret),
     // and the key it issues is under the old secret.
@@ -215,7 +238,10 @@ describe('rotate-secret under attack', () => {
     await expect(start(url, [newSecret])).rejects.toThrow(SecretMismatchError);
     // rotate-secret with the right order moves it, and then the new secret alone starts and the key works.
     await withApp(url, [newSecret, oldSecret], async (app) => {
-      expect(await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).toMatchObject({ rotated: 1, fingerprintMoved: true });
+      expect(await rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto })).toMatchObject({
+        rotated: 1,
+        fingerprintMoved: true,
+      });
     });
     await start(url, [newSecret]);
     await withApp(url, [newSecret], async (app) => {

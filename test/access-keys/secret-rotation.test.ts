@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { SYSTEM_ACTOR } from '../../src/audit/audit.service';
 import { Role } from '../../src/users/user.entity';
@@ -18,7 +19,10 @@ interface Run {
 }
 
 /** Starts the compiled CLI; `waitFor` resolves when stderr shows the text, `done` when the process ends. */
-function startCli(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; waitFor(text: string): Promise<void>; done: Promise<Run> } {
+function startCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcess; waitFor(text: string): Promise<void>; done: Promise<Run> } {
   const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -42,7 +46,9 @@ function startCli(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess
       new Promise<void>((resolve, reject) => {
         if (stderr.includes(text)) return resolve();
         waiters.push({ text, resolve });
-        void done.then((run) => reject(new Error(`the CLI ended (${run.code ?? run.signal}) before "${text}": ${run.stderr}`)));
+        void done.then((run) =>
+          reject(new Error(`the CLI ended (${run.code ?? run.signal}) before "${text}": ${run.stderr}`)),
+        );
       }),
   };
 }
@@ -68,7 +74,9 @@ describe('npm run cli -- rotate-secret', () => {
     const setup = await startTestApp({ database: { url: database.url, secret: oldSecret } });
     try {
       // The database was set up with the old secret, as a first start records it.
-      await setup.dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1)`, [new KeyCrypto(oldSecret).fingerprint]);
+      await setup.dataSource.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1)`, [
+        new KeyCrypto(oldSecret).fingerprint,
+      ]);
       admin = await createOrganization(setup, 'Rotation Clinic');
       keys.set(admin.id, admin.key);
       const { users } = setup.services;
@@ -101,13 +109,24 @@ describe('npm run cli -- rotate-secret', () => {
 
   async function underNewSecret(): Promise<{ rotated: string[]; notYet: string[] }> {
     const rows: Array<{ user_id: string; rotated: boolean }> = await withApp({ secret: oldSecret }, (app) =>
-      app.dataSource.query(`SELECT user_id, secret_fingerprint = $1 AS rotated FROM access_keys`, [new KeyCrypto(newSecret).fingerprint]),
+      app.dataSource.query(`SELECT user_id, secret_fingerprint = $1 AS rotated FROM access_keys`, [
+        new KeyCrypto(newSecret).fingerprint,
+      ]),
     );
-    return { rotated: rows.filter((row) => row.rotated).map((row) => row.user_id), notYet: rows.filter((row) => !row.rotated).map((row) => row.user_id) };
+    return {
+      rotated: rows.filter((row) => row.rotated).map((row) => row.user_id),
+      notYet: rows.filter((row) => !row.rotated).map((row) => row.user_id),
+    };
   }
 
-  async function withApp<T>(params: { secret: Buffer; olderSecrets?: Buffer[] }, work: (app: TestApp) => Promise<T>): Promise<T> {
-    const app = await startTestApp({ database: { url: database.url, ...params }, env: { AUTH_FAILURE_LIMIT: '100000' } });
+  async function withApp<T>(
+    params: { secret: Buffer; olderSecrets?: Buffer[] },
+    work: (app: TestApp) => Promise<T>,
+  ): Promise<T> {
+    const app = await startTestApp({
+      database: { url: database.url, ...params },
+      env: { AUTH_FAILURE_LIMIT: '100000' },
+    });
     try {
       return await work(app);
     } finally {
@@ -125,10 +144,13 @@ describe('npm run cli -- rotate-secret', () => {
     const shown = new Map<string, string>();
     let after: string | null = null;
     do {
-      const page: any = await app.gql('query ($after: String) { users(first: 500, after: $after) { edges { node { id accessKey } } pageInfo { endCursor hasNextPage } } }', {
-        key: admin.key,
-        variables: { after },
-      });
+      const page: any = await app.gql(
+        'query ($after: String) { users(first: 500, after: $after) { edges { node { id accessKey } } pageInfo { endCursor hasNextPage } } }',
+        {
+          key: admin.key,
+          variables: { after },
+        },
+      );
       expect(page.body.errors).toBeUndefined();
       for (const { node } of page.body.data.users.edges) shown.set(node.id, node.accessKey);
       after = page.body.data.users.pageInfo.hasNextPage ? page.body.data.users.pageInfo.endCursor : null;
@@ -145,7 +167,10 @@ describe('npm run cli -- rotate-secret', () => {
 
   it('killed halfway and run again: every key readable and authenticating, then under the new secret alone', async () => {
     await withApp({ secret: newSecret, olderSecrets: [oldSecret] }, async (app) => {
-      const first = startCli(['rotate-secret', '--batch-size', '100'], env(keyring, { CRM_TEST_ROTATE_PAUSE_AFTER_BATCHES: '4' }));
+      const first = startCli(
+        ['rotate-secret', '--batch-size', '100'],
+        env(keyring, { CRM_TEST_ROTATE_PAUSE_AFTER_BATCHES: '4' }),
+      );
       // Killed whatever happens, so a failed expectation cannot leave it paused.
       afterKill = () => first.child.kill('SIGKILL');
       await first.waitFor('rotate-secret paused after 4 batches');
@@ -154,7 +179,8 @@ describe('npm run cli -- rotate-secret', () => {
       const { rotated, notYet } = await underNewSecret();
       expect(rotated).toHaveLength(400);
       expect(notYet).toHaveLength(600);
-      for (const userId of [...rotated.slice(0, 20), ...notYet.slice(0, 20)]) expect(await authenticates(app, userId)).toBe(true);
+      for (const userId of [...rotated.slice(0, 20), ...notYet.slice(0, 20)])
+        expect(await authenticates(app, userId)).toBe(true);
       const midway = await revealAll(app);
       for (const userId of [rotated[0], notYet[0]]) expect(midway.get(userId)).toBe(keys.get(userId));
 

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -14,13 +15,19 @@ describe('how keys are stored', () => {
 
   it('a dump of the database contains no plaintext key, in any encoding', async () => {
     const users = [admin, await createUser(app, admin), await createUser(app, admin)];
-    const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 60) { accessKey } }', {
-      key: admin.key,
-      variables: { id: users[1].id },
-    });
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 60) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: users[1].id },
+      },
+    );
     const keys = [...users.map((user) => user.key), regenerated.body.data!.regenerateAccessKey.accessKey as string];
 
-    const dump = execFileSync('pg_dump', ['--no-owner', app.databaseUrl], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    const dump = execFileSync('pg_dump', ['--no-owner', app.databaseUrl], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
     expect(dump).toContain('COPY public.access_keys');
     expect(dump).toMatch(new RegExp(`cak_\\.\\.\\.${keys[0].slice(-4)}`)); // the hint is there, so the data is too
     for (const key of keys) {
@@ -38,7 +45,10 @@ describe('how keys are stored', () => {
       `UPDATE access_keys SET key_ciphertext = (SELECT key_ciphertext FROM access_keys WHERE user_id = $1) WHERE user_id = $2`,
       [a.id, b.id],
     );
-    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', { key: admin.key, variables: { id: b.id } });
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
+      key: admin.key,
+      variables: { id: b.id },
+    });
     expect(response.body.data!.user).toEqual({ id: b.id, accessKey: null });
     expect(response.body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
     expect(JSON.stringify(response.body)).not.toMatch(/cak_[0-9A-Za-z]{38}/);
@@ -67,10 +77,13 @@ describe('how keys are stored', () => {
     expect(me.body.data!.me.id).toBe(imported.id);
 
     // A second save keeps the key it now has.
-    const again = await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Imported Person" }) { accessKey } }', {
-      key: admin.key,
-      variables: { id: imported.id },
-    });
+    const again = await app.gql(
+      'mutation ($id: ID!) { updateUser(id: $id, input: { name: "Imported Person" }) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: imported.id },
+      },
+    );
     expect(again.body.data!.updateUser.accessKey).toBe(newKey);
   });
 

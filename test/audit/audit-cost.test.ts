@@ -7,7 +7,9 @@ import { startTestApp, type TestApp } from '../helpers/test-app';
 /** `count` aliased audit reads of one event each, with `filter` (GraphQL text) when given. */
 function aliasedReads(count: number, filter?: string): string {
   const args = filter ? `first: 1, filter: ${filter}` : 'first: 1';
-  return Array.from({ length: count }, (_, i) => `a${i}: auditEvents(${args}) { edges { node { id action } } }`).join(' ');
+  return Array.from({ length: count }, (_, i) => `a${i}: auditEvents(${args}) { edges { node { id action } } }`).join(
+    ' ',
+  );
 }
 
 describe('the cost of a filtered audit read', () => {

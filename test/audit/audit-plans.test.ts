@@ -34,9 +34,12 @@ describe('audit pages walk an index of the organization (and of the filter), nev
   /** The plans (custom and generic) of the page statement the service ran for `filter`, with the values it sent. */
   async function plansFor(filter: string, values: unknown[]): Promise<string[][]> {
     const before = app.queries.count;
-    const response = await app.gql(`{ auditEvents(first: 20${filter ? `, filter: ${filter}` : ''}) { edges { node { id } } } }`, {
-      key: old.key,
-    });
+    const response = await app.gql(
+      `{ auditEvents(first: 20${filter ? `, filter: ${filter}` : ''}) { edges { node { id } } } }`,
+      {
+        key: old.key,
+      },
+    );
     expect(response.body.errors).toBeUndefined();
     expect(response.body.data!.auditEvents.edges).toHaveLength(20);
     const [page] = app.queries.since(before).filter((sql) => /FROM audit_events e/.test(sql));
@@ -48,8 +51,14 @@ describe('audit pages walk an index of the organization (and of the filter), nev
         await runner.query(`PREPARE page AS ${page}`);
         try {
           // EXPLAIN EXECUTE takes no bind parameters: the values (uuids, enum names, numbers) are written as literals.
-          const literals = values.map((value) => (Array.isArray(value) ? `'{${value.join(',')}}'` : typeof value === 'number' ? value : `'${value}'`));
-          const [{ 'QUERY PLAN': [plan] }] = await runner.query(`EXPLAIN (FORMAT JSON) EXECUTE page(${literals.join(', ')})`);
+          const literals = values.map((value) =>
+            Array.isArray(value) ? `'{${value.join(',')}}'` : typeof value === 'number' ? value : `'${value}'`,
+          );
+          const [
+            {
+              'QUERY PLAN': [plan],
+            },
+          ] = await runner.query(`EXPLAIN (FORMAT JSON) EXECUTE page(${literals.join(', ')})`);
           plans.push(indexesOf(plan.Plan));
         } finally {
           await runner.query('DEALLOCATE page');
@@ -63,13 +72,23 @@ describe('audit pages walk an index of the organization (and of the filter), nev
   }
 
   it('the first page: the organization index', async () => {
-    for (const indexes of await plansFor('', [[old.organizationId], 21])) expect(indexes).toEqual(['audit_events_organization_id_idx']);
+    for (const indexes of await plansFor('', [[old.organizationId], 21]))
+      expect(indexes).toEqual(['audit_events_organization_id_idx']);
   });
 
   it('by action, by actor, by target user: that filter index', async () => {
-    const member = (await app.dataSource.query(`SELECT id FROM users WHERE organization_id = $1 AND id <> $2`, [old.organizationId, old.id]))[0].id;
+    const member = (
+      await app.dataSource.query(`SELECT id FROM users WHERE organization_id = $1 AND id <> $2`, [
+        old.organizationId,
+        old.id,
+      ])
+    )[0].id;
     const cases: Array<[string, unknown[], string]> = [
-      ['{ action: PASSWORD_CHANGED }', [[old.organizationId], 'PASSWORD_CHANGED', 21], 'audit_events_organization_action_idx'],
+      [
+        '{ action: PASSWORD_CHANGED }',
+        [[old.organizationId], 'PASSWORD_CHANGED', 21],
+        'audit_events_organization_action_idx',
+      ],
       [`{ actorId: "${old.id}" }`, [[old.organizationId], old.id, 21], 'audit_events_organization_actor_idx'],
       [`{ targetUserId: "${member}" }`, [[old.organizationId], member, 21], 'audit_events_organization_target_idx'],
     ];

@@ -1,6 +1,13 @@
 import { abilityFor } from '../../src/authorization/abilities';
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
+import {
+  createOrganization,
+  createUser,
+  login,
+  TEST_PASSWORD,
+  type TestUser,
+  uniqueEmail,
+} from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 interface EventRow {
@@ -59,7 +66,13 @@ describe('audit log', () => {
     const events = await eventsSince(since);
     expect(events).toHaveLength(3);
     for (const event of events) {
-      expect(event).toMatchObject({ action: 'ACCESS_KEY_VIEWED', actor_user_id: org.id, actor_kind: 'ACCESS_KEY', request_id: requestId, ip: '127.0.0.1' });
+      expect(event).toMatchObject({
+        action: 'ACCESS_KEY_VIEWED',
+        actor_user_id: org.id,
+        actor_kind: 'ACCESS_KEY',
+        request_id: requestId,
+        ip: '127.0.0.1',
+      });
     }
     expect(events.map((e) => e.target_user_id).sort()).toEqual([org.id, ...users.map((u) => u.id)].sort());
   });
@@ -67,20 +80,28 @@ describe('audit log', () => {
   it('the same key read twice in one request is one event; accessKeyInfo alone is none', async () => {
     const user = await createUser(app, admin);
     const since = await lastEventId();
-    await app.gql('query ($id: ID!) { a: user(id: $id) { accessKey } b: user(id: $id) { accessKey accessKeyInfo { hint } } }', {
+    await app.gql(
+      'query ($id: ID!) { a: user(id: $id) { accessKey } b: user(id: $id) { accessKey accessKeyInfo { hint } } }',
+      {
+        key: admin.key,
+        variables: { id: user.id },
+      },
+    );
+    expect((await eventsSince(since)).map((e) => e.action)).toEqual(['ACCESS_KEY_VIEWED']);
+    const info = await lastEventId();
+    await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { hint } } }', {
       key: admin.key,
       variables: { id: user.id },
     });
-    expect((await eventsSince(since)).map((e) => e.action)).toEqual(['ACCESS_KEY_VIEWED']);
-    const info = await lastEventId();
-    await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { hint } } }', { key: admin.key, variables: { id: user.id } });
     expect(await eventsSince(info)).toEqual([]);
   });
 
   it('when the view cannot be recorded, the keys are withheld (fail closed)', async () => {
     const restore = await failAuditInserts('ACCESS_KEY_VIEWED');
     try {
-      const response = await app.gql('{ users(first: 10) { edges { node { id email accessKey } } } }', { key: admin.key });
+      const response = await app.gql('{ users(first: 10) { edges { node { id email accessKey } } } }', {
+        key: admin.key,
+      });
       expect(JSON.stringify(response.body)).not.toMatch(/cak_[0-9A-Za-z]{38}/);
       const edges = response.body.data!.users.edges;
       expect(edges.length).toBeGreaterThan(0);
@@ -95,13 +116,19 @@ describe('audit log', () => {
   it('a regeneration that also reads the new key back is one view of it', async () => {
     const user = await createUser(app, admin);
     const since = await lastEventId();
-    const response = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }', {
-      key: admin.key,
-      variables: { id: user.id },
-    });
+    const response = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }',
+      {
+        key: admin.key,
+        variables: { id: user.id },
+      },
+    );
     const payload = response.body.data!.regenerateAccessKey;
     expect(payload.user.accessKey).toBe(payload.accessKey);
-    expect((await eventsSince(since)).map((e) => e.action).sort()).toEqual(['ACCESS_KEY_REGENERATED', 'ACCESS_KEY_VIEWED']);
+    expect((await eventsSince(since)).map((e) => e.action).sort()).toEqual([
+      'ACCESS_KEY_REGENERATED',
+      'ACCESS_KEY_VIEWED',
+    ]);
   });
 
   it('reading the key back after regenerating shows the key this request issued, even if another admin regenerated since', async () => {
@@ -111,7 +138,12 @@ describe('audit log', () => {
     const user = await createUser(app, org);
     const auth = await app.services.authenticator.authenticate({ 'x-access-key': other.key }, '127.0.0.9');
     if (!auth.ok || !auth.principal) throw new Error('the other admin did not authenticate');
-    const otherActor = { principal: auth.principal, ability: abilityFor(auth.principal), requestId: 'other-admin', ip: '127.0.0.9' };
+    const otherActor = {
+      principal: auth.principal,
+      ability: abilityFor(auth.principal),
+      requestId: 'other-admin',
+      ip: '127.0.0.9',
+    };
     // The other admin's regeneration commits between this request's regeneration and its read-back.
     const regeneration = app.services.accessKeyRegeneration;
     const regenerate = regeneration.regenerateAccessKey.bind(regeneration);
@@ -122,13 +154,18 @@ describe('audit log', () => {
     };
     try {
       const since = await lastEventId();
-      const response = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }', {
-        key: org.key,
-        variables: { id: user.id },
-      });
+      const response = await app.gql(
+        'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }',
+        {
+          key: org.key,
+          variables: { id: user.id },
+        },
+      );
       const payload = response.body.data!.regenerateAccessKey;
       expect(payload.user.accessKey).toBe(payload.accessKey);
-      const views = (await eventsSince(since)).filter((e) => e.action === 'ACCESS_KEY_VIEWED' && e.actor_user_id === org.id);
+      const views = (await eventsSince(since)).filter(
+        (e) => e.action === 'ACCESS_KEY_VIEWED' && e.actor_user_id === org.id,
+      );
       expect(views).toHaveLength(1);
     } finally {
       regeneration.regenerateAccessKey = regenerate;
@@ -137,9 +174,15 @@ describe('audit log', () => {
 
   it('a key that cannot be decrypted is not recorded as viewed: nothing was revealed', async () => {
     const user = await createUser(app, admin);
-    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [user.id, Buffer.alloc(60, 7)]);
+    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [
+      user.id,
+      Buffer.alloc(60, 7),
+    ]);
     const since = await lastEventId();
-    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', { key: admin.key, variables: { id: user.id } });
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
     expect(response.body.data!.user).toEqual({ id: user.id, accessKey: null });
     expect(response.body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
     expect(await eventsSince(since)).toEqual([]);
@@ -149,10 +192,18 @@ describe('audit log', () => {
     const org = await createOrganization(app, 'One Broken Key Org');
     const broken = await createUser(app, org);
     const intact = await createUser(app, org);
-    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [broken.id, Buffer.alloc(60, 7)]);
+    await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = $2 WHERE user_id = $1`, [
+      broken.id,
+      Buffer.alloc(60, 7),
+    ]);
     const since = await lastEventId();
     const response = await app.gql('{ users(first: 10) { edges { node { id accessKey } } } }', { key: org.key });
-    const keys = new Map(response.body.data!.users.edges.map((e: { node: { id: string; accessKey: string | null } }) => [e.node.id, e.node.accessKey]));
+    const keys = new Map(
+      response.body.data!.users.edges.map((e: { node: { id: string; accessKey: string | null } }) => [
+        e.node.id,
+        e.node.accessKey,
+      ]),
+    );
     expect(keys.get(broken.id)).toBeNull();
     expect(keys.get(intact.id)).toBe(intact.key);
     expect(keys.get(org.id)).toBe(org.key);
@@ -165,18 +216,30 @@ describe('audit log', () => {
   it('each mutation leaves its event with actor, target, kind, ip and request id', async () => {
     const since = await lastEventId();
     const email = uniqueEmail('audited');
-    const created = await app.gql('mutation ($e: String!) { createUser(input: { email: $e, name: "Audited One" }) { id } }', {
-      key: admin.key,
-      variables: { e: email },
-    });
+    const created = await app.gql(
+      'mutation ($e: String!) { createUser(input: { email: $e, name: "Audited One" }) { id } }',
+      {
+        key: admin.key,
+        variables: { e: email },
+      },
+    );
     const id = created.body.data!.createUser.id;
     const token = await login(app, admin);
     const asSession = { headers: { authorization: `Bearer ${token}` } };
-    await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed" }) { id } }', { ...asSession, variables: { id } });
-    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id } });
+    await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed" }) { id } }', {
+      ...asSession,
+      variables: { id },
+    });
+    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', {
+      key: admin.key,
+      variables: { id },
+    });
     await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id } });
     await app.gql('mutation ($id: ID!) { reactivateUser(id: $id) { id } }', { key: admin.key, variables: { id } });
-    await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', { key: admin.key, variables: { id } });
+    await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+      key: admin.key,
+      variables: { id },
+    });
     await app.gql('mutation ($c: String!) { changePassword(currentPassword: $c, newPassword: $c) }', {
       ...asSession,
       variables: { c: TEST_PASSWORD },
@@ -198,8 +261,16 @@ describe('audit log', () => {
       'PASSWORD_CHANGED',
       'LOGIN_FAILED',
     ]);
-    expect(target('USER_UPDATED')[0]).toMatchObject({ actor_user_id: admin.id, actor_kind: 'SESSION', target_user_id: id });
-    expect(target('ACCESS_KEY_REGENERATED')[0]).toMatchObject({ actor_user_id: admin.id, actor_kind: 'ACCESS_KEY', target_user_id: id });
+    expect(target('USER_UPDATED')[0]).toMatchObject({
+      actor_user_id: admin.id,
+      actor_kind: 'SESSION',
+      target_user_id: id,
+    });
+    expect(target('ACCESS_KEY_REGENERATED')[0]).toMatchObject({
+      actor_user_id: admin.id,
+      actor_kind: 'ACCESS_KEY',
+      target_user_id: id,
+    });
     expect(target('PASSWORD_CHANGED')[0]).toMatchObject({ actor_kind: 'SESSION', target_user_id: admin.id });
     expect(target('LOGIN_FAILED')[0]).toMatchObject({ actor_user_id: null, target_user_id: null });
     for (const event of events) {
@@ -216,7 +287,10 @@ describe('audit log', () => {
       variables: { e: existing.email },
     });
     expect(duplicate.body.errors![0].extensions!.code).toBe('CONFLICT');
-    const lastAdmin = await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id: admin.id } });
+    const lastAdmin = await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', {
+      key: admin.key,
+      variables: { id: admin.id },
+    });
     expect(lastAdmin.body.errors![0].extensions!.code).toBe('CONFLICT');
     expect(await eventsSince(since)).toEqual([]);
 
@@ -249,7 +323,10 @@ describe('audit log', () => {
     expect(nodes.map((n: any) => Number(n.id))).toEqual([...nodes.map((n: any) => Number(n.id))].sort((a, b) => b - a));
     expect(nodes.every((n: any) => !n.target || [org.id, ...people.map((p) => p.id)].includes(n.target.id))).toBe(true);
 
-    const created = await app.gql(QUERY, { key: org.key, variables: { filter: { action: 'USER_CREATED', actorId: org.id }, first: 2 } });
+    const created = await app.gql(QUERY, {
+      key: org.key,
+      variables: { filter: { action: 'USER_CREATED', actorId: org.id }, first: 2 },
+    });
     const page1 = created.body.data!.auditEvents;
     expect(page1.edges.map((e: any) => e.node.target.id)).toEqual([people[2].id, people[1].id]);
     expect(page1.pageInfo.hasNextPage).toBe(true);
@@ -260,9 +337,16 @@ describe('audit log', () => {
     expect(page2.body.data!.auditEvents.edges.map((e: any) => e.node.target.id)).toEqual([people[0].id]);
 
     const byTarget = await app.gql(QUERY, { key: org.key, variables: { filter: { targetUserId: people[0].id } } });
-    expect(byTarget.body.data!.auditEvents.edges.map((e: any) => e.node.action).sort()).toEqual(['ACCESS_KEY_CREATED', 'ACCESS_KEY_VIEWED', 'USER_CREATED']);
+    expect(byTarget.body.data!.auditEvents.edges.map((e: any) => e.node.action).sort()).toEqual([
+      'ACCESS_KEY_CREATED',
+      'ACCESS_KEY_VIEWED',
+      'USER_CREATED',
+    ]);
 
-    const future = await app.gql(QUERY, { key: org.key, variables: { filter: { since: new Date(Date.now() + 60_000).toISOString() } } });
+    const future = await app.gql(QUERY, {
+      key: org.key,
+      variables: { filter: { since: new Date(Date.now() + 60_000).toISOString() } },
+    });
     expect(future.body.data!.auditEvents.edges).toEqual([]);
 
     const bad = await app.gql(QUERY, { key: org.key, variables: { after: 'abc' } });

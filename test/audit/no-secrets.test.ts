@@ -25,12 +25,18 @@ describe('no key, token or password in audit rows, session rows or logs', () => 
     secrets.push(token, memberToken);
     const bearer = { headers: { authorization: `Bearer ${token}` } };
 
-    const listed = await app.gql('{ users(first: 10) { edges { node { id accessKey accessKeyInfo { hint } } } } }', bearer);
+    const listed = await app.gql(
+      '{ users(first: 10) { edges { node { id accessKey accessKeyInfo { hint } } } } }',
+      bearer,
+    );
     expect(listed.body.errors).toBeUndefined();
-    const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 60) { accessKey } }', {
-      ...bearer,
-      variables: { id: member.id },
-    });
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 60) { accessKey } }',
+      {
+        ...bearer,
+        variables: { id: member.id },
+      },
+    );
     secrets.push(regenerated.body.data!.regenerateAccessKey.accessKey);
 
     // Failures of every kind, carrying secrets in headers and variables.
@@ -53,8 +59,12 @@ describe('no key, token or password in audit rows, session rows or logs', () => 
     expect(broken.body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
     await app.services.rateLimiter.flush();
 
-    const auditRows: Array<{ row: string }> = await app.dataSource.query(`SELECT to_jsonb(a)::text AS row FROM audit_events a`);
-    const sessionRows: Array<{ row: string }> = await app.dataSource.query(`SELECT to_jsonb(s)::text AS row FROM sessions s`);
+    const auditRows: Array<{ row: string }> = await app.dataSource.query(
+      `SELECT to_jsonb(a)::text AS row FROM audit_events a`,
+    );
+    const sessionRows: Array<{ row: string }> = await app.dataSource.query(
+      `SELECT to_jsonb(s)::text AS row FROM sessions s`,
+    );
     expect(auditRows.length).toBeGreaterThan(10);
     expect(sessionRows.length).toBeGreaterThanOrEqual(2);
     expect(app.logs.length).toBeGreaterThan(10);
@@ -62,7 +72,9 @@ describe('no key, token or password in audit rows, session rows or logs', () => 
     expect(app.logs.some((line) => line.includes('request completed'))).toBe(true);
     // Structured JSON, and every line written while serving a request carries its id.
     const parsed = app.logs.map((line) => JSON.parse(line) as { msg: string; reqId?: string });
-    expect(parsed.filter((line) => !line.reqId).map((line) => line.msg)).toEqual([expect.stringMatching(/^Server listening/)]);
+    expect(parsed.filter((line) => !line.reqId).map((line) => line.msg)).toEqual([
+      expect.stringMatching(/^Server listening/),
+    ]);
 
     const haystacks = { audit: auditRows.map((r) => r.row), sessions: sessionRows.map((r) => r.row), logs: app.logs };
     for (const [where, lines] of Object.entries(haystacks)) {

@@ -35,12 +35,17 @@ describe('audit retention', () => {
       [admin.organizationId, admin.id, daysAgo, count],
     );
   const countOlderThan = async (days: number) =>
-    (await app.dataSource.query(`SELECT count(*)::int AS n FROM audit_events WHERE created_at < now() - make_interval(days => $1)`, [days]))[0].n as number;
+    (
+      await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE created_at < now() - make_interval(days => $1)`,
+        [days],
+      )
+    )[0].n as number;
 
   it('deletes old events in batches while requests keep being answered, and keeps the recent ones', async () => {
     await seed(2_500, 400);
     await seed(10, 29);
-    const recentBefore = await countOlderThan(0) - (await countOlderThan(30));
+    const recentBefore = (await countOlderThan(0)) - (await countOlderThan(30));
     const batches: number[] = [];
     let batchOpen!: () => void;
     const firstBatchOpen = new Promise<void>((resolve) => (batchOpen = resolve));
@@ -58,13 +63,19 @@ describe('audit retention', () => {
     // The first batch's DELETE has run and its transaction is open: its 1,000 rows are locked until it commits.
     await firstBatchOpen;
     const member = await createUser(app, admin, { name: 'Created during retention' });
-    const renamed = await app.gql(`mutation { updateUser(id: "${member.id}", input: { name: "Renamed during retention" }) { name } }`, {
-      key: admin.key,
-    });
+    const renamed = await app.gql(
+      `mutation { updateUser(id: "${member.id}", input: { name: "Renamed during retention" }) { name } }`,
+      {
+        key: admin.key,
+      },
+    );
     expect(renamed.body.data).toEqual({ updateUser: { name: 'Renamed during retention' } });
-    const read = await app.gql('{ auditEvents(first: 5, filter: { action: USER_UPDATED }) { edges { node { action target { id } } } } }', {
-      key: admin.key,
-    });
+    const read = await app.gql(
+      '{ auditEvents(first: 5, filter: { action: USER_UPDATED }) { edges { node { action target { id } } } } }',
+      {
+        key: admin.key,
+      },
+    );
     expect(read.body.errors).toBeUndefined();
     expect(read.body.data!.auditEvents.edges[0].node).toEqual({ action: 'USER_UPDATED', target: { id: member.id } });
     // Another instance's run meanwhile finds the lock taken and does nothing.
@@ -76,7 +87,7 @@ describe('audit retention', () => {
     expect(batches).toEqual([1000, 1000, 500]);
     expect(await countOlderThan(30)).toBe(0);
     // The recent events, and those the requests wrote during the run, are all there.
-    expect(await countOlderThan(0) - (await countOlderThan(30))).toBe(recentBefore + 4);
+    expect((await countOlderThan(0)) - (await countOlderThan(30))).toBe(recentBefore + 4);
   });
 
   it('deletes nothing when off, and nothing newer than the retention', async () => {

@@ -1,10 +1,17 @@
 import { subject } from '@casl/ability';
-import { defineAbilityFor, scopeOf } from '../../src/authorization/abilities';
+
 import type { Principal } from '../../src/authentication/principal';
+import { defineAbilityFor, scopeOf } from '../../src/authorization/abilities';
 import { Role, User } from '../../src/users/user.entity';
 
 function principal(role: Role): Principal {
-  return { kind: 'ACCESS_KEY', userId: 'u1', organizationId: 'org1', role, user: Object.assign(new User(), { id: 'u1' }) };
+  return {
+    kind: 'ACCESS_KEY',
+    userId: 'u1',
+    organizationId: 'org1',
+    role,
+    user: Object.assign(new User(), { id: 'u1' }),
+  };
 }
 
 function user(props: Partial<User>): User {
@@ -15,7 +22,9 @@ describe('abilities', () => {
   it('scopes reads by organization for admins and managers, and to oneself for members', () => {
     expect(scopeOf(defineAbilityFor(principal(Role.ADMIN)), 'read', 'User')).toEqual([{ organizationId: 'org1' }]);
     expect(scopeOf(defineAbilityFor(principal(Role.MANAGER)), 'read', 'User')).toEqual([{ organizationId: 'org1' }]);
-    expect(scopeOf(defineAbilityFor(principal(Role.MEMBER)), 'read', 'User')).toEqual([{ id: 'u1', organizationId: 'org1' }]);
+    expect(scopeOf(defineAbilityFor(principal(Role.MEMBER)), 'read', 'User')).toEqual([
+      { id: 'u1', organizationId: 'org1' },
+    ]);
   });
 
   it('lets only admins read accessKey, and only in their organization', () => {
@@ -38,7 +47,9 @@ describe('abilities', () => {
       expect(ability.can('create', subject('User', { organizationId: 'org1' }))).toBe(false);
     }
     expect(defineAbilityFor(principal(Role.ADMIN)).can('update', user({}), 'email')).toBe(true);
-    expect(defineAbilityFor(principal(Role.ADMIN)).can('regenerateAccessKey', user({ organizationId: 'org2' }))).toBe(false);
+    expect(defineAbilityFor(principal(Role.ADMIN)).can('regenerateAccessKey', user({ organizationId: 'org2' }))).toBe(
+      false,
+    );
   });
 
   it('throws for an unknown role instead of granting anything', () => {

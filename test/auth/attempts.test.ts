@@ -1,10 +1,11 @@
-import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { randomBytes } from 'node:crypto';
-import type { PauseHooks } from '../../src/authorization/authority';
+
+import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { generateAccessKey } from '../../src/access-keys/key-format';
+import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { createTestDatabase, type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 import { until } from '../helpers/until';
-import { createTestDatabase, startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
 const ME = '{ me { id } }';
@@ -17,7 +18,10 @@ function freshAddress(): string {
 }
 
 function signIn(app: TestApp, params: { address: string; email: string; password: string }): Promise<GraphQLResponse> {
-  return app.gql(LOGIN, { variables: { email: params.email, password: params.password }, headers: { 'x-forwarded-for': params.address } });
+  return app.gql(LOGIN, {
+    variables: { email: params.email, password: params.password },
+    headers: { 'x-forwarded-for': params.address },
+  });
 }
 
 function withKey(app: TestApp, address: string, key: string): Promise<GraphQLResponse> {
@@ -41,7 +45,8 @@ function tally(responses: GraphQLResponse[]): { failed: number; limited: number 
   return { failed, limited };
 }
 
-const lookupsSince = (app: TestApp, before: number) => app.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP)).length;
+const lookupsSince = (app: TestApp, before: number) =>
+  app.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP)).length;
 
 /**
  * Attempts are counted before they are verified: a client address gets at most AUTH_FAILURE_LIMIT expensive
@@ -54,7 +59,9 @@ describe('attempts are counted before they are verified', () => {
     let admin: TestUser;
     beforeAll(async () => {
       // Per-address concurrency as high as the burst, so that the attempt reservations alone are what bound it.
-      app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '20', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' } });
+      app = await startTestApp({
+        env: { AUTH_FAILURE_LIMIT: '20', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' },
+      });
       admin = await createOrganization(app, 'Attempts Org', TEST_PASSWORD);
     });
     afterAll(() => app.close());
@@ -63,7 +70,9 @@ describe('attempts are counted before they are verified', () => {
       const address = freshAddress();
       const before = app.services.passwords.verifications;
       const responses = await Promise.all(
-        Array.from({ length: 40 }, (_, i) => signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` })),
+        Array.from({ length: 40 }, (_, i) =>
+          signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` }),
+        ),
       );
       const verified = app.services.passwords.verifications - before;
       const { failed, limited } = tally(responses);
@@ -90,17 +99,25 @@ describe('attempts are counted before they are verified', () => {
       const address = freshAddress();
       const token = await login(app, admin);
       // Both credentials are in the instance's cache already: a blocked request must not reach it.
-      expect((await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } })).status).toBe(200);
+      expect(
+        (await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } }))
+          .status,
+      ).toBe(200);
       expect((await withKey(app, freshAddress(), admin.key)).status).toBe(200);
       for (let i = 0; i < 20; i++) expect((await withKey(app, address, generateAccessKey())).status).toBe(401);
-      const asSession = await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address } });
+      const asSession = await app.gql(ME, {
+        headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address },
+      });
       expect(asSession.status).toBe(429);
       expect((await withKey(app, address, admin.key)).status).toBe(429);
       const signedIn = await signIn(app, { address, email: admin.email, password: TEST_PASSWORD });
       expect(signedIn.status).toBe(429);
       expect(signedIn.body.errors![0].extensions!.code).toBe('RATE_LIMITED');
       // Elsewhere the same session works.
-      expect((await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } })).status).toBe(200);
+      expect(
+        (await app.gql(ME, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': freshAddress() } }))
+          .status,
+      ).toBe(200);
     });
   });
 
@@ -108,7 +125,9 @@ describe('attempts are counted before they are verified', () => {
     let app: TestApp;
     let admin: TestUser;
     beforeAll(async () => {
-      app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '3', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' } });
+      app = await startTestApp({
+        env: { AUTH_FAILURE_LIMIT: '3', TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '40' },
+      });
       admin = await createOrganization(app, 'Small Limit Org', TEST_PASSWORD);
     });
     afterAll(() => app.close());
@@ -128,10 +147,13 @@ describe('attempts are counted before they are verified', () => {
       const before = app.services.passwords.verifications;
       const responses = await Promise.all(
         Array.from({ length: 8 }, (_, i) =>
-          app.gql('mutation ($c: String!) { changePassword(currentPassword: $c, newPassword: "a brand new password") }', {
-            variables: { c: `not the password ${i}` },
-            headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address },
-          }),
+          app.gql(
+            'mutation ($c: String!) { changePassword(currentPassword: $c, newPassword: "a brand new password") }',
+            {
+              variables: { c: `not the password ${i}` },
+              headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': address },
+            },
+          ),
         ),
       );
       const verified = app.services.passwords.verifications - before;
@@ -155,7 +177,9 @@ describe('attempts are counted before they are verified', () => {
       const address = freshAddress();
       const before = app.services.passwords.verifications;
       const responses = await Promise.all(
-        Array.from({ length: 40 }, (_, i) => signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` })),
+        Array.from({ length: 40 }, (_, i) =>
+          signIn(app, { address, email: admin.email, password: `wrong guess number ${i}` }),
+        ),
       );
       const verified = app.services.passwords.verifications - before;
       const { failed, limited } = tally(responses);
@@ -169,11 +193,16 @@ describe('attempts are counted before they are verified', () => {
     let app: TestApp;
     let admin: TestUser;
     const hooks: PauseHooks = {};
-    let held: Array<{ client: string; release: () => void }> = [];
+    const held: Array<{ client: string; release: () => void }> = [];
     beforeAll(async () => {
       app = await startTestApp({
         hooks,
-        env: { TRUST_PROXY: '1', PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE: '2', PASSWORD_CHECKS_PER_CLIENT: '2' },
+        env: {
+          TRUST_PROXY: '1',
+          PASSWORD_HASH_CONCURRENCY: '1',
+          PASSWORD_HASH_QUEUE: '2',
+          PASSWORD_CHECKS_PER_CLIENT: '2',
+        },
       });
       admin = await createOrganization(app, 'Hashing Bound Org', TEST_PASSWORD);
     });
@@ -207,7 +236,8 @@ describe('attempts are counted before they are verified', () => {
       await until(() => app.services.passwords.queued === 2);
       hooks.duringPasswordCheck = async () => undefined;
       releaseAll();
-      for (const response of await Promise.all([first, second, other])) expect(response.body.data!.login.token).toMatch(/^cas_/);
+      for (const response of await Promise.all([first, second, other]))
+        expect(response.body.data!.login.token).toMatch(/^cas_/);
       // The refused one was not a failed attempt.
       expect(app.services.rateLimiter.retryAfterSeconds(crowded)).toBe(0);
     });
@@ -226,7 +256,8 @@ describe('attempts are counted before they are verified', () => {
       expect(refused.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
       hooks.duringPasswordCheck = async () => undefined;
       releaseAll();
-      for (const response of await Promise.all([running, ...waiting])) expect(response.body.data!.login.token).toMatch(/^cas_/);
+      for (const response of await Promise.all([running, ...waiting]))
+        expect(response.body.data!.login.token).toMatch(/^cas_/);
     });
   });
 
@@ -235,14 +266,13 @@ describe('attempts are counted before they are verified', () => {
     let database: { url: string; drop(): Promise<void> };
     let a: TestApp;
     let b: TestApp;
-    let admin: TestUser;
     beforeAll(async () => {
       database = await createTestDatabase();
       const secret = randomBytes(32);
       const env = { AUTH_FAILURE_LIMIT: String(LIMIT), TRUST_PROXY: '1', PASSWORD_CHECKS_PER_CLIENT: '100' };
       a = await startTestApp({ env, database: { url: database.url, secret } });
       b = await startTestApp({ env, database: { url: database.url, secret } });
-      admin = await createOrganization(a, 'Two Instances Org', TEST_PASSWORD);
+      await createOrganization(a, 'Two Instances Org', TEST_PASSWORD);
     });
     afterAll(async () => {
       await a.close();

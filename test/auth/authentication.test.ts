@@ -48,8 +48,14 @@ describe('authentication with an access key', () => {
   });
 
   it.each([
-    ['a non-breaking space (pasted from a web page) around the key in X-Access-Key', (key: string) => ({ 'x-access-key': `\u00a0${key}\u00a0` })],
-    ['non-breaking spaces around a Bearer key', (key: string) => ({ authorization: `Bearer \u00a0${key}\u00a0\u00a0` })],
+    [
+      'a non-breaking space (pasted from a web page) around the key in X-Access-Key',
+      (key: string) => ({ 'x-access-key': `\u00a0${key}\u00a0` }),
+    ],
+    [
+      'non-breaking spaces around a Bearer key',
+      (key: string) => ({ authorization: `Bearer \u00a0${key}\u00a0\u00a0` }),
+    ],
   ])('trims whitespace that reaches the server: %s', async (_label, headers) => {
     // HTTP itself strips spaces and tabs around a header value; these characters arrive and must be trimmed here.
     const response = await app.gql(ME, { headers: headers(member.key) });
@@ -57,11 +63,14 @@ describe('authentication with an access key', () => {
     expect(response.body.data!.me.id).toBe(member.id);
   });
 
-  it.each(['Token', 'Basic', 'Bearer:', 'Key'])('refuses a valid key under the Authorization scheme "%s" as malformed', async (scheme) => {
-    const response = await app.gql(ME, { headers: { authorization: `${scheme} ${member.key}` } });
-    expect(response.status).toBe(401);
-    expect(response.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'MALFORMED_CREDENTIALS' });
-  });
+  it.each(['Token', 'Basic', 'Bearer:', 'Key'])(
+    'refuses a valid key under the Authorization scheme "%s" as malformed',
+    async (scheme) => {
+      const response = await app.gql(ME, { headers: { authorization: `${scheme} ${member.key}` } });
+      expect(response.status).toBe(401);
+      expect(response.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'MALFORMED_CREDENTIALS' });
+    },
+  );
 
   describe('refuses a malformed key from its shape and checksum alone, with no SQL', () => {
     const cases: Array<[string, (key: string) => string]> = [
@@ -113,7 +122,10 @@ describe('authentication with an access key', () => {
     expect(refused.status).toBe(401);
     expect(refused.body.errors![0].extensions!.reason).toBe('INVALID_CREDENTIALS');
 
-    await app.gql(`mutation ($id: ID!) { reactivateUser(id: $id) { isActive } }`, { key: admin.key, variables: { id: user.id } });
+    await app.gql(`mutation ($id: ID!) { reactivateUser(id: $id) { isActive } }`, {
+      key: admin.key,
+      variables: { id: user.id },
+    });
     const accepted = await app.gql(ME, { key: user.key });
     expect(accepted.body.data!.me.id).toBe(user.id);
   });
@@ -127,9 +139,12 @@ describe('authentication with an access key', () => {
   });
 
   it('never reads a key from the query string', async () => {
-    const response = await fetch(`${app.url}?query=${encodeURIComponent(ME)}&access_key=${member.key}&key=${member.key}`, {
-      headers: { 'apollo-require-preflight': 'true' },
-    });
+    const response = await fetch(
+      `${app.url}?query=${encodeURIComponent(ME)}&access_key=${member.key}&key=${member.key}`,
+      {
+        headers: { 'apollo-require-preflight': 'true' },
+      },
+    );
     const body = (await response.json()) as { errors: Array<{ extensions: { code: string } }> };
     expect(body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
   });
@@ -151,6 +166,8 @@ describe('authentication with an access key', () => {
 
     const me = await app.gql('{ __typename me { id } }');
     expect(me.status).toBe(200);
-    expect(me.body.errors).toEqual([expect.objectContaining({ path: ['me'], extensions: { code: 'UNAUTHENTICATED' } })]);
+    expect(me.body.errors).toEqual([
+      expect.objectContaining({ path: ['me'], extensions: { code: 'UNAUTHENTICATED' } }),
+    ]);
   });
 });

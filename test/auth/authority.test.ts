@@ -1,10 +1,18 @@
 import { Client } from 'pg';
+
 import type { PauseHooks } from '../../src/authorization/authority';
 import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
+import {
+  createOrganization,
+  createUser,
+  login,
+  TEST_PASSWORD,
+  type TestUser,
+  uniqueEmail,
+} from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
@@ -37,17 +45,25 @@ describe('authority at the moment of each act', () => {
   }
 
   async function eventsBy(actorId: string, afterId: string): Promise<Array<{ action: string }>> {
-    return app.dataSource.query(`SELECT action FROM audit_events WHERE actor_user_id = $1 AND id > $2 ORDER BY id`, [actorId, afterId]);
+    return app.dataSource.query(`SELECT action FROM audit_events WHERE actor_user_id = $1 AND id > $2 ORDER BY id`, [
+      actorId,
+      afterId,
+    ]);
   }
 
   async function usersWithEmails(emails: string[]): Promise<string[]> {
-    const rows: Array<{ email: string }> = await app.dataSource.query(`SELECT email FROM users WHERE email = ANY($1)`, [emails]);
+    const rows: Array<{ email: string }> = await app.dataSource.query(`SELECT email FROM users WHERE email = ANY($1)`, [
+      emails,
+    ]);
     return rows.map((row) => row.email).sort();
   }
 
   /** Where and with what each error came. Mutation fields are non-null: the first refused one ends the request. */
   function errorsOf(response: GraphQLResponse): Array<{ path: string; extensions: unknown }> {
-    return (response.body.errors ?? []).map((error) => ({ path: (error.path ?? []).join('.'), extensions: error.extensions }));
+    return (response.body.errors ?? []).map((error) => ({
+      path: (error.path ?? []).join('.'),
+      extensions: error.extensions,
+    }));
   }
   const ENDED = { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' };
 
@@ -133,7 +149,9 @@ describe('authority at the moment of each act', () => {
 
     expect(((await window.ended()) as GraphQLResponse).body.data!.deactivateUser.isActive).toBe(false);
     expect(errorsOf(response)).toEqual([{ path: 'back', extensions: ENDED }]);
-    const rows = await app.dataSource.query(`SELECT id, role, is_active FROM users WHERE id = ANY($1)`, [[admin.id, other.id]]);
+    const rows = await app.dataSource.query(`SELECT id, role, is_active FROM users WHERE id = ANY($1)`, [
+      [admin.id, other.id],
+    ]);
     expect(rows).toEqual(
       expect.arrayContaining([
         { id: admin.id, role: 'ADMIN', is_active: false },
@@ -193,16 +211,82 @@ describe('authority at the moment of each act', () => {
       }
     };
     const endings: Array<[string, Ending]> = [
-      ['deactivation', { credential: 'key', code: 'UNAUTHENTICATED', end: (w) => app.gql(DEACTIVATE, { key: w.other.key, variables: { id: w.actor.id } }) }],
-      ['deactivation by SQL', { credential: 'key', code: 'UNAUTHENTICATED', end: (w) => sql(`UPDATE users SET is_active = false WHERE id = $1`, [w.actor.id]) }],
-      ['demotion', { credential: 'key', code: 'FORBIDDEN', end: (w) => app.gql(SET_ROLE, { key: w.other.key, variables: { id: w.actor.id, role: 'MEMBER' } }) }],
-      ['key regeneration', { credential: 'key', code: 'UNAUTHENTICATED', end: (w) => app.gql(REGENERATE, { key: w.other.key, variables: { id: w.actor.id } }) }],
+      [
+        'deactivation',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) => app.gql(DEACTIVATE, { key: w.other.key, variables: { id: w.actor.id } }),
+        },
+      ],
+      [
+        'deactivation by SQL',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) => sql(`UPDATE users SET is_active = false WHERE id = $1`, [w.actor.id]),
+        },
+      ],
+      [
+        'demotion',
+        {
+          credential: 'key',
+          code: 'FORBIDDEN',
+          end: (w) => app.gql(SET_ROLE, { key: w.other.key, variables: { id: w.actor.id, role: 'MEMBER' } }),
+        },
+      ],
+      [
+        'key regeneration',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) => app.gql(REGENERATE, { key: w.other.key, variables: { id: w.actor.id } }),
+        },
+      ],
       // Rewriting key_digest conflicts with the key row lock itself (FOR KEY SHARE), not only with the user's row.
-      ['key replaced by SQL', { credential: 'key', code: 'UNAUTHENTICATED', end: (w) => sql(`UPDATE access_keys SET key_digest = sha256(gen_random_uuid()::text::bytea) WHERE user_id = $1`, [w.actor.id]) }],
-      ['organization deactivated by SQL', { credential: 'key', code: 'UNAUTHENTICATED', end: (w) => sql(`UPDATE organizations SET is_active = false WHERE id = $1`, [w.actor.organizationId]) }],
-      ['logout of the session', { credential: 'session', code: 'UNAUTHENTICATED', end: (w) => app.gql('mutation { logout }', { headers: { authorization: `Bearer ${w.token}` } }) }],
-      ['session revoked by SQL', { credential: 'session', code: 'UNAUTHENTICATED', end: (w) => sql(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [w.actor.id]) }],
-      ['deactivation (session)', { credential: 'session', code: 'UNAUTHENTICATED', end: (w) => app.gql(DEACTIVATE, { key: w.other.key, variables: { id: w.actor.id } }) }],
+      [
+        'key replaced by SQL',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) =>
+            sql(`UPDATE access_keys SET key_digest = sha256(gen_random_uuid()::text::bytea) WHERE user_id = $1`, [
+              w.actor.id,
+            ]),
+        },
+      ],
+      [
+        'organization deactivated by SQL',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) => sql(`UPDATE organizations SET is_active = false WHERE id = $1`, [w.actor.organizationId]),
+        },
+      ],
+      [
+        'logout of the session',
+        {
+          credential: 'session',
+          code: 'UNAUTHENTICATED',
+          end: (w) => app.gql('mutation { logout }', { headers: { authorization: `Bearer ${w.token}` } }),
+        },
+      ],
+      [
+        'session revoked by SQL',
+        {
+          credential: 'session',
+          code: 'UNAUTHENTICATED',
+          end: (w) => sql(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [w.actor.id]),
+        },
+      ],
+      [
+        'deactivation (session)',
+        {
+          credential: 'session',
+          code: 'UNAUTHENTICATED',
+          end: (w) => app.gql(DEACTIVATE, { key: w.other.key, variables: { id: w.actor.id } }),
+        },
+      ],
     ];
 
     it.each(endings)('%s', async (_label, ending) => {
@@ -213,7 +297,10 @@ describe('authority at the moment of each act', () => {
       const emails = [uniqueEmail('c0'), uniqueEmail('c1'), uniqueEmail('c2')];
       const window = endAuthorityDuringFirstAct({ actorId: actor.id, end: () => ending.end({ actor, other, token }) });
 
-      const response = await app.gql(CREATE_THREE, { ...credentials, variables: { e0: emails[0], e1: emails[1], e2: emails[2] } });
+      const response = await app.gql(CREATE_THREE, {
+        ...credentials,
+        variables: { e0: emails[0], e1: emails[1], e2: emails[2] },
+      });
       await window.ended();
 
       expect(response.status).toBe(200);
@@ -263,12 +350,18 @@ describe('authority at the moment of each act', () => {
       await deactivation;
     };
 
-    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', { key: admin.key, variables: { id: target.id } });
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
+      key: admin.key,
+      variables: { id: target.id },
+    });
 
     expect((await deactivation!)!.body.data!.deactivateUser.isActive).toBe(false);
     expect(response.body.data).toEqual({ user: { id: target.id, accessKey: null } });
     expect(response.body.errors).toEqual([
-      expect.objectContaining({ path: ['user', 'accessKey'], extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' } }),
+      expect.objectContaining({
+        path: ['user', 'accessKey'],
+        extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
+      }),
     ]);
     expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
     expect(await eventsBy(admin.id, since)).toEqual([]);
@@ -285,7 +378,10 @@ describe('authority at the moment of each act', () => {
       await waitForLockWaiters(app, 1);
     };
 
-    const first = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: admin.key, variables: { id: target.id } });
+    const first = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', {
+      key: admin.key,
+      variables: { id: target.id },
+    });
     expect(first.body.data!.user.accessKey).toBe(target.key);
     expect((await deactivation!).body.data!.deactivateUser.isActive).toBe(false);
     const views = await app.dataSource.query(
@@ -294,7 +390,14 @@ describe('authority at the moment of each act', () => {
       [admin.id, target.id],
     );
     expect(views).toEqual([{ viewed_first: true }]);
-    expect((await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: admin.key, variables: { id: target.id } })).status).toBe(401);
+    expect(
+      (
+        await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', {
+          key: admin.key,
+          variables: { id: target.id },
+        })
+      ).status,
+    ).toBe(401);
   });
 
   it('a demoted admin keeps plain reads for the request but reveals no key: FORBIDDEN', async () => {
@@ -307,7 +410,10 @@ describe('authority at the moment of each act', () => {
       demoted = true;
       await app.gql(SET_ROLE, { key: other.key, variables: { id: admin.id, role: 'MANAGER' } });
     };
-    const response = await app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', { key: admin.key, variables: { id: target.id } });
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', {
+      key: admin.key,
+      variables: { id: target.id },
+    });
     expect(response.body.data).toEqual({ user: { email: target.email, accessKey: null } });
     expect(response.body.errors!.map((e) => e.extensions!.code)).toEqual(['FORBIDDEN']);
     expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
@@ -342,7 +448,9 @@ describe('authority at the moment of each act', () => {
         }
         return request;
       };
-      const revealed = await unstarved(app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: second.key, variables: { id: other.id } }));
+      const revealed = await unstarved(
+        app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', { key: second.key, variables: { id: other.id } }),
+      );
       expect(revealed.body.data!.user.accessKey).toMatch(KEY_PATTERN);
       const created = await unstarved(
         app.gql('mutation ($email: String!) { createUser(input: { email: $email, name: "Unstarved" }) { id } }', {
@@ -386,9 +494,10 @@ describe('authority at the moment of each act', () => {
     } finally {
       await holder.end();
     }
-    const admins = await app.dataSource.query(`SELECT id FROM users WHERE organization_id = $1 AND role = 'ADMIN' AND is_active`, [
-      first.organizationId,
-    ]);
+    const admins = await app.dataSource.query(
+      `SELECT id FROM users WHERE organization_id = $1 AND role = 'ADMIN' AND is_active`,
+      [first.organizationId],
+    );
     expect(admins).toHaveLength(1);
   });
 
@@ -407,7 +516,9 @@ describe('authority at the moment of each act', () => {
       ];
       await waitForLockWaiters(app, 2);
       await holder.query('COMMIT');
-      const outcomes = (await Promise.all(racing)).map((r) => (r.body.errors ? r.body.errors[0].extensions!.code : 'OK')).sort();
+      const outcomes = (await Promise.all(racing))
+        .map((r) => (r.body.errors ? r.body.errors[0].extensions!.code : 'OK'))
+        .sort();
       expect(outcomes).toEqual(['CONFLICT', 'OK']);
     } finally {
       await holder.end();

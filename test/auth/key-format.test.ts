@@ -1,6 +1,13 @@
-import { ACCESS_KEY_LENGTH, generateAccessKey, isWellFormedAccessKey, keyHint, randomBase62 } from '../../src/access-keys/key-format';
-import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { randomBytes } from 'node:crypto';
+
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
+import {
+  ACCESS_KEY_LENGTH,
+  generateAccessKey,
+  isWellFormedAccessKey,
+  keyHint,
+  randomBase62,
+} from '../../src/access-keys/key-format';
 
 describe('access key format', () => {
   it('is cak_ + 32 base62 + 6 base62 checksum characters, 42 in all', () => {

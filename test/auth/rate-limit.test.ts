@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
+
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { postFrom } from '../helpers/http';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
-import { randomBytes } from 'node:crypto';
 
 const LIMIT = 5;
 const ENV = { AUTH_FAILURE_LIMIT: String(LIMIT), AUTH_FAILURE_WINDOW_SECONDS: '300' };
@@ -45,7 +46,10 @@ describe('rate limiting of failed authentication per client address', () => {
     for (const key of wrongKeys) expect((await from(a, attacker, key)).status).toBe(401);
 
     // The block applies once the counted failures are written (a moment later), to anything from that address.
-    const blocked = await eventually(() => from(a, attacker, admin.key), (r) => r.status === 429);
+    const blocked = await eventually(
+      () => from(a, attacker, admin.key),
+      (r) => r.status === 429,
+    );
     expect(blocked.status).toBe(429);
     const retryAfter = Number(blocked.headers['retry-after']);
     expect(retryAfter).toBeGreaterThan(200);
@@ -60,7 +64,10 @@ describe('rate limiting of failed authentication per client address', () => {
     expect(a.queries.count).toBe(before);
 
     // The other instance learned of the block through PostgreSQL.
-    const onB = await eventually(() => from(b, attacker, admin.key), (r) => r.status === 429);
+    const onB = await eventually(
+      () => from(b, attacker, admin.key),
+      (r) => r.status === 429,
+    );
     expect(onB.status).toBe(429);
 
     // A good client elsewhere is not slowed or refused.
@@ -72,7 +79,8 @@ describe('rate limiting of failed authentication per client address', () => {
 
   it('blocks at the limit at once on the instance that counted it, without waiting for the database', async () => {
     const attacker = '127.0.0.6';
-    const guess = (i: number) => `mutation { login(email: "${admin.email}", password: "guess number ${i}!") { token } }`;
+    const guess = (i: number) =>
+      `mutation { login(email: "${admin.email}", password: "guess number ${i}!") { token } }`;
     for (let i = 0; i < LIMIT; i++) {
       const response = await postFrom({ url: a.url, localAddress: attacker, query: guess(i) });
       expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
@@ -83,7 +91,9 @@ describe('rate limiting of failed authentication per client address', () => {
     expect((await from(a, '127.0.0.7', admin.key)).status).toBe(200);
     // The database still gets every failure, for the other instances.
     await a.services.rateLimiter.flush();
-    expect(await a.dataSource.query('SELECT failures FROM auth_failures WHERE client = $1', [attacker])).toEqual([{ failures: LIMIT }]);
+    expect(await a.dataSource.query('SELECT failures FROM auth_failures WHERE client = $1', [attacker])).toEqual([
+      { failures: LIMIT },
+    ]);
   });
 
   it('a step of the wall clock neither lifts a block nor ends a window early, on the instance that counted it or the other', async () => {
@@ -96,7 +106,10 @@ describe('rate limiting of failed authentication per client address', () => {
       expect((await from(a, attacker, generateAccessKey())).status).toBe(401);
       expect((await from(a, attacker, admin.key)).status).toBe(429);
       // B learns the block through PostgreSQL, as what is left of it by the database's clock.
-      const onB = await eventually(() => from(b, attacker, admin.key), (r) => r.status === 429);
+      const onB = await eventually(
+        () => from(b, attacker, admin.key),
+        (r) => r.status === 429,
+      );
       expect(onB.status).toBe(429);
       // Another hour forward: still blocked on both, for what is left of the window.
       Date.now = () => wallClock() + 7_200_000;
@@ -120,13 +133,25 @@ describe('rate limiting of failed authentication per client address', () => {
       });
       expect(response.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
     }
-    expect((await eventually(() => from(a, attacker, admin.key), (r) => r.status === 429)).status).toBe(429);
+    expect(
+      (
+        await eventually(
+          () => from(a, attacker, admin.key),
+          (r) => r.status === 429,
+        )
+      ).status,
+    ).toBe(429);
 
     // A window that ended long ago counts for nothing, and its row goes when an instance starts.
-    await a.dataSource.query(`INSERT INTO auth_failures (client, window_started_at, failures) VALUES ('192.0.2.1', now() - interval '1 day', 3)`);
+    await a.dataSource.query(
+      `INSERT INTO auth_failures (client, window_started_at, failures) VALUES ('192.0.2.1', now() - interval '1 day', 3)`,
+    );
     await a.close();
     a = await startTestApp({ env: ENV, database: { url: database.url, secret } });
-    const ended = await eventually(() => a.dataSource.query(`SELECT client FROM auth_failures WHERE client = '192.0.2.1'`), (rows) => rows.length === 0);
+    const ended = await eventually(
+      () => a.dataSource.query(`SELECT client FROM auth_failures WHERE client = '192.0.2.1'`),
+      (rows) => rows.length === 0,
+    );
     expect(ended).toEqual([]);
     expect((await from(a, attacker, admin.key)).status).toBe(429);
     expect((await from(a, '127.0.0.5', admin.key)).status).toBe(200);

@@ -1,6 +1,13 @@
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
-import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import {
+  createOrganization,
+  createUser,
+  login,
+  TEST_PASSWORD,
+  type TestUser,
+  uniqueEmail,
+} from '../factories/organizations';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 type Caller = 'ADMIN' | 'MANAGER' | 'MEMBER' | 'ANONYMOUS' | 'OTHER_ORG_ADMIN';
 type Outcome = 'OK' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND';
@@ -43,7 +50,8 @@ const OPERATIONS: Record<string, Operation> = {
   'user(id)': {
     document: 'query ($id: ID!) { user(id: $id) { id email role isActive organization { id } } }',
     variables: (w) => ({ id: w.target.id }),
-    expectOk: (data, w) => expect(data.user).toMatchObject({ id: w.target.id, organization: { id: w.target.organizationId } }),
+    expectOk: (data, w) =>
+      expect(data.user).toMatchObject({ id: w.target.id, organization: { id: w.target.organizationId } }),
   },
   'user(id) { accessKey }': {
     document: 'query ($id: ID!) { user(id: $id) { id name accessKey } }',
@@ -125,12 +133,15 @@ const OPERATIONS: Record<string, Operation> = {
       const events = data.auditEvents.edges.map(({ node }: any) => node);
       expect(events.length).toBeGreaterThan(0);
       // Every event row is the caller's organization's (actors and targets can be null or invisible: not enough).
-      const eventOrgs = await app.dataSource.query(`SELECT DISTINCT organization_id FROM audit_events WHERE id = ANY($1::bigint[])`, [
-        events.map((event: any) => event.id),
-      ]);
+      const eventOrgs = await app.dataSource.query(
+        `SELECT DISTINCT organization_id FROM audit_events WHERE id = ANY($1::bigint[])`,
+        [events.map((event: any) => event.id)],
+      );
       expect(eventOrgs).toEqual([{ organization_id: w.caller!.organizationId }]);
       const userIds = events.flatMap((event: any) => [event.actor?.id, event.target?.id]).filter(Boolean);
-      const orgs = await app.dataSource.query(`SELECT DISTINCT organization_id FROM users WHERE id = ANY($1)`, [userIds]);
+      const orgs = await app.dataSource.query(`SELECT DISTINCT organization_id FROM users WHERE id = ANY($1)`, [
+        userIds,
+      ]);
       expect(orgs).toEqual([{ organization_id: w.caller!.organizationId }]);
     },
   },
@@ -169,73 +180,84 @@ const MATRIX: Record<keyof typeof OPERATIONS, Record<Caller, Outcome>> = {
 const CALLERS: Caller[] = ['ADMIN', 'MANAGER', 'MEMBER', 'ANONYMOUS', 'OTHER_ORG_ADMIN'];
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/g;
 
-describe.each(['access key', 'session token'] as const)('role matrix: every caller against every operation (%s)', (credential) => {
-  let app: TestApp;
-  let world: Omit<World, 'target' | 'caller'>;
-  const tokens = new Map<string, string>();
+describe.each(['access key', 'session token'] as const)(
+  'role matrix: every caller against every operation (%s)',
+  (credential) => {
+    let app: TestApp;
+    let world: Omit<World, 'target' | 'caller'>;
+    const tokens = new Map<string, string>();
 
-  beforeAll(async () => {
-    app = await startTestApp();
-    const admin = await createOrganization(app, 'First Org', TEST_PASSWORD);
-    const otherAdmin = await createOrganization(app, 'Second Org', TEST_PASSWORD);
-    world = {
-      admin,
-      manager: await createUser(app, admin, { role: Role.MANAGER, password: TEST_PASSWORD }),
-      member: await createUser(app, admin, { role: Role.MEMBER, password: TEST_PASSWORD }),
-      otherAdmin,
-    };
-    if (credential === 'session token') {
-      for (const user of [world.admin, world.manager, world.member, world.otherAdmin]) tokens.set(user.id, await login(app, user));
-    }
-    // The other organization has users too, so a leak across organizations would show.
-    await createUser(app, otherAdmin, { role: Role.MEMBER });
-  });
-  afterAll(() => app.close());
-
-  function callerUser(caller: Caller): TestUser | null {
-    return { ADMIN: world.admin, MANAGER: world.manager, MEMBER: world.member, OTHER_ORG_ADMIN: world.otherAdmin, ANONYMOUS: null }[
-      caller
-    ];
-  }
-
-  const cells = Object.entries(MATRIX).flatMap(([operation, row]) =>
-    CALLERS.map((caller) => [operation, caller, row[caller]] as const),
-  );
-
-  it.each(cells)('%s as %s: %s', async (operationName, caller, outcome) => {
-    const operation = OPERATIONS[operationName];
-    const target = await createUser(app, world.admin, { role: Role.MEMBER });
-    if (operationName === 'reactivateUser') {
-      await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: world.admin.key, variables: { id: target.id } });
-    }
-    const w: World = { ...world, target, caller: callerUser(caller) };
-    await operation.prepare?.(w, app);
-    const response: GraphQLResponse = await app.gql(operation.document, {
-      ...(w.caller && credential === 'session token'
-        ? { headers: { authorization: `Bearer ${tokens.get(w.caller.id)}` } }
-        : { key: w.caller?.key }),
-      variables: operation.variables?.(w),
+    beforeAll(async () => {
+      app = await startTestApp();
+      const admin = await createOrganization(app, 'First Org', TEST_PASSWORD);
+      const otherAdmin = await createOrganization(app, 'Second Org', TEST_PASSWORD);
+      world = {
+        admin,
+        manager: await createUser(app, admin, { role: Role.MANAGER, password: TEST_PASSWORD }),
+        member: await createUser(app, admin, { role: Role.MEMBER, password: TEST_PASSWORD }),
+        otherAdmin,
+      };
+      if (credential === 'session token') {
+        for (const user of [world.admin, world.manager, world.member, world.otherAdmin])
+          tokens.set(user.id, await login(app, user));
+      }
+      // The other organization has users too, so a leak across organizations would show.
+      await createUser(app, otherAdmin, { role: Role.MEMBER });
     });
+    afterAll(() => app.close());
 
-    expect(response.status).toBe(200);
-    const data = response.body.data ?? {};
-    if (outcome === 'OK') {
-      expect(response.body.errors).toBeUndefined();
-      await operation.expectOk?.(data, w, app);
-    } else {
-      expect(response.body.errors?.map((error) => error.extensions?.code)).toContain(outcome);
-      if (outcome === 'FORBIDDEN' && operation.expectPartial) operation.expectPartial(data, w);
+    function callerUser(caller: Caller): TestUser | null {
+      return {
+        ADMIN: world.admin,
+        MANAGER: world.manager,
+        MEMBER: world.member,
+        OTHER_ORG_ADMIN: world.otherAdmin,
+        ANONYMOUS: null,
+      }[caller];
     }
 
-    // No cell may reveal a key it shouldn't: only an admin of the key owner's organization sees keys.
-    const revealed = JSON.stringify(response.body).match(KEY_PATTERN) ?? [];
-    if (revealed.length > 0) {
-      expect(caller === 'ADMIN' || caller === 'OTHER_ORG_ADMIN').toBe(true);
-      const ownerOrgs = await app.dataSource.query(
-        `SELECT DISTINCT u.organization_id FROM access_keys k JOIN users u ON u.id = k.user_id WHERE k.key_digest = ANY($1)`,
-        [revealed.map((key) => app.keyCrypto.digest(key))],
-      );
-      expect(ownerOrgs).toEqual([{ organization_id: w.caller!.organizationId }]);
-    }
-  });
-});
+    const cells = Object.entries(MATRIX).flatMap(([operation, row]) =>
+      CALLERS.map((caller) => [operation, caller, row[caller]] as const),
+    );
+
+    it.each(cells)('%s as %s: %s', async (operationName, caller, outcome) => {
+      const operation = OPERATIONS[operationName];
+      const target = await createUser(app, world.admin, { role: Role.MEMBER });
+      if (operationName === 'reactivateUser') {
+        await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', {
+          key: world.admin.key,
+          variables: { id: target.id },
+        });
+      }
+      const w: World = { ...world, target, caller: callerUser(caller) };
+      await operation.prepare?.(w, app);
+      const response: GraphQLResponse = await app.gql(operation.document, {
+        ...(w.caller && credential === 'session token'
+          ? { headers: { authorization: `Bearer ${tokens.get(w.caller.id)}` } }
+          : { key: w.caller?.key }),
+        variables: operation.variables?.(w),
+      });
+
+      expect(response.status).toBe(200);
+      const data = response.body.data ?? {};
+      if (outcome === 'OK') {
+        expect(response.body.errors).toBeUndefined();
+        await operation.expectOk?.(data, w, app);
+      } else {
+        expect(response.body.errors?.map((error) => error.extensions?.code)).toContain(outcome);
+        if (outcome === 'FORBIDDEN' && operation.expectPartial) operation.expectPartial(data, w);
+      }
+
+      // No cell may reveal a key it shouldn't: only an admin of the key owner's organization sees keys.
+      const revealed = JSON.stringify(response.body).match(KEY_PATTERN) ?? [];
+      if (revealed.length > 0) {
+        expect(caller === 'ADMIN' || caller === 'OTHER_ORG_ADMIN').toBe(true);
+        const ownerOrgs = await app.dataSource.query(
+          `SELECT DISTINCT u.organization_id FROM access_keys k JOIN users u ON u.id = k.user_id WHERE k.key_digest = ANY($1)`,
+          [revealed.map((key) => app.keyCrypto.digest(key))],
+        );
+        expect(ownerOrgs).toEqual([{ organization_id: w.caller!.organizationId }]);
+      }
+    });
+  },
+);

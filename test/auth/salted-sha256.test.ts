@@ -1,5 +1,7 @@
-import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
+
+import fc from 'fast-check';
+
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { SaltedSha256 } from '../../src/access-keys/salted-sha256';
 
@@ -29,7 +31,10 @@ describe('salted SHA-256 (the auth cache key)', () => {
           fc.string({ unit: 'binary', maxLength: 300 }),
           fc.string({ unit: 'grapheme-ascii', maxLength: 120 }),
           // Node decodes header values as latin1: each byte is one char code up to 0xff.
-          fc.string({ unit: fc.integer({ min: 0, max: 0xff }).map((code) => String.fromCharCode(code)), maxLength: 120 }),
+          fc.string({
+            unit: fc.integer({ min: 0, max: 0xff }).map((code) => String.fromCharCode(code)),
+            maxLength: 120,
+          }),
         ),
         (value) => {
           expect(hasher.digest(value)).toBe(reference(salt, value));

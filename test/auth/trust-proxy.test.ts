@@ -16,14 +16,18 @@ describe.each([
 
   it(`records the client as ${expectedIp}`, async () => {
     const admin = await createOrganization(app);
-    const response = await app.gql('mutation ($e: String!) { createUser(input: { email: $e, name: "Forwarded" }) { id } }', {
-      key: admin.key,
-      variables: { e: `xff-${trustProxy}@example.test` },
-      headers: { 'x-forwarded-for': '198.51.100.66, 203.0.113.7' },
-    });
-    const [event] = await app.dataSource.query(`SELECT ip FROM audit_events WHERE target_user_id = $1 AND action = 'USER_CREATED'`, [
-      response.body.data!.createUser.id,
-    ]);
+    const response = await app.gql(
+      'mutation ($e: String!) { createUser(input: { email: $e, name: "Forwarded" }) { id } }',
+      {
+        key: admin.key,
+        variables: { e: `xff-${trustProxy}@example.test` },
+        headers: { 'x-forwarded-for': '198.51.100.66, 203.0.113.7' },
+      },
+    );
+    const [event] = await app.dataSource.query(
+      `SELECT ip FROM audit_events WHERE target_user_id = $1 AND action = 'USER_CREATED'`,
+      [response.body.data!.createUser.id],
+    );
     expect(event.ip).toBe(expectedIp);
   });
 });

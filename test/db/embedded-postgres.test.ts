@@ -2,8 +2,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
-import { EmbeddedPostgres, FALLBACK_CLUSTER_ROOT, SERVER_ACCOUNT, startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
+
+import {
+  type EmbeddedPostgres,
+  FALLBACK_CLUSTER_ROOT,
+  SERVER_ACCOUNT,
+  startEmbeddedPostgres,
+} from '../../src/dev/embedded-postgres';
 
 jest.setTimeout(120_000);
 
@@ -138,7 +145,14 @@ function clusterProcessUids(pgdata: string): number[] {
     .filter((name) => /^\d+$/.test(name))
     .filter((pid) => {
       try {
-        return Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)\s*/s, '').split(' ')[1]) === postmaster;
+        return (
+          Number(
+            fs
+              .readFileSync(`/proc/${pid}/stat`, 'utf8')
+              .replace(/^.*\)\s*/s, '')
+              .split(' ')[1],
+          ) === postmaster
+        );
       } catch {
         return false;
       }
@@ -149,7 +163,12 @@ function clusterProcessUids(pgdata: string): number[] {
 /** What the user `nobody` (any other process on the machine) can do to the cluster: nothing. */
 function expectClosedToOthers(pgdata: string): void {
   const asNobody = (script: string) =>
-    spawnSync('/bin/sh', ['-c', script, 'sh', pgdata], { uid: account('-u', 'nobody'), gid: account('-g', 'nobody'), cwd: '/', stdio: 'ignore' }).status;
+    spawnSync('/bin/sh', ['-c', script, 'sh', pgdata], {
+      uid: account('-u', 'nobody'),
+      gid: account('-g', 'nobody'),
+      cwd: '/',
+      stdio: 'ignore',
+    }).status;
   expect(asNobody('ls "$1"')).not.toBe(0);
   expect(asNobody('cat "$1/pg_hba.conf"')).not.toBe(0);
   expect(asNobody('cat "$1/PG_VERSION"')).not.toBe(0);
@@ -162,22 +181,25 @@ function expectOwnedByTheServerAccount(pgdata: string): void {
   expect(stat.mode & 0o777).toBe(0o700);
 }
 
-itAsRoot(`runs the server as its own account (${SERVER_ACCOUNT}) when started by root, its cluster closed to every other user`, async () => {
-  await start();
+itAsRoot(
+  `runs the server as its own account (${SERVER_ACCOUNT}) when started by root, its cluster closed to every other user`,
+  async () => {
+    await start();
 
-  const pgdata = path.join(dataDir(), 'postgres');
-  const uids = clusterProcessUids(pgdata);
-  expect(uids.length).toBeGreaterThan(1);
-  expect(new Set(uids)).toEqual(new Set([account('-u', SERVER_ACCOUNT)]));
-  expect(uids).not.toContain(account('-u', 'nobody'));
-  expectOwnedByTheServerAccount(pgdata);
-  expectClosedToOthers(pgdata);
-  // DATA_DIR (the secret, the password) opens to the server account's group only, never to others.
-  const dataStat = fs.statSync(dataDir());
-  expect(dataStat.mode & 0o007).toBe(0);
-  expect(dataStat.gid).toBe(account('-g', SERVER_ACCOUNT));
-  expect(fs.statSync(path.join(dataDir(), 'postgres-password')).uid).toBe(0);
-});
+    const pgdata = path.join(dataDir(), 'postgres');
+    const uids = clusterProcessUids(pgdata);
+    expect(uids.length).toBeGreaterThan(1);
+    expect(new Set(uids)).toEqual(new Set([account('-u', SERVER_ACCOUNT)]));
+    expect(uids).not.toContain(account('-u', 'nobody'));
+    expectOwnedByTheServerAccount(pgdata);
+    expectClosedToOthers(pgdata);
+    // DATA_DIR (the secret, the password) opens to the server account's group only, never to others.
+    const dataStat = fs.statSync(dataDir());
+    expect(dataStat.mode & 0o007).toBe(0);
+    expect(dataStat.gid).toBe(account('-g', SERVER_ACCOUNT));
+    expect(fs.statSync(path.join(dataDir(), 'postgres-password')).uid).toBe(0);
+  },
+);
 
 itAsRoot('takes over a cluster a previous version left to the user nobody', async () => {
   const first = await start();
@@ -185,7 +207,12 @@ itAsRoot('takes over a cluster a previous version left to the user nobody', asyn
   await first.stop();
   // The layout of earlier versions: the cluster owned by nobody, DATA_DIR open to others for search.
   const nobody = { uid: account('-u', 'nobody'), gid: account('-g', 'nobody') };
-  execFileSync('chown', ['-R', `${nobody.uid}:${nobody.gid}`, path.join(dataDir(), 'postgres'), path.join(dataDir(), 'postgres.log')]);
+  execFileSync('chown', [
+    '-R',
+    `${nobody.uid}:${nobody.gid}`,
+    path.join(dataDir(), 'postgres'),
+    path.join(dataDir(), 'postgres.log'),
+  ]);
   fs.chmodSync(dataDir(), 0o701);
 
   const server = await start();
@@ -195,30 +222,33 @@ itAsRoot('takes over a cluster a previous version left to the user nobody', asyn
   expectClosedToOthers(path.join(dataDir(), 'postgres'));
 });
 
-itAsRoot(`started from a folder other users cannot enter (like /root): the cluster lives under ${FALLBACK_CLUSTER_ROOT}, said in the log, and the folder stays closed`, async () => {
-  const hidden = path.join(parentDir, 'home-of-root');
-  fs.mkdirSync(hidden, { mode: 0o700 });
-  const dir = path.join(hidden, 'checkout', '.data');
+itAsRoot(
+  `started from a folder other users cannot enter (like /root): the cluster lives under ${FALLBACK_CLUSTER_ROOT}, said in the log, and the folder stays closed`,
+  async () => {
+    const hidden = path.join(parentDir, 'home-of-root');
+    fs.mkdirSync(hidden, { mode: 0o700 });
+    const dir = path.join(hidden, 'checkout', '.data');
 
-  const first = await start(dir);
-  const home = new RegExp(`(${FALLBACK_CLUSTER_ROOT}/[0-9a-f]{16})`).exec(messages.join('\n'))?.[1];
-  expect(home).toBeDefined();
-  outside.push(home!);
-  expect(messages.join('\n')).toContain(`cluster is kept in ${home}`);
-  await query(first.url, "create table notes (body text); insert into notes values ('kept')");
+    const first = await start(dir);
+    const home = new RegExp(`(${FALLBACK_CLUSTER_ROOT}/[0-9a-f]{16})`).exec(messages.join('\n'))?.[1];
+    expect(home).toBeDefined();
+    outside.push(home!);
+    expect(messages.join('\n')).toContain(`cluster is kept in ${home}`);
+    await query(first.url, "create table notes (body text); insert into notes values ('kept')");
 
-  const pgdata = path.join(home!, 'postgres');
-  expect(new Set(clusterProcessUids(pgdata))).toEqual(new Set([account('-u', SERVER_ACCOUNT)]));
-  expectOwnedByTheServerAccount(pgdata);
-  expectClosedToOthers(pgdata);
-  expect(fs.statSync(home!).mode & 0o777).toBe(0o700);
-  expect(fs.statSync(hidden).mode & 0o777).toBe(0o700);
-  expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    const pgdata = path.join(home!, 'postgres');
+    expect(new Set(clusterProcessUids(pgdata))).toEqual(new Set([account('-u', SERVER_ACCOUNT)]));
+    expectOwnedByTheServerAccount(pgdata);
+    expectClosedToOthers(pgdata);
+    expect(fs.statSync(home!).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(hidden).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
 
-  // A run killed without stopping its server: the next start finds the same cluster and takes it over.
-  const leftover = Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const second = await start(dir);
-  expect(messages.some((message) => message.includes('left behind by an earlier run'))).toBe(true);
-  expect(Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0])).not.toBe(leftover);
-  await expect(query(second.url, 'select body from notes')).resolves.toEqual([{ body: 'kept' }]);
-});
+    // A run killed without stopping its server: the next start finds the same cluster and takes it over.
+    const leftover = Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const second = await start(dir);
+    expect(messages.some((message) => message.includes('left behind by an earlier run'))).toBe(true);
+    expect(Number(fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0])).not.toBe(leftover);
+    await expect(query(second.url, 'select body from notes')).resolves.toEqual([{ body: 'kept' }]);
+  },
+);

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+
 import { Client } from 'pg';
-import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
+
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
+import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { createTestDatabase } from '../helpers/test-app';
 
@@ -11,7 +13,10 @@ describe('migrations', () => {
     const admin = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${name}`);
-    const dataSource = createDataSource({ url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name), db: TEST_DB_DEFAULTS });
+    const dataSource = createDataSource({
+      url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name),
+      db: TEST_DB_DEFAULTS,
+    });
     const tables = async () =>
       (
         await dataSource.query(
@@ -51,10 +56,16 @@ describe('NormalizeEmails migration', () => {
     await client.connect();
     const dataSource = createDataSource({ url: database.url, db: TEST_DB_DEFAULTS });
     try {
-      const [{ id: organizationId }] = (await client.query(`INSERT INTO organizations (name) VALUES ('Old data') RETURNING id`)).rows;
+      const [{ id: organizationId }] = (
+        await client.query(`INSERT INTO organizations (name) VALUES ('Old data') RETURNING id`)
+      ).rows;
       const insert = async (email: string) =>
-        (await client.query(`INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER') RETURNING id`, [organizationId, email]))
-          .rows[0].id as string;
+        (
+          await client.query(
+            `INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER') RETURNING id`,
+            [organizationId, email],
+          )
+        ).rows[0].id as string;
       const mixedCase = await insert('Ada.Lovelace@Example.TEST');
       const decomposed = await insert('Jose\u0301@example.test');
       const fullwidth = await insert('\uff42\uff4f\uff42@example.test');
@@ -72,7 +83,9 @@ describe('NormalizeEmails migration', () => {
       }
 
       const emails = new Map<string, string>(
-        (await client.query(`SELECT id, email FROM users WHERE organization_id = $1`, [organizationId])).rows.map((row) => [row.id, row.email]),
+        (await client.query(`SELECT id, email FROM users WHERE organization_id = $1`, [organizationId])).rows.map(
+          (row) => [row.id, row.email],
+        ),
       );
       expect(emails.get(mixedCase)).toBe('ada.lovelace@example.test');
       expect(emails.get(decomposed)).toBe('jos\u00e9@example.test');

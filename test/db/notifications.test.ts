@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import pino from 'pino';
+
 import { AUTH_CHANGES_CHANNEL, AuthCache } from '../../src/authentication/auth-cache';
 import type { Principal } from '../../src/authentication/principal';
 import { Notifications } from '../../src/db/notifications';
@@ -18,7 +19,13 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
 
 describe('the notification listener and the auth cache it guards', () => {
   const url = process.env.CRM_TEST_SERVER_URL!;
-  const principal = { kind: 'ACCESS_KEY', userId: 'u1', organizationId: 'o1', role: 'ADMIN', user: {} } as unknown as Principal;
+  const principal = {
+    kind: 'ACCESS_KEY',
+    userId: 'u1',
+    organizationId: 'o1',
+    role: 'ADMIN',
+    user: {},
+  } as unknown as Principal;
   let admin: Client;
   beforeAll(async () => {
     admin = new Client({ connectionString: url });
@@ -76,13 +83,18 @@ describe('the notification listener and the auth cache it guards', () => {
     }
     // Connections that were still opening are closed as soon as they are up (only this test listens on this database).
     const listeners = async () =>
-      (await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crm-access-listener' AND datname = current_database()`)).rows[0].n as number;
+      (
+        await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crm-access-listener' AND datname = current_database()`,
+        )
+      ).rows[0].n as number;
     let open = await listeners();
-    for (const deadline = Date.now() + 5000; open > 0 && Date.now() < deadline; open = await listeners()) await sleep(50);
+    for (const deadline = Date.now() + 5000; open > 0 && Date.now() < deadline; open = await listeners())
+      await sleep(50);
     expect(open).toBe(0);
   });
 
-  it('PostgreSQL delivers a notification committed before a query was sent ahead of that query\'s answer (what the heartbeat relies on)', async () => {
+  it("PostgreSQL delivers a notification committed before a query was sent ahead of that query's answer (what the heartbeat relies on)", async () => {
     const listener = new Client({ connectionString: url });
     await listener.connect();
     const heard = new Set<string>();

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+
 import { Role } from '../../src/users/user.entity';
 import type { TestApp } from '../helpers/test-app';
 

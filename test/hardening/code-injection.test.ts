@@ -5,7 +5,7 @@ import { startTestApp, type TestApp } from '../helpers/test-app';
  * Argument values are data, never code. Query compilers that generate JavaScript from documents can get
  * this wrong: graphql-jit 0.8.9 splices argument literals into its generated code and rewrites a marker
  * string inside them into `new Date(...)`, so the payloads below ran as code in the service (found while
- * measuring it as an executor for issue #4; see README "Performance"). This service executes with
+ * measuring it as an executor for issue #4; see docs/performance.md). This service executes with
  * graphql-js; these requests must stay harmless whatever executor it uses.
  */
 const MARKER = '__MAGIC_DATE__33a9e76d_02e0_4128_8e92_3530ad3da74d';

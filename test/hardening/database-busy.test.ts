@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+
 import { Client } from 'pg';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { until } from '../helpers/own-postgres';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
@@ -54,7 +56,11 @@ describe('the database cannot serve requests', () => {
   const errorLines = (since: number) => app.logs.slice(since).filter((line) => JSON.parse(line).level >= 50);
   const readyz = () => fetch(app.url.replace(/\/graphql$/, '/readyz'));
 
-  function expectUnavailable(response: { status: number; headers: Headers; body: { errors?: Array<{ extensions?: Record<string, any>; message: string }> } }) {
+  function expectUnavailable(response: {
+    status: number;
+    headers: Headers;
+    body: { errors?: Array<{ extensions?: Record<string, any>; message: string }> };
+  }) {
     expect(response.status).toBe(503);
     expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(response.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
@@ -74,7 +80,10 @@ describe('the database cannot serve requests', () => {
     } finally {
       await superuser.query(`ALTER ROLE ${role} CONNECTION LIMIT -1`);
     }
-    await until(() => app.gql('{ me { id } }', { key: member.key }), (response) => response.status === 200);
+    await until(
+      () => app.gql('{ me { id } }', { key: member.key }),
+      (response) => response.status === 200,
+    );
     const recovered = await until(
       async () => app.logs.slice(logsBefore).map((line) => JSON.parse(line)),
       (entries) => entries.some((entry) => entry.level === 30 && /available again/.test(entry.msg)),
@@ -87,7 +96,12 @@ describe('the database cannot serve requests', () => {
     const answers = [];
     for (let i = 0; i < 4; i++) {
       // A resolver's query (the admin's key is cached or looked up: either way PostgreSQL is needed).
-      answers.push(await app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', { key: admin.key, variables: { id: member.id } }));
+      answers.push(
+        await app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', {
+          key: admin.key,
+          variables: { id: member.id },
+        }),
+      );
       // A key never seen before: its lookup, in the authentication hook, needs PostgreSQL.
       answers.push(await app.gql('{ me { id } }', { key: member.key }));
     }
@@ -118,7 +132,10 @@ describe('the database cannot serve requests', () => {
       await holder.end();
     }
     expect((await app.gql('{ me { id } }', { key: user.key })).status).toBe(200);
-    const retried = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', { key: admin.key, variables: { id: user.id } });
+    const retried = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
     expect(retried.body.data!.regenerateAccessKey.accessKey).toMatch(/^cak_/);
   }, 30_000);
 
@@ -137,10 +154,13 @@ describe('the database cannot serve requests', () => {
     await superuser.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON audit_events FOR EACH ROW
       WHEN (NEW.action = 'USER_UPDATED') EXECUTE FUNCTION ${fn}()`);
     try {
-      const response = await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed" }) { name } }', {
-        key: admin.key,
-        variables: { id: user.id },
-      });
+      const response = await app.gql(
+        'mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed" }) { name } }',
+        {
+          key: admin.key,
+          variables: { id: user.id },
+        },
+      );
       expectUnavailable(response);
       expect(response.body.data).toBeNull();
     } finally {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { OwnPostgres, until } from '../helpers/own-postgres';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -10,7 +11,10 @@ describe('database faults', () => {
 
   beforeAll(async () => {
     postgres = await OwnPostgres.start();
-    app = await startTestApp({ database: { url: postgres.url, secret: randomBytes(32) }, env: { DB_CONNECT_TIMEOUT_MS: '1000' } });
+    app = await startTestApp({
+      database: { url: postgres.url, secret: randomBytes(32) },
+      env: { DB_CONNECT_TIMEOUT_MS: '1000' },
+    });
     admin = await createOrganization(app);
   }, 60_000);
   afterAll(async () => {
@@ -29,7 +33,10 @@ describe('database faults', () => {
       while (!stop) {
         const queries = [
           app.gql('{ me { id } }', { key: admin.key }),
-          app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', { key: admin.key, variables: { id: member.id } }),
+          app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', {
+            key: admin.key,
+            variables: { id: member.id },
+          }),
           app.gql('{ me { id } }', { key: member.key }),
         ];
         for (const response of await Promise.allSettled(queries)) {
@@ -49,9 +56,16 @@ describe('database faults', () => {
 
     await postgres.restart();
     const restartedAt = Date.now();
-    await until(async () => (await app.gql('{ me { id } }', { key: admin.key })).status, (status) => status === 200, 5000);
+    await until(
+      async () => (await app.gql('{ me { id } }', { key: admin.key })).status,
+      (status) => status === 200,
+      5000,
+    );
     await until(readyz, (status) => status === 200, 5000);
-    const member2 = await app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', { key: admin.key, variables: { id: member.id } });
+    const member2 = await app.gql('query ($id: ID!) { user(id: $id) { email accessKey } }', {
+      key: admin.key,
+      variables: { id: member.id },
+    });
     expect(member2.body.data!.user.accessKey).toBe(member.key);
     expect(Date.now() - restartedAt).toBeLessThanOrEqual(5000);
     stop = true;
@@ -66,7 +80,10 @@ describe('database faults', () => {
 
   it('a regeneration cut off by a database failure leaves the old key working and no half-written row', async () => {
     const user = await createUser(app, admin);
-    const [before] = await app.dataSource.query(`SELECT key_digest, key_ciphertext FROM access_keys WHERE user_id = $1`, [user.id]);
+    const [before] = await app.dataSource.query(
+      `SELECT key_digest, key_ciphertext FROM access_keys WHERE user_id = $1`,
+      [user.id],
+    );
     // The connection dies after the key row was updated, while the audit event is being written.
     await app.dataSource.query(`
       CREATE FUNCTION die_mid_regeneration() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -82,10 +99,16 @@ describe('database faults', () => {
       expect(response.body.data).toBeNull();
       expect(['SERVICE_UNAVAILABLE', 'INTERNAL_SERVER_ERROR']).toContain(response.body.errors![0].extensions!.code);
     } finally {
-      await until(() => app.dataSource.query(`DROP TRIGGER die_mid_regeneration ON audit_events`), (r) => Array.isArray(r));
+      await until(
+        () => app.dataSource.query(`DROP TRIGGER die_mid_regeneration ON audit_events`),
+        (r) => Array.isArray(r),
+      );
       await app.dataSource.query(`DROP FUNCTION die_mid_regeneration()`);
     }
-    const [after] = await app.dataSource.query(`SELECT key_digest, key_ciphertext FROM access_keys WHERE user_id = $1`, [user.id]);
+    const [after] = await app.dataSource.query(
+      `SELECT key_digest, key_ciphertext FROM access_keys WHERE user_id = $1`,
+      [user.id],
+    );
     expect(after).toEqual(before);
     expect((await app.gql('{ me { id } }', { key: user.key })).status).toBe(200);
   }, 30_000);

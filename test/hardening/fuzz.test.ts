@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -26,9 +27,35 @@ const SEEDS = [
 const mutation = fc.oneof(
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 20 }) }),
   fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), text: fc.string({ maxLength: 12, unit: 'binary' }) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), text: fc.constantFrom('{', '}', '(', ')', '$', '@skip', '...', '"', '\\', ':', '!', '[', ']', '#', '\u0000', '__typename') }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    text: fc.constantFrom(
+      '{',
+      '}',
+      '(',
+      ')',
+      '$',
+      '@skip',
+      '...',
+      '"',
+      '\\',
+      ':',
+      '!',
+      '[',
+      ']',
+      '#',
+      '\u0000',
+      '__typename',
+    ),
+  }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('repeat' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 40 }), times: fc.integer({ min: 2, max: 30 }) }),
+  fc.record({
+    kind: fc.constant('repeat' as const),
+    at: fc.nat(),
+    length: fc.integer({ min: 1, max: 40 }),
+    times: fc.integer({ min: 2, max: 30 }),
+  }),
 );
 
 type Mutation =
@@ -56,7 +83,16 @@ const jsonValue = fc.oneof(
   fc.double(),
   fc.boolean(),
   fc.constant(null),
-  fc.constantFrom('ADMIN', 'MEMBER', 'OWNER', '', 'x'.repeat(300), '00000000-0000-4000-8000-000000000000', '%', '\u0000'),
+  fc.constantFrom(
+    'ADMIN',
+    'MEMBER',
+    'OWNER',
+    '',
+    'x'.repeat(300),
+    '00000000-0000-4000-8000-000000000000',
+    '%',
+    '\u0000',
+  ),
   fc.constantFrom(2 ** 31, -1, 501, 1e308, Number.MAX_SAFE_INTEGER),
 );
 
@@ -93,7 +129,11 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
   }
 
   it('holds for 2,000 mutated documents with generated variables and credentials', async () => {
-    const variables = fc.dictionary(fc.constantFrom('id', 'n', 'a', 'f', 'g', 'e', 'p', 'role', 'input', 'x'), jsonValue, { maxKeys: 5 });
+    const variables = fc.dictionary(
+      fc.constantFrom('id', 'n', 'a', 'f', 'g', 'e', 'p', 'role', 'input', 'x'),
+      jsonValue,
+      { maxKeys: 5 },
+    );
     const credential = fc.constantFrom<Record<string, string>>(
       {},
       { 'x-access-key': 'ADMIN' },
@@ -114,7 +154,9 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
           if (keyed['x-access-key'] === 'MEMBER') keyed['x-access-key'] = member.key;
           if (vars.id === undefined) vars.id = member.id;
           const query = mutate(seed, mutations);
-          check(await post(JSON.stringify({ query, variables: vars }), { 'content-type': 'application/json', ...keyed }));
+          check(
+            await post(JSON.stringify({ query, variables: vars }), { 'content-type': 'application/json', ...keyed }),
+          );
         },
       ),
       { numRuns: 2000 },
@@ -125,11 +167,22 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
     const operation = fc.record({
       type: fc.constantFrom('query', 'mutation', 'subscription', ''),
       name: fc.option(fc.constantFrom('A', 'B', 'Op', 'me'), { nil: undefined }),
-      body: fc.constantFrom('{ __typename }', '{ me { id } }', '{ logout }', '{ users(first: 2) { totalCount } }', '{ nope }', '{ me { id } ...F }'),
+      body: fc.constantFrom(
+        '{ __typename }',
+        '{ me { id } }',
+        '{ logout }',
+        '{ users(first: 2) { totalCount } }',
+        '{ nope }',
+        '{ me { id } ...F }',
+      ),
     });
-    const document = fc.array(operation, { maxLength: 4 }).map((operations) =>
-      operations.map(({ type, name, body }) => (type || name ? `${type || 'query'} ${name ?? ''} ${body}` : body)).join('\n'),
-    );
+    const document = fc
+      .array(operation, { maxLength: 4 })
+      .map((operations) =>
+        operations
+          .map(({ type, name, body }) => (type || name ? `${type || 'query'} ${name ?? ''} ${body}` : body))
+          .join('\n'),
+      );
     const anyJson = fc.jsonValue({ maxDepth: 2 });
     const persistedQuery = fc.oneof(
       fc.record(
@@ -146,7 +199,13 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
       fc.dictionary(fc.string({ maxLength: 10 }), anyJson, { maxKeys: 3 }),
       anyJson,
     );
-    const operationName = fc.oneof(fc.constantFrom('A', 'B', 'Op', 'X', '', 'me'), fc.string({ maxLength: 10 }), fc.integer(), fc.constant(null), fc.object({ maxDepth: 1 }));
+    const operationName = fc.oneof(
+      fc.constantFrom('A', 'B', 'Op', 'X', '', 'me'),
+      fc.string({ maxLength: 10 }),
+      fc.integer(),
+      fc.constant(null),
+      fc.object({ maxDepth: 1 }),
+    );
     const request = fc.record(
       {
         query: fc.oneof(document, anyJson),
@@ -159,7 +218,8 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
     const who = fc.constantFrom<'none' | 'admin' | 'member'>('none', 'admin', 'member');
     await fc.assert(
       fc.asyncProperty(request, who, fc.boolean(), async (body, caller, overGet) => {
-        const headers: Record<string, string> = caller === 'none' ? {} : { 'x-access-key': caller === 'admin' ? admin.key : member.key };
+        const headers: Record<string, string> =
+          caller === 'none' ? {} : { 'x-access-key': caller === 'admin' ? admin.key : member.key };
         if (!overGet) {
           check(await post(JSON.stringify(body), { 'content-type': 'application/json', ...headers }));
           return;
@@ -168,7 +228,9 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
         for (const [name, value] of Object.entries(body)) {
           search.set(name, typeof value === 'string' ? value : JSON.stringify(value));
         }
-        const response = await fetch(`${app.url}?${search}`, { headers: { 'apollo-require-preflight': 'true', ...headers } });
+        const response = await fetch(`${app.url}?${search}`, {
+          headers: { 'apollo-require-preflight': 'true', ...headers },
+        });
         check({ status: response.status, text: await response.text() });
       }),
       { numRuns: 400 },
@@ -178,8 +240,18 @@ describe('fuzz: no input makes the service answer 5xx or fall over', () => {
   it('holds for 300 arbitrary bodies and content types', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.oneof(fc.string({ maxLength: 200 }), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v))),
-        fc.constantFrom('application/json', 'application/graphql-response+json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data'),
+        fc.oneof(
+          fc.string({ maxLength: 200 }),
+          fc.json(),
+          fc.jsonValue().map((v) => JSON.stringify(v)),
+        ),
+        fc.constantFrom(
+          'application/json',
+          'application/graphql-response+json',
+          'text/plain',
+          'application/x-www-form-urlencoded',
+          'multipart/form-data',
+        ),
         async (body, type) => check(await post(body, { 'content-type': type, 'x-access-key': member.key })),
       ),
       { numRuns: 300 },

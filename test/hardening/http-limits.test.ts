@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+
 import { until } from '../helpers/own-postgres';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -33,7 +34,14 @@ function rawExchange(params: { port: number; send: string }): Promise<RawExchang
 function freshRequest(port: number, body = '{"query":"{ __typename }"}'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const request = http.request(
-      { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/graphql',
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
       (response) => {
         let text = '';
         response.setEncoding('utf8');
@@ -86,7 +94,9 @@ describe('HTTP timeouts', () => {
   describe('when configured short', () => {
     let app: TestApp;
     beforeAll(async () => {
-      app = await startTestApp({ env: { HEADERS_TIMEOUT_MS: '200', REQUEST_TIMEOUT_MS: '400', KEEP_ALIVE_TIMEOUT_MS: '200' } });
+      app = await startTestApp({
+        env: { HEADERS_TIMEOUT_MS: '200', REQUEST_TIMEOUT_MS: '400', KEEP_ALIVE_TIMEOUT_MS: '200' },
+      });
     });
     afterAll(() => app.close());
 
@@ -118,7 +128,10 @@ describe('load shedding', () => {
     const app = await startTestApp({ env: { MAX_HEAP_USED_MB: '1', METRICS_PORT: '0' } });
     try {
       // The heap is sampled every second; from the first sample on, every request is over 1 MB.
-      const shed = await until(() => app.gql('{ __typename }'), (response) => response.status === 503);
+      const shed = await until(
+        () => app.gql('{ __typename }'),
+        (response) => response.status === 503,
+      );
       expect(shed.headers.get('retry-after')).toBe('5');
       expect(shed.body.errors![0]).toEqual({
         message: 'The service is overloaded; try again in 5 s.',
@@ -144,11 +157,17 @@ describe('load shedding', () => {
     };
     try {
       setTimeout(hog, 1);
-      const shed = await until(() => app.gql('{ __typename }'), (response) => response.status === 503);
+      const shed = await until(
+        () => app.gql('{ __typename }'),
+        (response) => response.status === 503,
+      );
       hogging = false;
       expect(shed.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
       expect(shed.headers.get('retry-after')).toBe('5');
-      const recovered = await until(() => app.gql('{ __typename }'), (response) => response.status === 200);
+      const recovered = await until(
+        () => app.gql('{ __typename }'),
+        (response) => response.status === 200,
+      );
       expect(recovered.body.data).toEqual({ __typename: 'Query' });
     } finally {
       hogging = false;
@@ -163,8 +182,15 @@ describe('an idle-socket flood', () => {
     const flood = await idleFlood(portOf(app), 60);
     try {
       // As the server accepts them, it closes the longest-idle sockets to stay at 20.
-      expect(await until(async () => flood.closed(), (closed) => closed >= 40)).toBe(40);
-      const open = await new Promise<number>((resolve, reject) => app.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+      expect(
+        await until(
+          async () => flood.closed(),
+          (closed) => closed >= 40,
+        ),
+      ).toBe(40);
+      const open = await new Promise<number>((resolve, reject) =>
+        app.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+      );
       expect(open).toBeLessThanOrEqual(20);
       const real = await freshRequest(portOf(app));
       expect(real).toEqual({ status: 200, body: '{"data":{"__typename":"Query"}}\n' });

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -31,42 +32,57 @@ describe('property: keys are only ever revealed to admins of the owner organizat
   }, 120_000);
   afterAll(() => app.close());
 
-  const userField = fc.constantFrom('id', 'email', 'role', 'accessKey', 'accessKeyInfo { hint }', 'organization { id name }', 'isActive');
-  const userSelection = fc.tuple(
-    fc.uniqueArray(userField, { minLength: 1, maxLength: 4 }),
-    fc.boolean(), // a named fragment with the key
-    fc.boolean(), // an inline fragment with the key
-    fc.option(fc.constantFrom('k1', 'secret', 'x'), { nil: undefined }), // an alias on accessKey
-  ).map(([fields, named, inline, alias]) => ({
-    text: [
-      ...fields,
-      ...(named ? ['...KeyFields'] : []),
-      ...(inline ? ['... on User { accessKey }'] : []),
-      ...(alias ? [`${alias}: accessKey`] : []),
-    ].join(' '),
-    usesFragment: named,
-  }));
-  const root = fc.tuple(
-    fc.constantFrom('me', 'user', 'users'),
-    userSelection,
-    fc.nat({ max: 5 }), // one of the six people
-    fc.integer({ min: 1, max: 20 }),
-    fc.option(fc.constantFrom('a', 'b', 'c'), { nil: undefined }),
-  ).map(([kind, selection, target, first, alias]) => {
-    const prefix = alias ? `${alias}_${kind}: ` : '';
-    const text =
-      kind === 'me'
-        ? `${prefix}me { ${selection.text} }`
-        : kind === 'user'
-          ? `${prefix}user(id: "${people[target].id}") { ${selection.text} }`
-          : `${prefix}users(first: ${first}) { edges { node { ${selection.text} } } }`;
-    return { text, usesFragment: selection.usesFragment, key: `${alias ?? ''}_${kind}` };
-  });
+  const userField = fc.constantFrom(
+    'id',
+    'email',
+    'role',
+    'accessKey',
+    'accessKeyInfo { hint }',
+    'organization { id name }',
+    'isActive',
+  );
+  const userSelection = fc
+    .tuple(
+      fc.uniqueArray(userField, { minLength: 1, maxLength: 4 }),
+      fc.boolean(), // a named fragment with the key
+      fc.boolean(), // an inline fragment with the key
+      fc.option(fc.constantFrom('k1', 'secret', 'x'), { nil: undefined }), // an alias on accessKey
+    )
+    .map(([fields, named, inline, alias]) => ({
+      text: [
+        ...fields,
+        ...(named ? ['...KeyFields'] : []),
+        ...(inline ? ['... on User { accessKey }'] : []),
+        ...(alias ? [`${alias}: accessKey`] : []),
+      ].join(' '),
+      usesFragment: named,
+    }));
+  const root = fc
+    .tuple(
+      fc.constantFrom('me', 'user', 'users'),
+      userSelection,
+      fc.nat({ max: 5 }), // one of the six people
+      fc.integer({ min: 1, max: 20 }),
+      fc.option(fc.constantFrom('a', 'b', 'c'), { nil: undefined }),
+    )
+    .map(([kind, selection, target, first, alias]) => {
+      const prefix = alias ? `${alias}_${kind}: ` : '';
+      const text =
+        kind === 'me'
+          ? `${prefix}me { ${selection.text} }`
+          : kind === 'user'
+            ? `${prefix}user(id: "${people[target].id}") { ${selection.text} }`
+            : `${prefix}users(first: ${first}) { edges { node { ${selection.text} } } }`;
+      return { text, usesFragment: selection.usesFragment, key: `${alias ?? ''}_${kind}` };
+    });
   const documentArb = fc.uniqueArray(root, { minLength: 1, maxLength: 3, selector: (r) => r.key }).map((roots) => {
     const fragment = roots.some((r) => r.usesFragment) ? ' fragment KeyFields on User { id accessKey }' : '';
     return `query { ${roots.map((r) => r.text).join(' ')} }${fragment}`;
   });
-  const callerArb = fc.tuple(fc.option(fc.nat({ max: 5 }), { nil: undefined, freq: 6 }), fc.constantFrom('key', 'session'));
+  const callerArb = fc.tuple(
+    fc.option(fc.nat({ max: 5 }), { nil: undefined, freq: 6 }),
+    fc.constantFrom('key', 'session'),
+  );
 
   it('holds over 500 generated documents and callers', async () => {
     let revealed = 0;

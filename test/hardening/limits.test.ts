@@ -1,4 +1,5 @@
 import { getIntrospectionQuery } from 'graphql';
+
 import { MAX_INTROSPECTION_DEPTH } from '../../src/graphql/query-limits';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { executionSpy } from '../helpers/execution-spy';
@@ -20,8 +21,16 @@ describe('query limits: refused with 400 before any resolver runs', () => {
   const usersPage = '{ edges { node { id email name role organization { id name } } } }';
   const cases: Array<[string, string, string]> = [
     ['too deep', `{ users ${usersPage} }`, 'QUERY_TOO_DEEP'],
-    ['too many aliases', `{ ${Array.from({ length: 31 }, (_, i) => `a${i}: __typename`).join(' ')} }`, 'TOO_MANY_ALIASES'],
-    ['too many directives', `{ ${Array.from({ length: 21 }, () => '__typename @include(if: true)').join(' ')} }`, 'TOO_MANY_DIRECTIVES'],
+    [
+      'too many aliases',
+      `{ ${Array.from({ length: 31 }, (_, i) => `a${i}: __typename`).join(' ')} }`,
+      'TOO_MANY_ALIASES',
+    ],
+    [
+      'too many directives',
+      `{ ${Array.from({ length: 21 }, () => '__typename @include(if: true)').join(' ')} }`,
+      'TOO_MANY_DIRECTIVES',
+    ],
     [
       'too costly: ten pages of 500',
       `{ ${Array.from({ length: 10 }, (_, i) => `p${i}: users(first: 500) { edges { node { id email } } }`).join(' ')} }`,
@@ -46,7 +55,12 @@ describe('query limits: refused with 400 before any resolver runs', () => {
       ['users, variable', 'query ($n: Int) { users(first: $n) { totalCount } }', { n: 100000 }, 500],
       ['users, variable default', 'query ($n: Int = 501) { users(first: $n) { totalCount } }', undefined, 500],
       ['users, negative', '{ users(first: -1) { totalCount } }', undefined, 500],
-      ['users, in a fragment', '{ ...F } fragment F on Query { users(first: 2000) { edges { cursor } } }', undefined, 500],
+      [
+        'users, in a fragment',
+        '{ ...F } fragment F on Query { users(first: 2000) { edges { cursor } } }',
+        undefined,
+        500,
+      ],
       ['auditEvents, literal', '{ auditEvents(first: 100000) { edges { cursor } } }', undefined, 500],
       ['auditEvents, variable', 'query ($n: Int) { auditEvents(first: $n) { edges { cursor } } }', { n: 501 }, 500],
     ])('%s', async (_label, query, variables, max) => {
@@ -104,7 +118,8 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     expect(response.status).toBe(400);
     expect(response.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
     // It costs what it would written out: 2^14 fields is within the default limit of 20,000, 2^15 is not.
-    const unrolled = (n: number) => `query { ...F0 } ${fragments.slice(0, n).join(' ')} fragment F${n} on Query { __typename }`;
+    const unrolled = (n: number) =>
+      `query { ...F0 } ${fragments.slice(0, n).join(' ')} fragment F${n} on Query { __typename }`;
     const allowed = await app.gql(unrolled(14));
     expect(allowed.status).toBe(200);
     expect(allowed.body.data).toEqual({ __typename: 'Query' });
@@ -152,7 +167,9 @@ describe('GraphQL over HTTP', () => {
   });
   afterAll(() => app.close());
 
-  async function send(init: RequestInit & { path?: string }): Promise<{ status: number; text: string; type: string | null }> {
+  async function send(
+    init: RequestInit & { path?: string },
+  ): Promise<{ status: number; text: string; type: string | null }> {
     const response = await fetch(`${app.url}${init.path ?? ''}`, init);
     return { status: response.status, text: await response.text(), type: response.headers.get('content-type') };
   }
@@ -164,7 +181,11 @@ describe('GraphQL over HTTP', () => {
   }
 
   it('malformed JSON: 400 with a JSON error, no stack trace, path or HTML', async () => {
-    const result = await send({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ me { id } ' });
+    const result = await send({
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query": "{ me { id } ',
+    });
     expect(result.status).toBe(400);
     expect(expectCleanJson(result).errors[0].extensions.code).toBe('BAD_REQUEST');
   });
@@ -181,7 +202,11 @@ describe('GraphQL over HTTP', () => {
 
   it('a mutation over GET is refused with 405', async () => {
     const query = encodeURIComponent(`mutation { regenerateAccessKey(userId: "${admin.id}") { accessKey } }`);
-    const result = await send({ method: 'GET', path: `?query=${query}`, headers: { 'x-access-key': admin.key, 'apollo-require-preflight': 'true' } });
+    const result = await send({
+      method: 'GET',
+      path: `?query=${query}`,
+      headers: { 'x-access-key': admin.key, 'apollo-require-preflight': 'true' },
+    });
     expect(result.status).toBe(405);
     expectCleanJson(result);
     expect((await app.gql('{ me { id } }', { key: admin.key })).status).toBe(200);
@@ -189,7 +214,11 @@ describe('GraphQL over HTTP', () => {
 
   it('a query over GET works (with the CSRF preflight header), and without it is refused', async () => {
     const query = encodeURIComponent('{ me { id } }');
-    const ok = await send({ method: 'GET', path: `?query=${query}`, headers: { 'x-access-key': admin.key, 'apollo-require-preflight': 'true' } });
+    const ok = await send({
+      method: 'GET',
+      path: `?query=${query}`,
+      headers: { 'x-access-key': admin.key, 'apollo-require-preflight': 'true' },
+    });
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.text).data.me.id).toBe(admin.id);
     const csrf = await send({ method: 'GET', path: `?query=${query}` });
@@ -197,7 +226,11 @@ describe('GraphQL over HTTP', () => {
   });
 
   it('a wrong content type is refused with 415 (or 400), as JSON', async () => {
-    const result = await send({ method: 'POST', headers: { 'content-type': 'text/plain', 'x-access-key': admin.key }, body: '{ me { id } }' });
+    const result = await send({
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', 'x-access-key': admin.key },
+      body: '{ me { id } }',
+    });
     expect([400, 415]).toContain(result.status);
     expectCleanJson(result);
   });

@@ -1,5 +1,5 @@
-import { createLogger } from '../../src/logger';
 import { generateAccessKey, generateSessionToken } from '../../src/access-keys/key-format';
+import { createLogger } from '../../src/logger';
 import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -28,7 +28,11 @@ describe('no credential in the logs (development mode, request logging on)', () 
       await fetch(`${base()}/nowhere?access_key=${key}&password=${password}`),
       await fetch(`${base()}/graphql/${key}`),
       await fetch(`${base()}/healthz?token=${key}`),
-      await fetch(`${app.url}?${key}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' }),
+      await fetch(`${app.url}?${key}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"query":"{ __typename }"}',
+      }),
     ];
     expect(answers.map((answer) => answer.status)).toEqual([200, 405, 405, 404, 404, 200, 200]);
     const lines = app.logs.slice(logsBefore);
@@ -59,7 +63,10 @@ describe('no credential in the logs (development mode, request logging on)', () 
 describe('the logger redacts at any depth', () => {
   function capture(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
     const lines: string[] = [];
-    return { lines, logger: createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } }) };
+    return {
+      lines,
+      logger: createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } }),
+    };
   }
 
   const secrets = {
@@ -91,10 +98,17 @@ describe('the logger redacts at any depth', () => {
 
   it('at the top level, in child bindings, inside errors and their causes', () => {
     const { lines, logger } = capture();
-    const error = Object.assign(new Error('failed', { cause: Object.assign(new Error('inner'), { variables: { input: { password: secrets.password } } }) }), {
-      headers: { authorization: secrets.authorization },
-    });
-    logger.child({ token: secrets.token }).error({ err: error, password: secrets.newPassword, accessKey: secrets.accessKey }, 'failed');
+    const error = Object.assign(
+      new Error('failed', {
+        cause: Object.assign(new Error('inner'), { variables: { input: { password: secrets.password } } }),
+      }),
+      {
+        headers: { authorization: secrets.authorization },
+      },
+    );
+    logger
+      .child({ token: secrets.token })
+      .error({ err: error, password: secrets.newPassword, accessKey: secrets.accessKey }, 'failed');
     expect(lines).toHaveLength(1);
     for (const value of Object.values(secrets)) expect(lines[0]).not.toContain(value);
     expect(JSON.parse(lines[0]).err.message).toMatch(/failed/);

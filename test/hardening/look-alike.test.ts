@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+
 import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -19,18 +20,34 @@ describe('look-alike input', () => {
   const CREATE = 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id email name } }';
   const userCount = async () => (await app.dataSource.query('SELECT count(*)::int AS n FROM users'))[0].n as number;
   const local = () => `u${randomUUID().slice(0, 8)}`;
-  const create = (input: Record<string, unknown>) => app.gql(CREATE, { key: admin.key, variables: { i: { name: 'Some One', ...input } } });
+  const create = (input: Record<string, unknown>) =>
+    app.gql(CREATE, { key: admin.key, variables: { i: { name: 'Some One', ...input } } });
 
   describe('emails in one normal form', () => {
     it.each<[string, (base: string) => [string, string]]>([
-      ['precomposed é against e + combining accent', (base) => [`${base}-jos\u00e9@example.test`, `${base}-jose\u0301@example.test`]],
+      [
+        'precomposed é against e + combining accent',
+        (base) => [`${base}-jos\u00e9@example.test`, `${base}-jose\u0301@example.test`],
+      ],
       ['letter case outside ASCII', (base) => [`${base}-\u00e9mile@example.test`, `${base}-\u00c9MILE@EXAMPLE.TEST`]],
       ['fullwidth letters (NFKC)', (base) => [`${base}ada@example.test`, `${base}\uff41\uff44\uff41@example.test`]],
       ['a ligature (NFKC)', (base) => [`${base}-office@example.test`, `${base}-o\ufb03ce@example.test`]],
-      ['Greek final sigma against sigma (case folding)', (base) => [`\u03bf\u03b4\u03bf\u03c2@${base}.example.test`, `\u03bf\u03b4\u03bf\u03c3@${base}.example.test`]],
-      ['Greek capital sigma at the end', (base) => [`\u03bf\u03b4\u03bf\u03c3@${base}.example.test`, `\u039f\u0394\u039f\u03a3@${base}.example.test`]],
-      ['a punycode domain against its Unicode form', (base) => [`${base}@b\u00fccher.example`, `${base}@xn--bcher-kva.example`]],
-      ['a Unicode domain against its punycode form', (base) => [`${base}@xn--bcher-kva.example`, `${base}@B\u00fcCHER.example`]],
+      [
+        'Greek final sigma against sigma (case folding)',
+        (base) => [`\u03bf\u03b4\u03bf\u03c2@${base}.example.test`, `\u03bf\u03b4\u03bf\u03c3@${base}.example.test`],
+      ],
+      [
+        'Greek capital sigma at the end',
+        (base) => [`\u03bf\u03b4\u03bf\u03c3@${base}.example.test`, `\u039f\u0394\u039f\u03a3@${base}.example.test`],
+      ],
+      [
+        'a punycode domain against its Unicode form',
+        (base) => [`${base}@b\u00fccher.example`, `${base}@xn--bcher-kva.example`],
+      ],
+      [
+        'a Unicode domain against its punycode form',
+        (base) => [`${base}@xn--bcher-kva.example`, `${base}@B\u00fcCHER.example`],
+      ],
     ])('%s: the second is a CONFLICT, in any organization', async (_label, pair) => {
       const [first, second] = pair(local());
       const created = await create({ email: first });
@@ -47,11 +64,16 @@ describe('look-alike input', () => {
       const created = await create({ email: `${base}-Jose\u0301@Example.TEST`, password: TEST_PASSWORD });
       const normal = `${base}-jos\u00e9@example.test`;
       expect(created.body.data!.createUser.email).toBe(normal);
-      const [row] = await app.dataSource.query('SELECT email FROM users WHERE id = $1', [created.body.data!.createUser.id]);
+      const [row] = await app.dataSource.query('SELECT email FROM users WHERE id = $1', [
+        created.body.data!.createUser.id,
+      ]);
       expect(row.email).toBe(normal);
-      const login = await app.gql('mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }', {
-        variables: { e: ` ${base}-JOSE\u0301@example.test `, p: TEST_PASSWORD },
-      });
+      const login = await app.gql(
+        'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }',
+        {
+          variables: { e: ` ${base}-JOSE\u0301@example.test `, p: TEST_PASSWORD },
+        },
+      );
       expect(login.body.data!.login.user.id).toBe(created.body.data!.createUser.id);
     });
 
@@ -59,10 +81,13 @@ describe('look-alike input', () => {
       const base = local();
       await create({ email: `${base}-ren\u00e9@example.test` });
       const mine = await create({ email: `${base}-mine@example.test` });
-      const response = await app.gql('mutation ($id: ID!, $e: String!) { updateUser(id: $id, input: { email: $e }) { email } }', {
-        key: admin.key,
-        variables: { id: mine.body.data!.createUser.id, e: `${base}-RENE\u0301@example.test` },
-      });
+      const response = await app.gql(
+        'mutation ($id: ID!, $e: String!) { updateUser(id: $id, input: { email: $e }) { email } }',
+        {
+          key: admin.key,
+          variables: { id: mine.body.data!.createUser.id, e: `${base}-RENE\u0301@example.test` },
+        },
+      );
       expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');
     });
 
@@ -70,7 +95,11 @@ describe('look-alike input', () => {
       const base = local();
       await create({ email: `${base}-zo\u00eb@example.test` });
       await expect(
-        app.services.organizations.createWithAdmin({ name: 'Twin Org', adminEmail: `${base}-ZOE\u0308@example.test`, adminName: 'Zoe' }),
+        app.services.organizations.createWithAdmin({
+          name: 'Twin Org',
+          adminEmail: `${base}-ZOE\u0308@example.test`,
+          adminName: 'Zoe',
+        }),
       ).rejects.toMatchObject({ extensions: { code: 'CONFLICT' } });
     });
   });
@@ -141,16 +170,27 @@ describe('look-alike input', () => {
 
     it('updateUser and the CLI path refuse them too', async () => {
       const target = await create({ email: `${local()}@example.test` });
-      const update = await app.gql('mutation ($id: ID!, $n: String!) { updateUser(id: $id, input: { name: $n }) { name } }', {
-        key: admin.key,
-        variables: { id: target.body.data!.createUser.id, n: 'Eve\u202Eliam' },
-      });
+      const update = await app.gql(
+        'mutation ($id: ID!, $n: String!) { updateUser(id: $id, input: { name: $n }) { name } }',
+        {
+          key: admin.key,
+          variables: { id: target.body.data!.createUser.id, n: 'Eve\u202Eliam' },
+        },
+      );
       expect(update.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'name' });
       await expect(
-        app.services.organizations.createWithAdmin({ name: 'Org\u200b', adminEmail: `${local()}@example.test`, adminName: 'Admin' }),
+        app.services.organizations.createWithAdmin({
+          name: 'Org\u200b',
+          adminEmail: `${local()}@example.test`,
+          adminName: 'Admin',
+        }),
       ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'name' } });
       await expect(
-        app.services.organizations.createWithAdmin({ name: 'Org', adminEmail: `${local()}\u200b@example.test`, adminName: 'Admin' }),
+        app.services.organizations.createWithAdmin({
+          name: 'Org',
+          adminEmail: `${local()}\u200b@example.test`,
+          adminName: 'Admin',
+        }),
       ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'email' } });
     });
 
@@ -166,21 +206,39 @@ describe('look-alike input', () => {
     it.each<[string, string, Record<string, unknown>, boolean, string]>([
       ['a new user name', CREATE, { i: { email: 'lone@example.test', name: 'Lone \ud800 Surrogate' } }, true, 'name'],
       ['a new user email', CREATE, { i: { email: 'lone\udc00@example.test', name: 'Lone' } }, true, 'email'],
-      ['a search', 'query ($s: String) { users(filter: { search: $s }) { totalCount } }', { s: '\ud83d' }, true, 'search'],
-      ['a sign-in password, without credentials', 'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }', { e: 'a@b.test', p: 'pass\udfffword-long-enough' }, false, 'password'],
+      [
+        'a search',
+        'query ($s: String) { users(filter: { search: $s }) { totalCount } }',
+        { s: '\ud83d' },
+        true,
+        'search',
+      ],
+      [
+        'a sign-in password, without credentials',
+        'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }',
+        { e: 'a@b.test', p: 'pass\udfffword-long-enough' },
+        false,
+        'password',
+      ],
       ['an id', 'query ($id: ID!) { user(id: $id) { id } }', { id: '\ud800' }, true, 'id'],
     ])('%s', async (_label, query, variables, withKey, field) => {
       const before = await userCount();
       const response = await app.gql(query, { variables, key: withKey ? admin.key : undefined });
       expect(response.status).toBe(400);
       expect(response.body.errors).toEqual([
-        expect.objectContaining({ message: expect.stringMatching(/unpaired surrogate/), extensions: { code: 'BAD_USER_INPUT', field } }),
+        expect.objectContaining({
+          message: expect.stringMatching(/unpaired surrogate/),
+          extensions: { code: 'BAD_USER_INPUT', field },
+        }),
       ]);
       expect(await userCount()).toBe(before);
     });
 
     it('a well-formed pair (an emoji) is not a lone surrogate', async () => {
-      const response = await app.gql('query ($s: String) { users(filter: { search: $s }) { totalCount } }', { key: admin.key, variables: { s: '\ud83d\ude00' } });
+      const response = await app.gql('query ($s: String) { users(filter: { search: $s }) { totalCount } }', {
+        key: admin.key,
+        variables: { s: '\ud83d\ude00' },
+      });
       expect(response.status).toBe(200);
     });
   });
@@ -191,10 +249,13 @@ describe('look-alike input', () => {
       const created = await create({ email: `${base}ada@example.test`, name: `Jos\u00e9 ${base}` });
       expect(created.body.errors).toBeUndefined();
       const search = async (text: string) => {
-        const response = await app.gql('query ($s: String!) { users(first: 5, filter: { search: $s }) { edges { node { id } } } }', {
-          key: admin.key,
-          variables: { s: text },
-        });
+        const response = await app.gql(
+          'query ($s: String!) { users(first: 5, filter: { search: $s }) { edges { node { id } } } }',
+          {
+            key: admin.key,
+            variables: { s: text },
+          },
+        );
         return response.body.data!.users.edges.map((edge: { node: { id: string } }) => edge.node.id);
       };
       const id = created.body.data!.createUser.id;

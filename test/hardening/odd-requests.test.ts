@@ -1,4 +1,5 @@
 import net from 'node:net';
+
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -47,9 +48,12 @@ describe('odd request shapes', () => {
     expect(lines.join('\n')).not.toContain(admin.key);
   });
 
-  it.each<[string]>([['localhost'], ['localhost:8080'], ['127.0.0.1:1'], ['[::1]:443'], ['api.example.com']])('a Host %s is fine', async (host) => {
-    expect(await raw(app, { path: '/graphql', host })).toBe('HTTP/1.1 200 OK');
-  });
+  it.each<[string]>([['localhost'], ['localhost:8080'], ['127.0.0.1:1'], ['[::1]:443'], ['api.example.com']])(
+    'a Host %s is fine',
+    async (host) => {
+      expect(await raw(app, { path: '/graphql', host })).toBe('HTTP/1.1 200 OK');
+    },
+  );
 
   it.each<[string, (key: string) => string]>([
     ['a matrix parameter', (key) => `/graphql;access_key=${key}`],

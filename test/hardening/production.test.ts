@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -24,11 +25,17 @@ describe.each([
     const user = await createUser(app, admin);
     // A ciphertext that cannot be opened makes the accessKey resolver throw a crypto error.
     await app.dataSource.query(`UPDATE access_keys SET key_ciphertext = '\\xdeadbeef' WHERE user_id = $1`, [user.id]);
-    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', { key: admin.key, variables: { id: user.id } });
+    const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
+      key: admin.key,
+      variables: { id: user.id },
+    });
     expect(response.status).toBe(200);
     expect(response.body.data!.user).toEqual({ id: user.id, accessKey: null });
     const [error] = response.body.errors!;
-    expect(error.extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', requestId: response.headers.get('x-request-id') });
+    expect(error.extensions).toEqual({
+      code: 'INTERNAL_SERVER_ERROR',
+      requestId: response.headers.get('x-request-id'),
+    });
     expect(error.message).toBe('Internal server error. Quote the request id when reporting it.');
     expect(JSON.stringify(response.body)).not.toMatch(/stack|node_modules|\/src\/|SELECT|crypto|auth tag|decipher/i);
   });
@@ -71,8 +78,16 @@ describe('production mode', () => {
   it.each<[string, string, Record<string, unknown>]>([
     ['an input field', 'query ($f: UsersFilter) { users(filter: $f) { totalCount } }', { f: { serch: 'x' } }],
     ['an enum value', 'query ($r: Role) { users(filter: { role: $r }) { totalCount } }', { r: 'ADMN' }],
-    ['an audit action', 'query ($a: AuditAction) { auditEvents(filter: { action: $a }) { edges { cursor } } }', { a: 'LOGIN_FAIL' }],
-    ['an enum value in a list of inputs', 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }', { i: { email: 'a@b.example', name: 'A', role: 'MEMBR' } }],
+    [
+      'an audit action',
+      'query ($a: AuditAction) { auditEvents(filter: { action: $a }) { edges { cursor } } }',
+      { a: 'LOGIN_FAIL' },
+    ],
+    [
+      'an enum value in a list of inputs',
+      'mutation ($i: CreateUserInput!) { createUser(input: $i) { id } }',
+      { i: { email: 'a@b.example', name: 'A', role: 'MEMBR' } },
+    ],
   ])('gives no "Did you mean" for a mistyped variable: %s, without credentials', async (_label, query, variables) => {
     const response = await app.gql(query, { variables });
     expect(response.status).toBe(400);
@@ -90,7 +105,11 @@ describe('production mode', () => {
     const preflight = (origin: string) =>
       fetch(app.url, {
         method: 'OPTIONS',
-        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-access-key' },
+        headers: {
+          origin,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'content-type,x-access-key',
+        },
       });
     const allowed = await preflight('https://crm.example');
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://crm.example');

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -22,17 +23,36 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
       headers: { 'content-type': 'application/json', ...(key ? { 'x-access-key': key } : {}) },
       body: JSON.stringify(body),
     });
-    const json = (await response.json()) as { data?: unknown; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+    const json = (await response.json()) as {
+      data?: unknown;
+      errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
+    };
     const errorLines = app.logs.slice(logsBefore).filter((line) => JSON.parse(line).level >= 50);
     return { status: response.status, headers: response.headers, body: json, errorLines };
   }
 
   const operationCases: Array<[string, unknown, RegExp]> = [
-    ['an operationName that names no operation', { query: 'query A { __typename }', operationName: 'B' }, /Unknown operation named "B"/],
-    ['an operationName for a document whose only operation is anonymous', { query: '{ __typename }', operationName: 'X' }, /Unknown operation named "X"/],
+    [
+      'an operationName that names no operation',
+      { query: 'query A { __typename }', operationName: 'B' },
+      /Unknown operation named "B"/,
+    ],
+    [
+      'an operationName for a document whose only operation is anonymous',
+      { query: '{ __typename }', operationName: 'X' },
+      /Unknown operation named "X"/,
+    ],
     ['an empty operationName', { query: 'query A { __typename }', operationName: '' }, /Unknown operation named ""/],
-    ['two named operations and no operationName', { query: 'query A { __typename } query B { __typename }' }, /operationName/],
-    ['a mutation and a query and no operationName', { query: 'query A { __typename } mutation M { logout }' }, /operationName/],
+    [
+      'two named operations and no operationName',
+      { query: 'query A { __typename } query B { __typename }' },
+      /operationName/,
+    ],
+    [
+      'a mutation and a query and no operationName',
+      { query: 'query A { __typename } mutation M { logout }' },
+      /operationName/,
+    ],
   ];
 
   describe.each([
@@ -43,7 +63,10 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
       const response = await post(body, withKey ? admin.key : undefined);
       expect(response.status).toBe(400);
       expect(response.body.errors).toEqual([
-        expect.objectContaining({ message: expect.stringMatching(message), extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } }),
+        expect.objectContaining({
+          message: expect.stringMatching(message),
+          extensions: { code: 'OPERATION_RESOLUTION_FAILURE' },
+        }),
       ]);
       expect(response.errorLines).toEqual([]);
     });
@@ -52,14 +75,20 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
       const response = await post({ query: 'subscription { me { id } }' }, withKey ? admin.key : undefined);
       expect(response.status).toBe(400);
       expect(response.body.errors).toEqual([
-        expect.objectContaining({ message: expect.stringMatching(/no subscriptions/i), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }),
+        expect.objectContaining({
+          message: expect.stringMatching(/no subscriptions/i),
+          extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
+        }),
       ]);
       expect(response.body.data).toBeUndefined();
       expect(response.errorLines).toEqual([]);
     });
 
     it('a document holding a subscription next to a query: 400, as graphql-js 17 validates it', async () => {
-      const response = await post({ query: 'query Q { __typename } subscription S { me { id } }', operationName: 'S' }, withKey ? admin.key : undefined);
+      const response = await post(
+        { query: 'query Q { __typename } subscription S { me { id } }', operationName: 'S' },
+        withKey ? admin.key : undefined,
+      );
       expect(response.status).toBe(400);
       expect(response.body.errors![0].extensions).toEqual({ code: 'GRAPHQL_VALIDATION_FAILED' });
       expect(response.errorLines).toEqual([]);
@@ -67,7 +96,10 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
   });
 
   it('the named operation of several still runs when operationName picks it', async () => {
-    const response = await post({ query: 'query A { __typename } query B { me { id } }', operationName: 'B' }, admin.key);
+    const response = await post(
+      { query: 'query A { __typename } query B { me { id } }', operationName: 'B' },
+      admin.key,
+    );
     expect(response.status).toBe(200);
     expect(response.body.data).toEqual({ me: { id: admin.id } });
   });
@@ -75,9 +107,18 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
   describe('automatic persisted queries are not offered: any persistedQuery extension is a 400', () => {
     const sha = (query: string) => createHash('sha256').update(query).digest('hex');
     it.each<[string, unknown]>([
-      ['a hash that does not match the query', { query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: 'abc' } } }],
-      ['the hash of the query itself', { query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: sha('{ __typename }') } } }],
-      ['a hash alone (the first try of an APQ client)', { extensions: { persistedQuery: { version: 1, sha256Hash: sha('{ __typename }') } } }],
+      [
+        'a hash that does not match the query',
+        { query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: 'abc' } } },
+      ],
+      [
+        'the hash of the query itself',
+        { query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: sha('{ __typename }') } } },
+      ],
+      [
+        'a hash alone (the first try of an APQ client)',
+        { extensions: { persistedQuery: { version: 1, sha256Hash: sha('{ __typename }') } } },
+      ],
       ['version 2', { query: '{ __typename }', extensions: { persistedQuery: { version: 2, sha256Hash: 'abc' } } }],
       ['no version', { query: '{ __typename }', extensions: { persistedQuery: { sha256Hash: 'abc' } } }],
       ['an empty object', { query: '{ __typename }', extensions: { persistedQuery: {} } }],
@@ -100,7 +141,10 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
   it.each<[string, unknown]>([
     ['an unknown extension', { query: '{ __typename }', extensions: { somethingElse: { a: 1 } } }],
     ['a null persistedQuery', { query: '{ __typename }', extensions: { persistedQuery: null } }],
-    ['null variables, extensions and operationName', { query: '{ __typename }', variables: null, extensions: null, operationName: null }],
+    [
+      'null variables, extensions and operationName',
+      { query: '{ __typename }', variables: null, extensions: null, operationName: null },
+    ],
   ])('%s is ignored and the query runs', async (_label, body) => {
     const response = await post(body);
     expect(response.status).toBe(200);
@@ -127,16 +171,45 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
 
   describe('GET', () => {
     const get = (search: string, headers: Record<string, string> = { 'apollo-require-preflight': 'true' }) =>
-      fetch(`${app.url}?${search}`, { headers }).then(async (r) => ({ status: r.status, headers: r.headers, body: (await r.json()) as any }));
+      fetch(`${app.url}?${search}`, { headers }).then(async (r) => ({
+        status: r.status,
+        headers: r.headers,
+        body: (await r.json()) as any,
+      }));
 
     it.each<[string, string, number, string]>([
       ['a subscription', `query=${encodeURIComponent('subscription { me { id } }')}`, 400, 'GRAPHQL_VALIDATION_FAILED'],
-      ['an operationName that names no operation', `query=${encodeURIComponent('query A { __typename }')}&operationName=B`, 400, 'OPERATION_RESOLUTION_FAILURE'],
-      ['two operations and no operationName', `query=${encodeURIComponent('query A { __typename } query B { __typename }')}`, 400, 'OPERATION_RESOLUTION_FAILURE'],
+      [
+        'an operationName that names no operation',
+        `query=${encodeURIComponent('query A { __typename }')}&operationName=B`,
+        400,
+        'OPERATION_RESOLUTION_FAILURE',
+      ],
+      [
+        'two operations and no operationName',
+        `query=${encodeURIComponent('query A { __typename } query B { __typename }')}`,
+        400,
+        'OPERATION_RESOLUTION_FAILURE',
+      ],
       ['a mutation', `query=${encodeURIComponent('mutation { logout }')}`, 405, 'BAD_REQUEST'],
-      ['variables that are not JSON', `query=${encodeURIComponent('{ __typename }')}&variables=nope`, 400, 'BAD_REQUEST'],
-      ['extensions that are a JSON array', `query=${encodeURIComponent('{ __typename }')}&extensions=[]`, 400, 'BAD_REQUEST'],
-      ['a persisted query hash', `extensions=${encodeURIComponent(JSON.stringify({ persistedQuery: { version: 1, sha256Hash: 'abc' } }))}`, 400, 'PERSISTED_QUERY_NOT_SUPPORTED'],
+      [
+        'variables that are not JSON',
+        `query=${encodeURIComponent('{ __typename }')}&variables=nope`,
+        400,
+        'BAD_REQUEST',
+      ],
+      [
+        'extensions that are a JSON array',
+        `query=${encodeURIComponent('{ __typename }')}&extensions=[]`,
+        400,
+        'BAD_REQUEST',
+      ],
+      [
+        'a persisted query hash',
+        `extensions=${encodeURIComponent(JSON.stringify({ persistedQuery: { version: 1, sha256Hash: 'abc' } }))}`,
+        400,
+        'PERSISTED_QUERY_NOT_SUPPORTED',
+      ],
       ['query given twice', `query=${encodeURIComponent('{ __typename }')}&query=x`, 400, 'BAD_REQUEST'],
     ])('%s', async (_label, search, status, code) => {
       const logsBefore = app.logs.length;
@@ -188,8 +261,17 @@ describe('Cache-Control: no-store on every /graphql answer', () => {
     noStore(await post(JSON.stringify({ query: '{ me { id } }' })));
     noStore(await post(JSON.stringify({ query: '{ nope }' }), { 'x-access-key': admin.key }));
     noStore(await post('{"query": '));
-    noStore(await fetch(`${app.url}?query=${encodeURIComponent('mutation { logout }')}`, { headers: { 'apollo-require-preflight': 'true' } }));
-    noStore(await fetch(app.url, { method: 'OPTIONS', headers: { origin: 'https://x.example', 'access-control-request-method': 'POST' } }));
+    noStore(
+      await fetch(`${app.url}?query=${encodeURIComponent('mutation { logout }')}`, {
+        headers: { 'apollo-require-preflight': 'true' },
+      }),
+    );
+    noStore(
+      await fetch(app.url, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://x.example', 'access-control-request-method': 'POST' },
+      }),
+    );
   });
 
   it('401 and 429 from authentication', async () => {

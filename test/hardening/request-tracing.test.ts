@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -36,7 +37,13 @@ describe('request logs (LOG_REQUESTS) in production', () => {
     const requestId = response.headers.get('x-request-id');
     const lines = parsed(app).filter((line) => line.msg === 'request completed');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatchObject({ reqId: requestId, method: 'POST', path: '/graphql', statusCode: 200, client: '127.0.0.1' });
+    expect(lines[0]).toMatchObject({
+      reqId: requestId,
+      method: 'POST',
+      path: '/graphql',
+      statusCode: 200,
+      client: '127.0.0.1',
+    });
     expect(lines[0].durationMs).toEqual(expect.any(Number));
     expect(lines[1]).toMatchObject({ statusCode: 401, path: '/graphql' });
     const text = app.logs.join('\n');
@@ -70,14 +77,23 @@ describe.each([
 
   const withRequestId = (id: string) => app.gql('{ __typename }', { headers: { 'x-request-id': id } });
 
-  it(kept ? "keeps the proxy's id in the response and in every log line" : 'ignores it: a client cannot pick its request id', async () => {
-    const proxyId = `nginx-${randomBytes(16).toString('hex')}`;
-    const response = await withRequestId(proxyId);
-    const id = response.headers.get('x-request-id')!;
-    if (kept) expect(id).toBe(proxyId);
-    else expect(id).toMatch(UUID);
-    expect(parsed(app).filter((line) => line.msg === 'request completed').map((line) => line.reqId)).toContain(id);
-  });
+  it(
+    kept
+      ? "keeps the proxy's id in the response and in every log line"
+      : 'ignores it: a client cannot pick its request id',
+    async () => {
+      const proxyId = `nginx-${randomBytes(16).toString('hex')}`;
+      const response = await withRequestId(proxyId);
+      const id = response.headers.get('x-request-id')!;
+      if (kept) expect(id).toBe(proxyId);
+      else expect(id).toMatch(UUID);
+      expect(
+        parsed(app)
+          .filter((line) => line.msg === 'request completed')
+          .map((line) => line.reqId),
+      ).toContain(id);
+    },
+  );
 
   it('replaces an id of the wrong shape or length with its own, so no client can shape log lines', async () => {
     for (const forged of ['a b', 'x"}{"level":60', 'a'.repeat(129), '-starts-with-dash', 'id\u00e9']) {

@@ -11,8 +11,24 @@ describe('security headers', () => {
   const base = () => app.url.replace(/\/graphql$/, '');
 
   it.each([
-    ['the API', () => fetch(app.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' })],
-    ['a refused credential', () => fetch(app.url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-access-key': 'x' }, body: '{}' })],
+    [
+      'the API',
+      () =>
+        fetch(app.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"query":"{ __typename }"}',
+        }),
+    ],
+    [
+      'a refused credential',
+      () =>
+        fetch(app.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-access-key': 'x' },
+          body: '{}',
+        }),
+    ],
     ['the explorer page', () => fetch(app.url, { headers: { accept: 'text/html' } })],
     ['the admin console', () => fetch(`${base()}/admin`)],
     ['a health check', () => fetch(`${base()}/healthz`)],
@@ -25,7 +41,13 @@ describe('security headers', () => {
       frame: response.headers.get('x-frame-options'),
       opener: response.headers.get('cross-origin-opener-policy'),
       resource: response.headers.get('cross-origin-resource-policy'),
-    }).toEqual({ nosniff: 'nosniff', referrer: 'no-referrer', frame: 'DENY', opener: 'same-origin', resource: 'same-origin' });
+    }).toEqual({
+      nosniff: 'nosniff',
+      referrer: 'no-referrer',
+      frame: 'DENY',
+      opener: 'same-origin',
+      resource: 'same-origin',
+    });
   });
 
   it("leave each page's own Content-Security-Policy in place", async () => {

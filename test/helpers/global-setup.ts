@@ -1,14 +1,22 @@
 import 'reflect-metadata';
+
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { Client } from 'pg';
+
 import { createDataSource } from '../../src/db/data-source';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/dev/embedded-postgres';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
 import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
 
 declare global {
-  var __testDatabase: { embedded: EmbeddedPostgres | null; tempDir: string | null; template: string; serverUrl: string };
+  var __testDatabase: {
+    embedded: EmbeddedPostgres | null;
+    tempDir: string | null;
+    template: string;
+    serverUrl: string;
+  };
 }
 
 /**

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+
 import { Client } from 'pg';
 
 export default async function globalTeardown(): Promise<void> {

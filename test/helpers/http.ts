@@ -20,13 +20,19 @@ export function postFrom(params: {
       {
         method: 'POST',
         localAddress: params.localAddress,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...params.headers },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          ...params.headers,
+        },
       },
       (response) => {
         let text = '';
         response.setEncoding('utf8');
         response.on('data', (chunk) => (text += chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: JSON.parse(text) }));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: JSON.parse(text) }),
+        );
       },
     );
     request.on('error', reject);

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
 import { createDataSource } from '../../src/db/data-source';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/dev/embedded-postgres';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/dev/embedded-postgres';
 import { TEST_DB_DEFAULTS } from './database-url';
 
 /**

@@ -1,15 +1,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+
 import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
-import { buildApp, type AppOptions } from '../../src/server/app';
-import type { PauseHooks } from '../../src/authorization/authority';
-import { KeyCrypto } from '../../src/access-keys/key-crypto';
+
 import type { Clock } from '../../src/access-keys/clock';
-import { loadConfig, type Config } from '../../src/config';
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
+import type { PauseHooks } from '../../src/authorization/authority';
+import { type Config, loadConfig } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
 import { createLogger } from '../../src/logger';
+import { type AppOptions, buildApp } from '../../src/server/app';
 import { createServices, type Services } from '../../src/server/services';
 import { TEST_DB_DEFAULTS, withDatabase } from './database-url';
 
@@ -64,7 +66,9 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 function testDbSettings(config: Config, env: NodeJS.ProcessEnv = {}): Config['db'] {
   return {
     poolSize: env.DB_POOL_SIZE ? config.db.poolSize : TEST_DB_DEFAULTS.poolSize,
-    statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS ? config.db.statementTimeoutMs : TEST_DB_DEFAULTS.statementTimeoutMs,
+    statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS
+      ? config.db.statementTimeoutMs
+      : TEST_DB_DEFAULTS.statementTimeoutMs,
     connectTimeoutMs: env.DB_CONNECT_TIMEOUT_MS ? config.db.connectTimeoutMs : TEST_DB_DEFAULTS.connectTimeoutMs,
   };
 }
@@ -87,13 +91,24 @@ export interface TestAppOptions {
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const database = options.database ? { url: options.database.url, drop: async () => undefined } : await createTestDatabase();
+  const database = options.database
+    ? { url: options.database.url, drop: async () => undefined }
+    : await createTestDatabase();
   const secret = options.database?.secret ?? randomBytes(32);
   // Shedding on event-loop lag is a wall-clock threshold, which a busy test machine would trip at random:
   // off unless a test asks for it (test/hardening/http-limits.test.ts does).
-  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', ...options.env });
+  const config: Config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    ...options.env,
+  });
   const queries = new QueryCounter();
-  const dataSource = createDataSource({ url: database.url, db: testDbSettings(config, options.env), queryCounter: queries });
+  const dataSource = createDataSource({
+    url: database.url,
+    db: testDbSettings(config, options.env),
+    queryCounter: queries,
+  });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
   const logs: string[] = [];

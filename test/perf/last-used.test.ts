@@ -10,10 +10,13 @@ interface UseFacts {
 
 /** What an admin reads about the uses of a user's keys. */
 async function useFactsOf(app: TestApp, admin: TestUser, userId: string): Promise<UseFacts> {
-  const response = await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }', {
-    key: admin.key,
-    variables: { id: userId },
-  });
+  const response = await app.gql(
+    'query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt previousKeyLastUsedAt previousKeyExpiresAt } } }',
+    {
+      key: admin.key,
+      variables: { id: userId },
+    },
+  );
   return response.body.data!.user.accessKeyInfo as UseFacts;
 }
 
@@ -29,7 +32,9 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const before = app.queries.count;
     const started = Date.now();
     for (let batch = 0; batch < 20; batch++) {
-      const responses = await Promise.all(Array.from({ length: 50 }, () => app.gql('{ me { id } }', { key: admin.key })));
+      const responses = await Promise.all(
+        Array.from({ length: 50 }, () => app.gql('{ me { id } }', { key: admin.key })),
+      );
       for (const response of responses) expect(response.status).toBe(200);
     }
     await app.services.accessKeys.flushUse();
@@ -47,14 +52,21 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const admin = await createOrganization(app);
     const member = await createUser(app, admin);
     const lastUsed = async () =>
-      (await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt } } }', { key: admin.key, variables: { id: member.id } }))
-        .body.data!.user.accessKeyInfo.lastUsedAt as string | null;
+      (
+        await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { lastUsedAt } } }', {
+          key: admin.key,
+          variables: { id: member.id },
+        })
+      ).body.data!.user.accessKeyInfo.lastUsedAt as string | null;
     const regenerate = async (gracePeriodSeconds: number) =>
       (
-        await app.gql('mutation ($id: ID!, $g: Int) { regenerateAccessKey(userId: $id, gracePeriodSeconds: $g) { accessKey } }', {
-          key: admin.key,
-          variables: { id: member.id, g: gracePeriodSeconds },
-        })
+        await app.gql(
+          'mutation ($id: ID!, $g: Int) { regenerateAccessKey(userId: $id, gracePeriodSeconds: $g) { accessKey } }',
+          {
+            key: admin.key,
+            variables: { id: member.id, g: gracePeriodSeconds },
+          },
+        )
       ).body.data!.regenerateAccessKey.accessKey as string;
 
     // A use still waiting to be written when the key is replaced is not written onto the new key.
@@ -77,10 +89,13 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const admin = await createOrganization(app);
     const member = await createUser(app, admin);
     const facts = () => useFactsOf(app, admin, member.id);
-    const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-      key: admin.key,
-      variables: { id: member.id },
-    });
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: member.id },
+      },
+    );
     const newKey = regenerated.body.data!.regenerateAccessKey.accessKey as string;
     // The old key was never used: nothing to show yet.
     expect(await facts()).toMatchObject({ lastUsedAt: null, previousKeyLastUsedAt: null });
@@ -117,10 +132,13 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     const facts = () => useFactsOf(app, admin, member.id);
     const regenerate = async () =>
       (
-        await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }', {
-          key: admin.key,
-          variables: { id: member.id },
-        })
+        await app.gql(
+          'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+          {
+            key: admin.key,
+            variables: { id: member.id },
+          },
+        )
       ).body.data!.regenerateAccessKey.accessKey as string;
     const first = member.key;
     const second = await regenerate();
@@ -139,11 +157,16 @@ describe('lastUsedAt is written at most once a minute per key', () => {
     // more, the key is refused, and a use of it noted just before the end is written nowhere.
     app.services.accessKeys.markUsed(app.keyCrypto.digest(third).toString('base64'));
     const fourth = await regenerate();
-    await app.dataSource.query(`UPDATE access_keys SET previous_key_expires_at = now() - interval '1 second' WHERE user_id = $1`, [member.id]);
+    await app.dataSource.query(
+      `UPDATE access_keys SET previous_key_expires_at = now() - interval '1 second' WHERE user_id = $1`,
+      [member.id],
+    );
     await app.services.accessKeys.flushUse();
     expect((await app.gql('{ me { id } }', { key: third })).status).toBe(401);
     expect(await facts()).toMatchObject({ lastUsedAt: null, previousKeyLastUsedAt: null });
-    const [row] = await app.dataSource.query(`SELECT previous_key_last_used_at FROM access_keys WHERE user_id = $1`, [member.id]);
+    const [row] = await app.dataSource.query(`SELECT previous_key_last_used_at FROM access_keys WHERE user_id = $1`, [
+      member.id,
+    ]);
     expect(row.previous_key_last_used_at).toBeNull();
     expect((await app.gql('{ me { id } }', { key: fourth })).status).toBe(200);
   });

@@ -1,5 +1,6 @@
-import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { randomBytes } from 'node:crypto';
+
+import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
@@ -134,13 +135,22 @@ describe('revocation freshness when the listener hangs', () => {
       const promoted = await createUser(a, admin, { role: Role.MEMBER });
       for (const user of [regenerated, deactivated, promoted]) await cachedOnA(user.key);
 
-      await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', { key: admin.key, variables: { id: regenerated.id } });
+      await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        key: admin.key,
+        variables: { id: regenerated.id },
+      });
       expect((await a.gql(ME, { key: regenerated.key })).status).toBe(401);
 
-      await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id: deactivated.id } });
+      await a.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', {
+        key: admin.key,
+        variables: { id: deactivated.id },
+      });
       expect((await a.gql(ME, { key: deactivated.key })).status).toBe(401);
 
-      await a.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id: promoted.id } });
+      await a.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', {
+        key: admin.key,
+        variables: { id: promoted.id },
+      });
       expect((await a.gql(ME, { key: promoted.key })).body.data!.me.role).toBe('MANAGER');
     } finally {
       cache.applyNotification = apply;

@@ -1,5 +1,6 @@
-import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { randomBytes } from 'node:crypto';
+
+import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { OwnPostgres, until } from '../helpers/own-postgres';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -33,14 +34,23 @@ describe('revocation reaches every instance', () => {
   });
 
   async function trial(): Promise<number> {
-    const user = await until(() => createUser(a, admin), (u) => !!(u as TestUser)?.key);
+    const user = await until(
+      () => createUser(a, admin),
+      (u) => !!(u as TestUser)?.key,
+    );
     // Warm the key into B's cache: the second request must not touch the database.
-    await until(() => b.gql('{ me { id } }', { key: user.key }), (r) => r.status === 200);
+    await until(
+      () => b.gql('{ me { id } }', { key: user.key }),
+      (r) => r.status === 200,
+    );
     const before = b.queries.count;
     expect((await b.gql('{ me { id } }', { key: user.key })).status).toBe(200);
     expect(b.queries.since(before).filter((sql) => sql.includes(KEY_LOOKUP_MARK))).toEqual([]);
 
-    await until(() => a.gql(REGENERATE, { key: admin.key, variables: { id: user.id } }), (r) => !!r.body?.data?.regenerateAccessKey);
+    await until(
+      () => a.gql(REGENERATE, { key: admin.key, variables: { id: user.id } }),
+      (r) => !!r.body?.data?.regenerateAccessKey,
+    );
     const regeneratedAt = performance.now();
     for (;;) {
       const response = await b.gql('{ me { id } }', { key: user.key });
@@ -60,10 +70,16 @@ describe('revocation reaches every instance', () => {
   it('still does after PostgreSQL restarts under both instances', async () => {
     await postgres.stop();
     // While the listener is down, B forgets what it cached and stops caching.
-    await until(async () => b.services.notifications.isListening, (listening) => listening === false);
+    await until(
+      async () => b.services.notifications.isListening,
+      (listening) => listening === false,
+    );
     expect(b.services.authCache.size).toBe(0);
     await postgres.restart();
-    await until(async () => b.services.notifications.isListening, (listening) => listening === true);
+    await until(
+      async () => b.services.notifications.isListening,
+      (listening) => listening === true,
+    );
 
     const elapsed = [];
     for (let i = 0; i < 5; i++) elapsed.push(await trial());

@@ -35,7 +35,9 @@ describe('concurrent profile reads share statements, never answers', () => {
 
   async function burst(requests: Array<{ caller: TestUser; target: TestUser }>) {
     const before = app.queries.count;
-    const responses = await Promise.all(requests.map(({ caller, target }) => app.gql(PROFILE, { key: caller.key, variables: { id: target.id } })));
+    const responses = await Promise.all(
+      requests.map(({ caller, target }) => app.gql(PROFILE, { key: caller.key, variables: { id: target.id } })),
+    );
     return { responses, reads: app.queries.since(before).filter((sql) => USER_READ.test(sql)) };
   }
 

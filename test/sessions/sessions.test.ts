@@ -2,7 +2,8 @@ import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
-const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token expiresAt user { id } } }';
+const LOGIN =
+  'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token expiresAt user { id } } }';
 const ME = '{ me { id } }';
 
 describe('sessions: people sign in', () => {
@@ -19,7 +20,9 @@ describe('sessions: people sign in', () => {
 
   it('signs in (email in any case), uses the token, logs out, and the token is then refused', async () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
-    const response = await app.gql(LOGIN, { variables: { email: person.email.toUpperCase(), password: TEST_PASSWORD } });
+    const response = await app.gql(LOGIN, {
+      variables: { email: person.email.toUpperCase(), password: TEST_PASSWORD },
+    });
     const { token, expiresAt, user } = response.body.data!.login;
     expect(token).toMatch(/^cas_[0-9A-Za-z]{38}$/);
     expect(user.id).toBe(person.id);
@@ -37,7 +40,9 @@ describe('sessions: people sign in', () => {
   it('refuses an expired session', async () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
     const token = await login(app, person);
-    await app.dataSource.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1`, [person.id]);
+    await app.dataSource.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1`, [
+      person.id,
+    ]);
     const response = await app.gql(ME, bearer(token));
     expect(response.status).toBe(401);
     expect(response.body.errors![0].extensions!.reason).toBe('INVALID_CREDENTIALS');
@@ -46,7 +51,9 @@ describe('sessions: people sign in', () => {
   it('stores only the digest of a token', async () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
     const token = await login(app, person);
-    const rows = await app.dataSource.query(`SELECT to_jsonb(s)::text AS row FROM sessions s WHERE user_id = $1`, [person.id]);
+    const rows = await app.dataSource.query(`SELECT to_jsonb(s)::text AS row FROM sessions s WHERE user_id = $1`, [
+      person.id,
+    ]);
     expect(rows).toHaveLength(1);
     expect(rows[0].row).not.toContain(token.slice(4));
     expect(rows[0].row).not.toContain(Buffer.from(token).toString('hex'));
@@ -69,7 +76,11 @@ describe('sessions: people sign in', () => {
     const attempt = async (email: string, password: string) => {
       const started = process.hrtime.bigint();
       const response = await app.gql(LOGIN, { variables: { email, password } });
-      return { ms: Number(process.hrtime.bigint() - started) / 1e6, errors: response.body.errors, data: response.body.data };
+      return {
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+        errors: response.body.errors,
+        data: response.body.data,
+      };
     };
     const unknown = [];
     const wrong = [];
@@ -80,7 +91,12 @@ describe('sessions: people sign in', () => {
     for (const result of [...unknown, ...wrong]) {
       expect(result.data).toBeNull();
       expect(result.errors).toEqual([
-        { message: 'Email or password is incorrect.', path: ['login'], locations: expect.any(Array), extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' } },
+        {
+          message: 'Email or password is incorrect.',
+          path: ['login'],
+          locations: expect.any(Array),
+          extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
+        },
       ]);
     }
     // Both verify one memory-hard hash; without the dummy hash an unknown email answers many times faster.
@@ -99,12 +115,18 @@ describe('sessions: people sign in', () => {
   it('deactivation ends live sessions and blocks sign-in; reactivation lets them sign in again', async () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD, role: Role.MANAGER });
     const token = await login(app, person);
-    await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', { key: admin.key, variables: { id: person.id } });
+    await app.gql('mutation ($id: ID!) { deactivateUser(id: $id) { id } }', {
+      key: admin.key,
+      variables: { id: person.id },
+    });
     expect((await app.gql(ME, bearer(token))).status).toBe(401);
     const refused = await app.gql(LOGIN, { variables: { email: person.email, password: TEST_PASSWORD } });
     expect(refused.body.errors![0].message).toBe('Email or password is incorrect.');
 
-    await app.gql('mutation ($id: ID!) { reactivateUser(id: $id) { id } }', { key: admin.key, variables: { id: person.id } });
+    await app.gql('mutation ($id: ID!) { reactivateUser(id: $id) { id } }', {
+      key: admin.key,
+      variables: { id: person.id },
+    });
     expect((await app.gql(ME, bearer(token))).status).toBe(401);
     const fresh = await login(app, person);
     expect((await app.gql(ME, bearer(fresh))).body.data!.me.id).toBe(person.id);
@@ -116,13 +138,19 @@ describe('sessions: people sign in', () => {
     const elsewhere = await login(app, person);
     const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';
 
-    const wrong = await app.gql(CHANGE, { ...bearer(here), variables: { c: 'wrong password!!', n: 'a brand new password' } });
+    const wrong = await app.gql(CHANGE, {
+      ...bearer(here),
+      variables: { c: 'wrong password!!', n: 'a brand new password' },
+    });
     expect(wrong.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'currentPassword' });
     const short = await app.gql(CHANGE, { ...bearer(here), variables: { c: TEST_PASSWORD, n: 'short' } });
     expect(short.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'newPassword' });
     expect((await app.gql(ME, bearer(elsewhere))).status).toBe(200);
 
-    const changed = await app.gql(CHANGE, { ...bearer(here), variables: { c: TEST_PASSWORD, n: 'a brand new password' } });
+    const changed = await app.gql(CHANGE, {
+      ...bearer(here),
+      variables: { c: TEST_PASSWORD, n: 'a brand new password' },
+    });
     expect(changed.body.data!.changePassword).toBe(true);
     expect((await app.gql(ME, bearer(here))).status).toBe(200);
     expect((await app.gql(ME, bearer(elsewhere))).status).toBe(401);

@@ -1,8 +1,9 @@
 import { Client } from 'pg';
+
 import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { startTestApp, type GraphQLResponse, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
 const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';
@@ -29,7 +30,9 @@ describe('sign-in and password change without races', () => {
     await app.dataSource.query(`
       CREATE FUNCTION hold_session_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_advisory_xact_lock_shared(${HOLD_SESSION_INSERTS}); RETURN NEW; END $$`);
-    await app.dataSource.query(`CREATE TRIGGER hold_session_inserts BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION hold_session_inserts()`);
+    await app.dataSource.query(
+      `CREATE TRIGGER hold_session_inserts BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION hold_session_inserts()`,
+    );
     holder = new Client({ connectionString: app.databaseUrl });
     await holder.connect();
   });
@@ -47,21 +50,29 @@ describe('sign-in and password change without races', () => {
       key: admin.key,
       variables: { id: user.id },
     });
-  const signIn = (user: TestUser, password = TEST_PASSWORD) => app.gql<{ login: { token: string } }>(LOGIN, { variables: { email: user.email, password } });
+  const signIn = (user: TestUser, password = TEST_PASSWORD) =>
+    app.gql<{ login: { token: string } }>(LOGIN, { variables: { email: user.email, password } });
   const liveSessions = async (user: TestUser): Promise<number> => {
-    const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL`, [user.id]);
+    const [{ n }] = await app.dataSource.query(
+      `SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL`,
+      [user.id],
+    );
     return n;
   };
   const refusedSignIn = (response: GraphQLResponse) => {
     expect(response.body.data).toBeNull();
-    expect(response.body.errors![0]).toMatchObject({ message: 'Email or password is incorrect.', extensions: { code: 'UNAUTHENTICATED' } });
+    expect(response.body.errors![0]).toMatchObject({
+      message: 'Email or password is incorrect.',
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   };
 
   it('case 4: a deactivation committed during the password check gets no session, not even after reactivation (4 of 4)', async () => {
     for (let attempt = 0; attempt < 4; attempt++) {
       const person = await createUser(app, admin, { password: TEST_PASSWORD });
       hooks.afterPasswordVerified = async (email) => {
-        if (email === person.email) expect((await setActive(person, false)).body.data!.deactivateUser.isActive).toBe(false);
+        if (email === person.email)
+          expect((await setActive(person, false)).body.data!.deactivateUser.isActive).toBe(false);
       };
       refusedSignIn(await signIn(person));
       delete hooks.afterPasswordVerified;
@@ -135,7 +146,10 @@ describe('sign-in and password change without races', () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
     const token = await login(app, person);
     hooks.afterPasswordVerified = async (email) => {
-      if (email === person.email) await app.dataSource.query(`UPDATE users SET password_hash = 'scrypt$1$1$1$reset$by-operator' WHERE id = $1`, [person.id]);
+      if (email === person.email)
+        await app.dataSource.query(`UPDATE users SET password_hash = 'scrypt$1$1$1$reset$by-operator' WHERE id = $1`, [
+          person.id,
+        ]);
     };
     const response = await app.gql(CHANGE, { ...bearer(token), variables: { c: TEST_PASSWORD, n: NEW_PASSWORD } });
     expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');

@@ -26,7 +26,11 @@ describe('users totalCount', () => {
     { filter: 'filter: { role: ADMIN }', where: "role = 'ADMIN'", values: [] },
     { filter: 'filter: { isActive: false }', where: 'NOT is_active', values: [] },
     { filter: 'filter: { role: MANAGER, isActive: true }', where: "role = 'MANAGER' AND is_active", values: [] },
-    { filter: 'filter: { search: "counted" }', where: "(name ILIKE '%counted%' OR email ILIKE '%counted%')", values: [] },
+    {
+      filter: 'filter: { search: "counted" }',
+      where: "(name ILIKE '%counted%' OR email ILIKE '%counted%')",
+      values: [],
+    },
   ];
 
   /** Every filter's totalCount through the API next to count(*) of the rows, and the statements the API ran. */
@@ -36,11 +40,16 @@ describe('users totalCount', () => {
     const statements: string[] = [];
     for (const { filter, where } of FILTERS) {
       const before = app.queries.count;
-      const response = await app.gql(`{ users(first: 0${filter ? `, ${filter}` : ''}) { totalCount } }`, { key: admin.key });
+      const response = await app.gql(`{ users(first: 0${filter ? `, ${filter}` : ''}) { totalCount } }`, {
+        key: admin.key,
+      });
       expect(response.body.errors).toBeUndefined();
       statements.push(...app.queries.since(before));
       api.push(response.body.data!.users.totalCount);
-      const [{ n }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM users WHERE organization_id = $1 AND ${where}`, [admin.organizationId]);
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM users WHERE organization_id = $1 AND ${where}`,
+        [admin.organizationId],
+      );
       rows.push(n);
     }
     return { api, rows, statements };
@@ -85,11 +94,17 @@ describe('users totalCount', () => {
       [bulk.organizationId],
     );
     expect(await countsOf(bulk.organizationId)).toEqual(['ADMIN true 1', 'MANAGER true 1000', 'MEMBER true 2000']);
-    await app.dataSource.query(`UPDATE users SET is_active = false WHERE organization_id = $1 AND role = 'MEMBER' AND name LIKE 'Bulk 1%'`, [
+    await app.dataSource.query(
+      `UPDATE users SET is_active = false WHERE organization_id = $1 AND role = 'MEMBER' AND name LIKE 'Bulk 1%'`,
+      [bulk.organizationId],
+    );
+    await app.dataSource.query(`UPDATE users SET name = name || ' (renamed)' WHERE organization_id = $1`, [
       bulk.organizationId,
     ]);
-    await app.dataSource.query(`UPDATE users SET name = name || ' (renamed)' WHERE organization_id = $1`, [bulk.organizationId]);
-    await app.dataSource.query(`DELETE FROM users WHERE organization_id = $1 AND role = 'MANAGER' AND name LIKE 'Bulk 2%'`, [bulk.organizationId]);
+    await app.dataSource.query(
+      `DELETE FROM users WHERE organization_id = $1 AND role = 'MANAGER' AND name LIKE 'Bulk 2%'`,
+      [bulk.organizationId],
+    );
     const [{ rows }] = await app.dataSource.query(
       `SELECT json_agg(r ORDER BY r) AS rows FROM (
          SELECT role || ' ' || is_active || ' ' || count(*) AS r FROM users WHERE organization_id = $1 GROUP BY role, is_active) AS c`,

@@ -1,5 +1,12 @@
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail, type TestUser } from '../factories/organizations';
+import {
+  createOrganization,
+  createUser,
+  login,
+  TEST_PASSWORD,
+  type TestUser,
+  uniqueEmail,
+} from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const USERS = `query ($filter: UsersFilter, $first: Int, $after: String) {
@@ -29,7 +36,11 @@ describe('Manage Users: listing, editing and protecting users', () => {
       org = await createOrganization(app, 'Pagination Org');
       const names = ['Zoe Quinn', 'Adam Smith', 'Bea Jones', 'Carl Jones', 'Dana Brown', 'Eve Adams', 'Frank Ocean'];
       for (const [i, name] of names.entries()) {
-        await createUser(app, org, { name, role: i % 2 ? Role.MANAGER : Role.MEMBER, email: uniqueEmail(name.split(' ')[0]) });
+        await createUser(app, org, {
+          name,
+          role: i % 2 ? Role.MANAGER : Role.MEMBER,
+          email: uniqueEmail(name.split(' ')[0]),
+        });
       }
     });
 
@@ -92,7 +103,10 @@ describe('Manage Users: listing, editing and protecting users', () => {
 
     it('creates a MEMBER by default, trimming the name and email', async () => {
       const email = uniqueEmail('trim');
-      const response = await app.gql(CREATE, { key: admin.key, variables: { input: { email: `  ${email} `, name: '  Pat Doe ' } } });
+      const response = await app.gql(CREATE, {
+        key: admin.key,
+        variables: { input: { email: `  ${email} `, name: '  Pat Doe ' } },
+      });
       expect(response.body.data!.createUser).toMatchObject({ email, name: 'Pat Doe', role: 'MEMBER' });
     });
 
@@ -112,7 +126,10 @@ describe('Manage Users: listing, editing and protecting users', () => {
     });
 
     it('accepts a 200-character name', async () => {
-      const response = await app.gql(CREATE, { key: admin.key, variables: { input: { email: uniqueEmail(), name: 'n'.repeat(200) } } });
+      const response = await app.gql(CREATE, {
+        key: admin.key,
+        variables: { input: { email: uniqueEmail(), name: 'n'.repeat(200) } },
+      });
       expect(response.body.errors).toBeUndefined();
     });
 
@@ -128,10 +145,13 @@ describe('Manage Users: listing, editing and protecting users', () => {
       expect(await count('users')).toBe(users);
 
       const mine = await createUser(app, admin);
-      const update = await app.gql('mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { id } }', {
-        key: admin.key,
-        variables: { id: mine.id, email: existing.email.toUpperCase() },
-      });
+      const update = await app.gql(
+        'mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { id } }',
+        {
+          key: admin.key,
+          variables: { id: mine.id, email: existing.email.toUpperCase() },
+        },
+      );
       expect(update.body.errors![0].extensions!.code).toBe('CONFLICT');
     });
 
@@ -141,17 +161,24 @@ describe('Manage Users: listing, editing and protecting users', () => {
         key: admin.key,
         variables: { input: { email, name: 'With Password', password: 'correct horse battery' } },
       });
-      const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [response.body.data!.createUser.id]);
+      const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [
+        response.body.data!.createUser.id,
+      ]);
       expect(row.password_hash).toMatch(/^scrypt\$131072\$8\$1\$/);
       expect(row.password_hash).not.toContain('correct horse');
     });
 
     it('answers BAD_USER_INPUT for a malformed id and NOT_FOUND for an unknown one, and changes nothing', async () => {
-      const malformed = await app.gql('mutation { updateUser(id: "123", input: { name: "X" }) { id } }', { key: admin.key });
-      expect(malformed.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
-      const unknown = await app.gql('mutation { updateUser(id: "6f1c1d7e-8d1b-4a5e-9a7c-2b3c4d5e6f70", input: { name: "X" }) { id } }', {
+      const malformed = await app.gql('mutation { updateUser(id: "123", input: { name: "X" }) { id } }', {
         key: admin.key,
       });
+      expect(malformed.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+      const unknown = await app.gql(
+        'mutation { updateUser(id: "6f1c1d7e-8d1b-4a5e-9a7c-2b3c4d5e6f70", input: { name: "X" }) { id } }',
+        {
+          key: admin.key,
+        },
+      );
       expect(unknown.body.errors![0].extensions!.code).toBe('NOT_FOUND');
       const lookup = await app.gql('{ user(id: "6f1c1d7e-8d1b-4a5e-9a7c-2b3c4d5e6f70") { id } }', { key: admin.key });
       expect(lookup.body.errors![0].extensions!.code).toBe('NOT_FOUND');
@@ -168,26 +195,39 @@ describe('Manage Users: listing, editing and protecting users', () => {
   describe('a user without a key (an import)', () => {
     const SAVE = 'mutation ($id: ID!, $name: String!) { updateUser(id: $id, input: { name: $name }) { id name } }';
     const keyRows = async (userId: string) =>
-      (await app.dataSource.query(`SELECT count(*)::int AS n FROM access_keys WHERE user_id = $1`, [userId]))[0].n as number;
+      (await app.dataSource.query(`SELECT count(*)::int AS n FROM access_keys WHERE user_id = $1`, [userId]))[0]
+        .n as number;
 
-    it.each([Role.MEMBER, Role.MANAGER])("a %s's save of their own name creates no key; an admin's save of the same user does", async (role) => {
-      const person = await createUser(app, admin, { role, password: TEST_PASSWORD });
-      const token = await login(app, person);
-      await app.dataSource.query(`DELETE FROM access_keys WHERE user_id = $1`, [person.id]);
+    it.each([Role.MEMBER, Role.MANAGER])(
+      "a %s's save of their own name creates no key; an admin's save of the same user does",
+      async (role) => {
+        const person = await createUser(app, admin, { role, password: TEST_PASSWORD });
+        const token = await login(app, person);
+        await app.dataSource.query(`DELETE FROM access_keys WHERE user_id = $1`, [person.id]);
 
-      const own = await app.gql(SAVE, { headers: { authorization: `Bearer ${token}` }, variables: { id: person.id, name: 'Saved By Myself' } });
-      expect(own.body.data!.updateUser.name).toBe('Saved By Myself');
-      expect(await keyRows(person.id)).toBe(0);
+        const own = await app.gql(SAVE, {
+          headers: { authorization: `Bearer ${token}` },
+          variables: { id: person.id, name: 'Saved By Myself' },
+        });
+        expect(own.body.data!.updateUser.name).toBe('Saved By Myself');
+        expect(await keyRows(person.id)).toBe(0);
 
-      const byAdmin = await app.gql('mutation ($id: ID!) { updateUser(id: $id, input: { name: "Saved By Admin" }) { name accessKey } }', {
-        key: admin.key,
-        variables: { id: person.id },
-      });
-      expect(byAdmin.body.data!.updateUser.accessKey).toMatch(/^cak_/);
-      expect(await keyRows(person.id)).toBe(1);
-      const created = await app.dataSource.query(`SELECT actor_user_id FROM audit_events WHERE action = 'ACCESS_KEY_CREATED' AND target_user_id = $1 ORDER BY id`, [person.id]);
-      expect(created.map((row: { actor_user_id: string }) => row.actor_user_id)).toEqual([admin.id, admin.id]);
-    });
+        const byAdmin = await app.gql(
+          'mutation ($id: ID!) { updateUser(id: $id, input: { name: "Saved By Admin" }) { name accessKey } }',
+          {
+            key: admin.key,
+            variables: { id: person.id },
+          },
+        );
+        expect(byAdmin.body.data!.updateUser.accessKey).toMatch(/^cak_/);
+        expect(await keyRows(person.id)).toBe(1);
+        const created = await app.dataSource.query(
+          `SELECT actor_user_id FROM audit_events WHERE action = 'ACCESS_KEY_CREATED' AND target_user_id = $1 ORDER BY id`,
+          [person.id],
+        );
+        expect(created.map((row: { actor_user_id: string }) => row.actor_user_id)).toEqual([admin.id, admin.id]);
+      },
+    );
   });
 
   describe('the last active admin', () => {

@@ -1,9 +1,10 @@
 /// <reference lib="dom" />
 import type { Page } from 'playwright-core';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import type { TestApp } from '../helpers/test-app';
-import { KEY_PATTERN, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import { KEY_PATTERN, type ViewportName, VIEWPORTS, type WatchedPage } from './helpers/browser';
 import {
   clipboardText,
   expectScreenRight,
@@ -37,7 +38,8 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     ({ app } = suite);
     admin = await createOrganization(app, 'Sunrise Recovery Center', TEST_PASSWORD);
     integration = await createUser(app, admin, { role: Role.MEMBER, name: 'Jordan Billing Integration' });
-    for (const name of ['Avery Admissions', 'Casey Clinical', 'Riley Reception']) await createUser(app, admin, { name });
+    for (const name of ['Avery Admissions', 'Casey Clinical', 'Riley Reception'])
+      await createUser(app, admin, { name });
   });
 
   beforeEach(() => ({ watched, page } = current));
@@ -57,7 +59,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     // 1-2. Settings (the gear on the left-hand navigation), then User & Access Management > Manage Users.
     await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Settings' }).click();
     await page.getByRole('heading', { name: 'Settings', level: 1 }).waitFor();
-    await page.getByRole('region', { name: 'User & Access Management' }).getByRole('link', { name: 'Manage Users' }).click();
+    await page
+      .getByRole('region', { name: 'User & Access Management' })
+      .getByRole('link', { name: 'Manage Users' })
+      .click();
     await page.locator('#users').waitFor();
     await expectScreenRight(watched, 'manage-users');
 
@@ -91,7 +96,9 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.getByRole('button', { name: 'Hide' }).click();
     await page.getByRole('button', { name: 'Reveal' }).click();
     await page.waitForFunction(() => document.querySelector('#key-last-used')?.textContent !== 'Not used yet');
-    expect(await page.locator('#key-hint').textContent()).toBe(`${integration.key.slice(0, 4)}...${integration.key.slice(-4)}`);
+    expect(await page.locator('#key-hint').textContent()).toBe(
+      `${integration.key.slice(0, 4)}...${integration.key.slice(-4)}`,
+    );
     expect(await page.locator('#key-created').textContent()).toMatch(/\d/);
   });
 
@@ -127,7 +134,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   it('creates a user with a password, who can then sign in; a used email is refused in words', async () => {
     await openConsole(page, '/settings');
     await signInWithKey(page, admin.key);
-    await page.getByRole('region', { name: 'User & Access Management' }).getByRole('link', { name: 'New user' }).click();
+    await page
+      .getByRole('region', { name: 'User & Access Management' })
+      .getByRole('link', { name: 'New user' })
+      .click();
     await page.getByRole('heading', { name: 'New user', level: 1 }).waitFor();
     await expectScreenRight(watched, 'new user');
 
@@ -139,9 +149,12 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.getByRole('button', { name: 'Create user' }).click();
     await page.getByText('Pat Doe was created').waitFor();
     expect(await page.locator('#profile-role').textContent()).toBe('Manager');
-    const login = await app.gql('mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { user { role } } }', {
-      variables: { e: email, p: 'a long enough password' },
-    });
+    const login = await app.gql(
+      'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { user { role } } }',
+      {
+        variables: { e: email, p: 'a long enough password' },
+      },
+    );
     expect(login.body.data?.login.user.role).toBe('MANAGER');
 
     await page.goto(`/admin/#/users/new`);
@@ -174,7 +187,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await expectScreenRight(watched, 'role change, asking');
     await dialog().getByRole('button', { name: 'Cancel' }).click();
     await dialog().waitFor({ state: 'detached' });
-    expect((await app.gql('query ($id: ID!) { user(id: $id) { role } }', { key: admin.key, variables: { id: casey.id } })).body.data?.user.role).toBe('MEMBER');
+    expect(
+      (await app.gql('query ($id: ID!) { user(id: $id) { role } }', { key: admin.key, variables: { id: casey.id } }))
+        .body.data?.user.role,
+    ).toBe('MEMBER');
     await page.getByRole('button', { name: 'Change role…' }).click();
     await dialog().getByRole('button', { name: 'Change role' }).click();
     await page.getByText('Morgan Reception is now a Manager.').waitFor();
@@ -198,7 +214,8 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     // The user's own events are on their profile.
     const activity = page.getByRole('region', { name: 'Activity' });
     await activity.getByText('User reactivated').waitFor();
-    for (const event of ['User deactivated', 'Role changed', 'Profile saved']) await activity.getByText(event).first().waitFor();
+    for (const event of ['User deactivated', 'Role changed', 'Profile saved'])
+      await activity.getByText(event).first().waitFor();
   });
 
   it('Regenerate offers a grace period and shows the key facts: the previous key works until the time shown, then not at all', async () => {
@@ -237,22 +254,31 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
 
   it('shows when a key expires (expiry by policy) and warns when that is near or past', async () => {
     const policyAdmin = await createOrganization(app, 'Policy Clinic');
-    const policy = await app.gql('mutation { setAccessKeyPolicy(maxKeyAgeDays: 10) { organization { maxKeyAgeDays } } }', { key: policyAdmin.key });
+    const policy = await app.gql(
+      'mutation { setAccessKeyPolicy(maxKeyAgeDays: 10) { organization { maxKeyAgeDays } } }',
+      { key: policyAdmin.key },
+    );
     expect(policy.body.errors).toBeUndefined();
     const soon = await createUser(app, policyAdmin, { name: 'Soon Expiring Export' });
     const expired = await createUser(app, policyAdmin, { name: 'Expired Export' });
-    await app.dataSource.query(`UPDATE access_keys SET expires_at = now() - interval '1 day' WHERE user_id = $1`, [expired.id]);
+    await app.dataSource.query(`UPDATE access_keys SET expires_at = now() - interval '1 day' WHERE user_id = $1`, [
+      expired.id,
+    ]);
 
     await openConsole(page, `/users/${soon.id}`);
     await signInWithKey(page, policyAdmin.key);
     await page.locator('#key-expires').waitFor();
     expect(await page.locator('#key-expires').textContent()).toMatch(/in about 10 days\)$/);
-    expect(await page.locator('#key-expiry-warning').textContent()).toMatch(/This key expires in about 10 days\. Regenerate it/);
+    expect(await page.locator('#key-expiry-warning').textContent()).toMatch(
+      /This key expires in about 10 days\. Regenerate it/,
+    );
     await expectScreenRight(watched, 'profile, key expiring soon');
 
     await openConsole(page, `/users/${expired.id}`);
     await page.waitForFunction(() => document.querySelector('#key-expires')?.textContent?.endsWith('(expired)'));
-    expect(await page.locator('#key-expiry-warning').textContent()).toMatch(/This key has expired: it is refused like any invalid key/);
+    expect(await page.locator('#key-expiry-warning').textContent()).toMatch(
+      /This key has expired: it is refused like any invalid key/,
+    );
     await expectScreenRight(watched, 'profile, key expired');
 
     // The admin's own key was issued before the policy: it never expires, and nothing warns.
@@ -299,7 +325,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.getByText('This is not a working key of your organization: nothing was changed.').waitFor();
   });
 
-  it('the audit log lists the organization\'s events and filters them by what happened and whom it was about', async () => {
+  it("the audit log lists the organization's events and filters them by what happened and whom it was about", async () => {
     await openConsole(page, '/audit');
     await signInWithKey(page, admin.key);
     await page.locator('table.audit').waitFor();
@@ -315,7 +341,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await expectScreenRight(watched, 'audit log, filtered');
   });
 
-  it('changes the signed-in admin\'s own password: a wrong current one is refused in words, the new one signs in', async () => {
+  it("changes the signed-in admin's own password: a wrong current one is refused in words, the new one signs in", async () => {
     const self = await anotherAdmin('Dana Director', { password: true });
     await openConsole(page, '/settings');
     await signIn(page, self);
@@ -388,7 +414,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     const self = await anotherAdmin('Alex Soon Member');
     await openConsole(page, '/users');
     await signInWithKey(page, self.key);
-    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { id } }', { key: admin.key, variables: { id: self.id } });
+    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { id } }', {
+      key: admin.key,
+      variables: { id: self.id },
+    });
     await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Settings' }).click();
     await page.getByText('Your role changed from Admin to Member').waitFor();
     expect(await page.locator('#my-role').textContent()).toBe('Member');
@@ -400,7 +429,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await openConsole(page, `/users/${integration.id}`);
     await signInWithKey(page, self.key);
     await page.locator('#access-key-section').waitFor();
-    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', { key: admin.key, variables: { id: self.id } });
+    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', {
+      key: admin.key,
+      variables: { id: self.id },
+    });
     await page.getByRole('button', { name: 'Reveal' }).click();
     await page.getByText('Your role may have changed').waitFor();
     await page.locator('#access-key-denied').waitFor();
@@ -424,7 +456,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.locator('#users').waitFor();
   });
 
-  it('sign out clears everything shown: header, navigation, the key, and this tab\'s storage', async () => {
+  it("sign out clears everything shown: header, navigation, the key, and this tab's storage", async () => {
     await openConsole(page, `/users/${integration.id}`);
     await signIn(page, admin);
     await page.getByRole('button', { name: 'Reveal' }).click();
@@ -432,11 +464,16 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByText('You are signed out.').waitFor();
     const text = await visibleText(page);
-    for (const shown of [admin.name, 'Sunrise Recovery Center', 'Jordan Billing Integration', 'Admin', 'Manage Users']) expect(text).not.toContain(shown);
+    for (const shown of [admin.name, 'Sunrise Recovery Center', 'Jordan Billing Integration', 'Admin', 'Manage Users'])
+      expect(text).not.toContain(shown);
     expect(text).not.toMatch(KEY_PATTERN);
     expect(await page.locator('#account').isHidden()).toBe(true);
     expect(await page.locator('#sidebar').isHidden()).toBe(true);
-    expect(await page.evaluate(() => ['whoami', 'my-role', 'my-organization'].map((id) => document.getElementById(id)!.textContent).join(''))).toBe('');
+    expect(
+      await page.evaluate(() =>
+        ['whoami', 'my-role', 'my-organization'].map((id) => document.getElementById(id)!.textContent).join(''),
+      ),
+    ).toBe('');
     expect(await page.evaluate(() => sessionStorage.length + localStorage.length)).toBe(0);
     await page.goBack();
     await page.getByRole('heading', { name: 'Sign in to User & Access Management' }).waitFor();

@@ -1,9 +1,10 @@
 /// <reference lib="dom" />
 import type { Page } from 'playwright-core';
+
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import type { TestApp } from '../helpers/test-app';
-import { KEY_PATTERN, VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import { KEY_PATTERN, type ViewportName, VIEWPORTS, type WatchedPage } from './helpers/browser';
 import { expectScreenRight, openConsole, signIn, signInWithKey, visibleText } from './helpers/console';
 import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 
@@ -40,7 +41,11 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
   describe.each([Role.MANAGER, Role.MEMBER])('signed in as a %s', (role) => {
     let self: TestUser;
     beforeAll(async () => {
-      self = await createUser(app, admin, { role, name: `Pat ${role === Role.MANAGER ? 'Manager' : 'Member'}`, password: TEST_PASSWORD });
+      self = await createUser(app, admin, {
+        role,
+        name: `Pat ${role === Role.MANAGER ? 'Manager' : 'Member'}`,
+        password: TEST_PASSWORD,
+      });
     });
 
     it('follows the help article to a profile and meets "Permission Denied" in words: no Access Key section', async () => {

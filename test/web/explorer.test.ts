@@ -1,8 +1,9 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
 import type { Page } from 'playwright-core';
+
 import { createOrganization, type TestUser } from '../factories/organizations';
-import { VIEWPORTS, type ViewportName, type WatchedPage } from './helpers/browser';
+import { type ViewportName, VIEWPORTS, type WatchedPage } from './helpers/browser';
 import { expectScreenRight } from './helpers/console';
 import { useAppAndBrowser, useWatchedPage } from './helpers/suite';
 
@@ -27,7 +28,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
 
   /** Opens the explorer and waits for its schema (introspection answered 200: the empty key header is left out). */
   async function openExplorer(): Promise<void> {
-    const introspection = page.waitForResponse((response) => response.url().endsWith('/graphql') && /IntrospectionQuery/.test(response.request().postData() ?? ''));
+    const introspection = page.waitForResponse(
+      (response) =>
+        response.url().endsWith('/graphql') && /IntrospectionQuery/.test(response.request().postData() ?? ''),
+    );
     await page.goto(`/graphql`);
     await page.locator('.graphiql-container').waitFor();
     const schema = await introspection;
@@ -52,7 +56,9 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
 
   async function run(): Promise<string> {
     await page.locator('.graphiql-execute-button').click();
-    await page.waitForFunction(() => /"data"|"errors"/.test(document.querySelector('.graphiql-response')?.textContent ?? ''));
+    await page.waitForFunction(() =>
+      /"data"|"errors"/.test(document.querySelector('.graphiql-response')?.textContent ?? ''),
+    );
     return (await page.locator('.graphiql-response').textContent())!;
   }
 
@@ -61,7 +67,8 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the explorer, %s', (vie
     return page.evaluate(async () => {
       const values: string[] = [];
       for (const storage of [localStorage, sessionStorage]) {
-        for (let index = 0; index < storage.length; index++) values.push(`${storage.key(index)}=${storage.getItem(storage.key(index)!)}`);
+        for (let index = 0; index < storage.length; index++)
+          values.push(`${storage.key(index)}=${storage.getItem(storage.key(index)!)}`);
       }
       for (const { name } of await indexedDB.databases()) {
         const database = await new Promise<IDBDatabase>((resolve, reject) => {

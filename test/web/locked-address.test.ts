@@ -56,7 +56,10 @@ describe('a locked address, in the console and the explorer', () => {
 
     // The signed-in tab is on the same address: its next screen says the same, and keeps the person signed in.
     await signedIn.expecting([429], async () => {
-      await signedIn.page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Manage Users' }).click();
+      await signedIn.page
+        .getByRole('navigation', { name: 'Settings' })
+        .getByRole('link', { name: 'Manage Users' })
+        .click();
       await signedIn.page.getByText(/locked until \d{1,2}:\d{2}:\d{2}/).waitFor();
     });
     expect(await signedIn.page.locator('#account').isVisible()).toBe(true);

@@ -10,7 +10,8 @@ describe('the site around the API', () => {
   });
   afterAll(() => app.close());
 
-  const get = (path: string, headers: Record<string, string> = {}) => fetch(`${origin}${path}`, { headers, redirect: 'manual' });
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    fetch(`${origin}${path}`, { headers, redirect: 'manual' });
 
   it('GET / sends a browser to the admin console', async () => {
     const response = await get('/', { accept: 'text/html' });
@@ -50,7 +51,8 @@ describe('the site around the API', () => {
       const text = await response.text();
       if (path.endsWith('.js')) {
         expect(response.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
-        for (const [, imported] of text.matchAll(/^import .* from '\.\/([\w-]+\.js)';$/gm)) pending.push(`/admin/${imported}`);
+        for (const [, imported] of text.matchAll(/^import .* from '\.\/([\w-]+\.js)';$/gm))
+          pending.push(`/admin/${imported}`);
       }
     }
     expect(seen.size).toBeGreaterThan(10);

@@ -32,7 +32,12 @@ function findCredentials(text) {
   for (const match of text.matchAll(CANDIDATE)) {
     const [whole, prefix, randomPart, check] = match;
     if (randomPart.length !== RANDOM_LENGTH || checksum(randomPart) !== check) continue;
-    found.push({ kind: prefix === 'cak' ? 'ACCESS_KEY' : 'SESSION_TOKEN', start: match.index, end: match.index + whole.length, value: whole });
+    found.push({
+      kind: prefix === 'cak' ? 'ACCESS_KEY' : 'SESSION_TOKEN',
+      start: match.index,
+      end: match.index + whole.length,
+      value: whole,
+    });
   }
   return found;
 }
@@ -42,10 +47,12 @@ const hint = (value) => `${value.slice(0, 4)}...${value.slice(-4)}`;
 
 const messages = {
   ACCESS_KEY: {
-    en: (props) => `found a crm-access access key (${props.HINT}): regenerate it (regenerateAccessKey), then remove it from here`,
+    en: (props) =>
+      `found a crm-access access key (${props.HINT}): regenerate it (regenerateAccessKey), then remove it from here`,
   },
   SESSION_TOKEN: {
-    en: (props) => `found a crm-access session token (${props.HINT}): sign that session out (logout), then remove it from here`,
+    en: (props) =>
+      `found a crm-access session token (${props.HINT}): sign that session out (logout), then remove it from here`,
   },
 };
 
@@ -62,7 +69,10 @@ const creator = {
     return {
       file(source) {
         for (const credential of findCredentials(source.content)) {
-          context.report({ message: t(credential.kind, { HINT: hint(credential.value) }), range: [credential.start, credential.end] });
+          context.report({
+            message: t(credential.kind, { HINT: hint(credential.value) }),
+            range: [credential.start, credential.end],
+          });
         }
       },
     };

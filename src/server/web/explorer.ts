@@ -1,5 +1,7 @@
 import path from 'node:path';
+
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
 import { filesIn, PAGE_CONTENT_SECURITY_POLICY, projectRoot, serveFiles } from './static';
 
 const ASSETS = '/explorer-assets';
@@ -20,7 +22,10 @@ const DEFAULT_QUERY = `# Paste your access key into the X-Access-Key header belo
  * (`public/explorer/explorer.js`) keeps nothing in browser storage and explains refused requests in words.
  */
 function page(): string {
-  const config = JSON.stringify({ defaultQuery: DEFAULT_QUERY, defaultHeaders: JSON.stringify({ 'X-Access-Key': '' }, null, 2) });
+  const config = JSON.stringify({
+    defaultQuery: DEFAULT_QUERY,
+    defaultHeaders: JSON.stringify({ 'X-Access-Key': '' }, null, 2),
+  });
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -44,17 +49,23 @@ function page(): string {
 `;
 }
 
+/** True for a browser opening /graphql: a GET that accepts text/html and carries no `query` parameter. */
 export function wantsExplorer(request: FastifyRequest): boolean {
   const query = request.query as Record<string, unknown> | undefined;
   return request.method === 'GET' && !query?.query && /text\/html/.test(request.headers.accept ?? '');
 }
 
+/**
+ * Sends the explorer's HTML page, with its Content-Security-Policy (inline styles allowed, scripts of this origin only).
+ */
 export function sendExplorer(reply: FastifyReply): FastifyReply {
-  return reply
-    .type('text/html; charset=utf-8')
-    // GraphiQL and CodeMirror set inline styles; scripts stay this origin's files only.
-    .header('content-security-policy', `${PAGE_CONTENT_SECURITY_POLICY}; style-src 'self' 'unsafe-inline'`)
-    .send(page());
+  return (
+    reply
+      .type('text/html; charset=utf-8')
+      // GraphiQL and CodeMirror set inline styles; scripts stay this origin's files only.
+      .header('content-security-policy', `${PAGE_CONTENT_SECURITY_POLICY}; style-src 'self' 'unsafe-inline'`)
+      .send(page())
+  );
 }
 
 /** A file inside an installed package that the package's "exports" does not list (React's UMD builds). */
@@ -62,6 +73,7 @@ function packageFile(name: string, file: string): string {
   return path.join(path.dirname(require.resolve(`${name}/package.json`)), file);
 }
 
+/** Serves the explorer's scripts and styles (GraphiQL, React, the start-up script) under its assets path. */
 export function registerExplorerAssets(app: FastifyInstance): void {
   serveFiles(app, {
     [`${ASSETS}/graphiql.min.js`]: require.resolve('graphiql/graphiql.min.js'),

@@ -1,5 +1,7 @@
 import path from 'node:path';
+
 import type { FastifyInstance } from 'fastify';
+
 import { projectRoot, serveFiles } from './static';
 
 /**

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+
 import type { FastifyInstance } from 'fastify';
 
 const TYPES: Record<string, string> = {
@@ -51,7 +52,11 @@ export function serveFiles(app: FastifyInstance, files: Record<string, string>):
     const type = TYPES[path.extname(file)] ?? 'application/octet-stream';
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
     app.get(url, async (request, reply) => {
-      void reply.type(type).header('cache-control', 'no-cache').header('etag', etag).header('x-content-type-options', 'nosniff');
+      void reply
+        .type(type)
+        .header('cache-control', 'no-cache')
+        .header('etag', etag)
+        .header('x-content-type-options', 'nosniff');
       if (type.startsWith('text/html')) void reply.header('content-security-policy', PAGE_CONTENT_SECURITY_POLICY);
       if (request.headers['if-none-match'] === etag) return reply.code(304).send();
       return reply.send(body);

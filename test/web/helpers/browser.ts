@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
 import fs from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 
 /**
  * Shared plumbing of the browser tests: Debian's Chromium driven by playwright-core (no download, offline),
@@ -57,7 +58,11 @@ export interface WatchedPage {
  * Opens a fresh context and page at the given viewport, watched. Paths (`page.goto('/admin/')`) are relative to
  * `origin`, which may use the clipboard.
  */
-export async function openWatchedPage(params: { browser: Browser; origin: string; viewport: ViewportName }): Promise<WatchedPage> {
+export async function openWatchedPage(params: {
+  browser: Browser;
+  origin: string;
+  viewport: ViewportName;
+}): Promise<WatchedPage> {
   const { browser, origin, viewport } = params;
   const context = await browser.newContext({ viewport: VIEWPORTS[viewport], baseURL: origin });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
@@ -71,7 +76,9 @@ export async function openWatchedPage(params: { browser: Browser; origin: string
 
   page.on('request', (request) => hosts.add(new URL(request.url()).host));
   const problem = (text: string) => problems.push(text.length > 300 ? `${text.slice(0, 300)}…` : text);
-  page.on('requestfailed', (request) => problem(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText}`));
+  page.on('requestfailed', (request) =>
+    problem(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText}`),
+  );
   page.on('pageerror', (error) => problem(`page error: ${error.message}`));
   page.on('response', async (response) => {
     const status = response.status();
@@ -125,12 +132,22 @@ export async function seriousAccessibilityViolations(page: Page): Promise<string
   // evaluate() is not subject to the page's CSP, which (rightly) refuses inline scripts.
   if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
   const violations = await page.evaluate(async () => {
-    const result = await (window as unknown as { axe: { run(context: Document): Promise<{ violations: AxeViolation[] }> } }).axe.run(document);
-    return result.violations.map(({ id, impact, help, nodes }) => ({ id, impact, help, nodes: nodes.map((node) => ({ target: node.target })) }));
+    const result = await (
+      window as unknown as { axe: { run(context: Document): Promise<{ violations: AxeViolation[] }> } }
+    ).axe.run(document);
+    return result.violations.map(({ id, impact, help, nodes }) => ({
+      id,
+      impact,
+      help,
+      nodes: nodes.map((node) => ({ target: node.target })),
+    }));
   });
   return violations
     .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
-    .map((violation) => `${violation.impact} ${violation.id} (${violation.help}): ${violation.nodes.map((node) => JSON.stringify(node.target)).join(', ')}`);
+    .map(
+      (violation) =>
+        `${violation.impact} ${violation.id} (${violation.help}): ${violation.nodes.map((node) => JSON.stringify(node.target)).join(', ')}`,
+    );
 }
 
 /**
@@ -140,30 +157,39 @@ export async function seriousAccessibilityViolations(page: Page): Promise<string
  * editors show JSON by design).
  */
 export async function screenFindings(page: Page): Promise<string[]> {
-  const layout = await page.evaluate((words) => {
-    const width = document.documentElement.clientWidth;
-    const findings: string[] = [];
-    if (document.documentElement.scrollWidth > width) findings.push(`scrollWidth ${document.documentElement.scrollWidth} > ${width}`);
-    for (const control of document.querySelectorAll<HTMLElement>('a[href], button, input, select, textarea, summary')) {
-      const box = control.getBoundingClientRect();
-      if (box.width === 0 && box.height === 0) continue; // not rendered (hidden, or inside a closed part)
-      if (insideZeroSizedClip(control)) continue; // an editor's off-screen input (CodeMirror), never seen
-      if (box.left < -1 || box.right > width + 1) {
-        findings.push(`control outside the viewport: ${control.outerHTML.slice(0, 120)} (${Math.round(box.left)}..${Math.round(box.right)})`);
+  const layout = await page.evaluate(
+    (words) => {
+      const width = document.documentElement.clientWidth;
+      const findings: string[] = [];
+      if (document.documentElement.scrollWidth > width)
+        findings.push(`scrollWidth ${document.documentElement.scrollWidth} > ${width}`);
+      for (const control of document.querySelectorAll<HTMLElement>(
+        'a[href], button, input, select, textarea, summary',
+      )) {
+        const box = control.getBoundingClientRect();
+        if (box.width === 0 && box.height === 0) continue; // not rendered (hidden, or inside a closed part)
+        if (insideZeroSizedClip(control)) continue; // an editor's off-screen input (CodeMirror), never seen
+        if (box.left < -1 || box.right > width + 1) {
+          findings.push(
+            `control outside the viewport: ${control.outerHTML.slice(0, 120)} (${Math.round(box.left)}..${Math.round(box.right)})`,
+          );
+        }
       }
-    }
-    const text = document.body.innerText;
-    const raw = /(^|[^\w])(null|undefined|NaN)([^\w]|$)|\[object Object\]|\{"errors"|"extensions"/.exec(text);
-    if (words && raw) findings.push(`raw value shown: ${JSON.stringify(text.slice(Math.max(0, raw.index - 40), raw.index + 40))}`);
-    return findings;
+      const text = document.body.innerText;
+      const raw = /(^|[^\w])(null|undefined|NaN)([^\w]|$)|\[object Object\]|\{"errors"|"extensions"/.exec(text);
+      if (words && raw)
+        findings.push(`raw value shown: ${JSON.stringify(text.slice(Math.max(0, raw.index - 40), raw.index + 40))}`);
+      return findings;
 
-    function insideZeroSizedClip(element: HTMLElement): boolean {
-      for (let parent = element.parentElement; parent; parent = parent.parentElement) {
-        const box = parent.getBoundingClientRect();
-        if ((box.width <= 3 || box.height === 0) && getComputedStyle(parent).overflow === 'hidden') return true;
+      function insideZeroSizedClip(element: HTMLElement): boolean {
+        for (let parent = element.parentElement; parent; parent = parent.parentElement) {
+          const box = parent.getBoundingClientRect();
+          if ((box.width <= 3 || box.height === 0) && getComputedStyle(parent).overflow === 'hidden') return true;
+        }
+        return false;
       }
-      return false;
-    }
-  }, new URL(page.url()).pathname !== '/graphql');
+    },
+    new URL(page.url()).pathname !== '/graphql',
+  );
   return [...layout, ...(await seriousAccessibilityViolations(page))];
 }

@@ -1,5 +1,6 @@
 /// <reference lib="dom" />
 import type { Locator, Page } from 'playwright-core';
+
 import { TEST_PASSWORD } from '../../factories/organizations';
 import { screenFindings, type WatchedPage } from './browser';
 
@@ -29,7 +30,11 @@ export async function openConsole(page: Page, route = '/settings'): Promise<void
 /** Asserts what issue #14 asks of a screen (see screenFindings), naming the screen in a failure. */
 export async function expectScreenRight(watched: WatchedPage, screen: string): Promise<void> {
   const findings = await screenFindings(watched.page);
-  expect({ screen, viewport: watched.viewport, findings }).toEqual({ screen, viewport: watched.viewport, findings: [] });
+  expect({ screen, viewport: watched.viewport, findings }).toEqual({
+    screen,
+    viewport: watched.viewport,
+    findings: [],
+  });
 }
 
 /** Whether a control is disabled and looks it (greyed out, no pointer). */
@@ -72,6 +77,8 @@ export function clipboardText(page: Page): Promise<string> {
 
 /** Waits until the Access Key field shows a whole key (not its hint), and returns it. */
 export async function revealedKey(page: Page): Promise<string> {
-  await page.waitForFunction(() => /^cak_[0-9A-Za-z]{38}$/.test(document.querySelector('#access-key')?.textContent ?? ''));
+  await page.waitForFunction(() =>
+    /^cak_[0-9A-Za-z]{38}$/.test(document.querySelector('#access-key')?.textContent ?? ''),
+  );
   return (await page.locator('#access-key').textContent())!;
 }

@@ -1,4 +1,5 @@
 import type { Browser, Page } from 'playwright-core';
+
 import { startTestApp, type TestApp, type TestAppOptions } from '../../helpers/test-app';
 import { launchBrowser, openWatchedPage, type ViewportName, type WatchedPage } from './browser';
 

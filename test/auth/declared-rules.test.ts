@@ -1,0 +1,87 @@
+import { type GraphQLField, type GraphQLSchema, isObjectType } from 'graphql';
+
+import type { Principal } from '../../src/authentication/principal';
+import { ACCESS_KEY_FIELDS, defineAbilityFor, PROFILE_FIELDS } from '../../src/authorization/abilities';
+import { AUTHORIZATION_EXTENSION, type DeclaredRule } from '../../src/request/can';
+import { buildAppSchema } from '../../src/server/schema';
+import { Role, User } from '../../src/users/user.entity';
+
+function ruleOf(field: GraphQLField<unknown, unknown>): DeclaredRule | undefined {
+  return field.extensions?.[AUTHORIZATION_EXTENSION] as DeclaredRule | undefined;
+}
+
+function principal(role: Role): Principal {
+  return {
+    kind: 'ACCESS_KEY',
+    userId: 'u1',
+    organizationId: 'org1',
+    role,
+    user: Object.assign(new User(), { id: 'u1' }),
+  };
+}
+
+describe('who may call what is declared where each field is', () => {
+  let schema: GraphQLSchema;
+  beforeAll(async () => {
+    schema = await buildAppSchema();
+  });
+
+  it('declares a rule (or Public) on every query and mutation', () => {
+    for (const type of [schema.getQueryType()!, schema.getMutationType()!]) {
+      const undeclared = Object.values(type.getFields()).filter((field) => !ruleOf(field));
+      expect(undeclared.map((field) => `${type.name}.${field.name}`)).toEqual([]);
+    }
+  });
+
+  it('declares only login public', () => {
+    const fields = [schema.getQueryType()!, schema.getMutationType()!].flatMap((type) =>
+      Object.values(type.getFields()),
+    );
+    const open = fields.filter((field) => ruleOf(field) && 'public' in ruleOf(field)!);
+    expect(open.map((field) => field.name)).toEqual(['login']);
+  });
+
+  it('names every field of User in abilities.ts: the profile fields, or a rule on the field naming it', () => {
+    const user = schema.getType('User');
+    if (!isObjectType(user)) throw new Error('User is not an object type');
+    for (const field of Object.values(user.getFields())) {
+      const rule = ruleOf(field);
+      if (PROFILE_FIELDS.includes(field.name)) continue;
+      expect({ field: field.name, rule }).toEqual({
+        field: field.name,
+        rule: expect.objectContaining({ field: field.name }),
+      });
+    }
+  });
+
+  it('guards each key field on the user it belongs to, by its own name', () => {
+    const user = schema.getType('User');
+    if (!isObjectType(user)) throw new Error('User is not an object type');
+    for (const name of ACCESS_KEY_FIELDS) {
+      expect(ruleOf(user.getFields()[name])).toEqual({ action: 'read', subject: 'User', field: name, on: 'parent' });
+    }
+  });
+});
+
+describe('abilities grant the key fields by name', () => {
+  const sameOrganization = Object.assign(new User(), { id: 'u2', organizationId: 'org1', role: Role.MEMBER });
+
+  it('gives ADMIN the key fields because a rule names them, not every field of a user', () => {
+    const admin = defineAbilityFor(principal(Role.ADMIN));
+    for (const field of ACCESS_KEY_FIELDS) expect(admin.can('read', sameOrganization, field)).toBe(true);
+    expect(admin.can('read', sameOrganization, 'passwordHash')).toBe(false);
+    expect(admin.can('update', sameOrganization, 'role')).toBe(false);
+    const fieldless = admin.rulesFor('read', 'User').filter((rule) => !rule.fields);
+    expect(fieldless).toEqual([]);
+  });
+
+  it('gives the key fields to no other role', () => {
+    for (const role of [Role.MANAGER, Role.MEMBER]) {
+      const ability = defineAbilityFor(principal(role));
+      for (const field of ACCESS_KEY_FIELDS) {
+        expect(ability.can('read', sameOrganization, field)).toBe(false);
+        expect(ability.can('read', Object.assign(new User(), { id: 'u1', organizationId: 'org1' }), field)).toBe(false);
+      }
+    }
+  });
+});
