@@ -174,10 +174,13 @@ describe('revocation freshness when the listener hangs', () => {
     // Notifications still arrive (the heartbeat keeps the cache fresh) but evict nothing.
     cache.applyNotification = () => undefined;
     try {
-      const changed = await a.gql('mutation ($current: String!, $next: String!) { changePassword(currentPassword: $current, newPassword: $next) }', {
-        ...bearer(changer),
-        variables: { current: TEST_PASSWORD, next: 'a brand new passphrase' },
-      });
+      const changed = await a.gql(
+        'mutation ($current: String!, $next: String!) { changePassword(currentPassword: $current, newPassword: $next) }',
+        {
+          ...bearer(changer),
+          variables: { current: TEST_PASSWORD, next: 'a brand new passphrase' },
+        },
+      );
       expect(changed.body).toEqual({ data: { changePassword: true } });
       expect((await a.gql(ME, bearer(other))).status).toBe(401);
       expect((await a.gql(ME, bearer(changer))).status).toBe(200);
@@ -195,23 +198,31 @@ describe('revocation freshness when the listener hangs', () => {
     const leaked = await createUser(a, policyAdmin);
     const aged = await createUser(a, policyAdmin);
     // Older than the policy's one day: applying the policy to existing keys expires it at once.
-    await a.dataSource.query(`UPDATE access_keys SET created_at = now() - interval '2 days' WHERE user_id = $1`, [aged.id]);
+    await a.dataSource.query(`UPDATE access_keys SET created_at = now() - interval '2 days' WHERE user_id = $1`, [
+      aged.id,
+    ]);
     for (const user of [leaked, aged]) await cachedOnA(user.key);
     const cache = a.services.authCache;
     const apply = cache.applyNotification.bind(cache);
     // Notifications still arrive (the heartbeat keeps the cache fresh) but evict nothing.
     cache.applyNotification = () => undefined;
     try {
-      const reported = await a.gql('mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }', {
-        key: policyAdmin.key,
-        variables: { key: leaked.key },
-      });
+      const reported = await a.gql(
+        'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }',
+        {
+          key: policyAdmin.key,
+          variables: { key: leaked.key },
+        },
+      );
       expect(reported.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true } } });
       expect((await a.gql(ME, { key: leaked.key })).status).toBe(401);
 
-      const policy = await a.gql('mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }', {
-        key: policyAdmin.key,
-      });
+      const policy = await a.gql(
+        'mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }',
+        {
+          key: policyAdmin.key,
+        },
+      );
       expect(policy.body.errors).toBeUndefined();
       expect((await a.gql(ME, { key: aged.key })).status).toBe(401);
       expect((await a.gql(ME, { key: policyAdmin.key })).status).toBe(200);
