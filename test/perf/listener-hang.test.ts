@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -152,6 +152,80 @@ describe('revocation freshness when the listener hangs', () => {
         variables: { id: promoted.id },
       });
       expect((await a.gql(ME, { key: promoted.key })).body.data!.me.role).toBe('MANAGER');
+    } finally {
+      cache.applyNotification = apply;
+    }
+  });
+
+  it('a password change and a sign-out end sessions on the instance that made them at once, without waiting for the notification', async () => {
+    const person = await createUser(a, admin, { password: TEST_PASSWORD });
+    const [changer, other] = [await login(a, person), await login(a, person)];
+    const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+    /** Uses the token on A until A answers it from its cache (no session lookup). */
+    const cachedSessionOnA = (token: string) =>
+      until(async () => {
+        const before = a.queries.count;
+        expect((await a.gql(ME, bearer(token))).status).toBe(200);
+        return a.queries.since(before).every((sql) => !sql.includes('FROM sessions s'));
+      });
+    for (const token of [changer, other]) await cachedSessionOnA(token);
+    const cache = a.services.authCache;
+    const apply = cache.applyNotification.bind(cache);
+    // Notifications still arrive (the heartbeat keeps the cache fresh) but evict nothing.
+    cache.applyNotification = () => undefined;
+    try {
+      const changed = await a.gql(
+        'mutation ($current: String!, $next: String!) { changePassword(currentPassword: $current, newPassword: $next) }',
+        {
+          ...bearer(changer),
+          variables: { current: TEST_PASSWORD, next: 'a brand new passphrase' },
+        },
+      );
+      expect(changed.body).toEqual({ data: { changePassword: true } });
+      expect((await a.gql(ME, bearer(other))).status).toBe(401);
+      expect((await a.gql(ME, bearer(changer))).status).toBe(200);
+
+      await cachedSessionOnA(changer);
+      expect((await a.gql('mutation { logout }', bearer(changer))).body).toEqual({ data: { logout: true } });
+      expect((await a.gql(ME, bearer(changer))).status).toBe(401);
+    } finally {
+      cache.applyNotification = apply;
+    }
+  });
+
+  it('a leak report and a key policy applied to existing keys evict on the instance that made them at once', async () => {
+    const policyAdmin = await createOrganization(a, 'Local Eviction Org');
+    const leaked = await createUser(a, policyAdmin);
+    const aged = await createUser(a, policyAdmin);
+    // Older than the policy's one day: applying the policy to existing keys expires it at once.
+    await a.dataSource.query(`UPDATE access_keys SET created_at = now() - interval '2 days' WHERE user_id = $1`, [
+      aged.id,
+    ]);
+    for (const user of [leaked, aged]) await cachedOnA(user.key);
+    const cache = a.services.authCache;
+    const apply = cache.applyNotification.bind(cache);
+    // Notifications still arrive (the heartbeat keeps the cache fresh) but evict nothing.
+    cache.applyNotification = () => undefined;
+    try {
+      const reported = await a.gql(
+        'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "a ticket") { revoked } }',
+        {
+          key: policyAdmin.key,
+          variables: { key: leaked.key },
+        },
+      );
+      expect(reported.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true } } });
+      expect((await a.gql(ME, { key: leaked.key })).status).toBe(401);
+
+      const policy = await a.gql(
+        'mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }',
+        {
+          key: policyAdmin.key,
+        },
+      );
+      expect(policy.body.errors).toBeUndefined();
+      expect((await a.gql(ME, { key: aged.key })).status).toBe(401);
+      expect((await a.gql(ME, { key: policyAdmin.key })).status).toBe(200);
     } finally {
       cache.applyNotification = apply;
     }
