@@ -6,6 +6,7 @@ import { h, notice, pageHeading, roleName } from './dom.js';
 import { carryToNextScreen, forgetSignedInUser, loadSignedInUser, signOut, takeCarried } from './state.js';
 import { accountView } from './view-account.js';
 import { auditView } from './view-audit.js';
+import { keyPolicyView } from './view-key-policy.js';
 import { newUserView } from './view-new-user.js';
 import { profileView } from './view-profile.js';
 import { settingsView } from './view-settings.js';
@@ -27,6 +28,7 @@ const shell = {
   organization: /** @type {HTMLElement} */ (document.getElementById('my-organization')),
   sidebar: /** @type {HTMLElement} */ (document.getElementById('sidebar')),
   auditItem: /** @type {HTMLElement} */ (document.getElementById('nav-audit-item')),
+  keyPolicyItem: /** @type {HTMLElement} */ (document.getElementById('nav-key-policy-item')),
 };
 
 const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
@@ -58,6 +60,7 @@ function showSignedIn(user) {
   shell.role.textContent = user ? roleName(user.role) : '';
   shell.organization.textContent = user?.organization.name ?? '';
   shell.auditItem.hidden = user?.role !== 'ADMIN';
+  shell.keyPolicyItem.hidden = user?.role !== 'ADMIN';
   const path = currentRoute().path;
   for (const link of shell.sidebar.querySelectorAll('a')) {
     const target = link.getAttribute('href')?.slice(1) ?? '';
@@ -81,6 +84,7 @@ async function drawScreen(screen, path, params) {
   if (profile) return profileView(screen, { id: profile[1], section: profile[2] ?? null });
   if (path === '/account') return accountView(screen);
   if (path === '/audit') return auditView(screen, params);
+  if (path === '/key-policy') return keyPolicyView(screen);
   screen.replaceChildren(
     ...pageHeading('Page not found', [['Settings', '/settings']]),
     h('p', {}, 'There is no such page. ', h('a', { href: '#/settings', text: 'Go to Settings' })),

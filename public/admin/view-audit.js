@@ -24,6 +24,7 @@ const ACTION_NAMES = /** @type {const} */ ({
   LOGIN_FAILED: 'Sign-in failed',
   PASSWORD_CHANGED: 'Password changed',
   ACCESS_KEY_LEAK_REPORTED: 'Access key reported leaked',
+  ACCESS_KEY_POLICY_CHANGED: 'Access key policy changed',
 });
 
 const ACTOR_KIND_NAMES = /** @type {Record<string, string>} */ ({

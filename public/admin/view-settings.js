@@ -5,7 +5,7 @@ import { signedInUser } from './state.js';
 
 /**
  * Settings, the console's home: the User & Access Management section of the help article (Manage Users, and for
- * admins the audit log and a new user) and the signed-in person's own account.
+ * admins the audit log, a new user and the access key policy) and the signed-in person's own account.
  * @param {HTMLElement} screen
  */
 export function settingsView(screen) {
@@ -37,6 +37,9 @@ export function settingsView(screen) {
         isAdmin ? entry('#/users/new', 'New user', 'Add a person or an integration to your organization.') : null,
         isAdmin
           ? entry('#/audit', 'Audit log', 'Who did what, and when: sign-ins, changes, revealed and regenerated keys.')
+          : null,
+        isAdmin
+          ? entry('#/key-policy', 'Access key policy', 'How many days access keys live before they expire, or never.')
           : null,
       ),
     ),

@@ -287,6 +287,90 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     expect(await page.locator('#key-expiry-warning').count()).toBe(0);
   });
 
+  it('sets the access key policy from Settings: 30 days, existing keys too, shows on a profile; then never; bad input in words', async () => {
+    const policyAdmin = await createOrganization(app, 'Policy Hospice');
+    const exporter = await createUser(app, policyAdmin, { name: 'Nightly Export' });
+    const policyNow = async () =>
+      (await app.gql('{ organization { maxKeyAgeDays } }', { key: policyAdmin.key })).body.data?.organization
+        .maxKeyAgeDays;
+    await openConsole(page, '/settings');
+    await signInWithKey(page, policyAdmin.key);
+    await page.getByRole('main').getByRole('link', { name: 'Access key policy' }).waitFor();
+    await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Access key policy' }).click();
+    const current = page.locator('#key-policy-current');
+    await page.waitForFunction(
+      () => document.querySelector('#key-policy-current')?.textContent === 'Never: keys do not expire',
+    );
+    await expectScreenRight(watched, 'access key policy');
+
+    // Out of range: said in words, nothing asked, nothing changed.
+    const age = page.getByLabel('Maximum key age, in days');
+    await age.fill('4000');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByText('Type a whole number of days from 1 to 3650').waitFor();
+    expect(await dialog().count()).toBe(0);
+    expect(await policyNow()).toBeNull();
+    await expectScreenRight(watched, 'access key policy, bad input');
+
+    await age.fill('30');
+    await page.getByLabel('Also apply to existing keys').check();
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    expect(await dialog().textContent()).toContain(
+      'Existing keys will expire 30 days after they were created: a key already older than that stops working at once',
+    );
+    await expectScreenRight(watched, 'access key policy, asking');
+    await dialog().getByRole('button', { name: 'Save policy' }).click();
+    await page
+      .getByText('Saved. Keys issued from now on expire 30 days after they are issued. 2 existing keys were changed.')
+      .waitFor();
+    expect(await current.textContent()).toBe('30 days after a key is issued');
+    expect(await policyNow()).toBe(30);
+    await expectScreenRight(watched, 'access key policy, saved');
+
+    await openConsole(page, `/users/${exporter.id}`);
+    await page.locator('#key-expires').waitFor();
+    expect(await page.locator('#key-expires').textContent()).toMatch(/in about 30 days\)$/);
+
+    // Back to never, existing keys too: the profile says Never again.
+    await openConsole(page, '/key-policy');
+    await page.waitForFunction(
+      () => document.querySelector('#key-policy-current')?.textContent === '30 days after a key is issued',
+    );
+    expect(await age.inputValue()).toBe('30');
+    await age.fill('');
+    await page.getByLabel('Also apply to existing keys').check();
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    expect(await dialog().textContent()).toContain(
+      'No access key of your organization will expire: existing keys lose their expiry too.',
+    );
+    await dialog().getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText('Saved. Keys issued from now on never expire. 2 existing keys were changed.').waitFor();
+    expect(await current.textContent()).toBe('Never: keys do not expire');
+    expect(await policyNow()).toBeNull();
+    await openConsole(page, `/users/${exporter.id}`);
+    await page.waitForFunction(() => document.querySelector('#key-expires')?.textContent === 'Never');
+  });
+
+  it('an admin demoted while on the access key policy is refused in words at Save, and the screen closes', async () => {
+    const self = await anotherAdmin('Morgan Policy Admin');
+    await openConsole(page, '/key-policy');
+    await signInWithKey(page, self.key);
+    await page.locator('#key-policy-current').waitFor();
+    await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', {
+      key: admin.key,
+      variables: { id: self.id },
+    });
+    await page.getByLabel('Maximum key age, in days').fill('90');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await dialog().getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText('You do not have permission to do this.').waitFor();
+    await page.getByText('Only admins of your organization can set the access key policy.').waitFor();
+    expect(await page.locator('#nav-key-policy').isVisible()).toBe(false);
+    const policy = await app.gql('{ organization { maxKeyAgeDays } }', { key: admin.key });
+    expect(policy.body.data?.organization.maxKeyAgeDays).toBeNull();
+    await expectScreenRight(watched, 'demoted on the access key policy');
+  });
+
   it('reports a leaked key found in a chat: it stops working, and the profile and the audit log say which, when, by whom and where', async () => {
     const leaky = await createUser(app, admin, { name: 'Leaky Export' });
     await openConsole(page, '/users');

@@ -54,7 +54,9 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
       expect(await page.locator('#my-role').textContent()).toBe(role === Role.MANAGER ? 'Manager' : 'Member');
       await expectScreenRight(watched, `settings as ${role}`);
       expect(await page.locator('#nav-audit').isVisible()).toBe(false);
+      expect(await page.locator('#nav-key-policy').isVisible()).toBe(false);
       expect(await visibleText(page)).not.toContain('New user');
+      expect(await visibleText(page)).not.toContain('Access key policy');
 
       await settingsNav().getByRole('link', { name: 'Manage Users' }).click();
       await page.locator('#users').waitFor();
@@ -93,6 +95,10 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as a 
       await page.goto(`/admin/#/users/new`);
       await page.getByText('Only admins of your organization can create users.').waitFor();
       await expectScreenRight(watched, `new user as ${role}`);
+      await page.goto(`/admin/#/key-policy`);
+      await page.getByText('Only admins of your organization can set the access key policy.').waitFor();
+      expect(await page.locator('#maxKeyAgeDays, [name="maxKeyAgeDays"]').count()).toBe(0);
+      await expectScreenRight(watched, `access key policy as ${role}`);
     });
 
     it('edits their own name (Save says so) but not their email, and changes their own password', async () => {
