@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ import { checkSecret } from '../src/db/runtime';
 import { createLogger } from '../src/logger';
 import { createServices } from '../src/server/services';
 import { Role } from '../src/users/user.entity';
-import { benchDatabaseServer, freePort, stopServer, waitUntilReady } from './server-process';
+import { benchDatabaseServer, freePort, startServiceProcess, stopServer } from './server-process';
 
 /**
  * `npm run bench`: the service in its own process on a real PostgreSQL, driven by autocannon from this
@@ -128,35 +128,24 @@ async function seed(params: { url: string; secret: Buffer }) {
 }
 
 /** The service (or, with `entry`, the bare stack's server) in its own process, pinned to its own core. */
-async function startServer(params: {
+function startServer(params: {
   url: string;
   secret: Buffer;
   port: number;
   entry?: string;
   env?: Record<string, string>;
 }): Promise<ChildProcess> {
-  const entry = params.entry ?? path.join(ROOT, 'dist', 'src', 'main.js');
-  const args = [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), entry];
-  const [command, commandArgs] = PIN
-    ? ['taskset', ['-c', String(SERVER_CPU), process.execPath, ...args]]
-    : [process.execPath, args];
-  const child = spawn(command, commandArgs, {
+  return startServiceProcess({
+    ...params,
+    nodeArgs: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean),
+    cpu: PIN ? SERVER_CPU : undefined,
     env: {
-      PATH: process.env.PATH,
-      NODE_ENV: 'production',
-      DATABASE_URL: params.url,
-      ACCESS_KEY_SECRET: params.secret.toString('base64'),
-      PORT: String(params.port),
-      LOG_LEVEL: 'warn',
       DB_POOL_SIZE: '16',
       // The malformed-key scenario measures the 401 path, not the rate limiter's 429.
       AUTH_FAILURE_LIMIT: '1000000',
       ...params.env,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
   });
-  await waitUntilReady(params.port, child);
-  return child;
 }
 
 async function load(

@@ -1,9 +1,8 @@
 import 'reflect-metadata';
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import path from 'node:path';
 
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
@@ -14,7 +13,7 @@ import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
 import { createLogger } from '../src/logger';
 import { createServices, type Services } from '../src/server/services';
-import { benchDatabaseServer, freePort, stopServer, waitUntilReady } from './server-process';
+import { benchDatabaseServer, freePort, startServiceProcess, stopServer } from './server-process';
 
 /**
  * `npm run bench:scale`: do the reads that grow with the data stay flat? Seeds organizations of 1k, 10k and
@@ -27,7 +26,6 @@ import { benchDatabaseServer, freePort, stopServer, waitUntilReady } from './ser
  * DATABASE_URL: a server to seed a fresh database on (dropped afterwards); without it, an embedded PostgreSQL
  * in a temporary folder. BENCH_SCALE_REQUESTS: timed requests per query and size (default 200).
  */
-const ROOT = path.join(__dirname, '..', '..');
 const USER_SIZES = [1_000, 10_000, 100_000];
 const AUDIT_SIZES = [100_000, 2_000_000];
 const WARM_UP_REQUESTS = 30;
@@ -249,23 +247,6 @@ async function timeSizes(params: {
   });
 }
 
-/** The built service (dist/src/main.js) in production mode on `port`, once it answers /readyz. */
-async function startServer(params: { url: string; secret: Buffer; port: number }): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'main.js')], {
-    env: {
-      PATH: process.env.PATH,
-      NODE_ENV: 'production',
-      DATABASE_URL: params.url,
-      ACCESS_KEY_SECRET: params.secret.toString('base64'),
-      PORT: String(params.port),
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  await waitUntilReady(params.port, child);
-  return child;
-}
-
 /** A fresh database on the server of `serverUrl`, dropped by `drop`. */
 async function freshDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `crm_access_scale_${randomBytes(4).toString('hex')}`;
@@ -328,7 +309,7 @@ async function main(): Promise<void> {
     await dataSource.destroy();
 
     const port = await freePort();
-    server = await startServer({ url: database.url, secret, port });
+    server = await startServiceProcess({ url: database.url, secret, port });
     const url = `http://127.0.0.1:${port}/graphql`;
 
     const rows: string[] = [];

@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -64,4 +64,38 @@ export async function benchDatabaseServer(label: string): Promise<BenchDatabaseS
       fs.rmSync(tempDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The built service (dist/src/main.js, or `entry`) in production mode in its own process on `port`, once it
+ * answers /readyz. `env` adds to or overrides the base settings; `cpu` pins the process to that core (taskset).
+ */
+export async function startServiceProcess(params: {
+  url: string;
+  secret: Buffer;
+  port: number;
+  entry?: string;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+  cpu?: number;
+}): Promise<ChildProcess> {
+  const args = [...(params.nodeArgs ?? []), params.entry ?? path.join(__dirname, '..', 'src', 'main.js')];
+  const [command, commandArgs] =
+    params.cpu === undefined
+      ? [process.execPath, args]
+      : ['taskset', ['-c', String(params.cpu), process.execPath, ...args]];
+  const child = spawn(command, commandArgs, {
+    env: {
+      PATH: process.env.PATH,
+      NODE_ENV: 'production',
+      DATABASE_URL: params.url,
+      ACCESS_KEY_SECRET: params.secret.toString('base64'),
+      PORT: String(params.port),
+      LOG_LEVEL: 'warn',
+      ...params.env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  await waitUntilReady(params.port, child);
+  return child;
 }

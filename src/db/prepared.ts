@@ -18,10 +18,7 @@ export async function runPrepared<T extends QueryResultRow>(
   text: string,
   values: unknown[],
 ): Promise<T[]> {
-  const pool = (dataSource.driver as unknown as { master: Pool }).master;
-  dataSource.logger.logQuery(text);
-  const result = await pool.query<T>({ name: statementName(text), text, values });
-  return result.rows;
+  return runOnPool<T>(dataSource, { name: statementName(text), text, values });
 }
 
 /**
@@ -35,10 +32,7 @@ export async function runPlannedEach<T extends QueryResultRow>(
   text: string,
   values: unknown[],
 ): Promise<T[]> {
-  const pool = (dataSource.driver as unknown as { master: Pool }).master;
-  dataSource.logger.logQuery(text);
-  const result = await pool.query<T>({ text, values });
-  return result.rows;
+  return runOnPool<T>(dataSource, { text, values });
 }
 
 /**
@@ -54,6 +48,17 @@ export async function runPreparedIn<T extends QueryResultRow>(
   const client = (await manager.queryRunner.connect()) as PoolClient;
   manager.connection.logger.logQuery(text);
   const result = await client.query<T>({ name: statementName(text), text, values });
+  return result.rows;
+}
+
+/** One statement on TypeORM's pool, logged through the data source's logger (so it is counted). */
+async function runOnPool<T extends QueryResultRow>(
+  dataSource: DataSource,
+  statement: { name?: string; text: string; values: unknown[] },
+): Promise<T[]> {
+  const pool = (dataSource.driver as unknown as { master: Pool }).master;
+  dataSource.logger.logQuery(statement.text);
+  const result = await pool.query<T>(statement);
   return result.rows;
 }
 
