@@ -1,5 +1,7 @@
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { GraphQLResponse } from '@apollo/server';
 import { type ASTVisitor, type DocumentNode, GraphQLError, Kind, type ValidationContext } from 'graphql';
+
+import type { OperationCheckContext } from './operation-checks';
 
 /**
  * The schema has no Subscription type, and graphql-js 16 does not refuse a subscription at validation (17
@@ -46,36 +48,32 @@ const PERSISTED_QUERIES_OFF =
   'without a persistedQuery extension.';
 
 /**
- * Request shapes that are a client's mistake, answered as such before anything runs:
- * - an `operationName` that names no operation, or several operations without one: 400
- *   OPERATION_RESOLUTION_FAILURE (Apollo lets this reach plugins and execution, where it became a 500);
- * - any `persistedQuery` extension: 400 PERSISTED_QUERY_NOT_SUPPORTED. Automatic persisted queries are turned
- *   off (`persistedQueries: false`): every answer is `no-store` and every request but sign-in is authenticated, so
- *   there is no cache for hashes to help, and the APQ store would let anonymous clients fill server memory.
- *   Apollo answers this code with HTTP 200 for its own client's fallback; Apollo Client also falls back on
- *   a 400 that carries the code, and a 400 says plainly that the request was refused.
+ * Request shapes that are a client's mistake, answered as such before anything runs (see operationChecksPlugin):
+ * an `operationName` that names no operation, or several operations without one: 400
+ * OPERATION_RESOLUTION_FAILURE (Apollo lets this reach plugins and execution, where it became a 500).
+ * @throws GraphQLError OPERATION_RESOLUTION_FAILURE (HTTP 400)
  */
-export function requestShapePlugin(): ApolloServerPlugin {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ operation, document, request }) {
-          if (!operation) {
-            throw new GraphQLError(unresolvedOperationMessage(document, request.operationName), {
-              extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
-            });
-          }
-        },
-        async willSendResponse({ response }) {
-          if (response.body.kind !== 'single') return;
-          for (const error of response.body.singleResult.errors ?? []) {
-            if (error.extensions?.code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
-              (error as { message: string }).message = PERSISTED_QUERIES_OFF;
-              response.http.status = 400;
-            }
-          }
-        },
-      };
-    },
-  };
+export function checkOperationResolved({ operation, document, request }: OperationCheckContext): void {
+  if (!operation) {
+    throw new GraphQLError(unresolvedOperationMessage(document, request.operationName), {
+      extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
+    });
+  }
+}
+
+/**
+ * Any `persistedQuery` extension: 400 PERSISTED_QUERY_NOT_SUPPORTED, in words. Automatic persisted queries are
+ * turned off (`persistedQueries: false`): every answer is `no-store` and every request but sign-in is
+ * authenticated, so there is no cache for hashes to help, and the APQ store would let anonymous clients fill
+ * server memory. Apollo answers this code with HTTP 200 for its own client's fallback; Apollo Client also falls
+ * back on a 400 that carries the code, and a 400 says plainly that the request was refused. Changes `response`.
+ */
+export function refusePersistedQueries(response: GraphQLResponse): void {
+  if (response.body.kind !== 'single') return;
+  for (const error of response.body.singleResult.errors ?? []) {
+    if (error.extensions?.code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
+      (error as { message: string }).message = PERSISTED_QUERIES_OFF;
+      response.http.status = 400;
+    }
+  }
 }

@@ -1,7 +1,7 @@
-import type { ApolloServerPlugin } from '@apollo/server';
 import { type DocumentNode, Kind, type ValueNode, visit } from 'graphql';
 
 import { DomainError } from '../errors';
+import type { OperationCheckContext } from './operation-checks';
 
 /** PostgreSQL text cannot hold U+0000: a string carrying it is refused up front, not by a failing statement. */
 const NUL = '\u0000';
@@ -121,28 +121,21 @@ function unstorableLiteral(document: DocumentNode): Found | null {
 
 /**
  * Refuses, with 400 BAD_USER_INPUT naming the field before any resolver runs, an operation with a string
- * that no text field can hold (U+0000, an unpaired surrogate), in a literal or anywhere in a variable.
+ * that no text field can hold (U+0000, an unpaired surrogate), in a literal or anywhere in a variable. Runs in
+ * operationChecksPlugin.
+ * @throws UnstorableTextError (HTTP 400 BAD_USER_INPUT)
  */
-export function textInputPlugin(): ApolloServerPlugin {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ document, request }) {
-          const literal = unstorableLiteral(document);
-          if (literal)
-            throw new UnstorableTextError({
-              where: `The string given for "${literal.path}"`,
-              field: literal.field,
-              flaw: literal.flaw,
-            });
-          const fields = fieldsOfVariables(document);
-          for (const [name, value] of Object.entries(request.variables ?? {})) {
-            const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
-            if (found)
-              throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
-          }
-        },
-      };
-    },
-  };
+export function checkTextInput({ document, request }: OperationCheckContext): void {
+  const literal = unstorableLiteral(document);
+  if (literal)
+    throw new UnstorableTextError({
+      where: `The string given for "${literal.path}"`,
+      field: literal.field,
+      flaw: literal.flaw,
+    });
+  const fields = fieldsOfVariables(document);
+  for (const [name, value] of Object.entries(request.variables ?? {})) {
+    const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
+    if (found) throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
+  }
 }

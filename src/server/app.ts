@@ -22,10 +22,11 @@ import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
 import type { DatabaseOutage } from '../db/outage';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
+import { operationChecksPlugin } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
-import { queryLimitsPlugin } from '../graphql/query-limits';
-import { NoSubscriptionsRule, requestShapePlugin } from '../graphql/request-shape';
-import { textInputPlugin } from '../graphql/text-input';
+import { queryLimitsCheck } from '../graphql/query-limits';
+import { checkOperationResolved, NoSubscriptionsRule, refusePersistedQueries } from '../graphql/request-shape';
+import { checkTextInput } from '../graphql/text-input';
 import { pathOnly, RequestLogger } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
 import type { Actor, RequestContext } from '../request/context';
@@ -37,7 +38,7 @@ import {
   NEVER_SHED,
   registerHostCheck,
   registerLoadShedding,
-  registerSecurityHeaders,
+  registerResponseHeaders,
   serverTimeouts,
 } from './http-hardening';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
@@ -136,7 +137,8 @@ const BUSY_STATUSES: Readonly<Record<string, number>> = { RATE_LIMITED: 429, SER
  *   serve the request answers 503 with Retry-After and goes to the outage log (one line per outage);
  * - a refusal to do expensive work now is an HTTP status, like the refusals of authentication: RATE_LIMITED
  *   (the address's attempts, or its sign-ins under way) is 429, SERVICE_UNAVAILABLE (password hashing is at
- *   capacity) 503, each with Retry-After from the error's `retryAfterSeconds`.
+ *   capacity) 503, each with Retry-After from the error's `retryAfterSeconds`;
+ * - a `persistedQuery` extension is a 400, in words (refusePersistedQueries).
  * Its one listener keeps its state in the request's context: nothing is allocated per request.
  */
 function errorStatusPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestContext> {
@@ -154,6 +156,7 @@ function errorStatusPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestCo
       }
     },
     async willSendResponse({ response, contextValue }) {
+      refusePersistedQueries(response);
       if (contextValue[DATABASE_UNAVAILABLE]) {
         response.http.status = 503;
         response.http.headers.set('retry-after', RETRY_AFTER_SECONDS);
@@ -253,18 +256,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
   serveMetrics(app, { config, metrics, logger });
-  registerSecurityHeaders(app);
+  registerResponseHeaders(app, { noStoreUrl: GRAPHQL_PATH });
   registerHostCheck(app);
   registerRequestLog(app, { enabled: config.logRequests });
   app.decorateRequest('actor', null);
   app.decorateRequest('graphqlObservation', null);
-  // Callback style: no promise per response for two headers.
-  app.addHook('onSend', (request, reply, payload, done) => {
-    reply.header('x-request-id', request.id);
-    // Answers carry keys and tokens: no shared cache in front may keep one, whatever the status or method.
-    if (request.routeOptions.url === GRAPHQL_PATH) reply.header('cache-control', 'no-store');
-    done(null, payload);
-  });
   // Fastify's own errors (bad JSON, wrong content type, body too large) in the shape of GraphQL errors.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     // A client that hung up mid-body shows as ECONNRESET (status 400) from its own socket: its doing, not the
@@ -313,7 +309,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // In production no "Did you mean ...?" hints: they describe the schema to whoever probes it.
     hideSchemaDetailsFromClientErrors: !config.explorerEnabled,
     allowBatchedHttpRequests: false,
-    // Not offered: see requestShapePlugin for why, and for the 400 a persistedQuery extension gets.
+    // Not offered: see refusePersistedQueries (graphql/request-shape.ts) for why, and for the 400 a persistedQuery extension gets.
     persistedQueries: false,
     validationRules: [NoSubscriptionsRule],
     parseOptions: { maxTokens: config.queryLimits.maxTokens },
@@ -322,16 +318,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ApolloServerPluginLandingPageDisabled(),
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
-      requestShapePlugin(),
-      queryLimitsPlugin(config.queryLimits, {
-        users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
-        auditEvents: {
-          defaultFirst: DEFAULT_PAGE_SIZE,
-          maxFirst: MAX_AUDIT_PAGE_SIZE,
-          filterCost: FILTERED_AUDIT_READ_COST,
-        },
-      }),
-      textInputPlugin(),
+      operationChecksPlugin([
+        checkOperationResolved,
+        queryLimitsCheck(config.queryLimits, {
+          users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
+          auditEvents: {
+            defaultFirst: DEFAULT_PAGE_SIZE,
+            maxFirst: MAX_AUDIT_PAGE_SIZE,
+            filterCost: FILTERED_AUDIT_READ_COST,
+          },
+        }),
+        checkTextInput,
+      ]),
       errorStatusPlugin(services.outage),
       metrics.apolloPlugin(),
       ...(options.plugins ?? []),
@@ -382,13 +380,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // that it can say so in words (its requests are authenticated as any other).
     onRequest: (request, reply, done) =>
       config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done),
-    onResponse(request, reply, done) {
+    // The answer's duration, recorded as it is sent (onSend: a hook the response runs anyway; onResponse would
+    // add a hook run after it).
+    onSend(request, reply, payload, done) {
       metrics.observeGraphqlResponse({
         seconds: reply.elapsedTime / 1000,
         statusCode: reply.statusCode,
         observation: request.graphqlObservation,
       });
-      done();
+      done(null, payload);
     },
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import v8 from 'node:v8';
 
@@ -88,12 +88,14 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
     if (longestIdle !== socket) metrics.countIdleConnectionClosed();
     longestIdle.destroy();
   });
-  server.on('request', (request, response) => {
-    const socket = request.socket;
-    idle.delete(socket);
-    response.once('close', () => {
-      if (!socket.destroyed) idle.add(socket);
-    });
+  // One handler for every response (no closure per request): the socket is idle again once its response closed.
+  function onResponseClose(this: ServerResponse): void {
+    const socket = this.req.socket;
+    if (!socket.destroyed) idle.add(socket);
+  }
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    idle.delete(request.socket);
+    response.on('close', onResponseClose);
   });
 }
 
@@ -153,8 +155,8 @@ const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]
 export function registerHostCheck(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     const raw = request.headers.host;
-    const hosts = [raw, raw === undefined ? undefined : request.host];
-    if (hosts.every((host) => host === undefined || (host.length <= 255 && VALID_HOST.test(host)))) return done();
+    // request.host is X-Forwarded-Host behind a trusted proxy, else the same string as Host.
+    if (raw === undefined || (isValidHost(raw) && (request.host === raw || isValidHost(request.host)))) return done();
     void reply
       .code(400)
       .header('cache-control', 'no-store')
@@ -169,11 +171,22 @@ export function registerHostCheck(app: FastifyInstance): void {
   });
 }
 
-/** Adds SECURITY_HEADERS to every response of `app` (an onSend hook), errors included. */
-export function registerSecurityHeaders(app: FastifyInstance): void {
-  // Callback style: no promise per response for five constant headers.
-  app.addHook('onSend', (_request, reply, payload, done) => {
+function isValidHost(host: string): boolean {
+  return host.length <= 255 && VALID_HOST.test(host);
+}
+
+/**
+ * What every response of `app` carries, errors included, set in one onSend hook: SECURITY_HEADERS, the
+ * request's id (X-Request-Id, quoted in error reports), and for `noStoreUrl`'s answers, which carry keys and
+ * tokens, Cache-Control: no-store, so that no shared cache in front keeps one, whatever the status or method.
+ */
+export function registerResponseHeaders(app: FastifyInstance, params: { noStoreUrl: string }): void {
+  const { noStoreUrl } = params;
+  // Callback style: no promise per response for constant headers.
+  app.addHook('onSend', (request, reply, payload, done) => {
     void reply.headers(SECURITY_HEADERS);
+    reply.header('x-request-id', request.id);
+    if (request.routeOptions.url === noStoreUrl) reply.header('cache-control', 'no-store');
     done(null, payload);
   });
 }
