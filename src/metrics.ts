@@ -65,11 +65,27 @@ export class Metrics {
     buckets: DURATION_BUCKETS_SECONDS,
     registers: [this.registry],
   });
+  /**
+   * Authentications by kind and result: plain numbers on the hot path (every authenticated request counts
+   * one), copied into the counter when Prometheus scrapes. prom-client's labelled `inc` hashes the label set
+   * on every call.
+   */
+  private readonly authenticationCounts = Object.fromEntries(
+    AUTH_KINDS.map((kind) => [kind, Object.fromEntries(AUTH_RESULTS.map((result) => [result, 0]))]),
+  ) as Record<AuthenticationKind, Record<AuthenticationResult, number>>;
   private readonly authentications = new Counter<'kind' | 'result'>({
     name: 'crm_access_authentications_total',
     help: 'Requests that presented a credential, by credential kind and result (UNKNOWN: headers too malformed to tell).',
     labelNames: ['kind', 'result'],
     registers: [this.registry],
+    collect: () => {
+      this.authentications.reset();
+      for (const kind of AUTH_KINDS) {
+        for (const result of AUTH_RESULTS) {
+          this.authentications.inc({ kind, result }, this.authenticationCounts[kind][result]);
+        }
+      }
+    },
   });
   private readonly rateLimited = new Counter({
     name: 'crm_access_rate_limited_requests_total',
@@ -98,10 +114,6 @@ export class Metrics {
     registers: [this.registry],
   });
   private defaultMetricsOn = false;
-
-  constructor() {
-    for (const kind of AUTH_KINDS) for (const result of AUTH_RESULTS) this.authentications.inc({ kind, result }, 0);
-  }
 
   /** Registers the gauges and counters that are read from their owners when Prometheus scrapes. */
   watch(sources: MetricsSources): void {
@@ -155,7 +167,7 @@ export class Metrics {
 
   /** One authentication decision: crm_access_authentications_total{kind, result}. */
   countAuthentication(kind: AuthenticationKind, result: AuthenticationResult): void {
-    this.authentications.inc({ kind, result });
+    this.authenticationCounts[kind][result]++;
   }
 
   /** One request refused for too many failed authentications (429): crm_access_rate_limited_requests_total. */
