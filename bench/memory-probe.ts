@@ -8,7 +8,7 @@
  * the process keeps. Between two mark-compacts the old space holds every promoted object that has died since,
  * and V8 lets it grow by a factor that it picks from how fast it collects against how fast the program
  * allocates; the young generation grows up to its limit too. Only the heap after a full collection is what
- * the process holds on to (docs/performance.md, "memory").
+ * the process holds on to (docs/performance.md, "Memory: no per-request growth").
  */
 
 /** What one reading reports, in bytes (process.memoryUsage() after full collections). */
