@@ -1,4 +1,4 @@
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { ApolloServerPlugin, BaseContext, GraphQLRequestListener } from '@apollo/server';
 import {
   type DocumentNode,
   type FragmentDefinitionNode,
@@ -257,56 +257,54 @@ function measureOperation(params: {
  * than its list allows (`lists`) is BAD_USER_INPUT on `first`, checked before the cost it would add.
  */
 export function queryLimitsPlugin(limits: QueryLimits, lists: PagedLists): ApolloServerPlugin {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ document, operation, request }) {
-          // No operation could be picked: requestShapePlugin answers that; there is nothing to measure.
-          if (!operation) return;
-          const { aliases, directives } = countAliasesAndDirectives(document);
-          if (aliases > limits.maxAliases) {
-            throw new LimitError(
-              `The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`,
-              'TOO_MANY_ALIASES',
-            );
-          }
-          if (directives > limits.maxDirectives) {
-            throw new LimitError(
-              `The operation uses ${directives} directives; at most ${limits.maxDirectives} are allowed.`,
-              'TOO_MANY_DIRECTIVES',
-            );
-          }
-          const measured = measureOperation({ document, operation, variables: request.variables ?? {}, lists });
-          const { depth, introspectionDepth, pageSizeViolation } = measured;
-          const cost = total(measured);
-          if (depth > limits.maxDepth) {
-            throw new LimitError(
-              `The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`,
-              'QUERY_TOO_DEEP',
-            );
-          }
-          if (introspectionDepth > MAX_INTROSPECTION_DEPTH) {
-            throw new LimitError(
-              `The introspection is ${introspectionDepth} levels deep; at most ${MAX_INTROSPECTION_DEPTH} are allowed.`,
-              'QUERY_TOO_DEEP',
-            );
-          }
-          if (pageSizeViolation) {
-            const { list, maxFirst, value } = pageSizeViolation;
-            throw new DomainError(`"first" of ${list} must be from 0 to ${maxFirst}; got ${value}.`, 'BAD_USER_INPUT', {
-              field: 'first',
-              http: { status: 400 },
-            });
-          }
-          if (cost > limits.maxCost) {
-            throw new LimitError(
-              `The operation would cost ${cost} (each field counts once per item of the lists it is in); ` +
-                `at most ${limits.maxCost} is allowed. Ask for fewer items with "first".`,
-              'QUERY_TOO_COMPLEX',
-            );
-          }
-        },
-      };
+  // One listener for every request (it keeps nothing between hooks): none is allocated per request.
+  const listener: GraphQLRequestListener<BaseContext> = {
+    async didResolveOperation({ document, operation, request }) {
+      // No operation could be picked: requestShapePlugin answers that; there is nothing to measure.
+      if (!operation) return;
+      const { aliases, directives } = countAliasesAndDirectives(document);
+      if (aliases > limits.maxAliases) {
+        throw new LimitError(
+          `The operation uses ${aliases} aliases; at most ${limits.maxAliases} are allowed.`,
+          'TOO_MANY_ALIASES',
+        );
+      }
+      if (directives > limits.maxDirectives) {
+        throw new LimitError(
+          `The operation uses ${directives} directives; at most ${limits.maxDirectives} are allowed.`,
+          'TOO_MANY_DIRECTIVES',
+        );
+      }
+      const measured = measureOperation({ document, operation, variables: request.variables ?? {}, lists });
+      const { depth, introspectionDepth, pageSizeViolation } = measured;
+      const cost = total(measured);
+      if (depth > limits.maxDepth) {
+        throw new LimitError(
+          `The operation is ${depth} levels deep; at most ${limits.maxDepth} are allowed.`,
+          'QUERY_TOO_DEEP',
+        );
+      }
+      if (introspectionDepth > MAX_INTROSPECTION_DEPTH) {
+        throw new LimitError(
+          `The introspection is ${introspectionDepth} levels deep; at most ${MAX_INTROSPECTION_DEPTH} are allowed.`,
+          'QUERY_TOO_DEEP',
+        );
+      }
+      if (pageSizeViolation) {
+        const { list, maxFirst, value } = pageSizeViolation;
+        throw new DomainError(`"first" of ${list} must be from 0 to ${maxFirst}; got ${value}.`, 'BAD_USER_INPUT', {
+          field: 'first',
+          http: { status: 400 },
+        });
+      }
+      if (cost > limits.maxCost) {
+        throw new LimitError(
+          `The operation would cost ${cost} (each field counts once per item of the lists it is in); ` +
+            `at most ${limits.maxCost} is allowed. Ask for fewer items with "first".`,
+          'QUERY_TOO_COMPLEX',
+        );
+      }
     },
   };
+  return { requestDidStart: async () => listener };
 }

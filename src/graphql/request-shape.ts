@@ -1,4 +1,4 @@
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { ApolloServerPlugin, BaseContext, GraphQLRequestListener } from '@apollo/server';
 import { type ASTVisitor, type DocumentNode, GraphQLError, Kind, type ValidationContext } from 'graphql';
 
 /**
@@ -56,26 +56,24 @@ const PERSISTED_QUERIES_OFF =
  *   a 400 that carries the code, and a 400 says plainly that the request was refused.
  */
 export function requestShapePlugin(): ApolloServerPlugin {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ operation, document, request }) {
-          if (!operation) {
-            throw new GraphQLError(unresolvedOperationMessage(document, request.operationName), {
-              extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
-            });
-          }
-        },
-        async willSendResponse({ response }) {
-          if (response.body.kind !== 'single') return;
-          for (const error of response.body.singleResult.errors ?? []) {
-            if (error.extensions?.code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
-              (error as { message: string }).message = PERSISTED_QUERIES_OFF;
-              response.http.status = 400;
-            }
-          }
-        },
-      };
+  // One listener for every request (it keeps nothing between hooks): none is allocated per request.
+  const listener: GraphQLRequestListener<BaseContext> = {
+    async didResolveOperation({ operation, document, request }) {
+      if (!operation) {
+        throw new GraphQLError(unresolvedOperationMessage(document, request.operationName), {
+          extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
+        });
+      }
+    },
+    async willSendResponse({ response }) {
+      if (response.body.kind !== 'single') return;
+      for (const error of response.body.singleResult.errors ?? []) {
+        if (error.extensions?.code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
+          (error as { message: string }).message = PERSISTED_QUERIES_OFF;
+          response.http.status = 400;
+        }
+      }
     },
   };
+  return { requestDidStart: async () => listener };
 }

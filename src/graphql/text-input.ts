@@ -1,4 +1,4 @@
-import type { ApolloServerPlugin } from '@apollo/server';
+import type { ApolloServerPlugin, BaseContext, GraphQLRequestListener } from '@apollo/server';
 import { type DocumentNode, Kind, type ValueNode, visit } from 'graphql';
 
 import { DomainError } from '../errors';
@@ -124,25 +124,23 @@ function unstorableLiteral(document: DocumentNode): Found | null {
  * that no text field can hold (U+0000, an unpaired surrogate), in a literal or anywhere in a variable.
  */
 export function textInputPlugin(): ApolloServerPlugin {
-  return {
-    async requestDidStart() {
-      return {
-        async didResolveOperation({ document, request }) {
-          const literal = unstorableLiteral(document);
-          if (literal)
-            throw new UnstorableTextError({
-              where: `The string given for "${literal.path}"`,
-              field: literal.field,
-              flaw: literal.flaw,
-            });
-          const fields = fieldsOfVariables(document);
-          for (const [name, value] of Object.entries(request.variables ?? {})) {
-            const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
-            if (found)
-              throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
-          }
-        },
-      };
+  // One listener for every request (it keeps nothing between hooks): none is allocated per request.
+  const listener: GraphQLRequestListener<BaseContext> = {
+    async didResolveOperation({ document, request }) {
+      const literal = unstorableLiteral(document);
+      if (literal)
+        throw new UnstorableTextError({
+          where: `The string given for "${literal.path}"`,
+          field: literal.field,
+          flaw: literal.flaw,
+        });
+      const fields = fieldsOfVariables(document);
+      for (const [name, value] of Object.entries(request.variables ?? {})) {
+        const found = findUnstorableText(value, { path: `$${name}`, field: fields.get(name) ?? name, depth: 0 });
+        if (found)
+          throw new UnstorableTextError({ where: `Variable ${found.path}`, field: found.field, flaw: found.flaw });
+      }
     },
   };
+  return { requestDidStart: async () => listener };
 }
