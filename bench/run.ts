@@ -36,7 +36,8 @@ const RUNS_PER_ROUND = Number(process.env.BENCH_RUNS_PER_ROUND ?? 3);
 const WARM_UP_SECONDS = Number(process.env.BENCH_WARM_UP_SECONDS ?? 12);
 const CONNECTIONS = 32;
 const USERS = 1000;
-const MEMORY_REQUESTS = Number(process.env.BENCH_MEMORY_REQUESTS ?? 200_000);
+/** At least 2: the memory check reads the heap after each half of them. */
+const MEMORY_REQUESTS = Math.max(2, Number(process.env.BENCH_MEMORY_REQUESTS ?? 200_000));
 /**
  * Live heap (after a full GC) may grow this much over MEMORY_REQUESTS: about 25 bytes a request at the default
  * 200,000, far above the noise of a reading (under 1 MB) and far below what anything kept per request would add.
