@@ -68,7 +68,8 @@ export async function benchDatabaseServer(label: string): Promise<BenchDatabaseS
 
 /**
  * The built service (dist/src/main.js, or `entry`) in production mode in its own process on `port`, once it
- * answers /readyz. `env` adds to or overrides the base settings; `cpu` pins the process to that core (taskset).
+ * answers /readyz. `env` adds to or overrides the base settings; `cpu` pins the process to that core (taskset);
+ * `ipc` opens a Node IPC channel to it (for a preloaded probe such as bench/memory-probe.ts).
  */
 export async function startServiceProcess(params: {
   url: string;
@@ -78,6 +79,7 @@ export async function startServiceProcess(params: {
   env?: Record<string, string>;
   nodeArgs?: string[];
   cpu?: number;
+  ipc?: boolean;
 }): Promise<ChildProcess> {
   const args = [...(params.nodeArgs ?? []), params.entry ?? path.join(__dirname, '..', 'src', 'main.js')];
   const [command, commandArgs] =
@@ -94,7 +96,7 @@ export async function startServiceProcess(params: {
       LOG_LEVEL: 'warn',
       ...params.env,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: params.ipc ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'],
   });
   await waitUntilReady(params.port, child);
   return child;

@@ -8,6 +8,12 @@ export const RATE_LIMIT_CHANNEL = 'crm_access_auth_blocks';
 const FLUSH_DELAY_MS = 50;
 /** Addresses whose failures this instance counts itself; past this, the oldest windows are forgotten first. */
 const MAX_LOCAL_CLIENTS = 100_000;
+/**
+ * Blocks recorded since the last sweep of ended ones, at least: an address that is blocked and never comes back
+ * (and every address another instance announces) would otherwise stay in memory for good. The sweep walks
+ * every block, so it waits for as many new ones as were left after the last sweep: constant work per block.
+ */
+const MIN_BLOCKS_BETWEEN_SWEEPS = 1000;
 /** How often an instance deletes the rows of windows that have ended (they count for nothing). */
 const PRUNE_INTERVAL_MS = 10 * 60_000;
 /**
@@ -40,6 +46,9 @@ export interface RateLimitSettings {
  */
 export class AuthRateLimiter {
   private readonly blockedUntil = new Map<string, number>();
+  /** Blocks recorded since ended ones were last deleted from blockedUntil, and how many to wait for. */
+  private blocksSinceSweep = 0;
+  private blocksBeforeSweep = MIN_BLOCKS_BETWEEN_SWEEPS;
   /** This instance's failures per address in the current window, in order of the window's start. */
   private readonly local = new Map<string, { failures: number; windowEndsMs: number }>();
   /** Reserved attempts per address whose checks are still running. */
@@ -59,6 +68,11 @@ export class AuthRateLimiter {
   ) {
     deps.notifications.on(RATE_LIMIT_CHANNEL, (payload) => this.learn(payload));
     deps.notifications.onConnect(() => this.loadBlocks());
+  }
+
+  /** Addresses (buckets) this instance holds a block for, ended ones not yet swept included (for tests). */
+  get blockedClients(): number {
+    return this.blockedUntil.size;
   }
 
   /** Seconds until the address may try again, or 0 when it is not blocked. */
@@ -198,8 +212,16 @@ export class AuthRateLimiter {
 
   /** Blocks the address for `remainingMs` from now (extending a block, never shortening it). */
   private block(client: string, remainingMs: number): void {
-    const untilMs = monotonicNow() + remainingMs;
-    if (untilMs > (this.blockedUntil.get(client) ?? -Infinity)) this.blockedUntil.set(client, untilMs);
+    // Already over (announced late, or by a clock that disagrees): nothing to refuse.
+    if (!(remainingMs > 0)) return;
+    const now = monotonicNow();
+    const untilMs = now + remainingMs;
+    if (untilMs <= (this.blockedUntil.get(client) ?? -Infinity)) return;
+    this.blockedUntil.set(client, untilMs);
+    if (++this.blocksSinceSweep < this.blocksBeforeSweep) return;
+    for (const [blocked, endMs] of this.blockedUntil) if (endMs <= now) this.blockedUntil.delete(blocked);
+    this.blocksSinceSweep = 0;
+    this.blocksBeforeSweep = Math.max(MIN_BLOCKS_BETWEEN_SWEEPS, this.blockedUntil.size);
   }
 
   private learn(payload: string): void {

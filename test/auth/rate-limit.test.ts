@@ -156,4 +156,43 @@ describe('rate limiting of failed authentication per client address', () => {
     expect((await from(a, attacker, admin.key)).status).toBe(429);
     expect((await from(a, '127.0.0.5', admin.key)).status).toBe(200);
   });
+
+  describe('when blocked addresses never come back', () => {
+    /** Announces, as another instance would, a block of `remainingMs` for each of `clients`, in one statement. */
+    const announce = (clients: string[], remainingMs: number) =>
+      a.dataSource.query(
+        `SELECT pg_notify('crm_access_auth_blocks', json_build_object('client', c, 'remainingMs', $2::float8)::text)
+           FROM unnest($1::text[]) AS c`,
+        [clients, remainingMs],
+      );
+    const learned = (client: string) =>
+      eventually(
+        async () => a.services.rateLimiter.retryAfterSeconds(client),
+        (seconds) => seconds > 0,
+      );
+    const addresses = (second: number, count: number) =>
+      Array.from({ length: count }, (_, i) => `10.${second}.${i >> 8}.${i & 255}`);
+
+    it('forgets their ended blocks: what it holds stays bounded by the blocks still running', async () => {
+      const rateLimiter = a.services.rateLimiter;
+      const before = rateLimiter.blockedClients;
+      // 3,000 blocks of 1 ms, then a marker that is long: once the marker is learned, so are they (one channel).
+      await announce(addresses(1, 3000), 1);
+      await announce(['192.0.2.10'], 600_000);
+      expect(await learned('192.0.2.10')).toBeGreaterThan(0);
+      // Every one of the 3,000 has ended after this (the blocks are on the monotonic clock).
+      await new Promise((resolve) => setTimeout(resolve, 5));
+
+      // As many running blocks again, and one: more than the sweep waits for, so ended blocks are swept meanwhile.
+      await announce(addresses(2, 3500), 600_000);
+      await announce(['192.0.2.11'], 600_000);
+      expect(await learned('192.0.2.11')).toBeGreaterThan(0);
+
+      // The 3,502 running blocks (and whatever earlier tests left), none of the 3,000 ended ones.
+      expect(rateLimiter.blockedClients).toBeLessThanOrEqual(before + 3502);
+      expect(rateLimiter.blockedClients).toBeGreaterThanOrEqual(3502);
+      expect(rateLimiter.retryAfterSeconds('10.2.0.1')).toBeGreaterThan(0);
+      expect(rateLimiter.retryAfterSeconds('10.1.0.1')).toBe(0);
+    });
+  });
 });
