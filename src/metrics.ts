@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import type { ApolloServerPlugin, GraphQLRequestListener } from '@apollo/server';
+import type { GraphQLRequestListener } from '@apollo/server';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -202,10 +202,12 @@ export class Metrics {
     return observation;
   }
 
-  /** Notes each request's operation type and whether its answer carried errors (masked ones as server errors). */
-  apolloPlugin(): ApolloServerPlugin<object> {
-    // One listener for every request: the observation lives in the request's context.
-    const listener: GraphQLRequestListener<object> = {
+  /**
+   * Notes each request's operation type and whether its answer carried errors (masked ones as server errors):
+   * an Apollo request listener, one for every request (the observation lives in the request's context).
+   */
+  requestListener(): GraphQLRequestListener<object> {
+    return {
       async willSendResponse({ operation, response, contextValue }) {
         const observation = (contextValue as Observed)[OBSERVATION];
         if (!observation) return;
@@ -218,7 +220,6 @@ export class Metrics {
             : 'graphql_error';
       },
     };
-    return { requestDidStart: async () => listener };
   }
 
   /**

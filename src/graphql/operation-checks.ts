@@ -1,8 +1,4 @@
-import type {
-  ApolloServerPlugin,
-  GraphQLRequestContextDidResolveOperation,
-  GraphQLRequestListener,
-} from '@apollo/server';
+import type { GraphQLRequestContextDidResolveOperation, GraphQLRequestListener } from '@apollo/server';
 
 /** What a check sees of a request once Apollo has parsed, validated and picked (or failed to pick) its operation. */
 export type OperationCheckContext = Pick<
@@ -14,18 +10,17 @@ export type OperationCheckContext = Pick<
 export type OperationCheck = (context: OperationCheckContext) => void;
 
 /**
- * Everything that refuses an operation before it runs, in one Apollo plugin (one concern): `checks` run in
+ * Everything that refuses an operation before it runs, as one Apollo request listener (one concern): `checks` run in
  * order after parsing and validation, and the first to throw answers the request (each throws its own 4xx
  * error); no resolver, and no database work, runs for a refused operation. The checks read only the document
  * (cached per query text, see each) and the variables.
  *
- * One listener serves every request: no objects or closures are made per request.
+ * The listener serves every request (see requestListenersPlugin): nothing is made per request.
  */
-export function operationChecksPlugin(checks: readonly OperationCheck[]): ApolloServerPlugin {
-  const listener: GraphQLRequestListener<object> = {
+export function operationChecksListener(checks: readonly OperationCheck[]): GraphQLRequestListener<object> {
+  return {
     async didResolveOperation(context) {
       for (const check of checks) check(context);
     },
   };
-  return { requestDidStart: async () => listener };
 }

@@ -255,7 +255,7 @@ function measureOperation(params: {
  * Refuses expensive operations after parsing and validation and before execution, so no resolver (and
  * no database work) ever runs for them: HTTP 400 with a code that says which limit was hit. A page larger
  * than its list allows (`lists`) is BAD_USER_INPUT on `first`, checked before the cost it would add. The check
- * runs in operationChecksPlugin.
+ * runs in operationChecksListener.
  * @throws LimitError (HTTP 400, a code per limit), DomainError BAD_USER_INPUT (a page too large)
  */
 export function queryLimitsCheck(limits: QueryLimits, lists: PagedLists): OperationCheck {

@@ -48,7 +48,7 @@ const PERSISTED_QUERIES_OFF =
   'without a persistedQuery extension.';
 
 /**
- * Request shapes that are a client's mistake, answered as such before anything runs (see operationChecksPlugin):
+ * Request shapes that are a client's mistake, answered as such before anything runs (see operationChecksListener):
  * an `operationName` that names no operation, or several operations without one: 400
  * OPERATION_RESOLUTION_FAILURE (Apollo lets this reach plugins and execution, where it became a 500).
  * @throws GraphQLError OPERATION_RESOLUTION_FAILURE (HTTP 400)

@@ -122,7 +122,7 @@ function unstorableLiteral(document: DocumentNode): Found | null {
 /**
  * Refuses, with 400 BAD_USER_INPUT naming the field before any resolver runs, an operation with a string
  * that no text field can hold (U+0000, an unpaired surrogate), in a literal or anywhere in a variable. Runs in
- * operationChecksPlugin.
+ * operationChecksListener.
  * @throws UnstorableTextError (HTTP 400 BAD_USER_INPUT)
  */
 export function checkTextInput({ document, request }: OperationCheckContext): void {

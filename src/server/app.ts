@@ -22,7 +22,7 @@ import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
 import type { DatabaseOutage } from '../db/outage';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
-import { operationChecksPlugin } from '../graphql/operation-checks';
+import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsCheck } from '../graphql/query-limits';
 import { checkOperationResolved, NoSubscriptionsRule, refusePersistedQueries } from '../graphql/request-shape';
@@ -41,6 +41,7 @@ import {
   registerResponseHeaders,
   serverTimeouts,
 } from './http-hardening';
+import { requestListenersPlugin } from './request-listeners';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { buildAppSchema, resolverContainer } from './schema';
 import type { Services } from './services';
@@ -139,9 +140,10 @@ const BUSY_STATUSES: Readonly<Record<string, number>> = { RATE_LIMITED: 429, SER
  *   (the address's attempts, or its sign-ins under way) is 429, SERVICE_UNAVAILABLE (password hashing is at
  *   capacity) 503, each with Retry-After from the error's `retryAfterSeconds`;
  * - a `persistedQuery` extension is a 400, in words (refusePersistedQueries).
- * Its one listener keeps its state in the request's context: nothing is allocated per request.
+ * A request listener (see requestListenersPlugin) that keeps its state in the request's context: nothing is
+ * allocated per request.
  */
-function errorStatusPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestContext> {
+function errorStatusListener(outage: DatabaseOutage): GraphQLRequestListener<RequestContext> {
   const listener: GraphQLRequestListener<ErrorStatusContext> = {
     async didEncounterErrors({ errors, contextValue }) {
       for (const error of errors) {
@@ -179,7 +181,7 @@ function errorStatusPlugin(outage: DatabaseOutage): ApolloServerPlugin<RequestCo
       }
     },
   };
-  return { requestDidStart: async () => listener as GraphQLRequestListener<RequestContext> };
+  return listener as GraphQLRequestListener<RequestContext>;
 }
 
 /** Fastify's 404 line names the URL with its query string, where clients put keys and passwords: the path only. */
@@ -318,20 +320,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ApolloServerPluginLandingPageDisabled(),
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
-      operationChecksPlugin([
-        checkOperationResolved,
-        queryLimitsCheck(config.queryLimits, {
-          users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
-          auditEvents: {
-            defaultFirst: DEFAULT_PAGE_SIZE,
-            maxFirst: MAX_AUDIT_PAGE_SIZE,
-            filterCost: FILTERED_AUDIT_READ_COST,
-          },
-        }),
-        checkTextInput,
+      // Our own request hooks, each concern in its module, through one listener (Apollo's dispatch to each
+      // listener at each stage costs allocation per request): refusals before execution, then what errors
+      // mean for the status and the log, then the metrics' observation of the answer.
+      requestListenersPlugin<RequestContext>([
+        operationChecksListener([
+          checkOperationResolved,
+          queryLimitsCheck(config.queryLimits, {
+            users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
+            auditEvents: {
+              defaultFirst: DEFAULT_PAGE_SIZE,
+              maxFirst: MAX_AUDIT_PAGE_SIZE,
+              filterCost: FILTERED_AUDIT_READ_COST,
+            },
+          }),
+          checkTextInput,
+        ]),
+        errorStatusListener(services.outage),
+        metrics.requestListener(),
       ]),
-      errorStatusPlugin(services.outage),
-      metrics.apolloPlugin(),
       ...(options.plugins ?? []),
     ],
   });
