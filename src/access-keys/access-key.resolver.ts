@@ -84,6 +84,7 @@ export class AccessKeyResolver {
     // have issued since), whose view was recorded with the regeneration: reading it again is the same view,
     // as for any key read twice in a request.
     ctx.loaders.accessKey.clear(user.id).prime(user.id, key.row);
+    ctx.loaders.primeKeyCiphertext(user.id, key.row.keyCiphertext);
     ctx.loaders.revealedKey.clear(user).prime(user, key.key);
     return { user, accessKey: key.key, previousKeyExpiresAt: key.row.previousKeyExpiresAt };
   }

@@ -1,0 +1,105 @@
+import { Role } from '../../src/users/user.entity';
+import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+const FULL = `query ($first: Int, $after: String) {
+  users(first: $first, after: $after) {
+    edges { cursor node { id name email role isActive createdAt updatedAt accessKey accessKeyInfo { hint } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+describe('a users page reads what its fields ask for, and answers the same', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  let members: TestUser[];
+
+  beforeAll(async () => {
+    app = await startTestApp();
+    admin = await createOrganization(app, 'Columns Org');
+    members = [];
+    for (const name of ['Ann Columns', 'Ben Columns', 'Cid Columns', 'Dee Columns', 'Eli Columns']) {
+      members.push(await createUser(app, admin, { name, role: Role.MEMBER }));
+    }
+  });
+  afterAll(() => app.close());
+
+  async function pages(query: string, first: number): Promise<any[]> {
+    const edges: any[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const response: any = await app.gql(query, { key: admin.key, variables: { first, after } });
+      expect(response.body.errors).toBeUndefined();
+      const page = response.body.data.users;
+      edges.push(...page.edges);
+      if (!page.pageInfo.hasNextPage) {
+        expect(page.pageInfo.endCursor).toBe(page.edges.length ? page.edges[page.edges.length - 1].cursor : null);
+        return edges;
+      }
+      after = page.pageInfo.endCursor;
+    }
+  }
+
+  it('pages through the same users with the same cursors whether a page asks for one field or all of them', async () => {
+    const slim = await pages(
+      'query ($first: Int, $after: String) { users(first: $first, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }',
+      2,
+    );
+    const full = await pages(FULL, 4);
+    expect(slim).toHaveLength(6);
+    expect(slim.map((edge) => [edge.cursor, edge.node.id])).toEqual(full.map((edge) => [edge.cursor, edge.node.id]));
+  });
+
+  it('answers only endCursor when no edge cursor is asked for, and pages on it', async () => {
+    const ids: string[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const response: any = await app.gql(
+        'query ($after: String) { users(first: 4, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }',
+        { key: admin.key, variables: { after } },
+      );
+      const page = response.body.data.users;
+      ids.push(...page.edges.map((edge: any) => edge.node.id));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    expect(ids.sort()).toEqual([admin.id, ...members.map((m) => m.id)].sort());
+  });
+
+  it('answers fields asked for through fragments and inline fragments', async () => {
+    const response: any = await app.gql(
+      `query { users(first: 10) { ...Page } }
+       fragment Page on UserConnection { edges { node { id ...Dates ... on User { role isActive } } } }
+       fragment Dates on User { createdAt updatedAt }`,
+      { key: admin.key },
+    );
+    expect(response.body.errors).toBeUndefined();
+    for (const { node } of response.body.data.users.edges) {
+      expect(node).toEqual({
+        id: expect.any(String),
+        createdAt: expect.any(String),
+        updatedAt: expect.any(String),
+        role: expect.stringMatching(/^(ADMIN|MEMBER)$/),
+        isActive: true,
+      });
+      expect(Number.isNaN(Date.parse(node.createdAt))).toBe(false);
+    }
+  });
+
+  it('reveals the same keys on a page asking for accessKey alone as on a page asking for everything', async () => {
+    const before = app.queries.count;
+    const slim: any = await app.gql('{ users(first: 10) { edges { node { id email accessKey } } } }', {
+      key: admin.key,
+    });
+    expect(slim.body.errors).toBeUndefined();
+    // The page's statement reads the key's ciphertext, not the rest of the key row nor the user's timestamps.
+    const [page] = app.queries.since(before).filter((sql) => /FROM users u/.test(sql));
+    expect(page).toMatch(/key_ciphertext/);
+    expect(page).not.toMatch(/created_at|key_hint/);
+    const full = await pages(FULL, 10);
+    const keysOf = (edges: any[]) => Object.fromEntries(edges.map((edge) => [edge.node.id, edge.node.accessKey]));
+    expect(keysOf(slim.body.data.users.edges)).toEqual(keysOf(full));
+    for (const member of members) expect(keysOf(full)[member.id]).toBe(member.key);
+    for (const edge of full) expect(edge.node.accessKeyInfo.hint).toBe(`cak_...${edge.node.accessKey.slice(-4)}`);
+  });
+});
