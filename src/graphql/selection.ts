@@ -1,16 +1,33 @@
-import type { FieldNode, GraphQLResolveInfo, SelectionSetNode } from 'graphql';
+import {
+  type FieldNode,
+  type FragmentSpreadNode,
+  getDirectiveValues,
+  GraphQLIncludeDirective,
+  type GraphQLResolveInfo,
+  GraphQLSkipDirective,
+  type InlineFragmentNode,
+  type SelectionSetNode,
+} from 'graphql';
+
+/** Whether `@skip`/`@include` keep a selection, for this request's variables (as graphql-js decides it). */
+function included(node: FieldNode | FragmentSpreadNode | InlineFragmentNode, info: GraphQLResolveInfo): boolean {
+  if (!node.directives?.length) return true;
+  if (getDirectiveValues(GraphQLSkipDirective, node, info.variableValues)?.if === true) return false;
+  return getDirectiveValues(GraphQLIncludeDirective, node, info.variableValues)?.if !== false;
+}
 
 /**
  * The names (not aliases) of the fields the operation selects at `path` below the field being resolved,
- * through fragments and inline fragments: e.g. `['edges', 'node']` under `users` gives the User fields a page
- * needs. It errs on the side of more: `@skip`/`@include` are not evaluated (a field they may drop still counts),
- * and type conditions are not checked. Empty when nothing is selected there.
+ * through fragments and inline fragments, with `@skip`/`@include` applied: e.g. `['edges', 'node']` under
+ * `users` gives the User fields a page resolves. Type conditions are not checked (the paths this serves have
+ * one object type each). Empty when nothing is selected there.
  */
 export function selectedFieldNames(info: GraphQLResolveInfo, path: readonly string[]): Set<string> {
   const names = new Set<string>();
   const visit = (selectionSet: SelectionSetNode | undefined, depth: number, seen: Set<string>): void => {
     if (!selectionSet) return;
     for (const selection of selectionSet.selections) {
+      if (!included(selection, info)) continue;
       if (selection.kind === 'InlineFragment') {
         visit(selection.selectionSet, depth, seen);
       } else if (selection.kind === 'FragmentSpread') {

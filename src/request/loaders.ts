@@ -29,6 +29,17 @@ export interface Loaders {
    * not handed one are read through `accessKey`. Only for users the caller may read.
    */
   primeKeyCiphertext(userId: string, ciphertext: Buffer | null): void;
+  /**
+   * The user's key as revealedKey already returned it in this request (its view committed), null when the
+   * user has no key; undefined when it has not (yet): then load it through revealedKey. Lets a page whose keys
+   * were revealed together answer each `accessKey` without a promise per row.
+   */
+  revealedKeyOf(user: User): string | null | undefined;
+  /**
+   * A key this request issued to `user` (a regeneration): later reads in the request show exactly this key
+   * (its view recorded with the act), not an older one read earlier nor one issued by someone else since.
+   */
+  keyIssued(user: User, issued: { key: string; row: AccessKey }): void;
 }
 
 /** What a reveal decrypts: the ciphertext is sealed to its user id (KeyCrypto.encrypt). */
@@ -66,6 +77,8 @@ class RequestLoaders implements Loaders {
   private userLoader?: Loaders['user'];
   private revealedKeyLoader?: Loaders['revealedKey'];
   private readonly ciphertexts = new Map<string, Buffer | null>();
+  /** revealedKey's answers so far, by user id: only those whose views (if any) are committed. */
+  private readonly revealed = new Map<string, string | null>();
 
   constructor(
     private readonly services: LoaderDeps,
@@ -129,6 +142,17 @@ class RequestLoaders implements Loaders {
     this.ciphertexts.set(userId, ciphertext);
   }
 
+  revealedKeyOf(user: User): string | null | undefined {
+    return this.revealed.get(user.id);
+  }
+
+  keyIssued(user: User, issued: { key: string; row: AccessKey }): void {
+    this.accessKey.clear(user.id).prime(user.id, issued.row);
+    this.ciphertexts.set(user.id, issued.row.keyCiphertext);
+    this.revealedKey.clear(user).prime(user, issued.key);
+    this.revealed.set(user.id, issued.key);
+  }
+
   /** The sealed keys of `users` (null: no key): primed ciphertexts, else their rows through `accessKey`. */
   private async sealedKeys(users: readonly User[]): Promise<Array<SealedKey | null | Error>> {
     const sealed: Array<SealedKey | null | Error> = new Array(users.length);
@@ -173,6 +197,11 @@ class RequestLoaders implements Loaders {
     if (viewed.length > 0) {
       await services.audit.recordKeyViews(actor, viewed);
       services.metrics.countKeyReveals(viewed.length);
+    }
+    // Committed: from here on the request may answer these keys without waiting (revealedKeyOf).
+    for (let i = 0; i < users.length; i++) {
+      const key = keys[i];
+      if (!(key instanceof Error)) this.revealed.set(users[i].id, key);
     }
     return keys;
   }

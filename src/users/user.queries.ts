@@ -38,22 +38,25 @@ const SLIM_PAGE_FIELDS: ReadonlySet<string> = new Set([
 /**
  * What a page of users reads for the User fields its nodes select (names, see selectedFieldNames):
  * `allColumns` false when PAGE_SLIM_USER_COLUMNS answer them all; `keys` 'row' when `accessKeyInfo` is asked
- * (the whole key row), 'ciphertext' when only `accessKey` is (what a reveal decrypts), else 'none'.
+ * (the whole key row), 'ciphertext' when only `accessKey` is (what a reveal decrypts), else 'none';
+ * `revealKeys` when `accessKey` is asked (UserService.list reveals the page's keys with it).
  */
 export interface PageColumns {
   allColumns: boolean;
   keys: 'none' | 'ciphertext' | 'row';
+  revealKeys: boolean;
 }
 
 /** Every column and the whole key row: what a page reads when the caller does not say what it needs. */
-export const ALL_PAGE_COLUMNS: PageColumns = { allColumns: true, keys: 'row' };
+export const ALL_PAGE_COLUMNS: PageColumns = { allColumns: true, keys: 'row', revealKeys: false };
 
 /** PageColumns for the User fields a page's nodes select. An unknown field reads every user column. */
 export function pageColumnsFor(fields: ReadonlySet<string>): PageColumns {
   let allColumns = false;
   for (const field of fields) if (!SLIM_PAGE_FIELDS.has(field)) allColumns = true;
-  const keys = fields.has('accessKeyInfo') ? 'row' : fields.has('accessKey') ? 'ciphertext' : 'none';
-  return { allColumns, keys };
+  const revealKeys = fields.has('accessKey');
+  const keys = fields.has('accessKeyInfo') ? 'row' : revealKeys ? 'ciphertext' : 'none';
+  return { allColumns, keys, revealKeys };
 }
 
 /**

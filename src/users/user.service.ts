@@ -233,7 +233,8 @@ export class UserService {
    * `endCursor`; `filter.search` matches name or email, case-insensitive, at most MAX_SEARCH_LENGTH characters.
    * `columns` (default: all) is what the page's fields need (pageColumnsFor): a slim page's users carry only
    * PAGE_SLIM_USER_COLUMNS' fields. The key rows (or, for `accessKey` alone, their ciphertexts) come in the
-   * same statement and are primed into `loaders`; cursors are encoded and `countTotal` runs only if asked.
+   * same statement and are primed into `loaders`; when `accessKey` is asked, the keys the caller may read are
+   * revealed before the page is returned (revealKeys); cursors are encoded and `countTotal` runs only if asked.
    * @throws BadInputError on `first` out of range, a search too long or a malformed cursor.
    */
   async list(
@@ -302,6 +303,7 @@ export class UserService {
             columns,
           });
     const nodes = rows.slice(0, first);
+    if (columns.revealKeys) await this.revealKeys(actor, nodes, loaders);
     return {
       edges: nodes.map((node) => new PageEdge(node)),
       pageInfo: new PageInfoOf(rows.length > first, nodes[nodes.length - 1]),
@@ -314,6 +316,17 @@ export class UserService {
         return n;
       },
     };
+  }
+
+  /**
+   * Reveals the keys of a page's users whose `accessKey` the caller may read (the rule the field's @Can guard
+   * applies, abilities.ts), together (Loaders.revealedKey: views committed first), so the page's `accessKey`
+   * fields answer at once rather than with a promise each. Never throws: a key that could not be revealed
+   * (e.g. the caller's authority ended) is the error of its field, as when the field loads it itself.
+   */
+  private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
+    const readable = users.filter((user) => actor.ability.can('read', user, 'accessKey'));
+    if (readable.length > 0) await loaders.revealedKey.loadMany(readable);
   }
 
   /** Inserts a user and their first access key in the caller's transaction. */
