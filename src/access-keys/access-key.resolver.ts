@@ -34,9 +34,11 @@ export class AccessKeyResolver {
     description:
       'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
-  accessKey(@Root() user: User, @Ctx() ctx: RequestContext): Promise<string | null> {
-    // A page's keys are decrypted together and their views committed in one insert before any is returned.
-    return ctx.loaders.revealedKey.load(user);
+  accessKey(@Root() user: User, @Ctx() ctx: RequestContext): string | null | Promise<string | null> {
+    // A page's keys are decrypted together and their views committed in one insert before any is returned;
+    // a page that revealed them with its rows (UserService.list) answers at once.
+    const revealed = ctx.loaders.revealedKeyOf(user);
+    return revealed !== undefined ? revealed : ctx.loaders.revealedKey.load(user);
   }
 
   /** What can be shown of the user's key without revealing it; null when the user has no key. */
@@ -83,8 +85,7 @@ export class AccessKeyResolver {
     // Later reads in this request show exactly the key this regeneration issued (not one another admin may
     // have issued since), whose view was recorded with the regeneration: reading it again is the same view,
     // as for any key read twice in a request.
-    ctx.loaders.accessKey.clear(user.id).prime(user.id, key.row);
-    ctx.loaders.revealedKey.clear(user).prime(user, key.key);
+    ctx.loaders.keyIssued(user, key);
     return { user, accessKey: key.key, previousKeyExpiresAt: key.row.previousKeyExpiresAt };
   }
 }

@@ -258,7 +258,7 @@ export class AccessKeyService {
    * @throws Error when the ciphertext opens with no secret of the keyring (an unknown ACCESS_KEY_SECRET, or a
    *   ciphertext moved to another user's row).
    */
-  reveal(row: AccessKey): string {
+  reveal(row: Pick<AccessKey, 'userId' | 'keyCiphertext'>): string {
     // Under an older secret of the keyring until rotate-secret reaches the row.
     return this.deps.keyCrypto.decryptAny(row.keyCiphertext, row.userId);
   }

@@ -1,5 +1,6 @@
 import { subject } from '@casl/ability';
-import { createMethodMiddlewareDecorator, Extensions } from 'type-graphql';
+import { defaultFieldResolver, type GraphQLFieldResolver, type GraphQLSchema, isObjectType } from 'graphql';
+import { Extensions } from 'type-graphql';
 
 import type { Action, SubjectType } from '../authorization/abilities';
 import { ForbiddenError, UnauthenticatedError } from '../errors';
@@ -25,15 +26,17 @@ export type DeclaredRule = { public: true } | { action: Action; subject: Subject
 
 /** The GraphQL field extension that carries a field's declared rule. */
 export const AUTHORIZATION_EXTENSION = 'authorization';
+/** The GraphQL field extension that carries the refusal message of a rule checked here (Can's `message`). */
+const REFUSAL_MESSAGE_EXTENSION = 'authorizationRefusal';
 
 /**
  * Who may call this query, mutation or field: the caller's abilities (src/authorization/abilities.ts, the
  * only place role rules live) must allow `action` on `subjectType` (and on `options.field`, if given), applied
- * where `options.on` says. `parent` and `organization` rules are checked by this decorator, before the
- * resolver: UnauthenticatedError without credentials, ForbiddenError (`options.message`, or the generic one)
- * when not allowed. The others are declared here and enforced by the service (UserService.get and `change`,
- * the SQL scope, Authority.confirm at the moment of a write), so that a row's existence is not revealed and a
- * revoked authority cannot act.
+ * where `options.on` says. `parent` and `organization` rules are checked before the resolver, by the check
+ * enforceDeclaredRules puts in front of the field in the built schema: UnauthenticatedError without
+ * credentials, ForbiddenError (`options.message`, or the generic one) when not allowed. The others are
+ * declared here and enforced by the service (UserService.get and `change`, the SQL scope, Authority.confirm at
+ * the moment of a write), so that a row's existence is not revealed and a revoked authority cannot act.
  * @example `@Can('read', 'User', { field: 'accessKey', on: 'parent' })`
  */
 export function Can(
@@ -43,31 +46,55 @@ export function Can(
 ): MethodDecorator {
   const { on, field, message } = options;
   const rule: DeclaredRule = { action, subject: subjectType, on, ...(field ? { field } : {}) };
-  // Only the rules checked here cost a middleware; the others are enforced by the service, and their resolvers
-  // take the caller through @CurrentActor (UNAUTHENTICATED without credentials), as before.
-  const checkedHere = on === 'parent' || on === 'organization';
-  const guard = createMethodMiddlewareDecorator<RequestContext>(({ context, root }, next) => {
-    const actor = context.actor;
-    if (!actor) throw new UnauthenticatedError();
-    const { organizationId } = actor.principal;
-    // The caller's organization as a subject: itself for 'Organization' (whose rules match on id).
-    const ofOrganization = subjectType === 'Organization' ? { id: organizationId, organizationId } : { organizationId };
-    const target = on === 'parent' ? root : subject(subjectType, ofOrganization);
-    if (!actor.ability.can(action, target, field)) throw new ForbiddenError(message);
-    return next();
-  });
-  return declared(rule, checkedHere ? guard : undefined);
+  return Extensions({ [AUTHORIZATION_EXTENSION]: rule, ...(message ? { [REFUSAL_MESSAGE_EXTENSION]: message } : {}) });
 }
 
 /** Open to anyone, signed in or not (login): says so where it is declared, so no field is public by omission. */
 export function Public(): MethodDecorator {
-  return declared({ public: true }, undefined);
+  return Extensions({ [AUTHORIZATION_EXTENSION]: { public: true } satisfies DeclaredRule });
 }
 
-function declared(rule: DeclaredRule, guard: MethodDecorator | undefined): MethodDecorator {
-  const extension = Extensions({ [AUTHORIZATION_EXTENSION]: rule });
-  return (target, propertyKey, descriptor) => {
-    extension(target, propertyKey, descriptor);
-    guard?.(target, propertyKey, descriptor);
+/**
+ * Puts the check of each `parent` and `organization` rule declared with @Can in front of its field's resolver,
+ * in place: the schema the service serves must come from here (server/schema.ts buildAppSchema). The check
+ * is synchronous (a type-graphql middleware made two promises per field, on every row of a list), and throws
+ * UnauthenticatedError without credentials, ForbiddenError when the caller's abilities refuse; the resolver
+ * does not run then. Returns the schema.
+ */
+export function enforceDeclaredRules(schema: GraphQLSchema): GraphQLSchema {
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (!isObjectType(type)) continue;
+    for (const field of Object.values(type.getFields())) {
+      const rule = field.extensions?.[AUTHORIZATION_EXTENSION] as DeclaredRule | undefined;
+      if (!rule || 'public' in rule || (rule.on !== 'parent' && rule.on !== 'organization')) continue;
+      const message = field.extensions?.[REFUSAL_MESSAGE_EXTENSION] as string | undefined;
+      field.resolve = guarded(rule, message, field.resolve ?? defaultFieldResolver);
+    }
+  }
+  return schema;
+}
+
+function guarded(
+  rule: Exclude<DeclaredRule, { public: true }>,
+  message: string | undefined,
+  resolve: GraphQLFieldResolver<unknown, RequestContext>,
+): GraphQLFieldResolver<unknown, RequestContext> {
+  const { action, subject: subjectType, field, on } = rule;
+  return (root, args, context, info) => {
+    const actor = context.actor;
+    if (!actor) throw new UnauthenticatedError();
+    let target: unknown = root;
+    if (on !== 'parent') {
+      const { organizationId } = actor.principal;
+      // The caller's organization as a subject: itself for 'Organization' (whose rules match on id).
+      target = subject(
+        subjectType,
+        subjectType === 'Organization' ? { id: organizationId, organizationId } : { organizationId },
+      );
+    }
+    if (!actor.ability.can(action, target as Parameters<typeof actor.ability.can>[1], field)) {
+      throw new ForbiddenError(message);
+    }
+    return resolve(root, args, context, info);
   };
 }

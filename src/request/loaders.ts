@@ -23,6 +23,29 @@ export interface Loaders {
    * Null when the user has no key. The caller checks that the actor may read the key first.
    */
   revealedKey: DataLoader<User, string | null, string>;
+  /**
+   * Hands revealedKey a user's key ciphertext as this request last read or wrote it (UserService.list reads
+   * only that for a page asking for `accessKey` alone; a regeneration), null when the user has no key. Users
+   * not handed one are read through `accessKey`. Only for users the caller may read.
+   */
+  primeKeyCiphertext(userId: string, ciphertext: Buffer | null): void;
+  /**
+   * The user's key as revealedKey already returned it in this request (its view committed), null when the
+   * user has no key; undefined when it has not (yet): then load it through revealedKey. Lets a page whose keys
+   * were revealed together answer each `accessKey` without a promise per row.
+   */
+  revealedKeyOf(user: User): string | null | undefined;
+  /**
+   * A key this request issued to `user` (a regeneration): later reads in the request show exactly this key
+   * (its view recorded with the act), not an older one read earlier nor one issued by someone else since.
+   */
+  keyIssued(user: User, issued: { key: string; row: AccessKey }): void;
+}
+
+/** What a reveal decrypts: the ciphertext is sealed to its user id (KeyCrypto.encrypt). */
+export interface SealedKey {
+  readonly userId: string;
+  readonly keyCiphertext: Buffer;
 }
 
 /**
@@ -34,7 +57,7 @@ export interface LoaderDeps {
   readonly accessKeys: {
     findByUserIds(userIds: readonly string[]): Promise<AccessKey[]>;
     /** The key in plain text; throws when it cannot be decrypted. */
-    reveal(row: AccessKey): string;
+    reveal(key: SealedKey): string;
   };
   readonly audit: {
     recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void>;
@@ -53,6 +76,9 @@ class RequestLoaders implements Loaders {
   private accessKeyLoader?: Loaders['accessKey'];
   private userLoader?: Loaders['user'];
   private revealedKeyLoader?: Loaders['revealedKey'];
+  private readonly ciphertexts = new Map<string, Buffer | null>();
+  /** revealedKey's answers so far, by user id: only those whose views (if any) are committed. */
+  private readonly revealed = new Map<string, string | null>();
 
   constructor(
     private readonly services: LoaderDeps,
@@ -112,6 +138,38 @@ class RequestLoaders implements Loaders {
     }));
   }
 
+  primeKeyCiphertext(userId: string, ciphertext: Buffer | null): void {
+    this.ciphertexts.set(userId, ciphertext);
+  }
+
+  revealedKeyOf(user: User): string | null | undefined {
+    return this.revealed.get(user.id);
+  }
+
+  keyIssued(user: User, issued: { key: string; row: AccessKey }): void {
+    this.accessKey.clear(user.id).prime(user.id, issued.row);
+    this.ciphertexts.set(user.id, issued.row.keyCiphertext);
+    this.revealedKey.clear(user).prime(user, issued.key);
+    this.revealed.set(user.id, issued.key);
+  }
+
+  /** The sealed keys of `users` (null: no key): primed ciphertexts, else their rows through `accessKey`. */
+  private async sealedKeys(users: readonly User[]): Promise<Array<SealedKey | null | Error>> {
+    const sealed: Array<SealedKey | null | Error> = new Array(users.length);
+    const unprimed: number[] = [];
+    for (let i = 0; i < users.length; i++) {
+      const userId = users[i].id;
+      const ciphertext = this.ciphertexts.get(userId);
+      if (ciphertext === undefined) unprimed.push(i);
+      else sealed[i] = ciphertext && { userId, keyCiphertext: ciphertext };
+    }
+    if (unprimed.length > 0) {
+      const rows = await this.accessKey.loadMany(unprimed.map((i) => users[i].id));
+      for (let j = 0; j < unprimed.length; j++) sealed[unprimed[j]] = rows[j];
+    }
+    return sealed;
+  }
+
   /**
    * Decrypts first, so a key that cannot be read is not recorded as viewed (that user's field gets the
    * error, the others their keys); then records the views of the decrypted ones and waits for their commit,
@@ -120,17 +178,17 @@ class RequestLoaders implements Loaders {
   private async reveal(users: readonly User[]): Promise<Array<string | null | Error>> {
     const { actor, services } = this;
     if (!actor) throw new Error('Key views are recorded for authenticated callers only');
-    const rows = await this.accessKey.loadMany(users.map(userIdOf));
+    const sealed = await this.sealedKeys(users);
     const keys: Array<string | null | Error> = new Array(users.length);
     const viewed: Array<{ userId: string; organizationId: string }> = [];
     for (let i = 0; i < users.length; i++) {
-      const row = rows[i];
-      if (row === null || row instanceof Error) {
-        keys[i] = row;
+      const key = sealed[i];
+      if (key === null || key instanceof Error) {
+        keys[i] = key;
         continue;
       }
       try {
-        keys[i] = services.accessKeys.reveal(row);
+        keys[i] = services.accessKeys.reveal(key);
         viewed.push({ userId: users[i].id, organizationId: users[i].organizationId });
       } catch (error) {
         keys[i] = error as Error;
@@ -139,6 +197,11 @@ class RequestLoaders implements Loaders {
     if (viewed.length > 0) {
       await services.audit.recordKeyViews(actor, viewed);
       services.metrics.countKeyReveals(viewed.length);
+    }
+    // Committed: from here on the request may answer these keys without waiting (revealedKeyOf).
+    for (let i = 0; i < users.length; i++) {
+      const key = keys[i];
+      if (!(key instanceof Error)) this.revealed.set(users[i].id, key);
     }
     return keys;
   }

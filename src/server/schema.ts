@@ -6,6 +6,7 @@ import { AccessKeyPolicyResolver } from '../access-keys/key-policy.resolver';
 import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AuditResolver } from '../audit/audit.resolver';
 import { OrganizationResolver } from '../organizations/organization.resolver';
+import { enforceDeclaredRules } from '../request/can';
 import { SessionResolver } from '../sessions/session.resolver';
 import { UserConnectionResolver, UserResolver } from '../users/user.resolver';
 import type { Services } from './services';
@@ -21,9 +22,13 @@ export const RESOLVERS = [
   AccessKeyPolicyResolver,
 ] as const;
 
-/** The schema is built from the resolver classes; `container` hands type-graphql the instances to call. */
-export function buildAppSchema(container?: ContainerType): Promise<GraphQLSchema> {
-  return buildSchema({ resolvers: RESOLVERS, container, validate: false });
+/**
+ * The schema is built from the resolver classes; `container` hands type-graphql the instances to call. The
+ * rules declared with @Can that are checked before a field resolves are put in front of it here
+ * (enforceDeclaredRules): this is the only way the service builds its schema.
+ */
+export async function buildAppSchema(container?: ContainerType): Promise<GraphQLSchema> {
+  return enforceDeclaredRules(await buildSchema({ resolvers: RESOLVERS, container, validate: false }));
 }
 
 /** The resolver instances type-graphql calls, built once from the wired services. */

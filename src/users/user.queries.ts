@@ -17,16 +17,61 @@ export interface UserRow {
   updated_at: Date;
 }
 
-/** The User entity of a `users` row read with USER_COLUMNS (snake_case columns to fields; no password hash). */
+/**
+ * The columns a page of users reads when its nodes ask for no more than `id`, `email`, `name`, `organization`
+ * and the key fields (see UserService.list): the ones the page's order, cursors, scope and key views need. Its
+ * users leave `role`, `isActive`, `createdAt` and `updatedAt` unset.
+ */
+export const PAGE_SLIM_USER_COLUMNS = 'u.id, u.organization_id, u.email, u.name';
+
+/** The User fields a slim page (PAGE_SLIM_USER_COLUMNS) can answer; any other field reads every column. */
+const SLIM_PAGE_FIELDS: ReadonlySet<string> = new Set([
+  '__typename',
+  'id',
+  'email',
+  'name',
+  'organization',
+  'accessKey',
+  'accessKeyInfo',
+]);
+
+/**
+ * What a page of users reads for the User fields its nodes select (names, see selectedFieldNames):
+ * `allColumns` false when PAGE_SLIM_USER_COLUMNS answer them all; `keys` 'row' when `accessKeyInfo` is asked
+ * (the whole key row), 'ciphertext' when only `accessKey` is (what a reveal decrypts), else 'none';
+ * `revealKeys` when `accessKey` is asked (UserService.list reveals the page's keys with it).
+ */
+export interface PageColumns {
+  allColumns: boolean;
+  keys: 'none' | 'ciphertext' | 'row';
+  revealKeys: boolean;
+}
+
+/** Every column and the whole key row: what a page reads when the caller does not say what it needs. */
+export const ALL_PAGE_COLUMNS: PageColumns = { allColumns: true, keys: 'row', revealKeys: false };
+
+/** PageColumns for the User fields a page's nodes select. An unknown field reads every user column. */
+export function pageColumnsFor(fields: ReadonlySet<string>): PageColumns {
+  let allColumns = false;
+  for (const field of fields) if (!SLIM_PAGE_FIELDS.has(field)) allColumns = true;
+  const revealKeys = fields.has('accessKey');
+  const keys = fields.has('accessKeyInfo') ? 'row' : revealKeys ? 'ciphertext' : 'none';
+  return { allColumns, keys, revealKeys };
+}
+
+/**
+ * The User entity of a `users` row read with USER_COLUMNS (snake_case columns to fields; no password hash),
+ * or with PAGE_SLIM_USER_COLUMNS (the other fields left unset).
+ */
 export function userFromRow(row: UserRow): User {
-  return Object.assign(new User(), {
-    id: row.id,
-    organizationId: row.organization_id,
-    email: row.email,
-    name: row.name,
-    role: row.role,
-    isActive: row.is_active,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  });
+  const user = new User();
+  user.id = row.id;
+  user.organizationId = row.organization_id;
+  user.email = row.email;
+  user.name = row.name;
+  user.role = row.role;
+  user.isActive = row.is_active;
+  user.createdAt = row.created_at;
+  user.updatedAt = row.updated_at;
+  return user;
 }

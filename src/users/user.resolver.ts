@@ -1,12 +1,29 @@
-import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import {
+  Arg,
+  Args,
+  ArgsType,
+  Ctx,
+  Field,
+  FieldResolver,
+  ID,
+  Info,
+  Int,
+  Mutation,
+  Query,
+  Resolver,
+  Root,
+} from 'type-graphql';
 
 import { NotFoundError } from '../errors';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
+import { selectedFieldNames } from '../graphql/selection';
 import { Organization } from '../organizations/organization.entity';
 import { Can } from '../request/can';
 import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import { Role, User } from './user.entity';
 import { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
+import { pageColumnsFor } from './user.queries';
 import type { UserService } from './user.service';
 import { UserConnection } from './user.types';
 
@@ -43,15 +60,20 @@ export class UserResolver {
     return this.userService.get(actor, id, ctx.loaders);
   }
 
-  /** A page of the users the caller may read (UserService.list). @throws BadInputError (first, search, after). */
+  /**
+   * A page of the users the caller may read (UserService.list), reading only the columns its nodes' fields
+   * need (pageColumnsFor). @throws BadInputError (first, search, after).
+   */
   @Can('read', 'User', { on: 'list' })
   @Query(() => UserConnection, { description: 'Users you may see, ordered by name then id.' })
   users(
     @CurrentActor() actor: Actor,
     @Ctx() ctx: RequestContext,
     @Args(() => UsersArgs) args: UsersArgs,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<UserConnection> {
-    return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE }, ctx.loaders);
+    const columns = pageColumnsFor(selectedFieldNames(info, ['edges', 'node']));
+    return this.userService.list(actor, { ...args, first: args.first ?? DEFAULT_PAGE_SIZE, columns }, ctx.loaders);
   }
 
   /** The user's organization, batched per request (loaders). @throws NotFoundError when it is gone. */

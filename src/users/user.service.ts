@@ -24,7 +24,15 @@ import type { Loaders } from '../request/loaders';
 import type { SessionService } from '../sessions/session.service';
 import { Role, User } from './user.entity';
 import type { CreateUserInput, UpdateUserInput, UsersFilter } from './user.inputs';
-import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from './user.queries';
+import {
+  ALL_PAGE_COLUMNS,
+  PAGE_SLIM_USER_COLUMNS,
+  type PageColumns,
+  USER_COLUMNS,
+  USER_SCOPE_COLUMNS,
+  userFromRow,
+  type UserRow,
+} from './user.queries';
 import type { UserConnection } from './user.types';
 import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
 import { countFromCounts } from './user-counts';
@@ -50,6 +58,27 @@ function encodeCursor(user: User): string {
   return Buffer.from(JSON.stringify([user.name, user.id])).toString('base64url');
 }
 
+/** An edge of a page: its cursor is encoded when (and each time) it is asked for, not for every row. */
+class PageEdge {
+  constructor(readonly node: User) {}
+
+  get cursor(): string {
+    return encodeCursor(this.node);
+  }
+}
+
+/** A page's info: `endCursor` is encoded when asked for. */
+class PageInfoOf {
+  constructor(
+    readonly hasNextPage: boolean,
+    private readonly last: User | undefined,
+  ) {}
+
+  get endCursor(): string | null {
+    return this.last ? encodeCursor(this.last) : null;
+  }
+}
+
 function decodeCursor(value: string): Cursor {
   try {
     const [name, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown[];
@@ -70,14 +99,29 @@ function duplicateEmailAsConflict(error: unknown): never {
   throw error;
 }
 
-/** Users with their key rows, in one statement: a profile or a page with `accessKey` costs one query, not two. */
-const USERS_WITH_KEYS = `SELECT ${USER_COLUMNS}, ${JOINED_KEY_COLUMNS} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id`;
 type UserWithKeyRow = UserRow & JoinedKeyRow;
 
 /** Hands a joined row's key to the request's key loader, so `accessKey` on that user needs no query. */
 function primeKey(loaders: Loaders, row: UserWithKeyRow): void {
   loaders.accessKey.prime(row.id, accessKeyFromJoinedRow(row));
 }
+
+/** The key columns a page reads for `accessKey` alone: a reveal needs the ciphertext, and whether there is a key. */
+const PAGE_KEY_CIPHERTEXT_COLUMNS = 'k.user_id AS key_user_id, k.key_ciphertext AS key_ciphertext';
+
+/**
+ * The SELECT ... FROM of a page of users with the columns `columns` says its fields need (see pageColumnsFor):
+ * without the key table when no key field is asked for.
+ */
+function pageSelect(columns: PageColumns): string {
+  const userColumns = columns.allColumns ? USER_COLUMNS : PAGE_SLIM_USER_COLUMNS;
+  if (columns.keys === 'none') return `SELECT ${userColumns} FROM users u`;
+  const keyColumns = columns.keys === 'row' ? JOINED_KEY_COLUMNS : PAGE_KEY_CIPHERTEXT_COLUMNS;
+  return `SELECT ${userColumns}, ${keyColumns} FROM users u LEFT JOIN access_keys k ON k.user_id = u.id`;
+}
+
+/** Users with their key rows, in one statement: a profile or a page with `accessKey` costs one query, not two. */
+const USERS_WITH_KEYS = pageSelect(ALL_PAGE_COLUMNS);
 
 /** Changes columns of one user and returns the row as it now is, in one statement. */
 async function updateUser(manager: EntityManager, id: string, changes: Record<string, unknown>): Promise<User> {
@@ -141,19 +185,34 @@ export class UserService {
     return actor.principal.user as User;
   }
 
-  /** `planEach`: planned for its values each time (a search: see runPlannedEach), else a prepared statement. */
-  private async read(params: { where: SqlWhere; tail: string; loaders: Loaders; planEach: boolean }): Promise<User[]> {
-    const { where, tail, loaders } = params;
+  /**
+   * A page's rows as users, their keys (as far as `columns` reads them) primed into `loaders`. `planEach`:
+   * planned for its values each time (a search: see runPlannedEach), else a prepared statement.
+   */
+  private async readPage(params: {
+    where: SqlWhere;
+    tail: string;
+    loaders: Loaders;
+    planEach: boolean;
+    columns: PageColumns;
+  }): Promise<User[]> {
+    const { where, tail, loaders, columns } = params;
     const run = params.planEach ? runPlannedEach : runPrepared;
     const rows = await run<UserWithKeyRow>(
       this.deps.dataSource,
-      `${USERS_WITH_KEYS} WHERE ${where} ${tail}`,
+      `${pageSelect(columns)} WHERE ${where} ${tail}`,
       where.values,
     );
-    return rows.map((row) => {
-      primeKey(loaders, row);
-      return userFromRow(row);
-    });
+    const users = new Array<User>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      if (columns.keys === 'row') primeKey(loaders, row);
+      else if (columns.keys === 'ciphertext') {
+        loaders.primeKeyCiphertext(row.id, row.key_user_id === null ? null : row.key_ciphertext);
+      }
+      users[i] = userFromRow(row);
+    }
+    return users;
   }
 
   /**
@@ -172,15 +231,18 @@ export class UserService {
    * A page of the users the caller may read (abilities.ts `read` on User, applied as SQL: other rows do not
    * exist for the caller), ordered by name then id. `first` is 0 to MAX_PAGE_SIZE; `after` is a previous page's
    * `endCursor`; `filter.search` matches name or email, case-insensitive, at most MAX_SEARCH_LENGTH characters.
-   * The key rows come in the same statement and are primed into `loaders`; `countTotal` runs only if asked.
+   * `columns` (default: all) is what the page's fields need (pageColumnsFor): a slim page's users carry only
+   * PAGE_SLIM_USER_COLUMNS' fields. The key rows (or, for `accessKey` alone, their ciphertexts) come in the
+   * same statement and are primed into `loaders`; when `accessKey` is asked, the keys the caller may read are
+   * revealed before the page is returned (revealKeys); cursors are encoded and `countTotal` runs only if asked.
    * @throws BadInputError on `first` out of range, a search too long or a malformed cursor.
    */
   async list(
     actor: Actor,
-    args: { filter?: UsersFilter; first: number; after?: string | null },
+    args: { filter?: UsersFilter; first: number; after?: string | null; columns?: PageColumns },
     loaders: Loaders,
   ): Promise<UserConnection> {
-    const { filter, first, after } = args;
+    const { filter, first, after, columns = ALL_PAGE_COLUMNS } = args;
     if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {
       throw new BadInputError(`"first" must be from 0 to ${MAX_PAGE_SIZE}.`, 'first');
     }
@@ -233,14 +295,18 @@ export class UserService {
     const rows =
       first === 0
         ? []
-        : await this.read({ where, tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`, loaders, planEach });
+        : await this.readPage({
+            where,
+            tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`,
+            loaders,
+            planEach,
+            columns,
+          });
     const nodes = rows.slice(0, first);
+    if (columns.revealKeys) await this.revealKeys(actor, nodes, loaders);
     return {
-      edges: nodes.map((node) => ({ cursor: encodeCursor(node), node })),
-      pageInfo: {
-        hasNextPage: rows.length > first,
-        endCursor: nodes.length ? encodeCursor(nodes[nodes.length - 1]) : null,
-      },
+      edges: nodes.map((node) => new PageEdge(node)),
+      pageInfo: new PageInfoOf(rows.length > first, nodes[nodes.length - 1]),
       countTotal: async () => {
         const [{ n }] = await (planEach ? runPlannedEach : runPrepared)<{ n: number }>(
           this.deps.dataSource,
@@ -250,6 +316,17 @@ export class UserService {
         return n;
       },
     };
+  }
+
+  /**
+   * Reveals the keys of a page's users whose `accessKey` the caller may read (the rule the field's @Can guard
+   * applies, abilities.ts), together (Loaders.revealedKey: views committed first), so the page's `accessKey`
+   * fields answer at once rather than with a promise each. Never throws: a key that could not be revealed
+   * (e.g. the caller's authority ended) is the error of its field, as when the field loads it itself.
+   */
+  private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
+    const readable = users.filter((user) => actor.ability.can('read', user, 'accessKey'));
+    if (readable.length > 0) await loaders.revealedKey.loadMany(readable);
   }
 
   /** Inserts a user and their first access key in the caller's transaction. */

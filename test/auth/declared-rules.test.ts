@@ -2,6 +2,7 @@ import { type GraphQLField, type GraphQLSchema, isObjectType } from 'graphql';
 
 import type { Principal } from '../../src/authentication/principal';
 import { ACCESS_KEY_FIELDS, defineAbilityFor, PROFILE_FIELDS } from '../../src/authorization/abilities';
+import { ForbiddenError, UnauthenticatedError } from '../../src/errors';
 import { AUTHORIZATION_EXTENSION, type DeclaredRule } from '../../src/request/can';
 import { buildAppSchema } from '../../src/server/schema';
 import { Role, User } from '../../src/users/user.entity';
@@ -51,6 +52,24 @@ describe('who may call what is declared where each field is', () => {
         field: field.name,
         rule: expect.objectContaining({ field: field.name }),
       });
+    }
+  });
+
+  it('checks each key field rule before its resolver runs: a caller it refuses never reaches it', () => {
+    const user = schema.getType('User');
+    if (!isObjectType(user)) throw new Error('User is not an object type');
+    const target = Object.assign(new User(), { id: 'u2', organizationId: 'org1', role: Role.MEMBER });
+    for (const name of ACCESS_KEY_FIELDS) {
+      const resolve = user.getFields()[name].resolve!;
+      // The context has no loaders: a resolver that ran would fail with a TypeError, not these errors.
+      for (const role of [Role.MANAGER, Role.MEMBER]) {
+        const actor = { principal: principal(role), ability: defineAbilityFor(principal(role)) };
+        expect(() => resolve(target, {}, { actor }, {} as never)).toThrow(ForbiddenError);
+      }
+      expect(() => resolve(target, {}, { actor: null }, {} as never)).toThrow(UnauthenticatedError);
+      const admin = { principal: principal(Role.ADMIN), ability: defineAbilityFor(principal(Role.ADMIN)) };
+      const otherOrganization = Object.assign(new User(), { id: 'u3', organizationId: 'org2' });
+      expect(() => resolve(otherOrganization, {}, { actor: admin }, {} as never)).toThrow(ForbiddenError);
     }
   });
 
