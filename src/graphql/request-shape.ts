@@ -1,6 +1,19 @@
 import type { GraphQLResponse } from '@apollo/server';
-import { type ASTVisitor, type DocumentNode, GraphQLError, Kind, type ValidationContext } from 'graphql';
+import {
+  type ASTNode,
+  type ASTVisitor,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  GraphQLError,
+  isNonNullType,
+  Kind,
+  TypeInfo,
+  type ValidationContext,
+  visit,
+  visitWithTypeInfo,
+} from 'graphql';
 
+import { DomainError } from '../errors';
 import type { OperationCheckContext } from './operation-checks';
 
 /**
@@ -76,4 +89,62 @@ export function refusePersistedQueries(response: GraphQLResponse): void {
       response.http.status = 400;
     }
   }
+}
+
+/** The fragments `operation` spreads, directly or through other fragments. */
+function fragmentsOf(document: DocumentNode, root: ASTNode): FragmentDefinitionNode[] {
+  const byName = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) byName.set(definition.name.value, definition);
+  }
+  const reached = new Map<string, FragmentDefinitionNode>();
+  const pending: ASTNode[] = [root];
+  while (pending.length > 0) {
+    visit(pending.pop()!, {
+      FragmentSpread(spread) {
+        const fragment = byName.get(spread.name.value);
+        if (fragment && !reached.has(fragment.name.value)) {
+          reached.set(fragment.name.value, fragment);
+          pending.push(fragment);
+        }
+      },
+    });
+  }
+  return [...reached.values()];
+}
+
+/**
+ * A variable of a nullable type with a default may stand where a value is required (validation allows it); sent
+ * as an explicit null, graphql-js finds that only while executing (in a directive's `if`, or a field's required
+ * argument), as an error without a code that was masked as INTERNAL_SERVER_ERROR and logged as unexpected.
+ * Refused here first. Costs nothing unless such a variable is null: only then is the operation walked.
+ * @throws DomainError BAD_USER_INPUT (HTTP 400) naming the variable
+ */
+export function checkNullVariables({ document, operation, request, schema }: OperationCheckContext): void {
+  if (!operation?.variableDefinitions?.length || !request.variables) return;
+  let nulled: Set<string> | undefined;
+  for (const definition of operation.variableDefinitions) {
+    const name = definition.variable.name.value;
+    if (definition.defaultValue && definition.type.kind !== Kind.NON_NULL_TYPE && request.variables[name] === null) {
+      (nulled ??= new Set()).add(name);
+    }
+  }
+  if (!nulled) return;
+  const typeInfo = new TypeInfo(schema);
+  const visitor = visitWithTypeInfo(typeInfo, {
+    Variable(node) {
+      const name = node.name.value;
+      if (nulled.has(name) && isNonNullType(typeInfo.getInputType())) {
+        throw new DomainError(
+          `Variable "$${name}" is null where a value is required: give a value or leave it out.`,
+          'BAD_USER_INPUT',
+          {
+            field: name,
+            http: { status: 400 },
+          },
+        );
+      }
+    },
+  });
+  for (const node of [operation, ...fragmentsOf(document, operation)]) visit(node, visitor);
 }

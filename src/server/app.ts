@@ -25,7 +25,12 @@ import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../e
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsCheck } from '../graphql/query-limits';
-import { checkOperationResolved, NoSubscriptionsRule, refusePersistedQueries } from '../graphql/request-shape';
+import {
+  checkNullVariables,
+  checkOperationResolved,
+  NoSubscriptionsRule,
+  refusePersistedQueries,
+} from '../graphql/request-shape';
 import { checkTextInput } from '../graphql/text-input';
 import { pathOnly, RequestLogger } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
@@ -335,6 +340,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
             },
           }),
           checkTextInput,
+          checkNullVariables,
         ]),
         errorStatusListener(services.outage),
         metrics.requestListener(),
