@@ -1,6 +1,7 @@
 import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
 
+import type { AppAbility } from '../authorization/abilities';
 import type { Authority } from '../authorization/authority';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
@@ -49,9 +50,7 @@ export class KeyViewWriter {
   private readonly maxInFlight: number;
 
   /** `maxBatchesInFlight`: at least 1; MAX_BATCHES_IN_FLIGHT when not given. */
-  constructor(
-    private readonly deps: { dataSource: DataSource; authority: Authority; maxBatchesInFlight?: number },
-  ) {
+  constructor(private readonly deps: { dataSource: DataSource; authority: Authority; maxBatchesInFlight?: number }) {
     this.maxInFlight = Math.max(1, deps.maxBatchesInFlight ?? MAX_BATCHES_IN_FLIGHT);
   }
 
@@ -100,8 +99,38 @@ export class KeyViewWriter {
     }
   }
 
+  /**
+   * Settles a batch: first, in one statement (Authority.insertIfConfirmed), the views of every request whose
+   * actor's authority stands as it was authenticated and whose abilities grant every key; then, in one
+   * transaction (confirmEach, then the insert), the others, which get their refusal or, when a changed role
+   * still grants the keys, their views. Returns the refusals; requests not in it had their views committed.
+   */
+  private async write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
+    const atOnce: Array<{ actor: Actor; rows: AuditRow[] }> = [];
+    const rest: Waiting[] = [];
+    const rowsOf = new Map<Actor, AuditRow[]>();
+    for (const waiting of batch) {
+      // As authenticated; insertIfConfirmed inserts nothing for an actor whose role changed since.
+      if (!waiting.targets.every((target) => canSeeKey(waiting.actor.ability, target))) {
+        rest.push(waiting);
+        continue;
+      }
+      let rows = rowsOf.get(waiting.actor);
+      if (!rows) {
+        rows = [];
+        rowsOf.set(waiting.actor, rows);
+        atOnce.push({ actor: waiting.actor, rows });
+      }
+      rows.push(...viewRows(waiting));
+    }
+    const confirmed = await this.deps.authority.insertIfConfirmed(this.deps.dataSource, atOnce);
+    const refused = new Set(rest);
+    for (const waiting of batch) if (!refused.has(waiting) && !confirmed.has(waiting.actor)) rest.push(waiting);
+    return rest.length > 0 ? this.confirmAndWrite(rest) : new Map();
+  }
+
   /** One transaction: confirm every actor, insert the views of those who may see the keys. */
-  private write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
+  private confirmAndWrite(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
     return this.deps.dataSource.transaction(async (manager) => {
       const verdicts = await this.deps.authority.confirmEach(manager, [
         ...new Set(batch.map((waiting) => waiting.actor)),
@@ -113,27 +142,37 @@ export class KeyViewWriter {
         try {
           if (verdict instanceof DomainError) throw verdict;
           verdict.authorize((ability) => {
-            for (const target of waiting.targets) {
-              const user = subject('User', { id: target.userId, organizationId: target.organizationId });
-              if (!ability.can('read', user, 'accessKey'))
+            for (const target of waiting.targets)
+              if (!canSeeKey(ability, target))
                 throw new ForbiddenError('Only admins of the organization can see access keys.');
-            }
           });
         } catch (error) {
           refusals.set(waiting, error as DomainError);
           continue;
         }
-        for (const target of waiting.targets) {
-          rows.push({
-            actor: waiting.who,
-            action: AuditAction.ACCESS_KEY_VIEWED,
-            organizationId: target.organizationId,
-            targetUserId: target.userId,
-          });
-        }
+        rows.push(...viewRows(waiting));
       }
       if (rows.length > 0) await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));
       return refusals;
     });
   }
+}
+
+/** abilities.ts: may `ability` read this user's `accessKey`. */
+function canSeeKey(ability: AppAbility, target: KeyViewTarget): boolean {
+  return ability.can(
+    'read',
+    subject('User', { id: target.userId, organizationId: target.organizationId }),
+    'accessKey',
+  );
+}
+
+/** One ACCESS_KEY_VIEWED row per target of the request. */
+function viewRows(waiting: Waiting): AuditRow[] {
+  return waiting.targets.map((target) => ({
+    actor: waiting.who,
+    action: AuditAction.ACCESS_KEY_VIEWED,
+    organizationId: target.organizationId,
+    targetUserId: target.userId,
+  }));
 }
