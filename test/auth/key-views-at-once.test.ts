@@ -69,6 +69,28 @@ describe('key views in one statement: confirmed under lock, committed before the
     }
   }
 
+  /**
+   * Starts `admin`'s reveal of `target` while the test's own transaction holds `sql`'s row FOR UPDATE, sees it
+   * wait for that lock, runs `during`, then releases the row (whatever happens) and returns the reveal's answer.
+   */
+  async function revealHeldAt(
+    held: { sql: string; id: string },
+    reveal: { admin: TestUser; target: TestUser },
+    during: () => Promise<void>,
+  ): Promise<GraphQLResponse> {
+    let response: Promise<GraphQLResponse> | undefined;
+    await other.query('BEGIN');
+    try {
+      await other.query(`${held.sql} FOR UPDATE`, [held.id]);
+      response = app.gql(REVEAL, { key: reveal.admin.key, variables: { id: reveal.target.id } });
+      await waitForLockWaiters(app, 1);
+      await during();
+    } finally {
+      await other.query('ROLLBACK');
+    }
+    return response;
+  }
+
   /** Runs `change` in the test's own transaction, starts the reveal and sees it wait, then commits `change`. */
   async function revealWhileCommitting(
     reveal: () => Promise<GraphQLResponse>,
@@ -99,47 +121,49 @@ describe('key views in one statement: confirmed under lock, committed before the
     expect(statements.filter((text) => /^(START TRANSACTION|BEGIN|COMMIT)/i.test(text))).toEqual([]);
   });
 
-  it('a demotion that commits while the reveal waits for its lock: FORBIDDEN, no key, no view', async () => {
-    const { admin, target } = await organization('Demoted At Once Org');
+  const FORBIDDEN = { code: 'FORBIDDEN' };
+  /** Each change that ends or narrows the caller's authority, committed while the reveal's statement waits for it. */
+  const endings: Array<{
+    name: string;
+    refusal: object;
+    change: (admin: TestUser) => { sql: string; values: unknown[] };
+  }> = [
+    {
+      name: 'a demotion',
+      refusal: FORBIDDEN,
+      change: (admin) => ({ sql: `UPDATE users SET role = 'MANAGER' WHERE id = $1`, values: [admin.id] }),
+    },
+    {
+      name: 'a deactivation',
+      refusal: ENDED,
+      change: (admin) => ({ sql: `UPDATE users SET is_active = false WHERE id = $1`, values: [admin.id] }),
+    },
+    {
+      name: "the organization's deactivation",
+      refusal: ENDED,
+      change: (admin) => ({
+        sql: `UPDATE organizations SET is_active = false WHERE id = $1`,
+        values: [admin.organizationId],
+      }),
+    },
+    {
+      name: "the caller's key replaced",
+      refusal: ENDED,
+      change: (admin) => ({
+        sql: `UPDATE access_keys SET key_digest = $2 WHERE user_id = $1`,
+        values: [admin.id, randomBytes(32)],
+      }),
+    },
+  ];
+
+  it.each(endings)('$name committing while the reveal waits for its lock: refused, no key, no view', async (ending) => {
+    const { admin, target } = await organization(`At Once: ${ending.name}`);
     const response = await revealWhileCommitting(
       () => app.gql(REVEAL, { key: admin.key, variables: { id: target.id } }),
-      { sql: `UPDATE users SET role = 'MANAGER' WHERE id = $1`, values: [admin.id] },
+      ending.change(admin),
     );
     expect(response.body.data).toEqual({ user: { id: target.id, accessKey: null } });
-    expect(response.body.errors!.map((error) => error.extensions!.code)).toEqual(['FORBIDDEN']);
-    expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
-    expect(await viewsBy(admin.id)).toEqual([]);
-  });
-
-  it('a deactivation that commits while the reveal waits for its lock: UNAUTHENTICATED, no key, no view', async () => {
-    const { admin, target } = await organization('Deactivated At Once Org');
-    const response = await revealWhileCommitting(
-      () => app.gql(REVEAL, { key: admin.key, variables: { id: target.id } }),
-      { sql: `UPDATE users SET is_active = false WHERE id = $1`, values: [admin.id] },
-    );
-    expect(response.body.errors!.map((error) => error.extensions)).toEqual([ENDED]);
-    expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
-    expect(await viewsBy(admin.id)).toEqual([]);
-  });
-
-  it("the organization's deactivation committing while the reveal waits: UNAUTHENTICATED, no key, no view", async () => {
-    const { admin, target } = await organization('Closed At Once Org');
-    const response = await revealWhileCommitting(
-      () => app.gql(REVEAL, { key: admin.key, variables: { id: target.id } }),
-      { sql: `UPDATE organizations SET is_active = false WHERE id = $1`, values: [admin.organizationId] },
-    );
-    expect(response.body.errors!.map((error) => error.extensions)).toEqual([ENDED]);
-    expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
-    expect(await viewsBy(admin.id)).toEqual([]);
-  });
-
-  it("the caller's key replaced while the reveal waits for its lock: UNAUTHENTICATED, no key, no view", async () => {
-    const { admin, target } = await organization('Replaced At Once Org');
-    const response = await revealWhileCommitting(
-      () => app.gql(REVEAL, { key: admin.key, variables: { id: target.id } }),
-      { sql: `UPDATE access_keys SET key_digest = $2 WHERE user_id = $1`, values: [admin.id, randomBytes(32)] },
-    );
-    expect(response.body.errors!.map((error) => error.extensions)).toEqual([ENDED]);
+    expect(response.body.errors!.map((error) => error.extensions)).toEqual([expect.objectContaining(ending.refusal)]);
     expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
     expect(await viewsBy(admin.id)).toEqual([]);
   });
@@ -160,14 +184,10 @@ describe('key views in one statement: confirmed under lock, committed before the
 
   it('locks in the one order, held to its commit: a demotion waits for the view, which commits first', async () => {
     const { admin, second, target } = await organization('Lock Order At Once Org');
-    await other.query('BEGIN');
-    let reveal: Promise<GraphQLResponse> | null = null;
-    let demotion: Promise<GraphQLResponse> | null = null;
-    try {
-      // The caller's key row is held: the statement locks the organization and users rows, then waits here.
-      await other.query('SELECT 1 FROM access_keys WHERE user_id = $1 FOR UPDATE', [admin.id]);
-      reveal = app.gql(REVEAL, { key: admin.key, variables: { id: target.id } });
-      await waitForLockWaiters(app, 1);
+    let demotion: Promise<GraphQLResponse> | undefined;
+    // The caller's key row is held: the statement locks the organization and users rows, then waits there.
+    const held = { sql: 'SELECT 1 FROM access_keys WHERE user_id = $1', id: admin.id };
+    const revealed = await revealHeldAt(held, { admin, target }, async () => {
       expect(await locked('SELECT 1 FROM organizations WHERE id = $1', admin.organizationId)).toBe(true);
       expect(await locked('SELECT 1 FROM users WHERE id = $1', admin.id)).toBe(true);
       // Not the target's rows: a reveal locks only its actor's.
@@ -175,12 +195,9 @@ describe('key views in one statement: confirmed under lock, committed before the
       // A demotion by the other admin waits behind the statement's lock on the caller's users row.
       demotion = app.gql(SET_ROLE, { key: second.key, variables: { id: admin.id, role: 'MANAGER' } });
       await waitForLockWaiters(app, 2);
-    } finally {
-      await other.query('ROLLBACK');
-    }
-    const revealed = await reveal;
+    });
     expect(revealed.body.data!.user.accessKey).toBe(target.key);
-    expect((await demotion).body.data!.setUserRole.role).toBe('MANAGER');
+    expect((await demotion!).body.data!.setUserRole.role).toBe('MANAGER');
     const [{ viewed_first }] = await app.dataSource.query(
       `SELECT (SELECT max(id) FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND actor_user_id = $1) <
               (SELECT max(id) FROM audit_events WHERE action = 'USER_ROLE_CHANGED' AND target_user_id = $1) AS viewed_first`,
@@ -194,38 +211,26 @@ describe('key views in one statement: confirmed under lock, committed before the
 
   it('the organization row is locked before the users row, the key row after it', async () => {
     const { admin, target } = await organization('Lock Order Users Org');
-    await other.query('BEGIN');
-    let reveal: Promise<GraphQLResponse> | null = null;
-    try {
-      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [admin.id]);
-      reveal = app.gql(REVEAL, { key: admin.key, variables: { id: target.id } });
-      await waitForLockWaiters(app, 1);
+    const held = { sql: 'SELECT 1 FROM users WHERE id = $1', id: admin.id };
+    const revealed = await revealHeldAt(held, { admin, target }, async () => {
       expect(await locked('SELECT 1 FROM organizations WHERE id = $1', admin.organizationId)).toBe(true);
       expect(await locked('SELECT 1 FROM access_keys WHERE user_id = $1', admin.id)).toBe(false);
-    } finally {
-      await other.query('ROLLBACK');
-    }
-    expect((await reveal).body.data!.user.accessKey).toBe(target.key);
+    });
+    expect(revealed.body.data!.user.accessKey).toBe(target.key);
   });
 
   it('a batch waiting for a lock does not hold up the next one: two are in flight, each confirmed on its own', async () => {
     const stuck = await organization('Stuck Batch Org');
     const free = await organization('Free Batch Org');
-    await other.query('BEGIN');
-    let stuckReveal: Promise<GraphQLResponse> | null = null;
-    try {
-      await other.query('SELECT 1 FROM access_keys WHERE user_id = $1 FOR UPDATE', [stuck.admin.id]);
-      stuckReveal = app.gql(REVEAL, { key: stuck.admin.key, variables: { id: stuck.target.id } });
-      await waitForLockWaiters(app, 1);
+    const held = { sql: 'SELECT 1 FROM access_keys WHERE user_id = $1', id: stuck.admin.id };
+    const stuckReveal = await revealHeldAt(held, stuck, async () => {
       // The first batch waits for the key row; a second one confirms its own actor and commits meanwhile.
       const freeReveal = await app.gql(REVEAL, { key: free.admin.key, variables: { id: free.target.id } });
       expect(freeReveal.body.data!.user.accessKey).toBe(free.target.key);
       expect(await viewsBy(free.admin.id)).toEqual([{ target_user_id: free.target.id }]);
       expect(await viewsBy(stuck.admin.id)).toEqual([]);
-    } finally {
-      await other.query('ROLLBACK');
-    }
-    expect((await stuckReveal!).body.data!.user.accessKey).toBe(stuck.target.key);
+    });
+    expect(stuckReveal.body.data!.user.accessKey).toBe(stuck.target.key);
     expect(await viewsBy(stuck.admin.id)).toEqual([{ target_user_id: stuck.target.id }]);
   });
 });
