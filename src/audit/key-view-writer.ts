@@ -26,33 +26,23 @@ interface Waiting {
 const MAX_ROWS_PER_INSERT = 5000;
 
 /**
- * How many batches may be committing at once. One batch spends most of its time waiting on round trips and
- * the commit's flush, not on CPU; with one in flight, requests that queue during a commit wait for all of it.
- * A second batch (its own transaction and connection, confirming its own actors under the same shared locks)
- * overlaps with it. Measured on the bench's `user(id) { accessKey }`: see docs/performance.md.
- */
-export const MAX_BATCHES_IN_FLIGHT = 2;
-
-/**
- * Group commit for ACCESS_KEY_VIEWED: while a batch is being committed, the views of every other request
- * queue up and go in the next batch together; up to MAX_BATCHES_IN_FLIGHT batches commit at once. A batch is
- * one transaction that first confirms the authority of each distinct actor in it as committed at that moment
- * (Authority.confirmEach: locks in the one order), then inserts the views of the actors that passed; the
- * others' requests get their refusal. Each request waits for the commit that holds its own events before its
- * keys are returned, so a key is never revealed without its record, nor to an actor whose authority had ended;
- * the database pays one commit per batch, not per request. Batches in flight together take only shared locks
- * (confirmEach), so they never wait for each other; a change that ends an actor's authority waits for every
- * batch that holds that actor's locks and is seen by every batch that locks after it commits.
+ * Group commit for ACCESS_KEY_VIEWED: while one batch is being committed, the views of every other request
+ * queue up and go in the next batch together. A batch first confirms the authority of each distinct actor in it
+ * as committed at that moment, under locks taken in the one order, and inserts the views of the actors that
+ * passed, in one statement (Authority.insertIfConfirmed); an actor it does not confirm goes through a
+ * transaction of confirmEach and the insert, which gives its refusal. Each request waits for the commit that
+ * holds its own events before its keys are returned, so a key is never revealed without its record, nor to an
+ * actor whose authority had ended; the database pays one commit per batch, not per request.
+ *
+ * One batch at a time: a second one in flight was measured (docs/performance.md, 2026-12-01, the admin
+ * reveal) and made batches half as large, with more statements, commits and CPU per request, for no more
+ * throughput.
  */
 export class KeyViewWriter {
   private queue: Waiting[] = [];
-  private inFlight = 0;
-  private readonly maxInFlight: number;
+  private writing = false;
 
-  /** `maxBatchesInFlight`: at least 1; MAX_BATCHES_IN_FLIGHT when not given. */
-  constructor(private readonly deps: { dataSource: DataSource; authority: Authority; maxBatchesInFlight?: number }) {
-    this.maxInFlight = Math.max(1, deps.maxBatchesInFlight ?? MAX_BATCHES_IN_FLIGHT);
-  }
+  constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {}
 
   /** Resolves once the views are committed; rejects with the refusal when the actor may no longer see them. */
   record(params: { actor: Actor; who: AuditActor; targets: readonly KeyViewTarget[] }): Promise<void> {
@@ -60,13 +50,13 @@ export class KeyViewWriter {
     if (params.actor.refusal) return Promise.reject(params.actor.refusal);
     return new Promise((resolve, reject) => {
       this.queue.push({ ...params, resolve, reject });
-      this.startBatches();
+      if (!this.writing) void this.drain();
     });
   }
 
-  /** Starts a batch of everything queued (up to MAX_ROWS_PER_INSERT rows) while fewer than the bound are in flight. */
-  private startBatches(): void {
-    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+  private async drain(): Promise<void> {
+    this.writing = true;
+    while (this.queue.length > 0) {
       const batch: Waiting[] = [];
       let size = 0;
       while (
@@ -77,12 +67,9 @@ export class KeyViewWriter {
         size += next.targets.length;
         batch.push(next);
       }
-      this.inFlight++;
-      void this.commit(batch).finally(() => {
-        this.inFlight--;
-        this.startBatches();
-      });
+      await this.commit(batch);
     }
+    this.writing = false;
   }
 
   /** Writes one batch and settles each of its requests: resolved, or rejected with its refusal or the error. */

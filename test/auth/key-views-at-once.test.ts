@@ -218,19 +218,4 @@ describe('key views in one statement: confirmed under lock, committed before the
     });
     expect(revealed.body.data!.user.accessKey).toBe(target.key);
   });
-
-  it('a batch waiting for a lock does not hold up the next one: two are in flight, each confirmed on its own', async () => {
-    const stuck = await organization('Stuck Batch Org');
-    const free = await organization('Free Batch Org');
-    const held = { sql: 'SELECT 1 FROM access_keys WHERE user_id = $1', id: stuck.admin.id };
-    const stuckReveal = await revealHeldAt(held, stuck, async () => {
-      // The first batch waits for the key row; a second one confirms its own actor and commits meanwhile.
-      const freeReveal = await app.gql(REVEAL, { key: free.admin.key, variables: { id: free.target.id } });
-      expect(freeReveal.body.data!.user.accessKey).toBe(free.target.key);
-      expect(await viewsBy(free.admin.id)).toEqual([{ target_user_id: free.target.id }]);
-      expect(await viewsBy(stuck.admin.id)).toEqual([]);
-    });
-    expect(stuckReveal.body.data!.user.accessKey).toBe(stuck.target.key);
-    expect(await viewsBy(stuck.admin.id)).toEqual([{ target_user_id: stuck.target.id }]);
-  });
 });
