@@ -399,7 +399,7 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * before the scan it gates starts), until that CTE has locked all its rows; each locks its rows in id order.
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked (PostgreSQL returns a
  * locked row as committed when the lock was granted, not as of the statement's snapshot). The insert reads
- * only `confirmed`, so it runs after every lock. test/auth/key-views-at-once.test.ts checks the plan and the
+ * only `confirmed`, so it runs after every lock. test/auth/key-views-at-once.test.ts checks the lock order and the
  * races.
  */
 export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
