@@ -1,6 +1,7 @@
 import { subject } from '@casl/ability';
 import type { DataSource } from 'typeorm';
 
+import type { AppAbility } from '../authorization/abilities';
 import type { Authority } from '../authorization/authority';
 import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
@@ -26,11 +27,16 @@ const MAX_ROWS_PER_INSERT = 5000;
 
 /**
  * Group commit for ACCESS_KEY_VIEWED: while one batch is being committed, the views of every other request
- * queue up and go in the next batch together. A batch is one transaction that first confirms the authority of
- * each distinct actor in it as committed at that moment (Authority.confirmEach: locks in the one order), then
- * inserts the views of the actors that passed; the others' requests get their refusal. Each request waits for
- * the commit that holds its own events before its keys are returned, so a key is never revealed without its
- * record, nor to an actor whose authority had ended; the database pays one commit per batch, not per request.
+ * queue up and go in the next batch together. A batch first confirms the authority of each distinct actor in it
+ * as committed at that moment, under locks taken in the one order, and inserts the views of the actors that
+ * passed, in one statement (Authority.insertIfConfirmed); an actor it does not confirm goes through a
+ * transaction of confirmEach and the insert, which gives its refusal. Each request waits for the commit that
+ * holds its own events before its keys are returned, so a key is never revealed without its record, nor to an
+ * actor whose authority had ended; the database pays one commit per batch, not per request.
+ *
+ * One batch at a time: a second one in flight was measured (docs/performance.md, 2026-12-01, the admin
+ * reveal) and made batches half as large, with more statements, commits and CPU per request, for no more
+ * throughput.
  */
 export class KeyViewWriter {
   private queue: Waiting[] = [];
@@ -61,22 +67,57 @@ export class KeyViewWriter {
         size += next.targets.length;
         batch.push(next);
       }
-      try {
-        const refusals = await this.write(batch);
-        for (const waiting of batch) {
-          const refusal = refusals.get(waiting);
-          if (refusal) waiting.reject(refusal);
-          else waiting.resolve();
-        }
-      } catch (error) {
-        for (const waiting of batch) waiting.reject(error);
-      }
+      await this.commit(batch);
     }
     this.writing = false;
   }
 
+  /** Writes one batch and settles each of its requests: resolved, or rejected with its refusal or the error. */
+  private async commit(batch: readonly Waiting[]): Promise<void> {
+    try {
+      const refusals = await this.write(batch);
+      for (const waiting of batch) {
+        const refusal = refusals.get(waiting);
+        if (refusal) waiting.reject(refusal);
+        else waiting.resolve();
+      }
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error);
+    }
+  }
+
+  /**
+   * Settles a batch: first, in one statement (Authority.insertIfConfirmed), the views of every request whose
+   * actor's authority stands as it was authenticated and whose abilities grant every key; then, in one
+   * transaction (confirmEach, then the insert), the others, which get their refusal or, when a changed role
+   * still grants the keys, their views. Returns the refusals; requests not in it had their views committed.
+   */
+  private async write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
+    const atOnce: Array<{ actor: Actor; rows: AuditRow[] }> = [];
+    const rest: Waiting[] = [];
+    const rowsOf = new Map<Actor, AuditRow[]>();
+    for (const waiting of batch) {
+      // As authenticated; insertIfConfirmed inserts nothing for an actor whose role changed since.
+      if (!waiting.targets.every((target) => canSeeKey(waiting.actor.ability, target))) {
+        rest.push(waiting);
+        continue;
+      }
+      let rows = rowsOf.get(waiting.actor);
+      if (!rows) {
+        rows = [];
+        rowsOf.set(waiting.actor, rows);
+        atOnce.push({ actor: waiting.actor, rows });
+      }
+      rows.push(...viewRows(waiting));
+    }
+    const confirmed = await this.deps.authority.insertIfConfirmed(this.deps.dataSource, atOnce);
+    const refused = new Set(rest);
+    for (const waiting of batch) if (!refused.has(waiting) && !confirmed.has(waiting.actor)) rest.push(waiting);
+    return rest.length > 0 ? this.confirmAndWrite(rest) : new Map();
+  }
+
   /** One transaction: confirm every actor, insert the views of those who may see the keys. */
-  private write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
+  private confirmAndWrite(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
     return this.deps.dataSource.transaction(async (manager) => {
       const verdicts = await this.deps.authority.confirmEach(manager, [
         ...new Set(batch.map((waiting) => waiting.actor)),
@@ -88,27 +129,37 @@ export class KeyViewWriter {
         try {
           if (verdict instanceof DomainError) throw verdict;
           verdict.authorize((ability) => {
-            for (const target of waiting.targets) {
-              const user = subject('User', { id: target.userId, organizationId: target.organizationId });
-              if (!ability.can('read', user, 'accessKey'))
+            for (const target of waiting.targets)
+              if (!canSeeKey(ability, target))
                 throw new ForbiddenError('Only admins of the organization can see access keys.');
-            }
           });
         } catch (error) {
           refusals.set(waiting, error as DomainError);
           continue;
         }
-        for (const target of waiting.targets) {
-          rows.push({
-            actor: waiting.who,
-            action: AuditAction.ACCESS_KEY_VIEWED,
-            organizationId: target.organizationId,
-            targetUserId: target.userId,
-          });
-        }
+        rows.push(...viewRows(waiting));
       }
       if (rows.length > 0) await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));
       return refusals;
     });
   }
+}
+
+/** abilities.ts: may `ability` read this user's `accessKey`. */
+function canSeeKey(ability: AppAbility, target: KeyViewTarget): boolean {
+  return ability.can(
+    'read',
+    subject('User', { id: target.userId, organizationId: target.organizationId }),
+    'accessKey',
+  );
+}
+
+/** One ACCESS_KEY_VIEWED row per target of the request. */
+function viewRows(waiting: Waiting): AuditRow[] {
+  return waiting.targets.map((target) => ({
+    actor: waiting.who,
+    action: AuditAction.ACCESS_KEY_VIEWED,
+    organizationId: target.organizationId,
+    targetUserId: target.userId,
+  }));
 }

@@ -1,8 +1,9 @@
-import type { EntityManager } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 
 import { type Clock, systemClock } from '../access-keys/clock';
+import { type AuditRow, auditRowValues } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
-import { runPreparedIn } from '../db/prepared';
+import { runPrepared, runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import type { Actor } from '../request/actor';
 import type { User } from '../users/user.entity';
@@ -212,6 +213,67 @@ export class Authority {
     return verdicts;
   }
 
+  /**
+   * A batch of key views in one statement, its own transaction (one round trip instead of confirmEach's
+   * BEGIN, three locking reads, INSERT and COMMIT): it takes confirmEach's locks in the same order (organization
+   * rows FOR KEY SHARE, users rows FOR SHARE, then key rows FOR KEY SHARE and session rows FOR SHARE, each table
+   * by id) and inserts the rows of each actor whose authority stands exactly as the request authenticated it:
+   * organization and user active, the role unchanged, the current key (not expired by this authority's clock)
+   * or a live session. When it resolves, those rows are committed. A concurrent change that ends an actor's
+   * authority either committed before the statement locked the row (the statement reads the row as committed
+   * then, and that actor is not confirmed) or waits for the statement's commit, as with confirmEach.
+   *
+   * Returns the actors whose rows were inserted. It decides nothing else: an actor not confirmed here (authority
+   * ended, role changed, a replaced key, a refusal earlier in the request) had nothing inserted and must be
+   * judged by confirmEach in a transaction, which gives its refusal or its confirmation under the new role.
+   * The caller has checked every row against its actor's abilities as authenticated: with the role unchanged,
+   * those are the abilities confirmEach would use. While a test sets beforeAuthorityCheck or afterAuthorityCheck
+   * (pauses at points inside the check, which one statement does not have) it confirms nobody and sends
+   * nothing: every batch then goes through confirmEach, where the pauses are.
+   * @throws the database's error (then nothing of the batch was inserted).
+   */
+  async insertIfConfirmed(
+    dataSource: DataSource,
+    entries: ReadonlyArray<{ readonly actor: Actor; readonly rows: readonly AuditRow[] }>,
+  ): Promise<Set<Actor>> {
+    const candidates = entries.filter(({ actor }) => !actor.refusal && credentialOf(actor.principal) !== null);
+    const { hooks } = this.deps;
+    if (candidates.length === 0 || hooks.beforeAuthorityCheck || hooks.afterAuthorityCheck) return new Set();
+    const actors = candidates.map(({ actor }) => actor.principal);
+    const digestOf: number[] = [];
+    const digests: Buffer[] = [];
+    const rowOf: number[] = [];
+    const rows: AuditRow[] = [];
+    candidates.forEach(({ actor, rows: own }, i) => {
+      for (const digest of actor.principal.keyDigests ?? []) {
+        digestOf.push(i);
+        digests.push(digest);
+      }
+      for (const row of own) {
+        rowOf.push(i);
+        rows.push(row);
+      }
+    });
+    const organizationIds = sortedUnique(actors.map((principal) => principal.organizationId));
+    const confirmed = await runPrepared<{ i: number }>(dataSource, INSERT_IF_CONFIRMED, [
+      organizationIds,
+      sortedUnique(actors.map((principal) => principal.userId)),
+      sortedUnique(actors.flatMap((principal) => (principal.kind === 'ACCESS_KEY' ? [principal.userId] : []))),
+      sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
+      actors.map((_, i) => i),
+      actors.map((principal) => principal.userId),
+      actors.map((principal) => principal.organizationId),
+      actors.map((principal) => principal.role),
+      actors.map((principal) => (principal.kind === 'SESSION' ? principal.sessionId! : null)),
+      digestOf,
+      digests,
+      new Date((this.deps.clock ?? systemClock).now()),
+      rowOf,
+      ...auditRowValues(rows),
+    ]);
+    return new Set(confirmed.map(({ i }) => candidates[i].actor));
+  }
+
   private async check(
     manager: EntityManager,
     params: { actors: readonly Actor[]; organizationLock: RowLock; usersLock: RowLock; targetIds: readonly string[] },
@@ -323,6 +385,51 @@ export class Authority {
     return error;
   }
 }
+
+/** What carries the request, for insertIfConfirmed: null for anything it does not confirm itself. */
+function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
+  if (principal.kind === 'ACCESS_KEY') return principal.keyDigests?.length ? 'KEY' : null;
+  if (principal.kind === 'SESSION') return principal.sessionId ? 'SESSION' : null;
+  return null;
+}
+
+/**
+ * insertIfConfirmed's statement. Its locks keep RowLock's order although they are in one statement: each
+ * locking CTE waits, through an uncorrelated count of the CTE before it (an InitPlan that PostgreSQL evaluates
+ * before the scan it gates starts), until that CTE has locked all its rows; each locks its rows in id order.
+ * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked (PostgreSQL returns a
+ * locked row as committed when the lock was granted, not as of the statement's snapshot). The insert reads
+ * only `confirmed`, so it runs after every lock. test/auth/key-views-at-once.test.ts checks the lock order and the
+ * races.
+ */
+export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
+    SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE),
+  u AS MATERIALIZED (
+    SELECT id, organization_id, role, is_active FROM users
+     WHERE id = ANY($2::uuid[]) AND organization_id = ANY($1::uuid[]) AND (SELECT count(*) FROM o) >= 0
+     ORDER BY id FOR SHARE),
+  k AS MATERIALIZED (
+    SELECT user_id, key_digest, expires_at FROM access_keys
+     WHERE user_id = ANY($3::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR KEY SHARE),
+  s AS MATERIALIZED (
+    SELECT id FROM sessions
+     WHERE id = ANY($4::uuid[]) AND revoked_at IS NULL AND expires_at > now() AND (SELECT count(*) FROM k) >= 0
+     ORDER BY id FOR SHARE),
+  confirmed AS MATERIALIZED (
+    SELECT a.i FROM unnest($5::int[], $6::uuid[], $7::uuid[], $8::text[], $9::uuid[]) AS a (i, user_id, organization_id, role, session_id)
+      JOIN o ON o.id = a.organization_id AND o.is_active
+      JOIN u ON u.id = a.user_id AND u.organization_id = a.organization_id AND u.is_active AND u.role = a.role
+     WHERE CASE WHEN a.session_id IS NULL
+       THEN EXISTS (SELECT 1 FROM k JOIN unnest($10::int[], $11::bytea[]) AS d (i, digest) ON d.digest = k.key_digest
+                     WHERE k.user_id = a.user_id AND d.i = a.i AND (k.expires_at IS NULL OR k.expires_at > $12::timestamptz))
+       ELSE EXISTS (SELECT 1 FROM s WHERE s.id = a.session_id) END),
+  inserted AS (
+    INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
+    SELECT r.organization_id, r.action, r.actor_user_id, r.actor_kind, r.target_user_id, r.ip, r.request_id
+      FROM unnest($13::int[], $14::uuid[], $15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::text[])
+        AS r (i, organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
+     WHERE r.i IN (SELECT i FROM confirmed))
+SELECT i FROM confirmed`;
 
 /** The values once each, in ascending order: the order rows are locked in (see RowLock). */
 export function sortedUnique(values: readonly string[]): string[] {
