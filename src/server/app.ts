@@ -134,7 +134,7 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
 const DATABASE_UNAVAILABLE = Symbol('databaseUnavailable');
 type ErrorStatusContext = RequestContext & { [DATABASE_UNAVAILABLE]?: true };
 
-/** Statuses of refusals to do expensive work now (see errorStatusPlugin). */
+/** Statuses of refusals to do expensive work now (see errorStatusListener). */
 const BUSY_STATUSES: Readonly<Record<string, number>> = { RATE_LIMITED: 429, SERVICE_UNAVAILABLE: 503 };
 
 /**
