@@ -135,15 +135,7 @@ async function seed(params: { url: string; secret: Buffer }) {
  * The service (or, with `entry`, the bare stack's server) in its own process, pinned to its own core. `nodeArgs`
  * go before BENCH_NODE_ARGS; `ipc` opens a channel to it (see startServiceProcess).
  */
-function startServer(params: {
-  url: string;
-  secret: Buffer;
-  port: number;
-  entry?: string;
-  env?: Record<string, string>;
-  nodeArgs?: string[];
-  ipc?: boolean;
-}): Promise<ChildProcess> {
+function startServer(params: Omit<Parameters<typeof startServiceProcess>[0], 'cpu'>): Promise<ChildProcess> {
   return startServiceProcess({
     ...params,
     nodeArgs: [...(params.nodeArgs ?? []), ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],

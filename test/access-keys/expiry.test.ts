@@ -4,7 +4,7 @@ import { generateAccessKey } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { postFrom } from '../helpers/http';
-import { waitForLockWaiters } from '../helpers/locks';
+import { keyRowsInReverseIdOrder, waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 import { DAY_MS, TestClock } from '../helpers/test-clock';
 
@@ -189,28 +189,18 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
     const org = await createOrganization(app, 'Lock Order Clinic');
     // The first row's live version after the second's, in the heap and in every index (a regeneration
     // rewrites indexed columns): a statement that locks rows as it scans them takes the second first, while
-    // the write of key uses takes them by user id. A regeneration usually puts the new version at the end of
-    // its page; where the page has no room PostgreSQL may use an earlier one, so a new pair is tried.
-    let pair: [TestUser, TestUser] | null = null;
-    let keys = 1; // the organization's admin's
-    for (let attempt = 0; attempt < 20 && pair === null; attempt++) {
-      keys += 2;
-      const [smaller, larger] = (await Promise.all([createUser(app, org), createUser(app, org)])).sort((x, y) =>
-        x.id < y.id ? -1 : 1,
-      );
-      const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
-        key: org.key,
-        variables: { id: smaller.id },
-      });
-      smaller.key = regenerated.body.data!.regenerateAccessKey.accessKey;
-      const physical = await app.dataSource.query(
-        `SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`,
-        [[smaller.id, larger.id]],
-      );
-      if (physical[0].user_id === larger.id) pair = [smaller, larger];
-    }
-    expect(pair).not.toBeNull();
-    const [first, second] = pair!;
+    // the write of key uses takes them by user id.
+    const { first, second, made } = await keyRowsInReverseIdOrder(app, {
+      makeUser: () => createUser(app, org),
+      relocate: async (smaller) => {
+        const regenerated = await app.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+          key: org.key,
+          variables: { id: smaller.id },
+        });
+        smaller.key = regenerated.body.data!.regenerateAccessKey.accessKey;
+      },
+    });
+    const keys = made + 1; // and the organization's admin's
 
     // A trigger that waits on an advisory lock the test holds, when the policy writes the second row: the
     // policy's statement stands still there, with the rows it has locked so far.

@@ -13,7 +13,7 @@ import { ConfigError } from '../../src/config';
 import { operatorMessage } from '../../src/operator-errors';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { waitForLockWaiters } from '../helpers/locks';
+import { keyRowsInReverseIdOrder, waitForLockWaiters } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 const ME = '{ me { id } }';
@@ -476,24 +476,14 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
   });
 
   it('the batched write of key uses and a report that names the same keys do not deadlock: the write waits', async () => {
-    // The report locks the key rows by user id. The first row's live version must lie after the second's, so
-    // that a write that updates rows as it scans them reaches the second row first. An update moves the first
-    // row's version, usually to the end of its page; where the page has no room, PostgreSQL may put it on an
-    // earlier page, so a new pair is tried (each at least as likely to be arranged as not).
-    let pair: [TestUser, TestUser] | null = null;
-    for (let attempt = 0; attempt < 20 && pair === null; attempt++) {
-      const [smaller, larger] = (await Promise.all([createUser(a, admin), createUser(a, admin)])).sort((x, y) =>
-        x.id < y.id ? -1 : 1,
-      );
-      await a.dataSource.query(`UPDATE access_keys SET leak_report_location = NULL WHERE user_id = $1`, [smaller.id]);
-      const physical = await a.dataSource.query(
-        `SELECT user_id FROM access_keys WHERE user_id = ANY($1) ORDER BY ctid`,
-        [[smaller.id, larger.id]],
-      );
-      if (physical[0].user_id === larger.id) pair = [smaller, larger];
-    }
-    expect(pair).not.toBeNull();
-    const [first, second] = pair!;
+    // The report locks the key rows by user id; a write that updates rows as it scans them reaches the second
+    // row first.
+    const { first, second } = await keyRowsInReverseIdOrder(a, {
+      makeUser: () => createUser(a, admin),
+      relocate: async (smaller) => {
+        await a.dataSource.query(`UPDATE access_keys SET leak_report_location = NULL WHERE user_id = $1`, [smaller.id]);
+      },
+    });
 
     const holder = new Client({ connectionString: a.databaseUrl });
     await holder.connect();
