@@ -216,7 +216,7 @@ export class Authority {
   /**
    * A batch of key views in one statement, its own transaction (one round trip instead of confirmEach's
    * BEGIN, three locking reads, INSERT and COMMIT): it takes confirmEach's locks in the same order (organization
-   * rows FOR KEY SHARE, users rows FOR SHARE, then key rows FOR KEY SHARE and session rows FOR SHARE, each table
+   * rows FOR KEY SHARE, users rows FOR SHARE, then key rows FOR SHARE and session rows FOR SHARE, each table
    * by id) and inserts the rows of each actor whose authority stands exactly as the request authenticated it:
    * organization and user active, the role unchanged, the current key (not expired by this authority's clock)
    * or a live session. When it resolves, those rows are committed. A concurrent change that ends an actor's
@@ -397,8 +397,11 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * insertIfConfirmed's statement. Its locks keep RowLock's order although they are in one statement: each
  * locking CTE waits, through an uncorrelated count of the CTE before it (an InitPlan that PostgreSQL evaluates
  * before the scan it gates starts), until that CTE has locked all its rows; each locks its rows in id order.
- * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked (PostgreSQL returns a
- * locked row as committed when the lock was granted, not as of the statement's snapshot). The insert reads
+ * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
+ * as committed when a lock was granted only when the lock conflicts with the change; a key row is therefore
+ * locked FOR SHARE here (FOR KEY SHARE let an expiry committed while the statement waited read as the
+ * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). It waits for the minute's `last_used_at`
+ * write at most; both take key rows in user id order. The insert reads
  * only `confirmed`, so it runs after every lock. test/auth/key-views-at-once.test.ts checks the lock order and the
  * races.
  */
@@ -410,7 +413,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
      ORDER BY id FOR SHARE),
   k AS MATERIALIZED (
     SELECT user_id, key_digest, expires_at FROM access_keys
-     WHERE user_id = ANY($3::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR KEY SHARE),
+     WHERE user_id = ANY($3::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
   s AS MATERIALIZED (
     SELECT id FROM sessions
      WHERE id = ANY($4::uuid[]) AND revoked_at IS NULL AND expires_at > now() AND (SELECT count(*) FROM k) >= 0
