@@ -63,39 +63,53 @@ export function maxConnections(config: Pick<Config, 'http' | 'db'>): number {
   return Math.max(16, limit - RESERVED_FILE_DESCRIPTORS - config.db.poolSize);
 }
 
+/** On each response: its place in the order requests arrived (a per-process count). */
+const SEQUENCE = Symbol('sequence');
+type CountedResponse = ServerResponse & { [SEQUENCE]: number };
+
 /**
  * Keeps open client connections at `maxConnections` at most, so a flood of sockets cannot exhaust the
  * process's file descriptors (past which Node accepts and drops every new connection, real ones included).
- * A connection over the limit makes room by closing the connection that has been idle longest (one that
- * never sent a request, or a keep-alive connection between requests); only when every other connection is
- * busy with a request is the new one closed instead. A real client sends its request as soon as it is
- * connected, so idle sockets cannot keep it out.
+ * A connection over the limit makes room by closing an idle connection: one that never sent a request (the
+ * longest-connected first), else the keep-alive connection between requests whose last request came earliest;
+ * only when every other connection is busy with a request is the new one closed instead. A real
+ * client sends its request as soon as it is connected, so idle sockets cannot keep it out.
+ *
+ * Per request this only notes the connection's response and numbers it (no listener, no closure, no
+ * reordering): which connection is idle is read from those responses when room is needed, which is rare.
  */
 export function limitConnections(params: { server: Server; maxConnections: number; metrics: Metrics }): void {
   const { server, metrics } = params;
-  /** Connections without a request in progress, longest idle first (Map keeps insertion order). */
-  const idle = new Set<Socket>();
-  let open = 0;
+  /** Open connections, in the order they were accepted (a Set keeps insertion order). */
+  const connections = new Set<Socket>();
+  /** Each connection's response in progress, or its last one. */
+  const lastResponse = new WeakMap<Socket, CountedResponse>();
+  let requests = 0;
   server.on('connection', (socket: Socket) => {
-    open++;
-    idle.add(socket);
-    socket.once('close', () => {
-      open--;
-      idle.delete(socket);
-    });
-    if (open <= params.maxConnections) return;
-    const longestIdle = idle.values().next().value as Socket;
-    if (longestIdle !== socket) metrics.countIdleConnectionClosed();
-    longestIdle.destroy();
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+    if (connections.size <= params.maxConnections) return;
+    // The new connection itself only when no other is idle.
+    let victim = socket;
+    let victimSequence = Infinity;
+    for (const open of connections) {
+      if (open === socket) continue;
+      const response = lastResponse.get(open);
+      if (response === undefined) {
+        victim = open;
+        break;
+      }
+      if (response.writableFinished && response[SEQUENCE] < victimSequence) {
+        victim = open;
+        victimSequence = response[SEQUENCE];
+      }
+    }
+    if (victim !== socket) metrics.countIdleConnectionClosed();
+    victim.destroy();
   });
-  // One handler for every response (no closure per request): the socket is idle again once its response closed.
-  function onResponseClose(this: ServerResponse): void {
-    const socket = this.req.socket;
-    if (!socket.destroyed) idle.add(socket);
-  }
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    idle.delete(request.socket);
-    response.on('close', onResponseClose);
+    (response as CountedResponse)[SEQUENCE] = requests++;
+    lastResponse.set(request.socket, response as CountedResponse);
   });
 }
 
@@ -153,13 +167,21 @@ const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]
  * userinfo part was taken in silently. A request without Host (HTTP/1.0) passes.
  */
 export function registerHostCheck(app: FastifyInstance): void {
+  // The host last found valid: nearly every request names the same one, and comparing strings costs less than the pattern.
+  let lastValid = '';
+  const valid = (host: string): boolean => {
+    if (host === lastValid) return true;
+    if (!isValidHost(host)) return false;
+    lastValid = host;
+    return true;
+  };
   app.addHook('onRequest', (request, reply, done) => {
     const raw = request.headers.host;
     // request.host is X-Forwarded-Host behind a trusted proxy, else the same string as Host.
-    if (raw === undefined || (isValidHost(raw) && (request.host === raw || isValidHost(request.host)))) return done();
+    if (raw === undefined || (valid(raw) && (request.host === raw || valid(request.host)))) return done();
     void reply
       .code(400)
-      .header('cache-control', 'no-store')
+      .header('cache-control', NO_STORE)
       .send({
         errors: [
           {
@@ -176,17 +198,18 @@ function isValidHost(host: string): boolean {
 }
 
 /**
- * What every response of `app` carries, errors included, set in one onSend hook: SECURITY_HEADERS, the
- * request's id (X-Request-Id, quoted in error reports), and for `noStoreUrl`'s answers, which carry keys and
- * tokens, Cache-Control: no-store, so that no shared cache in front keeps one, whatever the status or method.
+ * What every response of `app` carries, errors included, set in one onSend hook: SECURITY_HEADERS and the
+ * request's id (X-Request-Id, quoted in error reports). Routes whose answers carry keys or tokens add
+ * `Cache-Control: no-store` in their own onSend (NO_STORE), whatever the status or method.
  */
-export function registerResponseHeaders(app: FastifyInstance, params: { noStoreUrl: string }): void {
-  const { noStoreUrl } = params;
+export function registerResponseHeaders(app: FastifyInstance): void {
   // Callback style: no promise per response for constant headers.
   app.addHook('onSend', (request, reply, payload, done) => {
     void reply.headers(SECURITY_HEADERS);
     reply.header('x-request-id', request.id);
-    if (request.routeOptions.url === noStoreUrl) reply.header('cache-control', 'no-store');
     done(null, payload);
   });
 }
+
+/** For answers that carry keys or tokens: no shared cache in front of the service may keep them. */
+export const NO_STORE = 'no-store';

@@ -202,6 +202,69 @@ describe('an idle-socket flood', () => {
     }
   });
 
+  it('makes room by closing an idle connection: a silent one first, then the keep-alive one used longest ago, never a busy one or the newcomer', async () => {
+    const app = await startTestApp({ env: { MAX_CONNECTIONS: '3' } });
+    const port = portOf(app);
+    const body = '{"query":"{ __typename }"}';
+    const request = `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const open = async () => {
+      const socket = net.connect(port, '127.0.0.1');
+      const state = { socket, received: '', closed: false };
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk) => (state.received += chunk));
+      socket.on('error', () => undefined);
+      socket.on('close', () => (state.closed = true));
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return state;
+    };
+    const answered = (state: { received: string }) =>
+      until(
+        async () => state.received,
+        (text) => text.includes('{"data":{"__typename":"Query"}}'),
+      );
+    const closedBy = (state: { closed: boolean }) =>
+      until(
+        async () => state.closed,
+        (closed) => closed,
+      );
+    const sockets: Array<{ socket: net.Socket }> = [];
+    try {
+      const usedFirst = await open();
+      const usedLater = await open();
+      sockets.push(usedFirst, usedLater);
+      usedFirst.socket.write(request + body);
+      await answered(usedFirst);
+      usedLater.socket.write(request + body);
+      await answered(usedLater);
+      // Busy: its request is in flight (half its body sent) while others come and go. Node answers
+      // `Expect: 100-continue` as it hands the request on, so the server has seen it once that arrives.
+      const busy = await open();
+      sockets.push(busy);
+      busy.socket.write(request.replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n') + body.slice(0, 10));
+      await until(
+        async () => busy.received,
+        (text) => text.startsWith('HTTP/1.1 100 Continue'),
+      );
+
+      const silent = await open();
+      sockets.push(silent);
+      await closedBy(usedFirst);
+      const newcomer = await open();
+      sockets.push(newcomer);
+      await closedBy(silent);
+      expect([usedLater.closed, busy.closed, newcomer.closed]).toEqual([false, false, false]);
+
+      busy.socket.write(body.slice(10));
+      await answered(busy);
+      newcomer.socket.write(request + body);
+      await answered(newcomer);
+      expect(usedLater.closed).toBe(false);
+    } finally {
+      for (const { socket } of sockets) socket.destroy();
+      await app.close();
+    }
+  });
+
   describe('against a process limited to 400 open files (the reported outage: 900 idle sockets)', () => {
     let database: { url: string; drop(): Promise<void> };
     let child: ChildProcess;
