@@ -167,8 +167,9 @@ const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]
  * userinfo part was taken in silently. A request without Host (HTTP/1.0) passes.
  */
 export function registerHostCheck(app: FastifyInstance): void {
-  // The host last found valid: nearly every request names the same one, and comparing strings costs less than the pattern.
-  let lastValid = '';
+  // The host last found valid: nearly every request names the same one, and comparing strings costs less than the
+  // pattern. Null until one is: an empty Host must not match a starting value and skip the pattern (it made a 500).
+  let lastValid: string | null = null;
   const valid = (host: string): boolean => {
     if (host === lastValid) return true;
     if (!isValidHost(host)) return false;
