@@ -63,53 +63,63 @@ export function maxConnections(config: Pick<Config, 'http' | 'db'>): number {
   return Math.max(16, limit - RESERVED_FILE_DESCRIPTORS - config.db.poolSize);
 }
 
-/** On each response: its place in the order requests arrived (a per-process count). */
+/**
+ * On each connection, its place in the order connections and requests arrived (one count for both); on each
+ * response, its request's place in that order.
+ */
 const SEQUENCE = Symbol('sequence');
-type CountedResponse = ServerResponse & { [SEQUENCE]: number };
+type Counted<T> = T & { [SEQUENCE]: number };
 
 /**
  * Keeps open client connections at `maxConnections` at most, so a flood of sockets cannot exhaust the
  * process's file descriptors (past which Node accepts and drops every new connection, real ones included).
- * A connection over the limit makes room by closing an idle connection: one that never sent a request (the
- * longest-connected first), else the keep-alive connection between requests whose last request came earliest;
- * only when every other connection is busy with a request is the new one closed instead. A real
- * client sends its request as soon as it is connected, so idle sockets cannot keep it out.
+ * A connection over the limit makes room by closing the connection idle longest: one that never sent a request
+ * (idle since it was accepted) or a keep-alive connection between requests (idle since its last request came);
+ * only when every other connection is busy with a request is the new one closed instead. A real client sends
+ * its request as soon as it is connected, so idle sockets cannot keep it out: until its request is read, its
+ * connection is the newest idle one, whoever holds the others (silent sockets or keep-alive connections that
+ * each made one request earlier).
  *
  * Per request this only notes the connection's response and numbers it (no listener, no closure, no
  * reordering): which connection is idle is read from those responses when room is needed, which is rare.
+ * "Idle since its last request came" counts from the request's arrival, not its answer's end (which would
+ * need a listener per response): a long request answered late counts as idle from when it came.
  */
 export function limitConnections(params: { server: Server; maxConnections: number; metrics: Metrics }): void {
   const { server, metrics } = params;
   /** Open connections, in the order they were accepted (a Set keeps insertion order). */
-  const connections = new Set<Socket>();
+  const connections = new Set<Counted<Socket>>();
   /** Each connection's response in progress, or its last one. */
-  const lastResponse = new WeakMap<Socket, CountedResponse>();
-  let requests = 0;
-  server.on('connection', (socket: Socket) => {
+  const lastResponse = new WeakMap<Socket, Counted<ServerResponse>>();
+  let sequence = 0;
+  server.on('connection', (socket: Counted<Socket>) => {
+    socket[SEQUENCE] = sequence++;
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
     if (connections.size <= params.maxConnections) return;
     // The new connection itself only when no other is idle.
     let victim = socket;
-    let victimSequence = Infinity;
+    let idleSince = Infinity;
     for (const open of connections) {
-      if (open === socket) continue;
+      // The newcomer is the last one.
+      if (open === socket) break;
+      // In accept order, and nothing is idle since before it was accepted: none further can be idle longer.
+      if (open[SEQUENCE] >= idleSince) break;
       const response = lastResponse.get(open);
       if (response === undefined) {
         victim = open;
-        break;
-      }
-      if (response.writableFinished && response[SEQUENCE] < victimSequence) {
+        idleSince = open[SEQUENCE];
+      } else if (response.writableFinished && response[SEQUENCE] < idleSince) {
         victim = open;
-        victimSequence = response[SEQUENCE];
+        idleSince = response[SEQUENCE];
       }
     }
     if (victim !== socket) metrics.countIdleConnectionClosed();
     victim.destroy();
   });
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    (response as CountedResponse)[SEQUENCE] = requests++;
-    lastResponse.set(request.socket, response as CountedResponse);
+    (response as Counted<ServerResponse>)[SEQUENCE] = sequence++;
+    lastResponse.set(request.socket, response as Counted<ServerResponse>);
   });
 }
 

@@ -77,6 +77,51 @@ async function idleFlood(port: number, count: number): Promise<{ sockets: net.So
 
 const portOf = (app: TestApp) => Number(new URL(app.url).port);
 
+const GRAPHQL_BODY = '{"query":"{ __typename }"}';
+const GRAPHQL_HEAD = `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${GRAPHQL_BODY.length}\r\n\r\n`;
+/** One keep-alive GraphQL request, as raw bytes. */
+const GRAPHQL_REQUEST = GRAPHQL_HEAD + GRAPHQL_BODY;
+
+interface RawClient {
+  socket: net.Socket;
+  /** Everything the server sent so far. */
+  received: string;
+  /** Whether the connection has closed. */
+  closed: boolean;
+}
+
+/** Raw connections to `port`, each resolved once connected; `destroyAll` closes every one opened. */
+function rawClients(port: number): { open(): Promise<RawClient>; destroyAll(): void } {
+  const opened: RawClient[] = [];
+  return {
+    async open() {
+      const socket = net.connect(port, '127.0.0.1');
+      const state: RawClient = { socket, received: '', closed: false };
+      opened.push(state);
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk) => (state.received += chunk));
+      socket.on('error', () => undefined);
+      socket.on('close', () => (state.closed = true));
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return state;
+    },
+    destroyAll() {
+      for (const { socket } of opened) socket.destroy();
+    },
+  };
+}
+
+const answered = (client: RawClient) =>
+  until(
+    async () => client.received,
+    (text) => text.includes('{"data":{"__typename":"Query"}}'),
+  );
+const closedBy = (client: RawClient) =>
+  until(
+    async () => client.closed,
+    (closed) => closed,
+  );
+
 describe('HTTP timeouts', () => {
   it('are finite by default: 30 s for a request, 10 s for its headers, 72 s for an idle keep-alive connection', async () => {
     const app = await startTestApp();
@@ -202,65 +247,71 @@ describe('an idle-socket flood', () => {
     }
   });
 
-  it('makes room by closing an idle connection: a silent one first, then the keep-alive one used longest ago, never a busy one or the newcomer', async () => {
+  it('makes room by closing the connection idle longest (silent since accepted, or kept alive since its last request), never a busy one or the newcomer', async () => {
     const app = await startTestApp({ env: { MAX_CONNECTIONS: '3' } });
-    const port = portOf(app);
-    const body = '{"query":"{ __typename }"}';
-    const request = `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
-    const open = async () => {
-      const socket = net.connect(port, '127.0.0.1');
-      const state = { socket, received: '', closed: false };
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk) => (state.received += chunk));
-      socket.on('error', () => undefined);
-      socket.on('close', () => (state.closed = true));
-      await new Promise((resolve) => socket.once('connect', resolve));
-      return state;
-    };
-    const answered = (state: { received: string }) =>
-      until(
-        async () => state.received,
-        (text) => text.includes('{"data":{"__typename":"Query"}}'),
-      );
-    const closedBy = (state: { closed: boolean }) =>
-      until(
-        async () => state.closed,
-        (closed) => closed,
-      );
-    const sockets: Array<{ socket: net.Socket }> = [];
+    const clients = rawClients(portOf(app));
     try {
-      const usedFirst = await open();
-      const usedLater = await open();
-      sockets.push(usedFirst, usedLater);
-      usedFirst.socket.write(request + body);
+      const usedFirst = await clients.open();
+      const usedLater = await clients.open();
+      usedFirst.socket.write(GRAPHQL_REQUEST);
       await answered(usedFirst);
-      usedLater.socket.write(request + body);
+      usedLater.socket.write(GRAPHQL_REQUEST);
       await answered(usedLater);
       // Busy: its request is in flight (half its body sent) while others come and go. Node answers
       // `Expect: 100-continue` as it hands the request on, so the server has seen it once that arrives.
-      const busy = await open();
-      sockets.push(busy);
-      busy.socket.write(request.replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n') + body.slice(0, 10));
+      const busy = await clients.open();
+      busy.socket.write(
+        GRAPHQL_HEAD.replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n') + GRAPHQL_BODY.slice(0, 10),
+      );
       await until(
         async () => busy.received,
         (text) => text.startsWith('HTTP/1.1 100 Continue'),
       );
 
-      const silent = await open();
-      sockets.push(silent);
+      const silent = await clients.open();
       await closedBy(usedFirst);
-      const newcomer = await open();
-      sockets.push(newcomer);
+      // usedLater's last request came before `silent` was accepted: it has been idle longer.
+      const newcomer = await clients.open();
+      await closedBy(usedLater);
+      expect([silent.closed, busy.closed, newcomer.closed]).toEqual([false, false, false]);
+      const last = await clients.open();
       await closedBy(silent);
-      expect([usedLater.closed, busy.closed, newcomer.closed]).toEqual([false, false, false]);
+      expect([busy.closed, newcomer.closed, last.closed]).toEqual([false, false, false]);
 
-      busy.socket.write(body.slice(10));
+      busy.socket.write(GRAPHQL_BODY.slice(10));
       await answered(busy);
-      newcomer.socket.write(request + body);
+      newcomer.socket.write(GRAPHQL_REQUEST);
       await answered(newcomer);
-      expect(usedLater.closed).toBe(false);
+      expect(last.closed).toBe(false);
     } finally {
-      for (const { socket } of sockets) socket.destroy();
+      clients.destroyAll();
+      await app.close();
+    }
+  });
+
+  // A real client's connection is silent from its accept until its request is read. Connections kept alive after
+  // one cheap request each must not outrank it: else whoever holds them, and floods new sockets, closes every
+  // real client's connection in that moment, and keeps the real clients out.
+  it("a flood cannot close a real client's new connection while another client holds keep-alive connections idle for longer", async () => {
+    const app = await startTestApp({ env: { MAX_CONNECTIONS: '3' } });
+    const clients = rawClients(portOf(app));
+    try {
+      const held = [await clients.open(), await clients.open()];
+      for (const client of held) {
+        client.socket.write(GRAPHQL_REQUEST);
+        await answered(client);
+      }
+      const real = await clients.open();
+      await clients.open();
+      await until(
+        async () => [held[0].closed, held[1].closed, real.closed],
+        (closed) => closed.includes(true),
+      );
+      expect({ real: real.closed, longestIdle: held[0].closed }).toEqual({ real: false, longestIdle: true });
+      real.socket.write(GRAPHQL_REQUEST);
+      await answered(real);
+    } finally {
+      clients.destroyAll();
       await app.close();
     }
   });
