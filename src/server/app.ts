@@ -45,6 +45,7 @@ import {
   registerHostCheck,
   registerLoadShedding,
   registerResponseHeaders,
+  sendNoStore,
   serverTimeouts,
 } from './http-hardening';
 import { requestListenersPlugin } from './request-listeners';
@@ -442,11 +443,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.route({
     url: GRAPHQL_PATH,
     method: ['PUT', 'DELETE', 'PATCH'],
+    // In a hook, not the handler: an answer sent before it (503 while shedding, 400 for a body that is not JSON) too.
+    onSend: sendNoStore,
     handler: (_request, reply) =>
       reply
         .code(405)
         .header('allow', 'GET, POST')
-        .header('cache-control', NO_STORE)
         .send({
           errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }],
         }),

@@ -4,7 +4,13 @@ import type { Socket } from 'node:net';
 import v8 from 'node:v8';
 
 import underPressure from '@fastify/under-pressure';
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import type {
+  DoneFuncWithErrOrRes,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifyServerOptions,
+} from 'fastify';
 
 import type { Config } from '../config';
 import type { Metrics } from '../metrics';
@@ -224,3 +230,12 @@ export function registerResponseHeaders(app: FastifyInstance): void {
 
 /** For answers that carry keys or tokens: no shared cache in front of the service may keep them. */
 export const NO_STORE = 'no-store';
+
+/**
+ * A route's onSend hook that sets `Cache-Control: no-store` on each of its answers, those sent before its handler
+ * runs too (load shedding's 503, a body that is not JSON, a wrong content type, a body too large).
+ */
+export function sendNoStore(_request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFuncWithErrOrRes) {
+  reply.header('cache-control', NO_STORE);
+  done(null, payload);
+}

@@ -182,6 +182,9 @@ describe('load shedding', () => {
         message: 'The service is overloaded; try again in 5 s.',
         extensions: { code: 'SERVICE_UNAVAILABLE', requestId: shed.headers.get('x-request-id') },
       });
+      // Shed before any route's handler, the 405 of the other methods on /graphql included: still no-store.
+      const put = await fetch(app.url, { method: 'PUT' });
+      expect([put.status, put.headers.get('cache-control')]).toEqual([503, 'no-store']);
       expect((await fetch(app.url.replace(/\/graphql$/, '/healthz'))).status).toBe(200);
       expect((await fetch(app.url.replace(/\/graphql$/, '/readyz'))).status).toBe(503);
       const metrics = await (await fetch(app.app.metricsUrl!)).text();

@@ -274,6 +274,15 @@ describe('Cache-Control: no-store on every /graphql answer', () => {
     );
   });
 
+  it('PUT, DELETE and PATCH refused before the 405 handler runs: a bad JSON body, a wrong content type', async () => {
+    const badJson = await fetch(app.url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"x' });
+    expect(badJson.status).toBe(400);
+    noStore(badJson);
+    const wrongType = await fetch(app.url, { method: 'PATCH', headers: { 'content-type': 'text/x-nothing' }, body: 'x' });
+    expect(wrongType.status).toBe(415);
+    noStore(wrongType);
+  });
+
   it('401 and 429 from authentication', async () => {
     const unauthorized = await post(JSON.stringify({ query: '{ me { id } }' }), { 'x-access-key': 'cak_not-a-key' });
     expect(unauthorized.status).toBe(401);
