@@ -235,7 +235,12 @@ export const NO_STORE = 'no-store';
  * A route's onSend hook that sets `Cache-Control: no-store` on each of its answers, those sent before its handler
  * runs too (load shedding's 503, a body that is not JSON, a wrong content type, a body too large).
  */
-export function sendNoStore(_request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFuncWithErrOrRes) {
+export function sendNoStore(
+  _request: FastifyRequest,
+  reply: FastifyReply,
+  payload: unknown,
+  done: DoneFuncWithErrOrRes,
+) {
   reply.header('cache-control', NO_STORE);
   done(null, payload);
 }
