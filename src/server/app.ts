@@ -42,10 +42,10 @@ import {
   maxConnections,
   NEVER_SHED,
   NO_STORE,
+  noStoreOnSend,
   registerHostCheck,
   registerLoadShedding,
   registerResponseHeaders,
-  sendNoStore,
   serverTimeouts,
 } from './http-hardening';
 import { requestListenersPlugin } from './request-listeners';
@@ -444,7 +444,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     url: GRAPHQL_PATH,
     method: ['PUT', 'DELETE', 'PATCH'],
     // In a hook, not the handler: an answer sent before it (503 while shedding, 400 for a body that is not JSON) too.
-    onSend: sendNoStore,
+    onSend: noStoreOnSend,
     handler: (_request, reply) =>
       reply
         .code(405)

@@ -232,10 +232,11 @@ export function registerResponseHeaders(app: FastifyInstance): void {
 export const NO_STORE = 'no-store';
 
 /**
- * A route's onSend hook that sets `Cache-Control: no-store` on each of its answers, those sent before its handler
- * runs too (load shedding's 503, a body that is not JSON, a wrong content type, a body too large).
+ * A route's onSend hook (Fastify's callback form) that sets `Cache-Control: no-store` on each of its answers,
+ * those sent before its handler runs too (load shedding's 503, a body that is not JSON, a wrong content type, a
+ * body too large), as DESIGN.md asks of every /graphql answer. It passes `payload` on unchanged; never fails.
  */
-export function sendNoStore(
+export function noStoreOnSend(
   _request: FastifyRequest,
   reply: FastifyReply,
   payload: unknown,
