@@ -15,6 +15,18 @@ export interface AuditRow {
   readonly targetUserId: string | null;
 }
 
+/** An ACCESS_KEY_VIEWED row, with the ciphertext of the key its reveal read and decrypted. */
+export interface KeyViewRow extends AuditRow {
+  readonly keyCiphertext: Buffer;
+}
+
+/**
+ * Views whose target's key row, as locked where the views were inserted, holds another key than the one the
+ * reveal read (a regeneration, or a secret rotation's re-encryption, committed in between): the key row's
+ * ciphertext then, or null when the target has no key row now. Views not in it showed the current key.
+ */
+export type ReplacedKeys = Map<KeyViewRow, Buffer | null>;
+
 /** One statement for any number of events, used inside a change's transaction and by the key-view batches. */
 export const INSERT_AUDIT_ROWS = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[])`;

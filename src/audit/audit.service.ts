@@ -10,7 +10,7 @@ import type { Actor } from '../request/actor';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
 import { ActorKind, type AuditAction, AuditEvent } from './audit-event.entity';
 import { type AuditActor, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows';
-import { type KeyViewTarget, KeyViewWriter } from './key-view-writer';
+import { type KeyViewTarget, KeyViewWriter, type ReplacedTargetKeys } from './key-view-writer';
 
 export const MAX_AUDIT_PAGE_SIZE = 500;
 
@@ -114,10 +114,12 @@ export class AuditService {
 
   /**
    * One ACCESS_KEY_VIEWED per revealed key; resolves once committed (with other requests' views), after the
-   * actor's authority was confirmed in that commit's transaction. Rejects with UNAUTHENTICATED or FORBIDDEN
-   * when the actor may no longer see them (see KeyViewWriter): then the keys must not be returned.
+   * actor's authority was confirmed in that commit's transaction, with the targets whose key was replaced
+   * since `targets` were read (their current ciphertext, or null for no key: show that instead, see
+   * ReplacedTargetKeys). Rejects with UNAUTHENTICATED or FORBIDDEN when the actor may no longer see them (see
+   * KeyViewWriter): then the keys must not be returned.
    */
-  recordKeyViews(actor: Actor, targets: readonly KeyViewTarget[]): Promise<void> {
+  recordKeyViews(actor: Actor, targets: readonly KeyViewTarget[]): Promise<ReplacedTargetKeys> {
     return this.keyViews.record({ actor, who: auditActorOf(actor), targets });
   }
 

@@ -7,20 +7,38 @@ import { runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import type { Actor } from '../request/actor';
 import { AuditAction } from './audit-event.entity';
-import { type AuditActor, type AuditRow, auditRowValues, INSERT_AUDIT_ROWS } from './audit-rows';
+import { type AuditActor, auditRowValues, INSERT_AUDIT_ROWS, type KeyViewRow, type ReplacedKeys } from './audit-rows';
 
-/** Whose key a reveal shows. */
+/** Whose key a reveal shows, and the ciphertext of the key it read and decrypted. */
 export interface KeyViewTarget {
   readonly userId: string;
   readonly organizationId: string;
+  readonly keyCiphertext: Buffer;
 }
+
+/**
+ * The targets of a request's views (by index in its targets) whose key, as locked when the views committed,
+ * is not the one the request read: the key row's ciphertext then, or null when the user has no key now.
+ * Usually empty.
+ */
+export type ReplacedTargetKeys = ReadonlyMap<number, Buffer | null>;
+
+const NONE_REPLACED: ReplacedTargetKeys = new Map();
 
 interface Waiting {
   actor: Actor;
   who: AuditActor;
   targets: readonly KeyViewTarget[];
-  resolve: () => void;
+  /** Its views, one per target in order: made when its batch is written. */
+  rows?: KeyViewRow[];
+  resolve: (replaced: ReplacedTargetKeys) => void;
   reject: (error: unknown) => void;
+}
+
+interface Outcome {
+  /** The requests refused, with their refusal; the others had their views committed. */
+  refusals: Map<Waiting, DomainError>;
+  replaced: ReplacedKeys;
 }
 
 const MAX_ROWS_PER_INSERT = 5000;
@@ -32,7 +50,9 @@ const MAX_ROWS_PER_INSERT = 5000;
  * passed, in one statement (Authority.insertIfConfirmed); an actor it does not confirm goes through a
  * transaction of confirmEach and the insert, which gives its refusal. Each request waits for the commit that
  * holds its own events before its keys are returned, so a key is never revealed without its record, nor to an
- * actor whose authority had ended; the database pays one commit per batch, not per request.
+ * actor whose authority had ended; the database pays one commit per batch, not per request. Both ways lock the
+ * views' targets' key rows FOR SHARE with the insert and answer each request the targets whose key is no longer
+ * the one it read (a regeneration committed since): the key a view shows is its target's key when it committed.
  *
  * One batch at a time: a second one in flight was measured (docs/performance.md, 2026-12-01, the admin
  * reveal) and made batches half as large, with more statements, commits and CPU per request, for no more
@@ -44,8 +64,12 @@ export class KeyViewWriter {
 
   constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {}
 
-  /** Resolves once the views are committed; rejects with the refusal when the actor may no longer see them. */
-  record(params: { actor: Actor; who: AuditActor; targets: readonly KeyViewTarget[] }): Promise<void> {
+  /**
+   * Resolves once the views are committed, with the targets whose key was replaced since the caller read it
+   * (ReplacedTargetKeys: show those instead); rejects with the refusal when the actor may no longer see them,
+   * or with the database's error.
+   */
+  record(params: { actor: Actor; who: AuditActor; targets: readonly KeyViewTarget[] }): Promise<ReplacedTargetKeys> {
     // Refused earlier in this request: no batch, no query.
     if (params.actor.refusal) return Promise.reject(params.actor.refusal);
     return new Promise((resolve, reject) => {
@@ -75,11 +99,11 @@ export class KeyViewWriter {
   /** Writes one batch and settles each of its requests: resolved, or rejected with its refusal or the error. */
   private async commit(batch: readonly Waiting[]): Promise<void> {
     try {
-      const refusals = await this.write(batch);
+      const { refusals, replaced } = await this.write(batch);
       for (const waiting of batch) {
         const refusal = refusals.get(waiting);
         if (refusal) waiting.reject(refusal);
-        else waiting.resolve();
+        else waiting.resolve(replaced.size === 0 ? NONE_REPLACED : replacedOf(waiting, replaced));
       }
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);
@@ -90,12 +114,13 @@ export class KeyViewWriter {
    * Settles a batch: first, in one statement (Authority.insertIfConfirmed), the views of every request whose
    * actor's authority stands as it was authenticated and whose abilities grant every key; then, in one
    * transaction (confirmEach, then the insert), the others, which get their refusal or, when a changed role
-   * still grants the keys, their views. Returns the refusals; requests not in it had their views committed.
+   * still grants the keys, their views. Returns the refusals (requests not in it had their views committed) and
+   * the views whose key was replaced.
    */
-  private async write(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
-    const atOnce: Array<{ actor: Actor; rows: AuditRow[] }> = [];
+  private async write(batch: readonly Waiting[]): Promise<Outcome> {
+    const atOnce: Array<{ actor: Actor; rows: KeyViewRow[] }> = [];
     const rest: Waiting[] = [];
-    const rowsOf = new Map<Actor, AuditRow[]>();
+    const rowsOf = new Map<Actor, KeyViewRow[]>();
     for (const waiting of batch) {
       // As authenticated; insertIfConfirmed inserts nothing for an actor whose role changed since.
       if (!waiting.targets.every((target) => canSeeKey(waiting.actor.ability, target))) {
@@ -108,22 +133,31 @@ export class KeyViewWriter {
         rowsOf.set(waiting.actor, rows);
         atOnce.push({ actor: waiting.actor, rows });
       }
-      rows.push(...viewRows(waiting));
+      rows.push(...viewRowsOf(waiting));
     }
-    const confirmed = await this.deps.authority.insertIfConfirmed(this.deps.dataSource, atOnce);
+    const { confirmed, replaced } = await this.deps.authority.insertIfConfirmed(this.deps.dataSource, atOnce);
     const refused = new Set(rest);
     for (const waiting of batch) if (!refused.has(waiting) && !confirmed.has(waiting.actor)) rest.push(waiting);
-    return rest.length > 0 ? this.confirmAndWrite(rest) : new Map();
+    if (rest.length === 0) return { refusals: new Map(), replaced };
+    const others = await this.confirmAndWrite(rest);
+    for (const [row, ciphertext] of others.replaced) replaced.set(row, ciphertext);
+    return { refusals: others.refusals, replaced };
   }
 
-  /** One transaction: confirm every actor, insert the views of those who may see the keys. */
-  private confirmAndWrite(batch: readonly Waiting[]): Promise<Map<Waiting, DomainError>> {
+  /**
+   * One transaction: confirm every actor, locking the key rows of every target with the actors' credential rows
+   * (confirmEach), then insert the views of those who may see the keys; the views whose key row, as locked,
+   * holds another key than the one read are the replaced ones.
+   */
+  private confirmAndWrite(batch: readonly Waiting[]): Promise<Outcome> {
     return this.deps.dataSource.transaction(async (manager) => {
-      const verdicts = await this.deps.authority.confirmEach(manager, [
-        ...new Set(batch.map((waiting) => waiting.actor)),
-      ]);
+      const { verdicts, keyCiphertexts } = await this.deps.authority.confirmEach(manager, {
+        actors: [...new Set(batch.map((waiting) => waiting.actor))],
+        revealing: batch.flatMap((waiting) => waiting.targets.map((target) => target.userId)),
+      });
       const refusals = new Map<Waiting, DomainError>();
-      const rows: AuditRow[] = [];
+      const replaced: ReplacedKeys = new Map();
+      const rows: KeyViewRow[] = [];
       for (const waiting of batch) {
         const verdict = verdicts.get(waiting.actor)!;
         try {
@@ -137,10 +171,15 @@ export class KeyViewWriter {
           refusals.set(waiting, error as DomainError);
           continue;
         }
-        rows.push(...viewRows(waiting));
+        rows.push(...viewRowsOf(waiting));
       }
-      if (rows.length > 0) await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));
-      return refusals;
+      if (rows.length === 0) return { refusals, replaced };
+      await runPreparedIn(manager, INSERT_AUDIT_ROWS, auditRowValues(rows));
+      for (const row of rows) {
+        const current = keyCiphertexts.get(row.targetUserId!) ?? null;
+        if (!current?.equals(row.keyCiphertext)) replaced.set(row, current);
+      }
+      return { refusals, replaced };
     });
   }
 }
@@ -154,12 +193,24 @@ function canSeeKey(ability: AppAbility, target: KeyViewTarget): boolean {
   );
 }
 
-/** One ACCESS_KEY_VIEWED row per target of the request. */
-function viewRows(waiting: Waiting): AuditRow[] {
-  return waiting.targets.map((target) => ({
+/** One ACCESS_KEY_VIEWED row per target of the request, in order; made once, kept on the request. */
+function viewRowsOf(waiting: Waiting): KeyViewRow[] {
+  return (waiting.rows ??= waiting.targets.map((target) => ({
     actor: waiting.who,
     action: AuditAction.ACCESS_KEY_VIEWED,
     organizationId: target.organizationId,
     targetUserId: target.userId,
-  }));
+    keyCiphertext: target.keyCiphertext,
+  })));
+}
+
+/** The request's own replaced keys among the batch's, by index in its targets. */
+function replacedOf(waiting: Waiting, replaced: ReplacedKeys): ReplacedTargetKeys {
+  let own: Map<number, Buffer | null> | undefined;
+  const rows = waiting.rows ?? [];
+  for (let i = 0; i < rows.length; i++) {
+    const ciphertext = replaced.get(rows[i]);
+    if (ciphertext !== undefined) (own ??= new Map()).set(i, ciphertext);
+  }
+  return own ?? NONE_REPLACED;
 }

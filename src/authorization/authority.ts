@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 
 import { type Clock, systemClock } from '../access-keys/clock';
-import { type AuditRow, auditRowValues } from '../audit/audit-rows';
+import { auditRowValues, type KeyViewRow, type ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
 import { runPrepared, runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
@@ -63,6 +63,9 @@ export class RoleChangedError extends ForbiddenError {
  * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
  * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
  * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
+ * A batch of key views locks its targets' key rows FOR SHARE too, so no regeneration commits between the key
+ * it shows and its view: with the actors' key rows, in one statement by user id (INSERT_IF_CONFIRMED, or
+ * confirmEach in the fallback's transaction).
  *
  * The organization row is locked FOR KEY SHARE by acts, sign-ins and reveals, FOR NO KEY UPDATE by the acts
  * that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating the
@@ -174,7 +177,9 @@ export class Authority {
     this.throwIfRefused(actor);
     await this.deps.hooks.beforeAuthorityCheck?.(actor);
     const targetIds = act.targetIds ?? [];
-    const [checked] = await this.check(manager, {
+    const {
+      checked: [checked],
+    } = await this.check(manager, {
       actors: [actor],
       organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR KEY SHARE',
       usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
@@ -188,29 +193,36 @@ export class Authority {
 
   /**
    * Confirms several actors at once (a batch of key reveals): shared locks only, taken in the one order.
-   * Each actor gets its confirmed act or the error that refuses it.
+   * Each actor gets its confirmed act or the error that refuses it. The key rows of `revealing` (the users
+   * whose keys the batch reveals) are locked FOR SHARE with the actors' own, in one statement by user id (the
+   * order of INSERT_IF_CONFIRMED), so no regeneration of them commits before the batch does; `keyCiphertexts`
+   * are their ciphertexts as locked, by user id (none for a user without a key row, nor when every actor had
+   * been refused earlier in its request: then nothing is locked).
    */
-  async confirmEach(manager: EntityManager, actors: readonly Actor[]): Promise<Map<Actor, ConfirmedAct | DomainError>> {
+  async confirmEach(
+    manager: EntityManager,
+    params: { actors: readonly Actor[]; revealing: readonly string[] },
+  ): Promise<{ verdicts: Map<Actor, ConfirmedAct | DomainError>; keyCiphertexts: Map<string, Buffer> }> {
     const verdicts = new Map<Actor, ConfirmedAct | DomainError>();
     const pending: Actor[] = [];
-    for (const actor of actors) {
+    for (const actor of params.actors) {
       if (actor.refusal) verdicts.set(actor, actor.refusal);
       else pending.push(actor);
     }
+    if (pending.length === 0) return { verdicts, keyCiphertexts: new Map() };
     for (const actor of pending) await this.deps.hooks.beforeAuthorityCheck?.(actor);
-    if (pending.length > 0) {
-      const checked = await this.check(manager, {
-        actors: pending,
-        organizationLock: 'FOR KEY SHARE',
-        usersLock: 'FOR SHARE',
-        targetIds: [],
-      });
-      // Every batch confirmed here reveals keys: a replaced key may not see any.
-      for (const { actor, act } of checked)
-        verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
-      for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
-    }
-    return verdicts;
+    const { checked, keyCiphertexts } = await this.check(manager, {
+      actors: pending,
+      organizationLock: 'FOR KEY SHARE',
+      usersLock: 'FOR SHARE',
+      targetIds: [],
+      revealing: params.revealing,
+    });
+    // Every batch confirmed here reveals keys: a replaced key may not see any.
+    for (const { actor, act } of checked)
+      verdicts.set(actor, !(act instanceof DomainError) && act.viaReplacedKey ? new ReplacedKeyError() : act);
+    for (const actor of pending) await this.deps.hooks.afterAuthorityCheck?.(actor);
+    return { verdicts, keyCiphertexts };
   }
 
   /**
@@ -223,7 +235,12 @@ export class Authority {
    * authority either committed before the statement locked the row (the statement reads the row as committed
    * then, and that actor is not confirmed) or waits for the statement's commit, as with confirmEach.
    *
-   * Returns the actors whose rows were inserted. It decides nothing else: an actor not confirmed here (authority
+   * The key rows it locks are the actors' and the views' targets': a regeneration of a target either committed
+   * before the lock (the view's row then comes back in `replaced`, with the key row's ciphertext as locked) or
+   * waits for the views' commit, so the key a view shows is the target's key when the view committed.
+   *
+   * Returns the actors whose rows were inserted, and the inserted rows whose target's key is no longer the one
+   * the reveal read (ReplacedKeys). It decides nothing else: an actor not confirmed here (authority
    * ended, role changed, a replaced key, a refusal earlier in the request) had nothing inserted and must be
    * judged by confirmEach in a transaction, which gives its refusal or its confirmation under the new role.
    * The caller has checked every row against its actor's abilities as authenticated: with the role unchanged,
@@ -234,17 +251,23 @@ export class Authority {
    */
   async insertIfConfirmed(
     dataSource: DataSource,
-    entries: ReadonlyArray<{ readonly actor: Actor; readonly rows: readonly AuditRow[] }>,
-  ): Promise<Set<Actor>> {
+    entries: ReadonlyArray<{ readonly actor: Actor; readonly rows: readonly KeyViewRow[] }>,
+  ): Promise<{ confirmed: Set<Actor>; replaced: ReplacedKeys }> {
     const candidates = entries.filter(({ actor }) => !actor.refusal && credentialOf(actor.principal) !== null);
     const { hooks } = this.deps;
-    if (candidates.length === 0 || hooks.beforeAuthorityCheck || hooks.afterAuthorityCheck) return new Set();
+    const replaced: ReplacedKeys = new Map();
+    if (candidates.length === 0 || hooks.beforeAuthorityCheck || hooks.afterAuthorityCheck) {
+      return { confirmed: new Set(), replaced };
+    }
     const actors = candidates.map(({ actor }) => actor.principal);
     const digestOf: number[] = [];
     const digests: Buffer[] = [];
     const rowOf: number[] = [];
-    const rows: AuditRow[] = [];
+    const rows: KeyViewRow[] = [];
+    // Locked by user id in the statement: the order here does not matter, nor do repeats.
+    const keyRowIds: string[] = [];
     candidates.forEach(({ actor, rows: own }, i) => {
+      if (actor.principal.kind === 'ACCESS_KEY') keyRowIds.push(actor.principal.userId);
       for (const digest of actor.principal.keyDigests ?? []) {
         digestOf.push(i);
         digests.push(digest);
@@ -252,32 +275,53 @@ export class Authority {
       for (const row of own) {
         rowOf.push(i);
         rows.push(row);
+        keyRowIds.push(row.targetUserId!);
       }
     });
     const organizationIds = sortedUnique(actors.map((principal) => principal.organizationId));
-    const confirmed = await runPrepared<{ i: number }>(dataSource, INSERT_IF_CONFIRMED, [
-      organizationIds,
-      sortedUnique(actors.map((principal) => principal.userId)),
-      sortedUnique(actors.flatMap((principal) => (principal.kind === 'ACCESS_KEY' ? [principal.userId] : []))),
-      sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
-      actors.map((_, i) => i),
-      actors.map((principal) => principal.userId),
-      actors.map((principal) => principal.organizationId),
-      actors.map((principal) => principal.role),
-      actors.map((principal) => (principal.kind === 'SESSION' ? principal.sessionId! : null)),
-      digestOf,
-      digests,
-      new Date((this.deps.clock ?? systemClock).now()),
-      rowOf,
-      ...auditRowValues(rows),
-    ]);
-    return new Set(confirmed.map(({ i }) => candidates[i].actor));
+    const answers = await runPrepared<{ i: number | null; view_index: number | null; key_ciphertext: Buffer | null }>(
+      dataSource,
+      INSERT_IF_CONFIRMED,
+      [
+        organizationIds,
+        sortedUnique(actors.map((principal) => principal.userId)),
+        keyRowIds,
+        sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
+        actors.map((_, i) => i),
+        actors.map((principal) => principal.userId),
+        actors.map((principal) => principal.organizationId),
+        actors.map((principal) => principal.role),
+        actors.map((principal) => (principal.kind === 'SESSION' ? principal.sessionId! : null)),
+        digestOf,
+        digests,
+        new Date((this.deps.clock ?? systemClock).now()),
+        rowOf,
+        ...auditRowValues(rows),
+        rows.map((row) => row.keyCiphertext),
+      ],
+    );
+    const confirmed = new Set<Actor>();
+    for (const answer of answers) {
+      if (answer.i !== null) confirmed.add(candidates[answer.i].actor);
+      else replaced.set(rows[answer.view_index!], answer.key_ciphertext);
+    }
+    return { confirmed, replaced };
   }
 
+  /**
+   * The check's locks in the one order and its verdicts; with `revealing`, those users' key rows are locked
+   * FOR SHARE with the credential rows and their ciphertexts returned (see confirmEach).
+   */
   private async check(
     manager: EntityManager,
-    params: { actors: readonly Actor[]; organizationLock: RowLock; usersLock: RowLock; targetIds: readonly string[] },
-  ): Promise<CheckedActor[]> {
+    params: {
+      actors: readonly Actor[];
+      organizationLock: RowLock;
+      usersLock: RowLock;
+      targetIds: readonly string[];
+      revealing?: readonly string[];
+    },
+  ): Promise<{ checked: CheckedActor[]; keyCiphertexts: Map<string, Buffer> }> {
     const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
     const activeOrganizations = await lockOrganizations(manager, {
@@ -289,8 +333,11 @@ export class Authority {
       organizationIds,
       lock: params.usersLock,
     });
-    const validCredentials = await this.lockCredentials(manager, actors);
-    return actors.map((actor) => {
+    const { valid: validCredentials, keyCiphertexts } = await this.lockCredentials(manager, {
+      actors,
+      revealing: params.revealing ?? [],
+    });
+    const checked = actors.map((actor): CheckedActor => {
       const { principal } = actor;
       const user = users.get(principal.userId);
       const credential = validCredentials.get(actor);
@@ -299,31 +346,38 @@ export class Authority {
       const ability = user.role === principal.role ? actor.ability : null;
       return { actor, act: this.confirmed({ actor, ability, users, viaReplacedKey: credential === 'REPLACED_KEY' }) };
     });
+    return { checked, keyCiphertexts };
   }
 
   /**
    * Locks the credential rows that carry the actors' requests; returns the actors whose credential still
-   * works, each with whether it is current or a replaced key in its grace period.
+   * works, each with whether it is current or a replaced key in its grace period. Key rows are locked FOR KEY
+   * SHARE (see Authority), or, with `revealing`, FOR SHARE together with those users' key rows, whose
+   * ciphertexts as locked it returns by user id.
    */
   private async lockCredentials(
     manager: EntityManager,
-    actors: readonly Actor[],
-  ): Promise<Map<Actor, 'CURRENT' | 'REPLACED_KEY'>> {
+    params: { actors: readonly Actor[]; revealing: readonly string[] },
+  ): Promise<{ valid: Map<Actor, 'CURRENT' | 'REPLACED_KEY'>; keyCiphertexts: Map<string, Buffer> }> {
+    const { actors, revealing } = params;
     const valid = new Map<Actor, 'CURRENT' | 'REPLACED_KEY'>();
+    const keyCiphertexts = new Map<string, Buffer>();
     const keyHolders = actors.filter((actor) => actor.principal.kind === 'ACCESS_KEY');
     const sessionHolders = actors.filter((actor) => actor.principal.kind === 'SESSION');
-    if (keyHolders.length > 0) {
+    if (keyHolders.length > 0 || revealing.length > 0) {
+      const holderIds = keyHolders.map((actor) => actor.principal.userId);
       const rows = await runPreparedIn<{
         user_id: string;
         key_digest: Buffer;
         previous_key_digest: Buffer | null;
         expires_at: Date | null;
+        key_ciphertext?: Buffer;
       }>(
         manager,
-        `SELECT user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at
-           FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`,
-        [sortedUnique(keyHolders.map((actor) => actor.principal.userId))],
+        revealing.length > 0 ? LOCK_KEYS_REVEALING : LOCK_KEYS,
+        revealing.length > 0 ? [[...holderIds, ...revealing]] : [sortedUnique(holderIds)],
       );
+      for (const row of rows) if (row.key_ciphertext) keyCiphertexts.set(row.user_id, row.key_ciphertext);
       const byUser = new Map(rows.map((row) => [row.user_id, row]));
       const nowMs = (this.deps.clock ?? systemClock).now();
       for (const actor of keyHolders) {
@@ -347,7 +401,7 @@ export class Authority {
       const live = new Set(rows.map((row) => row.id));
       for (const actor of sessionHolders) if (live.has(actor.principal.sessionId!)) valid.set(actor, 'CURRENT');
     }
-    return valid;
+    return { valid, keyCiphertexts };
   }
 
   /** `ability` is null when the role changed: the cached principal is stale and the ability is built afresh. */
@@ -386,6 +440,19 @@ export class Authority {
   }
 }
 
+const KEY_CREDENTIAL_COLUMNS =
+  'user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at';
+
+/** An act's key rows ($1): FOR KEY SHARE, see Authority. */
+const LOCK_KEYS = `SELECT ${KEY_CREDENTIAL_COLUMNS} FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`;
+
+/**
+ * A batch of reveals' key rows ($1: the actors' and the revealed keys' users, in any order, repeats allowed): FOR
+ * SHARE, in one user id order, as INSERT_IF_CONFIRMED's `k` takes them, with the ciphertexts the batch shows.
+ */
+const LOCK_KEYS_REVEALING = `SELECT ${KEY_CREDENTIAL_COLUMNS}, key_ciphertext FROM access_keys
+  WHERE user_id = ANY($1) ORDER BY user_id FOR SHARE`;
+
 /** What carries the request, for insertIfConfirmed: null for anything it does not confirm itself. */
 function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
   if (principal.kind === 'ACCESS_KEY') return principal.keyDigests?.length ? 'KEY' : null;
@@ -400,10 +467,14 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
  * as committed when a lock was granted only when the lock conflicts with the change; a key row is therefore
  * locked FOR SHARE here (FOR KEY SHARE let an expiry committed while the statement waited read as the
- * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). It waits for the minute's `last_used_at`
- * write at most; both take key rows in user id order. The insert reads
- * only `confirmed`, so it runs after every lock. test/auth/key-views-at-once.test.ts checks the lock order and the
- * races.
+ * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). `k` holds the actors' key rows and the
+ * views' targets' ($3), in one user id order: a regeneration of a target either committed before the lock (and
+ * `k` holds its key) or waits for the views' commit. It waits for the minute's `last_used_at` write at most;
+ * both take key rows in user id order. `r`, the views (with the ciphertext each reveal read, `n` its place from
+ * 1), reads `confirmed`, so the insert runs after every lock. The answer is a row per confirmed actor (`i`)
+ * and one per view whose target's key row holds another ciphertext than the one read (`view_index`, from 0,
+ * with the key row's ciphertext, null for no key row). test/auth/key-views-at-once.test.ts checks the lock order
+ * and the races; test/users/page-regeneration-race.test.ts the replaced keys.
  */
 export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
     SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE),
@@ -412,7 +483,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
      WHERE id = ANY($2::uuid[]) AND organization_id = ANY($1::uuid[]) AND (SELECT count(*) FROM o) >= 0
      ORDER BY id FOR SHARE),
   k AS MATERIALIZED (
-    SELECT user_id, key_digest, expires_at FROM access_keys
+    SELECT user_id, key_digest, expires_at, key_ciphertext FROM access_keys
      WHERE user_id = ANY($3::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
   s AS MATERIALIZED (
     SELECT id FROM sessions
@@ -426,13 +497,17 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
        THEN EXISTS (SELECT 1 FROM k JOIN unnest($10::int[], $11::bytea[]) AS d (i, digest) ON d.digest = k.key_digest
                      WHERE k.user_id = a.user_id AND d.i = a.i AND (k.expires_at IS NULL OR k.expires_at > $12::timestamptz))
        ELSE EXISTS (SELECT 1 FROM s WHERE s.id = a.session_id) END),
+  r AS (
+    SELECT * FROM unnest($13::int[], $14::uuid[], $15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::text[], $21::bytea[])
+        WITH ORDINALITY AS r (i, organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, key_ciphertext, n)
+     WHERE r.i IN (SELECT i FROM confirmed)),
   inserted AS (
     INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
-    SELECT r.organization_id, r.action, r.actor_user_id, r.actor_kind, r.target_user_id, r.ip, r.request_id
-      FROM unnest($13::int[], $14::uuid[], $15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::text[])
-        AS r (i, organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
-     WHERE r.i IN (SELECT i FROM confirmed))
-SELECT i FROM confirmed`;
+    SELECT organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id FROM r)
+SELECT i, NULL::int AS view_index, NULL::bytea AS key_ciphertext FROM confirmed
+UNION ALL
+SELECT NULL, (r.n - 1)::int, k.key_ciphertext FROM r LEFT JOIN k ON k.user_id = r.target_user_id
+ WHERE k.key_ciphertext IS DISTINCT FROM r.key_ciphertext`;
 
 /** The values once each, in ascending order: the order rows are locked in (see RowLock). */
 export function sortedUnique(values: readonly string[]): string[] {

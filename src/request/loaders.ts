@@ -20,7 +20,9 @@ export interface Loaders {
    * A user's key in plain text, revealed at most once per user per request: a whole page of keys is
    * decrypted in one batch and its ACCESS_KEY_VIEWED events are committed in one insert (with the actor's
    * authority confirmed in that transaction, see KeyViewWriter) before any key of the batch is returned.
-   * Null when the user has no key. The caller checks that the actor may read the key first.
+   * The key returned is the user's key when its view committed: one replaced after the request read it (a
+   * regeneration committed in between) is answered with the key that replaced it. Null when the user has no
+   * key. The caller checks that the actor may read the key first.
    */
   revealedKey: DataLoader<User, string | null, string>;
   /**
@@ -60,7 +62,14 @@ export interface LoaderDeps {
     reveal(key: SealedKey): string;
   };
   readonly audit: {
-    recordKeyViews(actor: Actor, targets: ReadonlyArray<{ userId: string; organizationId: string }>): Promise<void>;
+    /**
+     * Resolves once the views are committed, with the targets (by index) whose key was replaced since it was
+     * read: the key row's ciphertext as the views committed, null when the user has no key now.
+     */
+    recordKeyViews(
+      actor: Actor,
+      targets: ReadonlyArray<{ userId: string; organizationId: string; keyCiphertext: Buffer }>,
+    ): Promise<ReadonlyMap<number, Buffer | null>>;
   };
   readonly metrics: { countKeyReveals(count: number): void };
 }
@@ -170,38 +179,56 @@ class RequestLoaders implements Loaders {
     return sealed;
   }
 
+  /** The key in plain text, or the error that kept it from being decrypted (that field's answer). */
+  private open(key: SealedKey): string | Error {
+    try {
+      return this.services.accessKeys.reveal(key);
+    } catch (error) {
+      return error as Error;
+    }
+  }
+
   /**
    * Decrypts first, so a key that cannot be read is not recorded as viewed (that user's field gets the
    * error, the others their keys); then records the views of the decrypted ones and waits for their commit,
-   * so if the insert fails, or the actor's authority ended, no key of the batch is returned.
+   * so if the insert fails, or the actor's authority ended, no key of the batch is returned. A key the views'
+   * commit found replaced is answered with the key row's current one (its view is the one just committed),
+   * or null when the user has no key now; one that then cannot be decrypted is that field's error.
    */
   private async reveal(users: readonly User[]): Promise<Array<string | null | Error>> {
     const { actor, services } = this;
     if (!actor) throw new Error('Key views are recorded for authenticated callers only');
     const sealed = await this.sealedKeys(users);
     const keys: Array<string | null | Error> = new Array(users.length);
-    const viewed: Array<{ userId: string; organizationId: string }> = [];
+    const viewed: Array<{ userId: string; organizationId: string; keyCiphertext: Buffer }> = [];
+    /** viewed[j] is users[viewedAt[j]]'s. */
+    const viewedAt: number[] = [];
     for (let i = 0; i < users.length; i++) {
       const key = sealed[i];
       if (key === null || key instanceof Error) {
         keys[i] = key;
         continue;
       }
-      try {
-        keys[i] = services.accessKeys.reveal(key);
-        viewed.push({ userId: users[i].id, organizationId: users[i].organizationId });
-      } catch (error) {
-        keys[i] = error as Error;
-      }
+      const opened = this.open(key);
+      keys[i] = opened;
+      // Not viewed: nothing was revealed. Told by type (here and below), not `instanceof Error`: under jest the
+      // errors of node:crypto are instances of another realm's Error.
+      if (typeof opened !== 'string') continue;
+      viewed.push({ userId: users[i].id, organizationId: users[i].organizationId, keyCiphertext: key.keyCiphertext });
+      viewedAt.push(i);
     }
     if (viewed.length > 0) {
-      await services.audit.recordKeyViews(actor, viewed);
+      const replaced = await services.audit.recordKeyViews(actor, viewed);
       services.metrics.countKeyReveals(viewed.length);
+      for (const [j, keyCiphertext] of replaced) {
+        const i = viewedAt[j];
+        keys[i] = keyCiphertext && this.open({ userId: users[i].id, keyCiphertext });
+      }
     }
     // Committed: from here on the request may answer these keys without waiting (revealedKeyOf).
     for (let i = 0; i < users.length; i++) {
       const key = keys[i];
-      if (!(key instanceof Error)) this.revealed.set(users[i].id, key);
+      if (key === null || typeof key === 'string') this.revealed.set(users[i].id, key);
     }
     return keys;
   }
