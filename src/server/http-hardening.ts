@@ -70,62 +70,38 @@ export function maxConnections(config: Pick<Config, 'http' | 'db'>): number {
 }
 
 /**
- * On each connection, its place in the order connections and requests arrived (one count for both); on each
- * response, its request's place in that order.
- */
-const SEQUENCE = Symbol('sequence');
-type Counted<T> = T & { [SEQUENCE]: number };
-
-/**
  * Keeps open client connections at `maxConnections` at most, so a flood of sockets cannot exhaust the
  * process's file descriptors (past which Node accepts and drops every new connection, real ones included).
- * A connection over the limit makes room by closing the connection idle longest: one that never sent a request
- * (idle since it was accepted) or a keep-alive connection between requests (idle since its last request came);
- * only when every other connection is busy with a request is the new one closed instead. A real client sends
- * its request as soon as it is connected, so idle sockets cannot keep it out: until its request is read, its
- * connection is the newest idle one, whoever holds the others (silent sockets or keep-alive connections that
- * each made one request earlier).
- *
- * Per request this only notes the connection's response and numbers it (no listener, no closure, no
- * reordering): which connection is idle is read from those responses when room is needed, which is rare.
- * "Idle since its last request came" counts from the request's arrival, not its answer's end (which would
- * need a listener per response): a long request answered late counts as idle from when it came.
+ * A connection over the limit makes room by closing the connection that has been idle longest (one that
+ * never sent a request, or a keep-alive connection between requests); only when every other connection is
+ * busy with a request is the new one closed instead. A real client sends its request as soon as it is
+ * connected, so idle sockets cannot keep it out.
  */
 export function limitConnections(params: { server: Server; maxConnections: number; metrics: Metrics }): void {
   const { server, metrics } = params;
-  /** Open connections, in the order they were accepted (a Set keeps insertion order). */
-  const connections = new Set<Counted<Socket>>();
-  /** Each connection's response in progress, or its last one. */
-  const lastResponse = new WeakMap<Socket, Counted<ServerResponse>>();
-  let sequence = 0;
-  server.on('connection', (socket: Counted<Socket>) => {
-    socket[SEQUENCE] = sequence++;
-    connections.add(socket);
-    socket.once('close', () => connections.delete(socket));
-    if (connections.size <= params.maxConnections) return;
-    // The new connection itself only when no other is idle.
-    let victim = socket;
-    let idleSince = Infinity;
-    for (const open of connections) {
-      // The newcomer is the last one.
-      if (open === socket) break;
-      // In accept order, and nothing is idle since before it was accepted: none further can be idle longer.
-      if (open[SEQUENCE] >= idleSince) break;
-      const response = lastResponse.get(open);
-      if (response === undefined) {
-        victim = open;
-        idleSince = open[SEQUENCE];
-      } else if (response.writableFinished && response[SEQUENCE] < idleSince) {
-        victim = open;
-        idleSince = response[SEQUENCE];
-      }
-    }
-    if (victim !== socket) metrics.countIdleConnectionClosed();
-    victim.destroy();
+  /** Connections without a request in progress, longest idle first (Map keeps insertion order). */
+  const idle = new Set<Socket>();
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    open++;
+    idle.add(socket);
+    socket.once('close', () => {
+      open--;
+      idle.delete(socket);
+    });
+    if (open <= params.maxConnections) return;
+    const longestIdle = idle.values().next().value as Socket;
+    if (longestIdle !== socket) metrics.countIdleConnectionClosed();
+    longestIdle.destroy();
   });
+  // One handler for every response (no closure per request): the socket is idle again once its response closed.
+  function onResponseClose(this: ServerResponse): void {
+    const socket = this.req.socket;
+    if (!socket.destroyed) idle.add(socket);
+  }
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    (response as Counted<ServerResponse>)[SEQUENCE] = sequence++;
-    lastResponse.set(request.socket, response as Counted<ServerResponse>);
+    idle.delete(request.socket);
+    response.on('close', onResponseClose);
   });
 }
 
