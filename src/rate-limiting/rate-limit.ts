@@ -77,6 +77,8 @@ export class AuthRateLimiter {
 
   /** Seconds until the address may try again, or 0 when it is not blocked. */
   retryAfterSeconds(address: string): number {
+    // Nearly always: no address is blocked, and the address need not be bucketed.
+    if (this.blockedUntil.size === 0) return 0;
     const client = clientBucket(address);
     const until = this.blockedUntil.get(client);
     if (until === undefined) return 0;

@@ -32,15 +32,17 @@ import {
   refusePersistedQueries,
 } from '../graphql/request-shape';
 import { checkTextInput } from '../graphql/text-input';
-import { pathOnly, RequestLogger } from '../logger';
+import { pathOnly, withRequestLoggers } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
 import type { Actor, RequestContext } from '../request/context';
-import { createLoaders } from '../request/loaders';
+import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders';
 import { registerGithubSecretScanning } from '../secret-scanning/github';
 import {
   limitConnections,
   maxConnections,
   NEVER_SHED,
+  NO_STORE,
+  noStoreOnSend,
   registerHostCheck,
   registerLoadShedding,
   registerResponseHeaders,
@@ -245,25 +247,58 @@ function sendAuthFailure(reply: FastifyReply, failure: Extract<AuthResult, { ok:
     .send({ errors: [{ message: failure.message, extensions: { code: 'UNAUTHENTICATED', reason: failure.reason } }] });
 }
 
+/**
+ * A GraphQL request's context. Apollo copies the context's own properties into a new object for each
+ * operation, so it has few: the request and the services; what resolvers read are getters of the prototype,
+ * and the loaders are made when a resolver first asks for them (`{ __typename }` and `me` never do).
+ */
+class GraphqlContext implements RequestContext {
+  private madeLoaders: Loaders | null = null;
+
+  constructor(
+    private readonly request: FastifyRequest,
+    private readonly services: LoaderDeps,
+  ) {}
+
+  get requestId(): string {
+    return this.request.id;
+  }
+
+  get ip(): string {
+    return this.request.ip;
+  }
+
+  get actor(): Actor | null {
+    return this.request.actor;
+  }
+
+  get log(): FastifyBaseLogger {
+    return this.request.log;
+  }
+
+  get loaders(): Loaders {
+    return (this.madeLoaders ??= createLoaders(this.services, this.request.actor));
+  }
+}
+
 /** Builds the whole HTTP app; main.ts and the tests both start from here. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, services, logger } = options;
   const { metrics } = services;
   const app = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
+    // Each request's logger (request.log, with its id) is made on its first line: see withRequestLoggers.
+    loggerInstance: withRequestLoggers(logger) as FastifyBaseLogger,
     genReqId: requestIdGenerator(config.trustProxy),
     requestIdHeader: false,
     // A hop count becomes proxy-addr's trust function: believe that many proxies, counted from this server.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Fastify's own request lines are off: LOG_REQUESTS writes one line per request, without query strings.
     logController: new PathOnlyLogController({ disableRequestLogging: true }),
-    childLoggerFactory: (parent, bindings, options) =>
-      new RequestLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     ...serverTimeouts(config.http),
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
   serveMetrics(app, { config, metrics, logger });
-  registerResponseHeaders(app, { noStoreUrl: GRAPHQL_PATH });
+  registerResponseHeaders(app);
   registerHostCheck(app);
   registerRequestLog(app, { enabled: config.logRequests });
   app.decorateRequest('actor', null);
@@ -375,13 +410,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const graphql = fastifyApolloHandler(apollo, {
     context: async (request) => {
-      const context: RequestContext = {
-        requestId: request.id,
-        ip: request.ip,
-        actor: request.actor,
-        log: request.log,
-        loaders: createLoaders(services, request.actor),
-      };
+      const context = new GraphqlContext(request, services);
       request.graphqlObservation = metrics.track(context);
       return context;
     },
@@ -393,9 +422,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // that it can say so in words (its requests are authenticated as any other).
     onRequest: (request, reply, done) =>
       config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done),
-    // The answer's duration, recorded as it is sent (onSend: a hook the response runs anyway; onResponse would
-    // add a hook run after it).
+    // Every answer here may carry a key or a token, whatever its status: no-store. And the answer's duration,
+    // recorded as it is sent (onSend: a hook the response runs anyway; onResponse would add a hook run after it).
     onSend(request, reply, payload, done) {
+      reply.header('cache-control', NO_STORE);
       metrics.observeGraphqlResponse({
         seconds: reply.elapsedTime / 1000,
         statusCode: reply.statusCode,
@@ -413,6 +443,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.route({
     url: GRAPHQL_PATH,
     method: ['PUT', 'DELETE', 'PATCH'],
+    // In a hook, not the handler: an answer sent before it (503 while shedding, 400 for a body that is not JSON) too.
+    onSend: noStoreOnSend,
     handler: (_request, reply) =>
       reply
         .code(405)

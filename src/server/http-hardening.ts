@@ -4,7 +4,13 @@ import type { Socket } from 'node:net';
 import v8 from 'node:v8';
 
 import underPressure from '@fastify/under-pressure';
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import type {
+  DoneFuncWithErrOrRes,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifyServerOptions,
+} from 'fastify';
 
 import type { Config } from '../config';
 import type { Metrics } from '../metrics';
@@ -153,13 +159,22 @@ const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]
  * userinfo part was taken in silently. A request without Host (HTTP/1.0) passes.
  */
 export function registerHostCheck(app: FastifyInstance): void {
+  // The host last found valid: nearly every request names the same one, and comparing strings costs less than the
+  // pattern. Null until one is: an empty Host must not match a starting value and skip the pattern (it made a 500).
+  let lastValid: string | null = null;
+  const valid = (host: string): boolean => {
+    if (host === lastValid) return true;
+    if (!isValidHost(host)) return false;
+    lastValid = host;
+    return true;
+  };
   app.addHook('onRequest', (request, reply, done) => {
     const raw = request.headers.host;
     // request.host is X-Forwarded-Host behind a trusted proxy, else the same string as Host.
-    if (raw === undefined || (isValidHost(raw) && (request.host === raw || isValidHost(request.host)))) return done();
+    if (raw === undefined || (valid(raw) && (request.host === raw || valid(request.host)))) return done();
     void reply
       .code(400)
-      .header('cache-control', 'no-store')
+      .header('cache-control', NO_STORE)
       .send({
         errors: [
           {
@@ -176,17 +191,33 @@ function isValidHost(host: string): boolean {
 }
 
 /**
- * What every response of `app` carries, errors included, set in one onSend hook: SECURITY_HEADERS, the
- * request's id (X-Request-Id, quoted in error reports), and for `noStoreUrl`'s answers, which carry keys and
- * tokens, Cache-Control: no-store, so that no shared cache in front keeps one, whatever the status or method.
+ * What every response of `app` carries, errors included, set in one onSend hook: SECURITY_HEADERS and the
+ * request's id (X-Request-Id, quoted in error reports). Routes whose answers carry keys or tokens add
+ * `Cache-Control: no-store` in their own onSend (NO_STORE), whatever the status or method.
  */
-export function registerResponseHeaders(app: FastifyInstance, params: { noStoreUrl: string }): void {
-  const { noStoreUrl } = params;
+export function registerResponseHeaders(app: FastifyInstance): void {
   // Callback style: no promise per response for constant headers.
   app.addHook('onSend', (request, reply, payload, done) => {
     void reply.headers(SECURITY_HEADERS);
     reply.header('x-request-id', request.id);
-    if (request.routeOptions.url === noStoreUrl) reply.header('cache-control', 'no-store');
     done(null, payload);
   });
+}
+
+/** For answers that carry keys or tokens: no shared cache in front of the service may keep them. */
+export const NO_STORE = 'no-store';
+
+/**
+ * A route's onSend hook (Fastify's callback form) that sets `Cache-Control: no-store` on each of its answers,
+ * those sent before its handler runs too (load shedding's 503, a body that is not JSON, a wrong content type, a
+ * body too large), as DESIGN.md asks of every /graphql answer. It passes `payload` on unchanged; never fails.
+ */
+export function noStoreOnSend(
+  _request: FastifyRequest,
+  reply: FastifyReply,
+  payload: unknown,
+  done: DoneFuncWithErrOrRes,
+) {
+  reply.header('cache-control', NO_STORE);
+  done(null, payload);
 }

@@ -5,12 +5,10 @@ import fc from 'fast-check';
 import { generateAccessKey } from '../../src/access-keys/key-format';
 import { SaltedSha256 } from '../../src/access-keys/salted-sha256';
 
-/** node:crypto's SHA-256 of salt || UTF-8(value), in the 16-character form SaltedSha256 returns. */
+/** node:crypto's streaming SHA-256 of hex(salt) || UTF-8(value), one character per byte as SaltedSha256 returns it. */
 function reference(salt: Buffer, value: string): string {
-  const digest = createHash('sha256').update(salt).update(value, 'utf8').digest();
-  let text = '';
-  for (let i = 0; i < digest.length; i += 2) text += String.fromCharCode(digest.readUInt16BE(i));
-  return text;
+  const digest = createHash('sha256').update(salt.toString('hex'), 'ascii').update(value, 'utf8').digest();
+  return String.fromCharCode(...digest);
 }
 
 describe('salted SHA-256 (the auth cache key)', () => {
@@ -49,10 +47,11 @@ describe('salted SHA-256 (the auth cache key)', () => {
     const key = generateAccessKey();
     expect(hasher.digest(key)).toBe(hasher.digest(key));
     expect(new SaltedSha256(randomBytes(64)).digest(key)).not.toBe(hasher.digest(key));
-    expect(hasher.digest(key)).toHaveLength(16);
+    expect(hasher.digest(key)).toHaveLength(32);
   });
 
-  it('refuses a salt that is not one block', () => {
-    expect(() => new SaltedSha256(randomBytes(32))).toThrow(/64 bytes/);
+  it('refuses a salt shorter than 256 bits', () => {
+    expect(() => new SaltedSha256(randomBytes(31))).toThrow(/at least 32 bytes/);
+    expect(new SaltedSha256(randomBytes(32)).digest('x')).toHaveLength(32);
   });
 });

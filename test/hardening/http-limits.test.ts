@@ -77,6 +77,51 @@ async function idleFlood(port: number, count: number): Promise<{ sockets: net.So
 
 const portOf = (app: TestApp) => Number(new URL(app.url).port);
 
+const GRAPHQL_BODY = '{"query":"{ __typename }"}';
+const GRAPHQL_HEAD = `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${GRAPHQL_BODY.length}\r\n\r\n`;
+/** One keep-alive GraphQL request, as raw bytes. */
+const GRAPHQL_REQUEST = GRAPHQL_HEAD + GRAPHQL_BODY;
+
+interface RawClient {
+  socket: net.Socket;
+  /** Everything the server sent so far. */
+  received: string;
+  /** Whether the connection has closed. */
+  closed: boolean;
+}
+
+/** Raw connections to `port`, each resolved once connected; `destroyAll` closes every one opened. */
+function rawClients(port: number): { open(): Promise<RawClient>; destroyAll(): void } {
+  const opened: RawClient[] = [];
+  return {
+    async open() {
+      const socket = net.connect(port, '127.0.0.1');
+      const state: RawClient = { socket, received: '', closed: false };
+      opened.push(state);
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk) => (state.received += chunk));
+      socket.on('error', () => undefined);
+      socket.on('close', () => (state.closed = true));
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return state;
+    },
+    destroyAll() {
+      for (const { socket } of opened) socket.destroy();
+    },
+  };
+}
+
+const answered = (client: RawClient) =>
+  until(
+    async () => client.received,
+    (text) => text.includes('{"data":{"__typename":"Query"}}'),
+  );
+const closedBy = (client: RawClient) =>
+  until(
+    async () => client.closed,
+    (closed) => closed,
+  );
+
 describe('HTTP timeouts', () => {
   it('are finite by default: 30 s for a request, 10 s for its headers, 72 s for an idle keep-alive connection', async () => {
     const app = await startTestApp();
@@ -137,6 +182,9 @@ describe('load shedding', () => {
         message: 'The service is overloaded; try again in 5 s.',
         extensions: { code: 'SERVICE_UNAVAILABLE', requestId: shed.headers.get('x-request-id') },
       });
+      // Shed before any route's handler, the 405 of the other methods on /graphql included: still no-store.
+      const put = await fetch(app.url, { method: 'PUT' });
+      expect([put.status, put.headers.get('cache-control')]).toEqual([503, 'no-store']);
       expect((await fetch(app.url.replace(/\/graphql$/, '/healthz'))).status).toBe(200);
       expect((await fetch(app.url.replace(/\/graphql$/, '/readyz'))).status).toBe(503);
       const metrics = await (await fetch(app.app.metricsUrl!)).text();
@@ -198,6 +246,75 @@ describe('an idle-socket flood', () => {
       expect(Number(/^crm_access_idle_connections_closed_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(41);
     } finally {
       for (const socket of flood.sockets) socket.destroy();
+      await app.close();
+    }
+  });
+
+  it('makes room by closing the connection idle longest (silent since accepted, or kept alive since its last request), never a busy one or the newcomer', async () => {
+    const app = await startTestApp({ env: { MAX_CONNECTIONS: '3' } });
+    const clients = rawClients(portOf(app));
+    try {
+      const usedFirst = await clients.open();
+      const usedLater = await clients.open();
+      usedFirst.socket.write(GRAPHQL_REQUEST);
+      await answered(usedFirst);
+      usedLater.socket.write(GRAPHQL_REQUEST);
+      await answered(usedLater);
+      // Busy: its request is in flight (half its body sent) while others come and go. Node answers
+      // `Expect: 100-continue` as it hands the request on, so the server has seen it once that arrives.
+      const busy = await clients.open();
+      busy.socket.write(
+        GRAPHQL_HEAD.replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n') + GRAPHQL_BODY.slice(0, 10),
+      );
+      await until(
+        async () => busy.received,
+        (text) => text.startsWith('HTTP/1.1 100 Continue'),
+      );
+
+      const silent = await clients.open();
+      await closedBy(usedFirst);
+      // usedLater's last request came before `silent` was accepted: it has been idle longer.
+      const newcomer = await clients.open();
+      await closedBy(usedLater);
+      expect([silent.closed, busy.closed, newcomer.closed]).toEqual([false, false, false]);
+      const last = await clients.open();
+      await closedBy(silent);
+      expect([busy.closed, newcomer.closed, last.closed]).toEqual([false, false, false]);
+
+      busy.socket.write(GRAPHQL_BODY.slice(10));
+      await answered(busy);
+      newcomer.socket.write(GRAPHQL_REQUEST);
+      await answered(newcomer);
+      expect(last.closed).toBe(false);
+    } finally {
+      clients.destroyAll();
+      await app.close();
+    }
+  });
+
+  // A real client's connection is silent from its accept until its request is read. Connections kept alive after
+  // one cheap request each must not outrank it: else whoever holds them, and floods new sockets, closes every
+  // real client's connection in that moment, and keeps the real clients out.
+  it("a flood cannot close a real client's new connection while another client holds keep-alive connections idle for longer", async () => {
+    const app = await startTestApp({ env: { MAX_CONNECTIONS: '3' } });
+    const clients = rawClients(portOf(app));
+    try {
+      const held = [await clients.open(), await clients.open()];
+      for (const client of held) {
+        client.socket.write(GRAPHQL_REQUEST);
+        await answered(client);
+      }
+      const real = await clients.open();
+      await clients.open();
+      await until(
+        async () => [held[0].closed, held[1].closed, real.closed],
+        (closed) => closed.includes(true),
+      );
+      expect({ real: real.closed, longestIdle: held[0].closed }).toEqual({ real: false, longestIdle: true });
+      real.socket.write(GRAPHQL_REQUEST);
+      await answered(real);
+    } finally {
+      clients.destroyAll();
       await app.close();
     }
   });

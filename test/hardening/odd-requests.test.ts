@@ -75,3 +75,17 @@ describe('odd request shapes', () => {
     expect(logged).not.toContain('hunter2');
   });
 });
+
+describe('the Host check on a fresh instance (before any valid Host was seen)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ captureLogs: true, env: { LOG_LEVEL: 'info' } });
+  });
+  afterAll(() => app.close());
+
+  // The check remembers the host it last found valid; nothing may pass for "already checked" before one was.
+  it('an empty Host (the very first request): 400 BAD_REQUEST, not a 500 with an error-level line', async () => {
+    expect(await raw(app, { path: '/graphql', host: '' })).toBe('HTTP/1.1 400 Bad Request');
+    expect(app.logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50)).toEqual([]);
+  });
+});

@@ -274,6 +274,15 @@ describe('Cache-Control: no-store on every /graphql answer', () => {
     );
   });
 
+  it.each([
+    ['PUT', 'application/json', '{"x', 400],
+    ['PATCH', 'text/x-nothing', 'x', 415],
+  ])('%s with a %s body refused before the 405 handler runs', async (method, type, body, status) => {
+    const response = await fetch(app.url, { method, headers: { 'content-type': type }, body });
+    expect(response.status).toBe(status);
+    noStore(response);
+  });
+
   it('401 and 429 from authentication', async () => {
     const unauthorized = await post(JSON.stringify({ query: '{ me { id } }' }), { 'x-access-key': 'cak_not-a-key' });
     expect(unauthorized.status).toBe(401);
