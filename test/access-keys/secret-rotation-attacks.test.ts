@@ -8,6 +8,7 @@ import type { PauseHooks } from '../../src/authorization/authority';
 import { loadConfig } from '../../src/config';
 import { openDatabase, SecretMismatchError } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
+import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { waitForBlockedStatement } from '../helpers/locks';
@@ -52,6 +53,28 @@ describe('rotate-secret under attack', () => {
     } finally {
       await setup.close();
     }
+  }
+
+  /**
+   * Hooks that pause the first act of `userId` (of anyone, without it) at `point` until `release`; `atCheck`
+   * resolves when it got there.
+   */
+  function pauseOnce(
+    point: 'beforeAuthorityCheck' | 'afterAuthorityCheck',
+    userId?: string,
+  ): { hooks: PauseHooks; atCheck: Promise<void>; release: () => void } {
+    let reached!: () => void;
+    const atCheck = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let armed = true;
+    const pause = async (actor: Actor) => {
+      if (!armed || (userId !== undefined && actor.principal.userId !== userId)) return;
+      armed = false;
+      reached();
+      await held;
+    };
+    return { hooks: { [point]: pause }, atCheck, release };
   }
 
   /** What a process start does with this ACCESS_KEY_SECRET: resolves when accepted, rejects with the refusal. */
@@ -167,19 +190,7 @@ describe('rotate-secret under attack', () => {
 
   it('a reveal in flight when rotate-secret rewrites its caller key still acts: the key is the same key', async () => {
     const { url, admin, members } = await setUp(1);
-    let reached!: () => void;
-    const atCheck = new Promise<void>((resolve) => (reached = resolve));
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let armed = true;
-    const hooks = {
-      beforeAuthorityCheck: async () => {
-        if (!armed) return;
-        armed = false;
-        reached();
-        await held;
-      },
-    };
+    const { hooks, atCheck, release } = pauseOnce('beforeAuthorityCheck');
     await withApp(
       url,
       [newSecret, oldSecret],
@@ -306,19 +317,7 @@ describe('rotate-secret under attack', () => {
       async ({ query, variables, answer, after }) => {
         const { url, admin, members } = await setUp(1, Role.ADMIN);
         const [target, actor] = [admin, members[0]].sort((x, y) => (x.id < y.id ? -1 : 1));
-        let reached!: () => void;
-        const atCheck = new Promise<void>((resolve) => (reached = resolve));
-        let release!: () => void;
-        const held = new Promise<void>((resolve) => (release = resolve));
-        let armed = true;
-        const hooks: PauseHooks = {
-          afterAuthorityCheck: async (paused) => {
-            if (!armed || paused.principal.userId !== actor.id) return;
-            armed = false;
-            reached();
-            await held;
-          },
-        };
+        const { hooks, atCheck, release } = pauseOnce('afterAuthorityCheck', actor.id);
         await withApp(
           url,
           [newSecret, oldSecret],
