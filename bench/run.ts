@@ -23,9 +23,10 @@ import { benchDatabaseServer, freePort, startServiceProcess, stopServer } from '
 /**
  * `npm run bench`: the service in its own process on a real PostgreSQL, driven by autocannon from this
  * process. Every run of a scenario is compared with the baseline `{ __typename }` runs on the same server
- * just before and after it; rounds interleave the scenarios, and medians of all runs are reported. Then the
- * bare stack (bench/floor-server.ts: Apollo + Fastify + graphql-js, hand-written resolvers) answers the same
- * requests the same way, and each scenario is also reported as a ratio to the bare stack's same request.
+ * just before and after it; rounds interleave the scenarios, and medians of all runs are reported. The bare
+ * stack (bench/floor-server.ts: Apollo + Fastify + graphql-js, hand-written resolvers) runs beside it and
+ * answers the same requests the same way, in turns with the service, scenario by scenario; each scenario is
+ * also reported as a ratio to the bare stack's same request (the median of run-by-run ratios).
  */
 const ROOT = path.join(__dirname, '..', '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -237,28 +238,47 @@ async function pairedRuns(params: {
   return paired;
 }
 
+/** What measureRounds gives back for one server: each scenario's paired runs, and every baseline run. */
+interface ServerRuns {
+  runs: Map<Scenario, PairedRun[]>;
+  baselineRuns: Measurement[];
+}
+
 /**
- * Warms a server up, then runs ROUNDS interleaved rounds of `scenarios` against `baseline` on it: each
- * round runs every scenario once through pairedRuns. Baseline runs are also collected in `baselineRuns`.
+ * Warms each server up, then runs ROUNDS interleaved rounds of `scenarios` against `baseline`: in each round,
+ * every scenario runs through pairedRuns on one server, then on the next, before the next scenario. So the
+ * service and the bare stack answer each scenario within seconds of each other, and a drift of the machine's
+ * speed (10-20% over minutes here) moves both alike instead of showing up as a ratio between them.
  */
 async function measureRounds(params: {
-  target: Target;
+  targets: Target[];
   baseline: Scenario;
   scenarios: Scenario[];
-  baselineRuns?: Measurement[];
-}): Promise<Map<Scenario, PairedRun[]>> {
-  const { target, baseline, scenarios } = params;
-  await load(target, baseline, { seconds: WARM_UP_SECONDS });
-  for (const scenario of scenarios) await load(target, scenario, { seconds: 3 });
-  const runs = new Map<Scenario, PairedRun[]>(scenarios.map((s) => [s, []]));
+}): Promise<ServerRuns[]> {
+  const { targets, baseline, scenarios } = params;
+  for (const target of targets) {
+    await load(target, baseline, { seconds: WARM_UP_SECONDS });
+    for (const scenario of scenarios) await load(target, scenario, { seconds: 3 });
+  }
+  const measured: ServerRuns[] = targets.map(() => ({
+    runs: new Map<Scenario, PairedRun[]>(scenarios.map((s) => [s, []])),
+    baselineRuns: [],
+  }));
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of scenarios) {
-      runs
-        .get(scenario)!
-        .push(...(await pairedRuns({ target, baseline, scenario, round, baselineRuns: params.baselineRuns })));
+      for (let i = 0; i < targets.length; i++) {
+        const paired = await pairedRuns({
+          target: targets[i],
+          baseline,
+          scenario,
+          round,
+          baselineRuns: measured[i].baselineRuns,
+        });
+        measured[i].runs.get(scenario)!.push(...paired);
+      }
     }
   }
-  return runs;
+  return measured;
 }
 
 /** A scenario's row of the table: medians of its runs and of their ratios to the baselines around them. */
@@ -296,24 +316,19 @@ function summarize(scenario: Scenario, measured: PairedRun[], floor?: PairedRun[
 
 /**
  * The service's runs of a scenario against the bare stack's runs of the same request: requests/s, p99 and
- * CPU per request, medians against medians. The two servers run one after the other, so drift of the
- * machine between them shows here (unlike the paired baseline ratios); the CPU ratio is the steadier one.
+ * CPU per request. measureRounds runs them in turns, so the service's i-th run and the bare stack's i-th run
+ * were seconds apart: each ratio is the median of the ratios of those pairs, and a drift of the machine
+ * between rounds cancels out.
  */
 function compareWithFloor(measured: PairedRun[], floor: PairedRun[] | undefined) {
   if (!floor?.length) return { floorRatio: null, floorP99Ratio: null, floorCpuRatio: null };
-  const of = (runs: PairedRun[], pick: (m: Measurement) => number) => median(runs.map((r) => pick(r.scenario)));
+  if (floor.length !== measured.length) throw new Error('the service and the bare stack ran different numbers of runs');
+  const paired = (ratio: (service: Measurement, bare: Measurement) => number) =>
+    median(measured.map((run, i) => ratio(run.scenario, floor[i].scenario)));
   return {
-    floorRatio: Number((of(measured, (m) => m.requestsPerSecond) / of(floor, (m) => m.requestsPerSecond)).toFixed(3)),
-    floorP99Ratio: Number(
-      (
-        of(measured, (m) => m.p99) /
-        Math.max(
-          of(floor, (m) => m.p99),
-          1,
-        )
-      ).toFixed(2),
-    ),
-    floorCpuRatio: Number((of(floor, (m) => m.serviceCpuUs) / of(measured, (m) => m.serviceCpuUs)).toFixed(3)),
+    floorRatio: Number(paired((service, bare) => service.requestsPerSecond / bare.requestsPerSecond).toFixed(3)),
+    floorP99Ratio: Number(paired((service, bare) => service.p99 / Math.max(bare.p99, 1)).toFixed(2)),
+    floorCpuRatio: Number(paired((service, bare) => bare.serviceCpuUs / service.serviceCpuUs).toFixed(3)),
   };
 }
 
@@ -411,6 +426,7 @@ async function main(): Promise<void> {
   const databaseServer = await benchDatabaseServer('crm-access-bench');
   const { url, embedded } = databaseServer;
   let server: ChildProcess | null = null;
+  let floorServer: ChildProcess | null = null;
   try {
     process.stderr.write(`seeding ${USERS} users...\n`);
     const { admin, memberId } = await seed({ url, secret });
@@ -478,42 +494,37 @@ async function main(): Promise<void> {
     const only = process.env.BENCH_ONLY?.split(',');
     if (only)
       scenarios.splice(1, scenarios.length, ...scenarios.slice(1).filter((s) => only.some((o) => s.name.includes(o))));
-    process.stderr.write('warming up...\n');
-    const baselineRuns: Measurement[] = [];
-    const runs = await measureRounds({
-      target: service,
-      baseline: scenarios[0],
-      scenarios: scenarios.slice(1),
-      baselineRuns,
-    });
-
-    await stopServer(server);
-    server = null;
-
     // The same requests (headers included) on the bare stack, measured the same way against its own
-    // `{ __typename }`: what each costs before any of the service's work.
-    let floorRuns: Map<Scenario, PairedRun[]> | null = null;
-    const floorBaselineRuns: Measurement[] = [];
+    // `{ __typename }`, in turns with the service (measureRounds): what each costs before any of the service's work.
+    let floorTarget: Target | null = null;
     if (process.env.BENCH_FLOOR !== 'false') {
-      process.stderr.write('bare stack: the same requests on Apollo + Fastify + graphql-js, no service code...\n');
       const floorPort = await freePort();
-      server = await startServer({
+      floorServer = await startServer({
         url,
         secret,
         port: floorPort,
         entry: path.join(ROOT, 'dist', 'bench', 'floor-server.js'),
         env: { FLOOR_ACCESS_KEY: admin.adminAccessKey },
       });
-      const floorTarget: Target = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: server.pid! };
-      floorRuns = await measureRounds({
-        target: floorTarget,
-        baseline: scenarios[0],
-        scenarios: scenarios.slice(1),
-        baselineRuns: floorBaselineRuns,
-      });
-      await stopServer(server);
-      server = null;
+      floorTarget = { url: `http://127.0.0.1:${floorPort}/graphql`, pid: floorServer.pid! };
     }
+    process.stderr.write(
+      floorTarget
+        ? 'warming up; then each scenario on the service, then on the bare stack (Apollo + Fastify + graphql-js)...\n'
+        : 'warming up...\n',
+    );
+    const [{ runs, baselineRuns }, floor] = await measureRounds({
+      targets: floorTarget ? [service, floorTarget] : [service],
+      baseline: scenarios[0],
+      scenarios: scenarios.slice(1),
+    });
+    const floorRuns = floor?.runs ?? null;
+    const floorBaselineRuns = floor?.baselineRuns ?? [];
+    await stopServer(server);
+    server = null;
+    if (floorServer) await stopServer(floorServer);
+    floorServer = null;
+
     const asRuns = (baseline: Measurement[]) => baseline.map((run) => ({ scenario: run, baseline: run }));
     const rows = scenarios.map((scenario, i) =>
       summarize(
@@ -584,13 +595,15 @@ async function main(): Promise<void> {
       memoryLine(memory),
       `Machine: ${machine}; ${CONNECTIONS} connections, ${SECONDS} s per run, ${WARM_UP_SECONDS} s warm-up, ` +
         `${ROUNDS} interleaved rounds of ${RUNS_PER_ROUND} runs per scenario, each compared with the mean of the baseline ` +
-        `runs just before and after it; medians of all ${ROUNDS * RUNS_PER_ROUND} runs. ` +
+        `runs just before and after it; medians of all ${ROUNDS * RUNS_PER_ROUND} runs; the bare stack in turns with the ` +
+        `service, scenario by scenario, its ratios the medians of run-by-run ratios. ` +
         (PIN ? `Service pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}.` : 'Nothing pinned.'),
     ].join('\n');
     process.stdout.write(table + '\n');
     if (!rows.every((r) => r.met) || !memory.met) process.exitCode = 1;
   } finally {
     if (server) await stopServer(server);
+    if (floorServer) await stopServer(floorServer);
     await databaseServer.stop();
   }
 }
