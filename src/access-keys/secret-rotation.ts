@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 
 import type { KeyCrypto } from './key-crypto';
 
@@ -36,9 +36,10 @@ interface Row {
 
 /**
  * Re-encrypts and re-digests every access key under the keyring's current secret, `batchSize` rows per
- * transaction, online: each batch locks its rows (FOR UPDATE, in key order, skipping rows a regeneration
- * holds: that regeneration writes them under the current secret itself), rewrites them and commits, and the
- * auth-change trigger evicts their owners' cached credentials on every instance. Lookups match a key under
+ * transaction, online: each batch locks its rows (FOR UPDATE, in key order, skipping rows another transaction
+ * holds: a regeneration writes them under the current secret itself, an act holds its actor's), rewrites them
+ * and commits, and the auth-change trigger evicts their owners' cached credentials on every instance. A second
+ * pass then waits for the rows skipped, one row per transaction (see lockRows). Lookups match a key under
  * any secret of the keyring meanwhile. Each row records its secret's fingerprint, so a run killed at any
  * point loses nothing and a rerun continues with the rows not yet under the current secret. Once none is
  * left, the database's recorded fingerprint moves to the current secret, in a transaction that re-counts.
@@ -58,35 +59,32 @@ export async function rotateSecret(params: {
   const current = keyCrypto.fingerprint;
   let rotated = 0;
   let batches = 0;
-  // First pass skips rows locked by a regeneration; a second pass waits for any that were skipped.
-  for (const lock of ['FOR UPDATE SKIP LOCKED', 'FOR UPDATE']) {
+  // First pass skips rows another transaction holds; a second pass waits for any that were skipped.
+  for (const waits of [false, true]) {
     let after = FIRST_UUID;
     for (;;) {
-      const done = await dataSource.transaction(async (manager) => {
-        const rows: Row[] = await manager.query(
-          `SELECT user_id, key_ciphertext, secret_fingerprint FROM access_keys
-            WHERE user_id > $2 AND secret_fingerprint IS DISTINCT FROM $1
-            ORDER BY user_id LIMIT $3 ${lock}`,
-          [current, after, batchSize],
-        );
-        if (rows.length === 0) return 0;
-        const keys = rows.map((row) => openKey(keyCrypto, row));
-        await manager.query(
-          `UPDATE access_keys AS k SET key_digest = v.digest, key_ciphertext = v.ciphertext, secret_fingerprint = $1
-             FROM unnest($2::uuid[], $3::bytea[], $4::bytea[]) AS v(user_id, digest, ciphertext)
-            WHERE k.user_id = v.user_id`,
-          [
-            current,
-            rows.map((row) => row.user_id),
-            keys.map((key) => keyCrypto.digest(key)),
-            rows.map((row, index) => keyCrypto.encrypt(keys[index], row.user_id)),
-          ],
-        );
-        after = rows[rows.length - 1].user_id;
-        return rows.length;
+      const step = await dataSource.transaction(async (manager) => {
+        const { rows, last } = await lockRows(manager, { current, after, batchSize, waits });
+        if (rows.length > 0) {
+          const keys = rows.map((row) => openKey(keyCrypto, row));
+          await manager.query(
+            `UPDATE access_keys AS k SET key_digest = v.digest, key_ciphertext = v.ciphertext, secret_fingerprint = $1
+               FROM unnest($2::uuid[], $3::bytea[], $4::bytea[]) AS v(user_id, digest, ciphertext)
+              WHERE k.user_id = v.user_id`,
+            [
+              current,
+              rows.map((row) => row.user_id),
+              keys.map((key) => keyCrypto.digest(key)),
+              rows.map((row, index) => keyCrypto.encrypt(keys[index], row.user_id)),
+            ],
+          );
+        }
+        return { rotated: rows.length, last };
       });
-      if (done === 0) break;
-      rotated += done;
+      if (step.last === null) break;
+      after = step.last;
+      if (step.rotated === 0) continue;
+      rotated += step.rotated;
       batches++;
       await params.afterBatch?.({ rotated, batches });
     }
@@ -98,6 +96,44 @@ export async function rotateSecret(params: {
        (SELECT max(expires_at) FROM sessions WHERE revoked_at IS NULL AND expires_at > now())) AS until`,
   );
   return { rotated, batches, fingerprintMoved, olderSecretsUsedUntil: (until as Date | null) ?? null };
+}
+
+const ROW_COLUMNS = 'user_id, key_ciphertext, secret_fingerprint';
+
+/**
+ * The next rows after `after` not under `current`, locked FOR UPDATE, and the last user id looked at (null:
+ * none left). Without `waits`: up to `batchSize` rows in key order, skipping any another transaction holds, so
+ * it never waits. With `waits`: the next such row alone, waited for, and none when it is under `current` once
+ * locked (a regeneration committed meanwhile). One row per transaction because an act holds its actor's key
+ * row FOR KEY SHARE from its check to its commit and writes another user's in between (a regeneration, a leak
+ * report, a key policy applied to existing keys): that is not user id order, so a rotation that held one row
+ * while it waited for the next deadlocked with such an act (test/access-keys/secret-rotation-attacks.test.ts).
+ * Waiting while holding no key row, it cannot be part of a cycle.
+ */
+async function lockRows(
+  manager: EntityManager,
+  params: { current: Buffer; after: string; batchSize: number; waits: boolean },
+): Promise<{ rows: Row[]; last: string | null }> {
+  const { current, after } = params;
+  if (!params.waits) {
+    const rows: Row[] = await manager.query(
+      `SELECT ${ROW_COLUMNS} FROM access_keys WHERE user_id > $2 AND secret_fingerprint IS DISTINCT FROM $1
+        ORDER BY user_id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+      [current, after, params.batchSize],
+    );
+    return { rows, last: rows.at(-1)?.user_id ?? null };
+  }
+  const [next]: Array<{ user_id: string }> = await manager.query(
+    `SELECT user_id FROM access_keys WHERE user_id > $2 AND secret_fingerprint IS DISTINCT FROM $1
+      ORDER BY user_id LIMIT 1`,
+    [current, after],
+  );
+  if (!next) return { rows: [], last: null };
+  const rows: Row[] = await manager.query(
+    `SELECT ${ROW_COLUMNS} FROM access_keys WHERE user_id = $2 AND secret_fingerprint IS DISTINCT FROM $1 FOR UPDATE`,
+    [current, next.user_id],
+  );
+  return { rows, last: next.user_id };
 }
 
 function openKey(keyCrypto: KeyCrypto, row: Row): string {

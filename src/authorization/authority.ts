@@ -61,8 +61,11 @@ export class RoleChangedError extends ForbiddenError {
  * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
  * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
  * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
- * (AccessKeyService.flushUse) locks only key rows, by user id; so do a key policy applied to existing keys
- * and a secret rotation's batches. A statement that writes several key rows locks them by user id first.
+ * (AccessKeyService.flushUse) locks only key rows, by user id; so does a key policy applied to existing keys.
+ * A statement that writes several key rows locks them by user id first. An act's own key rows are not in user
+ * id order (its actor's at the check, then the ones it writes), so a secret rotation, which takes key rows FOR
+ * UPDATE, never waits for one while it holds another: its batches skip rows held and its second pass waits
+ * for those one row per transaction (secret-rotation.ts, lockRows).
  * A batch of key views locks its targets' key rows FOR SHARE too, so no regeneration commits between the key
  * it shows and its view: with the actors' key rows, in one statement by user id (INSERT_IF_CONFIRMED, or
  * confirmEach in the fallback's transaction).

@@ -1,13 +1,17 @@
 import { randomBytes } from 'node:crypto';
 
+import { Client } from 'pg';
+
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { rotateSecret, RotationError } from '../../src/access-keys/secret-rotation';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { loadConfig } from '../../src/config';
 import { openDatabase, SecretMismatchError } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
+import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { waitForBlockedStatement } from '../helpers/locks';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
@@ -27,8 +31,14 @@ describe('rotate-secret under attack', () => {
     for (const database of databases) await database.drop();
   });
 
-  /** A database set up with the old secret (as a first start records it), with an admin and `members` members. */
-  async function setUp(members: number): Promise<{ url: string; admin: TestUser; members: TestUser[] }> {
+  /**
+   * A database set up with the old secret (as a first start records it), with an admin and `members` more users
+   * of `role` (MEMBER unless given).
+   */
+  async function setUp(
+    members: number,
+    role: Role = Role.MEMBER,
+  ): Promise<{ url: string; admin: TestUser; members: TestUser[] }> {
     const database = await createTestDatabase();
     databases.push(database);
     const setup = await startTestApp({ database: { url: database.url, secret: oldSecret } });
@@ -38,11 +48,33 @@ describe('rotate-secret under attack', () => {
       ]);
       const admin = await createOrganization(setup, 'Rotation Attack Clinic');
       const list: TestUser[] = [];
-      for (let index = 0; index < members; index++) list.push(await createUser(setup, admin, { role: Role.MEMBER }));
+      for (let index = 0; index < members; index++) list.push(await createUser(setup, admin, { role }));
       return { url: database.url, admin, members: list };
     } finally {
       await setup.close();
     }
+  }
+
+  /**
+   * Hooks that pause the first act of `userId` (of anyone, without it) at `point` until `release`; `atCheck`
+   * resolves when it got there.
+   */
+  function pauseOnce(
+    point: 'beforeAuthorityCheck' | 'afterAuthorityCheck',
+    userId?: string,
+  ): { hooks: PauseHooks; atCheck: Promise<void>; release: () => void } {
+    let reached!: () => void;
+    const atCheck = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let armed = true;
+    const pause = async (actor: Actor) => {
+      if (!armed || (userId !== undefined && actor.principal.userId !== userId)) return;
+      armed = false;
+      reached();
+      await held;
+    };
+    return { hooks: { [point]: pause }, atCheck, release };
   }
 
   /** What a process start does with this ACCESS_KEY_SECRET: resolves when accepted, rejects with the refusal. */
@@ -158,19 +190,7 @@ describe('rotate-secret under attack', () => {
 
   it('a reveal in flight when rotate-secret rewrites its caller key still acts: the key is the same key', async () => {
     const { url, admin, members } = await setUp(1);
-    let reached!: () => void;
-    const atCheck = new Promise<void>((resolve) => (reached = resolve));
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let armed = true;
-    const hooks = {
-      beforeAuthorityCheck: async () => {
-        if (!armed) return;
-        armed = false;
-        reached();
-        await held;
-      },
-    };
+    const { hooks, atCheck, release } = pauseOnce('beforeAuthorityCheck');
     await withApp(
       url,
       [newSecret, oldSecret],
@@ -250,5 +270,97 @@ describe('rotate-secret under attack', () => {
       const shown = await app.gql(REVEAL, { key: admin.key, variables: { id: members[0].id } });
       expect(shown.body.data?.user.accessKey).toBe(regenerated);
     });
+  });
+  describe("when an act writes another user's key row while rotate-secret waits for the actor's", () => {
+    /**
+     * The act holds its actor's key row FOR KEY SHARE from its check to its commit, then writes the target's;
+     * the rotation's waiting pass takes key rows FOR UPDATE by user id, the target's (the smaller id) first.
+     * Each case returns what the act's answer must be and checks what it did afterwards.
+     */
+    const acts: Array<{
+      name: string;
+      query: string;
+      variables: (target: TestUser) => Record<string, unknown>;
+      answer: (target: TestUser) => unknown;
+      after?: (app: TestApp, data: any, target: TestUser) => Promise<void>;
+    }> = [
+      {
+        name: 'regenerateAccessKey',
+        query: 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { user { id } accessKey } }',
+        variables: (target) => ({ id: target.id }),
+        answer: (target) => ({ regenerateAccessKey: { user: { id: target.id }, accessKey: expect.any(String) } }),
+        after: async (app, data, target) => {
+          const me = await app.gql('{ me { id } }', { key: data.regenerateAccessKey.accessKey });
+          expect(me.body.data?.me.id).toBe(target.id);
+        },
+      },
+      {
+        name: 'reportLeakedAccessKey',
+        query:
+          'mutation ($key: String!) { reportLeakedAccessKey(key: $key, location: "https://paste.example/1") { revoked user { id } } }',
+        variables: (target) => ({ key: target.key }),
+        answer: (target) => ({ reportLeakedAccessKey: { revoked: true, user: { id: target.id } } }),
+        after: async (app, _data, target) =>
+          expect((await app.gql('{ me { id } }', { key: target.key })).status).toBe(401),
+      },
+      {
+        name: 'setAccessKeyPolicy with applyToExistingKeys',
+        query: 'mutation { setAccessKeyPolicy(maxKeyAgeDays: 30, applyToExistingKeys: true) { existingKeysUpdated } }',
+        variables: () => ({}),
+        // Both keys of the organization, the target's among them.
+        answer: () => ({ setAccessKeyPolicy: { existingKeysUpdated: 2 } }),
+      },
+    ];
+
+    it.each(acts)(
+      '$name: the act answers as it would alone, and the rotation finishes with every key under the new secret',
+      async ({ query, variables, answer, after }) => {
+        const { url, admin, members } = await setUp(1, Role.ADMIN);
+        const [target, actor] = [admin, members[0]].sort((x, y) => (x.id < y.id ? -1 : 1));
+        const { hooks, atCheck, release } = pauseOnce('afterAuthorityCheck', actor.id);
+        await withApp(
+          url,
+          [newSecret, oldSecret],
+          async (app) => {
+            // Stands for another request of the target's in flight: its act holds its key row FOR KEY SHARE.
+            const holder = new Client({ connectionString: app.databaseUrl });
+            await holder.connect();
+            try {
+              const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+              const acted = app.gql(query, { key: actor.key, variables: variables(target) });
+              await atCheck;
+              await holder.query('BEGIN');
+              await holder.query('SELECT 1 FROM access_keys WHERE user_id = $1 FOR KEY SHARE', [target.id]);
+              // The first pass skips both rows (held); the waiting pass queues on the target's row first.
+              const rotation = rotateSecret({ dataSource: app.dataSource, keyCrypto: app.keyCrypto }).catch(
+                (error: unknown) => error,
+              );
+              await waitForBlockedStatement(app, { by: rows[0].pid });
+              await holder.query('COMMIT');
+              // The rotation got past the target's row and now waits for the actor's, which the act holds.
+              await waitForBlockedStatement(app, { notBy: rows[0].pid });
+              release();
+              const response = await acted;
+              expect(response.body.errors).toBeUndefined();
+              expect(response.body.data).toEqual(answer(target));
+              expect(await rotation).toMatchObject({ fingerprintMoved: true });
+              const [{ n: left }] = await app.dataSource.query(
+                'SELECT count(*)::int AS n FROM access_keys WHERE secret_fingerprint IS DISTINCT FROM $1',
+                [app.keyCrypto.fingerprint],
+              );
+              expect(left).toBe(0);
+              await after?.(app, response.body.data, target);
+              // The actor's key was re-digested, not replaced: it still works.
+              expect((await app.gql('{ me { id } }', { key: actor.key })).body.data?.me.id).toBe(actor.id);
+            } finally {
+              release();
+              await holder.query('ROLLBACK').catch(() => undefined);
+              await holder.end();
+            }
+          },
+          hooks,
+        );
+      },
+    );
   });
 });

@@ -5,13 +5,42 @@ import type { TestApp } from './test-app';
  * holds: how a test knows that the other side of a race is queued behind the window it holds open.
  */
 export async function waitForLockWaiters(app: TestApp, count: number, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  await waitForWaiters(app, { count, timeoutMs });
+}
+
+/**
+ * Resolves once a statement of the app's database waits for a lock held by the backend `by` (a
+ * pg_backend_pid), or by a transaction other than `notBy`'s: how a test knows that a waiter queued behind the
+ * lock a second connection holds, or, once that connection let go, moved on to queue behind the app's.
+ */
+export async function waitForBlockedStatement(
+  app: TestApp,
+  params: { by: number } | { notBy: number },
+  timeoutMs = 15_000,
+): Promise<void> {
+  await waitForWaiters(app, {
+    count: 1,
+    timeoutMs,
+    by: 'by' in params ? params.by : null,
+    notBy: 'notBy' in params ? params.notBy : null,
+  });
+}
+
+async function waitForWaiters(
+  app: TestApp,
+  params: { count: number; timeoutMs: number; by?: number | null; notBy?: number | null },
+): Promise<void> {
+  const deadline = Date.now() + params.timeoutMs;
   for (;;) {
     const [{ n }] = await app.dataSource.query(
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock'
+          AND ($1::int IS NULL OR $1::int = ANY(pg_blocking_pids(pid)))
+          AND ($2::int IS NULL OR (cardinality(pg_blocking_pids(pid)) > 0 AND NOT $2::int = ANY(pg_blocking_pids(pid))))`,
+      [params.by ?? null, params.notBy ?? null],
     );
-    if (n >= count) return;
-    if (Date.now() > deadline) throw new Error(`${n} of ${count} statements waited for a lock`);
+    if (n >= params.count) return;
+    if (Date.now() > deadline) throw new Error(`${n} of ${params.count} statements waited for a lock`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
