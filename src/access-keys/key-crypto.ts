@@ -12,6 +12,19 @@ import {
 import { SaltedSha256 } from './salted-sha256';
 
 const IV_BYTES = 12;
+
+/**
+ * Bytes at the start of every ciphertext of `KeyCrypto.encrypt` that tell its encryption from any other: the
+ * IV, 12 random bytes drawn anew for each encryption (AES-GCM must never repeat one under a key; a repeat of
+ * 96 random bits is not expected in 2^48 encryptions). Two ciphertexts of a key row are the same encryption
+ * exactly when these bytes are equal: what a statement can compare instead of whole ciphertexts.
+ */
+export const ENCRYPTION_ID_BYTES = IV_BYTES;
+
+/** The bytes of `ciphertext` that name its encryption (ENCRYPTION_ID_BYTES; a view of it, not a copy). */
+export function encryptionIdOf(ciphertext: Buffer): Buffer {
+  return ciphertext.subarray(0, ENCRYPTION_ID_BYTES);
+}
 const TAG_BYTES = 16;
 
 function subkey(secret: Buffer, purpose: string, bytes = 32): Buffer {

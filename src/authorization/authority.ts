@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 
 import { type Clock, systemClock } from '../access-keys/clock';
+import { ENCRYPTION_ID_BYTES, encryptionIdOf } from '../access-keys/key-crypto';
 import { auditRowValues, type KeyViewRow, type ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
 import { runPrepared, runPreparedIn } from '../db/prepared';
@@ -300,7 +301,8 @@ export class Authority {
         new Date((this.deps.clock ?? systemClock).now()),
         rowOf,
         ...auditRowValues(rows),
-        rows.map((row) => row.keyCiphertext),
+        // Which encryption each reveal read: its IV, not the whole ciphertext (13 bytes of hex each instead of 100).
+        rows.map((row) => encryptionIdOf(row.keyCiphertext)),
       ],
     );
     const confirmed = new Set<Actor>();
@@ -473,10 +475,10 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). `k` holds the actors' key rows and the
  * views' targets' ($3), in one user id order: a regeneration of a target either committed before the lock (and
  * `k` holds its key) or waits for the views' commit. It waits for the minute's `last_used_at` write at most;
- * both take key rows in user id order. `r`, the views (with the ciphertext each reveal read, `n` its place from
- * 1), reads `confirmed`, so the insert runs after every lock. The answer is a row per confirmed actor (`i`)
- * and one per view whose target's key row holds another ciphertext than the one read (`view_index`, from 0,
- * with the key row's ciphertext, null for no key row). test/auth/key-views-at-once.test.ts checks the lock order
+ * both take key rows in user id order. `r`, the views (with the encryption each reveal read, `encryptionIdOf`
+ * its ciphertext, `n` its place from 1), reads `confirmed`, so the insert runs after every lock. The answer is a
+ * row per confirmed actor (`i`) and one per view whose target's key row holds another encryption than the one
+ * read (`view_index`, from 0, with the key row's ciphertext, null for no key row). test/auth/key-views-at-once.test.ts checks the lock order
  * and the races; test/users/page-regeneration-race.test.ts the replaced keys.
  */
 export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
@@ -502,7 +504,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
        ELSE EXISTS (SELECT 1 FROM s WHERE s.id = a.session_id) END),
   r AS (
     SELECT * FROM unnest($13::int[], $14::uuid[], $15::text[], $16::uuid[], $17::text[], $18::uuid[], $19::text[], $20::text[], $21::bytea[])
-        WITH ORDINALITY AS r (i, organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, key_ciphertext, n)
+        WITH ORDINALITY AS r (i, organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, key_encryption, n)
      WHERE r.i IN (SELECT i FROM confirmed)),
   inserted AS (
     INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id)
@@ -510,7 +512,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
 SELECT i, NULL::int AS view_index, NULL::bytea AS key_ciphertext FROM confirmed
 UNION ALL
 SELECT NULL, (r.n - 1)::int, k.key_ciphertext FROM r LEFT JOIN k ON k.user_id = r.target_user_id
- WHERE k.key_ciphertext IS DISTINCT FROM r.key_ciphertext`;
+ WHERE substring(k.key_ciphertext FROM 1 FOR ${ENCRYPTION_ID_BYTES}) IS DISTINCT FROM r.key_encryption`;
 
 /** The values once each, in ascending order: the order rows are locked in (see RowLock). */
 export function sortedUnique(values: readonly string[]): string[] {
