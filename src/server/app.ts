@@ -281,6 +281,34 @@ class GraphqlContext implements RequestContext {
   }
 }
 
+/**
+ * Counts the GraphQL requests under way: each from the moment the route hands it to Apollo until Apollo's
+ * handling of it has settled (its resolvers and database calls over, its answer sent or refused), whatever
+ * happened to its client: one that hangs up does not stop its resolvers.
+ */
+class OperationsInFlight {
+  private running = 0;
+  private waiting: Array<() => void> = [];
+  /** Bound once: no closure per request. */
+  private readonly end = (): void => {
+    this.running--;
+    if (this.running === 0) for (const resolve of this.waiting.splice(0)) resolve();
+  };
+
+  /** Counts `handling` until it settles; returns a promise settling as it does (a value that is no promise, as is). */
+  track<T>(handling: T | Promise<T>): T | Promise<T> {
+    if (!(handling instanceof Promise)) return handling;
+    this.running++;
+    return handling.finally(this.end);
+  }
+
+  /** Resolves once no request is under way (at once when none is). Never rejects. */
+  settled(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+}
+
 /** Builds the whole HTTP app; main.ts and the tests both start from here. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, services, logger } = options;
@@ -343,6 +371,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
 
   const schema = await buildAppSchema(resolverContainer(services));
+  const operations = new OperationsInFlight();
+  // Closing waits for the GraphQL requests still running (a client that hung up does not stop its resolvers),
+  // so that the database pool main.ts closes next is not pulled from under them.
+  app.addHook('onClose', () => operations.settled());
   const apollo = new ApolloServer<RequestContext>({
     schema,
     formatError: errorFormatter({ hideSuggestions: !config.explorerEnabled }),
@@ -436,7 +468,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
-      return graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]);
+      return operations.track(
+        graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]),
+      );
     },
   });
   // Other methods on /graphql are a client's mistake about the endpoint, not a missing route.
