@@ -94,3 +94,45 @@ describe.each(reveals)('a key replaced while $name reveals it, with accessKeyInf
     });
   });
 });
+
+/**
+ * user(id) now reveals its key in its own resolver (UserService.get), as a page does: a key asked for several
+ * times in one request, through aliases, two user(id) fields and a page, is still revealed once, with one view.
+ */
+describe('one key asked for several times in one request', () => {
+  let app: TestApp;
+
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('is the same key everywhere, with one ACCESS_KEY_VIEWED', async () => {
+    const reader = await createOrganization(app, 'Once Org', TEST_PASSWORD);
+    const target = await createUser(app, reader, { name: 'Once Target' });
+    const viewsOfTarget = async (): Promise<number> => {
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND target_user_id = $1`,
+        [target.id],
+      );
+      return n;
+    };
+    const before = await viewsOfTarget();
+    const response = await app.gql(
+      `query ($id: ID!) {
+         a: user(id: $id) { accessKey again: accessKey accessKeyInfo { hint } }
+         b: user(id: $id) { ...Key }
+         users(first: 50) { edges { node { id ...Key } } }
+       }
+       fragment Key on User { accessKey }`,
+      { key: reader.key, variables: { id: target.id } },
+    );
+    expect(response.body.errors).toBeUndefined();
+    const data = response.body.data!;
+    const fromPage = data.users.edges.find((edge: any) => edge.node.id === target.id).node.accessKey;
+    expect([data.a.accessKey, data.a.again, data.b.accessKey, fromPage]).toEqual(Array(4).fill(target.key));
+    expect((await viewsOfTarget()) - before).toBe(1);
+  });
+});
