@@ -193,7 +193,8 @@ class RequestLoaders implements Loaders {
    * error, the others their keys); then records the views of the decrypted ones and waits for their commit,
    * so if the insert fails, or the actor's authority ended, no key of the batch is returned. A key the views'
    * commit found replaced is answered with the key row's current one (its view is the one just committed),
-   * or null when the user has no key now; one that then cannot be decrypted is that field's error.
+   * or null when the user has no key now; one that then cannot be decrypted is that field's error. Its key row
+   * as read before is forgotten (accessKey reads it again), so a page's accessKeyInfo describes the key shown.
    */
   private async reveal(users: readonly User[]): Promise<Array<string | null | Error>> {
     const { actor, services } = this;
@@ -223,6 +224,9 @@ class RequestLoaders implements Loaders {
       for (const [j, keyCiphertext] of replaced) {
         const i = viewedAt[j];
         keys[i] = keyCiphertext && this.open({ userId: users[i].id, keyCiphertext });
+        // The key row read with the page is the replaced key's: what the request reads of the key from here on
+        // (accessKeyInfo's hint, createdAt, leak report) is the current row's, the key shown.
+        this.accessKeyLoader?.clear(users[i].id);
       }
     }
     // Committed: from here on the request may answer these keys without waiting (revealedKeyOf).

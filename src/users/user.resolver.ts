@@ -50,14 +50,24 @@ export class UserResolver {
     return this.userService.me(actor);
   }
 
-  /** One user held to the caller's abilities (UserService.get). @throws NotFoundError, BadInputError (id). */
+  /**
+   * One user held to the caller's abilities (UserService.get), its key revealed with it when `accessKey` is
+   * asked for. @throws NotFoundError, BadInputError (id).
+   */
   @Can('read', 'User', { on: { arg: 'id' } })
   @Query(() => User, {
     nullable: true,
     description: 'NOT_FOUND when the user does not exist or is not visible to you.',
   })
-  user(@CurrentActor() actor: Actor, @Ctx() ctx: RequestContext, @Arg('id', () => ID) id: string): Promise<User> {
-    return this.userService.get(actor, id, ctx.loaders);
+  user(
+    @CurrentActor() actor: Actor,
+    @Ctx() ctx: RequestContext,
+    @Arg('id', () => ID) id: string,
+    @Info() info: GraphQLResolveInfo,
+  ): Promise<User> {
+    return this.userService.get(actor, id, ctx.loaders, {
+      revealKey: selectedFieldNames(info, []).has('accessKey'),
+    });
   }
 
   /**

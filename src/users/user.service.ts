@@ -217,13 +217,18 @@ export class UserService {
 
   /**
    * One user with their key row. Concurrent requests' reads share a statement; the row is then held to
-   * this caller's abilities, the same rules that scope list queries in SQL.
+   * this caller's abilities, the same rules that scope list queries in SQL. With `revealKey` (the answer asks
+   * for `accessKey`) the key is revealed before the user is returned, as a page's are (revealKeys): a key
+   * replaced before its view committed is then forgotten with its row before any other field reads the row,
+   * so `accessKeyInfo` describes the key shown.
+   * @throws NotFoundError (no such user, or not visible to the caller), BadInputError (id).
    */
-  async get(actor: Actor, id: string, loaders: Loaders): Promise<User> {
+  async get(actor: Actor, id: string, loaders: Loaders, params: { revealKey?: boolean } = {}): Promise<User> {
     const row = await this.profiles.read(parseId(id));
     const user = row && userFromRow(row);
     if (!user || !actor.ability.can('read', user)) throw new NotFoundError();
     primeKey(loaders, row);
+    if (params.revealKey) await this.revealKeys(actor, [user], loaders);
     return user;
   }
 
