@@ -1,8 +1,8 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 
 import { createOrganization } from '../factories/organizations';
-import { startTestApp } from '../helpers/test-app';
 import { until } from '../helpers/own-postgres';
+import { startTestApp } from '../helpers/test-app';
 
 /**
  * A shutdown (SIGTERM: the app closes, then the services and the database pool) while a request whose client has
