@@ -103,17 +103,18 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     MAX_EVENT_LOOP_DELAY_MS: '0',
     ...options.env,
   });
+  const logs: string[] = [];
+  const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
+  const logger = createLogger({ level: config.logLevel, destination });
   const queries = new QueryCounter();
   const dataSource = createDataSource({
     url: database.url,
     db: testDbSettings(config, options.env),
     queryCounter: queries,
+    logger,
   });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
-  const logs: string[] = [];
-  const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
-  const logger = createLogger({ level: config.logLevel, destination });
   const services = createServices({
     dataSource,
     databaseUrl: database.url,
