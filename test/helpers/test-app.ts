@@ -164,3 +164,29 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
   };
 }
+
+/** A test app with a connection of the test's own to the app's database; `close` ends both. */
+export interface AppWithSecondConnection {
+  readonly app: TestApp;
+  /** Holds locks and transactions the app's statements meet, or changes rows behind the app's back. */
+  readonly other: Client;
+  close(): Promise<void>;
+}
+
+/** startTestApp, then a second connection to its database (see AppWithSecondConnection). */
+export async function startAppWithSecondConnection(options: TestAppOptions = {}): Promise<AppWithSecondConnection> {
+  const app = await startTestApp(options);
+  const other = new Client({ connectionString: app.databaseUrl });
+  await other.connect().catch(async (error: unknown) => {
+    await app.close();
+    throw error;
+  });
+  return {
+    app,
+    other,
+    async close() {
+      await other.end();
+      await app.close();
+    },
+  };
+}
