@@ -25,6 +25,28 @@ export default tseslint.config(
     },
   },
   {
+    // A pg Client made by hand has no 'error' listener, and PostgreSQL restarting then ends the process:
+    // the service makes its connections with src/db/pg-client.ts (the embedded launcher listens itself).
+    files: ['src/**/*.ts'],
+    ignores: ['src/db/pg-client.ts', 'src/dev/embedded-postgres.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: 'pg',
+              importNames: ['Client', 'Pool', 'default'],
+              allowTypeImports: true,
+              message:
+                'Make connections with src/db/pg-client.ts: a Client without an error listener crashes the process when PostgreSQL restarts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     // Tests and benchmarks read GraphQL answers as JSON whose shape the assertions or checks themselves test.
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { DataSource } from 'typeorm';
 
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
@@ -17,6 +18,7 @@ import type { Config } from '../config';
 import { Organization } from '../organizations/organization.entity';
 import { User } from '../users/user.entity';
 import { KeySecretFingerprint } from './key-secret-fingerprint.entity';
+import { listeningClientClass } from './pg-client';
 import { QueryCounter } from './query-counter';
 
 export const ENTITIES = [Organization, User, AccessKey, AuditEvent, KeySecretFingerprint];
@@ -38,14 +40,17 @@ export interface DataSourceOptions {
   url: string;
   db: Config['db'];
   queryCounter?: QueryCounter;
+  /** Told (warn) of a connection lost while checked out between statements; nothing is logged without one. */
+  logger?: Logger;
 }
 
 /**
  * The TypeORM data source of the service (not yet initialized): the entities and migrations, never
  * `synchronize`; pool size, connect timeout (ms) and statement timeout (ms, 0: none) from `db`; every statement
- * counted by `queryCounter` (a fresh one when not given).
+ * counted by `queryCounter` (a fresh one when not given). The pool's connections are ListeningClients
+ * (src/db/pg-client.ts): one that PostgreSQL ends while checked out between statements does not end the process.
  */
-export function createDataSource({ url, db, queryCounter }: DataSourceOptions): DataSource {
+export function createDataSource({ url, db, queryCounter, logger }: DataSourceOptions): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -57,6 +62,13 @@ export function createDataSource({ url, db, queryCounter }: DataSourceOptions): 
     poolSize: db.poolSize,
     connectTimeoutMS: db.connectTimeoutMs,
     applicationName: 'crm-access',
-    extra: { statement_timeout: db.statementTimeoutMs || undefined },
+    extra: {
+      statement_timeout: db.statementTimeoutMs || undefined,
+      // An expected event when PostgreSQL restarts (a warning): what ran on the connection fails and is
+      // reported on its own; the pool opens a new connection when asked for one.
+      Client: listeningClientClass((error) =>
+        logger?.warn({ err: error }, 'lost a database connection in use between statements; it is discarded'),
+      ),
+    },
   });
 }

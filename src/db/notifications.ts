@@ -1,5 +1,7 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import type { Logger } from 'pino';
+
+import { createClient } from './pg-client';
 
 type Handler = (payload: string) => void;
 
@@ -84,7 +86,7 @@ export class Notifications {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const client = new Client({
+    const client = createClient({
       connectionString: this.deps.url,
       connectionTimeoutMillis: this.deps.connectTimeoutMs,
       keepAlive: true,

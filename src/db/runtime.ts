@@ -55,7 +55,7 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   }
   if (!secret) throw new ConfigError('ACCESS_KEY_SECRET is required with DATABASE_URL (32+ random bytes, base64).');
 
-  const dataSource = createDataSource({ url, db: config.db });
+  const dataSource = createDataSource({ url, db: config.db, logger });
   const close = async () => {
     if (dataSource.isInitialized) await dataSource.destroy();
     await embedded?.stop();

@@ -459,6 +459,9 @@ async function ensureDatabase(args: { port: number; password: string; databaseNa
     password: args.password,
     database: 'postgres',
   });
+  // An 'error' nobody listens for would end the process (src/db/pg-client.ts, which this dev-only module does
+  // not import): a server stopped between these statements fails the next one or the end, which reports it.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     const existing = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [args.databaseName]);

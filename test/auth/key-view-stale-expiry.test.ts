@@ -1,9 +1,9 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const REVEAL = 'query ($id: ID!) { user(id: $id) { id accessKey } }';
@@ -19,16 +19,12 @@ const SET_POLICY = `mutation ($days: Int, $existing: Boolean!) {
 describe('key view in one statement: an expiry committed while it waits', () => {
   let app: TestApp;
   let other: Client;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '10000' } });
-    other = new Client({ connectionString: app.databaseUrl });
-    await other.connect();
+    ({ app, other, close } = await startAppWithSecondConnection({ env: { AUTH_FAILURE_LIMIT: '10000' } }));
   });
-  afterAll(async () => {
-    await other.end();
-    await app.close();
-  });
+  afterAll(() => close());
 
   it("setAccessKeyPolicy(applyToExistingKeys) expiring the caller's key, committed before the reveal confirms: no key, no view", async () => {
     const admin = await createOrganization(app, 'Stale Expiry Org', TEST_PASSWORD);

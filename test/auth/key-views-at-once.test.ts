@@ -6,7 +6,7 @@ import { INSERT_IF_CONFIRMED } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const REVEAL = 'query ($id: ID!) { user(id: $id) { id accessKey } }';
@@ -22,16 +22,12 @@ const ENDED = { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' };
 describe('key views in one statement: confirmed under lock, committed before the key is returned', () => {
   let app: TestApp;
   let other: Client;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    app = await startTestApp({ env: { AUTH_FAILURE_LIMIT: '10000' } });
-    other = new Client({ connectionString: app.databaseUrl });
-    await other.connect();
+    ({ app, other, close } = await startAppWithSecondConnection({ env: { AUTH_FAILURE_LIMIT: '10000' } }));
   });
-  afterAll(async () => {
-    await other.end();
-    await app.close();
-  });
+  afterAll(() => close());
 
   /** Views by `actorId` since its organization was set up (createUser shows, and so records, the new key). */
   const setUpAt = new Map<string, string>();

@@ -103,17 +103,18 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     MAX_EVENT_LOOP_DELAY_MS: '0',
     ...options.env,
   });
+  const logs: string[] = [];
+  const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
+  const logger = createLogger({ level: config.logLevel, destination });
   const queries = new QueryCounter();
   const dataSource = createDataSource({
     url: database.url,
     db: testDbSettings(config, options.env),
     queryCounter: queries,
+    logger,
   });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
-  const logs: string[] = [];
-  const destination = options.captureLogs ? { write: (line: string) => void logs.push(line) } : undefined;
-  const logger = createLogger({ level: config.logLevel, destination });
   const services = createServices({
     dataSource,
     databaseUrl: database.url,
@@ -160,6 +161,32 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await services.stop();
       await dataSource.destroy();
       await database.drop();
+    },
+  };
+}
+
+/** A test app with a connection of the test's own to the app's database; `close` ends both. */
+export interface AppWithSecondConnection {
+  readonly app: TestApp;
+  /** Holds locks and transactions the app's statements meet, or changes rows behind the app's back. */
+  readonly other: Client;
+  close(): Promise<void>;
+}
+
+/** startTestApp, then a second connection to its database (see AppWithSecondConnection). */
+export async function startAppWithSecondConnection(options: TestAppOptions = {}): Promise<AppWithSecondConnection> {
+  const app = await startTestApp(options);
+  const other = new Client({ connectionString: app.databaseUrl });
+  await other.connect().catch(async (error: unknown) => {
+    await app.close();
+    throw error;
+  });
+  return {
+    app,
+    other,
+    async close() {
+      await other.end();
+      await app.close();
     },
   };
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { KEY_LOOKUP_MARK } from '../../src/access-keys/access-key.service';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
+import { startTcpProxy, type TcpProxy, throughProxy } from '../helpers/tcp-proxy';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 /** The property: refused on the other instance by then, measured from before the regeneration was sent. */
@@ -38,13 +38,11 @@ describe('revocation freshness when the listener hangs', () => {
     proxy = await startTcpProxy({ host: server.hostname, port: Number(server.port || 5432) });
     const secret = randomBytes(32);
     const env = { AUTH_FAILURE_LIMIT: '100000' };
-    const throughProxy = (url: string) => {
-      const proxied = new URL(url);
-      proxied.hostname = '127.0.0.1';
-      proxied.port = String(proxy.port);
-      return proxied.toString();
-    };
-    a = await startTestApp({ env, database: { url: database.url, secret }, listenerDatabaseUrl: throughProxy });
+    a = await startTestApp({
+      env,
+      database: { url: database.url, secret },
+      listenerDatabaseUrl: (url) => throughProxy(proxy, url),
+    });
     b = await startTestApp({ env, database: { url: database.url, secret } });
     admin = await createOrganization(b, 'Hung Listener Org');
   }, 60_000);

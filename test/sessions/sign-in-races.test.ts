@@ -1,9 +1,9 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 
 import type { PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
 const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';
@@ -21,10 +21,15 @@ describe('sign-in and password change without races', () => {
   let app: TestApp;
   let admin: TestUser;
   let holder: Client;
+  let close: () => Promise<void>;
   const hooks: PauseHooks = {};
 
   beforeAll(async () => {
-    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } });
+    ({
+      app,
+      other: holder,
+      close,
+    } = await startAppWithSecondConnection({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } }));
     admin = await createOrganization(app, 'Sign-in Race Org', TEST_PASSWORD);
     // A trigger that waits: a sign-in's transaction, its locks taken, stops at its session insert while the test holds the lock.
     await app.dataSource.query(`
@@ -33,16 +38,11 @@ describe('sign-in and password change without races', () => {
     await app.dataSource.query(
       `CREATE TRIGGER hold_session_inserts BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION hold_session_inserts()`,
     );
-    holder = new Client({ connectionString: app.databaseUrl });
-    await holder.connect();
   });
   afterEach(() => {
     delete hooks.afterPasswordVerified;
   });
-  afterAll(async () => {
-    await holder.end();
-    await app.close();
-  });
+  afterAll(() => close());
 
   const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
   const setActive = (user: TestUser, active: boolean) =>

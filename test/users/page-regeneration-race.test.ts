@@ -1,10 +1,15 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 
 import type { PauseHooks } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, type RequestOptions, startTestApp, type TestApp } from '../helpers/test-app';
+import {
+  type GraphQLResponse,
+  type RequestOptions,
+  startAppWithSecondConnection,
+  type TestApp,
+} from '../helpers/test-app';
 
 const REGENERATE =
   'mutation ($id: ID!, $grace: Int) { regenerateAccessKey(userId: $id, gracePeriodSeconds: $grace) { accessKey } }';
@@ -36,23 +41,19 @@ const reveals = [
 describe.each(reveals)('a regeneration racing $name', (reveal) => {
   let app: TestApp;
   let other: Client;
+  let close: () => Promise<void>;
   let reader: TestUser;
   let regenerator: TestUser;
   const hooks: PauseHooks = {};
 
   beforeAll(async () => {
-    app = await startTestApp({ hooks });
-    other = new Client({ connectionString: app.databaseUrl });
-    await other.connect();
+    ({ app, other, close } = await startAppWithSecondConnection({ hooks }));
     reader = await createOrganization(app, 'Race Org', TEST_PASSWORD);
     regenerator = await createUser(app, reader, { role: Role.ADMIN, name: 'Zed Regenerator' });
     // Warmed into the auth cache: the reader's requests read nothing that the held users row would block.
     await app.gql('{ me { id } }', { key: reader.key });
   });
-  afterAll(async () => {
-    await other.end();
-    await app.close();
-  });
+  afterAll(() => close());
   afterEach(() => {
     delete hooks.beforeAuthorityCheck;
     delete hooks.afterAuthorityCheck;

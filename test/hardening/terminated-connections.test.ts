@@ -1,0 +1,204 @@
+import { randomBytes } from 'node:crypto';
+
+import type { Pool } from 'pg';
+import { Client } from 'pg';
+
+import { AuditRetention } from '../../src/audit/audit-retention';
+import type { PauseHooks } from '../../src/authorization/authority';
+import { runPrepared } from '../../src/db/prepared';
+import { createLogger } from '../../src/logger';
+import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { until } from '../helpers/own-postgres';
+import { startTcpProxy, type TcpProxy, throughProxy } from '../helpers/tcp-proxy';
+import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
+
+/**
+ * PostgreSQL ends every session when it stops or restarts (57P01, "terminating connection due to administrator
+ * command"), and pg_terminate_backend ends one the same way. pg emits 'error' on a client whose connection
+ * fails while no query runs on it; with no listener, Node throws it and the process dies. Each case holds a
+ * connection the app has checked out idle (no query running) at a known point, terminates its backend from
+ * another connection, then lets the app go on: the app must not crash and must keep answering.
+ */
+describe('PostgreSQL ending a connection the app holds idle', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  const hooks: PauseHooks = {};
+
+  beforeAll(async () => {
+    app = await startTestApp({ hooks, env: { LOG_LEVEL: 'warn' }, captureLogs: true });
+    admin = await createOrganization(app, 'Terminated Connections Org');
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+  afterEach(() => {
+    delete hooks.beforeAuthorityCheck;
+  });
+
+  /** The app's session whose last statement matches `pattern` and that waits for its next one. */
+  async function idleBackend(pattern: string): Promise<number> {
+    const rows: Array<{ pid: number }> = await app.dataSource.query(
+      `SELECT pid FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle%' AND query LIKE $1`,
+      [pattern],
+    );
+    expect(rows).toHaveLength(1);
+    return rows[0].pid;
+  }
+
+  /**
+   * Ends the session as a fast shutdown does and waits for its backend to be gone; by the next turn of the
+   * event loop after that answer, the app's end of it has read the 57P01 (it was sent before the backend exited).
+   */
+  async function terminate(pid: number): Promise<void> {
+    const [{ ended }] = await app.dataSource.query(`SELECT pg_terminate_backend($1, 10000) AS ended`, [pid]);
+    expect(ended).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  async function stillAnswers(): Promise<void> {
+    const me = await app.gql('{ me { id } }', { key: admin.key });
+    expect(me.body).toEqual({ data: { me: { id: admin.id } } });
+    const created = await createUser(app, admin, { name: 'Created after the termination' });
+    expect(created.key).toBeTruthy();
+  }
+
+  it("an act's transaction held open between two statements: the act fails, the instance keeps answering", async () => {
+    const member = await createUser(app, admin, { name: 'Renamed Member' });
+    let held!: () => void;
+    const isHeld = new Promise<void>((resolve) => (held = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    hooks.beforeAuthorityCheck = async () => {
+      held();
+      await released;
+    };
+    const renaming = app.gql(`mutation ($id: ID!) { updateUser(id: $id, input: { name: "Never" }) { name } }`, {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    await isHeld;
+    delete hooks.beforeAuthorityCheck;
+    await terminate(await idleBackend('%TRANSACTION%'));
+    release();
+
+    const renamed = await renaming;
+    expect(renamed.body.data?.updateUser ?? null).toBeNull();
+    expect(renamed.body.errors).toBeDefined();
+    await stillAnswers();
+  });
+
+  it('audit retention holding its advisory lock between batches: the run ends with a warning, the next one deletes', async () => {
+    await app.dataSource.query(
+      `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, created_at)
+       SELECT $1, 'LOGIN_SUCCEEDED', $2, 'SESSION', now() - interval '400 days' FROM generate_series(1, 10)`,
+      [admin.organizationId, admin.id],
+    );
+    let held!: () => void;
+    const isHeld = new Promise<void>((resolve) => (held = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const logs: string[] = [];
+    const retention = (batchDeleted?: () => Promise<void>) =>
+      new AuditRetention({
+        dataSource: app.dataSource,
+        logger: createLogger({ level: 'warn', destination: { write: (line: string) => void logs.push(line) } }),
+        settings: { days: 30, batchSize: 1000, pauseMs: 0, firstRunAfterMs: 0, intervalMs: 3_600_000 },
+        hooks: { batchDeleted },
+      });
+    const run = retention(async () => {
+      held();
+      await released;
+    }).runOnce();
+    await isHeld;
+    app.logs.length = 0;
+    await terminate(await idleBackend('DELETE FROM audit_events%'));
+    release();
+
+    expect(await run).toEqual({ deleted: 0, batches: 0 });
+    expect(logs.map((line) => JSON.parse(line).msg)).toEqual([
+      'audit retention: run failed; it is tried again at the next interval',
+    ]);
+    // The lost connection itself: one warning (an expected event when PostgreSQL restarts), no error.
+    expect(
+      app.logs.map((line) => JSON.parse(line)).map(({ level, msg, err }) => ({ level, msg, code: err?.code })),
+    ).toEqual([
+      { level: 40, msg: 'lost a database connection in use between statements; it is discarded', code: '57P01' },
+    ]);
+    await stillAnswers();
+    // The lock went with the session: the next run takes it and deletes.
+    expect(await retention().runOnce()).toEqual({ deleted: 10, batches: 1 });
+  });
+});
+
+/**
+ * The pool hands a connection to the next waiter the moment its last query's answer is read, and pg reads a
+ * whole TCP read at once: when PostgreSQL's 57P01 arrives in the same read as that answer (a busy event loop,
+ * a shutdown right after the query), the connection is already handed over, and TypeORM puts its own error
+ * listener on it only a moment later. A proxy between the pool and PostgreSQL holds the answer back until the
+ * session is terminated, then delivers both in one write.
+ */
+describe('PostgreSQL ending a pooled connection in the same read as its last answer', () => {
+  let database: { url: string; drop(): Promise<void> };
+  let proxy: TcpProxy;
+  let app: TestApp;
+  let admin: TestUser;
+  let other: Client;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const server = new URL(database.url);
+    proxy = await startTcpProxy({ host: server.hostname, port: Number(server.port) });
+    // One connection in the pool, so the held query's is the one the waiter gets; the listener goes direct.
+    app = await startTestApp({
+      env: { DB_POOL_SIZE: '1' },
+      database: { url: throughProxy(proxy, database.url), secret: randomBytes(32) },
+      listenerDatabaseUrl: () => database.url,
+    });
+    admin = await createOrganization(app, 'Same Read Org');
+    other = new Client({ connectionString: database.url });
+    await other.connect();
+  });
+  afterAll(async () => {
+    await other?.end();
+    await app?.close();
+    await proxy?.close();
+    await database?.drop();
+  });
+
+  it('the connection handed to a waiting query is already lost: that query fails, the instance keeps answering', async () => {
+    const pool = (app.dataSource.driver as unknown as { master: Pool }).master;
+    proxy.holdReplies();
+    const answered = runPrepared<{ one: number }>(app.dataSource, 'SELECT 1 AS one', []);
+    // The pool's one session has answered (the answer waits in the proxy) and waits for its next statement.
+    const [{ pid }] = await until(
+      async () =>
+        (
+          await other.query<{ pid: number }>(
+            `SELECT pid FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'crm-access' AND state = 'idle'
+                AND query = 'SELECT 1 AS one'`,
+          )
+        ).rows,
+      (rows) => rows.length === 1,
+    );
+    const waiting = app.dataSource.query('SELECT 2 AS two');
+    await until(
+      async () => pool.waitingCount,
+      (count) => count === 1,
+    );
+    const closedBefore = proxy.serversClosed;
+    await other.query('SELECT pg_terminate_backend($1, 10000)', [pid]);
+    await until(
+      async () => proxy.serversClosed,
+      (closed) => closed > closedBefore,
+    );
+    proxy.releaseReplies();
+
+    expect(await answered).toEqual([{ one: 1 }]);
+    await expect(waiting).rejects.toThrow();
+    const me = await app.gql('{ me { id } }', { key: admin.key });
+    expect(me.body).toEqual({ data: { me: { id: admin.id } } });
+    expect(await app.dataSource.query('SELECT 3 AS three')).toEqual([{ three: 3 }]);
+  });
+});
