@@ -140,6 +140,34 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
     await stillAnswers();
   });
 
+  it('a key reveal whose view batch loses its connection after the authority check: the key comes only with its view', async () => {
+    const member = await createUser(app, admin, { name: 'Revealed Member' });
+    const views = async (): Promise<number> =>
+      (
+        await app.dataSource.query(
+          `SELECT count(*)::int AS n FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND target_user_id = $1`,
+          [member.id],
+        )
+      )[0].n;
+    const viewsBefore = await views();
+    const revealing = app.gql(`query ($id: ID!) { user(id: $id) { accessKey } }`, {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    const release = await holdAct(hooks, 'afterAuthorityCheck');
+    app.logs.length = 0;
+    await terminate(await idleBackend('%', 'idle in transaction'));
+    release();
+
+    // user(id) reveals ahead of its field and leaves a failure to the field, which loads the key again: that
+    // second batch, on a new connection, confirms and commits the view before the key is answered.
+    const revealed = await revealing;
+    expect(revealed.body).toEqual({ data: { user: { accessKey: member.key } } });
+    expect(await views()).toBe(viewsBefore + 1);
+    expect(app.logs.map((line) => JSON.parse(line).level)).not.toContain(50);
+    await stillAnswers();
+  });
+
   it('audit retention holding its advisory lock between batches: the run ends with a warning, the next one deletes', async () => {
     await app.dataSource.query(
       `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, created_at)
