@@ -7,6 +7,7 @@ import { AuditRetention } from '../../src/audit/audit-retention';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { runPrepared } from '../../src/db/prepared';
 import { createLogger } from '../../src/logger';
+import { operatorMessage } from '../../src/operator-errors';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { until } from '../helpers/own-postgres';
 import { startTcpProxy, type TcpProxy, throughProxy } from '../helpers/tcp-proxy';
@@ -165,6 +166,27 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
     expect(revealed.body).toEqual({ data: { user: { accessKey: member.key } } });
     expect(await views()).toBe(viewsBefore + 1);
     expect(app.logs.map((line) => JSON.parse(line).level)).not.toContain(50);
+    await stillAnswers();
+  });
+
+  it("a command's transaction that loses its connection between statements: one line for the operator, no stack", async () => {
+    const runner = app.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    let failure: unknown;
+    try {
+      await runner.query('SELECT 1');
+      await terminate(await idleBackend('SELECT 1', 'idle in transaction'));
+      failure = await runner.query('SELECT 2').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    } finally {
+      await runner.rollbackTransaction().catch(() => undefined);
+      await runner.release();
+    }
+    const line = operatorMessage(failure);
+    expect(line.split('\n')).toEqual([line]);
+    expect(line).toMatch(/PostgreSQL/);
     await stillAnswers();
   });
 
