@@ -7,6 +7,21 @@ import simpleImportSort from 'eslint-plugin-simple-import-sort';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
+const PG_MESSAGE =
+  'Make connections with src/db/pg-client.ts: a Client without an error listener crashes the process when PostgreSQL restarts.';
+/** The ways to make a pg connection (a Client, or a Pool that makes them) other than src/db/pg-client.ts. */
+const PG_CONNECTIONS = [
+  { name: 'pg', importNames: ['Client', 'Pool', 'default'], allowTypeImports: true, message: PG_MESSAGE },
+  { name: 'pg-pool', allowTypeImports: true, message: PG_MESSAGE },
+];
+const TYPEORM_DATA_SOURCE = {
+  name: 'typeorm',
+  importNames: ['DataSource'],
+  allowTypeImports: true,
+  message:
+    'Make the data source with createDataSource (src/db/data-source.ts): its connections survive PostgreSQL restarting.',
+};
+
 export default tseslint.config(
   { ignores: ['dist/', '**/node_modules/', 'docs/', 'coverage/', 'migrations/'] },
   js.configs.recommended,
@@ -26,25 +41,16 @@ export default tseslint.config(
   },
   {
     // A pg Client made by hand has no 'error' listener, and PostgreSQL restarting then ends the process:
-    // the service makes its connections with src/db/pg-client.ts (the embedded launcher listens itself).
+    // the service makes its connections with src/db/pg-client.ts (the embedded launcher listens itself), and
+    // its one data source with createDataSource (src/db/data-source.ts), whose pool makes them so and whose
+    // query runners keep a lost connection until they are done.
     files: ['src/**/*.ts'],
-    ignores: ['src/db/pg-client.ts', 'src/dev/embedded-postgres.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          paths: [
-            {
-              name: 'pg',
-              importNames: ['Client', 'Pool', 'default'],
-              allowTypeImports: true,
-              message:
-                'Make connections with src/db/pg-client.ts: a Client without an error listener crashes the process when PostgreSQL restarts.',
-            },
-          ],
-        },
-      ],
-    },
+    ignores: ['src/db/pg-client.ts', 'src/dev/embedded-postgres.ts', 'src/db/data-source.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: [...PG_CONNECTIONS, TYPEORM_DATA_SOURCE] }] },
+  },
+  {
+    files: ['src/db/data-source.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: PG_CONNECTIONS }] },
   },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],

@@ -23,8 +23,9 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETI
 
 /**
  * What an operator reads when the server or the CLI cannot do its work: one line, no stack trace, for a bad
- * setting, a wrong ACCESS_KEY_SECRET, input the service refuses, or a database it cannot reach or log in to
- * (the embedded PostgreSQL's own errors keep the lines of its log they quote).
+ * setting, a wrong ACCESS_KEY_SECRET, input the service refuses, a database it cannot reach or log in to, or one
+ * that ended the connection under the command (the embedded PostgreSQL's own errors keep the lines of its log
+ * they quote).
  * Only an error nobody anticipated (a bug) keeps its stack, since then the stack is what to report.
  */
 export function operatorMessage(error: unknown): string {
@@ -34,8 +35,14 @@ export function operatorMessage(error: unknown): string {
   if (code && (CONNECTION_CODES.has(code) || /^(08|28|3D)/.test(code))) {
     return `could not connect to PostgreSQL: ${error.message} (${code}). Check DATABASE_URL and that the server is running.`;
   }
-  if (code || /timeout exceeded when trying to connect|Connection terminated/i.test(error.message)) {
-    return code ? `${error.message} (${code})` : `could not connect to PostgreSQL: ${error.message}`;
+  if (code) return `${error.message} (${code})`;
+  if (/timeout exceeded when trying to connect|terminated due to connection timeout/i.test(error.message)) {
+    return `could not connect to PostgreSQL: ${error.message}`;
+  }
+  // pg's words for a connection PostgreSQL ended under the command (a restart, pg_terminate_backend): during a
+  // statement, or between two (then the next one is refused as "not queryable").
+  if (/Connection terminated|Client has encountered a connection error/i.test(error.message)) {
+    return `lost the connection to PostgreSQL: ${error.message}. Check that the server is running, then run the command again.`;
   }
   return String(error.stack ?? error.message);
 }

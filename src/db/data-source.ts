@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { DataSource } from 'typeorm';
+import { DataSource, type QueryRunner, type ReplicationMode } from 'typeorm';
 
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
@@ -45,13 +45,33 @@ export interface DataSourceOptions {
 }
 
 /**
+ * TypeORM's query runner gives its connection back to the pool the moment the connection emits 'error' (its
+ * own listener, put on at checkout). Between two statements of a transaction, which is when PostgreSQL ending
+ * the session emits it, that marks the runner released: the transaction's next statement then throws TypeORM's
+ * "query runner already released", which says nothing of the database (500 and an error line of a resolver,
+ * not 503). So a lost connection stays with its runner until the runner is done: the next statement fails as
+ * pg reports it ("Client has encountered a connection error", a database that cannot serve the request), and
+ * the pool discards the connection when the runner releases it (pg-pool drops a client that is not queryable).
+ */
+class ServiceDataSource extends DataSource {
+  override createQueryRunner(mode?: ReplicationMode): QueryRunner {
+    const runner = super.createQueryRunner(mode);
+    const releasing = runner as unknown as { releasePostgresConnection(error?: Error): Promise<void> };
+    const release = releasing.releasePostgresConnection.bind(runner);
+    releasing.releasePostgresConnection = (error) => (error ? Promise.resolve() : release());
+    return runner;
+  }
+}
+
+/**
  * The TypeORM data source of the service (not yet initialized): the entities and migrations, never
  * `synchronize`; pool size, connect timeout (ms) and statement timeout (ms, 0: none) from `db`; every statement
  * counted by `queryCounter` (a fresh one when not given). The pool's connections are ListeningClients
- * (src/db/pg-client.ts): one that PostgreSQL ends while checked out between statements does not end the process.
+ * (src/db/pg-client.ts): one that PostgreSQL ends while checked out between statements does not end the process,
+ * and its holder's next statement fails as a lost connection (see ServiceDataSource).
  */
 export function createDataSource({ url, db, queryCounter, logger }: DataSourceOptions): DataSource {
-  return new DataSource({
+  return new ServiceDataSource({
     type: 'postgres',
     url,
     entities: ENTITIES,

@@ -7,10 +7,33 @@ import { AuditRetention } from '../../src/audit/audit-retention';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { runPrepared } from '../../src/db/prepared';
 import { createLogger } from '../../src/logger';
+import { operatorMessage } from '../../src/operator-errors';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { until } from '../helpers/own-postgres';
 import { startTcpProxy, type TcpProxy, throughProxy } from '../helpers/tcp-proxy';
-import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
+import {
+  type AppWithSecondConnection,
+  createTestDatabase,
+  type GraphQLResponse,
+  startAppWithSecondConnection,
+  startTestApp,
+  type TestApp,
+} from '../helpers/test-app';
+
+/** Holds the app's next act at `where` until the returned release is called; resolves once it is held. */
+async function holdAct(hooks: PauseHooks, where: 'beforeAuthorityCheck' | 'afterAuthorityCheck'): Promise<() => void> {
+  let held!: () => void;
+  const isHeld = new Promise<void>((resolve) => (held = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  hooks[where] = async () => {
+    held();
+    await released;
+  };
+  await isHeld;
+  delete hooks[where];
+  return release;
+}
 
 /**
  * PostgreSQL ends every session when it stops or restarts (57P01, "terminating connection due to administrator
@@ -35,12 +58,12 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
     delete hooks.beforeAuthorityCheck;
   });
 
-  /** The app's session whose last statement matches `pattern` and that waits for its next one. */
-  async function idleBackend(pattern: string): Promise<number> {
+  /** The app's session whose last statement matches `pattern` and that waits for its next one (in `state`). */
+  async function idleBackend(pattern: string, state = 'idle%'): Promise<number> {
     const rows: Array<{ pid: number }> = await app.dataSource.query(
       `SELECT pid FROM pg_stat_activity
-        WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle%' AND query LIKE $1`,
-      [pattern],
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE $2 AND query LIKE $1`,
+      [pattern, state],
     );
     expect(rows).toHaveLength(1);
     return rows[0].pid;
@@ -63,28 +86,107 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
     expect(created.key).toBeTruthy();
   }
 
-  it("an act's transaction held open between two statements: the act fails, the instance keeps answering", async () => {
-    const member = await createUser(app, admin, { name: 'Renamed Member' });
-    let held!: () => void;
-    const isHeld = new Promise<void>((resolve) => (held = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    hooks.beforeAuthorityCheck = async () => {
-      held();
-      await released;
-    };
-    const renaming = app.gql(`mutation ($id: ID!) { updateUser(id: $id, input: { name: "Never" }) { name } }`, {
+  /** The act failed as the database's, not as a bug: 503 SERVICE_UNAVAILABLE, and no error line of a resolver. */
+  function expectUnavailable(answer: GraphQLResponse, field: string): void {
+    expect(answer.status).toBe(503);
+    expect(answer.body.data ?? null).toBeNull();
+    expect(answer.body.errors?.map((error) => [error.path, error.extensions?.code])).toEqual([
+      [[field], 'SERVICE_UNAVAILABLE'],
+    ]);
+    expect(app.logs.map((line) => JSON.parse(line).msg)).not.toContain('unexpected error in a resolver');
+  }
+
+  for (const where of ['beforeAuthorityCheck', 'afterAuthorityCheck'] as const) {
+    it(`an act's transaction held open between two statements (${where}): 503, nothing changed, the instance keeps answering`, async () => {
+      const member = await createUser(app, admin, { name: 'Renamed Member' });
+      const renaming = app.gql(`mutation ($id: ID!) { updateUser(id: $id, input: { name: "Never" }) { name } }`, {
+        key: admin.key,
+        variables: { id: member.id },
+      });
+      const release = await holdAct(hooks, where);
+      app.logs.length = 0;
+      await terminate(await idleBackend('%', 'idle in transaction'));
+      release();
+
+      expectUnavailable(await renaming, 'updateUser');
+      const [{ name }] = await app.dataSource.query(`SELECT name FROM users WHERE id = $1`, [member.id]);
+      expect(name).toBe('Renamed Member');
+      await stillAnswers();
+    });
+  }
+
+  it('a key regeneration whose connection is ended after its authority check: 503, the old key still works, no new one', async () => {
+    const member = await createUser(app, admin, { name: 'Key Holder' });
+    const [before] = await app.dataSource.query(
+      `SELECT key_digest, previous_key_digest FROM access_keys WHERE user_id = $1`,
+      [member.id],
+    );
+    const regenerating = app.gql(`mutation ($id: ID!) { regenerateAccessKey(userId: $id) { user { id } } }`, {
       key: admin.key,
       variables: { id: member.id },
     });
-    await isHeld;
-    delete hooks.beforeAuthorityCheck;
-    await terminate(await idleBackend('%TRANSACTION%'));
+    const release = await holdAct(hooks, 'afterAuthorityCheck');
+    app.logs.length = 0;
+    await terminate(await idleBackend('%', 'idle in transaction'));
     release();
 
-    const renamed = await renaming;
-    expect(renamed.body.data?.updateUser ?? null).toBeNull();
-    expect(renamed.body.errors).toBeDefined();
+    expectUnavailable(await regenerating, 'regenerateAccessKey');
+    expect(
+      await app.dataSource.query(`SELECT key_digest, previous_key_digest FROM access_keys WHERE user_id = $1`, [
+        member.id,
+      ]),
+    ).toEqual([before]);
+    const me = await app.gql('{ me { id } }', { key: member.key });
+    expect(me.body).toEqual({ data: { me: { id: member.id } } });
+    await stillAnswers();
+  });
+
+  it('a key reveal whose view batch loses its connection after the authority check: the key comes only with its view', async () => {
+    const member = await createUser(app, admin, { name: 'Revealed Member' });
+    const views = async (): Promise<number> =>
+      (
+        await app.dataSource.query(
+          `SELECT count(*)::int AS n FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND target_user_id = $1`,
+          [member.id],
+        )
+      )[0].n;
+    const viewsBefore = await views();
+    const revealing = app.gql(`query ($id: ID!) { user(id: $id) { accessKey } }`, {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    const release = await holdAct(hooks, 'afterAuthorityCheck');
+    app.logs.length = 0;
+    await terminate(await idleBackend('%', 'idle in transaction'));
+    release();
+
+    // user(id) reveals ahead of its field and leaves a failure to the field, which loads the key again: that
+    // second batch, on a new connection, confirms and commits the view before the key is answered.
+    const revealed = await revealing;
+    expect(revealed.body).toEqual({ data: { user: { accessKey: member.key } } });
+    expect(await views()).toBe(viewsBefore + 1);
+    expect(app.logs.map((line) => JSON.parse(line).level)).not.toContain(50);
+    await stillAnswers();
+  });
+
+  it("a command's transaction that loses its connection between statements: one line for the operator, no stack", async () => {
+    const runner = app.dataSource.createQueryRunner();
+    await runner.startTransaction();
+    let failure: unknown;
+    try {
+      await runner.query('SELECT 1');
+      await terminate(await idleBackend('SELECT 1', 'idle in transaction'));
+      failure = await runner.query('SELECT 2').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    } finally {
+      await runner.rollbackTransaction().catch(() => undefined);
+      await runner.release();
+    }
+    const line = operatorMessage(failure);
+    expect(line.split('\n')).toEqual([line]);
+    expect(line).toMatch(/PostgreSQL/);
     await stillAnswers();
   });
 
@@ -200,5 +302,60 @@ describe('PostgreSQL ending a pooled connection in the same read as its last ans
     const me = await app.gql('{ me { id } }', { key: admin.key });
     expect(me.body).toEqual({ data: { me: { id: admin.id } } });
     expect(await app.dataSource.query('SELECT 3 AS three')).toEqual([{ three: 3 }]);
+  });
+});
+
+/**
+ * A pool of one: a connection ended under an act must leave the pool when the act is done, or every later
+ * request waits for a slot that never frees. Several in a row, then ordinary requests.
+ */
+describe('PostgreSQL ending the one pooled connection under acts, again and again', () => {
+  const hooks: PauseHooks = {};
+  let started: AppWithSecondConnection;
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    started = await startAppWithSecondConnection({
+      hooks,
+      env: { DB_POOL_SIZE: '1', LOG_LEVEL: 'warn' },
+      captureLogs: true,
+    });
+    admin = await createOrganization(started.app, 'Pool Of One Org');
+  });
+  afterAll(async () => {
+    await started?.close();
+  });
+
+  it('each act answers 503, the pool keeps one live connection, and requests after them succeed', async () => {
+    const { app, other } = started;
+    const member = await createUser(app, admin, { name: 'Kept Name' });
+    for (let round = 0; round < 5; round++) {
+      const renaming = app.gql(`mutation ($id: ID!) { updateUser(id: $id, input: { name: "Never" }) { name } }`, {
+        key: admin.key,
+        variables: { id: member.id },
+      });
+      const release = await holdAct(hooks, 'afterAuthorityCheck');
+      const { rows } = await other.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'`,
+      );
+      expect(rows).toHaveLength(1);
+      await other.query('SELECT pg_terminate_backend($1, 10000)', [rows[0].pid]);
+      await new Promise((resolve) => setImmediate(resolve));
+      release();
+      const renamed = await renaming;
+      expect([renamed.status, renamed.body.errors?.[0]?.extensions?.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
+    }
+    const pool = (app.dataSource.driver as unknown as { master: Pool }).master;
+    expect(pool.totalCount).toBeLessThanOrEqual(1);
+    const me = await app.gql('{ me { id } }', { key: member.key });
+    expect(me.body).toEqual({ data: { me: { id: member.id } } });
+    const renamed = await app.gql(`mutation ($id: ID!) { updateUser(id: $id, input: { name: "Renamed" }) { name } }`, {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    expect(renamed.body).toEqual({ data: { updateUser: { name: 'Renamed' } } });
+    expect(
+      app.logs.map((line) => JSON.parse(line)).filter(({ msg }) => msg === 'unexpected error in a resolver'),
+    ).toEqual([]);
   });
 });
