@@ -4,7 +4,6 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 
-import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
 
 import { KeyCrypto } from '../src/access-keys/key-crypto';
@@ -13,7 +12,7 @@ import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
 import { createLogger } from '../src/logger';
 import { createServices, type Services } from '../src/server/services';
-import { benchDatabaseServer, freePort, startServiceProcess, stopServer } from './server-process';
+import { benchDatabaseServer, freePort, freshDatabase, startServiceProcess, stopServer } from './server-process';
 
 /**
  * `npm run bench:scale`: do the reads that grow with the data stay flat? Seeds organizations of 1k, 10k and
@@ -247,31 +246,13 @@ async function timeSizes(params: {
   });
 }
 
-/** A fresh database on the server of `serverUrl`, dropped by `drop`. */
-async function freshDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `crm_access_scale_${randomBytes(4).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const client = new Client({ connectionString: serverUrl });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}
-
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(): Promise<void> {
   const secret = randomBytes(32);
   const databaseServer = await benchDatabaseServer('crm-access-bench-scale');
   const { embedded } = databaseServer;
-  const database = await freshDatabase(databaseServer.url);
+  const database = await freshDatabase({ serverUrl: databaseServer.url, prefix: 'crm_access_scale' });
   let server: ChildProcess | null = null;
   try {
     const config = loadConfig({ NODE_ENV: 'production', ACCESS_KEY_SECRET: secret.toString('base64') });

@@ -1,8 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
+import { Client } from 'pg';
 
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 
@@ -64,6 +67,30 @@ export async function benchDatabaseServer(label: string): Promise<BenchDatabaseS
       fs.rmSync(tempDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A new database named `prefix`_ and 8 random hex digits on the server of `serverUrl` (a URL of any of its
+ * databases); `url` is the same URL with the new database's name, `drop` drops it, closing its connections.
+ */
+export async function freshDatabase(params: {
+  serverUrl: string;
+  prefix: string;
+}): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${params.prefix}_${randomBytes(4).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const client = new Client({ connectionString: params.serverUrl });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(params.serverUrl);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
 /**
