@@ -35,6 +35,9 @@ export function operatorMessage(error: unknown): string {
   if (code && (CONNECTION_CODES.has(code) || /^(08|28|3D)/.test(code))) {
     return `could not connect to PostgreSQL: ${error.message} (${code}). Check DATABASE_URL and that the server is running.`;
   }
+  // PostgreSQL's operator-intervention class ended the session under the command: a fast or crash shutdown, a
+  // restart, pg_terminate_backend, its database dropped, an idle-session timeout (57P01, 57P02, 57P04, 57P05).
+  if (code && /^57P0[1245]$/.test(code)) return lostConnection(`${error.message} (${code})`);
   if (code) return `${error.message} (${code})`;
   if (/timeout exceeded when trying to connect|terminated due to connection timeout/i.test(error.message)) {
     return `could not connect to PostgreSQL: ${error.message}`;
@@ -42,7 +45,11 @@ export function operatorMessage(error: unknown): string {
   // pg's words for a connection PostgreSQL ended under the command (a restart, pg_terminate_backend): during a
   // statement, or between two (then the next one is refused as "not queryable").
   if (/Connection terminated|Client has encountered a connection error/i.test(error.message)) {
-    return `lost the connection to PostgreSQL: ${error.message}. Check that the server is running, then run the command again.`;
+    return lostConnection(error.message);
   }
   return String(error.stack ?? error.message);
+}
+
+function lostConnection(what: string): string {
+  return `lost the connection to PostgreSQL: ${what}. Check that the server is running, then run the command again.`;
 }

@@ -190,6 +190,27 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
     await stillAnswers();
   });
 
+  it("a command's statement that PostgreSQL ends while it runs (57P01): the same line for the operator", async () => {
+    const sleeping = app.dataSource.query('SELECT pg_sleep(30) AS ended_mid_statement').then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const pid = await until(
+      () =>
+        app.dataSource.query(
+          `SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30) AS ended_mid_statement%'`,
+        ) as Promise<Array<{ pid: number }>>,
+      (rows) => rows.length === 1,
+    );
+    await terminate(pid[0].pid);
+    const failure = await sleeping;
+    expect((failure as { code?: string }).code).toBe('57P01');
+    const line = operatorMessage(failure);
+    expect(line.split('\n')).toEqual([line]);
+    expect(line).toMatch(/^lost the connection to PostgreSQL: .*\(57P01\)\. .*run the command again\.$/);
+    await stillAnswers();
+  });
+
   it('audit retention holding its advisory lock between batches: the run ends with a warning, the next one deletes', async () => {
     await app.dataSource.query(
       `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, created_at)
