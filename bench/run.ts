@@ -19,7 +19,7 @@ import { createServices } from '../src/server/services';
 import { Role } from '../src/users/user.entity';
 import type { MemoryReading } from './memory-probe';
 import { type ReferenceBuild, startReferenceBuild } from './reference-build';
-import { benchDatabaseServer, freePort, startServiceProcess, stopServer } from './server-process';
+import { benchDatabaseServer, freePort, freshDatabase, startServiceProcess, stopServer } from './server-process';
 
 /**
  * `npm run bench`: the service in its own process on a real PostgreSQL, driven by autocannon from this
@@ -496,7 +496,16 @@ function memoryLine(memory: Awaited<ReturnType<typeof measureMemory>>): string {
 async function main(): Promise<void> {
   const secret = randomBytes(32);
   const databaseServer = await benchDatabaseServer('crm-access-bench');
-  const { url, embedded } = databaseServer;
+  const { embedded } = databaseServer;
+  // A database of its own on that server, dropped at the end: with DATABASE_URL, the bench never migrates or seeds
+  // the database the URL names (a service's own, whose ACCESS_KEY_SECRET is not the bench's).
+  const database = await freshDatabase({ serverUrl: databaseServer.url, prefix: 'crm_access_bench' }).catch(
+    async (error: unknown) => {
+      await databaseServer.stop();
+      throw error;
+    },
+  );
+  const { url } = database;
   let server: ChildProcess | null = null;
   let floorServer: ChildProcess | null = null;
   let reference: ReferenceBuild | null = null;
@@ -581,7 +590,7 @@ async function main(): Promise<void> {
       process.stderr.write(`reference build in ${REFERENCE_DIR}: its database, migrations and ${USERS} users...\n`);
       reference = await startReferenceBuild({
         directory: REFERENCE_DIR,
-        serverUrl: url,
+        serverUrl: databaseServer.url,
         secret,
         users: USERS,
         start: startServer,
@@ -729,7 +738,7 @@ async function main(): Promise<void> {
       if (floorServer) await stopServer(floorServer);
       await reference?.stop();
     } finally {
-      await databaseServer.stop();
+      await database.drop().finally(() => databaseServer.stop());
     }
   }
 }
