@@ -79,6 +79,17 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
     await new Promise((resolve) => setImmediate(resolve));
   }
 
+  /**
+   * Holds the app's next act at `where`, ends its connection (idle in its transaction) as PostgreSQL stopping would,
+   * then lets the act go on; the app's log from then on is what the act wrote.
+   */
+  async function endHeldActsConnection(where: 'beforeAuthorityCheck' | 'afterAuthorityCheck'): Promise<void> {
+    const release = await holdAct(hooks, where);
+    app.logs.length = 0;
+    await terminate(await idleBackend('%', 'idle in transaction'));
+    release();
+  }
+
   async function stillAnswers(): Promise<void> {
     const me = await app.gql('{ me { id } }', { key: admin.key });
     expect(me.body).toEqual({ data: { me: { id: admin.id } } });
@@ -103,10 +114,7 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
         key: admin.key,
         variables: { id: member.id },
       });
-      const release = await holdAct(hooks, where);
-      app.logs.length = 0;
-      await terminate(await idleBackend('%', 'idle in transaction'));
-      release();
+      await endHeldActsConnection(where);
 
       expectUnavailable(await renaming, 'updateUser');
       const [{ name }] = await app.dataSource.query(`SELECT name FROM users WHERE id = $1`, [member.id]);
@@ -125,10 +133,7 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
       key: admin.key,
       variables: { id: member.id },
     });
-    const release = await holdAct(hooks, 'afterAuthorityCheck');
-    app.logs.length = 0;
-    await terminate(await idleBackend('%', 'idle in transaction'));
-    release();
+    await endHeldActsConnection('afterAuthorityCheck');
 
     expectUnavailable(await regenerating, 'regenerateAccessKey');
     expect(
@@ -155,10 +160,7 @@ describe('PostgreSQL ending a connection the app holds idle', () => {
       key: admin.key,
       variables: { id: member.id },
     });
-    const release = await holdAct(hooks, 'afterAuthorityCheck');
-    app.logs.length = 0;
-    await terminate(await idleBackend('%', 'idle in transaction'));
-    release();
+    await endHeldActsConnection('afterAuthorityCheck');
 
     // user(id) reveals ahead of its field and leaves a failure to the field, which loads the key again: that
     // second batch, on a new connection, confirms and commits the view before the key is answered.
