@@ -13,7 +13,7 @@ import type {
 } from 'fastify';
 
 import type { Config } from '../config';
-import type { LoadShedReason, Metrics } from '../metrics';
+import type { Metrics } from '../metrics';
 
 /**
  * What protects the HTTP server from slow, idle and overwhelming clients: Node's timeouts, a connection
@@ -109,41 +109,29 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
  * Answers 503 with Retry-After, before authentication or any database work, while the event loop lags or
  * the heap is fuller than configured (@fastify/under-pressure samples both every second). /healthz is
  * exempt: an overloaded process is still alive, and restarting it would not help.
- *
- * The plugin is registered without limits, so it only samples (and adds no hook); this module's own onRequest
- * hook compares its samples with the limits, as the plugin's would, in the same order (the event loop's delay,
- * then the heap). The plugin's hook built `request.routeOptions` (a new object of thirteen fields) on every
- * request to find a route's own handler; here the route's config is read only while shedding.
  */
 export async function registerLoadShedding(
   app: FastifyInstance,
   params: { config: Config; metrics: Metrics },
 ): Promise<void> {
   const { maxEventLoopDelayMs, maxHeapUsedBytes } = params.config.loadShedding;
-  // As the plugin: a limit of 0 is no limit.
-  const maxHeap = maxHeapUsedBytes ?? Math.floor(v8.getHeapStatistics().heap_size_limit * HEAP_SHARE);
-  await app.register(underPressure, {});
-  const shed = (request: FastifyRequest, reply: FastifyReply, reason: LoadShedReason): void => {
-    params.metrics.countLoadShed(reason);
-    const message = `The service is overloaded; try again in ${OVERLOAD_RETRY_AFTER_SECONDS} s.`;
-    void reply
-      .code(503)
-      .header('retry-after', String(OVERLOAD_RETRY_AFTER_SECONDS))
-      .type('application/json; charset=utf-8')
-      .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }] });
-  };
-  app.addHook('onRequest', (request, reply, done) => {
-    const { eventLoopDelay, heapUsed } = app.memoryUsage();
-    let reason: LoadShedReason | null = null;
-    if (maxEventLoopDelayMs > 0 && eventLoopDelay > maxEventLoopDelayMs) reason = 'event_loop_delay';
-    else if (maxHeap > 0 && heapUsed > maxHeap) reason = 'heap_used';
-    if (reason === null || (request.routeOptions.config as { neverShed?: boolean }).neverShed) return done();
-    shed(request, reply, reason);
+  await app.register(underPressure, {
+    maxEventLoopDelay: maxEventLoopDelayMs,
+    maxHeapUsedBytes: maxHeapUsedBytes ?? Math.floor(v8.getHeapStatistics().heap_size_limit * HEAP_SHARE),
+    pressureHandler(request: FastifyRequest, reply: FastifyReply, type: string) {
+      params.metrics.countLoadShed(type === 'heapUsedBytes' ? 'heap_used' : 'event_loop_delay');
+      const message = `The service is overloaded; try again in ${OVERLOAD_RETRY_AFTER_SECONDS} s.`;
+      void reply
+        .code(503)
+        .header('retry-after', String(OVERLOAD_RETRY_AFTER_SECONDS))
+        .type('application/json; charset=utf-8')
+        .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }] });
+    },
   });
 }
 
-/** Route config that exempts a route from load shedding (registerLoadShedding). */
-export const NEVER_SHED = { neverShed: true };
+/** Route config that exempts a route from load shedding (under-pressure lets the request through on a nullish answer). */
+export const NEVER_SHED = { pressureHandler: () => undefined };
 
 /**
  * Headers for every response, pages and API alike: no MIME sniffing, no referrer (URLs never leave for other
@@ -157,9 +145,6 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
 };
-
-/** SECURITY_HEADERS as [name, value] pairs, listed once. */
-const SECURITY_HEADER_ENTRIES: ReadonlyArray<readonly [string, string]> = Object.entries(SECURITY_HEADERS);
 
 /**
  * A Host as RFC 9110 allows it: a registered name or IPv4 address (RFC 3986 unreserved characters), or an IPv6
@@ -211,10 +196,9 @@ function isValidHost(host: string): boolean {
  * `Cache-Control: no-store` in their own onSend (NO_STORE), whatever the status or method.
  */
 export function registerResponseHeaders(app: FastifyInstance): void {
-  // Callback style: no promise per response for constant headers; and `reply.headers` would list the object's
-  // keys anew for each response.
+  // Callback style: no promise per response for constant headers.
   app.addHook('onSend', (request, reply, payload, done) => {
-    for (const [name, value] of SECURITY_HEADER_ENTRIES) reply.header(name, value);
+    void reply.headers(SECURITY_HEADERS);
     reply.header('x-request-id', request.id);
     done(null, payload);
   });
