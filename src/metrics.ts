@@ -169,6 +169,7 @@ class DurationHistogram extends Histogram<'operation' | 'outcome'> {
     return { name: DURATION_NAME, help: DURATION_HELP, type: 'histogram', values, aggregator: 'sum' };
   }
 
+  /** Zeroes every series (prom-client's `registry.resetMetrics()`), and prom-client's own map with them. */
   override reset(): void {
     super.reset();
     // prom-client's constructor resets too, before this class has its series.
