@@ -1,9 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import type { GraphQLRequestListener } from '@apollo/server';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+import type { SyncableRequestListener } from './server/request-listeners';
 
 /**
  * Prometheus metrics of one service instance, in a registry of its own (tests run several instances in one
@@ -58,25 +59,134 @@ function mirroredCounter(params: { registry: Registry; name: string; help: strin
   });
 }
 
+const DURATION_NAME = 'crm_access_graphql_request_duration_seconds';
+const DURATION_HELP = 'Time from receiving a /graphql request to sending its response, by operation type and outcome.';
+
+/** One value of the histogram's exposition, in prom-client's internal shape (see DurationHistogram). */
+interface DurationValue {
+  labels: { le?: number | string };
+  sharedLabels: DurationSeries['labels'];
+  value: number;
+  metricName: string;
+  exemplar: null | undefined;
+}
+
+/** One series of DurationHistogram: its observations per bucket (not cumulative), their sum and count. */
+interface DurationSeries {
+  readonly labels: { operation: OperationType; outcome: RequestOutcome };
+  /** Per DURATION_BUCKETS_SECONDS entry, the observations above the previous bound and at most this one. */
+  readonly inBucket: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * crm_access_graphql_request_duration_seconds{operation, outcome}: prom-client's histogram, counted in plain
+ * numbers on the hot path (one per /graphql response) and handed to prom-client only when Prometheus scrapes.
+ * A prom-client `observe`, even on a child bound to its labels, copies, validates and hashes the label set on
+ * every call (about 1.5 us per request in the service's profile, docs/performance.md). The exposition is
+ * prom-client's: `get` returns what Histogram's own does (cumulative `le` buckets, `+Inf`, `_sum`, `_count`,
+ * only the series observed at least once): see getForPromString.
+ */
+class DurationHistogram extends Histogram<'operation' | 'outcome'> {
+  private readonly series: Record<OperationType, Record<RequestOutcome, DurationSeries>>;
+
+  constructor(registry: Registry) {
+    super({
+      name: DURATION_NAME,
+      help: DURATION_HELP,
+      labelNames: ['operation', 'outcome'],
+      buckets: DURATION_BUCKETS_SECONDS,
+      registers: [registry],
+    });
+    this.series = Object.fromEntries(
+      OPERATION_TYPES.map((operation) => [
+        operation,
+        Object.fromEntries(
+          REQUEST_OUTCOMES.map((outcome) => [
+            outcome,
+            { labels: { operation, outcome }, inBucket: DURATION_BUCKETS_SECONDS.map(() => 0), sum: 0, count: 0 },
+          ]),
+        ),
+      ]),
+    ) as Record<OperationType, Record<RequestOutcome, DurationSeries>>;
+  }
+
+  /**
+   * One response's duration in seconds (finite, as a reply's elapsed time is). The only way in: Histogram's own
+   * `observe` and `labels` would fill prom-client's map, which `get` does not read (this class is private to Metrics).
+   */
+  record(operation: OperationType, outcome: RequestOutcome, seconds: number): void {
+    const series = this.series[operation][outcome];
+    series.sum += seconds;
+    series.count++;
+    // As prom-client: the first bound at or above the value; above the last bound only +Inf (the count) counts it.
+    for (let i = 0; i < DURATION_BUCKETS_SECONDS.length; i++) {
+      if (seconds <= DURATION_BUCKETS_SECONDS[i]) {
+        series.inBucket[i]++;
+        return;
+      }
+    }
+  }
+
+  /**
+   * What prom-client's Histogram builds from its own map, from these series: per series observed at least once,
+   * its cumulative `le` buckets, `+Inf`, `_sum` and `_count`, with the series' labels as shared labels. The
+   * registry formats it for Prometheus; Histogram's `get` (JSON) merges the shared labels into each value's.
+   */
+  async getForPromString(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    values: DurationValue[];
+    aggregator: 'sum';
+  }> {
+    const bucketName = `${DURATION_NAME}_bucket`;
+    const values: DurationValue[] = [];
+    for (const operation of OPERATION_TYPES) {
+      for (const outcome of REQUEST_OUTCOMES) {
+        const series = this.series[operation][outcome];
+        if (series.count === 0) continue;
+        const sharedLabels = series.labels;
+        let cumulative = 0;
+        DURATION_BUCKETS_SECONDS.forEach((bound, i) => {
+          cumulative += series.inBucket[i];
+          values.push({
+            labels: { le: bound },
+            sharedLabels,
+            value: cumulative,
+            metricName: bucketName,
+            exemplar: null,
+          });
+        });
+        values.push(
+          { labels: { le: '+Inf' }, sharedLabels, value: series.count, metricName: bucketName, exemplar: null },
+          { labels: {}, sharedLabels, value: series.sum, metricName: `${DURATION_NAME}_sum`, exemplar: undefined },
+          { labels: {}, sharedLabels, value: series.count, metricName: `${DURATION_NAME}_count`, exemplar: undefined },
+        );
+      }
+    }
+    return { name: DURATION_NAME, help: DURATION_HELP, type: 'histogram', values, aggregator: 'sum' };
+  }
+
+  /** Zeroes every series (prom-client's `registry.resetMetrics()`), and prom-client's own map with them. */
+  override reset(): void {
+    super.reset();
+    // prom-client's constructor resets too, before this class has its series.
+    if ((this.series as typeof this.series | undefined) === undefined) return;
+    for (const operation of OPERATION_TYPES) {
+      for (const series of Object.values(this.series[operation])) {
+        series.inBucket.fill(0);
+        series.sum = 0;
+        series.count = 0;
+      }
+    }
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
-  private readonly requestDuration = new Histogram<'operation' | 'outcome'>({
-    name: 'crm_access_graphql_request_duration_seconds',
-    help: 'Time from receiving a /graphql request to sending its response, by operation type and outcome.',
-    labelNames: ['operation', 'outcome'],
-    buckets: DURATION_BUCKETS_SECONDS,
-    registers: [this.registry],
-  });
-  /**
-   * The duration histogram's children by operation type and outcome, bound once: a labelled `observe` would
-   * first turn its label object into a bound child on every request.
-   */
-  private readonly durationBy = Object.fromEntries(
-    OPERATION_TYPES.map((operation) => [
-      operation,
-      Object.fromEntries(REQUEST_OUTCOMES.map((outcome) => [outcome, this.requestDuration.labels(operation, outcome)])),
-    ]),
-  ) as Record<OperationType, Record<RequestOutcome, Histogram.Internal<'operation' | 'outcome'>>>;
+  private readonly requestDuration = new DurationHistogram(this.registry);
   /**
    * Authentications by kind and result: plain numbers on the hot path (every authenticated request counts
    * one), copied into the counter when Prometheus scrapes. prom-client's labelled `inc` hashes the label set
@@ -216,11 +326,12 @@ export class Metrics {
 
   /**
    * Notes each request's operation type and whether its answer carried errors (masked ones as server errors):
-   * an Apollo request listener, one for every request (the observation lives in the request's context).
+   * an Apollo request listener, one for every request (the observation lives in the request's context), whose
+   * hook returns at once.
    */
-  requestListener(): GraphQLRequestListener<object> {
+  requestListener(): SyncableRequestListener<object> {
     return {
-      async willSendResponse({ operation, response, contextValue }) {
+      willSendResponse({ operation, response, contextValue }) {
         const observation = (contextValue as Observed)[OBSERVATION];
         if (!observation) return;
         if (operation) observation.operation = operation.operation;
@@ -249,7 +360,7 @@ export class Metrics {
     let outcome: RequestOutcome = observation?.outcome ?? 'success';
     if (statusCode >= 500) outcome = 'server_error';
     else if (statusCode >= 400) outcome = 'client_error';
-    this.durationBy[observation?.operation ?? 'none'][outcome].observe(seconds);
+    this.requestDuration.record(observation?.operation ?? 'none', outcome, seconds);
   }
 }
 

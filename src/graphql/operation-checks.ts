@@ -1,4 +1,6 @@
-import type { GraphQLRequestContextDidResolveOperation, GraphQLRequestListener } from '@apollo/server';
+import type { GraphQLRequestContextDidResolveOperation } from '@apollo/server';
+
+import type { SyncableRequestListener } from '../server/request-listeners';
 
 /** What a check sees of a request once Apollo has parsed, validated and picked (or failed to pick) its operation. */
 export type OperationCheckContext = Pick<
@@ -15,11 +17,12 @@ export type OperationCheck = (context: OperationCheckContext) => void;
  * error); no resolver, and no database work, runs for a refused operation. The checks read only the document
  * (cached per query text, see each), the variables and the schema.
  *
- * The listener serves every request (see requestListenersPlugin): nothing is made per request.
+ * The listener serves every request (see requestListenersPlugin): nothing is made per request, and its hook
+ * returns at once (no promise; a refusal is thrown).
  */
-export function operationChecksListener(checks: readonly OperationCheck[]): GraphQLRequestListener<object> {
+export function operationChecksListener(checks: readonly OperationCheck[]): SyncableRequestListener<object> {
   return {
-    async didResolveOperation(context) {
+    didResolveOperation(context) {
       for (const check of checks) check(context);
     },
   };

@@ -83,7 +83,9 @@ export function checkOperationResolved({ operation, document, request }: Operati
  */
 export function refusePersistedQueries(response: GraphQLResponse): void {
   if (response.body.kind !== 'single') return;
-  for (const error of response.body.singleResult.errors ?? []) {
+  const errors = response.body.singleResult.errors;
+  if (!errors) return;
+  for (const error of errors) {
     if (error.extensions?.code === 'PERSISTED_QUERY_NOT_SUPPORTED') {
       (error as { message: string }).message = PERSISTED_QUERIES_OFF;
       response.http.status = 400;

@@ -1,10 +1,14 @@
-import { ApolloServer, type ApolloServerPlugin, type GraphQLRequestListener } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import {
   ApolloServerPluginCacheControlDisabled,
   ApolloServerPluginLandingPageDisabled,
 } from '@apollo/server/plugin/disabled';
-import { fastifyApolloDrainPlugin, fastifyApolloHandler } from '@as-integrations/fastify';
+import {
+  type ApolloFastifyHandlerOptions,
+  fastifyApolloDrainPlugin,
+  fastifyApolloHandler,
+} from '@as-integrations/fastify';
 import cors from '@fastify/cors';
 import Fastify, {
   type FastifyBaseLogger,
@@ -48,7 +52,7 @@ import {
   registerResponseHeaders,
   serverTimeouts,
 } from './http-hardening';
-import { requestListenersPlugin } from './request-listeners';
+import { requestListenersPlugin, type SyncableRequestListener } from './request-listeners';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { buildAppSchema, resolverContainer } from './schema';
 import type { Services } from './services';
@@ -148,11 +152,11 @@ const BUSY_STATUSES: Readonly<Record<string, number>> = { RATE_LIMITED: 429, SER
  *   capacity) 503, each with Retry-After from the error's `retryAfterSeconds`;
  * - a `persistedQuery` extension is a 400, in words (refusePersistedQueries).
  * A request listener (see requestListenersPlugin) that keeps its state in the request's context: nothing is
- * allocated per request.
+ * allocated per request, and its hooks return at once.
  */
-function errorStatusListener(outage: DatabaseOutage): GraphQLRequestListener<RequestContext> {
-  const listener: GraphQLRequestListener<ErrorStatusContext> = {
-    async didEncounterErrors({ errors, contextValue }) {
+function errorStatusListener(outage: DatabaseOutage): SyncableRequestListener<RequestContext> {
+  const listener: SyncableRequestListener<ErrorStatusContext> = {
+    didEncounterErrors({ errors, contextValue }) {
       for (const error of errors) {
         const original = unwrapResolverError(error);
         if (isPublicError(original) || isPublicError(error)) continue;
@@ -164,7 +168,7 @@ function errorStatusListener(outage: DatabaseOutage): GraphQLRequestListener<Req
         }
       }
     },
-    async willSendResponse({ response, contextValue }) {
+    willSendResponse({ response, contextValue }) {
       refusePersistedQueries(response);
       if (contextValue[DATABASE_UNAVAILABLE]) {
         response.http.status = 503;
@@ -188,7 +192,7 @@ function errorStatusListener(outage: DatabaseOutage): GraphQLRequestListener<Req
       }
     },
   };
-  return listener as GraphQLRequestListener<RequestContext>;
+  return listener as SyncableRequestListener<RequestContext>;
 }
 
 /** Fastify's 404 line names the URL with its query string, where clients put keys and passwords: the path only. */
@@ -295,11 +299,16 @@ class OperationsInFlight {
     if (this.running === 0) for (const resolve of this.waiting.splice(0)) resolve();
   };
 
-  /** Counts `handling` until it settles; returns a promise settling as it does (a value that is no promise, as is). */
+  /**
+   * Counts `handling` until it settles, and returns it as it is: the count ends in a reaction of its own (which
+   * also handles a rejection there; the caller gets the same promise, rejection included), not in a `finally`
+   * promise that the caller would wait for in its place.
+   */
   track<T>(handling: T | Promise<T>): T | Promise<T> {
     if (!(handling instanceof Promise)) return handling;
     this.running++;
-    return handling.finally(this.end);
+    void handling.then(this.end, this.end);
+    return handling;
   }
 
   /** Resolves once no request is under way (at once when none is). Never rejects. */
@@ -440,12 +449,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     else admit(request, reply, outcome, done);
   };
 
+  // The context is returned at once, not in a promise: Apollo awaits it all the same (in a `try`, so a throw here
+  // is answered as a rejection would be), and a promise per request buys nothing.
+  const makeContext = (request: FastifyRequest): RequestContext => {
+    const context = new GraphqlContext(request, services);
+    request.graphqlObservation = metrics.track(context);
+    return context;
+  };
   const graphql = fastifyApolloHandler(apollo, {
-    context: async (request) => {
-      const context = new GraphqlContext(request, services);
-      request.graphqlObservation = metrics.track(context);
-      return context;
-    },
+    context: makeContext as unknown as NonNullable<ApolloFastifyHandlerOptions<RequestContext>['context']>,
   });
   app.route({
     url: GRAPHQL_PATH,

@@ -8,34 +8,64 @@ type HookContext<C extends BaseContext, H extends ComposableHook> = Parameters<
 >[0];
 
 /**
+ * An Apollo request listener whose hooks may also return at once (no promise). Apollo awaits each stage's hooks
+ * under a `Promise.all` of their results, which takes values as well as promises; and each of these four stages
+ * runs inside an async function of Apollo's (the operation's one in a `try`), so a hook that throws at once ends
+ * the stage exactly as one that rejects. A synchronous hook saves the promise and the microtask of an `async`
+ * one on every request.
+ */
+export type SyncableRequestListener<C extends BaseContext> = {
+  [H in ComposableHook]?: (context: HookContext<C, H>) => void | Promise<void>;
+};
+
+type Hook<C extends BaseContext> = (context: HookContext<C, ComposableHook>) => void | Promise<void>;
+
+/**
+ * Runs `hooks` from `from` in order with `context`: at once while they return at once, and after each promise
+ * once one returns a promise. Returns that promise, or undefined when every hook returned at once.
+ * @throws whatever a synchronous hook throws (the later hooks do not run)
+ */
+function runInTurn<C extends BaseContext>(
+  hooks: ReadonlyArray<Hook<C>>,
+  context: HookContext<C, ComposableHook>,
+  from: number,
+): void | Promise<void> {
+  for (let i = from; i < hooks.length; i++) {
+    const result = hooks[i](context);
+    if (result instanceof Promise) return result.then(() => runInTurn(hooks, context, i + 1));
+  }
+  return undefined;
+}
+
+/**
  * One Apollo plugin whose one listener, made once at startup, runs the hooks of `listeners` in their order:
  * what each concern does per request stays in its own module, and Apollo dispatches to a single listener.
  * Apollo calls every listener of every plugin at every stage (a `Promise.all` each, and `responseForOperation`
  * listener by listener), and that dispatch was the service's largest per-request allocation over the bare
- * stack (docs/performance.md). A hook that throws ends the stage with its error and the later listeners' same
- * hook does not run, as the first rejection wins under Apollo's `Promise.all`.
+ * stack (docs/performance.md). A hook that throws or rejects ends the stage with its error and the later
+ * listeners' same hook does not run, as the first rejection wins under Apollo's `Promise.all`. Hooks that return
+ * at once (see SyncableRequestListener) make the composed hook return at once too, and `requestDidStart` hands
+ * Apollo the listener without a promise.
  * @throws Error at startup when a listener has a hook that returns something (those do not compose in turn)
  */
 export function requestListenersPlugin<C extends BaseContext>(
-  listeners: ReadonlyArray<GraphQLRequestListener<C>>,
+  listeners: ReadonlyArray<SyncableRequestListener<C> | GraphQLRequestListener<C>>,
 ): ApolloServerPlugin<C> {
   for (const listener of listeners) {
     const other = Object.keys(listener).find((hook) => !(COMPOSABLE_HOOKS as readonly string[]).includes(hook));
     if (other) throw new Error(`requestListenersPlugin cannot compose the hook "${other}"`);
   }
-  const composed: GraphQLRequestListener<C> = {};
+  const composed: Partial<Record<ComposableHook, Hook<C>>> = {};
   for (const hook of COMPOSABLE_HOOKS) {
     const hooks = listeners.flatMap((listener) => {
-      const run = listener[hook] as ((context: HookContext<C, typeof hook>) => Promise<void>) | undefined;
+      const run = (listener as SyncableRequestListener<C>)[hook] as Hook<C> | undefined;
       return run ? [run.bind(listener)] : [];
     });
     if (hooks.length === 0) continue;
-    (composed[hook] as (context: HookContext<C, typeof hook>) => Promise<void>) =
-      hooks.length === 1
-        ? hooks[0]
-        : async (context) => {
-            for (const run of hooks) await run(context);
-          };
+    composed[hook] = hooks.length === 1 ? hooks[0] : (context) => runInTurn(hooks, context, 0);
   }
-  return { requestDidStart: async () => composed };
+  const listener = composed as GraphQLRequestListener<C>;
+  // Apollo awaits a `Promise.all` of the plugins' answers: the listener itself serves as well as a promise of it.
+  const requestDidStart = (() => listener) as unknown as NonNullable<ApolloServerPlugin<C>['requestDidStart']>;
+  return { requestDidStart };
 }

@@ -47,6 +47,54 @@ describe('requestListenersPlugin', () => {
     expect(calls).toEqual(['first']);
   });
 
+  it('returns at once while the hooks do, and waits for a hook that returns a promise before the next', async () => {
+    const calls: string[] = [];
+    const listener = await composed([
+      { willSendResponse: (() => void calls.push('sync 1')) as never },
+      { willSendResponse: (() => void calls.push('sync 2')) as never },
+    ]);
+    expect(listener.willSendResponse!({} as never)).toBeUndefined();
+    expect(calls).toEqual(['sync 1', 'sync 2']);
+
+    calls.length = 0;
+    let release!: () => void;
+    const mixed = await composed([
+      { willSendResponse: (() => void calls.push('sync')) as never },
+      {
+        willSendResponse: () =>
+          new Promise<void>((resolve) => {
+            calls.push('async started');
+            release = () => {
+              calls.push('async done');
+              resolve();
+            };
+          }),
+      },
+      { willSendResponse: (() => void calls.push('after')) as never },
+    ]);
+    const pending = mixed.willSendResponse!({} as never);
+    expect(pending).toBeInstanceOf(Promise);
+    expect(calls).toEqual(['sync', 'async started']);
+    release();
+    await pending;
+    expect(calls).toEqual(['sync', 'async started', 'async done', 'after']);
+  });
+
+  it('ends a stage at the first synchronous hook that throws, at once', async () => {
+    const calls: string[] = [];
+    const listener = await composed([
+      { didResolveOperation: (() => void calls.push('first')) as never },
+      {
+        didResolveOperation: (() => {
+          throw new Error('refused at once');
+        }) as never,
+      },
+      { didResolveOperation: (() => void calls.push('third')) as never },
+    ]);
+    expect(() => listener.didResolveOperation!({} as never)).toThrow('refused at once');
+    expect(calls).toEqual(['first']);
+  });
+
   it('refuses at startup a hook that returns something (it would not compose in turn)', () => {
     expect(() => requestListenersPlugin([{ responseForOperation: async () => null }])).toThrow(
       'cannot compose the hook "responseForOperation"',
