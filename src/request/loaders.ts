@@ -9,6 +9,7 @@ import { Organization } from '../organizations/organization.entity';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { Actor } from './actor';
+import { GrantedChecks } from './granted-checks';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
@@ -38,10 +39,20 @@ export interface Loaders {
    */
   revealedKeyOf(user: User): string | null | undefined;
   /**
+   * Reveals the keys of `users` as revealedKey does (one batch, views committed first, each user at most once
+   * per request: those revealed or being revealed already are waited for, not revealed again), without a
+   * promise per user: a page's keys are one promise until a field asks for one by revealedKey. Resolves when
+   * every one is settled; never rejects: a key that could not be revealed is the error revealedKey.load gives
+   * for it. The caller checks that the actor may read each key first.
+   */
+  revealAll(users: readonly User[]): Promise<void>;
+  /**
    * A key this request issued to `user` (a regeneration): later reads in the request show exactly this key
    * (its view recorded with the act), not an older one read earlier nor one issued by someone else since.
    */
   keyIssued(user: User, issued: { key: string; row: AccessKey }): void;
+  /** What the request's abilities granted on which objects so far, for the fields' guards (GrantedChecks). */
+  readonly grants: GrantedChecks;
 }
 
 /** What a reveal decrypts: the ciphertext is sealed to its user id (KeyCrypto.encrypt). */
@@ -85,6 +96,9 @@ class RequestLoaders implements Loaders {
   private accessKeyLoader?: Loaders['accessKey'];
   private userLoader?: Loaders['user'];
   private revealedKeyLoader?: Loaders['revealedKey'];
+  private grantedChecks?: GrantedChecks;
+  /** revealedKey's cache: its promises, and the page batches' users (RevealCache). */
+  private readonly revealCache = new RevealCache();
   private readonly ciphertexts = new Map<string, Buffer | null>();
   /** revealedKey's answers so far, by user id: only those whose views (if any) are committed. */
   private readonly revealed = new Map<string, string | null>();
@@ -144,7 +158,12 @@ class RequestLoaders implements Loaders {
   get revealedKey(): Loaders['revealedKey'] {
     return (this.revealedKeyLoader ??= new DataLoader<User, string | null, string>((users) => this.reveal(users), {
       cacheKeyFn: userIdOf,
+      cacheMap: this.revealCache,
     }));
+  }
+
+  get grants(): GrantedChecks {
+    return (this.grantedChecks ??= new GrantedChecks());
   }
 
   primeKeyCiphertext(userId: string, ciphertext: Buffer | null): void {
@@ -153,6 +172,27 @@ class RequestLoaders implements Loaders {
 
   revealedKeyOf(user: User): string | null | undefined {
     return this.revealed.get(user.id);
+  }
+
+  async revealAll(users: readonly User[]): Promise<void> {
+    const waits = new Set<Promise<unknown>>();
+    const fresh: User[] = [];
+    const freshIds = new Set<string>();
+    for (const user of users) {
+      if (this.revealed.has(user.id) || freshIds.has(user.id)) continue;
+      const pending = this.revealCache.pending(user.id);
+      if (pending) waits.add(pending);
+      else {
+        fresh.push(user);
+        freshIds.add(user.id);
+      }
+    }
+    if (fresh.length > 0) {
+      const keys = this.reveal(fresh);
+      this.revealCache.addBatch(fresh, keys);
+      waits.add(keys);
+    }
+    await Promise.allSettled(waits);
   }
 
   keyIssued(user: User, issued: { key: string; row: AccessKey }): void {
@@ -239,6 +279,65 @@ class RequestLoaders implements Loaders {
 }
 
 const userIdOf = (user: { readonly id: string }): string => user.id;
+
+/** What a batch of reveals settles to: each user's key in the batch's order, null for no key, or its error. */
+type RevealedKeys = Promise<Array<string | null | Error>>;
+
+/**
+ * revealedKey's cache (DataLoader's CacheMap, by user id): the promises DataLoader put in it, and the users of
+ * the batches revealAll started, each by its place in its batch. A batch user's promise is made from the batch's
+ * when DataLoader first asks for it (a field that could not answer from revealedKeyOf): a page of 100 keys
+ * keeps one promise alive while its views commit, not 100 and their callbacks.
+ */
+class RevealCache {
+  private readonly promises = new Map<string, Promise<string | null>>();
+  private readonly batched = new Map<string, { keys: RevealedKeys; index: number }>();
+
+  /** A user's key in the batch `keys` settles to: its error rejects. */
+  private static keyOf(keys: RevealedKeys, index: number): Promise<string | null> {
+    return keys.then((settled) => {
+      const key = settled[index];
+      // Told by type, not `instanceof Error` (see RequestLoaders.reveal).
+      if (key === null || typeof key === 'string') return key;
+      throw key;
+    });
+  }
+
+  /** Records `users` (distinct, none in the cache) as revealed by the batch `keys`, in their order. */
+  addBatch(users: readonly User[], keys: RevealedKeys): void {
+    for (let index = 0; index < users.length; index++) this.batched.set(users[index].id, { keys, index });
+  }
+
+  /** What settles when the user's reveal (of a batch or DataLoader's) has: undefined when none was started. */
+  pending(userId: string): Promise<unknown> | undefined {
+    return this.promises.get(userId) ?? this.batched.get(userId)?.keys;
+  }
+
+  get(userId: string): Promise<string | null> | undefined {
+    const promise = this.promises.get(userId);
+    if (promise) return promise;
+    const batched = this.batched.get(userId);
+    if (!batched) return undefined;
+    const made = RevealCache.keyOf(batched.keys, batched.index);
+    this.set(userId, made);
+    return made;
+  }
+
+  set(userId: string, promise: Promise<string | null>): void {
+    this.batched.delete(userId);
+    this.promises.set(userId, promise);
+  }
+
+  delete(userId: string): void {
+    this.batched.delete(userId);
+    this.promises.delete(userId);
+  }
+
+  clear(): void {
+    this.batched.clear();
+    this.promises.clear();
+  }
+}
 
 /** A request's loaders, each made on first use; `actor` null for a request without credentials. */
 export function createLoaders(services: LoaderDeps, actor: Actor | null): Loaders {

@@ -330,8 +330,10 @@ export class UserService {
    * (e.g. the caller's authority ended) is the error of its field, as when the field loads it itself.
    */
   private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
-    const readable = users.filter((user) => actor.ability.can('read', user, 'accessKey'));
-    if (readable.length > 0) await loaders.revealedKey.loadMany(readable);
+    // Remembered per row (GrantedChecks): each row's `accessKey` guard asks the same and need not ask CASL again.
+    const { grants } = loaders;
+    const readable = users.filter((user) => grants.can(actor.ability, 'read', user, 'accessKey'));
+    if (readable.length > 0) await loaders.revealAll(readable);
   }
 
   /** Inserts a user and their first access key in the caller's transaction. */
