@@ -106,8 +106,11 @@ function primeKey(loaders: Loaders, row: UserWithKeyRow): void {
   loaders.accessKey.prime(row.id, accessKeyFromJoinedRow(row));
 }
 
-/** The key columns a page reads for `accessKey` alone: a reveal needs the ciphertext, and whether there is a key. */
-const PAGE_KEY_CIPHERTEXT_COLUMNS = 'k.user_id AS key_user_id, k.key_ciphertext AS key_ciphertext';
+/**
+ * The key column a page reads for `accessKey` alone: a reveal needs the ciphertext, and whether there is a key
+ * (access_keys.key_ciphertext is NOT NULL, so null here is no key row).
+ */
+const PAGE_KEY_CIPHERTEXT_COLUMNS = 'k.key_ciphertext AS key_ciphertext';
 
 /**
  * The SELECT ... FROM of a page of users with the columns `columns` says its fields need (see pageColumnsFor):
@@ -208,7 +211,7 @@ export class UserService {
       const row = rows[i];
       if (columns.keys === 'row') primeKey(loaders, row);
       else if (columns.keys === 'ciphertext') {
-        loaders.primeKeyCiphertext(row.id, row.key_user_id === null ? null : row.key_ciphertext);
+        loaders.primeKeyCiphertext(row.id, row.key_ciphertext ?? null);
       }
       users[i] = userFromRow(row);
     }
