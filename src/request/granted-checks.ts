@@ -10,18 +10,20 @@ import type { Action, AppAbility } from '../authorization/abilities';
  * recorded are rows a request read and does not change. A refusal is never remembered: it is asked again.
  */
 export class GrantedChecks {
-  private readonly byRule = new Map<string, { ability: AppAbility; subjects: Set<object> }>();
+  /** By action, then field ('' for none): the ability that granted, and the objects it granted on. */
+  private readonly byRule = new Map<Action, Map<string, { ability: AppAbility; subjects: Set<object> }>>();
 
   /**
    * `ability.can(action, subject, field)`, remembering a grant on this `subject` object. Returns CASL's answer.
    */
   can(ability: AppAbility, action: Action, subject: object, field?: string): boolean {
     if (!ability.can(action, subject as Parameters<AppAbility['can']>[1], field)) return false;
-    const rule = ruleKey(action, field);
-    let granted = this.byRule.get(rule);
+    let byField = this.byRule.get(action);
+    if (!byField) this.byRule.set(action, (byField = new Map()));
+    let granted = byField.get(field ?? '');
     if (!granted || granted.ability !== ability) {
       granted = { ability, subjects: new Set() };
-      this.byRule.set(rule, granted);
+      byField.set(field ?? '', granted);
     }
     granted.subjects.add(subject);
     return true;
@@ -29,11 +31,7 @@ export class GrantedChecks {
 
   /** True when `can` granted `action` (on `field`) on this very `subject` object with this very `ability`. */
   has(ability: AppAbility, action: Action, subject: object, field?: string): boolean {
-    const granted = this.byRule.get(ruleKey(action, field));
+    const granted = this.byRule.get(action)?.get(field ?? '');
     return granted !== undefined && granted.ability === ability && granted.subjects.has(subject);
   }
-}
-
-function ruleKey(action: Action, field: string | undefined): string {
-  return field === undefined ? action : `${action}:${field}`;
 }
