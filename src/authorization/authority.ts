@@ -3,7 +3,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { type Clock, systemClock } from '../access-keys/clock';
 import { ENCRYPTION_ID_BYTES } from '../access-keys/key-crypto';
 import { AuditAction } from '../audit/audit-event.entity';
-import { auditRowValues, type KeyViewRow, type ReplacedKeys } from '../audit/audit-rows';
+import type { KeyViewRow, ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
 import { runPrepared, runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
@@ -303,7 +303,8 @@ export class Authority {
     // Which encryption each reveal read: its IV (encryptionIdOf), the views' one after another in one bytea, sent
     // as binary: 12 bytes a view instead of an array of hex strings.
     const encryptions = Buffer.allocUnsafe(rows.length * ENCRYPTION_ID_BYTES);
-    for (let j = 0; j < rows.length; j++) rows[j].keyCiphertext.copy(encryptions, j * ENCRYPTION_ID_BYTES, 0, ENCRYPTION_ID_BYTES);
+    for (let j = 0; j < rows.length; j++)
+      rows[j].keyCiphertext.copy(encryptions, j * ENCRYPTION_ID_BYTES, 0, ENCRYPTION_ID_BYTES);
     const organizationIds = sortedUnique(actors.map((principal) => principal.organizationId));
     const answers = await runPrepared<{ i: number | null; view_index: number | null; key_ciphertext: Buffer | null }>(
       dataSource,
