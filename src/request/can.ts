@@ -87,8 +87,7 @@ function guarded(
     if (on === 'parent') {
       // The same question, already granted on this very object in this request (a page's key reveal): see
       // GrantedChecks.
-      if (context.loaders.grants.has(actor.ability, action, root as object, field))
-        return resolve(root, args, context, info);
+      if (actor.grants?.has(actor.ability, action, root as object, field)) return resolve(root, args, context, info);
     } else {
       const { organizationId } = actor.principal;
       // The caller's organization as a subject: itself for 'Organization' (whose rules match on id).

@@ -5,7 +5,7 @@ import type { Action, AppAbility } from '../authorization/abilities';
  * (enforceDeclaredRules) need not ask CASL again what a service asked it on the very same object: a page of
  * users with `accessKey` asks `read` of `accessKey` on each row before revealing the keys (UserService.list), and
  * the field's `parent` rule asks the same of the same row. Only grants are remembered, only by object identity
- * (held by the request's loaders, so for the request only), and only for the ability that gave them: CASL's answer depends
+ * (held by the request's Actor, so for the request only), and only for the ability that gave them: CASL's answer depends
  * on nothing else (the rules of an ability are never updated after it is built, abilities.ts), and the objects
  * recorded are rows a request read and does not change. A refusal is never remembered: it is asked again.
  */

@@ -9,7 +9,6 @@ import { Organization } from '../organizations/organization.entity';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, USER_SCOPE_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { Actor } from './actor';
-import { GrantedChecks } from './granted-checks';
 
 /** Per-request batching: a list of N users costs one query per kind of related row, not N. */
 export interface Loaders {
@@ -51,8 +50,6 @@ export interface Loaders {
    * (its view recorded with the act), not an older one read earlier nor one issued by someone else since.
    */
   keyIssued(user: User, issued: { key: string; row: AccessKey }): void;
-  /** What the request's abilities granted on which objects so far, for the fields' guards (GrantedChecks). */
-  readonly grants: GrantedChecks;
 }
 
 /** What a reveal decrypts: the ciphertext is sealed to its user id (KeyCrypto.encrypt). */
@@ -96,7 +93,6 @@ class RequestLoaders implements Loaders {
   private accessKeyLoader?: Loaders['accessKey'];
   private userLoader?: Loaders['user'];
   private revealedKeyLoader?: Loaders['revealedKey'];
-  private grantedChecks?: GrantedChecks;
   /** revealedKey's cache: its promises, and the page batches' users (RevealCache). */
   private readonly revealCache = new RevealCache();
   private readonly ciphertexts = new Map<string, Buffer | null>();
@@ -160,10 +156,6 @@ class RequestLoaders implements Loaders {
       cacheKeyFn: userIdOf,
       cacheMap: this.revealCache,
     }));
-  }
-
-  get grants(): GrantedChecks {
-    return (this.grantedChecks ??= new GrantedChecks());
   }
 
   primeKeyCiphertext(userId: string, ciphertext: Buffer | null): void {

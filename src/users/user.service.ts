@@ -20,6 +20,7 @@ import { MAX_PAGE_SIZE } from '../graphql/pagination';
 import { normalizeName } from '../graphql/text-checks';
 import { holdsNul } from '../graphql/text-input';
 import type { Actor } from '../request/actor';
+import { GrantedChecks } from '../request/granted-checks';
 import type { Loaders } from '../request/loaders';
 import type { SessionService } from '../sessions/session.service';
 import { Role, User } from './user.entity';
@@ -334,7 +335,7 @@ export class UserService {
    */
   private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
     // Remembered per row (GrantedChecks): each row's `accessKey` guard asks the same and need not ask CASL again.
-    const { grants } = loaders;
+    const grants = (actor.grants ??= new GrantedChecks());
     const readable = users.filter((user) => grants.can(actor.ability, 'read', user, 'accessKey'));
     if (readable.length > 0) await loaders.revealAll(readable);
   }
