@@ -182,6 +182,9 @@ class RequestLoaders implements Loaders {
     if (fresh.length > 0) {
       const keys = this.reveal(fresh);
       this.revealCache.addBatch(fresh, keys);
+      // As DataLoader does with a batch that fails as a whole (the views' connection lost, say): forgotten, so a
+      // field asking for one of these keys starts a new batch. Before revealAll's own wait below settles.
+      keys.catch(() => this.revealCache.forgetBatch(fresh, keys));
       waits.add(keys);
     }
     await Promise.allSettled(waits);
@@ -305,13 +308,26 @@ class RevealCache {
     return this.promises.get(userId) ?? this.batched.get(userId)?.keys;
   }
 
+  /**
+   * Forgets `users` of the batch `keys` (and the promises made from it), where no other reveal replaced them:
+   * for a batch that failed as a whole.
+   */
+  forgetBatch(users: readonly User[], keys: RevealedKeys): void {
+    for (const { id } of users) {
+      if (this.batched.get(id)?.keys !== keys) continue;
+      this.batched.delete(id);
+      this.promises.delete(id);
+    }
+  }
+
   get(userId: string): Promise<string | null> | undefined {
     const promise = this.promises.get(userId);
     if (promise) return promise;
     const batched = this.batched.get(userId);
     if (!batched) return undefined;
+    // Kept in `batched` too: forgetBatch tells the promises made from a batch by it.
     const made = RevealCache.keyOf(batched.keys, batched.index);
-    this.set(userId, made);
+    this.promises.set(userId, made);
     return made;
   }
 
