@@ -167,4 +167,39 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     }
     expect(views.filter((view) => view.actor_user_id !== blocker.id)).toHaveLength(4 + 2 + 4);
   });
+  it("a page whose views' connection is terminated: each field retries, shows its key with exactly one view", async () => {
+    const admin = await createOrganization(app, 'Terminated Org', TEST_PASSWORD);
+    const targets = [await createUser(app, admin), await createUser(app, admin)];
+    await app.gql('{ me { id } }', { key: admin.key });
+    const after = await lastEventId();
+    let response: Promise<GraphQLResponse> | undefined;
+    await other.query('BEGIN');
+    try {
+      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [admin.id]);
+      response = app.gql(
+        `{ a: users(first: 50) { edges { node { id accessKey } } } b: users(first: 50) { edges { node { id accessKey } } } }`,
+        { key: admin.key },
+      );
+      await waitForLockWaiters(app, 1);
+      const terminated = await app.dataSource.query(
+        `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+      );
+      expect(terminated).toEqual([{ done: true }]);
+    } finally {
+      await other.query('ROLLBACK');
+    }
+    const answer = (await response)!;
+    const views = await viewsSince(after);
+    const keys = new Map([admin, ...targets].map((user) => [user.id, user.key]));
+    const shown: Array<[string, string | null]> = [];
+    for (const alias of ['a', 'b']) {
+      for (const { node } of answer.body.data?.[alias]?.edges ?? []) shown.push([node.id, node.accessKey]);
+    }
+    // Either the field's error (no view), or the key with its one view: never a key without a view, never two.
+    for (const [id, key] of shown) if (key !== null) expect(key).toBe(keys.get(id));
+    const revealedIds = [...new Set(shown.filter(([, key]) => key !== null).map(([id]) => id))].sort();
+    expect(views.map((view) => view.target_user_id).sort()).toEqual(revealedIds);
+    expect(revealedIds).toEqual([...keys.keys()].sort());
+  });
 });
