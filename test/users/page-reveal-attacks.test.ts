@@ -27,8 +27,17 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     return id;
   }
 
-  async function viewsSince(after: string): Promise<
-    Array<{ actor_user_id: string; actor_kind: string; target_user_id: string; organization_id: string; request_id: string; ip: string }>
+  async function viewsSince(
+    after: string,
+  ): Promise<
+    Array<{
+      actor_user_id: string;
+      actor_kind: string;
+      target_user_id: string;
+      organization_id: string;
+      request_id: string;
+      ip: string;
+    }>
   > {
     return app.dataSource.query(
       `SELECT actor_user_id, actor_kind, target_user_id, organization_id, request_id, ip FROM audit_events
@@ -68,29 +77,36 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     const requestId = response.headers.get('x-request-id');
     expect(views.map((view) => view.target_user_id).sort()).toEqual([...expected.keys()].sort());
     for (const view of views) {
-      expect(view).toMatchObject({ actor_user_id: admin.id, organization_id: admin.organizationId, request_id: requestId });
+      expect(view).toMatchObject({
+        actor_user_id: admin.id,
+        organization_id: admin.organizationId,
+        request_id: requestId,
+      });
     }
   });
 
-  it.each([Role.MANAGER, Role.MEMBER])('a %s gets FORBIDDEN on each accessKey, the rest of the page, no view', async (role) => {
-    const admin = await createOrganization(app, `Refused ${role}`, TEST_PASSWORD);
-    const reader = await createUser(app, admin, { role });
-    const after = await lastEventId();
-    const response = await app.gql(
-      `{ users(first: 50) { edges { node { id email accessKey } } } me { id accessKey } }`,
-      { key: reader.key },
-    );
-    const data = response.body.data!;
-    const forbidden = (response.body.errors ?? []).filter((error) => error.extensions?.code === 'FORBIDDEN');
-    // Whatever rows the role may list: each one's email is there, no key is.
-    expect(data.users.edges.length).toBeGreaterThan(0);
-    for (const { node } of data.users.edges) {
-      expect(node.email).toEqual(expect.any(String));
-      expect(node.accessKey).toBeNull();
-    }
-    expect(forbidden.length).toBeGreaterThanOrEqual(data.users.edges.length);
-    expect(await viewsSince(after)).toEqual([]);
-  });
+  it.each([Role.MANAGER, Role.MEMBER])(
+    'a %s gets FORBIDDEN on each accessKey, the rest of the page, no view',
+    async (role) => {
+      const admin = await createOrganization(app, `Refused ${role}`, TEST_PASSWORD);
+      const reader = await createUser(app, admin, { role });
+      const after = await lastEventId();
+      const response = await app.gql(
+        `{ users(first: 50) { edges { node { id email accessKey } } } me { id accessKey } }`,
+        { key: reader.key },
+      );
+      const data = response.body.data!;
+      const forbidden = (response.body.errors ?? []).filter((error) => error.extensions?.code === 'FORBIDDEN');
+      // Whatever rows the role may list: each one's email is there, no key is.
+      expect(data.users.edges.length).toBeGreaterThan(0);
+      for (const { node } of data.users.edges) {
+        expect(node.email).toEqual(expect.any(String));
+        expect(node.accessKey).toBeNull();
+      }
+      expect(forbidden.length).toBeGreaterThanOrEqual(data.users.edges.length);
+      expect(await viewsSince(after)).toEqual([]);
+    },
+  );
 
   it('users without a key and deactivated users: null without a view, or a key with exactly one', async () => {
     const admin = await createOrganization(app, 'Mixed Org', TEST_PASSWORD);
@@ -110,7 +126,8 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     );
     expect(shown.get(keyless.id)).toBeNull();
     expect(shown.get(keyed.id)).toBe(keyed.key);
-    if (!off.body.errors && shown.has(deactivated.id)) expect([null, deactivated.key]).toContain(shown.get(deactivated.id));
+    if (!off.body.errors && shown.has(deactivated.id))
+      expect([null, deactivated.key]).toContain(shown.get(deactivated.id));
     const views = await viewsSince(after);
     const withKey = [...shown].filter(([, key]) => key !== null).map(([id]) => id);
     expect(views.map((view) => view.target_user_id).sort()).toEqual(withKey.sort());
@@ -201,5 +218,52 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     const revealedIds = [...new Set(shown.filter(([, key]) => key !== null).map(([id]) => id))].sort();
     expect(views.map((view) => view.target_user_id).sort()).toEqual(revealedIds);
     expect(revealedIds).toEqual([...keys.keys()].sort());
+  });
+  describe.each([
+    { change: 'a demotion', mutation: 'mutation ($id: ID!) { setUserRole(id: $id, role: MEMBER) { id } }' },
+    { change: 'a deactivation', mutation: 'mutation ($id: ID!) { deactivateUser(id: $id) { id } }' },
+    {
+      change: "a regeneration of the reader's own key",
+      mutation: 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }',
+    },
+  ])('$change committed while the page waits to commit its views', ({ mutation }) => {
+    it('no key anywhere in the answer and no view by the reader: the page is refused', async () => {
+      const blocker = await createOrganization(app, 'Blocker 2', TEST_PASSWORD);
+      const reader = await createOrganization(app, 'In flight', TEST_PASSWORD);
+      const changer = await createUser(app, reader, { role: Role.ADMIN });
+      const target = await createUser(app, reader);
+      for (const user of [blocker, reader, changer]) await app.gql('{ me { id } }', { key: user.key });
+      const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
+      const after = await lastEventId();
+      let blocked: Promise<GraphQLResponse> | undefined;
+      let page: Promise<GraphQLResponse> | undefined;
+      await other.query('BEGIN');
+      try {
+        await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
+        blocked = app.gql(`{ users(first: 50) { edges { node { id accessKey } } } }`, { key: blocker.key });
+        await waitForLockWaiters(app, 1);
+        page = app.gql(
+          `query ($id: ID!) { a: users(first: 50) { edges { node { id email accessKey } } }
+             b: users(first: 50) { edges { node { id accessKey } } } c: user(id: $id) { id accessKey } }`,
+          { key: reader.key, variables: { id: target.id } },
+        );
+        await until(() => writer.queue.length >= 1);
+        const changed = await app.gql(mutation, { key: changer.key, variables: { id: reader.id } });
+        expect(changed.body.errors).toBeUndefined();
+      } finally {
+        await other.query('ROLLBACK');
+      }
+      await blocked;
+      const answer = (await page)!;
+      const shownKeys: unknown[] = [];
+      for (const alias of ['a', 'b']) {
+        for (const { node } of answer.body.data?.[alias]?.edges ?? []) shownKeys.push(node.accessKey);
+      }
+      if (answer.body.data?.c) shownKeys.push(answer.body.data.c.accessKey);
+      expect(shownKeys.filter((key) => key !== null)).toEqual([]);
+      expect(answer.body.errors?.length).toBeGreaterThan(0);
+      const views = await viewsSince(after);
+      expect(views.filter((view) => view.actor_user_id === reader.id)).toEqual([]);
+    });
   });
 });
