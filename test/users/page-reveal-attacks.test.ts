@@ -27,9 +27,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     return id;
   }
 
-  async function viewsSince(
-    after: string,
-  ): Promise<
+  async function viewsSince(after: string): Promise<
     Array<{
       actor_user_id: string;
       actor_kind: string;
