@@ -264,4 +264,54 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
       expect(views.filter((view) => view.actor_user_id === reader.id)).toEqual([]);
     });
   });
+  it("one request's two disjoint pages queued in one batch with another admin's: two 'who' rows of one actor", async () => {
+    const blocker = await createOrganization(app, 'Blocker 3', TEST_PASSWORD);
+    const reader = await createOrganization(app, 'Two pages', TEST_PASSWORD);
+    const otherAdmin = await createOrganization(app, 'Other admin', TEST_PASSWORD);
+    const members = [await createUser(app, reader), await createUser(app, reader)];
+    for (const user of [blocker, reader, otherAdmin]) await app.gql('{ me { id } }', { key: user.key });
+    const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
+    const after = await lastEventId();
+    let blocked: Promise<GraphQLResponse> | undefined;
+    let pages: Promise<GraphQLResponse> | undefined;
+    let single: Promise<GraphQLResponse> | undefined;
+    await other.query('BEGIN');
+    try {
+      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
+      blocked = app.gql(`{ users(first: 50) { edges { node { id accessKey } } } }`, { key: blocker.key });
+      await waitForLockWaiters(app, 1);
+      pages = app.gql(
+        `{ admins: users(filter: { role: ADMIN }) { edges { node { id accessKey } } }
+           members: users(filter: { role: MEMBER }) { edges { node { id accessKey } } } }`,
+        { key: reader.key },
+      );
+      await until(() => writer.queue.length >= 2);
+      single = app.gql(`{ me { accessKey } }`, { key: otherAdmin.key });
+      await until(() => writer.queue.length >= 3);
+    } finally {
+      await other.query('ROLLBACK');
+    }
+    await blocked;
+    const answer = (await pages)!;
+    const alone = (await single)!;
+    expect(answer.body.errors).toBeUndefined();
+    expect(alone.body.data!.me.accessKey).toBe(otherAdmin.key);
+    expect(answer.body.data!.admins.edges.map(({ node }: any) => node.accessKey)).toEqual([reader.key]);
+    expect(answer.body.data!.members.edges.map(({ node }: any) => node.accessKey).sort()).toEqual(
+      members.map((member) => member.key).sort(),
+    );
+    const views = (await viewsSince(after)).filter((view) => view.actor_user_id !== blocker.id);
+    const requestOf = new Map([
+      [reader.id, answer.headers.get('x-request-id')],
+      [otherAdmin.id, alone.headers.get('x-request-id')],
+    ]);
+    expect(views).toHaveLength(4);
+    for (const view of views) expect(view.request_id).toBe(requestOf.get(view.actor_user_id));
+    expect(
+      views
+        .filter((view) => view.actor_user_id === reader.id)
+        .map((view) => view.target_user_id)
+        .sort(),
+    ).toEqual([reader, ...members].map((user) => user.id).sort());
+  });
 });
