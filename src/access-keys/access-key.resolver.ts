@@ -1,5 +1,6 @@
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Resolver, Root } from 'type-graphql';
 
+import { ResolvedBy } from '../graphql/direct-resolver';
 import type { Metrics } from '../metrics';
 import { Can } from '../request/can';
 import { type Actor, CurrentActor, type RequestContext } from '../request/context';
@@ -10,6 +11,16 @@ import type { AccessKeyRegeneration } from './access-key-regeneration';
 import type { LeakReportSource } from './leak-report.types';
 
 const KEY_FIELDS_REFUSAL = 'Only admins of the organization can see access keys.';
+
+/**
+ * `User.accessKey` (AccessKeyResolver.accessKey, resolved directly: ResolvedBy): a page's keys are decrypted
+ * together and their views committed in one insert before any is returned; a page that revealed them with its
+ * rows (UserService.list) answers at once, any other user's key goes through the request's revealedKey loader.
+ */
+function accessKeyOf(user: User, ctx: RequestContext): string | null | Promise<string | null> {
+  const revealed = ctx.loaders.revealedKeyOf(user);
+  return revealed !== undefined ? revealed : ctx.loaders.revealedKey.load(user);
+}
 
 /** The only way key material leaves the service: two guarded fields and the regenerate payload. */
 @Resolver(() => User)
@@ -29,16 +40,14 @@ export class AccessKeyResolver {
    * @throws ForbiddenError (not granted, or the caller's role changed), UnauthenticatedError (authority ended).
    */
   @Can('read', 'User', { field: 'accessKey', on: 'parent', message: KEY_FIELDS_REFUSAL })
+  @ResolvedBy(accessKeyOf)
   @FieldResolver(() => String, {
     nullable: true,
     description:
       'Admins of the same organization only. Null when the user has no key yet (Edit, then Save creates one).',
   })
   accessKey(@Root() user: User, @Ctx() ctx: RequestContext): string | null | Promise<string | null> {
-    // A page's keys are decrypted together and their views committed in one insert before any is returned;
-    // a page that revealed them with its rows (UserService.list) answers at once.
-    const revealed = ctx.loaders.revealedKeyOf(user);
-    return revealed !== undefined ? revealed : ctx.loaders.revealedKey.load(user);
+    return accessKeyOf(user, ctx);
   }
 
   /** What can be shown of the user's key without revealing it; null when the user has no key. */

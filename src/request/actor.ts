@@ -1,6 +1,7 @@
 import type { Principal } from '../authentication/principal';
 import type { AppAbility } from '../authorization/abilities';
 import type { DomainError } from '../errors';
+import type { GrantedChecks } from './granted-checks';
 
 /** Who is acting in a request, and from where: what services check and what audit records. */
 export interface Actor {
@@ -13,4 +14,9 @@ export interface Actor {
    * ran: every later write or key reveal of the request is refused with it, without another query.
    */
   refusal?: DomainError;
+  /**
+   * What this request's abilities granted on which objects so far (GrantedChecks): set by the first service
+   * that records one (a page of users revealing keys), read by the fields' guards.
+   */
+  grants?: GrantedChecks;
 }

@@ -84,7 +84,11 @@ function guarded(
     const actor = context.actor;
     if (!actor) throw new UnauthenticatedError();
     let target: unknown = root;
-    if (on !== 'parent') {
+    if (on === 'parent') {
+      // The same question, already granted on this very object in this request (a page's key reveal): see
+      // GrantedChecks.
+      if (actor.grants?.has(actor.ability, action, root as object, field)) return resolve(root, args, context, info);
+    } else {
       const { organizationId } = actor.principal;
       // The caller's organization as a subject: itself for 'Organization' (whose rules match on id).
       target = subject(

@@ -38,6 +38,14 @@ export interface Loaders {
    */
   revealedKeyOf(user: User): string | null | undefined;
   /**
+   * Reveals the keys of `users` as revealedKey does (one batch, views committed first, each user at most once
+   * per request: those revealed or being revealed already are waited for, not revealed again), without a
+   * promise per user: a page's keys are one promise until a field asks for one by revealedKey. Resolves when
+   * every one is settled; never rejects: a key that could not be revealed is the error revealedKey.load gives
+   * for it. The caller checks that the actor may read each key first.
+   */
+  revealAll(users: readonly User[]): Promise<void>;
+  /**
    * A key this request issued to `user` (a regeneration): later reads in the request show exactly this key
    * (its view recorded with the act), not an older one read earlier nor one issued by someone else since.
    */
@@ -85,6 +93,8 @@ class RequestLoaders implements Loaders {
   private accessKeyLoader?: Loaders['accessKey'];
   private userLoader?: Loaders['user'];
   private revealedKeyLoader?: Loaders['revealedKey'];
+  /** revealedKey's cache: its promises, and the page batches' users (RevealCache). */
+  private readonly revealCache = new RevealCache();
   private readonly ciphertexts = new Map<string, Buffer | null>();
   /** revealedKey's answers so far, by user id: only those whose views (if any) are committed. */
   private readonly revealed = new Map<string, string | null>();
@@ -144,6 +154,7 @@ class RequestLoaders implements Loaders {
   get revealedKey(): Loaders['revealedKey'] {
     return (this.revealedKeyLoader ??= new DataLoader<User, string | null, string>((users) => this.reveal(users), {
       cacheKeyFn: userIdOf,
+      cacheMap: this.revealCache,
     }));
   }
 
@@ -153,6 +164,30 @@ class RequestLoaders implements Loaders {
 
   revealedKeyOf(user: User): string | null | undefined {
     return this.revealed.get(user.id);
+  }
+
+  async revealAll(users: readonly User[]): Promise<void> {
+    const waits = new Set<Promise<unknown>>();
+    const fresh: User[] = [];
+    const freshIds = new Set<string>();
+    for (const user of users) {
+      if (this.revealed.has(user.id) || freshIds.has(user.id)) continue;
+      const pending = this.revealCache.pending(user.id);
+      if (pending) waits.add(pending);
+      else {
+        fresh.push(user);
+        freshIds.add(user.id);
+      }
+    }
+    if (fresh.length > 0) {
+      const keys = this.reveal(fresh);
+      this.revealCache.addBatch(fresh, keys);
+      // As DataLoader does with a batch that fails as a whole (the views' connection lost, say): forgotten, so a
+      // field asking for one of these keys starts a new batch. Before revealAll's own wait below settles.
+      keys.catch(() => this.revealCache.forgetBatch(fresh, keys));
+      waits.add(keys);
+    }
+    await Promise.allSettled(waits);
   }
 
   keyIssued(user: User, issued: { key: string; row: AccessKey }): void {
@@ -239,6 +274,78 @@ class RequestLoaders implements Loaders {
 }
 
 const userIdOf = (user: { readonly id: string }): string => user.id;
+
+/** What a batch of reveals settles to: each user's key in the batch's order, null for no key, or its error. */
+type RevealedKeys = Promise<Array<string | null | Error>>;
+
+/**
+ * revealedKey's cache (DataLoader's CacheMap, by user id): the promises DataLoader put in it, and the users of
+ * the batches revealAll started, each by its place in its batch. A batch user's promise is made from the batch's
+ * when DataLoader first asks for it (a field that could not answer from revealedKeyOf): a page of 100 keys
+ * keeps one promise alive while its views commit, not 100 and their callbacks.
+ */
+class RevealCache {
+  private readonly promises = new Map<string, Promise<string | null>>();
+  private readonly batched = new Map<string, { keys: RevealedKeys; index: number }>();
+
+  /** A user's key in the batch `keys` settles to: its error rejects. */
+  private static keyOf(keys: RevealedKeys, index: number): Promise<string | null> {
+    return keys.then((settled) => {
+      const key = settled[index];
+      // Told by type, not `instanceof Error` (see RequestLoaders.reveal).
+      if (key === null || typeof key === 'string') return key;
+      throw key;
+    });
+  }
+
+  /** Records `users` (distinct, none in the cache) as revealed by the batch `keys`, in their order. */
+  addBatch(users: readonly User[], keys: RevealedKeys): void {
+    for (let index = 0; index < users.length; index++) this.batched.set(users[index].id, { keys, index });
+  }
+
+  /** What settles when the user's reveal (of a batch or DataLoader's) has: undefined when none was started. */
+  pending(userId: string): Promise<unknown> | undefined {
+    return this.promises.get(userId) ?? this.batched.get(userId)?.keys;
+  }
+
+  /**
+   * Forgets `users` of the batch `keys` (and the promises made from it), where no other reveal replaced them:
+   * for a batch that failed as a whole.
+   */
+  forgetBatch(users: readonly User[], keys: RevealedKeys): void {
+    for (const { id } of users) {
+      if (this.batched.get(id)?.keys !== keys) continue;
+      this.batched.delete(id);
+      this.promises.delete(id);
+    }
+  }
+
+  get(userId: string): Promise<string | null> | undefined {
+    const promise = this.promises.get(userId);
+    if (promise) return promise;
+    const batched = this.batched.get(userId);
+    if (!batched) return undefined;
+    // Kept in `batched` too: forgetBatch tells the promises made from a batch by it.
+    const made = RevealCache.keyOf(batched.keys, batched.index);
+    this.promises.set(userId, made);
+    return made;
+  }
+
+  set(userId: string, promise: Promise<string | null>): void {
+    this.batched.delete(userId);
+    this.promises.set(userId, promise);
+  }
+
+  delete(userId: string): void {
+    this.batched.delete(userId);
+    this.promises.delete(userId);
+  }
+
+  clear(): void {
+    this.batched.clear();
+    this.promises.clear();
+  }
+}
 
 /** A request's loaders, each made on first use; `actor` null for a request without credentials. */
 export function createLoaders(services: LoaderDeps, actor: Actor | null): Loaders {

@@ -5,6 +5,7 @@ import { AccessKeyResolver } from '../access-keys/access-key.resolver';
 import { AccessKeyPolicyResolver } from '../access-keys/key-policy.resolver';
 import { LeakReportResolver } from '../access-keys/leak-report.resolver';
 import { AuditResolver } from '../audit/audit.resolver';
+import { applyDirectResolvers } from '../graphql/direct-resolver';
 import { OrganizationResolver } from '../organizations/organization.resolver';
 import { enforceDeclaredRules } from '../request/can';
 import { SessionResolver } from '../sessions/session.resolver';
@@ -25,10 +26,13 @@ export const RESOLVERS = [
 /**
  * The schema is built from the resolver classes; `container` hands type-graphql the instances to call. The
  * rules declared with @Can that are checked before a field resolves are put in front of it here
- * (enforceDeclaredRules): this is the only way the service builds its schema.
+ * (enforceDeclaredRules), in front of the fields that resolve without type-graphql's wrapper
+ * (applyDirectResolvers): this is the only way the service builds its schema.
  */
 export async function buildAppSchema(container?: ContainerType): Promise<GraphQLSchema> {
-  return enforceDeclaredRules(await buildSchema({ resolvers: RESOLVERS, container, validate: false }));
+  return enforceDeclaredRules(
+    applyDirectResolvers(await buildSchema({ resolvers: RESOLVERS, container, validate: false })),
+  );
 }
 
 /** The resolver instances type-graphql calls, built once from the wired services. */

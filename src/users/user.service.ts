@@ -20,6 +20,7 @@ import { MAX_PAGE_SIZE } from '../graphql/pagination';
 import { normalizeName } from '../graphql/text-checks';
 import { holdsNul } from '../graphql/text-input';
 import type { Actor } from '../request/actor';
+import { GrantedChecks } from '../request/granted-checks';
 import type { Loaders } from '../request/loaders';
 import type { SessionService } from '../sessions/session.service';
 import { Role, User } from './user.entity';
@@ -106,8 +107,11 @@ function primeKey(loaders: Loaders, row: UserWithKeyRow): void {
   loaders.accessKey.prime(row.id, accessKeyFromJoinedRow(row));
 }
 
-/** The key columns a page reads for `accessKey` alone: a reveal needs the ciphertext, and whether there is a key. */
-const PAGE_KEY_CIPHERTEXT_COLUMNS = 'k.user_id AS key_user_id, k.key_ciphertext AS key_ciphertext';
+/**
+ * The key column a page reads for `accessKey` alone: a reveal needs the ciphertext, and whether there is a key
+ * (access_keys.key_ciphertext is NOT NULL, so null here is no key row).
+ */
+const PAGE_KEY_CIPHERTEXT_COLUMNS = 'k.key_ciphertext AS key_ciphertext';
 
 /**
  * The SELECT ... FROM of a page of users with the columns `columns` says its fields need (see pageColumnsFor):
@@ -208,7 +212,7 @@ export class UserService {
       const row = rows[i];
       if (columns.keys === 'row') primeKey(loaders, row);
       else if (columns.keys === 'ciphertext') {
-        loaders.primeKeyCiphertext(row.id, row.key_user_id === null ? null : row.key_ciphertext);
+        loaders.primeKeyCiphertext(row.id, row.key_ciphertext ?? null);
       }
       users[i] = userFromRow(row);
     }
@@ -330,8 +334,10 @@ export class UserService {
    * (e.g. the caller's authority ended) is the error of its field, as when the field loads it itself.
    */
   private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
-    const readable = users.filter((user) => actor.ability.can('read', user, 'accessKey'));
-    if (readable.length > 0) await loaders.revealedKey.loadMany(readable);
+    // Remembered per row (GrantedChecks): each row's `accessKey` guard asks the same and need not ask CASL again.
+    const grants = (actor.grants ??= new GrantedChecks());
+    const readable = users.filter((user) => grants.can(actor.ability, 'read', user, 'accessKey'));
+    if (readable.length > 0) await loaders.revealAll(readable);
   }
 
   /** Inserts a user and their first access key in the caller's transaction. */
