@@ -1,7 +1,9 @@
 import type { ApolloServerPlugin } from '@apollo/server';
+import { Client } from 'pg';
 
 import { Metrics } from '../../src/metrics';
 import { createOrganization, type TestUser } from '../factories/organizations';
+import { waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 /**
@@ -115,5 +117,32 @@ describe('plumbing: hooks, context and metrics', () => {
     const refused =
       delta(after, before, series('query', 'client_error')) + delta(after, before, series('none', 'client_error'));
     expect(refused).toBe(20);
+  });
+  it('counts a 503 (the statement of a page cut off by the database) as a server error of its query, beside a success', async () => {
+    expect((await app.gql(ME, { key: admin.key })).status).toBe(200); // the key is cached from here on
+    const before = await samples(app);
+    const locker = new Client({ connectionString: app.databaseUrl });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      const page = app.gql('{ users(first: 5) { edges { node { id } } } }', { key: admin.key });
+      await waitForLockWaiters(app, 1);
+      await locker.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+      );
+      const cut = await page;
+      expect(cut.status).toBe(503);
+      expect(cut.headers.get('retry-after')).not.toBeNull();
+      expect(cut.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+    }
+    expect((await app.gql(ME, { key: admin.key })).status).toBe(200);
+    const after = await samples(app);
+    expect(delta(after, before, series('query', 'server_error'))).toBe(1);
+    expect(delta(after, before, series('query', 'success'))).toBe(1);
   });
 });
