@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 
+import { Metrics } from '../../src/metrics';
 import { createOrganization } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -10,7 +11,6 @@ import { startTestApp, type TestApp } from '../helpers/test-app';
  * async ones before them (efbc970): with REFUSAL_ANSWERS_OUT set, the answers are also written there, so that
  * the same file run on both builds can be diffed byte for byte.
  */
-const deep = (n: number): string => `{ me ${'{ organization '.repeat(n)}{ id }${' }'.repeat(n)} }`;
 const BAD: Array<{ name: string; method?: 'GET' | 'POST'; body?: string; query?: string }> = [
   { name: 'empty object', body: '{}' },
   { name: 'query not a string', body: JSON.stringify({ query: 42 }) },
@@ -35,7 +35,10 @@ const BAD: Array<{ name: string; method?: 'GET' | 'POST'; body?: string; query?:
       extensions: { persistedQuery: { version: 1, sha256Hash: 'a'.repeat(64) } },
     }),
   },
-  { name: 'too deep', body: JSON.stringify({ query: deep(40) }) },
+  {
+    name: 'too deep (MAX_QUERY_DEPTH 5)',
+    body: JSON.stringify({ query: '{ auditEvents(first: 1) { edges { node { actor { organization { id } } } } } }' }),
+  },
   {
     name: 'too many aliases',
     body: JSON.stringify({ query: `{ ${Array.from({ length: 300 }, (_, i) => `a${i}: me { id }`).join(' ')} }` }),
@@ -44,7 +47,7 @@ const BAD: Array<{ name: string; method?: 'GET' | 'POST'; body?: string; query?:
   {
     name: 'cost too high',
     body: JSON.stringify({
-      query: `{ ${Array.from({ length: 60 }, (_, i) => `a${i}: users(first: 100) { edges { node { id email accessKey } } }`).join(' ')} }`,
+      query: `{ ${Array.from({ length: 25 }, (_, i) => `a${i}: users(first: 500) { edges { node { id email accessKey } } }`).join(' ')} }`,
     }),
   },
   { name: 'too many tokens', body: JSON.stringify({ query: `{ me { ${'id '.repeat(20000)}} }` }) },
@@ -81,14 +84,36 @@ describe('refusal answers', () => {
   let app: TestApp;
   let key: string;
   beforeAll(async () => {
-    app = await startTestApp();
+    app = await startTestApp({
+      captureLogs: true,
+      env: { LOG_LEVEL: 'info', LOG_REQUESTS: 'true', MAX_QUERY_DEPTH: '5' },
+    });
     key = (await createOrganization(app)).key;
   });
   afterAll(() => app.close());
 
-  it('answers every bad request with the status, headers and body it answered before the synchronous hooks', async () => {
+  /** The log lines written since `from`, once the request's own line is there, without what differs run to run. */
+  async function linesSince(from: number): Promise<unknown[]> {
+    for (let i = 0; i < 200 && !app.logs.slice(from).some((line) => line.includes('request completed')); i++)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    return app.logs.slice(from).map((line) => {
+      const { time, pid, hostname, durationMs, reqId, requestId, ...rest } = JSON.parse(line) as Record<
+        string,
+        unknown
+      >;
+      void [time, pid, hostname, durationMs, reqId, requestId];
+      return JSON.parse(
+        JSON.stringify(rest)
+          .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<uuid>')
+          .replace(/"remotePort":\d+/g, '"remotePort":0'),
+      );
+    });
+  }
+
+  it('answers every bad request with the status, headers, body and log lines it answered before the synchronous hooks', async () => {
     const answers: Record<string, unknown> = {};
     for (const bad of BAD) {
+      const from = app.logs.length;
       const url = bad.method === 'GET' ? `${app.url}?query=${encodeURIComponent(bad.query ?? '')}` : app.url;
       const response = await fetch(url, {
         method: bad.method ?? 'POST',
@@ -105,7 +130,31 @@ describe('refusal answers', () => {
         retryAfter: response.headers.get('retry-after'),
         cacheControl: response.headers.get('cache-control'),
         body: await response.text(),
+        logs: await linesSince(from),
       };
+    }
+    // An error thrown while the context is built (Metrics.track runs in the context function, on both builds).
+    const from = app.logs.length;
+    const track = jest.spyOn(Metrics.prototype, 'track').mockImplementationOnce(() => {
+      throw new Error('context boom');
+    });
+    try {
+      const response = await fetch(app.url, {
+        method: 'POST',
+        headers: { 'x-access-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ me { id } }' }),
+      });
+      answers['context throws'] = {
+        status: response.status,
+        contentType: response.headers.get('content-type'),
+        body: (await response.text()).replace(
+          /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g,
+          '<uuid>',
+        ),
+        logs: await linesSince(from),
+      };
+    } finally {
+      track.mockRestore();
     }
     if (process.env.REFUSAL_ANSWERS_OUT)
       writeFileSync(process.env.REFUSAL_ANSWERS_OUT, JSON.stringify(answers, null, 2));
