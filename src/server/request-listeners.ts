@@ -10,15 +10,21 @@ type HookContext<C extends BaseContext, H extends ComposableHook> = Parameters<
 /**
  * An Apollo request listener whose hooks may also return at once (no promise). Apollo awaits each stage's hooks
  * under a `Promise.all` of their results, which takes values as well as promises; and each of these four stages
- * runs inside an async function of Apollo's (the operation's one in a `try`), so a hook that throws at once ends
- * the stage exactly as one that rejects. A synchronous hook saves the promise and the microtask of an `async`
- * one on every request.
+ * runs inside an async function of Apollo's (the operation's one in a `try`). A hook that throws at once is
+ * handed to Apollo as a rejection by requestListenersPlugin, so the stage ends exactly as with one that rejects
+ * (the other plugins' hooks of the stage still run). A synchronous hook saves the promise and the microtask of an
+ * `async` one on every request.
  */
 export type SyncableRequestListener<C extends BaseContext> = {
   [H in ComposableHook]?: (context: HookContext<C, H>) => void | Promise<void>;
 };
 
 type Hook<C extends BaseContext> = (context: HookContext<C, ComposableHook>) => void | Promise<void>;
+
+/** True for a promise or any other thenable a hook may return (what `await` would have waited for). */
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
+}
 
 /**
  * Runs `hooks` from `from` in order with `context`: at once while they return at once, and after each promise
@@ -32,7 +38,7 @@ function runInTurn<C extends BaseContext>(
 ): void | Promise<void> {
   for (let i = from; i < hooks.length; i++) {
     const result = hooks[i](context);
-    if (result instanceof Promise) return result.then(() => runInTurn(hooks, context, i + 1));
+    if (isPromiseLike(result)) return Promise.resolve(result).then(() => runInTurn(hooks, context, i + 1));
   }
   return undefined;
 }
@@ -62,7 +68,15 @@ export function requestListenersPlugin<C extends BaseContext>(
       return run ? [run.bind(listener)] : [];
     });
     if (hooks.length === 0) continue;
-    composed[hook] = hooks.length === 1 ? hooks[0] : (context) => runInTurn(hooks, context, 0);
+    composed[hook] = (context) => {
+      try {
+        return runInTurn(hooks, context, 0);
+      } catch (error) {
+        // A rejection, not a throw: Apollo calls each listener's hook inside a `map` under `Promise.all`, and a
+        // throw would end that `map`, so the plugins after this one would not see the stage at all.
+        return Promise.reject(error as Error);
+      }
+    };
   }
   const listener = composed as GraphQLRequestListener<C>;
   // Apollo awaits a `Promise.all` of the plugins' answers: the listener itself serves as well as a promise of it.
