@@ -1,18 +1,8 @@
 import { generateAccessKey } from '../src/access-keys/key-format';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from './factories/organizations';
 import { postFrom } from './helpers/http';
+import { parseSamples } from './helpers/prometheus';
 import { startTestApp, type TestApp } from './helpers/test-app';
-
-/** `name{labels}` -> value, for every sample line of a Prometheus text exposition. */
-function parseSamples(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
-}
 
 async function scrape(app: TestApp): Promise<{ text: string; samples: Map<string, number> }> {
   const response = await fetch(app.app.metricsUrl!);

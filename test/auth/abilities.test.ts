@@ -1,22 +1,8 @@
 import { subject } from '@casl/ability';
 
-import type { Principal } from '../../src/authentication/principal';
 import { defineAbilityFor, scopeOf } from '../../src/authorization/abilities';
-import { Role, User } from '../../src/users/user.entity';
-
-function principal(role: Role): Principal {
-  return {
-    kind: 'ACCESS_KEY',
-    userId: 'u1',
-    organizationId: 'org1',
-    role,
-    user: Object.assign(new User(), { id: 'u1' }),
-  };
-}
-
-function user(props: Partial<User>): User {
-  return Object.assign(new User(), { id: 'u2', organizationId: 'org1', role: Role.MEMBER }, props);
-}
+import { Role } from '../../src/users/user.entity';
+import { principal, user } from '../factories/principals';
 
 describe('abilities', () => {
   it('scopes reads by organization for admins and managers, and to oneself for members', () => {

@@ -1,24 +1,14 @@
 import { type GraphQLField, type GraphQLSchema, isObjectType } from 'graphql';
 
-import type { Principal } from '../../src/authentication/principal';
 import { ACCESS_KEY_FIELDS, defineAbilityFor, PROFILE_FIELDS } from '../../src/authorization/abilities';
 import { ForbiddenError, UnauthenticatedError } from '../../src/errors';
 import { AUTHORIZATION_EXTENSION, type DeclaredRule } from '../../src/request/can';
 import { buildAppSchema } from '../../src/server/schema';
 import { Role, User } from '../../src/users/user.entity';
+import { principal } from '../factories/principals';
 
 function ruleOf(field: GraphQLField<unknown, unknown>): DeclaredRule | undefined {
   return field.extensions?.[AUTHORIZATION_EXTENSION] as DeclaredRule | undefined;
-}
-
-function principal(role: Role): Principal {
-  return {
-    kind: 'ACCESS_KEY',
-    userId: 'u1',
-    organizationId: 'org1',
-    role,
-    user: Object.assign(new User(), { id: 'u1' }),
-  };
 }
 
 describe('who may call what is declared where each field is', () => {

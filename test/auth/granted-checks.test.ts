@@ -1,20 +1,7 @@
-import type { Principal } from '../../src/authentication/principal';
 import { defineAbilityFor } from '../../src/authorization/abilities';
 import { GrantedChecks } from '../../src/request/granted-checks';
-import { Role, User } from '../../src/users/user.entity';
-
-function principal(role: Role): Principal {
-  return {
-    kind: 'ACCESS_KEY',
-    userId: 'u1',
-    organizationId: 'org1',
-    role,
-    user: Object.assign(new User(), { id: 'u1' }),
-  };
-}
-
-const user = (props: Partial<User>): User =>
-  Object.assign(new User(), { id: 'u2', organizationId: 'org1', role: Role.MEMBER }, props);
+import { Role } from '../../src/users/user.entity';
+import { principal, user } from '../factories/principals';
 
 describe('GrantedChecks (what a field guard may take as already decided)', () => {
   it('answers as CASL does, and remembers only grants, on that very object, rule and ability', () => {

@@ -4,6 +4,7 @@ import { Client } from 'pg';
 import { Metrics } from '../../src/metrics';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
+import { parseSamples } from '../helpers/prometheus';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 /**
@@ -14,14 +15,7 @@ const ME = '{ me { id } }';
 const DURATION = 'crm_access_graphql_request_duration_seconds_count';
 
 async function samples(app: TestApp): Promise<Map<string, number>> {
-  const text = await (await fetch(app.app.metricsUrl!)).text();
-  const result = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    result.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return result;
+  return parseSamples(await (await fetch(app.app.metricsUrl!)).text());
 }
 const series = (operation: string, outcome: string) => `${DURATION}{operation="${operation}",outcome="${outcome}"}`;
 const delta = (after: Map<string, number>, before: Map<string, number>, key: string) =>
