@@ -5,6 +5,7 @@ import { ENCRYPTION_ID_BYTES } from '../access-keys/key-crypto';
 import { AuditAction } from '../audit/audit-event.entity';
 import type { KeyViewRow, ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
+import { integerArrayLiteral, uuidArrayLiteral } from '../db/array-literal';
 import { runPrepared, runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import type { Actor } from '../request/actor';
@@ -312,7 +313,7 @@ export class Authority {
       [
         organizationIds,
         sortedUnique(actors.map((principal) => principal.userId)),
-        keyRowIds,
+        uuidArrayLiteral(keyRowIds),
         sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
         actors.map((_, i) => i),
         actors.map((principal) => principal.userId),
@@ -322,9 +323,10 @@ export class Authority {
         digestOf,
         digests,
         new Date((this.deps.clock ?? systemClock).now()),
-        whoOf,
-        targetIds,
-        targetOrganizationIds,
+        // The views' arrays, 100 elements for a page, as literals (array-literal.ts): pg quotes each element.
+        integerArrayLiteral(whoOf),
+        uuidArrayLiteral(targetIds),
+        uuidArrayLiteral(targetOrganizationIds),
         encryptions,
         whoActor,
         whoRows.map((who) => who.userId),
