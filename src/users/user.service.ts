@@ -336,7 +336,7 @@ export class UserService {
   private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
     // Remembered per row (GrantedChecks): each row's `accessKey` guard asks the same and need not ask CASL again.
     const grants = (actor.grants ??= new GrantedChecks());
-    const readable = users.filter((user) => grants.can(actor.ability, 'read', user, 'accessKey'));
+    const readable = grants.canEach(actor.ability, 'read', users, 'accessKey');
     if (readable.length > 0) await loaders.revealAll(readable);
   }
 
