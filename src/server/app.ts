@@ -26,7 +26,6 @@ import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
 import type { DatabaseOutage } from '../db/outage';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
-import { jitGateway } from '../graphql/jit-executor';
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsCheck } from '../graphql/query-limits';
@@ -386,8 +385,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // so that the database pool main.ts closes next is not pulled from under them.
   app.addHook('onClose', () => operations.settled());
   const apollo = new ApolloServer<RequestContext>({
-    // Apollo parses, validates and runs our hooks; the operation itself runs through jitGateway (see there).
-    gateway: jitGateway(schema),
+    schema,
     formatError: errorFormatter({ hideSuggestions: !config.explorerEnabled }),
     includeStacktraceInErrorResponses: false,
     introspection: config.explorerEnabled,
