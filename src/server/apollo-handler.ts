@@ -28,12 +28,14 @@ class FastifyGraphQLRequest implements HTTPGraphQLRequest {
 }
 
 /**
- * The request's headers in Apollo's HeaderMap, as the integration copies them (empty values left out, repeated
- * ones joined with ", "), without the arrays `Object.entries` makes for each header.
+ * The request's headers in Apollo's HeaderMap, as the integration copies them (own properties only, empty values
+ * left out, repeated ones joined with ", "), without the array `Object.entries` makes for each header. Own keys,
+ * not `for...in`: an enumerable property put on Object.prototype must not become a header (CSRF prevention reads
+ * them).
  */
 function headerMapOf(headers: FastifyRequest['headers']): HeaderMap {
   const map = new HeaderMap();
-  for (const key in headers) {
+  for (const key of Object.keys(headers)) {
     const value = headers[key];
     if (value) map.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
