@@ -4,11 +4,7 @@ import {
   ApolloServerPluginCacheControlDisabled,
   ApolloServerPluginLandingPageDisabled,
 } from '@apollo/server/plugin/disabled';
-import {
-  type ApolloFastifyHandlerOptions,
-  fastifyApolloDrainPlugin,
-  fastifyApolloHandler,
-} from '@as-integrations/fastify';
+import { fastifyApolloDrainPlugin } from '@as-integrations/fastify';
 import cors from '@fastify/cors';
 import Fastify, {
   type FastifyBaseLogger,
@@ -41,6 +37,7 @@ import { type GraphqlObservation, type Metrics, startMetricsServer } from '../me
 import type { Actor, RequestContext } from '../request/context';
 import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders';
 import { registerGithubSecretScanning } from '../secret-scanning/github';
+import { apolloFastifyHandler } from './apollo-handler';
 import {
   limitConnections,
   maxConnections,
@@ -426,7 +423,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await apollo.start();
 
-  const admit = (request: FastifyRequest, reply: FastifyReply, result: AuthResult, done: () => void): void => {
+  // `client` is request.ip, read once per request by `authenticate` (a getter of Fastify's).
+  const admit = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    client: string,
+    result: AuthResult,
+    done: () => void,
+  ): void => {
     countAuthentication(metrics, request, result);
     if (!result.ok) {
       sendAuthFailure(reply, result);
@@ -437,16 +441,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         principal: result.principal,
         ability: abilityFor(result.principal),
         requestId: request.id,
-        ip: request.ip,
+        ip: client,
       };
     }
     done();
   };
   // Callback style: a cached credential is admitted without a promise on the hot path.
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
-    const outcome = services.authenticator.authenticate(request.headers, request.ip);
-    if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, result, done)).catch(done);
-    else admit(request, reply, outcome, done);
+    const client = request.ip;
+    const outcome = services.authenticator.authenticate(request.headers, client);
+    if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, client, result, done)).catch(done);
+    else admit(request, reply, client, outcome, done);
   };
 
   // The context is returned at once, not in a promise: Apollo awaits it all the same (in a `try`, so a throw here
@@ -456,9 +461,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     request.graphqlObservation = metrics.track(context);
     return context;
   };
-  const graphql = fastifyApolloHandler(apollo, {
-    context: makeContext as unknown as NonNullable<ApolloFastifyHandlerOptions<RequestContext>['context']>,
-  });
+  const graphql = apolloFastifyHandler(apollo, makeContext);
   app.route({
     url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
@@ -480,9 +483,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
-      return operations.track(
-        graphql.call(this, request as Parameters<typeof graphql>[0], reply as Parameters<typeof graphql>[1]),
-      );
+      return operations.track(graphql(request, reply));
     },
   });
   // Other methods on /graphql are a client's mistake about the endpoint, not a missing route.
