@@ -5,6 +5,7 @@ import { ENCRYPTION_ID_BYTES } from '../access-keys/key-crypto';
 import { AuditAction } from '../audit/audit-event.entity';
 import type { KeyViewRow, ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
+import { integerArrayLiteral, uuidArrayLiteral } from '../db/array-literal';
 import { runPrepared, runPreparedIn } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import type { Actor } from '../request/actor';
@@ -276,7 +277,8 @@ export class Authority {
     const rows: KeyViewRow[] = [];
     const whos = new Map<KeyViewRow['actor'], number>();
     const whoActor: number[] = [];
-    // Locked by user id in the statement: the order here does not matter, nor do repeats.
+    // The actors' key rows, locked with the targets' ($3 || $14) by user id in the statement: the order here
+    // does not matter, nor do repeats.
     const keyRowIds: string[] = [];
     candidates.forEach(({ actor, rows: own }, i) => {
       if (actor.principal.kind === 'ACCESS_KEY') keyRowIds.push(actor.principal.userId);
@@ -294,7 +296,6 @@ export class Authority {
         }
         whoOf.push(who);
         targetIds.push(row.targetUserId!);
-        keyRowIds.push(row.targetUserId!);
         targetOrganizationIds.push(row.organizationId!);
         rows.push(row);
       }
@@ -312,7 +313,7 @@ export class Authority {
       [
         organizationIds,
         sortedUnique(actors.map((principal) => principal.userId)),
-        keyRowIds,
+        uuidArrayLiteral(keyRowIds),
         sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
         actors.map((_, i) => i),
         actors.map((principal) => principal.userId),
@@ -322,9 +323,10 @@ export class Authority {
         digestOf,
         digests,
         new Date((this.deps.clock ?? systemClock).now()),
-        whoOf,
-        targetIds,
-        targetOrganizationIds,
+        // The views' arrays, 100 elements for a page, as literals (array-literal.ts): pg quotes each element.
+        integerArrayLiteral(whoOf),
+        uuidArrayLiteral(targetIds),
+        uuidArrayLiteral(targetOrganizationIds),
         encryptions,
         whoActor,
         whoRows.map((who) => who.userId),
@@ -501,8 +503,8 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
  * as committed when a lock was granted only when the lock conflicts with the change; a key row is therefore
  * locked FOR SHARE here (FOR KEY SHARE let an expiry committed while the statement waited read as the
- * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). `k` holds the actors' key rows and the
- * views' targets' ($3), in one user id order: a regeneration of a target either committed before the lock (and
+ * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). `k` holds the actors' key rows ($3) and the
+ * views' targets' ($14), in one user id order: a regeneration of a target either committed before the lock (and
  * `k` holds its key) or waits for the views' commit. It waits for the minute's `last_used_at` write at most;
  * both take key rows in user id order. `who` is each request's part of the views' rows (by index from 0: the
  * actor's place `i` in $5, its user id, kind, ip and request id), sent once and not once per view. `r`, the views
@@ -521,7 +523,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
      ORDER BY id FOR SHARE),
   k AS MATERIALIZED (
     SELECT user_id, key_digest, expires_at, key_ciphertext FROM access_keys
-     WHERE user_id = ANY($3::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
+     WHERE user_id = ANY($3::uuid[] || $14::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
   s AS MATERIALIZED (
     SELECT id FROM sessions
      WHERE id = ANY($4::uuid[]) AND revoked_at IS NULL AND expires_at > now() AND (SELECT count(*) FROM k) >= 0

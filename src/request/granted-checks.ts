@@ -18,6 +18,12 @@ export class GrantedChecks {
    */
   can(ability: AppAbility, action: Action, subject: object, field?: string): boolean {
     if (!ability.can(action, subject as Parameters<AppAbility['can']>[1], field)) return false;
+    this.grantedSet(ability, action, field).add(subject);
+    return true;
+  }
+
+  /** The set of objects `ability` granted `action` (on `field`) on: a new one when another ability granted last. */
+  private grantedSet(ability: AppAbility, action: Action, field: string | undefined): Set<object> {
     let byField = this.byRule.get(action);
     if (!byField) this.byRule.set(action, (byField = new Map()));
     let granted = byField.get(field ?? '');
@@ -25,8 +31,39 @@ export class GrantedChecks {
       granted = { ability, subjects: new Set() };
       byField.set(field ?? '', granted);
     }
-    granted.subjects.add(subject);
-    return true;
+    return granted.subjects;
+  }
+
+  /**
+   * `ability.can(action, subject, field)` for each of `subjects`, remembering each grant as `can` does; returns
+   * the subjects granted, in order. The same answers as asking `can` one by one (CASL's `can`: the first of
+   * `rulesFor(action, subject type, field)` whose conditions match the subject decides, none refuses), with the
+   * rules looked up once per subject type instead of once per subject: a page asks it of 100 rows.
+   */
+  canEach<T extends object>(ability: AppAbility, action: Action, subjects: readonly T[], field?: string): T[] {
+    const granted: T[] = [];
+    let lastType: unknown;
+    let rules: ReturnType<AppAbility['rulesFor']> | undefined;
+    for (const subject of subjects) {
+      const type = ability.detectSubjectType(subject as Parameters<AppAbility['detectSubjectType']>[0]);
+      if (rules === undefined || type !== lastType) {
+        rules = ability.rulesFor(action, type, field);
+        lastType = type;
+      }
+      let allowed = false;
+      for (let i = 0; i < rules.length; i++) {
+        if (rules[i].matchesConditions(subject as Parameters<(typeof rules)[number]['matchesConditions']>[0])) {
+          allowed = !rules[i].inverted;
+          break;
+        }
+      }
+      if (allowed) granted.push(subject);
+    }
+    if (granted.length > 0) {
+      const set = this.grantedSet(ability, action, field);
+      for (const subject of granted) set.add(subject);
+    }
+    return granted;
   }
 
   /** True when `can` granted `action` (on `field`) on this very `subject` object with this very `ability`. */

@@ -59,6 +59,16 @@ export interface SealedKey {
 }
 
 /**
+ * A key a reveal decrypted, as its view is recorded (KeyViewTarget): whose, in which organization, and the user
+ * object it was revealed for (on which a page's check granted it: GrantedChecks). One object per key, used
+ * both to decrypt and to record the view.
+ */
+interface ViewedKey extends SealedKey {
+  readonly organizationId: string;
+  readonly subject: User;
+}
+
+/**
  * What the loaders use, and nothing more: the services behind these are wired above this layer
  * (server/services.ts), so the request layer names only the calls it makes.
  */
@@ -74,10 +84,7 @@ export interface LoaderDeps {
      * Resolves once the views are committed, with the targets (by index) whose key was replaced since it was
      * read: the key row's ciphertext as the views committed, null when the user has no key now.
      */
-    recordKeyViews(
-      actor: Actor,
-      targets: ReadonlyArray<{ userId: string; organizationId: string; keyCiphertext: Buffer }>,
-    ): Promise<ReadonlyMap<number, Buffer | null>>;
+    recordKeyViews(actor: Actor, targets: readonly ViewedKey[]): Promise<ReadonlyMap<number, Buffer | null>>;
   };
   readonly metrics: { countKeyReveals(count: number): void };
 }
@@ -197,19 +204,24 @@ class RequestLoaders implements Loaders {
     this.revealed.set(user.id, issued.key);
   }
 
-  /** The sealed keys of `users` (null: no key): primed ciphertexts, else their rows through `accessKey`. */
-  private async sealedKeys(users: readonly User[]): Promise<Array<SealedKey | null | Error>> {
-    const sealed: Array<SealedKey | null | Error> = new Array(users.length);
+  /**
+   * The key ciphertexts of `users` (null: no key): primed ciphertexts, else their rows' through `accessKey`; an
+   * Error where a row could not be read.
+   */
+  private async ciphertextsOf(users: readonly User[]): Promise<Array<Buffer | null | Error>> {
+    const sealed: Array<Buffer | null | Error> = new Array(users.length);
     const unprimed: number[] = [];
     for (let i = 0; i < users.length; i++) {
-      const userId = users[i].id;
-      const ciphertext = this.ciphertexts.get(userId);
+      const ciphertext = this.ciphertexts.get(users[i].id);
       if (ciphertext === undefined) unprimed.push(i);
-      else sealed[i] = ciphertext && { userId, keyCiphertext: ciphertext };
+      else sealed[i] = ciphertext;
     }
     if (unprimed.length > 0) {
       const rows = await this.accessKey.loadMany(unprimed.map((i) => users[i].id));
-      for (let j = 0; j < unprimed.length; j++) sealed[unprimed[j]] = rows[j];
+      for (let j = 0; j < unprimed.length; j++) {
+        const row = rows[j];
+        sealed[unprimed[j]] = row === null || row instanceof Error ? row : row.keyCiphertext;
+      }
     }
     return sealed;
   }
@@ -234,23 +246,25 @@ class RequestLoaders implements Loaders {
   private async reveal(users: readonly User[]): Promise<Array<string | null | Error>> {
     const { actor, services } = this;
     if (!actor) throw new Error('Key views are recorded for authenticated callers only');
-    const sealed = await this.sealedKeys(users);
+    const sealed = await this.ciphertextsOf(users);
     const keys: Array<string | null | Error> = new Array(users.length);
-    const viewed: Array<{ userId: string; organizationId: string; keyCiphertext: Buffer }> = [];
+    const viewed: ViewedKey[] = [];
     /** viewed[j] is users[viewedAt[j]]'s. */
     const viewedAt: number[] = [];
     for (let i = 0; i < users.length; i++) {
-      const key = sealed[i];
-      if (key === null || key instanceof Error) {
-        keys[i] = key;
+      const keyCiphertext = sealed[i];
+      if (keyCiphertext === null || keyCiphertext instanceof Error) {
+        keys[i] = keyCiphertext;
         continue;
       }
+      const user = users[i];
+      const key: ViewedKey = { userId: user.id, organizationId: user.organizationId, keyCiphertext, subject: user };
       const opened = this.open(key);
       keys[i] = opened;
       // Not viewed: nothing was revealed. Told by type (here and below), not `instanceof Error`: under jest the
       // errors of node:crypto are instances of another realm's Error.
       if (typeof opened !== 'string') continue;
-      viewed.push({ userId: users[i].id, organizationId: users[i].organizationId, keyCiphertext: key.keyCiphertext });
+      viewed.push(key);
       viewedAt.push(i);
     }
     if (viewed.length > 0) {

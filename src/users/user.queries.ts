@@ -59,6 +59,27 @@ export function pageColumnsFor(fields: ReadonlySet<string>): PageColumns {
   return { allColumns, keys, revealKeys };
 }
 
+/** A row of PAGE_SLIM_USER_COLUMNS read as an array (runForArrays), then whatever columns follow them. */
+export type SlimUserArray = [id: string, organizationId: string, email: string, name: string, ...rest: unknown[]];
+
+/**
+ * The User entity of a row read as an array whose first columns are PAGE_SLIM_USER_COLUMNS, in their order
+ * (the other fields undefined, as for a slim row through userFromRow).
+ */
+export function userFromSlimArray(row: SlimUserArray): User {
+  const user = new User();
+  user.id = row[0];
+  user.organizationId = row[1];
+  user.email = row[2];
+  user.name = row[3];
+  // Set as userFromRow sets them for a slim row: one shape of User on the page's path.
+  user.role = undefined as unknown as Role;
+  user.isActive = undefined as unknown as boolean;
+  user.createdAt = undefined as unknown as Date;
+  user.updatedAt = undefined as unknown as Date;
+  return user;
+}
+
 /**
  * The User entity of a `users` row read with USER_COLUMNS (snake_case columns to fields; no password hash),
  * or with PAGE_SLIM_USER_COLUMNS (the other fields left unset).

@@ -11,7 +11,7 @@ import type { AuthCache } from '../authentication/auth-cache';
 import type { PasswordHasher } from '../authentication/password';
 import { type Action, type AppAbility, scopeOf } from '../authorization/abilities';
 import { type Authority, type ConfirmedAct, ReplacedKeyError } from '../authorization/authority';
-import { runPlannedEach, runPrepared } from '../db/prepared';
+import { runForArrays, runPlannedEach, runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
@@ -29,9 +29,11 @@ import {
   ALL_PAGE_COLUMNS,
   PAGE_SLIM_USER_COLUMNS,
   type PageColumns,
+  type SlimUserArray,
   USER_COLUMNS,
   USER_SCOPE_COLUMNS,
   userFromRow,
+  userFromSlimArray,
   type UserRow,
 } from './user.queries';
 import type { UserConnection } from './user.types';
@@ -201,19 +203,29 @@ export class UserService {
     columns: PageColumns;
   }): Promise<User[]> {
     const { where, tail, loaders, columns } = params;
+    const text = `${pageSelect(columns)} WHERE ${where} ${tail}`;
+    if (!columns.allColumns && columns.keys !== 'row') {
+      // The slim columns (and the key's ciphertext) by position: no row object per user (runForArrays).
+      const rows = await runForArrays<SlimUserArray>(this.deps.dataSource, {
+        text,
+        values: where.values,
+        planEach: params.planEach,
+      });
+      const users = new Array<User>(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i];
+        // PAGE_KEY_CIPHERTEXT_COLUMNS follows the user's columns.
+        if (columns.keys === 'ciphertext') loaders.primeKeyCiphertext(row[0], (row[4] as Buffer | null) ?? null);
+        users[i] = userFromSlimArray(row);
+      }
+      return users;
+    }
     const run = params.planEach ? runPlannedEach : runPrepared;
-    const rows = await run<UserWithKeyRow>(
-      this.deps.dataSource,
-      `${pageSelect(columns)} WHERE ${where} ${tail}`,
-      where.values,
-    );
+    const rows = await run<UserWithKeyRow>(this.deps.dataSource, text, where.values);
     const users = new Array<User>(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i];
       if (columns.keys === 'row') primeKey(loaders, row);
-      else if (columns.keys === 'ciphertext') {
-        loaders.primeKeyCiphertext(row.id, row.key_ciphertext ?? null);
-      }
       users[i] = userFromRow(row);
     }
     return users;
@@ -336,7 +348,7 @@ export class UserService {
   private async revealKeys(actor: Actor, users: readonly User[], loaders: Loaders): Promise<void> {
     // Remembered per row (GrantedChecks): each row's `accessKey` guard asks the same and need not ask CASL again.
     const grants = (actor.grants ??= new GrantedChecks());
-    const readable = users.filter((user) => grants.can(actor.ability, 'read', user, 'accessKey'));
+    const readable = grants.canEach(actor.ability, 'read', users, 'accessKey');
     if (readable.length > 0) await loaders.revealAll(readable);
   }
 
