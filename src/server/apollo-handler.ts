@@ -5,9 +5,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /**
  * The request as Apollo reads it, made from Fastify's as @as-integrations/fastify 3.1's
- * `fastifyRequestToGraphQLRequest` makes it (same method, headers, body and query string), except that the query
- * string is worked out when Apollo reads it: Apollo reads `search` only for GET (runHttpQuery), and the
- * integration parsed the whole URL with `new URL` (about 2 us) on every request, POSTs included.
+ * `fastifyRequestToGraphQLRequest` makes it (same method, headers and body), except for the query string: it is
+ * worked out when Apollo reads it (only for GET, in runHttpQuery), from the request target alone (searchOf). The
+ * integration parsed the whole URL with `new URL(url, protocol://hostname/)` on every request, POSTs included,
+ * which threw (a 500) on a request without Host (HTTP/1.0) or, behind a trusted proxy, with an X-Forwarded-Proto
+ * that is no scheme (and, once read inside Apollo, that 500 came without an error line).
  */
 class FastifyGraphQLRequest implements HTTPGraphQLRequest {
   readonly method: string;
@@ -20,11 +22,29 @@ class FastifyGraphQLRequest implements HTTPGraphQLRequest {
     this.body = request.body;
   }
 
-  /** The query string with its `?` ('' without one), as the integration computed it (WHATWG URL's `search`). */
+  /** The request target's query string (see searchOf). */
   get search(): string {
-    const { request } = this;
-    return new URL(request.url, `${request.protocol}://${request.hostname}/`).search;
+    return searchOf(this.request.url);
   }
+}
+
+/** Any special-scheme origin: searchOf parses a bare `/?query` on it. */
+const QUERY_BASE = 'http://localhost/';
+
+/**
+ * The query string of a request target (origin-form `/graphql?a=b#f` or absolute-form `http://h/graphql?a=b`) as
+ * WHATWG URL's `search` gives it (with its `?`, percent-encoded; '' when there is none or it is empty): what the
+ * integration handed on from `new URL(url, protocol://hostname/)`. Only the part from the first `?` to the first
+ * `#` is parsed, under a constant base: neither the scheme nor the host changes a query (all special schemes encode
+ * it alike), and a path on a fixed base cannot make the parse throw, whatever the Host, X-Forwarded-Proto or
+ * request target. The parse stays (not a slice): URLSearchParams alone reads raw non-ASCII next to
+ * percent-escapes differently from what the URL parser's encoding gives.
+ */
+export function searchOf(url: string): string {
+  const hash = url.indexOf('#');
+  const end = hash === -1 ? url.length : hash;
+  const question = url.indexOf('?');
+  return question === -1 || question >= end - 1 ? '' : new URL(`/${url.slice(question, end)}`, QUERY_BASE).search;
 }
 
 /**

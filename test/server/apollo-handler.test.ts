@@ -1,5 +1,7 @@
 import { request } from 'node:http';
+import { connect } from 'node:net';
 
+import { searchOf } from '../../src/server/apollo-handler';
 import { createOrganization, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -60,5 +62,222 @@ describe('the /graphql handler: the query string', () => {
       body: JSON.stringify({ query: '{ me { id } }' }),
     });
     expect(answer).toEqual({ status: 200, body: { data: { me: { id: admin.id } } } });
+  });
+});
+
+/** Sends one raw HTTP request (the request line, Host and headers as written) and returns the whole answer. */
+function raw(app: TestApp, text: string): Promise<{ status: number; head: string; body: string }> {
+  const { port } = new URL(app.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(text));
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk));
+    socket.on('end', () => {
+      const [head, body = ''] = answer.split('\r\n\r\n', 2);
+      resolve({ status: Number(head.split(' ')[1]), head, body });
+    });
+    socket.on('error', reject);
+  });
+}
+
+const errorLines = (lines: string[]) => lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 50);
+const TYPENAME = '{"data":{"__typename":"Query"}}\n';
+
+describe.each([['false'], ['true']])('the /graphql handler, TRUST_PROXY=%s: odd requests', (trustProxy) => {
+  let app: TestApp;
+  let admin: TestUser;
+  /** A GET of `target` with the admin's key and the preflight header, plus `extra` header lines. */
+  const get = (target: string, extra = '', version = '1.1') =>
+    raw(
+      app,
+      `GET ${target} HTTP/${version}\r\n${version === '1.1' ? 'Host: localhost\r\n' : ''}` +
+        `X-Access-Key: ${admin.key}\r\nApollo-Require-Preflight: 1\r\n${extra}Connection: close\r\n\r\n`,
+    );
+
+  beforeAll(async () => {
+    app = await startTestApp({ captureLogs: true, env: { LOG_LEVEL: 'info', TRUST_PROXY: trustProxy } });
+    admin = await createOrganization(app);
+  });
+  afterAll(() => app.close());
+
+  // The integration built `protocol://hostname/` for every request: without Host, hostname threw (a 500, and since
+  // the query string is read inside Apollo, a 500 without an error line); Host is optional in HTTP/1.0.
+  it('a GET without Host (HTTP/1.0) is answered, no error line', async () => {
+    const before = app.logs.length;
+    const answer = await get('/graphql?query=%7B__typename%7D', '', '1.0');
+    expect([answer.status, answer.body]).toEqual([200, TYPENAME]);
+    expect(errorLines(app.logs.slice(before))).toEqual([]);
+  });
+
+  // Behind a trusted proxy request.protocol is X-Forwarded-Proto, which made `new URL` throw when no scheme.
+  it.each([['a b'], ['1'], ['https, http']])(
+    'a GET with X-Forwarded-Proto %p is answered, no error line',
+    async (proto) => {
+      const before = app.logs.length;
+      const answer = await get('/graphql?query=%7B__typename%7D', `X-Forwarded-Proto: ${proto}\r\n`);
+      expect([answer.status, answer.body]).toEqual([200, TYPENAME]);
+      expect(errorLines(app.logs.slice(before))).toEqual([]);
+    },
+  );
+
+  // A POST's query string is never read, so neither matters to it (before the handler, both were 500s too).
+  it('a POST without Host (HTTP/1.0), or with X-Forwarded-Proto "a b", is answered, no error line', async () => {
+    const body = JSON.stringify({ query: '{ __typename }' });
+    const post = (version: string, extra: string) =>
+      raw(
+        app,
+        `POST /graphql HTTP/${version}\r\n${version === '1.1' ? 'Host: localhost\r\n' : ''}${extra}` +
+          `X-Access-Key: ${admin.key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+          `Connection: close\r\n\r\n${body}`,
+      );
+    const before = app.logs.length;
+    for (const answer of [await post('1.0', ''), await post('1.1', 'X-Forwarded-Proto: a b\r\n')]) {
+      expect([answer.status, answer.body]).toEqual([200, TYPENAME]);
+    }
+    expect(errorLines(app.logs.slice(before))).toEqual([]);
+  });
+
+  it('an absolute-form request target is read for its query string; a bad authority is a 400', async () => {
+    const other = await get('http://other.example/graphql?query=%7B__typename%7D');
+    expect([other.status, other.body]).toEqual([200, TYPENAME]);
+    const before = app.logs.length;
+    expect((await get('http://[::1/graphql?query=%7B__typename%7D')).status).toBe(400);
+    expect(errorLines(app.logs.slice(before))).toEqual([]);
+  });
+
+  it.each<[string, number, string]>([
+    ['/graphql?query=%7B__typename%7D%FF%E0%A4%ZZ%', 400, 'Syntax Error: Unexpected character: U+FFFD.'],
+    ['/graphql?query=%7B__typename%7D&variables=%7B', 400, 'The variables search parameter contains invalid JSON.'],
+    ['/graphql?query=%7B__typename%7D&extensions=[1', 400, 'The extensions search parameter contains invalid JSON.'],
+    [
+      '/graphql#x?query=%7B__typename%7D',
+      400,
+      'GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.',
+    ],
+    ['/graphql?', 400, 'GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.'],
+    [
+      '/graphql?query=mutation%7B__typename%7D',
+      405,
+      'GET requests only support query operations, not mutation operations',
+    ],
+  ])('GET %s: %d, said why, no error line', async (target, status, message) => {
+    const before = app.logs.length;
+    const answer = await get(target);
+    expect(answer.status).toBe(status);
+    expect((JSON.parse(answer.body) as { errors: Array<{ message: string }> }).errors[0].message).toBe(message);
+    expect(errorLines(app.logs.slice(before))).toEqual([]);
+  });
+
+  it('a long query string (12,000 characters) is read whole', async () => {
+    const answer = await get(`/graphql?x=${'a'.repeat(12_000)}&query=%7B__typename%7D`);
+    expect([answer.status, answer.body]).toEqual([200, TYPENAME]);
+  });
+
+  describe('CSRF prevention still refuses what a browser sends without a preflight', () => {
+    const csrf = expect.stringContaining('Cross-Site Request Forgery');
+    const simpleGet = (extra = '') =>
+      raw(
+        app,
+        `GET /graphql?query=%7B__typename%7D HTTP/1.1\r\nHost: localhost\r\nX-Access-Key: ${admin.key}\r\n` +
+          `${extra}Connection: close\r\n\r\n`,
+      );
+
+    it('a GET without apollo-require-preflight, or with it empty: 400', async () => {
+      for (const answer of [await simpleGet(), await simpleGet('Apollo-Require-Preflight:\r\n')]) {
+        expect(answer.status).toBe(400);
+        expect(JSON.parse(answer.body)).toEqual({ errors: [{ message: csrf, extensions: { code: 'BAD_REQUEST' } }] });
+      }
+    });
+
+    it('a GET is refused even with apollo-require-preflight on Object.prototype', async () => {
+      const proto = Object.prototype as Record<string, unknown>;
+      proto['apollo-require-preflight'] = 'true';
+      proto['x-apollo-operation-name'] = 'x';
+      try {
+        const answer = await simpleGet();
+        expect(answer.status).toBe(400);
+        expect(answer.body).toContain('Cross-Site Request Forgery');
+      } finally {
+        delete proto['apollo-require-preflight'];
+        delete proto['x-apollo-operation-name'];
+      }
+    });
+
+    it('a POST with content-type text/plain runs nothing: 400', async () => {
+      const body = JSON.stringify({ query: 'mutation { __typename }' });
+      const answer = await raw(
+        app,
+        `POST /graphql HTTP/1.1\r\nHost: localhost\r\nX-Access-Key: ${admin.key}\r\nContent-Type: text/plain\r\n` +
+          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      expect(answer.status).toBe(400);
+      expect(answer.body).not.toContain('"data"');
+    });
+  });
+
+  it('two X-Access-Key headers are one malformed key (joined): 401', async () => {
+    const answer = await get('/graphql?query=%7Bme%7Bid%7D%7D', `X-Access-Key: ${admin.key}\r\n`);
+    expect(answer.status).toBe(401);
+    expect(answer.body).toContain('UNAUTHENTICATED');
+  });
+
+  it('HEAD is not GraphQL: 405, no body', async () => {
+    const answer = await raw(
+      app,
+      `HEAD /graphql?query=%7B__typename%7D HTTP/1.1\r\nHost: localhost\r\nX-Access-Key: ${admin.key}\r\n` +
+        'Apollo-Require-Preflight: 1\r\nConnection: close\r\n\r\n',
+    );
+    expect([answer.status, answer.body]).toEqual([405, '']);
+  });
+});
+
+describe('searchOf', () => {
+  // WHATWG URL's `search` of the whole target: what the integration handed on (the host did not matter).
+  const viaUrl = (target: string) => new URL(target, 'http://api.example:8080/').search;
+  // No space or control character: a request target holds none (they end the request line's target; Node refuses
+  // them), so URL's trimming of the whole input's ends never applies.
+  const pieces = [
+    'a',
+    '=',
+    '&',
+    '?',
+    '#',
+    '+',
+    '%',
+    '%20',
+    '%zz',
+    '%E9',
+    '%FF',
+    "'",
+    '"',
+    '<',
+    '>',
+    'é',
+    '\\',
+    ';',
+    '/',
+  ];
+
+  it('reads every query string as WHATWG URL does (pairs of pieces, origin- and absolute-form)', () => {
+    for (const one of pieces) {
+      for (const two of pieces) {
+        for (const target of [
+          `/graphql?q${one}x${two}y`,
+          `/graphql${one}q=${two}`,
+          `http://h.example/g?${one}=${two}#z?w`,
+        ]) {
+          expect([target, searchOf(target)]).toEqual([target, viaUrl(target)]);
+        }
+      }
+    }
+  });
+
+  it("is '' without a query, or with an empty one", () => {
+    expect([searchOf('/graphql'), searchOf('/graphql?'), searchOf('/graphql?#a'), searchOf('/graphql#?a=1')]).toEqual([
+      '',
+      '',
+      '',
+      '',
+    ]);
   });
 });
