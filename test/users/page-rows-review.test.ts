@@ -274,4 +274,68 @@ describe('users page rows, grants and view literals: attacks', () => {
       for (const view of views) expect(view.request_id).toBe(answer.headers.get('x-request-id'));
     },
   );
+  it("two organizations' full pages (100 rows each) in one views batch: every view's target, organization and actor", async () => {
+    const blocker = await createOrganization(app, 'Blocker Hundred', TEST_PASSWORD);
+    const admins = [await createOrganization(app, 'Hundred A'), await createOrganization(app, 'Hundred B')];
+    const keys = new Map<string, string>();
+    for (const admin of admins) {
+      keys.set(admin.id, admin.key);
+      for (let i = 0; i < 100; i++) {
+        const user = await createUser(app, admin, { name: `Hundred ${i}` });
+        keys.set(user.id, user.key);
+      }
+    }
+    for (const user of [blocker, ...admins]) await app.gql('{ me { id } }', { key: user.key });
+    const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
+    const after = await lastEventId();
+    const query = '{ users(first: 100) { edges { node { id email name accessKey } } } }';
+    let blocked: Promise<GraphQLResponse> | undefined;
+    const pages: Array<Promise<GraphQLResponse>> = [];
+    await other.query('BEGIN');
+    try {
+      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
+      blocked = app.gql(query, { key: blocker.key });
+      await waitForLockWaiters(app, 1);
+      for (const admin of admins) pages.push(app.gql(query, { key: admin.key }));
+      await until(() => writer.queue.length >= 2);
+    } finally {
+      await other.query('ROLLBACK');
+    }
+    expect((await blocked)!.body.errors).toBeUndefined();
+    const answers = await Promise.all(pages);
+    const views = await app.dataSource.query(
+      `SELECT e.actor_user_id, e.target_user_id, e.organization_id, e.request_id, u.organization_id AS target_organization
+         FROM audit_events e JOIN users u ON u.id = e.target_user_id
+        WHERE e.action = 'ACCESS_KEY_VIEWED' AND e.id > $1 AND e.actor_user_id <> $2 ORDER BY e.id`,
+      [after, blocker.id],
+    );
+    expect(views).toHaveLength(200);
+    admins.forEach((admin, i) => {
+      const response = answers[i];
+      expect(response.body.errors).toBeUndefined();
+      const edges = response.body.data!.users.edges;
+      expect(edges).toHaveLength(100);
+      const rows = new Map<string, { email: string; name: string }>();
+      for (const { node } of edges) {
+        expect(node.accessKey).toBe(keys.get(node.id));
+        rows.set(node.id, { email: node.email, name: node.name });
+      }
+      const own = views.filter((view: any) => view.actor_user_id === admin.id);
+      expect(own.map((view: any) => view.target_user_id).sort()).toEqual([...rows.keys()].sort());
+      for (const view of own) {
+        expect(view).toMatchObject({
+          organization_id: admin.organizationId,
+          target_organization: admin.organizationId,
+          request_id: response.headers.get('x-request-id'),
+        });
+      }
+    });
+    // The answers' columns are the database's, row for row.
+    const answered = answers.flatMap((response) => response.body.data!.users.edges.map(({ node }: any) => node));
+    const stored = await app.dataSource.query('SELECT id, email, name FROM users WHERE id = ANY($1)', [
+      answered.map((node: any) => node.id),
+    ]);
+    const byId = new Map(stored.map((row: any) => [row.id, row]));
+    for (const node of answered) expect({ id: node.id, email: node.email, name: node.name }).toEqual(byId.get(node.id));
+  });
 });
