@@ -52,6 +52,37 @@ describe('users page rows, grants and view literals: attacks', () => {
     );
   }
 
+  /**
+   * `query` from each of `readers`, their views queued as one batch of the views' writer behind `blocker`'s page
+   * (whose views statement waits for the blocker's users row, held here); `during` runs while they wait. Returns
+   * the readers' answers, in order, once the blocker's page has answered.
+   */
+  async function pagesInOneBatch(params: {
+    blocker: TestUser;
+    readers: TestUser[];
+    query: string;
+    during?: () => Promise<void>;
+  }): Promise<GraphQLResponse[]> {
+    const { blocker, readers, query } = params;
+    for (const user of [blocker, ...readers]) await app.gql('{ me { id } }', { key: user.key });
+    const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
+    let blocked: Promise<GraphQLResponse> | undefined;
+    const pages: Array<Promise<GraphQLResponse>> = [];
+    await other.query('BEGIN');
+    try {
+      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
+      blocked = app.gql(query, { key: blocker.key });
+      await waitForLockWaiters(app, 1);
+      for (const reader of readers) pages.push(app.gql(query, { key: reader.key }));
+      await until(() => writer.queue.length >= readers.length);
+      await params.during?.();
+    } finally {
+      await other.query('ROLLBACK');
+    }
+    expect((await blocked)!.body.errors).toBeUndefined();
+    return Promise.all(pages);
+  }
+
   it('a page asking for accessKey with role and createdAt reads each key with its row: no second key read', async () => {
     const admin = await createOrganization(app, 'Wide Page Org', TEST_PASSWORD);
     const members = [await createUser(app, admin), await createUser(app, admin, { role: Role.MANAGER })];
@@ -184,30 +215,19 @@ describe('users page rows, grants and view literals: attacks', () => {
     const demoted = await createUser(app, admin, { role: Role.ADMIN });
     const targets = [await createUser(app, admin), await createUser(app, admin)];
     const outsider = await createOrganization(app, 'Batch Neighbour', TEST_PASSWORD);
-    for (const user of [blocker, admin, demoted, outsider]) await app.gql('{ me { id } }', { key: user.key });
-    const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
     const after = await lastEventId();
-    const query = '{ users(first: 100) { edges { node { id email accessKey } } } }';
-    let blocked: Promise<GraphQLResponse> | undefined;
-    const pages: Array<Promise<GraphQLResponse>> = [];
-    await other.query('BEGIN');
-    try {
-      // The blocker's views statement waits for its users row: the three pages queue up as the next batch.
-      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
-      blocked = app.gql(query, { key: blocker.key });
-      await waitForLockWaiters(app, 1);
-      for (const reader of [demoted, admin, outsider]) pages.push(app.gql(query, { key: reader.key }));
-      await until(() => writer.queue.length >= 3);
-      const demotion = await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', {
-        key: admin.key,
-        variables: { id: demoted.id },
-      });
-      expect(demotion.body.errors).toBeUndefined();
-    } finally {
-      await other.query('ROLLBACK');
-    }
-    expect((await blocked)!.body.errors).toBeUndefined();
-    const [refused, shown, neighbour] = await Promise.all(pages);
+    const [refused, shown, neighbour] = await pagesInOneBatch({
+      blocker,
+      readers: [demoted, admin, outsider],
+      query: '{ users(first: 100) { edges { node { id email accessKey } } } }',
+      during: async () => {
+        const demotion = await app.gql('mutation ($id: ID!) { setUserRole(id: $id, role: MANAGER) { id } }', {
+          key: admin.key,
+          variables: { id: demoted.id },
+        });
+        expect(demotion.body.errors).toBeUndefined();
+      },
+    });
 
     expect(JSON.stringify(refused.body)).not.toMatch(KEY_PATTERN);
     expect(refused.body.errors?.length).toBeGreaterThan(0);
@@ -285,24 +305,12 @@ describe('users page rows, grants and view literals: attacks', () => {
         keys.set(user.id, user.key);
       }
     }
-    for (const user of [blocker, ...admins]) await app.gql('{ me { id } }', { key: user.key });
-    const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
     const after = await lastEventId();
-    const query = '{ users(first: 100) { edges { node { id email name accessKey } } } }';
-    let blocked: Promise<GraphQLResponse> | undefined;
-    const pages: Array<Promise<GraphQLResponse>> = [];
-    await other.query('BEGIN');
-    try {
-      await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
-      blocked = app.gql(query, { key: blocker.key });
-      await waitForLockWaiters(app, 1);
-      for (const admin of admins) pages.push(app.gql(query, { key: admin.key }));
-      await until(() => writer.queue.length >= 2);
-    } finally {
-      await other.query('ROLLBACK');
-    }
-    expect((await blocked)!.body.errors).toBeUndefined();
-    const answers = await Promise.all(pages);
+    const answers = await pagesInOneBatch({
+      blocker,
+      readers: admins,
+      query: '{ users(first: 100) { edges { node { id email name accessKey } } } }',
+    });
     const views = await app.dataSource.query(
       `SELECT e.actor_user_id, e.target_user_id, e.organization_id, e.request_id, u.organization_id AS target_organization
          FROM audit_events e JOIN users u ON u.id = e.target_user_id
