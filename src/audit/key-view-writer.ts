@@ -15,11 +15,11 @@ export interface KeyViewTarget {
   readonly organizationId: string;
   readonly keyCiphertext: Buffer;
   /**
-   * The object (the user's row as the request read it, with this id and organization) on which the request's
-   * abilities granted `read` of `accessKey` (GrantedChecks, UserService.list), if any: then its check as
-   * authenticated is that grant, not another CASL question.
+   * The object (the user's row as the request read it) on which the request's abilities granted `read` of
+   * `accessKey` (GrantedChecks, UserService.list), if any: when it has this target's id and organization, the
+   * target's check as authenticated is that grant, not another CASL question; otherwise it is asked of CASL.
    */
-  readonly subject?: object;
+  readonly subject?: { readonly id: string; readonly organizationId: string };
 }
 
 /**
@@ -200,13 +200,23 @@ function canSeeKey(ability: AppAbility, target: KeyViewTarget): boolean {
 }
 
 /**
- * May `actor`'s abilities as authenticated read every target's `accessKey`: granted on the target's row object
- * already in this request (KeyViewTarget.subject, GrantedChecks), else asked of CASL (canSeeKey).
+ * May `actor`'s abilities as authenticated read every target's `accessKey`: granted already in this request on
+ * the target's row object (KeyViewTarget.subject, GrantedChecks), else asked of CASL (canSeeKey). A grant counts
+ * only for the user it was made on: a subject with another id or organization than its target's (a caller's
+ * mistake) is no grant for that target, which is then asked of CASL.
  */
 function seesEveryKey(actor: Actor, targets: readonly KeyViewTarget[]): boolean {
   const { ability, grants } = actor;
   for (const target of targets) {
-    if (target.subject && grants?.has(ability, 'read', target.subject, 'accessKey')) continue;
+    const { subject } = target;
+    if (
+      subject &&
+      subject.id === target.userId &&
+      subject.organizationId === target.organizationId &&
+      grants?.has(ability, 'read', subject, 'accessKey')
+    ) {
+      continue;
+    }
     if (!canSeeKey(ability, target)) return false;
   }
   return true;

@@ -226,6 +226,9 @@ export class UserService {
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i];
       if (columns.keys === 'row') primeKey(loaders, row);
+      // Every user column with `accessKey` alone (a page asking for `role` or `createdAt` too): the joined
+      // ciphertext is what the reveal decrypts, so it does not read the page's key rows again.
+      else if (columns.keys === 'ciphertext') loaders.primeKeyCiphertext(row.id, row.key_ciphertext ?? null);
       users[i] = userFromRow(row);
     }
     return users;

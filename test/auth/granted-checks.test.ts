@@ -64,4 +64,69 @@ describe('GrantedChecks (what a field guard may take as already decided)', () =>
       }
     }
   });
+  it('canEach answers as can does for rules on any action or subject, field patterns, inverted and unconditioned rules', () => {
+    const built = (define: (builder: AbilityBuilder<AppAbility>) => void): AppAbility => {
+      const builder = new AbilityBuilder<AppAbility>(createMongoAbility);
+      define(builder);
+      return builder.build();
+    };
+    const abilities = [
+      // `manage` on `all`, then a field pattern taken away from one organization.
+      built(({ can, cannot }) => {
+        can('manage' as 'read', 'all' as 'User');
+        cannot('read', 'User', ['access*'], { organizationId: 'org2' });
+      }),
+      // Everything refused first, then granted: the later rule wins (CASL's priority), whatever the object.
+      built(({ can, cannot }) => {
+        cannot('read', 'User', ['accessKey']);
+        can('read', 'User', ['accessKey'], { organizationId: 'org1' });
+      }),
+      // Granted, then refused without conditions: refused for every user.
+      built(({ can, cannot }) => {
+        can('read', 'User', ['accessKey'], { organizationId: 'org1' });
+        cannot('read', 'User', ['accessKey']);
+      }),
+      // A condition on a field some subjects lack, and one matching by $in.
+      built(({ can }) => {
+        can('read', 'User', ['accessKey'], { role: Role.MEMBER });
+        can('read', 'User', ['accessKey'], { id: { $in: ['u7', 'u8'] } });
+      }),
+    ];
+    const subjects = () => [
+      user({}),
+      user({ id: 'u7', organizationId: 'org2', role: Role.ADMIN }),
+      user({ organizationId: 'org2' }),
+      Object.assign(user({ id: 'u8' }), { role: undefined }),
+      subject('User', { id: 'u9', organizationId: 'org2' }),
+      subject('AuditEvent', { id: 'e1', organizationId: 'org1' }),
+      user({ id: 'u10', role: Role.ADMIN }),
+    ];
+    for (const ability of abilities) {
+      for (const field of ['accessKey', 'accessKeyInfo', undefined]) {
+        const asked = subjects();
+        const expected = asked.filter((s) => ability.can('read', s as Parameters<AppAbility['can']>[1], field));
+        const each = new GrantedChecks();
+        expect(each.canEach(ability, 'read', asked, field)).toEqual(expected);
+        for (const s of asked) expect(each.has(ability, 'read', s, field)).toBe(expected.includes(s));
+      }
+    }
+  });
+
+  it("canEach's grants are never another ability's, even of the same principal's role and organization", () => {
+    const first = defineAbilityFor(principal(Role.ADMIN));
+    const second = defineAbilityFor(principal(Role.ADMIN));
+    const grants = new GrantedChecks();
+    const page = [user({}), user({ id: 'u3' })];
+    expect(grants.canEach(first, 'read', page, 'accessKey')).toEqual(page);
+    for (const row of page) expect(grants.has(second, 'read', row, 'accessKey')).toBe(false);
+    // The other ability's grants replace the first's: the first is asked again, never answered from the second's.
+    expect(grants.canEach(second, 'read', page.slice(0, 1), 'accessKey')).toEqual(page.slice(0, 1));
+    expect(grants.has(first, 'read', page[0], 'accessKey')).toBe(false);
+    expect(grants.has(second, 'read', page[1], 'accessKey')).toBe(false);
+    // A refused page records nothing, and leaves the earlier grants as they were.
+    const manager = defineAbilityFor(principal(Role.MANAGER));
+    expect(grants.canEach(manager, 'read', page, 'accessKey')).toEqual([]);
+    expect(grants.has(second, 'read', page[0], 'accessKey')).toBe(true);
+    expect(grants.has(manager, 'read', page[0], 'accessKey')).toBe(false);
+  });
 });

@@ -43,4 +43,29 @@ describe('array literals for uuid[] and int[] parameters', () => {
       expect(() => integerArrayLiteral([1, bad])).toThrow('element 1 is not an integer');
     }
   });
+  it('runs of one id (a page of one organization, then another), in any case, read back as pg sends them', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const ids = [
+      ...Array.from({ length: 50 }, () => a),
+      a.toUpperCase(),
+      ...Array.from({ length: 49 }, () => b),
+      b.toUpperCase(),
+      b,
+    ];
+    const [mine] = (await client.query(`SELECT $1::uuid[]::text[] AS ids`, [uuidArrayLiteral(ids)])).rows;
+    const [pgs] = (await client.query(`SELECT $1::uuid[]::text[] AS ids`, [ids])).rows;
+    expect(mine.ids).toEqual(pgs.ids);
+    expect(mine.ids).toHaveLength(102);
+    expect(mine.ids).toEqual(ids.map((id) => id.toLowerCase()));
+    const [one] = (await client.query(`SELECT $1::uuid[]::text[] AS ids`, [uuidArrayLiteral([b])])).rows;
+    expect(one.ids).toEqual([b]);
+  });
+
+  it('checks the first element of every run: a bad element after a run, or a run of bad ones, is refused', () => {
+    const id = randomUUID();
+    expect(() => uuidArrayLiteral([id, id, id, `${id},${id}`])).toThrow('element 3 is not a uuid');
+    expect(() => uuidArrayLiteral(['NULL', 'NULL', id])).toThrow('element 0 is not a uuid');
+    expect(() => uuidArrayLiteral([id, id.toUpperCase(), `${id.toUpperCase()}}`])).toThrow('element 2 is not a uuid');
+    expect(() => uuidArrayLiteral([id, `${id}\n`])).toThrow('element 1 is not a uuid');
+  });
 });
