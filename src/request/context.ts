@@ -17,10 +17,16 @@ export interface RequestContext {
   readonly log: FastifyBaseLogger;
 }
 
+/**
+ * The request's authenticated actor: what CurrentActor injects, for fields resolved directly (ResolvedBy).
+ * @throws UnauthenticatedError for a request without credentials.
+ */
+export function currentActorOf(context: RequestContext): Actor {
+  if (!context.actor) throw new UnauthenticatedError();
+  return context.actor;
+}
+
 /** Injects the authenticated actor; a request without credentials gets UNAUTHENTICATED at this field. */
 export function CurrentActor(): ReturnType<typeof createParameterDecorator> {
-  return createParameterDecorator<RequestContext>(({ context }) => {
-    if (!context.actor) throw new UnauthenticatedError();
-    return context.actor;
-  });
+  return createParameterDecorator<RequestContext>(({ context }) => currentActorOf(context));
 }

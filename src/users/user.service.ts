@@ -186,11 +186,6 @@ export class UserService {
     return new SqlWhere().scope(scopeOf(actor.ability, action, 'User'), USER_SCOPE_COLUMNS);
   }
 
-  /** The profile read at authentication: changes to it evict the cached principal, so it is current. */
-  me(actor: Actor): User {
-    return actor.principal.user as User;
-  }
-
   /**
    * A page's rows as users, their keys (as far as `columns` reads them) primed into `loaders`. `planEach`:
    * planned for its values each time (a search: see runPlannedEach), else a prepared statement.
