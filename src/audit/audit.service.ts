@@ -143,18 +143,16 @@ export class AuditService {
         throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
       where.and('e.id < ?', after);
     }
-    const rows =
-      first === 0
-        ? []
-        : (
-            await runPrepared<AuditEventRow>(
-              this.deps.dataSource,
-              `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
-                      e.request_id, e.created_at, e.location
-                 FROM audit_events e WHERE ${where} ORDER BY ${order} LIMIT ${where.param(first + 1)}`,
-              where.values,
-            )
-          ).map(auditEventFromRow);
+    // LIMIT first + 1: the extra row tells hasNextPage (Relay's connection spec), first: 0 included (one row read).
+    const rows = (
+      await runPrepared<AuditEventRow>(
+        this.deps.dataSource,
+        `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
+                e.request_id, e.created_at, e.location
+           FROM audit_events e WHERE ${where} ORDER BY ${order} LIMIT ${where.param(first + 1)}`,
+        where.values,
+      )
+    ).map(auditEventFromRow);
     const nodes = rows.slice(0, first);
     return {
       edges: nodes.map((node) => ({ cursor: node.id, node })),

@@ -48,14 +48,22 @@ export function searchOf(url: string): string {
 }
 
 /**
+ * Request headers that carry credentials (lower case, as Node gives header names). They are read in the Fastify
+ * onRequest hook, which authenticates before Apollo runs; nothing in Apollo or in our plugins reads them, so they
+ * are kept out of the HeaderMap every Apollo plugin sees (and could log).
+ */
+const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['x-access-key', 'authorization']);
+
+/**
  * The request's headers in Apollo's HeaderMap, as the integration copies them (own properties only, empty values
- * left out, repeated ones joined with ", "), without the array `Object.entries` makes for each header. Own keys,
- * not `for...in`: an enumerable property put on Object.prototype must not become a header (CSRF prevention reads
- * them).
+ * left out, repeated ones joined with ", "), without the array `Object.entries` makes for each header, and
+ * without the credentials (CREDENTIAL_HEADERS). Own keys, not `for...in`: an enumerable property put on
+ * Object.prototype must not become a header (CSRF prevention reads them).
  */
 function headerMapOf(headers: FastifyRequest['headers']): HeaderMap {
   const map = new HeaderMap();
   for (const key of Object.keys(headers)) {
+    if (CREDENTIAL_HEADERS.has(key)) continue;
     const value = headers[key];
     if (value) map.set(key, Array.isArray(value) ? value.join(', ') : value);
   }

@@ -311,16 +311,15 @@ export class UserService {
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }
     const planEach = Boolean(search);
-    const rows =
-      first === 0
-        ? []
-        : await this.readPage({
-            where,
-            tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`,
-            loaders,
-            planEach,
-            columns,
-          });
+    // LIMIT first + 1: the extra row tells hasNextPage (Relay's connection spec: more edges after the cursor than
+    // `first`), so first: 0 reads one row too (no node is returned, so no key is revealed and no view recorded).
+    const rows = await this.readPage({
+      where,
+      tail: `ORDER BY u.name, u.id LIMIT ${where.param(first + 1)}`,
+      loaders,
+      planEach,
+      columns,
+    });
     const nodes = rows.slice(0, first);
     if (columns.revealKeys) await this.revealKeys(actor, nodes, loaders);
     return {

@@ -349,6 +349,15 @@ describe('audit log', () => {
     });
     expect(future.body.data!.auditEvents.edges).toEqual([]);
 
+    // first: 0 still tells whether an event follows (Relay: more edges after the cursor than first).
+    const none = await app.gql(QUERY, { key: org.key, variables: { first: 0 } });
+    expect(none.body.data!.auditEvents).toEqual({ edges: [], pageInfo: { hasNextPage: true, endCursor: null } });
+    const oldest = await app.gql(QUERY, {
+      key: org.key,
+      variables: { first: 0, after: nodes.at(-1).id },
+    });
+    expect(oldest.body.data!.auditEvents.pageInfo.hasNextPage).toBe(false);
+
     const bad = await app.gql(QUERY, { key: org.key, variables: { after: 'abc' } });
     expect(bad.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
 

@@ -1,8 +1,10 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 
+import type { ApolloServerPlugin } from '@apollo/server';
+
 import { searchOf } from '../../src/server/apollo-handler';
-import { createOrganization, type TestUser } from '../factories/organizations';
+import { createOrganization, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 /**
@@ -279,5 +281,38 @@ describe('searchOf', () => {
       '',
       '',
     ]);
+  });
+});
+
+describe('the /graphql handler: credentials stay out of what Apollo plugins read', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  const seen: Array<Record<string, string>> = [];
+  // A plugin after ours (as startTestApp's plugins are): it records the header map every Apollo plugin reads.
+  const witness: ApolloServerPlugin = {
+    async requestDidStart({ request }) {
+      seen.push(Object.fromEntries(request.http!.headers));
+    },
+  };
+
+  beforeAll(async () => {
+    app = await startTestApp({ plugins: [witness] });
+    admin = await createOrganization(app, 'Header Map Org', TEST_PASSWORD);
+  });
+  afterAll(() => app.close());
+
+  it.each([
+    ['x-access-key', () => ({ 'x-access-key': admin.key })],
+    ['authorization', async () => ({ authorization: `Bearer ${await login(app, admin)}` })],
+  ])('a request authenticated by %s is answered, and no plugin sees that header', async (name, credentials) => {
+    const presented = await credentials();
+    seen.length = 0;
+    const answer = await app.gql('{ me { id } }', { headers: { ...presented, 'x-custom-header': 'kept' } });
+    expect(answer.body).toEqual({ data: { me: { id: admin.id } } });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ 'x-custom-header': 'kept', 'content-type': 'application/json' });
+    expect(Object.keys(seen[0])).not.toContain('x-access-key');
+    expect(Object.keys(seen[0])).not.toContain('authorization');
+    expect(JSON.stringify(seen[0])).not.toContain(Object.values(presented)[0]);
   });
 });

@@ -173,6 +173,30 @@ describe('users page rows, grants and view literals: attacks', () => {
     expect(await viewsSince(emptyAfter)).toEqual([]);
   });
 
+  it('first: 0 tells whether any user follows (Relay: more edges after the cursor than first), revealing no key', async () => {
+    const admin = await createOrganization(app, 'First Zero Org', TEST_PASSWORD);
+    await createUser(app, admin, { name: 'Zed Z' });
+    const QUERY = `query ($after: String) { users(first: 0, after: $after) {
+      edges { node { id accessKey } } pageInfo { hasNextPage endCursor } totalCount } }`;
+
+    const since = await lastEventId();
+    const head = await app.gql(QUERY, { key: admin.key, variables: { after: null } });
+    expect(head.body.errors).toBeUndefined();
+    expect(head.body.data!.users).toEqual({
+      edges: [],
+      pageInfo: { hasNextPage: true, endCursor: null },
+      totalCount: 2,
+    });
+    expect(await viewsSince(since)).toEqual([]);
+
+    const all = await app.gql('{ users(first: 100) { pageInfo { endCursor } } }', { key: admin.key });
+    const last = all.body.data!.users.pageInfo.endCursor;
+    const tail = await app.gql(QUERY, { key: admin.key, variables: { after: last } });
+    expect(tail.body.errors).toBeUndefined();
+    expect(tail.body.data!.users.pageInfo.hasNextPage).toBe(false);
+    expect(tail.body.data!.users.edges).toEqual([]);
+  });
+
   it.each([
     { reader: 'a manager', make: (app: TestApp, admin: TestUser) => createUser(app, admin, { role: Role.MANAGER }) },
     { reader: 'a member', make: (app: TestApp, admin: TestUser) => createUser(app, admin, { role: Role.MEMBER }) },
