@@ -8,7 +8,7 @@ import {
   type TestUser,
   uniqueEmail,
 } from '../factories/organizations';
-import { startTestApp, type TestApp } from '../helpers/test-app';
+import { lastAuditEventId, startTestApp, type TestApp } from '../helpers/test-app';
 
 interface EventRow {
   action: string;
@@ -35,10 +35,6 @@ describe('audit log', () => {
       [id],
     );
   }
-  async function lastEventId(): Promise<string> {
-    const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
-    return id;
-  }
 
   async function failAuditInserts(action: string): Promise<() => Promise<void>> {
     const fn = `fail_audit_${action.toLowerCase()}`;
@@ -57,7 +53,7 @@ describe('audit log', () => {
   it('an admin reading 3 keys in one users query leaves exactly 3 ACCESS_KEY_VIEWED events, with actor and targets', async () => {
     const org = await createOrganization(app, 'Three Keys Org');
     const users = [await createUser(app, org), await createUser(app, org)];
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const response = await app.gql('{ users(first: 10) { edges { node { id accessKey } } } }', { key: org.key });
     expect(response.body.errors).toBeUndefined();
     expect(response.body.data!.users.edges).toHaveLength(3);
@@ -79,7 +75,7 @@ describe('audit log', () => {
 
   it('the same key read twice in one request is one event; accessKeyInfo alone is none', async () => {
     const user = await createUser(app, admin);
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     await app.gql(
       'query ($id: ID!) { a: user(id: $id) { accessKey } b: user(id: $id) { accessKey accessKeyInfo { hint } } }',
       {
@@ -88,7 +84,7 @@ describe('audit log', () => {
       },
     );
     expect((await eventsSince(since)).map((e) => e.action)).toEqual(['ACCESS_KEY_VIEWED']);
-    const info = await lastEventId();
+    const info = await lastAuditEventId(app);
     await app.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { hint } } }', {
       key: admin.key,
       variables: { id: user.id },
@@ -115,7 +111,7 @@ describe('audit log', () => {
 
   it('a regeneration that also reads the new key back is one view of it', async () => {
     const user = await createUser(app, admin);
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const response = await app.gql(
       'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }',
       {
@@ -153,7 +149,7 @@ describe('audit log', () => {
       return result;
     };
     try {
-      const since = await lastEventId();
+      const since = await lastAuditEventId(app);
       const response = await app.gql(
         'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey user { accessKey } } }',
         {
@@ -178,7 +174,7 @@ describe('audit log', () => {
       user.id,
       Buffer.alloc(60, 7),
     ]);
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const response = await app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
       key: admin.key,
       variables: { id: user.id },
@@ -196,7 +192,7 @@ describe('audit log', () => {
       broken.id,
       Buffer.alloc(60, 7),
     ]);
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const response = await app.gql('{ users(first: 10) { edges { node { id accessKey } } } }', { key: org.key });
     const keys = new Map(
       response.body.data!.users.edges.map((e: { node: { id: string; accessKey: string | null } }) => [
@@ -214,7 +210,7 @@ describe('audit log', () => {
   });
 
   it('each mutation leaves its event with actor, target, kind, ip and request id', async () => {
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const email = uniqueEmail('audited');
     const created = await app.gql(
       'mutation ($e: String!) { createUser(input: { email: $e, name: "Audited One" }) { id } }',
@@ -281,7 +277,7 @@ describe('audit log', () => {
 
   it('a mutation that fails or is rolled back leaves no event, and an event that cannot be written undoes the change', async () => {
     const existing = await createUser(app, admin);
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const duplicate = await app.gql('mutation ($e: String!) { createUser(input: { email: $e, name: "Dup" }) { id } }', {
       key: admin.key,
       variables: { e: existing.email },

@@ -12,7 +12,7 @@ import {
   uniqueEmail,
 } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+import { type GraphQLResponse, lastAuditEventId, startTestApp, type TestApp } from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
@@ -38,11 +38,6 @@ describe('authority at the moment of each act', () => {
     delete hooks.afterAuthorityCheck;
   });
   afterAll(() => app.close());
-
-  async function lastEventId(): Promise<string> {
-    const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
-    return id;
-  }
 
   async function eventsBy(actorId: string, afterId: string): Promise<Array<{ action: string }>> {
     return app.dataSource.query(`SELECT action FROM audit_events WHERE actor_user_id = $1 AND id > $2 ORDER BY id`, [
@@ -97,7 +92,7 @@ describe('authority at the moment of each act', () => {
     const other = await createUser(app, admin, { role: Role.ADMIN });
     const target = await createUser(app, admin);
     const emails = [uniqueEmail('c0'), uniqueEmail('c1'), uniqueEmail('c2')];
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const window = endAuthorityDuringFirstAct({
       actorId: admin.id,
       end: () => app.gql(DEACTIVATE, { key: other.key, variables: { id: admin.id } }),
@@ -163,7 +158,7 @@ describe('authority at the moment of each act', () => {
   it('case 3: a leaked admin key regenerated mid-request cannot regenerate the main admin key', async () => {
     const main = await createOrganization(app, 'Case Three Org');
     const leaked = await createUser(app, main, { role: Role.ADMIN });
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const window = endAuthorityDuringFirstAct({
       actorId: leaked.id,
       end: () => app.gql(REGENERATE, { key: main.key, variables: { id: leaked.id } }),
@@ -341,7 +336,7 @@ describe('authority at the moment of each act', () => {
     const admin = await createOrganization(app, 'Reveal Org');
     const other = await createUser(app, admin, { role: Role.ADMIN });
     const target = await createUser(app, admin);
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     let deactivation: Promise<GraphQLResponse> | null = null;
     // The reveal's batch transaction is about to check its actor: the deactivation commits first.
     hooks.beforeAuthorityCheck = async (actor) => {

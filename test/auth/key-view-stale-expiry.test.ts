@@ -3,7 +3,12 @@ import type { Client } from 'pg';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
+import {
+  type GraphQLResponse,
+  lastAuditEventId,
+  startAppWithSecondConnection,
+  type TestApp,
+} from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const REVEAL = 'query ($id: ID!) { user(id: $id) { id accessKey } }';
@@ -35,7 +40,7 @@ describe('key view in one statement: an expiry committed while it waits', () => 
     await app.dataSource.query(`UPDATE access_keys SET created_at = now() - interval '2 days' WHERE user_id = $1`, [
       admin.id,
     ]);
-    const [{ id: since }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
+    const since = await lastAuditEventId(app);
 
     let response: Promise<GraphQLResponse> | undefined;
     await other.query('BEGIN');

@@ -6,7 +6,12 @@ import { INSERT_IF_CONFIRMED } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
+import {
+  type GraphQLResponse,
+  lastAuditEventId,
+  startAppWithSecondConnection,
+  type TestApp,
+} from '../helpers/test-app';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const REVEAL = 'query ($id: ID!) { user(id: $id) { id accessKey } }';
@@ -44,8 +49,7 @@ describe('key views in one statement: confirmed under lock, committed before the
     const second = await createUser(app, admin, { role: Role.ADMIN });
     const target = await createUser(app, admin);
     await app.gql('{ me { id } }', { key: admin.key });
-    const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
-    setUpAt.set(admin.id, id);
+    setUpAt.set(admin.id, await lastAuditEventId(app));
     return { admin, second, target };
   }
 

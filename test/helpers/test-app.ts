@@ -190,3 +190,12 @@ export async function startAppWithSecondConnection(options: TestAppOptions = {})
     },
   };
 }
+
+/**
+ * The id of the newest audit event (as text; '0' when there is none): tests read the events written after it
+ * (`WHERE id > $1`).
+ */
+export async function lastAuditEventId(app: Pick<TestApp, 'dataSource'>): Promise<string> {
+  const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
+  return id;
+}

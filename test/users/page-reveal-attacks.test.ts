@@ -3,7 +3,12 @@ import type { Client } from 'pg';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
+import {
+  type GraphQLResponse,
+  lastAuditEventId,
+  startAppWithSecondConnection,
+  type TestApp,
+} from '../helpers/test-app';
 import { until } from '../helpers/until';
 
 /**
@@ -21,11 +26,6 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     ({ app, other, close } = await startAppWithSecondConnection({ env: { AUTH_FAILURE_LIMIT: '10000' } }));
   });
   afterAll(() => close());
-
-  async function lastEventId(): Promise<string> {
-    const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
-    return id;
-  }
 
   async function viewsSince(after: string): Promise<
     Array<{
@@ -47,7 +47,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
   it('the same users through aliases, user(id), fragments and @include: one key each, one view each', async () => {
     const admin = await createOrganization(app, 'Alias Org', TEST_PASSWORD);
     const members = [await createUser(app, admin), await createUser(app, admin)];
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const response = await app.gql(
       `query ($id: ID!, $yes: Boolean!) {
          a: users(first: 50) { edges { node { id accessKey } } }
@@ -88,7 +88,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     async (role) => {
       const admin = await createOrganization(app, `Refused ${role}`, TEST_PASSWORD);
       const reader = await createUser(app, admin, { role });
-      const after = await lastEventId();
+      const after = await lastAuditEventId(app);
       const response = await app.gql(
         `{ users(first: 50) { edges { node { id email accessKey } } } me { id accessKey } }`,
         { key: reader.key },
@@ -116,7 +116,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
       key: admin.key,
       variables: { id: deactivated.id },
     });
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const response = await app.gql(`{ users(first: 50) { edges { node { id accessKey } } } }`, { key: admin.key });
     expect(response.body.errors).toBeUndefined();
     const shown = new Map<string, string | null>(
@@ -139,7 +139,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     const targetsA = [await createUser(app, orgA), await createUser(app, orgA)];
     const targetsB = [await createUser(app, orgB)];
     for (const user of [blocker, orgA, secondA, orgB]) await app.gql('{ me { id } }', { key: user.key });
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
 
     // The blocker's views statement waits for its users row: meanwhile the three pages queue up as one batch.
@@ -186,7 +186,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     const admin = await createOrganization(app, 'Terminated Org', TEST_PASSWORD);
     const targets = [await createUser(app, admin), await createUser(app, admin)];
     await app.gql('{ me { id } }', { key: admin.key });
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     let response: Promise<GraphQLResponse> | undefined;
     await other.query('BEGIN');
     try {
@@ -232,7 +232,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
       const target = await createUser(app, reader);
       for (const user of [blocker, reader, changer]) await app.gql('{ me { id } }', { key: user.key });
       const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
-      const after = await lastEventId();
+      const after = await lastAuditEventId(app);
       let blocked: Promise<GraphQLResponse> | undefined;
       let page: Promise<GraphQLResponse> | undefined;
       await other.query('BEGIN');
@@ -271,7 +271,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
     const members = [await createUser(app, reader), await createUser(app, reader)];
     for (const user of [blocker, reader, otherAdmin]) await app.gql('{ me { id } }', { key: user.key });
     const writer = (app.services.audit as any).keyViews as { queue: unknown[] };
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     let blocked: Promise<GraphQLResponse> | undefined;
     let pages: Promise<GraphQLResponse> | undefined;
     let single: Promise<GraphQLResponse> | undefined;

@@ -3,7 +3,12 @@ import type { Client } from 'pg';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
-import { type GraphQLResponse, startAppWithSecondConnection, type TestApp } from '../helpers/test-app';
+import {
+  type GraphQLResponse,
+  lastAuditEventId,
+  startAppWithSecondConnection,
+  type TestApp,
+} from '../helpers/test-app';
 import { until } from '../helpers/until';
 
 const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
@@ -23,11 +28,6 @@ describe('users page rows, grants and view literals: attacks', () => {
     ({ app, other, close } = await startAppWithSecondConnection({ env: { AUTH_FAILURE_LIMIT: '10000' } }));
   });
   afterAll(() => close());
-
-  async function lastEventId(): Promise<string> {
-    const [{ id }] = await app.dataSource.query(`SELECT coalesce(max(id), 0)::text AS id FROM audit_events`);
-    return id;
-  }
 
   async function viewsSince(
     after: string,
@@ -87,7 +87,7 @@ describe('users page rows, grants and view literals: attacks', () => {
     const admin = await createOrganization(app, 'Wide Page Org', TEST_PASSWORD);
     const members = [await createUser(app, admin), await createUser(app, admin, { role: Role.MANAGER })];
     await app.gql('{ me { id } }', { key: admin.key });
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const before = app.queries.count;
     const response = await app.gql(
       '{ users(first: 50) { edges { node { id email name role createdAt accessKey } } } }',
@@ -132,7 +132,7 @@ describe('users page rows, grants and view literals: attacks', () => {
       accessKey: keys.get(row.id),
     }));
 
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const seen: unknown[] = [];
     let cursor: string | null = null;
     let requests = 0;
@@ -162,7 +162,7 @@ describe('users page rows, grants and view literals: attacks', () => {
       expect(view).toMatchObject({ actor_user_id: admin.id, organization_id: admin.organizationId });
     }
 
-    const emptyAfter = await lastEventId();
+    const emptyAfter = await lastAuditEventId(app);
     const empty = await app.gql(
       '{ users(first: 0) { edges { node { id email accessKey } } pageInfo { hasNextPage endCursor } } }',
       { key: admin.key },
@@ -179,7 +179,7 @@ describe('users page rows, grants and view literals: attacks', () => {
     const QUERY = `query ($after: String) { users(first: 0, after: $after) {
       edges { node { id accessKey } } pageInfo { hasNextPage endCursor } totalCount } }`;
 
-    const since = await lastEventId();
+    const since = await lastAuditEventId(app);
     const head = await app.gql(QUERY, { key: admin.key, variables: { after: null } });
     expect(head.body.errors).toBeUndefined();
     expect(head.body.data!.users).toEqual({
@@ -205,7 +205,7 @@ describe('users page rows, grants and view literals: attacks', () => {
     const admin = await createOrganization(app, 'Guarded Org', TEST_PASSWORD);
     const member = await createUser(app, admin);
     const reader = await make(app, admin);
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     for (const query of [
       '{ users(first: 100) { edges { node { id email accessKey } } } }',
       '{ users(first: 100) { edges { node { id name role createdAt accessKey } } } }',
@@ -239,7 +239,7 @@ describe('users page rows, grants and view literals: attacks', () => {
     const demoted = await createUser(app, admin, { role: Role.ADMIN });
     const targets = [await createUser(app, admin), await createUser(app, admin)];
     const outsider = await createOrganization(app, 'Batch Neighbour', TEST_PASSWORD);
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const [refused, shown, neighbour] = await pagesInOneBatch({
       blocker,
       readers: [demoted, admin, outsider],
@@ -289,7 +289,7 @@ describe('users page rows, grants and view literals: attacks', () => {
       const regenerator = await createUser(app, reader, { role: Role.ADMIN });
       const target = await createUser(app, reader);
       await app.gql('{ me { id } }', { key: reader.key });
-      const after = await lastEventId();
+      const after = await lastAuditEventId(app);
       let page: Promise<GraphQLResponse> | undefined;
       let issued: string | undefined;
       await other.query('BEGIN');
@@ -329,7 +329,7 @@ describe('users page rows, grants and view literals: attacks', () => {
         keys.set(user.id, user.key);
       }
     }
-    const after = await lastEventId();
+    const after = await lastAuditEventId(app);
     const answers = await pagesInOneBatch({
       blocker,
       readers: admins,
