@@ -20,7 +20,7 @@ const USAGE = `Usage:
       The admin's password is optional (without one the admin uses the access key only); give it with one of:
         --admin-password-stdin   read it from the first line of standard input
                                  (printf '%s\\n' "$PASSWORD" | npm run cli -- create-organization ... --admin-password-stdin)
-        ${PASSWORD_ENV}=P  read it from this environment variable
+        ${PASSWORD_ENV}=P     read it from this environment variable
         --admin-password P       on the command line: other users of the machine can read it in the process list
   npm run cli -- rotate-secret [--batch-size N]
       Re-encrypts and re-digests every access key under the current master secret, the first of

@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 
 import { withDatabase } from './helpers/database-url';
-import { startTestApp, type TestApp } from './helpers/test-app';
+import { startTestApp, type TestApp, type TestAppOptions } from './helpers/test-app';
+import { until } from './helpers/until';
 
 describe('health and readiness', () => {
   let app: TestApp;
@@ -21,24 +22,47 @@ describe('health and readiness', () => {
     expect(await ready.json()).toEqual({ status: 'ready' });
   });
 
-  it('/readyz answers 503 while migrations are pending', async () => {
+  /** Runs `work` against an app on a new database that no migration has touched yet; drops it afterwards. */
+  async function withUnmigratedApp(
+    options: Pick<TestAppOptions, 'env' | 'captureLogs'>,
+    work: (unmigrated: TestApp) => Promise<void>,
+  ): Promise<void> {
     const name = `crm_access_unmigrated_${randomBytes(4).toString('hex')}`;
     const admin = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${name}`);
     const unmigrated = await startTestApp({
+      ...options,
       database: { url: withDatabase(process.env.CRM_TEST_SERVER_URL!, name), secret: randomBytes(32) },
     });
     try {
-      const ready = await fetch(unmigrated.url.replace(/\/graphql$/, '/readyz'));
-      expect(ready.status).toBe(503);
-      expect(await ready.json()).toEqual({ status: 'unavailable', reason: 'database migrations are pending' });
+      await work(unmigrated);
     } finally {
       await unmigrated.close();
       await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
       await admin.end();
     }
-  });
+  }
+
+  it('/readyz answers 503 while migrations are pending', () =>
+    withUnmigratedApp({}, async (unmigrated) => {
+      const ready = await fetch(unmigrated.url.replace(/\/graphql$/, '/readyz'));
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ status: 'unavailable', reason: 'database migrations are pending' });
+    }));
+
+  it('an instance started before `npm run migrate` warns once about its listener, and serves once the database is migrated', () =>
+    withUnmigratedApp({ env: { LOG_LEVEL: 'warn' }, captureLogs: true }, async (unmigrated) => {
+      const listenerWarnings = () =>
+        unmigrated.logs.filter((line) => line.includes('lost the notification connection')).length;
+      // The listener's reload of the rate limits fails until the tables exist: one warning for the whole wait.
+      await until(() => listenerWarnings() > 0);
+      await unmigrated.dataSource.runMigrations({ transaction: 'each' });
+      await until(() => unmigrated.services.notifications.isListening);
+      expect(listenerWarnings()).toBe(1);
+      expect((await fetch(unmigrated.url.replace(/\/graphql$/, '/readyz'))).status).toBe(200);
+      expect((await unmigrated.gql('{ __typename }')).body).toEqual({ data: { __typename: 'Query' } });
+    }));
 
   it('answers malformed JSON with a JSON 400 and no stack trace or path', async () => {
     const response = await fetch(app.url, {

@@ -31,6 +31,12 @@ export class Notifications {
   /** A heartbeat is unanswered: the next one waits (queued queries would prove nothing sooner). */
   private beating = false;
   private retryMs = MIN_RETRY_MS;
+  /**
+   * The loss of the current outage was logged. An outage ends only when a connection has run every
+   * `onConnect` handler: one that keeps failing in a handler (the rate limiter's reload on a database whose
+   * migrations are pending: "relation does not exist") is one outage, logged once, retried with backoff.
+   */
+  private lossLogged = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -115,7 +121,6 @@ export class Notifications {
         return;
       }
       this.connected = true;
-      this.retryMs = MIN_RETRY_MS;
       this.beating = false;
       this.heartbeat = setInterval(() => this.beat(client), HEARTBEAT_MS);
       this.heartbeat.unref();
@@ -124,6 +129,9 @@ export class Notifications {
         // Lost while a handler waited: the next connection runs them all again; these must not run unheard.
         if (this.client !== client) return;
       }
+      // Up for good only now: a handler that fails would otherwise reset the backoff on every try.
+      this.retryMs = MIN_RETRY_MS;
+      this.lossLogged = false;
     } catch (error) {
       if (this.client === client) this.lost(client, error);
       else void client.end().catch(() => undefined);
@@ -155,7 +163,10 @@ export class Notifications {
     client.end().catch(() => undefined);
     for (const handler of this.disconnectHandlers) handler();
     if (this.stopped || this.retryTimer) return;
-    if (wasConnected) this.deps.logger.warn({ err: error }, 'lost the notification connection; reconnecting');
+    if (wasConnected && !this.lossLogged) {
+      this.lossLogged = true;
+      this.deps.logger.warn({ err: error }, 'lost the notification connection; reconnecting');
+    }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       void this.connect();

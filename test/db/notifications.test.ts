@@ -71,6 +71,31 @@ describe('the notification listener and the auth cache it guards', () => {
     }
   });
 
+  it('a connect handler that keeps failing (a database whose migrations are pending) is one outage: one warning, and the retries back off', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    const notifications = new Notifications({ url, logger, connectTimeoutMs: 2000 });
+    notifications.on(AUTH_CHANGES_CHANNEL, () => undefined);
+    const retryDelaysMs: number[] = [];
+    // Stands in for the rate limiter's reload before `npm run migrate`: the table it reads does not exist yet.
+    notifications.onConnect(async () => {
+      retryDelaysMs.push((notifications as unknown as { retryMs: number }).retryMs);
+      if (retryDelaysMs.length <= 4) await admin.query('SELECT 1 FROM crm_access_no_such_table');
+    });
+    try {
+      await notifications.start();
+      await until(() => notifications.isListening && retryDelaysMs.length === 5, 15_000);
+      // The delay the listener will wait after each failed try: doubling from 100 ms, never reset by a handler that failed.
+      expect(retryDelaysMs).toEqual([100, 200, 400, 800, 1600]);
+      const warnings = lines.map((line) => JSON.parse(line) as { msg: string; err?: { message: string } });
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0].msg).toBe('lost the notification connection; reconnecting');
+      expect(warnings[0].err?.message).toMatch(/crm_access_no_such_table/);
+    } finally {
+      await notifications.stop();
+    }
+  });
+
   it('stopping while the connection is still being opened lets start() finish, and leaves no connection', async () => {
     for (let i = 0; i < 40; i++) {
       const notifications = new Notifications({ url, logger: pino({ level: 'silent' }), connectTimeoutMs: 2000 });
