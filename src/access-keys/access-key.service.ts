@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { DataSource, EntityManager } from 'typeorm';
 
 import { type Authenticated, principalFrom } from '../authentication/principal';
-import { runPrepared } from '../db/prepared';
+import { runPrepared, runPreparedForIds } from '../db/prepared';
+import { oneOrAny } from '../db/scope';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { AccessKey } from './access-key.entity';
 import { type Clock, expiryMs, systemClock } from './clock';
@@ -150,22 +151,24 @@ export class AccessKeyService {
    * key's expiry, which the auth cache compares with the clock on every hit.
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
+    // One secret (no rotation under way): one digest, compared as a value (see oneOrAny).
+    const { comparison: isDigest, value: digestValue } = oneOrAny('$1', digests);
     const rows = await runPrepared<
       UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }
     >(
       this.deps.dataSource,
       `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
-                    CASE WHEN k.key_digest = ANY($1) THEN NULL
+                    CASE WHEN k.key_digest ${isDigest} THEN NULL
                          ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms,
-                    CASE WHEN k.key_digest = ANY($1) THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
+                    CASE WHEN k.key_digest ${isDigest} THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
                     k.expires_at AS key_expires_at
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
                JOIN organizations o ON o.id = u.organization_id
-              WHERE ((k.key_digest = ANY($1) AND (k.expires_at IS NULL OR ${expiryMs('k.expires_at')} > $2))
-                     OR (k.previous_key_digest = ANY($1) AND k.previous_key_expires_at > now()))
+              WHERE ((k.key_digest ${isDigest} AND (k.expires_at IS NULL OR ${expiryMs('k.expires_at')} > $2))
+                     OR (k.previous_key_digest ${isDigest} AND k.previous_key_expires_at > now()))
                 AND u.is_active AND o.is_active`,
-      [digests, new Date(this.clock.now())],
+      [digestValue, new Date(this.clock.now())],
     );
     const row = rows[0];
     if (!row) return null;
@@ -243,11 +246,11 @@ export class AccessKeyService {
    * which load keys only of users the caller was allowed to read.
    */
   async findByUserIds(userIds: readonly string[]): Promise<AccessKey[]> {
-    const rows = await runPrepared<JoinedKeyRow>(
-      this.deps.dataSource,
-      `SELECT ${JOINED_KEY_COLUMNS} FROM access_keys k WHERE k.user_id = ANY($1)`,
-      [userIds],
-    );
+    const rows = await runPreparedForIds<JoinedKeyRow>(this.deps.dataSource, {
+      select: `SELECT ${JOINED_KEY_COLUMNS} FROM access_keys k`,
+      column: 'k.user_id',
+      ids: userIds,
+    });
     return rows.map(accessKeyFromJoinedRow).filter((key): key is AccessKey => key !== null);
   }
 

@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto';
 import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 
+import { SqlWhere } from './scope';
+
 const statementNames = new Map<string, string>();
 // A handful of shapes exist (one per role scope and filter combination); the bound is a safety net.
 const MAX_STATEMENT_NAMES = 1000;
@@ -19,6 +21,19 @@ export async function runPrepared<T extends QueryResultRow>(
   values: unknown[],
 ): Promise<T[]> {
   return runOnPool<T>(dataSource, { name: statementName(text), text, values });
+}
+
+/**
+ * `runPrepared` for the rows of `select` (a statement without a WHERE of its own) whose `column` is one of `ids`
+ * (non-empty), the comparison written as oneOrAny writes it (`= $1` for one id, so that PostgreSQL keeps one
+ * generic plan for it instead of planning it on every run).
+ */
+export async function runPreparedForIds<T extends QueryResultRow>(
+  dataSource: DataSource,
+  statement: { select: string; column: string; ids: readonly string[] },
+): Promise<T[]> {
+  const where = new SqlWhere().idIn(statement.column, statement.ids);
+  return runPrepared<T>(dataSource, `${statement.select} WHERE ${where}`, where.values);
 }
 
 /**

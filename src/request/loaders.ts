@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 
 import type { AccessKey } from '../access-keys/access-key.entity';
 import { scopeOf } from '../authorization/abilities';
-import { runPrepared } from '../db/prepared';
+import { runPrepared, runPreparedForIds } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { Organization } from '../organizations/organization.entity';
 import type { User } from '../users/user.entity';
@@ -113,17 +113,17 @@ class RequestLoaders implements Loaders {
 
   get organization(): Loaders['organization'] {
     return (this.organizationLoader ??= new DataLoader(async (ids) => {
-      const rows = await runPrepared<{
+      const rows = await runPreparedForIds<{
         id: string;
         name: string;
         is_active: boolean;
         created_at: Date;
         max_key_age_days: number | null;
-      }>(
-        this.services.dataSource,
-        'SELECT id, name, is_active, created_at, max_key_age_days FROM organizations WHERE id = ANY($1)',
-        [ids],
-      );
+      }>(this.services.dataSource, {
+        select: 'SELECT id, name, is_active, created_at, max_key_age_days FROM organizations',
+        column: 'id',
+        ids,
+      });
       const organizations = rows.map((row) =>
         Object.assign(new Organization(), {
           id: row.id,
@@ -148,7 +148,7 @@ class RequestLoaders implements Loaders {
       if (!this.actor) return ids.map(() => null);
       const where = new SqlWhere()
         .scope(scopeOf(this.actor.ability, 'read', 'User'), USER_SCOPE_COLUMNS)
-        .and('u.id = ANY(?)', ids);
+        .idIn('u.id', ids);
       const rows = await runPrepared<UserRow>(
         this.services.dataSource,
         `SELECT ${USER_COLUMNS} FROM users u WHERE ${where}`,

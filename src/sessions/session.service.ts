@@ -9,6 +9,7 @@ import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authe
 import { type Authenticated, principalFrom } from '../authentication/principal';
 import { type Authority, lockOrganizations, type PauseHooks } from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
+import { oneOrAny } from '../db/scope';
 import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { Actor } from '../request/actor';
@@ -137,14 +138,16 @@ export class SessionService {
    * are active.
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
+    // One secret (no rotation under way): one digest, compared as a value (see oneOrAny).
+    const { comparison: isDigest, value: digestValue } = oneOrAny('$1', digests);
     const rows = await runPrepared<UserRow & { session_id: string; valid_for_ms: number }>(
       this.deps.dataSource,
       `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - now()) * 1000)::float8 AS valid_for_ms
                FROM sessions s
                JOIN users u ON u.id = s.user_id
                JOIN organizations o ON o.id = u.organization_id
-              WHERE s.token_digest = ANY($1) AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
-      [digests],
+              WHERE s.token_digest ${isDigest} AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
+      [digestValue],
     );
     const row = rows[0];
     if (!row) return null;

@@ -11,7 +11,7 @@ import type { AuthCache } from '../authentication/auth-cache';
 import type { PasswordHasher } from '../authentication/password';
 import { type Action, type AppAbility, scopeOf } from '../authorization/abilities';
 import { type Authority, type ConfirmedAct, ReplacedKeyError } from '../authorization/authority';
-import { runForArrays, runPlannedEach, runPrepared } from '../db/prepared';
+import { runForArrays, runPlannedEach, runPrepared, runPreparedForIds } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { SharedReads } from '../db/shared-reads';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
@@ -170,9 +170,11 @@ export class UserService {
   }
 
   private readonly profiles = new SharedReads<UserWithKeyRow>(async (ids) => {
-    const rows = await runPrepared<UserWithKeyRow>(this.deps.dataSource, `${USERS_WITH_KEYS} WHERE u.id = ANY($1)`, [
+    const rows = await runPreparedForIds<UserWithKeyRow>(this.deps.dataSource, {
+      select: USERS_WITH_KEYS,
+      column: 'u.id',
       ids,
-    ]);
+    });
     return new Map(rows.map((row) => [row.id, row]));
   });
 
