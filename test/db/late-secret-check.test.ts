@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { Client } from 'pg';
@@ -148,6 +150,49 @@ describe('the secret of an instance started before the migrations', () => {
       expect(errorLines(app)).toEqual([]);
     } finally {
       await app.close();
+    }
+  });
+
+  it('after a mismatching migration, a GitHub secret scanning report is not acted on (503), and nothing is recorded', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-late-secret-'));
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keysFile = path.join(dir, 'secret_scanning.json');
+    fs.writeFileSync(
+      keysFile,
+      JSON.stringify({
+        public_keys: [
+          { key_identifier: 'github', key: publicKey.export({ type: 'spki', format: 'pem' }), is_current: true },
+        ],
+      }),
+    );
+    const url = await unmigratedDatabase();
+    const app = await startTestApp({
+      database: { url, secret: secretB },
+      secretCheckAtStart: true,
+      captureLogs: true,
+      env: { LOG_LEVEL: 'warn', SECRET_SCANNING_GITHUB_KEYS: keysFile },
+    });
+    try {
+      const { key } = await migrateAndSetUpUnderA(url);
+      const body = JSON.stringify([{ token: key, type: 'crm_access_key', url: 'https://github.com/o/r/blob/1/a.env' }]);
+      const response = await fetch(app.url.replace(/\/graphql$/, '/secret-scanning/github'), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'github-public-key-identifier': 'github',
+          'github-public-key-signature': sign('sha256', Buffer.from(body), {
+            key: privateKey,
+            dsaEncoding: 'der',
+          }).toString('base64'),
+        },
+        body,
+      });
+      expect(response.status).toBe(503);
+      expect(await app.dataSource.query(`SELECT digest FROM secret_scanning_messages`)).toEqual([]);
+      expect(errorLines(app)).toHaveLength(1);
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
