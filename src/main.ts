@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const database = await openDatabase({ config, logger });
   const services = createServices({ ...database, logger, config });
   await services.start();
-  const app = await buildApp({ config, services, logger });
+  const app = await buildApp({ config, services, logger, secretCheck: database.secretCheck });
   // Every instance runs it; an advisory lock lets one delete at a time (src/audit/audit-retention.ts).
   const retention = new AuditRetention({
     dataSource: database.dataSource,
@@ -47,6 +47,13 @@ async function main(): Promise<void> {
       process.exitCode = 1;
     }
   };
+  // A secret refused once the migrations were applied (the database was set up under another one) stops the
+  // process as a refusal at start does: exit status 1, the reason in SecretCheck's one error line.
+  // Like the signals' shutdown, it ends once everything is closed (or after SHUTDOWN_TIMEOUT_MS).
+  void database.secretCheck.refused.then(() => {
+    process.exitCode = 1;
+    return shutdown('ACCESS_KEY_SECRET refused');
+  });
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 

@@ -28,6 +28,8 @@ export interface Database {
   readonly dataSource: DataSource;
   readonly databaseUrl: string;
   readonly keyCrypto: KeyCrypto;
+  /** Whether keyCrypto was checked against the database: at start, or once its pending migrations are applied. */
+  readonly secretCheck: SecretCheck;
   readonly embedded: EmbeddedPostgres | null;
   close(): Promise<void>;
 }
@@ -35,6 +37,8 @@ export interface Database {
 /**
  * Connects to DATABASE_URL or, without one, starts the embedded PostgreSQL; applies migrations when asked
  * (always for the embedded default) and refuses a secret that does not match the one the keys were stored with.
+ * Throws SecretMismatchError (see checkSecret); with migrations still pending the secret is checked later, by
+ * the returned `secretCheck`.
  */
 export async function openDatabase(params: { config: Config; logger: Logger; migrate?: boolean }): Promise<Database> {
   const { config, logger } = params;
@@ -67,9 +71,8 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
       for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
     }
     const keyCrypto = new KeyCrypto(secret, olderSecrets);
-    if (!(await dataSource.showMigrations())) await checkSecret(dataSource, keyCrypto);
-    else logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
-    return { dataSource, databaseUrl: url, keyCrypto, embedded, close };
+    const secretCheck = await startSecretCheck({ dataSource, keyCrypto, logger });
+    return { dataSource, databaseUrl: url, keyCrypto, secretCheck, embedded, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;
@@ -111,5 +114,76 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
         'undone), so those keys could not be read. Put every secret of the rotation back in the list, the new ' +
         'one first, and run `npm run cli -- rotate-secret` before removing any.',
     );
+  }
+}
+
+/**
+ * DESIGN: "startup refuses a secret that doesn't match the database". With no migration pending, checks the
+ * secret now (throws SecretMismatchError, as checkSecret) and returns a SecretCheck that is done. With
+ * migrations pending there is nothing to check against yet: warns and returns one that checks once they are
+ * applied (see SecretCheck).
+ */
+export async function startSecretCheck(deps: SecretCheckDeps): Promise<SecretCheck> {
+  const pending = await deps.dataSource.showMigrations();
+  if (!pending) await checkSecret(deps.dataSource, deps.keyCrypto);
+  else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
+  return new SecretCheck(deps, !pending);
+}
+
+interface SecretCheckDeps {
+  dataSource: DataSource;
+  keyCrypto: KeyCrypto;
+  logger: Logger;
+}
+
+/**
+ * The secret check of an instance started before `npm run migrate`: checkSecret runs once, as soon as no
+ * migration is pending, before anything that uses keys is served (DESIGN: "startup refuses a secret that
+ * doesn't match the database"; an instance that served with another secret would fail every stored key and
+ * issue keys nobody else can read). The routes that use keys read `checked` (one property per request) and,
+ * while it is false, call `ensure` instead of serving.
+ */
+export class SecretCheck {
+  /** Resolves with the refusal once checkSecret refused this keyring (after its one error line); never rejects. */
+  readonly refused: Promise<SecretMismatchError>;
+  private refusal: SecretMismatchError | null = null;
+  private running: Promise<boolean> | null = null;
+  private announceRefusal!: (error: SecretMismatchError) => void;
+
+  constructor(
+    private readonly deps: SecretCheckDeps,
+    /** True once checkSecret accepted the keyring; never false again. */
+    public checked: boolean,
+  ) {
+    this.refused = new Promise((resolve) => (this.announceRefusal = resolve));
+  }
+
+  /**
+   * Resolves true once the secret is checked (at once when it was), false while migrations are still pending.
+   * One check at a time: callers meanwhile share it. Rejects with SecretMismatchError when checkSecret refused
+   * the keyring, then and on every later call (logged once, at error level: the operator's to fix, as a
+   * refusal at start); with what the database threw when it could not answer (the next call tries again).
+   */
+  ensure(): Promise<boolean> {
+    if (this.checked) return Promise.resolve(true);
+    if (this.refusal) return Promise.reject(this.refusal);
+    return (this.running ??= this.check().finally(() => (this.running = null)));
+  }
+
+  private async check(): Promise<boolean> {
+    const { dataSource, keyCrypto, logger } = this.deps;
+    if (await dataSource.showMigrations()) return false;
+    try {
+      await checkSecret(dataSource, keyCrypto);
+    } catch (error) {
+      if (error instanceof SecretMismatchError) {
+        this.refusal = error;
+        logger.error(`the database was migrated and set up under another secret; stopping: ${error.message}`);
+        this.announceRefusal(error);
+      }
+      throw error;
+    }
+    this.checked = true;
+    return true;
   }
 }

@@ -1,6 +1,6 @@
 import { createHash, type KeyObject, verify } from 'node:crypto';
 
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { DataSource } from 'typeorm';
 
 import type { LeakedToken, LeakReportService } from '../access-keys/leak-report.service';
@@ -116,6 +116,8 @@ export function registerGithubSecretScanning(
   params: {
     keysFile: string | null;
     services: { dataSource: DataSource; rateLimiter: AuthRateLimiter; leakReports: LeakReportService };
+    /** Runs before the message is read: the app holds reports back until the secret is checked (SecretCheck). */
+    onRequest?: onRequestHookHandler;
   },
 ): void {
   const { keysFile, services } = params;
@@ -199,6 +201,7 @@ export function registerGithubSecretScanning(
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (_request, body, done) =>
       done(null, body),
     );
-    scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES }, handle);
+    const onRequest = params.onRequest ? { onRequest: params.onRequest } : {};
+    scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES, ...onRequest }, handle);
   });
 }

@@ -21,6 +21,7 @@ import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
 import type { DatabaseOutage } from '../db/outage';
+import { type SecretCheck, SecretMismatchError } from '../db/runtime';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
@@ -75,13 +76,46 @@ export interface AppOptions {
   logger: Logger;
   /** More Apollo plugins (tests observe execution with them). */
   plugins?: ApolloServerPlugin<RequestContext>[];
+  /**
+   * The database's check of ACCESS_KEY_SECRET (openDatabase's `secretCheck`): until it is done, nothing that
+   * uses keys is served. Absent: the secret was checked before the app was built (the tests' apps).
+   */
+  secretCheck?: Pick<SecretCheck, 'checked' | 'ensure'>;
 }
+
+const SECRET_CHECKED: Pick<SecretCheck, 'checked' | 'ensure'> = { checked: true, ensure: () => Promise.resolve(true) };
 
 const GRAPHQL_PATH = '/graphql';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
 /** What a 503 asks clients to wait: the outage check runs about this often. */
 const RETRY_AFTER_SECONDS = '1';
+const MIGRATIONS_PENDING_MESSAGE = 'The database is not migrated yet; try again shortly.';
+
+/**
+ * For a route that uses keys, while the secret is not checked yet (SecretCheck): `serve` once it is; a 503
+ * SERVICE_UNAVAILABLE with Retry-After while migrations are pending or once the secret was refused (the process
+ * is stopping; SecretCheck logged why); a database that could not answer goes to `done` (the error handler's 503).
+ * Never on the hot path: the caller reads `secretCheck.checked` first.
+ */
+function whenSecretChecked(params: {
+  secretCheck: Pick<SecretCheck, 'ensure'>;
+  reply: FastifyReply;
+  done: (error?: Error) => void;
+  serve: () => void;
+}): void {
+  const { reply, done } = params;
+  const unavailable = (message: string) =>
+    void reply
+      .code(503)
+      .header('retry-after', RETRY_AFTER_SECONDS)
+      .type('application/json; charset=utf-8')
+      .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
+  params.secretCheck.ensure().then(
+    (checked) => (checked ? params.serve() : unavailable(MIGRATIONS_PENDING_MESSAGE)),
+    (error: Error) => (error instanceof SecretMismatchError ? unavailable(UNAVAILABLE_MESSAGE) : done(error)),
+  );
+}
 
 function isPublicError(error: unknown): boolean {
   if (error instanceof DomainError) return true;
@@ -319,6 +353,7 @@ class OperationsInFlight {
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, services, logger } = options;
   const { metrics } = services;
+  const secretCheck = options.secretCheck ?? SECRET_CHECKED;
   const app = Fastify({
     // Each request's logger (request.log, with its id) is made on its first line: see withRequestLoggers.
     loggerInstance: withRequestLoggers(logger) as FastifyBaseLogger,
@@ -446,8 +481,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     done();
   };
-  // Callback style: a cached credential is admitted without a promise on the hot path.
+  // Callback style: a cached credential is admitted without a promise on the hot path. Keys are read only with a
+  // checked secret (see SecretCheck): one property read once it is.
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
+    if (!secretCheck.checked) {
+      whenSecretChecked({ secretCheck, reply, done, serve: () => authenticate(request, reply, done) });
+      return;
+    }
     const client = request.ip;
     const outcome = services.authenticator.authenticate(request.headers, client);
     if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, client, result, done)).catch(done);
@@ -503,15 +543,26 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
   registerSite(app);
-  registerGithubSecretScanning(app, { keysFile: config.secretScanning.githubKeysFile, services });
+  registerGithubSecretScanning(app, {
+    keysFile: config.secretScanning.githubKeysFile,
+    services,
+    onRequest: (_request, reply, done) =>
+      secretCheck.checked ? done() : whenSecretChecked({ secretCheck, reply, done, serve: done }),
+  });
 
   app.get('/healthz', { config: NEVER_SHED }, async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     try {
+      if (!secretCheck.checked && !(await secretCheck.ensure())) {
+        return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
+      }
       const pending = await services.dataSource.showMigrations();
       if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
-    } catch {
+    } catch (error) {
+      if (error instanceof SecretMismatchError) {
+        return reply.code(503).send({ status: 'unavailable', reason: 'ACCESS_KEY_SECRET does not match the database' });
+      }
       return reply
         .code(503)
         .header('retry-after', RETRY_AFTER_SECONDS)

@@ -10,6 +10,7 @@ import type { PauseHooks } from '../../src/authorization/authority';
 import { type Config, loadConfig } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
+import { startSecretCheck } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
 import { type AppOptions, buildApp } from '../../src/server/app';
 import { createServices, type Services } from '../../src/server/services';
@@ -87,6 +88,11 @@ export interface TestAppOptions {
   hooks?: PauseHooks;
   /** Where the app's LISTEN connection goes, given the database URL (a test puts a proxy in between). */
   listenerDatabaseUrl?: (databaseUrl: string) => string;
+  /**
+   * Check the secret against the database as a process start does (openDatabase): at once when no migration
+   * is pending, else once they are. Off by default: most tests share databases among secrets on purpose.
+   */
+  secretCheckAtStart?: boolean;
 }
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
@@ -115,6 +121,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
+  const secretCheck = options.secretCheckAtStart
+    ? await startSecretCheck({ dataSource, keyCrypto, logger })
+    : undefined;
   const services = createServices({
     dataSource,
     databaseUrl: database.url,
@@ -126,12 +135,14 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     config,
   });
   await services.start();
-  const app = await buildApp({ config, services, logger, plugins: options.plugins }).catch(async (error: unknown) => {
-    await services.stop();
-    await dataSource.destroy();
-    await database.drop();
-    throw error;
-  });
+  const app = await buildApp({ config, services, logger, plugins: options.plugins, secretCheck }).catch(
+    async (error: unknown) => {
+      await services.stop();
+      await dataSource.destroy();
+      await database.drop();
+      throw error;
+    },
+  );
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `${address}/graphql`;
 
