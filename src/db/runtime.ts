@@ -81,6 +81,9 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
 
 export class SecretMismatchError extends Error {}
 
+/** A command that uses keys was started with migrations pending: ACCESS_KEY_SECRET is not checked yet (SecretCheck). */
+export class MigrationsPendingError extends Error {}
+
 /**
  * The first start records the secret's fingerprint; later starts are refused unless the keyring holds the
  * recorded secret (current or older). `rotate-secret` moves the record to the current secret once every key
