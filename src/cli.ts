@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 
 import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
 import { loadConfig } from './config';
-import { openDatabase } from './db/runtime';
+import { type Database, MigrationsPendingError, openDatabase } from './db/runtime';
 import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
 import { createServices } from './server/services';
@@ -76,6 +76,21 @@ async function testOnlyPause(batches: number): Promise<void> {
   await new Promise(() => setInterval(() => undefined, 60_000));
 }
 
+/**
+ * openDatabase for a command that reads or writes keys. Throws MigrationsPendingError (after closing it) while a
+ * migration is pending: the secret is then not checked against the database (SecretCheck), and a key issued or a
+ * fingerprint recorded under a wrong one would have every instance refused at start.
+ */
+async function openCheckedDatabase(params: Parameters<typeof openDatabase>[0]): Promise<Database> {
+  const database = await openDatabase(params);
+  if (database.secretCheck.checked) return database;
+  await database.close();
+  throw new MigrationsPendingError(
+    'database migrations are pending: run `npm run migrate` first (ACCESS_KEY_SECRET is checked against the ' +
+      'database once they are applied).',
+  );
+}
+
 const wantsHelp = (argv: string[]): boolean =>
   argv.some((arg) => arg === '--help' || arg === '-h') || argv[0] === 'help';
 
@@ -115,7 +130,7 @@ async function run(argv: string[]): Promise<void> {
       fromStdin: values['admin-password-stdin'] ?? false,
       env: process.env,
     });
-    const database = await openDatabase({ config, logger });
+    const database = await openCheckedDatabase({ config, logger });
     try {
       const services = createServices({ ...database, logger, config });
       const created = await services.organizations.createWithAdmin({
@@ -137,7 +152,7 @@ async function run(argv: string[]): Promise<void> {
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
       throw new UsageError(`--batch-size must be a whole number from 1 to 10000, got "${rawBatchSize}".`);
     }
-    const database = await openDatabase({ config, logger });
+    const database = await openCheckedDatabase({ config, logger });
     try {
       const result = await rotateSecret({
         dataSource: database.dataSource,

@@ -1,5 +1,5 @@
 import { ConfigError } from './config';
-import { SecretMismatchError } from './db/runtime';
+import { MigrationsPendingError, SecretMismatchError } from './db/runtime';
 import { EmbeddedPostgresError } from './dev/embedded-postgres';
 import { DomainError } from './errors';
 
@@ -8,6 +8,7 @@ function isExplained(error: Error): boolean {
   return (
     error instanceof ConfigError ||
     error instanceof SecretMismatchError ||
+    error instanceof MigrationsPendingError ||
     error instanceof EmbeddedPostgresError ||
     error instanceof DomainError
   );

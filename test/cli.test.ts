@@ -3,6 +3,9 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
+import { Client } from 'pg';
+
+import { KeyCrypto } from '../src/access-keys/key-crypto';
 import { login, uniqueEmail } from './factories/organizations';
 import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
 
@@ -213,5 +216,53 @@ describe('npm run cli -- create-organization', () => {
         );
       });
     });
+  });
+});
+
+/**
+ * DESIGN: "startup refuses a secret that doesn't match the database". With a migration pending the secret is not
+ * checked (there may be nothing to check it against), so a command that writes keys must wait for the migration:
+ * a key issued, or a fingerprint recorded, under a wrong secret would have every instance refused at start.
+ */
+describe('the CLI with a migration pending', () => {
+  let database: { url: string; drop(): Promise<void> };
+  let db: Client;
+  const secret = randomBytes(32);
+  const wrong = randomBytes(32);
+  const env = (key: Buffer) => ({
+    PATH: process.env.PATH,
+    DATABASE_URL: database.url,
+    ACCESS_KEY_SECRET: key.toString('base64'),
+  });
+  const state = async () => ({
+    fingerprints: (await db.query(`SELECT encode(fingerprint, 'hex') AS f FROM key_secret_fingerprint`)).rows,
+    keys: (await db.query(`SELECT encode(secret_fingerprint, 'hex') AS f FROM access_keys`)).rows,
+    organizations: (await db.query(`SELECT count(*)::int AS n FROM organizations`)).rows,
+  });
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    db = new Client({ connectionString: database.url });
+    await db.connect();
+    await db.query(`INSERT INTO key_secret_fingerprint (fingerprint) VALUES ($1)`, [new KeyCrypto(secret).fingerprint]);
+    // An upgrade whose newest migration is not applied yet.
+    await db.query(`DELETE FROM migrations WHERE id = (SELECT max(id) FROM migrations)`);
+  });
+  afterAll(async () => {
+    await db.end();
+    await database.drop();
+  });
+
+  it.each([
+    ['create-organization', ['--name', 'Pending Clinic', '--admin-email', 'pending@example.com', '--admin-name', 'P']],
+    ['rotate-secret', []],
+  ])('%s refuses (exit 1, naming `npm run migrate`, no stack) and writes nothing', async (command, args) => {
+    const before = await state();
+    const result = await runWith({ args: [CLI, command, ...args], env: env(wrong) });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^database migrations are pending: run `npm run migrate`/);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(result.stdout).toBe('');
+    expect(await state()).toEqual(before);
   });
 });

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import type { Logger } from 'pino';
-import type { DataSource } from 'typeorm';
+import { type DataSource, MigrationExecutor } from 'typeorm';
 
 import { KeyCrypto } from '../access-keys/key-crypto';
 import { type Config, ConfigError, parseSecrets } from '../config';
@@ -81,6 +81,9 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
 
 export class SecretMismatchError extends Error {}
 
+/** A command that uses keys was started with migrations pending: ACCESS_KEY_SECRET is not checked yet (SecretCheck). */
+export class MigrationsPendingError extends Error {}
+
 /**
  * The first start records the secret's fingerprint; later starts are refused unless the keyring holds the
  * recorded secret (current or older). `rotate-secret` moves the record to the current secret once every key
@@ -124,10 +127,26 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
  * applied (see SecretCheck).
  */
 export async function startSecretCheck(deps: SecretCheckDeps): Promise<SecretCheck> {
-  const pending = await deps.dataSource.showMigrations();
+  const pending = await migrationsPending(deps.dataSource);
   if (!pending) await checkSecret(deps.dataSource, deps.keyCrypto);
   else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
   return new SecretCheck(deps, !pending);
+}
+
+/**
+ * True while a migration of this build is not applied yet: DataSource.showMigrations, with its connection
+ * always given back. TypeORM's own releases it only when both of its queries succeed, so each call that met a
+ * lost connection (a failover, a restart) kept one of the pool's for good; called per request while the secret
+ * is unchecked (SecretCheck) and per /readyz probe, a few such calls would empty the pool. Throws what the
+ * database threw.
+ */
+export async function migrationsPending(dataSource: DataSource): Promise<boolean> {
+  const queryRunner = dataSource.createQueryRunner();
+  try {
+    return await new MigrationExecutor(dataSource, queryRunner).showMigrations();
+  } finally {
+    await queryRunner.release();
+  }
 }
 
 interface SecretCheckDeps {
@@ -172,7 +191,7 @@ export class SecretCheck {
 
   private async check(): Promise<boolean> {
     const { dataSource, keyCrypto, logger } = this.deps;
-    if (await dataSource.showMigrations()) return false;
+    if (await migrationsPending(dataSource)) return false;
     try {
       await checkSecret(dataSource, keyCrypto);
     } catch (error) {

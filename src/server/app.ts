@@ -21,7 +21,7 @@ import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
 import type { DatabaseOutage } from '../db/outage';
-import { type SecretCheck, SecretMismatchError } from '../db/runtime';
+import { migrationsPending, type SecretCheck, SecretMismatchError } from '../db/runtime';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
@@ -556,7 +556,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (!secretCheck.checked && !(await secretCheck.ensure())) {
         return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       }
-      const pending = await services.dataSource.showMigrations();
+      const pending = await migrationsPending(services.dataSource);
       if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
     } catch (error) {

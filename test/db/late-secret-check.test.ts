@@ -196,6 +196,45 @@ describe('the secret of an instance started before the migrations', () => {
     }
   });
 
+  it('a database connection lost during the check answers 503 and is given back: the check runs again once migrated', async () => {
+    const url = await unmigratedDatabase();
+    // One connection: a check that kept the one it lost would leave the instance nothing to serve with.
+    const app = await startTestApp({
+      database: { url, secret: secretA },
+      secretCheckAtStart: true,
+      captureLogs: true,
+      env: { LOG_LEVEL: 'warn', DB_POOL_SIZE: '1', DB_CONNECT_TIMEOUT_MS: '2000' },
+    });
+    const locker = new Client({ connectionString: url });
+    await locker.connect();
+    try {
+      // The check's read of the migrations table waits behind this lock; its backend is then ended (a failover).
+      await locker.query(`BEGIN; LOCK TABLE migrations IN ACCESS EXCLUSIVE MODE`);
+      const during = app.gql('{ __typename }');
+      const database = new URL(url).pathname.slice(1);
+      let terminated = 0;
+      while (terminated === 0) {
+        const rows = await admin.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> $2`,
+          [database, (locker as unknown as { processID: number }).processID],
+        );
+        terminated = rows.rowCount ?? 0;
+      }
+      await locker.query('ROLLBACK');
+      const response = await during;
+      expect(response.status).toBe(503);
+      expect(response.body.errors?.[0].extensions?.code).toBe('SERVICE_UNAVAILABLE');
+
+      const { key } = await migrateAndSetUpUnderA(url);
+      const me = await app.gql('{ me { __typename } }', { key });
+      expect(me.body).toEqual({ data: { me: { __typename: 'User' } } });
+    } finally {
+      await locker.end();
+      await app.close();
+    }
+  });
+
   describe('as a process (the compiled entry point, DATABASE_URL)', () => {
     let running: ChildProcess | null = null;
     // Here, not in the test's `finally`: a test that times out never reaches its `finally`.
