@@ -553,11 +553,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/healthz', { config: NEVER_SHED }, async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     try {
-      if (!secretCheck.checked && !(await secretCheck.ensure())) {
-        return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
-      }
-      const pending = await migrationsPending(services.dataSource);
-      if (pending) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
+      // An unchecked secret's check reads the migrations itself (true: applied and the secret checked).
+      const migrated = secretCheck.checked
+        ? !(await migrationsPending(services.dataSource))
+        : await secretCheck.ensure();
+      if (!migrated) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
       return { status: 'ready' };
     } catch (error) {
       if (error instanceof SecretMismatchError) {

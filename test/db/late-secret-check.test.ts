@@ -40,14 +40,31 @@ describe('the secret of an instance started before the migrations', () => {
     return withDatabase(process.env.CRM_TEST_SERVER_URL!, name);
   }
 
-  /** An app on `url` with this secret that checks it as a process start does, logging at warn and above. */
-  const startWithSecret = (url: string, secret: Buffer) =>
+  /**
+   * An app on `url` with this secret that checks it as a process start does, logging at warn and above; `env`
+   * adds settings.
+   */
+  const startWithSecret = (url: string, secret: Buffer, env: NodeJS.ProcessEnv = {}) =>
     startTestApp({
       database: { url, secret },
       secretCheckAtStart: true,
       captureLogs: true,
-      env: { LOG_LEVEL: 'warn', AUTH_FAILURE_LIMIT: '100000' },
+      env: { LOG_LEVEL: 'warn', AUTH_FAILURE_LIMIT: '100000', ...env },
     });
+
+  /** Runs `test` with such an app under `secret` on a new unmigrated database, and closes the app after it. */
+  async function onUnmigratedDatabase(
+    secret: Buffer,
+    test: (app: TestApp, url: string) => Promise<void>,
+  ): Promise<void> {
+    const url = await unmigratedDatabase();
+    const app = await startWithSecret(url, secret);
+    try {
+      await test(app, url);
+    } finally {
+      await app.close();
+    }
+  }
 
   /**
    * Runs the migrations (as `npm run migrate` would) and sets the database up under secret A as its first
@@ -76,8 +93,7 @@ describe('the secret of an instance started before the migrations', () => {
       .join(',');
 
   it('while migrations are pending, /graphql answers 503 SERVICE_UNAVAILABLE with Retry-After and logs no error', async () => {
-    const app = await startWithSecret(await unmigratedDatabase(), secretB);
-    try {
+    await onUnmigratedDatabase(secretB, async (app) => {
       for (const request of [{}, { key: 'cak_not_a_real_key_at_all' }]) {
         const response = await app.gql('{ __typename }', request);
         expect(response.status).toBe(503);
@@ -86,15 +102,11 @@ describe('the secret of an instance started before the migrations', () => {
         expect(response.body.errors?.[0].extensions?.code).toBe('SERVICE_UNAVAILABLE');
       }
       expect(errorLines(app)).toEqual([]);
-    } finally {
-      await app.close();
-    }
+    });
   });
 
   it('once the database is migrated and set up under another secret, it serves nothing, is not ready, and says why in one error line', async () => {
-    const url = await unmigratedDatabase();
-    const app = await startWithSecret(url, secretB);
-    try {
+    await onUnmigratedDatabase(secretB, async (app, url) => {
       expect((await app.gql('{ __typename }')).status).toBe(503);
       const { key, fingerprint } = await migrateAndSetUpUnderA(url);
       const keysBefore = await app.dataSource.query(`SELECT user_id, key_digest FROM access_keys ORDER BY user_id`);
@@ -114,15 +126,11 @@ describe('the secret of an instance started before the migrations', () => {
       const errors = errorLines(app);
       expect(errors).toHaveLength(1);
       expect(errors[0].msg).toMatch(/ACCESS_KEY_SECRET does not match/);
-    } finally {
-      await app.close();
-    }
+    });
   });
 
   it('with the matching secret it serves once migrated, and records its fingerprint when it is the first to check', async () => {
-    const url = await unmigratedDatabase();
-    const app = await startWithSecret(url, secretA);
-    try {
+    await onUnmigratedDatabase(secretA, async (app) => {
       expect((await app.gql('{ __typename }')).status).toBe(503);
       await app.dataSource.runMigrations({ transaction: 'each' });
       // Migrated, no fingerprint yet: this instance is the first to check, so its secret is the one recorded.
@@ -134,23 +142,17 @@ describe('the secret of an instance started before the migrations', () => {
       const me = await app.gql('{ me { id } }', { key: adminUser.key });
       expect(me.body).toEqual({ data: { me: { id: adminUser.id } } });
       expect(errorLines(app)).toEqual([]);
-    } finally {
-      await app.close();
-    }
+    });
   });
 
   it('with the matching secret, the first /graphql request after the migration is served (the check runs before it)', async () => {
-    const url = await unmigratedDatabase();
-    const app = await startWithSecret(url, secretA);
-    try {
+    await onUnmigratedDatabase(secretA, async (app, url) => {
       const { key } = await migrateAndSetUpUnderA(url);
       const me = await app.gql('{ me { __typename } }', { key });
       expect(me.body).toEqual({ data: { me: { __typename: 'User' } } });
       expect((await readyz(app)).status).toBe(200);
       expect(errorLines(app)).toEqual([]);
-    } finally {
-      await app.close();
-    }
+    });
   });
 
   it('after a mismatching migration, a GitHub secret scanning report is not acted on (503), and nothing is recorded', async () => {
@@ -166,12 +168,7 @@ describe('the secret of an instance started before the migrations', () => {
       }),
     );
     const url = await unmigratedDatabase();
-    const app = await startTestApp({
-      database: { url, secret: secretB },
-      secretCheckAtStart: true,
-      captureLogs: true,
-      env: { LOG_LEVEL: 'warn', SECRET_SCANNING_GITHUB_KEYS: keysFile },
-    });
+    const app = await startWithSecret(url, secretB, { SECRET_SCANNING_GITHUB_KEYS: keysFile });
     try {
       const { key } = await migrateAndSetUpUnderA(url);
       const body = JSON.stringify([{ token: key, type: 'crm_access_key', url: 'https://github.com/o/r/blob/1/a.env' }]);
@@ -199,12 +196,7 @@ describe('the secret of an instance started before the migrations', () => {
   it('a database connection lost during the check answers 503 and is given back: the check runs again once migrated', async () => {
     const url = await unmigratedDatabase();
     // One connection: a check that kept the one it lost would leave the instance nothing to serve with.
-    const app = await startTestApp({
-      database: { url, secret: secretA },
-      secretCheckAtStart: true,
-      captureLogs: true,
-      env: { LOG_LEVEL: 'warn', DB_POOL_SIZE: '1', DB_CONNECT_TIMEOUT_MS: '2000' },
-    });
+    const app = await startWithSecret(url, secretA, { DB_POOL_SIZE: '1', DB_CONNECT_TIMEOUT_MS: '2000' });
     const locker = new Client({ connectionString: url });
     await locker.connect();
     try {
