@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import type { Logger } from 'pino';
-import { type DataSource, MigrationExecutor } from 'typeorm';
+import { type DataSource, type Migration, MigrationExecutor, type QueryRunner } from 'typeorm';
 
 import { KeyCrypto } from '../access-keys/key-crypto';
 import { type Config, ConfigError, parseSecrets } from '../config';
@@ -36,7 +36,7 @@ export interface Database {
 
 /**
  * Connects to DATABASE_URL or, without one, starts the embedded PostgreSQL; applies migrations when asked
- * (always for the embedded default) and refuses a secret that does not match the one the keys were stored with.
+ * (always for the embedded default; one instance at a time, see runMigrationsLocked) and refuses a secret that does not match the one the keys were stored with.
  * Throws SecretMismatchError (see checkSecret); with migrations still pending the secret is checked later, by
  * the returned `secretCheck`.
  */
@@ -67,7 +67,7 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   try {
     await dataSource.initialize();
     if (params.migrate ?? (embedded !== null || config.migrateOnStart)) {
-      const applied = await dataSource.runMigrations({ transaction: 'each' });
+      const applied = await runMigrationsLocked(dataSource, logger);
       for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
     }
     const keyCrypto = new KeyCrypto(secret, olderSecrets);
@@ -76,6 +76,64 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   } catch (error) {
     await close().catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * The key of the PostgreSQL advisory lock (session level; advisory locks are per database) that the one
+ * instance applying migrations holds (runMigrationsLocked): the ASCII bytes of "crmmig" as a bigint key
+ * (pg_advisory_lock(bigint)). A constant of this service's own, distinct from AUDIT_RETENTION_LOCK
+ * (src/audit/audit-retention.ts).
+ */
+export const MIGRATIONS_LOCK = 0x63_72_6d_6d_69_67;
+
+/**
+ * Applies this build's pending migrations, each in its own transaction, and returns those applied, in order.
+ * Instances that all set MIGRATE_ON_START (or start beside `npm run migrate`) would otherwise all find the same
+ * migrations pending and apply them at once: TypeORM creates its migrations table check-then-create, so one
+ * stopped at start ("duplicate key", "already exists"), and a data migration could run twice. So one at a time per
+ * database: the run holds MIGRATIONS_LOCK on one connection of the pool, which also runs the migrations; a run
+ * that finds it taken logs one info line, waits for it (with no statement_timeout or lock_timeout: the other's
+ * migrations may take longer), and then finds nothing pending. The lock and the connection are always given
+ * back, also when a migration fails (a connection that could not be reset is closed, which frees the lock).
+ * Throws what the migration or the database threw.
+ */
+export async function runMigrationsLocked(dataSource: DataSource, logger: Logger): Promise<Migration[]> {
+  const queryRunner = dataSource.createQueryRunner();
+  let locked = false;
+  try {
+    [{ locked }] = await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]);
+    if (!locked) {
+      logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
+      locked = true; // from here unlocked in any case (unlocking a lock not held only warns)
+      await queryRunner.startTransaction();
+      await queryRunner.query(`SET LOCAL statement_timeout = 0`);
+      await queryRunner.query(`SET LOCAL lock_timeout = 0`);
+      // Session level: held past this transaction's end.
+      await queryRunner.query(`SELECT pg_advisory_lock($1)`, [MIGRATIONS_LOCK]);
+      await queryRunner.commitTransaction();
+    }
+    const executor = new MigrationExecutor(dataSource, queryRunner);
+    executor.transaction = 'each';
+    return await executor.executePendingMigrations();
+  } finally {
+    await resetOrClose(queryRunner, locked);
+    await queryRunner.release();
+  }
+}
+
+/**
+ * Ends the runner's open transaction and gives MIGRATIONS_LOCK back, so that the pool gets the connection as
+ * it lent it; when either fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
+ * drops a closed connection on release).
+ */
+async function resetOrClose(queryRunner: QueryRunner, locked: boolean): Promise<void> {
+  try {
+    if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
+    if (locked) await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
+  } catch {
+    const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
+    await connection?.end().catch(() => undefined);
   }
 }
 

@@ -8,7 +8,7 @@ import { Client } from 'pg';
 
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { createOrganization } from '../factories/organizations';
-import { withDatabase } from '../helpers/database-url';
+import { emptyDatabases } from '../helpers/empty-databases';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'main.js');
@@ -24,21 +24,9 @@ const ERROR_LEVEL = 50;
 describe('the secret of an instance started before the migrations', () => {
   const secretA = randomBytes(32);
   const secretB = randomBytes(32);
-  const admin = new Client({ connectionString: process.env.CRM_TEST_SERVER_URL });
-  const created: string[] = [];
-  beforeAll(() => admin.connect());
-  afterAll(async () => {
-    for (const name of created) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
-  });
-
+  const { admin, create } = emptyDatabases('crm_access_late_secret');
   /** A new database that no migration has touched yet. */
-  async function unmigratedDatabase(): Promise<string> {
-    const name = `crm_access_late_secret_${randomBytes(4).toString('hex')}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    created.push(name);
-    return withDatabase(process.env.CRM_TEST_SERVER_URL!, name);
-  }
+  const unmigratedDatabase = async () => (await create()).url;
 
   /**
    * An app on `url` with this secret that checks it as a process start does, logging at warn and above; `env`
