@@ -93,21 +93,28 @@ export const MIGRATIONS_LOCK = 0x63_72_6d_6d_69_67;
  * migrations pending and apply them at once: TypeORM creates its migrations table check-then-create, so one
  * stopped at start ("duplicate key", "already exists"), and a data migration could run twice. So one at a time per
  * database: the run holds MIGRATIONS_LOCK on one connection of the pool, which also runs the migrations; a run
- * that finds it taken logs one info line, waits for it (with no statement_timeout or lock_timeout: the other's
- * migrations may take longer), and then finds nothing pending. The lock and the connection are always given
- * back, also when a migration fails (a connection that could not be reset is closed, which frees the lock).
- * Throws what the migration or the database threw.
+ * that finds it taken logs one info line, waits for it (with no lock_timeout either: the other's migrations may
+ * take longer), and then finds nothing pending.
+ *
+ * That connection runs with no statement_timeout (issue 17): DB_STATEMENT_TIMEOUT_MS bounds the service's
+ * requests, but on a large database an index build or a backfill of users runs for minutes, and a migration cut
+ * off by it could never be applied. Its lock_timeout is the database's (none unless the operator set one, which
+ * then bounds how long a migration's DDL may queue in front of the running instances' statements). The lock and
+ * the connection are always given back, with the pool's statement_timeout again, also when a migration fails (a
+ * connection that could not be reset is closed, which frees the lock). Throws what the migration or the
+ * database threw.
  */
 export async function runMigrationsLocked(dataSource: DataSource, logger: Logger): Promise<Migration[]> {
   const queryRunner = dataSource.createQueryRunner();
   let locked = false;
   try {
+    // Session level, for the whole run (and the wait below); undone by resetOrClose.
+    await queryRunner.query(`SET statement_timeout = 0`);
     [{ locked }] = await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]);
     if (!locked) {
       logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
       locked = true; // from here unlocked in any case (unlocking a lock not held only warns)
       await queryRunner.startTransaction();
-      await queryRunner.query(`SET LOCAL statement_timeout = 0`);
       await queryRunner.query(`SET LOCAL lock_timeout = 0`);
       // Session level: held past this transaction's end.
       await queryRunner.query(`SELECT pg_advisory_lock($1)`, [MIGRATIONS_LOCK]);
@@ -123,14 +130,16 @@ export async function runMigrationsLocked(dataSource: DataSource, logger: Logger
 }
 
 /**
- * Ends the runner's open transaction and gives MIGRATIONS_LOCK back, so that the pool gets the connection as
- * it lent it; when either fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
- * drops a closed connection on release).
+ * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts statement_timeout back to the value
+ * the connection started with (the pool's DB_STATEMENT_TIMEOUT_MS, a startup parameter), so that the pool gets
+ * the connection as it lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the
+ * lock, and the pool drops a closed connection on release).
  */
 async function resetOrClose(queryRunner: QueryRunner, locked: boolean): Promise<void> {
   try {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
     if (locked) await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
+    await queryRunner.query(`RESET statement_timeout`);
   } catch {
     const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
     await connection?.end().catch(() => undefined);
