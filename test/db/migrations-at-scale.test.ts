@@ -9,6 +9,7 @@ import { openDatabase } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
 import { TEST_DB_DEFAULTS } from '../helpers/database-url';
 import { emptyDatabases } from '../helpers/empty-databases';
+import { until } from '../helpers/until';
 
 /**
  * Issue 17: organizations with millions of audit events and 100k users. Upgrading such a database builds
@@ -166,6 +167,89 @@ describe('migrations on a large database', () => {
     } finally {
       await holder.end();
       await opening?.then((database) => database.close()).catch(() => undefined);
+    }
+  });
+
+  it('ScaleIndexes does not hold writes to audit_events while it waits and builds', async () => {
+    const { name, url } = await databaseBeforeScaleIndexes();
+    const { holder, pid } = await holdAuditEvents(url);
+    const writer = await connect(url);
+    let opening: ReturnType<typeof start> | null = null;
+    try {
+      opening = start(url);
+      const settled = watch(opening);
+      expect(await waiterBehind(name, pid, { settled })).toMatch(/CREATE INDEX/);
+
+      // A plain CREATE INDEX waits for a SHARE lock behind the holder, and this insert would queue behind it.
+      await writer.query(`SET lock_timeout = '2s'`);
+      await writer.query(`INSERT INTO audit_events (action, actor_kind) VALUES ('DURING', 'SYSTEM')`);
+      expect(settled()).toBeNull();
+
+      await holder.query(`COMMIT`);
+      const database = await opening;
+      opening = null;
+      await database.close();
+      expect(await indexValidity(url)).toEqual(allValid);
+      const { rows } = await writer.query(`SELECT action FROM audit_events ORDER BY id`);
+      expect(rows.map((row) => row.action)).toEqual(['HELD', 'DURING']);
+    } finally {
+      await holder.end();
+      await writer.end();
+      await opening?.then((database) => database.close()).catch(() => undefined);
+    }
+  });
+
+  it('an instance that waits for the migrations lock does not deadlock with ScaleIndexes building concurrently', async () => {
+    const { name, url } = await databaseBeforeScaleIndexes();
+    // A concurrent build waits for every transaction of the database with an older snapshot: a second instance
+    // that waited for the lock inside a statement (which holds one) would wait for the build as it waits for it.
+    const { holder, pid } = await holdAuditEvents(url);
+    const logs: string[] = [];
+    let first: ReturnType<typeof start> | null = null;
+    let second: ReturnType<typeof start> | null = null;
+    try {
+      first = start(url);
+      expect(await waiterBehind(name, pid, { settled: watch(first) })).toMatch(/CREATE INDEX/);
+      second = start(url, {}, logs);
+      const secondSettled = watch(second);
+      await until(() => logs.some((line) => /another instance's migrations/.test(line)) || secondSettled() !== null);
+      expect(secondSettled()).toBeNull();
+
+      await holder.query(`COMMIT`);
+      const results = await Promise.allSettled([first, second]);
+      [first, second] = [null, null];
+      for (const result of results) if (result.status === 'fulfilled') await result.value.close();
+      expect(results.map((result) => (result.status === 'rejected' ? String(result.reason) : 'ok'))).toEqual([
+        'ok',
+        'ok',
+      ]);
+      expect(await indexValidity(url)).toEqual(allValid);
+    } finally {
+      await holder.end();
+      for (const opening of [first, second]) await opening?.then((database) => database.close()).catch(() => undefined);
+    }
+  });
+
+  it('ScaleIndexes rebuilds an index an earlier failed concurrent build left INVALID under its name', async () => {
+    const { url } = await databaseBeforeScaleIndexes();
+    const client = await connect(url);
+    try {
+      // A concurrent build that fails (duplicates under a unique index) leaves its index behind, INVALID.
+      await client.query(`INSERT INTO audit_events (action, actor_kind) VALUES ('SAME', 'SYSTEM'), ('SAME', 'SYSTEM')`);
+      await expect(
+        client.query(`CREATE UNIQUE INDEX CONCURRENTLY audit_events_created_at_idx ON audit_events (action)`),
+      ).rejects.toThrow(/could not create unique index/);
+      expect((await indexValidity(url)).audit_events_created_at_idx).toBe(false);
+
+      const database = await start(url);
+      await database.close();
+      expect(await indexValidity(url)).toEqual(allValid);
+      const { rows } = await client.query(`SELECT pg_get_indexdef('audit_events_created_at_idx'::regclass) AS def`);
+      expect(rows[0].def).toMatch(
+        /^CREATE INDEX audit_events_created_at_idx ON public\.audit_events USING btree \(created_at\)$/,
+      );
+    } finally {
+      await client.end();
     }
   });
 });
