@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import type { Logger } from 'pino';
 import { type DataSource, type Migration, MigrationExecutor, type QueryRunner } from 'typeorm';
@@ -87,31 +88,43 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
  */
 export const MIGRATIONS_LOCK = 0x63_72_6d_6d_69_67;
 
+/** How long (ms) a run that found MIGRATIONS_LOCK taken waits before it tries to take it again. */
+export const MIGRATIONS_LOCK_RETRY_MS = 500;
+
 /**
  * Applies this build's pending migrations, each in its own transaction, and returns those applied, in order.
  * Instances that all set MIGRATE_ON_START (or start beside `npm run migrate`) would otherwise all find the same
  * migrations pending and apply them at once: TypeORM creates its migrations table check-then-create, so one
  * stopped at start ("duplicate key", "already exists"), and a data migration could run twice. So one at a time per
  * database: the run holds MIGRATIONS_LOCK on one connection of the pool, which also runs the migrations; a run
- * that finds it taken logs one info line, waits for it (with no statement_timeout or lock_timeout: the other's
- * migrations may take longer), and then finds nothing pending. The lock and the connection are always given
- * back, also when a migration fails (a connection that could not be reset is closed, which frees the lock).
- * Throws what the migration or the database threw.
+ * that finds it taken logs one info line, tries again every MIGRATIONS_LOCK_RETRY_MS for as long as it takes
+ * (the other's migrations may run for hours), and then finds nothing pending. It never waits inside the
+ * database: a waiting statement holds a snapshot, which a concurrent index build of the other run would wait for.
+ *
+ * That connection runs with no statement_timeout (issue 17): DB_STATEMENT_TIMEOUT_MS bounds the service's
+ * requests, but on a large database an index build or a backfill of users runs for minutes, and a migration cut
+ * off by it could never be applied. Its lock_timeout is the database's (none unless the operator set one, which
+ * then bounds how long a migration's DDL may queue in front of the running instances' statements). The lock and
+ * the connection are always given back, with the pool's statement_timeout again, also when a migration fails (a
+ * connection that could not be reset is closed, which frees the lock). Throws what the migration or the
+ * database threw.
  */
 export async function runMigrationsLocked(dataSource: DataSource, logger: Logger): Promise<Migration[]> {
   const queryRunner = dataSource.createQueryRunner();
   let locked = false;
   try {
-    [{ locked }] = await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]);
+    // Session level, for the whole run (migrations that build indexes run outside a transaction); undone by
+    // resetOrClose.
+    await queryRunner.query(`SET statement_timeout = 0`);
+    const tryLock = async () =>
+      (await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]))[0].locked as boolean;
+    locked = await tryLock();
     if (!locked) {
       logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
-      locked = true; // from here unlocked in any case (unlocking a lock not held only warns)
-      await queryRunner.startTransaction();
-      await queryRunner.query(`SET LOCAL statement_timeout = 0`);
-      await queryRunner.query(`SET LOCAL lock_timeout = 0`);
-      // Session level: held past this transaction's end.
-      await queryRunner.query(`SELECT pg_advisory_lock($1)`, [MIGRATIONS_LOCK]);
-      await queryRunner.commitTransaction();
+      // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
+      // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
+      do await delay(MIGRATIONS_LOCK_RETRY_MS);
+      while (!(locked = await tryLock()));
     }
     const executor = new MigrationExecutor(dataSource, queryRunner);
     executor.transaction = 'each';
@@ -123,14 +136,16 @@ export async function runMigrationsLocked(dataSource: DataSource, logger: Logger
 }
 
 /**
- * Ends the runner's open transaction and gives MIGRATIONS_LOCK back, so that the pool gets the connection as
- * it lent it; when either fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
- * drops a closed connection on release).
+ * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts statement_timeout back to the value
+ * the connection started with (the pool's DB_STATEMENT_TIMEOUT_MS, a startup parameter), so that the pool gets
+ * the connection as it lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the
+ * lock, and the pool drops a closed connection on release).
  */
 async function resetOrClose(queryRunner: QueryRunner, locked: boolean): Promise<void> {
   try {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
     if (locked) await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
+    await queryRunner.query(`RESET statement_timeout`);
   } catch {
     const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
     await connection?.end().catch(() => undefined);
