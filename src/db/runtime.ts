@@ -32,16 +32,24 @@ export interface Database {
   /** Whether keyCrypto was checked against the database: at start, or once its pending migrations are applied. */
   readonly secretCheck: SecretCheck;
   readonly embedded: EmbeddedPostgres | null;
+  /** Stops the background migrations (startMigrations) first, then closes the pool and the embedded database. */
   close(): Promise<void>;
 }
 
 /**
  * Connects to DATABASE_URL or, without one, starts the embedded PostgreSQL; applies migrations when asked
- * (always for the embedded default; one instance at a time, see runMigrationsLocked) and refuses a secret that does not match the one the keys were stored with.
- * Throws SecretMismatchError (see checkSecret); with migrations still pending the secret is checked later, by
- * the returned `secretCheck`.
+ * (always for the embedded default; one instance at a time, see startMigrations) and refuses a secret that
+ * does not match the one the keys were stored with. `waitForLock` (default true: the CLI's commands) says
+ * whether a run that finds MIGRATIONS_LOCK taken waits for it here; the server passes false and starts in the
+ * pending mode instead (see startMigrations). Throws SecretMismatchError (see checkSecret); with migrations still
+ * pending the secret is checked later, by the returned `secretCheck`.
  */
-export async function openDatabase(params: { config: Config; logger: Logger; migrate?: boolean }): Promise<Database> {
+export async function openDatabase(params: {
+  config: Config;
+  logger: Logger;
+  migrate?: boolean;
+  waitForLock?: boolean;
+}): Promise<Database> {
   const { config, logger } = params;
   let embedded: EmbeddedPostgres | null = null;
   let url = config.databaseUrl;
@@ -61,19 +69,24 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   if (!secret) throw new ConfigError('ACCESS_KEY_SECRET is required with DATABASE_URL (32+ random bytes, base64).');
 
   const dataSource = createDataSource({ url, db: config.db, logger });
+  let stopMigrations: () => Promise<void> = () => Promise.resolve();
   const close = async () => {
+    await stopMigrations();
     if (dataSource.isInitialized) await dataSource.destroy();
     await embedded?.stop();
   };
   try {
     await dataSource.initialize();
-    if (params.migrate ?? (embedded !== null || config.migrateOnStart)) {
-      const applied = await runMigrationsLocked(dataSource, logger);
-      for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
-    }
     const keyCrypto = new KeyCrypto(secret, olderSecrets);
-    const secretCheck = await startSecretCheck({ dataSource, keyCrypto, logger });
-    return { dataSource, databaseUrl: url, keyCrypto, secretCheck, embedded, close };
+    const started = await startMigrations({
+      dataSource,
+      keyCrypto,
+      logger,
+      migrate: params.migrate ?? (embedded !== null || config.migrateOnStart),
+      waitForLock: params.waitForLock ?? true,
+    });
+    stopMigrations = started.stop;
+    return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;
@@ -90,6 +103,89 @@ export const MIGRATIONS_LOCK = 0x63_72_6d_6d_69_67;
 
 /** How long (ms) a run that found MIGRATIONS_LOCK taken waits before it tries to take it again. */
 export const MIGRATIONS_LOCK_RETRY_MS = 500;
+
+/** What startMigrations gives its caller: the start's SecretCheck, and `stop` for its background migrations. */
+export interface StartedMigrations {
+  readonly secretCheck: SecretCheck;
+  /**
+   * Ends the background migrations, if any: no further attempt; an attempt under way is waited for (its lock
+   * and connection are given back as always). Resolves at once when there are none. Never rejects.
+   */
+  stop(): Promise<void>;
+}
+
+/**
+ * A start's migrations and secret check (openDatabase's; the tests' startTestApp with migrateAtStart). With
+ * `migrate`, applies the pending migrations under MIGRATIONS_LOCK (runMigrationsLocked). When another session
+ * holds the lock, `waitForLock` decides: true (the CLI: an operator's command waits, however long) waits here;
+ * false (a server start) does not wait: an instance blocked here would not listen, so /healthz would refuse
+ * connections and a liveness probe would kill it while another instance's migrations run for hours. It then logs
+ * one info line, starts in the pending mode (startSecretCheck: /graphql, /readyz and the secret scanning
+ * endpoint answer 503 until the migrations are applied) and tries the lock again in the background every
+ * MIGRATIONS_LOCK_RETRY_MS while migrations are pending; once it gets it, it applies what is still pending
+ * (another build's instance may have applied only its own, older migrations), gives it back and runs the
+ * secret check, which ends the pending mode. A failed background attempt logs one warn line and is tried again.
+ * Throws what the migrations or the database threw at start, and SecretMismatchError (see checkSecret).
+ */
+export async function startMigrations(params: {
+  dataSource: DataSource;
+  keyCrypto: KeyCrypto;
+  logger: Logger;
+  migrate: boolean;
+  waitForLock: boolean;
+}): Promise<StartedMigrations> {
+  const { dataSource, logger } = params;
+  let lockTaken = false;
+  if (params.migrate && params.waitForLock) await runMigrationsLocked(dataSource, logger);
+  else if (params.migrate) lockTaken = (await tryMigrations(dataSource, logger)) === null;
+  const secretCheck = await startSecretCheck({ ...params, migratingElsewhere: lockTaken });
+  if (secretCheck.checked || !lockTaken) return { secretCheck, stop: () => Promise.resolve() };
+  const background = new BackgroundMigrations(dataSource, logger, secretCheck);
+  return { secretCheck, stop: () => background.stop() };
+}
+
+/**
+ * The background half of startMigrations: every MIGRATIONS_LOCK_RETRY_MS, one tryMigrations; ends once it
+ * applied them, once nothing is pending any more (another instance applied them all), or on `stop`.
+ */
+class BackgroundMigrations {
+  private readonly stopping = new AbortController();
+  private readonly done: Promise<void>;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly logger: Logger,
+    private readonly secretCheck: SecretCheck,
+  ) {
+    this.done = this.run();
+  }
+
+  stop(): Promise<void> {
+    this.stopping.abort();
+    return this.done;
+  }
+
+  private async run(): Promise<void> {
+    const { dataSource, logger } = this;
+    for (;;) {
+      try {
+        await delay(MIGRATIONS_LOCK_RETRY_MS, undefined, { signal: this.stopping.signal });
+      } catch {
+        return; // stopped
+      }
+      try {
+        if (!(await migrationsPending(dataSource))) return; // another instance applied them all
+        if ((await tryMigrations(dataSource, logger)) !== null) {
+          // The pending mode ends with the secret check; it logs a refusal itself (and main.ts stops on it).
+          await this.secretCheck.ensure().catch(() => undefined);
+          return;
+        }
+      } catch (error) {
+        logger.warn({ err: error }, 'could not apply the database migrations in the background; trying again');
+      }
+    }
+  }
+}
 
 /**
  * Applies this build's pending migrations, each in its own transaction, and returns those applied, in order.
@@ -110,27 +206,42 @@ export const MIGRATIONS_LOCK_RETRY_MS = 500;
  * database threw.
  */
 export async function runMigrationsLocked(dataSource: DataSource, logger: Logger): Promise<Migration[]> {
+  let applied = await tryMigrations(dataSource, logger);
+  if (applied) return applied;
+  logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
+  // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
+  // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
+  do await delay(MIGRATIONS_LOCK_RETRY_MS);
+  while (!(applied = await tryMigrations(dataSource, logger)));
+  return applied;
+}
+
+/**
+ * One attempt of runMigrationsLocked on a connection of the pool: null (and the connection given back) when
+ * another session holds MIGRATIONS_LOCK, else the migrations it applied (logged, one info line each) under it.
+ */
+async function tryMigrations(dataSource: DataSource, logger: Logger): Promise<Migration[] | null> {
   const queryRunner = dataSource.createQueryRunner();
   let locked = false;
+  try {
+    const [row] = await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]);
+    locked = row.locked as boolean;
+  } finally {
+    // Nothing was changed on the connection unless it got the lock.
+    if (!locked) await queryRunner.release();
+  }
+  if (!locked) return null;
   try {
     // Session level, for the whole run (migrations that build indexes run outside a transaction); undone by
     // resetOrClose.
     await queryRunner.query(`SET statement_timeout = 0`);
-    const tryLock = async () =>
-      (await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]))[0].locked as boolean;
-    locked = await tryLock();
-    if (!locked) {
-      logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
-      // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
-      // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
-      do await delay(MIGRATIONS_LOCK_RETRY_MS);
-      while (!(locked = await tryLock()));
-    }
     const executor = new MigrationExecutor(dataSource, queryRunner);
     executor.transaction = 'each';
-    return await executor.executePendingMigrations();
+    const applied = await executor.executePendingMigrations();
+    for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
+    return applied;
   } finally {
-    await resetOrClose(queryRunner, locked);
+    await resetOrClose(queryRunner);
     await queryRunner.release();
   }
 }
@@ -141,10 +252,10 @@ export async function runMigrationsLocked(dataSource: DataSource, logger: Logger
  * the connection as it lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the
  * lock, and the pool drops a closed connection on release).
  */
-async function resetOrClose(queryRunner: QueryRunner, locked: boolean): Promise<void> {
+async function resetOrClose(queryRunner: QueryRunner): Promise<void> {
   try {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
-    if (locked) await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
+    await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
     await queryRunner.query(`RESET statement_timeout`);
   } catch {
     const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
@@ -199,10 +310,20 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
  * migrations pending there is nothing to check against yet: warns and returns one that checks once they are
  * applied (see SecretCheck).
  */
-export async function startSecretCheck(deps: SecretCheckDeps): Promise<SecretCheck> {
+export async function startSecretCheck(
+  deps: SecretCheckDeps & {
+    /** This start found MIGRATIONS_LOCK taken and applies them once it is free (startMigrations): said at info. */
+    migratingElsewhere?: boolean;
+  },
+): Promise<SecretCheck> {
   const pending = await migrationsPending(deps.dataSource);
   if (!pending) await checkSecret(deps.dataSource, deps.keyCrypto);
-  else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
+  else if (deps.migratingElsewhere) {
+    deps.logger.info(
+      'another instance is applying the database migrations (it holds the migrations lock); this one answers 503 ' +
+        'until they are applied, and applies any still pending once the lock is free',
+    );
+  } else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
   return new SecretCheck(deps, !pending);
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { Client } from 'pg';
+import { DataSource } from 'typeorm';
 
 import { loadConfig } from '../../src/config';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
@@ -8,6 +9,8 @@ import { MIGRATIONS_LOCK, openDatabase, runMigrationsLocked } from '../../src/db
 import { createLogger } from '../../src/logger';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { emptyDatabases } from '../helpers/empty-databases';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+import { until } from '../helpers/until';
 
 /**
  * Instances scale out on one PostgreSQL and may all set MIGRATE_ON_START (and `npm run migrate` may run beside
@@ -65,6 +68,132 @@ describe('migrations started by several instances at once', () => {
   }
 
   const names = MIGRATIONS.map((migration) => migration.name);
+
+  /** A session of the test's own on `url` that holds MIGRATIONS_LOCK until `release` (or `end`). */
+  async function holdLock(url: string): Promise<{ client: Client; release(): Promise<void> }> {
+    const client = new Client({ connectionString: url });
+    await client.connect();
+    await client.query(`SELECT pg_advisory_lock($1)`, [MIGRATIONS_LOCK]);
+    return {
+      client,
+      release: () => client.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]).then(() => undefined),
+    };
+  }
+
+  const endpoint = (app: TestApp, name: 'healthz' | 'readyz') =>
+    fetch(app.url.replace(/\/graphql$/, `/${name}`)).then((response) => response.status);
+  /** Polls `name` until it answers `status` (the background run's progress is not observable otherwise). */
+  async function untilStatus(app: TestApp, name: 'healthz' | 'readyz', status: number): Promise<void> {
+    while ((await endpoint(app, name)) !== status) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const logLines = (app: TestApp) => app.logs.map((line) => JSON.parse(line) as { level: number; msg: string });
+
+  describe('a server start that finds the lock taken', () => {
+    const startServer = (url: string) =>
+      startTestApp({
+        database: { url, secret: randomBytes(32) },
+        migrateAtStart: true,
+        captureLogs: true,
+        env: { LOG_LEVEL: 'info' },
+      });
+
+    it('listens at once (/healthz 200, /readyz 503), then applies the migrations itself once the lock is free', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        expect(await endpoint(app, 'healthz')).toBe(200);
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        // It keeps trying in the background, and applies nothing meanwhile.
+        await lockRetries(name, 3);
+        expect(await endpoint(app, 'healthz')).toBe(200);
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        expect(await appliedMigrations(name)).toEqual([]);
+        expect(logLines(app).filter((line) => /another instance/.test(line.msg))).toEqual([
+          expect.objectContaining({ level: 30, msg: expect.stringMatching(/answers 503 until they are applied/) }),
+        ]);
+
+        await holder.release();
+        await untilStatus(app, 'readyz', 200);
+        expect(await appliedMigrations(name)).toEqual(names);
+        // A normal wait is not an operator's problem: nothing about it at warn or above, no error at all (the
+        // listener's one warning of an unmigrated database is test/health.test.ts's).
+        expect(
+          logLines(app).filter((line) => line.level >= 50 || (line.level >= 40 && /migrat/.test(line.msg))),
+        ).toEqual([]);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('applies the migrations still pending after another build applied only its own, older ones', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        // The holder is an older build: it applies its migrations (all but the last) and lets go.
+        const older = new DataSource({ type: 'postgres', url, migrations: MIGRATIONS.slice(0, -1) });
+        await older.initialize();
+        try {
+          await older.runMigrations({ transaction: 'each' });
+        } finally {
+          await older.destroy();
+        }
+        expect(await appliedMigrations(name)).toEqual(names.slice(0, -1));
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        await holder.release();
+        await untilStatus(app, 'readyz', 200);
+        expect(await appliedMigrations(name)).toEqual(names);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('a background attempt that fails logs a warning and is tried again', async () => {
+      const { url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        // The first migration creates this table: each attempt fails with "relation already exists".
+        await holder.client.query(`CREATE TABLE organizations (id int)`);
+        await holder.release();
+        const failures = () => logLines(app!).filter((line) => /in the background; trying again/.test(line.msg));
+        await until(() => failures().length >= 2);
+        expect(failures()[0].level).toBe(40);
+        expect(logLines(app).filter((line) => line.level >= 50)).toEqual([]);
+        await holder.client.query(`DROP TABLE organizations`);
+        await untilStatus(app, 'readyz', 200);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('closed while waiting, it leaves neither the lock held nor a connection in use', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      try {
+        const app = await startServer(url);
+        await lockRetries(name, 2);
+        // close() ends the data source's pool, which would wait for a connection still out.
+        await app.close();
+        const { rows } = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`,
+          [name, (holder.client as unknown as { processID: number }).processID],
+        );
+        expect(rows[0].n).toBe(0);
+        await holder.release();
+        expect(await appliedMigrations(name)).toEqual([]);
+      } finally {
+        await holder.client.end();
+      }
+    });
+  });
 
   it('waits while another session holds the lock, applies nothing meanwhile, then applies each migration once', async () => {
     const { name, url } = await emptyDatabase();
