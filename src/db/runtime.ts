@@ -49,6 +49,8 @@ export async function openDatabase(params: {
   logger: Logger;
   migrate?: boolean;
   waitForLock?: boolean;
+  /** Told once when the migrations wait for MIGRATIONS_LOCK (waitForLock): the CLI says so on stderr. */
+  onLockWait?: (holder: MigrationsLockHolder | null) => void;
 }): Promise<Database> {
   const { config, logger } = params;
   let embedded: EmbeddedPostgres | null = null;
@@ -84,6 +86,7 @@ export async function openDatabase(params: {
       logger,
       migrate: params.migrate ?? (embedded !== null || config.migrateOnStart),
       waitForLock: params.waitForLock ?? true,
+      onLockWait: params.onLockWait,
     });
     stopMigrations = started.stop;
     return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
@@ -133,10 +136,11 @@ export async function startMigrations(params: {
   logger: Logger;
   migrate: boolean;
   waitForLock: boolean;
+  onLockWait?: (holder: MigrationsLockHolder | null) => void;
 }): Promise<StartedMigrations> {
   const { dataSource, logger } = params;
   let lockTaken = false;
-  if (params.migrate && params.waitForLock) await runMigrationsLocked(dataSource, logger);
+  if (params.migrate && params.waitForLock) await runMigrationsLocked(dataSource, logger, params.onLockWait);
   else if (params.migrate) lockTaken = (await tryMigrations(dataSource, logger)) === null;
   const secretCheck = await startSecretCheck({ ...params, migratingElsewhere: lockTaken });
   if (secretCheck.checked || !lockTaken) return { secretCheck, stop: () => Promise.resolve() };
@@ -205,15 +209,45 @@ class BackgroundMigrations {
  * connection that could not be reset is closed, which frees the lock). Throws what the migration or the
  * database threw.
  */
-export async function runMigrationsLocked(dataSource: DataSource, logger: Logger): Promise<Migration[]> {
+export async function runMigrationsLocked(
+  dataSource: DataSource,
+  logger: Logger,
+  onLockWait?: (holder: MigrationsLockHolder | null) => void,
+): Promise<Migration[]> {
   let applied = await tryMigrations(dataSource, logger);
   if (applied) return applied;
   logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
+  onLockWait?.(await migrationsLockHolder(dataSource).catch(() => null));
   // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
   // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
   do await delay(MIGRATIONS_LOCK_RETRY_MS);
   while (!(applied = await tryMigrations(dataSource, logger)));
   return applied;
+}
+
+/** The session that holds MIGRATIONS_LOCK, as pg_locks and pg_stat_activity show it. */
+export interface MigrationsLockHolder {
+  /** Its backend's process id (pg_terminate_backend ends it). */
+  pid: number;
+  /** Its application_name; null when pg_stat_activity does not show it to this role. */
+  applicationName: string | null;
+}
+
+/**
+ * Who holds MIGRATIONS_LOCK in this database, or null when nobody does (or pg_locks hides it). pg_locks shows a
+ * bigint advisory key as classid (its high 32 bits) and objid (its low 32 bits), objsubid 1. Throws what the
+ * database threw.
+ */
+export async function migrationsLockHolder(dataSource: DataSource): Promise<MigrationsLockHolder | null> {
+  const [row] = await dataSource.query(
+    `SELECT l.pid, a.application_name
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid`,
+    [MIGRATIONS_LOCK],
+  );
+  return row ? { pid: row.pid as number, applicationName: (row.application_name as string | null) ?? null } : null;
 }
 
 /**
