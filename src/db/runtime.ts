@@ -104,6 +104,20 @@ export async function openDatabase(params: {
  */
 export const MIGRATIONS_LOCK = 0x63_72_6d_6d_69_67;
 
+/**
+ * The application_name of the session that holds MIGRATIONS_LOCK and runs the migrations (the pool's sessions
+ * are 'crm-access'): what an operator looks for in pg_stat_activity (README "Upgrading a large database").
+ */
+export const MIGRATIONS_APPLICATION_NAME = 'crm-access migrations';
+
+/**
+ * client_connection_check_interval of that session (PostgreSQL 14+): how soon a running statement notices that
+ * its client is gone. Without it, a holder killed mid-statement (a long index build, a migration queued behind a
+ * table lock) keeps its backend, so MIGRATIONS_LOCK, until the statement ends: every other run waits for a
+ * process that no longer exists.
+ */
+export const MIGRATIONS_CONNECTION_CHECK_INTERVAL = '5s';
+
 /** How long (ms) a run that found MIGRATIONS_LOCK taken waits before it tries to take it again. */
 export const MIGRATIONS_LOCK_RETRY_MS = 500;
 
@@ -267,8 +281,14 @@ async function tryMigrations(dataSource: DataSource, logger: Logger): Promise<Mi
   if (!locked) return null;
   try {
     // Session level, for the whole run (migrations that build indexes run outside a transaction); undone by
-    // resetOrClose.
-    await queryRunner.query(`SET statement_timeout = 0`);
+    // resetOrClose. client_connection_check_interval exists from PostgreSQL 14 (the service also runs on 13):
+    // a CASE branch not taken is not evaluated.
+    await queryRunner.query(
+      `SELECT set_config('statement_timeout', '0', false), set_config('application_name', $1, false),
+              CASE WHEN current_setting('server_version_num')::int >= 140000
+                   THEN set_config('client_connection_check_interval', $2, false) END`,
+      [MIGRATIONS_APPLICATION_NAME, MIGRATIONS_CONNECTION_CHECK_INTERVAL],
+    );
     const executor = new MigrationExecutor(dataSource, queryRunner);
     executor.transaction = 'each';
     const applied = await executor.executePendingMigrations();
@@ -290,7 +310,7 @@ async function resetOrClose(queryRunner: QueryRunner): Promise<void> {
   try {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
     await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
-    await queryRunner.query(`RESET statement_timeout`);
+    await queryRunner.query(`RESET statement_timeout; RESET application_name; RESET client_connection_check_interval`);
   } catch {
     const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
     await connection?.end().catch(() => undefined);

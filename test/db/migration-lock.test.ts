@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { Client } from 'pg';
-import { DataSource } from 'typeorm';
+import { DataSource, type QueryRunner } from 'typeorm';
 
 import { loadConfig } from '../../src/config';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
@@ -87,6 +87,60 @@ describe('migrations started by several instances at once', () => {
     while ((await endpoint(app, name)) !== status) await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const logLines = (app: TestApp) => app.logs.map((line) => JSON.parse(line) as { level: number; msg: string });
+
+  /** Records the session's settings as a migration sees them, and changes one as a migration may. */
+  class SeesItsSession1700000000000 {
+    name = 'SeesItsSession1700000000000';
+    async up(queryRunner: QueryRunner): Promise<void> {
+      await queryRunner.query(
+        `CREATE TABLE seen AS SELECT current_setting('application_name') AS application_name,
+                current_setting('client_connection_check_interval') AS check_interval,
+                current_setting('statement_timeout') AS statement_timeout`,
+      );
+      await queryRunner.query(`SET work_mem = '77MB'`);
+    }
+    async down(): Promise<void> {}
+  }
+
+  /**
+   * runMigrationsLocked of SeesItsSession on a new database, through a pool of one connection (so the statements
+   * after the run get the one the run used) started as the service's are: what `seen` recorded, and the
+   * session's settings before and after the run.
+   */
+  async function sessionOfARun(): Promise<{ seen: unknown[]; before: unknown[]; after: unknown[] }> {
+    const { url } = await emptyDatabase();
+    const dataSource = new DataSource({
+      type: 'postgres',
+      url,
+      migrations: [SeesItsSession1700000000000],
+      poolSize: 1,
+      applicationName: 'crm-access',
+      extra: { statement_timeout: 1234 },
+    });
+    await dataSource.initialize();
+    try {
+      const settings = () =>
+        dataSource.query(
+          `SELECT current_setting('application_name') AS application_name,
+                  current_setting('client_connection_check_interval') AS check_interval,
+                  current_setting('statement_timeout') AS statement_timeout, current_setting('work_mem') AS work_mem`,
+        );
+      const before = await settings();
+      await runMigrationsLocked(dataSource, createLogger({ level: 'silent' }));
+      return { seen: await dataSource.query(`SELECT * FROM seen`), before, after: await settings() };
+    } finally {
+      await dataSource.destroy();
+    }
+  }
+
+  it('the migrations session is named and checks for a lost client (a killed holder frees the lock), then is reset', async () => {
+    const { seen, before, after } = await sessionOfARun();
+    expect(seen).toEqual([{ application_name: 'crm-access migrations', check_interval: '5s', statement_timeout: '0' }]);
+    expect(before).toEqual([expect.objectContaining({ application_name: 'crm-access', statement_timeout: '1234ms' })]);
+    const { work_mem: _, ...afterButWorkMem } = (after as Array<Record<string, string>>)[0];
+    const { work_mem: __, ...beforeButWorkMem } = (before as Array<Record<string, string>>)[0];
+    expect(afterButWorkMem).toEqual(beforeButWorkMem);
+  });
 
   describe('a server start that finds the lock taken', () => {
     const startServer = (url: string) =>
