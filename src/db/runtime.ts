@@ -301,16 +301,19 @@ async function tryMigrations(dataSource: DataSource, logger: Logger): Promise<Mi
 }
 
 /**
- * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts statement_timeout back to the value
- * the connection started with (the pool's DB_STATEMENT_TIMEOUT_MS, a startup parameter), so that the pool gets
- * the connection as it lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the
- * lock, and the pool drops a closed connection on release).
+ * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts every setting back to the value the
+ * connection started with (RESET ALL: the run's statement_timeout, application_name and
+ * client_connection_check_interval, and any session-level SET of a migration; the pool's DB_STATEMENT_TIMEOUT_MS
+ * and application_name are startup parameters, so they come back), so that the pool gets the connection as it
+ * lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
+ * drops a closed connection on release).
  */
 async function resetOrClose(queryRunner: QueryRunner): Promise<void> {
   try {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
     await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
-    await queryRunner.query(`RESET statement_timeout; RESET application_name; RESET client_connection_check_interval`);
+    // Every setting, not only this run's: a migration's own session-level SET would otherwise stay on the pool.
+    await queryRunner.query(`RESET ALL`);
   } catch {
     const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
     await connection?.end().catch(() => undefined);

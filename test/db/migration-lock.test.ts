@@ -142,6 +142,12 @@ describe('migrations started by several instances at once', () => {
     expect(afterButWorkMem).toEqual(beforeButWorkMem);
   });
 
+  it("a migration's own SET does not stay on the pool's connection", async () => {
+    const { before, after } = await sessionOfARun();
+    expect(before).toEqual([expect.objectContaining({ work_mem: expect.not.stringMatching(/^77MB$/) })]);
+    expect(after).toEqual(before);
+  });
+
   describe('a server start that finds the lock taken', () => {
     const startServer = (url: string) =>
       startTestApp({
