@@ -169,6 +169,7 @@ export async function startMigrations(params: {
 class BackgroundMigrations {
   private readonly stopping = new AbortController();
   private readonly done: Promise<void>;
+  private readonly waitingSince = Date.now();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -193,7 +194,7 @@ class BackgroundMigrations {
       }
       try {
         if (!(await migrationsPending(dataSource))) return; // another instance applied them all
-        if ((await tryMigrations(dataSource, logger)) !== null) {
+        if ((await tryMigrations(dataSource, logger, this.waitingSince)) !== null) {
           // The pending mode ends with the secret check; it logs a refusal itself (and main.ts stops on it).
           await this.secretCheck.ensure().catch(() => undefined);
           return;
@@ -231,11 +232,12 @@ export async function runMigrationsLocked(
   let applied = await tryMigrations(dataSource, logger);
   if (applied) return applied;
   logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
+  const waitingSince = Date.now();
   onLockWait?.(await migrationsLockHolder(dataSource).catch(() => null));
   // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
   // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
   do await delay(MIGRATIONS_LOCK_RETRY_MS);
-  while (!(applied = await tryMigrations(dataSource, logger)));
+  while (!(applied = await tryMigrations(dataSource, logger, waitingSince)));
   return applied;
 }
 
@@ -266,9 +268,15 @@ export async function migrationsLockHolder(dataSource: DataSource): Promise<Migr
 
 /**
  * One attempt of runMigrationsLocked on a connection of the pool: null (and the connection given back) when
- * another session holds MIGRATIONS_LOCK, else the migrations it applied (logged, one info line each) under it.
+ * another session holds MIGRATIONS_LOCK, else the migrations it applied under it. Logs at info how long it
+ * waited for the lock (when `waitingSince`, a Date.now(), says since when it has been waiting), the names of the
+ * pending migrations before it applies them, and each one applied.
  */
-async function tryMigrations(dataSource: DataSource, logger: Logger): Promise<Migration[] | null> {
+async function tryMigrations(
+  dataSource: DataSource,
+  logger: Logger,
+  waitingSince?: number,
+): Promise<Migration[] | null> {
   const queryRunner = dataSource.createQueryRunner();
   let locked = false;
   try {
@@ -289,8 +297,18 @@ async function tryMigrations(dataSource: DataSource, logger: Logger): Promise<Mi
                    THEN set_config('client_connection_check_interval', $2, false) END`,
       [MIGRATIONS_APPLICATION_NAME, MIGRATIONS_CONNECTION_CHECK_INTERVAL],
     );
+    if (waitingSince !== undefined) {
+      logger.info(
+        { waitedMs: Date.now() - waitingSince },
+        'got the migrations lock after waiting for another instance',
+      );
+    }
     const executor = new MigrationExecutor(dataSource, queryRunner);
     executor.transaction = 'each';
+    const pending = await executor.getPendingMigrations();
+    if (pending.length > 0) {
+      logger.info({ migrations: pending.map((migration) => migration.name) }, 'applying database migrations');
+    }
     const applied = await executor.executePendingMigrations();
     for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
     return applied;

@@ -86,7 +86,8 @@ describe('migrations started by several instances at once', () => {
   async function untilStatus(app: TestApp, name: 'healthz' | 'readyz', status: number): Promise<void> {
     while ((await endpoint(app, name)) !== status) await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const logLines = (app: TestApp) => app.logs.map((line) => JSON.parse(line) as { level: number; msg: string });
+  const logLines = (app: TestApp) =>
+    app.logs.map((line) => JSON.parse(line) as { level: number; msg: string; waitedMs?: unknown });
 
   /** Records the session's settings as a migration sees them, and changes one as a migration may. */
   class SeesItsSession1700000000000 {
@@ -177,6 +178,9 @@ describe('migrations started by several instances at once', () => {
         await holder.release();
         await untilStatus(app, 'readyz', 200);
         expect(await appliedMigrations(name)).toEqual(names);
+        expect(logLines(app).filter((line) => /got the migrations lock/.test(line.msg))).toEqual([
+          expect.objectContaining({ level: 30, waitedMs: expect.any(Number) }),
+        ]);
         // A normal wait is not an operator's problem: nothing about it at warn or above, no error at all (the
         // listener's one warning of an unmigrated database is test/health.test.ts's).
         expect(
@@ -286,6 +290,19 @@ describe('migrations started by several instances at once', () => {
       await database.close();
       expect(await appliedMigrations(name)).toEqual(names);
       expect(logs.map((line) => JSON.parse(line).level as number).every((level) => level < 40)).toBe(true);
+      // Progress: how long it waited once it got the lock, then which migrations it applies, before applying.
+      const progress = logs
+        .map((line) => JSON.parse(line) as { msg: string; waitedMs?: unknown; migrations?: unknown })
+        .filter((line) => /got the migrations lock|applying/.test(line.msg));
+      expect(progress).toEqual([
+        expect.objectContaining({
+          msg: expect.stringMatching(/got the migrations lock/),
+          waitedMs: expect.any(Number),
+        }),
+        expect.objectContaining({ msg: expect.stringMatching(/^applying/), migrations: names }),
+      ]);
+      const firstApplied = logs.findIndex((line) => /applied migration/.test(line));
+      expect(logs.findIndex((line) => /"applying/.test(line))).toBeLessThan(firstApplied);
     } finally {
       await holder.end();
       await opening?.then((database) => database.close()).catch(() => undefined);
