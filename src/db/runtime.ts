@@ -212,15 +212,18 @@ class BackgroundMigrations {
  * migrations pending and apply them at once: TypeORM creates its migrations table check-then-create, so one
  * stopped at start ("duplicate key", "already exists"), and a data migration could run twice. So one at a time per
  * database: the run holds MIGRATIONS_LOCK on one connection of the pool, which also runs the migrations; a run
- * that finds it taken logs one info line, tries again every MIGRATIONS_LOCK_RETRY_MS for as long as it takes
- * (the other's migrations may run for hours), and then finds nothing pending. It never waits inside the
- * database: a waiting statement holds a snapshot, which a concurrent index build of the other run would wait for.
+ * that finds it taken logs one info line, tells `onLockWait` who holds it (migrationsLockHolder; the CLI prints
+ * it), tries again every MIGRATIONS_LOCK_RETRY_MS (each try on a connection of the pool, given back at once) for
+ * as long as it takes (the other's migrations may run for hours), and then applies what is still pending. It
+ * never waits inside the database: a waiting statement holds a snapshot, which a concurrent index build of the
+ * other run would wait for. A server start does not wait here at all (startMigrations).
  *
- * That connection runs with no statement_timeout (issue 17): DB_STATEMENT_TIMEOUT_MS bounds the service's
+ * That connection runs with no statement_timeout (issue 17), named MIGRATIONS_APPLICATION_NAME and with
+ * MIGRATIONS_CONNECTION_CHECK_INTERVAL on PostgreSQL 14+: DB_STATEMENT_TIMEOUT_MS bounds the service's
  * requests, but on a large database an index build or a backfill of users runs for minutes, and a migration cut
  * off by it could never be applied. Its lock_timeout is the database's (none unless the operator set one, which
  * then bounds how long a migration's DDL may queue in front of the running instances' statements). The lock and
- * the connection are always given back, with the pool's statement_timeout again, also when a migration fails (a
+ * the connection are always given back, with every setting reset (resetOrClose), also when a migration fails (a
  * connection that could not be reset is closed, which frees the lock). Throws what the migration or the
  * database threw.
  */
