@@ -105,7 +105,18 @@ async function run(argv: string[]): Promise<void> {
   const logger = createLogger({ level: process.env.LOG_LEVEL || 'warn', destination: process.stderr as never });
 
   if (command === 'migrate') {
-    const database = await openDatabase({ config, logger, migrate: true });
+    const database = await openDatabase({
+      config,
+      logger,
+      migrate: true,
+      // Waits, however long (an operator's command), but not silently: LOG_LEVEL is warn here.
+      onLockWait: (holder) =>
+        process.stderr.write(
+          `waiting for the migrations lock: another session is applying migrations (${
+            holder ? `pid ${holder.pid}, application_name "${holder.applicationName ?? '?'}"` : 'holder not visible'
+          }); see README "Upgrading a large database"\n`,
+        ),
+    });
     await database.close();
     process.stderr.write('migrations applied\n');
     return;

@@ -14,7 +14,8 @@ const SHUTDOWN_TIMEOUT_MS = 15_000;
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel });
-  const database = await openDatabase({ config, logger });
+  // A start that finds another instance migrating listens at once and serves 503 until they are applied.
+  const database = await openDatabase({ config, logger, waitForLock: false });
   const services = createServices({ ...database, logger, config });
   await services.start();
   const app = await buildApp({ config, services, logger, secretCheck: database.secretCheck });

@@ -6,8 +6,10 @@ import { promisify } from 'node:util';
 import { Client } from 'pg';
 
 import { KeyCrypto } from '../src/access-keys/key-crypto';
+import { MIGRATIONS_LOCK } from '../src/db/runtime';
 import { login, uniqueEmail } from './factories/organizations';
 import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
+import { until } from './helpers/until';
 
 const run = promisify(execFile);
 const CLI = path.join(__dirname, '..', 'dist', 'src', 'cli.js');
@@ -102,6 +104,26 @@ describe('npm run cli -- create-organization', () => {
   it('migrate applies migrations (idempotently) with DATABASE_URL', async () => {
     const { stderr } = await run(process.execPath, [CLI, 'migrate'], { env: env() });
     expect(stderr).toMatch(/migrations applied/);
+  });
+
+  it('migrate says on stderr, once, that it waits for the session holding the migrations lock (pid, name)', async () => {
+    const holder = new Client({ connectionString: database.url, application_name: 'another migrate' });
+    await holder.connect();
+    try {
+      await holder.query(`SELECT pg_advisory_lock($1)`, [MIGRATIONS_LOCK]);
+      const child = spawn(process.execPath, [CLI, 'migrate'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await until(() => stderr.includes('\n'));
+      const pid = (holder as unknown as { processID: number }).processID;
+      expect(stderr).toMatch(new RegExp(`^waiting for .*migrations lock.*pid ${pid}.*"another migrate"`));
+      await holder.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
+      expect(await exited).toBe(0);
+      expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(/^waiting for/), 'migrations applied']);
+    } finally {
+      await holder.end();
+    }
   });
 
   describe('--admin-password kept out of the process list', () => {

@@ -32,16 +32,26 @@ export interface Database {
   /** Whether keyCrypto was checked against the database: at start, or once its pending migrations are applied. */
   readonly secretCheck: SecretCheck;
   readonly embedded: EmbeddedPostgres | null;
+  /** Stops the background migrations (startMigrations) first, then closes the pool and the embedded database. */
   close(): Promise<void>;
 }
 
 /**
  * Connects to DATABASE_URL or, without one, starts the embedded PostgreSQL; applies migrations when asked
- * (always for the embedded default; one instance at a time, see runMigrationsLocked) and refuses a secret that does not match the one the keys were stored with.
- * Throws SecretMismatchError (see checkSecret); with migrations still pending the secret is checked later, by
- * the returned `secretCheck`.
+ * (always for the embedded default; one instance at a time, see startMigrations) and refuses a secret that
+ * does not match the one the keys were stored with. `waitForLock` (default true: the CLI's commands) says
+ * whether a run that finds MIGRATIONS_LOCK taken waits for it here; the server passes false and starts in the
+ * pending mode instead (see startMigrations). Throws SecretMismatchError (see checkSecret); with migrations still
+ * pending the secret is checked later, by the returned `secretCheck`.
  */
-export async function openDatabase(params: { config: Config; logger: Logger; migrate?: boolean }): Promise<Database> {
+export async function openDatabase(params: {
+  config: Config;
+  logger: Logger;
+  migrate?: boolean;
+  waitForLock?: boolean;
+  /** Told once when the migrations wait for MIGRATIONS_LOCK (waitForLock): the CLI says so on stderr. */
+  onLockWait?: (holder: MigrationsLockHolder | null) => void;
+}): Promise<Database> {
   const { config, logger } = params;
   let embedded: EmbeddedPostgres | null = null;
   let url = config.databaseUrl;
@@ -61,19 +71,25 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
   if (!secret) throw new ConfigError('ACCESS_KEY_SECRET is required with DATABASE_URL (32+ random bytes, base64).');
 
   const dataSource = createDataSource({ url, db: config.db, logger });
+  let stopMigrations: () => Promise<void> = () => Promise.resolve();
   const close = async () => {
+    await stopMigrations();
     if (dataSource.isInitialized) await dataSource.destroy();
     await embedded?.stop();
   };
   try {
     await dataSource.initialize();
-    if (params.migrate ?? (embedded !== null || config.migrateOnStart)) {
-      const applied = await runMigrationsLocked(dataSource, logger);
-      for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
-    }
     const keyCrypto = new KeyCrypto(secret, olderSecrets);
-    const secretCheck = await startSecretCheck({ dataSource, keyCrypto, logger });
-    return { dataSource, databaseUrl: url, keyCrypto, secretCheck, embedded, close };
+    const started = await startMigrations({
+      dataSource,
+      keyCrypto,
+      logger,
+      migrate: params.migrate ?? (embedded !== null || config.migrateOnStart),
+      waitForLock: params.waitForLock ?? true,
+      onLockWait: params.onLockWait,
+    });
+    stopMigrations = started.stop;
+    return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;
@@ -88,8 +104,107 @@ export async function openDatabase(params: { config: Config; logger: Logger; mig
  */
 export const MIGRATIONS_LOCK = 0x63_72_6d_6d_69_67;
 
+/**
+ * The application_name of the session that holds MIGRATIONS_LOCK and runs the migrations (the pool's sessions
+ * are 'crm-access'): what an operator looks for in pg_stat_activity (README "Upgrading a large database").
+ */
+export const MIGRATIONS_APPLICATION_NAME = 'crm-access migrations';
+
+/**
+ * client_connection_check_interval of that session (PostgreSQL 14+): how soon a running statement notices that
+ * its client is gone. Without it, a holder killed mid-statement (a long index build, a migration queued behind a
+ * table lock) keeps its backend, so MIGRATIONS_LOCK, until the statement ends: every other run waits for a
+ * process that no longer exists.
+ */
+export const MIGRATIONS_CONNECTION_CHECK_INTERVAL = '5s';
+
 /** How long (ms) a run that found MIGRATIONS_LOCK taken waits before it tries to take it again. */
 export const MIGRATIONS_LOCK_RETRY_MS = 500;
+
+/** What startMigrations gives its caller: the start's SecretCheck, and `stop` for its background migrations. */
+export interface StartedMigrations {
+  readonly secretCheck: SecretCheck;
+  /**
+   * Ends the background migrations, if any: no further attempt; an attempt under way is waited for (its lock
+   * and connection are given back as always). Resolves at once when there are none. Never rejects.
+   */
+  stop(): Promise<void>;
+}
+
+/**
+ * A start's migrations and secret check (openDatabase's; the tests' startTestApp with migrateAtStart). With
+ * `migrate`, applies the pending migrations under MIGRATIONS_LOCK (runMigrationsLocked). When another session
+ * holds the lock, `waitForLock` decides: true (the CLI: an operator's command waits, however long) waits here;
+ * false (a server start) does not wait: an instance blocked here would not listen, so /healthz would refuse
+ * connections and a liveness probe would kill it while another instance's migrations run for hours. It then logs
+ * one info line, starts in the pending mode (startSecretCheck: /graphql, /readyz and the secret scanning
+ * endpoint answer 503 until the migrations are applied) and tries the lock again in the background every
+ * MIGRATIONS_LOCK_RETRY_MS while migrations are pending; once it gets it, it applies what is still pending
+ * (another build's instance may have applied only its own, older migrations), gives it back and runs the
+ * secret check, which ends the pending mode. A failed background attempt logs one warn line and is tried again.
+ * Throws what the migrations or the database threw at start, and SecretMismatchError (see checkSecret).
+ */
+export async function startMigrations(params: {
+  dataSource: DataSource;
+  keyCrypto: KeyCrypto;
+  logger: Logger;
+  migrate: boolean;
+  waitForLock: boolean;
+  onLockWait?: (holder: MigrationsLockHolder | null) => void;
+}): Promise<StartedMigrations> {
+  const { dataSource, logger } = params;
+  let lockTaken = false;
+  if (params.migrate && params.waitForLock) await runMigrationsLocked(dataSource, logger, params.onLockWait);
+  else if (params.migrate) lockTaken = (await tryMigrations(dataSource, logger)) === null;
+  const secretCheck = await startSecretCheck({ ...params, migratingElsewhere: lockTaken });
+  if (secretCheck.checked || !lockTaken) return { secretCheck, stop: () => Promise.resolve() };
+  const background = new BackgroundMigrations(dataSource, logger, secretCheck);
+  return { secretCheck, stop: () => background.stop() };
+}
+
+/**
+ * The background half of startMigrations: every MIGRATIONS_LOCK_RETRY_MS, one tryMigrations; ends once it
+ * applied them, once nothing is pending any more (another instance applied them all), or on `stop`.
+ */
+class BackgroundMigrations {
+  private readonly stopping = new AbortController();
+  private readonly done: Promise<void>;
+  private readonly waitingSince = Date.now();
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly logger: Logger,
+    private readonly secretCheck: SecretCheck,
+  ) {
+    this.done = this.run();
+  }
+
+  stop(): Promise<void> {
+    this.stopping.abort();
+    return this.done;
+  }
+
+  private async run(): Promise<void> {
+    const { dataSource, logger } = this;
+    for (;;) {
+      try {
+        await delay(MIGRATIONS_LOCK_RETRY_MS, undefined, { signal: this.stopping.signal });
+      } catch {
+        return; // stopped
+      }
+      try {
+        if (!(await migrationsPending(dataSource))) return; // another instance applied them all
+        if ((await tryMigrations(dataSource, logger, this.waitingSince)) !== null) {
+          // The pending mode ends with the secret check; it logs a refusal itself (and main.ts stops on it).
+          await this.secretCheck.ensure().catch(() => undefined);
+          return;
+        }
+      } catch (error) {
+        logger.warn({ err: error }, 'could not apply the database migrations in the background; trying again');
+      }
+    }
+  }
+}
 
 /**
  * Applies this build's pending migrations, each in its own transaction, and returns those applied, in order.
@@ -97,55 +212,129 @@ export const MIGRATIONS_LOCK_RETRY_MS = 500;
  * migrations pending and apply them at once: TypeORM creates its migrations table check-then-create, so one
  * stopped at start ("duplicate key", "already exists"), and a data migration could run twice. So one at a time per
  * database: the run holds MIGRATIONS_LOCK on one connection of the pool, which also runs the migrations; a run
- * that finds it taken logs one info line, tries again every MIGRATIONS_LOCK_RETRY_MS for as long as it takes
- * (the other's migrations may run for hours), and then finds nothing pending. It never waits inside the
- * database: a waiting statement holds a snapshot, which a concurrent index build of the other run would wait for.
+ * that finds it taken logs one info line, tells `onLockWait` who holds it (migrationsLockHolder; the CLI prints
+ * it), tries again every MIGRATIONS_LOCK_RETRY_MS (each try on a connection of the pool, given back at once) for
+ * as long as it takes (the other's migrations may run for hours), and then applies what is still pending. It
+ * never waits inside the database: a waiting statement holds a snapshot, which a concurrent index build of the
+ * other run would wait for. A server start does not wait here at all (startMigrations).
  *
- * That connection runs with no statement_timeout (issue 17): DB_STATEMENT_TIMEOUT_MS bounds the service's
+ * That connection runs with no statement_timeout (issue 17), named MIGRATIONS_APPLICATION_NAME and with
+ * MIGRATIONS_CONNECTION_CHECK_INTERVAL on PostgreSQL 14+: DB_STATEMENT_TIMEOUT_MS bounds the service's
  * requests, but on a large database an index build or a backfill of users runs for minutes, and a migration cut
  * off by it could never be applied. Its lock_timeout is the database's (none unless the operator set one, which
  * then bounds how long a migration's DDL may queue in front of the running instances' statements). The lock and
- * the connection are always given back, with the pool's statement_timeout again, also when a migration fails (a
+ * the connection are always given back, with every setting reset (resetOrClose), also when a migration fails (a
  * connection that could not be reset is closed, which frees the lock). Throws what the migration or the
  * database threw.
  */
-export async function runMigrationsLocked(dataSource: DataSource, logger: Logger): Promise<Migration[]> {
+export async function runMigrationsLocked(
+  dataSource: DataSource,
+  logger: Logger,
+  onLockWait?: (holder: MigrationsLockHolder | null) => void,
+): Promise<Migration[]> {
+  let applied = await tryMigrations(dataSource, logger);
+  if (applied) return applied;
+  logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
+  const waitingSince = Date.now();
+  onLockWait?.(await migrationsLockHolder(dataSource).catch(() => null));
+  // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
+  // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
+  do await delay(MIGRATIONS_LOCK_RETRY_MS);
+  while (!(applied = await tryMigrations(dataSource, logger, waitingSince)));
+  return applied;
+}
+
+/** The session that holds MIGRATIONS_LOCK, as pg_locks and pg_stat_activity show it. */
+export interface MigrationsLockHolder {
+  /** Its backend's process id (pg_terminate_backend ends it). */
+  pid: number;
+  /** Its application_name; null when pg_stat_activity does not show it to this role. */
+  applicationName: string | null;
+}
+
+/**
+ * Who holds MIGRATIONS_LOCK in this database, or null when nobody does (or pg_locks hides it). pg_locks shows a
+ * bigint advisory key as classid (its high 32 bits) and objid (its low 32 bits), objsubid 1. Throws what the
+ * database threw.
+ */
+export async function migrationsLockHolder(dataSource: DataSource): Promise<MigrationsLockHolder | null> {
+  const [row] = await dataSource.query(
+    `SELECT l.pid, a.application_name
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid`,
+    [MIGRATIONS_LOCK],
+  );
+  return row ? { pid: row.pid as number, applicationName: (row.application_name as string | null) ?? null } : null;
+}
+
+/**
+ * One attempt of runMigrationsLocked on a connection of the pool: null (and the connection given back) when
+ * another session holds MIGRATIONS_LOCK, else the migrations it applied under it. Logs at info how long it
+ * waited for the lock (when `waitingSince`, a Date.now(), says since when it has been waiting), the names of the
+ * pending migrations before it applies them, and each one applied.
+ */
+async function tryMigrations(
+  dataSource: DataSource,
+  logger: Logger,
+  waitingSince?: number,
+): Promise<Migration[] | null> {
   const queryRunner = dataSource.createQueryRunner();
   let locked = false;
   try {
+    const [row] = await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]);
+    locked = row.locked as boolean;
+  } finally {
+    // Nothing was changed on the connection unless it got the lock.
+    if (!locked) await queryRunner.release();
+  }
+  if (!locked) return null;
+  try {
     // Session level, for the whole run (migrations that build indexes run outside a transaction); undone by
-    // resetOrClose.
-    await queryRunner.query(`SET statement_timeout = 0`);
-    const tryLock = async () =>
-      (await queryRunner.query(`SELECT pg_try_advisory_lock($1) AS locked`, [MIGRATIONS_LOCK]))[0].locked as boolean;
-    locked = await tryLock();
-    if (!locked) {
-      logger.info("waits for another instance's migrations to finish (it holds the migrations lock)");
-      // Tries again rather than waiting in pg_advisory_lock: a statement that waits holds a snapshot, and the
-      // other's CREATE INDEX CONCURRENTLY (ScaleIndexes) waits for every older snapshot: a deadlock.
-      do await delay(MIGRATIONS_LOCK_RETRY_MS);
-      while (!(locked = await tryLock()));
+    // resetOrClose. client_connection_check_interval exists from PostgreSQL 14 (the service also runs on 13):
+    // a CASE branch not taken is not evaluated.
+    await queryRunner.query(
+      `SELECT set_config('statement_timeout', '0', false), set_config('application_name', $1, false),
+              CASE WHEN current_setting('server_version_num')::int >= 140000
+                   THEN set_config('client_connection_check_interval', $2, false) END`,
+      [MIGRATIONS_APPLICATION_NAME, MIGRATIONS_CONNECTION_CHECK_INTERVAL],
+    );
+    if (waitingSince !== undefined) {
+      logger.info(
+        { waitedMs: Date.now() - waitingSince },
+        'got the migrations lock after waiting for another instance',
+      );
     }
     const executor = new MigrationExecutor(dataSource, queryRunner);
     executor.transaction = 'each';
-    return await executor.executePendingMigrations();
+    const pending = await executor.getPendingMigrations();
+    if (pending.length > 0) {
+      logger.info({ migrations: pending.map((migration) => migration.name) }, 'applying database migrations');
+    }
+    const applied = await executor.executePendingMigrations();
+    for (const migration of applied) logger.info({ migration: migration.name }, 'applied migration');
+    return applied;
   } finally {
-    await resetOrClose(queryRunner, locked);
+    await resetOrClose(queryRunner);
     await queryRunner.release();
   }
 }
 
 /**
- * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts statement_timeout back to the value
- * the connection started with (the pool's DB_STATEMENT_TIMEOUT_MS, a startup parameter), so that the pool gets
- * the connection as it lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the
- * lock, and the pool drops a closed connection on release).
+ * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts every setting back to the value the
+ * connection started with (RESET ALL: the run's statement_timeout, application_name and
+ * client_connection_check_interval, and any session-level SET of a migration; the pool's DB_STATEMENT_TIMEOUT_MS
+ * and application_name are startup parameters, so they come back), so that the pool gets the connection as it
+ * lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
+ * drops a closed connection on release).
  */
-async function resetOrClose(queryRunner: QueryRunner, locked: boolean): Promise<void> {
+async function resetOrClose(queryRunner: QueryRunner): Promise<void> {
   try {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
-    if (locked) await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
-    await queryRunner.query(`RESET statement_timeout`);
+    await queryRunner.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
+    // Every setting, not only this run's: a migration's own session-level SET would otherwise stay on the pool.
+    await queryRunner.query(`RESET ALL`);
   } catch {
     const connection = (queryRunner as unknown as { databaseConnection?: { end(): Promise<void> } }).databaseConnection;
     await connection?.end().catch(() => undefined);
@@ -199,10 +388,20 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
  * migrations pending there is nothing to check against yet: warns and returns one that checks once they are
  * applied (see SecretCheck).
  */
-export async function startSecretCheck(deps: SecretCheckDeps): Promise<SecretCheck> {
+export async function startSecretCheck(
+  deps: SecretCheckDeps & {
+    /** This start found MIGRATIONS_LOCK taken and applies them once it is free (startMigrations): said at info. */
+    migratingElsewhere?: boolean;
+  },
+): Promise<SecretCheck> {
   const pending = await migrationsPending(deps.dataSource);
   if (!pending) await checkSecret(deps.dataSource, deps.keyCrypto);
-  else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
+  else if (deps.migratingElsewhere) {
+    deps.logger.info(
+      'another instance is applying the database migrations (it holds the migrations lock); this one answers 503 ' +
+        'until they are applied, and applies any still pending once the lock is free',
+    );
+  } else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
   return new SecretCheck(deps, !pending);
 }
 

@@ -1,6 +1,9 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 
 import { Client } from 'pg';
+import { DataSource, type QueryRunner } from 'typeorm';
 
 import { loadConfig } from '../../src/config';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
@@ -8,11 +11,15 @@ import { MIGRATIONS_LOCK, openDatabase, runMigrationsLocked } from '../../src/db
 import { createLogger } from '../../src/logger';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { emptyDatabases } from '../helpers/empty-databases';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+import { until } from '../helpers/until';
 
 /**
  * Instances scale out on one PostgreSQL and may all set MIGRATE_ON_START (and `npm run migrate` may run beside
  * them): one applies the migrations, the others wait for it on an advisory lock and then find nothing pending.
  */
+const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'main.js');
+
 describe('migrations started by several instances at once', () => {
   const { admin, create: emptyDatabase } = emptyDatabases('crm_access_miglock');
 
@@ -66,6 +73,232 @@ describe('migrations started by several instances at once', () => {
 
   const names = MIGRATIONS.map((migration) => migration.name);
 
+  /** A session of the test's own on `url` that holds MIGRATIONS_LOCK until `release` (or `end`). */
+  async function holdLock(url: string): Promise<{ client: Client; release(): Promise<void> }> {
+    const client = new Client({ connectionString: url });
+    await client.connect();
+    await client.query(`SELECT pg_advisory_lock($1)`, [MIGRATIONS_LOCK]);
+    return {
+      client,
+      release: () => client.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]).then(() => undefined),
+    };
+  }
+
+  const endpoint = (app: TestApp, name: 'healthz' | 'readyz') =>
+    fetch(app.url.replace(/\/graphql$/, `/${name}`)).then((response) => response.status);
+  /** Polls `name` until it answers `status` (the background run's progress is not observable otherwise). */
+  async function untilStatus(app: TestApp, name: 'healthz' | 'readyz', status: number): Promise<void> {
+    while ((await endpoint(app, name)) !== status) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const logLines = (app: TestApp) =>
+    app.logs.map((line) => JSON.parse(line) as { level: number; msg: string; waitedMs?: unknown });
+
+  /** Records the session's settings as a migration sees them, and changes one as a migration may. */
+  class SeesItsSession1700000000000 {
+    name = 'SeesItsSession1700000000000';
+    async up(queryRunner: QueryRunner): Promise<void> {
+      await queryRunner.query(
+        `CREATE TABLE seen AS SELECT current_setting('application_name') AS application_name,
+                current_setting('client_connection_check_interval') AS check_interval,
+                current_setting('statement_timeout') AS statement_timeout`,
+      );
+      await queryRunner.query(`SET work_mem = '77MB'`);
+    }
+    async down(): Promise<void> {}
+  }
+
+  /**
+   * runMigrationsLocked of SeesItsSession on a new database, through a pool of one connection (so the statements
+   * after the run get the one the run used) started as the service's are: what `seen` recorded, and the
+   * session's settings before and after the run.
+   */
+  async function sessionOfARun(): Promise<{ seen: unknown[]; before: unknown[]; after: unknown[] }> {
+    const { url } = await emptyDatabase();
+    const dataSource = new DataSource({
+      type: 'postgres',
+      url,
+      migrations: [SeesItsSession1700000000000],
+      poolSize: 1,
+      applicationName: 'crm-access',
+      extra: { statement_timeout: 1234 },
+    });
+    await dataSource.initialize();
+    try {
+      const settings = () =>
+        dataSource.query(
+          `SELECT current_setting('application_name') AS application_name,
+                  current_setting('client_connection_check_interval') AS check_interval,
+                  current_setting('statement_timeout') AS statement_timeout, current_setting('work_mem') AS work_mem`,
+        );
+      const before = await settings();
+      await runMigrationsLocked(dataSource, createLogger({ level: 'silent' }));
+      return { seen: await dataSource.query(`SELECT * FROM seen`), before, after: await settings() };
+    } finally {
+      await dataSource.destroy();
+    }
+  }
+
+  it('the migrations session is named and checks for a lost client (a killed holder frees the lock), then is reset', async () => {
+    const { seen, before, after } = await sessionOfARun();
+    expect(seen).toEqual([{ application_name: 'crm-access migrations', check_interval: '5s', statement_timeout: '0' }]);
+    expect(before).toEqual([expect.objectContaining({ application_name: 'crm-access', statement_timeout: '1234ms' })]);
+    const { work_mem: _, ...afterButWorkMem } = (after as Array<Record<string, string>>)[0];
+    const { work_mem: __, ...beforeButWorkMem } = (before as Array<Record<string, string>>)[0];
+    expect(afterButWorkMem).toEqual(beforeButWorkMem);
+  });
+
+  it("a migration's own SET does not stay on the pool's connection", async () => {
+    const { before, after } = await sessionOfARun();
+    expect(before).toEqual([expect.objectContaining({ work_mem: expect.not.stringMatching(/^77MB$/) })]);
+    expect(after).toEqual(before);
+  });
+
+  describe('a server start that finds the lock taken', () => {
+    const startServer = (url: string) =>
+      startTestApp({
+        database: { url, secret: randomBytes(32) },
+        migrateAtStart: true,
+        captureLogs: true,
+        env: { LOG_LEVEL: 'info' },
+      });
+
+    it('listens at once (/healthz 200, /readyz 503), then applies the migrations itself once the lock is free', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        expect(await endpoint(app, 'healthz')).toBe(200);
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        // It keeps trying in the background, and applies nothing meanwhile.
+        await lockRetries(name, 3);
+        expect(await endpoint(app, 'healthz')).toBe(200);
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        expect(await appliedMigrations(name)).toEqual([]);
+        expect(logLines(app).filter((line) => /another instance/.test(line.msg))).toEqual([
+          expect.objectContaining({ level: 30, msg: expect.stringMatching(/answers 503 until they are applied/) }),
+        ]);
+
+        await holder.release();
+        await untilStatus(app, 'readyz', 200);
+        expect(await appliedMigrations(name)).toEqual(names);
+        expect(logLines(app).filter((line) => /got the migrations lock/.test(line.msg))).toEqual([
+          expect.objectContaining({ level: 30, waitedMs: expect.any(Number) }),
+        ]);
+        // A normal wait is not an operator's problem: nothing about it at warn or above, no error at all (the
+        // listener's one warning of an unmigrated database is test/health.test.ts's).
+        expect(
+          logLines(app).filter((line) => line.level >= 50 || (line.level >= 40 && /migrat/.test(line.msg))),
+        ).toEqual([]);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('applies the migrations still pending after another build applied only its own, older ones', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        // The holder is an older build: it applies its migrations (all but the last) and lets go.
+        const older = new DataSource({ type: 'postgres', url, migrations: MIGRATIONS.slice(0, -1) });
+        await older.initialize();
+        try {
+          await older.runMigrations({ transaction: 'each' });
+        } finally {
+          await older.destroy();
+        }
+        expect(await appliedMigrations(name)).toEqual(names.slice(0, -1));
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        await holder.release();
+        await untilStatus(app, 'readyz', 200);
+        expect(await appliedMigrations(name)).toEqual(names);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('a background attempt that fails logs a warning and is tried again', async () => {
+      const { url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        // The first migration creates this table: each attempt fails with "relation already exists".
+        await holder.client.query(`CREATE TABLE organizations (id int)`);
+        await holder.release();
+        const failures = () => logLines(app!).filter((line) => /in the background; trying again/.test(line.msg));
+        await until(() => failures().length >= 2);
+        expect(failures()[0].level).toBe(40);
+        expect(logLines(app).filter((line) => line.level >= 50)).toEqual([]);
+        await holder.client.query(`DROP TABLE organizations`);
+        await untilStatus(app, 'readyz', 200);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('as a process (npm start, MIGRATE_ON_START): listens while the lock is held, and stops cleanly on SIGTERM', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      const child = spawn(process.execPath, [MAIN], {
+        env: {
+          PATH: process.env.PATH,
+          DATABASE_URL: url,
+          ACCESS_KEY_SECRET: secret,
+          MIGRATE_ON_START: 'true',
+          PORT: '0',
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (chunk) => (output += chunk));
+      child.stderr.on('data', (chunk) => (output += chunk));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        await until(() => /"url":"http:[^"]+\/graphql"/.test(output) || child.exitCode !== null, 20_000);
+        const base = /"url":"(http:[^"]+)\/graphql"/.exec(output)?.[1];
+        expect(base).toBeDefined();
+        expect((await fetch(`${base}/healthz`)).status).toBe(200);
+        expect((await fetch(`${base}/readyz`)).status).toBe(503);
+        await lockRetries(name, 2);
+        child.kill('SIGTERM');
+        expect(await exited).toBe(0);
+        await holder.release();
+        expect(await appliedMigrations(name)).toEqual([]);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await holder.client.end();
+      }
+    });
+
+    it('closed while waiting, it leaves neither the lock held nor a connection in use', async () => {
+      const { name, url } = await emptyDatabase();
+      const holder = await holdLock(url);
+      try {
+        const app = await startServer(url);
+        await lockRetries(name, 2);
+        // close() ends the data source's pool, which would wait for a connection still out.
+        await app.close();
+        const { rows } = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`,
+          [name, (holder.client as unknown as { processID: number }).processID],
+        );
+        expect(rows[0].n).toBe(0);
+        await holder.release();
+        expect(await appliedMigrations(name)).toEqual([]);
+      } finally {
+        await holder.client.end();
+      }
+    });
+  });
+
   it('waits while another session holds the lock, applies nothing meanwhile, then applies each migration once', async () => {
     const { name, url } = await emptyDatabase();
     // A lock_timeout of the database's does not end the wait (it never waits inside the database).
@@ -97,6 +330,19 @@ describe('migrations started by several instances at once', () => {
       await database.close();
       expect(await appliedMigrations(name)).toEqual(names);
       expect(logs.map((line) => JSON.parse(line).level as number).every((level) => level < 40)).toBe(true);
+      // Progress: how long it waited once it got the lock, then which migrations it applies, before applying.
+      const progress = logs
+        .map((line) => JSON.parse(line) as { msg: string; waitedMs?: unknown; migrations?: unknown })
+        .filter((line) => /got the migrations lock|applying/.test(line.msg));
+      expect(progress).toEqual([
+        expect.objectContaining({
+          msg: expect.stringMatching(/got the migrations lock/),
+          waitedMs: expect.any(Number),
+        }),
+        expect.objectContaining({ msg: expect.stringMatching(/^applying/), migrations: names }),
+      ]);
+      const firstApplied = logs.findIndex((line) => /applied migration/.test(line));
+      expect(logs.findIndex((line) => /"applying/.test(line))).toBeLessThan(firstApplied);
     } finally {
       await holder.end();
       await opening?.then((database) => database.close()).catch(() => undefined);

@@ -10,7 +10,7 @@ import type { PauseHooks } from '../../src/authorization/authority';
 import { type Config, loadConfig } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
-import { startSecretCheck } from '../../src/db/runtime';
+import { startMigrations, startSecretCheck } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
 import { type AppOptions, buildApp } from '../../src/server/app';
 import { createServices, type Services } from '../../src/server/services';
@@ -93,6 +93,12 @@ export interface TestAppOptions {
    * is pending, else once they are. Off by default: most tests share databases among secrets on purpose.
    */
   secretCheckAtStart?: boolean;
+  /**
+   * Apply the migrations as a server process start with MIGRATE_ON_START does (startMigrations, not waiting
+   * for MIGRATIONS_LOCK: another holder's run is waited for in the background); implies secretCheckAtStart.
+   * `close` stops that background run first.
+   */
+  migrateAtStart?: boolean;
 }
 
 /** The real HTTP app on a real PostgreSQL database, listening on a free loopback port. */
@@ -121,9 +127,12 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   await dataSource.initialize();
   const keyCrypto = new KeyCrypto(secret, options.database?.olderSecrets);
-  const secretCheck = options.secretCheckAtStart
-    ? await startSecretCheck({ dataSource, keyCrypto, logger })
-    : undefined;
+  const started = options.migrateAtStart
+    ? await startMigrations({ dataSource, keyCrypto, logger, migrate: true, waitForLock: false })
+    : null;
+  const secretCheck =
+    started?.secretCheck ??
+    (options.secretCheckAtStart ? await startSecretCheck({ dataSource, keyCrypto, logger }) : undefined);
   const services = createServices({
     dataSource,
     databaseUrl: database.url,
@@ -137,6 +146,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   await services.start();
   const app = await buildApp({ config, services, logger, plugins: options.plugins, secretCheck }).catch(
     async (error: unknown) => {
+      await started?.stop();
       await services.stop();
       await dataSource.destroy();
       await database.drop();
@@ -169,6 +179,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
     async close() {
       await app.close();
+      await started?.stop();
       await services.stop();
       await dataSource.destroy();
       await database.drop();
