@@ -48,6 +48,8 @@ describe('health and readiness', () => {
     withUnmigratedApp({}, async (unmigrated) => {
       const ready = await fetch(unmigrated.url.replace(/\/graphql$/, '/readyz'));
       expect(ready.status).toBe(503);
+      // As /graphql's 503 while pending: a probe or a load balancer is told when to ask again.
+      expect(ready.headers.get('retry-after')).toBe('1');
       expect(await ready.json()).toEqual({ status: 'unavailable', reason: 'database migrations are pending' });
     }));
 

@@ -193,9 +193,9 @@ class BackgroundMigrations {
         return; // stopped
       }
       try {
-        if (!(await migrationsPending(dataSource))) return; // another instance applied them all
-        if ((await tryMigrations(dataSource, logger, this.waitingSince)) !== null) {
-          // The pending mode ends with the secret check; it logs a refusal itself (and main.ts stops on it).
+        // Applied by another instance, or here: either way the pending mode ends with the secret check now, not
+        // at the next request (it logs a refusal itself, and main.ts stops on it).
+        if (!(await migrationsPending(dataSource)) || (await tryMigrations(dataSource, logger, this.waitingSince))) {
           await this.secretCheck.ensure().catch(() => undefined);
           return;
         }
@@ -409,12 +409,17 @@ export async function startSecretCheck(
  * True while a migration of this build is not applied yet: DataSource.showMigrations, with its connection
  * always given back. TypeORM's own releases it only when both of its queries succeed, so each call that met a
  * lost connection (a failover, a restart) kept one of the pool's for good; called per request while the secret
- * is unchecked (SecretCheck) and per /readyz probe, a few such calls would empty the pool. Throws what the
- * database threw.
+ * is unchecked (SecretCheck) and per /readyz probe, a few such calls would empty the pool. Read-only: without
+ * TypeORM's migrations table every migration is pending, and the table is left for the run that holds
+ * MIGRATIONS_LOCK to create (showMigrations creates it, check-then-create, and a waiting instance that did so
+ * while the holder did the same made one of them stop at start). Throws what the database threw.
  */
 export async function migrationsPending(dataSource: DataSource): Promise<boolean> {
   const queryRunner = dataSource.createQueryRunner();
   try {
+    const table = dataSource.options.migrationsTableName ?? 'migrations';
+    const [{ exists }] = await queryRunner.query(`SELECT to_regclass($1) IS NOT NULL AS exists`, [table]);
+    if (!exists) return true;
     return await new MigrationExecutor(dataSource, queryRunner).showMigrations();
   } finally {
     await queryRunner.release();

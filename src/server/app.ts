@@ -557,7 +557,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const migrated = secretCheck.checked
         ? !(await migrationsPending(services.dataSource))
         : await secretCheck.ensure();
-      if (!migrated) return reply.code(503).send({ status: 'unavailable', reason: 'database migrations are pending' });
+      if (!migrated) {
+        return reply
+          .code(503)
+          .header('retry-after', RETRY_AFTER_SECONDS)
+          .send({ status: 'unavailable', reason: 'database migrations are pending' });
+      }
       return { status: 'ready' };
     } catch (error) {
       if (error instanceof SecretMismatchError) {

@@ -5,9 +5,10 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { DataSource, type QueryRunner } from 'typeorm';
 
+import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { loadConfig } from '../../src/config';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
-import { MIGRATIONS_LOCK, openDatabase, runMigrationsLocked } from '../../src/db/runtime';
+import { checkSecret, MIGRATIONS_LOCK, openDatabase, runMigrationsLocked } from '../../src/db/runtime';
 import { createLogger } from '../../src/logger';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { emptyDatabases } from '../helpers/empty-databases';
@@ -170,11 +171,12 @@ describe('migrations started by several instances at once', () => {
         app = await startServer(url);
         expect(await endpoint(app, 'healthz')).toBe(200);
         expect(await endpoint(app, 'readyz')).toBe(503);
-        // It keeps trying in the background, and applies nothing meanwhile.
+        // It keeps trying in the background, and writes nothing meanwhile: not even TypeORM's migrations table,
+        // whose check-then-create would race the holder's own (either could then stop at start).
         await lockRetries(name, 3);
         expect(await endpoint(app, 'healthz')).toBe(200);
         expect(await endpoint(app, 'readyz')).toBe(503);
-        expect(await appliedMigrations(name)).toEqual([]);
+        expect(await appliedMigrations(name)).toBeNull();
         expect(logLines(app).filter((line) => /another instance/.test(line.msg))).toEqual([
           expect.objectContaining({ level: 30, msg: expect.stringMatching(/answers 503 until they are applied/) }),
         ]);
@@ -215,6 +217,40 @@ describe('migrations started by several instances at once', () => {
         await holder.release();
         await untilStatus(app, 'readyz', 200);
         expect(await appliedMigrations(name)).toEqual(names);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    });
+
+    it('with another secret, stops once the other instance applied them all, with no request to ask it', async () => {
+      const { url } = await emptyDatabase();
+      // The database as another instance left it under its own secret, but for its last migration, which that
+      // instance (holding the lock) is still applying.
+      const other = createDataSource({ url, db: TEST_DB_DEFAULTS });
+      await other.initialize();
+      try {
+        await other.runMigrations({ transaction: 'each' });
+        await checkSecret(other, new KeyCrypto(randomBytes(32)));
+        await other.query(`DELETE FROM migrations WHERE name = $1`, [names[names.length - 1]]);
+      } finally {
+        await other.destroy();
+      }
+      const holder = await holdLock(url);
+      let app: TestApp | null = null;
+      try {
+        app = await startServer(url);
+        expect(await endpoint(app, 'readyz')).toBe(503);
+        const last = MIGRATIONS[MIGRATIONS.length - 1];
+        await holder.client.query(`INSERT INTO migrations (timestamp, name) VALUES ($1, $2)`, [
+          Number(/\d+$/.exec(last.name)![0]),
+          last.name,
+        ]);
+        await holder.release();
+        // Its background task finds nothing pending: it checks the secret then, as it does after applying.
+        const refusal = () =>
+          logLines(app!).some((line) => line.level === 50 && /set up under another secret/.test(line.msg));
+        await until(refusal);
       } finally {
         await holder.client.end();
         await app?.close();
@@ -271,7 +307,7 @@ describe('migrations started by several instances at once', () => {
         child.kill('SIGTERM');
         expect(await exited).toBe(0);
         await holder.release();
-        expect(await appliedMigrations(name)).toEqual([]);
+        expect(await appliedMigrations(name)).toBeNull();
       } finally {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
         await holder.client.end();
@@ -286,13 +322,22 @@ describe('migrations started by several instances at once', () => {
         await lockRetries(name, 2);
         // close() ends the data source's pool, which would wait for a connection still out.
         await app.close();
-        const { rows } = await admin.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`,
-          [name, (holder.client as unknown as { processID: number }).processID],
-        );
-        expect(rows[0].n).toBe(0);
+        // A closed connection's backend leaves pg_stat_activity a moment after the client is gone: polled until
+        // it has (one still in use would stay, and the wait time out).
+        const others = async () =>
+          (
+            await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`, [
+              name,
+              (holder.client as unknown as { processID: number }).processID,
+            ])
+          ).rows[0].n as number;
+        let left = await others();
+        for (const deadline = Date.now() + 10_000; left > 0 && Date.now() < deadline; left = await others()) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        expect(left).toBe(0);
         await holder.release();
-        expect(await appliedMigrations(name)).toEqual([]);
+        expect(await appliedMigrations(name)).toBeNull();
       } finally {
         await holder.client.end();
       }
