@@ -163,12 +163,25 @@ describe('migrations started by several instances at once', () => {
         env: { LOG_LEVEL: 'info' },
       });
 
-    it('listens at once (/healthz 200, /readyz 503), then applies the migrations itself once the lock is free', async () => {
-      const { name, url } = await emptyDatabase();
+    /** startServer on `url` while the test holds MIGRATIONS_LOCK (`body` may let it go); both ended after `body`. */
+    async function whileLockHeld(
+      url: string,
+      body: (app: TestApp, holder: Awaited<ReturnType<typeof holdLock>>) => Promise<void>,
+    ): Promise<void> {
       const holder = await holdLock(url);
       let app: TestApp | null = null;
       try {
         app = await startServer(url);
+        await body(app, holder);
+      } finally {
+        await holder.client.end();
+        await app?.close();
+      }
+    }
+
+    it('listens at once (/healthz 200, /readyz 503), then applies the migrations itself once the lock is free', async () => {
+      const { name, url } = await emptyDatabase();
+      await whileLockHeld(url, async (app, holder) => {
         expect(await endpoint(app, 'healthz')).toBe(200);
         expect(await endpoint(app, 'readyz')).toBe(503);
         // It keeps trying in the background, and writes nothing meanwhile: not even TypeORM's migrations table,
@@ -192,18 +205,12 @@ describe('migrations started by several instances at once', () => {
         expect(
           logLines(app).filter((line) => line.level >= 50 || (line.level >= 40 && /migrat/.test(line.msg))),
         ).toEqual([]);
-      } finally {
-        await holder.client.end();
-        await app?.close();
-      }
+      });
     });
 
     it('applies the migrations still pending after another build applied only its own, older ones', async () => {
       const { name, url } = await emptyDatabase();
-      const holder = await holdLock(url);
-      let app: TestApp | null = null;
-      try {
-        app = await startServer(url);
+      await whileLockHeld(url, async (app, holder) => {
         // The holder is an older build: it applies its migrations (all but the last) and lets go.
         const older = new DataSource({ type: 'postgres', url, migrations: MIGRATIONS.slice(0, -1) });
         await older.initialize();
@@ -217,10 +224,7 @@ describe('migrations started by several instances at once', () => {
         await holder.release();
         await untilStatus(app, 'readyz', 200);
         expect(await appliedMigrations(name)).toEqual(names);
-      } finally {
-        await holder.client.end();
-        await app?.close();
-      }
+      });
     });
 
     it('with another secret, stops once the other instance applied them all, with no request to ask it', async () => {
@@ -236,10 +240,7 @@ describe('migrations started by several instances at once', () => {
       } finally {
         await other.destroy();
       }
-      const holder = await holdLock(url);
-      let app: TestApp | null = null;
-      try {
-        app = await startServer(url);
+      await whileLockHeld(url, async (app, holder) => {
         expect(await endpoint(app, 'readyz')).toBe(503);
         const last = MIGRATIONS[MIGRATIONS.length - 1];
         await holder.client.query(`INSERT INTO migrations (timestamp, name) VALUES ($1, $2)`, [
@@ -249,33 +250,24 @@ describe('migrations started by several instances at once', () => {
         await holder.release();
         // Its background task finds nothing pending: it checks the secret then, as it does after applying.
         const refusal = () =>
-          logLines(app!).some((line) => line.level === 50 && /set up under another secret/.test(line.msg));
+          logLines(app).some((line) => line.level === 50 && /set up under another secret/.test(line.msg));
         await until(refusal);
-      } finally {
-        await holder.client.end();
-        await app?.close();
-      }
+      });
     });
 
     it('a background attempt that fails logs a warning and is tried again', async () => {
       const { url } = await emptyDatabase();
-      const holder = await holdLock(url);
-      let app: TestApp | null = null;
-      try {
-        app = await startServer(url);
+      await whileLockHeld(url, async (app, holder) => {
         // The first migration creates this table: each attempt fails with "relation already exists".
         await holder.client.query(`CREATE TABLE organizations (id int)`);
         await holder.release();
-        const failures = () => logLines(app!).filter((line) => /in the background; trying again/.test(line.msg));
+        const failures = () => logLines(app).filter((line) => /in the background; trying again/.test(line.msg));
         await until(() => failures().length >= 2);
         expect(failures()[0].level).toBe(40);
         expect(logLines(app).filter((line) => line.level >= 50)).toEqual([]);
         await holder.client.query(`DROP TABLE organizations`);
         await untilStatus(app, 'readyz', 200);
-      } finally {
-        await holder.client.end();
-        await app?.close();
-      }
+      });
     });
 
     it('as a process (npm start, MIGRATE_ON_START): listens while the lock is held, and stops cleanly on SIGTERM', async () => {
