@@ -12,6 +12,7 @@ import { checkSecret, MIGRATIONS_LOCK, openDatabase, runMigrationsLocked } from 
 import { createLogger } from '../../src/logger';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { emptyDatabases } from '../helpers/empty-databases';
+import { until as untilValue } from '../helpers/own-postgres';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 import { until } from '../helpers/until';
 
@@ -323,11 +324,7 @@ describe('migrations started by several instances at once', () => {
               (holder.client as unknown as { processID: number }).processID,
             ])
           ).rows[0].n as number;
-        let left = await others();
-        for (const deadline = Date.now() + 10_000; left > 0 && Date.now() < deadline; left = await others()) {
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        expect(left).toBe(0);
+        expect(await untilValue(others, (left) => left === 0, 10_000)).toBe(0);
         await holder.release();
         expect(await appliedMigrations(name)).toBeNull();
       } finally {
