@@ -109,10 +109,13 @@ export class LeakReportService {
    * Revokes, in the caller's transaction, every reported token that is a current or grace-period key (of
    * `organizationId` when given). Tokens that are not keys, not found, already replaced or of another
    * organization are skipped without a trace. Call `forgetRevoked` after the transaction commits.
-   * Locks in the one order of every act (Authority's RowLock): the owners' organizations FOR SHARE, their
+   * Locks in the one order of every act (Authority's RowLock): the owners' organizations FOR KEY SHARE, their
    * users rows FOR NO KEY UPDATE, then their key rows FOR UPDATE, each in one statement by id; the keys are
    * matched again under those locks, so a regeneration that committed meanwhile is seen. (Locking key rows
-   * first deadlocked with an admin's act that holds its own key row, then writes the reported user's.)
+   * first deadlocked with an admin's act that holds its own key row, then writes the reported user's.) The
+   * organization lock is the one reportLeakedAccessKey's check took before it: anything stronger (FOR SHARE) is
+   * an upgrade that waits for a role change or deactivation which took FOR NO KEY UPDATE past the check's KEY
+   * SHARE and waits for the users rows this report holds: a deadlock (test/access-keys/leak-report-locks.test.ts).
    */
   async revoke(manager: EntityManager, report: LeakReport): Promise<RevokedKey[]> {
     const byDigest = new Map<string, LeakedToken>();
@@ -130,7 +133,7 @@ export class LeakReportService {
     if (owners.length === 0) return [];
     const organizationIds = sortedUnique(owners.map((owner) => owner.organization_id));
     const userIds = sortedUnique(owners.map((owner) => owner.user_id));
-    await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR SHARE' });
+    await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR KEY SHARE' });
     await lockUsers(manager, { ids: userIds, organizationIds, lock: 'FOR NO KEY UPDATE' });
     const rows: Array<{
       user_id: string;

@@ -73,10 +73,12 @@ export class RoleChangedError extends ForbiddenError {
  * it shows and its view: with the actors' key rows, in one statement by user id (INSERT_IF_CONFIRMED, or
  * confirmEach in the fallback's transaction).
  *
- * The organization row is locked FOR KEY SHARE by acts, sign-ins and reveals, FOR NO KEY UPDATE by the acts
- * that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating the
- * organization takes FOR UPDATE (an UPDATE of `is_active`, which a unique index covers: see the migration
- * OrganizationActiveKey), which conflicts with them all.
+ * The organization row is locked FOR KEY SHARE by acts, sign-ins, reveals and leak reports, FOR NO KEY UPDATE
+ * by the acts that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating
+ * the organization takes FOR UPDATE (an UPDATE of `is_active`, which a unique index covers: see the migration
+ * OrganizationActiveKey), which conflicts with them all. An act never asks later for a stronger organization
+ * lock than its check took: a role change that got FOR NO KEY UPDATE past the check's KEY SHARE waits for the
+ * act's users rows, and the upgrade would wait for it (a deadlock, test/access-keys/leak-report-locks.test.ts).
  */
 export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE';
 
