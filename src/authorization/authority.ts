@@ -433,7 +433,7 @@ export class Authority {
     if (sessionHolders.length > 0) {
       const rows = await runPreparedIn<{ id: string }>(
         manager,
-        `SELECT id FROM sessions WHERE id = ANY($1) AND revoked_at IS NULL AND expires_at > now() ORDER BY id FOR SHARE`,
+        `SELECT id FROM sessions WHERE id = ANY($1) AND revoked_at IS NULL AND expires_at > ${CHECKED_AT} ORDER BY id FOR SHARE`,
         [sortedUnique(sessionHolders.flatMap((actor) => actor.principal.sessionId ?? []))],
       );
       const live = new Set(rows.map((row) => row.id));
@@ -478,8 +478,16 @@ export class Authority {
   }
 }
 
-const KEY_CREDENTIAL_COLUMNS =
-  'user_id, key_digest, CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest, expires_at';
+/**
+ * The moment a session's or a grace period's end is compared with (PostgreSQL's clock, as at sign-in and
+ * regeneration): when the check reads the row, after the locks it waited for. Not now(), the time the
+ * transaction (or the one statement) began: a check that waited behind another act's lock while the end went
+ * by would still let the credential act (test/auth/ended-while-waiting.test.ts).
+ */
+const CHECKED_AT = 'clock_timestamp()';
+
+const KEY_CREDENTIAL_COLUMNS = `user_id, key_digest,
+  CASE WHEN previous_key_expires_at > ${CHECKED_AT} THEN previous_key_digest END AS previous_key_digest, expires_at`;
 
 /** An act's key rows ($1): FOR KEY SHARE, see Authority. */
 const LOCK_KEYS = `SELECT ${KEY_CREDENTIAL_COLUMNS} FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`;
@@ -528,7 +536,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
      WHERE user_id = ANY($3::uuid[] || $14::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
   s AS MATERIALIZED (
     SELECT id FROM sessions
-     WHERE id = ANY($4::uuid[]) AND revoked_at IS NULL AND expires_at > now() AND (SELECT count(*) FROM k) >= 0
+     WHERE id = ANY($4::uuid[]) AND revoked_at IS NULL AND expires_at > ${CHECKED_AT} AND (SELECT count(*) FROM k) >= 0
      ORDER BY id FOR SHARE),
   confirmed AS MATERIALIZED (
     SELECT a.i FROM unnest($5::int[], $6::uuid[], $7::uuid[], $8::text[], $9::uuid[]) AS a (i, user_id, organization_id, role, session_id)
