@@ -486,6 +486,15 @@ export class Authority {
  */
 const CHECKED_AT = 'clock_timestamp()';
 
+/**
+ * The service's clock (Clock: what key expiry is decided by) when insertIfConfirmed's statement checks a key,
+ * after the locks it waited for: its reading when the statement was sent ($12) moved on by the time PostgreSQL
+ * measured since the statement began. $12 alone is the moment before any wait: a key that expired while the
+ * statement waited behind another act's lock would still reveal (test/auth/ended-while-waiting.test.ts).
+ * confirm and confirmEach read the clock in JavaScript after their locking statements instead.
+ */
+const SERVICE_CLOCK_AT_CHECK = '($12::timestamptz + (clock_timestamp() - statement_timestamp()))';
+
 const KEY_CREDENTIAL_COLUMNS = `user_id, key_digest,
   CASE WHEN previous_key_expires_at > ${CHECKED_AT} THEN previous_key_digest END AS previous_key_digest, expires_at`;
 
@@ -523,7 +532,8 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * runs after every lock. The answer is a
  * row per confirmed actor (`i`) and one per view whose target's key row holds another encryption than the one
  * read (`view_index`, from 0, with the key row's ciphertext, null for no key row). test/auth/key-views-at-once.test.ts checks the lock order
- * and the races; test/users/page-regeneration-race.test.ts the replaced keys.
+ * and the races; test/users/page-regeneration-race.test.ts the replaced keys. A key's expiry is compared with
+ * SERVICE_CLOCK_AT_CHECK, sessions' with CHECKED_AT: both after the locks the statement waited for.
  */
 export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
     SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE),
@@ -544,7 +554,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
       JOIN u ON u.id = a.user_id AND u.organization_id = a.organization_id AND u.is_active AND u.role = a.role
      WHERE CASE WHEN a.session_id IS NULL
        THEN EXISTS (SELECT 1 FROM k JOIN unnest($10::int[], $11::bytea[]) AS d (i, digest) ON d.digest = k.key_digest
-                     WHERE k.user_id = a.user_id AND d.i = a.i AND (k.expires_at IS NULL OR k.expires_at > $12::timestamptz))
+                     WHERE k.user_id = a.user_id AND d.i = a.i AND (k.expires_at IS NULL OR k.expires_at > ${SERVICE_CLOCK_AT_CHECK}))
        ELSE EXISTS (SELECT 1 FROM s WHERE s.id = a.session_id) END),
   who AS (
     SELECT * FROM unnest($17::int[], $18::uuid[], $19::text[], $20::text[], $21::text[]) WITH ORDINALITY

@@ -1,7 +1,14 @@
 import type { Client } from 'pg';
 
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, login, TEST_PASSWORD, uniqueEmail } from '../factories/organizations';
+import {
+  createOrganization,
+  createUser,
+  login,
+  TEST_PASSWORD,
+  type TestUser,
+  uniqueEmail,
+} from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
 import {
   type GraphQLResponse,
@@ -51,6 +58,35 @@ describe('a credential that ends while the act waits for its locks acts no more'
   }
 
   const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+
+  /**
+   * `admin` reveals a new user's key with `credentials` while the test holds the admin's row and `end` commits:
+   * the answer must hold no key and the error of an ended authority, and no view may be recorded.
+   */
+  async function revealRefused(
+    admin: TestUser,
+    credentials: { key: string } | { headers: Record<string, string> },
+    end: () => Promise<unknown>,
+  ): Promise<void> {
+    const target = await createUser(app, admin);
+    const since = await lastAuditEventId(app);
+    const response = await whileHeld(
+      admin.id,
+      () =>
+        app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
+          ...credentials,
+          variables: { id: target.id },
+        }),
+      end,
+    );
+    expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
+    expect(response.body.errors?.map((error) => error.extensions)).toEqual([ENDED]);
+    const views = await app.dataSource.query(
+      `SELECT 1 FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND actor_user_id = $1 AND id > $2`,
+      [admin.id, since],
+    );
+    expect(views).toEqual([]);
+  }
   const endSession = (userId: string) =>
     app.dataSource.query(`UPDATE sessions SET expires_at = clock_timestamp() WHERE user_id = $1`, [userId]);
 
@@ -75,27 +111,21 @@ describe('a credential that ends while the act waits for its locks acts no more'
 
   it('a session that expires while its key reveal waits: no key, no view', async () => {
     const admin = await createOrganization(app, 'Expiring Reveal Org', TEST_PASSWORD);
-    const target = await createUser(app, admin);
     const token = await login(app, admin);
-    const since = await lastAuditEventId(app);
+    await revealRefused(admin, bearer(token), () => endSession(admin.id));
+  });
 
-    const response = await whileHeld(
-      admin.id,
-      () =>
-        app.gql('query ($id: ID!) { user(id: $id) { id accessKey } }', {
-          ...bearer(token),
-          variables: { id: target.id },
-        }),
-      () => endSession(admin.id),
+  it('a key whose expiry passes while its reveal waits (the one-statement path): no key, no view', async () => {
+    const admin = await createOrganization(app, 'Expiring Key Org');
+    // The key expires at the moment the waiting statement began: the check, made after the wait, is later.
+    await revealRefused(admin, { key: admin.key }, () =>
+      app.dataSource.query(
+        `UPDATE access_keys SET expires_at = (
+           SELECT query_start FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock')
+          WHERE user_id = $1`,
+        [admin.id],
+      ),
     );
-
-    expect(JSON.stringify(response.body)).not.toMatch(KEY_PATTERN);
-    expect(response.body.errors?.map((error) => error.extensions)).toEqual([ENDED]);
-    const views = await app.dataSource.query(
-      `SELECT 1 FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND actor_user_id = $1 AND id > $2`,
-      [admin.id, since],
-    );
-    expect(views).toEqual([]);
   });
 
   it('a replaced key whose grace period ends while its act waits: UNAUTHENTICATED, the name stays', async () => {
