@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 
 import type { AccessKeyService } from '../access-keys/access-key.service';
 import { type Clock, systemClock } from '../access-keys/clock';
@@ -31,12 +31,36 @@ const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
 type Presented = { kind: 'ACCESS_KEY' | 'SESSION'; credential: string } | { kind: 'MALFORMED'; message: string } | null;
 
+/** A request's headers as Node parsed them, and as they were sent (`rawHeaders`: name, value, name, value, ...). */
+export type RequestHeaders = Pick<IncomingMessage, 'headers' | 'rawHeaders'>;
+
+/**
+ * The credential header sent more than once, if any. Node joins repeated X-Access-Key lines with ", " and
+ * keeps only the first Authorization line, so only the raw list shows the repetition; a proxy that reads the
+ * last line would see another caller than the service does. Names are compared by length first: no
+ * allocation for the other headers.
+ */
+function repeatedCredentialHeader(rawHeaders: readonly string[]): string | null {
+  let keys = 0;
+  let authorizations = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index];
+    if (name.length === 12 && name.toLowerCase() === 'x-access-key') keys++;
+    else if (name.length === 13 && name.toLowerCase() === 'authorization') authorizations++;
+  }
+  if (keys > 1) return 'X-Access-Key';
+  return authorizations > 1 ? 'Authorization' : null;
+}
+
 /** The credential in X-Access-Key or `Authorization: Bearer`; never the query string. */
-function presentedCredential(headers: IncomingHttpHeaders): Presented {
+function presentedCredential({ headers, rawHeaders }: RequestHeaders): Presented {
   const keyHeader = headers['x-access-key'];
   const authorization = headers.authorization;
   if (keyHeader === undefined && authorization === undefined) return null;
-  if (Array.isArray(keyHeader)) return { kind: 'MALFORMED', message: 'Send X-Access-Key once.' };
+  const repeated = Array.isArray(keyHeader) ? 'X-Access-Key' : repeatedCredentialHeader(rawHeaders);
+  if (repeated !== null || Array.isArray(keyHeader)) {
+    return { kind: 'MALFORMED', message: `Send ${repeated ?? 'X-Access-Key'} once.` };
+  }
   if (keyHeader !== undefined && authorization !== undefined) {
     return { kind: 'MALFORMED', message: 'Send credentials in X-Access-Key or in Authorization, not both.' };
   }
@@ -128,10 +152,10 @@ export class Authenticator {
    * Synchronous when the answer is known without the database (a cached credential, a malformed one, a
    * blocked address): the hot path then costs no promise at all.
    */
-  authenticate(headers: IncomingHttpHeaders, client: string): AuthResult | Promise<AuthResult> {
+  authenticate(request: RequestHeaders, client: string): AuthResult | Promise<AuthResult> {
     const retryAfterSeconds = this.deps.rateLimiter.retryAfterSeconds(client);
     if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
-    const presented = presentedCredential(headers);
+    const presented = presentedCredential(request);
     if (presented === null) return ANONYMOUS;
     if (presented.kind === 'MALFORMED') return this.fail(client, presented.message);
     const { kind, credential } = presented;
@@ -182,8 +206,8 @@ export class Authenticator {
 }
 
 /** The kind of credential the headers present (for metrics): null without one, UNKNOWN when they are malformed. */
-export function presentedKind(headers: IncomingHttpHeaders): 'ACCESS_KEY' | 'SESSION' | 'UNKNOWN' | null {
-  const presented = presentedCredential(headers);
+export function presentedKind(request: RequestHeaders): 'ACCESS_KEY' | 'SESSION' | 'UNKNOWN' | null {
+  const presented = presentedCredential(request);
   if (presented === null) return null;
   return presented.kind === 'MALFORMED' ? 'UNKNOWN' : presented.kind;
 }

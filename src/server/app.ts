@@ -245,7 +245,7 @@ function countAuthentication(metrics: Metrics, request: FastifyRequest, result: 
   } else if (result.reason === 'RATE_LIMITED') {
     metrics.countRateLimited();
   } else {
-    metrics.countAuthentication(presentedKind(request.headers) ?? 'UNKNOWN', result.reason);
+    metrics.countAuthentication(presentedKind(request.raw) ?? 'UNKNOWN', result.reason);
   }
 }
 
@@ -489,7 +489,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return;
     }
     const client = request.ip;
-    const outcome = services.authenticator.authenticate(request.headers, client);
+    const outcome = services.authenticator.authenticate(request.raw, client);
     if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, client, result, done)).catch(done);
     else admit(request, reply, client, outcome, done);
   };

@@ -132,7 +132,10 @@ describe('audit log', () => {
     const org = await createOrganization(app, 'Two Admins Org');
     const other = await createUser(app, org, { role: Role.ADMIN });
     const user = await createUser(app, org);
-    const auth = await app.services.authenticator.authenticate({ 'x-access-key': other.key }, '127.0.0.9');
+    const auth = await app.services.authenticator.authenticate(
+      { headers: { 'x-access-key': other.key }, rawHeaders: ['X-Access-Key', other.key] },
+      '127.0.0.9',
+    );
     if (!auth.ok || !auth.principal) throw new Error('the other admin did not authenticate');
     const otherActor = {
       principal: auth.principal,

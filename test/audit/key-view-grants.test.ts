@@ -28,7 +28,10 @@ describe("the views' writer reuses a grant only for the user it was made on", ()
 
   /** The admin as a request of theirs sees them, with `read accessKey` granted on the member's row object. */
   async function adminWithGrantOnMember(requestId: string): Promise<{ actor: Actor; granted: User }> {
-    const auth = await app.services.authenticator.authenticate({ 'x-access-key': admin.key }, '127.0.0.7');
+    const auth = await app.services.authenticator.authenticate(
+      { headers: { 'x-access-key': admin.key }, rawHeaders: ['X-Access-Key', admin.key] },
+      '127.0.0.7',
+    );
     if (!auth.ok || !auth.principal) throw new Error('the admin did not authenticate');
     const actor: Actor = { principal: auth.principal, ability: abilityFor(auth.principal), requestId, ip: '127.0.0.7' };
     const granted = Object.assign(new User(), { id: member.id, organizationId: admin.organizationId });

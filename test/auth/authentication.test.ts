@@ -1,3 +1,5 @@
+import { connect } from 'node:net';
+
 import { ACCESS_KEY_PREFIX, generateAccessKey } from '../../src/access-keys/key-format';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
@@ -9,6 +11,30 @@ const ME = '{ me { id email role } }';
 function changeOneCharacter(key: string, index: number): string {
   const replacement = key[index] === 'A' ? 'B' : 'A';
   return key.slice(0, index) + replacement + key.slice(index + 1);
+}
+
+/**
+ * A POST of ME with these header lines as written (HTTP lets a header repeat; fetch would join the values), from
+ * 127.0.0.3: another client address, so its refusals leave the other tests' failure count alone.
+ */
+function postWithHeaderLines(app: TestApp, lines: string[]): Promise<{ status: number; body: any }> {
+  const { port } = new URL(app.url);
+  const body = JSON.stringify({ query: ME });
+  const request =
+    `POST /graphql HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n${lines.map((line) => `${line}\r\n`).join('')}` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: Number(port), host: '127.0.0.1', localAddress: '127.0.0.3' }, () =>
+      socket.write(request),
+    );
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk));
+    socket.on('end', () => {
+      const [head, text = ''] = answer.split('\r\n\r\n', 2);
+      resolve({ status: Number(head.split(' ')[1]), body: JSON.parse(text) });
+    });
+    socket.on('error', reject);
+  });
 }
 
 describe('authentication with an access key', () => {
@@ -156,6 +182,47 @@ describe('authentication with an access key', () => {
     const basic = await app.gql(ME, { headers: { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` } });
     expect(basic.status).toBe(401);
     expect(basic.body.errors![0].extensions!.reason).toBe('MALFORMED_CREDENTIALS');
+  });
+
+  describe('when a credential header is repeated', () => {
+    // Node joins repeated X-Access-Key lines with ", " and keeps only the first Authorization line: a proxy
+    // that reads the last one would see another caller than the service does.
+    it.each([
+      [
+        'X-Access-Key twice, the same key',
+        (key: string, _other: string) => [`X-Access-Key: ${key}`, `X-Access-Key: ${key}`],
+        'Send X-Access-Key once.',
+      ],
+      [
+        'Authorization twice, the same key',
+        (key: string, _other: string) => [`Authorization: Bearer ${key}`, `Authorization: Bearer ${key}`],
+        'Send Authorization once.',
+      ],
+      [
+        'Authorization twice, another key second',
+        (key: string, other: string) => [`Authorization: Bearer ${key}`, `Authorization: Bearer ${other}`],
+        'Send Authorization once.',
+      ],
+      [
+        'authorization in two letter cases',
+        (key: string, other: string) => [`Authorization: Bearer ${key}`, `authorization: Bearer ${other}`],
+        'Send Authorization once.',
+      ],
+    ])('refuses it, saying so: %s', async (_label, lines, message) => {
+      const response = await postWithHeaderLines(app, lines(member.key, admin.key));
+      expect(response.status).toBe(401);
+      expect(response.body.errors).toEqual([
+        { message, extensions: { code: 'UNAUTHENTICATED', reason: 'MALFORMED_CREDENTIALS' } },
+      ]);
+    });
+
+    it('still accepts one of each other header next to the credential', async () => {
+      const response = await postWithHeaderLines(app, [`X-Access-Key: ${member.key}`, 'X-Other: 1', 'X-Other: 2']);
+      expect(response).toEqual({
+        status: 200,
+        body: { data: { me: { id: member.id, email: member.email, role: 'MEMBER' } } },
+      });
+    });
   });
 
   it('lets a request without credentials run only __typename (and introspection where the explorer is on)', async () => {
