@@ -7,6 +7,7 @@ import type { LeakedToken, LeakReportService } from '../access-keys/leak-report.
 import { LeakReportSource } from '../access-keys/leak-report.types';
 import { ActorKind } from '../audit/audit-event.entity';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
+import { bodyEncodingError } from '../request/body';
 import { loadGithubScanningKeys } from './github-keys';
 
 export const GITHUB_SECRET_SCANNING_PATH = '/secret-scanning/github';
@@ -198,9 +199,11 @@ export function registerGithubSecretScanning(
   void app.register(async (scope) => {
     // The signature covers the raw bytes: keep them as they came, whatever the content type says.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (_request, body, done) =>
-      done(null, body),
-    );
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_MESSAGE_BYTES }, (request, body, done) => {
+      const refusal = bodyEncodingError(request);
+      if (refusal) done(refusal, undefined);
+      else done(null, body);
+    });
     const onRequest = params.onRequest ? { onRequest: params.onRequest } : {};
     scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES, ...onRequest }, handle);
   });

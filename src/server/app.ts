@@ -35,6 +35,7 @@ import {
 import { checkTextInput } from '../graphql/text-input';
 import { pathOnly, withRequestLoggers } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
+import { BodyError, registerJsonBodyParser, unsupportedMediaTypeMessage } from '../request/body';
 import type { Actor, RequestContext } from '../request/context';
 import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders';
 import { registerGithubSecretScanning } from '../secret-scanning/github';
@@ -394,10 +395,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'unexpected error');
-    const message = status >= 500 ? INTERNAL_MESSAGE : error.message;
+    if (error instanceof BodyError) void reply.headers(error.headers);
+    const message =
+      status >= 500
+        ? INTERNAL_MESSAGE
+        : (error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? unsupportedMediaTypeMessage(request)
+          : error.message;
     const code = status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
     return reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
   });
+  registerJsonBodyParser(app);
   // Only the configured origins; none by default, so browsers elsewhere cannot call the API with a user's
   // session. With none, the plugin is not registered at all: with `origin: false` it adds no header and answers
   // no preflight, but its hook still ran (and allocated) on every request.

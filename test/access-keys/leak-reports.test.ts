@@ -630,6 +630,17 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       expect(await snapshot()).toEqual(before);
     });
 
+    it('signed, but labelled with a Content-Encoding (gzip): 415, nothing changes', async () => {
+      const before = await snapshot();
+      const response = await post(a, { body, headers: { ...signedHeaders(body, github), 'content-encoding': 'gzip' } });
+      expect(response.status).toBe(415);
+      expect(response.body.errors[0].message).toBe(
+        'Content-Encoding "gzip" is not supported: send the body uncompressed.',
+      );
+      expect(await snapshot()).toEqual(before);
+      expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+    });
+
     it('replayed (the same signed message a second time, on either instance): 409 and nothing changes', async () => {
       const unknown = generateAccessKey();
       const message = messageOf([unknown]);
