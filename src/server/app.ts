@@ -228,11 +228,27 @@ function errorStatusListener(outage: DatabaseOutage): SyncableRequestListener<Re
 }
 
 /** Fastify's 404 line names the URL with its query string, where clients put keys and passwords: the path only. */
+function logRouteNotFound(request: FastifyRequest): void {
+  request.log.info(`Route ${request.raw.method}:${pathOnly(request.raw.url)} not found`);
+}
+
 class PathOnlyLogController extends LogController {
   routeNotFound(request: FastifyRequest): void {
-    if (this.isLogDisabled(request)) return;
-    request.log.info(`Route ${request.raw.method}:${pathOnly(request.raw.url)} not found`);
+    if (!this.isLogDisabled(request)) logRouteNotFound(request);
   }
+}
+
+/**
+ * An unknown route (or method) answers in the API's error shape, naming the path only: Fastify's own 404 repeated
+ * the whole URL, query string included, where a careless client puts its key, in an answer caches may keep.
+ */
+function sendRouteNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  logRouteNotFound(request);
+  const message = `No route ${request.raw.method} ${pathOnly(request.raw.url)}. The API answers at ${GRAPHQL_PATH}.`;
+  return reply
+    .code(404)
+    .header('cache-control', NO_STORE)
+    .send({ errors: [{ message, extensions: { code: 'NOT_FOUND' } }] });
 }
 
 function trustHops(hops: number): (address: string, hop: number) => boolean {
@@ -406,6 +422,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
   });
   registerJsonBodyParser(app);
+  app.setNotFoundHandler(sendRouteNotFound);
   // Only the configured origins; none by default, so browsers elsewhere cannot call the API with a user's
   // session. With none, the plugin is not registered at all: with `origin: false` it adds no header and answers
   // no preflight, but its hook still ran (and allocated) on every request.

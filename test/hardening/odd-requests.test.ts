@@ -74,6 +74,32 @@ describe('odd request shapes', () => {
     expect(logged).not.toContain(admin.key.slice(4, 20));
     expect(logged).not.toContain('hunter2');
   });
+
+  it.each<[string, string, (key: string) => string]>([
+    ['a mistyped route with the key in its query string', 'GET', (key) => `/graphq?access_key=${key}`],
+    ['a key in the path of an unknown route', 'GET', (key) => `/keys/${key}`],
+    ['a password after a semicolon', 'POST', () => `/login;password=hunter2hunter2`],
+    ['another method on a page', 'PUT', (key) => `/admin/?k=${key}`],
+  ])(
+    '%s: 404 NOT_FOUND in the API error shape, no-store, and the answer repeats no credential',
+    async (_label, method, path) => {
+      const response = await fetch(new URL(path(admin.key), app.url), { method });
+      expect(response.status).toBe(404);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      const text = await response.text();
+      expect(text).not.toContain(admin.key);
+      expect(text).not.toContain(admin.key.slice(4, 20));
+      expect(text).not.toContain('hunter2');
+      expect(JSON.parse(text)).toEqual({
+        errors: [
+          {
+            message: expect.stringMatching(new RegExp(`^No route ${method} /`)),
+            extensions: { code: 'NOT_FOUND' },
+          },
+        ],
+      });
+    },
+  );
 });
 
 describe('the Host check on a fresh instance (before any valid Host was seen)', () => {
