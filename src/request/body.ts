@@ -46,6 +46,18 @@ function charsetError(request: FastifyRequest): BodyError | null {
   );
 }
 
+const PROTOTYPE_KEYS = 'The body may not hold a "__proto__" key or a "constructor" key with "prototype" in it.';
+
+/** Whether `text` is JSON at all (only asked of a body Fastify's parser refused). */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Replaces Fastify's JSON parser with one that first checks the body's encoding, charset and UTF-8 bytes. */
 export function registerJsonBodyParser(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -54,7 +66,12 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
     const refusal = bodyEncodingError(request) ?? charsetError(request);
     if (refusal) return done(refusal, undefined);
     if (!isUtf8(body)) return done(new BodyError('The body is not valid UTF-8: send JSON encoded as UTF-8.', 400));
-    void parseJson(request, body.toString('utf8'), done);
+    const text = body.toString('utf8');
+    void parseJson(request, text, (error, parsed) => {
+      // Fastify refuses prototype-poisoning keys in words meant for broken JSON: say which keys instead.
+      if (error && isJson(text)) return done(new BodyError(PROTOTYPE_KEYS, 400), undefined);
+      done(error, parsed);
+    });
   });
 }
 

@@ -122,6 +122,31 @@ describe('request bodies: compressed, another charset, or not UTF-8', () => {
     expect(answer.body.data!.createUser.name).toBe('Müller');
   });
 
+  it.each([
+    ['"__proto__" in the body', '{"query":"{ __typename }","__proto__":{"x":1}}'],
+    ['"__proto__" in the variables', '{"query":"{ __typename }","variables":{"__proto__":{"x":1}}}'],
+    [
+      '"constructor": { "prototype" } in the variables',
+      '{"query":"{ __typename }","variables":{"constructor":{"prototype":{}}}}',
+    ],
+  ])('refuses valid JSON with %s as what it is, not as "not valid JSON"', async (_label, text) => {
+    const answer = await post({ body: Buffer.from(text), headers: { 'content-type': 'application/json' } });
+    expect(answer.status).toBe(400);
+    expect(answer.body.errors).toEqual([
+      {
+        message: 'The body may not hold a "__proto__" key or a "constructor" key with "prototype" in it.',
+        extensions: { code: 'BAD_REQUEST', requestId: expect.any(String) },
+      },
+    ]);
+    expect(answer.errorLines).toEqual([]);
+  });
+
+  it('still calls a body that is not JSON "not valid JSON"', async () => {
+    const answer = await post({ body: Buffer.from('{"query":'), headers: { 'content-type': 'application/json' } });
+    expect(answer.status).toBe(400);
+    expect(answer.body.errors![0].message).toBe("Body is not valid JSON but content-type is set to 'application/json'");
+  });
+
   it('says what to send for a content type that is not JSON', async () => {
     const answer = await post({
       body: Buffer.from('{ me { id } }'),
