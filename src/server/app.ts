@@ -87,6 +87,8 @@ export interface AppOptions {
 const SECRET_CHECKED: Pick<SecretCheck, 'checked' | 'ensure'> = { checked: true, ensure: () => Promise.resolve(true) };
 
 const GRAPHQL_PATH = '/graphql';
+/** The methods /graphql answers, for Allow (OPTIONS and 405 answers). */
+const GRAPHQL_METHODS = 'GET, POST, OPTIONS';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
 /** What a 503 asks clients to wait: the outage check runs about this often. */
@@ -532,8 +534,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     method: ['GET', 'POST', 'OPTIONS'],
     // The explorer's page is static and carries no credential: it loads even while the address is locked, so
     // that it can say so in words (its requests are authenticated as any other).
+    // OPTIONS asks what the endpoint allows, carries no operation, and so needs no credential (a CORS preflight
+    // is answered before this by @fastify/cors, where origins are configured).
     onRequest: (request, reply, done) =>
-      config.explorerEnabled && wantsExplorer(request) ? done() : authenticate(request, reply, done),
+      request.method === 'OPTIONS' || (config.explorerEnabled && wantsExplorer(request))
+        ? done()
+        : authenticate(request, reply, done),
     // Every answer here may carry a key or a token, whatever its status: no-store. And the answer's duration,
     // recorded as it is sent (onSend: a hook the response runs anyway; onResponse would add a hook run after it).
     onSend(request, reply, payload, done) {
@@ -547,6 +553,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
     handler(request, reply) {
+      if (request.method === 'OPTIONS') return reply.code(204).header('allow', GRAPHQL_METHODS).send();
       if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
       return operations.track(graphql(request, reply));
     },
@@ -560,7 +567,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     handler: (_request, reply) =>
       reply
         .code(405)
-        .header('allow', 'GET, POST')
+        .header('allow', GRAPHQL_METHODS)
         .send({
           errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }],
         }),

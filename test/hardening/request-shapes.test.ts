@@ -95,6 +95,26 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
     });
   });
 
+  it.each([
+    ['without credentials', {}],
+    ['with a malformed key', { 'x-access-key': 'cak_not-a-key' }],
+    [
+      'as a CORS preflight (no origins configured)',
+      { origin: 'https://x.example', 'access-control-request-method': 'POST' },
+    ],
+  ])(
+    'OPTIONS /graphql %s: 204 with Allow, not a CSRF refusal or a 401',
+    async (_label, headers: Record<string, string>) => {
+      const logsBefore = app.logs.length;
+      const response = await fetch(app.url, { method: 'OPTIONS', headers });
+      expect(response.status).toBe(204);
+      expect(response.headers.get('allow')).toBe('GET, POST, OPTIONS');
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(await response.text()).toBe('');
+      expect(app.logs.slice(logsBefore).filter((line) => JSON.parse(line).level >= 40)).toEqual([]);
+    },
+  );
+
   it('the named operation of several still runs when operationName picks it', async () => {
     const response = await post(
       { query: 'query A { __typename } query B { me { id } }', operationName: 'B' },
@@ -220,14 +240,17 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
       expect(app.logs.slice(logsBefore).filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
     });
   });
-  it.each(['PUT', 'DELETE', 'PATCH'])('%s /graphql: 405 with Allow: GET, POST, as a GraphQL error', async (method) => {
-    const body = method === 'DELETE' ? {} : { headers: { 'content-type': 'application/json' }, body: '{}' };
-    const response = await fetch(app.url, { method, ...body });
-    expect(response.status).toBe(405);
-    expect(response.headers.get('allow')).toBe('GET, POST');
-    expect(response.headers.get('cache-control')).toBe('no-store');
-    expect(((await response.json()) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
-  });
+  it.each(['PUT', 'DELETE', 'PATCH'])(
+    '%s /graphql: 405 with Allow: GET, POST, OPTIONS, as a GraphQL error',
+    async (method) => {
+      const body = method === 'DELETE' ? {} : { headers: { 'content-type': 'application/json' }, body: '{}' };
+      const response = await fetch(app.url, { method, ...body });
+      expect(response.status).toBe(405);
+      expect(response.headers.get('allow')).toBe('GET, POST, OPTIONS');
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(((await response.json()) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
+    },
+  );
 });
 
 describe('Cache-Control: no-store on every /graphql answer', () => {
