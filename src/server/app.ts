@@ -41,6 +41,7 @@ import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders
 import { registerGithubSecretScanning } from '../secret-scanning/github';
 import { apolloFastifyHandler } from './apollo-handler';
 import {
+  clientErrorHandler,
   limitConnections,
   maxConnections,
   NEVER_SHED,
@@ -383,6 +384,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Fastify's own request lines are off: LOG_REQUESTS writes one line per request, without query strings.
     logController: new PathOnlyLogController({ disableRequestLogging: true }),
     ...serverTimeouts(config.http),
+    clientErrorHandler,
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
   serveMetrics(app, { config, metrics, logger });

@@ -152,6 +152,49 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
  */
 const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
 
+/** Node's default limit on a request's header section (`--max-http-header-size`). */
+const MAX_HEADER_KIB = 16;
+
+/**
+ * Fastify's answer to what Node's HTTP parser refuses before there is a request (a header Node cannot read, a body
+ * framed two ways, headers over the size limit, a timeout), in the API's error shape and in words: Fastify's own
+ * answered `{"message":"Client Error"}`. Logged at debug level only: whoever can connect could fill the log.
+ * The socket is closed after it, as Node does.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, code, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [
+          408,
+          'Request Timeout',
+          'REQUEST_TIMEOUT',
+          'The request did not arrive in time: send its headers and body without pausing.',
+        ]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [
+            431,
+            'Request Header Fields Too Large',
+            'HEADERS_TOO_LARGE',
+            `The request headers are too large: send at most ${MAX_HEADER_KIB} KiB of headers.`,
+          ]
+        : [
+            400,
+            'Bad Request',
+            'BAD_REQUEST',
+            `The request is not valid HTTP/1.1 (${error.code ?? 'unreadable'}): check its headers and the framing of its body.`,
+          ];
+  this.log.debug({ code: error.code }, 'refused a request that is not valid HTTP');
+  if (socket.writable) {
+    const body = JSON.stringify({ errors: [{ message, extensions: { code } }] });
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 /**
  * Refuses a request whose Host (or, behind a trusted proxy, X-Forwarded-Host) is not a host: 400 BAD_REQUEST,
  * before any route, logged at info level by the request line only. Later code builds URLs from it (the

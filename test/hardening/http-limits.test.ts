@@ -158,6 +158,18 @@ describe('HTTP timeouts', () => {
       expect(received).toMatch(/^HTTP\/1\.1 408 /);
     });
 
+    it('says in the API error shape which timeout ran out', async () => {
+      const { received } = await rawExchange({ port: portOf(app), send: 'POST /graphql HTTP/1.1\r\nHost: x\r\n' });
+      expect(bodyOf(received)).toEqual({
+        errors: [
+          {
+            message: 'The request did not arrive in time: send its headers and body without pausing.',
+            extensions: { code: 'REQUEST_TIMEOUT' },
+          },
+        ],
+      });
+    });
+
     it('closes a keep-alive connection that stays idle after its response', async () => {
       const { received } = await rawExchange({
         port: portOf(app),
@@ -166,6 +178,54 @@ describe('HTTP timeouts', () => {
       expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*keep-alive[^]*"__typename":"Query"/i);
     });
   });
+});
+
+/** The JSON body of a raw answer. */
+function bodyOf(received: string): unknown {
+  return JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4));
+}
+
+describe('requests that are not valid HTTP/1.1', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ captureLogs: true, env: { LOG_LEVEL: 'info' } });
+  });
+  afterAll(() => app.close());
+
+  it.each([
+    ['a NUL in a header value', 'POST /graphql HTTP/1.1\r\nHost: x\r\nX-Access-Key: a\0b\r\n\r\n', 400, 'BAD_REQUEST'],
+    [
+      'Content-Length and Transfer-Encoding together',
+      'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      'a chunk size that is not hex',
+      'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      'headers over 16 KiB',
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+      'HEADERS_TOO_LARGE',
+    ],
+  ])(
+    '%s: a 4xx in the API error shape, saying what is wrong, no error-level line',
+    async (_label, send, status, code) => {
+      const before = app.logs.length;
+      const { received } = await rawExchange({ port: portOf(app), send });
+      expect(received).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      const body = bodyOf(received) as { errors: Array<{ message: string; extensions: { code: string } }> };
+      expect(body.errors).toHaveLength(1);
+      expect(body.errors[0].extensions).toEqual({ code });
+      expect(body.errors[0].message).not.toBe('Client Error');
+      expect(body.errors[0].message).toMatch(status === 431 ? /headers are too large/ : /not valid HTTP\/1\.1/);
+      expect(app.logs.slice(before).filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
+    },
+  );
 });
 
 describe('load shedding', () => {
