@@ -8,6 +8,7 @@ import { fastifyApolloDrainPlugin } from '@as-integrations/fastify';
 import cors from '@fastify/cors';
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -51,6 +52,7 @@ import {
   registerLoadShedding,
   registerResponseHeaders,
   serverTimeouts,
+  setResponseHeaders,
 } from './http-hardening';
 import { requestListenersPlugin, type SyncableRequestListener } from './request-listeners';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
@@ -242,6 +244,22 @@ class PathOnlyLogController extends LogController {
 }
 
 /**
+ * A URL the router cannot take (a percent-escape that is not UTF-8, such as `%ff`), in the API's error shape:
+ * Fastify's own answer repeated the whole URL, query string and any key in it included.
+ */
+function sendUnroutable(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const message =
+    error.code === 'FST_ERR_BAD_URL'
+      ? 'The path is not a valid URL: a percent-escape in it does not decode to UTF-8 text.'
+      : 'The path could not be routed: check it.';
+  setResponseHeaders(request, reply);
+  void reply
+    .code(400)
+    .header('cache-control', NO_STORE)
+    .send({ errors: [{ message, extensions: { code: 'BAD_REQUEST', requestId: request.id } }] });
+}
+
+/**
  * An unknown route (or method) answers in the API's error shape, naming the path only: Fastify's own 404 repeated
  * the whole URL, query string included, where a careless client puts its key, in an answer caches may keep.
  */
@@ -385,6 +403,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logController: new PathOnlyLogController({ disableRequestLogging: true }),
     ...serverTimeouts(config.http),
     clientErrorHandler,
+    frameworkErrors: sendUnroutable,
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
   serveMetrics(app, { config, metrics, logger });

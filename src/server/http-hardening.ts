@@ -241,10 +241,18 @@ function isValidHost(host: string): boolean {
 export function registerResponseHeaders(app: FastifyInstance): void {
   // Callback style: no promise per response for constant headers.
   app.addHook('onSend', (request, reply, payload, done) => {
-    void reply.headers(SECURITY_HEADERS);
-    reply.header('x-request-id', request.id);
+    setResponseHeaders(request, reply);
     done(null, payload);
   });
+}
+
+/**
+ * Sets what registerResponseHeaders' hook sets, for an answer sent where no hook runs (Fastify's framework errors,
+ * answered before routing).
+ */
+export function setResponseHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  void reply.headers(SECURITY_HEADERS);
+  reply.header('x-request-id', request.id);
 }
 
 /** For answers that carry keys or tokens: no shared cache in front of the service may keep them. */

@@ -100,6 +100,33 @@ describe('odd request shapes', () => {
       });
     },
   );
+
+  it.each<[string, (key: string) => string]>([
+    ['a bad percent-escape before the key in the query string', (key) => `/graphql%ff?access_key=${key}`],
+    ['an overlong UTF-8 dot-dot', (key) => `/admin/%c0%ae%c0%ae/x?k=${key}`],
+  ])(
+    'a path that cannot be decoded (%s): 400 in the API error shape, repeating no credential',
+    async (_label, path) => {
+      const before = app.logs.length;
+      const response = await fetch(new URL(path(admin.key), app.url));
+      expect(response.status).toBe(400);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+      const text = await response.text();
+      expect(text).not.toContain(admin.key);
+      expect(JSON.parse(text)).toEqual({
+        errors: [
+          {
+            message: 'The path is not a valid URL: a percent-escape in it does not decode to UTF-8 text.',
+            extensions: { code: 'BAD_REQUEST', requestId: expect.any(String) },
+          },
+        ],
+      });
+      const lines = app.logs.slice(before);
+      expect(errorLines(lines)).toEqual([]);
+      expect(lines.join('\n')).not.toContain(admin.key);
+    },
+  );
 });
 
 describe('the Host check on a fresh instance (before any valid Host was seen)', () => {
