@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import proxyAddr from '@fastify/proxy-addr';
+
 import { DEFAULT_QUERY_LIMITS, type QueryLimits } from './graphql/query-limits';
 
 export interface Config {
@@ -163,10 +165,37 @@ function trustProxy(raw: string | undefined): false | number | string[] {
   // Never "trust everything": the left-most X-Forwarded-For entry is whatever the client wrote.
   if (value === 'true' || value === 'yes') return 1;
   if (/^\d+$/.test(value)) return Number(value);
-  return value
+  const entries = value
     .split(',')
     .map((entry) => entry.trim())
     .filter(Boolean);
+  // Checked here, one entry at a time, so that a typo is one line naming it, not proxy-addr's stack at start.
+  for (const entry of entries) {
+    try {
+      proxyAddr.compile(entry);
+    } catch {
+      throw new ConfigError(
+        `TRUST_PROXY must be true, false, a number of proxies, or comma-separated proxy addresses or CIDRs ` +
+          `(or loopback, linklocal, uniquelocal), got "${entry}".`,
+      );
+    }
+  }
+  return entries;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** LOG_LEVEL: one of pino's levels (any letter case); anything else would stop pino with its stack trace. */
+function logLevel(env: NodeJS.ProcessEnv, fallback: string): string {
+  const raw = env.LOG_LEVEL?.trim();
+  if (!raw) return fallback;
+  const level = raw.toLowerCase();
+  if (!LOG_LEVELS.includes(level)) {
+    throw new ConfigError(
+      `LOG_LEVEL must be one of ${LOG_LEVELS.slice(0, -1).join(', ')} or ${LOG_LEVELS.at(-1)}, got "${raw}".`,
+    );
+  }
+  return level;
 }
 
 function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
@@ -254,7 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     olderAccessKeySecrets: secrets.slice(1),
     migrateOnStart: flag(env, 'MIGRATE_ON_START', false),
     trustProxy: trustProxy(env.TRUST_PROXY),
-    logLevel: env.LOG_LEVEL || (nodeEnv === 'test' ? 'silent' : 'info'),
+    logLevel: logLevel(env, nodeEnv === 'test' ? 'silent' : 'info'),
     explorerEnabled: flag(env, 'GRAPHQL_EXPLORER', !production),
     corsOrigins: (env.CORS_ORIGINS ?? '')
       .split(',')

@@ -229,6 +229,18 @@ describe('npm run cli -- create-organization', () => {
         );
       });
 
+      // Both reached pino and proxy-addr unchecked and stopped startup with their stack trace.
+      it('a LOG_LEVEL that is not a level', async () => {
+        oneLine(
+          await runWith({ args, env: { ...env(), LOG_LEVEL: 'verbose' } }),
+          /LOG_LEVEL must be one of fatal, error, warn, info, debug, trace or silent, got "verbose"/,
+        );
+      });
+
+      it('a TRUST_PROXY entry that is not an address or CIDR', async () => {
+        oneLine(await runWith({ args, env: { ...env(), TRUST_PROXY: '10.0.0.1, banana' } }), /TRUST_PROXY .*"banana"/);
+      });
+
       it('a database that cannot be reached', async () => {
         const url = new URL(database.url);
         url.port = '1';

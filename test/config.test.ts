@@ -147,6 +147,17 @@ describe('configuration', () => {
       }
     });
 
+    it('takes TRUST_PROXY addresses, CIDRs and named ranges, and LOG_LEVEL in any letter case', () => {
+      expect(loadConfig({ TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,fd00::/8 , loopback' }).trustProxy).toEqual([
+        '10.0.0.1',
+        '192.168.0.0/16',
+        'fd00::/8',
+        'loopback',
+      ]);
+      expect(() => loadConfig({ TRUST_PROXY: '10.0.0.0/33' })).toThrow(/TRUST_PROXY .* got "10\.0\.0\.0\/33"/);
+      expect(loadConfig({ LOG_LEVEL: ' Warn ' }).logLevel).toBe('warn');
+    });
+
     it('refuses a headers timeout longer than the request timeout', () => {
       expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
         /must not exceed REQUEST_TIMEOUT_MS/,
