@@ -4,6 +4,7 @@ import { AuditRetention, DEFAULT_AUDIT_RETENTION } from './audit/audit-retention
 import { loadConfig } from './config';
 import { openDatabase } from './db/runtime';
 import { ensureDemoOrganization } from './dev/demo';
+import { listenFailure } from './listen-errors';
 import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
 import { buildApp } from './server/app';
@@ -16,9 +17,18 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   // A start that finds another instance migrating listens at once and serves 503 until they are applied.
   const database = await openDatabase({ config, logger, waitForLock: false });
+  // A start that fails from here on (a port in use, say) closes what it opened before it exits, newest first:
+  // the embedded PostgreSQL would otherwise outlive the process until the next start found it.
+  const opened: Array<() => Promise<void>> = [() => database.close()];
+  const failed = async (error: unknown): Promise<never> => {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
+    throw error;
+  };
   const services = createServices({ ...database, logger, config });
-  await services.start();
-  const app = await buildApp({ config, services, logger, secretCheck: database.secretCheck });
+  opened.push(() => services.stop());
+  await services.start().catch(failed);
+  const app = await buildApp({ config, services, logger, secretCheck: database.secretCheck }).catch(failed);
+  opened.push(() => app.close());
   // Every instance runs it; an advisory lock lets one delete at a time (src/audit/audit-retention.ts).
   const retention = new AuditRetention({
     dataSource: database.dataSource,
@@ -26,6 +36,7 @@ async function main(): Promise<void> {
     settings: { ...DEFAULT_AUDIT_RETENTION, days: config.auditRetentionDays },
   });
   retention.start();
+  opened.push(() => retention.stop());
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -58,12 +69,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  const address = await app.listen({ host: config.host, port: config.port });
+  const address = await app
+    .listen({ host: config.host, port: config.port })
+    .catch((error: unknown) =>
+      failed(listenFailure(error, { host: config.host, port: config.port, settings: 'HOST and PORT' })),
+    );
   const graphqlUrl = `${address.replace('0.0.0.0', 'localhost')}/graphql`;
   logger.info({ url: graphqlUrl }, 'crm-access is listening');
   if (app.metricsUrl) logger.info({ url: app.metricsUrl }, 'Prometheus metrics are served');
   if (database.embedded) {
-    const demo = await ensureDemoOrganization(services);
+    const demo = await ensureDemoOrganization(services).catch(failed);
     // The embedded default is a developer's own machine: printing the demo credentials is the point.
     process.stdout.write(
       [

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+import { listenFailure } from './listen-errors';
 import type { SyncableRequestListener } from './server/request-listeners';
 
 /**
@@ -403,9 +404,11 @@ export async function startMetricsServer(params: {
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (error: Error) =>
+      reject(listenFailure(error, { host: params.host, port: params.port, settings: 'METRICS_HOST and METRICS_PORT' }));
+    server.once('error', failed);
     server.listen(params.port, params.host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });

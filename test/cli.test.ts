@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -250,6 +251,54 @@ describe('npm run cli -- create-organization', () => {
         );
       });
     });
+  });
+});
+
+/**
+ * The listening socket is the server's last step: a port in use or a HOST that does not resolve stopped it with
+ * Node's words (a HOST that does not resolve even read as "could not connect to PostgreSQL ... Check
+ * DATABASE_URL"), and left the embedded PostgreSQL it had started running.
+ */
+describe('npm start where it cannot listen', () => {
+  let database: { url: string; drop(): Promise<void> };
+  let taken: net.Server;
+  const secret = randomBytes(32);
+  const env = (extra: NodeJS.ProcessEnv) => ({
+    PATH: process.env.PATH,
+    DATABASE_URL: database.url,
+    ACCESS_KEY_SECRET: secret.toString('base64'),
+    MIGRATE_ON_START: 'true',
+    ...extra,
+  });
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => taken.close(resolve));
+    await database.drop();
+  });
+
+  const oneLine = (result: { code: number | null; stderr: string }) => {
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(result.stderr).not.toMatch(/PostgreSQL|DATABASE_URL/);
+  };
+
+  it('a PORT in use: one line naming the address and PORT', async () => {
+    const port = (taken.address() as net.AddressInfo).port;
+    const result = await runWith({ args: [MAIN], env: env({ PORT: String(port) }) });
+    oneLine(result);
+    expect(result.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*already in use.*PORT`));
+  });
+
+  it('a HOST that does not resolve: one line naming HOST, not the database', async () => {
+    const result = await runWith({ args: [MAIN], env: env({ HOST: 'no-such-host.invalid', PORT: '0' }) });
+    oneLine(result);
+    expect(result.stderr).toMatch(/cannot listen on no-such-host\.invalid:0: .*HOST/);
   });
 });
 

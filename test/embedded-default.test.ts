@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -229,6 +230,37 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
         fs.rmSync(home, { recursive: true, force: true });
       }
     },
+  );
+
+  // A start that failed at its last step (the port was taken) exited with Node's words and left the PostgreSQL
+  // it had started running until the next start found it.
+  it(
+    'a PORT in use stops startup with one line naming PORT, and stops the PostgreSQL it started',
+    async () => {
+      const dataDir = makeDataDir();
+      const taken = net.createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const port = (taken.address() as net.AddressInfo).port;
+      try {
+        const result = spawnSync(process.execPath, [MAIN], {
+          cwd: ROOT,
+          env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' },
+          encoding: 'utf8',
+          timeout: STARTUP_TIMEOUT_MS,
+        });
+        expect(result.status).toBe(1);
+        expect(result.stderr.trim().split('\n')).toEqual([
+          expect.stringMatching(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*already in use.*PORT`)),
+        ]);
+        expect(postmasterPid(dataDir)).toBeNull();
+      } finally {
+        await new Promise((resolve) => taken.close(resolve));
+        const left = postmasterPid(dataDir);
+        if (left) process.kill(left, 'SIGINT');
+        fs.rmSync(path.dirname(dataDir), { recursive: true, force: true });
+      }
+    },
+    STARTUP_TIMEOUT_MS,
   );
 
   const other = IS_ROOT ? nobody() : null;
