@@ -364,8 +364,9 @@ export async function checkSecret(dataSource: DataSource, keyCrypto: KeyCrypto):
   const stored = await dataSource.getRepository(KeySecretFingerprint).findOneByOrFail({ id: true });
   if (!keyCrypto.matchesFingerprint(stored.fingerprint)) {
     throw new SecretMismatchError(
-      'ACCESS_KEY_SECRET does not match the secret this database was set up with, so the stored access keys ' +
-        'could not be read. Start with the original secret (or, while rotating, a list that includes it).',
+      'ACCESS_KEY_SECRET does not match the secret this database was set up with or, after ' +
+        '`npm run cli -- rotate-secret`, the one it moved the keys to, so the stored access keys could not be ' +
+        'read. Start with that secret (or, while rotating, a list that includes it).',
     );
   }
   const keyring = [keyCrypto, ...keyCrypto.older].map((crypto) => crypto.fingerprint);

@@ -206,8 +206,12 @@ describe('npm run cli -- rotate-secret', () => {
       for (const userId of keys.keys()) if (!(await authenticates(app, userId))) failing.push(userId);
       expect(failing).toEqual([]);
     });
-    // And the old secret alone is now refused.
-    expect((await startCli(['migrate'], env(oldSecret.toString('base64'))).done).code).toBe(1);
+    // And the old secret alone is now refused, pointing at the secret the rotation moved to, not at "the
+    // original secret" (the very one just refused).
+    const old = await startCli(['migrate'], env(oldSecret.toString('base64'))).done;
+    expect(old.code).toBe(1);
+    expect(old.stderr).toMatch(/or, after `npm run cli -- rotate-secret`, the one it moved the keys to/);
+    expect(old.stderr).not.toMatch(/original secret/);
   });
 
   it('a rerun with nothing left to move moves nothing and keeps the fingerprint', async () => {
