@@ -26,6 +26,12 @@ const MALFORMED_KEY =
   'The access key is malformed: check that no characters were lost or added when copying it ' +
   '(it starts with cak_ and is 42 characters long).';
 const MALFORMED_TOKEN = 'The session token is malformed: check that no characters were lost or added when copying it.';
+/**
+ * A well-formed session token that does not work. The client knows it sent a token, so naming the kind tells it
+ * nothing new; the key's sentence ("the key may have been replaced") sent people who had signed in after a key.
+ */
+const SESSION_ENDED =
+  'The session is not valid: it was signed out, expired or ended by a password change, or its user was deactivated. Sign in again.';
 
 const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
@@ -115,7 +121,7 @@ export class Authenticator {
     // Per epoch: a request that arrives after a revocation never joins a lookup that started before it.
     const flightKey = `${this.deps.cache.epoch}:${cacheKey}`;
     const shared = this.inflight.get(flightKey);
-    if (shared) return shared.then((principal) => this.settle(principal, client));
+    if (shared) return shared.then((principal) => this.settle(principal, client, kind));
     const { rateLimiter } = this.deps;
     const retryAfterSeconds = rateLimiter.reserve(client);
     if (retryAfterSeconds > 0) return { ok: false, reason: 'RATE_LIMITED', retryAfterSeconds };
@@ -126,7 +132,7 @@ export class Authenticator {
     return lookup.then(
       (principal) => {
         rateLimiter.release(client, { failed: principal === null });
-        return principal ? this.settle(principal, client) : this.refusal(null);
+        return principal ? this.settle(principal, client, kind) : this.refusal(null, kind);
       },
       (error: unknown) => {
         rateLimiter.release(client, { failed: false });
@@ -166,7 +172,7 @@ export class Authenticator {
     const cached = this.cached(kind, cacheKey);
     // An expired key answers like any invalid key, counted like an unknown one: decided from the cached
     // expiry and the clock, with no lookup (the entry stays, so later uses are refused the same way).
-    if (cached) return this.expired(cached) ? this.fail(client, null) : this.settle(cached, client);
+    if (cached) return this.expired(cached) ? this.fail(client, null, kind) : this.settle(cached, client, kind);
     const wellFormed = kind === 'SESSION' ? isWellFormedSessionToken(credential) : isWellFormedAccessKey(credential);
     if (!wellFormed) return this.malformed(kind, credential, client);
     return this.resolve(kind, credential, cacheKey, client);
@@ -186,22 +192,26 @@ export class Authenticator {
     );
   }
 
-  private settle(principal: Principal | null, client: string): AuthResult {
-    if (!principal) return this.fail(client, null);
+  private settle(principal: Principal | null, client: string, kind: 'ACCESS_KEY' | 'SESSION'): AuthResult {
+    if (!principal) return this.fail(client, null, kind);
     const usedKeyDigest = principal.currentKeyDigest ?? principal.previousKeyDigest;
     if (usedKeyDigest !== undefined) this.deps.accessKeys.markUsed(usedKeyDigest);
     return { ok: true, principal };
   }
 
   /** Counts the failure for the rate limit; null `malformed` means a well-formed credential that didn't work. */
-  private fail(client: string, malformed: string | null): AuthResult {
+  private fail(client: string, malformed: string | null, kind?: 'ACCESS_KEY' | 'SESSION'): AuthResult {
     this.deps.rateLimiter.recordFailure(client);
-    return this.refusal(malformed);
+    return this.refusal(malformed, kind);
   }
 
-  private refusal(malformed: string | null): AuthResult {
+  private refusal(malformed: string | null, kind: 'ACCESS_KEY' | 'SESSION' = 'ACCESS_KEY'): AuthResult {
     if (malformed !== null) return { ok: false, reason: 'MALFORMED_CREDENTIALS', message: malformed };
-    return { ok: false, reason: 'INVALID_CREDENTIALS', message: CREDENTIALS_ENDED };
+    return {
+      ok: false,
+      reason: 'INVALID_CREDENTIALS',
+      message: kind === 'SESSION' ? SESSION_ENDED : CREDENTIALS_ENDED,
+    };
   }
 }
 

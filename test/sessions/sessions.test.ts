@@ -35,6 +35,8 @@ describe('sessions: people sign in', () => {
     const after = await app.gql(ME, bearer(token));
     expect(after.status).toBe(401);
     expect(after.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' });
+    // A person who signed in reads about their session, not about "the key", which they never had.
+    expect(after.body.errors![0].message).toMatch(/^The session is not valid: .*Sign in again\.$/);
   });
 
   it('refuses an expired session', async () => {
@@ -46,6 +48,7 @@ describe('sessions: people sign in', () => {
     const response = await app.gql(ME, bearer(token));
     expect(response.status).toBe(401);
     expect(response.body.errors![0].extensions!.reason).toBe('INVALID_CREDENTIALS');
+    expect(response.body.errors![0].message).toMatch(/^The session is not valid: /);
   });
 
   it('stores only the digest of a token', async () => {
