@@ -183,6 +183,26 @@ function trustProxy(raw: string | undefined): false | number | string[] {
   return entries;
 }
 
+/**
+ * CORS_ORIGINS: origins exactly as browsers send them in Origin (scheme://host[:port]), which the CORS plugin
+ * compares as strings: a bare host name or a trailing slash would never match, and the browser would refuse
+ * every call without a word from the service.
+ */
+function corsOrigins(raw: string | undefined): string[] {
+  const entries = (raw ?? '')
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
+  for (const entry of entries) {
+    if (URL.canParse(entry) && new URL(entry).origin === entry) continue;
+    throw new ConfigError(
+      `CORS_ORIGINS holds origins as browsers send them, like https://crm.example.com (scheme, host and an ` +
+        `optional port; no path, no trailing slash), got "${entry}".`,
+    );
+  }
+  return entries;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** LOG_LEVEL: one of pino's levels (any letter case); anything else would stop pino with its stack trace. */
@@ -285,10 +305,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: trustProxy(env.TRUST_PROXY),
     logLevel: logLevel(env, nodeEnv === 'test' ? 'silent' : 'info'),
     explorerEnabled: flag(env, 'GRAPHQL_EXPLORER', !production),
-    corsOrigins: (env.CORS_ORIGINS ?? '')
-      .split(',')
-      .map((origin) => origin.trim())
-      .filter(Boolean),
+    corsOrigins: corsOrigins(env.CORS_ORIGINS),
     sessionTtlSeconds: duration(env, 'SESSION_TTL', 12 * 3600),
     authRateLimit: Object.freeze({
       maxFailures: integer(env, 'AUTH_FAILURE_LIMIT', 20, { min: 1, max: 1_000_000 }),

@@ -158,6 +158,23 @@ describe('configuration', () => {
       expect(loadConfig({ LOG_LEVEL: ' Warn ' }).logLevel).toBe('warn');
     });
 
+    // A browser's Origin is scheme://host[:port] and is compared exactly: "crm.example.com" or a trailing slash
+    // never matched, and the browser refused every call with no word from the service.
+    it('takes CORS_ORIGINS as origins and refuses an entry no browser Origin can equal', () => {
+      expect(loadConfig({ CORS_ORIGINS: 'https://crm.example.com, http://localhost:5173' }).corsOrigins).toEqual([
+        'https://crm.example.com',
+        'http://localhost:5173',
+      ]);
+      for (const bad of ['crm.example.com', 'https://crm.example.com/', 'https://crm.example.com/app', '*']) {
+        expect(() => loadConfig({ CORS_ORIGINS: `https://ok.example, ${bad}` })).toThrow(
+          new ConfigError(
+            `CORS_ORIGINS holds origins as browsers send them, like https://crm.example.com (scheme, host and ` +
+              `an optional port; no path, no trailing slash), got "${bad}".`,
+          ),
+        );
+      }
+    });
+
     it('refuses a headers timeout longer than the request timeout', () => {
       expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
         /must not exceed REQUEST_TIMEOUT_MS/,
