@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { createTestDatabase } from './helpers/test-app';
+import { until } from './helpers/until';
 
 /**
  * Installs as users get them, in temporary copies (never the working tree): the production install the
@@ -148,9 +149,51 @@ describe('a fresh clone: npm start, then a restart with nothing changed', () => 
 
   it('`npm start` builds first, then runs the compiled server', () => {
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
-    expect(manifest.scripts.start).toBe('npm run build --silent && node dist/src/main.js');
+    expect(manifest.scripts.start).toBe('npm run build --silent && exec node dist/src/main.js');
     expect(manifest.scripts.build).toBe('tsc -b tsconfig.build.json');
   });
+
+  // npm forwards SIGTERM and SIGINT to its script's shell, and a shell running `a && node ...` does not pass them
+  // on: a supervisor, `timeout` or `kill <npm's pid>` ended npm and left the server serving (and, by default, its
+  // embedded PostgreSQL running). The script execs node, so the signal reaches the server's own shutdown.
+  it('`npm start` stopped with SIGTERM to npm itself shuts the server down', async () => {
+    const database = await createTestDatabase();
+    const child = spawn('npm', ['start'], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: database.url,
+        ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
+        MIGRATE_ON_START: 'true',
+        PORT: '0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    let serverPid: number | null = null;
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      await until(() => output.includes('crm-access is listening'), 60_000);
+      serverPid = Number(/"pid":(\d+)[^\n]*crm-access is listening/.exec(output)![1]);
+      expect(serverPid).not.toBe(child.pid);
+      child.kill('SIGTERM');
+      await until(() => !alive(serverPid!), 20_000).catch(() => undefined);
+      expect(alive(serverPid)).toBe(false);
+      expect(output).toMatch(/"signal":"SIGTERM","msg":"shutting down/);
+    } finally {
+      if (serverPid && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
+      child.kill('SIGKILL');
+      await database.drop();
+    }
+  }, 90_000);
 
   it('compiles nothing on the restart, so its build step is far inside the 5 s the restart may take', () => {
     startBuild();
