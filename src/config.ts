@@ -268,6 +268,20 @@ function auditRetentionDays(env: NodeJS.ProcessEnv): number | null {
   return days;
 }
 
+/**
+ * A NODE_ENV other than production, development or test runs as development (explorer, introspection and "Did
+ * you mean" hints on): accepted, since platforms set names of their own, but worth a warning at start, as
+ * NODE_ENV=prod is more likely a typo than a wish to expose the schema.
+ */
+export function nodeEnvWarning(env: NodeJS.ProcessEnv): string | null {
+  const value = env.NODE_ENV;
+  if (!value || ['production', 'development', 'test'].includes(value)) return null;
+  return (
+    `NODE_ENV=${value} is not "production": the service runs as development (explorer, introspection and ` +
+    '"Did you mean" hints on). Set NODE_ENV=production for production.'
+  );
+}
+
 /** Reads the environment once; the rest of the code receives the frozen result. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development';

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 
 import { AuditRetention, DEFAULT_AUDIT_RETENTION } from './audit/audit-retention';
-import { loadConfig } from './config';
+import { loadConfig, nodeEnvWarning } from './config';
 import { openDatabase } from './db/runtime';
 import { ensureDemoOrganization } from './dev/demo';
 import { listenFailure } from './listen-errors';
@@ -15,6 +15,8 @@ const SHUTDOWN_TIMEOUT_MS = 15_000;
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel });
+  const nodeEnvNotice = nodeEnvWarning(process.env);
+  if (nodeEnvNotice) logger.warn(nodeEnvNotice);
   // A start that finds another instance migrating listens at once and serves 503 until they are applied.
   const database = await openDatabase({ config, logger, waitForLock: false });
   // A start that fails from here on (a port in use, say) closes what it opened before it exits, newest first:

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { ConfigError, loadConfig } from '../src/config';
+import { ConfigError, loadConfig, nodeEnvWarning } from '../src/config';
 
 describe('configuration', () => {
   let dir: string;
@@ -173,6 +173,17 @@ describe('configuration', () => {
           ),
         );
       }
+    });
+
+    // NODE_ENV=prod (or staging) ran as development: explorer, introspection and "Did you mean" hints on,
+    // without a word. Still accepted (platforms set their own names), but said at start.
+    it('warns about a NODE_ENV that is neither production, development nor test', () => {
+      expect(nodeEnvWarning({ NODE_ENV: 'prod' })).toBe(
+        'NODE_ENV=prod is not "production": the service runs as development (explorer, introspection and ' +
+          '"Did you mean" hints on). Set NODE_ENV=production for production.',
+      );
+      for (const fine of [undefined, '', 'production', 'development', 'test'])
+        expect(nodeEnvWarning({ NODE_ENV: fine })).toBeNull();
     });
 
     it('refuses a headers timeout longer than the request timeout', () => {
