@@ -5,6 +5,8 @@ import { createClient } from './pg-client';
 
 type Handler = (payload: string) => void;
 
+/** PostgreSQL's undefined_table: a connect handler ran before the migrations created what it reads. */
+const UNDEFINED_TABLE = '42P01';
 const MIN_RETRY_MS = 100;
 const MAX_RETRY_MS = 2000;
 /**
@@ -165,7 +167,15 @@ export class Notifications {
     if (this.stopped || this.retryTimer) return;
     if (wasConnected && !this.lossLogged) {
       this.lossLogged = true;
-      this.deps.logger.warn({ err: error }, 'lost the notification connection; reconnecting');
+      // A handler read a table that is not there yet (an instance started before `npm run migrate`, or waiting
+      // for another's): nothing was lost, and the start has already said at its own level that migrations are
+      // pending, so this is information; PostgreSQL's one sentence says which table.
+      if ((error as { code?: unknown } | undefined)?.code === UNDEFINED_TABLE) {
+        this.deps.logger.info(
+          { reason: (error as Error).message },
+          'the notification listener waits for the migrations (a table it reads is missing); retrying',
+        );
+      } else this.deps.logger.warn({ err: error }, 'lost the notification connection; reconnecting');
     }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;

@@ -202,7 +202,7 @@ describe('migrations started by several instances at once', () => {
           expect.objectContaining({ level: 30, waitedMs: expect.any(Number) }),
         ]);
         // A normal wait is not an operator's problem: nothing about it at warn or above, no error at all (the
-        // listener's one warning of an unmigrated database is test/health.test.ts's).
+        // listener's one info line on an unmigrated database is test/health.test.ts's).
         expect(
           logLines(app).filter((line) => line.level >= 50 || (line.level >= 40 && /migrat/.test(line.msg))),
         ).toEqual([]);
