@@ -82,7 +82,7 @@ async function testOnlyPause(batches: number): Promise<void> {
  * fingerprint recorded under a wrong one would have every instance refused at start.
  */
 async function openCheckedDatabase(params: Parameters<typeof openDatabase>[0]): Promise<Database> {
-  const database = await openDatabase(params);
+  const database = await openDatabase({ ...params, warnPending: false });
   if (database.secretCheck.checked) return database;
   await database.close();
   throw new MigrationsPendingError(

@@ -51,6 +51,8 @@ export async function openDatabase(params: {
   waitForLock?: boolean;
   /** Told once when the migrations wait for MIGRATIONS_LOCK (waitForLock): the CLI says so on stderr. */
   onLockWait?: (holder: MigrationsLockHolder | null) => void;
+  /** False where the caller reports pending migrations itself (the CLI's one line): no server warning then. */
+  warnPending?: boolean;
 }): Promise<Database> {
   const { config, logger } = params;
   let embedded: EmbeddedPostgres | null = null;
@@ -87,6 +89,7 @@ export async function openDatabase(params: {
       migrate: params.migrate ?? (embedded !== null || config.migrateOnStart),
       waitForLock: params.waitForLock ?? true,
       onLockWait: params.onLockWait,
+      warnPending: params.warnPending,
     });
     stopMigrations = started.stop;
     return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
@@ -151,6 +154,8 @@ export async function startMigrations(params: {
   migrate: boolean;
   waitForLock: boolean;
   onLockWait?: (holder: MigrationsLockHolder | null) => void;
+  /** See openDatabase. */
+  warnPending?: boolean;
 }): Promise<StartedMigrations> {
   const { dataSource, logger } = params;
   let lockTaken = false;
@@ -393,6 +398,8 @@ export async function startSecretCheck(
   deps: SecretCheckDeps & {
     /** This start found MIGRATIONS_LOCK taken and applies them once it is free (startMigrations): said at info. */
     migratingElsewhere?: boolean;
+    /** False: pending migrations are the caller's to report (the CLI refuses with its own line). */
+    warnPending?: boolean;
   },
 ): Promise<SecretCheck> {
   const pending = await migrationsPending(deps.dataSource);
@@ -402,7 +409,9 @@ export async function startSecretCheck(
       'another instance is applying the database migrations (it holds the migrations lock); this one answers 503 ' +
         'until they are applied, and applies any still pending once the lock is free',
     );
-  } else deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
+  } else if (deps.warnPending !== false) {
+    deps.logger.warn('database migrations are pending: run `npm run migrate` (/readyz answers 503 until then)');
+  }
   return new SecretCheck(deps, !pending);
 }
 
