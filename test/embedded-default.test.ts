@@ -4,6 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { until } from './helpers/until';
+
 /**
  * `npm start` with no configuration, as a user would run it: the compiled entry point with an embedded
  * PostgreSQL in its own data folder. Proves first run, restart, a SIGKILLed previous run, a wrong secret,
@@ -255,8 +257,20 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
         expect(postmasterPid(dataDir)).toBeNull();
       } finally {
         await new Promise((resolve) => taken.close(resolve));
+        // A server left running (the fault this test is about) is stopped before its folder goes.
         const left = postmasterPid(dataDir);
-        if (left) process.kill(left, 'SIGINT');
+        const running = (pid: number) => {
+          try {
+            process.kill(pid, 0);
+            return true;
+          } catch {
+            return false;
+          }
+        };
+        if (left && running(left)) {
+          process.kill(left, 'SIGINT');
+          await until(() => !running(left), 30_000);
+        }
         fs.rmSync(path.dirname(dataDir), { recursive: true, force: true });
       }
     },
