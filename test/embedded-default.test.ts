@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { isRunning } from './helpers/processes';
 import { until } from './helpers/until';
 
 /**
@@ -259,17 +260,9 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
         await new Promise((resolve) => taken.close(resolve));
         // A server left running (the fault this test is about) is stopped before its folder goes.
         const left = postmasterPid(dataDir);
-        const running = (pid: number) => {
-          try {
-            process.kill(pid, 0);
-            return true;
-          } catch {
-            return false;
-          }
-        };
-        if (left && running(left)) {
+        if (left && isRunning(left)) {
           process.kill(left, 'SIGINT');
-          await until(() => !running(left), 30_000);
+          await until(() => !isRunning(left), 30_000);
         }
         fs.rmSync(path.dirname(dataDir), { recursive: true, force: true });
       }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { isRunning } from './helpers/processes';
 import { createTestDatabase } from './helpers/test-app';
 import { until } from './helpers/until';
 
@@ -172,24 +173,16 @@ describe('a fresh clone: npm start, then a restart with nothing changed', () => 
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
     let serverPid: number | null = null;
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     try {
       await until(() => output.includes('crm-access is listening'), 60_000);
       serverPid = Number(/"pid":(\d+)[^\n]*crm-access is listening/.exec(output)![1]);
       expect(serverPid).not.toBe(child.pid);
       child.kill('SIGTERM');
-      await until(() => !alive(serverPid!), 20_000).catch(() => undefined);
-      expect(alive(serverPid)).toBe(false);
+      await until(() => !isRunning(serverPid!), 20_000).catch(() => undefined);
+      expect(isRunning(serverPid)).toBe(false);
       expect(output).toMatch(/"signal":"SIGTERM","msg":"shutting down/);
     } finally {
-      if (serverPid && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
+      if (serverPid && isRunning(serverPid)) process.kill(serverPid, 'SIGKILL');
       child.kill('SIGKILL');
       await database.drop();
     }
