@@ -203,6 +203,23 @@ function corsOrigins(raw: string | undefined): string[] {
   return entries;
 }
 
+/**
+ * DATABASE_URL: a PostgreSQL connection string (postgres:, postgresql:, pg's socket: or a socket directory).
+ * pg reads the host and port of any scheme, so mysql://... failed as an unreachable PostgreSQL. The refusal
+ * names the scheme only: the URL may hold a password.
+ */
+function databaseUrl(env: NodeJS.ProcessEnv): string | null {
+  const setting = fromEnvOrFile(env, 'DATABASE_URL');
+  if (!setting) return null;
+  const { value, source } = setting;
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value)?.[1].toLowerCase();
+  if (value.startsWith('/') || scheme === 'postgres' || scheme === 'postgresql' || scheme === 'socket') return value;
+  throw new ConfigError(
+    `${source} must be a PostgreSQL connection string (postgres://user:password@host:5432/database), ` +
+      `got ${scheme ? `a ${scheme}: URL` : 'no URL scheme'}.`,
+  );
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** LOG_LEVEL: one of pino's levels (any letter case); anything else would stop pino with its stack trace. */
@@ -311,7 +328,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     env: nodeEnv,
     host,
     port,
-    databaseUrl: fromEnvOrFile(env, 'DATABASE_URL')?.value ?? null,
+    databaseUrl: databaseUrl(env),
     dataDir: path.resolve(env.DATA_DIR || '.data'),
     accessKeySecret: secret,
     olderAccessKeySecrets: secrets.slice(1),

@@ -186,6 +186,20 @@ describe('configuration', () => {
         expect(nodeEnvWarning({ NODE_ENV: fine })).toBeNull();
     });
 
+    // pg reads any scheme's host and port, so mysql://db/crm failed as "could not connect to PostgreSQL ...
+    // ENOTFOUND" instead of saying the URL is not PostgreSQL's. The refusal names the scheme, never the URL.
+    it('refuses a DATABASE_URL that is not a PostgreSQL connection string, without printing it', () => {
+      for (const fine of ['postgres://u:p@db/crm', 'postgresql://db:5433/crm', 'socket:/var/run/postgresql?db=crm'])
+        expect(loadConfig({ DATABASE_URL: fine }).databaseUrl).toBe(fine);
+      expect(() => loadConfig({ DATABASE_URL: 'mysql://root:hunter2@db/crm' })).toThrow(
+        new ConfigError(
+          'DATABASE_URL must be a PostgreSQL connection string (postgres://user:password@host:5432/database), ' +
+            'got a mysql: URL.',
+        ),
+      );
+      expect(() => loadConfig({ DATABASE_URL: 'db.example:5432/crm' })).toThrow(/DATABASE_URL must be a PostgreSQL/);
+    });
+
     it('refuses a headers timeout longer than the request timeout', () => {
       expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
         /must not exceed REQUEST_TIMEOUT_MS/,
