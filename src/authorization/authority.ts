@@ -279,8 +279,8 @@ export class Authority {
     const rows: KeyViewRow[] = [];
     const whos = new Map<KeyViewRow['actor'], number>();
     const whoActor: number[] = [];
-    // The actors' key rows, locked with the targets' ($3 || $14) by user id in the statement: the order here
-    // does not matter, nor do repeats.
+    // The actors' key rows, locked with the targets' by user id in the statement ($3, each once; the statement
+    // orders them).
     const keyRowIds: string[] = [];
     candidates.forEach(({ actor, rows: own }, i) => {
       if (actor.principal.kind === 'ACCESS_KEY') keyRowIds.push(actor.principal.userId);
@@ -315,7 +315,9 @@ export class Authority {
       [
         organizationIds,
         sortedUnique(actors.map((principal) => principal.userId)),
-        uuidArrayLiteral(keyRowIds),
+        // Each user id once: a batch of reveals of one key by one admin held it twice a request, and the
+        // generic plan's scan compared every row of access_keys with every element (docs/performance.md).
+        uuidArrayLiteral([...new Set([...keyRowIds, ...targetIds])]),
         sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
         actors.map((_, i) => i),
         actors.map((principal) => principal.userId),
@@ -413,7 +415,7 @@ export class Authority {
       }>(
         manager,
         revealing.length > 0 ? LOCK_KEYS_REVEALING : LOCK_KEYS,
-        revealing.length > 0 ? [[...holderIds, ...revealing]] : [sortedUnique(holderIds)],
+        [sortedUnique(revealing.length > 0 ? [...holderIds, ...revealing] : holderIds)],
       );
       for (const row of rows) if (row.key_ciphertext) keyCiphertexts.set(row.user_id, row.key_ciphertext);
       const byUser = new Map(rows.map((row) => [row.user_id, row]));
@@ -502,7 +504,7 @@ const KEY_CREDENTIAL_COLUMNS = `user_id, key_digest,
 const LOCK_KEYS = `SELECT ${KEY_CREDENTIAL_COLUMNS} FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`;
 
 /**
- * A batch of reveals' key rows ($1: the actors' and the revealed keys' users, in any order, repeats allowed): FOR
+ * A batch of reveals' key rows ($1: the actors' and the revealed keys' users, each once): FOR
  * SHARE, in one user id order, as INSERT_IF_CONFIRMED's `k` takes them, with the ciphertexts the batch shows.
  */
 const LOCK_KEYS_REVEALING = `SELECT ${KEY_CREDENTIAL_COLUMNS}, key_ciphertext FROM access_keys
@@ -522,9 +524,10 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
  * as committed when a lock was granted only when the lock conflicts with the change; a key row is therefore
  * locked FOR SHARE here (FOR KEY SHARE let an expiry committed while the statement waited read as the
- * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). `k` holds the actors' key rows ($3) and the
- * views' targets' ($14), in one user id order: a regeneration of a target either committed before the lock (and
- * `k` holds its key) or waits for the views' commit. It waits for the minute's `last_used_at` write at most;
+ * snapshot's `expires_at`, test/auth/key-view-stale-expiry.test.ts). `k` holds the actors' key rows and the
+ * views' targets' ($3: each user id once; $14 has the targets one per view), in one user id order: a
+ * regeneration of a target either committed before the lock (and `k` holds its key) or waits for the views'
+ * commit. It waits for the minute's `last_used_at` write at most;
  * both take key rows in user id order. `who` is each request's part of the views' rows (by index from 0: the
  * actor's place `i` in $5, its user id, kind, ip and request id), sent once and not once per view. `r`, the views
  * (`n` their place from 1, its `who`, target and organization, and the encryption its reveal read: `encryptionIdOf`
@@ -543,7 +546,7 @@ export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
      ORDER BY id FOR SHARE),
   k AS MATERIALIZED (
     SELECT user_id, key_digest, expires_at, key_ciphertext FROM access_keys
-     WHERE user_id = ANY($3::uuid[] || $14::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
+     WHERE user_id = ANY($3::uuid[]) AND (SELECT count(*) FROM u) >= 0 ORDER BY user_id FOR SHARE),
   s AS MATERIALIZED (
     SELECT id FROM sessions
      WHERE id = ANY($4::uuid[]) AND revoked_at IS NULL AND expires_at > ${CHECKED_AT} AND (SELECT count(*) FROM k) >= 0
