@@ -95,7 +95,8 @@ function auditScope(conditions: readonly ScopeCondition[]): { where: SqlWhere; o
 
 /** Writes the audit log in the caller's transaction, so a change and its record commit or roll back together. */
 export class AuditService {
-  private readonly keyViews: KeyViewWriter;
+  /** The group commit of key views (its `waiting` tells tests when a batch has formed). */
+  readonly keyViews: KeyViewWriter;
 
   constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {
     this.keyViews = new KeyViewWriter(deps);

@@ -70,6 +70,11 @@ export class KeyViewWriter {
 
   constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {}
 
+  /** How many requests' views wait for the next batch (behind the one being committed). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
   /**
    * Resolves once the views are committed, with the targets whose key was replaced since the caller read it
    * (ReplacedTargetKeys: show those instead); rejects with the refusal when the actor may no longer see them,

@@ -2,9 +2,12 @@ import { Client, type QueryConfig } from 'pg';
 
 import { INSERT_IF_CONFIRMED, type PauseHooks } from '../../src/authorization/authority';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
+import { waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
+import { until } from '../helpers/until';
 
 const PAGE = '{ users(first: 20) { edges { node { id accessKey } } } }';
+const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
 
 /**
  * A batch of key views locks the key rows it needs (the actors' and the revealed keys') by user id, and sends
@@ -17,13 +20,15 @@ describe('a batch of key views sends each key row it locks once', () => {
   const hooks: PauseHooks = {};
   let app: TestApp;
   let admin: TestUser;
+  let member: TestUser;
   const sent: Array<{ text: string; values: unknown[] }> = [];
   let watch: jest.SpyInstance;
 
   beforeAll(async () => {
     app = await startTestApp({ hooks });
     admin = await createOrganization(app, 'Lock Rows Org');
-    for (let i = 0; i < 4; i++) await createUser(app, admin);
+    member = await createUser(app, admin);
+    for (let i = 0; i < 3; i++) await createUser(app, admin);
     const query = Client.prototype.query as (...args: unknown[]) => unknown;
     watch = jest.spyOn(Client.prototype, 'query').mockImplementation(function (this: Client, ...args: unknown[]) {
       const config = args[0] as QueryConfig | string;
@@ -86,5 +91,35 @@ describe('a batch of key views sends each key row it locks once', () => {
     expect(arrays.length).toBeGreaterThan(0);
     for (const ids of arrays) expect(new Set(ids).size).toBe(ids.length);
     expect(arrays.some((ids) => ids.includes(admin.id) && ids.length > 1)).toBe(true);
+  });
+
+  it('once per credential: a batch of several requests by one key confirms that key once', async () => {
+    await app.gql('{ me { id } }', { key: admin.key });
+    const holder = new Client({ connectionString: app.databaseUrl });
+    await holder.connect();
+    const reveal = () => app.gql(REVEAL, { key: admin.key, variables: { id: member.id } });
+    let answers: Awaited<ReturnType<typeof reveal>>[];
+    try {
+      // The first batch waits for the member's key row; the next requests queue behind it and form one batch.
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM access_keys WHERE user_id = $1 FOR UPDATE', [member.id]);
+      const first = reveal();
+      await waitForLockWaiters(app, 1);
+      const more = Array.from({ length: 5 }, reveal);
+      await until(() => app.services.audit.keyViews.waiting === 5);
+      await holder.query('ROLLBACK');
+      answers = await Promise.all([first, ...more]);
+    } finally {
+      await holder.end();
+    }
+    for (const answer of answers) expect(answer.body.data!.user.accessKey).toBe(member.key);
+    const batches = sent.filter(({ text }) => text === INSERT_IF_CONFIRMED).map(({ values }) => values);
+    expect(batches).toHaveLength(2);
+    const [, batch] = batches;
+    // $5: the principals confirmed; $13: each view's request (`who`); $17: each request's principal.
+    expect(batch[4]).toEqual([0]);
+    expect((batch[12] as string).slice(1, -1).split(',')).toHaveLength(5);
+    expect(batch[16]).toEqual([0, 0, 0, 0, 0]);
+    expect(new Set((batch[2] as string).slice(1, -1).split(','))).toEqual(new Set([admin.id, member.id]));
   });
 });
