@@ -184,6 +184,18 @@ function trustProxy(raw: string | undefined): false | number | string[] {
 }
 
 /**
+ * Whether `entry` is an Origin as a browser sends it: scheme://host[:port]. For http(s) that is the URL's own
+ * origin; an app's or extension's scheme (capacitor://localhost, chrome-extension://<id>) has an opaque origin
+ * in URL ("null") but is sent as scheme://host all the same.
+ */
+function isOrigin(entry: string): boolean {
+  if (!URL.canParse(entry)) return false;
+  const url = new URL(entry);
+  if (url.origin === entry) return true;
+  return url.origin === 'null' && url.host !== '' && entry === `${url.protocol}//${url.host}`;
+}
+
+/**
  * CORS_ORIGINS: origins exactly as browsers send them in Origin (scheme://host[:port]), which the CORS plugin
  * compares as strings: a bare host name or a trailing slash would never match, and the browser would refuse
  * every call without a word from the service.
@@ -194,7 +206,7 @@ function corsOrigins(raw: string | undefined): string[] {
     .map((origin) => origin.trim())
     .filter(Boolean);
   for (const entry of entries) {
-    if (URL.canParse(entry) && new URL(entry).origin === entry) continue;
+    if (isOrigin(entry)) continue;
     throw new ConfigError(
       `CORS_ORIGINS holds origins as browsers send them, like https://crm.example.com (scheme, host and an ` +
         `optional port; no path, no trailing slash), got "${entry}".`,

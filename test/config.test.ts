@@ -175,6 +175,26 @@ describe('configuration', () => {
       }
     });
 
+    // Hybrid mobile apps and browser extensions send an Origin of their own scheme (Capacitor on iOS:
+    // capacitor://localhost, Chrome: chrome-extension://<id>), which the CORS plugin matched before the check
+    // came: such an entry must still start the service, not stop it as "no browser Origin".
+    it('takes an origin of a scheme of its own (an app or an extension), as browsers send it', () => {
+      const origins = 'capacitor://localhost, chrome-extension://abcdefghijklmnop, tauri://localhost';
+      expect(loadConfig({ CORS_ORIGINS: origins }).corsOrigins).toEqual([
+        'capacitor://localhost',
+        'chrome-extension://abcdefghijklmnop',
+        'tauri://localhost',
+      ]);
+      for (const bad of [
+        'capacitor://localhost/',
+        'capacitor://localhost/app',
+        'capacitor:localhost',
+        'capacitor://',
+      ]) {
+        expect(() => loadConfig({ CORS_ORIGINS: bad })).toThrow(ConfigError);
+      }
+    });
+
     // NODE_ENV=prod (or staging) ran as development: explorer, introspection and "Did you mean" hints on,
     // without a word. Still accepted (platforms set their own names), but said at start.
     it('warns about a NODE_ENV that is neither production, development nor test', () => {
