@@ -152,13 +152,19 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
  */
 const VALID_HOST = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
 
+/** SECURITY_HEADERS as header lines, for the answers written on the socket (clientErrorHandler). */
+const SECURITY_HEADER_LINES = Object.entries(SECURITY_HEADERS)
+  .map(([name, value]) => `${name}: ${value}\r\n`)
+  .join('');
+
 /** Node's default limit on a request's header section (`--max-http-header-size`). */
 const MAX_HEADER_KIB = 16;
 
 /**
  * Fastify's answer to what Node's HTTP parser refuses before there is a request (a header Node cannot read, a body
  * framed two ways, headers over the size limit, a timeout), in the API's error shape and in words: Fastify's own
- * answered `{"message":"Client Error"}`. Logged at debug level only: whoever can connect could fill the log.
+ * answered `{"message":"Client Error"}`. With the security headers of every answer (no request id: there is no
+ * request). Logged at debug level only: whoever can connect could fill the log.
  * The socket is closed after it, as Node does.
  */
 export function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
@@ -189,7 +195,8 @@ export function clientErrorHandler(this: FastifyInstance, error: Error & { code?
     const body = JSON.stringify({ errors: [{ message, extensions: { code } }] });
     socket.write(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-        `Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+        `Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n${SECURITY_HEADER_LINES}` +
+        `Connection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy();

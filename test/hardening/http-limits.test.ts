@@ -226,6 +226,24 @@ describe('requests that are not valid HTTP/1.1', () => {
       expect(app.logs.slice(before).filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
     },
   );
+
+  // Written on the socket, past Fastify's hooks: it carried none of the headers every other answer has.
+  it('answers with the security headers of every other answer', async () => {
+    const { received } = await rawExchange({
+      port: portOf(app),
+      send: 'GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n',
+    });
+    const head = received.slice(0, received.indexOf('\r\n\r\n')).toLowerCase();
+    for (const header of [
+      'x-content-type-options: nosniff',
+      'referrer-policy: no-referrer',
+      'x-frame-options: deny',
+      'cross-origin-opener-policy: same-origin',
+      'cross-origin-resource-policy: same-origin',
+    ]) {
+      expect(head).toContain(`\r\n${header}\r\n`);
+    }
+  });
 });
 
 describe('load shedding', () => {
