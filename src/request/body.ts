@@ -23,9 +23,13 @@ export class BodyError extends Error {
   }
 }
 
-const IDENTITY = /^\s*identity\s*$/i;
+/** A coding of the list that leaves the body as it is: identity, or an empty element (RFC 9110 5.6.1.2). */
+const IDENTITY = /^\s*(?:identity)?\s*$/i;
 
-/** A BodyError for a Content-Encoding other than identity (each listed coding must be identity), else null. */
+/**
+ * A BodyError for a Content-Encoding other than identity (each listed coding must be identity; empty elements,
+ * and so an empty header, are no coding), else null.
+ */
 export function bodyEncodingError(request: FastifyRequest): BodyError | null {
   const encoding = request.headers['content-encoding'];
   if (encoding === undefined || encoding.split(',').every((coding) => IDENTITY.test(coding))) return null;
@@ -41,7 +45,7 @@ function charsetError(request: FastifyRequest): BodyError | null {
   const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1];
   if (charset === undefined || UTF8.test(charset)) return null;
   return new BodyError(
-    `The body's charset must be UTF-8 (Content-Type: application/json; charset=utf-8), not ${charset}.`,
+    `The body's charset must be UTF-8 (Content-Type: application/json; charset=utf-8), not ${charset || 'an empty charset'}.`,
     415,
   );
 }

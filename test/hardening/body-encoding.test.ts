@@ -87,6 +87,17 @@ describe('request bodies: compressed, another charset, or not UTF-8', () => {
     },
   );
 
+  it('names an empty charset as such', async () => {
+    const answer = await post({
+      body: Buffer.from('{"query":"{ __typename }"}'),
+      headers: { 'content-type': 'application/json; charset=' },
+    });
+    expect(answer.status).toBe(415);
+    expect(answer.body.errors![0].message).toBe(
+      "The body's charset must be UTF-8 (Content-Type: application/json; charset=utf-8), not an empty charset.",
+    );
+  });
+
   it.each([
     ['a gzip body', 'gzip', (text: string) => gzipSync(text)],
     ['a plain body labelled gzip', 'gzip', (text: string) => Buffer.from(text)],
@@ -115,6 +126,9 @@ describe('request bodies: compressed, another charset, or not UTF-8', () => {
     ['charset="UTF-8"', { 'content-type': 'application/json; charset="UTF-8"' }],
     ['charset=utf8', { 'content-type': 'application/json;charset=utf8' }],
     ['Content-Encoding: identity', { 'content-type': 'application/json', 'content-encoding': 'identity' }],
+    // RFC 9110 5.6.1.2: a recipient must accept empty list elements; an empty list is no coding at all.
+    ['Content-Encoding: identity,', { 'content-type': 'application/json', 'content-encoding': 'identity,' }],
+    ['an empty Content-Encoding', { 'content-type': 'application/json', 'content-encoding': '' }],
   ])('still reads UTF-8 JSON sent with %s', async (_label, headers) => {
     const email = `ok-${randomUUID()}@body.example`;
     const answer = await post({ body: createUserBody({ email, nameBytes: Buffer.from('Müller', 'utf8') }), headers });
