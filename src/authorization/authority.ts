@@ -6,7 +6,7 @@ import { AuditAction } from '../audit/audit-event.entity';
 import type { KeyViewRow, ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
 import { integerArrayLiteral, uuidArrayLiteral } from '../db/array-literal';
-import { runPrepared, runPreparedIn } from '../db/prepared';
+import { runPreparedIn, runPreparedOnConnection } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
 import type { Actor } from '../request/actor';
 import type { User } from '../users/user.entity';
@@ -326,37 +326,38 @@ export class Authority {
     for (let j = 0; j < rows.length; j++)
       rows[j].keyCiphertext.copy(encryptions, j * ENCRYPTION_ID_BYTES, 0, ENCRYPTION_ID_BYTES);
     const organizationIds = sortedUnique(actors.map((principal) => principal.organizationId));
-    const answers = await runPrepared<{ i: number | null; view_index: number | null; key_ciphertext: Buffer | null }>(
-      dataSource,
-      INSERT_IF_CONFIRMED,
-      [
-        organizationIds,
-        sortedUnique(actors.map((principal) => principal.userId)),
-        // Each user id once: a batch of reveals of one key by one admin held it twice a request, and the
-        // generic plan's scan compared every row of access_keys with every element (docs/performance.md).
-        uuidArrayLiteral([...new Set([...keyRowIds, ...targetIds])]),
-        sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
-        actors.map((_, i) => i),
-        actors.map((principal) => principal.userId),
-        actors.map((principal) => principal.organizationId),
-        actors.map((principal) => principal.role),
-        actors.map((principal) => (principal.kind === 'SESSION' ? principal.sessionId! : null)),
-        digestOf,
-        digests,
-        new Date((this.deps.clock ?? systemClock).now()),
-        // The views' arrays, 100 elements for a page, as literals (array-literal.ts): pg quotes each element.
-        integerArrayLiteral(whoOf),
-        uuidArrayLiteral(targetIds),
-        uuidArrayLiteral(targetOrganizationIds),
-        encryptions,
-        whoActor,
-        whoRows.map((who) => who.userId),
-        whoRows.map((who) => who.kind),
-        whoRows.map((who) => who.ip),
-        whoRows.map((who) => who.requestId),
-        AuditAction.ACCESS_KEY_VIEWED,
-      ],
-    );
+    // The values once the statement has its connection: $12, the clock, read after any wait for one.
+    const answers = await runPreparedOnConnection<{
+      i: number | null;
+      view_index: number | null;
+      key_ciphertext: Buffer | null;
+    }>(dataSource, INSERT_IF_CONFIRMED, () => [
+      organizationIds,
+      sortedUnique(actors.map((principal) => principal.userId)),
+      // Each user id once: a batch of reveals of one key by one admin held it twice a request, and the
+      // generic plan's scan compared every row of access_keys with every element (docs/performance.md).
+      uuidArrayLiteral([...new Set([...keyRowIds, ...targetIds])]),
+      sortedUnique(actors.flatMap((principal) => (principal.kind === 'SESSION' ? [principal.sessionId!] : []))),
+      actors.map((_, i) => i),
+      actors.map((principal) => principal.userId),
+      actors.map((principal) => principal.organizationId),
+      actors.map((principal) => principal.role),
+      actors.map((principal) => (principal.kind === 'SESSION' ? principal.sessionId! : null)),
+      digestOf,
+      digests,
+      new Date((this.deps.clock ?? systemClock).now()),
+      // The views' arrays, 100 elements for a page, as literals (array-literal.ts): pg quotes each element.
+      integerArrayLiteral(whoOf),
+      uuidArrayLiteral(targetIds),
+      uuidArrayLiteral(targetOrganizationIds),
+      encryptions,
+      whoActor,
+      whoRows.map((who) => who.userId),
+      whoRows.map((who) => who.kind),
+      whoRows.map((who) => who.ip),
+      whoRows.map((who) => who.requestId),
+      AuditAction.ACCESS_KEY_VIEWED,
+    ]);
     const confirmedPrincipals = new Set<number>();
     for (const answer of answers) {
       if (answer.i !== null) confirmedPrincipals.add(answer.i);
@@ -509,8 +510,8 @@ const CHECKED_AT = 'clock_timestamp()';
 
 /**
  * The service's clock (Clock: what key expiry is decided by) when insertIfConfirmed's statement checks a key,
- * after the locks it waited for: its reading when the statement was sent ($12) moved on by the time PostgreSQL
- * measured since the statement began. $12 alone is the moment before any wait: a key that expired while the
+ * after the locks it waited for: its reading when the statement was sent ($12, read once it has its connection)
+ * moved on by the time PostgreSQL measured since the statement began. $12 alone is the moment before any wait: a key that expired while the
  * statement waited behind another act's lock would still reveal (test/auth/ended-while-waiting.test.ts).
  * confirm and confirmEach read the clock in JavaScript after their locking statements instead.
  */

@@ -24,6 +24,30 @@ export async function runPrepared<T extends QueryResultRow>(
 }
 
 /**
+ * `runPrepared` whose values are made once the pool has given the statement its connection: for a value read
+ * from a clock, which a wait for a connection (a busy pool) must not leave behind (Authority.insertIfConfirmed).
+ */
+export async function runPreparedOnConnection<T extends QueryResultRow>(
+  dataSource: DataSource,
+  text: string,
+  values: () => unknown[],
+): Promise<T[]> {
+  const pool = (dataSource.driver as unknown as { master: Pool }).master;
+  const client = await pool.connect();
+  let failure: Error | undefined;
+  try {
+    dataSource.logger.logQuery(text);
+    return (await client.query<T>({ name: statementName(text), text, values: values() })).rows;
+  } catch (error) {
+    // As pool.query does: a connection that failed a statement is not given out again.
+    failure = error as Error;
+    throw error;
+  } finally {
+    client.release(failure);
+  }
+}
+
+/**
  * `runPrepared` for the rows of `select` (a statement without a WHERE of its own) whose `column` is one of `ids`
  * (non-empty), the comparison written as oneOrAny writes it (`= $1` for one id, so that PostgreSQL keeps one
  * generic plan for it instead of planning it on every run).
