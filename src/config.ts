@@ -206,6 +206,12 @@ function corsOrigins(raw: string | undefined): string[] {
     .map((origin) => origin.trim())
     .filter(Boolean);
   for (const entry of entries) {
+    if (entry === 'null') {
+      throw new ConfigError(
+        'CORS_ORIGINS may not hold "null": browsers send it from sandboxed frames and file:// pages, which any ' +
+          'site can open; name the origins of your pages.',
+      );
+    }
     if (isOrigin(entry)) continue;
     throw new ConfigError(
       `CORS_ORIGINS holds origins as browsers send them, like https://crm.example.com (scheme, host and an ` +

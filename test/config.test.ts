@@ -195,6 +195,17 @@ describe('configuration', () => {
       }
     });
 
+    // Browsers send "Origin: null" from sandboxed frames and file:// pages, which any site can make: the entry
+    // matched them before the check came. Still refused, in words that say why.
+    it('refuses CORS_ORIGINS=null saying what sends it', () => {
+      expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example, null' })).toThrow(
+        new ConfigError(
+          'CORS_ORIGINS may not hold "null": browsers send it from sandboxed frames and file:// pages, which any ' +
+            'site can open; name the origins of your pages.',
+        ),
+      );
+    });
+
     // NODE_ENV=prod (or staging) ran as development: explorer, introspection and "Did you mean" hints on,
     // without a word. Still accepted (platforms set their own names), but said at start.
     it('warns about a NODE_ENV that is neither production, development nor test', () => {
