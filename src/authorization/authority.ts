@@ -504,7 +504,10 @@ export class Authority {
  * The moment a session's or a grace period's end is compared with (PostgreSQL's clock, as at sign-in and
  * regeneration): when the check reads the row, after the locks it waited for. Not now(), the time the
  * transaction (or the one statement) began: a check that waited behind another act's lock while the end went
- * by would still let the credential act (test/auth/ended-while-waiting.test.ts).
+ * by would still let the credential act (test/auth/ended-while-waiting.test.ts). The locks waited for are
+ * those taken before in the one order (organization, users rows); a wait for the row itself reads the clock
+ * again only when its holder changed the row (PostgreSQL rechecks the condition then), which is how the row's
+ * writers hold it (a sign-out or a regeneration is an UPDATE).
  */
 const CHECKED_AT = 'clock_timestamp()';
 
