@@ -9,7 +9,7 @@ import {
   isWellFormedSessionToken,
   SESSION_TOKEN_PREFIX,
 } from '../access-keys/key-format';
-import { CREDENTIALS_ENDED } from '../authorization/authority';
+import { CREDENTIALS_ENDED, SESSION_ENDED } from '../authorization/authority';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from './auth-cache';
@@ -26,13 +26,6 @@ const MALFORMED_KEY =
   'The access key is malformed: check that no characters were lost or added when copying it ' +
   '(it starts with cak_ and is 42 characters long).';
 const MALFORMED_TOKEN = 'The session token is malformed: check that no characters were lost or added when copying it.';
-/**
- * A well-formed session token that does not work. The client knows it sent a token, so naming the kind tells it
- * nothing new; the key's sentence ("the key may have been replaced") sent people who had signed in after a key.
- */
-const SESSION_ENDED =
-  'The session is not valid: it was signed out, expired or ended by a password change, or its user was deactivated. Sign in again.';
-
 const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
 type Presented = { kind: 'ACCESS_KEY' | 'SESSION'; credential: string } | { kind: 'MALFORMED'; message: string } | null;

@@ -5,6 +5,7 @@ import { ENCRYPTION_ID_BYTES } from '../access-keys/key-crypto';
 import { AuditAction } from '../audit/audit-event.entity';
 import type { KeyViewRow, ReplacedKeys } from '../audit/audit-rows';
 import type { AuthCache } from '../authentication/auth-cache';
+import type { PrincipalKind } from '../authentication/principal';
 import { integerArrayLiteral, uuidArrayLiteral } from '../db/array-literal';
 import { runPreparedIn, runPreparedOnConnection } from '../db/prepared';
 import { DomainError, ForbiddenError } from '../errors';
@@ -28,14 +29,24 @@ export interface PauseHooks {
   duringPasswordCheck?(client: string): Promise<void>;
 }
 
-/** The same answer authentication gives a credential that does not work: nothing is learned about why. */
+/** The same answer authentication gives a key that does not work: nothing is learned about why. */
 export const CREDENTIALS_ENDED =
   'The credentials are not valid: the key may have been replaced or expired, or its user deactivated.';
+/**
+ * The same answer authentication gives a well-formed session token that does not work. The client knows it sent a
+ * token, so naming the kind tells it nothing new; the key's sentence ("the key may have been replaced") sent people
+ * who had signed in after a key.
+ */
+export const SESSION_ENDED =
+  'The session is not valid: it was signed out, expired or ended by a password change, or its user was deactivated. Sign in again.';
 
-/** The caller's authority ended (deactivated, key replaced, signed out) before this act: UNAUTHENTICATED. */
+/**
+ * The caller's authority ended (deactivated, key replaced, signed out) before this act: UNAUTHENTICATED, with the
+ * sentence authentication gives the same credential (`kind`: the principal's) from then on.
+ */
 export class AuthorityEndedError extends DomainError {
-  constructor() {
-    super(CREDENTIALS_ENDED, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
+  constructor(kind: PrincipalKind) {
+    super(kind === 'SESSION' ? SESSION_ENDED : CREDENTIALS_ENDED, 'UNAUTHENTICATED', { reason: 'INVALID_CREDENTIALS' });
   }
 }
 
@@ -404,7 +415,7 @@ export class Authority {
       const user = users.get(principal.userId);
       const credential = validCredentials.get(actor);
       const authentic = !!credential && !!user?.isActive && activeOrganizations.has(principal.organizationId);
-      if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError()) };
+      if (!authentic) return { actor, act: this.refuse(actor, new AuthorityEndedError(principal.kind)) };
       const ability = user.role === principal.role ? actor.ability : null;
       return { actor, act: this.confirmed({ actor, ability, users, viaReplacedKey: credential === 'REPLACED_KEY' }) };
     });

@@ -106,6 +106,8 @@ describe('a credential that ends while the act waits for its locks acts no more'
     );
 
     expect(response.body.errors?.map((error) => error.extensions)).toEqual([ENDED]);
+    // The sentence a session's refusal has at authentication, not the key's ("the key may have been replaced").
+    expect(response.body.errors?.[0].message).toMatch(/^The session is not valid/);
     expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
   });
 
@@ -151,6 +153,7 @@ describe('a credential that ends while the act waits for its locks acts no more'
     );
 
     expect(response.body.errors?.map((error) => error.extensions)).toEqual([ENDED]);
+    expect(response.body.errors?.[0].message).toMatch(/^The credentials are not valid: the key/);
     const [row] = await app.dataSource.query(`SELECT name FROM users WHERE id = $1`, [member.id]);
     expect(row.name).toBe('Before');
   });
