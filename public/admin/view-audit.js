@@ -25,6 +25,7 @@ const ACTION_NAMES = /** @type {const} */ ({
   PASSWORD_CHANGED: 'Password changed',
   ACCESS_KEY_LEAK_REPORTED: 'Access key reported leaked',
   ACCESS_KEY_POLICY_CHANGED: 'Access key policy changed',
+  SESSION_TOKEN_LEAK_REPORTED: 'Session token reported leaked',
 });
 
 const ACTOR_KIND_NAMES = /** @type {Record<string, string>} */ ({

@@ -190,8 +190,8 @@ async function showPage(results, params) {
 }
 
 /**
- * An admin found a key somewhere it should not be (a chat, a ticket, a repository): revoke it if it is one of
- * this organization's. The answer is the same for a key of another organization and for no key at all.
+ * An admin found a key or a session token somewhere it should not be (a chat, a ticket, a repository): revoke
+ * it if it is one of this organization's. The answer is the same for one of another organization and for none.
  * @param {HTMLElement} message where the outcome is said
  */
 async function reportLeakedKey(message) {
@@ -205,7 +205,7 @@ async function reportLeakedKey(message) {
       field({
         label: 'The key that was found',
         control: key,
-        hint: 'Starts with cak_. It is not kept: only its last four characters are.',
+        hint: 'Starts with cak_ (a session token, cas_, is reported the same way). It is not kept: only its last four characters are.',
       }),
       field({
         label: 'Where it was found',
@@ -218,12 +218,17 @@ async function reportLeakedKey(message) {
   });
   if (!answer) return;
   try {
+    const reported = String(answer.get('key') ?? '');
     const data = await gql(
       'mutation ($key: String!, $location: String!) { reportLeakedAccessKey(key: $key, location: $location) { revoked user { id name } } }',
-      { key: String(answer.get('key') ?? ''), location: String(answer.get('location') ?? '') },
+      { key: reported, location: String(answer.get('location') ?? '') },
     );
     const result = data.reportLeakedAccessKey;
-    if (result.revoked && result.user) {
+    if (result.revoked && result.user && reported.trim().startsWith('cas_')) {
+      message.replaceChildren(
+        notice(`That session of ${result.user.name} is signed out: the token no longer works.`, 'success'),
+      );
+    } else if (result.revoked && result.user) {
       message.replaceChildren(
         h(
           'div',

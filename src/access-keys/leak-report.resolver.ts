@@ -20,7 +20,9 @@ export class LeakReportResolver {
       'Admins: revokes a key of your organization found somewhere (location: a URL, a file, a place, at most 2,000 ' +
       "characters, no control or invisible characters; kept on the user's profile and in the audit log). A new key is " +
       'issued at once, with no grace period; read it on the profile. A key of another organization answers exactly like ' +
-      'a key that was not found: revoked false. A string not shaped like a key is BAD_USER_INPUT.',
+      'a key that was not found: revoked false. A session token (cas_…) of your organization ends that session at ' +
+      'once (revoked true, with its user); one of another organization answers like a key not found. A string shaped ' +
+      'like neither a key nor a session token is BAD_USER_INPUT.',
   })
   reportLeakedAccessKey(
     @CurrentActor() actor: Actor,

@@ -13,7 +13,7 @@ import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
 import type { KeyCrypto } from './key-crypto';
-import { isWellFormedAccessKey, keyHint } from './key-format';
+import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
 
 /**
@@ -37,17 +37,34 @@ export interface LeakReport {
   readonly organizationId?: string;
 }
 
-/** A user whose key was reported, and their organization (rows of access_keys). */
-interface KeyOwner {
+/** A user whose key or session was reported, and their organization (rows of access_keys, or of sessions). */
+interface CredentialOwner {
   readonly user_id: string;
   readonly organization_id: string;
 }
 
-/** A key that was revoked because it was reported. */
-export interface RevokedKey {
+/** A key revoked, or a session ended, because its token was reported. */
+export interface RevokedCredential {
   readonly token: string;
   readonly userId: string;
   readonly organizationId: string;
+}
+
+/**
+ * What a leak report needs of the sessions: SessionService (src/sessions/) provides it. An interface here, so
+ * that access-keys/ does not import sessions/, which imports access-keys/.
+ */
+export interface ReportedSessions {
+  /** See SessionService.ownersOfTokens: unlocked, whom to lock. */
+  ownersOfTokens(
+    manager: EntityManager,
+    params: { digests: readonly Buffer[]; organizationId: string | null },
+  ): Promise<CredentialOwner[]>;
+  /** See SessionService.endReported: under the owners' locks, ends the sessions and says which. */
+  endReported(
+    manager: EntityManager,
+    params: { digests: readonly Buffer[]; userIds: readonly string[] },
+  ): Promise<Array<{ userId: string; organizationId: string; tokenDigest: Buffer }>>;
 }
 
 /**
@@ -66,8 +83,28 @@ export function storableLocation(location: string): string {
 const REPORTED_KEY_ROWS = `(key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now()))
   AND ($2::uuid IS NULL OR organization_id = $2::uuid)`;
 
+/** An audit row with `location` ($8: ACCESS_KEY_LEAK_REPORTED or SESSION_TOKEN_LEAK_REPORTED). */
 const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, location)
-  VALUES ($1, '${AuditAction.ACCESS_KEY_LEAK_REPORTED}', $2, $3, $4, $5, $6, $7)`;
+  VALUES ($1, $8, $2, $3, $4, $5, $6, $7)`;
+
+/** Each reported token under every digest it may be stored under (every secret of the keyring), by digest. */
+function byDigest(
+  tokens: readonly LeakedToken[],
+  params: { keyCrypto: KeyCrypto; isWellFormed: (token: string) => boolean },
+): Map<string, LeakedToken> {
+  const found = new Map<string, LeakedToken>();
+  for (const leaked of tokens) {
+    if (!params.isWellFormed(leaked.token)) continue;
+    // Under every secret of the keyring: during a rotation a key or token may still be under an older one.
+    for (const digest of params.keyCrypto.digests(leaked.token).map((bytes) => bytes.toString('base64'))) {
+      if (!found.has(digest)) found.set(digest, leaked);
+    }
+  }
+  return found;
+}
+
+const digestsOf = (found: ReadonlyMap<string, LeakedToken>): Buffer[] =>
+  [...found.keys()].map((digest) => Buffer.from(digest, 'base64'));
 
 /**
  * Leaked keys, revoked on report (issue 18). A reported key that is a user's current key, or the key a grace
@@ -78,6 +115,13 @@ const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action
  * ACCESS_KEY_LEAK_REPORTED (with where the key was found, never the key) followed by ACCESS_KEY_REGENERATED,
  * and kept on the key row for the user's profile. The new key is not revealed here: admins read it on the
  * profile, as after any regeneration.
+ *
+ * A reported session token (`cas_…`) that is a session not ended and not expired is ended through the
+ * sessions' own path (SessionService.end, as a sign-out), in the same transaction: the sessions trigger
+ * NOTIFYs it, this instance evicts its cache, and requests in flight with the token are refused at their next
+ * act (Authority locks the session row and reads `revoked_at`). Audited as SESSION_TOKEN_LEAK_REPORTED, with
+ * the location. A session of an inactive user or organization is ended too, as a key of a deactivated user is
+ * revoked: reactivation must not bring a leaked credential back.
  */
 export class LeakReportService {
   constructor(
@@ -88,6 +132,7 @@ export class LeakReportService {
       authority: Authority;
       authCache: AuthCache;
       keyCrypto: KeyCrypto;
+      sessions: ReportedSessions;
     },
   ) {}
 
@@ -98,7 +143,7 @@ export class LeakReportService {
   private ownersOf(
     manager: EntityManager,
     params: { digests: readonly Buffer[]; organizationId: string | null },
-  ): Promise<KeyOwner[]> {
+  ): Promise<CredentialOwner[]> {
     return manager.query(
       `SELECT user_id, organization_id FROM access_keys WHERE ${REPORTED_KEY_ROWS} ORDER BY user_id`,
       [params.digests, params.organizationId],
@@ -106,35 +151,72 @@ export class LeakReportService {
   }
 
   /**
-   * Revokes, in the caller's transaction, every reported token that is a current or grace-period key (of
-   * `organizationId` when given). Tokens that are not keys, not found, already replaced or of another
-   * organization are skipped without a trace. Call `forgetRevoked` after the transaction commits.
+   * Revokes, in the caller's transaction, every reported token that is a current or grace-period key, and
+   * ends every reported session token of a session not ended and not expired (of `organizationId` when
+   * given). Tokens that are neither, not found, already replaced or ended, or of another organization are
+   * skipped without a trace. Call `forgetRevoked` after the transaction commits.
    * Locks in the one order of every act (Authority's RowLock): the owners' organizations FOR KEY SHARE, their
-   * users rows FOR NO KEY UPDATE, then their key rows FOR UPDATE, each in one statement by id; the keys are
-   * matched again under those locks, so a regeneration that committed meanwhile is seen. (Locking key rows
-   * first deadlocked with an admin's act that holds its own key row, then writes the reported user's.) The
-   * organization lock is the one reportLeakedAccessKey's check took before it: anything stronger (FOR SHARE) is
-   * an upgrade that waits for a role change or deactivation which took FOR NO KEY UPDATE past the check's KEY
-   * SHARE and waits for the users rows this report holds: a deadlock (test/access-keys/leak-report-locks.test.ts).
+   * users rows FOR NO KEY UPDATE (owners of keys and of sessions together, one statement), then their key rows
+   * FOR UPDATE, then their sessions rows FOR NO KEY UPDATE, each in one statement by id; keys and sessions are
+   * matched again under those locks, so a regeneration or sign-out that committed meanwhile is seen. (Locking
+   * key rows first deadlocked with an admin's act that holds its own key row, then writes the reported user's.)
+   * The organization lock is the one reportLeakedAccessKey's check took before it: anything stronger (FOR
+   * SHARE) is an upgrade that waits for a role change or deactivation which took FOR NO KEY UPDATE past the
+   * check's KEY SHARE and waits for the users rows this report holds: a deadlock
+   * (test/access-keys/leak-report-locks.test.ts).
    */
-  async revoke(manager: EntityManager, report: LeakReport): Promise<RevokedKey[]> {
-    const byDigest = new Map<string, LeakedToken>();
-    for (const leaked of report.tokens) {
-      if (!isWellFormedAccessKey(leaked.token)) continue;
-      // Under every secret of the keyring: during a rotation a key may still be under an older one.
-      for (const digest of this.deps.keyCrypto.digests(leaked.token).map((bytes) => bytes.toString('base64'))) {
-        if (!byDigest.has(digest)) byDigest.set(digest, leaked);
-      }
-    }
-    if (byDigest.size === 0) return [];
-    const digests = [...byDigest.keys()].map((digest) => Buffer.from(digest, 'base64'));
+  async revoke(manager: EntityManager, report: LeakReport): Promise<RevokedCredential[]> {
+    const { keyCrypto, sessions } = this.deps;
+    const keys = byDigest(report.tokens, { keyCrypto, isWellFormed: isWellFormedAccessKey });
+    const tokens = byDigest(report.tokens, { keyCrypto, isWellFormed: isWellFormedSessionToken });
     const organizationId = report.organizationId ?? null;
-    const owners = await this.ownersOf(manager, { digests, organizationId });
+    const keyOwners = keys.size > 0 ? await this.ownersOf(manager, { digests: digestsOf(keys), organizationId }) : [];
+    const sessionOwners =
+      tokens.size > 0 ? await sessions.ownersOfTokens(manager, { digests: digestsOf(tokens), organizationId }) : [];
+    const owners = [...keyOwners, ...sessionOwners];
     if (owners.length === 0) return [];
     const organizationIds = sortedUnique(owners.map((owner) => owner.organization_id));
-    const userIds = sortedUnique(owners.map((owner) => owner.user_id));
     await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR KEY SHARE' });
-    await lockUsers(manager, { ids: userIds, organizationIds, lock: 'FOR NO KEY UPDATE' });
+    await lockUsers(manager, {
+      ids: sortedUnique(owners.map((owner) => owner.user_id)),
+      organizationIds,
+      lock: 'FOR NO KEY UPDATE',
+    });
+    const revoked: RevokedCredential[] = [];
+    if (keyOwners.length > 0) {
+      revoked.push(
+        ...(await this.revokeKeys(manager, {
+          report,
+          keys,
+          userIds: sortedUnique(keyOwners.map((owner) => owner.user_id)),
+        })),
+      );
+    }
+    if (sessionOwners.length > 0) {
+      const ended = await sessions.endReported(manager, {
+        digests: digestsOf(tokens),
+        userIds: sortedUnique(sessionOwners.map((owner) => owner.user_id)),
+      });
+      for (const session of ended) {
+        const leaked = tokens.get(session.tokenDigest.toString('base64'))!;
+        await this.recordLeak(manager, {
+          report,
+          action: AuditAction.SESSION_TOKEN_LEAK_REPORTED,
+          owner: { user_id: session.userId, organization_id: session.organizationId },
+          location: storableLocation(leaked.location),
+        });
+        revoked.push({ token: leaked.token, userId: session.userId, organizationId: session.organizationId });
+      }
+    }
+    return revoked;
+  }
+
+  /** The key half of `revoke`, with the owners' organizations and users rows locked already. */
+  private async revokeKeys(
+    manager: EntityManager,
+    params: { report: LeakReport; keys: ReadonlyMap<string, LeakedToken>; userIds: readonly string[] },
+  ): Promise<RevokedCredential[]> {
+    const { report, keys } = params;
     const rows: Array<{
       user_id: string;
       organization_id: string;
@@ -146,13 +228,13 @@ export class LeakReportService {
            FROM access_keys
           WHERE ${REPORTED_KEY_ROWS} AND user_id = ANY($3::uuid[])
           ORDER BY user_id FOR UPDATE`,
-      [digests, organizationId, userIds],
+      [digestsOf(keys), report.organizationId ?? null, [...params.userIds]],
     );
-    const revoked: RevokedKey[] = [];
+    const revoked: RevokedCredential[] = [];
     for (const row of rows) {
       const matched = [row.key_digest, row.previous_key_digest]
         .filter((digest): digest is Buffer => digest !== null)
-        .flatMap((digest) => byDigest.get(digest.toString('base64')) ?? []);
+        .flatMap((digest) => keys.get(digest.toString('base64')) ?? []);
       const leaked = matched[0];
       if (!leaked) continue;
       await this.deps.accessKeys.issue(manager, {
@@ -167,17 +249,8 @@ export class LeakReportService {
           WHERE user_id = $1`,
         [row.user_id, location, report.source, keyHint(leaked.token)],
       );
-      const { reporter } = report;
-      await manager.query(INSERT_LEAK_AUDIT_ROW, [
-        row.organization_id,
-        reporter.userId,
-        reporter.kind,
-        row.user_id,
-        reporter.ip,
-        reporter.requestId,
-        location,
-      ]);
-      await this.deps.audit.record(manager, reporter, {
+      await this.recordLeak(manager, { report, action: AuditAction.ACCESS_KEY_LEAK_REPORTED, owner: row, location });
+      await this.deps.audit.record(manager, report.reporter, {
         action: AuditAction.ACCESS_KEY_REGENERATED,
         organizationId: row.organization_id,
         targetUserId: row.user_id,
@@ -188,18 +261,38 @@ export class LeakReportService {
     return revoked;
   }
 
+  /** The report's audit row for one owner: who reported, whose credential, where it was found (never the token). */
+  private async recordLeak(
+    manager: EntityManager,
+    params: { report: LeakReport; action: AuditAction; owner: CredentialOwner; location: string },
+  ): Promise<void> {
+    const { reporter } = params.report;
+    await manager.query(INSERT_LEAK_AUDIT_ROW, [
+      params.owner.organization_id,
+      reporter.userId,
+      reporter.kind,
+      params.owner.user_id,
+      reporter.ip,
+      reporter.requestId,
+      params.location,
+      params.action,
+    ]);
+  }
+
   /** After the revocation committed: this instance forgets the users' cached keys now; the others on NOTIFY. */
-  forgetRevoked(revoked: readonly RevokedKey[]): void {
+  forgetRevoked(revoked: readonly RevokedCredential[]): void {
     for (const key of revoked) this.deps.authCache.evictUser(key.userId);
   }
 
   /**
    * reportLeakedAccessKey: an admin reports a key found somewhere (`location`, 1 to MAX_LEAK_LOCATION_LENGTH
    * characters after trimming, none of them hidden: see refuseHiddenCharacters). A
-   * current or grace-period key of the admin's organization is revoked and audited; a key of another
-   * organization and an unknown key are not looked at, and get the same answer (`revoked: false`).
+   * current or grace-period key of the admin's organization is revoked and audited; a session token (`cas_…`)
+   * of a session of the organization, not ended and not expired, ends that session (audited as
+   * SESSION_TOKEN_LEAK_REPORTED). A key or token of another organization and an unknown one are not looked at,
+   * and get the same answer (`revoked: false`).
    * Throws FORBIDDEN for a caller who may not regenerate keys of the organization (anyone but an ADMIN),
-   * BAD_USER_INPUT for a string that is not shaped like a key (checksum included), or a location that is
+   * BAD_USER_INPUT for a string that is shaped like neither a key nor a session token (checksum included), or a location that is
    * empty, too long or holds hidden characters,
    * and the refusals of Authority.confirm (the caller's authority is checked at the moment of the act).
    */
@@ -216,9 +309,10 @@ export class LeakReportService {
     mayReport(actor.ability);
     this.deps.authority.throwIfRefused(actor);
     const key = params.key.trim();
-    if (!isWellFormedAccessKey(key)) {
+    const isKey = isWellFormedAccessKey(key);
+    if (!isKey && !isWellFormedSessionToken(key)) {
       throw new BadInputError(
-        'This is not an access key: check that no characters were lost or added when copying it (it starts with cak_ and is 42 characters long).',
+        'This is not an access key or a session token: check that no characters were lost or added when copying it (it starts with cak_ or cas_ and is 42 characters long).',
         'key',
       );
     }
@@ -231,10 +325,13 @@ export class LeakReportService {
     const outcome = await this.deps.dataSource.transaction(async (manager) => {
       // The key's owner is locked with the actor, in the act's one statement: the lock order of every act.
       // Under every secret of the keyring, as revoke() matches it: during a rotation the key may be under an older one.
-      const owners = await this.ownersOf(manager, { digests: this.deps.keyCrypto.digests(key), organizationId });
+      const digests = this.deps.keyCrypto.digests(key);
+      const owners = isKey
+        ? await this.ownersOf(manager, { digests, organizationId })
+        : await this.deps.sessions.ownersOfTokens(manager, { digests, organizationId });
       const targetIds = owners.map((owner) => owner.user_id);
-      // Reporting regenerates the reported key: a replaced key may not (ReplacedKeyError).
-      (await this.deps.authority.confirm(manager, { actor, targetIds, handlesKeys: true })).authorize(mayReport);
+      // Reporting a key regenerates it: a replaced key may not (ReplacedKeyError).
+      (await this.deps.authority.confirm(manager, { actor, targetIds, handlesKeys: isKey })).authorize(mayReport);
       const revoked = await this.revoke(manager, {
         tokens: [{ token: key, location }],
         source: LeakReportSource.ADMIN,

@@ -16,6 +16,8 @@ export enum AuditAction {
   /** A key was reported leaked (GitHub secret scanning or an admin) and revoked; `location` says where it was found. */
   ACCESS_KEY_LEAK_REPORTED = 'ACCESS_KEY_LEAK_REPORTED',
   ACCESS_KEY_POLICY_CHANGED = 'ACCESS_KEY_POLICY_CHANGED',
+  /** A session token was reported leaked (GitHub secret scanning or an admin) and its session ended; `location` says where it was found. */
+  SESSION_TOKEN_LEAK_REPORTED = 'SESSION_TOKEN_LEAK_REPORTED',
 }
 registerEnumType(AuditAction, { name: 'AuditAction' });
 
@@ -69,7 +71,7 @@ export class AuditEvent {
   @Field(() => String, {
     nullable: true,
     description:
-      'ACCESS_KEY_LEAK_REPORTED: where the key was found, as the report gave it (never the key). Null otherwise.',
+      'ACCESS_KEY_LEAK_REPORTED, SESSION_TOKEN_LEAK_REPORTED: where the key or token was found, as the report gave it (never the key or token). Null otherwise.',
   })
   @Column({ type: 'text', nullable: true })
   location: string | null;

@@ -109,8 +109,10 @@ function refuse(reply: FastifyReply, params: { status: number; code: string; mes
  * the revocations, so a message whose processing failed may be sent again). Refusals change nothing:
  * 401 unsigned, unknown key or bad signature (counted as failed authentications of the address, like a bad
  * key: AUTH_FAILURE_LIMIT then 429), 413 too large, 400 not the program's JSON, 409 already processed.
- * Every token that is a current or grace-period key is revoked at once (LeakReportService.revoke) and
- * labelled `true_positive`; every other token `false_positive`. The answer is the program's feedback list.
+ * Every token that is a current or grace-period key is revoked at once, and every token of a session not ended
+ * and not expired is ended at once (LeakReportService.revoke, all in the one transaction: a failure changes
+ * nothing), and labelled `true_positive` with the type GitHub sent; every other token `false_positive`. The
+ * answer is the program's feedback list.
  */
 export function registerGithubSecretScanning(
   app: FastifyInstance,

@@ -99,7 +99,15 @@ export function createServices(deps: ServiceDeps): Services {
   const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
   const keyPolicy = new AccessKeyPolicyService({ dataSource, audit, authCache, authority });
   const organizations = new OrganizationService({ dataSource, users });
-  const leakReports = new LeakReportService({ dataSource, accessKeys, audit, authority, authCache, keyCrypto });
+  const leakReports = new LeakReportService({
+    dataSource,
+    accessKeys,
+    audit,
+    authority,
+    authCache,
+    keyCrypto,
+    sessions,
+  });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache, clock });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
   const metrics = new Metrics();

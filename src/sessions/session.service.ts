@@ -25,6 +25,20 @@ export interface LoginResult {
 
 const LOGIN_FAILED_MESSAGE = 'Email or password is incorrect.';
 
+/** The owner of a session a reported token names (rows of sessions joined with users). */
+export interface SessionOwner {
+  readonly user_id: string;
+  readonly organization_id: string;
+}
+
+/** A session ended because its token was reported leaked: which one, whose, and the digest it matched. */
+export interface EndedSession {
+  readonly sessionId: string;
+  readonly userId: string;
+  readonly organizationId: string;
+  readonly tokenDigest: Buffer;
+}
+
 /** HTTP 429 (see app.ts): the address has no attempts left for now, or too many under way. */
 function tooManyAttempts(retryAfterSeconds: number): DomainError {
   return new DomainError(
@@ -166,11 +180,72 @@ export class SessionService {
     if (!sessionId) {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
-    await this.deps.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [
-      sessionId,
-    ]);
+    await this.end(this.deps.dataSource.manager, { sessionIds: [sessionId] });
     this.deps.authCache.evictUser(actor.principal.userId);
     return true;
+  }
+
+  /**
+   * The one way a single session ends (sign-out, a reported leak): `revoked_at` set, in the caller's
+   * transaction. The sessions trigger announces it to every instance at commit (their caches evict the user);
+   * the caller evicts this instance's cache (AuthCache.evictUser) once it committed. Requests in flight with
+   * the token are refused at their next act: Authority's check locks the session row FOR SHARE and reads
+   * `revoked_at`. Sessions already ended are left as they are.
+   */
+  async end(manager: EntityManager, params: { sessionIds: readonly string[] }): Promise<void> {
+    await manager.query(`UPDATE sessions SET revoked_at = now() WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL`, [
+      [...params.sessionIds],
+    ]);
+  }
+
+  /**
+   * The users (with their organizations) who own a session, not ended and not expired, whose token digest is
+   * one of `digests` (under every secret of the keyring, as `lookup` matches them), of `organizationId` when
+   * given: read without locks, so a leak report knows whom to lock before it looks again (endReported). A user
+   * or organization that is inactive still counts: its session is not ended, and would work again on
+   * reactivation.
+   */
+  ownersOfTokens(
+    manager: EntityManager,
+    params: { digests: readonly Buffer[]; organizationId: string | null },
+  ): Promise<SessionOwner[]> {
+    return manager.query(
+      `SELECT DISTINCT s.user_id, u.organization_id
+         FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_digest = ANY($1::bytea[]) AND s.revoked_at IS NULL AND s.expires_at > now()
+          AND ($2::uuid IS NULL OR u.organization_id = $2::uuid)
+        ORDER BY s.user_id`,
+      [[...params.digests], params.organizationId],
+    );
+  }
+
+  /**
+   * Ends, in the caller's transaction, every session of `userIds` whose token digest is one of `digests` and
+   * that is not ended and not expired (see `end`); returns them. The caller holds the owners' organization
+   * and users rows already (the lock order of every act: LeakReportService.revoke); the sessions rows are
+   * locked here FOR NO KEY UPDATE, by id, and matched again under the lock, so a sign-out that committed
+   * meanwhile is seen and its session left alone.
+   */
+  async endReported(
+    manager: EntityManager,
+    params: { digests: readonly Buffer[]; userIds: readonly string[] },
+  ): Promise<EndedSession[]> {
+    const rows: Array<{ id: string; user_id: string; organization_id: string; token_digest: Buffer }> =
+      await manager.query(
+        `SELECT s.id, s.user_id, u.organization_id, s.token_digest
+           FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.token_digest = ANY($1::bytea[]) AND s.user_id = ANY($2::uuid[])
+            AND s.revoked_at IS NULL AND s.expires_at > now()
+          ORDER BY s.id FOR NO KEY UPDATE OF s`,
+        [[...params.digests], [...params.userIds]],
+      );
+    await this.end(manager, { sessionIds: rows.map((row) => row.id) });
+    return rows.map((row) => ({
+      sessionId: row.id,
+      userId: row.user_id,
+      organizationId: row.organization_id,
+      tokenDigest: row.token_digest,
+    }));
   }
 
   /** Ends the user's sessions, except the one making the request when it is given. */

@@ -18,8 +18,8 @@ import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-
 
 const ME = '{ me { id } }';
 const TOKEN_TYPE = 'crm_access_key';
-const LEAK_AUDIT = `query ($target: ID!) {
-  auditEvents(filter: { action: ACCESS_KEY_LEAK_REPORTED, targetUserId: $target }) {
+const LEAK_AUDIT = `query ($action: AuditAction!, $target: ID!) {
+  auditEvents(filter: { action: $action, targetUserId: $target }) {
     edges { node { action actorKind actor { id } target { id } location } }
   }
 }`;
@@ -96,14 +96,39 @@ function signedHeaders(body: string, key: SigningKey, asId = key.id): Record<str
   return { 'github-public-key-identifier': asId, 'github-public-key-signature': signatureOf(body, key) };
 }
 
-/** Polls until the key is refused with 401, up to the revocation bound; the answer's status. */
-async function refusedWithinBound(app: TestApp, key: string): Promise<number> {
+/** How a request carries a credential: a key in X-Access-Key, a session token as a bearer token. */
+const withCredential = (credential: string) =>
+  credential.startsWith('cas_') ? { headers: { authorization: `Bearer ${credential}` } } : { key: credential };
+
+/** Polls until the key or session token is refused with 401, up to the revocation bound; the answer's status. */
+async function refusedWithinBound(app: TestApp, credential: string): Promise<number> {
   const started = performance.now();
   for (;;) {
-    const { status } = await app.gql(ME, { key });
+    const { status } = await app.gql(ME, withCredential(credential));
     if (status === 401 || performance.now() - started > FRESHNESS_MS) return status;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** The audit events of one leak action on `target`, as an admin of their organization reads them. */
+async function leakEvents(
+  app: TestApp,
+  params: { admin: TestUser; action: 'ACCESS_KEY_LEAK_REPORTED' | 'SESSION_TOKEN_LEAK_REPORTED'; target: string },
+): Promise<unknown[]> {
+  const audit = await app.gql(LEAK_AUDIT, {
+    key: params.admin.key,
+    variables: { action: params.action, target: params.target },
+  });
+  return audit.body.data!.auditEvents.edges.map((edge: any) => edge.node);
+}
+
+/** Asserts that no audit row about the user holds the secret: where it was found, never the key or token. */
+async function expectNoAuditRowHolds(app: TestApp, params: { userId: string; secret: string }): Promise<void> {
+  const rows = await app.dataSource.query(
+    `SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`,
+    [params.userId],
+  );
+  for (const { row } of rows) expect(row).not.toContain(params.secret);
 }
 
 function errorLines(app: TestApp): string[] {
@@ -159,8 +184,9 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       keys: await a.dataSource.query(
         `SELECT user_id, key_digest, previous_key_digest, leak_reported_at FROM access_keys ORDER BY user_id`,
       ),
+      sessions: await a.dataSource.query(`SELECT id, revoked_at FROM sessions ORDER BY id`),
       audit: await a.dataSource.query(
-        `SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED')`,
+        `SELECT count(*)::int AS n FROM audit_events WHERE action IN ('ACCESS_KEY_LEAK_REPORTED', 'ACCESS_KEY_REGENERATED', 'SESSION_TOKEN_LEAK_REPORTED')`,
       ),
     };
   }
@@ -181,8 +207,7 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect((await a.gql(ME, { key: user.key })).status).toBe(401);
     expect(await refusedWithinBound(b, user.key)).toBe(401);
 
-    const audit = await a.gql(LEAK_AUDIT, { key: admin.key, variables: { target: user.id } });
-    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node)).toEqual([
+    expect(await leakEvents(a, { admin, action: 'ACCESS_KEY_LEAK_REPORTED', target: user.id })).toEqual([
       {
         action: 'ACCESS_KEY_LEAK_REPORTED',
         actorKind: 'SYSTEM',
@@ -191,12 +216,7 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
         location: 'https://github.com/octo/leaky/blob/abc123/config.env (GitHub content)',
       },
     ]);
-    // Where it was found, never the key itself.
-    const rows = await a.dataSource.query(
-      `SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1`,
-      [user.id],
-    );
-    for (const { row } of rows) expect(row).not.toContain(user.key);
+    await expectNoAuditRowHolds(a, { userId: user.id, secret: user.key });
 
     const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
     expect(facts.accessKeyInfo).toMatchObject({
@@ -232,37 +252,6 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(facts.accessKeyInfo.leakedKeyHint).toBe(keyHint(user.key));
   });
 
-  it('a request in flight with the reported key acts no more once the revocation has committed', async () => {
-    const leakyAdmin = await createUser(a, admin, { role: Role.ADMIN });
-    const body = messageOf([leakyAdmin.key]);
-    let report: Promise<{ status: number; body: any }> | null = null;
-    // The regeneration below has authenticated with the key; before its act is checked, GitHub's report commits.
-    hooks.beforeAuthorityCheck = async (actor) => {
-      if (actor.principal.userId !== leakyAdmin.id || report) return;
-      report = post(a, { body, headers: signedHeaders(body, github) });
-      await report;
-    };
-    try {
-      const response = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
-        key: leakyAdmin.key,
-        variables: { id: admin.id },
-      });
-      expect((await report!).body).toEqual([
-        { token_raw: leakyAdmin.key, token_type: TOKEN_TYPE, label: 'true_positive' },
-      ]);
-      expect(response.body.data).toBeNull();
-      expect(response.body.errors).toEqual([
-        expect.objectContaining({
-          path: ['regenerateAccessKey'],
-          extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
-        }),
-      ]);
-      expect((await a.gql(ME, { key: admin.key })).status).toBe(200);
-    } finally {
-      delete hooks.beforeAuthorityCheck;
-    }
-  });
-
   it('labels tokens that are no key here false positives and changes nothing for them', async () => {
     const before = await snapshot();
     const unknown = generateAccessKey();
@@ -281,20 +270,166 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(await snapshot()).toEqual(before);
   });
 
-  it('labels a live session token and a key with a broken checksum false positives: the session keeps working', async () => {
+  it('ends a reported live session token on both instances within the revocation bound, audits it, and labels it a true positive', async () => {
     const user = await createUser(a, admin, { password: TEST_PASSWORD });
     const token = await login(a, user);
+    const other = await login(a, user);
+    // Cached on B: only the announcement can make B refuse it.
+    expect((await b.gql(ME, withCredential(token))).status).toBe(200);
+    expect((await b.gql(ME, withCredential(token))).status).toBe(200);
+
+    const body = JSON.stringify([
+      {
+        token,
+        type: 'crm_access_session_token',
+        url: 'https://github.com/octo/leaky/blob/abc123/notes.md',
+        source: 'content',
+      },
+    ]);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response).toEqual({
+      status: 200,
+      body: [{ token_raw: token, token_type: 'crm_access_session_token', label: 'true_positive' }],
+    });
+    expect((await a.gql(ME, withCredential(token))).status).toBe(401);
+    expect(await refusedWithinBound(b, token)).toBe(401);
+    // Only the reported session ends: the user's other session and their key keep working.
+    expect((await a.gql(ME, withCredential(other))).status).toBe(200);
+    expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+
+    expect(await leakEvents(a, { admin, action: 'SESSION_TOKEN_LEAK_REPORTED', target: user.id })).toEqual([
+      {
+        action: 'SESSION_TOKEN_LEAK_REPORTED',
+        actorKind: 'SYSTEM',
+        actor: null,
+        target: { id: user.id },
+        location: 'https://github.com/octo/leaky/blob/abc123/notes.md (GitHub content)',
+      },
+    ]);
+    await expectNoAuditRowHolds(a, { userId: user.id, secret: token });
+  });
+
+  it('labels a signed-out session token, an expired one and a key with a broken checksum false positives, and changes nothing', async () => {
+    const user = await createUser(a, admin, { password: TEST_PASSWORD });
+    const signedOut = await login(a, user);
+    const logout = await a.gql('mutation { logout }', { headers: { authorization: `Bearer ${signedOut}` } });
+    expect(logout.body.data).toEqual({ logout: true });
+    const expired = await login(a, user);
+    await a.dataSource.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_digest = $1`, [
+      a.keyCrypto.digest(expired),
+    ]);
     const lookalike = user.key.slice(0, -1) + (user.key.endsWith('a') ? 'b' : 'a');
     const before = await snapshot();
-    const body = messageOf([token, lookalike]);
+    const body = messageOf([signedOut, expired, lookalike, 'cas_not-even-shaped-like-a-token']);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response.body).toEqual(
+      [signedOut, expired, lookalike, 'cas_not-even-shaped-like-a-token'].map((token) => ({
+        token_raw: token,
+        token_type: TOKEN_TYPE,
+        label: 'false_positive',
+      })),
+    );
+    expect(await snapshot()).toEqual(before);
+    expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+  });
+
+  it('one message with a key and a session token of two users: each revoked, each audited', async () => {
+    const keyOwner = await createUser(a, admin);
+    const tokenOwner = await createUser(a, admin, { password: TEST_PASSWORD });
+    const token = await login(a, tokenOwner);
+    const body = messageOf([token, keyOwner.key]);
     const response = await post(a, { body, headers: signedHeaders(body, github) });
     expect(response.body).toEqual([
-      { token_raw: token, token_type: TOKEN_TYPE, label: 'false_positive' },
-      { token_raw: lookalike, token_type: TOKEN_TYPE, label: 'false_positive' },
+      { token_raw: token, token_type: TOKEN_TYPE, label: 'true_positive' },
+      { token_raw: keyOwner.key, token_type: TOKEN_TYPE, label: 'true_positive' },
     ]);
-    expect(await snapshot()).toEqual(before);
-    expect((await a.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
-    expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+    expect((await a.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+    expect((await a.gql(ME, { key: keyOwner.key })).status).toBe(401);
+    expect((await a.gql(ME, { key: tokenOwner.key })).status).toBe(200);
+    const actions = await a.dataSource.query(
+      `SELECT action, target_user_id FROM audit_events WHERE target_user_id = ANY($1) AND action LIKE '%LEAK_REPORTED' ORDER BY id`,
+      [[keyOwner.id, tokenOwner.id]],
+    );
+    expect(actions).toEqual(
+      expect.arrayContaining([
+        { action: 'ACCESS_KEY_LEAK_REPORTED', target_user_id: keyOwner.id },
+        { action: 'SESSION_TOKEN_LEAK_REPORTED', target_user_id: tokenOwner.id },
+      ]),
+    );
+    expect(actions).toHaveLength(2);
+  });
+
+  it.each([
+    ['key', (user: TestUser) => Promise.resolve(user.key)],
+    ['session token', (user: TestUser) => login(a, user)],
+  ])('a request in flight with the reported %s acts no more once the report has committed', async (_case, signIn) => {
+    const leakyAdmin = await createUser(a, admin, { role: Role.ADMIN, password: TEST_PASSWORD });
+    const credential = await signIn(leakyAdmin);
+    const victim = await createUser(a, admin);
+    const body = messageOf([credential]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    // The regeneration below has authenticated with the credential; before its act is checked, GitHub's report commits.
+    hooks.beforeAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== leakyAdmin.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await report;
+    };
+    try {
+      const response = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        ...withCredential(credential),
+        variables: { id: victim.id },
+      });
+      expect((await report!).body).toEqual([{ token_raw: credential, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+      expect(response.body.data).toBeNull();
+      expect(response.body.errors).toEqual([
+        expect.objectContaining({
+          path: ['regenerateAccessKey'],
+          extensions: { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
+        }),
+      ]);
+      expect((await a.gql(ME, { key: victim.key })).status).toBe(200);
+    } finally {
+      delete hooks.beforeAuthorityCheck;
+    }
+  });
+
+  it('a report waits for an act the reported session token is already doing, then ends the token', async () => {
+    const leakyAdmin = await createUser(a, admin, { role: Role.ADMIN, password: TEST_PASSWORD });
+    const token = await login(a, leakyAdmin);
+    const victim = await createUser(a, admin);
+    const body = messageOf([token]);
+    let report: Promise<{ status: number; body: any }> | null = null;
+    // The act holds its locks (the token's session among them) while the report starts and waits for them.
+    hooks.afterAuthorityCheck = async (actor) => {
+      if (actor.principal.userId !== leakyAdmin.id || report) return;
+      report = post(a, { body, headers: signedHeaders(body, github) });
+      await waitForLockWaiters(a, 1);
+    };
+    try {
+      const response = await a.gql('mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }', {
+        headers: { authorization: `Bearer ${token}` },
+        variables: { id: victim.id },
+      });
+      expect(response.body.errors).toBeUndefined();
+    } finally {
+      delete hooks.afterAuthorityCheck;
+    }
+    expect((await report!).body).toEqual([{ token_raw: token, token_type: TOKEN_TYPE, label: 'true_positive' }]);
+    expect((await a.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+  });
+
+  it('ends a session token of a deactivated organization too: reactivating the organization does not bring it back', async () => {
+    const otherAdmin = await createOrganization(a, 'Paused Clinic');
+    const member = await createUser(a, otherAdmin, { password: TEST_PASSWORD });
+    const token = await login(a, member);
+    await a.dataSource.query(`UPDATE organizations SET is_active = false WHERE id = $1`, [otherAdmin.organizationId]);
+    const body = messageOf([token]);
+    expect((await post(a, { body, headers: signedHeaders(body, github) })).body).toEqual([
+      { token_raw: token, token_type: TOKEN_TYPE, label: 'true_positive' },
+    ]);
+    await a.dataSource.query(`UPDATE organizations SET is_active = true WHERE id = $1`, [otherAdmin.organizationId]);
+    expect((await a.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+    expect((await a.gql(ME, { key: member.key })).status).toBe(200);
   });
 
   it('one message with the same key twice and keys of two organizations: each revoked once, audited in its organization', async () => {
@@ -381,8 +516,8 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     const shown = 'https://github.com/octo/a\ufffdb\ufffd[2J\ufffdgpj.exe\ufffd (GitHub con\ufffdtent)';
     const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
     expect(facts.accessKeyInfo.leakReportLocation).toBe(shown);
-    const audit = await a.gql(LEAK_AUDIT, { key: admin.key, variables: { target: user.id } });
-    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node.location)).toEqual([shown]);
+    const events = await leakEvents(a, { admin, action: 'ACCESS_KEY_LEAK_REPORTED', target: user.id });
+    expect(events.map((event: any) => event.location)).toEqual([shown]);
   });
 
   // Every act locks organization, then users, then key rows (Authority). A report that locked key rows first
@@ -764,11 +899,45 @@ describe('leak reports: a failed attempt, and the logs at debug level with every
     expect((await app.gql(ME, { key: user.key })).status).toBe(401);
   });
 
+  it('a message with a key and a session token that fails at the session end changed nothing: the key and the token both still work', async () => {
+    const keyOwner = await createUser(app, admin);
+    const tokenOwner = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, tokenOwner);
+    const bearer = withCredential(token);
+    // The key is revoked first in the transaction; only the session token's audit row fails.
+    const body = messageOf([keyOwner.key, token]);
+    const headers = signedHeaders(body, github);
+    await app.dataSource.query(`
+      CREATE FUNCTION fail_session_leak_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+      CREATE TRIGGER fail_session_leak_audit BEFORE INSERT ON audit_events FOR EACH ROW
+        WHEN (NEW.action = 'SESSION_TOKEN_LEAK_REPORTED') EXECUTE FUNCTION fail_session_leak_audit();`);
+    try {
+      expect((await post(app, { body, headers })).status).toBe(500);
+    } finally {
+      await app.dataSource.query(
+        `DROP TRIGGER fail_session_leak_audit ON audit_events; DROP FUNCTION fail_session_leak_audit();`,
+      );
+    }
+    expect((await app.gql(ME, { key: keyOwner.key })).status).toBe(200);
+    expect((await app.gql(ME, bearer)).status).toBe(200);
+    expect(await post(app, { body, headers })).toEqual({
+      status: 200,
+      body: [
+        { token_raw: keyOwner.key, token_type: TOKEN_TYPE, label: 'true_positive' },
+        { token_raw: token, token_type: TOKEN_TYPE, label: 'true_positive' },
+      ],
+    });
+    expect((await app.gql(ME, { key: keyOwner.key })).status).toBe(401);
+    expect((await app.gql(ME, bearer)).status).toBe(401);
+  });
+
   it('no log line at any level holds a reported key, whatever the outcome', async () => {
     const reported = await createUser(app, admin);
     const byAdmin = await createUser(app, admin);
     const unknown = generateAccessKey();
-    const revoked = messageOf([reported.key, unknown]);
+    const signedIn = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, signedIn);
+    const revoked = messageOf([reported.key, unknown, token]);
     await post(app, { body: revoked, headers: signedHeaders(revoked, github) });
     await post(app, { body: revoked, headers: signedHeaders(revoked, github) }); // 409
     await post(app, { body: revoked, headers: signedHeaders(revoked, signingKey(github.id)) }); // 401
@@ -780,7 +949,16 @@ describe('leak reports: a failed attempt, and the logs at debug level with every
     await app.services.accessKeys.flushUse();
     expect(app.logs.some((line) => line.includes('/secret-scanning/github'))).toBe(true);
     const text = app.logs.join('\n');
-    for (const secret of [reported.key, byAdmin.key, byAdmin.key.slice(0, -1), unknown, admin.key, 'cak_']) {
+    for (const secret of [
+      reported.key,
+      byAdmin.key,
+      byAdmin.key.slice(0, -1),
+      unknown,
+      admin.key,
+      token,
+      'cak_',
+      'cas_',
+    ]) {
       expect(text).not.toContain(secret);
     }
   });
@@ -889,8 +1067,7 @@ describe('reportLeakedAccessKey', () => {
     expect(response.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true, user: { id: member.id } } } });
     expect((await app.gql(ME, { key: member.key })).status).toBe(401);
 
-    const audit = await app.gql(LEAK_AUDIT, { key: admin.key, variables: { target: member.id } });
-    expect(audit.body.data!.auditEvents.edges.map((edge: any) => edge.node)).toEqual([
+    expect(await leakEvents(app, { admin, action: 'ACCESS_KEY_LEAK_REPORTED', target: member.id })).toEqual([
       {
         action: 'ACCESS_KEY_LEAK_REPORTED',
         actorKind: 'ACCESS_KEY',
@@ -927,6 +1104,45 @@ describe('reportLeakedAccessKey', () => {
       before,
     );
     expect(await leakRows(otherAdmin.organizationId)).toBe(0);
+  });
+
+  it("ends a session token of a user of the admin's own organization and audits who reported it and where", async () => {
+    const member = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, member);
+    const bearer = withCredential(token);
+    expect((await app.gql(ME, bearer)).status).toBe(200);
+    const response = await app.gql(REPORT, {
+      key: admin.key,
+      variables: { key: ` ${token} `, location: 'a screenshot' },
+    });
+    expect(response.body).toEqual({ data: { reportLeakedAccessKey: { revoked: true, user: { id: member.id } } } });
+    expect((await app.gql(ME, bearer)).status).toBe(401);
+    expect((await app.gql(ME, { key: member.key })).status).toBe(200);
+    expect(await leakEvents(app, { admin, action: 'SESSION_TOKEN_LEAK_REPORTED', target: member.id })).toEqual([
+      {
+        action: 'SESSION_TOKEN_LEAK_REPORTED',
+        actorKind: 'ACCESS_KEY',
+        actor: { id: admin.id },
+        target: { id: member.id },
+        location: 'a screenshot',
+      },
+    ]);
+    // Reported again: the session is ended already, so nothing is revoked.
+    const again = await app.gql(REPORT, { key: admin.key, variables: { key: token, location: 'a screenshot' } });
+    expect(again.body).toEqual({ data: { reportLeakedAccessKey: { revoked: false, user: null } } });
+  });
+
+  it("answers another organization's session token exactly like an unknown key, and the session keeps working", async () => {
+    const foreign = await createUser(app, otherAdmin, { password: TEST_PASSWORD });
+    const token = await login(app, foreign);
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: token, location: 'a gist' } });
+    expect(response.body).toEqual({ data: { reportLeakedAccessKey: { revoked: false, user: null } } });
+    expect((await app.gql(ME, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    const [{ n }] = await app.dataSource.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE target_user_id = $1 AND action = 'SESSION_TOKEN_LEAK_REPORTED'`,
+      [foreign.id],
+    );
+    expect(n).toBe(0);
   });
 
   it.each([Role.MEMBER, Role.MANAGER])('%s: FORBIDDEN, and the key keeps working', async (role) => {
