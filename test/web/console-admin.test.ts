@@ -2,7 +2,7 @@
 import type { Page } from 'playwright-core';
 
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import type { TestApp } from '../helpers/test-app';
 import { KEY_PATTERN, type ViewportName, VIEWPORTS, type WatchedPage } from './helpers/browser';
 import {
@@ -407,6 +407,25 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await dialog().getByLabel('Where it was found').fill('the same chat');
     await dialog().getByRole('button', { name: 'Revoke the key' }).click();
     await page.getByText('This is not a working key of your organization: nothing was changed.').waitFor();
+  });
+
+  it('reports a leaked session token: that session is signed out, and the dialog says so', async () => {
+    const person = await createUser(app, admin, { name: 'Signed In Person', password: TEST_PASSWORD });
+    const token = await login(app, person);
+    const tokenWorks = async () =>
+      (await app.gql('{ me { id } }', { headers: { authorization: `Bearer ${token}` } })).status === 200;
+    expect(await tokenWorks()).toBe(true);
+    await openConsole(page, '/users');
+    await signInWithKey(page, admin.key);
+    await page.locator('#users').waitFor();
+    await page.getByRole('button', { name: 'Report a leaked key…' }).click();
+    await dialog().getByLabel('The key that was found').fill(token);
+    await dialog().getByLabel('Where it was found').fill('a screen share');
+    await dialog().getByRole('button', { name: 'Revoke the key' }).click();
+    await page.getByText('That session of Signed In Person is signed out: the token no longer works.').waitFor();
+    await expectScreenRight(watched, 'leaked session token reported');
+    expect(await tokenWorks()).toBe(false);
+    expect(await keyWorks(person.key)).toBe(true);
   });
 
   it("the audit log lists the organization's events and filters them by what happened and whom it was about", async () => {
