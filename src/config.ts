@@ -375,6 +375,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxDirectives: integer(env, 'MAX_QUERY_DIRECTIVES', DEFAULT_QUERY_LIMITS.maxDirectives, { min: 0, max: 10_000 }),
       maxTokens: integer(env, 'MAX_QUERY_TOKENS', DEFAULT_QUERY_LIMITS.maxTokens, { min: 100, max: 1_000_000 }),
       maxCost: integer(env, 'MAX_QUERY_COST', DEFAULT_QUERY_LIMITS.maxCost, { min: 1, max: 100_000_000 }),
+      maxFieldRepeats: integer(env, 'MAX_QUERY_FIELD_REPEATS', DEFAULT_QUERY_LIMITS.maxFieldRepeats, {
+        min: 1,
+        max: 10_000,
+      }),
+      maxFragmentSpreads: integer(env, 'MAX_QUERY_FRAGMENT_SPREADS', DEFAULT_QUERY_LIMITS.maxFragmentSpreads, {
+        min: 1,
+        max: 10_000,
+      }),
     }),
     db: Object.freeze({
       poolSize: integer(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),

@@ -14,7 +14,10 @@ export type ErrorCode =
   | 'QUERY_TOO_DEEP'
   | 'QUERY_TOO_COMPLEX'
   | 'TOO_MANY_ALIASES'
-  | 'TOO_MANY_DIRECTIVES';
+  | 'TOO_MANY_DIRECTIVES'
+  // Query limits checked before validation (HTTP 400; see graphql/selection-limits.ts).
+  | 'TOO_MANY_REPEATED_FIELDS'
+  | 'TOO_MANY_FRAGMENT_SPREADS';
 
 /** The few errors services throw; anything else is masked before it reaches a client. */
 export class DomainError extends GraphQLError {

@@ -20,6 +20,14 @@ export interface QueryLimits {
   readonly maxTokens: number;
   /** Each field costs 1, times the `first` of every list it is an item of (its default when not given). */
   readonly maxCost: number;
+  /**
+   * Selections of one response name (field name or alias) at one place of the answer, counted through fragments
+   * and across the merged parents (see selectionLimitsRule): checked before validation, whose work grows with the
+   * square of this number.
+   */
+  readonly maxFieldRepeats: number;
+  /** Distinct fragments spread into one place (directly or through other fragments): also checked before validation. */
+  readonly maxFragmentSpreads: number;
 }
 
 /** A paginated list field (`users`, `auditEvents`): what its `first` means when absent, and its largest value. */
@@ -42,6 +50,8 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
   maxDirectives: 20,
   maxTokens: 5000,
   maxCost: 20_000,
+  maxFieldRepeats: 10,
+  maxFragmentSpreads: 20,
 };
 
 /**
@@ -51,7 +61,8 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
  */
 export const MAX_INTROSPECTION_DEPTH = 20;
 
-class LimitError extends DomainError {
+/** A query limit's refusal: HTTP 400 with the limit's own code. */
+export class LimitError extends DomainError {
   constructor(message: string, code: ErrorCode) {
     super(message, code, { http: { status: 400 } });
   }

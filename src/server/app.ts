@@ -27,6 +27,7 @@ import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../e
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsCheck } from '../graphql/query-limits';
+import { selectionLimitsRule } from '../graphql/selection-limits';
 import {
   checkNullVariables,
   checkOperationResolved,
@@ -162,6 +163,13 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
       message: `The operation is too large: more than ${tooLarge[1]} tokens.`,
       extensions: { code: 'QUERY_TOO_LARGE' },
     };
+  }
+  // A validation rule's refusal with a code of ours (selectionLimitsRule): Apollo reports it as a validation error,
+  // under GRAPHQL_VALIDATION_FAILED; the client gets the limit's code.
+  const original = error instanceof GraphQLError ? error.originalError : undefined;
+  if (formatted.extensions?.code === 'GRAPHQL_VALIDATION_FAILED' && original instanceof DomainError) {
+    const { stacktrace: _dropped, ...extensions } = formatted.extensions;
+    return { message: formatted.message, extensions: { ...extensions, code: original.code } };
   }
   if (isPublicError(unwrapResolverError(error)) || isPublicError(error)) {
     const { stacktrace: _dropped, ...extensions } = formatted.extensions ?? {};
@@ -474,7 +482,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     allowBatchedHttpRequests: false,
     // Not offered: see refusePersistedQueries (graphql/request-shape.ts) for why, and for the 400 a persistedQuery extension gets.
     persistedQueries: false,
-    validationRules: [NoSubscriptionsRule],
+    // selectionLimitsRule refuses, before the rest of validation, documents whose repeats would make it slow.
+    validationRules: [selectionLimitsRule(config.queryLimits), NoSubscriptionsRule],
     parseOptions: { maxTokens: config.queryLimits.maxTokens },
     plugins: [
       fastifyApolloDrainPlugin(app),

@@ -1,0 +1,173 @@
+import {
+  type ASTVisitor,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  Kind,
+  type SelectionSetNode,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
+
+import { LimitError, type QueryLimits } from './query-limits';
+
+/** The fragments a selection set was reached through, innermost first: a spread of one of them is a cycle. */
+interface FragmentChain {
+  readonly name: string;
+  readonly outer: FragmentChain | null;
+}
+
+/** A selection set merged into a place, with the fragments it came through. */
+interface Reached {
+  readonly selectionSet: SelectionSetNode;
+  readonly via: FragmentChain | null;
+}
+
+function within(chain: FragmentChain | null, name: string): boolean {
+  for (let link = chain; link; link = link.outer) if (link.name === name) return true;
+  return false;
+}
+
+/** Thrown inside the walk to end it at the first limit hit. */
+class Refused {
+  constructor(readonly error: LimitError) {}
+}
+
+/**
+ * Walks a document place by place, as its answer would merge it: a place is a response path (`me.organization`),
+ * and what sits there is every selection set the fields of that path select, from every parent merged there and
+ * every fragment spread into it, as graphql-js's OverlappingFieldsCanBeMerged rule compares them. A fragment
+ * spread twice into one place is merged once (as graphql-js collects it), and a spread of a fragment inside itself
+ * (a cycle, refused by validation after this) is not followed. Every selection visited counts toward `budget`, so
+ * the walk never does more than that much work, however the fragments nest.
+ */
+class PlaceWalk {
+  private visited = 0;
+  /** Fragments merged somewhere: each one's own selection sets were checked as part of that place. */
+  readonly expanded = new Set<string>();
+
+  constructor(
+    private readonly fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+    private readonly limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads'>,
+    private readonly budget: number,
+  ) {}
+
+  /** @throws Refused at the first limit the place, or a place under it, goes over */
+  place(sets: readonly Reached[], path: string | null): void {
+    const byResponseName = new Map<string, Reached[]>();
+    const spread = new Set<string>();
+    const collect = ({ selectionSet, via }: Reached): void => {
+      for (const selection of selectionSet.selections) {
+        if (++this.visited > this.budget) throw new Refused(this.tooLarge());
+        if (selection.kind === Kind.FIELD) {
+          const name = selection.alias?.value ?? selection.name.value;
+          let merged = byResponseName.get(name);
+          if (!merged) byResponseName.set(name, (merged = []));
+          // A leaf is kept too: it counts as a repeat, though it has nothing under it.
+          merged.push({ selectionSet: selection.selectionSet ?? EMPTY, via });
+        } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+          collect({ selectionSet: selection.selectionSet, via });
+        } else {
+          const name = selection.name.value;
+          if (spread.has(name) || within(via, name)) continue;
+          spread.add(name);
+          this.expanded.add(name);
+          const fragment = this.fragments.get(name);
+          if (fragment) collect({ selectionSet: fragment.selectionSet, via: { name, outer: via } });
+        }
+      }
+    };
+    for (const reached of sets) collect(reached);
+    if (spread.size > this.limits.maxFragmentSpreads) {
+      throw new Refused(
+        new LimitError(
+          `The operation spreads ${spread.size} fragments into ${path ? `"${path}"` : 'one place'} (directly or through ` +
+            `other fragments); at most ${this.limits.maxFragmentSpreads} may be spread into one place.`,
+          'TOO_MANY_FRAGMENT_SPREADS',
+        ),
+      );
+    }
+    for (const [name, merged] of byResponseName) {
+      if (merged.length > this.limits.maxFieldRepeats) {
+        throw new Refused(
+          new LimitError(
+            `The operation selects "${path ? `${path}.${name}` : name}" ${merged.length} times in one place ` +
+              `(repeated, or through fragments); at most ${this.limits.maxFieldRepeats} selections of one field ` +
+              '(name or alias) are allowed in one place. Select it once.',
+            'TOO_MANY_REPEATED_FIELDS',
+          ),
+        );
+      }
+    }
+    for (const [name, merged] of byResponseName) {
+      const below = merged.filter((reached) => reached.selectionSet !== EMPTY);
+      if (below.length > 0) this.place(below, path ? `${path}.${name}` : name);
+    }
+  }
+
+  private tooLarge(): LimitError {
+    return new LimitError(
+      `The operation is too large: written out with its fragments, it makes more than ${this.budget} selections; ` +
+        `at most ${this.budget} are allowed.`,
+      'QUERY_TOO_COMPLEX',
+    );
+  }
+}
+
+const EMPTY: SelectionSetNode = { kind: Kind.SELECTION_SET, selections: [] };
+
+/**
+ * The first limit `document` goes over, or null: repeats of one response name at one place (maxFieldRepeats),
+ * distinct fragments spread into one place (maxFragmentSpreads), and, for the walk itself, more than `maxCost`
+ * selections visited (QUERY_TOO_COMPLEX: a document that large costs more than maxCost anyway). Every operation is
+ * a place of its own, and so is every fragment no operation spreads (validation looks at those too). Time and
+ * memory grow with the selections visited, at most maxCost.
+ */
+export function selectionLimitsError(
+  document: DocumentNode,
+  limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads' | 'maxCost'>,
+): LimitError | null {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
+  const walk = new PlaceWalk(fragments, limits, limits.maxCost);
+  try {
+    for (const definition of document.definitions) {
+      if (definition.kind === Kind.OPERATION_DEFINITION) walk.place([{ selectionSet: definition.selectionSet, via: null }], null);
+    }
+    for (const [name, fragment] of fragments) {
+      // A fragment merged into a place was checked there: its places are parts of that place's.
+      if (walk.expanded.has(name)) continue;
+      walk.expanded.add(name);
+      walk.place([{ selectionSet: fragment.selectionSet, via: { name, outer: null } }], null);
+    }
+  } catch (error) {
+    if (error instanceof Refused) return error.error;
+    throw error;
+  }
+  return null;
+}
+
+/**
+ * A validation rule that refuses, before the rest of validation runs, a document whose selections would make
+ * validation slow: graphql-js's OverlappingFieldsCanBeMerged compares every two selections of one response name at
+ * one place, and every two fragments spread into one place, so its work grows with the square of those counts,
+ * before any of the limits checked later (depth, aliases, cost; see queryLimitsCheck) could refuse the document.
+ * This rule comes after graphql-js's own (Apollo appends `validationRules` to them), and its check is the first
+ * thing validation does past the document's root: on the Document it reports the refusal and returns `null`, which
+ * in graphql-js's visitor means "remove this node", so no rule visits anything under it. Apollo answers the report
+ * as a validation error (HTTP 400; errorFormatter gives back the limit's code), and validation only runs on a
+ * document Apollo has not validated before, so a document sent again costs nothing here.
+ */
+export function selectionLimitsRule(
+  limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads' | 'maxCost'>,
+): ValidationRule {
+  return (context: ValidationContext): ASTVisitor => ({
+    Document(node) {
+      const error = selectionLimitsError(node, limits);
+      if (!error) return undefined;
+      context.reportError(error);
+      return null;
+    },
+  });
+}
