@@ -22,6 +22,14 @@ interface Reached {
   readonly via: FragmentChain | null;
 }
 
+/** The most of a place's path a message repeats: its end, where the repeats are. */
+const MAX_SHOWN_PATH = 200;
+
+/** A place as messages name it, in quotes: `"me.organization"`, its end only when long. */
+function shown(path: string): string {
+  return `"${path.length > MAX_SHOWN_PATH ? `...${path.slice(-MAX_SHOWN_PATH)}` : path}"`;
+}
+
 function within(chain: FragmentChain | null, name: string): boolean {
   for (let link = chain; link; link = link.outer) if (link.name === name) return true;
   return false;
@@ -70,6 +78,8 @@ class PlaceWalk {
           const name = selection.name.value;
           if (spread.has(name) || within(via, name)) continue;
           spread.add(name);
+          // At once, not once the place is collected: this also bounds how deep the spreads nest.
+          if (spread.size > this.limits.maxFragmentSpreads) throw new Refused(this.tooManySpreads(path));
           this.expanded.add(name);
           const fragment = this.fragments.get(name);
           if (fragment) collect({ selectionSet: fragment.selectionSet, via: { name, outer: via } });
@@ -77,20 +87,11 @@ class PlaceWalk {
       }
     };
     for (const reached of sets) collect(reached);
-    if (spread.size > this.limits.maxFragmentSpreads) {
-      throw new Refused(
-        new LimitError(
-          `The operation spreads ${spread.size} fragments into ${path ? `"${path}"` : 'one place'} (directly or through ` +
-            `other fragments); at most ${this.limits.maxFragmentSpreads} may be spread into one place.`,
-          'TOO_MANY_FRAGMENT_SPREADS',
-        ),
-      );
-    }
     for (const [name, merged] of byResponseName) {
       if (merged.length > this.limits.maxFieldRepeats) {
         throw new Refused(
           new LimitError(
-            `The operation selects "${path ? `${path}.${name}` : name}" ${merged.length} times in one place ` +
+            `The operation selects ${shown(path ? `${path}.${name}` : name)} ${merged.length} times in one place ` +
               `(repeated, or through fragments); at most ${this.limits.maxFieldRepeats} selections of one field ` +
               '(name or alias) are allowed in one place. Select it once.',
             'TOO_MANY_REPEATED_FIELDS',
@@ -102,6 +103,15 @@ class PlaceWalk {
       const below = merged.filter((reached) => reached.selectionSet !== EMPTY);
       if (below.length > 0) this.place(below, path ? `${path}.${name}` : name);
     }
+  }
+
+  private tooManySpreads(path: string | null): LimitError {
+    const max = this.limits.maxFragmentSpreads;
+    return new LimitError(
+      `The operation spreads more than ${max} fragments into ${path ? shown(path) : 'one place'} (directly or ` +
+        `through other fragments); at most ${max} may be spread into one place.`,
+      'TOO_MANY_FRAGMENT_SPREADS',
+    );
   }
 
   private tooLarge(): LimitError {
@@ -133,7 +143,8 @@ export function selectionLimitsError(
   const walk = new PlaceWalk(fragments, limits, limits.maxCost);
   try {
     for (const definition of document.definitions) {
-      if (definition.kind === Kind.OPERATION_DEFINITION) walk.place([{ selectionSet: definition.selectionSet, via: null }], null);
+      if (definition.kind === Kind.OPERATION_DEFINITION)
+        walk.place([{ selectionSet: definition.selectionSet, via: null }], null);
     }
     for (const [name, fragment] of fragments) {
       // A fragment merged into a place was checked there: its places are parts of that place's.

@@ -27,13 +27,13 @@ import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../e
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLimitsCheck } from '../graphql/query-limits';
-import { selectionLimitsRule } from '../graphql/selection-limits';
 import {
   checkNullVariables,
   checkOperationResolved,
   NoSubscriptionsRule,
   refusePersistedQueries,
 } from '../graphql/request-shape';
+import { selectionLimitsRule } from '../graphql/selection-limits';
 import { checkTextInput } from '../graphql/text-input';
 import { pathOnly, withRequestLoggers } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';

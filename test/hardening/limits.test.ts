@@ -28,7 +28,7 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     ],
     [
       'too many directives',
-      `{ ${Array.from({ length: 21 }, () => '__typename @include(if: true)').join(' ')} }`,
+      `{ ${Array.from({ length: 21 }, (_, i) => `d${i}: __typename @include(if: true)`).join(' ')} }`,
       'TOO_MANY_DIRECTIVES',
     ],
     [
@@ -110,13 +110,14 @@ describe('query limits: refused with 400 before any resolver runs', () => {
   });
 
   it('measures each fragment once: spreads nested two at a time are refused at once, even without credentials', async () => {
-    // Expanded, this is 2^40 fields; walking the expansion would hold the event loop for days.
+    // Expanded, this is 2^40 fields; walking the expansion would hold the event loop for days. Its 41 fragments
+    // all merge into one place, past MAX_QUERY_FRAGMENT_SPREADS (20), so it is refused before validation.
     const levels = 40;
     const fragments = Array.from({ length: levels }, (_, i) => `fragment F${i} on Query { ...F${i + 1} ...F${i + 1} }`);
     const query = `query { ...F0 } ${fragments.join(' ')} fragment F${levels} on Query { __typename }`;
     const response = await app.gql(query);
     expect(response.status).toBe(400);
-    expect(response.body.errors![0].extensions!.code).toBe('QUERY_TOO_COMPLEX');
+    expect(response.body.errors![0].extensions!.code).toBe('TOO_MANY_FRAGMENT_SPREADS');
     // It costs what it would written out: 2^14 fields is within the default limit of 20,000, 2^15 is not.
     const unrolled = (n: number) =>
       `query { ...F0 } ${fragments.slice(0, n).join(' ')} fragment F${n} on Query { __typename }`;
@@ -126,6 +127,10 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     const over = await app.gql(unrolled(15));
     expect(over.status).toBe(400);
     expect(over.body.errors![0].message).toMatch(/would cost 32768\b/);
+    // 20 fragments, the most one place takes: 2^19 fields written out, measured once per fragment.
+    const most = await app.gql(unrolled(19));
+    expect(most.status).toBe(400);
+    expect(most.body.errors![0].message).toMatch(/would cost 524288\b/);
   });
 
   it('limits introspection depth apart: the introspection GraphiQL sends runs, a deeper chain is refused', async () => {

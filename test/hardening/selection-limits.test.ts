@@ -68,6 +68,16 @@ describe('repeated selections: refused before validation', () => {
     expect(nested.body.errors![0].message).toMatch(/^The operation selects "me\.organization" 25 times/);
   });
 
+  it('names a deep place by the end of its path only', async () => {
+    const name = `f${'x'.repeat(60)}`;
+    const query = `{ ${`${name} { `.repeat(20)}${repeat('id', 11)}${' }'.repeat(20)} }`;
+    const response = await app.gql(query);
+    expect(response.status).toBe(400);
+    const { message } = response.body.errors![0];
+    expect(message).toMatch(/^The operation selects "\.\.\.[fx.]*\.fx{60}\.id" 11 times/);
+    expect(message.length).toBeLessThan(500);
+  });
+
   it('counts through fragments: fragments spread side by side, and a field repeated inside one', async () => {
     const defs = Array.from({ length: 40 }, (_, i) => `fragment F${i} on User { organization { id } }`).join(' ');
     const spreads = Array.from({ length: 40 }, (_, i) => `...F${i}`).join(' ');
@@ -75,7 +85,8 @@ describe('repeated selections: refused before validation', () => {
     expect(sideBySide.status).toBe(400);
     expect(sideBySide.body.errors![0].extensions).toEqual({ code: 'TOO_MANY_FRAGMENT_SPREADS' });
     expect(sideBySide.body.errors![0].message).toBe(
-      'The operation spreads 40 fragments into "me" (directly or through other fragments); ' +
+      `The operation spreads more than ${DEFAULT_QUERY_LIMITS.maxFragmentSpreads} fragments into "me" ` +
+        '(directly or through other fragments); ' +
         `at most ${DEFAULT_QUERY_LIMITS.maxFragmentSpreads} may be spread into one place.`,
     );
     const inside = await app.gql(`{ me { ...F } } fragment F on User { ${repeat('id', 500)} }`, { key: admin.key });
@@ -95,7 +106,7 @@ describe('repeated selections: refused before validation', () => {
     expect(errorLines()).toEqual([]);
   });
 
-  it('refuses before validation runs: the document\'s validation errors are not reported with the refusal', async () => {
+  it("refuses before validation runs: the document's validation errors are not reported with the refusal", async () => {
     // Unknown fields and an undefined variable: validation would report each of them.
     const query = `query { nope ${repeat('__type(name: $undefined) { name nope }', 50)} }`;
     const response = await app.gql(query);
@@ -119,7 +130,7 @@ describe('repeated selections: refused before validation', () => {
     expect(response.body.data!.me).toEqual({ id: admin.id, name: expect.any(String) });
   });
 
-  it('fragments that spread each other (a cycle) get validation\'s answer, not a hang', async () => {
+  it("fragments that spread each other (a cycle) get validation's answer, not a hang", async () => {
     const response = await app.gql(
       '{ me { ...A } } fragment A on User { organization { ...B } } fragment B on Organization { ...A }',
       { key: admin.key },
@@ -139,9 +150,7 @@ describe('repeated selections: refused before validation', () => {
     const query = `{ me { organization { ...F0 } } } ${fragments.join(' ')} fragment F${levels} on Organization { id }`;
     const response = await app.gql(query, { key: admin.key });
     expect(response.status).toBe(400);
-    expect(response.body.errors).toEqual([
-      expect.objectContaining({ extensions: { code: 'QUERY_TOO_COMPLEX' } }),
-    ]);
+    expect(response.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'QUERY_TOO_COMPLEX' } })]);
     expect(response.body.errors![0].message).toMatch(/more than 20000 selections/);
   });
 });
@@ -183,7 +192,9 @@ describe('repeated selections: what legitimate clients send still passes', () =>
       const twice = await strict.gql('{ __typename __typename }');
       expect(twice.status).toBe(400);
       expect(twice.body.errors![0].message).toMatch(/at most 1 selections of one field/);
-      const spreads = await strict.gql('{ ...A ...B } fragment A on Query { a: __typename } fragment B on Query { b: __typename }');
+      const spreads = await strict.gql(
+        '{ ...A ...B } fragment A on Query { a: __typename } fragment B on Query { b: __typename }',
+      );
       expect(spreads.status).toBe(400);
       expect(spreads.body.errors![0].extensions).toEqual({ code: 'TOO_MANY_FRAGMENT_SPREADS' });
       expect((await strict.gql('{ __typename }')).status).toBe(200);
