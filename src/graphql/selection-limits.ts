@@ -160,6 +160,10 @@ export function selectionLimitsError(
 }
 
 /**
+ * Why not a library: graphql-armor's limits are validation rules that report in the same pass as graphql-js's own
+ * (they do not stop OverlappingFieldsCanBeMerged), and none counts repeats; graphql-js's own budget for that rule
+ * stops it only after hundreds of milliseconds (docs/performance.md, 2026-12-02).
+ *
  * A validation rule that refuses, before the rest of validation runs, a document whose selections would make
  * validation slow: graphql-js's OverlappingFieldsCanBeMerged compares every two selections of one response name at
  * one place, and every two fragments spread into one place, so its work grows with the square of those counts,
