@@ -48,11 +48,11 @@ const hint = (value) => `${value.slice(0, 4)}...${value.slice(-4)}`;
 const messages = {
   ACCESS_KEY: {
     en: (props) =>
-      `found a crm-access access key (${props.HINT}): regenerate it (regenerateAccessKey), then remove it from here`,
+      `found a crm-access access key (${props.HINT}): report it (reportLeakedAccessKey), which revokes it and issues a new one, then remove it from here`,
   },
   SESSION_TOKEN: {
     en: (props) =>
-      `found a crm-access session token (${props.HINT}): sign that session out (logout), then remove it from here`,
+      `found a crm-access session token (${props.HINT}): report it (reportLeakedAccessKey), which ends that session, then remove it from here`,
   },
 };
 
