@@ -1,5 +1,7 @@
 import pino, { type Logger } from 'pino';
 
+import { CREDENTIAL_CENSOR, redactCredentials } from './access-keys/key-format';
+
 /**
  * Field names whose values are credentials, compared without letter case: replaced at any depth of every
  * logged object (pino's own `redact` paths reach one level per wildcard, so they are not used).
@@ -23,23 +25,12 @@ export const REDACTED_FIELDS: ReadonlySet<string> = new Set(
   ].map((name) => name.toLowerCase()),
 );
 
-const CENSOR = '[redacted]';
-
-/**
- * Access keys (cak_) and session tokens (cas_) wherever they stand in a string: a URL path, a message, an
- * error text. Shorter runs than a whole key count too: a truncated key is still most of a key.
- */
-const CREDENTIAL = /\bca[ks]_[0-9A-Za-z]{8,}/g;
-
 /** Deeper than this, a value is replaced rather than walked (a guard against pathological objects). */
 const MAX_DEPTH = 100;
 
-function redactString(value: string): string {
-  return value.includes('ca') ? value.replace(CREDENTIAL, CENSOR) : value;
-}
-
 /**
- * A copy of `value` with credential fields censored at every depth and credentials removed from strings.
+ * A copy of `value` with credential fields censored at every depth and credentials removed from strings
+ * (keys and session tokens wherever they stand in one, in any spelling: redactCredentials in key-format.ts).
  * Plain objects, arrays and errors are walked (errors through `serializeError`, so their own fields and
  * causes are covered); other objects (dates, buffers) are kept as they are.
  */
@@ -54,7 +45,7 @@ interface Walk {
 }
 
 function walk(value: unknown, at: Walk): unknown {
-  if (typeof value === 'string') return redactString(value);
+  if (typeof value === 'string') return redactCredentials(value);
   if (value === null || typeof value !== 'object') return value;
   if (at.depth > MAX_DEPTH) return '[too deep]';
   if (at.seen.has(value)) return '[circular]';
@@ -71,7 +62,9 @@ function walkFields(value: Record<string, unknown>, at: Walk): Record<string, un
   const copy: Record<string, unknown> = {};
   for (const [name, item] of Object.entries(value)) {
     copy[name] =
-      REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null ? CENSOR : walk(item, at);
+      REDACTED_FIELDS.has(name.toLowerCase()) && item !== undefined && item !== null
+        ? CREDENTIAL_CENSOR
+        : walk(item, at);
   }
   return copy;
 }
@@ -88,7 +81,8 @@ function serializeError(error: Error): Record<string, unknown> {
 /**
  * A URL as logged: the path only, up to its first `?`, `;` or `#` (query strings, matrix parameters and
  * fragments carry whatever a client put there: keys, passwords), percent-escapes decoded first so an encoded
- * `?`, `;` or `#`, or an encoded key (`c%61k_...`), is cut or redacted like a plain one.
+ * `?`, `;` or `#` is cut like a plain one. Keys and tokens are redacted in any spelling (`c%61k_...`, `CAK_...`,
+ * `/x_cak_...`), also where one decoding leaves them encoded (`%2563ak_...`) or the path does not decode.
  */
 export function pathOnly(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
@@ -98,7 +92,7 @@ export function pathOnly(url: string | undefined): string | undefined {
   } catch {
     // A malformed escape: the raw path, cut the same way.
   }
-  return redactString(path.slice(0, cutAt(path)));
+  return redactCredentials(path.slice(0, cutAt(path)));
 }
 
 function cutAt(text: string): number {
@@ -137,7 +131,7 @@ export function createLogger(params: { level: string; destination?: pino.Destina
         logMethod(args, method) {
           method.apply(
             this,
-            args.map((arg) => (typeof arg === 'string' ? redactString(arg) : arg)) as Parameters<typeof method>,
+            args.map((arg) => (typeof arg === 'string' ? redactCredentials(arg) : arg)) as Parameters<typeof method>,
           );
         },
       },

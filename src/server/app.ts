@@ -17,6 +17,7 @@ import Fastify, {
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 
+import { redactCredentials } from '../access-keys/key-format';
 import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
 import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
@@ -443,12 +444,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'unexpected error');
     if (error instanceof BodyError) void reply.headers(error.headers);
+    // A 4xx message may quote what the client sent (a content type, a charset): never a key or token back,
+    // whoever reads the answer on its way.
     const message =
       status >= 500
         ? INTERNAL_MESSAGE
-        : (error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-          ? unsupportedMediaTypeMessage(request)
-          : error.message;
+        : redactCredentials(
+            (error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+              ? unsupportedMediaTypeMessage(request)
+              : error.message,
+          );
     const code = status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST';
     return reply.code(status).send({ errors: [{ message, extensions: { code, requestId: request.id } }] });
   });

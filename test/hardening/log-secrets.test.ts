@@ -1,5 +1,5 @@
 import { generateAccessKey, generateSessionToken } from '../../src/access-keys/key-format';
-import { createLogger } from '../../src/logger';
+import { createLogger, pathOnly } from '../../src/logger';
 import { createOrganization, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -44,6 +44,42 @@ describe('no credential in the logs (development mode, request logging on)', () 
     }
     // The path is still there to read.
     expect(lines.some((line) => JSON.parse(line).path === '/nowhere')).toBe(true);
+  });
+
+  // A key right after a word character (`\b` found no boundary there), upper-cased, or percent-encoded so
+  // that the one decoding the logger does leaves it encoded.
+  it.each([
+    ['after an underscore', (key: string) => `/_${key}`],
+    ['after a letter', (key: string) => `/x${key}`],
+    ['after an encoded underscore', (key: string) => `/a/%5F${key}`],
+    ['with its prefix upper-cased', (key: string) => `/graphql/CAK_${key.slice(4)}`],
+    ['encoded twice', (key: string) => `/a/%2563ak%255F${key.slice(4)}`],
+  ])('a key in the URL %s: not in the request line, the 404 line or the answer', async (_case, urlOf) => {
+    const logsBefore = app.logs.length;
+    const response = await fetch(`${base()}${urlOf(admin.key)}`);
+    expect(response.status).toBe(404);
+    const answer = await response.text();
+    const lines = app.logs.slice(logsBefore);
+    expect(lines.some((line) => line.includes('request completed'))).toBe(true);
+    // The key's body: whatever its prefix looks like, the random part is what must not be written.
+    for (const text of [answer, ...lines]) expect(text).not.toContain(admin.key.slice(4));
+  });
+
+  it('a key in a header that a 415 message quotes (content type, charset)', async () => {
+    const post = (headers: Record<string, string>, body: string) =>
+      fetch(app.url, { method: 'POST', headers, body }).then(async (response) => ({
+        status: response.status,
+        text: await response.text(),
+      }));
+    const answers = [
+      await post({ 'content-type': `text/x${admin.key}` }, '{}'),
+      await post({ 'content-type': `application/json; charset=${admin.key}` }, '{}'),
+    ];
+    expect(answers.map((answer) => answer.status)).toEqual([415, 415]);
+    for (const answer of answers) {
+      expect(answer.text).not.toContain(admin.key.slice(4));
+      expect(answer.text).toContain('[redacted]');
+    }
   });
 
   it('a sign-in over POST with the password in the body', async () => {
@@ -120,6 +156,24 @@ describe('the logger redacts at any depth', () => {
     expect(lines[0]).not.toContain(secrets.accessKey);
     expect(lines[0]).not.toContain(secrets.token);
     expect(lines[0]).toContain('not found');
+  });
+
+  it('a key or session token after a word character, upper-cased or percent-encoded, in a message or a field', () => {
+    const { lines, logger } = capture();
+    const upper = `CAS_${secrets.token.slice(4)}`;
+    logger.warn(
+      { note: `x_${secrets.accessKey}`, url: `/a/c%61k%5F${secrets.accessKey.slice(4)}` },
+      `Route GET:/x${upper} not found`,
+    );
+    expect(lines[0]).not.toContain(secrets.accessKey.slice(4));
+    expect(lines[0]).not.toContain(secrets.token.slice(4));
+    expect(JSON.parse(lines[0])).toMatchObject({ note: 'x_[redacted]', url: '/a/[redacted]' });
+  });
+
+  it('a key percent-encoded in a path that does not decode (the path is logged as it came)', () => {
+    const body = secrets.accessKey.slice(4);
+    expect(pathOnly(`/%zz/c%61k_${body}?x=1`)).toBe('/%zz/[redacted]');
+    expect(pathOnly(`/%zz/%2563%41K%5f${body}`)).toBe('/%zz/[redacted]');
   });
 
   it('survives a cycle', () => {
