@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import proxyAddr from '@fastify/proxy-addr';
 import type { FastifyInstance } from 'fastify';
 
+import { holdsCredential } from '../access-keys/key-format';
 import type { Config } from '../config';
 import { pathOnly } from '../logger';
 
@@ -15,7 +16,9 @@ import { pathOnly } from '../logger';
 
 /**
  * What a proxy's X-Request-Id may look like to be kept: UUIDs, nginx's 32 hex digits, AWS/Heroku styles.
- * Anything else (line breaks, quotes, very long values) is replaced, so no client can forge log lines.
+ * Anything else (line breaks, quotes, very long values) is replaced, so no client can forge log lines; so is an
+ * id that holds something shaped like a key or session token (holdsCredential), which would otherwise be sent
+ * back in `x-request-id` and stored in audit_events.request_id.
  */
 const PROXY_REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}$/;
 
@@ -28,7 +31,8 @@ function peerTrust(trustProxy: Config['trustProxy']): ((peer: string) => boolean
 }
 
 /**
- * Fastify's `genReqId`: the X-Request-Id of a trusted proxy when it has a sane shape, otherwise a new UUID.
+ * Fastify's `genReqId`: the X-Request-Id of a trusted proxy when it has a sane shape and holds no credential,
+ * otherwise a new UUID.
  * Without TRUST_PROXY the header is never read: a client could otherwise choose ids that collide with others.
  */
 export function requestIdGenerator(trustProxy: Config['trustProxy']): (request: IncomingMessage) => string {
@@ -37,7 +41,15 @@ export function requestIdGenerator(trustProxy: Config['trustProxy']): (request: 
   return (request) => {
     const header = request.headers['x-request-id'];
     const peer = request.socket.remoteAddress;
-    if (typeof header === 'string' && PROXY_REQUEST_ID.test(header) && peer && trusts(peer)) return header;
+    if (
+      typeof header === 'string' &&
+      PROXY_REQUEST_ID.test(header) &&
+      !holdsCredential(header) &&
+      peer &&
+      trusts(peer)
+    ) {
+      return header;
+    }
     return randomUUID();
   };
 }

@@ -102,3 +102,42 @@ describe.each([
     }
   });
 });
+
+describe('X-Request-Id shaped like a credential, from a trusted proxy', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp({
+      env: { TRUST_PROXY: 'loopback', LOG_LEVEL: 'info', LOG_REQUESTS: 'true' },
+      captureLogs: true,
+    });
+    admin = await createOrganization(app);
+  });
+  afterAll(() => app.close());
+
+  it('is replaced with a new id: not sent back, not in the audit log, not in a log line', async () => {
+    const shapes = [admin.key, `CAK_${admin.key.slice(4)}`, `request-${admin.key}`, `x_${admin.key}`];
+    for (const forged of shapes) {
+      const response = await app.gql('query ($id: ID!) { user(id: $id) { accessKey } }', {
+        key: admin.key,
+        variables: { id: admin.id },
+        headers: { 'x-request-id': forged },
+      });
+      expect(response.body.data!.user.accessKey).toBe(admin.key);
+      expect(response.headers.get('x-request-id')).toMatch(UUID);
+    }
+    const stored = await app.dataSource.query(`SELECT request_id FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED'`);
+    expect(stored).toHaveLength(shapes.length);
+    for (const { request_id } of stored) expect(request_id).toMatch(UUID);
+    const audit = await app.gql(
+      '{ auditEvents(filter: { action: ACCESS_KEY_VIEWED }) { edges { node { requestId } } } }',
+      {
+        key: admin.key,
+      },
+    );
+    const ids = audit.body.data!.auditEvents.edges.map((edge: any) => edge.node.requestId);
+    expect(ids).toHaveLength(shapes.length);
+    for (const id of ids) expect(id).toMatch(UUID);
+    expect(app.logs.join('\n')).not.toContain(admin.key.slice(4));
+  });
+});
