@@ -13,7 +13,7 @@ import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
 import type { KeyCrypto } from './key-crypto';
-import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint } from './key-format';
+import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint, redactCredentials } from './key-format';
 import { LeakReportSource } from './leak-report.types';
 
 /**
@@ -68,12 +68,13 @@ export interface ReportedSessions {
 }
 
 /**
- * A location as stored and shown: hidden characters (controls, NUL, invisible and direction characters,
- * unpaired surrogates) replaced by U+FFFD, cut to MAX_LEAK_LOCATION_LENGTH code points (no surrogate pair is
- * split) with an ellipsis. GitHub's message cannot be refused for its URL: the leaked key must still go.
+ * A location as stored and shown: anything shaped like a key or session token (the reported key, a live one
+ * pasted beside it) replaced by `[redacted]` (redactCredentials), hidden characters (controls, NUL, invisible
+ * and direction characters, unpaired surrogates) replaced by U+FFFD, cut to MAX_LEAK_LOCATION_LENGTH code
+ * points (no surrogate pair is split) with an ellipsis. GitHub's message cannot be refused for its URL: the leaked key must still go.
  */
 export function storableLocation(location: string): string {
-  const characters = [...replaceHiddenCharacters(location)];
+  const characters = [...redactCredentials(replaceHiddenCharacters(location))];
   return characters.length <= MAX_LEAK_LOCATION_LENGTH
     ? characters.join('')
     : characters.slice(0, MAX_LEAK_LOCATION_LENGTH - 1).join('') + '…';

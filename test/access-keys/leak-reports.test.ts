@@ -520,6 +520,20 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
     expect(events.map((event: any) => event.location)).toEqual([shown]);
   });
 
+  it("stores GitHub's location without a key or token in its URL", async () => {
+    const user = await createUser(a, admin);
+    const url = `https://github.com/octo/leaky/blob/abc123/config.env?token=${admin.key}#L1-cak_${user.key.slice(4)}`;
+    const body = messageOf([user.key], url);
+    const response = await post(a, { body, headers: signedHeaders(body, github) });
+    expect(response.status).toBe(200);
+    const shown =
+      'https://github.com/octo/leaky/blob/abc123/config.env?token=[redacted]#L1-[redacted] (GitHub content)';
+    const facts = (await a.gql(KEY_FACTS, { key: admin.key, variables: { id: user.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakReportLocation).toBe(shown);
+    const events = await leakEvents(a, { admin, action: 'ACCESS_KEY_LEAK_REPORTED', target: user.id });
+    expect(events.map((event: any) => event.location)).toEqual([shown]);
+  });
+
   // Every act locks organization, then users, then key rows (Authority). A report that locked key rows first
   // deadlocked with an admin's act that holds its own key row and then writes the reported user's.
   it.each([
@@ -1170,6 +1184,28 @@ describe('reportLeakedAccessKey', () => {
     expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'location' });
     expect((await app.gql(ME, { key: member.key })).status).toBe(200);
     expect(await leakRows(admin.organizationId)).toBe(before);
+  });
+
+  it('stores a location without the keys or session tokens pasted into it, live ones included', async () => {
+    const member = await createUser(app, admin);
+    const session = await login(app, await createUser(app, admin, { password: TEST_PASSWORD }));
+    const location = `https://chat.example/x?key=${member.key} and admin ${admin.key}, CAS_${session.slice(4)} (x_${admin.key})`;
+    const response = await app.gql(REPORT, { key: admin.key, variables: { key: member.key, location } });
+    expect(response.body.data).toEqual({ reportLeakedAccessKey: { revoked: true, user: { id: member.id } } });
+    const shown = 'https://chat.example/x?key=[redacted] and admin [redacted], [redacted] (x_[redacted])';
+    const facts = (await app.gql(KEY_FACTS, { key: admin.key, variables: { id: member.id } })).body.data!.user;
+    expect(facts.accessKeyInfo.leakReportLocation).toBe(shown);
+    const events = await leakEvents(app, { admin, action: 'ACCESS_KEY_LEAK_REPORTED', target: member.id });
+    expect(events.map((event: any) => event.location)).toEqual([shown]);
+    const rows: Array<{ row: string }> = await app.dataSource.query(
+      `SELECT row_to_json(e)::text AS row FROM audit_events e WHERE target_user_id = $1
+        UNION ALL SELECT row_to_json(k)::text FROM access_keys k WHERE user_id = $1`,
+      [member.id],
+    );
+    expect(rows.length).toBeGreaterThan(1);
+    for (const { row } of rows) {
+      for (const secret of [member.key, admin.key, session]) expect(row).not.toContain(secret.slice(4));
+    }
   });
 
   it('keeps a location of exactly 2,000 characters as it was given', async () => {
