@@ -8,6 +8,7 @@ import { LeakReportSource } from '../access-keys/leak-report.types';
 import { ActorKind } from '../audit/audit-event.entity';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import { bodyEncodingError } from '../request/body';
+import { clientAddress } from '../request/client-address';
 import { loadGithubScanningKeys } from './github-keys';
 
 export const GITHUB_SECRET_SCANNING_PATH = '/secret-scanning/github';
@@ -129,7 +130,7 @@ export function registerGithubSecretScanning(
   const { rateLimiter, leakReports, dataSource } = services;
 
   const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const client = request.ip;
+    const client = clientAddress(request);
     const retryAfterSeconds = rateLimiter.retryAfterSeconds(client);
     if (retryAfterSeconds > 0) {
       void reply.header('retry-after', String(retryAfterSeconds));

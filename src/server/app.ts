@@ -39,6 +39,7 @@ import { checkTextInput } from '../graphql/text-input';
 import { pathOnly, withRequestLoggers } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
 import { BodyError, registerJsonBodyParser, unsupportedMediaTypeMessage } from '../request/body';
+import { clientAddress } from '../request/client-address';
 import type { Actor, RequestContext } from '../request/context';
 import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders';
 import { registerGithubSecretScanning } from '../secret-scanning/github';
@@ -347,7 +348,7 @@ class GraphqlContext implements RequestContext {
   }
 
   get ip(): string {
-    return this.request.ip;
+    return clientAddress(this.request);
   }
 
   get actor(): Actor | null {
@@ -520,7 +521,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await apollo.start();
 
-  // `client` is request.ip, read once per request by `authenticate` (a getter of Fastify's).
+  // `client` is clientAddress(request), read once per request by `authenticate` (request.ip is a getter of Fastify's).
   const admit = (
     request: FastifyRequest,
     reply: FastifyReply,
@@ -550,7 +551,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       whenSecretChecked({ secretCheck, reply, done, serve: () => authenticate(request, reply, done) });
       return;
     }
-    const client = request.ip;
+    const client = clientAddress(request);
     const outcome = services.authenticator.authenticate(request.raw, client);
     if (outcome instanceof Promise) outcome.then((result) => admit(request, reply, client, result, done)).catch(done);
     else admit(request, reply, client, outcome, done);

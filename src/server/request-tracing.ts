@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { holdsCredential } from '../access-keys/key-format';
 import type { Config } from '../config';
 import { pathOnly } from '../logger';
+import { clientAddress } from '../request/client-address';
 
 /**
  * Request ids and request logs. Every request gets an id (logged with each of its lines, sent back in
@@ -68,7 +69,7 @@ export function registerRequestLog(app: FastifyInstance, params: { enabled: bool
         path: pathOnly(request.raw.url ?? ''),
         statusCode: reply.statusCode,
         durationMs: Math.round(reply.elapsedTime * 10) / 10,
-        client: request.ip,
+        client: clientAddress(request),
       },
       'request completed',
     );

@@ -31,3 +31,28 @@ describe.each([
     expect(event.ip).toBe(expectedIp);
   });
 });
+
+describe.each([['loopback'], ['1']])('TRUST_PROXY=%s: an X-Forwarded-For entry that is no address', (trustProxy) => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { TRUST_PROXY: trustProxy } });
+  });
+  afterAll(() => app.close());
+
+  it('is not recorded as the client: a key put there is stored nowhere', async () => {
+    const admin = await createOrganization(app);
+    const response = await app.gql(
+      'mutation ($e: String!) { createUser(input: { email: $e, name: "Forwarded" }) { id } }',
+      {
+        key: admin.key,
+        variables: { e: `xff-junk-${trustProxy}@example.test` },
+        headers: { 'x-forwarded-for': admin.key },
+      },
+    );
+    const [event] = await app.dataSource.query(
+      `SELECT ip FROM audit_events WHERE target_user_id = $1 AND action = 'USER_CREATED'`,
+      [response.body.data!.createUser.id],
+    );
+    expect(event.ip).toBe('127.0.0.1');
+  });
+});
