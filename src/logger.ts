@@ -1,6 +1,6 @@
 import pino, { type Logger } from 'pino';
 
-import { CREDENTIAL_CENSOR, redactCredentials } from './access-keys/key-format';
+import { CREDENTIAL_CENSOR, redactCredentials } from './credential-shape';
 
 /**
  * Field names whose values are credentials, compared without letter case: replaced at any depth of every
@@ -30,7 +30,7 @@ const MAX_DEPTH = 100;
 
 /**
  * A copy of `value` with credential fields censored at every depth and credentials removed from strings
- * (keys and session tokens wherever they stand in one, in any spelling: redactCredentials in key-format.ts).
+ * (keys and session tokens wherever they stand in one, in any spelling: redactCredentials, credential-shape.ts).
  * Plain objects, arrays and errors are walked (errors through `serializeError`, so their own fields and
  * causes are covered); other objects (dates, buffers) are kept as they are.
  */

@@ -6,6 +6,7 @@ import { AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
 import type { AppAbility } from '../authorization/abilities';
 import { type Authority, lockOrganizations, lockUsers, sortedUnique } from '../authorization/authority';
+import { redactCredentials } from '../credential-shape';
 import { BadInputError, ForbiddenError } from '../errors';
 import { refuseHiddenCharacters, replaceHiddenCharacters } from '../graphql/text-checks';
 import type { Actor } from '../request/context';
@@ -13,7 +14,7 @@ import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
 import type { KeyCrypto } from './key-crypto';
-import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint, redactCredentials } from './key-format';
+import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
 
 /**

@@ -17,11 +17,11 @@ import Fastify, {
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 
-import { redactCredentials } from '../access-keys/key-format';
 import { FILTERED_AUDIT_READ_COST, MAX_AUDIT_PAGE_SIZE } from '../audit/audit.service';
 import { type AuthResult, presentedKind } from '../authentication/authenticate';
 import { abilityFor } from '../authorization/abilities';
 import type { Config } from '../config';
+import { redactCredentials } from '../credential-shape';
 import type { DatabaseOutage } from '../db/outage';
 import { migrationsPending, type SecretCheck, SecretMismatchError } from '../db/runtime';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';

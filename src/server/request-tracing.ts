@@ -4,8 +4,8 @@ import type { IncomingMessage } from 'node:http';
 import proxyAddr from '@fastify/proxy-addr';
 import type { FastifyInstance } from 'fastify';
 
-import { holdsCredential } from '../access-keys/key-format';
 import type { Config } from '../config';
+import { holdsCredential } from '../credential-shape';
 import { pathOnly } from '../logger';
 import { clientAddress } from '../request/client-address';
 

@@ -4,10 +4,12 @@ import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import {
   ACCESS_KEY_LENGTH,
   generateAccessKey,
+  generateSessionToken,
   isWellFormedAccessKey,
   keyHint,
   randomBase62,
 } from '../../src/access-keys/key-format';
+import { CREDENTIAL_CENSOR, holdsCredential, redactCredentials } from '../../src/credential-shape';
 
 describe('access key format', () => {
   it('is cak_ + 32 base62 + 6 base62 checksum characters, 42 in all', () => {
@@ -68,5 +70,34 @@ describe('key crypto', () => {
     const secret = randomBytes(32);
     expect(new KeyCrypto(secret).matchesFingerprint(new KeyCrypto(secret).fingerprint)).toBe(true);
     expect(new KeyCrypto(randomBytes(32)).matchesFingerprint(new KeyCrypto(secret).fingerprint)).toBe(false);
+  });
+});
+
+describe('credential shape (what redaction finds in any text)', () => {
+  it('finds every generated key and session token, in any spelling, and keeps the text around it', () => {
+    for (let i = 0; i < 50; i++) {
+      for (const credential of [generateAccessKey(), generateSessionToken()]) {
+        const body = credential.slice(4);
+        const spellings = [
+          credential,
+          credential.toUpperCase(),
+          `${credential.slice(0, 3).toUpperCase()}_${body}`,
+          encodeURIComponent(credential).replace('_', '%5F'),
+          `%2563${credential.slice(1)}`,
+          `${credential.slice(0, 4)}%${body.charCodeAt(0).toString(16).toUpperCase()}${body.slice(1)}`,
+        ];
+        for (const spelling of spellings) {
+          expect(holdsCredential(`x_${spelling}!`)).toBe(true);
+          expect(redactCredentials(`see x_${spelling}!`)).toBe(`see x_${CREDENTIAL_CENSOR}!`);
+        }
+      }
+    }
+  });
+
+  it('leaves words and short runs alone', () => {
+    for (const text of ['because_of it', 'cak_1234567', 'cas_', 'https://chat.example/support/4711', 'ca k_12345678']) {
+      expect(holdsCredential(text)).toBe(false);
+      expect(redactCredentials(text)).toBe(text);
+    }
   });
 });
