@@ -18,6 +18,8 @@ export enum AuditAction {
   ACCESS_KEY_POLICY_CHANGED = 'ACCESS_KEY_POLICY_CHANGED',
   /** A session token was reported leaked (GitHub secret scanning or an admin) and its session ended; `location` says where it was found. */
   SESSION_TOKEN_LEAK_REPORTED = 'SESSION_TOKEN_LEAK_REPORTED',
+  /** A person signed out: `logout` ended the session that sent it (actor and target are that person). */
+  LOGGED_OUT = 'LOGGED_OUT',
 }
 registerEnumType(AuditAction, { name: 'AuditAction' });
 

@@ -7,7 +7,13 @@ import { ActorKind, AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
 import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authentication/password';
 import { type Authenticated, principalFrom } from '../authentication/principal';
-import { type Authority, lockOrganizations, type PauseHooks } from '../authorization/authority';
+import {
+  type Authority,
+  AuthorityEndedError,
+  lockOrganizations,
+  lockUsers,
+  type PauseHooks,
+} from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
 import { oneOrAny } from '../db/scope';
 import { BadInputError, ConflictError, DomainError, ForbiddenError } from '../errors';
@@ -172,16 +178,35 @@ export class SessionService {
   }
 
   /**
-   * logout: ends the session that sent the request (revoked_at set; cached credentials evicted). Always true.
+   * logout: ends the session that sent the request (revoked_at set; cached credentials evicted) and records
+   * LOGGED_OUT (actor and target: the caller, actorKind SESSION, never the token) in the same transaction: if
+   * the event cannot be written, the session is not ended. Locks in the one order of every act (Authority's
+   * RowLock): the organization row and the user's row FOR KEY SHARE (what the audit row's foreign keys take
+   * anyway), then the session row, by the UPDATE. Always true when it ended the session.
    * @throws BadInputError when the request came with an access key, not a session.
+   * @throws AuthorityEndedError (UNAUTHENTICATED) when the session was ended meanwhile (another sign-out of it
+   *   racing this one, a password change elsewhere, a deactivation, a leak report): nothing is written, as for
+   *   a request sent with the token after that end committed.
    */
   async logout(actor: Actor): Promise<boolean> {
-    const { sessionId } = actor.principal;
+    const { sessionId, userId, organizationId } = actor.principal;
     if (!sessionId) {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
-    await this.end(this.deps.dataSource.manager, { sessionIds: [sessionId] });
-    this.deps.authCache.evictUser(actor.principal.userId);
+    const ended = await this.deps.dataSource.transaction(async (manager) => {
+      await lockOrganizations(manager, { ids: [organizationId], lock: 'FOR KEY SHARE' });
+      await lockUsers(manager, { ids: [userId], organizationIds: [organizationId], lock: 'FOR KEY SHARE' });
+      const endedIds = await this.end(manager, { sessionIds: [sessionId] });
+      if (endedIds.length === 0) return false;
+      await this.deps.audit.record(manager, auditActorOf(actor), {
+        action: AuditAction.LOGGED_OUT,
+        organizationId,
+        targetUserId: userId,
+      });
+      return true;
+    });
+    this.deps.authCache.evictUser(userId);
+    if (!ended) throw new AuthorityEndedError('SESSION');
     return true;
   }
 
@@ -190,12 +215,16 @@ export class SessionService {
    * transaction. The sessions trigger announces it to every instance at commit (their caches evict the user);
    * the caller evicts this instance's cache (AuthCache.evictUser) once it committed. Requests in flight with
    * the token are refused at their next act: Authority's check locks the session row FOR SHARE and reads
-   * `revoked_at`. Sessions already ended are left as they are.
+   * `revoked_at`. Sessions already ended are left as they are (an UPDATE waiting for another's end of the row
+   * reads it again once that commits, and leaves it). Returns the ids of the sessions this call ended.
    */
-  async end(manager: EntityManager, params: { sessionIds: readonly string[] }): Promise<void> {
-    await manager.query(`UPDATE sessions SET revoked_at = now() WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL`, [
-      [...params.sessionIds],
-    ]);
+  async end(manager: EntityManager, params: { sessionIds: readonly string[] }): Promise<string[]> {
+    // An UPDATE answers [rows, row count] through TypeORM's query.
+    const [rows]: [Array<{ id: string }>, number] = await manager.query(
+      `UPDATE sessions SET revoked_at = now() WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL RETURNING id`,
+      [[...params.sessionIds]],
+    );
+    return rows.map((row) => row.id);
   }
 
   /**
