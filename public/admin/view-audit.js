@@ -22,6 +22,7 @@ const ACTION_NAMES = /** @type {const} */ ({
   ACCESS_KEY_REGENERATED: 'Access key regenerated',
   LOGIN_SUCCEEDED: 'Signed in',
   LOGIN_FAILED: 'Sign-in failed',
+  LOGGED_OUT: 'Signed out',
   PASSWORD_CHANGED: 'Password changed',
   ACCESS_KEY_LEAK_REPORTED: 'Access key reported leaked',
   ACCESS_KEY_POLICY_CHANGED: 'Access key policy changed',
