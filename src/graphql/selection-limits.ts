@@ -8,7 +8,10 @@ import {
   type ValidationRule,
 } from 'graphql';
 
-import { LimitError, type QueryLimits } from './query-limits';
+import { LimitError, MAX_INTROSPECTION_DEPTH, type QueryLimits } from './query-limits';
+
+/** The limits the walk checks, and the cost limit that bounds the walk itself. */
+type WalkLimits = Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads' | 'maxCost' | 'maxDepth'>;
 
 /** The fragments a selection set was reached through, innermost first: a spread of one of them is a cycle. */
 interface FragmentChain {
@@ -53,14 +56,41 @@ class PlaceWalk {
   /** Fragments merged somewhere: each one's own selection sets were checked as part of that place. */
   readonly expanded = new Set<string>();
 
+  /**
+   * Repeats allowed of a field without a selection set (a leaf): one more for each fragment that may be spread
+   * into its place, since clients add the same leaf to every fragment (Apollo Client's `__typename`, Relay's
+   * `id`). Comparing two leaves is cheap (no selections under them to compare).
+   */
+  private readonly maxLeafRepeats: number;
+  /**
+   * How deep a place may be: the deeper of the two depth limits (queries' and introspection's), which validation
+   * is followed by (queryLimitsCheck); checked here because validation's work grows with the depth of repeats too.
+   */
+  private readonly maxDepth: number;
+
   constructor(
     private readonly fragments: ReadonlyMap<string, FragmentDefinitionNode>,
-    private readonly limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads'>,
+    private readonly limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads' | 'maxDepth'>,
     private readonly budget: number,
-  ) {}
+  ) {
+    this.maxLeafRepeats = limits.maxFieldRepeats + limits.maxFragmentSpreads;
+    this.maxDepth = Math.max(limits.maxDepth, MAX_INTROSPECTION_DEPTH);
+  }
 
-  /** @throws Refused at the first limit the place, or a place under it, goes over */
-  place(sets: readonly Reached[], path: string | null): void {
+  /**
+   * `depth`: how deep the fields of this place are (1 at an operation's root).
+   * @throws Refused at the first limit the place, or a place under it, goes over
+   */
+  place(sets: readonly Reached[], path: string | null, depth: number): void {
+    if (depth > this.maxDepth) {
+      throw new Refused(
+        new LimitError(
+          `The operation is more than ${this.maxDepth} levels deep (at ${shown(path ?? '')}); at most ` +
+            `${this.limits.maxDepth} are allowed (${MAX_INTROSPECTION_DEPTH} for introspection).`,
+          'QUERY_TOO_DEEP',
+        ),
+      );
+    }
     const byResponseName = new Map<string, Reached[]>();
     const spread = new Set<string>();
     const collect = ({ selectionSet, via }: Reached): void => {
@@ -88,12 +118,15 @@ class PlaceWalk {
     };
     for (const reached of sets) collect(reached);
     for (const [name, merged] of byResponseName) {
-      if (merged.length > this.limits.maxFieldRepeats) {
+      const leaf = merged.every((reached) => reached.selectionSet === EMPTY);
+      const max = leaf ? this.maxLeafRepeats : this.limits.maxFieldRepeats;
+      if (merged.length > max) {
         throw new Refused(
           new LimitError(
             `The operation selects ${shown(path ? `${path}.${name}` : name)} ${merged.length} times in one place ` +
-              `(repeated, or through fragments); at most ${this.limits.maxFieldRepeats} selections of one field ` +
-              '(name or alias) are allowed in one place. Select it once.',
+              `(repeated, or through fragments); at most ${max} selections of ` +
+              (leaf ? 'a field without a selection set' : 'one field (name or alias)') +
+              ' are allowed in one place. Select it once.',
             'TOO_MANY_REPEATED_FIELDS',
           ),
         );
@@ -101,7 +134,7 @@ class PlaceWalk {
     }
     for (const [name, merged] of byResponseName) {
       const below = merged.filter((reached) => reached.selectionSet !== EMPTY);
-      if (below.length > 0) this.place(below, path ? `${path}.${name}` : name);
+      if (below.length > 0) this.place(below, path ? `${path}.${name}` : name, depth + 1);
     }
   }
 
@@ -126,16 +159,14 @@ class PlaceWalk {
 const EMPTY: SelectionSetNode = { kind: Kind.SELECTION_SET, selections: [] };
 
 /**
- * The first limit `document` goes over, or null: repeats of one response name at one place (maxFieldRepeats),
- * distinct fragments spread into one place (maxFragmentSpreads), and, for the walk itself, more than `maxCost`
+ * The first limit `document` goes over, or null: repeats of one response name at one place (maxFieldRepeats; a
+ * leaf, maxFieldRepeats + maxFragmentSpreads), distinct fragments spread into one place (maxFragmentSpreads), places
+ * deeper than the deeper depth limit (QUERY_TOO_DEEP), and, for the walk itself, more than `maxCost`
  * selections visited (QUERY_TOO_COMPLEX: a document that large costs more than maxCost anyway). Every operation is
  * a place of its own, and so is every fragment no operation spreads (validation looks at those too). Time and
  * memory grow with the selections visited, at most maxCost.
  */
-export function selectionLimitsError(
-  document: DocumentNode,
-  limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads' | 'maxCost'>,
-): LimitError | null {
+export function selectionLimitsError(document: DocumentNode, limits: WalkLimits): LimitError | null {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions) {
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
@@ -144,13 +175,13 @@ export function selectionLimitsError(
   try {
     for (const definition of document.definitions) {
       if (definition.kind === Kind.OPERATION_DEFINITION)
-        walk.place([{ selectionSet: definition.selectionSet, via: null }], null);
+        walk.place([{ selectionSet: definition.selectionSet, via: null }], null, 1);
     }
     for (const [name, fragment] of fragments) {
       // A fragment merged into a place was checked there: its places are parts of that place's.
       if (walk.expanded.has(name)) continue;
       walk.expanded.add(name);
-      walk.place([{ selectionSet: fragment.selectionSet, via: { name, outer: null } }], null);
+      walk.place([{ selectionSet: fragment.selectionSet, via: { name, outer: null } }], null, 1);
     }
   } catch (error) {
     if (error instanceof Refused) return error.error;
@@ -174,9 +205,7 @@ export function selectionLimitsError(
  * as a validation error (HTTP 400; errorFormatter gives back the limit's code), and validation only runs on a
  * document Apollo has not validated before, so a document sent again costs nothing here.
  */
-export function selectionLimitsRule(
-  limits: Pick<QueryLimits, 'maxFieldRepeats' | 'maxFragmentSpreads' | 'maxCost'>,
-): ValidationRule {
+export function selectionLimitsRule(limits: WalkLimits): ValidationRule {
   return (context: ValidationContext): ASTVisitor => ({
     Document(node) {
       const error = selectionLimitsError(node, limits);

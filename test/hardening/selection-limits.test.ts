@@ -70,12 +70,45 @@ describe('repeated selections: refused before validation', () => {
 
   it('names a deep place by the end of its path only', async () => {
     const name = `f${'x'.repeat(60)}`;
-    const query = `{ ${`${name} { `.repeat(20)}${repeat('id', 11)}${' }'.repeat(20)} }`;
+    const query = `{ ${`${name} { `.repeat(15)}${repeat('organization { id }', 11)}${' }'.repeat(15)} }`;
     const response = await app.gql(query);
     expect(response.status).toBe(400);
     const { message } = response.body.errors![0];
-    expect(message).toMatch(/^The operation selects "\.\.\.[fx.]*\.fx{60}\.id" 11 times/);
+    expect(message).toMatch(/^The operation selects "\.\.\.[fx.]*\.fx{60}\.organization" 11 times/);
     expect(message.length).toBeLessThan(500);
+  });
+
+  it('a ladder (each level repeated up to the limit, 160 levels deep) is refused as too deep before validation', async () => {
+    // Validation's overlap check grows with the repeats squared times the depth: 10 side-by-side ladders of an
+    // unknown field held validation for about 0.5 s although no place repeated a field more than 10 times.
+    const ladder = `${'x { '.repeat(160)}id${' }'.repeat(160)}`;
+    const response = await app.gql(`{ ${repeat(ladder, DEFAULT_QUERY_LIMITS.maxFieldRepeats)} }`);
+    expect(response.status).toBe(400);
+    // Only the refusal: validation (which would report the unknown field `x`) did not run.
+    expect(response.body.errors).toEqual([
+      {
+        message: expect.stringMatching(/^The operation is more than 20 levels deep/),
+        extensions: { code: 'QUERY_TOO_DEEP' },
+      },
+    ]);
+    expect(errorLines()).toEqual([]);
+  });
+
+  it("Apollo Client's `__typename` and Relay's `id` in every fragment: a leaf may come once from each fragment spread", async () => {
+    const spreads = Array.from({ length: DEFAULT_QUERY_LIMITS.maxFragmentSpreads }, (_, i) => `...F${i}`);
+    const defs = spreads.map((_, i) => `fragment F${i} on User { __typename id }`).join(' ');
+    const response = await app.gql(`{ me { __typename id ${spreads.join(' ')} } } ${defs}`, { key: admin.key });
+    expect(response.status).toBe(200);
+    expect(response.body.data!.me).toEqual({ __typename: 'User', id: admin.id });
+    // Past that, a leaf is refused too, naming its own limit.
+    const leafLimit = DEFAULT_QUERY_LIMITS.maxFieldRepeats + DEFAULT_QUERY_LIMITS.maxFragmentSpreads;
+    const refused = await app.gql(`{ me { ${repeat('id', leafLimit + 1)} } }`, { key: admin.key });
+    expect(refused.status).toBe(400);
+    expect(refused.body.errors![0].message).toMatch(
+      new RegExp(
+        `^The operation selects "me\\.id" ${leafLimit + 1} times .* at most ${leafLimit} selections of a field without a selection set`,
+      ),
+    );
   });
 
   it('counts through fragments: fragments spread side by side, and a field repeated inside one', async () => {
@@ -94,11 +127,11 @@ describe('repeated selections: refused before validation', () => {
     expect(inside.body.errors![0].message).toMatch(/^The operation selects "me\.id" 500 times/);
     // Repeats across fragments spread at one place add up.
     const across = await app.gql(
-      `{ me { ...A ...B ...C } } fragment A on User { ${repeat('id', 4)} } fragment B on User { ${repeat('id', 4)} } fragment C on User { ${repeat('id', 4)} }`,
+      `{ me { ...A ...B ...C } } ${['A', 'B', 'C'].map((name) => `fragment ${name} on User { ${repeat('organization { id }', 4)} }`).join(' ')}`,
       { key: admin.key },
     );
     expect(across.status).toBe(400);
-    expect(across.body.errors![0].message).toMatch(/^The operation selects "me\.id" 12 times/);
+    expect(across.body.errors![0].message).toMatch(/^The operation selects "me\.organization" 12 times/);
     // A fragment nobody spreads is validated all the same, so it is checked too.
     const unused = await app.gql(`{ __typename } fragment F on User { ${repeat('id', 500)} }`);
     expect(unused.status).toBe(400);
@@ -140,11 +173,13 @@ describe('repeated selections: refused before validation', () => {
   });
 
   it('a document whose fragments would write out past the cost limit is refused before validation', async () => {
-    // Each level spreads the next under two fields: 2^30 places, so no place-by-place walk could finish.
-    const levels = 30;
+    // Each level spreads the next under three fields: 3^12 places (within the depth limits), so no place-by-place
+    // walk could finish.
+    const levels = 12;
     const fragments = Array.from(
       { length: levels },
-      (_, i) => `fragment F${i} on Organization { a: users { ...F${i + 1} } b: users { ...F${i + 1} } }`,
+      (_, i) =>
+        `fragment F${i} on Organization { a: users { ...F${i + 1} } b: users { ...F${i + 1} } c: users { ...F${i + 1} } }`,
     );
     // `users` on an Organization does not exist; the refusal comes first all the same.
     const query = `{ me { organization { ...F0 } } } ${fragments.join(' ')} fragment F${levels} on Organization { id }`;
@@ -189,7 +224,7 @@ describe('repeated selections: what legitimate clients send still passes', () =>
   it('the limits are configurable', async () => {
     const strict = await startTestApp({ env: { MAX_QUERY_FIELD_REPEATS: '1', MAX_QUERY_FRAGMENT_SPREADS: '1' } });
     try {
-      const twice = await strict.gql('{ __typename __typename }');
+      const twice = await strict.gql('{ a: __type(name: "A") { name } a: __type(name: "A") { name } }');
       expect(twice.status).toBe(400);
       expect(twice.body.errors![0].message).toMatch(/at most 1 selections of one field/);
       const spreads = await strict.gql(
