@@ -55,4 +55,23 @@ describe.each([['loopback'], ['1']])('TRUST_PROXY=%s: an X-Forwarded-For entry t
     );
     expect(event.ip).toBe('127.0.0.1');
   });
+
+  it('an IPv6 address with a zone id (`%` and any text after it) is not recorded either', async () => {
+    const admin = await createOrganization(app);
+    // net.isIP accepts `fe80::1%<zone>` with letters, digits, dots and dashes of any length: a key's body fits.
+    const zone = admin.key.slice('cak_'.length);
+    const response = await app.gql(
+      'mutation ($e: String!) { createUser(input: { email: $e, name: "Zoned" }) { id } }',
+      {
+        key: admin.key,
+        variables: { e: `xff-zone-${trustProxy}@example.test` },
+        headers: { 'x-forwarded-for': `fe80::1%${zone}` },
+      },
+    );
+    const [event] = await app.dataSource.query(
+      `SELECT ip FROM audit_events WHERE target_user_id = $1 AND action = 'USER_CREATED'`,
+      [response.body.data!.createUser.id],
+    );
+    expect(event.ip).toBe('127.0.0.1');
+  });
 });
