@@ -38,7 +38,7 @@ export const CREDENTIALS_ENDED =
  * who had signed in after a key.
  */
 export const SESSION_ENDED =
-  'The session is not valid: it was signed out, expired or ended by a password change, or its user was deactivated. Sign in again.';
+  'The session is not valid: it was signed out, expired, ended by a password change or reported as leaked, or its user or organization was deactivated. Sign in again.';
 
 /**
  * The caller's authority ended (deactivated, key replaced, signed out) before this act: UNAUTHENTICATED, with the
