@@ -50,6 +50,41 @@ function charsetError(request: FastifyRequest): BodyError | null {
   );
 }
 
+/** A second charset parameter after a first (a quoted value holding "; charset=" counts too: no client sends one). */
+const TWO_CHARSETS = /;\s*charset\s*=[^]*;\s*charset\s*=/i;
+const CONTENT_TYPE = 'content-type';
+
+/**
+ * How many Content-Type lines the request sent. Node keeps only the first in `headers`, so only the raw list
+ * (name, value, name, value, ...) shows a repetition; as the scan of credential headers in authenticate.ts, names
+ * are compared by length first, and a name already in lower case (what clients send) allocates nothing.
+ */
+function contentTypeLines(rawHeaders: readonly string[]): number {
+  let lines = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index];
+    if (name.length === 12 && (name === CONTENT_TYPE || name.toLowerCase() === CONTENT_TYPE)) lines++;
+  }
+  return lines;
+}
+
+/**
+ * A 400 BodyError for a Content-Type that reads two ways, else null: sent on two lines, or naming its charset
+ * twice. Fastify, Apollo's CSRF prevention and the charset check read the first, a proxy in front may read the
+ * last (as with a repeated credential header, refused for the same reason). Costs nothing without a Content-Type.
+ */
+export function ambiguousContentTypeError(request: FastifyRequest): BodyError | null {
+  const contentType = request.headers['content-type'];
+  if (contentType === undefined) return null;
+  if (contentTypeLines(request.raw.rawHeaders) > 1) {
+    return new BodyError('Send Content-Type once: this request has more than one.', 400);
+  }
+  if (TWO_CHARSETS.test(contentType)) {
+    return new BodyError('Name the charset once in Content-Type (application/json; charset=utf-8).', 400);
+  }
+  return null;
+}
+
 const PROTOTYPE_KEYS = 'The body may not hold a "__proto__" key or a "constructor" key with "prototype" in it.';
 
 /** Whether `text` is JSON at all (only asked of a body Fastify's parser refused). */
@@ -62,10 +97,15 @@ function isJson(text: string): boolean {
   }
 }
 
-/** Replaces Fastify's JSON parser with one that first checks the body's encoding, charset and UTF-8 bytes. */
+/**
+ * Replaces Fastify's JSON parser with one that first checks the body's encoding, charset and UTF-8 bytes, and
+ * removes its text/plain parser: a text/plain body is not JSON, so it is the 415 that the form types and
+ * application/graphql get (unsupportedMediaTypeMessage), not a body handed to Apollo, whose CSRF prevention then
+ * refused it in words about cross-site request forgery.
+ */
 export function registerJsonBodyParser(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
     const refusal = bodyEncodingError(request) ?? charsetError(request);
     if (refusal) return done(refusal, undefined);

@@ -17,7 +17,8 @@ class FastifyGraphQLRequest implements HTTPGraphQLRequest {
   readonly body: unknown;
 
   constructor(private readonly request: FastifyRequest) {
-    this.method = request.method.toUpperCase();
+    // HEAD is answered as GET (RFC 9110 9.3.2; Fastify's HEAD route drops the body): Apollo itself refuses it.
+    this.method = request.method === 'HEAD' ? 'GET' : request.method.toUpperCase();
     this.headers = headerMapOf(request.headers);
     this.body = request.body;
   }

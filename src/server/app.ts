@@ -38,7 +38,12 @@ import { selectionLimitsRule } from '../graphql/selection-limits';
 import { checkTextInput } from '../graphql/text-input';
 import { pathOnly, withRequestLoggers } from '../logger';
 import { type GraphqlObservation, type Metrics, startMetricsServer } from '../metrics';
-import { BodyError, registerJsonBodyParser, unsupportedMediaTypeMessage } from '../request/body';
+import {
+  ambiguousContentTypeError,
+  BodyError,
+  registerJsonBodyParser,
+  unsupportedMediaTypeMessage,
+} from '../request/body';
 import { clientAddress } from '../request/client-address';
 import type { Actor, RequestContext } from '../request/context';
 import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders';
@@ -51,6 +56,7 @@ import {
   NEVER_SHED,
   NO_STORE,
   noStoreOnSend,
+  refuseConnect,
   registerHostCheck,
   registerLoadShedding,
   registerResponseHeaders,
@@ -93,8 +99,14 @@ export interface AppOptions {
 const SECRET_CHECKED: Pick<SecretCheck, 'checked' | 'ensure'> = { checked: true, ensure: () => Promise.resolve(true) };
 
 const GRAPHQL_PATH = '/graphql';
-/** The methods /graphql answers, for Allow (OPTIONS and 405 answers). */
-const GRAPHQL_METHODS = 'GET, POST, OPTIONS';
+/** The methods /graphql answers, for Allow (OPTIONS and 405 answers); HEAD answers as GET does, without a body. */
+const GRAPHQL_METHODS = 'GET, HEAD, POST, OPTIONS';
+/** The methods Fastify routes that /graphql does not offer: 405 with GRAPHQL_METHODS (CONNECT: see refuseConnect). */
+const NOT_GRAPHQL_METHODS = ['PUT', 'DELETE', 'PATCH', 'TRACE', 'QUERY'];
+const WRONG_METHOD_MESSAGE = '/graphql answers GET (queries), HEAD and POST.';
+const EXPLORER_OFF_MESSAGE =
+  'This is the GraphQL API; its explorer page is turned off on this server. Send queries with POST ' +
+  '(Content-Type: application/json), or with GET as ?query=... and an Apollo-Require-Preflight header.';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
 /** What a 503 asks clients to wait: the outage check runs about this often. */
@@ -280,6 +292,16 @@ function sendRouteNotFound(request: FastifyRequest, reply: FastifyReply): Fastif
     .code(404)
     .header('cache-control', NO_STORE)
     .send({ errors: [{ message, extensions: { code: 'NOT_FOUND' } }] });
+}
+
+/**
+ * A /graphql refusal of the request's method or shape, in the shape the error handler gives Fastify's own refusals
+ * (code BAD_REQUEST, the request id): a 405 (with Allow), a 415, a 400 for a browser while the explorer is off.
+ */
+function refuse(params: { request: FastifyRequest; reply: FastifyReply; status: 400 | 405 | 415; message: string }) {
+  const { request, reply, status, message } = params;
+  if (status === 405) void reply.header('allow', GRAPHQL_METHODS);
+  return reply.code(status).send({ errors: [{ message, extensions: { code: 'BAD_REQUEST', requestId: request.id } }] });
 }
 
 function trustHops(hops: number): (address: string, hop: number) => boolean {
@@ -572,10 +594,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // that it can say so in words (its requests are authenticated as any other).
     // OPTIONS asks what the endpoint allows, carries no operation, and so needs no credential (a CORS preflight
     // is answered before this by @fastify/cors, where origins are configured).
-    onRequest: (request, reply, done) =>
-      request.method === 'OPTIONS' || (config.explorerEnabled && wantsExplorer(request))
-        ? done()
-        : authenticate(request, reply, done),
+    // An ambiguous Content-Type is refused first, as the request's own shape, before any credential is looked up.
+    onRequest: (request, reply, done) => {
+      const ambiguous = ambiguousContentTypeError(request);
+      if (ambiguous) done(ambiguous);
+      else if (request.method === 'OPTIONS' || wantsExplorer(request)) done();
+      else authenticate(request, reply, done);
+    },
     // Every answer here may carry a key or a token, whatever its status: no-store. And the answer's duration,
     // recorded as it is sent (onSend: a hook the response runs anyway; onResponse would add a hook run after it).
     onSend(request, reply, payload, done) {
@@ -587,27 +612,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       });
       done(null, payload);
     },
-    // A browser opening /graphql gets the explorer (where it is on); everything else is GraphQL over HTTP.
+    // A browser opening /graphql gets the explorer where it is on, and a 400 saying how to send queries where it is
+    // off (not Apollo's CSRF refusal, which is about requests from other sites); everything else is GraphQL over
+    // HTTP. A POST without Content-Type (Fastify parses no body then) is the 415 of a body that is not JSON.
     handler(request, reply) {
       if (request.method === 'OPTIONS') return reply.code(204).header('allow', GRAPHQL_METHODS).send();
-      if (config.explorerEnabled && wantsExplorer(request)) return sendExplorer(reply);
+      if (wantsExplorer(request)) {
+        return config.explorerEnabled
+          ? sendExplorer(reply)
+          : refuse({ request, reply, status: 400, message: EXPLORER_OFF_MESSAGE });
+      }
+      if (request.method === 'POST' && request.headers['content-type'] === undefined) {
+        return refuse({ request, reply, status: 415, message: unsupportedMediaTypeMessage(request) });
+      }
       return operations.track(graphql(request, reply));
     },
   });
   // Other methods on /graphql are a client's mistake about the endpoint, not a missing route.
   app.route({
     url: GRAPHQL_PATH,
-    method: ['PUT', 'DELETE', 'PATCH'],
+    method: NOT_GRAPHQL_METHODS,
     // In a hook, not the handler: an answer sent before it (503 while shedding, 400 for a body that is not JSON) too.
     onSend: noStoreOnSend,
-    handler: (_request, reply) =>
-      reply
-        .code(405)
-        .header('allow', GRAPHQL_METHODS)
-        .send({
-          errors: [{ message: '/graphql answers GET (queries) and POST.', extensions: { code: 'BAD_REQUEST' } }],
-        }),
+    handler: (request, reply) => refuse({ request, reply, status: 405, message: WRONG_METHOD_MESSAGE }),
   });
+  refuseConnect(app.server, { path: GRAPHQL_PATH, allow: GRAPHQL_METHODS, message: WRONG_METHOD_MESSAGE });
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
   registerSite(app);

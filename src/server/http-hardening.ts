@@ -191,15 +191,54 @@ export function clientErrorHandler(this: FastifyInstance, error: Error & { code?
             `The request is not valid HTTP/1.1 (${error.code ?? 'unreadable'}): check its headers and the framing of its body.`,
           ];
   this.log.debug({ code: error.code }, 'refused a request that is not valid HTTP');
+  answerOnSocket(socket, { status, reason, code, message });
+}
+
+/**
+ * Writes an answer in the API's error shape straight on `socket` (there is no Fastify request), with the security
+ * headers of every answer, `Cache-Control: no-store` and `extraHeaderLines` (each ending in CRLF), then closes it.
+ */
+function answerOnSocket(
+  socket: Socket,
+  params: { status: number; reason: string; code: string; message: string; extraHeaderLines?: string },
+): void {
   if (socket.writable) {
-    const body = JSON.stringify({ errors: [{ message, extensions: { code } }] });
+    const body = JSON.stringify({ errors: [{ message: params.message, extensions: { code: params.code } }] });
     socket.write(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `HTTP/1.1 ${params.status} ${params.reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n${SECURITY_HEADER_LINES}` +
-        `Connection: close\r\n\r\n${body}`,
+        `${params.extraHeaderLines ?? ''}Connection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy();
+}
+
+/**
+ * Answers CONNECT, which Node hands to the server's 'connect' listeners rather than to Fastify (without one it
+ * closed the connection without a word): this server is no proxy. CONNECT to `path` is a 405 with `allow` and
+ * `message`, as the other methods the path does not offer; any other target (a proxy's `host:port`) a 501. Logged
+ * at debug level only, as clientErrorHandler's answers.
+ */
+export function refuseConnect(server: Server, params: { path: string; allow: string; message: string }): void {
+  server.on('connect', (request: IncomingMessage, socket: Socket) => {
+    const [pathname] = (request.url ?? '').split('?', 1);
+    if (pathname === params.path) {
+      answerOnSocket(socket, {
+        status: 405,
+        reason: 'Method Not Allowed',
+        code: 'BAD_REQUEST',
+        message: params.message,
+        extraHeaderLines: `Allow: ${params.allow}\r\n`,
+      });
+    } else {
+      answerOnSocket(socket, {
+        status: 501,
+        reason: 'Not Implemented',
+        code: 'BAD_REQUEST',
+        message: 'CONNECT is not offered: this server is not a proxy.',
+      });
+    }
+  });
 }
 
 /**

@@ -108,7 +108,7 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
       const logsBefore = app.logs.length;
       const response = await fetch(app.url, { method: 'OPTIONS', headers });
       expect(response.status).toBe(204);
-      expect(response.headers.get('allow')).toBe('GET, POST, OPTIONS');
+      expect(response.headers.get('allow')).toBe('GET, HEAD, POST, OPTIONS');
       expect(response.headers.get('cache-control')).toBe('no-store');
       expect(await response.text()).toBe('');
       expect(app.logs.slice(logsBefore).filter((line) => JSON.parse(line).level >= 40)).toEqual([]);
@@ -241,12 +241,12 @@ describe('request shapes: a client mistake is a clear 4xx', () => {
     });
   });
   it.each(['PUT', 'DELETE', 'PATCH'])(
-    '%s /graphql: 405 with Allow: GET, POST, OPTIONS, as a GraphQL error',
+    '%s /graphql: 405 with Allow: GET, HEAD, POST, OPTIONS, as a GraphQL error',
     async (method) => {
       const body = method === 'DELETE' ? {} : { headers: { 'content-type': 'application/json' }, body: '{}' };
       const response = await fetch(app.url, { method, ...body });
       expect(response.status).toBe(405);
-      expect(response.headers.get('allow')).toBe('GET, POST, OPTIONS');
+      expect(response.headers.get('allow')).toBe('GET, HEAD, POST, OPTIONS');
       expect(response.headers.get('cache-control')).toBe('no-store');
       expect(((await response.json()) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
     },

@@ -205,14 +205,16 @@ describe.each([['false'], ['true']])('the /graphql handler, TRUST_PROXY=%s: odd 
       }
     });
 
-    it('a POST with content-type text/plain runs nothing: 400', async () => {
+    // Not a CSRF refusal any more: a text/plain body is not JSON, the 415 of every such body
+    // (test/hardening/methods-and-content-types.test.ts).
+    it('a POST with content-type text/plain runs nothing: 415', async () => {
       const body = JSON.stringify({ query: 'mutation { __typename }' });
       const answer = await raw(
         app,
         `POST /graphql HTTP/1.1\r\nHost: localhost\r\nX-Access-Key: ${admin.key}\r\nContent-Type: text/plain\r\n` +
           `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
       );
-      expect(answer.status).toBe(400);
+      expect(answer.status).toBe(415);
       expect(answer.body).not.toContain('"data"');
     });
   });
@@ -223,13 +225,14 @@ describe.each([['false'], ['true']])('the /graphql handler, TRUST_PROXY=%s: odd 
     expect(answer.body).toContain('UNAUTHENTICATED');
   });
 
-  it('HEAD is not GraphQL: 405, no body', async () => {
+  it('HEAD answers as GET does (RFC 9110 9.3.2), without a body', async () => {
     const answer = await raw(
       app,
       `HEAD /graphql?query=%7B__typename%7D HTTP/1.1\r\nHost: localhost\r\nX-Access-Key: ${admin.key}\r\n` +
         'Apollo-Require-Preflight: 1\r\nConnection: close\r\n\r\n',
     );
-    expect([answer.status, answer.body]).toEqual([405, '']);
+    expect([answer.status, answer.body]).toEqual([200, '']);
+    expect(answer.head).toMatch(new RegExp(`content-length: ${TYPENAME.length}\r`, 'i'));
   });
 });
 

@@ -49,10 +49,14 @@ function page(): string {
 `;
 }
 
-/** True for a browser opening /graphql: a GET that accepts text/html and carries no `query` parameter. */
+/**
+ * True for a browser opening /graphql: a GET (or its HEAD) that accepts text/html and carries no `query` parameter.
+ * The method is read first: a POST costs one comparison.
+ */
 export function wantsExplorer(request: FastifyRequest): boolean {
+  if (request.method !== 'GET' && request.method !== 'HEAD') return false;
   const query = request.query as Record<string, unknown> | undefined;
-  return request.method === 'GET' && !query?.query && /text\/html/.test(request.headers.accept ?? '');
+  return !query?.query && /text\/html/.test(request.headers.accept ?? '');
 }
 
 /**

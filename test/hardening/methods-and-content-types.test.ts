@@ -1,0 +1,242 @@
+import { connect } from 'node:net';
+
+import { createOrganization, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+/**
+ * What /graphql answers to a method it does not offer or a body it does not read: each refusal the API's own
+ * (the API's error shape, a status that says what is wrong, `Cache-Control: no-store`, no error-level log line),
+ * never Apollo's CSRF text for what is simply not JSON, never a 404 for a method on a path that exists.
+ */
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Sends one raw HTTP/1.1 request to /graphql (header lines as written, repeats included) and reads the answer. */
+function raw(
+  app: TestApp,
+  params: { method: string; headers?: string; body?: string; target?: string },
+): Promise<RawAnswer> {
+  const { port } = new URL(app.url);
+  const body = params.body ?? '';
+  const text =
+    `${params.method} ${params.target ?? '/graphql'} HTTP/1.1\r\nHost: localhost\r\n${params.headers ?? ''}` +
+    `${body ? `Content-Length: ${Buffer.byteLength(body)}\r\n` : ''}Connection: close\r\n\r\n${body}`;
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(text));
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('close', () => {
+      const [head, rest = ''] = answer.split('\r\n\r\n', 2);
+      const [statusLine, ...lines] = head.split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const colon = line.indexOf(':');
+        headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: rest });
+    });
+    socket.on('error', reject);
+  });
+}
+
+const QUERY = JSON.stringify({ query: '{ __typename }' });
+const MUTATION = JSON.stringify({ query: 'mutation { logout }' });
+const JSON_TYPE = 'application/json; charset=utf-8';
+const ALLOW = 'GET, HEAD, POST, OPTIONS';
+
+describe.each([
+  ['development', { NODE_ENV: 'development' }],
+  ['production', { NODE_ENV: 'production', ACCESS_KEY_SECRET: Buffer.alloc(32, 7).toString('base64') }],
+] as const)('/graphql refuses wrong methods and content types in its own words (%s)', (mode, env) => {
+  let app: TestApp;
+  let admin: TestUser;
+  beforeAll(async () => {
+    app = await startTestApp({ captureLogs: true, env: { ...env, LOG_LEVEL: 'info' } });
+    admin = await createOrganization(app);
+  });
+  afterAll(() => app.close());
+
+  /** Sends, then checks what every refusal here shares: no-store, and no error-level line in the log. */
+  async function send(params: Parameters<typeof raw>[1]): Promise<RawAnswer> {
+    const before = app.logs.length;
+    const answer = await raw(app, params);
+    expect(answer.headers['cache-control']).toBe('no-store');
+    expect(app.logs.slice(before).filter((line) => (JSON.parse(line) as { level: number }).level >= 50)).toEqual([]);
+    return answer;
+  }
+
+  function expectRefusal(answer: RawAnswer, status: number, message: RegExp): void {
+    expect(answer.status).toBe(status);
+    expect(answer.headers['content-type']).toBe(JSON_TYPE);
+    const body = JSON.parse(answer.body) as { errors: Array<{ message: string; extensions: Record<string, unknown> }> };
+    expect(body).toEqual({
+      errors: [
+        {
+          message: expect.stringMatching(message),
+          extensions: { code: 'BAD_REQUEST', requestId: answer.headers['x-request-id'] },
+        },
+      ],
+    });
+    expect(answer.body).not.toMatch(/Cross-Site Request Forgery|"data"/);
+  }
+
+  describe('a POST whose body is not JSON: 415, naming what to send', () => {
+    it.each([
+      ['text/plain', 'text/plain'],
+      ['text/plain; charset=utf-8', 'text/plain'],
+      ['TEXT/Plain', 'TEXT/Plain'],
+      ['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded'],
+      ['multipart/form-data; boundary=x', 'multipart/form-data'],
+      ['application/graphql', 'application/graphql'],
+    ])('Content-Type: %s, with a key, runs nothing', async (type, named) => {
+      for (const body of [QUERY, MUTATION, '']) {
+        const answer = await send({
+          method: 'POST',
+          headers: `X-Access-Key: ${admin.key}\r\nContent-Type: ${type}\r\n`,
+          body,
+        });
+        expectRefusal(
+          answer,
+          415,
+          new RegExp(
+            `^Send the request body as JSON \\(Content-Type: application/json\\), not ${named.replace('/', '\\/')}\\.$`,
+          ),
+        );
+      }
+    });
+
+    it('no Content-Type, with or without a body, or with apollo-require-preflight: 415', async () => {
+      for (const [headers, body] of [
+        ['', QUERY],
+        ['', ''],
+        ['Apollo-Require-Preflight: 1\r\n', ''],
+      ]) {
+        const answer = await send({ method: 'POST', headers: `X-Access-Key: ${admin.key}\r\n${headers}`, body });
+        expectRefusal(answer, 415, /^Send the request body as JSON \(Content-Type: application\/json\)\.$/);
+      }
+    });
+
+    it('application/json with preflight headers still runs (the refusals above are about the body only)', async () => {
+      const answer = await send({ method: 'POST', headers: 'Content-Type: application/json\r\n', body: QUERY });
+      expect([answer.status, answer.body]).toEqual([200, '{"data":{"__typename":"Query"}}\n']);
+    });
+  });
+
+  describe('an ambiguous Content-Type: 400, whichever comes first', () => {
+    it.each([
+      ['two Content-Type lines', 'Content-Type: application/json\r\nContent-Type: text/plain\r\n', /Content-Type once/],
+      [
+        'two Content-Type lines, JSON second',
+        'Content-Type: text/plain\r\ncontent-type: application/json\r\n',
+        /Content-Type once/,
+      ],
+      [
+        'two identical Content-Type lines',
+        'Content-Type: application/json\r\nContent-Type: application/json\r\n',
+        /Content-Type once/,
+      ],
+      ['two charsets', 'Content-Type: application/json; charset=utf-8; charset=latin1\r\n', /charset once/],
+      [
+        'two charsets, UTF-8 second',
+        'Content-Type: application/json; CHARSET=latin1;charset="utf-8"\r\n',
+        /charset once/,
+      ],
+      ['two identical charsets', 'Content-Type: application/json; charset=utf-8; charset=utf-8\r\n', /charset once/],
+    ])('%s', async (_label, headers) => {
+      for (const method of ['POST', 'GET']) {
+        const answer = await send({
+          method,
+          target: method === 'GET' ? '/graphql?query=%7B__typename%7D' : '/graphql',
+          headers: `X-Access-Key: ${admin.key}\r\n${headers}`,
+          body: method === 'POST' ? MUTATION : '',
+        });
+        expectRefusal(answer, 400, /^Send Content-Type once|^Name the charset once/);
+      }
+    });
+  });
+
+  describe('methods', () => {
+    it('OPTIONS: 204 with Allow listing HEAD too', async () => {
+      const answer = await send({ method: 'OPTIONS' });
+      expect([answer.status, answer.headers.allow, answer.body]).toEqual([204, ALLOW, '']);
+    });
+
+    it.each(['PUT', 'DELETE', 'PATCH', 'TRACE', 'QUERY'])('%s: 405 with the Allow of OPTIONS', async (method) => {
+      // A QUERY without Content-Type is refused by Fastify first (400, "must provide a 'Content-Type' header").
+      const withBody = method !== 'TRACE' && method !== 'DELETE';
+      const answer = await send({
+        method,
+        headers: `X-Access-Key: ${admin.key}\r\n${withBody ? 'Content-Type: application/json\r\n' : ''}`,
+        body: withBody ? QUERY : '',
+      });
+      expectRefusal(answer, 405, /^\/graphql answers GET \(queries\), HEAD and POST\.$/);
+      expect(answer.headers.allow).toBe(ALLOW);
+    });
+
+    it('HEAD of a GET query answers as the GET does, without a body', async () => {
+      const headers = `X-Access-Key: ${admin.key}\r\nApollo-Require-Preflight: 1\r\n`;
+      const target = '/graphql?query=%7B__typename%7D';
+      const get = await send({ method: 'GET', headers, target });
+      const head = await send({ method: 'HEAD', headers, target });
+      expect([get.status, get.headers['content-type']]).toEqual([200, JSON_TYPE]);
+      expect([head.status, head.headers['content-type'], head.headers['content-length'], head.body]).toEqual([
+        200,
+        JSON_TYPE,
+        get.headers['content-length'],
+        '',
+      ]);
+    });
+
+    it('HEAD of a GET mutation is refused as the GET is (405), and runs nothing', async () => {
+      const target = `/graphql?query=${encodeURIComponent('mutation { logout }')}`;
+      const headers = `X-Access-Key: ${admin.key}\r\nApollo-Require-Preflight: 1\r\n`;
+      const get = await send({ method: 'GET', headers, target });
+      const head = await send({ method: 'HEAD', headers, target });
+      expect(get.status).toBe(405);
+      expect([head.status, head.headers.allow, head.body]).toEqual([get.status, get.headers.allow, '']);
+    });
+
+    it('CONNECT /graphql: 405 with Allow, in the API error shape', async () => {
+      const answer = await raw(app, { method: 'CONNECT' });
+      expect(answer.status).toBe(405);
+      expect(answer.headers.allow).toBe(ALLOW);
+      expect(answer.headers['content-type']).toBe(JSON_TYPE);
+      expect(answer.headers['cache-control']).toBe('no-store');
+      expect((JSON.parse(answer.body) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
+    });
+  });
+
+  describe('a browser opening /graphql (Accept: text/html, no query)', () => {
+    const browser = 'Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n';
+    if (mode === 'development') {
+      it('GET gets the explorer; HEAD the same headers without a body', async () => {
+        const get = await send({ method: 'GET', headers: browser });
+        const head = await send({ method: 'HEAD', headers: browser });
+        expect([get.status, get.headers['content-type']]).toEqual([200, 'text/html; charset=utf-8']);
+        expect(get.body).toMatch(/graphiql/i);
+        expect([head.status, head.headers['content-type'], head.headers['content-length'], head.body]).toEqual([
+          200,
+          'text/html; charset=utf-8',
+          get.headers['content-length'],
+          '',
+        ]);
+      });
+    } else {
+      it('GET gets a 400 saying the explorer is off and how to send queries, not the CSRF text; HEAD the same without a body', async () => {
+        const get = await send({ method: 'GET', headers: browser });
+        expectRefusal(
+          get,
+          400,
+          /explorer page is turned off on this server.*POST.*application\/json.*query=.*Apollo-Require-Preflight/s,
+        );
+        const head = await send({ method: 'HEAD', headers: browser });
+        expect([head.status, head.headers['content-type'], head.body]).toEqual([400, JSON_TYPE, '']);
+      });
+    }
+  });
+});
