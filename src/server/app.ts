@@ -591,7 +591,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     url: GRAPHQL_PATH,
     method: ['GET', 'POST', 'OPTIONS'],
     // The explorer's page is static and carries no credential: it loads even while the address is locked, so
-    // that it can say so in words (its requests are authenticated as any other).
+    // that it can say so in words (its requests are authenticated as any other); so does, with the explorer off,
+    // the 400 that says it is off.
     // OPTIONS asks what the endpoint allows, carries no operation, and so needs no credential (a CORS preflight
     // is answered before this by @fastify/cors, where origins are configured).
     // An ambiguous Content-Type is refused first, as the request's own shape, before any credential is looked up.

@@ -209,6 +209,16 @@ describe.each([
       expect(answer.headers['cache-control']).toBe('no-store');
       expect((JSON.parse(answer.body) as any).errors[0].extensions.code).toBe('BAD_REQUEST');
     });
+
+    it("CONNECT to a proxy's host:port: 501, this server is no proxy", async () => {
+      const answer = await raw(app, { method: 'CONNECT', target: 'example.com:443' });
+      expect([answer.status, answer.headers['content-type'], answer.headers['cache-control']]).toEqual([
+        501,
+        JSON_TYPE,
+        'no-store',
+      ]);
+      expect((JSON.parse(answer.body) as any).errors[0].message).toMatch(/not a proxy/);
+    });
   });
 
   describe('a browser opening /graphql (Accept: text/html, no query)', () => {
