@@ -468,24 +468,36 @@ describe('authority at the moment of each act', () => {
     }
   });
 
-  it('two admins deactivating each other at the same moment: one wins, the other is UNAUTHENTICATED, no deadlock', async () => {
-    const first = await createOrganization(app, 'Mutual Org');
+  // Both requests queue behind a lock on their organization's row, then go at once.
+  it.each([
+    {
+      race: 'two admins deactivating each other at the same moment: one wins, the other is UNAUTHENTICATED, no deadlock',
+      targets: 'each other',
+      outcomes: ['OK', 'UNAUTHENTICATED'],
+    },
+    {
+      // Each deactivates itself: whichever goes second would leave no admin.
+      race: 'the last-admin rule still holds when an admin removes the only other admin at the same time',
+      targets: 'themselves',
+      outcomes: ['CONFLICT', 'OK'],
+    },
+  ])('$race', async ({ targets, outcomes }) => {
+    const first = await createOrganization(app, `Admins Race Org (${targets})`);
     const second = await createUser(app, first, { role: Role.ADMIN });
-    // Both requests queue behind a lock on their organization's row, then go at once.
+    const [firstTarget, secondTarget] = targets === 'each other' ? [second, first] : [first, second];
     const holder = new Client({ connectionString: app.databaseUrl });
     await holder.connect();
     try {
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE', [first.organizationId]);
       const racing = [
-        app.gql(DEACTIVATE, { key: first.key, variables: { id: second.id } }),
-        app.gql(DEACTIVATE, { key: second.key, variables: { id: first.id } }),
+        app.gql(DEACTIVATE, { key: first.key, variables: { id: firstTarget.id } }),
+        app.gql(DEACTIVATE, { key: second.key, variables: { id: secondTarget.id } }),
       ];
       await waitForLockWaiters(app, 2);
       await holder.query('COMMIT');
       const results = await Promise.all(racing);
-      const outcomes = results.map((r) => (r.body.errors ? r.body.errors[0].extensions!.code : 'OK')).sort();
-      expect(outcomes).toEqual(['OK', 'UNAUTHENTICATED']);
+      expect(results.map((r) => (r.body.errors ? r.body.errors[0].extensions!.code : 'OK')).sort()).toEqual(outcomes);
     } finally {
       await holder.end();
     }
@@ -494,29 +506,5 @@ describe('authority at the moment of each act', () => {
       [first.organizationId],
     );
     expect(admins).toHaveLength(1);
-  });
-
-  it('the last-admin rule still holds when an admin removes the only other admin at the same time', async () => {
-    const first = await createOrganization(app, 'Last Admin Race Org');
-    const second = await createUser(app, first, { role: Role.ADMIN });
-    const holder = new Client({ connectionString: app.databaseUrl });
-    await holder.connect();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE', [first.organizationId]);
-      // Each deactivates itself: whichever goes second would leave no admin.
-      const racing = [
-        app.gql(DEACTIVATE, { key: first.key, variables: { id: first.id } }),
-        app.gql(DEACTIVATE, { key: second.key, variables: { id: second.id } }),
-      ];
-      await waitForLockWaiters(app, 2);
-      await holder.query('COMMIT');
-      const outcomes = (await Promise.all(racing))
-        .map((r) => (r.body.errors ? r.body.errors[0].extensions!.code : 'OK'))
-        .sort();
-      expect(outcomes).toEqual(['CONFLICT', 'OK']);
-    } finally {
-      await holder.end();
-    }
   });
 });

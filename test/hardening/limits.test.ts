@@ -133,17 +133,23 @@ describe('query limits: refused with 400 before any resolver runs', () => {
     expect(most.body.errors![0].message).toMatch(/would cost 524288\b/);
   });
 
-  it('limits introspection depth apart: the introspection GraphiQL sends runs, a deeper chain is refused', async () => {
+  // GraphiQL's introspection query with every option on, with and without `oneOf` (graphql-js 16.9+): it passes
+  // the depth limit (4 here) and the repeated-selection limits that run before validation.
+  it.each([false, true])('the introspection query GraphiQL sends runs (oneOf: %s)', async (oneOf) => {
     const standard = getIntrospectionQuery({
       descriptions: true,
       specifiedByUrl: true,
       directiveIsRepeatable: true,
       schemaDescription: true,
       inputValueDeprecation: true,
+      oneOf,
     });
     const introspection = await app.gql(standard);
     expect(introspection.status).toBe(200);
     expect(introspection.body.data).toHaveProperty('__schema.queryType.name', 'Query');
+  });
+
+  it('limits introspection depth apart: a chain deeper than the introspection query is refused', async () => {
     const chain = `{ __type(name: "User") { fields { type { ${'ofType { '.repeat(MAX_INTROSPECTION_DEPTH)}name${' }'.repeat(MAX_INTROSPECTION_DEPTH)} } } } }`;
     const deep = await app.gql(chain);
     expect(deep.status).toBe(400);
