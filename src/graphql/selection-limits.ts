@@ -147,10 +147,11 @@ class PlaceWalk {
     );
   }
 
+  /** The walk's budget covers the whole document (every operation and fragment), not the one operation run. */
   private tooLarge(): LimitError {
     return new LimitError(
-      `The operation is too large: written out with its fragments, it makes more than ${this.budget} selections; ` +
-        `at most ${this.budget} are allowed.`,
+      `The document is too large: its operations (all of them, not only the one run), written out with their ` +
+        `fragments, make more than ${this.budget} selections; at most ${this.budget} are allowed.`,
       'QUERY_TOO_COMPLEX',
     );
   }

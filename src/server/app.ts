@@ -170,11 +170,12 @@ export function errorFormatter(options: { hideSuggestions: boolean }) {
 }
 
 function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
-  // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is.
+  // graphql-js words it "Document contains more that N tokens" and calls it a syntax error; say what it is (the
+  // whole document counts, every operation and fragment in it).
   const tooLarge = /contains more th(?:an|at) (\d+) tokens/.exec(formatted.message);
   if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && tooLarge) {
     return {
-      message: `The operation is too large: more than ${tooLarge[1]} tokens.`,
+      message: `The document is too large: more than ${tooLarge[1]} tokens.`,
       extensions: { code: 'QUERY_TOO_LARGE' },
     };
   }

@@ -186,6 +186,34 @@ describe('repeated selections: refused before validation', () => {
     expect(response.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'QUERY_TOO_COMPLEX' } })]);
     expect(response.body.errors![0].message).toMatch(/more than 20000 selections/);
   });
+
+  it('the walk counts the whole document, every operation: two that each fit, sent together, are refused naming the document', async () => {
+    const strict = await startTestApp({ env: { MAX_QUERY_COST: '40' } });
+    try {
+      // 26 selections each (the spread and its 25 fields): one operation is within 40, the document's two are not.
+      const fragment = `fragment F on Query { ${Array.from({ length: 25 }, (_, i) => `a${i}: __typename`).join(' ')} }`;
+      const alone = await strict.gql(`query A { ...F } ${fragment}`);
+      expect(alone.status).toBe(200);
+      const both = await fetch(strict.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: `query A { ...F } query B { ...F } ${fragment}`, operationName: 'A' }),
+      });
+      expect(both.status).toBe(400);
+      expect(await both.json()).toEqual({
+        errors: [
+          {
+            message:
+              'The document is too large: its operations (all of them, not only the one run), written out with ' +
+              'their fragments, make more than 40 selections; at most 40 are allowed.',
+            extensions: { code: 'QUERY_TOO_COMPLEX' },
+          },
+        ],
+      });
+    } finally {
+      await strict.close();
+    }
+  });
 });
 
 describe('repeated selections: what legitimate clients send still passes', () => {
