@@ -37,7 +37,11 @@ function mixesConfusableScripts(part: string): boolean {
   return CONFUSABLE_SCRIPTS.filter((script) => script.test(part)).length > 1;
 }
 
-/** The canonical email (see canonicalEmail), or BAD_USER_INPUT on `email`. */
+/**
+ * The canonical email (see canonicalEmail) of a new or changed address, or BAD_USER_INPUT on `email`: one @, a
+ * dot in the domain, no empty domain label, no domain label starting or ending with a hyphen (RFC 1035, 5321),
+ * one confusable script per part. Sign-in does not call it: a malformed email is an unknown one there.
+ */
 export function normalizeEmail(value: string): string {
   refuseHiddenCharacters(value.trim(), { field: 'email', what: 'Email' });
   const email = canonicalEmail(value);
@@ -52,6 +56,13 @@ export function normalizeEmail(value: string): string {
       'The domain of an email must not start or end with a dot, or have two dots in a row.',
       'email',
     );
+  }
+  // RFC 1035 (2.3.1) and RFC 5321 (4.1.2, Domain): a label starts and ends with a letter or digit. Checked on the
+  // labels as typed too: an A-label ending with a hyphen (`xn--x-`) decodes to another label (`x`).
+  const typed = value.trim().normalize('NFKC');
+  const typedLabels = typed.slice(typed.lastIndexOf('@') + 1).split('.');
+  if ([...labels, ...typedLabels].some((label) => label.startsWith('-') || label.endsWith('-'))) {
+    throw new BadInputError('A label of the domain of an email must not start or end with a hyphen.', 'email');
   }
   if ([localPart, ...labels].some(mixesConfusableScripts)) {
     throw new BadInputError(

@@ -192,6 +192,70 @@ describe('Manage Users: listing, editing and protecting users', () => {
     });
   });
 
+  describe('an email domain label that starts or ends with a hyphen (RFC 1035 and 5321 hostnames forbid it)', () => {
+    const CREATE = 'mutation ($input: CreateUserInput!) { createUser(input: $input) { id } }';
+    const UPDATE = 'mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { email } }';
+    const LOGIN = 'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }';
+    const HYPHENATED = [
+      ['a label starting with a hyphen', 'a@-x.example'],
+      ['a label ending with a hyphen', 'a@x-.example'],
+      ['a later label starting with a hyphen', 'a@mail.-x.example'],
+      ['a top-level label ending with a hyphen', 'a@x.example-'],
+      ['a non-ASCII label starting with a hyphen', 'a@-b\u00fccher.example'],
+      ['an A-label ending with a hyphen (it would decode to bcher-kva)', 'a@xn--bcher-kva-.example'],
+      ['an A-label whose U-label ends with a hyphen', 'a@xn----7sb.example'],
+    ];
+    const rows = async () => app.dataSource.query('SELECT id, email, updated_at FROM users ORDER BY id');
+
+    it.each(HYPHENATED)(
+      '%s (%s): createUser, updateUser and the CLI path refuse it, nothing changes',
+      async (_l, email) => {
+        const target = await createUser(app, admin);
+        const [before, keys] = [await rows(), await count('access_keys')];
+        const created = await app.gql(CREATE, { key: admin.key, variables: { input: { email, name: 'Hyphen' } } });
+        const updated = await app.gql(UPDATE, { key: admin.key, variables: { id: target.id, email } });
+        // Refused as a malformed email is: the same HTTP status (a resolver's refusal) and code.
+        const malformed = await app.gql(CREATE, { key: admin.key, variables: { input: { email: 'a@b', name: 'X' } } });
+        expect(malformed.body.errors![0].extensions).toEqual({ code: 'BAD_USER_INPUT', field: 'email' });
+        for (const response of [created, updated]) {
+          expect(response.status).toBe(malformed.status);
+          expect(response.body.errors).toEqual([
+            expect.objectContaining({
+              message: 'A label of the domain of an email must not start or end with a hyphen.',
+              extensions: { code: 'BAD_USER_INPUT', field: 'email' },
+            }),
+          ]);
+        }
+        await expect(
+          app.services.organizations.createWithAdmin({ name: 'Hyphen Org', adminEmail: email, adminName: 'Admin' }),
+        ).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'email' } });
+        expect([await rows(), await count('access_keys')]).toEqual([before, keys]);
+      },
+    );
+
+    it('a hyphen inside a label is fine: a@x-y.example, and an A-label (xn--)', async () => {
+      for (const email of [uniqueEmail('in-side').replace('@', '@x-y.'), `a-${Date.now()}@xn--bcher-kva.example`]) {
+        const response = await app.gql(CREATE, { key: admin.key, variables: { input: { email, name: 'Inside' } } });
+        expect(response.body.errors).toBeUndefined();
+      }
+    });
+
+    it('sign-in with such an email fails as an unknown email does: same answer, one password verification', async () => {
+      const attempt = async (email: string) => {
+        const before = app.services.passwords.verifications;
+        const response = await app.gql(LOGIN, { variables: { e: email, p: TEST_PASSWORD } });
+        return {
+          status: response.status,
+          body: response.body,
+          verified: app.services.passwords.verifications - before,
+        };
+      };
+      const unknown = await attempt(uniqueEmail('nobody'));
+      expect(unknown.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' });
+      for (const [, email] of HYPHENATED) expect(await attempt(email)).toEqual(unknown);
+    });
+  });
+
   describe('a user without a key (an import)', () => {
     const SAVE = 'mutation ($id: ID!, $name: String!) { updateUser(id: $id, input: { name: $name }) { id name } }';
     const keyRows = async (userId: string) =>
