@@ -72,6 +72,7 @@ function contentTypeLines(rawHeaders: readonly string[]): number {
  * A 400 BodyError for a Content-Type that reads two ways, else null: sent on two lines, or naming its charset
  * twice. Fastify, Apollo's CSRF prevention and the charset check read the first, a proxy in front may read the
  * last (as with a repeated credential header, refused for the same reason). Costs nothing without a Content-Type.
+ * Checked in onRequest by every route that reads a body: /graphql and the secret scanning webhook.
  */
 export function ambiguousContentTypeError(request: FastifyRequest): BodyError | null {
   const contentType = request.headers['content-type'];

@@ -7,7 +7,7 @@ import type { LeakedToken, LeakReportService } from '../access-keys/leak-report.
 import { LeakReportSource } from '../access-keys/leak-report.types';
 import { ActorKind } from '../audit/audit-event.entity';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
-import { bodyEncodingError } from '../request/body';
+import { ambiguousContentTypeError, bodyEncodingError } from '../request/body';
 import { clientAddress } from '../request/client-address';
 import { loadGithubScanningKeys } from './github-keys';
 
@@ -109,7 +109,8 @@ function refuse(reply: FastifyReply, params: { status: number; code: string; mes
  * SHA-256 is kept MESSAGE_RETENTION_DAYS in `secret_scanning_messages`, inserted in the same transaction as
  * the revocations, so a message whose processing failed may be sent again). Refusals change nothing:
  * 401 unsigned, unknown key or bad signature (counted as failed authentications of the address, like a bad
- * key: AUTH_FAILURE_LIMIT then 429), 413 too large, 400 not the program's JSON, 409 already processed.
+ * key: AUTH_FAILURE_LIMIT then 429), 413 too large, 400 not the program's JSON or a Content-Type that reads two
+ * ways (ambiguousContentTypeError, as on /graphql), 409 already processed.
  * Every token that is a current or grace-period key is revoked at once, and every token of a session not ended
  * and not expired is ended at once (LeakReportService.revoke, all in the one transaction: a failure changes
  * nothing), and labelled `true_positive` with the type GitHub sent; every other token `false_positive`. The
@@ -207,7 +208,11 @@ export function registerGithubSecretScanning(
       if (refusal) done(refusal, undefined);
       else done(null, body);
     });
-    const onRequest = params.onRequest ? { onRequest: params.onRequest } : {};
-    scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES, ...onRequest }, handle);
+    // A Content-Type that reads two ways (two lines, two charsets) is refused first, as /graphql refuses it: GitHub
+    // sends one, and a proxy in front may read another than this route does.
+    const refuseAmbiguous: onRequestHookHandler = (request, _reply, done) =>
+      done(ambiguousContentTypeError(request) ?? undefined);
+    const onRequest = params.onRequest ? [refuseAmbiguous, params.onRequest] : [refuseAmbiguous];
+    scope.post(GITHUB_SECRET_SCANNING_PATH, { bodyLimit: MAX_MESSAGE_BYTES, onRequest }, handle);
   });
 }

@@ -1,3 +1,5 @@
+import { METHODS } from 'node:http';
+
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import {
@@ -101,8 +103,8 @@ const SECRET_CHECKED: Pick<SecretCheck, 'checked' | 'ensure'> = { checked: true,
 const GRAPHQL_PATH = '/graphql';
 /** The methods /graphql answers, for Allow (OPTIONS and 405 answers); HEAD answers as GET does, without a body. */
 const GRAPHQL_METHODS = 'GET, HEAD, POST, OPTIONS';
-/** The methods Fastify routes that /graphql does not offer: 405 with GRAPHQL_METHODS (CONNECT: see refuseConnect). */
-const NOT_GRAPHQL_METHODS = ['PUT', 'DELETE', 'PATCH', 'TRACE', 'QUERY'];
+/** The methods /graphql offers (HEAD: Fastify's own route for the GET). */
+const OFFERED_METHODS = new Set(['GET', 'HEAD', 'POST', 'OPTIONS']);
 const WRONG_METHOD_MESSAGE = '/graphql answers GET (queries), HEAD and POST.';
 const EXPLORER_OFF_MESSAGE =
   'This is the GraphQL API; its explorer page is turned off on this server. Send queries with POST ' +
@@ -630,10 +632,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return operations.track(graphql(request, reply));
     },
   });
-  // Other methods on /graphql are a client's mistake about the endpoint, not a missing route.
+  // Other methods on /graphql are a client's mistake about the endpoint, not a missing route: every method Node's
+  // parser takes (CONNECT aside: see refuseConnect). Fastify routes only the standard ones and QUERY; the others
+  // (WebDAV's PROPFIND, MKCOL, LOCK, SEARCH, ...) went to the 404 of an unknown route. They are added as bodyless
+  // methods: their bodies are never parsed, so the answer is the 405 whatever they carry.
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
+  }
   app.route({
     url: GRAPHQL_PATH,
-    method: NOT_GRAPHQL_METHODS,
+    method: app.supportedMethods.filter((method) => !OFFERED_METHODS.has(method)),
     // In a hook, not the handler: an answer sent before it (503 while shedding, 400 for a body that is not JSON) too.
     onSend: noStoreOnSend,
     handler: (request, reply) => refuse({ request, reply, status: 405, message: WRONG_METHOD_MESSAGE }),

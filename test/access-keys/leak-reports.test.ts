@@ -790,6 +790,31 @@ describe('leak reports: GitHub secret scanning (POST /secret-scanning/github)', 
       expect((await a.gql(ME, { key: user.key })).status).toBe(200);
     });
 
+    it.each<[string, Record<string, string | string[]>, RegExp]>([
+      ['two Content-Type lines', { 'content-type': ['application/json', 'text/plain'] }, /^Send Content-Type once/],
+      [
+        'two identical Content-Type lines',
+        { 'content-type': ['application/json', 'application/json'] },
+        /^Send Content-Type once/,
+      ],
+      ['two charsets', { 'content-type': 'application/json; charset=utf-8; charset=latin1' }, /^Name the charset once/],
+    ])(
+      'signed, but with an ambiguous Content-Type (%s): 400 as /graphql answers it, nothing changes',
+      async (_l, headers, message) => {
+        const before = await snapshot();
+        const response = await post(a, { body, headers: { ...signedHeaders(body, github), ...headers } });
+        expect(response.status).toBe(400);
+        expect(response.body.errors).toEqual([
+          {
+            message: expect.stringMatching(message),
+            extensions: { code: 'BAD_REQUEST', requestId: expect.any(String) },
+          },
+        ]);
+        expect(await snapshot()).toEqual(before);
+        expect((await a.gql(ME, { key: user.key })).status).toBe(200);
+      },
+    );
+
     it('replayed (the same signed message a second time, on either instance): 409 and nothing changes', async () => {
       const unknown = generateAccessKey();
       const message = messageOf([unknown]);

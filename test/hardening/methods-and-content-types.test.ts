@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import { connect } from 'node:net';
 
 import { createOrganization, type TestUser } from '../factories/organizations';
@@ -48,6 +49,14 @@ const QUERY = JSON.stringify({ query: '{ __typename }' });
 const MUTATION = JSON.stringify({ query: 'mutation { logout }' });
 const JSON_TYPE = 'application/json; charset=utf-8';
 const ALLOW = 'GET, HEAD, POST, OPTIONS';
+/**
+ * Every other method Node's HTTP parser takes (WebDAV's PROPFIND, MKCOL, LOCK, SEARCH, ...; CalDAV, UPnP, ...)
+ * beyond the ones Fastify routes itself, which the test of PUT, DELETE, PATCH, TRACE and QUERY covers.
+ */
+const OTHER_METHODS = METHODS.filter(
+  (method) =>
+    !['GET', 'HEAD', 'POST', 'OPTIONS', 'CONNECT', 'PUT', 'DELETE', 'PATCH', 'TRACE', 'QUERY'].includes(method),
+);
 
 describe.each([
   ['development', { NODE_ENV: 'development' }],
@@ -176,6 +185,24 @@ describe.each([
       });
       expectRefusal(answer, 405, /^\/graphql answers GET \(queries\), HEAD and POST\.$/);
       expect(answer.headers.allow).toBe(ALLOW);
+    });
+
+    it.each(OTHER_METHODS)('%s, with or without a body: 405 with the Allow of OPTIONS, not 404', async (method) => {
+      for (const [headers, body] of [
+        ['', ''],
+        ['Content-Type: application/xml\r\n', '<?xml version="1.0"?><propfind xmlns="DAV:"><allprop/></propfind>'],
+        ['Content-Type: application/json\r\n', QUERY],
+      ]) {
+        const answer = await send({ method, headers: `X-Access-Key: ${admin.key}\r\n${headers}`, body });
+        expectRefusal(answer, 405, /^\/graphql answers GET \(queries\), HEAD and POST\.$/);
+        expect(answer.headers.allow).toBe(ALLOW);
+      }
+    });
+
+    it('those methods on a path that does not exist are still 404', async () => {
+      for (const method of ['PROPFIND', 'MKCOL', 'SEARCH']) {
+        expect((await raw(app, { method, target: '/nowhere' })).status).toBe(404);
+      }
     });
 
     it('HEAD of a GET query answers as the GET does, without a body', async () => {
