@@ -19,10 +19,14 @@ interface FragmentChain {
   readonly outer: FragmentChain | null;
 }
 
-/** A selection set merged into a place, with the fragments it came through. */
+/**
+ * A selection set merged into a place, with the fragments it came through, and how many inline fragments its
+ * path nests it in (from the operation's root: each is a level as a field is, see PlaceWalk.place).
+ */
 interface Reached {
   readonly selectionSet: SelectionSetNode;
   readonly via: FragmentChain | null;
+  readonly inline: number;
 }
 
 /** The most of a place's path a message repeats: its end, where the repeats are. */
@@ -78,22 +82,18 @@ class PlaceWalk {
   }
 
   /**
-   * `depth`: how deep the fields of this place are (1 at an operation's root).
+   * `depth`: how deep the fields of this place are (1 at an operation's root). A level is a field or an inline
+   * fragment: inline fragments nest without a field between them (`{ ... { ... { id } } }`), and validation,
+   * execution and Apollo's document store each recurse once per level, so they count toward the depth too.
    * @throws Refused at the first limit the place, or a place under it, goes over
    */
   place(sets: readonly Reached[], path: string | null, depth: number): void {
-    if (depth > this.maxDepth) {
-      throw new Refused(
-        new LimitError(
-          `The operation is more than ${this.maxDepth} levels deep (at ${shown(path ?? '')}); at most ` +
-            `${this.limits.maxDepth} are allowed (${MAX_INTROSPECTION_DEPTH} for introspection).`,
-          'QUERY_TOO_DEEP',
-        ),
-      );
-    }
+    let inlineAbove = 0;
+    for (const reached of sets) inlineAbove = Math.max(inlineAbove, reached.inline);
+    if (depth + inlineAbove > this.maxDepth) throw new Refused(this.tooDeep(path));
     const byResponseName = new Map<string, Reached[]>();
     const spread = new Set<string>();
-    const collect = ({ selectionSet, via }: Reached): void => {
+    const collect = ({ selectionSet, via, inline }: Reached): void => {
       for (const selection of selectionSet.selections) {
         if (++this.visited > this.budget) throw new Refused(this.tooLarge());
         if (selection.kind === Kind.FIELD) {
@@ -101,9 +101,12 @@ class PlaceWalk {
           let merged = byResponseName.get(name);
           if (!merged) byResponseName.set(name, (merged = []));
           // A leaf is kept too: it counts as a repeat, though it has nothing under it.
-          merged.push({ selectionSet: selection.selectionSet ?? EMPTY, via });
+          merged.push({ selectionSet: selection.selectionSet ?? EMPTY, via, inline });
         } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-          collect({ selectionSet: selection.selectionSet, via });
+          // Its fields are one level deeper than this place's: checked before going in, so the walk's own
+          // recursion is bounded too.
+          if (depth + inline + 1 > this.maxDepth) throw new Refused(this.tooDeep(path));
+          collect({ selectionSet: selection.selectionSet, via, inline: inline + 1 });
         } else {
           const name = selection.name.value;
           if (spread.has(name) || within(via, name)) continue;
@@ -112,7 +115,7 @@ class PlaceWalk {
           if (spread.size > this.limits.maxFragmentSpreads) throw new Refused(this.tooManySpreads(path));
           this.expanded.add(name);
           const fragment = this.fragments.get(name);
-          if (fragment) collect({ selectionSet: fragment.selectionSet, via: { name, outer: via } });
+          if (fragment) collect({ selectionSet: fragment.selectionSet, via: { name, outer: via }, inline });
         }
       }
     };
@@ -136,6 +139,16 @@ class PlaceWalk {
       const below = merged.filter((reached) => reached.selectionSet !== EMPTY);
       if (below.length > 0) this.place(below, path ? `${path}.${name}` : name, depth + 1);
     }
+  }
+
+  /** `depth` counts the inline fragments around a place's fields as levels too (see place). */
+  private tooDeep(path: string | null): LimitError {
+    return new LimitError(
+      `The operation is more than ${this.maxDepth} levels deep, counting fields and inline fragments (at ` +
+        `${shown(path ?? '')}); at most ${this.limits.maxDepth} are allowed (${MAX_INTROSPECTION_DEPTH} for ` +
+        'introspection).',
+      'QUERY_TOO_DEEP',
+    );
   }
 
   private tooManySpreads(path: string | null): LimitError {
@@ -176,13 +189,13 @@ export function selectionLimitsError(document: DocumentNode, limits: WalkLimits)
   try {
     for (const definition of document.definitions) {
       if (definition.kind === Kind.OPERATION_DEFINITION)
-        walk.place([{ selectionSet: definition.selectionSet, via: null }], null, 1);
+        walk.place([{ selectionSet: definition.selectionSet, via: null, inline: 0 }], null, 1);
     }
     for (const [name, fragment] of fragments) {
       // A fragment merged into a place was checked there: its places are parts of that place's.
       if (walk.expanded.has(name)) continue;
       walk.expanded.add(name);
-      walk.place([{ selectionSet: fragment.selectionSet, via: { name, outer: null } }], null, 1);
+      walk.place([{ selectionSet: fragment.selectionSet, via: { name, outer: null }, inline: 0 }], null, 1);
     }
   } catch (error) {
     if (error instanceof Refused) return error.error;

@@ -181,6 +181,17 @@ function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLF
       extensions: { code: 'QUERY_TOO_LARGE' },
     };
   }
+  // graphql-js's parser recurses once per level of nesting (lists and objects in a value, selection sets): a
+  // document nested deeper than its stack (about 2,000 levels, within the token limit) ends it with the engine's
+  // "Maximum call stack size exceeded", which Apollo reports as a syntax error. Say what it is.
+  if (formatted.extensions?.code === 'GRAPHQL_PARSE_FAILED' && /call stack size exceeded/i.test(formatted.message)) {
+    return {
+      message:
+        'The operation nests too deeply to be read: its lists, objects or selection sets are inside each other ' +
+        'thousands of levels deep. Nest them a few levels at most.',
+      extensions: { code: 'QUERY_TOO_DEEP' },
+    };
+  }
   // A validation rule's refusal with a code of ours (selectionLimitsRule): Apollo reports it as a validation error,
   // under GRAPHQL_VALIDATION_FAILED; the client gets the limit's code.
   const original = error instanceof GraphQLError ? error.originalError : undefined;

@@ -170,6 +170,44 @@ describe('repeated selections: refused before validation', () => {
     expect(response.body.errors![0].extensions!.code).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 
+  it('inline fragments nested 1,600 deep (no field between them) are refused as too deep before validation', async () => {
+    // Within the token limit; validation walked them for ~40 ms, every time: Apollo could not keep the document
+    // (its size check overflowed the stack), and execution recursed 1,600 deep.
+    const nested = (inner: string) => `${'... { '.repeat(1600)}${inner}${' }'.repeat(1600)}`;
+    for (const query of [
+      `{ ${nested('__typename')} }`,
+      `{ me { ${nested('id')} } }`,
+      `{ __typename } fragment F on Query { ${nested('__typename')} }`,
+      `{ ...F } fragment F on Query { ${nested('__typename')} }`,
+    ]) {
+      const response = await app.gql(query);
+      expect(response.status).toBe(400);
+      expect(response.body.errors).toEqual([
+        {
+          message: expect.stringMatching(
+            /^The operation is more than 20 levels deep, counting fields and inline fragments/,
+          ),
+          extensions: { code: 'QUERY_TOO_DEEP' },
+        },
+      ]);
+    }
+    expect(errorLines()).toEqual([]);
+  });
+
+  it("an argument value nested past what the parser can read: 400 QUERY_TOO_DEEP in words, not the engine's", async () => {
+    for (const value of [`${'['.repeat(2400)}1${']'.repeat(2400)}`, `${'{a: '.repeat(1600)}1${' }'.repeat(1600)}`]) {
+      const response = await app.gql(`{ __type(name: ${value}) { name } }`);
+      expect(response.status).toBe(400);
+      expect(response.body.errors).toEqual([
+        {
+          message: expect.stringMatching(/^The operation nests too deeply to be read/),
+          extensions: { code: 'QUERY_TOO_DEEP' },
+        },
+      ]);
+    }
+    expect(errorLines()).toEqual([]);
+  });
+
   it('a document whose fragments would write out past the cost limit is refused before validation', async () => {
     // Each level spreads the next under three fields: 3^12 places (within the depth limits), so no place-by-place
     // walk could finish.
@@ -229,6 +267,15 @@ describe('repeated selections: what legitimate clients send still passes', () =>
     const fragments = Array.from({ length: DEFAULT_QUERY_LIMITS.maxFieldRepeats - 1 }, (_, i) => `...F${i}`);
     const defs = fragments.map((_, i) => `fragment F${i} on User { id organization { id } }`).join(' ');
     const response = await app.gql(`{ me { id ${fragments.join(' ')} } } ${defs}`, { key: admin.key });
+    expect(response.status).toBe(200);
+    expect(response.body.data!.me.id).toBe(admin.id);
+  });
+
+  it('inline fragments, with and without type conditions and directives, nested a few levels', async () => {
+    const response = await app.gql(
+      'query($on: Boolean = true) { me { ... on User { ... @include(if: $on) { ... { id organization { ... on Organization { id } } } } } } }',
+      { key: admin.key },
+    );
     expect(response.status).toBe(200);
     expect(response.body.data!.me.id).toBe(admin.id);
   });
