@@ -300,6 +300,11 @@ function sendUnroutable(error: FastifyError, request: FastifyRequest, reply: Fas
  * the whole URL, query string included, where a careless client puts its key, in an answer caches may keep.
  */
 function sendRouteNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // A method Node reads but Fastify routes none of (PROPFIND, SEARCH, PURGE, ...) on /graphql: the path exists.
+  if (pathOnly(request.raw.url) === GRAPHQL_PATH) {
+    void reply.header('cache-control', NO_STORE);
+    return refuse({ request, reply, status: 405, message: WRONG_METHOD_MESSAGE });
+  }
   logRouteNotFound(request);
   const message = `No route ${request.raw.method} ${pathOnly(request.raw.url)}. The API answers at ${GRAPHQL_PATH}.`;
   return reply
@@ -650,12 +655,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method);
   }
+  const refuseMethod = (request: FastifyRequest, reply: FastifyReply) =>
+    refuse({ request, reply, status: 405, message: WRONG_METHOD_MESSAGE });
   app.route({
     url: GRAPHQL_PATH,
     method: app.supportedMethods.filter((method) => !OFFERED_METHODS.has(method)),
     // In a hook, not the handler: an answer sent before it (503 while shedding, 400 for a body that is not JSON) too.
     onSend: noStoreOnSend,
-    handler: (request, reply) => refuse({ request, reply, status: 405, message: WRONG_METHOD_MESSAGE }),
+    // Before the body is read: whatever it holds (no Content-Type, text, broken JSON), the method is the mistake.
+    onRequest: (request, reply, _done) => void refuseMethod(request, reply),
+    handler: refuseMethod,
   });
   refuseConnect(app.server, { path: GRAPHQL_PATH, allow: GRAPHQL_METHODS, message: WRONG_METHOD_MESSAGE });
   if (config.explorerEnabled) registerExplorerAssets(app);

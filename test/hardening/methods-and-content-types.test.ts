@@ -176,7 +176,6 @@ describe.each([
     });
 
     it.each(['PUT', 'DELETE', 'PATCH', 'TRACE', 'QUERY'])('%s: 405 with the Allow of OPTIONS', async (method) => {
-      // A QUERY without Content-Type is refused by Fastify first (400, "must provide a 'Content-Type' header").
       const withBody = method !== 'TRACE' && method !== 'DELETE';
       const answer = await send({
         method,
@@ -204,6 +203,20 @@ describe.each([
         expect((await raw(app, { method, target: '/nowhere' })).status).toBe(404);
       }
     });
+
+    it.each([
+      ['PUT', ''],
+      ['QUERY', ''],
+      ['PATCH', 'Content-Type: text/plain\r\n'],
+      ['DELETE', 'Content-Type: application/json\r\n'],
+    ])(
+      '%s with a body that is not JSON (%j): the method is refused first (405), not the body',
+      async (method, type) => {
+        const answer = await send({ method, headers: type, body: 'not json' });
+        expectRefusal(answer, 405, /^\/graphql answers GET \(queries\), HEAD and POST\.$/);
+        expect(answer.headers.allow).toBe(ALLOW);
+      },
+    );
 
     it('HEAD of a GET query answers as the GET does, without a body', async () => {
       const headers = `X-Access-Key: ${admin.key}\r\nApollo-Require-Preflight: 1\r\n`;
