@@ -75,3 +75,44 @@ describe.each([['loopback'], ['1']])('TRUST_PROXY=%s: an X-Forwarded-For entry t
     expect(event.ip).toBe('127.0.0.1');
   });
 });
+
+/**
+ * Some proxies (Azure Application Gateway, IIS ARR) write the client's port into X-Forwarded-For: `203.0.113.7:51234`,
+ * `[2001:db8::7]:443`. The address is the client's: taken without the port, not replaced with the proxy's own (every
+ * client behind that proxy was one client to the failed-authentication limit, so one could lock out all).
+ */
+describe('TRUST_PROXY=1: an X-Forwarded-For entry with a port', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { TRUST_PROXY: '1', AUTH_FAILURE_LIMIT: '2' } });
+  });
+  afterAll(() => app.close());
+
+  it.each([
+    ['203.0.113.7:51234', '203.0.113.7'],
+    ['[2001:db8::7]:443', '2001:db8::7'],
+    ['[2001:db8::8]', '2001:db8::8'],
+  ])('%s is recorded as %s', async (entry, expected) => {
+    const admin = await createOrganization(app);
+    const response = await app.gql(
+      'mutation ($e: String!) { createUser(input: { email: $e, name: "Ported" }) { id } }',
+      { key: admin.key, variables: { e: `xff-port-${expected}@example.test` }, headers: { 'x-forwarded-for': entry } },
+    );
+    const [event] = await app.dataSource.query(
+      `SELECT ip FROM audit_events WHERE target_user_id = $1 AND action = 'USER_CREATED'`,
+      [response.body.data!.createUser.id],
+    );
+    expect(event.ip).toBe(expected);
+  });
+
+  it("one client's failures, whatever its ports, limit that client only", async () => {
+    const wrong = (entry: string) =>
+      app.gql('{ me { id } }', { key: `cak_${'x'.repeat(38)}`, headers: { 'x-forwarded-for': entry } });
+    expect((await wrong('198.51.100.1:1001')).status).toBe(401);
+    expect((await wrong('198.51.100.1:1002')).status).toBe(401);
+    // The same client on another port: the limit holds (no port is a fresh bucket) ...
+    expect((await wrong('198.51.100.1:1003')).status).toBe(429);
+    // ... and another client behind the same proxy is not locked out by it.
+    expect((await wrong('198.51.100.2:1001')).status).toBe(401);
+  });
+});
