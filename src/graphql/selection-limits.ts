@@ -145,7 +145,7 @@ class PlaceWalk {
   private tooDeep(path: string | null): LimitError {
     return new LimitError(
       `The operation is more than ${this.maxDepth} levels deep, counting fields and inline fragments (at ` +
-        `${shown(path ?? '')}); at most ${this.limits.maxDepth} are allowed (${MAX_INTROSPECTION_DEPTH} for ` +
+        `${path ? shown(path) : "the operation's root"}); at most ${this.limits.maxDepth} are allowed (${MAX_INTROSPECTION_DEPTH} for ` +
         'introspection).',
       'QUERY_TOO_DEEP',
     );

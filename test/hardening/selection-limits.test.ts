@@ -182,6 +182,9 @@ describe('repeated selections: refused before validation', () => {
     ]) {
       const response = await app.gql(query);
       expect(response.status).toBe(400);
+      expect(response.body.errors![0].message).toMatch(
+        query.startsWith('{ me') ? /\(at "me"\)/ : /\(at the operation's root\)/,
+      );
       expect(response.body.errors).toEqual([
         {
           message: expect.stringMatching(
