@@ -298,11 +298,11 @@ describe('Cache-Control: no-store on every /graphql answer', () => {
   });
 
   it.each([
-    ['PUT', 'application/json', '{"x', 400],
-    ['PATCH', 'text/x-nothing', 'x', 415],
-  ])('%s with a %s body refused before the 405 handler runs', async (method, type, body, status) => {
+    ['PUT', 'application/json', '{"x'],
+    ['PATCH', 'text/x-nothing', 'x'],
+  ])('%s with a broken %s body: refused as a method (405) before the body is read', async (method, type, body) => {
     const response = await fetch(app.url, { method, headers: { 'content-type': type }, body });
-    expect(response.status).toBe(status);
+    expect(response.status).toBe(405);
     noStore(response);
   });
 
