@@ -68,6 +68,29 @@ export class LimitError extends DomainError {
   }
 }
 
+/**
+ * How many characters a document may hold per token the parser allows (MAX_QUERY_TOKENS): 100,000 by default,
+ * several times what a document of that many tokens takes even written out with indentation and comments.
+ */
+export const MAX_QUERY_CHARS_PER_TOKEN = 20;
+
+/**
+ * QUERY_TOO_LARGE when `query` (the request's query text; anything else is left to Apollo's own checks) is longer
+ * than MAX_QUERY_CHARS_PER_TOKEN characters per allowed token, else null. Checked before parsing: the token limit
+ * does not bound the length (one string or comment token may be most of the body), and graphql-js works out each
+ * error's line and column by scanning the text up to it, so a megabyte with a hundred validation errors at its end
+ * cost about 200 ms of CPU (tokens of 30 KB each compared by the overlap check, without credentials).
+ */
+export function queryLengthError(query: unknown, limits: Pick<QueryLimits, 'maxTokens'>): LimitError | null {
+  const max = limits.maxTokens * MAX_QUERY_CHARS_PER_TOKEN;
+  if (typeof query !== 'string' || query.length <= max) return null;
+  return new LimitError(
+    `The operation is too large: more than ${max} characters (${MAX_QUERY_CHARS_PER_TOKEN} for each of the ` +
+      `${limits.maxTokens} tokens allowed).`,
+    'QUERY_TOO_LARGE',
+  );
+}
+
 function isIntrospection(name: string): boolean {
   return name === '__schema' || name === '__type';
 }

@@ -29,7 +29,7 @@ import { migrationsPending, type SecretCheck, SecretMismatchError } from '../db/
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
-import { queryLimitsCheck } from '../graphql/query-limits';
+import { queryLengthError, queryLimitsCheck } from '../graphql/query-limits';
 import {
   checkNullVariables,
   checkOperationResolved,
@@ -299,6 +299,14 @@ function sendUnroutable(error: FastifyError, request: FastifyRequest, reply: Fas
  * An unknown route (or method) answers in the API's error shape, naming the path only: Fastify's own 404 repeated
  * the whole URL, query string included, where a careless client puts its key, in an answer caches may keep.
  */
+/** The query text a /graphql request carries (the body's `query`, or the query string's for GET), when it is a string. */
+function queryTextOf(request: FastifyRequest): unknown {
+  const source = request.method === 'POST' ? request.body : request.query;
+  return typeof source === 'object' && source !== null && !Array.isArray(source)
+    ? (source as { query?: unknown }).query
+    : undefined;
+}
+
 function sendRouteNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   // A method Node reads but Fastify routes none of (PROPFIND, SEARCH, PURGE, ...) on /graphql: the path exists.
   if (pathOnly(request.raw.url) === GRAPHQL_PATH) {
@@ -645,6 +653,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (request.method === 'POST' && request.headers['content-type'] === undefined) {
         return refuse({ request, reply, status: 415, message: unsupportedMediaTypeMessage(request) });
       }
+      const tooLong = queryLengthError(queryTextOf(request), config.queryLimits);
+      if (tooLong)
+        return reply.code(400).send({ errors: [{ message: tooLong.message, extensions: { code: tooLong.code } }] });
       return operations.track(graphql(request, reply));
     },
   });
