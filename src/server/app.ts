@@ -299,6 +299,15 @@ function sendUnroutable(error: FastifyError, request: FastifyRequest, reply: Fas
  * An unknown route (or method) answers in the API's error shape, naming the path only: Fastify's own 404 repeated
  * the whole URL, query string included, where a careless client puts its key, in an answer caches may keep.
  */
+/**
+ * A POST body that is JSON but no object (a string, number, boolean or null), which Apollo answered with "POST body
+ * missing, invalid Content-Type, or JSON object has no keys" (its Content-Type was right): what to send instead.
+ */
+function notAnObjectMessage(body: unknown): string {
+  const named = body === null ? 'null' : typeof body === 'boolean' ? 'a boolean' : `a ${typeof body}`;
+  return `The body must be a JSON object with the operation in "query" ({"query": "{ me { id } }"}), not ${named}.`;
+}
+
 /** The query text a /graphql request carries (the body's `query`, or the query string's for GET), when it is a string. */
 function queryTextOf(request: FastifyRequest): unknown {
   const source = request.method === 'POST' ? request.body : request.query;
@@ -652,6 +661,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }
       if (request.method === 'POST' && request.headers['content-type'] === undefined) {
         return refuse({ request, reply, status: 415, message: unsupportedMediaTypeMessage(request) });
+      }
+      const { body } = request;
+      if (request.method === 'POST' && body !== undefined && (typeof body !== 'object' || body === null)) {
+        return refuse({ request, reply, status: 400, message: notAnObjectMessage(body) });
       }
       const tooLong = queryLengthError(queryTextOf(request), config.queryLimits);
       if (tooLong)

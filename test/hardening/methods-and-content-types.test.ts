@@ -136,6 +136,20 @@ describe.each([
     });
   });
 
+  it.each([
+    ['"{ __typename }"', 'a string'],
+    ['5', 'a number'],
+    ['true', 'a boolean'],
+    ['null', 'null'],
+  ])('a JSON body that is no object (%s): 400 saying what to send, not "invalid Content-Type"', async (body, named) => {
+    const answer = await send({ method: 'POST', headers: 'Content-Type: application/json\r\n', body });
+    expectRefusal(
+      answer,
+      400,
+      new RegExp(`^The body must be a JSON object with the operation in "query" .*, not ${named}\\.$`),
+    );
+  });
+
   describe('an ambiguous Content-Type: 400, whichever comes first', () => {
     it.each([
       ['two Content-Type lines', 'Content-Type: application/json\r\nContent-Type: text/plain\r\n', /Content-Type once/],
