@@ -538,6 +538,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onClose', () => operations.settled());
   const apollo = new ApolloServer<RequestContext>({
     schema,
+    // Apollo's own lines (its warnings; "Unexpected error processing request" at error level) through ours: JSON,
+    // redacted like every line; without it they go to the console as plain text.
+    logger: logger.child({ component: 'apollo' }),
     formatError: errorFormatter({ hideSuggestions: !config.explorerEnabled }),
     includeStacktraceInErrorResponses: false,
     introspection: config.explorerEnabled,
