@@ -27,6 +27,7 @@ import { redactCredentials } from '../credential-shape';
 import type { DatabaseOutage } from '../db/outage';
 import { migrationsPending, type SecretCheck, SecretMismatchError } from '../db/runtime';
 import { DomainError, isDatabaseUnavailable, PUBLIC_FRAMEWORK_CODES } from '../errors';
+import { jitExecutionPlugin } from '../graphql/jit-execution';
 import { operationChecksListener } from '../graphql/operation-checks';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../graphql/pagination';
 import { queryLengthError, queryLimitsCheck } from '../graphql/query-limits';
@@ -65,7 +66,7 @@ import {
   serverTimeouts,
   setResponseHeaders,
 } from './http-hardening';
-import { requestListenersPlugin, type SyncableRequestListener } from './request-listeners';
+import { composeRequestListeners, listenerPlugin, type SyncableRequestListener } from './request-listeners';
 import { registerRequestLog, requestIdGenerator } from './request-tracing';
 import { buildAppSchema, resolverContainer } from './schema';
 import type { Services } from './services';
@@ -536,13 +537,35 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Closing waits for the GraphQL requests still running (a client that hung up does not stop its resolvers),
   // so that the database pool main.ts closes next is not pulled from under them.
   app.addHook('onClose', () => operations.settled());
+  // Our own request hooks, each concern in its module, through one listener (Apollo's dispatch to each listener
+  // at each stage costs allocation per request): refusals before execution, then what errors mean for the status
+  // and the log, then the metrics' observation of the answer.
+  const ownListener = composeRequestListeners<RequestContext>([
+    operationChecksListener([
+      checkOperationResolved,
+      queryLimitsCheck(config.queryLimits, {
+        users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
+        auditEvents: {
+          defaultFirst: DEFAULT_PAGE_SIZE,
+          maxFirst: MAX_AUDIT_PAGE_SIZE,
+          filterCost: FILTERED_AUDIT_READ_COST,
+        },
+      }),
+      checkTextInput,
+      checkNullVariables,
+    ]),
+    errorStatusListener(services.outage),
+    metrics.requestListener(),
+  ]);
+  const formatError = errorFormatter({ hideSuggestions: !config.explorerEnabled });
+  const includeStacktraceInErrorResponses = false;
   const apollo = new ApolloServer<RequestContext>({
     schema,
     // Apollo's own lines (its warnings; "Unexpected error processing request" at error level) through ours: JSON,
     // redacted like every line; without it they go to the console as plain text.
     logger: logger.child({ component: 'apollo' }),
-    formatError: errorFormatter({ hideSuggestions: !config.explorerEnabled }),
-    includeStacktraceInErrorResponses: false,
+    formatError,
+    includeStacktraceInErrorResponses,
     introspection: config.explorerEnabled,
     // In production no "Did you mean ...?" hints: they describe the schema to whoever probes it.
     hideSchemaDetailsFromClientErrors: !config.explorerEnabled,
@@ -557,27 +580,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ApolloServerPluginLandingPageDisabled(),
       // No HTTP caching of an authenticated API; without this Apollo wraps every field resolver to compute hints.
       ApolloServerPluginCacheControlDisabled(),
-      // Our own request hooks, each concern in its module, through one listener (Apollo's dispatch to each
-      // listener at each stage costs allocation per request): refusals before execution, then what errors
-      // mean for the status and the log, then the metrics' observation of the answer.
-      requestListenersPlugin<RequestContext>([
-        operationChecksListener([
-          checkOperationResolved,
-          queryLimitsCheck(config.queryLimits, {
-            users: { defaultFirst: DEFAULT_PAGE_SIZE, maxFirst: MAX_PAGE_SIZE },
-            auditEvents: {
-              defaultFirst: DEFAULT_PAGE_SIZE,
-              maxFirst: MAX_AUDIT_PAGE_SIZE,
-              filterCost: FILTERED_AUDIT_READ_COST,
-            },
-          }),
-          checkTextInput,
-          checkNullVariables,
-        ]),
-        errorStatusListener(services.outage),
-        metrics.requestListener(),
-      ]),
+      listenerPlugin(ownListener),
+      // Tests' plugins observe execution: before the one that may answer in its place.
       ...(options.plugins ?? []),
+      // Last: a query from its document's second use runs in graphql-jit (see there), with our hooks' and
+      // Apollo's handling of its errors.
+      jitExecutionPlugin<RequestContext>({
+        schema,
+        formatError,
+        includeStacktraceInErrorResponses,
+        didEncounterErrors: (context) => ownListener.didEncounterErrors?.(context),
+      }),
     ],
   });
   await apollo.start();

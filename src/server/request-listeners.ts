@@ -44,19 +44,18 @@ function runInTurn<C extends BaseContext>(
 }
 
 /**
- * One Apollo plugin whose one listener, made once at startup, runs the hooks of `listeners` in their order:
- * what each concern does per request stays in its own module, and Apollo dispatches to a single listener.
+ * The one listener, made once at startup, that runs the hooks of `listeners` in their order: what each concern
+ * does per request stays in its own module, and Apollo dispatches to a single listener.
  * Apollo calls every listener of every plugin at every stage (a `Promise.all` each, and `responseForOperation`
  * listener by listener), and that dispatch was the service's largest per-request allocation over the bare
  * stack (docs/performance.md). A hook that throws or rejects ends the stage with its error and the later
  * listeners' same hook does not run, as the first rejection wins under Apollo's `Promise.all`. Hooks that return
- * at once (see SyncableRequestListener) make the composed hook return at once too, and `requestDidStart` hands
- * Apollo the listener without a promise.
+ * at once (see SyncableRequestListener) make the composed hook return at once too.
  * @throws Error at startup when a listener has a hook that returns something (those do not compose in turn)
  */
-export function requestListenersPlugin<C extends BaseContext>(
+export function composeRequestListeners<C extends BaseContext>(
   listeners: ReadonlyArray<SyncableRequestListener<C> | GraphQLRequestListener<C>>,
-): ApolloServerPlugin<C> {
+): SyncableRequestListener<C> {
   for (const listener of listeners) {
     const other = Object.keys(listener).find((hook) => !(COMPOSABLE_HOOKS as readonly string[]).includes(hook));
     if (other) throw new Error(`requestListenersPlugin cannot compose the hook "${other}"`);
@@ -78,8 +77,24 @@ export function requestListenersPlugin<C extends BaseContext>(
       }
     };
   }
-  const listener = composed as GraphQLRequestListener<C>;
-  // Apollo awaits a `Promise.all` of the plugins' answers: the listener itself serves as well as a promise of it.
+  return composed as SyncableRequestListener<C>;
+}
+
+/** One Apollo plugin of the listeners composed by composeRequestListeners (see there). */
+export function requestListenersPlugin<C extends BaseContext>(
+  listeners: ReadonlyArray<SyncableRequestListener<C> | GraphQLRequestListener<C>>,
+): ApolloServerPlugin<C> {
+  return listenerPlugin(composeRequestListeners(listeners));
+}
+
+/**
+ * An Apollo plugin of one listener made once at startup (see composeRequestListeners): `requestDidStart` hands
+ * Apollo the listener itself, without a promise; Apollo awaits a `Promise.all` of the plugins' answers, which
+ * takes a value as well as a promise.
+ */
+export function listenerPlugin<C extends BaseContext>(
+  listener: SyncableRequestListener<C> | GraphQLRequestListener<C>,
+): ApolloServerPlugin<C> {
   const requestDidStart = (() => listener) as unknown as NonNullable<ApolloServerPlugin<C>['requestDidStart']>;
   return { requestDidStart };
 }
