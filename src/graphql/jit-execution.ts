@@ -10,6 +10,7 @@ import type {
 } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
 import {
+  BREAK,
   type DocumentNode,
   type ExecutionResult,
   type FragmentDefinitionNode,
@@ -19,6 +20,7 @@ import {
   Kind,
   type OperationDefinitionNode,
   type SelectionSetNode,
+  visit,
 } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 
@@ -130,7 +132,7 @@ export class CompiledOperations {
     if (known !== 'seen-once') return known;
     if (!this.mayCompile()) return null;
     const started = this.now();
-    const compiled = compilable(document, operation) ? compileQuery(this.schema, document, name || undefined) : null;
+    const compiled = compilable(document, operation) ? compileOrNull(this.schema, document, name) : null;
     this.budgetMs -= this.now() - started;
     if (!compiled || !isCompiledQuery(compiled)) {
       byName.set(name, 'not-compilable');
@@ -220,10 +222,20 @@ export function jitExecutionPlugin<C extends BaseContext>(options: JitExecutionO
 export const MAX_COMPILED_SELECTIONS = 100;
 
 /**
+ * The prefix of graphql-jit 0.8.9's markers for values that JSON cannot hold (`__MAGIC_DATE__...`,
+ * `__MAGIC_NAN__...`): it writes a field's literal arguments into its generated code with JSON.stringify and
+ * then rewrites the text `"__MAGIC_DATE__<anything but a quote>"` into `new Date(<that text>)`. A string literal
+ * carrying a marker (at its start, or after a quote that JSON escapes) would run as code in the service
+ * (test/hardening/code-injection.test.ts). Documents with one anywhere in a string literal run in graphql-js.
+ */
+const GRAPHQL_JIT_MARKER = '__MAGIC_';
+
+/**
  * Queries only, none that asks for __schema or __type at its top, none with a response key `__proto__` (an
  * alias may be any name: graphql-jit writes results as object literals, where that key sets the object's
- * prototype instead of adding a field; graphql-js's null-prototype objects keep it as a field), and none with
- * more than MAX_COMPILED_SELECTIONS selections through its fragments.
+ * prototype instead of adding a field; graphql-js's null-prototype objects keep it as a field), none with
+ * more than MAX_COMPILED_SELECTIONS selections through its fragments, and none with GRAPHQL_JIT_MARKER in a
+ * string literal (its arguments, directives' and variables' defaults, however escaped: the parsed value counts).
  */
 function compilable(document: DocumentNode, operation: OperationDefinitionNode): boolean {
   if (operation.operation !== 'query') return false;
@@ -248,7 +260,32 @@ function compilable(document: DocumentNode, operation: OperationDefinitionNode):
     }
     return true;
   };
-  return fits(operation.selectionSet, true);
+  if (!fits(operation.selectionSet, true)) return false;
+  let marked = false;
+  visit(document, {
+    StringValue(node) {
+      if (!node.value.includes(GRAPHQL_JIT_MARKER)) return undefined;
+      marked = true;
+      return BREAK;
+    },
+  });
+  return !marked;
+}
+
+/**
+ * graphql-jit's compilation of `name` of `document`, or null when it throws (what it cannot generate code for):
+ * that document runs in graphql-js, as graphql-jit's own "not compiled" answer would make it.
+ */
+function compileOrNull(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  name: string,
+): CompiledQuery | ExecutionResult | null {
+  try {
+    return compileQuery(schema, document, name || undefined);
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -5,14 +5,18 @@ import { startTestApp, type TestApp } from '../helpers/test-app';
  * Argument values are data, never code. Query compilers that generate JavaScript from documents can get
  * this wrong: graphql-jit 0.8.9 splices argument literals into its generated code and rewrites a marker
  * string inside them into `new Date(...)`, so the payloads below ran as code in the service (found while
- * measuring it as an executor for issue #4; see docs/performance.md). This service executes with
- * graphql-js; these requests must stay harmless whatever executor it uses.
+ * measuring it as an executor for issue #4; see docs/performance.md). This service runs queries in graphql-jit
+ * from a document's second use, and graphql-js for every document with the marker in a string literal
+ * (src/graphql/jit-execution.ts): these requests must stay harmless whatever executor it uses.
  */
 const MARKER = '__MAGIC_DATE__33a9e76d_02e0_4128_8e92_3530ad3da74d';
 const EFFECT = 'globalThis.__crmAccessInjected=1';
 const PAYLOADS = [
   `${MARKER}1),x:${EFFECT},y:(1`,
   `${MARKER}1)+(${EFFECT})+(1`,
+  // After a quote, which JSON escapes: the rewrite matches from the escaped quote on.
+  `a"${MARKER}1),x:${EFFECT},y:(1`,
+  `a"__MAGIC_NAN__57f286b9_4c20_487f_b409_79804ddcb4f8"+(${EFFECT})+"`,
   `"+(${EFFECT})+"`,
   `\`+(${EFFECT})+\``,
   `\${${EFFECT}}`,

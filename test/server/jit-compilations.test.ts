@@ -15,6 +15,7 @@ const schema = buildSchema(`
   type Query { items: [Item!]! item(id: ID!): Item }
   type Mutation { touch: Boolean }
   type Item { id: ID! name: String child: Item }
+  directive @tag(name: String) on FIELD
 `);
 
 /** A clock that moves `step` ms each time it is read: each compilation (read before and after) "takes" `step`. */
@@ -68,9 +69,23 @@ describe('CompiledOperations', () => {
     ['introspection at the top through a fragment', '{ ...Q } fragment Q on Query { __schema { types { name } } }'],
     ['an alias __proto__ at the top', '{ __proto__: items { id } }'],
     ['an alias __proto__ in a fragment, deeper', '{ items { ...F } } fragment F on Item { child { __proto__: name } }'],
+    // graphql-jit's marker in a string literal, wherever it can be (test/hardening/code-injection.test.ts).
+    ['its date marker at the start of an argument', '{ item(id: "__MAGIC_DATE__1),x:1,y:(1") { id } }'],
+    ['its marker after an escaped quote', String.raw`{ item(id: "a\"__MAGIC_NAN__1") { id } }`],
+    ['its marker written with unicode escapes', String.raw`{ item(id: "\u005F_MAGIC_DATE__1") { id } }`],
+    ['its marker in a block string', '{ item(id: """__MAGIC_DATE__1""") { id } }'],
+    ['its marker in a directive argument', '{ items @tag(name: "__MAGIC_DATE__1") { id } }'],
+    ['its marker in a variable default', 'query ($id: ID = "__MAGIC_DATE__1") { item(id: $id) { id } }'],
+    ['its marker in a fragment', '{ ...F } fragment F on Query { item(id: "__MAGIC_PLUS_INFINITY__") { id } }'],
   ])('never compiles %s', (_name, query) => {
     const operations = new CompiledOperations(schema, roomy);
     expect(uses(operations, parse(query), 4)).toEqual([null, null, null, null]);
+  });
+
+  it('compiles a document whose marker is only in a comment or a name-like text (the parsed literals count)', () => {
+    const operations = new CompiledOperations(schema, roomy);
+    const document = parse('{ item(id: "__MAGIC") { id } } # __MAGIC_DATE__1),x:1,y:(1');
+    expect(uses(operations, document, 2)[1]).not.toBeNull();
   });
 
   it(`compiles up to ${MAX_COMPILED_SELECTIONS} selections through fragments, not one more`, () => {
