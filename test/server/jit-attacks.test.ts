@@ -1,3 +1,6 @@
+import { buildSchema, execute, type OperationDefinitionNode, parse } from 'graphql';
+
+import { jitExecutionPlugin } from '../../src/graphql/jit-execution';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -79,5 +82,40 @@ describe('graphql-jit, attacked: the second use must do what the first did', () 
     const second = await send(query);
     expect(second).toEqual(first);
     expect(await keyViews()).toBe(before);
+  });
+});
+
+/**
+ * A list of non-null items where more than one item fails: graphql-js stops at the first (the list becomes null
+ * with one error, one log line), graphql-jit reports each failing item (as many errors, masked errors and
+ * error-level log lines). In the service: `users { edges { node { organization { id } } } }` when several
+ * nodes' non-null fields fail (a database outage under way, NOT_FOUND), on a small schema here.
+ */
+describe('graphql-jit, attacked: several failing items of a non-null list', () => {
+  const schema = buildSchema(`type Query { items: [Item!] } type Item { id: ID! name: String! }`);
+  (schema.getQueryType()!.getFields().items as { resolve?: unknown }).resolve = () =>
+    [1, 2, 3, 4].map((id) => ({ id, name: id % 2 === 0 ? null : `n${id}` }));
+  const encountered: number[] = [];
+  const plugin = jitExecutionPlugin<any>({
+    schema,
+    formatError: (formatted) => formatted,
+    includeStacktraceInErrorResponses: false,
+    didEncounterErrors: ({ errors }) => void encountered.push(errors.length),
+  });
+
+  it.failing('reports one error, as graphql-js does', async () => {
+    const document = parse('{ items { id name } }');
+    const operation = document.definitions[0] as OperationDefinitionNode;
+    const expected = await execute({ schema, document });
+    expect(expected.errors).toHaveLength(1);
+    const listener = await plugin.requestDidStart!({} as never);
+    const answers: unknown[] = [];
+    for (let i = 0; i < 2; i++) {
+      const context = { request: { variables: {} }, document, operation, contextValue: {} };
+      const response = await listener!.responseForOperation!(context as never);
+      answers.push(response && response.body.kind === 'single' ? response.body.singleResult.errors?.length : null);
+    }
+    expect(answers).toEqual([null, 1]);
+    expect(encountered).toEqual([1]);
   });
 });
