@@ -39,6 +39,23 @@ describe('graphql-jit, attacked: the second use must do what the first did', () 
     return count;
   }
 
+  // graphql-jit writes an argument literal into its generated code as JSON, then replaces `"__MAGIC_DATE__<uuid><any>"`
+  // (a marker public in its source) by `new Date(<any>)`: a string literal carrying the marker is code, run by the
+  // process on every use from the second on. No key needed: the request runs before `users` refuses it.
+  it('an argument literal is never run as code (graphql-jit MAGIC_DATE marker)', async () => {
+    const marker = '__MAGIC_DATE__33a9e76d_02e0_4128_8e92_3530ad3da74d';
+    const query = `{ __typename users(after: "${marker}(globalThis.jitAttackRan = (globalThis.jitAttackRan || 0) + 1, 0)") { totalCount } }`;
+    const global = globalThis as { jitAttackRan?: number };
+    for (let i = 0; i < 3; i++) {
+      await fetch(app.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query }),
+      });
+    }
+    expect(global.jitAttackRan).toBeUndefined();
+  });
+
   // graphql-jit stores @skip/@include conditions on the (shared, Apollo-cached) FieldNode of a fragment and ANDs
   // those of every place the fragment is spread: `other`, which has no condition, loses `email` when $a is false.
   it.failing('a fragment spread under @include in one place and plainly in another answers as graphql-js', async () => {

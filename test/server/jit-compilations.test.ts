@@ -1,10 +1,6 @@
 import { buildSchema, type DocumentNode, type OperationDefinitionNode, parse } from 'graphql';
 
-import {
-  type CompilationLimits,
-  CompiledOperations,
-  MAX_COMPILED_SELECTIONS,
-} from '../../src/graphql/jit-execution';
+import { type CompilationLimits, CompiledOperations, MAX_COMPILED_SELECTIONS } from '../../src/graphql/jit-execution';
 
 /**
  * What graphql-jit compiles and when (src/graphql/jit-execution.ts): a document's second use, within a budget of
@@ -91,7 +87,9 @@ describe('CompiledOperations', () => {
   it(`compiles up to ${MAX_COMPILED_SELECTIONS} selections through fragments, not one more`, () => {
     // `items { ...F }` is 2 selections; F has n - 2 leaves: n in all, counted through the fragment.
     const sized = (n: number) =>
-      parse(`{ items { ...F } } fragment F on Item { ${Array.from({ length: n - 2 }, (_, i) => `f${i}: id`).join(' ')} }`);
+      parse(
+        `{ items { ...F } } fragment F on Item { ${Array.from({ length: n - 2 }, (_, i) => `f${i}: id`).join(' ')} }`,
+      );
     const operations = new CompiledOperations(schema, roomy);
     expect(uses(operations, sized(MAX_COMPILED_SELECTIONS), 2)[1]).not.toBeNull();
     expect(uses(operations, sized(MAX_COMPILED_SELECTIONS + 1), 3)).toEqual([null, null, null]);
@@ -102,9 +100,12 @@ describe('CompiledOperations', () => {
     // No filling over time in the first part: a budget of 5 ms, each compilation taking 2 (and each fill check 0).
     const limits = { budgetMsPerSecond: 0, burstMs: 5, maxCompiled: 100, now: clock.now };
     const operations = new CompiledOperations(schema, limits);
-    const documents = ['{ items { id } }', '{ items { name } }', '{ items { child { id } } }', '{ item(id: 1) { id } }'].map(
-      (query) => parse(query),
-    );
+    const documents = [
+      '{ items { id } }',
+      '{ items { name } }',
+      '{ items { child { id } } }',
+      '{ item(id: 1) { id } }',
+    ].map((query) => parse(query));
     for (const document of documents) operations.compiledFor(document, operationOf(document));
     // 5 -> 3 -> 1 -> -1: three compile, the fourth finds the budget spent and runs in graphql-js.
     const second = documents.map((document) => operations.compiledFor(document, operationOf(document)));
@@ -121,7 +122,9 @@ describe('CompiledOperations', () => {
 
   it('keeps at most maxCompiled, dropping the oldest, which compiles anew at its next use', () => {
     const operations = new CompiledOperations(schema, { ...roomy, maxCompiled: 2 });
-    const [a, b, c] = ['{ items { id } }', '{ items { name } }', '{ items { child { id } } }'].map((query) => parse(query));
+    const [a, b, c] = ['{ items { id } }', '{ items { name } }', '{ items { child { id } } }'].map((query) =>
+      parse(query),
+    );
     const compiledA = uses(operations, a, 2)[1];
     uses(operations, b, 2);
     expect(operations.compiledFor(a, operationOf(a))).toBe(compiledA);
