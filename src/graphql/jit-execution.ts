@@ -167,7 +167,8 @@ export class CompiledOperations {
  * decryption (docs/performance.md). Apollo still parses, validates and runs our hooks before it; only the
  * execution differs, and the answer is graphql-js's, byte for byte (test/server/jit-answers.test.ts):
  * - graphql-js runs a document's first use, every mutation and subscription, introspection (`__schema`, `__type`
- *   at the top), what graphql-jit cannot compile, and variables that do not coerce (nothing has run then, and
+ *   at the top), @skip/@include, string literals with graphql-jit's marker (see compilable), what graphql-jit
+ *   cannot compile, and variables that do not coerce (nothing has run then, and
  *   graphql-js words the errors that Apollo answers 400 BAD_USER_INPUT);
  * - graphql-jit's errors become graphql-js's GraphQLError (see toGraphqlJsError), the `didEncounterErrors` hooks
  *   run, and Apollo's own formatting applies (see loadApolloFormatting).
@@ -231,7 +232,8 @@ export const MAX_COMPILED_SELECTIONS = 100;
 const GRAPHQL_JIT_MARKER = '__MAGIC_';
 
 /**
- * Queries only, none that asks for __schema or __type at its top, none with a response key `__proto__` (an
+ * Queries only, none with a directive on a selection (@skip/@include, see fits), none that asks for __schema or
+ * __type at its top, none with a response key `__proto__` (an
  * alias may be any name: graphql-jit writes results as object literals, where that key sets the object's
  * prototype instead of adding a field; graphql-js's null-prototype objects keep it as a field), none with
  * more than MAX_COMPILED_SELECTIONS selections through its fragments, and none with GRAPHQL_JIT_MARKER in a
@@ -247,6 +249,11 @@ function compilable(document: DocumentNode, operation: OperationDefinitionNode):
   const fits = (set: SelectionSetNode, top: boolean): boolean => {
     for (const selection of set.selections) {
       if (++selections > MAX_COMPILED_SELECTIONS) return false;
+      // @skip/@include: graphql-jit keeps their conditions on the (shared, Apollo-cached) nodes, ANDing those of every
+      // place a fragment is spread, in every operation of the document; and it hands a resolver the skipped nodes
+      // of its response key too (info.fieldNodes), where selectedFieldNames finds accessKey and a page reveals
+      // and audits keys it does not answer.
+      if (selection.directives?.length) return false;
       if (selection.kind === Kind.FIELD) {
         if ((selection.alias ?? selection.name).value === '__proto__') return false;
         if (top && (selection.name.value === '__schema' || selection.name.value === '__type')) return false;

@@ -73,6 +73,13 @@ describe('CompiledOperations', () => {
     ['its marker in a directive argument', '{ items @tag(name: "__MAGIC_DATE__1") { id } }'],
     ['its marker in a variable default', 'query ($id: ID = "__MAGIC_DATE__1") { item(id: $id) { id } }'],
     ['its marker in a fragment', '{ ...F } fragment F on Query { item(id: "__MAGIC_PLUS_INFINITY__") { id } }'],
+    // graphql-jit ANDs the conditions of every place a fragment is spread, and hands resolvers skipped nodes.
+    ['@include on a field', 'query ($a: Boolean!) { items { id name @include(if: $a) } }'],
+    ['@skip on a fragment spread, deeper', '{ items { child { ...F @skip(if: true) } } } fragment F on Item { id }'],
+    [
+      '@include on an inline fragment in a fragment',
+      '{ ...Q } fragment Q on Query { ... @include(if: false) { items { id } } }',
+    ],
   ])('never compiles %s', (_name, query) => {
     const operations = new CompiledOperations(schema, roomy);
     expect(uses(operations, parse(query), 4)).toEqual([null, null, null, null]);
