@@ -20,6 +20,7 @@ import {
   Kind,
   type OperationDefinitionNode,
   type SelectionSetNode,
+  type ValueNode,
   visit,
 } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
@@ -84,12 +85,12 @@ export interface CompilationLimits {
 }
 
 /**
- * Compiling one document takes 0.5-4 ms here (see MAX_COMPILED_SELECTIONS), ten times a request's own work, and
+ * Compiling one document takes 0.5-4 ms here (see MAX_COMPILED_PARTS), ten times a request's own work, and
  * each compiled query holds its generated code: a client sending endless new documents, each twice, must not
- * be able to spend the process's CPU or memory on it. 20 ms a second is 2% of a core; 500 operations are more
- * than an application's own documents (hundreds of KB at most).
+ * be able to spend the process's CPU or memory on it. 20 ms a second is 2% of a core; 200 operations are more
+ * than an application's own documents (each holds its document and code: tens of KB within MAX_COMPILED_PARTS).
  */
-export const DEFAULT_COMPILATION_LIMITS: CompilationLimits = { budgetMsPerSecond: 20, burstMs: 200, maxCompiled: 500 };
+export const DEFAULT_COMPILATION_LIMITS: CompilationLimits = { budgetMsPerSecond: 20, burstMs: 200, maxCompiled: 200 };
 
 /**
  * The compiled queries, by Apollo's cached DocumentNode (a WeakMap: they go when Apollo's document store drops
@@ -214,13 +215,15 @@ export function jitExecutionPlugin<C extends BaseContext>(options: JitExecutionO
 }
 
 /**
- * Selections an operation may have, counted through its fragments, to be compiled: graphql-jit writes code for
- * each (fragments inlined), and compiling runs in one go on the event loop, at 0.5 ms for `{ __typename }`, 2.4 ms
- * for the users page (6 selections), 3.6 ms for 90 selections and 17 ms for 216 (a busy 2-core machine): one near
- * the query limits (20,000 after expansion) would hold every request for seconds. Larger ones run in graphql-js,
- * where the gain is smallest anyway (few rows, many fields).
+ * Parts an operation may have to be compiled: its selections counted through its fragments, their arguments with
+ * each field of an input object and item of a list written in them, and its variables. graphql-jit writes code
+ * for each (fragments inlined), and compiling runs in one go on the event loop, at 0.5 ms for `{ __typename }`,
+ * 2.4 ms for the users page (7 parts), 3.6 ms for 90 selections and 17 ms for 216, and 31-150 ms for 60
+ * selections with 180 arguments and variables (a busy 2-core machine): one near the query limits would hold
+ * every request for seconds. Larger ones run in graphql-js, where the gain is smallest anyway (few rows, many
+ * fields).
  */
-export const MAX_COMPILED_SELECTIONS = 100;
+export const MAX_COMPILED_PARTS = 100;
 
 /**
  * The prefix of graphql-jit 0.8.9's markers for values that JSON cannot hold (`__MAGIC_DATE__...`,
@@ -236,7 +239,7 @@ const GRAPHQL_JIT_MARKER = '__MAGIC_';
  * __type at its top, none with a response key `__proto__` (an
  * alias may be any name: graphql-jit writes results as object literals, where that key sets the object's
  * prototype instead of adding a field; graphql-js's null-prototype objects keep it as a field), none with
- * more than MAX_COMPILED_SELECTIONS selections through its fragments, and none with GRAPHQL_JIT_MARKER in a
+ * more than MAX_COMPILED_PARTS parts, and none with GRAPHQL_JIT_MARKER in a
  * string literal (its arguments, directives' and variables' defaults, however escaped: the parsed value counts).
  */
 function compilable(document: DocumentNode, operation: OperationDefinitionNode): boolean {
@@ -244,11 +247,17 @@ function compilable(document: DocumentNode, operation: OperationDefinitionNode):
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions)
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
-  let selections = 0;
+  let parts = operation.variableDefinitions?.length ?? 0;
+  const countValue = (value: ValueNode): void => {
+    parts++;
+    if (value.kind === Kind.OBJECT) for (const field of value.fields) countValue(field.value);
+    else if (value.kind === Kind.LIST) for (const item of value.values) countValue(item);
+  };
   // Validation has refused fragment cycles and unknown fragments before this runs; the count bounds the walk.
   const fits = (set: SelectionSetNode, top: boolean): boolean => {
     for (const selection of set.selections) {
-      if (++selections > MAX_COMPILED_SELECTIONS) return false;
+      if (selection.kind === Kind.FIELD) for (const argument of selection.arguments ?? []) countValue(argument.value);
+      if (++parts > MAX_COMPILED_PARTS) return false;
       // @skip/@include: graphql-jit keeps their conditions on the (shared, Apollo-cached) nodes, ANDing those of every
       // place a fragment is spread, in every operation of the document; and it hands a resolver the skipped nodes
       // of its response key too (info.fieldNodes), where selectedFieldNames finds accessKey and a page reveals

@@ -1,6 +1,6 @@
 import { buildSchema, type DocumentNode, type OperationDefinitionNode, parse } from 'graphql';
 
-import { type CompilationLimits, CompiledOperations, MAX_COMPILED_SELECTIONS } from '../../src/graphql/jit-execution';
+import { type CompilationLimits, CompiledOperations, MAX_COMPILED_PARTS } from '../../src/graphql/jit-execution';
 
 /**
  * What graphql-jit compiles and when (src/graphql/jit-execution.ts): a document's second use, within a budget of
@@ -8,7 +8,8 @@ import { type CompilationLimits, CompiledOperations, MAX_COMPILED_SELECTIONS } f
  * Pure logic on a small schema, with a clock of the test's own.
  */
 const schema = buildSchema(`
-  type Query { items: [Item!]! item(id: ID!): Item }
+  type Query { items(filter: Filter): [Item!]! item(id: ID!): Item }
+  input Filter { a: String b: [String] }
   type Mutation { touch: Boolean }
   type Item { id: ID! name: String child: Item }
   directive @tag(name: String) on FIELD
@@ -91,15 +92,36 @@ describe('CompiledOperations', () => {
     expect(uses(operations, document, 2)[1]).not.toBeNull();
   });
 
-  it(`compiles up to ${MAX_COMPILED_SELECTIONS} selections through fragments, not one more`, () => {
+  it(`compiles up to ${MAX_COMPILED_PARTS} parts (selections through fragments), not one more`, () => {
     // `items { ...F }` is 2 selections; F has n - 2 leaves: n in all, counted through the fragment.
     const sized = (n: number) =>
       parse(
         `{ items { ...F } } fragment F on Item { ${Array.from({ length: n - 2 }, (_, i) => `f${i}: id`).join(' ')} }`,
       );
     const operations = new CompiledOperations(schema, roomy);
-    expect(uses(operations, sized(MAX_COMPILED_SELECTIONS), 2)[1]).not.toBeNull();
-    expect(uses(operations, sized(MAX_COMPILED_SELECTIONS + 1), 3)).toEqual([null, null, null]);
+    expect(uses(operations, sized(MAX_COMPILED_PARTS), 2)[1]).not.toBeNull();
+    expect(uses(operations, sized(MAX_COMPILED_PARTS + 1), 3)).toEqual([null, null, null]);
+  });
+
+  it.each([
+    // variables: k of them, `item(id: $v0)` (1 selection, 1 argument) and `id`: k + 3 parts.
+    [
+      'variables',
+      (n: number) =>
+        `query (${Array.from({ length: n - 3 }, (_, i) => `$v${i}: ID`).join(' ')}) { item(id: "1") { id } }`.replace(
+          'id: "1"',
+          'id: $v0',
+        ),
+    ],
+    // an input object with a list of n - 4 strings: items, the object, its list, the strings, id.
+    [
+      'the fields and items of a literal argument',
+      (n: number) => `{ items(filter: { b: [${Array.from({ length: n - 4 }, (_, i) => `"s${i}"`).join(', ')}] }) { id } }`,
+    ],
+  ])(`counts %s toward the ${MAX_COMPILED_PARTS} parts`, (_name, sized) => {
+    const operations = new CompiledOperations(schema, roomy);
+    expect(uses(operations, parse(sized(MAX_COMPILED_PARTS)), 2)[1]).not.toBeNull();
+    expect(uses(operations, parse(sized(MAX_COMPILED_PARTS + 1)), 3)).toEqual([null, null, null]);
   });
 
   it('stops compiling while the budget is spent, and compiles again once it has filled', () => {
