@@ -198,7 +198,10 @@ export function jitExecutionPlugin<C extends BaseContext>(options: JitExecutionO
       formatError: options.formatError,
       includeStacktraceInErrorResponses: options.includeStacktraceInErrorResponses,
     });
-    return { http: httpFromErrors, body: { kind: 'single', singleResult: { data: result.data, errors: formattedErrors } } };
+    return {
+      http: httpFromErrors,
+      body: { kind: 'single', singleResult: { data: result.data, errors: formattedErrors } },
+    };
   };
 
   const listener: GraphQLRequestListener<C> = {

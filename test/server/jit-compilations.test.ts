@@ -116,7 +116,8 @@ describe('CompiledOperations', () => {
     // an input object with a list of n - 4 strings: items, the object, its list, the strings, id.
     [
       'the fields and items of a literal argument',
-      (n: number) => `{ items(filter: { b: [${Array.from({ length: n - 4 }, (_, i) => `"s${i}"`).join(', ')}] }) { id } }`,
+      (n: number) =>
+        `{ items(filter: { b: [${Array.from({ length: n - 4 }, (_, i) => `"s${i}"`).join(', ')}] }) { id } }`,
     ],
   ])(`counts %s toward the ${MAX_COMPILED_PARTS} parts`, (_name, sized) => {
     const operations = new CompiledOperations(schema, roomy);
