@@ -12,7 +12,14 @@ import { createDataSource } from '../src/db/data-source';
 import { checkSecret } from '../src/db/runtime';
 import { createLogger } from '../src/logger';
 import { createServices, type Services } from '../src/server/services';
-import { benchDatabaseServer, freePort, freshDatabase, startServiceProcess, stopServer } from './server-process';
+import {
+  benchDatabaseServer,
+  freePort,
+  freshDatabase,
+  percentile,
+  startServiceProcess,
+  stopServer,
+} from './server-process';
 
 /**
  * `npm run bench:scale`: do the reads that grow with the data stay flat? Seeds organizations of 1k, 10k and
@@ -202,9 +209,6 @@ async function post(request: { url: string; key: string; query: string }): Promi
     throw new Error(`${query}: ${response.status} ${JSON.stringify(body.errors)}`);
   return body.data;
 }
-
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 /** Checks that `query` answers as seeded (a wrong seed or query must not pass as fast), then warms it up. */
 async function prepare(params: { url: string; key: string; query: Query }): Promise<void> {

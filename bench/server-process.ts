@@ -9,6 +9,13 @@ import { Client } from 'pg';
 
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/dev/embedded-postgres';
 
+/**
+ * The p-th percentile (0-100, nearest rank) of `sorted` (ascending, not empty): the smallest value with at least
+ * p% of the values at or below it. Units are the values'.
+ */
+export const percentile = (sorted: readonly number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+
 /** A TCP port free on the loopback interface right now (for a server process to listen on). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
