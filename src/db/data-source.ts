@@ -12,6 +12,7 @@ import { ScaleIndexes1764700000000 } from '../../migrations/1764700000000-ScaleI
 import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCounts';
 import { OrganizationActiveKey1764800000000 } from '../../migrations/1764800000000-OrganizationActiveKey';
 import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/1764800000100-EmailFinalSigmaAndIdn';
+import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/1764800000200-EmailDecodedLabelsFolded';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -34,6 +35,7 @@ export const MIGRATIONS = [
   UserCounts1764700100000,
   OrganizationActiveKey1764800000000,
   EmailFinalSigmaAndIdn1764800000100,
+  EmailDecodedLabelsFolded1764800000200,
 ];
 
 export interface DataSourceOptions {

@@ -8,23 +8,40 @@ const MAX_EMAIL_LENGTH = 254;
 // Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is the mail server's call.
 const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
 
-/**
- * The form every email is stored and looked up in: trimmed, NFKC, lower-cased (full Unicode, not
- * PostgreSQL's collation-dependent lower()). NFKC rather than NFC because an email is an identifier (the
- * sign-in name): fullwidth letters, ligatures and other compatibility forms fold into the letters they look
- * like, as PRECIS (RFC 8265) maps widths for usernames. Nothing is validated here: sign-in uses it as is.
- */
-export function canonicalEmail(value: string): string {
-  const folded = value
+/** Trimmed, NFKC, lower-cased (full Unicode), Greek final sigma folded into σ (case folding: one letter). */
+function fold(text: string): string {
+  return text
     .trim()
     .normalize('NFKC')
     .toLowerCase()
     .normalize('NFKC')
     .replace(/\u03c2/g, '\u03c3');
+}
+
+/** IDNA's label separators after NFKC (UTS 46 maps U+3002, and U+FF0E and U+FF61 through NFKC, to a dot). */
+const IDEOGRAPHIC_FULL_STOP = /\u3002/g;
+const A_LABEL = /^xn--/;
+
+/**
+ * The form every email is stored and looked up in: trimmed, NFKC, lower-cased (full Unicode, not
+ * PostgreSQL's collation-dependent lower()), Greek final sigma as σ. NFKC rather than NFC because an email is an
+ * identifier (the sign-in name): fullwidth letters, ligatures and other compatibility forms fold into the letters
+ * they look like, as PRECIS (RFC 8265) maps widths for usernames. The domain is in its Unicode form: IDNA's
+ * ideographic full stop is a dot, and each punycode label (xn--) is decoded and folded as typed text is (a decoded
+ * label may hold capitals or a final sigma); a label that does not decode stays as it is (normalizeEmail refuses
+ * it). A fixed point: the canonical email of a canonical email is itself, so a stored email is found by its own
+ * text. Nothing is validated here: sign-in uses it as is.
+ */
+export function canonicalEmail(value: string): string {
+  const folded = fold(value);
   const at = folded.lastIndexOf('@');
-  if (at < 0 || !/(^|\.)xn--/.test(folded.slice(at + 1))) return folded;
-  const unicode = domainToUnicode(folded.slice(at + 1));
-  return unicode ? `${folded.slice(0, at + 1)}${unicode.normalize('NFKC')}` : folded;
+  if (at < 0) return folded;
+  const domain = folded.slice(at + 1).replace(IDEOGRAPHIC_FULL_STOP, '.');
+  if (!domain.includes('xn--')) return `${folded.slice(0, at + 1)}${domain}`;
+  const labels = domain
+    .split('.')
+    .map((label) => (A_LABEL.test(label) ? fold(domainToUnicode(label)) || label : label));
+  return `${folded.slice(0, at + 1)}${labels.join('.')}`;
 }
 
 /**
@@ -40,7 +57,7 @@ function mixesConfusableScripts(part: string): boolean {
 /**
  * The canonical email (see canonicalEmail) of a new or changed address, or BAD_USER_INPUT on `email`: one @, a
  * dot in the domain, no empty domain label, no domain label starting or ending with a hyphen (RFC 1035, 5321),
- * one confusable script per part. Sign-in does not call it: a malformed email is an unknown one there.
+ * no xn-- label that is not punycode, one confusable script per part. Sign-in does not call it: a malformed email is an unknown one there.
  */
 export function normalizeEmail(value: string): string {
   refuseHiddenCharacters(value.trim(), { field: 'email', what: 'Email' });
@@ -63,6 +80,13 @@ export function normalizeEmail(value: string): string {
   const typedLabels = typed.slice(typed.lastIndexOf('@') + 1).split('.');
   if ([...labels, ...typedLabels].some((label) => label.startsWith('-') || label.endsWith('-'))) {
     throw new BadInputError('A label of the domain of an email must not start or end with a hyphen.', 'email');
+  }
+  // What canonicalEmail could not decode (or decoded to nothing) is the domain of no mailbox.
+  if (labels.some((label) => A_LABEL.test(label))) {
+    throw new BadInputError(
+      'A label of the domain of an email that starts with xn-- must be valid punycode (IDNA).',
+      'email',
+    );
   }
   if ([localPart, ...labels].some(mixesConfusableScripts)) {
     throw new BadInputError(

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
+import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/1764800000200-EmailDecodedLabelsFolded';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { createTestDatabase } from '../helpers/test-app';
@@ -49,8 +50,34 @@ describe('migrations', () => {
   });
 });
 
-describe('NormalizeEmails migration', () => {
-  it('rewrites emails into their normal form, and leaves look-alike duplicates for an admin to settle', async () => {
+describe('email migrations', () => {
+  it.each<[string, typeof NormalizeEmails1764513000000, Array<[string, string]>]>([
+    [
+      'NormalizeEmails',
+      NormalizeEmails1764513000000,
+      [
+        ['Ada.Lovelace@Example.TEST', 'ada.lovelace@example.test'],
+        ['Jose\u0301@example.test', 'jos\u00e9@example.test'],
+        ['\uff42\uff4f\uff42@example.test', 'bob@example.test'],
+        ['ren\u00e9@example.test', 'ren\u00e9@example.test'],
+        ['rene\u0301@example.test', 'rene\u0301@example.test'],
+        ['plain@example.test', 'plain@example.test'],
+      ],
+    ],
+    [
+      // What updateUser stored before decoded labels were folded and the ideographic full stop was a dot.
+      'EmailDecodedLabelsFolded',
+      EmailDecodedLabelsFolded1764800000200,
+      [
+        ['a@\u03bf\u03b4\u03bf\u03c2.example', 'a@\u03bf\u03b4\u03bf\u03c3.example'],
+        ['b@x\u3002y.example', 'b@x.y.example'],
+        ['c@\u13a0.example', 'c@\uab70.example'],
+        ['d@xn--zz.example', 'd@xn--zz.example'],
+        ['e@\u03b1\u03c2.example', 'e@\u03b1\u03c2.example'],
+        ['e@\u03b1\u03c3.example', 'e@\u03b1\u03c3.example'],
+      ],
+    ],
+  ])('%s rewrites emails into their normal form, twice, leaving twins to an admin', async (_name, Migration, rows) => {
     const database = await createTestDatabase();
     const client = new Client({ connectionString: database.url });
     await client.connect();
@@ -59,40 +86,28 @@ describe('NormalizeEmails migration', () => {
       const [{ id: organizationId }] = (
         await client.query(`INSERT INTO organizations (name) VALUES ('Old data') RETURNING id`)
       ).rows;
-      const insert = async (email: string) =>
-        (
-          await client.query(
-            `INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER') RETURNING id`,
-            [organizationId, email],
-          )
-        ).rows[0].id as string;
-      const mixedCase = await insert('Ada.Lovelace@Example.TEST');
-      const decomposed = await insert('Jose\u0301@example.test');
-      const fullwidth = await insert('\uff42\uff4f\uff42@example.test');
-      const twinA = await insert('ren\u00e9@example.test');
-      const twinB = await insert('rene\u0301@example.test');
-      const alreadyNormal = await insert('plain@example.test');
-
+      const ids: string[] = [];
+      for (const [stored] of rows) {
+        const inserted = await client.query(
+          `INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER') RETURNING id`,
+          [organizationId, stored],
+        );
+        ids.push(inserted.rows[0].id as string);
+      }
       await dataSource.initialize();
       const runner = dataSource.createQueryRunner();
       try {
-        await new NormalizeEmails1764513000000().up(runner);
-        await new NormalizeEmails1764513000000().up(runner);
+        await new Migration().up(runner);
+        await new Migration().up(runner);
       } finally {
         await runner.release();
       }
-
       const emails = new Map<string, string>(
         (await client.query(`SELECT id, email FROM users WHERE organization_id = $1`, [organizationId])).rows.map(
           (row) => [row.id, row.email],
         ),
       );
-      expect(emails.get(mixedCase)).toBe('ada.lovelace@example.test');
-      expect(emails.get(decomposed)).toBe('jos\u00e9@example.test');
-      expect(emails.get(fullwidth)).toBe('bob@example.test');
-      expect(emails.get(twinA)).toBe('ren\u00e9@example.test');
-      expect(emails.get(twinB)).toBe('rene\u0301@example.test');
-      expect(emails.get(alreadyNormal)).toBe('plain@example.test');
+      expect(ids.map((id) => emails.get(id))).toEqual(rows.map(([, normal]) => normal));
     } finally {
       if (dataSource.isInitialized) await dataSource.destroy();
       await client.end();

@@ -18,6 +18,8 @@ describe('look-alike input', () => {
   afterAll(() => app.close());
 
   const CREATE = 'mutation ($i: CreateUserInput!) { createUser(input: $i) { id email name } }';
+  const UPDATE = 'mutation ($id: ID!, $e: String!) { updateUser(id: $id, input: { email: $e }) { email } }';
+  const LOGIN = 'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }';
   const userCount = async () => (await app.dataSource.query('SELECT count(*)::int AS n FROM users'))[0].n as number;
   const local = () => `u${randomUUID().slice(0, 8)}`;
   const create = (input: Record<string, unknown>) =>
@@ -48,15 +50,35 @@ describe('look-alike input', () => {
         'a Unicode domain against its punycode form',
         (base) => [`${base}@xn--bcher-kva.example`, `${base}@B\u00fcCHER.example`],
       ],
-    ])('%s: the second is a CONFLICT, in any organization', async (_label, pair) => {
+      // The decoded A-label is folded as typed text is: it was only NFKC'd, so updateUser stored a final sigma
+      // (or a capital letter) that sign-in with the typed form never found, next to the folded twin.
+      [
+        'a punycode domain decoding to a Greek final sigma, against sigma',
+        (base) => [`${base}@\u03bf\u03b4\u03bf\u03c3.example`, `${base}@xn--pxavbm.example`],
+      ],
+      [
+        'a punycode domain decoding to a capital letter (Cherokee), against its lower case',
+        (base) => [`${base}@\uab70.example`, `${base}@xn--58d.example`],
+      ],
+      // IDNA's label separators (UTS 46): the ideographic full stop, and its halfwidth form (NFKC makes it one).
+      ['an ideographic full stop against a dot', (base) => [`${base}@x.y.example`, `${base}@x\u3002y.example`]],
+      [
+        'a halfwidth ideographic full stop against a dot',
+        (base) => [`${base}@x.y.example`, `${base}@x\uff61y.example`],
+      ],
+    ])('%s: the second is a CONFLICT, in any organization, and signs in as the first', async (_label, pair) => {
       const [first, second] = pair(local());
-      const created = await create({ email: first });
+      const created = await create({ email: first, password: TEST_PASSWORD });
       expect(created.body.errors).toBeUndefined();
       const other = await createOrganization(app, 'Other Clinic');
       const before = await userCount();
       const duplicate = await app.gql(CREATE, { key: other.key, variables: { i: { email: second, name: 'Twin' } } });
       expect(duplicate.body.errors![0].extensions!.code).toBe('CONFLICT');
+      const update = await app.gql(UPDATE, { key: other.key, variables: { id: other.id, e: second } });
+      expect(update.body.errors![0].extensions!.code).toBe('CONFLICT');
       expect(await userCount()).toBe(before);
+      const login = await app.gql(LOGIN, { variables: { e: second, p: TEST_PASSWORD } });
+      expect(login.body.data?.login.user.id).toBe(created.body.data!.createUser.id);
     });
 
     it('stores and answers the normal form, and signs in with any of its look-alikes', async () => {

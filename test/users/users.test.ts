@@ -192,10 +192,12 @@ describe('Manage Users: listing, editing and protecting users', () => {
     });
   });
 
-  describe('an email domain label that starts or ends with a hyphen (RFC 1035 and 5321 hostnames forbid it)', () => {
+  describe('an email domain label that is no hostname label: a hyphen at an end (RFC 1035, 5321), an xn-- label that is no punycode', () => {
     const CREATE = 'mutation ($input: CreateUserInput!) { createUser(input: $input) { id } }';
     const UPDATE = 'mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { email } }';
     const LOGIN = 'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }';
+    const HYPHEN = 'A label of the domain of an email must not start or end with a hyphen.';
+    const PUNYCODE = 'A label of the domain of an email that starts with xn-- must be valid punycode (IDNA).';
     const HYPHENATED = [
       ['a label starting with a hyphen', 'a@-x.example'],
       ['a label ending with a hyphen', 'a@x-.example'],
@@ -204,12 +206,20 @@ describe('Manage Users: listing, editing and protecting users', () => {
       ['a non-ASCII label starting with a hyphen', 'a@-b\u00fccher.example'],
       ['an A-label ending with a hyphen (it would decode to bcher-kva)', 'a@xn--bcher-kva-.example'],
       ['an A-label whose U-label ends with a hyphen', 'a@xn----7sb.example'],
-    ];
+    ].map(([label, email]) => [label, email, HYPHEN]);
+    // An A-label that is no punycode was stored as typed: the domain of no mailbox.
+    const NOT_PUNYCODE = [
+      ['an A-label that does not decode', 'a@xn--zz.example'],
+      ['an A-label decoding to a control character', 'a@xn--a.example'],
+      ['an A-label that does not decode, next to one that does', 'a@xn--zz.xn--bcher-kva.example'],
+      ['an upper-case A-label that does not decode', 'a@XN--ZZ.example'],
+    ].map(([label, email]) => [label, email, PUNYCODE]);
+    const MALFORMED = [...HYPHENATED, ...NOT_PUNYCODE];
     const rows = async () => app.dataSource.query('SELECT id, email, updated_at FROM users ORDER BY id');
 
-    it.each(HYPHENATED)(
+    it.each(MALFORMED)(
       '%s (%s): createUser, updateUser and the CLI path refuse it, nothing changes',
-      async (_l, email) => {
+      async (_l, email, message) => {
         const target = await createUser(app, admin);
         const [before, keys] = [await rows(), await count('access_keys')];
         const created = await app.gql(CREATE, { key: admin.key, variables: { input: { email, name: 'Hyphen' } } });
@@ -221,7 +231,7 @@ describe('Manage Users: listing, editing and protecting users', () => {
           expect(response.status).toBe(malformed.status);
           expect(response.body.errors).toEqual([
             expect.objectContaining({
-              message: 'A label of the domain of an email must not start or end with a hyphen.',
+              message,
               extensions: { code: 'BAD_USER_INPUT', field: 'email' },
             }),
           ]);
@@ -252,7 +262,7 @@ describe('Manage Users: listing, editing and protecting users', () => {
       };
       const unknown = await attempt(uniqueEmail('nobody'));
       expect(unknown.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' });
-      for (const [, email] of HYPHENATED) expect(await attempt(email)).toEqual(unknown);
+      for (const [, email] of MALFORMED) expect(await attempt(email)).toEqual(unknown);
     });
   });
 
