@@ -301,11 +301,22 @@ function sendUnroutable(error: FastifyError, request: FastifyRequest, reply: Fas
  * the whole URL, query string included, where a careless client puts its key, in an answer caches may keep.
  */
 /**
- * A POST body that is JSON but no object (a string, number, boolean or null), which Apollo answered with "POST body
- * missing, invalid Content-Type, or JSON object has no keys" (its Content-Type was right): what to send instead.
+ * What a POST body that is JSON but no operation object is, or null for an object with keys: a string, number,
+ * boolean, null, an empty object or an array (a batch: not offered). Apollo answered the first ones and `{}` with
+ * "POST body missing, invalid Content-Type, or JSON object has no keys" (their Content-Type was right), and an
+ * array in its own words without the request id.
  */
-function notAnObjectMessage(body: unknown): string {
-  const named = body === null ? 'null' : typeof body === 'boolean' ? 'a boolean' : `a ${typeof body}`;
+function notAnOperation(body: unknown): string | null {
+  if (Array.isArray(body)) return 'an array (one operation per request: batches are not taken)';
+  if (typeof body === 'object' && body !== null) {
+    for (const _key in body) return null;
+    return 'an empty object';
+  }
+  return body === null ? 'null' : typeof body === 'boolean' ? 'a boolean' : `a ${typeof body}`;
+}
+
+/** The 400's words for a body notAnOperation names: what to send instead. */
+function notAnObjectMessage(named: string): string {
   return `The body must be a JSON object with the operation in "query" ({"query": "{ me { id } }"}), not ${named}.`;
 }
 
@@ -646,12 +657,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // that it can say so in words (its requests are authenticated as any other); so does, with the explorer off,
     // the 400 that says it is off.
     // OPTIONS asks what the endpoint allows, carries no operation, and so needs no credential (a CORS preflight
-    // is answered before this by @fastify/cors, where origins are configured).
+    // is answered before this by @fastify/cors, where origins are configured): a 204 with Allow, answered here,
+    // before any body it carries is parsed (it was refused as a body without Content-Type, 415).
     // An ambiguous Content-Type is refused first, as the request's own shape, before any credential is looked up.
     onRequest: (request, reply, done) => {
+      if (request.method === 'OPTIONS') return void reply.code(204).header('allow', GRAPHQL_METHODS).send();
       const ambiguous = ambiguousContentTypeError(request);
       if (ambiguous) done(ambiguous);
-      else if (request.method === 'OPTIONS' || wantsExplorer(request)) done();
+      else if (wantsExplorer(request)) done();
       else authenticate(request, reply, done);
     },
     // Every answer here may carry a key or a token, whatever its status: no-store. And the answer's duration,
@@ -669,7 +682,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // off (not Apollo's CSRF refusal, which is about requests from other sites); everything else is GraphQL over
     // HTTP. A POST without Content-Type (Fastify parses no body then) is the 415 of a body that is not JSON.
     handler(request, reply) {
-      if (request.method === 'OPTIONS') return reply.code(204).header('allow', GRAPHQL_METHODS).send();
       if (wantsExplorer(request)) {
         return config.explorerEnabled
           ? sendExplorer(reply)
@@ -679,9 +691,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         return refuse({ request, reply, status: 415, message: unsupportedMediaTypeMessage(request) });
       }
       const { body } = request;
-      if (request.method === 'POST' && body !== undefined && (typeof body !== 'object' || body === null)) {
-        return refuse({ request, reply, status: 400, message: notAnObjectMessage(body) });
-      }
+      const named = request.method === 'POST' && body !== undefined ? notAnOperation(body) : null;
+      if (named) return refuse({ request, reply, status: 400, message: notAnObjectMessage(named) });
       const tooLong = queryLengthError(queryTextOf(request), config.queryLimits);
       if (tooLong)
         return reply.code(400).send({ errors: [{ message: tooLong.message, extensions: { code: tooLong.code } }] });
