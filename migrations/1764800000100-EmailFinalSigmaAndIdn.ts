@@ -1,6 +1,8 @@
 import { domainToUnicode } from 'node:url';
 import { MigrationInterface, QueryRunner } from 'typeorm';
 
+import { rewriteEmails } from './rewrite-emails';
+
 /**
  * The form emails are now stored in (src/users/user.validation.ts canonicalEmail), written out here so this
  * migration keeps meaning what it meant when later code changes: as NormalizeEmails, plus Greek final sigma
@@ -23,16 +25,7 @@ export class EmailFinalSigmaAndIdn1764800000100 implements MigrationInterface {
   name = 'EmailFinalSigmaAndIdn1764800000100';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    const rows: Array<{ id: string; email: string }> = await queryRunner.query(`SELECT id, email FROM users`);
-    const byNormalForm = new Map<string, Array<{ id: string; email: string }>>();
-    for (const row of rows) {
-      const normal = canonical(row.email);
-      byNormalForm.set(normal, [...(byNormalForm.get(normal) ?? []), row]);
-    }
-    for (const [normal, group] of byNormalForm) {
-      if (group.length !== 1 || group[0].email === normal) continue;
-      await queryRunner.query(`UPDATE users SET email = $2 WHERE id = $1`, [group[0].id, normal]);
-    }
+    await rewriteEmails(queryRunner, canonical);
   }
 
   async down(): Promise<void> {

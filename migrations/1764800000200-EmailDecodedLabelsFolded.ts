@@ -1,6 +1,9 @@
 import { domainToUnicode } from 'node:url';
 import { MigrationInterface, QueryRunner } from 'typeorm';
 
+import { rewriteEmails } from './rewrite-emails';
+
+/** Trimmed, NFKC, lower case (full Unicode), Greek final sigma as σ. */
 function fold(text: string): string {
   return text
     .trim()
@@ -38,16 +41,7 @@ export class EmailDecodedLabelsFolded1764800000200 implements MigrationInterface
   name = 'EmailDecodedLabelsFolded1764800000200';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    const rows: Array<{ id: string; email: string }> = await queryRunner.query(`SELECT id, email FROM users`);
-    const byNormalForm = new Map<string, Array<{ id: string; email: string }>>();
-    for (const row of rows) {
-      const normal = canonical(row.email);
-      byNormalForm.set(normal, [...(byNormalForm.get(normal) ?? []), row]);
-    }
-    for (const [normal, group] of byNormalForm) {
-      if (group.length !== 1 || group[0].email === normal) continue;
-      await queryRunner.query(`UPDATE users SET email = $2 WHERE id = $1`, [group[0].id, normal]);
-    }
+    await rewriteEmails(queryRunner, canonical);
   }
 
   async down(): Promise<void> {
