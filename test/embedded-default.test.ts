@@ -235,6 +235,31 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
     },
   );
 
+  // A newcomer's DATA_DIR that cannot be a folder (a file's path, a read-only place) was one line of Node's words
+  // ("ENOTDIR: not a directory, mkdir '...'") that named no setting.
+  it('a DATA_DIR that cannot be used stops startup with one line naming DATA_DIR', () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'crm-access-data-dir-'));
+    const file = path.join(parent, 'a-file');
+    fs.writeFileSync(file, '');
+    try {
+      for (const dataDir of [file, path.join(file, '.data')]) {
+        const result = spawnSync(process.execPath, [MAIN], {
+          cwd: ROOT,
+          env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' },
+          encoding: 'utf8',
+          timeout: STARTUP_TIMEOUT_MS,
+        });
+        expect(result.status).toBe(1);
+        expect(result.stderr.trim().split('\n')).toEqual([
+          expect.stringContaining(`DATA_DIR (${dataDir}) cannot be used for the embedded PostgreSQL's data`),
+        ]);
+        expect(result.stderr).toMatch(/set DATA_DIR to a folder this user can create and write, or set DATABASE_URL/);
+      }
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
   // A start that failed at its last step (the port was taken) exited with Node's words and left the PostgreSQL
   // it had started running until the next start found it.
   it(

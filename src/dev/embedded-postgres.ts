@@ -327,7 +327,7 @@ function needsLibraryPath(binDir: string): boolean {
 function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: (message: string) => void }): Paths {
   const { runAs, log } = args;
   const dataDir = path.resolve(args.dataDir);
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  ensureDataDir(dataDir);
   if (!runAs) {
     const paths = resolvePaths(dataDir, dataDir);
     fs.mkdirSync(paths.pgdata, { mode: 0o700, recursive: true });
@@ -348,6 +348,26 @@ function prepareDataDir(args: { dataDir: string; runAs: RunAs | undefined; log: 
     );
   }
   return paths;
+}
+
+/**
+ * Creates DATA_DIR (this user only, parents included) and checks that this user can write in it. Every later
+ * file of the embedded default (its password, its generated secret, the cluster) goes there, so a path that
+ * cannot be a folder (a file, a place this user may not write) is refused here, naming the setting.
+ * @throws EmbeddedPostgresError naming DATA_DIR, the path and the system's reason (ENOTDIR, EEXIST, EACCES...).
+ */
+function ensureDataDir(dataDir: string): void {
+  try {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (!fs.statSync(dataDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    fs.accessSync(dataDir, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new EmbeddedPostgresError(
+      `DATA_DIR (${dataDir}) cannot be used for the embedded PostgreSQL's data (${reason}): set DATA_DIR to a ` +
+        'folder this user can create and write, or set DATABASE_URL to use your own PostgreSQL.',
+    );
+  }
 }
 
 function clusterHome(args: { dataDir: string; runAs: RunAs; log: (message: string) => void }): string {
