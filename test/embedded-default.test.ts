@@ -154,10 +154,18 @@ async function lifecycle(params: { runAs?: RunAs }): Promise<void> {
     third.child.kill('SIGTERM');
     expect(await exited(third.child)).toBe(0);
 
-    // A secret that cannot decrypt the stored keys stops startup with a clear message.
-    await expect(
-      start({ dataDir, runAs: params.runAs, env: { ACCESS_KEY_SECRET: Buffer.alloc(32, 7).toString('base64') } }),
-    ).rejects.toThrow(/ACCESS_KEY_SECRET does not match the secret this database was set up with/);
+    // A secret that cannot decrypt the stored keys stops startup with a clear message, which says where the
+    // embedded default's own secret is (an ACCESS_KEY_SECRET left exported from "With your own PostgreSQL"
+    // takes the file's place).
+    const refused = start({
+      dataDir,
+      runAs: params.runAs,
+      env: { ACCESS_KEY_SECRET: Buffer.alloc(32, 7).toString('base64') },
+    });
+    await expect(refused).rejects.toThrow(/ACCESS_KEY_SECRET does not match the secret this database was set up with/);
+    await expect(refused).rejects.toThrow(
+      `Without DATABASE_URL the embedded PostgreSQL's secret is in ${path.join(dataDir, 'access-key-secret')}: unset ACCESS_KEY_SECRET`,
+    );
   } finally {
     for (const { child } of running) if (child.exitCode === null) child.kill('SIGKILL');
     // Whatever happened, leave no PostgreSQL behind.

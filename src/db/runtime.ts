@@ -95,8 +95,21 @@ export async function openDatabase(params: {
     return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
   } catch (error) {
     await close().catch(() => undefined);
-    throw error;
+    throw embedded && config.accessKeySecret ? withEmbeddedSecretHint(error, config.dataDir) : error;
   }
+}
+
+/**
+ * The embedded default keeps its secret in DATA_DIR/access-key-secret; an ACCESS_KEY_SECRET in the environment
+ * takes that file's place (one left exported after "With your own PostgreSQL", say). A refusal of that secret
+ * then says where the database's own secret is. Other errors are returned unchanged.
+ */
+function withEmbeddedSecretHint(error: unknown, dataDir: string): unknown {
+  if (!(error instanceof SecretMismatchError)) return error;
+  return new SecretMismatchError(
+    `${error.message} Without DATABASE_URL the embedded PostgreSQL's secret is in ` +
+      `${path.join(dataDir, SECRET_FILE)}: unset ACCESS_KEY_SECRET (and ACCESS_KEY_SECRET_FILE) to use it.`,
+  );
 }
 
 /**
