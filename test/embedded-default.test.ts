@@ -166,6 +166,13 @@ async function lifecycle(params: { runAs?: RunAs }): Promise<void> {
     await expect(refused).rejects.toThrow(
       `Without DATABASE_URL the embedded PostgreSQL's secret is in ${path.join(dataDir, 'access-key-secret')}: unset ACCESS_KEY_SECRET`,
     );
+
+    // The same refusal of the file itself (a rotation's keyring edited wrong, README "Rotating the master
+    // secret") names the file, not a variable the user never set.
+    fs.writeFileSync(path.join(dataDir, 'access-key-secret'), `${Buffer.alloc(32, 8).toString('base64')}\n`);
+    await expect(start({ dataDir, runAs: params.runAs })).rejects.toThrow(
+      `the embedded default reads ACCESS_KEY_SECRET from ${path.join(dataDir, 'access-key-secret')} (one secret a line, current first)`,
+    );
   } finally {
     for (const { child } of running) if (child.exitCode === null) child.kill('SIGKILL');
     // Whatever happened, leave no PostgreSQL behind.

@@ -95,21 +95,25 @@ export async function openDatabase(params: {
     return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
   } catch (error) {
     await close().catch(() => undefined);
-    throw embedded && config.accessKeySecret ? withEmbeddedSecretHint(error, config.dataDir) : error;
+    throw embedded ? withEmbeddedSecretSource(error, config) : error;
   }
 }
 
 /**
- * The embedded default keeps its secret in DATA_DIR/access-key-secret; an ACCESS_KEY_SECRET in the environment
- * takes that file's place (one left exported after "With your own PostgreSQL", say). A refusal of that secret
- * then says where the database's own secret is. Other errors are returned unchanged.
+ * The embedded default keeps its secret in DATA_DIR/access-key-secret (a keyring, one secret a line), and an
+ * ACCESS_KEY_SECRET in the environment takes that file's place (one left exported after "With your own
+ * PostgreSQL", say). A refusal of either names that file, since "ACCESS_KEY_SECRET" alone points at a variable
+ * the user may never have set. Other errors are returned unchanged.
  */
-function withEmbeddedSecretHint(error: unknown, dataDir: string): unknown {
+function withEmbeddedSecretSource(error: unknown, config: Config): unknown {
   if (!(error instanceof SecretMismatchError)) return error;
-  return new SecretMismatchError(
-    `${error.message} Without DATABASE_URL the embedded PostgreSQL's secret is in ` +
-      `${path.join(dataDir, SECRET_FILE)}: unset ACCESS_KEY_SECRET (and ACCESS_KEY_SECRET_FILE) to use it.`,
-  );
+  const file = path.join(config.dataDir, SECRET_FILE);
+  const where = config.accessKeySecret
+    ? `Without DATABASE_URL the embedded PostgreSQL's secret is in ${file}: unset ACCESS_KEY_SECRET (and ` +
+      'ACCESS_KEY_SECRET_FILE) to use it.'
+    : `Without DATABASE_URL the embedded default reads ACCESS_KEY_SECRET from ${file} (one secret a line, current ` +
+      'first): put the secret back there.';
+  return new SecretMismatchError(`${error.message} ${where}`);
 }
 
 /**
