@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -81,6 +82,14 @@ describe('docker-compose.yml: two instances behind one port on one PostgreSQL', 
     expect(nginxConf).toMatch(/proxy_pass http:\/\/crm_access;/);
     // TRUST_PROXY=1 believes exactly one X-Forwarded-For hop: the one this proxy appends.
     expect(nginxConf).toMatch(/proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;/);
+  });
+
+  // README's "Scale-out" writes the master secret into .env in the checkout: `git add .` must not commit it.
+  it('keeps the .env the README writes (ACCESS_KEY_SECRET) out of git, as .data is', () => {
+    for (const file of ['.env', '.env.local', '.data/access-key-secret']) {
+      const ignored = spawnSync('git', ['check-ignore', '--no-index', '--quiet', file], { cwd: ROOT });
+      expect({ file, ignored: ignored.status === 0 }).toEqual({ file, ignored: true });
+    }
   });
 
   it('gives every replica and the migration the same PostgreSQL, and a secret that must be set', () => {
