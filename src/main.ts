@@ -12,6 +12,15 @@ import { createServices } from './server/services';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
+/**
+ * The listening address as a browser can open it: a wildcard host (HOST=:: or 0.0.0.0, every address) is not
+ * an address browsers connect to, so it becomes localhost. `address` is the one Fastify's listen resolves to,
+ * "http://host:port": "http://[::]:4000" for HOST=::, a loopback address for 0.0.0.0.
+ */
+function browsable(address: string): string {
+  return address.replace(/^http:\/\/(0\.0\.0\.0|\[::\]):/, 'http://localhost:');
+}
+
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel });
@@ -76,7 +85,7 @@ async function main(): Promise<void> {
     .catch((error: unknown) =>
       failed(listenFailure(error, { host: config.host, port: config.port, settings: 'HOST and PORT' })),
     );
-  const graphqlUrl = `${address.replace('0.0.0.0', 'localhost')}/graphql`;
+  const graphqlUrl = `${browsable(address)}/graphql`;
   logger.info({ url: graphqlUrl }, 'crm-access is listening');
   if (app.metricsUrl) logger.info({ url: app.metricsUrl }, 'Prometheus metrics are served');
   if (database.embedded) {

@@ -250,6 +250,26 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
     },
   );
 
+  // HOST=:: (or 0.0.0.0) listens everywhere; the banner's "open it in a browser" must name an address a browser
+  // opens: http://[::]:4000 is refused by browsers as 0.0.0.0 is.
+  it('HOST=:: and HOST=0.0.0.0 print a banner a browser can open (a loopback address), and its curl works', async () => {
+    for (const host of ['::', '0.0.0.0']) {
+      const dataDir = makeDataDir();
+      let running: Running | undefined;
+      try {
+        running = await start({ dataDir, env: { HOST: host } });
+        expect(running.graphqlUrl).toMatch(/^http:\/\/(localhost|127\.0\.0\.1):\d+\/graphql$/);
+        expect(running.output()).toMatch(/Admin console:\s+http:\/\/(localhost|127\.0\.0\.1):\d+\/admin\n/);
+        expect((await me(running)).data!.me.email).toBe(running.email);
+        running.child.kill('SIGTERM');
+        expect(await exited(running.child)).toBe(0);
+      } finally {
+        if (running?.child.exitCode === null) running.child.kill('SIGKILL');
+        fs.rmSync(path.dirname(dataDir), { recursive: true, force: true });
+      }
+    }
+  }, 240_000);
+
   // A newcomer's DATA_DIR that cannot be a folder (a file's path, a read-only place) was one line of Node's words
   // ("ENOTDIR: not a directory, mkdir '...'") that named no setting.
   it('a DATA_DIR that cannot be used stops startup with one line naming DATA_DIR', () => {
