@@ -102,7 +102,9 @@ async function run(argv: string[]): Promise<void> {
   }
   const [command, ...rest] = argv;
   const config = loadConfig(process.env);
-  const logger = createLogger({ level: process.env.LOG_LEVEL || 'warn', destination: process.stderr as never });
+  // Warnings only unless LOG_LEVEL says otherwise, read as the server reads it (checked, any letter case).
+  const level = process.env.LOG_LEVEL?.trim() ? config.logLevel : 'warn';
+  const logger = createLogger({ level, destination: process.stderr as never });
 
   if (command === 'migrate') {
     const database = await openDatabase({

@@ -187,6 +187,20 @@ describe('npm run cli -- create-organization', () => {
     });
   });
 
+  // The config accepts LOG_LEVEL in any letter case with spaces around (README "Configuration"); the CLI handed
+  // the raw value to pino, which stopped ' warn' with its stack trace.
+  it('runs with any LOG_LEVEL the server accepts (letter case, spaces around)', async () => {
+    for (const level of [' warn ', 'INFO', 'Debug']) {
+      const result = await runWith({ args: [CLI, 'migrate'], env: { ...env(), LOG_LEVEL: level } });
+      expect({ level, code: result.code, stack: /^\s+at /m.test(result.stderr) }).toEqual({
+        level,
+        code: 0,
+        stack: false,
+      });
+      expect(result.stderr).toMatch(/migrations applied/);
+    }
+  });
+
   describe('operator mistakes: one clear line on stderr, no stack trace, exit code 1', () => {
     const oneLine = (result: { code: number | null; stderr: string }, message: RegExp) => {
       expect(result.code).toBe(1);
