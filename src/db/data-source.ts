@@ -13,6 +13,7 @@ import { UserCounts1764700100000 } from '../../migrations/1764700100000-UserCoun
 import { OrganizationActiveKey1764800000000 } from '../../migrations/1764800000000-OrganizationActiveKey';
 import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/1764800000100-EmailFinalSigmaAndIdn';
 import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/1764800000200-EmailDecodedLabelsFolded';
+import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800000300-EmailDomainsMappedByUts46';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -36,6 +37,7 @@ export const MIGRATIONS = [
   OrganizationActiveKey1764800000000,
   EmailFinalSigmaAndIdn1764800000100,
   EmailDecodedLabelsFolded1764800000200,
+  EmailDomainsMappedByUts461764800000300,
 ];
 
 export interface DataSourceOptions {

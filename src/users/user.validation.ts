@@ -8,14 +8,9 @@ const MAX_EMAIL_LENGTH = 254;
 // Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is the mail server's call.
 const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
 
-/** Trimmed, NFKC, lower-cased (full Unicode), Greek final sigma folded into σ (case folding: one letter). */
+/** NFKC, lower-cased (full Unicode), Greek final sigma folded into σ (case folding: one letter). */
 function fold(text: string): string {
-  return text
-    .trim()
-    .normalize('NFKC')
-    .toLowerCase()
-    .normalize('NFKC')
-    .replace(/\u03c2/g, '\u03c3');
+  return text.normalize('NFKC').toLowerCase().normalize('NFKC').replace(/\u03c2/g, '\u03c3');
 }
 
 /** IDNA's label separators after NFKC (UTS 46 maps U+3002, and U+FF0E and U+FF61 through NFKC, to a dot). */
@@ -23,25 +18,36 @@ const IDEOGRAPHIC_FULL_STOP = /\u3002/g;
 const A_LABEL = /^xn--/;
 
 /**
+ * One domain label as UTS 46 maps it (node:url's domainToUnicode: an A-label decoded, and its case folding and
+ * mappings, which go further than NFKC and lower case: ẞ is ss, ᾳ is αι, ᲀ is в), or '' for a label UTS 46
+ * refuses. Mapped with a letter label after it: alone, a numeric label ("123") is read as an IPv4 address.
+ */
+function uts46Label(label: string): string {
+  const mapped = domainToUnicode(`${label}.a`);
+  return mapped.endsWith('.a') ? mapped.slice(0, -2) : '';
+}
+
+/**
  * The form every email is stored and looked up in: trimmed, NFKC, lower-cased (full Unicode, not
  * PostgreSQL's collation-dependent lower()), Greek final sigma as σ. NFKC rather than NFC because an email is an
  * identifier (the sign-in name): fullwidth letters, ligatures and other compatibility forms fold into the letters
  * they look like, as PRECIS (RFC 8265) maps widths for usernames. The domain is in its Unicode form: IDNA's
- * ideographic full stop is a dot, and each punycode label (xn--) is decoded and folded as typed text is (a decoded
- * label may hold capitals or a final sigma); a label that does not decode stays as it is (normalizeEmail refuses
- * it). A fixed point: the canonical email of a canonical email is itself, so a stored email is found by its own
- * text. Nothing is validated here: sign-in uses it as is.
+ * ideographic full stop is a dot, and each label is first mapped as UTS 46 maps it (so that two domains with one
+ * DNS name have one form; a punycode label is decoded), then folded as typed text is (a decoded label may hold
+ * capitals or a final sigma); a label UTS 46 refuses is only folded (normalizeEmail refuses an xn-- one). A fixed
+ * point: the canonical email of a canonical email is itself, so a stored email is found by its own text. Nothing
+ * is validated here: sign-in uses it as is.
  */
 export function canonicalEmail(value: string): string {
-  const folded = fold(value);
-  const at = folded.lastIndexOf('@');
-  if (at < 0) return folded;
-  const domain = folded.slice(at + 1).replace(IDEOGRAPHIC_FULL_STOP, '.');
-  if (!domain.includes('xn--')) return `${folded.slice(0, at + 1)}${domain}`;
-  const labels = domain
+  const typed = value.trim().normalize('NFKC');
+  const at = typed.lastIndexOf('@');
+  if (at < 0) return fold(typed);
+  const labels = typed
+    .slice(at + 1)
+    .replace(IDEOGRAPHIC_FULL_STOP, '.')
     .split('.')
-    .map((label) => (A_LABEL.test(label) ? fold(domainToUnicode(label)) || label : label));
-  return `${folded.slice(0, at + 1)}${labels.join('.')}`;
+    .map((label) => fold(uts46Label(label)) || fold(label));
+  return `${fold(typed.slice(0, at + 1))}${labels.join('.')}`;
 }
 
 /**

@@ -4,6 +4,7 @@ import { Client } from 'pg';
 
 import { NormalizeEmails1764513000000 } from '../../migrations/1764513000000-NormalizeEmails';
 import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/1764800000200-EmailDecodedLabelsFolded';
+import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800000300-EmailDomainsMappedByUts46';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { createTestDatabase } from '../helpers/test-app';
@@ -75,6 +76,21 @@ describe('email migrations', () => {
         ['d@xn--zz.example', 'd@xn--zz.example'],
         ['e@\u03b1\u03c2.example', 'e@\u03b1\u03c2.example'],
         ['e@\u03b1\u03c3.example', 'e@\u03b1\u03c3.example'],
+      ],
+    ],
+    [
+      // What was stored before domains were mapped as UTS 46 maps them (one DNS name, two stored forms).
+      'EmailDomainsMappedByUts46',
+      EmailDomainsMappedByUts461764800000300,
+      [
+        ['a@\u1fb3.example', 'a@\u03b1\u03b9.example'],
+        ['b@\u1c80.example', 'b@\u0432.example'],
+        ['b@\u1e9e.example', 'b@ss.example'],
+        ['c@\u00df.example', 'c@\u00df.example'],
+        ['d@xn--zz.example', 'd@xn--zz.example'],
+        ['e@1.2', 'e@1.2'],
+        ['f@\u03b1\u03b9.example', 'f@\u03b1\u03b9.example'],
+        ['f@\u1fb3.example', 'f@\u1fb3.example'],
       ],
     ],
   ])('%s rewrites emails into their normal form, twice, leaving twins to an admin', async (_name, Migration, rows) => {

@@ -66,6 +66,16 @@ describe('look-alike input', () => {
         'a halfwidth ideographic full stop against a dot',
         (base) => [`${base}@x.y.example`, `${base}@x\uff61y.example`],
       ],
+      // UTS 46 maps a domain further than NFKC and lower case do: the DNS name of these pairs is one (ToASCII).
+      [
+        'a Greek letter with ypogegrammeni against alpha and iota (xn--mxaq)',
+        (base) => [`${base}@\u03b1\u03b9.example`, `${base}@\u1fb3.example`],
+      ],
+      [
+        'an old Cyrillic letter form (rounded ve) against its letter',
+        (base) => [`${base}@\u0432.example`, `${base}@\u1c80.example`],
+      ],
+      ['a capital sharp s against ss', (base) => [`${base}@ss.example`, `${base}@\u1e9e.example`]],
     ])('%s: the second is a CONFLICT, in any organization, and signs in as the first', async (_label, pair) => {
       const [first, second] = pair(local());
       const created = await create({ email: first, password: TEST_PASSWORD });
