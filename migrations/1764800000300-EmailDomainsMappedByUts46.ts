@@ -5,7 +5,11 @@ import { rewriteEmails } from './rewrite-emails';
 
 /** NFKC, lower case (full Unicode), Greek final sigma as σ. */
 function fold(text: string): string {
-  return text.normalize('NFKC').toLowerCase().normalize('NFKC').replace(/\u03c2/g, '\u03c3');
+  return text
+    .normalize('NFKC')
+    .toLowerCase()
+    .normalize('NFKC')
+    .replace(/\u03c2/g, '\u03c3');
 }
 
 /** A domain label as UTS 46 maps it, or '' where it refuses it (beside a letter label: "123" alone is IPv4). */

@@ -656,9 +656,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // The explorer's page is static and carries no credential: it loads even while the address is locked, so
     // that it can say so in words (its requests are authenticated as any other); so does, with the explorer off,
     // the 400 that says it is off.
-    // OPTIONS asks what the endpoint allows, carries no operation, and so needs no credential (a CORS preflight
-    // is answered before this by @fastify/cors, where origins are configured): a 204 with Allow, answered here,
-    // before any body it carries is parsed (it was refused as a body without Content-Type, 415).
+    // OPTIONS asks what the endpoint allows, carries no operation, and so needs no credential: a 204 with Allow,
+    // answered here, before any body it carries is parsed (it was refused as a body without Content-Type, 415).
+    // Where origins are configured, @fastify/cors adds a preflight's headers first and leaves the answer to this
+    // hook (preflightContinue), and an OPTIONS that is no preflight (no Origin or no method asked) is not its
+    // plain-text 400 "Invalid Preflight Request" (strictPreflight off): the same 204 as without origins.
+    config: { cors: { preflightContinue: true, strictPreflight: false } },
     // An ambiguous Content-Type is refused first, as the request's own shape, before any credential is looked up.
     onRequest: (request, reply, done) => {
       if (request.method === 'OPTIONS') return void reply.code(204).header('allow', GRAPHQL_METHODS).send();

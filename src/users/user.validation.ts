@@ -10,7 +10,11 @@ const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
 
 /** NFKC, lower-cased (full Unicode), Greek final sigma folded into σ (case folding: one letter). */
 function fold(text: string): string {
-  return text.normalize('NFKC').toLowerCase().normalize('NFKC').replace(/\u03c2/g, '\u03c3');
+  return text
+    .normalize('NFKC')
+    .toLowerCase()
+    .normalize('NFKC')
+    .replace(/\u03c2/g, '\u03c3');
 }
 
 /** IDNA's label separators after NFKC (UTS 46 maps U+3002, and U+FF0E and U+FF61 through NFKC, to a dot). */

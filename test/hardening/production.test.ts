@@ -112,6 +112,7 @@ describe('production mode', () => {
         },
       });
     const allowed = await preflight('https://crm.example');
+    expect(allowed.status).toBe(204);
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://crm.example');
     expect(allowed.headers.get('access-control-allow-headers')).toMatch(/x-access-key/);
     const other = await preflight('https://evil.example');
@@ -119,5 +120,22 @@ describe('production mode', () => {
 
     const simple = await app.gql('{ me { id } }', { key: admin.key, headers: { origin: 'https://evil.example' } });
     expect(simple.headers.get('access-control-allow-origin')).toBeNull();
+
+    // OPTIONS that is no preflight (no Origin, or no method asked) asks what /graphql allows, with origins
+    // configured as without: it was @fastify/cors's plain-text 400 "Invalid Preflight Request".
+    const notPreflights: Array<Record<string, string>> = [
+      {},
+      { origin: 'https://crm.example' },
+      { 'access-control-request-method': 'POST' },
+    ];
+    for (const headers of notPreflights) {
+      const options = await fetch(app.url, { method: 'OPTIONS', headers });
+      expect([options.status, options.headers.get('allow'), await options.text()]).toEqual([
+        204,
+        'GET, HEAD, POST, OPTIONS',
+        '',
+      ]);
+      expect(options.headers.get('cache-control')).toBe('no-store');
+    }
   });
 });
