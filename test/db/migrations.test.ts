@@ -7,7 +7,8 @@ import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/17648000
 import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800000300-EmailDomainsMappedByUts46';
 import { createDataSource, MIGRATIONS } from '../../src/db/data-source';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
-import { createTestDatabase } from '../helpers/test-app';
+import { waitForBlockedStatement } from '../helpers/locks';
+import { createTestDatabase, type TestApp } from '../helpers/test-app';
 
 describe('migrations', () => {
   it('apply on an empty database, undo one by one back to nothing, and apply again', async () => {
@@ -113,8 +114,12 @@ describe('email migrations', () => {
       await dataSource.initialize();
       const runner = dataSource.createQueryRunner();
       try {
-        await new Migration().up(runner);
-        await new Migration().up(runner);
+        // Each in its transaction, as runMigrations runs them (migrationsTransactionMode 'each').
+        for (let run = 0; run < 2; run++) {
+          await runner.startTransaction();
+          await new Migration().up(runner);
+          await runner.commitTransaction();
+        }
       } finally {
         await runner.release();
       }
@@ -127,6 +132,56 @@ describe('email migrations', () => {
     } finally {
       if (dataSource.isInitialized) await dataSource.destroy();
       await client.end();
+      await database.drop();
+    }
+  });
+
+  // An instance of the previous build still serves while a new one migrates: a user it writes as the migration
+  // starts was not seen by its read, and the rewrite into that user's form failed on the unique index (23505,
+  // startup stopped). The migration now waits for writes in flight and leaves such twins to an admin.
+  it('waits for a user written as it starts, and leaves its twin to an admin rather than failing', async () => {
+    const database = await createTestDatabase();
+    const [client, writer] = [
+      new Client({ connectionString: database.url }),
+      new Client({ connectionString: database.url }),
+    ];
+    await Promise.all([client.connect(), writer.connect()]);
+    const dataSource = createDataSource({ url: database.url, db: TEST_DB_DEFAULTS });
+    try {
+      const [{ id: organizationId }] = (
+        await client.query(`INSERT INTO organizations (name) VALUES ('Old data') RETURNING id`)
+      ).rows;
+      const insert = (db: Client, email: string) =>
+        db.query(`INSERT INTO users (organization_id, email, name, role) VALUES ($1, $2, 'Old', 'MEMBER')`, [
+          organizationId,
+          email,
+        ]);
+      await insert(client, 'a@\u1fb3.example');
+      await writer.query('BEGIN');
+      await insert(writer, 'a@\u03b1\u03b9.example');
+      await dataSource.initialize();
+      const runner = dataSource.createQueryRunner();
+      try {
+        await runner.startTransaction();
+        const migrating = new EmailDomainsMappedByUts461764800000300().up(runner);
+        const settled = migrating.then(
+          () => null,
+          (error: Error) => error,
+        );
+        await waitForBlockedStatement({ dataSource } as TestApp, {
+          by: (await writer.query('SELECT pg_backend_pid() AS pid')).rows[0].pid,
+        });
+        await writer.query('COMMIT');
+        expect(await settled).toBeNull();
+        await runner.commitTransaction();
+      } finally {
+        await runner.release();
+      }
+      const emails = (await client.query(`SELECT email FROM users ORDER BY email`)).rows.map((row) => row.email);
+      expect(emails).toEqual(['a@\u03b1\u03b9.example', 'a@\u1fb3.example']);
+    } finally {
+      if (dataSource.isInitialized) await dataSource.destroy();
+      await Promise.all([client.end(), writer.end()]);
       await database.drop();
     }
   });
