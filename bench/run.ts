@@ -255,7 +255,8 @@ async function pairedRuns(params: {
       requestsPerSecond: mean((m) => m.requestsPerSecond),
       p50: mean((m) => m.p50),
       p99: mean((m) => m.p99),
-      unexpected: 0,
+      // A wrong answer in a baseline run makes the ratios around it meaningless: counted like the scenario's.
+      unexpected: before.unexpected + after.unexpected,
       serviceCpuUs: mean((m) => m.serviceCpuUs),
       loadGeneratorCpu: mean((m) => m.loadGeneratorCpu),
     };
@@ -347,7 +348,13 @@ function summarize(params: {
     serviceCpuUsPerRequest: Math.round(median(measured.map((r) => r.scenario.serviceCpuUs))),
     serviceCpuRatio: Number(median(measured.map((r) => r.baseline.serviceCpuUs / r.scenario.serviceCpuUs)).toFixed(3)),
     loadGeneratorCpu: Number(median(measured.map((r) => r.scenario.loadGeneratorCpu)).toFixed(2)),
-    unexpectedResponses: measured.reduce((sum, r) => sum + r.scenario.unexpected, 0),
+    // Every run the row's numbers come from: the service's, its baselines', and those of the bare stack and the
+    // reference build it is compared with (a server answering errors fast would flatter or sink a ratio).
+    unexpectedResponses: [measured, params.floor, params.reference].reduce(
+      (sum, runs) =>
+        sum + (runs ?? []).reduce((runSum, r) => runSum + r.scenario.unexpected + r.baseline.unexpected, 0),
+      0,
+    ),
     ...compareWithFloor(measured, params.floor),
     ...compareWithReference(measured, params.reference),
     target: [
