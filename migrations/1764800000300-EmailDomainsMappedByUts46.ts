@@ -23,7 +23,8 @@ function uts46Label(label: string): string {
  * migration keeps meaning what it meant when later code changes: as EmailDecodedLabelsFolded, but every domain
  * label (not only a punycode one) is first mapped as UTS 46 maps it, then folded. NFKC and lower case stop short
  * of UTS 46: "ᾳ.example" and "αι.example" (or "ᲀ.example" and "в.example") are one DNS name that was stored twice,
- * and "ẞ.example", the DNS name "ss.example", was stored as "ß.example", another one.
+ * and "ẞ.example", the DNS name "ss.example" under UTS 46 before 15.1 (Node 20 and 22; "ß.example" in Node 24,
+ * whose tables are newer), was stored as "ß.example".
  */
 function canonical(email: string): string {
   const typed = email.trim().normalize('NFKC');

@@ -23,8 +23,10 @@ const A_LABEL = /^xn--/;
 
 /**
  * One domain label as UTS 46 maps it (node:url's domainToUnicode: an A-label decoded, and its case folding and
- * mappings, which go further than NFKC and lower case: ẞ is ss, ᾳ is αι, ᲀ is в), or '' for a label UTS 46
- * refuses. Mapped with a letter label after it: alone, a numeric label ("123") is read as an IPv4 address.
+ * mappings, which go further than NFKC and lower case: ᾳ is αι, ᲀ is в), or '' for a label UTS 46 refuses.
+ * The running Node's tables: a character whose mapping UTS 46 changed maps as that Node maps it (ẞ is ss in
+ * Node 20 and 22, ß in Node 24, after UTS 46 15.1). Mapped with a letter label after it: alone, a numeric label
+ * ("123") is read as an IPv4 address.
  */
 function uts46Label(label: string): string {
   const mapped = domainToUnicode(`${label}.a`);
