@@ -72,6 +72,19 @@ function start(params: { dataDir: string; runAs?: RunAs; env?: NodeJS.ProcessEnv
   });
 }
 
+/**
+ * Runs the service's entry with only PATH, DATA_DIR, PORT (default 0) and LOG_LEVEL=warn set, until it exits
+ * (at most STARTUP_TIMEOUT_MS): for startups that must stop with one line.
+ */
+function runToExit(params: { dataDir: string; port?: number }) {
+  return spawnSync(process.execPath, [MAIN], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, DATA_DIR: params.dataDir, PORT: String(params.port ?? 0), LOG_LEVEL: 'warn' },
+    encoding: 'utf8',
+    timeout: STARTUP_TIMEOUT_MS,
+  });
+}
+
 function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
@@ -233,12 +246,7 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
       fs.mkdirSync(path.join(dataDir, 'postgres'), { recursive: true });
       fs.writeFileSync(path.join(dataDir, 'postgres', 'PG_VERSION'), '15\n');
       try {
-        const result = spawnSync(process.execPath, [MAIN], {
-          cwd: ROOT,
-          env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' },
-          encoding: 'utf8',
-          timeout: STARTUP_TIMEOUT_MS,
-        });
+        const result = runToExit({ dataDir });
         expect(result.status).toBe(1);
         expect(result.stderr.trim().split('\n')).toHaveLength(1);
         expect(result.stderr).toMatch(
@@ -278,12 +286,7 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
     fs.writeFileSync(file, '');
     try {
       for (const dataDir of [file, path.join(file, '.data')]) {
-        const result = spawnSync(process.execPath, [MAIN], {
-          cwd: ROOT,
-          env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' },
-          encoding: 'utf8',
-          timeout: STARTUP_TIMEOUT_MS,
-        });
+        const result = runToExit({ dataDir });
         expect(result.status).toBe(1);
         expect(result.stderr.trim().split('\n')).toEqual([
           expect.stringContaining(`DATA_DIR (${dataDir}) cannot be used for the embedded PostgreSQL's data`),
@@ -305,12 +308,7 @@ describe('npm start with no configuration (embedded PostgreSQL)', () => {
       await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
       const port = (taken.address() as net.AddressInfo).port;
       try {
-        const result = spawnSync(process.execPath, [MAIN], {
-          cwd: ROOT,
-          env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' },
-          encoding: 'utf8',
-          timeout: STARTUP_TIMEOUT_MS,
-        });
+        const result = runToExit({ dataDir, port });
         expect(result.status).toBe(1);
         expect(result.stderr.trim().split('\n')).toEqual([
           expect.stringMatching(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*already in use.*PORT`)),
