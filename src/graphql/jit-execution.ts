@@ -13,10 +13,18 @@ import {
   BREAK,
   type DocumentNode,
   type ExecutionResult,
+  type FieldNode,
   type FragmentDefinitionNode,
+  getNamedType,
+  getNullableType,
+  type GraphQLCompositeType,
   GraphQLError,
+  type GraphQLField,
   type GraphQLFormattedError,
+  type GraphQLOutputType,
   type GraphQLSchema,
+  isListType,
+  isNonNullType,
   Kind,
   type OperationDefinitionNode,
   type SelectionSetNode,
@@ -171,8 +179,9 @@ export class CompiledOperations {
  *   at the top), @skip/@include, string literals with graphql-jit's marker (see compilable), what graphql-jit
  *   cannot compile, and variables that do not coerce (nothing has run then, and
  *   graphql-js words the errors that Apollo answers 400 BAD_USER_INPUT);
- * - graphql-jit's errors become graphql-js's GraphQLError (see toGraphqlJsError), the `didEncounterErrors` hooks
- *   run, and Apollo's own formatting applies (see loadApolloFormatting).
+ * - graphql-jit's errors are cut to those graphql-js reports (firstErrorOfEachNull) and become graphql-js's
+ *   GraphQLError (see toGraphqlJsError), the `didEncounterErrors` hooks run, and Apollo's own formatting applies
+ *   (see loadApolloFormatting).
  * The compiled queries hang on Apollo's cached DocumentNode (a WeakMap): they live as long as Apollo's document
  * store keeps the document, and a document sent once (as an attacker sending endless new ones would) is never
  * compiled. Plugins after this one see no `executionDidStart` for what it answers (Apollo's rule for
@@ -192,7 +201,12 @@ export function jitExecutionPlugin<C extends BaseContext>(options: JitExecutionO
     if (!result.errors?.length) {
       return { http: { status: undefined, headers: new HeaderMap() }, body: { kind: 'single', singleResult: result } };
     }
-    const errors = result.errors.map(toGraphqlJsError);
+    const errors = firstErrorOfEachNull(
+      result.errors,
+      options.schema,
+      requestContext.document,
+      requestContext.operation,
+    ).map(toGraphqlJsError);
     await options.didEncounterErrors({ ...requestContext, errors } as GraphQLRequestContextDidEncounterErrors<C>);
     const { formattedErrors, httpFromErrors } = normalizeAndFormatErrors(errors, {
       formatError: options.formatError,
@@ -305,6 +319,94 @@ function compileOrNull(
   } catch {
     return null;
   }
+}
+
+/**
+ * The errors graphql-js reports of `errors` (graphql-jit's, in its order) for `operation` of `document`. An
+ * error nulls the nearest nullable position on its path (its field when nullable, the whole `data` at the top):
+ * its stop (stopOf). graphql-js stops completing a value at its first error, so a list of non-null items in
+ * which several items fail is null with one error, where graphql-jit completes every item and reports each
+ * failure (GraphQL spec, "Handling Execution Errors"; test/server/jit-attacks.test.ts). So an error is dropped
+ * when an error kept before it stops at or above its own stop: its null is inside a value already null, which
+ * that error explains. An error whose stop cannot be told (no path, a path the document does not lead to) is
+ * kept: this only ever drops an error inside a null another kept error explains.
+ */
+function firstErrorOfEachNull(
+  errors: readonly GraphQLError[],
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+): readonly GraphQLError[] {
+  if (errors.length < 2) return errors;
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions)
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  const stops: Array<ReadonlyArray<string | number>> = [];
+  return errors.filter((error) => {
+    const stop = error.path && stopOf(error.path, { schema, operation, fragments });
+    if (!stop) return true;
+    if (stops.some((kept) => kept.length <= stop.length && kept.every((key, i) => key === stop[i]))) return false;
+    stops.push(stop);
+    return true;
+  });
+}
+
+/**
+ * The part of `path` (a response path of `operation`) whose value an error at `path` makes null: up to the last
+ * nullable position on it ([] for the whole `data`). Where a response key has several fields (fragments on
+ * different types), its position is non-null only when every one of them is (the safe side: an error then
+ * stops no higher than it may). Undefined when the path does not lead through the document's fields.
+ */
+function stopOf(
+  path: ReadonlyArray<string | number>,
+  context: {
+    schema: GraphQLSchema;
+    operation: OperationDefinitionNode;
+    fragments: ReadonlyMap<string, FragmentDefinitionNode>;
+  },
+): ReadonlyArray<string | number> | undefined {
+  const root = context.schema.getRootType(context.operation.operation);
+  if (!root) return undefined;
+  let sets: Array<readonly [SelectionSetNode, GraphQLCompositeType]> = [[context.operation.selectionSet, root]];
+  let type: GraphQLOutputType | undefined;
+  let stop = 0;
+  for (let i = 0; i < path.length; i++) {
+    const key = path[i];
+    if (typeof key === 'number') {
+      const list = type && getNullableType(type);
+      if (!isListType(list)) return undefined;
+      type = list.ofType as GraphQLOutputType;
+    } else {
+      const found: Array<readonly [FieldNode, GraphQLField<unknown, unknown>]> = [];
+      const collect = (set: SelectionSetNode, parent: GraphQLCompositeType): void => {
+        for (const selection of set.selections) {
+          if (selection.kind === Kind.FIELD) {
+            if ((selection.alias ?? selection.name).value !== key) continue;
+            const field = 'getFields' in parent ? parent.getFields()[selection.name.value] : undefined;
+            if (field) found.push([selection, field]);
+            continue;
+          }
+          const fragment =
+            selection.kind === Kind.INLINE_FRAGMENT ? selection : context.fragments.get(selection.name.value);
+          // A validated document (Apollo validates before this runs) spreads no fragment within itself.
+          if (!fragment) continue;
+          const condition = fragment.typeCondition
+            ? (context.schema.getType(fragment.typeCondition.name.value) as GraphQLCompositeType | undefined)
+            : parent;
+          if (condition) collect(fragment.selectionSet, condition);
+        }
+      };
+      for (const [set, parent] of sets) collect(set, parent);
+      if (found.length === 0) return undefined;
+      const nonNull = found.every(([, field]) => isNonNullType(field.type));
+      type = nonNull ? found[0][1].type : (getNullableType(found[0][1].type) as GraphQLOutputType);
+      sets = found.flatMap(([node, field]) =>
+        node.selectionSet ? [[node.selectionSet, getNamedType(field.type) as GraphQLCompositeType] as const] : [],
+      );
+    }
+    if (!isNonNullType(type)) stop = i + 1;
+  }
+  return path.slice(0, stop);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { buildSchema, execute, type OperationDefinitionNode, parse } from 'graphql';
+import { buildSchema, execute, type GraphQLObjectType, type OperationDefinitionNode, parse } from 'graphql';
 
 import { jitExecutionPlugin } from '../../src/graphql/jit-execution';
 import { Role } from '../../src/users/user.entity';
@@ -106,33 +106,79 @@ describe('graphql-jit, attacked: the second use must do what the first did', () 
  * A list of non-null items where more than one item fails: graphql-js stops at the first (the list becomes null
  * with one error, one log line), graphql-jit reports each failing item (as many errors, masked errors and
  * error-level log lines). In the service: `users { edges { node { organization { id } } } }` when several
- * nodes' non-null fields fail (a database outage under way, NOT_FOUND), on a small schema here.
+ * nodes' non-null fields fail (a database outage under way, NOT_FOUND), on a small schema here. The rule is
+ * graphql-js's answer: each case runs a document twice through the plugin (the first use is graphql-js's, the
+ * plugin answers null; the second graphql-jit's) and compares the errors with graphql-js's own execution.
  */
 describe('graphql-jit, attacked: several failing items of a non-null list', () => {
-  const schema = buildSchema(`type Query { items: [Item!] } type Item { id: ID! name: String! }`);
-  (schema.getQueryType()!.getFields().items as { resolve?: unknown }).resolve = () =>
-    [1, 2, 3, 4].map((id) => ({ id, name: id % 2 === 0 ? null : `n${id}` }));
-  const encountered: number[] = [];
-  const plugin = jitExecutionPlugin<any>({
-    schema,
-    formatError: (formatted) => formatted,
-    includeStacktraceInErrorResponses: false,
-    didEncounterErrors: ({ errors }) => void encountered.push(errors.length),
-  });
+  const schema = buildSchema(`
+    type Query { items: [Item!] required: [Item!]! groups: [Group!]! loose: [Loose] mixed: [Mixed!] one: Item! opt: Item }
+    type Group { id: ID! items: [Item!] }
+    type Item { id: ID! name: String! }
+    type Loose { id: ID! note: String }
+    type Mixed { id: ID! note: String name: String! }`);
+  const fields = schema.getQueryType()!.getFields();
+  const failing = () => [1, 2, 3, 4].map((id) => ({ id, name: id % 2 === 0 ? null : `n${id}` }));
+  (fields.items as { resolve?: unknown }).resolve = failing;
+  (fields.required as { resolve?: unknown }).resolve = failing;
+  (fields.one as { resolve?: unknown }).resolve = () => ({ id: 1, name: null });
+  (fields.opt as { resolve?: unknown }).resolve = () => ({ id: 2, name: null });
+  (fields.groups as { resolve?: unknown }).resolve = () =>
+    [{ id: 1 }, { id: 2 }, { id: 3 }].map((g) => ({ ...g, items: failing() }));
+  (fields.loose as { resolve?: unknown }).resolve = () =>
+    [1, 2, 3].map((id) => ({ id, note: () => Promise.reject(new Error(`note ${id} failed`)) }));
 
-  it.failing('reports one error, as graphql-js does', async () => {
-    const document = parse('{ items { id name } }');
+  // The first item's nullable note fails (null, reported), then the second item's non-null name nulls the list.
+  (fields.mixed as { resolve?: unknown }).resolve = () =>
+    [1, 2, 3, 4].map((id) => ({ id, name: id % 2 === 0 ? null : `n${id}` }));
+  (schema.getType('Mixed') as GraphQLObjectType).getFields().note.resolve = ({ id }: { id: number }) => {
+    if (id === 1) throw new Error('note 1 failed');
+    return 'fine';
+  };
+
+  /** The error count graphql-js reports, then graphql-jit's through the plugin, and what didEncounterErrors saw. */
+  async function errorCounts(query: string) {
+    const encountered: number[] = [];
+    const plugin = jitExecutionPlugin<any>({
+      schema,
+      formatError: (formatted) => formatted,
+      includeStacktraceInErrorResponses: false,
+      didEncounterErrors: ({ errors }) => void encountered.push(errors.length),
+    });
+    const document = parse(query);
     const operation = document.definitions[0] as OperationDefinitionNode;
     const expected = await execute({ schema, document });
-    expect(expected.errors).toHaveLength(1);
     const listener = await plugin.requestDidStart!({} as never);
     const answers: unknown[] = [];
     for (let i = 0; i < 2; i++) {
       const context = { request: { variables: {} }, document, operation, contextValue: {} };
       const response = await listener!.responseForOperation!(context as never);
-      answers.push(response && response.body.kind === 'single' ? response.body.singleResult.errors?.length : null);
+      answers.push(response && response.body.kind === 'single' ? response.body.singleResult : null);
     }
-    expect(answers).toEqual([null, 1]);
-    expect(encountered).toEqual([1]);
+    const jit = answers[1] as { data: unknown; errors: Array<{ path: unknown }> };
+    return { expected, jit, encountered };
+  }
+
+  it.each([
+    ['a nullable list: one error, the list null', '{ items { id name } }', 1],
+    ['a non-null list: one error, the data null', '{ required { id name } }', 1],
+    ['lists in a list: one error for each list that became null', '{ groups { id items { name } } }', 3],
+    ['nullable items: one error for each item', '{ loose { id note } }', 3],
+    ['an item reported before another nulled the list: both errors', '{ mixed { id note name } }', 2],
+    // An error that nulls `data` after another error was reported: both, the second explaining the null.
+    ['a nullable list, then a non-null one: both errors', '{ items { name } required { name } }', 2],
+    ['a nullable field, then a non-null one: both errors', '{ opt { name } one { name } }', 2],
+    ['a non-null list first: one error, the rest never ran', '{ required { name } items { name } }', 1],
+    [
+      'the same key through fragments on the query type',
+      '{ ...A ...B } fragment A on Query { items { id } } fragment B on Query { items { name } }',
+      1,
+    ],
+  ])('%s, as graphql-js reports', async (_case, query, count) => {
+    const { expected, jit, encountered } = await errorCounts(query);
+    expect(expected.errors).toHaveLength(count);
+    expect(jit.data).toEqual(expected.data);
+    expect(jit.errors.map((error) => error.path)).toEqual(expected.errors!.map((error) => error.path));
+    expect(encountered).toEqual([count]);
   });
 });
