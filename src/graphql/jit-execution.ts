@@ -353,9 +353,10 @@ function firstErrorOfEachNull(
 
 /**
  * The part of `path` (a response path of `operation`) whose value an error at `path` makes null: up to the last
- * nullable position on it ([] for the whole `data`). Where a response key has several fields (fragments on
- * different types), its position is non-null only when every one of them is (the safe side: an error then
- * stops no higher than it may). Undefined when the path does not lead through the document's fields.
+ * nullable position on it ([] for the whole `data`). The fields of one response key (through fragments on
+ * different types) have one type shape, lists and non-null alike: validation refuses a document where they
+ * differ (OverlappingFieldsCanBeMergedRule), and Apollo validates before this runs; so the first field's type is
+ * the key's. Undefined when the path does not lead through the document's fields.
  */
 function stopOf(
   path: ReadonlyArray<string | number>,
@@ -398,8 +399,7 @@ function stopOf(
       };
       for (const [set, parent] of sets) collect(set, parent);
       if (found.length === 0) return undefined;
-      const nonNull = found.every(([, field]) => isNonNullType(field.type));
-      type = nonNull ? found[0][1].type : (getNullableType(found[0][1].type) as GraphQLOutputType);
+      type = found[0][1].type;
       sets = found.flatMap(([node, field]) =>
         node.selectionSet ? [[node.selectionSet, getNamedType(field.type) as GraphQLCompositeType] as const] : [],
       );
