@@ -328,8 +328,8 @@ function compileOrNull(
  * which several items fail is null with one error, where graphql-jit completes every item and reports each
  * failure (GraphQL spec, "Handling Execution Errors"; test/server/jit-attacks.test.ts). So an error is dropped
  * when an error kept before it stops at or above its own stop: its null is inside a value already null, which
- * that error explains. An error whose stop cannot be told (no path, a path the document does not lead to) is
- * kept: this only ever drops an error inside a null another kept error explains.
+ * that error explains. An error whose stop cannot be told (no path or an empty one, a path the document does
+ * not lead to) is kept: this only ever drops an error inside a null another kept error explains.
  */
 function firstErrorOfEachNull(
   errors: readonly GraphQLError[],
@@ -341,15 +341,28 @@ function firstErrorOfEachNull(
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions)
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
-  const stops: Array<ReadonlyArray<string | number>> = [];
+  /**
+   * The values kept errors made null above their own field, by path (keyOf). An error in a nullable field nulls
+   * only its own field, under which nothing is reported: it need not be looked up, which keeps a request of
+   * thousands of FORBIDDEN `accessKey` fields linear here.
+   */
+  const nulled = new Set<string>();
   return errors.filter((error) => {
-    const stop = error.path && stopOf(error.path, { schema, operation, fragments });
+    const path = error.path;
+    const stop = path && path.length > 0 ? stopOf(path, { schema, operation, fragments }) : undefined;
     if (!stop) return true;
-    if (stops.some((kept) => kept.length <= stop.length && kept.every((key, i) => key === stop[i]))) return false;
-    stops.push(stop);
+    let key = '';
+    for (let depth = 0; depth <= stop.length; depth++) {
+      if (depth > 0) key += keyOf(stop[depth - 1]);
+      if (nulled.has(key)) return false;
+    }
+    if (stop.length < path!.length) nulled.add(key);
     return true;
   });
 }
+
+/** One step of a response path as a key part: `.name` or `[index]` (a response name holds neither `.` nor `[`). */
+const keyOf = (step: string | number): string => (typeof step === 'number' ? `[${step}]` : `.${step}`);
 
 /**
  * The part of `path` (a response path of `operation`) whose value an error at `path` makes null: up to the last
@@ -378,6 +391,8 @@ function stopOf(
       if (!isListType(list)) return undefined;
       type = list.ofType as GraphQLOutputType;
     } else {
+      // A name where the path should hold a list index: not a path of this document.
+      if (type && isListType(getNullableType(type))) return undefined;
       const found: Array<readonly [FieldNode, GraphQLField<unknown, unknown>]> = [];
       const collect = (set: SelectionSetNode, parent: GraphQLCompositeType): void => {
         for (const selection of set.selections) {
