@@ -99,6 +99,22 @@ async function me(running: Running, key = running.key) {
   return (await response.json()) as { data?: { me: { email: string; role: string; accessKey: string } } };
 }
 
+/** The demo admin's key views recorded by the system (the console's reveals at startup), oldest first. */
+async function systemKeyViews(running: Running): Promise<Array<{ actorKind: string; target: { email: string } }>> {
+  const response = await fetch(running.graphqlUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-access-key': running.key },
+    body: JSON.stringify({
+      query:
+        '{ auditEvents(first: 100, filter: { action: ACCESS_KEY_VIEWED }) { edges { node { actorKind target { email } } } } }',
+    }),
+  });
+  const body = (await response.json()) as {
+    data: { auditEvents: { edges: Array<{ node: { actorKind: string; target: { email: string } } }> } };
+  };
+  return body.data.auditEvents.edges.map((edge) => edge.node).filter((node) => node.actorKind === 'SYSTEM');
+}
+
 function postmasterPid(dataDir: string): number | null {
   try {
     return Number(fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -152,6 +168,8 @@ async function lifecycle(params: { runAs?: RunAs }): Promise<void> {
     running.push(second);
     expect(second.key).toBe(first.key);
     expect(second.password).toBeNull();
+    // Printing the key again is a reveal like any other: recorded, by the system, for the demo admin.
+    expect(await systemKeyViews(second)).toEqual([{ actorKind: 'SYSTEM', target: { email: second.email } }]);
     expect((await me(second)).data!.me.accessKey).toBe(first.key);
     expect(postmasterPid(dataDir)).not.toBe(firstPostgres);
 
