@@ -1,4 +1,4 @@
-import { domainToUnicode } from 'node:url';
+import { toUnicode } from 'tr46';
 
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../authentication/password';
 import { BadInputError } from '../errors';
@@ -22,15 +22,37 @@ const IDEOGRAPHIC_FULL_STOP = /\u3002/g;
 const A_LABEL = /^xn--/;
 
 /**
- * One domain label as UTS 46 maps it (node:url's domainToUnicode: an A-label decoded, and its case folding and
- * mappings, which go further than NFKC and lower case: ᾳ is αι, ᲀ is в), or '' for a label UTS 46 refuses.
- * The running Node's tables: a character whose mapping UTS 46 changed maps as that Node maps it (ẞ is ss in
- * Node 20 and 22, ß in Node 24, after UTS 46 15.1). Mapped with a letter label after it: alone, a numeric label
- * ("123") is read as an IPv4 address.
+ * UTS 46 processing as the URL Standard's "domain to ASCII" runs it (beStrict false: nontransitional, CheckBidi
+ * and CheckJoiners on, CheckHyphens and UseSTD3ASCIIRules off), which is what node:url's domainToUnicode did
+ * before tr46 replaced it.
+ */
+const UTS46_PROCESSING = {
+  checkBidi: true,
+  checkJoiners: true,
+  checkHyphens: false,
+  useSTD3ASCIIRules: false,
+  transitionalProcessing: false,
+  ignoreInvalidPunycode: false,
+} as const;
+
+/**
+ * The URL Standard's forbidden domain code points (3.2, Hosts): a host holding one after UTS 46 is no host.
+ * C0 controls, space, # % / : < > ? @ [ \ ] ^ | and DEL (here every control: UTS 46 disallows C1 ones too).
+ */
+const FORBIDDEN_DOMAIN_CODE_POINT = /[\p{Cc} #%/:<>?@[\\\]^|]/u;
+
+/**
+ * One domain label as UTS 46 maps it (an A-label decoded, and its case folding and mappings, which go further
+ * than NFKC and lower case: ᾳ is αι, ᲀ is в), or '' for a label UTS 46 or the URL Standard refuses.
+ * The tables are tr46's (UTS 46 16.0), pinned in package.json, not the running Node's: node:url's differ
+ * between Node versions (ẞ was ss in Node 20 and 22, ß in Node 24 after UTS 46 15.1), and instances of two
+ * Node versions on one database must store and find an email in one form. tr46 6.0.0 maps every label as
+ * Node 24's node:url does, except labels with a percent escape, which node:url decoded first (`x%41y` was
+ * `xay`); normalizeEmail refuses those now. Upgrading tr46 can change stored forms: a migration's decision.
  */
 function uts46Label(label: string): string {
-  const mapped = domainToUnicode(`${label}.a`);
-  return mapped.endsWith('.a') ? mapped.slice(0, -2) : '';
+  const { domain, error } = toUnicode(label, UTS46_PROCESSING);
+  return error || FORBIDDEN_DOMAIN_CODE_POINT.test(domain) ? '' : domain;
 }
 
 /**
@@ -40,7 +62,8 @@ function uts46Label(label: string): string {
  * they look like, as PRECIS (RFC 8265) maps widths for usernames. The domain is in its Unicode form: IDNA's
  * ideographic full stop is a dot, and each label is first mapped as UTS 46 maps it (so that two domains with one
  * DNS name have one form; a punycode label is decoded), then folded as typed text is (a decoded label may hold
- * capitals or a final sigma); a label UTS 46 refuses is only folded (normalizeEmail refuses an xn-- one). A fixed
+ * capitals or a final sigma); a label UTS 46 refuses is only folded (normalizeEmail refuses it in a new email).
+ * The same on every Node: UTS 46's tables are tr46's (see uts46Label), Unicode's (NFKC, case) ICU's. A fixed
  * point: the canonical email of a canonical email is itself, so a stored email is found by its own text. Nothing
  * is validated here: sign-in uses it as is.
  */
@@ -69,7 +92,8 @@ function mixesConfusableScripts(part: string): boolean {
 /**
  * The canonical email (see canonicalEmail) of a new or changed address, or BAD_USER_INPUT on `email`: one @, a
  * dot in the domain, no empty domain label, no domain label starting or ending with a hyphen (RFC 1035, 5321),
- * no xn-- label that is not punycode, one confusable script per part. Sign-in does not call it: a malformed email is an unknown one there.
+ * no xn-- label that is not punycode, no label UTS 46 or the URL Standard refuses, one confusable script per
+ * part. Sign-in does not call it: a malformed email is an unknown one there.
  */
 export function normalizeEmail(value: string): string {
   refuseHiddenCharacters(value.trim(), { field: 'email', what: 'Email' });
@@ -89,7 +113,10 @@ export function normalizeEmail(value: string): string {
   // RFC 1035 (2.3.1) and RFC 5321 (4.1.2, Domain): a label starts and ends with a letter or digit. Checked on the
   // labels as typed too: an A-label ending with a hyphen (`xn--x-`) decodes to another label (`x`).
   const typed = value.trim().normalize('NFKC');
-  const typedLabels = typed.slice(typed.lastIndexOf('@') + 1).split('.');
+  const typedLabels = typed
+    .slice(typed.lastIndexOf('@') + 1)
+    .replace(IDEOGRAPHIC_FULL_STOP, '.')
+    .split('.');
   if ([...labels, ...typedLabels].some((label) => label.startsWith('-') || label.endsWith('-'))) {
     throw new BadInputError('A label of the domain of an email must not start or end with a hyphen.', 'email');
   }
@@ -97,6 +124,15 @@ export function normalizeEmail(value: string): string {
   if (labels.some((label) => A_LABEL.test(label))) {
     throw new BadInputError(
       'A label of the domain of an email that starts with xn-- must be valid punycode (IDNA).',
+      'email',
+    );
+  }
+  // What UTS 46 or the URL Standard refuses (a character UTS 46 disallows or does not know yet, a label against
+  // the bidi or joiner rules, a leading combining mark, a forbidden domain code point such as % or #) is the
+  // domain of no mailbox, and refusing it keeps stored labels in UTS 46's form, never merely folded.
+  if (typedLabels.some((label) => uts46Label(label) === '')) {
+    throw new BadInputError(
+      'A label of the domain of an email must be a valid internationalized domain name label (UTS 46).',
       'email',
     );
   }

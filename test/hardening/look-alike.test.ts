@@ -75,9 +75,12 @@ describe('look-alike input', () => {
         'an old Cyrillic letter form (rounded ve) against its letter',
         (base) => [`${base}@\u0432.example`, `${base}@\u1c80.example`],
       ],
-      // No row for the capital sharp s: UTS 46 mapped it to ss until version 15.1 and to ß since, and canonicalEmail
-      // follows the running Node's tables (ada 2.9 in Node 20 and 22: ss; ada 4 in Node 24: ß). Such a row tests
-      // the Node, not the service.
+      // UTS 46 maps the capital sharp s to ß since version 15.1 (to ss before, as node:url did in Node 20 and 22,
+      // so that the same address was stored in two forms on two Node versions): one form on every Node.
+      [
+        'a capital sharp s against the sharp s (UTS 46 15.1)',
+        (base) => [`${base}@stra\u00dfe.example`, `${base}@STRA\u1e9eE.example`],
+      ],
     ])('%s: the second is a CONFLICT, in any organization, and signs in as the first', async (_label, pair) => {
       const [first, second] = pair(local());
       const created = await create({ email: first, password: TEST_PASSWORD });

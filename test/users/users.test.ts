@@ -192,7 +192,7 @@ describe('Manage Users: listing, editing and protecting users', () => {
     });
   });
 
-  describe('an email domain label that is no hostname label: a hyphen at an end (RFC 1035, 5321), an xn-- label that is no punycode', () => {
+  describe('an email domain label that is no hostname label: a hyphen at an end (RFC 1035, 5321), an xn-- label that is no punycode, a label UTS 46 refuses', () => {
     const CREATE = 'mutation ($input: CreateUserInput!) { createUser(input: $input) { id } }';
     const UPDATE = 'mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { email } }';
     const LOGIN = 'mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }';
@@ -214,7 +214,19 @@ describe('Manage Users: listing, editing and protecting users', () => {
       ['an A-label that does not decode, next to one that does', 'a@xn--zz.xn--bcher-kva.example'],
       ['an upper-case A-label that does not decode', 'a@XN--ZZ.example'],
     ].map(([label, email]) => [label, email, PUNYCODE]);
-    const MALFORMED = [...HYPHENATED, ...NOT_PUNYCODE];
+    // A label UTS 46 or the URL Standard refuses was stored folded (or, through node:url, percent-decoded).
+    const NOT_UTS46 = [
+      ['a percent escape (node:url decoded it: stored as a@xay.example)', 'a@x%41y.example'],
+      ['a URL delimiter', 'a@x#y.example'],
+      ['a Hebrew and a Latin letter in one label (the bidi rule)', 'a@\u05d0b.example'],
+      ['a label starting with a combining mark', 'a@\u0301x.example'],
+      ['a character UTS 46 disallows (an ideographic description character)', 'a@x\u2ff0y.example'],
+    ].map(([label, email]) => [
+      label,
+      email,
+      'A label of the domain of an email must be a valid internationalized domain name label (UTS 46).',
+    ]);
+    const MALFORMED = [...HYPHENATED, ...NOT_PUNYCODE, ...NOT_UTS46];
     const rows = async () => app.dataSource.query('SELECT id, email, updated_at FROM users ORDER BY id');
 
     it.each(MALFORMED)(
