@@ -67,6 +67,11 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // Preloaded into a spawned server process with `node --require` (test/unhandled-rejections.test.ts).
+    files: ['test/fixtures/**/*.js'],
+    languageOptions: { globals: globals.node, sourceType: 'commonjs' },
+  },
+  {
     files: ['eslint.config.mjs'],
     languageOptions: { globals: globals.node },
   },

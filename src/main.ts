@@ -6,9 +6,11 @@ import { openDatabase } from './db/runtime';
 import { ensureDemoOrganization } from './dev/demo';
 import { listenFailure } from './listen-errors';
 import { createLogger } from './logger';
+import { Metrics } from './metrics';
 import { operatorMessage } from './operator-errors';
 import { buildApp } from './server/app';
 import { createServices } from './server/services';
+import { handleUnhandledRejections } from './unhandled-rejections';
 
 const SHUTDOWN_TIMEOUT_MS = 15_000;
 
@@ -24,6 +26,10 @@ function browsable(address: string): string {
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel });
+  // As soon as there is a logger: a rejection no code handled is logged and counted, not the end of the process
+  // (graphql-js 16 can orphan one; src/unhandled-rejections.ts). Uncaught exceptions keep Node's default: exit.
+  const metrics = new Metrics();
+  handleUnhandledRejections({ logger, metrics });
   const nodeEnvNotice = nodeEnvWarning(process.env);
   if (nodeEnvNotice) logger.warn(nodeEnvNotice);
   // A start that finds another instance migrating listens at once and serves 503 until they are applied.
@@ -35,7 +41,7 @@ async function main(): Promise<void> {
     for (const close of opened.reverse()) await close().catch(() => undefined);
     throw error;
   };
-  const services = createServices({ ...database, logger, config });
+  const services = createServices({ ...database, logger, config, metrics });
   opened.push(() => services.stop());
   await services.start().catch(failed);
   const app = await buildApp({ config, services, logger, secretCheck: database.secretCheck }).catch(failed);

@@ -236,6 +236,11 @@ export class Metrics {
     help: 'Idle client connections closed to make room for new ones at the connection limit.',
     registers: [this.registry],
   });
+  private readonly unhandledRejections = new Counter({
+    name: 'crm_access_unhandled_rejections_total',
+    help: 'Promise rejections that no code handled, each logged at error level (a server bug; the instance keeps serving).',
+    registers: [this.registry],
+  });
   private defaultMetricsOn = false;
 
   /** Registers the gauges and counters that are read from their owners when Prometheus scrapes. */
@@ -316,6 +321,11 @@ export class Metrics {
   /** The longest-idle connection closed to admit a new one over the limit: crm_access_idle_connections_closed_total. */
   countIdleConnectionClosed(): void {
     this.idleConnectionsClosed.inc();
+  }
+
+  /** One promise rejection that nothing handled (see src/unhandled-rejections.ts): crm_access_unhandled_rejections_total. */
+  countUnhandledRejection(): void {
+    this.unhandledRejections.inc();
   }
 
   /** A fresh observation for one GraphQL request, attached to its context for the Apollo plugin to fill. */

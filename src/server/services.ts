@@ -62,6 +62,11 @@ export interface ServiceDeps {
   config: Config;
   /** What key expiry is decided by; the system clock unless a test moves time (see Clock). */
   clock?: Clock;
+  /**
+   * The instance's counters, when its entry point made them before the database was opened (src/main.ts counts
+   * unhandled rejections from then on); new ones otherwise.
+   */
+  metrics?: Metrics;
 }
 
 /** Wires the services once per process; the same wiring serves the HTTP app, the CLI and the tests. */
@@ -110,7 +115,7 @@ export function createServices(deps: ServiceDeps): Services {
   });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache, clock });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
-  const metrics = new Metrics();
+  const metrics = deps.metrics ?? new Metrics();
   metrics.watch({ authCache, listenerConnected: () => notifications.isListening, pool: () => poolStats(dataSource) });
   return {
     dataSource,
