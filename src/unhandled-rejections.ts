@@ -20,7 +20,7 @@ export interface LoggedRejection {
  *
  * Why: Node's default (`--unhandled-rejections=throw`, since Node 15) turns such a rejection into an uncaught
  * exception and ends the process, and graphql-js 16 can leave one behind in rare schema shapes (completeListValue
- * dropping a list's pending items when another item fails at once: graphql/graphql-js#3761). One bad request
+ * dropping a list's pending items when another item fails at once; graphql/graphql-js pull request #3761). One bad request
  * would take down every client's connections. Nothing is half-done here: the request that orphaned the promise
  * has already been answered, so the bug is logged (error level: it is the server's), not fatal.
  *
