@@ -21,7 +21,7 @@ import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { Actor } from '../request/actor';
 import { User } from '../users/user.entity';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
-import { canonicalEmail, checkPasswordLength } from '../users/user.validation';
+import { checkPasswordLength, signInEmail } from '../users/user.validation';
 
 export interface LoginResult {
   token: string;
@@ -113,13 +113,17 @@ export class SessionService {
     requestId: string;
   }): Promise<{ user: User | null; session: LoginResult | null }> {
     const { dataSource, audit } = this.deps;
-    const user = await dataSource
-      .getRepository(User)
-      .createQueryBuilder('u')
-      .addSelect('u.passwordHash')
-      .innerJoin('organizations', 'o', 'o.id = u.organization_id AND o.is_active')
-      .where('lower(u.email) = lower(:email)', { email: canonicalEmail(params.email) })
-      .getOne();
+    const email = signInEmail(params.email);
+    const user =
+      email === null
+        ? null
+        : await dataSource
+            .getRepository(User)
+            .createQueryBuilder('u')
+            .addSelect('u.passwordHash')
+            .innerJoin('organizations', 'o', 'o.id = u.organization_id AND o.is_active')
+            .where('lower(u.email) = lower(:email)', { email })
+            .getOne();
     const password = params.password.slice(0, MAX_PASSWORD_LENGTH + 1);
     // Made once per process, outside the bound on hashing: a refusal there must not be remembered here.
     const verifiedHash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));

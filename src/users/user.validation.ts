@@ -5,6 +5,13 @@ import { BadInputError } from '../errors';
 import { refuseHiddenCharacters } from '../graphql/text-checks';
 
 const MAX_EMAIL_LENGTH = 254;
+/**
+ * The longest email, as typed (UTF-16 code units), that is put in canonical form: four times the longest stored
+ * one (NFKC composes at most three code points into one, as Hangul jamo into a syllable), so no address is
+ * refused by it, while a sign-in or a createUser of a megabyte of labels cannot hold the event loop for a second
+ * (tr46 maps a label in microseconds).
+ */
+export const MAX_TYPED_EMAIL_LENGTH = 4 * MAX_EMAIL_LENGTH;
 // Deliberately plain: one @, no spaces, a dot in the domain. Deliverability is the mail server's call.
 const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
 
@@ -80,6 +87,14 @@ export function canonicalEmail(value: string): string {
 }
 
 /**
+ * The canonical email (see canonicalEmail) that sign-in looks up, or null for one longer than
+ * MAX_TYPED_EMAIL_LENGTH as typed: no user has it, and it is not canonicalized. Throws nothing.
+ */
+export function signInEmail(value: string): string | null {
+  return value.length > MAX_TYPED_EMAIL_LENGTH ? null : canonicalEmail(value);
+}
+
+/**
  * Letters of the scripts whose letters look alike (Latin a, Cyrillic а, Greek α): one part of an address (the
  * local part, or one label of the domain) may use one of them only, as browsers refuse such domain labels.
  */
@@ -96,8 +111,14 @@ function mixesConfusableScripts(part: string): boolean {
  * part. Sign-in does not call it: a malformed email is an unknown one there.
  */
 export function normalizeEmail(value: string): string {
+  if (value.length > MAX_TYPED_EMAIL_LENGTH) {
+    throw new BadInputError(`An email must be at most ${MAX_EMAIL_LENGTH} characters long.`, 'email');
+  }
   refuseHiddenCharacters(value.trim(), { field: 'email', what: 'Email' });
   const email = canonicalEmail(value);
+  // Again on the canonical form: an A-label may decode to a joiner (xn--11b2ezcs70k is क्\u200cष), which the
+  // typed text did not show, and a stored email must pass this check when it is sent again.
+  refuseHiddenCharacters(email, { field: 'email', what: 'Email' });
   if (email.length > MAX_EMAIL_LENGTH || !EMAIL.test(email)) {
     throw new BadInputError(`"${email.slice(0, 80)}" is not a valid email address.`, 'email');
   }

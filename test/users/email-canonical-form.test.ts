@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 
-import { canonicalEmail, normalizeEmail } from '../../src/users/user.validation';
+import { canonicalEmail, MAX_TYPED_EMAIL_LENGTH, normalizeEmail, signInEmail } from '../../src/users/user.validation';
 
 /** Code points refuseHiddenCharacters refuses in every new email, whatever their canonical form: unassigned, private use. */
 const NEVER_STORED = /[\p{Cn}\p{Co}\p{Cs}]/u;
@@ -44,6 +44,18 @@ describe('the canonical form of an email does not depend on the Node version', (
   ])('%s', (_label, typed, stored) => {
     expect(normalizeEmail(typed)).toBe(stored);
     expect(canonicalEmail(typed)).toBe(stored);
+  });
+});
+
+describe('an email longer than MAX_TYPED_EMAIL_LENGTH as typed is never put in canonical form', () => {
+  const longest = `a@${'b'.repeat(MAX_TYPED_EMAIL_LENGTH - 10)}.example`;
+  it('sign-in looks up the canonical form up to the bound, and nothing past it', () => {
+    expect(longest).toHaveLength(MAX_TYPED_EMAIL_LENGTH);
+    expect(signInEmail(longest)).toBe(canonicalEmail(longest));
+    expect(signInEmail(`${longest}x`)).toBeNull();
+  });
+  it('a new email past it is BAD_USER_INPUT on email, saying the limit', () => {
+    expect(() => normalizeEmail(`${longest}x`)).toThrow('An email must be at most 254 characters long.');
   });
 });
 

@@ -226,7 +226,15 @@ describe('Manage Users: listing, editing and protecting users', () => {
       email,
       'A label of the domain of an email must be a valid internationalized domain name label (UTS 46).',
     ]);
-    const MALFORMED = [...HYPHENATED, ...NOT_PUNYCODE, ...NOT_UTS46];
+    // The typed text shows no joiner; the decoded label holds one (क्\u200cष): a look-alike of क्ष.
+    const DECODED_JOINER = [
+      [
+        'an A-label decoding to a zero-width non-joiner',
+        'a@xn--11b2ezcs70k.example',
+        'Email must not contain invisible, unassigned, private-use, line-separator or text-direction characters (zero-width spaces and joiners, soft hyphens, direction marks or overrides).',
+      ],
+    ];
+    const MALFORMED = [...HYPHENATED, ...NOT_PUNYCODE, ...NOT_UTS46, ...DECODED_JOINER];
     const rows = async () => app.dataSource.query('SELECT id, email, updated_at FROM users ORDER BY id');
 
     it.each(MALFORMED)(
@@ -275,6 +283,21 @@ describe('Manage Users: listing, editing and protecting users', () => {
       const unknown = await attempt(uniqueEmail('nobody'));
       expect(unknown.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' });
       for (const [, email] of MALFORMED) expect(await attempt(email)).toEqual(unknown);
+      // Longer than MAX_TYPED_EMAIL_LENGTH as typed: not even put in canonical form (thousands of labels to map).
+      expect(await attempt(`a@${'\u00fc.'.repeat(2000)}example`)).toEqual(unknown);
+    });
+
+    it('an email longer than four times 254 characters as typed: refused before it is put in canonical form', async () => {
+      const email = `a@${'\u00fc.'.repeat(2000)}example`;
+      const [before, keys] = [await rows(), await count('access_keys')];
+      const created = await app.gql(CREATE, { key: admin.key, variables: { input: { email, name: 'Long' } } });
+      expect(created.body.errors).toEqual([
+        expect.objectContaining({
+          message: 'An email must be at most 254 characters long.',
+          extensions: { code: 'BAD_USER_INPUT', field: 'email' },
+        }),
+      ]);
+      expect([await rows(), await count('access_keys')]).toEqual([before, keys]);
     });
   });
 
