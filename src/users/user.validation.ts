@@ -72,7 +72,7 @@ function uts46Label(label: string): string {
  * capitals or a final sigma); a label UTS 46 refuses is only folded (normalizeEmail refuses it in a new email).
  * The same on every Node: UTS 46's tables are tr46's (see uts46Label), Unicode's (NFKC, case) ICU's. A fixed
  * point: the canonical email of a canonical email is itself, so a stored email is found by its own text. Nothing
- * is validated here: sign-in uses it as is.
+ * is validated here: sign-in uses it as is (through signInEmail, which bounds the length).
  */
 export function canonicalEmail(value: string): string {
   const typed = value.trim().normalize('NFKC');
