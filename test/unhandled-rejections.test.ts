@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
@@ -7,11 +6,11 @@ import { generateAccessKey } from '../src/access-keys/key-format';
 import { createLogger } from '../src/logger';
 import { Metrics } from '../src/metrics';
 import { handleUnhandledRejections } from '../src/unhandled-rejections';
+import { type BuiltServer, spawnBuiltServer } from './helpers/processes';
 import { parseSamples } from './helpers/prometheus';
 import { createTestDatabase } from './helpers/test-app';
 import { until } from './helpers/until';
 
-const MAIN = path.join(__dirname, '..', 'dist', 'src', 'main.js');
 /** Rejects a promise, with nothing to handle it, each time the process gets SIGUSR2. */
 const PRELOAD = path.join(__dirname, 'fixtures', 'reject-on-sigusr2.js');
 
@@ -27,14 +26,12 @@ interface LogLine {
 
 describe('a promise rejection that nothing handles, in the server process', () => {
   let database: { url: string; drop(): Promise<void> };
-  let child: ChildProcess;
-  let stdout = '';
-  let stderr = '';
+  let server: BuiltServer;
   let graphqlUrl: string;
   let metricsUrl: string;
 
   const logLines = () =>
-    stdout
+    server.stdout
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as LogLine);
@@ -43,37 +40,21 @@ describe('a promise rejection that nothing handles, in the server process', () =
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    child = spawn(process.execPath, ['--require', PRELOAD, MAIN], {
-      env: {
-        PATH: process.env.PATH,
+    server = spawnBuiltServer(
+      {
         NODE_ENV: 'production',
         DATABASE_URL: database.url,
         ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
-        HOST: '127.0.0.1',
-        PORT: '0',
         METRICS_PORT: '0',
-        LOG_LEVEL: 'info',
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.on('data', (chunk) => (stdout += chunk));
-    child.stderr!.on('data', (chunk) => (stderr += chunk));
-    // The metrics' address is logged after the GraphQL one: both are known once it is.
-    [graphqlUrl, metricsUrl] = await new Promise<[string, string]>((resolve, reject) => {
-      const check = () => {
-        const graphql = /"url":"(http:[^"]+\/graphql)"/.exec(stdout)?.[1];
-        const metrics = /"url":"(http:[^"]+\/metrics)"/.exec(stdout)?.[1];
-        if (graphql && metrics) resolve([graphql, metrics]);
-      };
-      child.stdout!.on('data', check);
-      child.once('exit', (code) => reject(new Error(`exited with ${code} before listening:\n${stdout}${stderr}`)));
-    });
+      { nodeArgs: ['--require', PRELOAD] },
+    );
+    const addresses = await server.listening;
+    graphqlUrl = addresses.graphqlUrl;
+    metricsUrl = addresses.metricsUrl!;
   });
   afterAll(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-    }
+    await server.stop();
     await database.drop();
   });
 
@@ -81,13 +62,10 @@ describe('a promise rejection that nothing handles, in the server process', () =
     expect((await scrape()).get('crm_access_unhandled_rejections_total')).toBe(0);
     expect(errorLines()).toEqual([]);
 
-    child.kill('SIGUSR2');
-    await until(() => errorLines().length > 0 || child.exitCode !== null || child.signalCode !== null);
-    expect({ exitCode: child.exitCode, signalCode: child.signalCode, stderr }).toEqual({
-      exitCode: null,
-      signalCode: null,
-      stderr: '',
-    });
+    server.child.kill('SIGUSR2');
+    await until(() => errorLines().length > 0 || !server.isAlive());
+    const { exitCode, signalCode } = server.child;
+    expect({ exitCode, signalCode, stderr: server.stderr }).toEqual({ exitCode: null, signalCode: null, stderr: '' });
 
     const response = await fetch(graphqlUrl, {
       method: 'POST',
@@ -111,8 +89,8 @@ describe('a promise rejection that nothing handles, in the server process', () =
       stack: expect.stringMatching(/^Error: test orphan\n\s+at /),
     });
     expect(line).not.toHaveProperty('req');
-    expect(stdout).not.toContain('orphanRequestData');
-    expect(child.exitCode).toBeNull();
+    expect(server.stdout).not.toContain('orphanRequestData');
+    expect(server.isAlive()).toBe(true);
   });
 });
 

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,9 +8,8 @@ import { Client } from 'pg';
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
 import { createOrganization } from '../factories/organizations';
 import { emptyDatabases } from '../helpers/empty-databases';
+import { type BuiltServer, spawnBuiltServer } from '../helpers/processes';
 import { startTestApp, type TestApp } from '../helpers/test-app';
-
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'main.js');
 
 /** pino's error level: the lines an operator is paged for. */
 const ERROR_LEVEL = 50;
@@ -221,41 +219,17 @@ describe('the secret of an instance started before the migrations', () => {
   });
 
   describe('as a process (the compiled entry point, DATABASE_URL)', () => {
-    let running: ChildProcess | null = null;
+    let running: BuiltServer | null = null;
     // Here, not in the test's `finally`: a test that times out never reaches its `finally`.
-    afterEach(() => {
-      if (running && running.exitCode === null && running.signalCode === null) running.kill('SIGKILL');
+    afterEach(async () => {
+      await running?.stop('SIGKILL');
     });
-    function exited(child: ChildProcess): Promise<number | null> {
-      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-      return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    }
 
     it('stops with exit status 1 once the mismatch is found, as a refusal at start does', async () => {
       const url = await unmigratedDatabase();
-      const child = spawn(process.execPath, [MAIN], {
-        env: {
-          PATH: process.env.PATH,
-          DATABASE_URL: url,
-          ACCESS_KEY_SECRET: secretB.toString('base64'),
-          PORT: '0',
-          HOST: '127.0.0.1',
-          LOG_LEVEL: 'info',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      running = child;
-      let output = '';
-      child.stdout!.on('data', (chunk) => (output += chunk));
-      child.stderr!.on('data', (chunk) => (output += chunk));
-      const graphqlUrl = await new Promise<string>((resolve, reject) => {
-        const check = () => {
-          const url = /"url":"(http:[^"]+\/graphql)"/.exec(output)?.[1];
-          if (url) resolve(url);
-        };
-        child.stdout!.on('data', check);
-        child.once('exit', (code) => reject(new Error(`exited with ${code} before listening:\n${output}`)));
-      });
+      const server = spawnBuiltServer({ DATABASE_URL: url, ACCESS_KEY_SECRET: secretB.toString('base64') });
+      running = server;
+      const { graphqlUrl } = await server.listening;
       const { key } = await migrateAndSetUpUnderA(url);
       const response = await fetch(graphqlUrl, {
         method: 'POST',
@@ -263,8 +237,8 @@ describe('the secret of an instance started before the migrations', () => {
         body: JSON.stringify({ query: '{ me { id } }' }),
       });
       expect(((await response.json()) as { data?: unknown }).data ?? undefined).toBeUndefined();
-      expect(await exited(child)).toBe(1);
-      const lines = output.split('\n').filter((line) => line.startsWith('{'));
+      expect(await server.exited).toBe(1);
+      const lines = server.output.split('\n').filter((line) => line.startsWith('{'));
       const errors = lines.map((line) => JSON.parse(line) as { level: number; msg: string });
       expect(errors.filter((line) => line.level >= ERROR_LEVEL).map((line) => line.msg)).toEqual([
         expect.stringMatching(/ACCESS_KEY_SECRET does not match/),

@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 
 import { Client } from 'pg';
 import { DataSource, type QueryRunner } from 'typeorm';
@@ -13,6 +11,7 @@ import { createLogger } from '../../src/logger';
 import { TEST_DB_DEFAULTS, withDatabase } from '../helpers/database-url';
 import { emptyDatabases } from '../helpers/empty-databases';
 import { until as untilValue } from '../helpers/own-postgres';
+import { spawnBuiltServer } from '../helpers/processes';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 import { until } from '../helpers/until';
 
@@ -20,8 +19,6 @@ import { until } from '../helpers/until';
  * Instances scale out on one PostgreSQL and may all set MIGRATE_ON_START (and `npm run migrate` may run beside
  * them): one applies the migrations, the others wait for it on an advisory lock and then find nothing pending.
  */
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'main.js');
-
 describe('migrations started by several instances at once', () => {
   const { admin, create: emptyDatabase } = emptyDatabases('crm_access_miglock');
 
@@ -274,35 +271,17 @@ describe('migrations started by several instances at once', () => {
     it('as a process (npm start, MIGRATE_ON_START): listens while the lock is held, and stops cleanly on SIGTERM', async () => {
       const { name, url } = await emptyDatabase();
       const holder = await holdLock(url);
-      const child = spawn(process.execPath, [MAIN], {
-        env: {
-          PATH: process.env.PATH,
-          DATABASE_URL: url,
-          ACCESS_KEY_SECRET: secret,
-          MIGRATE_ON_START: 'true',
-          PORT: '0',
-          HOST: '127.0.0.1',
-          LOG_LEVEL: 'info',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (chunk) => (output += chunk));
-      child.stderr.on('data', (chunk) => (output += chunk));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const server = spawnBuiltServer({ DATABASE_URL: url, ACCESS_KEY_SECRET: secret, MIGRATE_ON_START: 'true' });
       try {
-        await until(() => /"url":"http:[^"]+\/graphql"/.test(output) || child.exitCode !== null, 20_000);
-        const base = /"url":"(http:[^"]+)\/graphql"/.exec(output)?.[1];
-        expect(base).toBeDefined();
+        const base = (await server.listening).graphqlUrl.replace(/\/graphql$/, '');
         expect((await fetch(`${base}/healthz`)).status).toBe(200);
         expect((await fetch(`${base}/readyz`)).status).toBe(503);
         await lockRetries(name, 2);
-        child.kill('SIGTERM');
-        expect(await exited).toBe(0);
+        expect(await server.stop('SIGTERM')).toBe(0);
         await holder.release();
         expect(await appliedMigrations(name)).toBeNull();
       } finally {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await server.stop('SIGKILL');
         await holder.client.end();
       }
     });

@@ -1,17 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import path from 'node:path';
 
 import { until } from '../helpers/own-postgres';
+import { type BuiltServer, spawnBuiltServer } from '../helpers/processes';
 import { createTestDatabase, startTestApp, type TestApp } from '../helpers/test-app';
 
 /**
  * Slow, idle and overwhelming clients: the timeouts close what a client leaves unfinished, load shedding
  * answers 503 while the instance is overloaded, and a flood of idle sockets cannot keep a real request out.
  */
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'main.js');
 
 interface RawExchange {
   /** Everything the server sent before it closed the connection. */
@@ -399,41 +397,26 @@ describe('an idle-socket flood', () => {
 
   describe('against a process limited to 400 open files (the reported outage: 900 idle sockets)', () => {
     let database: { url: string; drop(): Promise<void> };
-    let child: ChildProcess;
+    let server: BuiltServer;
     let port: number;
-    let output = '';
 
     beforeAll(async () => {
       database = await createTestDatabase();
       // The default MAX_CONNECTIONS comes from the open-file limit, so this runs with no connection setting at all.
-      child = spawn('bash', ['-c', 'ulimit -n 400 && exec "$0" "$@"', process.execPath, MAIN], {
-        env: {
-          PATH: process.env.PATH,
+      server = spawnBuiltServer(
+        {
           NODE_ENV: 'production',
           DATABASE_URL: database.url,
           ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
-          HOST: '127.0.0.1',
-          PORT: '0',
-          LOG_LEVEL: 'info',
           // What is under test is the connection limit, not shedding on the lag 900 connections may cause.
           MAX_EVENT_LOOP_DELAY_MS: '0',
         },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child.stdout!.on('data', (chunk) => (output += chunk));
-      child.stderr!.on('data', (chunk) => (output += chunk));
-      port = await new Promise<number>((resolve, reject) => {
-        const check = () => {
-          const url = /"url":"http:\/\/127\.0\.0\.1:(\d+)\/graphql"/.exec(output)?.[1];
-          if (url) resolve(Number(url));
-        };
-        child.stdout!.on('data', check);
-        child.on('exit', (code) => reject(new Error(`exited with ${code}:\n${output}`)));
-      });
+        { openFileLimit: 400 },
+      );
+      port = Number(new URL((await server.listening).graphqlUrl).port);
     });
     afterAll(async () => {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)));
+      await server.stop();
       await database.drop();
     });
 
@@ -442,8 +425,8 @@ describe('an idle-socket flood', () => {
       try {
         const real = await freshRequest(port);
         expect(real.status).toBe(200);
-        expect(child.exitCode).toBeNull();
-        expect(output).not.toMatch(/EMFILE|"level":(50|60)/);
+        expect(server.isAlive()).toBe(true);
+        expect(server.output).not.toMatch(/EMFILE|"level":(50|60)/);
       } finally {
         for (const socket of flood.sockets) socket.destroy();
       }
