@@ -33,7 +33,9 @@ export class AccessKeyPolicyService {
    * with `applyToExistingKeys` rewrites every key's `expires_at` of the organization from its `created_at`
    * (a key already older than the new age expires at once). Without it existing keys keep the expiry they
    * were issued with; keys issued from now on get the new one. One transaction; the organization row is
-   * locked FOR NO KEY UPDATE first, so two admins setting it at once serialize. Throws BAD_USER_INPUT for a
+   * locked FOR UPDATE first (Act.organizationLock): two admins setting it at once serialize, every act,
+   * sign-in and reveal of the organization under way commits first (with the key it carries, or issues, as it
+   * was), and every later one waits for the commit and is checked against the new expiries. Throws BAD_USER_INPUT for a
    * value outside 1..MAX_KEY_AGE_DAYS, FORBIDDEN for a non-admin, UNAUTHENTICATED when the caller's authority
    * ended. Returns the organization as committed and how many existing keys got a new expiry.
    */
@@ -61,7 +63,8 @@ export class AccessKeyPolicyService {
     }
     this.deps.authority.throwIfRefused(actor);
     const result = await this.deps.dataSource.transaction(async (manager) => {
-      (await this.deps.authority.confirm(manager, { actor, lockOrganizationForUpdate: true })).authorize(may);
+      // FOR UPDATE: acts in flight may carry a key this expires, or be issuing one under the old policy.
+      (await this.deps.authority.confirm(manager, { actor, organizationLock: 'FOR UPDATE' })).authorize(may);
       const [rows] = await manager.query(
         `UPDATE organizations SET max_key_age_days = $2 WHERE id = $1
          RETURNING id, name, is_active, created_at, max_key_age_days`,

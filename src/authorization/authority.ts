@@ -87,11 +87,12 @@ export class RoleChangedError extends ForbiddenError {
  * The organization row is locked FOR KEY SHARE by acts, sign-ins, reveals and leak reports, FOR NO KEY UPDATE
  * by the acts that can remove an admin: those serialize among themselves and make nobody else wait. Deactivating
  * the organization takes FOR UPDATE (an UPDATE of `is_active`, which a unique index covers: see the migration
- * OrganizationActiveKey), which conflicts with them all. An act never asks later for a stronger organization
+ * OrganizationActiveKey), which conflicts with them all; so does a key policy applied to existing keys, first
+ * (Act.organizationLock). An act never asks later for a stronger organization
  * lock than its check took: a role change that got FOR NO KEY UPDATE past the check's KEY SHARE waits for the
  * act's users rows, and the upgrade would wait for it (a deadlock, test/access-keys/leak-report-locks.test.ts).
  */
-export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE';
+export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE' | 'FOR UPDATE';
 
 /** Locks organization rows, by id; returns the active ones. */
 export async function lockOrganizations(
@@ -127,12 +128,17 @@ export interface Act {
    */
   readonly targetIds?: readonly string[];
   /**
-   * For acts that can remove an organization's last active admin (role change, deactivation): the
-   * organization row is locked FOR NO KEY UPDATE, first, which serializes them (other acts and reveals take
-   * FOR KEY SHARE, which it does not block). Upgrading a weaker lock to it later would deadlock two admins
-   * acting at once.
+   * A stronger lock of the organization row than every act's FOR KEY SHARE, taken first (upgrading a weaker
+   * lock to it later would deadlock two admins acting at once):
+   * - FOR NO KEY UPDATE for the acts that can remove an organization's last active admin (role change,
+   *   deactivation): they serialize among themselves, and other acts and reveals (FOR KEY SHARE) don't wait;
+   * - FOR UPDATE for an act that ends credentials across the organization at once (a key policy applied to
+   *   existing keys): it waits for every act, sign-in, reveal and leak report of the organization in flight
+   *   (each holds FOR KEY SHARE from its check to its commit), and those that come after it wait for its commit
+   *   and are checked against it. Its own rewrite of `expires_at` orders nothing: an UPDATE of a column that no
+   *   unique index covers takes FOR NO KEY UPDATE, which an act's FOR KEY SHARE of its key row lets through.
    */
-  readonly lockOrganizationForUpdate?: boolean;
+  readonly organizationLock?: 'FOR NO KEY UPDATE' | 'FOR UPDATE';
   /**
    * The act reveals, issues or regenerates an access key: a key in its grace period (replaced by a
    * regeneration) is refused it with ReplacedKeyError. Key reveals (confirmEach) always are.
@@ -200,7 +206,7 @@ export class Authority {
       checked: [checked],
     } = await this.check(manager, {
       actors: [actor],
-      organizationLock: act.lockOrganizationForUpdate ? 'FOR NO KEY UPDATE' : 'FOR KEY SHARE',
+      organizationLock: act.organizationLock ?? 'FOR KEY SHARE',
       usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
       targetIds,
     });

@@ -433,13 +433,14 @@ export class UserService {
   ): Promise<T> {
     const id = parseId(params.id, params.action === 'regenerateAccessKey' ? 'userId' : 'id');
     // Role changes and deactivations can remove the last active admin: they lock the organization row first.
-    const lockOrganizationForUpdate = params.action === 'setRole' || params.action === 'deactivate';
+    const organizationLock =
+      params.action === 'setRole' || params.action === 'deactivate' ? ('FOR NO KEY UPDATE' as const) : undefined;
     const result = await this.deps.dataSource.transaction(async (manager) => {
       const handlesKeys = params.action === 'regenerateAccessKey';
       const act = await this.deps.authority.confirm(manager, {
         actor,
         targetIds: [id],
-        lockOrganizationForUpdate,
+        organizationLock,
         handlesKeys,
       });
       const user = act.users.get(id);

@@ -18,6 +18,8 @@ const KEY_PATTERN = /cak_[0-9A-Za-z]{38}/;
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
 const SET_ROLE = 'mutation ($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id role } }';
 const REGENERATE = 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }';
+const EXPIRE_KEYS_OLDER_THAN_A_DAY =
+  'mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }';
 
 /**
  * The product's promise: from the instant a deactivation, demotion, key regeneration, sign-out or
@@ -193,6 +195,8 @@ describe('authority at the moment of each act', () => {
     interface Ending {
       /** How the request authenticates: its key, or a session of the actor's. */
       credential: 'key' | 'session';
+      /** Made true before the request starts, if the ending needs it. */
+      setUp?: (world: { actor: TestUser }) => Promise<unknown>;
       end: (world: { actor: TestUser; other: TestUser; token: string | null }) => Promise<unknown>;
       code: 'UNAUTHENTICATED' | 'FORBIDDEN';
     }
@@ -250,6 +254,18 @@ describe('authority at the moment of each act', () => {
             ]),
         },
       ],
+      // Rewriting expires_at takes FOR NO KEY UPDATE, which the key row's FOR KEY SHARE lets through: the policy
+      // is ordered by its lock of the organization row (FOR UPDATE) instead.
+      [
+        'key expired by setAccessKeyPolicy(applyToExistingKeys)',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          setUp: (w) =>
+            sql(`UPDATE access_keys SET created_at = now() - interval '2 days' WHERE user_id = $1`, [w.actor.id]),
+          end: (w) => app.gql(EXPIRE_KEYS_OLDER_THAN_A_DAY, { key: w.other.key }),
+        },
+      ],
       [
         'organization deactivated by SQL',
         {
@@ -287,6 +303,7 @@ describe('authority at the moment of each act', () => {
     it.each(endings)('%s', async (_label, ending) => {
       const other = await createOrganization(app, 'Ending Org', TEST_PASSWORD);
       const actor = await createUser(app, other, { role: Role.ADMIN, password: TEST_PASSWORD });
+      await ending.setUp?.({ actor });
       const token = ending.credential === 'session' ? await login(app, actor) : null;
       const credentials = token ? { headers: { authorization: `Bearer ${token}` } } : { key: actor.key };
       const emails = [uniqueEmail('c0'), uniqueEmail('c1'), uniqueEmail('c2')];
