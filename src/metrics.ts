@@ -17,7 +17,9 @@ export type OperationType = 'query' | 'mutation' | 'subscription' | 'none';
 export type RequestOutcome = 'success' | 'graphql_error' | 'client_error' | 'server_error';
 export type AuthenticationKind = 'ACCESS_KEY' | 'SESSION' | 'UNKNOWN';
 export type AuthenticationResult = 'success' | 'MALFORMED_CREDENTIALS' | 'INVALID_CREDENTIALS';
-export type LoadShedReason = 'event_loop_delay' | 'heap_used';
+/** Why a request was shed (see countLoadShed): each is a series of crm_access_load_shed_requests_total. */
+export const LOAD_SHED_REASONS = ['event_loop_delay', 'heap_used'] as const;
+export type LoadShedReason = (typeof LOAD_SHED_REASONS)[number];
 
 /** What the Apollo plugin learns about one GraphQL request, read when its HTTP response has been sent. */
 export interface GraphqlObservation {
@@ -230,6 +232,10 @@ export class Metrics {
     help: 'Requests answered 503 because the instance was overloaded, by the limit that was exceeded.',
     labelNames: ['reason'],
     registers: [this.registry],
+    // Every reason's series from the first scrape, at 0: an alert on its rate has a series before the first shed.
+    collect() {
+      for (const reason of LOAD_SHED_REASONS) this.inc({ reason }, 0);
+    },
   });
   private readonly idleConnectionsClosed = new Counter({
     name: 'crm_access_idle_connections_closed_total',

@@ -103,6 +103,9 @@ describe('Prometheus metrics on METRICS_PORT', () => {
     expect(samples.has('crm_access_db_pool_idle_connections')).toBe(true);
     expect(samples.get('crm_access_db_pool_waiting_requests')).toBe(0);
     expect(samples.get('crm_access_auth_cache_entries')).toBeGreaterThan(0);
+    // Nothing was shed, and each reason's series is there at 0 for an alert to find.
+    expect(samples.get('crm_access_load_shed_requests_total{reason="event_loop_delay"}')).toBe(0);
+    expect(samples.get('crm_access_load_shed_requests_total{reason="heap_used"}')).toBe(0);
     expect(samples.get('process_cpu_user_seconds_total')).toBeGreaterThan(0);
     expect(samples.has('nodejs_eventloop_lag_seconds')).toBe(true);
 
