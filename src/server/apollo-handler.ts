@@ -50,7 +50,7 @@ export function searchOf(url: string): string {
 
 /**
  * Request headers that carry credentials (lower case, as Node gives header names). They are read in the Fastify
- * onRequest hook, which authenticates before Apollo runs; nothing in Apollo or in our plugins reads them, so they
+ * preHandler hook, which authenticates before Apollo runs; nothing in Apollo or in our plugins reads them, so they
  * are kept out of the HeaderMap every Apollo plugin sees (and could log).
  */
 const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['x-access-key', 'authorization']);

@@ -667,7 +667,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (request.method === 'OPTIONS') return void reply.code(204).header('allow', GRAPHQL_METHODS).send();
       const ambiguous = ambiguousContentTypeError(request);
       if (ambiguous) done(ambiguous);
-      else if (wantsExplorer(request)) done();
+      else done();
+    },
+    // The credential is judged once the whole request is here, not at its headers: a client that held its body
+    // back would otherwise choose when a request judged earlier runs, past a deactivation or a sign-out that
+    // committed meanwhile (REQUEST_TIMEOUT_MS later at most).
+    preHandler: (request, reply, done) => {
+      if (wantsExplorer(request)) done();
       else authenticate(request, reply, done);
     },
     // Every answer here may carry a key or a token, whatever its status: no-store. And the answer's duration,
