@@ -78,8 +78,9 @@ export class SessionService {
   /**
    * Signs a person in. The attempt is counted before the password is verified (AuthRateLimiter.reserve:
    * RATE_LIMITED at once when the address has none left); the verification runs outside any transaction,
-   * then the session is created only if, under the locks of its insert's transaction, the user and their
-   * organization are still active and the verified hash is still the current one. Anything else is the same
+   * then the session is created only if, under the locks of its insert's transaction, the organization is
+   * still active and the user's row is the one verified against (active, the same hash, `updated_at`
+   * unchanged: no deactivation, even one undone since, committed in between). Anything else is the same
    * answer as a wrong password, and counts as one.
    */
   async login(params: { email: string; password: string; ip: string; requestId: string }): Promise<LoginResult> {
@@ -114,16 +115,21 @@ export class SessionService {
   }): Promise<{ user: User | null; session: LoginResult | null }> {
     const { dataSource, audit } = this.deps;
     const email = signInEmail(params.email);
-    const user =
+    // The row's updated_at as PostgreSQL prints it (to the microsecond; a Date keeps milliseconds): the version of
+    // the user that the password is verified against.
+    const found =
       email === null
         ? null
         : await dataSource
             .getRepository(User)
             .createQueryBuilder('u')
             .addSelect('u.passwordHash')
+            .addSelect('u.updated_at::text', 'verified_version')
             .innerJoin('organizations', 'o', 'o.id = u.organization_id AND o.is_active')
             .where('lower(u.email) = lower(:email)', { email })
-            .getOne();
+            .getRawAndEntities<{ verified_version: string }>();
+    const user = found?.entities[0] ?? null;
+    const verifiedVersion = found?.raw[0]?.verified_version ?? null;
     const password = params.password.slice(0, MAX_PASSWORD_LENGTH + 1);
     // Made once per process, outside the bound on hashing: a refusal there must not be remembered here.
     const verifiedHash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
@@ -135,11 +141,20 @@ export class SessionService {
     const session = await dataSource.transaction(async (manager) => {
       // Locks in the order every act takes them (see Authority): a deactivation or password change is either
       // committed (and seen here) or waits until this session exists, and then ends it.
+      // The user as verified, unchanged: a deactivation (or a new password) committed meanwhile refuses the
+      // sign-in even when a reactivation (or the old password again) followed it, and so does any other change of
+      // the user in that window (a new email, name or role), which only asks for the sign-in again.
       const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
-      const [current] = await manager.query(`SELECT is_active, password_hash FROM users WHERE id = $1 FOR SHARE`, [
-        user.id,
-      ]);
-      if (!active.has(user.organizationId) || !current?.is_active || current.password_hash !== verifiedHash)
+      const [current] = await manager.query(
+        `SELECT is_active, password_hash, updated_at = $2::timestamptz AS unchanged FROM users WHERE id = $1 FOR SHARE`,
+        [user.id, verifiedVersion],
+      );
+      if (
+        !active.has(user.organizationId) ||
+        !current?.is_active ||
+        current.password_hash !== verifiedHash ||
+        current.unchanged !== true
+      )
         return null;
       const [{ expires_at: expiresAt }] = await manager.query(
         `INSERT INTO sessions (user_id, token_digest, expires_at)

@@ -81,6 +81,42 @@ describe('sign-in and password change without races', () => {
     }
   });
 
+  // Found by an adversarial review: the session's transaction checked "active now" and "the same hash" only, so a
+  // deactivation undone before the sign-in went on was forgotten.
+  it('case 4: a deactivation and a reactivation both committed during the password check: no session', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    hooks.afterPasswordVerified = async (email) => {
+      if (email !== person.email) return;
+      expect((await setActive(person, false)).body.data!.deactivateUser.isActive).toBe(false);
+      expect((await setActive(person, true)).body.data!.reactivateUser.isActive).toBe(true);
+    };
+    refusedSignIn(await signIn(person));
+    delete hooks.afterPasswordVerified;
+    expect(await liveSessions(person)).toBe(0);
+    // Signing in again, after the reactivation, works.
+    expect((await signIn(person)).body.data!.login.token).toMatch(/^cas_/);
+  });
+
+  it('a change of the user committed during the password check (a new email) asks for the sign-in again', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const newEmail = `renamed-${person.email}`;
+    hooks.afterPasswordVerified = async (email) => {
+      if (email !== person.email) return;
+      const renamed = await app.gql(
+        'mutation ($id: ID!, $email: String!) { updateUser(id: $id, input: { email: $email }) { email } }',
+        {
+          key: admin.key,
+          variables: { id: person.id, email: newEmail },
+        },
+      );
+      expect(renamed.body.data).toEqual({ updateUser: { email: newEmail } });
+    };
+    refusedSignIn(await signIn(person));
+    delete hooks.afterPasswordVerified;
+    expect(await liveSessions(person)).toBe(0);
+    expect((await signIn({ ...person, email: newEmail })).body.data!.login.token).toMatch(/^cas_/);
+  });
+
   it('case 4: a deactivation that waits for a sign-in in progress ends the session it created', async () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
     await holder.query('SELECT pg_advisory_lock($1)', [HOLD_SESSION_INSERTS]);
