@@ -134,7 +134,7 @@ function whenSecretChecked(params: {
       .code(503)
       .header('retry-after', RETRY_AFTER_SECONDS)
       .type('application/json; charset=utf-8')
-      .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
+      .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: reply.request.id } }] });
   params.secretCheck.ensure().then(
     (checked) => (checked ? params.serve() : unavailable(MIGRATIONS_PENDING_MESSAGE)),
     (error: Error) => (error instanceof SecretMismatchError ? unavailable(UNAVAILABLE_MESSAGE) : done(error)),
