@@ -120,7 +120,10 @@ async function run(argv: string[]): Promise<void> {
         ),
     });
     await database.close();
-    process.stderr.write('migrations applied\n');
+    const applied = database.appliedMigrations ?? [];
+    process.stderr.write(
+      applied.length === 0 ? 'no migrations pending\n' : `migrations applied: ${applied.join(', ')}\n`,
+    );
     return;
   }
   if (command === 'create-organization') {

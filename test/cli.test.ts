@@ -7,8 +7,10 @@ import { promisify } from 'node:util';
 import { Client } from 'pg';
 
 import { KeyCrypto } from '../src/access-keys/key-crypto';
+import { MIGRATIONS } from '../src/db/data-source';
 import { MIGRATIONS_LOCK } from '../src/db/runtime';
 import { login, uniqueEmail } from './factories/organizations';
+import { emptyDatabases } from './helpers/empty-databases';
 import { createTestDatabase, startTestApp, type TestApp } from './helpers/test-app';
 import { until } from './helpers/until';
 
@@ -35,6 +37,7 @@ function runWith(params: {
 }
 
 describe('npm run cli -- create-organization', () => {
+  const emptyDatabase = emptyDatabases('crm_access_cli_migrate');
   let database: { url: string; drop(): Promise<void> };
   let app: TestApp;
   const secret = randomBytes(32);
@@ -102,9 +105,17 @@ describe('npm run cli -- create-organization', () => {
     expect(after).toBe(before);
   });
 
-  it('migrate applies migrations (idempotently) with DATABASE_URL', async () => {
-    const { stderr } = await run(process.execPath, [CLI, 'migrate'], { env: env() });
-    expect(stderr).toMatch(/migrations applied/);
+  it('migrate applies migrations (idempotently) with DATABASE_URL, and says which', async () => {
+    // An empty database: every migration, named in order.
+    const { create } = emptyDatabase;
+    const empty = await create();
+    const first = await run(process.execPath, [CLI, 'migrate'], { env: { ...env(), DATABASE_URL: empty.url } });
+    expect(first.stderr.trim()).toBe(`migrations applied: ${MIGRATIONS.map((migration) => migration.name).join(', ')}`);
+    // Again, and on the migrated test database: nothing was pending, and it says so (it said "migrations applied").
+    for (const url of [empty.url, database.url]) {
+      const again = await run(process.execPath, [CLI, 'migrate'], { env: { ...env(), DATABASE_URL: url } });
+      expect(again.stderr.trim()).toBe('no migrations pending');
+    }
   });
 
   it('migrate says on stderr, once, that it waits for the session holding the migrations lock (pid, name)', async () => {
@@ -121,7 +132,7 @@ describe('npm run cli -- create-organization', () => {
       expect(stderr).toMatch(new RegExp(`^waiting for .*migrations lock.*pid ${pid}.*"another migrate"`));
       await holder.query(`SELECT pg_advisory_unlock($1)`, [MIGRATIONS_LOCK]);
       expect(await exited).toBe(0);
-      expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(/^waiting for/), 'migrations applied']);
+      expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(/^waiting for/), 'no migrations pending']);
     } finally {
       await holder.end();
     }
@@ -197,7 +208,7 @@ describe('npm run cli -- create-organization', () => {
         code: 0,
         stack: false,
       });
-      expect(result.stderr).toMatch(/migrations applied/);
+      expect(result.stderr).toMatch(/no migrations pending/);
     }
   });
 

@@ -31,6 +31,8 @@ export interface Database {
   readonly keyCrypto: KeyCrypto;
   /** Whether keyCrypto was checked against the database: at start, or once its pending migrations are applied. */
   readonly secretCheck: SecretCheck;
+  /** The names of the migrations this open applied (empty: none was pending); null when it applied none itself. */
+  readonly appliedMigrations: readonly string[] | null;
   readonly embedded: EmbeddedPostgres | null;
   /** Stops the background migrations (startMigrations) first, then closes the pool and the embedded database. */
   close(): Promise<void>;
@@ -92,7 +94,15 @@ export async function openDatabase(params: {
       warnPending: params.warnPending,
     });
     stopMigrations = started.stop;
-    return { dataSource, databaseUrl: url, keyCrypto, secretCheck: started.secretCheck, embedded, close };
+    return {
+      dataSource,
+      databaseUrl: url,
+      keyCrypto,
+      secretCheck: started.secretCheck,
+      appliedMigrations: started.applied,
+      embedded,
+      close,
+    };
   } catch (error) {
     await close().catch(() => undefined);
     throw embedded ? withEmbeddedSecretSource(error, config) : error;
@@ -144,6 +154,8 @@ export const MIGRATIONS_LOCK_RETRY_MS = 500;
 /** What startMigrations gives its caller: the start's SecretCheck, and `stop` for its background migrations. */
 export interface StartedMigrations {
   readonly secretCheck: SecretCheck;
+  /** The names of the migrations this start applied, in order (empty: none was pending); null when it applied none itself. */
+  readonly applied: readonly string[] | null;
   /**
    * Ends the background migrations, if any: no further attempt; an attempt under way is waited for (its lock
    * and connection are given back as always). Resolves at once when there are none. Never rejects.
@@ -176,12 +188,15 @@ export async function startMigrations(params: {
 }): Promise<StartedMigrations> {
   const { dataSource, logger } = params;
   let lockTaken = false;
-  if (params.migrate && params.waitForLock) await runMigrationsLocked(dataSource, logger, params.onLockWait);
-  else if (params.migrate) lockTaken = (await tryMigrations(dataSource, logger)) === null;
+  let migrations: Migration[] | null = null;
+  if (params.migrate && params.waitForLock)
+    migrations = await runMigrationsLocked(dataSource, logger, params.onLockWait);
+  else if (params.migrate) lockTaken = (migrations = await tryMigrations(dataSource, logger)) === null;
+  const applied = migrations?.map((migration) => migration.name) ?? null;
   const secretCheck = await startSecretCheck({ ...params, migratingElsewhere: lockTaken });
-  if (secretCheck.checked || !lockTaken) return { secretCheck, stop: () => Promise.resolve() };
+  if (secretCheck.checked || !lockTaken) return { secretCheck, applied, stop: () => Promise.resolve() };
   const background = new BackgroundMigrations(dataSource, logger, secretCheck);
-  return { secretCheck, stop: () => background.stop() };
+  return { secretCheck, applied, stop: () => background.stop() };
 }
 
 /**
