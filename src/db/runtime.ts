@@ -154,7 +154,10 @@ export const MIGRATIONS_LOCK_RETRY_MS = 500;
 /** What startMigrations gives its caller: the start's SecretCheck, and `stop` for its background migrations. */
 export interface StartedMigrations {
   readonly secretCheck: SecretCheck;
-  /** The names of the migrations this start applied, in order (empty: none was pending); null when it applied none itself. */
+  /**
+   * The names of the migrations this start applied, in order (empty: none was pending); null when it did not
+   * apply them itself (not asked to, or another session holds the lock and the background run will).
+   */
   readonly applied: readonly string[] | null;
   /**
    * Ends the background migrations, if any: no further attempt; an attempt under way is waited for (its lock
