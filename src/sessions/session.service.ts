@@ -140,10 +140,9 @@ export class SessionService {
     const token = generateSessionToken();
     const session = await dataSource.transaction(async (manager) => {
       // Locks in the order every act takes them (see Authority): a deactivation or password change is either
-      // committed (and seen here) or waits until this session exists, and then ends it.
-      // The user as verified, unchanged: a deactivation (or a new password) committed meanwhile refuses the
-      // sign-in even when a reactivation (or the old password again) followed it, and so does any other change of
-      // the user in that window (a new email, name or role), which only asks for the sign-in again.
+      // committed (and seen here) or waits until this session exists, and then ends it. Seen here means the row
+      // is no longer the one verified (updated_at moved), even when a reactivation or the old password followed;
+      // any other change of the user in that window (a new email, name or role) only asks for the sign-in again.
       const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
       const [current] = await manager.query(
         `SELECT is_active, password_hash, updated_at = $2::timestamptz AS unchanged FROM users WHERE id = $1 FOR SHARE`,

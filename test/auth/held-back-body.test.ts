@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 
@@ -40,7 +41,7 @@ describe('a request whose body arrives after its credential ended', () => {
   }> {
     const url = new URL(app.url);
     const body = JSON.stringify({ query: READ });
-    const marker = `held-${Math.random().toString(36).slice(2)}`;
+    const marker = `held-${randomUUID()}`;
     const headersIn = new Promise<void>((resolve) => {
       const onRequest = (request: IncomingMessage) => {
         if (request.headers['x-request-id'] !== marker) return;
