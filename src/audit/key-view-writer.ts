@@ -50,29 +50,33 @@ interface Outcome {
 const MAX_ROWS_PER_INSERT = 5000;
 
 /**
- * Group commit for ACCESS_KEY_VIEWED: while one batch is being committed, the views of every other request
- * queue up and go in the next batch together. A batch first confirms the authority of each distinct actor in it
- * as committed at that moment, under locks taken in the one order, and inserts the views of the actors that
- * passed, in one statement (Authority.insertIfConfirmed); an actor it does not confirm goes through a
+ * Group commit for ACCESS_KEY_VIEWED: while one batch is being committed, the views of every other request of
+ * the same organization queue up and go in its next batch together. A batch first confirms the authority of each
+ * distinct actor in it as committed at that moment, under locks taken in the one order, and inserts the views of
+ * the actors that passed, in one statement (Authority.insertIfConfirmed); an actor it does not confirm goes through a
  * transaction of confirmEach and the insert, which gives its refusal. Each request waits for the commit that
  * holds its own events before its keys are returned, so a key is never revealed without its record, nor to an
  * actor whose authority had ended; the database pays one commit per batch, not per request. Both ways lock the
  * views' targets' key rows FOR SHARE with the insert and answer each request the targets whose key is no longer
  * the one it read (a regeneration committed since): the key a view shows is its target's key when it committed.
  *
- * One batch at a time: a second one in flight was measured (docs/performance.md, 2026-12-01, the admin
- * reveal) and made batches half as large, with more statements, commits and CPU per request, for no more
- * throughput.
+ * One batch at a time per organization (the actor's): a second one in flight for the same rows was measured
+ * (docs/performance.md, 2026-12-01, the admin reveal) and made batches half as large, with more statements,
+ * commits and CPU per request, for no more throughput. Organizations do not share a batch, so an act that holds
+ * one organization's row FOR UPDATE for long (a key policy rewriting every key of a large organization, or its
+ * deactivation) holds back that organization's reveals only, not every organization's behind them.
  */
 export class KeyViewWriter {
-  private queue: Waiting[] = [];
-  private writing = false;
+  /** Each organization's requests waiting for its next batch; an organization is here while its batches run. */
+  private readonly queues = new Map<string, Waiting[]>();
 
   constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {}
 
-  /** How many requests' views wait for the next batch (behind the one being committed). */
+  /** How many requests' views wait for their organization's next batch (behind the one being committed). */
   get waiting(): number {
-    return this.queue.length;
+    let count = 0;
+    for (const queue of this.queues.values()) count += queue.length;
+    return count;
   }
 
   /**
@@ -84,27 +88,28 @@ export class KeyViewWriter {
     // Refused earlier in this request: no batch, no query.
     if (params.actor.refusal) return Promise.reject(params.actor.refusal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ ...params, resolve, reject });
-      if (!this.writing) void this.drain();
+      const { organizationId } = params.actor.principal;
+      const waiting = { ...params, resolve, reject };
+      const queue = this.queues.get(organizationId);
+      if (queue) queue.push(waiting);
+      else void this.drain(organizationId, [waiting]);
     });
   }
 
-  private async drain(): Promise<void> {
-    this.writing = true;
-    while (this.queue.length > 0) {
+  /** Commits one organization's batches, one at a time, until its queue is empty. */
+  private async drain(organizationId: string, queue: Waiting[]): Promise<void> {
+    this.queues.set(organizationId, queue);
+    while (queue.length > 0) {
       const batch: Waiting[] = [];
       let size = 0;
-      while (
-        this.queue.length > 0 &&
-        (batch.length === 0 || size + this.queue[0].targets.length <= MAX_ROWS_PER_INSERT)
-      ) {
-        const next = this.queue.shift()!;
+      while (queue.length > 0 && (batch.length === 0 || size + queue[0].targets.length <= MAX_ROWS_PER_INSERT)) {
+        const next = queue.shift()!;
         size += next.targets.length;
         batch.push(next);
       }
       await this.commit(batch);
     }
-    this.writing = false;
+    this.queues.delete(organizationId);
   }
 
   /** Writes one batch and settles each of its requests: resolved, or rejected with its refusal or the error. */
