@@ -31,6 +31,28 @@ const PREVIOUS_KEY_DUE =
   '(previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now() ' +
   'AND (previous_key_last_used_at IS NULL OR previous_key_last_used_at < now() - make_interval(secs => $2)))';
 
+/**
+ * AccessKeyService.flushUse's statement ($1 the digests used, $2 LAST_USED_RESOLUTION_SECONDS): the due rows
+ * locked in user id order (`waiting`: for rows other transactions hold too, else skipping them), then written.
+ * Answers the rows that were due but skipped (their digests), none when waiting.
+ */
+function writeUseStatement(waiting: boolean): string {
+  return `WITH due AS MATERIALIZED (
+      SELECT user_id FROM access_keys WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE}
+       ORDER BY user_id FOR NO KEY UPDATE${waiting ? '' : ' SKIP LOCKED'}
+    ),
+    written AS (
+      UPDATE access_keys k SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
+             previous_key_last_used_at = CASE WHEN ${PREVIOUS_KEY_DUE} THEN now() ELSE previous_key_last_used_at END
+        FROM due
+       WHERE k.user_id = due.user_id AND (${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE})
+    )
+    SELECT key_digest, previous_key_digest FROM access_keys
+     WHERE (${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE}) AND user_id NOT IN (SELECT user_id FROM due)`;
+}
+const WRITE_USE_SKIPPING_LOCKED = writeUseStatement(false);
+const WRITE_USE_WAITING = writeUseStatement(true);
+
 /** Key columns as `key_*` aliases, for reads that join a user's key (see UserService). */
 export const JOINED_KEY_COLUMNS =
   'k.user_id AS key_user_id, k.organization_id AS key_organization_id, k.key_ciphertext AS key_ciphertext, ' +
@@ -211,25 +233,39 @@ export class AccessKeyService {
    * `previous_key_last_used_at`, and never on the new key. The time guards keep each column to one write a
    * minute across instances. The rows are locked by user id, as a leak report locks the key rows it revokes:
    * an UPDATE that locked them in the order it scanned them deadlocked with a report naming two of them.
+   * A row another transaction holds (a key policy rewriting an organization's keys, a regeneration, a leak
+   * report) is skipped and its note kept for the next write (USE_FLUSH_DELAY_MS later): waiting for it would
+   * hold the rows locked before it, and every reveal or write of those keys, of any organization, behind one
+   * organization's act. With `final` (the server stopping) it waits for such rows instead and keeps nothing.
    */
-  async flushUse(): Promise<void> {
+  async flushUse(params: { final?: boolean } = {}): Promise<void> {
     if (this.useTimer) clearTimeout(this.useTimer);
     this.useTimer = null;
     if (this.pendingUse.size === 0) return;
-    const digests = [...this.pendingUse].map((digest) => Buffer.from(digest, 'base64'));
+    const sent = [...this.pendingUse];
     this.pendingUse.clear();
-    await this.deps.dataSource
-      .query(
-        `WITH due AS MATERIALIZED (
-           SELECT user_id FROM access_keys WHERE ${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE} ORDER BY user_id FOR NO KEY UPDATE
-         )
-         UPDATE access_keys k SET last_used_at = CASE WHEN ${CURRENT_KEY_DUE} THEN now() ELSE last_used_at END,
-                previous_key_last_used_at = CASE WHEN ${PREVIOUS_KEY_DUE} THEN now() ELSE previous_key_last_used_at END
-           FROM due
-          WHERE k.user_id = due.user_id AND (${CURRENT_KEY_DUE} OR ${PREVIOUS_KEY_DUE})`,
-        [digests, LAST_USED_RESOLUTION_SECONDS],
-      )
-      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not record access key use'));
+    const skipped: Array<{ key_digest: Buffer; previous_key_digest: Buffer | null }> | undefined =
+      await this.deps.dataSource
+        .query(params.final ? WRITE_USE_WAITING : WRITE_USE_SKIPPING_LOCKED, [
+          sent.map((digest) => Buffer.from(digest, 'base64')),
+          LAST_USED_RESOLUTION_SECONDS,
+        ])
+        .catch((error: unknown) => {
+          this.deps.logger.warn({ err: error }, 'could not record access key use');
+          return undefined;
+        });
+    if (!skipped?.length || params.final) return;
+    const wanted = new Set(sent);
+    for (const row of skipped) {
+      for (const digest of [row.key_digest, row.previous_key_digest]) {
+        const note = digest?.toString('base64');
+        if (note !== undefined && wanted.has(note)) this.pendingUse.add(note);
+      }
+    }
+    if (this.pendingUse.size > 0 && !this.useTimer) {
+      this.useTimer = setTimeout(() => void this.flushUse(), USE_FLUSH_DELAY_MS);
+      this.useTimer.unref();
+    }
   }
 
   private forgetOldMarks(now: number): void {

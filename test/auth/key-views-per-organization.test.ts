@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 
+import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
@@ -8,7 +9,8 @@ const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
 const PAGE = '{ users(first: 10) { edges { node { id accessKey } } } }';
 
 /**
- * Key views are written one batch at a time per organization (KeyViewWriter), so an act that holds one
+ * One organization's long act (a key policy rewriting every key of a large organization, or its deactivation)
+ * holds back that organization's reveals only. Key views are written one batch at a time per organization (KeyViewWriter), so an act that holds one
  * organization's row FOR UPDATE for a long time (a key policy rewriting the expiry of every key of a large
  * organization, or the organization's deactivation) holds back that organization's reveals only. Here a test
  * connection holds organization A's row as those acts do: A's reveal waits for it, and organization B's reveal
@@ -16,7 +18,7 @@ const PAGE = '{ users(first: 10) { edges { node { id accessKey } } } }';
  * A's reveal is answered too. With one writer for every organization B's views queued behind A's waiting batch
  * until its statement timed out (a 503 for A, then B's answer).
  */
-describe('key views of one organization while another organization is locked', () => {
+describe("one organization's reveals while another organization's rows are held", () => {
   let app: TestApp;
   let adminA: TestUser;
   let memberA: TestUser;
@@ -78,6 +80,55 @@ describe('key views of one organization while another organization is locked', (
       expect(answerA.body.data?.user.accessKey).toBe(memberA.key);
       expect(await viewsBy(adminA.id)).toBe(before.a + 1);
     } finally {
+      await holder.end();
+    }
+  });
+
+  /**
+   * The write of key uses (AccessKeyService.flushUse) locks the due key rows of every organization in user id
+   * order. Here organization A's key row, later in that order, is held as a key policy's rewrite holds it; B's
+   * key, earlier, was used too. The write skips A's row and keeps its note, so it holds no lock of B's while A's
+   * act runs, and B's reveal (which locks B's key row FOR SHARE) is answered at once. When the write waited for
+   * A's row, it held B's FOR NO KEY UPDATE meanwhile and B's reveal waited behind it until its statement
+   * timed out. A's note is written once A's row is let go.
+   */
+  it("the write of key uses skips a row another organization's act holds and writes it later", async () => {
+    const users = [
+      await createUser(app, adminA, { role: Role.ADMIN }),
+      await createUser(app, adminB, { role: Role.ADMIN }),
+    ];
+    const [earlier, later] = users.sort((x, y) => (x.id < y.id ? -1 : 1));
+    const target = await createUser(app, earlier);
+    const lastUsed = async (user: TestUser): Promise<Date | null> =>
+      (await app.dataSource.query('SELECT last_used_at FROM access_keys WHERE user_id = $1', [user.id]))[0]
+        .last_used_at;
+    const holder = new Client({ connectionString: app.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('UPDATE access_keys SET expires_at = expires_at WHERE user_id = $1', [later.id]);
+      for (const user of [earlier, later])
+        app.services.accessKeys.markUsed(app.keyCrypto.digest(user.key).toString('base64'));
+      await app.services.accessKeys.flushUse();
+      expect(await lastUsed(earlier)).not.toBeNull();
+      expect(await lastUsed(later)).toBeNull();
+
+      // A write of uses that waited for the held row would now hold earlier's row, and this reveal behind it.
+      const flushing = app.services.accessKeys.flushUse();
+      const reveal = await app.gql<{ user: { accessKey: string } }>(REVEAL, {
+        key: earlier.key,
+        variables: { id: target.id },
+      });
+      expect(reveal.body.errors).toBeUndefined();
+      expect(reveal.body.data?.user.accessKey).toBe(target.key);
+      await flushing;
+      expect(await lastUsed(later)).toBeNull();
+
+      await holder.query('COMMIT');
+      await app.services.accessKeys.flushUse();
+      expect(await lastUsed(later)).not.toBeNull();
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
       await holder.end();
     }
   });
