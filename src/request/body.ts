@@ -88,6 +88,88 @@ export function ambiguousContentTypeError(request: FastifyRequest): BodyError | 
 
 const PROTOTYPE_KEYS = 'The body may not hold a "__proto__" key or a "constructor" key with "prototype" in it.';
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * The first key that some object of `text` names twice, compared as the strings JSON.parse makes of them (so
+ * "query" and "\u0071uery" are one key), with whether that object is the body's outermost one; null when every
+ * object names each key once. Only asked of text JSON.parse took: one pass, string contents skipped by indexOf.
+ */
+export function repeatedJsonKey(text: string): { key: string; outermost: boolean } | null {
+  // One entry per open container: the keys an object named so far, or null for an array.
+  const open: Array<Set<string> | null> = [];
+  let atKey = false;
+  for (let index = 0; index < text.length; index++) {
+    const char = text.charCodeAt(index);
+    if (char === QUOTE) {
+      let end = text.indexOf('"', index + 1);
+      // A quote after an odd run of backslashes is inside the string.
+      for (;;) {
+        let before = end - 1;
+        while (text.charCodeAt(before) === BACKSLASH) before--;
+        if ((end - 1 - before) % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      if (atKey) {
+        const raw = text.slice(index + 1, end);
+        const key = raw.includes('\\') ? (JSON.parse(text.slice(index, end + 1)) as string) : raw;
+        const keys = open[open.length - 1]!;
+        if (keys.has(key)) return { key, outermost: open.length === 1 };
+        keys.add(key);
+        atKey = false;
+      }
+      index = end;
+    } else if (char === 0x7b /* { */) {
+      open.push(new Set());
+      atKey = true;
+    } else if (char === 0x5b /* [ */) {
+      open.push(null);
+    } else if (char === 0x7d /* } */ || char === 0x5d /* ] */) {
+      open.pop();
+      atKey = false;
+    } else if (char === 0x2c /* , */) {
+      atKey = open[open.length - 1] != null;
+    }
+  }
+  return null;
+}
+
+/** The fields of a GraphQL-over-HTTP body, named in the answer when repeated there. */
+const BODY_FIELDS = new Set(['query', 'operationName', 'variables', 'extensions']);
+
+/**
+ * A 400 BodyError for a body some object of which names one key twice, else null. JSON.parse keeps the last
+ * value, a proxy, a WAF or a log reader in front may keep the first (RFC 8259 4: such a body's meaning is
+ * "unpredictable"), as with a GET naming `query` twice, which Apollo refuses.
+ */
+function repeatedKeyError(text: string): BodyError | null {
+  const repeated = repeatedJsonKey(text);
+  if (!repeated) return null;
+  const what =
+    repeated.outermost && BODY_FIELDS.has(repeated.key)
+      ? `names "${repeated.key}" twice`
+      : 'holds an object that names one key twice';
+  return new BodyError(`The body ${what}: send each key of an object once.`, 400);
+}
+
+/**
+ * The 400's words for a GET's query string whose `variables` or `extensions` (JSON, as Apollo reads them) holds an
+ * object naming one key twice, else null: the same two readings as a body's (repeatedKeyError). `search` is the
+ * query string Apollo reads (searchOf); a value that is not JSON is left to Apollo's own 400.
+ */
+export function repeatedKeyInQueryString(search: string): string | null {
+  if (!search) return null;
+  const params = new URLSearchParams(search);
+  for (const name of ['variables', 'extensions']) {
+    for (const value of params.getAll(name)) {
+      if (!isJson(value)) continue;
+      if (repeatedJsonKey(value)) return `"${name}" holds an object that names one key twice: send each key once.`;
+    }
+  }
+  return null;
+}
+
 /** Whether `text` is JSON at all (only asked of a body Fastify's parser refused). */
 function isJson(text: string): boolean {
   try {
@@ -115,7 +197,10 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
     void parseJson(request, text, (error, parsed) => {
       // Fastify refuses prototype-poisoning keys in words meant for broken JSON: say which keys instead.
       if (error && isJson(text)) return done(new BodyError(PROTOTYPE_KEYS, 400), undefined);
-      done(error, parsed);
+      if (error) return done(error, undefined);
+      const repeated = repeatedKeyError(text);
+      if (repeated) return done(repeated, undefined);
+      done(null, parsed);
     });
   });
 }

@@ -45,13 +45,14 @@ import {
   ambiguousContentTypeError,
   BodyError,
   registerJsonBodyParser,
+  repeatedKeyInQueryString,
   unsupportedMediaTypeMessage,
 } from '../request/body';
 import { clientAddress } from '../request/client-address';
 import type { Actor, RequestContext } from '../request/context';
 import { createLoaders, type LoaderDeps, type Loaders } from '../request/loaders';
 import { registerGithubSecretScanning } from '../secret-scanning/github';
-import { apolloFastifyHandler } from './apollo-handler';
+import { apolloFastifyHandler, searchOf } from './apollo-handler';
 import {
   clientErrorHandler,
   limitConnections,
@@ -702,6 +703,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const { body } = request;
       const named = request.method === 'POST' && body !== undefined ? notAnOperation(body) : null;
       if (named) return refuse({ request, reply, status: 400, message: notAnObjectMessage(named) });
+      const repeatedKey = request.method === 'POST' ? null : repeatedKeyInQueryString(searchOf(request.url));
+      if (repeatedKey) return refuse({ request, reply, status: 400, message: repeatedKey });
       const tooLong = queryLengthError(queryTextOf(request), config.queryLimits);
       if (tooLong)
         return reply.code(400).send({ errors: [{ message: tooLong.message, extensions: { code: tooLong.code } }] });
