@@ -17,7 +17,7 @@ import { SharedReads } from '../db/shared-reads';
 import { BadInputError, ConflictError, ForbiddenError, NotFoundError } from '../errors';
 import { parseId } from '../graphql/ids';
 import { MAX_PAGE_SIZE } from '../graphql/pagination';
-import { normalizeName } from '../graphql/text-checks';
+import { hasUnpairedSurrogate, normalizeName } from '../graphql/text-checks';
 import { holdsNul } from '../graphql/text-input';
 import type { Actor } from '../request/actor';
 import { GrantedChecks } from '../request/granted-checks';
@@ -84,8 +84,14 @@ class PageInfoOf {
 
 function decodeCursor(value: string): Cursor {
   try {
-    const [name, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown[];
-    if (typeof name === 'string' && typeof id === 'string' && !holdsNul(name)) return { name, id: parseId(id) };
+    // Exactly what encodeCursor writes: a name PostgreSQL can hold as given (no NUL; no unpaired surrogate, which
+    // it would have compared as U+FFFD) and an id.
+    const entries = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as unknown;
+    if (!Array.isArray(entries) || entries.length !== 2) throw new Error('not a cursor');
+    const [name, id] = entries as unknown[];
+    if (typeof name === 'string' && typeof id === 'string' && !holdsNul(name) && !hasUnpairedSurrogate(name)) {
+      return { name, id: parseId(id) };
+    }
   } catch {
     // falls through to the error below
   }

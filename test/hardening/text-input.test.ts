@@ -65,6 +65,22 @@ describe('text input: NUL and control characters', () => {
     expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
   });
 
+  // A name with an unpaired surrogate went to PostgreSQL as U+FFFD: an empty page, not an error, though the same
+  // text in a variable is refused; an array with more than the two entries a cursor holds was taken too.
+  it.each<[string, unknown[]]>([
+    ['an unpaired surrogate', ['\ud800', 'admin']],
+    ['a third entry', ['A', 'admin', 3]],
+  ])('a cursor carrying %s is refused like any other forged cursor', async (_label, entries) => {
+    const forged = Buffer.from(JSON.stringify(entries.map((e) => (e === 'admin' ? admin.id : e)))).toString(
+      'base64url',
+    );
+    const response = await app.gql('query ($c: String) { users(after: $c) { totalCount } }', {
+      key: admin.key,
+      variables: { c: forged },
+    });
+    expect(response.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+  });
+
   it('an organization name with a control character is refused (the CLI creates organizations)', async () => {
     const create = app.services.organizations.createWithAdmin({
       name: 'Tab\tOrg',
