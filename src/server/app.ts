@@ -329,14 +329,35 @@ function queryTextOf(request: FastifyRequest): unknown {
     : undefined;
 }
 
+/**
+ * The path of a request target as Fastify routes it: up to the query string or fragment (Fastify 5 takes no ";"
+ * delimiter), percent-decoded. Not pathOnly, which also cuts at ";" for the log and so made /graphql;x (or
+ * /graphql%3Bx, /graphql%3F...) read as /graphql, a path no route here answers.
+ */
+function routedPath(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const end = url.search(/[?#]/);
+  const path = end === -1 ? url : url.slice(0, end);
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
 function sendRouteNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   // A method Node reads but Fastify routes none of (PROPFIND, SEARCH, PURGE, ...) on /graphql: the path exists.
-  if (pathOnly(request.raw.url) === GRAPHQL_PATH) {
+  if (routedPath(request.raw.url) === GRAPHQL_PATH) {
     void reply.header('cache-control', NO_STORE);
     return refuse({ request, reply, status: 405, message: WRONG_METHOD_MESSAGE });
   }
   logRouteNotFound(request);
-  const message = `No route ${request.raw.method} ${pathOnly(request.raw.url)}. The API answers at ${GRAPHQL_PATH}.`;
+  const path = pathOnly(request.raw.url);
+  // The path as logged is cut at ";" and decoded: naming it would say "No route POST /graphql" for /graphql;x.
+  const message =
+    path === GRAPHQL_PATH
+      ? `No route ${request.raw.method} for this path: the API answers at ${GRAPHQL_PATH} exactly (no ";" parameters, no escaped ";" or "?").`
+      : `No route ${request.raw.method} ${path}. The API answers at ${GRAPHQL_PATH}.`;
   return reply
     .code(404)
     .header('cache-control', NO_STORE)
