@@ -107,6 +107,8 @@ async function run(argv: string[]): Promise<void> {
   const logger = createLogger({ level, destination: process.stderr as never });
 
   if (command === 'migrate') {
+    // It takes nothing: an option or argument it was given (a hoped-for --dry-run) is a usage error, not ignored.
+    parseArgs({ args: rest, options: {}, strict: true });
     const database = await openDatabase({
       config,
       logger,

@@ -118,6 +118,27 @@ describe('npm run cli -- create-organization', () => {
     }
   });
 
+  // Every other command refuses an option or argument it does not take; migrate applied the migrations anyway, so a
+  // `migrate --dry-run` or a `migrate --help-me` an operator hoped would only look changed the database.
+  it.each([[['--dry-run']], [['extra']], [['--name', 'x']]])(
+    'migrate %j: a usage error (exit 2) before the database is touched',
+    async (args) => {
+      const { create } = emptyDatabase;
+      const empty = await create();
+      const result = await runWith({ args: [CLI, 'migrate', ...args], env: { ...env(), DATABASE_URL: empty.url } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^(Unknown option|Unexpected argument)/);
+      const client = new Client({ connectionString: empty.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query(`SELECT to_regclass('public.users') AS users`);
+        expect(rows).toEqual([{ users: null }]);
+      } finally {
+        await client.end();
+      }
+    },
+  );
+
   it('migrate says on stderr, once, that it waits for the session holding the migrations lock (pid, name)', async () => {
     const holder = new Client({ connectionString: database.url, application_name: 'another migrate' });
     await holder.connect();
