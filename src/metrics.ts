@@ -401,7 +401,8 @@ export async function startMetricsServer(params: {
   metrics.collectDefaultMetrics();
   const server = http.createServer((request, response) => {
     const path = (request.url ?? '').split('?')[0];
-    if (request.method !== 'GET' || path !== '/metrics') {
+    // HEAD is GET without the content (RFC 9110 9.3.2): Node's response sends no body for it.
+    if ((request.method !== 'GET' && request.method !== 'HEAD') || path !== '/metrics') {
       response
         .writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
         .end('Not found: metrics are at GET /metrics.\n');

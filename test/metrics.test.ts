@@ -140,6 +140,22 @@ describe('Prometheus metrics on METRICS_PORT', () => {
   });
 });
 
+// A scraper's or a load balancer's HEAD probe of /metrics (RFC 9110 9.3.2: HEAD is GET without the content) was
+// the 404 "Not found: metrics are at GET /metrics", though the path exists.
+it('HEAD /metrics answers as GET /metrics does, without a body', async () => {
+  const app = await startTestApp({ env: { METRICS_PORT: '0' } });
+  try {
+    const get = await fetch(app.app.metricsUrl!);
+    const head = await fetch(app.app.metricsUrl!, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toBe(get.headers.get('content-type'));
+    expect(head.headers.get('cache-control')).toBe('no-store');
+    expect(await head.text()).toBe('');
+  } finally {
+    await app.close();
+  }
+});
+
 describe('without METRICS_PORT', () => {
   it('serves no metrics at all', async () => {
     const app = await startTestApp();
