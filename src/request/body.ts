@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { visit } from 'jsonc-parser';
 
 /**
  * What a request body must be before it is parsed. Fastify reads neither Content-Encoding nor a JSON body's
@@ -88,51 +89,29 @@ export function ambiguousContentTypeError(request: FastifyRequest): BodyError | 
 
 const PROTOTYPE_KEYS = 'The body may not hold a "__proto__" key or a "constructor" key with "prototype" in it.';
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-
 /**
  * The first key that some object of `text` names twice, compared as the strings JSON.parse makes of them (so
  * "query" and "\u0071uery" are one key), with whether that object is the body's outermost one; null when every
- * object names each key once. Only asked of text JSON.parse took: one pass, string contents skipped by indexOf.
+ * object names each key once. Only asked of text JSON.parse took; jsonc-parser's visitor walks it once.
  */
 export function repeatedJsonKey(text: string): { key: string; outermost: boolean } | null {
-  // One entry per open container: the keys an object named so far, or null for an array.
-  const open: Array<Set<string> | null> = [];
-  let atKey = false;
-  for (let index = 0; index < text.length; index++) {
-    const char = text.charCodeAt(index);
-    if (char === QUOTE) {
-      let end = text.indexOf('"', index + 1);
-      // A quote after an odd run of backslashes is inside the string.
-      for (;;) {
-        let before = end - 1;
-        while (text.charCodeAt(before) === BACKSLASH) before--;
-        if ((end - 1 - before) % 2 === 0) break;
-        end = text.indexOf('"', end + 1);
-      }
-      if (atKey) {
-        const raw = text.slice(index + 1, end);
-        const key = raw.includes('\\') ? (JSON.parse(text.slice(index, end + 1)) as string) : raw;
-        const keys = open[open.length - 1]!;
-        if (keys.has(key)) return { key, outermost: open.length === 1 };
-        keys.add(key);
-        atKey = false;
-      }
-      index = end;
-    } else if (char === 0x7b /* { */) {
+  // The keys each open object named so far, innermost last.
+  const open: Array<Set<string>> = [];
+  let repeated: { key: string; outermost: boolean } | null = null;
+  visit(text, {
+    onObjectBegin: () => {
       open.push(new Set());
-      atKey = true;
-    } else if (char === 0x5b /* [ */) {
-      open.push(null);
-    } else if (char === 0x7d /* } */ || char === 0x5d /* ] */) {
-      open.pop();
-      atKey = false;
-    } else if (char === 0x2c /* , */) {
-      atKey = open[open.length - 1] != null;
-    }
-  }
-  return null;
+      // Once one is found, nothing below needs a look.
+      return repeated === null;
+    },
+    onObjectProperty: (key) => {
+      const keys = open[open.length - 1];
+      if (repeated === null && keys.has(key)) repeated = { key, outermost: open.length === 1 };
+      keys.add(key);
+    },
+    onObjectEnd: () => void open.pop(),
+  });
+  return repeated;
 }
 
 /** The fields of a GraphQL-over-HTTP body, named in the answer when repeated there. */
