@@ -145,6 +145,8 @@ export class AccessKeyService {
          last_used_at = NULL,
          previous_key_digest = CASE WHEN ${GRACED} THEN k.key_digest END,
          previous_key_expires_at = CASE WHEN ${GRACED} THEN LEAST(now() + make_interval(secs => $7::int), k.expires_at) END,
+         -- Its age, for a key policy applied to existing keys later (key-policy.service.ts).
+         previous_key_created_at = CASE WHEN ${GRACED} THEN k.created_at END,
          -- The key a grace period keeps working was last used when it was still the current one.
          previous_key_last_used_at = CASE WHEN ${GRACED} THEN k.last_used_at END,
          secret_fingerprint = EXCLUDED.secret_fingerprint,

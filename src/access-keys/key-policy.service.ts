@@ -14,6 +14,21 @@ import { expiryMs } from './clock';
 export const MAX_KEY_AGE_DAYS = 3650;
 /** An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs). */
 const APPLIED_EXPIRY = expiryMs('created_at + make_interval(days => $2::int)');
+/**
+ * The same for the key a grace period keeps working: counted from that key's own creation
+ * (`previous_key_created_at`), never from the creation of the key that replaced it. One replaced before that
+ * column existed has no known age and is taken as older than any (-infinity). Null for no policy (keys never
+ * expire): LEAST then ignores it and the grace period ends as it was set to.
+ */
+const APPLIED_PREVIOUS_EXPIRY = expiryMs(
+  "COALESCE(previous_key_created_at, '-infinity'::timestamptz) + make_interval(days => $2::int)",
+);
+/** The grace period's end under the policy: never later than it was, and none where there is none. */
+const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL THEN NULL
+  ELSE LEAST(previous_key_expires_at, ${APPLIED_PREVIOUS_EXPIRY}) END`;
+/** A key row the policy changes: its key's expiry, or the end of its replaced key's grace period. */
+const POLICY_CHANGES = `(expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
+  OR previous_key_expires_at IS DISTINCT FROM ${CAPPED_PREVIOUS_EXPIRY})`;
 
 export interface AccessKeyPolicyChange {
   /** Days from issue until a key expires; null: keys never expire. */
@@ -30,7 +45,7 @@ export class AccessKeyPolicyService {
 
   /**
    * Sets the caller's organization's `maxKeyAgeDays` (ADMIN only), records ACCESS_KEY_POLICY_CHANGED, and
-   * with `applyToExistingKeys` rewrites every key's `expires_at` of the organization from its `created_at`
+   * with `applyToExistingKeys` rewrites every key's `expires_at` of the organization from its `created_at` (and ends the grace period of a replaced key older than that, from its own creation)
    * (a key already older than the new age expires at once). Without it existing keys keep the expiry they
    * were issued with; keys issued from now on get the new one. One transaction; the organization row is
    * locked FOR UPDATE first (Act.organizationLock): two admins setting it at once serialize, every act,
@@ -77,12 +92,12 @@ export class AccessKeyPolicyService {
         const [, count] = await manager.query(
           `WITH due AS MATERIALIZED (
              SELECT user_id FROM access_keys
-              WHERE organization_id = $1 AND expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
+              WHERE organization_id = $1 AND ${POLICY_CHANGES}
               ORDER BY user_id FOR NO KEY UPDATE
            )
-           UPDATE access_keys k SET expires_at = ${APPLIED_EXPIRY}
+           UPDATE access_keys SET expires_at = ${APPLIED_EXPIRY}, previous_key_expires_at = ${CAPPED_PREVIOUS_EXPIRY}
              FROM due
-            WHERE k.user_id = due.user_id AND k.expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}`,
+            WHERE access_keys.user_id = due.user_id AND ${POLICY_CHANGES}`,
           [organizationId, maxKeyAgeDays],
         );
         existingKeysUpdated = count as number;

@@ -14,6 +14,7 @@ import { OrganizationActiveKey1764800000000 } from '../../migrations/17648000000
 import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/1764800000100-EmailFinalSigmaAndIdn';
 import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/1764800000200-EmailDecodedLabelsFolded';
 import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800000300-EmailDomainsMappedByUts46';
+import { PreviousKeyCreatedAt1764800000400 } from '../../migrations/1764800000400-PreviousKeyCreatedAt';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -38,6 +39,7 @@ export const MIGRATIONS = [
   EmailFinalSigmaAndIdn1764800000100,
   EmailDecodedLabelsFolded1764800000200,
   EmailDomainsMappedByUts461764800000300,
+  PreviousKeyCreatedAt1764800000400,
 ];
 
 export interface DataSourceOptions {

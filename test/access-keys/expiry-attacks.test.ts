@@ -99,6 +99,42 @@ describe('expiry by policy under attack', () => {
     expect(act.status).toBe(401);
   });
 
+  it('applyToExistingKeys reaches the key a grace period keeps working: a replaced key older than the new age stops at once', async () => {
+    // The service clock at the database's: the key issued today must be young by both.
+    setClock(Date.now());
+    const admin: TestUser = await createOrganization(first, 'Grace Age Clinic');
+    const member = await createUser(first, admin);
+    const oldKey = member.key;
+    // The member's key was issued 30 days ago (no policy then); it is replaced now with a week's grace period.
+    await first.dataSource.query(`UPDATE access_keys SET created_at = now() - interval '30 days' WHERE user_id = $1`, [
+      member.id,
+    ]);
+    const regenerated = await first.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 604800) { accessKey } }',
+      { key: admin.key, variables: { id: member.id } },
+    );
+    const newKey: string = regenerated.body.data!.regenerateAccessKey.accessKey;
+    expect((await meOn(first, oldKey)).status).toBe(200);
+
+    // Keys older than a day expire, existing ones included: the 30-day-old key is one of them, replaced or not.
+    const applied = await first.gql(SET_POLICY, { key: admin.key, variables: { days: 1, existing: true } });
+    expect(applied.body.errors).toBeUndefined();
+
+    expect((await meOn(first, oldKey)).status).toBe(401);
+    expect((await meOn(second, oldKey)).status).toBe(401);
+    const act = await second.gql(RENAME_SELF, { key: oldKey, variables: { id: member.id } });
+    expect(act.status).toBe(401);
+    const [row] = await first.dataSource.query(`SELECT name FROM users WHERE id = $1`, [member.id]);
+    expect(row.name).not.toBe('Renamed At The Edge');
+    // The key issued today keeps working, and its profile no longer announces a grace period.
+    expect((await meOn(second, newKey)).status).toBe(200);
+    const info = await first.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { previousKeyExpiresAt } } }', {
+      key: admin.key,
+      variables: { id: member.id },
+    });
+    expect(new Date(info.body.data!.user.accessKeyInfo.previousKeyExpiresAt).getTime()).toBeLessThan(Date.now());
+  });
+
   it('applyToExistingKeys reaches a key cached on another instance: it is refused there once past its new expiry', async () => {
     const admin: TestUser = await createOrganization(first, 'Reach Clinic');
     const member = await createUser(first, admin);
