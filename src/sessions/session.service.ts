@@ -199,11 +199,12 @@ export class SessionService {
    * logout: ends the session that sent the request (revoked_at set; cached credentials evicted) and records
    * LOGGED_OUT (actor and target: the caller, actorKind SESSION, never the token) in the same transaction: if
    * the event cannot be written, the session is not ended. Locks in the one order of every act (Authority's
-   * RowLock): the organization row and the user's row FOR KEY SHARE (what the audit row's foreign keys take
-   * anyway), then the session row, by the UPDATE. Always true when it ended the session.
+   * RowLock): the organization row FOR KEY SHARE and the user's row FOR SHARE (as Authority's check, so a
+   * deactivation is ordered against the sign-out), then the session row, by the UPDATE. Always true when it ended the session.
    * @throws BadInputError when the request came with an access key, not a session.
    * @throws AuthorityEndedError (UNAUTHENTICATED) when the session was ended meanwhile (another sign-out of it
-   *   racing this one, a password change elsewhere, a deactivation, a leak report): nothing is written, as for
+   *   racing this one, a password change elsewhere, a deactivation, a leak report) or its user or organization
+   *   is inactive as locked (a deactivation by SQL ends no session): nothing is written, as for
    *   a request sent with the token after that end committed.
    */
   async logout(actor: Actor): Promise<boolean> {
@@ -212,8 +213,16 @@ export class SessionService {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
     const ended = await this.deps.dataSource.transaction(async (manager) => {
-      await lockOrganizations(manager, { ids: [organizationId], lock: 'FOR KEY SHARE' });
-      await lockUsers(manager, { ids: [userId], organizationIds: [organizationId], lock: 'FOR KEY SHARE' });
+      const active = await lockOrganizations(manager, { ids: [organizationId], lock: 'FOR KEY SHARE' });
+      const users = await lockUsers(manager, {
+        ids: [userId],
+        organizationIds: [organizationId],
+        // FOR SHARE, as any act's check: a deactivation of the user waits for this sign-out, or committed first.
+        lock: 'FOR SHARE',
+      });
+      // As any act: a user or organization deactivated since the request was authenticated (by SQL, which ends
+      // no session) signs out nothing and records nothing, as the token sent after that commit would.
+      if (!active.has(organizationId) || !users.get(userId)?.isActive) return false;
       const endedIds = await this.end(manager, { sessionIds: [sessionId] });
       if (endedIds.length === 0) return false;
       await this.deps.audit.record(manager, auditActorOf(actor), {

@@ -323,6 +323,52 @@ describe('authority at the moment of each act', () => {
     });
   });
 
+  // A sign-out is an act too: a request already running whose user or organization is deactivated before it
+  // reaches logout ends no session and writes no LOGGED_OUT, as a request sent with the token after that would.
+  // The request waits for the ending between its fields: a sign-in of someone else (login is public) pauses
+  // after its password is verified until the ending has committed.
+  it.each([
+    [
+      'organization deactivated by SQL',
+      (person: TestUser) =>
+        [`UPDATE organizations SET is_active = false WHERE id = $1`, [person.organizationId]] as const,
+    ],
+    [
+      'user deactivated by SQL',
+      (person: TestUser) => [`UPDATE users SET is_active = false WHERE id = $1`, [person.id]] as const,
+    ],
+  ])('a logout already running after its %s ends nothing and records nothing', async (_label, ending) => {
+    const admin = await createOrganization(app, 'Logout Ending Org', TEST_PASSWORD);
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const elsewhere = await createOrganization(app, 'Logout Elsewhere Org', TEST_PASSWORD);
+    const token = await login(app, person);
+    const [text, values] = ending(person);
+    let ended: Promise<unknown> | null = null;
+    hooks.afterPasswordVerified = async (email) => {
+      if (email !== elsewhere.email) return;
+      ended = app.dataSource.query(text, [...values]);
+      await ended;
+    };
+    try {
+      const response = await app.gql(
+        `mutation ($email: String!, $password: String!) { l: login(email: $email, password: $password) { token } out: logout }`,
+        {
+          headers: { authorization: `Bearer ${token}` },
+          variables: { email: elsewhere.email, password: TEST_PASSWORD },
+        },
+      );
+      expect(ended).not.toBeNull();
+      expect(errorsOf(response)).toEqual([{ path: 'out', extensions: ENDED }]);
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action = 'LOGGED_OUT' AND target_user_id = $1`,
+        [person.id],
+      );
+      expect(n).toBe(0);
+    } finally {
+      delete hooks.afterPasswordVerified;
+    }
+  });
+
   it('once a reveal is refused, the next mutation of the request is refused too, without another check', async () => {
     const admin = await createOrganization(app, 'Remembered Org');
     const other = await createUser(app, admin, { role: Role.ADMIN });
