@@ -69,13 +69,20 @@ describe('authority at the moment of each act', () => {
    * seen waiting for a lock; the act then commits, and the actor's next check waits until `end` has committed.
    * Returns how many checks the actor's acts started.
    */
-  function endAuthorityDuringFirstAct(params: { actorId: string; end: () => Promise<unknown>; waiters?: number }): {
+  function endAuthorityDuringFirstAct(params: {
+    actorId: string;
+    end: () => Promise<unknown>;
+    waiters?: number;
+    /** Only the request carried by this kind of credential (the ending may be an act of the same user). */
+    kind?: Actor['principal']['kind'];
+  }): {
     checks: () => number;
     ended: () => Promise<unknown>;
   } {
     let checks = 0;
     let ending: Promise<unknown> | null = null;
-    const isActor = (actor: Actor) => actor.principal.userId === params.actorId;
+    const isActor = (actor: Actor) =>
+      actor.principal.userId === params.actorId && (!params.kind || actor.principal.kind === params.kind);
     hooks.afterAuthorityCheck = async (actor) => {
       if (!isActor(actor) || ending) return;
       ending = params.end();
@@ -290,6 +297,45 @@ describe('authority at the moment of each act', () => {
           end: (w) => sql(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [w.actor.id]),
         },
       ],
+      // A password change ends every other session of the user (here made with the user's key: all of them).
+      [
+        'password change (session)',
+        {
+          credential: 'session',
+          code: 'UNAUTHENTICATED',
+          end: (w) =>
+            app.gql('mutation ($p: String!, $n: String!) { changePassword(currentPassword: $p, newPassword: $n) }', {
+              key: w.actor.key,
+              variables: { p: TEST_PASSWORD, n: `${TEST_PASSWORD}-changed` },
+            }),
+        },
+      ],
+      // A leak report of the request's own key replaces it, as a regeneration does.
+      [
+        'leak report of the key',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) =>
+            app.gql('mutation ($k: String!) { reportLeakedAccessKey(key: $k, location: "a paste site") { revoked } }', {
+              key: w.other.key,
+              variables: { k: w.actor.key },
+            }),
+        },
+      ],
+      // A leak report of the request's own session token ends it, as a sign-out does.
+      [
+        'leak report of the session token',
+        {
+          credential: 'session',
+          code: 'UNAUTHENTICATED',
+          end: (w) =>
+            app.gql('mutation ($k: String!) { reportLeakedAccessKey(key: $k, location: "a paste site") { revoked } }', {
+              key: w.other.key,
+              variables: { k: w.token },
+            }),
+        },
+      ],
       [
         'deactivation (session)',
         {
@@ -307,7 +353,11 @@ describe('authority at the moment of each act', () => {
       const token = ending.credential === 'session' ? await login(app, actor) : null;
       const credentials = token ? { headers: { authorization: `Bearer ${token}` } } : { key: actor.key };
       const emails = [uniqueEmail('c0'), uniqueEmail('c1'), uniqueEmail('c2')];
-      const window = endAuthorityDuringFirstAct({ actorId: actor.id, end: () => ending.end({ actor, other, token }) });
+      const window = endAuthorityDuringFirstAct({
+        actorId: actor.id,
+        end: () => ending.end({ actor, other, token }),
+        kind: token ? 'SESSION' : 'ACCESS_KEY',
+      });
 
       const response = await app.gql(CREATE_THREE, {
         ...credentials,
