@@ -15,17 +15,14 @@ export const MAX_KEY_AGE_DAYS = 3650;
 /** An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs). */
 const APPLIED_EXPIRY = expiryMs('created_at + make_interval(days => $2::int)');
 /**
- * The same for the key a grace period keeps working: counted from that key's own creation
- * (`previous_key_created_at`), never from the creation of the key that replaced it. One replaced before that
- * column existed has no known age and is taken as older than any (-infinity). Null for no policy (keys never
- * expire): LEAST then ignores it and the grace period ends as it was set to.
+ * The end of the grace period of the key it keeps working, under the policy: never later than it was, counted
+ * from that key's own creation (`previous_key_created_at`), never from the creation of the key that replaced
+ * it. One replaced before that column existed has no known age: taken as older than any, its grace period
+ * ends now. Unchanged without a policy ($2 null: keys never expire) and where there is no grace period.
  */
-const APPLIED_PREVIOUS_EXPIRY = expiryMs(
-  "COALESCE(previous_key_created_at, '-infinity'::timestamptz) + make_interval(days => $2::int)",
-);
-/** The grace period's end under the policy: never later than it was, and none where there is none. */
-const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL THEN NULL
-  ELSE LEAST(previous_key_expires_at, ${APPLIED_PREVIOUS_EXPIRY}) END`;
+const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL THEN previous_key_expires_at
+  ELSE LEAST(previous_key_expires_at, COALESCE(${expiryMs('previous_key_created_at + make_interval(days => $2::int)')},
+                                               ${expiryMs('now()')})) END`;
 /** A key row the policy changes: its key's expiry, or the end of its replaced key's grace period. */
 const POLICY_CHANGES = `(expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
   OR previous_key_expires_at IS DISTINCT FROM ${CAPPED_PREVIOUS_EXPIRY})`;

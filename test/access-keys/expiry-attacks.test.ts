@@ -133,6 +133,32 @@ describe('expiry by policy under attack', () => {
       variables: { id: member.id },
     });
     expect(new Date(info.body.data!.user.accessKeyInfo.previousKeyExpiresAt).getTime()).toBeLessThan(Date.now());
+
+    // A grace period begun before previous_key_created_at was kept: its key's age is unknown, it ends too.
+    const older = await createUser(first, admin);
+    await first.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 604800) { accessKey } }',
+      {
+        key: admin.key,
+        variables: { id: older.id },
+      },
+    );
+    await first.dataSource.query(`UPDATE access_keys SET previous_key_created_at = NULL WHERE user_id = $1`, [
+      older.id,
+    ]);
+    expect((await meOn(first, older.key)).status).toBe(200);
+    expect(
+      (await first.gql(SET_POLICY, { key: admin.key, variables: { days: 1, existing: true } })).body.errors,
+    ).toBeUndefined();
+    expect((await meOn(first, older.key)).status).toBe(401);
+    const olderInfo = await first.gql('query ($id: ID!) { user(id: $id) { accessKeyInfo { previousKeyExpiresAt } } }', {
+      key: admin.key,
+      variables: { id: older.id },
+    });
+    expect(olderInfo.body.errors).toBeUndefined();
+    expect(new Date(olderInfo.body.data!.user.accessKeyInfo.previousKeyExpiresAt).getTime()).toBeLessThanOrEqual(
+      Date.now(),
+    );
   });
 
   it('applyToExistingKeys reaches a key cached on another instance: it is refused there once past its new expiry', async () => {
