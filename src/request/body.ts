@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { visit } from 'jsonc-parser';
+import { createScanner } from 'jsonc-parser';
 
 /**
  * What a request body must be before it is parsed. Fastify reads neither Content-Encoding nor a JSON body's
@@ -90,28 +90,48 @@ export function ambiguousContentTypeError(request: FastifyRequest): BodyError | 
 const PROTOTYPE_KEYS = 'The body may not hold a "__proto__" key or a "constructor" key with "prototype" in it.';
 
 /**
+ * jsonc-parser's token kinds (its `SyntaxKind`, a const enum that isolatedModules cannot read from its typings):
+ * the ones the walk below tells apart.
+ */
+const TOKEN = { openBrace: 1, closeBrace: 2, openBracket: 3, closeBracket: 4, comma: 5, string: 10, end: 17 } as const;
+
+/**
  * The first key that some object of `text` names twice, compared as the strings JSON.parse makes of them (so
  * "query" and "\u0071uery" are one key), with whether that object is the body's outermost one; null when every
- * object names each key once. Only asked of text JSON.parse took; jsonc-parser's visitor walks it once.
+ * object names each key once. Only asked of text JSON.parse took. A loop over jsonc-parser's tokens with a stack
+ * of its own, not its visitor, whose recursive descent overflowed the call stack on a few thousand nested arrays
+ * (a RangeError, which Fastify's parser reported as a body with a "__proto__" key): JSON.parse takes any depth,
+ * so this must too.
  */
 export function repeatedJsonKey(text: string): { key: string; outermost: boolean } | null {
-  // The keys each open object named so far, innermost last.
-  const open: Array<Set<string>> = [];
-  let repeated: { key: string; outermost: boolean } | null = null;
-  visit(text, {
-    onObjectBegin: () => {
+  const scanner = createScanner(text, true);
+  // Each open object's keys so far, null for an open array; innermost last.
+  const open: Array<Set<string> | null> = [];
+  let objects = 0;
+  // The next string token is a key of the innermost object (after its "{" or a ",").
+  let atKey = false;
+  for (let token: number = scanner.scan(); token !== TOKEN.end; token = scanner.scan()) {
+    if (token === TOKEN.openBrace) {
       open.push(new Set());
-      // Once one is found, nothing below needs a look.
-      return repeated === null;
-    },
-    onObjectProperty: (key) => {
-      const keys = open[open.length - 1];
-      if (repeated === null && keys.has(key)) repeated = { key, outermost: open.length === 1 };
+      objects++;
+      atKey = true;
+    } else if (token === TOKEN.openBracket) {
+      open.push(null);
+      atKey = false;
+    } else if (token === TOKEN.closeBrace || token === TOKEN.closeBracket) {
+      if (open.pop()) objects--;
+      atKey = false;
+    } else if (token === TOKEN.comma) {
+      atKey = open.length > 0 && open[open.length - 1] !== null;
+    } else if (token === TOKEN.string && atKey) {
+      const keys = open[open.length - 1]!;
+      const key = scanner.getTokenValue();
+      if (keys.has(key)) return { key, outermost: objects === 1 };
       keys.add(key);
-    },
-    onObjectEnd: () => void open.pop(),
-  });
-  return repeated;
+      atKey = false;
+    }
+  }
+  return null;
 }
 
 /** The fields of a GraphQL-over-HTTP body, named in the answer when repeated there. */
