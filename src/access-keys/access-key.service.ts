@@ -111,6 +111,8 @@ export class AccessKeyService {
   private readonly lastMarkedMs = new Map<string, number>();
   private readonly pendingUse = new Set<string>();
   private useTimer: NodeJS.Timeout | null = null;
+  /** flushUse's writes in flight (the last one, `final`, waits for them). */
+  private readonly writingUse = new Set<Promise<void>>();
 
   constructor(private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger; clock?: Clock }) {}
 
@@ -238,17 +240,32 @@ export class AccessKeyService {
    * A row another transaction holds (a key policy rewriting an organization's keys, a regeneration, a leak
    * report) is skipped and its note kept for the next write (USE_FLUSH_DELAY_MS later): waiting for it would
    * hold the rows locked before it, and every reveal or write of those keys, of any organization, behind one
-   * organization's act. With `final` (the server stopping) it waits for such rows instead and keeps nothing.
+   * organization's act. With `final` (the server stopping) it waits for the writes in flight (whose skipped notes
+   * it then writes), and for such rows instead, and keeps nothing.
    */
   async flushUse(params: { final?: boolean } = {}): Promise<void> {
+    // The server stopping: the writes in flight first. One of them may skip a held row and keep its note (and
+    // arm the timer): the last write must wait for that row too, and leave no timer behind.
+    if (params.final) while (this.writingUse.size > 0) await Promise.all([...this.writingUse]);
     if (this.useTimer) clearTimeout(this.useTimer);
     this.useTimer = null;
     if (this.pendingUse.size === 0) return;
     const sent = [...this.pendingUse];
     this.pendingUse.clear();
+    const writing = this.writeUse(sent, params.final ?? false);
+    this.writingUse.add(writing);
+    try {
+      await writing;
+    } finally {
+      this.writingUse.delete(writing);
+    }
+  }
+
+  /** flushUse's statement for the notes `sent` (base64 digests); keeps the notes of the rows it skipped. */
+  private async writeUse(sent: readonly string[], final: boolean): Promise<void> {
     const skipped: Array<{ key_digest: Buffer; previous_key_digest: Buffer | null }> | undefined =
       await this.deps.dataSource
-        .query(params.final ? WRITE_USE_WAITING : WRITE_USE_SKIPPING_LOCKED, [
+        .query(final ? WRITE_USE_WAITING : WRITE_USE_SKIPPING_LOCKED, [
           sent.map((digest) => Buffer.from(digest, 'base64')),
           LAST_USED_RESOLUTION_SECONDS,
         ])
@@ -256,7 +273,7 @@ export class AccessKeyService {
           this.deps.logger.warn({ err: error }, 'could not record access key use');
           return undefined;
         });
-    if (!skipped?.length || params.final) return;
+    if (!skipped?.length || final) return;
     const wanted = new Set(sent);
     for (const row of skipped) {
       for (const digest of [row.key_digest, row.previous_key_digest]) {
