@@ -34,7 +34,8 @@ const PREVIOUS_KEY_DUE =
 /**
  * AccessKeyService.flushUse's statement ($1 the digests used, $2 LAST_USED_RESOLUTION_SECONDS): the due rows
  * locked in user id order (`waiting`: for rows other transactions hold too, else skipping them), then written.
- * Answers the rows that were due but skipped (their digests), none when waiting.
+ * Answers the rows that were due but skipped (their digests), none when waiting (one row at a time: see
+ * flushUse).
  */
 function writeUseStatement(waiting: boolean): string {
   return `WITH due AS MATERIALIZED (
@@ -238,21 +239,21 @@ export class AccessKeyService {
    * minute across instances. The rows are locked by user id, as a leak report locks the key rows it revokes:
    * an UPDATE that locked them in the order it scanned them deadlocked with a report naming two of them.
    * A row another transaction holds (a key policy rewriting an organization's keys, a regeneration, a leak
-   * report) is skipped and its note kept for the next write (USE_FLUSH_DELAY_MS later): waiting for it would
-   * hold the rows locked before it, and every reveal or write of those keys, of any organization, behind one
-   * organization's act. With `final` (the server stopping) it waits for the writes in flight (whose skipped notes
-   * it then writes), and for such rows instead, and keeps nothing.
+   * report, a batch of key views) is skipped by that statement, then written alone, one such row at a time,
+   * waiting for it: a statement that waited with other rows locked would hold those rows, and every reveal or
+   * write of those keys, of any organization, behind one organization's act; alone it holds nothing else while
+   * it waits, and a row that reveals keep locked FOR SHARE for a few milliseconds again and again under load is
+   * still written. With `final` (the server stopping) it first waits for the writes in flight.
    */
   async flushUse(params: { final?: boolean } = {}): Promise<void> {
-    // The server stopping: the writes in flight first. One of them may skip a held row and keep its note (and
-    // arm the timer): the last write must wait for that row too, and leave no timer behind.
+    // The server stopping: the writes in flight first, so that none runs after the data source is gone.
     if (params.final) while (this.writingUse.size > 0) await Promise.all([...this.writingUse]);
     if (this.useTimer) clearTimeout(this.useTimer);
     this.useTimer = null;
     if (this.pendingUse.size === 0) return;
     const sent = [...this.pendingUse];
     this.pendingUse.clear();
-    const writing = this.writeUse(sent, params.final ?? false);
+    const writing = this.writeUse(sent);
     this.writingUse.add(writing);
     try {
       await writing;
@@ -261,30 +262,34 @@ export class AccessKeyService {
     }
   }
 
-  /** flushUse's statement for the notes `sent` (base64 digests); keeps the notes of the rows it skipped. */
-  private async writeUse(sent: readonly string[], final: boolean): Promise<void> {
-    const skipped: Array<{ key_digest: Buffer; previous_key_digest: Buffer | null }> | undefined =
-      await this.deps.dataSource
-        .query(final ? WRITE_USE_WAITING : WRITE_USE_SKIPPING_LOCKED, [
-          sent.map((digest) => Buffer.from(digest, 'base64')),
-          LAST_USED_RESOLUTION_SECONDS,
-        ])
-        .catch((error: unknown) => {
-          this.deps.logger.warn({ err: error }, 'could not record access key use');
-          return undefined;
-        });
-    if (!skipped?.length || final) return;
+  /**
+   * flushUse's writes of the notes `sent` (base64 digests): one statement for the rows no other transaction
+   * holds, then one for each row it skipped, in turn. A failure is logged (warn), its notes dropped.
+   */
+  private async writeUse(sent: readonly string[]): Promise<void> {
+    const skipped = await this.runUseWrite(WRITE_USE_SKIPPING_LOCKED, sent);
+    if (!skipped?.length) return;
     const wanted = new Set(sent);
+    const held = new Set<string>();
     for (const row of skipped) {
       for (const digest of [row.key_digest, row.previous_key_digest]) {
         const note = digest?.toString('base64');
-        if (note !== undefined && wanted.has(note)) this.pendingUse.add(note);
+        if (note !== undefined && wanted.has(note)) held.add(note);
       }
     }
-    if (this.pendingUse.size > 0 && !this.useTimer) {
-      this.useTimer = setTimeout(() => void this.flushUse(), USE_FLUSH_DELAY_MS);
-      this.useTimer.unref();
-    }
+    for (const note of held) await this.runUseWrite(WRITE_USE_WAITING, [note]);
+  }
+
+  private runUseWrite(
+    statement: string,
+    notes: readonly string[],
+  ): Promise<Array<{ key_digest: Buffer; previous_key_digest: Buffer | null }> | undefined> {
+    return this.deps.dataSource
+      .query(statement, [notes.map((note) => Buffer.from(note, 'base64')), LAST_USED_RESOLUTION_SECONDS])
+      .catch((error: unknown) => {
+        this.deps.logger.warn({ err: error }, 'could not record access key use');
+        return undefined;
+      });
   }
 
   private forgetOldMarks(now: number): void {

@@ -223,8 +223,8 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
       await waitForLockWaiters(app, 1);
       for (const user of [first, second])
         app.services.accessKeys.markUsed(app.keyCrypto.digest(user.key).toString('base64'));
-      // The write that waits for locked rows (the server stopping); the usual one skips them, never waits.
-      const flushed = app.services.accessKeys.flushUse({ final: true });
+      // The write skips the rows the other side holds, then waits for each of them alone.
+      const flushed = app.services.accessKeys.flushUse();
       await waitForLockWaiters(app, 2);
       await holder.query('SELECT pg_advisory_unlock(4711)');
       const applied = await policy;

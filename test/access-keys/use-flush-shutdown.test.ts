@@ -5,11 +5,10 @@ import { waitForBlockedStatement } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 /**
- * The write of key uses skips a key row another transaction holds and keeps its note for the next write; the
- * server's last write (`final`, Services.stop) waits for such rows and keeps nothing. A write already in flight
- * when the server stops is part of it: the stopping write returned at once when every note had been taken by
- * the write in flight, which then skipped a held row, kept its note and armed a timer that fired after the
- * data source was gone (a warning, and the use never written).
+ * The write of key uses skips a key row another transaction holds, then writes that row alone, waiting for it.
+ * The server's last write (`final`, Services.stop) waits for the writes in flight: it returned at once when
+ * every note had been taken by a write in flight, which then went on after the data source was gone (a
+ * warning, and the use never written).
  */
 describe('the last write of key uses on shutdown', () => {
   let app: TestApp;
@@ -48,15 +47,15 @@ describe('the last write of key uses on shutdown', () => {
       let stopped = false;
       const stopping = keys.flushUse({ final: true }).then(() => (stopped = true));
       await tableHolder.query('COMMIT');
-      await inFlight;
+      // The write in flight skipped the held row and now waits for it alone; the last write waits for it.
+      await waitForBlockedStatement(app, { by: rowHolderPid });
       await new Promise((resolve) => setImmediate(resolve));
-      // The write in flight skipped the held row; the last write has yet to write its note.
       expect(stopped).toBe(false);
       expect(await lastUsed()).toBeNull();
 
-      await waitForBlockedStatement(app, { by: rowHolderPid });
       await rowHolder.query('COMMIT');
       await stopping;
+      await inFlight;
       expect(await lastUsed()).not.toBeNull();
       // No write left to run after the data source is gone.
       expect((keys as unknown as { useTimer: unknown }).useTimer).toBeNull();

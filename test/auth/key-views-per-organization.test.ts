@@ -2,7 +2,7 @@ import { Client } from 'pg';
 
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { waitForLockWaiters } from '../helpers/locks';
+import { waitForBlockedStatement, waitForLockWaiters } from '../helpers/locks';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
@@ -87,12 +87,12 @@ describe("one organization's reveals while another organization's rows are held"
   /**
    * The write of key uses (AccessKeyService.flushUse) locks the due key rows of every organization in user id
    * order. Here organization A's key row, later in that order, is held as a key policy's rewrite holds it; B's
-   * key, earlier, was used too. The write skips A's row and keeps its note, so it holds no lock of B's while A's
-   * act runs, and B's reveal (which locks B's key row FOR SHARE) is answered at once. When the write waited for
-   * A's row, it held B's FOR NO KEY UPDATE meanwhile and B's reveal waited behind it until its statement
-   * timed out. A's note is written once A's row is let go.
+   * key, earlier, was used too. The write skips A's row, writes B's, then waits for A's row alone: it holds no
+   * lock of B's while A's act runs, and B's reveal (which locks B's key row FOR SHARE) is answered at once.
+   * When the write waited for A's row in the statement that locked B's, B's row stayed locked FOR NO KEY UPDATE
+   * and unwritten meanwhile, and B's reveal waited behind it until its statement timed out.
    */
-  it("the write of key uses skips a row another organization's act holds and writes it later", async () => {
+  it("the write of key uses writes the other rows at once and waits for a row another organization's act holds alone", async () => {
     const users = [
       await createUser(app, adminA, { role: Role.ADMIN }),
       await createUser(app, adminB, { role: Role.ADMIN }),
@@ -107,25 +107,25 @@ describe("one organization's reveals while another organization's rows are held"
     try {
       await holder.query('BEGIN');
       await holder.query('UPDATE access_keys SET expires_at = expires_at WHERE user_id = $1', [later.id]);
+      const [{ pid }] = (await holder.query('SELECT pg_backend_pid() AS pid')).rows;
       for (const user of [earlier, later])
         app.services.accessKeys.markUsed(app.keyCrypto.digest(user.key).toString('base64'));
-      await app.services.accessKeys.flushUse();
+      let flushed = false;
+      const flushing = app.services.accessKeys.flushUse().then(() => (flushed = true));
+      await waitForBlockedStatement(app, { by: pid });
       expect(await lastUsed(earlier)).not.toBeNull();
       expect(await lastUsed(later)).toBeNull();
 
-      // A write of uses that waited for the held row would now hold earlier's row, and this reveal behind it.
-      const flushing = app.services.accessKeys.flushUse();
       const reveal = await app.gql<{ user: { accessKey: string } }>(REVEAL, {
         key: earlier.key,
         variables: { id: target.id },
       });
       expect(reveal.body.errors).toBeUndefined();
       expect(reveal.body.data?.user.accessKey).toBe(target.key);
-      await flushing;
-      expect(await lastUsed(later)).toBeNull();
+      expect(flushed).toBe(false);
 
       await holder.query('COMMIT');
-      await app.services.accessKeys.flushUse();
+      await flushing;
       expect(await lastUsed(later)).not.toBeNull();
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
