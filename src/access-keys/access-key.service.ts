@@ -112,7 +112,7 @@ export class AccessKeyService {
   private readonly lastMarkedMs = new Map<string, number>();
   private readonly pendingUse = new Set<string>();
   private useTimer: NodeJS.Timeout | null = null;
-  /** flushUse's writes in flight (the last one, `final`, waits for them). */
+  /** flushUse's write in flight, if any (each call waits for it first). */
   private readonly writingUse = new Set<Promise<void>>();
 
   constructor(private readonly deps: { dataSource: DataSource; keyCrypto: KeyCrypto; logger: Logger; clock?: Clock }) {}
@@ -243,11 +243,12 @@ export class AccessKeyService {
    * waiting for it: a statement that waited with other rows locked would hold those rows, and every reveal or
    * write of those keys, of any organization, behind one organization's act; alone it holds nothing else while
    * it waits, and a row that reveals keep locked FOR SHARE for a few milliseconds again and again under load is
-   * still written. With `final` (the server stopping) it first waits for the writes in flight.
+   * still written. One write at a time: a call waits for the one in flight first (so one waiting for a held row
+   * takes one pooled connection, not one a second, and the server's last call, Services.stop, returns only
+   * once nothing is left to run after the data source is gone).
    */
-  async flushUse(params: { final?: boolean } = {}): Promise<void> {
-    // The server stopping: the writes in flight first, so that none runs after the data source is gone.
-    if (params.final) while (this.writingUse.size > 0) await Promise.all([...this.writingUse]);
+  async flushUse(): Promise<void> {
+    while (this.writingUse.size > 0) await Promise.all([...this.writingUse]);
     if (this.useTimer) clearTimeout(this.useTimer);
     this.useTimer = null;
     if (this.pendingUse.size === 0) return;

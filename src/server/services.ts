@@ -139,7 +139,7 @@ export function createServices(deps: ServiceDeps): Services {
     async stop() {
       outage.stop();
       await rateLimiter.flush();
-      await accessKeys.flushUse({ final: true });
+      await accessKeys.flushUse();
       await notifications.stop();
     },
   };

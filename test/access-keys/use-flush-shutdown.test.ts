@@ -6,7 +6,7 @@ import { startTestApp, type TestApp } from '../helpers/test-app';
 
 /**
  * The write of key uses skips a key row another transaction holds, then writes that row alone, waiting for it.
- * The server's last write (`final`, Services.stop) waits for the writes in flight: it returned at once when
+ * The server's last write (Services.stop) waits for the write in flight: it returned at once when
  * every note had been taken by a write in flight, which then went on after the data source was gone (a
  * warning, and the use never written).
  */
@@ -45,7 +45,7 @@ describe('the last write of key uses on shutdown', () => {
       await waitForBlockedStatement(app, { by: tableHolderPid });
 
       let stopped = false;
-      const stopping = keys.flushUse({ final: true }).then(() => (stopped = true));
+      const stopping = keys.flushUse().then(() => (stopped = true));
       await tableHolder.query('COMMIT');
       // The write in flight skipped the held row and now waits for it alone; the last write waits for it.
       await waitForBlockedStatement(app, { by: rowHolderPid });
