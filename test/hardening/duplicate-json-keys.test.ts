@@ -115,4 +115,46 @@ describe('a JSON body naming one key twice in an object is a 400 that runs nothi
       expect(response.body.data.users.totalCount).toBe(1);
     });
   });
+
+  /**
+   * The check walks a body JSON.parse took, and JSON.parse takes nesting of any depth, so the walk must too: a
+   * recursive walk ran out of stack on a few thousand nested arrays or objects, and the body, valid and naming
+   * each key once, was refused with a 400 blaming a "__proto__" key.
+   */
+  describe('a deeply nested body is judged like any other', () => {
+    const depth = 20_000;
+    const deepArray = '['.repeat(depth) + ']'.repeat(depth);
+    const deepObject = '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+
+    it.each<[string, string]>([
+      ['nested arrays in extensions', `{"query":"{ me { id } }","extensions":{"x":${deepArray}}}`],
+      ['nested objects in extensions', `{"query":"{ me { id } }","extensions":{"x":${deepObject}}}`],
+    ])('%s, each key once: runs, nothing logged at error level', async (_label, text) => {
+      const response = await postRaw(text);
+      expect(response.errorLines).toEqual([]);
+      expect(response.status).toBe(200);
+      expect(response.body.data).toEqual({ me: { id: admin.id } });
+    });
+
+    it('a key named twice under deep nesting: 400', async () => {
+      const text = `{"query":"{ me { id } }","extensions":{"x":${'{"a":'.repeat(depth)}{"b":1,"b":2}${'}'.repeat(depth)}}}`;
+      const response = await postRaw(text);
+      expect(response.errorLines).toEqual([]);
+      expect(response.status).toBe(400);
+      expect(response.body.errors![0].message).toMatch(/twice/);
+    });
+
+    it('GET variables nested deeply: never a 5xx', async () => {
+      const logsBefore = app.logs.length;
+      const params = new URLSearchParams({
+        query: '{ me { id } }',
+        extensions: `{"x":${'['.repeat(3000)}${']'.repeat(3000)}}`,
+      });
+      const response = await fetch(`${app.url}?${params}`, {
+        headers: { 'apollo-require-preflight': 'true', 'x-access-key': admin.key },
+      });
+      expect(app.logs.slice(logsBefore).filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
+      expect(response.status).toBeLessThan(500);
+    });
+  });
 });
