@@ -10,7 +10,10 @@ export class SetAccessKeyPolicyPayload {
   @Field(() => Organization, { description: 'The organization with its policy as now committed.' })
   organization: Organization;
 
-  @Field(() => Int, { description: 'Existing keys whose expiry changed (0 unless applyToExistingKeys).' })
+  @Field(() => Int, {
+    description:
+      'Existing keys whose expiry changed, or whose running grace period was shortened (0 unless applyToExistingKeys).',
+  })
   existingKeysUpdated: number;
 }
 
@@ -28,7 +31,8 @@ export class AccessKeyPolicyResolver {
     description:
       `Admins: keys of the organization expire maxKeyAgeDays (1 to ${MAX_KEY_AGE_DAYS}) after they are issued; null: never. ` +
       'Applies to keys issued from now on; with applyToExistingKeys also to existing keys, counted from their creation ' +
-      '(a key already older expires at once). An expired key is refused like any invalid key. Audited as ACCESS_KEY_POLICY_CHANGED.',
+      '(a key already older expires at once; a key already expired stays expired). An expired key is refused like any invalid key. ' +
+      'Audited as ACCESS_KEY_POLICY_CHANGED.',
   })
   setAccessKeyPolicy(
     @CurrentActor() actor: Actor,

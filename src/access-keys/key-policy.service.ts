@@ -8,22 +8,29 @@ import type { Authority } from '../authorization/authority';
 import { BadInputError, ForbiddenError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
 import type { Actor } from '../request/context';
-import { expiryMs } from './clock';
+import { type Clock, expiryMs, systemClock } from './clock';
 
 /** The longest maxKeyAgeDays accepted (ten years); the migration's CHECK holds the same bound. */
 export const MAX_KEY_AGE_DAYS = 3650;
-/** An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs). */
-const APPLIED_EXPIRY = expiryMs('created_at + make_interval(days => $2::int)');
+/**
+ * An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs).
+ * A key already expired by the service's clock ($3) keeps the expiry it had: a policy, even a longer one or
+ * none, never brings back a key that stopped working (as a regeneration's grace period does not: issue's GRACED).
+ */
+const APPLIED_EXPIRY = `CASE WHEN ${expiryMs('expires_at')} <= $3::timestamptz THEN expires_at
+  ELSE ${expiryMs('created_at + make_interval(days => $2::int)')} END`;
 /**
  * The end of the grace period of the key it keeps working, under the policy: never later than it was, counted
  * from that key's own creation (`previous_key_created_at`), never from the creation of the key that replaced
  * it. One replaced before that column existed has no known age: taken as older than any, its grace period
- * ends now. Unchanged without a policy ($2 null: keys never expire) and where there is no grace period.
+ * ends now. Unchanged without a policy ($2 null: keys never expire), where there is no grace period, and where
+ * it has already ended (PostgreSQL's clock, as for every grace period): its end is a fact, not a setting.
  */
-const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL THEN previous_key_expires_at
+const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL OR previous_key_expires_at <= now()
+  THEN previous_key_expires_at
   ELSE LEAST(previous_key_expires_at, COALESCE(${expiryMs('previous_key_created_at + make_interval(days => $2::int)')},
                                                ${expiryMs('now()')})) END`;
-/** A key row the policy changes: its key's expiry, or the end of its replaced key's grace period. */
+/** A key row the policy changes: its key's expiry, or the end of its replaced key's running grace period. */
 const POLICY_CHANGES = `(expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
   OR previous_key_expires_at IS DISTINCT FROM ${CAPPED_PREVIOUS_EXPIRY})`;
 
@@ -37,13 +44,21 @@ export interface AccessKeyPolicyChange {
 /** An organization's key expiry policy: who may set it, its bounds, and what it does to existing keys. */
 export class AccessKeyPolicyService {
   constructor(
-    private readonly deps: { dataSource: DataSource; audit: AuditService; authCache: AuthCache; authority: Authority },
+    private readonly deps: {
+      dataSource: DataSource;
+      audit: AuditService;
+      authCache: AuthCache;
+      authority: Authority;
+      /** Decides which existing keys have already expired (see APPLIED_EXPIRY); the system clock by default. */
+      clock?: Clock;
+    },
   ) {}
 
   /**
    * Sets the caller's organization's `maxKeyAgeDays` (ADMIN only), records ACCESS_KEY_POLICY_CHANGED, and
-   * with `applyToExistingKeys` rewrites every key's `expires_at` of the organization from its `created_at` (and ends the grace period of a replaced key older than that, from its own creation)
-   * (a key already older than the new age expires at once). Without it existing keys keep the expiry they
+   * with `applyToExistingKeys` rewrites the `expires_at` of every key of the organization that has not expired
+   * from its `created_at` (a key already older than the new age expires at once; an expired key stays expired),
+   * and ends a running grace period of a replaced key older than that, counted from its own creation. Without it existing keys keep the expiry they
    * were issued with; keys issued from now on get the new one. One transaction; the organization row is
    * locked FOR UPDATE first (Act.organizationLock): two admins setting it at once serialize, every act,
    * sign-in and reveal of the organization under way commits first (with the key it carries, or issues, as it
@@ -95,7 +110,7 @@ export class AccessKeyPolicyService {
            UPDATE access_keys SET expires_at = ${APPLIED_EXPIRY}, previous_key_expires_at = ${CAPPED_PREVIOUS_EXPIRY}
              FROM due
             WHERE access_keys.user_id = due.user_id AND ${POLICY_CHANGES}`,
-          [organizationId, maxKeyAgeDays],
+          [organizationId, maxKeyAgeDays, new Date((this.deps.clock ?? systemClock).now())],
         );
         existingKeysUpdated = count as number;
       }

@@ -102,7 +102,7 @@ export function createServices(deps: ServiceDeps): Services {
   });
   const users = new UserService({ dataSource, accessKeys, audit, sessions, authCache, authority, passwords, clock });
   const accessKeyRegeneration = new AccessKeyRegeneration({ users, accessKeys, audit });
-  const keyPolicy = new AccessKeyPolicyService({ dataSource, audit, authCache, authority });
+  const keyPolicy = new AccessKeyPolicyService({ dataSource, audit, authCache, authority, clock });
   const organizations = new OrganizationService({ dataSource, users });
   const leakReports = new LeakReportService({
     dataSource,

@@ -187,6 +187,54 @@ describe('expiry by policy (maxKeyAgeDays)', () => {
     expect(after.body.data!.user.accessKeyInfo.expiresAt).toBeNull();
   });
 
+  it('applyToExistingKeys never brings back an expired key: a longer policy or none leaves it expired, and it is not counted', async () => {
+    const org = await createOrganization(app, 'Lapsed Clinic');
+    expect((await app.gql(SET_POLICY, { key: org.key, variables: { days: 1 } })).body.errors).toBeUndefined();
+    const member = await createUser(app, org);
+    const issued = (await app.gql(KEY_INFO, { key: org.key, variables: { id: member.id } })).body.data!.user
+      .accessKeyInfo.expiresAt;
+    clock.advance(2 * DAY_MS);
+    expect((await meFrom(freshAddress(), member.key)).status).toBe(401);
+
+    // Only the admin's key (issued before any policy, no expiry) is changed, each time.
+    for (const days of [3650, null]) {
+      const applied = await app.gql(SET_POLICY, { key: org.key, variables: { days, existing: true } });
+      expect(applied.body.data!.setAccessKeyPolicy.existingKeysUpdated).toBe(1);
+      const info = await app.gql(KEY_INFO, { key: org.key, variables: { id: member.id } });
+      expect(info.body.data!.user.accessKeyInfo.expiresAt).toBe(issued);
+      app.services.authCache.evictUser(member.id);
+      expect((await meFrom(freshAddress(), member.key)).status).toBe(401);
+    }
+  });
+
+  it('applyToExistingKeys leaves a grace period that has ended where it ended, and does not count its row', async () => {
+    const org = await createOrganization(app, 'Ended Grace Clinic');
+    expect((await app.gql(SET_POLICY, { key: org.key, variables: { days: 30 } })).body.errors).toBeUndefined();
+    const member = await createUser(app, org);
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { previousKeyExpiresAt } }',
+      { key: org.key, variables: { id: member.id } },
+    );
+    expect(regenerated.body.data!.regenerateAccessKey.previousKeyExpiresAt).not.toBeNull();
+    // As it would be an hour later, for a replaced key 40 days old: its grace period ended an hour ago, and its
+    // key expires exactly as the policy gives (so only the grace period could be changed). TypeORM answers an
+    // UPDATE as [rows, count].
+    const [[ended]] = await app.dataSource.query(
+      `UPDATE access_keys SET expires_at = date_trunc('milliseconds', created_at + interval '30 days'),
+              previous_key_expires_at = date_trunc('milliseconds', now() - interval '1 hour'),
+              previous_key_created_at = now() - interval '40 days'
+        WHERE user_id = $1 RETURNING previous_key_expires_at`,
+      [member.id],
+    );
+
+    const applied = await app.gql(SET_POLICY, { key: org.key, variables: { days: 30, existing: true } });
+    expect(applied.body.data!.setAccessKeyPolicy.existingKeysUpdated).toBe(1); // the admin's key, issued with none
+    const [after] = await app.dataSource.query(`SELECT previous_key_expires_at FROM access_keys WHERE user_id = $1`, [
+      member.id,
+    ]);
+    expect(after.previous_key_expires_at).toEqual(ended.previous_key_expires_at);
+  });
+
   it('applyToExistingKeys and the batched write of key uses lock the key rows in one order: no deadlock', async () => {
     const org = await createOrganization(app, 'Lock Order Clinic');
     // The first row's live version after the second's, in the heap and in every index (a regeneration
