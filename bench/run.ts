@@ -756,7 +756,11 @@ async function main(): Promise<void> {
         (PIN ? `Service pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}.` : 'Nothing pinned.'),
     ].join('\n');
     process.stdout.write(table + '\n');
-    if (!rows.every((r) => r.met) || !memory.met) process.exitCode = 1;
+    const unmet = [...rows.filter((r) => !r.met).map((r) => r.scenario), ...(memory.met ? [] : ['memory'])];
+    if (unmet.length > 0) {
+      process.exitCode = 1;
+      process.stderr.write(`Exit status 1: ${unmet.length} target(s) not met: ${unmet.join('; ')}.\n`);
+    }
   } finally {
     try {
       if (server) await stopServer(server);

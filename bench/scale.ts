@@ -336,7 +336,10 @@ async function main(): Promise<void> {
         `Machine: ${machine}.`,
       ].join('\n') + '\n',
     );
-    if (!met) process.exitCode = 1;
+    if (!met) {
+      process.exitCode = 1;
+      process.stderr.write('Exit status 1: a query above is not met (its met column says NO).\n');
+    }
   } finally {
     if (server) await stopServer(server);
     // Kept for a look at the plans (EXPLAIN) when asked, on a DATABASE_URL server; an embedded one goes.
