@@ -222,20 +222,48 @@ function corsOrigins(raw: string | undefined): string[] {
 }
 
 /**
- * DATABASE_URL: a PostgreSQL connection string (postgres:, postgresql:, pg's socket: or a socket directory).
- * pg reads the host and port of any scheme, so mysql://... failed as an unreachable PostgreSQL. The refusal
- * names the scheme only: the URL may hold a password.
+ * DATABASE_URL: a PostgreSQL connection string (postgres:, postgresql:, pg's socket: or a socket directory),
+ * one pg and TypeORM can read (readableAsUrl). pg reads the host and port of any scheme, so mysql://... failed
+ * as an unreachable PostgreSQL. Throws ConfigError; the refusal names the scheme at most: the URL may hold a
+ * password.
  */
 function databaseUrl(env: NodeJS.ProcessEnv): string | null {
   const setting = fromEnvOrFile(env, 'DATABASE_URL');
   if (!setting) return null;
   const { value, source } = setting;
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value)?.[1].toLowerCase();
-  if (value.startsWith('/') || scheme === 'postgres' || scheme === 'postgresql' || scheme === 'socket') return value;
+  if (value.startsWith('/')) return value;
+  if (scheme === 'postgres' || scheme === 'postgresql' || scheme === 'socket') {
+    if (!readableAsUrl(value)) {
+      throw new ConfigError(
+        `${source} cannot be read as a URL: percent-encode the special characters of its user name and password ` +
+          '(% as %25, # as %23, @ as %40, / as %2F, : as %3A) and give a port from 1 to 65535.',
+      );
+    }
+    return value;
+  }
   throw new ConfigError(
     `${source} must be a PostgreSQL connection string (postgres://user:password@host:5432/database), ` +
       `got ${scheme ? `a ${scheme}: URL` : 'no URL scheme'}.`,
   );
+}
+
+/**
+ * Whether pg and TypeORM can read the connection string, both through the WHATWG URL (pg-connection-string reads
+ * an empty host, `user@/db?host=/socket/dir`, with a placeholder host the same way) and each percent-decoding the
+ * user name and password (TypeORM's parseConnectionUrl throws URIError on a stray `%`). Without this check a
+ * password with an unencoded `%`, `#` or `/`, or a port past 65535, stopped the start-up with a stack trace
+ * instead of a line naming the setting.
+ */
+function readableAsUrl(value: string): boolean {
+  try {
+    const url = new URL(value.replace('@/', '@localhost/'));
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

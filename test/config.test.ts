@@ -231,6 +231,35 @@ describe('configuration', () => {
       expect(() => loadConfig({ DATABASE_URL: 'db.example:5432/crm' })).toThrow(/DATABASE_URL must be a PostgreSQL/);
     });
 
+    // A password with a stray % stopped the start-up with TypeORM's URIError and its stack; a # or a port past
+    // 65535 with pg's "Invalid URL", naming no setting.
+    it('refuses a DATABASE_URL that pg or TypeORM cannot read, naming the setting and not the URL', () => {
+      const unreadable = [
+        'postgres://crm:s3cr3t%zz@127.0.0.1/crm',
+        'postgres://crm:s3cr3t#1@127.0.0.1/crm',
+        'postgres://crm:s3cr3t/1@127.0.0.1/crm',
+        'postgres://crm:s3cr3t@127.0.0.1:99999/crm',
+      ];
+      for (const url of unreadable) {
+        let refusal: unknown;
+        try {
+          loadConfig({ DATABASE_URL: url });
+        } catch (error) {
+          refusal = error;
+        }
+        expect(refusal).toBeInstanceOf(ConfigError);
+        expect((refusal as Error).message).toMatch(/^DATABASE_URL cannot be read as a URL: percent-encode/);
+        expect((refusal as Error).message).not.toContain('s3cr3t');
+      }
+      for (const fine of [
+        'postgres://crm:p%40ss%25word@127.0.0.1:5432/crm',
+        'postgres://crm@/crm?host=/var/run/postgresql',
+        'postgresql://[::1]:5432/crm',
+        'postgres://crm:p@ss@db/crm',
+      ])
+        expect(loadConfig({ DATABASE_URL: fine }).databaseUrl).toBe(fine);
+    });
+
     it('refuses a headers timeout longer than the request timeout', () => {
       expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '2000' })).toThrow(
         /must not exceed REQUEST_TIMEOUT_MS/,
