@@ -3,7 +3,7 @@ import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 
 import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
-import { loadConfig } from './config';
+import { loadConfig, wholeNumber } from './config';
 import { type Database, MigrationsPendingError, openDatabase } from './db/runtime';
 import { createLogger } from './logger';
 import { operatorMessage } from './operator-errors';
@@ -166,8 +166,8 @@ async function run(argv: string[]): Promise<void> {
   if (command === 'rotate-secret') {
     const { values } = parseArgs({ args: rest, options: { 'batch-size': { type: 'string' } }, strict: true });
     const rawBatchSize = values['batch-size'];
-    const batchSize = rawBatchSize === undefined ? DEFAULT_ROTATION_BATCH_SIZE : Number(rawBatchSize);
-    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+    const batchSize = rawBatchSize === undefined ? DEFAULT_ROTATION_BATCH_SIZE : wholeNumber(rawBatchSize);
+    if (!(batchSize >= 1 && batchSize <= 10_000)) {
       throw new UsageError(`--batch-size must be a whole number from 1 to 10000, got "${rawBatchSize}".`);
     }
     const database = await openCheckedDatabase({ config, logger });

@@ -113,11 +113,26 @@ export function parseSecret(value: string, source: string): Buffer {
   return secret;
 }
 
+/**
+ * A setting's whole number in plain decimal digits ("8080"; spaces around it are trimmed), else NaN: Number()
+ * alone took "0x1F93", "4e3" and "5.0", and read " " as 0 (a blank PORT listened on a random port).
+ */
+export function wholeNumber(raw: string): number {
+  const trimmed = raw.trim();
+  return /^\d{1,15}$/.test(trimmed) ? Number(trimmed) : NaN;
+}
+
+/** A blank setting (unset, empty or spaces only): takes its default, or for an optional one, none. */
+function blank(env: NodeJS.ProcessEnv, name: string): boolean {
+  return !env[name]?.trim();
+}
+
+/** A whole-number setting within its bounds (wholeNumber); the fallback when blank. Throws ConfigError. */
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, range: { min: number; max: number }): number {
   const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < range.min || value > range.max) {
+  if (raw === undefined || blank(env, name)) return fallback;
+  const value = wholeNumber(raw);
+  if (!(value >= range.min && value <= range.max)) {
     throw new ConfigError(`${name} must be a whole number from ${range.min} to ${range.max}, got "${raw}".`);
   }
   return value;
@@ -322,7 +337,7 @@ function auditRetentionDays(env: NodeJS.ProcessEnv): number | null {
   const raw = env.AUDIT_RETENTION_DAYS?.trim();
   if (!raw) return DEFAULT_AUDIT_RETENTION_DAYS;
   if (raw.toLowerCase() === 'off') return null;
-  const days = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  const days = wholeNumber(raw);
   if (!(days >= 1 && days <= 36500)) {
     throw new ConfigError(
       `AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500, or off to keep every event, got "${raw}".`,
@@ -357,7 +372,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const host = env.HOST || '127.0.0.1';
   const port = integer(env, 'PORT', 4000, { min: 0, max: 65535 });
-  const metricsPort = env.METRICS_PORT ? integer(env, 'METRICS_PORT', 0, { min: 0, max: 65535 }) : null;
+  const metricsPort = !blank(env, 'METRICS_PORT') ? integer(env, 'METRICS_PORT', 0, { min: 0, max: 65535 }) : null;
   // Port 0 picks a free port each time, so two zeros never collide.
   if (metricsPort !== null && metricsPort !== 0 && metricsPort === port) {
     throw new ConfigError('METRICS_PORT must differ from PORT: metrics are never served on the public port.');
@@ -369,7 +384,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       `HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}).`,
     );
   }
-  const maxHeapUsedMb = env.MAX_HEAP_USED_MB ? integer(env, 'MAX_HEAP_USED_MB', 0, { min: 0, max: 1_000_000 }) : null;
+  const maxHeapUsedMb = !blank(env, 'MAX_HEAP_USED_MB')
+    ? integer(env, 'MAX_HEAP_USED_MB', 0, { min: 0, max: 1_000_000 })
+    : null;
   return Object.freeze({
     env: nodeEnv,
     host,
@@ -424,7 +441,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       headersTimeoutMs,
       // Above the 60 s idle timeout of common load balancers, so they never reuse a connection we just closed.
       keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, { min: 100, max: 3_600_000 }),
-      maxConnections: env.MAX_CONNECTIONS ? integer(env, 'MAX_CONNECTIONS', 0, { min: 1, max: 10_000_000 }) : null,
+      maxConnections: !blank(env, 'MAX_CONNECTIONS')
+        ? integer(env, 'MAX_CONNECTIONS', 0, { min: 1, max: 10_000_000 })
+        : null,
     }),
     auditRetentionDays: auditRetentionDays(env),
     secretScanning: Object.freeze({ githubKeysFile: env.SECRET_SCANNING_GITHUB_KEYS?.trim() || null }),

@@ -118,6 +118,19 @@ describe('npm run cli -- create-organization', () => {
     }
   });
 
+  // Read with Number(), --batch-size took 0x10 (16), 1e3 (1000) and 5.0, where an operator may have meant other.
+  it.each(['0', '0x10', '1e3', '5.0', '-5', ' ', '10001'])(
+    'rotate-secret --batch-size %j: a usage error (exit 2) naming the bounds, before the database is touched',
+    async (batchSize) => {
+      const result = await runWith({
+        args: [CLI, 'rotate-secret', `--batch-size=${batchSize}`],
+        env: { ...env(), DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' },
+      });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`--batch-size must be a whole number from 1 to 10000, got "${batchSize}".`);
+    },
+  );
+
   // Every other command refuses an option or argument it does not take; migrate applied the migrations anyway, so a
   // `migrate --dry-run` or a `migrate --help-me` an operator hoped would only look changed the database.
   it.each([[['--dry-run']], [['extra']], [['--name', 'x']]])(

@@ -134,6 +134,31 @@ describe('configuration', () => {
       });
     });
 
+    // Read with Number(), PORT=" " listened on a random port (0), 0x1F93 on 8083 and 4e3 on 4000, and a blank
+    // DB_STATEMENT_TIMEOUT_MS or MAX_EVENT_LOOP_DELAY_MS turned its guard off (0).
+    it('reads numbers as plain decimal digits: a blank one takes its default (or none), any other form is refused', () => {
+      const blank = loadConfig({
+        PORT: ' ',
+        DB_STATEMENT_TIMEOUT_MS: '  ',
+        MAX_EVENT_LOOP_DELAY_MS: '\t',
+        METRICS_PORT: ' ',
+      });
+      expect(blank.port).toBe(4000);
+      expect(blank.db.statementTimeoutMs).toBe(5000);
+      expect(blank.loadShedding.maxEventLoopDelayMs).toBe(1000);
+      expect(blank.metrics.port).toBeNull();
+      expect(loadConfig({ MAX_CONNECTIONS: ' ', MAX_HEAP_USED_MB: ' ' })).toMatchObject({
+        http: { maxConnections: null },
+        loadShedding: { maxHeapUsedBytes: null },
+      });
+      expect(loadConfig({ PORT: ' 8080 ' }).port).toBe(8080);
+      for (const bad of ['0x1F93', '4e3', '4000.0', '+4000', '-1', '4 000', '1_000', 'Infinity']) {
+        expect(() => loadConfig({ PORT: bad })).toThrow(
+          new ConfigError(`PORT must be a whole number from 0 to 65535, got "${bad}".`),
+        );
+      }
+    });
+
     it('reads AUDIT_RETENTION_DAYS: 365 by default, whole days or off; anything else is one clear line', () => {
       expect(loadConfig({}).auditRetentionDays).toBe(365);
       expect(loadConfig({ AUDIT_RETENTION_DAYS: '30' }).auditRetentionDays).toBe(30);
