@@ -1,7 +1,7 @@
-import { Arg, Mutation, Resolver } from 'type-graphql';
+import { Arg, Ctx, Mutation, Resolver } from 'type-graphql';
 
 import { Can } from '../request/can';
-import { type Actor, CurrentActor } from '../request/context';
+import { type Actor, CurrentActor, type RequestContext } from '../request/context';
 import type { LeakReportService } from './leak-report.service';
 import { ReportLeakedAccessKeyPayload } from './leak-report.types';
 
@@ -28,7 +28,8 @@ export class LeakReportResolver {
     @CurrentActor() actor: Actor,
     @Arg('key') key: string,
     @Arg('location') location: string,
+    @Ctx() ctx: RequestContext,
   ): Promise<ReportLeakedAccessKeyPayload> {
-    return this.deps.leakReports.reportByAdmin(actor, { key, location });
+    return this.deps.leakReports.reportByAdmin(actor, { key, location }, ctx.loaders);
   }
 }

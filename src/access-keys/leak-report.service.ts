@@ -10,6 +10,7 @@ import { redactCredentials } from '../credential-shape';
 import { BadInputError, ForbiddenError } from '../errors';
 import { refuseHiddenCharacters, replaceHiddenCharacters } from '../graphql/text-checks';
 import type { Actor } from '../request/context';
+import type { Loaders } from '../request/loaders';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
@@ -301,6 +302,7 @@ export class LeakReportService {
   async reportByAdmin(
     actor: Actor,
     params: { key: string; location: string },
+    loaders?: Pick<Loaders, 'keyChanged'>,
   ): Promise<{ revoked: boolean; user: User | null }> {
     const { organizationId } = actor.principal;
     const mayReport = (ability: AppAbility) => {
@@ -347,6 +349,9 @@ export class LeakReportService {
       return { revoked, user: userFromRow(row) };
     });
     this.forgetRevoked(outcome.revoked);
+    // The revoked key may have been read earlier in this request: its later reads (the payload's `user { accessKey
+    // accessKeyInfo }`) show the key that replaced it and the report, never the revoked key (Loaders.keyChanged).
+    if (isKey) for (const { userId } of outcome.revoked) loaders?.keyChanged(userId);
     return { revoked: outcome.revoked.length > 0, user: outcome.user };
   }
 }

@@ -50,6 +50,13 @@ export interface Loaders {
    * (its view recorded with the act), not an older one read earlier nor one issued by someone else since.
    */
   keyIssued(user: User, issued: { key: string; row: AccessKey }): void;
+  /**
+   * An act of this request replaced or created `userId`'s key without revealing it (a leak report revokes it and
+   * issues another; "Edit, then Save" issues a missing one): what the request read or revealed of that key is
+   * forgotten, so a later `accessKey` reveals the key as it now is (with its own view, its authority checked
+   * again) and `accessKeyInfo` describes it, never the revoked key or the absence of one read before the act.
+   */
+  keyChanged(userId: string): void;
 }
 
 /** What a reveal decrypts: the ciphertext is sealed to its user id (KeyCrypto.encrypt). */
@@ -195,6 +202,13 @@ class RequestLoaders implements Loaders {
       waits.add(keys);
     }
     await Promise.allSettled(waits);
+  }
+
+  keyChanged(userId: string): void {
+    this.accessKeyLoader?.clear(userId);
+    this.ciphertexts.delete(userId);
+    this.revealCache.delete(userId);
+    this.revealed.delete(userId);
   }
 
   keyIssued(user: User, issued: { key: string; row: AccessKey }): void {

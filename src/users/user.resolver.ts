@@ -131,8 +131,9 @@ export class UserResolver {
     @CurrentActor() actor: Actor,
     @Arg('id', () => ID) id: string,
     @Arg('input', () => UpdateUserInput) input: UpdateUserInput,
+    @Ctx() ctx: RequestContext,
   ): Promise<User> {
-    return this.userService.update(actor, id, input);
+    return this.userService.update(actor, id, input, ctx.loaders);
   }
 
   /** See UserService.setRole. */

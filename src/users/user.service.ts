@@ -469,37 +469,48 @@ export class UserService {
    * (and the request's key is not a replaced one: ReplacedKeyError).
    * Each field is checked by name (abilities.ts: everyone their own `name`; ADMIN `name` and `email` in the
    * organization).
+   * A key issued here is not revealed: the request's loaders (when given) forget what they read of the user's key
+   * (Loaders.keyChanged), so the answer's `accessKey` reveals the new key with its own view, not a null read before.
    * @throws BadInputError (id, email, name), NotFoundError (not visible), ForbiddenError (a field not granted),
    *   ConflictError (the email is taken), or the act's refusal; see `change`.
    */
-  async update(actor: Actor, id: string, input: UpdateUserInput): Promise<User> {
+  async update(actor: Actor, id: string, input: UpdateUserInput, loaders?: Pick<Loaders, 'keyChanged'>): Promise<User> {
     const requested: Partial<Pick<User, 'email' | 'name'>> = {};
     if (input.email !== undefined && input.email !== null) requested.email = normalizeEmail(input.email);
     if (input.name !== undefined && input.name !== null) requested.name = normalizeName(input.name);
-    return this.change(actor, { id, action: 'update', fields: Object.keys(requested) }, async (manager, user, act) => {
-      const changes = Object.fromEntries(
-        Object.entries(requested).filter(([field, value]) => user[field as keyof typeof requested] !== value),
-      );
-      const changed = Object.keys(changes).length > 0;
-      const updated = changed ? await updateUser(manager, user.id, changes).catch(duplicateEmailAsConflict) : user;
-      // "Edit, then Save" on a user without a key (an imported one) gives them one, when the caller is one
-      // who may issue that user a key: a member saving their own name creates none.
-      const mayIssueKey = act.ability.can('regenerateAccessKey', user);
-      const hasKey =
-        mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
-      const actions = changed ? [AuditAction.USER_UPDATED] : [];
-      if (mayIssueKey && !hasKey) {
-        if (act.viaReplacedKey) throw new ReplacedKeyError();
-        await this.deps.accessKeys.issue(manager, {
-          userId: user.id,
-          organizationId: user.organizationId,
-          createdBy: actor.principal.userId,
-        });
-        actions.push(AuditAction.ACCESS_KEY_CREATED);
-      }
-      if (actions.length > 0) await this.record(manager, actor, user, ...actions);
-      return updated;
-    });
+    let keyIssuedTo: string | null = null;
+    const saved = await this.change(
+      actor,
+      { id, action: 'update', fields: Object.keys(requested) },
+      async (manager, user, act) => {
+        const changes = Object.fromEntries(
+          Object.entries(requested).filter(([field, value]) => user[field as keyof typeof requested] !== value),
+        );
+        const changed = Object.keys(changes).length > 0;
+        const updated = changed ? await updateUser(manager, user.id, changes).catch(duplicateEmailAsConflict) : user;
+        // "Edit, then Save" on a user without a key (an imported one) gives them one, when the caller is one
+        // who may issue that user a key: a member saving their own name creates none.
+        const mayIssueKey = act.ability.can('regenerateAccessKey', user);
+        const hasKey =
+          mayIssueKey && (await manager.query(`SELECT 1 FROM access_keys WHERE user_id = $1`, [user.id])).length > 0;
+        const actions = changed ? [AuditAction.USER_UPDATED] : [];
+        if (mayIssueKey && !hasKey) {
+          if (act.viaReplacedKey) throw new ReplacedKeyError();
+          await this.deps.accessKeys.issue(manager, {
+            userId: user.id,
+            organizationId: user.organizationId,
+            createdBy: actor.principal.userId,
+          });
+          actions.push(AuditAction.ACCESS_KEY_CREATED);
+          keyIssuedTo = user.id;
+        }
+        if (actions.length > 0) await this.record(manager, actor, user, ...actions);
+        return updated;
+      },
+    );
+    // Committed: the request's later reads of this user's key see the key issued, not the none read before.
+    if (keyIssuedTo !== null) loaders?.keyChanged(keyIssuedTo);
+    return saved;
   }
 
   /**
