@@ -150,6 +150,8 @@ export class AccessKeyService {
          previous_key_expires_at = CASE WHEN ${GRACED} THEN LEAST(now() + make_interval(secs => $7::int), k.expires_at) END,
          -- Its age, for a key policy applied to existing keys later (key-policy.service.ts).
          previous_key_created_at = CASE WHEN ${GRACED} THEN k.created_at END,
+         -- Its own expiry, decided by the service's clock as a current key's is (lookup, Authority).
+         previous_key_own_expires_at = CASE WHEN ${GRACED} THEN k.expires_at END,
          -- The key a grace period keeps working was last used when it was still the current one.
          previous_key_last_used_at = CASE WHEN ${GRACED} THEN k.last_used_at END,
          secret_fingerprint = EXCLUDED.secret_fingerprint,
@@ -181,19 +183,25 @@ export class AccessKeyService {
     // One secret (no rotation under way): one digest, compared as a value (see oneOrAny).
     const { comparison: isDigest, value: digestValue } = oneOrAny('$1', digests);
     const rows = await runPrepared<
-      UserRow & { valid_for_ms: number | null; matched_digest: Buffer; key_expires_at: Date | null }
+      UserRow & {
+        valid_for_ms: number | null;
+        matched_digest: Buffer;
+        key_expires_at: Date | null;
+        previous_key_own_expires_at: Date | null;
+      }
     >(
       this.deps.dataSource,
       `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest ${isDigest} THEN NULL
                          ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms,
                     CASE WHEN k.key_digest ${isDigest} THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
-                    k.expires_at AS key_expires_at
+                    k.expires_at AS key_expires_at, k.previous_key_own_expires_at
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
                JOIN organizations o ON o.id = u.organization_id
               WHERE ((k.key_digest ${isDigest} AND (k.expires_at IS NULL OR ${expiryMs('k.expires_at')} > $2))
-                     OR (k.previous_key_digest ${isDigest} AND k.previous_key_expires_at > now()))
+                     OR (k.previous_key_digest ${isDigest} AND k.previous_key_expires_at > now()
+                         AND (k.previous_key_own_expires_at IS NULL OR ${expiryMs('k.previous_key_own_expires_at')} > $2)))
                 AND u.is_active AND o.is_active`,
       [digestValue, new Date(this.clock.now())],
     );
@@ -207,7 +215,8 @@ export class AccessKeyService {
       currentKeyDigest: current ? usedDigest : undefined,
       previousKeyDigest: current ? undefined : usedDigest,
       keyDigests: digests,
-      keyExpiresAtMs: current ? row.key_expires_at?.getTime() : undefined,
+      // A replaced key in its grace period keeps its own expiry too (the cache checks it on every hit).
+      keyExpiresAtMs: (current ? row.key_expires_at : row.previous_key_own_expires_at)?.getTime(),
     });
     return { principal, validForMs: row.valid_for_ms };
   }

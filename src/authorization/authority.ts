@@ -450,6 +450,7 @@ export class Authority {
         key_digest: Buffer;
         previous_key_digest: Buffer | null;
         expires_at: Date | null;
+        previous_key_own_expires_at: Date | null;
         key_ciphertext?: Buffer;
       }>(manager, revealing.length > 0 ? LOCK_KEYS_REVEALING : LOCK_KEYS, [
         sortedUnique(revealing.length > 0 ? [...holderIds, ...revealing] : holderIds),
@@ -466,7 +467,11 @@ export class Authority {
         // The current key acts only before its expiry (maxKeyAgeDays), by the same clock as authentication.
         if (presented(row.key_digest)) {
           if (row.expires_at === null || row.expires_at.getTime() > nowMs) valid.set(actor, 'CURRENT');
-        } else if (presented(row.previous_key_digest)) valid.set(actor, 'REPLACED_KEY');
+        } else if (presented(row.previous_key_digest)) {
+          // A replaced key acts only before its own expiry too, by the same clock as the current key's.
+          const ownExpiry = row.previous_key_own_expires_at;
+          if (ownExpiry === null || ownExpiry.getTime() > nowMs) valid.set(actor, 'REPLACED_KEY');
+        }
       }
     }
     if (sessionHolders.length > 0) {
@@ -538,7 +543,8 @@ const CHECKED_AT = 'clock_timestamp()';
 const SERVICE_CLOCK_AT_CHECK = '($12::timestamptz + (clock_timestamp() - statement_timestamp()))';
 
 const KEY_CREDENTIAL_COLUMNS = `user_id, key_digest,
-  CASE WHEN previous_key_expires_at > ${CHECKED_AT} THEN previous_key_digest END AS previous_key_digest, expires_at`;
+  CASE WHEN previous_key_expires_at > ${CHECKED_AT} THEN previous_key_digest END AS previous_key_digest, expires_at,
+  previous_key_own_expires_at`;
 
 /** An act's key rows ($1): FOR KEY SHARE, see Authority. */
 const LOCK_KEYS = `SELECT ${KEY_CREDENTIAL_COLUMNS} FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`;

@@ -15,6 +15,7 @@ import { EmailFinalSigmaAndIdn1764800000100 } from '../../migrations/17648000001
 import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/1764800000200-EmailDecodedLabelsFolded';
 import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800000300-EmailDomainsMappedByUts46';
 import { PreviousKeyCreatedAt1764800000400 } from '../../migrations/1764800000400-PreviousKeyCreatedAt';
+import { PreviousKeyOwnExpiry1764800000500 } from '../../migrations/1764800000500-PreviousKeyOwnExpiry';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -40,6 +41,7 @@ export const MIGRATIONS = [
   EmailDecodedLabelsFolded1764800000200,
   EmailDomainsMappedByUts461764800000300,
   PreviousKeyCreatedAt1764800000400,
+  PreviousKeyOwnExpiry1764800000500,
 ];
 
 export interface DataSourceOptions {
