@@ -30,9 +30,19 @@ const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2:
   THEN previous_key_expires_at
   ELSE LEAST(previous_key_expires_at, COALESCE(${expiryMs('previous_key_created_at + make_interval(days => $2::int)')},
                                                ${expiryMs('now()')})) END`;
-/** A key row the policy changes: its key's expiry, or the end of its replaced key's running grace period. */
+/**
+ * The replaced key's own expiry under the policy, decided by the service's clock as a current key's is (see
+ * PreviousKeyOwnExpiry): never later than it was, its age counted from its own creation. Unchanged without a
+ * policy, where no grace period runs (none, or ended: as CAPPED_PREVIOUS_EXPIRY), or when that key's creation
+ * is unknown (CAPPED_PREVIOUS_EXPIRY ends its grace period now then).
+ */
+const CAPPED_PREVIOUS_OWN_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL OR previous_key_expires_at <= now()
+  THEN previous_key_own_expires_at
+  ELSE LEAST(previous_key_own_expires_at, ${expiryMs('previous_key_created_at + make_interval(days => $2::int)')}) END`;
+/** A key row the policy changes: its key's expiry, or the end (or own expiry) of its replaced key's running grace period. */
 const POLICY_CHANGES = `(expires_at IS DISTINCT FROM ${APPLIED_EXPIRY}
-  OR previous_key_expires_at IS DISTINCT FROM ${CAPPED_PREVIOUS_EXPIRY})`;
+  OR previous_key_expires_at IS DISTINCT FROM ${CAPPED_PREVIOUS_EXPIRY}
+  OR previous_key_own_expires_at IS DISTINCT FROM ${CAPPED_PREVIOUS_OWN_EXPIRY})`;
 
 export interface AccessKeyPolicyChange {
   /** Days from issue until a key expires; null: keys never expire. */
@@ -107,7 +117,8 @@ export class AccessKeyPolicyService {
               WHERE organization_id = $1 AND ${POLICY_CHANGES}
               ORDER BY user_id FOR NO KEY UPDATE
            )
-           UPDATE access_keys SET expires_at = ${APPLIED_EXPIRY}, previous_key_expires_at = ${CAPPED_PREVIOUS_EXPIRY}
+           UPDATE access_keys SET expires_at = ${APPLIED_EXPIRY}, previous_key_expires_at = ${CAPPED_PREVIOUS_EXPIRY},
+                  previous_key_own_expires_at = ${CAPPED_PREVIOUS_OWN_EXPIRY}
              FROM due
             WHERE access_keys.user_id = due.user_id AND ${POLICY_CHANGES}`,
           [organizationId, maxKeyAgeDays, new Date((this.deps.clock ?? systemClock).now())],

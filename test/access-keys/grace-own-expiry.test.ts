@@ -86,4 +86,26 @@ describe("a replaced key's own expiry, by the service's clock", () => {
     const [row] = await app.dataSource.query(`SELECT name FROM users WHERE id = $1`, [member.id]);
     expect(row.name).not.toBe('Renamed After Expiry');
   });
+
+  it('a key policy applied to existing keys gives a replaced key its age by the service clock too', async () => {
+    nowMs = Date.now();
+    const admin: TestUser = await createOrganization(app, 'Own Expiry Policy Clinic');
+    const member = await createUser(app, admin);
+    // No policy when it was issued; replaced with a week's grace period, then keys older than a day expire.
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 604800) { accessKey } }',
+      { key: admin.key, variables: { id: member.id } },
+    );
+    expect(regenerated.body.errors).toBeUndefined();
+    const applied = await app.gql(
+      'mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }',
+      { key: admin.key },
+    );
+    expect(applied.body.errors).toBeUndefined();
+    expect((await app.gql(ME, { key: member.key })).status).toBe(200);
+
+    nowMs += 2 * DAY_MS;
+    // Two days old by the service's clock, past the policy's age, although its grace period runs by PostgreSQL's.
+    expect((await app.gql(ME, { key: member.key })).status).toBe(401);
+  });
 });
