@@ -396,6 +396,8 @@ export async function startMetricsServer(params: {
   host: string;
   port: number;
   logger: Logger;
+  /** Called with the server before it listens: its connection limit and timeouts (src/server/app.ts). */
+  prepare?: (server: http.Server) => void;
 }): Promise<MetricsServer> {
   const { metrics, logger } = params;
   metrics.collectDefaultMetrics();
@@ -420,6 +422,7 @@ export async function startMetricsServer(params: {
     );
   });
   server.keepAliveTimeout = 65_000;
+  params.prepare?.(server);
   await new Promise<void>((resolve, reject) => {
     const failed = (error: Error) =>
       reject(listenFailure(error, { host: params.host, port: params.port, settings: 'METRICS_HOST and METRICS_PORT' }));

@@ -57,6 +57,7 @@ import {
   clientErrorHandler,
   limitConnections,
   maxConnections,
+  METRICS_MAX_CONNECTIONS,
   NEVER_SHED,
   NO_STORE,
   noStoreOnSend,
@@ -396,7 +397,23 @@ function serveMetrics(app: FastifyInstance, params: { config: Config; metrics: M
   if (port === null) return;
   let close: (() => Promise<void>) | null = null;
   app.addHook('onReady', async () => {
-    const server = await startMetricsServer({ metrics: params.metrics, host, port, logger: params.logger });
+    const server = await startMetricsServer({
+      metrics: params.metrics,
+      host,
+      port,
+      logger: params.logger,
+      // A second server in this process: without limits of its own, idle sockets on the metrics port used up
+      // the open files MAX_CONNECTIONS leaves over, and the process stopped (EMFILE) for every client.
+      prepare: (metricsServer) => {
+        metricsServer.headersTimeout = params.config.http.headersTimeoutMs;
+        metricsServer.requestTimeout = params.config.http.requestTimeoutMs;
+        limitConnections({
+          server: metricsServer,
+          maxConnections: METRICS_MAX_CONNECTIONS,
+          metrics: params.metrics,
+        });
+      },
+    });
     close = server.close;
     app.metricsUrl = server.url;
   });

@@ -62,11 +62,21 @@ function openFileLimit(): number | null {
   }
 }
 
-/** MAX_CONNECTIONS, or what the open-file limit leaves once the database pool and the process have theirs. */
-export function maxConnections(config: Pick<Config, 'http' | 'db'>): number {
+/**
+ * Open connections on the metrics port at most (Prometheus scrapes over one or two); past it, as on the
+ * public port, the longest-idle one is closed. Its file descriptors are kept out of the public port's share.
+ */
+export const METRICS_MAX_CONNECTIONS = 16;
+
+/**
+ * MAX_CONNECTIONS, or what the open-file limit leaves once the database pool, the metrics port (when served)
+ * and the process have theirs.
+ */
+export function maxConnections(config: Pick<Config, 'http' | 'db' | 'metrics'>): number {
   if (config.http.maxConnections !== null) return config.http.maxConnections;
   const limit = openFileLimit() ?? FALLBACK_OPEN_FILE_LIMIT;
-  return Math.max(16, limit - RESERVED_FILE_DESCRIPTORS - config.db.poolSize);
+  const metricsShare = config.metrics.port === null ? 0 : METRICS_MAX_CONNECTIONS;
+  return Math.max(16, limit - RESERVED_FILE_DESCRIPTORS - config.db.poolSize - metricsShare);
 }
 
 /**

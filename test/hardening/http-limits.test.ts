@@ -432,4 +432,50 @@ describe('an idle-socket flood', () => {
       }
     });
   });
+
+  // The metrics server is a second HTTP server in the same process, with no connection limit of its own: idle
+  // sockets on METRICS_PORT used up the open files MAX_CONNECTIONS leaves to the public port, and Node then
+  // accepted and dropped every real client there (EMFILE). The metrics port holds a few connections at most.
+  describe('against a process limited to 400 open files, flooded on its metrics port', () => {
+    let database: { url: string; drop(): Promise<void> };
+    let server: BuiltServer;
+    let port: number;
+    let metricsPort: number;
+
+    beforeAll(async () => {
+      database = await createTestDatabase();
+      server = spawnBuiltServer(
+        {
+          NODE_ENV: 'production',
+          DATABASE_URL: database.url,
+          ACCESS_KEY_SECRET: randomBytes(32).toString('base64'),
+          METRICS_PORT: '0',
+          MAX_EVENT_LOOP_DELAY_MS: '0',
+        },
+        { openFileLimit: 400 },
+      );
+      const { graphqlUrl, metricsUrl } = await server.listening;
+      port = Number(new URL(graphqlUrl).port);
+      metricsPort = Number(new URL(metricsUrl ?? '').port);
+    });
+    afterAll(async () => {
+      await server.stop();
+      await database.drop();
+    });
+
+    it('still serves a real request on the public port and a scrape, and the process lives on', async () => {
+      const flood = await idleFlood(metricsPort, 900);
+      try {
+        const real = await freshRequest(port);
+        expect(real.status).toBe(200);
+        const scrape = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+        expect(scrape.status).toBe(200);
+        expect(await scrape.text()).toContain('crm_access_');
+        expect(server.isAlive()).toBe(true);
+        expect(server.output).not.toMatch(/EMFILE|"level":(50|60)/);
+      } finally {
+        for (const socket of flood.sockets) socket.destroy();
+      }
+    });
+  });
 });
