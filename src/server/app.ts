@@ -1,4 +1,4 @@
-import { METHODS } from 'node:http';
+import { type IncomingMessage, METHODS } from 'node:http';
 
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
@@ -55,6 +55,7 @@ import { registerGithubSecretScanning } from '../secret-scanning/github';
 import { apolloFastifyHandler, searchOf } from './apollo-handler';
 import {
   clientErrorHandler,
+  closeStalledResponses,
   limitConnections,
   maxConnections,
   METRICS_MAX_CONNECTIONS,
@@ -412,6 +413,11 @@ function serveMetrics(app: FastifyInstance, params: { config: Config; metrics: M
           maxConnections: METRICS_MAX_CONNECTIONS,
           metrics: params.metrics,
         });
+        // As closeStalledResponses on the public port: a scrape nobody reads is closed. It reads no body, so
+        // the timeout may start with the request.
+        metricsServer.on('request', (request: IncomingMessage) =>
+          request.socket.setTimeout(params.config.http.requestTimeoutMs),
+        );
       },
     });
     close = server.close;
@@ -525,6 +531,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     frameworkErrors: sendUnroutable,
   });
   limitConnections({ server: app.server, maxConnections: maxConnections(config), metrics });
+  closeStalledResponses(app, config.http.requestTimeoutMs);
   serveMetrics(app, { config, metrics, logger });
   registerResponseHeaders(app);
   registerHostCheck(app);

@@ -116,6 +116,25 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
 }
 
 /**
+ * Closes a connection whose answer the client stops reading for `timeoutMs`. Node's request and headers
+ * timeouts end when the request has arrived, and its keep-alive timeout starts only once the answer has
+ * gone: a client that asked for a large answer (a page of users, an explorer script) and never read it held
+ * its connection, busy, for good, and as many such clients as MAX_CONNECTIONS kept every other client out
+ * (the limit closes idle connections only). When the answer is about to be written (the request has been
+ * read: its own timeouts are done), the socket gets an inactivity timeout: each write the client takes
+ * restarts it, and once the answer is out Node's keep-alive timeout takes its place. With no listener, Node
+ * destroys the socket when it runs out.
+ */
+export function closeStalledResponses(app: FastifyInstance, timeoutMs: number): void {
+  // A callback hook, not an async one: an async onSend hook defers the answer by a tick, in which a route
+  // that goes on after load shedding has answered (the 405 of other methods) could still change its status.
+  app.addHook('onSend', (request, _reply, payload, done) => {
+    request.raw.socket.setTimeout(timeoutMs);
+    done(null, payload);
+  });
+}
+
+/**
  * Answers 503 with Retry-After, before authentication or any database work, while the event loop lags or
  * the heap is fuller than configured (@fastify/under-pressure samples both every second). /healthz is
  * exempt: an overloaded process is still alive, and restarting it would not help.

@@ -368,6 +368,38 @@ describe('an idle-socket flood', () => {
     }
   });
 
+  // Node's request timeout ends once a request has arrived and its keep-alive timeout starts once the answer
+  // is out: a client that asked for a large answer and never read it held its connection, busy, for good, and
+  // MAX_CONNECTIONS of them kept every other client out. 20 pipelined requests for the explorer's 3.5 MB
+  // script are more than the kernel's buffers can take (at most tcp_rmem's 32 MiB + tcp_wmem's 4 MiB here),
+  // so the answers stall whatever their sizes.
+  it('closes a connection whose client stops reading its answers, so such clients cannot keep others out', async () => {
+    const app = await startTestApp({
+      env: { MAX_CONNECTIONS: '3', REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '500' },
+    });
+    const asset = 'GET /explorer-assets/graphiql.min.js HTTP/1.1\r\nHost: x\r\n\r\n';
+    const readers: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const socket = net.connect(portOf(app), '127.0.0.1');
+        socket.on('error', () => undefined);
+        await new Promise((resolve) => socket.once('connect', resolve));
+        socket.pause();
+        socket.write(asset.repeat(20));
+        readers.push(socket);
+      }
+      const open = () =>
+        new Promise<number>((resolve, reject) =>
+          app.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+        );
+      expect(await until(open, (count) => count === 0, 8_000)).toBe(0);
+      expect(await freshRequest(portOf(app))).toEqual({ status: 200, body: '{"data":{"__typename":"Query"}}\n' });
+    } finally {
+      for (const socket of readers) socket.destroy();
+      await app.close();
+    }
+  });
+
   // A real client's connection is silent from its accept until its request is read. Connections kept alive after
   // one cheap request each must not outrank it: else whoever holds them, and floods new sockets, closes every
   // real client's connection in that moment, and keeps the real clients out.
