@@ -190,9 +190,25 @@ async function run(argv: string[]): Promise<void> {
   throw new UsageError(command ? `Unknown command "${command}".` : 'No command given.');
 }
 
+/**
+ * A usage error in words. parseArgs' refusal of a stray argument quotes it ("Unexpected argument 'X'"), and a
+ * stray argument is as often as not a password or key typed after a flag that takes none
+ * (`--admin-password-stdin hunter2...`): that one is said without repeating it, as stderr may end up in a job's
+ * log. parseArgs' other messages name options only.
+ */
+function usageMessage(error: Error & { code?: unknown }): string {
+  if (error.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    return (
+      'Unexpected argument: this command takes values only after their options (--name N, not N alone). ' +
+      'It is not repeated here, as it may be a password or key.'
+    );
+  }
+  return error.message;
+}
+
 run(process.argv.slice(2)).catch((error: unknown) => {
   const usage =
     error instanceof UsageError || (error as { code?: unknown })?.code?.toString().startsWith('ERR_PARSE_ARGS');
-  process.stderr.write(usage ? `${(error as Error).message}\n${USAGE}\n` : `${operatorMessage(error)}\n`);
+  process.stderr.write(usage ? `${usageMessage(error as Error)}\n${USAGE}\n` : `${operatorMessage(error)}\n`);
   process.exit(usage ? 2 : 1);
 });

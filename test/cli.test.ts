@@ -105,6 +105,34 @@ describe('npm run cli -- create-organization', () => {
     expect(after).toBe(before);
   });
 
+  // parseArgs quoted a stray argument back ("Unexpected argument 'cak_...'"): a password or key typed after
+  // a flag that takes no value reached stderr, which a one-off job's log keeps.
+  it('never repeats a stray argument (a password or key)', async () => {
+    const key = `cak_${'A1b2'.repeat(8)}abcdef`;
+    const password = 'correct horse battery staple';
+    for (const stray of [key, password]) {
+      const result = await runWith({
+        args: [
+          CLI,
+          'create-organization',
+          '--name',
+          'X',
+          '--admin-email',
+          uniqueEmail(),
+          '--admin-name',
+          'Y',
+          '--admin-password-stdin',
+          stray,
+        ],
+        env: env(),
+      });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^Unexpected argument: .*not repeated here/);
+      expect(result.stderr).not.toContain(stray);
+      expect(result.stdout).toBe('');
+    }
+  });
+
   it('migrate applies migrations (idempotently) with DATABASE_URL, and says which', async () => {
     // An empty database: every migration, named in order.
     const { create } = emptyDatabase;
