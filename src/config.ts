@@ -352,7 +352,7 @@ function auditRetentionDays(env: NodeJS.ProcessEnv): number | null {
  * NODE_ENV=prod is more likely a typo than a wish to expose the schema.
  */
 export function nodeEnvWarning(env: NodeJS.ProcessEnv): string | null {
-  const value = env.NODE_ENV;
+  const value = env.NODE_ENV?.trim();
   if (!value || ['production', 'development', 'test'].includes(value)) return null;
   return (
     `NODE_ENV=${value} is not "production": the service runs as development (explorer, introspection and ` +
@@ -362,7 +362,10 @@ export function nodeEnvWarning(env: NodeJS.ProcessEnv): string | null {
 
 /** Reads the environment once; the rest of the code receives the frozen result. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const nodeEnv = env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development';
+  // Trimmed, as every other setting: "production " (a trailing space from a .env file or a YAML value) ran as
+  // development, with the explorer, introspection and "Did you mean" hints on and no secret required.
+  const nodeEnvValue = env.NODE_ENV?.trim();
+  const nodeEnv = nodeEnvValue === 'production' || nodeEnvValue === 'test' ? nodeEnvValue : 'development';
   const production = nodeEnv === 'production';
   const secretSetting = fromEnvOrFile(env, 'ACCESS_KEY_SECRET');
   const secrets = secretSetting ? parseSecrets(secretSetting.value, secretSetting.source) : [];

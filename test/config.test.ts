@@ -172,6 +172,21 @@ describe('configuration', () => {
       }
     });
 
+    // "production " (a trailing space a .env file or a YAML value keeps) ran as development: explorer,
+    // introspection and "Did you mean" hints on, and ACCESS_KEY_SECRET not required.
+    it('reads NODE_ENV with the spaces around it ignored, as every other setting', () => {
+      for (const value of ['production ', ' production', 'production\n', '\tproduction']) {
+        expect(() => loadConfig({ NODE_ENV: value })).toThrow(
+          /ACCESS_KEY_SECRET .* is required when NODE_ENV=production/,
+        );
+        const config = loadConfig({ NODE_ENV: value, ACCESS_KEY_SECRET: randomBytes(32).toString('base64') });
+        expect([config.env, config.explorerEnabled]).toEqual(['production', false]);
+        expect(nodeEnvWarning({ NODE_ENV: value })).toBeNull();
+      }
+      expect(loadConfig({ NODE_ENV: ' test ' }).env).toBe('test');
+      expect(nodeEnvWarning({ NODE_ENV: 'prod ' })).toMatch(/^NODE_ENV=prod is not "production"/);
+    });
+
     it('takes TRUST_PROXY addresses, CIDRs and named ranges, and LOG_LEVEL in any letter case', () => {
       expect(loadConfig({ TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,fd00::/8 , loopback' }).trustProxy).toEqual([
         '10.0.0.1',
