@@ -153,8 +153,14 @@ export async function registerLoadShedding(
       void reply
         .code(503)
         .header('retry-after', String(OVERLOAD_RETRY_AFTER_SECONDS))
-        .type('application/json; charset=utf-8')
-        .send({ errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }] });
+        .type('application/json; charset=utf-8');
+      // Returned, not sent here: under-pressure sends what the handler returns and stops the request there; on
+      // a nullish answer it lets the request go on (NEVER_SHED), so a 503 sent here went on to the route, which
+      // only a synchronous onSend kept from answering over it (helper-87).
+      // Its README: "Any other return value than a promise or nullish will be sent to the client with
+      // reply.send"; its types (void | Promise<void>) lag behind that.
+      const body = { errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE', requestId: request.id } }] };
+      return body as unknown as void;
     },
   });
 }
