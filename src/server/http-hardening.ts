@@ -128,8 +128,20 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
 export function closeStalledResponses(app: FastifyInstance, timeoutMs: number): void {
   // A callback hook, not an async one: an async onSend hook defers the answer by a tick, in which a route
   // that goes on after load shedding has answered (the 405 of other methods) could still change its status.
-  app.addHook('onSend', (request, _reply, payload, done) => {
-    request.raw.socket.setTimeout(timeoutMs);
+  const answering = new WeakSet<ServerResponse>();
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const socket = request.raw.socket;
+    answering.add(reply.raw);
+    socket.setTimeout(timeoutMs);
+    // Pipelined requests (HTTP/1.1): one that arrived while this answer was under way is already being handled,
+    // and Node clears a socket's timeout only for a request that arrives after the keep-alive timeout was set.
+    // Once this answer is out, Node hands the socket to the next answer (after its own 'finish' listener, which
+    // runs first): if that one has not begun (its handler may wait for the database, past REQUEST_TIMEOUT_MS),
+    // nothing is being written for the client to read, so the timeout is cleared until its own onSend sets it.
+    reply.raw.once('finish', () => {
+      const next = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (next && next !== reply.raw && !answering.has(next)) socket.setTimeout(0);
+    });
     done(null, payload);
   });
 }
