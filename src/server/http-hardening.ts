@@ -128,22 +128,33 @@ export function limitConnections(params: { server: Server; maxConnections: numbe
 export function closeStalledResponses(app: FastifyInstance, timeoutMs: number): void {
   // A callback hook, not an async one: an async onSend hook defers the answer by a tick, in which a route
   // that goes on after load shedding has answered (the 405 of other methods) could still change its status.
-  const answering = new WeakSet<ServerResponse>();
+  // No closure a request: the answer carries its socket, and one listener serves every answer.
   app.addHook('onSend', (request, reply, payload, done) => {
+    const answer = reply.raw as StallWatchedAnswer;
     const socket = request.raw.socket;
-    answering.add(reply.raw);
+    answer[ANSWER_SOCKET] = socket;
     socket.setTimeout(timeoutMs);
-    // Pipelined requests (HTTP/1.1): one that arrived while this answer was under way is already being handled,
-    // and Node clears a socket's timeout only for a request that arrives after the keep-alive timeout was set.
-    // Once this answer is out, Node hands the socket to the next answer (after its own 'finish' listener, which
-    // runs first): if that one has not begun (its handler may wait for the database, past REQUEST_TIMEOUT_MS),
-    // nothing is being written for the client to read, so the timeout is cleared until its own onSend sets it.
-    reply.raw.once('finish', () => {
-      const next = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-      if (next && next !== reply.raw && !answering.has(next)) socket.setTimeout(0);
-    });
+    answer.on('finish', onAnswerFinished);
     done(null, payload);
   });
+}
+
+/** Set on an answer once its onSend ran (closeStalledResponses): the socket it is written to. */
+const ANSWER_SOCKET = Symbol('answerSocket');
+type StallWatchedAnswer = ServerResponse & { [ANSWER_SOCKET]?: Socket };
+
+/**
+ * Pipelined requests (HTTP/1.1): one that arrived while an answer was under way is already being handled, and
+ * Node clears a socket's timeout only for a request that arrives after the keep-alive timeout was set. Once an
+ * answer is out, Node hands the socket to the next answer (its own 'finish' listener runs first, and says which
+ * in `_httpMessage`, a field of Node's own with no public equivalent): if that one has not reached onSend (its
+ * handler may wait for the database, past REQUEST_TIMEOUT_MS), nothing is being written for the client to
+ * read, so the timeout is cleared until that answer's own onSend sets it again.
+ */
+function onAnswerFinished(this: StallWatchedAnswer): void {
+  const socket = this[ANSWER_SOCKET];
+  const next = (socket as (Socket & { _httpMessage?: StallWatchedAnswer | null }) | undefined)?._httpMessage;
+  if (socket && next && next !== this && next[ANSWER_SOCKET] === undefined) socket.setTimeout(0);
 }
 
 /**
