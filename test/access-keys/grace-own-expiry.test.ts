@@ -48,19 +48,8 @@ describe("a replaced key's own expiry, by the service's clock", () => {
   }
 
   it('a key in its grace period stops at its own expiry: no sign-in, no act', async () => {
-    nowMs = Date.now();
-    const admin: TestUser = await createOrganization(app, 'Own Expiry Clinic');
-    const policy = await app.gql('mutation { setAccessKeyPolicy(maxKeyAgeDays: 1) { existingKeysUpdated } }', {
-      key: admin.key,
-    });
-    expect(policy.body.errors).toBeUndefined();
-    const member = await createUser(app, admin);
     // Replaced with a week's grace period while it still works: the grace period is capped at its expiry (a day).
-    const regenerated = await app.gql(
-      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 604800) { previousKeyExpiresAt } }',
-      { key: admin.key, variables: { id: member.id } },
-    );
-    expect(regenerated.body.errors).toBeUndefined();
+    const member = await replacedKeyOfADay('Own Expiry Clinic');
     expect((await app.gql(ME, { key: member.key })).status).toBe(200);
 
     // Two days later by the service's clock: the replaced key is past its own expiry.
