@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import net from 'node:net';
+import { promisify } from 'node:util';
 
 import { Client } from 'pg';
 
@@ -74,5 +76,37 @@ describe('the stalled-answer timeout and clients that are not stalled', () => {
       await blocker.query('ROLLBACK').catch(() => undefined);
       await blocker.end();
     }
+  });
+  // A client on a slow link reads the explorer's 3.5 MB script for longer than REQUEST_TIMEOUT_MS, but steadily.
+  // Over loopback the kernel would take the whole file at once; a receive buffer of 4 KiB (SO_RCVBUF, which
+  // Node's sockets cannot set: so a Python client) makes the server wait on the client as a slow link would. At
+  // most 8 KiB a read and 4 ms between reads, the one write of the answer lasts well past the timeout (1 s).
+  // Node suppresses a socket's timeout while a write is making progress (net.Socket's _onTimeout compares the
+  // size of the write queue with its last), so this client is not cut: the guard is that closeStalledResponses
+  // keeps to the socket's own timeout, and does not time answers by a clock of its own.
+  it('does not cut a client that reads a large file slowly but steadily, for longer than the timeout', async () => {
+    const client = `
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /explorer-assets/graphiql.min.js HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+received = b""
+while True:
+    chunk = s.recv(8192)
+    if not chunk:
+        break
+    received += chunk
+    time.sleep(0.004)
+head, _, body = received.partition(b"\\r\\n\\r\\n")
+length = [l for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length:")]
+print(int(length[0].split(b":")[1]) if length else -1, len(body))
+`;
+    const started = Date.now();
+    const { stdout } = await promisify(execFile)('python3', ['-c', client, String(port())], { timeout: 60_000 });
+    const [declared, received] = stdout.trim().split(' ').map(Number);
+    expect(Date.now() - started).toBeGreaterThan(1_000);
+    expect(declared).toBeGreaterThan(3_000_000);
+    expect(received).toBe(declared);
   });
 });
