@@ -1,3 +1,7 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
+
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 /** The web pages' HTTP surface: the front door, the icon, the console's files and their headers. */
@@ -72,5 +76,62 @@ describe('the site around the API', () => {
     expect(policy).toContain("font-src 'self' data:");
     expect(policy).toContain("default-src 'self'");
     expect(policy).not.toMatch(/script-src[^;]*unsafe/);
+  });
+  // Raw bytes (Node's http does not decode a content coding, where fetch would).
+  const raw = (path: string, headers: Record<string, string>, base = origin) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      http
+        .get(`${base}${path}`, { headers }, (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }),
+          );
+        })
+        .on('error', reject);
+    });
+
+  it('sends files gzipped to a client that accepts gzip, by its q-values, each form with an ETag of its own', async () => {
+    const script = fs.readFileSync(require.resolve('graphiql/graphiql.min.js'));
+    const url = '/explorer-assets/graphiql.min.js';
+    const gzipped = await raw(url, { 'accept-encoding': 'gzip, deflate, br' });
+    expect(gzipped.status).toBe(200);
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers.vary).toBe('Accept-Encoding');
+    expect(gzipped.body.length).toBeLessThan(script.length / 3);
+    expect(gunzipSync(gzipped.body).equals(script)).toBe(true);
+
+    for (const accepted of [undefined, 'gzip;q=0', 'br', 'gzip;q=0.5, identity']) {
+      const plain = await raw(url, accepted === undefined ? {} : { 'accept-encoding': accepted });
+      expect([accepted, plain.headers['content-encoding'], plain.headers.vary]).toEqual([
+        accepted,
+        undefined,
+        'Accept-Encoding',
+      ]);
+      expect(plain.body.equals(script)).toBe(true);
+      expect(plain.headers.etag).not.toBe(gzipped.headers.etag);
+    }
+
+    const etag = gzipped.headers.etag!;
+    expect((await raw(url, { 'accept-encoding': 'gzip', 'if-none-match': etag })).status).toBe(304);
+    expect((await raw(url, { 'if-none-match': etag })).status).toBe(200);
+
+    const icon = await raw('/favicon.svg', { 'accept-encoding': 'gzip' });
+    expect([icon.headers['content-encoding'], icon.headers.vary]).toEqual([undefined, undefined]);
+  });
+
+  it('keeps the Vary: Origin of CORS beside Accept-Encoding', async () => {
+    const withCors = await startTestApp({ env: { CORS_ORIGINS: 'https://crm.example' } });
+    try {
+      const answer = await raw(
+        '/admin/app.js',
+        { 'accept-encoding': 'gzip', origin: 'https://crm.example' },
+        new URL(withCors.url).origin,
+      );
+      expect(answer.headers['content-encoding']).toBe('gzip');
+      expect(String(answer.headers.vary).split(/, */)).toEqual(expect.arrayContaining(['Origin', 'Accept-Encoding']));
+    } finally {
+      await withCors.close();
+    }
   });
 });
