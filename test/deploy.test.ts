@@ -48,6 +48,7 @@ interface Service {
   volumes?: string[];
   deploy?: { replicas?: number };
   depends_on?: Record<string, { condition: string }> | string[];
+  restart?: string;
 }
 
 describe('docker-compose.yml: two instances behind one port on one PostgreSQL', () => {
@@ -106,6 +107,15 @@ describe('docker-compose.yml: two instances behind one port on one PostgreSQL', 
     expect(fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli.js'))).toBe(true);
     expect(services.migrate.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
     expect(api.depends_on).toEqual({ migrate: { condition: 'service_completed_successfully' } });
+  });
+
+  // An instance exits when PostgreSQL cannot be reached at its start (one line, exit 1): without a restart policy a
+  // replica that crashed or restarted while the database was down stayed down until someone ran `up` again.
+  it('restarts every long-running service that stops, but not the one-off migration', () => {
+    for (const name of ['postgres', 'api', 'lb']) {
+      expect({ name, restart: services[name].restart }).toEqual({ name, restart: 'unless-stopped' });
+    }
+    expect(services.migrate.restart).toBeUndefined();
   });
 
   it("the replicas' settings are accepted by the service's config and listen where the proxy looks", () => {
