@@ -16,6 +16,7 @@ import { EmailDecodedLabelsFolded1764800000200 } from '../../migrations/17648000
 import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800000300-EmailDomainsMappedByUts46';
 import { PreviousKeyCreatedAt1764800000400 } from '../../migrations/1764800000400-PreviousKeyCreatedAt';
 import { PreviousKeyOwnExpiry1764800000500 } from '../../migrations/1764800000500-PreviousKeyOwnExpiry';
+import { PasswordChangeEndsSessions1764800000600 } from '../../migrations/1764800000600-PasswordChangeEndsSessions';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -42,6 +43,7 @@ export const MIGRATIONS = [
   EmailDomainsMappedByUts461764800000300,
   PreviousKeyCreatedAt1764800000400,
   PreviousKeyOwnExpiry1764800000500,
+  PasswordChangeEndsSessions1764800000600,
 ];
 
 export interface DataSourceOptions {

@@ -304,20 +304,19 @@ export class SessionService {
     }));
   }
 
-  /** Ends the user's sessions, except the one making the request when it is given. */
-  async revokeAll(manager: EntityManager, params: { userId: string; exceptSessionId?: string }): Promise<void> {
-    await manager.query(
-      `UPDATE sessions SET revoked_at = now()
-        WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2::uuid)`,
-      [params.userId, params.exceptSessionId ?? null],
-    );
+  /** Ends every session of the user (a deactivation). */
+  async revokeAll(manager: EntityManager, params: { userId: string }): Promise<void> {
+    await manager.query(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL`, [
+      params.userId,
+    ]);
   }
 
   /**
    * Changes the caller's own password and ends their other sessions. The current password is verified (an
    * attempt counted before it runs, like a sign-in) and the new one hashed outside the transaction; inside
    * it the caller's authority is confirmed, the stored hash must still be the one verified (else CONFLICT),
-   * and every other session ends in the same commit, including one a concurrent sign-in created meanwhile.
+   * and every other session ends in the same commit, including one a concurrent sign-in created meanwhile (the
+   * database ends them when `password_hash` changes, whoever changes it: migration PasswordChangeEndsSessions).
    */
   async changePassword(actor: Actor, params: { currentPassword: string; newPassword: string }): Promise<boolean> {
     const { userId, sessionId } = actor.principal;
@@ -360,13 +359,15 @@ export class SessionService {
       if (current.password_hash !== verifiedHash) {
         throw new ConflictError('The password was changed meanwhile: sign in with the new one and try again.');
       }
+      // Whoever else knew the old password is signed out; the session changing it stays. The database ends the
+      // others in the UPDATE itself (migration PasswordChangeEndsSessions: so does a reset by SQL), after the row
+      // lock above, so also a session a concurrent sign-in committed before it; this transaction's setting names
+      // the session to keep.
+      await manager.query(`SELECT set_config('crm_access.session_kept', $1, true)`, [sessionId ?? '']);
       await manager.query(`UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1`, [
         userId,
         passwordHash,
       ]);
-      // Whoever else knew the old password is signed out; the session changing it stays. This statement runs
-      // after the row lock above, so it also ends a session a concurrent sign-in committed before it.
-      await this.revokeAll(manager, { userId, exceptSessionId: sessionId });
       await this.deps.audit.record(manager, auditActorOf(actor), {
         action: AuditAction.PASSWORD_CHANGED,
         organizationId: user.organizationId,

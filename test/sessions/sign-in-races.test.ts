@@ -181,6 +181,27 @@ describe('sign-in and password change without races', () => {
   it('a password change whose verified password was replaced meanwhile answers CONFLICT and changes nothing', async () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
     const token = await login(app, person);
+    // The same session changes it first (another tab): that session stays signed in, so the answer is CONFLICT.
+    let first = true;
+    hooks.afterPasswordVerified = async (email) => {
+      if (email !== person.email || !first) return;
+      first = false;
+      const meanwhile = await app.gql(CHANGE, {
+        ...bearer(token),
+        variables: { c: TEST_PASSWORD, n: 'changed meanwhile' },
+      });
+      expect(meanwhile.body.data).toEqual({ changePassword: true });
+    };
+    const response = await app.gql(CHANGE, { ...bearer(token), variables: { c: TEST_PASSWORD, n: NEW_PASSWORD } });
+    expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');
+    delete hooks.afterPasswordVerified;
+    expect((await signIn(person, 'changed meanwhile')).body.data!.login.token).toMatch(/^cas_/);
+    refusedSignIn(await signIn(person, NEW_PASSWORD));
+  });
+
+  it('a password reset by SQL during a password change ends the session making it: nothing changes but the reset', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, person);
     hooks.afterPasswordVerified = async (email) => {
       if (email === person.email)
         await app.dataSource.query(`UPDATE users SET password_hash = 'scrypt$1$1$1$reset$by-operator' WHERE id = $1`, [
@@ -188,7 +209,8 @@ describe('sign-in and password change without races', () => {
         ]);
     };
     const response = await app.gql(CHANGE, { ...bearer(token), variables: { c: TEST_PASSWORD, n: NEW_PASSWORD } });
-    expect(response.body.errors![0].extensions!.code).toBe('CONFLICT');
+    // The reset ended the sessions of the old password, this one included (migration PasswordChangeEndsSessions).
+    expect(response.body.errors![0].extensions).toEqual({ code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' });
     const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [person.id]);
     expect(row.password_hash).toBe('scrypt$1$1$1$reset$by-operator');
   });

@@ -1,0 +1,107 @@
+import type { PauseHooks } from '../../src/authorization/authority';
+import type { Actor } from '../../src/request/actor';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { startTestApp, type TestApp } from '../helpers/test-app';
+
+const ME = '{ me { id } }';
+const RENAME = 'mutation ($id: ID!, $name: String!) { updateUser(id: $id, input: { name: $name }) { name } }';
+const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';
+/** A hash an operator puts in by hand (a reset): not one any password verifies against, which does not matter here. */
+const RESET_HASH = 'scrypt$1$1$1$reset$by-operator';
+
+/**
+ * A password change ends the sessions signed in with the old password, whoever changes it: `changePassword`
+ * (which keeps the session that made it), and an operator who resets or clears a password in SQL (there is
+ * no API for an admin to reset one, so that is how a compromised account's password is taken back). Ended in
+ * the change's own commit, so from then on no request carried by such a session acts, new or in flight.
+ */
+describe('a password changed in SQL ends the sessions of the old one', () => {
+  let app: TestApp;
+  let admin: TestUser;
+  const hooks: PauseHooks = {};
+
+  beforeAll(async () => {
+    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } });
+    admin = await createOrganization(app, 'Operator Reset Org', TEST_PASSWORD);
+  });
+  afterEach(() => {
+    delete hooks.beforeAuthorityCheck;
+  });
+  afterAll(() => app.close());
+
+  const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+  const liveSessions = async (user: TestUser): Promise<number> => {
+    const [{ n }] = await app.dataSource.query(
+      `SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL`,
+      [user.id],
+    );
+    return n;
+  };
+
+  it('a reset by SQL: the old sessions are refused from the next request on; the key keeps working', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, person);
+    // Cached by this instance.
+    expect((await app.gql(ME, bearer(token))).status).toBe(200);
+
+    await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, RESET_HASH]);
+
+    expect((await app.gql(ME, bearer(token))).status).toBe(401);
+    expect(await liveSessions(person)).toBe(0);
+    // The key is no password's: it is ended by regeneration only.
+    expect((await app.gql(ME, { key: person.key })).status).toBe(200);
+  });
+
+  it('a password cleared by SQL (sign-in with the key only) ends the sessions too', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, person);
+    await app.dataSource.query(`UPDATE users SET password_hash = NULL WHERE id = $1`, [person.id]);
+    expect((await app.gql(ME, bearer(token))).status).toBe(401);
+    expect(await liveSessions(person)).toBe(0);
+  });
+
+  it('a request already running with an old session does not act once the reset committed', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD, name: 'Before' });
+    const token = await login(app, person);
+    // The request has authenticated and is inside its act's transaction, before the check's locks: the reset
+    // commits meanwhile (it waits for nothing the request holds).
+    hooks.beforeAuthorityCheck = async (actor: Actor) => {
+      if (actor.principal.userId !== person.id) return;
+      await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, RESET_HASH]);
+    };
+    const response = await app.gql(RENAME, { ...bearer(token), variables: { id: person.id, name: 'After' } });
+    expect(response.body.errors?.map((error) => error.extensions)).toEqual([
+      { code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' },
+    ]);
+    const [row] = await app.dataSource.query(`SELECT name FROM users WHERE id = $1`, [person.id]);
+    expect(row.name).toBe('Before');
+  });
+
+  it('other changes of the user by SQL, and setting the same hash again, end no session', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const token = await login(app, person);
+    await app.dataSource.query(
+      `UPDATE users SET name = 'Renamed by SQL', password_hash = password_hash WHERE id = $1`,
+      [person.id],
+    );
+    expect((await app.gql(ME, bearer(token))).status).toBe(200);
+    expect(await liveSessions(person)).toBe(1);
+  });
+
+  it('changePassword still keeps the session that made it and ends the others', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    const changer = await login(app, person);
+    const other = await login(app, person);
+    const response = await app.gql(CHANGE, {
+      ...bearer(changer),
+      variables: { c: TEST_PASSWORD, n: 'a completely new password' },
+    });
+    expect(response.body).toEqual({ data: { changePassword: true } });
+    expect((await app.gql(ME, bearer(changer))).status).toBe(200);
+    expect((await app.gql(ME, bearer(other))).status).toBe(401);
+    // The setting that spares the changer's session lasted for its transaction only: a later reset by SQL on
+    // the same pooled connections ends that session too.
+    await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, RESET_HASH]);
+    expect((await app.gql(ME, bearer(changer))).status).toBe(401);
+  });
+});
