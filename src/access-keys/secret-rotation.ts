@@ -105,7 +105,7 @@ const ROW_COLUMNS = 'user_id, key_ciphertext, secret_fingerprint';
  * none left). Without `waits`: up to `batchSize` rows in key order, skipping any another transaction holds, so
  * it never waits. With `waits`: the next such row alone, waited for, and none when it is under `current` once
  * locked (a regeneration committed meanwhile). One row per transaction because an act holds its actor's key
- * row FOR KEY SHARE from its check to its commit and writes another user's in between (a regeneration, a leak
+ * row FOR SHARE from its check to its commit and writes another user's in between (a regeneration, a leak
  * report, a key policy applied to existing keys): that is not user id order, so a rotation that held one row
  * while it waited for the next deadlocked with such an act (test/access-keys/secret-rotation-attacks.test.ts).
  * Waiting while holding no key row, it cannot be part of a cycle.

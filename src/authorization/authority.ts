@@ -135,8 +135,9 @@ export interface Act {
    * - FOR UPDATE for an act that ends credentials across the organization at once (a key policy applied to
    *   existing keys): it waits for every act, sign-in, reveal and leak report of the organization in flight
    *   (each holds FOR KEY SHARE from its check to its commit), and those that come after it wait for its commit
-   *   and are checked against it. Its own rewrite of `expires_at` orders nothing: an UPDATE of a column that no
-   *   unique index covers takes FOR NO KEY UPDATE, which an act's FOR KEY SHARE of its key row lets through.
+   *   and are checked against it. Its own rewrite of `expires_at` would order acts too (FOR NO KEY UPDATE
+   *   conflicts with an act's FOR SHARE of its key row), but only of the key rows it rewrites: the organization
+   *   row orders them all, the keys it leaves unchanged and the keys issued under the old policy included.
    */
   readonly organizationLock?: 'FOR NO KEY UPDATE' | 'FOR UPDATE';
   /**
@@ -177,9 +178,12 @@ interface CheckedActor {
  *   demotes the user;
  * - organization row FOR KEY SHARE (or FOR NO KEY UPDATE): conflicts with deactivating the organization (an
  *   UPDATE of `is_active` takes FOR UPDATE), not with another admin's role change or deactivation;
- * - the access_keys row FOR KEY SHARE: conflicts with regeneration, which rewrites `key_digest` (a unique
- *   column, so PostgreSQL takes FOR UPDATE), but not with the batched `last_used_at` writes, which would
- *   otherwise deadlock against an act that holds its own key row and regenerates another's;
+ * - the access_keys row FOR SHARE: conflicts with regeneration, which rewrites `key_digest` (a unique column,
+ *   so PostgreSQL takes FOR UPDATE), and with an UPDATE of its other columns (FOR NO KEY UPDATE): an expiry or
+ *   the end of a grace period written by an operator in SQL, which FOR KEY SHARE let commit past an act that
+ *   had checked the key and then wrote (test/auth/authority.test.ts). The batched `last_used_at` writes skip
+ *   rows held and wait for one row at a time holding no other (AccessKeyService.flushUse), so they cannot
+ *   deadlock with an act that holds its own key row and regenerates another's;
  * - the sessions row FOR SHARE: conflicts with logout and revocation (UPDATE of `revoked_at`).
  *
  * A refusal is remembered on the actor, so later acts of the same request are refused without a query.
@@ -430,9 +434,9 @@ export class Authority {
 
   /**
    * Locks the credential rows that carry the actors' requests; returns the actors whose credential still
-   * works, each with whether it is current or a replaced key in its grace period. Key rows are locked FOR KEY
-   * SHARE (see Authority), or, with `revealing`, FOR SHARE together with those users' key rows, whose
-   * ciphertexts as locked it returns by user id.
+   * works, each with whether it is current or a replaced key in its grace period. Key rows are locked FOR SHARE
+   * (see Authority), with `revealing` together with those users' key rows, whose ciphertexts as locked it
+   * returns by user id.
    */
   private async lockCredentials(
     manager: EntityManager,
@@ -546,8 +550,8 @@ const KEY_CREDENTIAL_COLUMNS = `user_id, key_digest,
   CASE WHEN previous_key_expires_at > ${CHECKED_AT} THEN previous_key_digest END AS previous_key_digest, expires_at,
   previous_key_own_expires_at`;
 
-/** An act's key rows ($1): FOR KEY SHARE, see Authority. */
-const LOCK_KEYS = `SELECT ${KEY_CREDENTIAL_COLUMNS} FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR KEY SHARE`;
+/** An act's key rows ($1): FOR SHARE, see Authority. */
+const LOCK_KEYS = `SELECT ${KEY_CREDENTIAL_COLUMNS} FROM access_keys WHERE user_id = ANY($1) ORDER BY user_id FOR SHARE`;
 
 /**
  * A batch of reveals' key rows ($1: the actors' and the revealed keys' users, each once): FOR

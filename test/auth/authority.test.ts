@@ -164,6 +164,36 @@ describe('authority at the moment of each act', () => {
     );
   });
 
+  it('a grace period ended by SQL mid-request: the replaced key acts no more after that commit', async () => {
+    const admin = await createOrganization(app, 'Grace Ended By SQL Org');
+    const member = await createUser(app, admin, { name: 'Before' });
+    const regenerated = await app.gql(
+      'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 3600) { accessKey } }',
+      { key: admin.key, variables: { id: member.id } },
+    );
+    expect(regenerated.body.errors).toBeUndefined();
+    // `previous_key_expires_at` is no key column: the act's lock of its key row must conflict with its UPDATE.
+    const window = endAuthorityDuringFirstAct({
+      actorId: member.id,
+      end: () =>
+        app.dataSource.query(`UPDATE access_keys SET previous_key_expires_at = now() WHERE user_id = $1`, [member.id]),
+    });
+
+    const response = await app.gql(
+      `mutation ($id: ID!) {
+        a: updateUser(id: $id, input: { name: "First" }) { name }
+        b: updateUser(id: $id, input: { name: "Second" }) { name }
+      }`,
+      { key: member.key, variables: { id: member.id } },
+    );
+
+    await window.ended();
+    expect(errorsOf(response)).toEqual([{ path: 'b', extensions: ENDED }]);
+    const [row] = await app.dataSource.query(`SELECT name FROM users WHERE id = $1`, [member.id]);
+    expect(row.name).toBe('First');
+    expect(window.checks()).toBe(2);
+  });
+
   it('case 3: a leaked admin key regenerated mid-request cannot regenerate the main admin key', async () => {
     const main = await createOrganization(app, 'Case Three Org');
     const leaked = await createUser(app, main, { role: Role.ADMIN });
@@ -271,6 +301,16 @@ describe('authority at the moment of each act', () => {
           setUp: (w) =>
             sql(`UPDATE access_keys SET created_at = now() - interval '2 days' WHERE user_id = $1`, [w.actor.id]),
           end: (w) => app.gql(EXPIRE_KEYS_OLDER_THAN_A_DAY, { key: w.other.key }),
+        },
+      ],
+      // An operator expiring a key by hand: `expires_at` is no key column, so the act's lock of its key row must
+      // conflict with FOR NO KEY UPDATE too (FOR SHARE), or the expiry commits past an act that then writes.
+      [
+        'key expired by SQL',
+        {
+          credential: 'key',
+          code: 'UNAUTHENTICATED',
+          end: (w) => sql(`UPDATE access_keys SET expires_at = now() WHERE user_id = $1`, [w.actor.id]),
         },
       ],
       [
