@@ -17,6 +17,7 @@ import { EmailDomainsMappedByUts461764800000300 } from '../../migrations/1764800
 import { PreviousKeyCreatedAt1764800000400 } from '../../migrations/1764800000400-PreviousKeyCreatedAt';
 import { PreviousKeyOwnExpiry1764800000500 } from '../../migrations/1764800000500-PreviousKeyOwnExpiry';
 import { PasswordChangeEndsSessions1764800000600 } from '../../migrations/1764800000600-PasswordChangeEndsSessions';
+import { AnnounceEveryLookupColumn1764800000700 } from '../../migrations/1764800000700-AnnounceEveryLookupColumn';
 import { AccessKey } from '../access-keys/access-key.entity';
 import { AuditEvent } from '../audit/audit-event.entity';
 import type { Config } from '../config';
@@ -44,6 +45,7 @@ export const MIGRATIONS = [
   PreviousKeyCreatedAt1764800000400,
   PreviousKeyOwnExpiry1764800000500,
   PasswordChangeEndsSessions1764800000600,
+  AnnounceEveryLookupColumn1764800000700,
 ];
 
 export interface DataSourceOptions {
