@@ -1,4 +1,5 @@
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { heardEverythingCommitted } from '../helpers/notifications';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const ME = '{ me { id } }';
@@ -19,16 +20,6 @@ describe('changes made in SQL reach every cache', () => {
   });
   afterAll(() => app.close());
 
-  /** Resolves once a heartbeat sent after now has been answered: every notification committed before is applied. */
-  function heardEverythingCommitted(): Promise<void> {
-    const after = performance.now();
-    return new Promise((resolve) => {
-      app.services.notifications.onHeartbeat((sentAtMs) => {
-        if (sentAtMs > after) resolve();
-      });
-    });
-  }
-
   it("a replaced key's own expiry shortened in SQL: the key is refused at once, cached or not", async () => {
     const member = await createUser(app, admin);
     const regenerated = await app.gql(
@@ -44,7 +35,7 @@ describe('changes made in SQL reach every cache', () => {
       `UPDATE access_keys SET previous_key_own_expires_at = now() - interval '1 second' WHERE user_id = $1`,
       [member.id],
     );
-    await heardEverythingCommitted();
+    await heardEverythingCommitted(app);
 
     expect((await app.gql(ME, { key: member.key })).status).toBe(401);
   });
@@ -56,7 +47,7 @@ describe('changes made in SQL reach every cache', () => {
     expect((await me()).body.data!.me.id).toBe(first.id);
 
     await app.dataSource.query(`UPDATE sessions SET user_id = $2 WHERE user_id = $1`, [first.id, second.id]);
-    await heardEverythingCommitted();
+    await heardEverythingCommitted(app);
 
     expect((await me()).body.data!.me.id).toBe(second.id);
   });

@@ -1,6 +1,7 @@
 import type { PauseHooks } from '../../src/authorization/authority';
 import type { Actor } from '../../src/request/actor';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { heardEverythingCommitted } from '../helpers/notifications';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const ME = '{ me { id } }';
@@ -45,6 +46,9 @@ describe('a password changed in SQL ends the sessions of the old one', () => {
     expect((await app.gql(ME, bearer(token))).status).toBe(200);
 
     await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, RESET_HASH]);
+    // A read answered from the cache goes by the change once the instance has heard it (a write or a reveal
+    // checks in the database itself: the test of a request in flight, below).
+    await heardEverythingCommitted(app);
 
     expect((await app.gql(ME, bearer(token))).status).toBe(401);
     expect(await liveSessions(person)).toBe(0);
@@ -56,6 +60,7 @@ describe('a password changed in SQL ends the sessions of the old one', () => {
     const person = await createUser(app, admin, { password: TEST_PASSWORD });
     const token = await login(app, person);
     await app.dataSource.query(`UPDATE users SET password_hash = NULL WHERE id = $1`, [person.id]);
+    await heardEverythingCommitted(app);
     expect((await app.gql(ME, bearer(token))).status).toBe(401);
     expect(await liveSessions(person)).toBe(0);
   });
@@ -98,10 +103,12 @@ describe('a password changed in SQL ends the sessions of the old one', () => {
     });
     expect(response.body).toEqual({ data: { changePassword: true } });
     expect((await app.gql(ME, bearer(changer))).status).toBe(200);
+    await heardEverythingCommitted(app);
     expect((await app.gql(ME, bearer(other))).status).toBe(401);
     // The setting that spares the changer's session lasted for its transaction only: a later reset by SQL on
     // the same pooled connections ends that session too.
     await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, RESET_HASH]);
+    await heardEverythingCommitted(app);
     expect((await app.gql(ME, bearer(changer))).status).toBe(401);
   });
 });
