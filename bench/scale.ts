@@ -260,7 +260,10 @@ async function main(): Promise<void> {
   let server: ChildProcess | null = null;
   try {
     const config = loadConfig({ NODE_ENV: 'production', ACCESS_KEY_SECRET: secret.toString('base64') });
-    const dataSource = createDataSource({ url: database.url, db: { ...config.db, statementTimeoutMs: 0 } });
+    const dataSource = createDataSource({
+      url: database.url,
+      db: { ...config.db, statementTimeoutMs: 0, idleInTransactionTimeoutMs: 0 },
+    });
     await dataSource.initialize();
     await dataSource.runMigrations();
     const keyCrypto = new KeyCrypto(secret);

@@ -52,6 +52,12 @@ export interface Config {
   readonly db: {
     readonly poolSize: number;
     readonly statementTimeoutMs: number;
+    /**
+     * Longest a connection may sit idle inside a transaction (ms; 0: no bound), PostgreSQL's
+     * idle_in_transaction_session_timeout: past it PostgreSQL ends the session, which frees the locks of an
+     * instance hung in the middle of an act, so a revocation on another instance need not wait for it.
+     */
+    readonly idleInTransactionTimeoutMs: number;
     readonly connectTimeoutMs: number;
   };
   /** One line per request (method, path without query, status, duration, request id); never headers. */
@@ -435,6 +441,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     db: Object.freeze({
       poolSize: integer(env, 'DB_POOL_SIZE', 10, { min: 1, max: 200 }),
       statementTimeoutMs: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 5000, { min: 0, max: 600000 }),
+      idleInTransactionTimeoutMs: integer(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 5000, { min: 0, max: 600000 }),
       connectTimeoutMs: integer(env, 'DB_CONNECT_TIMEOUT_MS', 5000, { min: 100, max: 120000 }),
     }),
     logRequests: flag(env, 'LOG_REQUESTS', nodeEnv === 'development'),

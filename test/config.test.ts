@@ -145,6 +145,8 @@ describe('configuration', () => {
       });
       expect(blank.port).toBe(4000);
       expect(blank.db.statementTimeoutMs).toBe(5000);
+      expect(blank.db.idleInTransactionTimeoutMs).toBe(5000);
+      expect(loadConfig({ DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '0' }).db.idleInTransactionTimeoutMs).toBe(0);
       expect(blank.loadShedding.maxEventLoopDelayMs).toBe(1000);
       expect(blank.metrics.port).toBeNull();
       expect(loadConfig({ MAX_CONNECTIONS: ' ', MAX_HEAP_USED_MB: ' ' })).toMatchObject({

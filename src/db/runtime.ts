@@ -258,7 +258,8 @@ class BackgroundMigrations {
  * never waits inside the database: a waiting statement holds a snapshot, which a concurrent index build of the
  * other run would wait for. A server start does not wait here at all (startMigrations).
  *
- * That connection runs with no statement_timeout (issue 17), named MIGRATIONS_APPLICATION_NAME and with
+ * That connection runs with no statement_timeout (issue 17) and no idle_in_transaction_session_timeout (a
+ * migration's own code between its statements is not an instance hung mid-act), named MIGRATIONS_APPLICATION_NAME and with
  * MIGRATIONS_CONNECTION_CHECK_INTERVAL on PostgreSQL 14+: DB_STATEMENT_TIMEOUT_MS bounds the service's
  * requests, but on a large database an index build or a backfill of users runs for minutes, and a migration cut
  * off by it could never be applied. Its lock_timeout is the database's (none unless the operator set one, which
@@ -335,7 +336,8 @@ async function tryMigrations(
     // resetOrClose. client_connection_check_interval exists from PostgreSQL 14 (the service also runs on 13):
     // a CASE branch not taken is not evaluated.
     await queryRunner.query(
-      `SELECT set_config('statement_timeout', '0', false), set_config('application_name', $1, false),
+      `SELECT set_config('statement_timeout', '0', false), set_config('idle_in_transaction_session_timeout', '0', false),
+              set_config('application_name', $1, false),
               CASE WHEN current_setting('server_version_num')::int >= 140000
                    THEN set_config('client_connection_check_interval', $2, false) END`,
       [MIGRATIONS_APPLICATION_NAME, MIGRATIONS_CONNECTION_CHECK_INTERVAL],
@@ -363,9 +365,9 @@ async function tryMigrations(
 
 /**
  * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts every setting back to the value the
- * connection started with (RESET ALL: the run's statement_timeout, application_name and
- * client_connection_check_interval, and any session-level SET of a migration; the pool's DB_STATEMENT_TIMEOUT_MS
- * and application_name are startup parameters, so they come back), so that the pool gets the connection as it
+ * connection started with (RESET ALL: the run's statement_timeout, idle_in_transaction_session_timeout, application_name and
+ * client_connection_check_interval, and any session-level SET of a migration; the pool's DB_STATEMENT_TIMEOUT_MS,
+ * DB_IDLE_IN_TRANSACTION_TIMEOUT_MS and application_name are startup parameters, so they come back), so that the pool gets the connection as it
  * lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
  * drops a closed connection on release).
  */

@@ -99,7 +99,8 @@ describe('migrations started by several instances at once', () => {
       await queryRunner.query(
         `CREATE TABLE seen AS SELECT current_setting('application_name') AS application_name,
                 current_setting('client_connection_check_interval') AS check_interval,
-                current_setting('statement_timeout') AS statement_timeout`,
+                current_setting('statement_timeout') AS statement_timeout,
+                current_setting('idle_in_transaction_session_timeout') AS idle_timeout`,
       );
       await queryRunner.query(`SET work_mem = '77MB'`);
     }
@@ -119,7 +120,7 @@ describe('migrations started by several instances at once', () => {
       migrations: [SeesItsSession1700000000000],
       poolSize: 1,
       applicationName: 'crm-access',
-      extra: { statement_timeout: 1234 },
+      extra: { statement_timeout: 1234, idle_in_transaction_session_timeout: 2345 },
     });
     await dataSource.initialize();
     try {
@@ -127,7 +128,8 @@ describe('migrations started by several instances at once', () => {
         dataSource.query(
           `SELECT current_setting('application_name') AS application_name,
                   current_setting('client_connection_check_interval') AS check_interval,
-                  current_setting('statement_timeout') AS statement_timeout, current_setting('work_mem') AS work_mem`,
+                  current_setting('statement_timeout') AS statement_timeout, current_setting('work_mem') AS work_mem,
+                  current_setting('idle_in_transaction_session_timeout') AS idle_timeout`,
         );
       const before = await settings();
       await runMigrationsLocked(dataSource, createLogger({ level: 'silent' }));
@@ -137,10 +139,14 @@ describe('migrations started by several instances at once', () => {
     }
   }
 
-  it('the migrations session is named and checks for a lost client (a killed holder frees the lock), then is reset', async () => {
+  it('the migrations session is named, checks for a lost client (a killed holder frees the lock) and has no timeouts, then is reset', async () => {
     const { seen, before, after } = await sessionOfARun();
-    expect(seen).toEqual([{ application_name: 'crm-access migrations', check_interval: '5s', statement_timeout: '0' }]);
-    expect(before).toEqual([expect.objectContaining({ application_name: 'crm-access', statement_timeout: '1234ms' })]);
+    expect(seen).toEqual([
+      { application_name: 'crm-access migrations', check_interval: '5s', statement_timeout: '0', idle_timeout: '0' },
+    ]);
+    expect(before).toEqual([
+      expect.objectContaining({ application_name: 'crm-access', statement_timeout: '1234ms', idle_timeout: '2345ms' }),
+    ]);
     const { work_mem: _, ...afterButWorkMem } = (after as Array<Record<string, string>>)[0];
     const { work_mem: __, ...beforeButWorkMem } = (before as Array<Record<string, string>>)[0];
     expect(afterButWorkMem).toEqual(beforeButWorkMem);

@@ -70,6 +70,9 @@ function testDbSettings(config: Config, env: NodeJS.ProcessEnv = {}): Config['db
     statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS
       ? config.db.statementTimeoutMs
       : TEST_DB_DEFAULTS.statementTimeoutMs,
+    idleInTransactionTimeoutMs: env.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS
+      ? config.db.idleInTransactionTimeoutMs
+      : TEST_DB_DEFAULTS.idleInTransactionTimeoutMs,
     connectTimeoutMs: env.DB_CONNECT_TIMEOUT_MS ? config.db.connectTimeoutMs : TEST_DB_DEFAULTS.connectTimeoutMs,
   };
 }
