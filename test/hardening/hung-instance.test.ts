@@ -34,7 +34,7 @@ describe('an instance hung in the middle of an act', () => {
     hung = await startTestApp({
       database: { url: database.url, secret },
       hooks,
-      env: { DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '500', LOG_LEVEL: 'warn' },
+      env: { DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '2000', LOG_LEVEL: 'warn' },
       captureLogs: true,
     });
     healthy = await startTestApp({
