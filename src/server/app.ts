@@ -164,13 +164,19 @@ const INTROSPECTION_OFF = 'Introspection (__schema, __type) is turned off on thi
  * Only domain errors and the framework's own request errors keep their message; the rest is masked. With
  * `hideSuggestions` (the explorer is off, as in production) no message suggests a schema name: Apollo's
  * hideSchemaDetailsFromClientErrors cleans validation errors only, not variable coercion errors.
+ * Every message that is kept has its credential-shaped runs replaced (redactCredentials): graphql-js quotes what
+ * the client typed (a field, argument, fragment, variable, type or directive name, an operation name, an enum
+ * value, a variable's value, an unexpected token) and so do our input errors (an email), and a key typed there
+ * must not come back in an answer that caches, proxies and browser tools keep. Apollo formats every error it
+ * answers with this (validation, coercion, parse, operation resolution, its own 400s, execution; graphql-jit's
+ * too, see jitExecutionPlugin), and only errors: nothing is added to an answer without errors.
  */
 export function errorFormatter(options: { hideSuggestions: boolean }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const result = formatError(formatted, error);
     if (INTROSPECTION_REFUSED.test(result.message)) return { ...result, message: INTROSPECTION_OFF };
-    if (!options.hideSuggestions) return result;
-    const message = result.message.replace(SUGGESTION, '');
+    const shown = options.hideSuggestions ? result.message.replace(SUGGESTION, '') : result.message;
+    const message = redactCredentials(shown);
     return message === result.message ? result : { ...result, message };
   };
 }
