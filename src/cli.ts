@@ -32,6 +32,7 @@ const USAGE = `Usage:
       period or session still under an older secret: keep it in the list until then). See README.md.
   npm run cli -- --help
       Shows this text.
+Each option is given once: one given twice (--name X --name Y) is refused, not read as the last.
 Configuration (DATABASE_URL, ACCESS_KEY_SECRET, DATA_DIR, ...) comes from the environment: see README.md.`;
 
 class UsageError extends Error {}
@@ -91,6 +92,26 @@ async function openCheckedDatabase(params: Parameters<typeof openDatabase>[0]): 
   );
 }
 
+type OptionsConfig = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+
+/**
+ * A command's options as parseArgs reads them (strict: an unknown option or a stray argument is refused), with
+ * every option given at most once. parseArgs lets the last of a repeated option win without a word
+ * (`--name X --name Y` is "Y"), so a script that appends an option it already has runs with whichever came last:
+ * a repeat is a UsageError naming the option, never its values (either may be a password).
+ * @throws UsageError when an option is given twice; parseArgs' own errors (ERR_PARSE_ARGS_*) as they are.
+ */
+function parseOptions<T extends OptionsConfig>(args: string[], options: T) {
+  const parsed = parseArgs({ args, options, strict: true, allowPositionals: false, tokens: true });
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option') continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} was given twice: give each option once.`);
+    seen.add(token.name);
+  }
+  return parsed.values;
+}
+
 const wantsHelp = (argv: string[]): boolean =>
   argv.some((arg) => arg === '--help' || arg === '-h') || argv[0] === 'help';
 
@@ -108,7 +129,7 @@ async function run(argv: string[]): Promise<void> {
 
   if (command === 'migrate') {
     // It takes nothing: an option or argument it was given (a hoped-for --dry-run) is a usage error, not ignored.
-    parseArgs({ args: rest, options: {}, strict: true });
+    parseOptions(rest, {});
     const database = await openDatabase({
       config,
       logger,
@@ -129,16 +150,12 @@ async function run(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'create-organization') {
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        name: { type: 'string' },
-        'admin-email': { type: 'string' },
-        'admin-name': { type: 'string' },
-        'admin-password': { type: 'string' },
-        'admin-password-stdin': { type: 'boolean' },
-      },
-      strict: true,
+    const values = parseOptions(rest, {
+      name: { type: 'string' },
+      'admin-email': { type: 'string' },
+      'admin-name': { type: 'string' },
+      'admin-password': { type: 'string' },
+      'admin-password-stdin': { type: 'boolean' },
     });
     const { name, 'admin-email': adminEmail, 'admin-name': adminName } = values;
     if (!name || !adminEmail || !adminName)
@@ -164,7 +181,7 @@ async function run(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'rotate-secret') {
-    const { values } = parseArgs({ args: rest, options: { 'batch-size': { type: 'string' } }, strict: true });
+    const values = parseOptions(rest, { 'batch-size': { type: 'string' } });
     const rawBatchSize = values['batch-size'];
     const batchSize = rawBatchSize === undefined ? DEFAULT_ROTATION_BATCH_SIZE : wholeNumber(rawBatchSize);
     if (!(batchSize >= 1 && batchSize <= 10_000)) {

@@ -159,6 +159,65 @@ describe('npm run cli -- create-organization', () => {
     },
   );
 
+  // parseArgs let the last of a repeated option win in silence: `--name X --name Y` made "Y", and a script that
+  // appended an option it already had ran with whichever came last. Refused, for every option of every command,
+  // without repeating the values (either may be a password).
+  const organizationArgs = (email: string) => ['--name', 'Twice Org', '--admin-email', email, '--admin-name', 'Tess'];
+  it.each([
+    ['--name', (email: string) => [...organizationArgs(email), '--name', 'Other Org']],
+    ['--name', (email: string) => ['--name=Other Org', ...organizationArgs(email)]],
+    ['--admin-email', (email: string) => [...organizationArgs(email), '--admin-email', uniqueEmail('other')]],
+    ['--admin-name', (email: string) => [...organizationArgs(email), '--admin-name', 'Tessa']],
+    [
+      '--admin-password',
+      (email: string) => [
+        ...organizationArgs(email),
+        '--admin-password',
+        'first long password',
+        '--admin-password',
+        'second long password',
+      ],
+    ],
+    [
+      '--admin-password-stdin',
+      (email: string) => [...organizationArgs(email), '--admin-password-stdin', '--admin-password-stdin'],
+    ],
+  ])('create-organization with %s twice: a usage error (exit 2), and nothing is created', async (option, args) => {
+    const email = uniqueEmail('twice');
+    const [{ n: before }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM organizations`);
+    const result = await runWith({
+      args: [CLI, 'create-organization', ...args(email)],
+      env: env(),
+      stdin: 'a password from stdin\n',
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(new RegExp(`^${option} was given twice: give each option once\\.\n[\\s\\S]*Usage`));
+    expect(result.stderr).not.toMatch(/long password|Other Org|Tessa|other-/);
+    expect(result.stdout).toBe('');
+    const [{ n: after }] = await app.dataSource.query(`SELECT count(*)::int AS n FROM organizations`);
+    expect(after).toBe(before);
+    expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
+  });
+
+  it('rotate-secret with --batch-size twice: a usage error (exit 2), and no key is rotated', async () => {
+    const state = () =>
+      app.dataSource.query(
+        `SELECT (SELECT array_agg(encode(key_ciphertext, 'hex') ORDER BY user_id) FROM access_keys) AS keys,
+                (SELECT encode(fingerprint, 'hex') FROM key_secret_fingerprint) AS fingerprint`,
+      );
+    const before = await state();
+    // A new current secret: a rotation that ran would rewrite every key and the fingerprint.
+    const secrets = `${randomBytes(32).toString('base64')},${secret.toString('base64')}`;
+    const result = await runWith({
+      args: [CLI, 'rotate-secret', '--batch-size', '1', '--batch-size=2'],
+      env: { ...env(), ACCESS_KEY_SECRET: secrets },
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^--batch-size was given twice: give each option once\./);
+    expect(result.stdout).toBe('');
+    expect(await state()).toEqual(before);
+  });
+
   // Every other command refuses an option or argument it does not take; migrate applied the migrations anyway, so a
   // `migrate --dry-run` or a `migrate --help-me` an operator hoped would only look changed the database.
   it.each([[['--dry-run']], [['extra']], [['--name', 'x']]])(
