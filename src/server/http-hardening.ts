@@ -31,13 +31,20 @@ const HEAP_SHARE = 0.9;
 /**
  * Fastify's server options for the timeouts. Node checks the headers and request timeouts on a timer
  * (every 30 s by default, which would let a slow client keep its socket for that much longer): here at least
- * every second, and more often for timeouts shorter than two seconds.
+ * every second, and more often for timeouts shorter than two seconds. Node's own check for an HTTP/1.1 request
+ * without Host is off (`requireHostHeader`): it answered a bare 400, no body and no security headers, where
+ * registerHostCheck answers in the API's error shape.
  */
 export function serverTimeouts(http: Config['http']): Pick<
   FastifyServerOptions,
   'requestTimeout' | 'keepAliveTimeout'
 > & {
-  http: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number };
+  http: {
+    headersTimeout: number;
+    requestTimeout: number;
+    connectionsCheckingInterval: number;
+    requireHostHeader: boolean;
+  };
 } {
   return {
     requestTimeout: http.requestTimeoutMs,
@@ -46,6 +53,7 @@ export function serverTimeouts(http: Config['http']): Pick<
       headersTimeout: http.headersTimeoutMs,
       requestTimeout: http.requestTimeoutMs,
       connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(http.headersTimeoutMs / 2))),
+      requireHostHeader: false,
     },
   };
 }
@@ -299,11 +307,34 @@ export function refuseConnect(server: Server, params: { path: string; allow: str
   });
 }
 
+/** The refusals of registerHostCheck, as RFC 9112 (3.2) asks of a server. */
+const HOST_MISSING = 'An HTTP/1.1 request must name its Host: send a Host header.';
+const HOST_TWICE = 'Send the Host header once: this request has more than one.';
+const HOST_INVALID = 'The Host header is not a valid host name.';
+const HOST = 'host';
+
 /**
- * Refuses a request whose Host (or, behind a trusted proxy, X-Forwarded-Host) is not a host: 400 BAD_REQUEST,
- * before any route, logged at info level by the request line only. Later code builds URLs from it (the
- * GraphQL integration parses `protocol://host/url`), where a space made a 500 and an error-level line, and a
- * userinfo part was taken in silently. A request without Host (HTTP/1.0) passes.
+ * Whether the request sent more than one Host line. Node keeps the first in `headers` (and drops the others),
+ * a proxy in front may route by the last, so only the raw list (name, value, name, value, ...) shows it. As the
+ * scans of Content-Type and of the credential headers: names compared by length first, and a name already in
+ * lower case allocates nothing.
+ */
+function hostSentTwice(rawHeaders: readonly string[]): boolean {
+  let lines = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index];
+    if (name.length === 4 && (name === HOST || name.toLowerCase() === HOST) && ++lines > 1) return true;
+  }
+  return false;
+}
+
+/**
+ * Refuses, with 400 BAD_REQUEST in the API's error shape (requestId, `Cache-Control: no-store`) before any route,
+ * what RFC 9112 (3.2) says a server must: an HTTP/1.1 request without Host (Node's own refusal, a bare 400, is
+ * turned off in serverTimeouts), a request with more than one Host line, and a Host (or, behind a trusted proxy,
+ * X-Forwarded-Host) that is not a host. Later code builds URLs from it (the GraphQL integration parses
+ * `protocol://host/url`), where a space made a 500 and an error-level line, and a userinfo part was taken in
+ * silently. Logged at info level by the request line only. An HTTP/1.0 request without Host passes.
  */
 export function registerHostCheck(app: FastifyInstance): void {
   // The host last found valid: nearly every request names the same one, and comparing strings costs less than the
@@ -315,21 +346,23 @@ export function registerHostCheck(app: FastifyInstance): void {
     lastValid = host;
     return true;
   };
-  app.addHook('onRequest', (request, reply, done) => {
+  const refusal = (request: FastifyRequest): string | null => {
     const raw = request.headers.host;
+    if (raw === undefined) {
+      const { httpVersionMajor, httpVersionMinor } = request.raw;
+      return httpVersionMajor === 1 && httpVersionMinor === 0 ? null : HOST_MISSING;
+    }
+    if (hostSentTwice(request.raw.rawHeaders)) return HOST_TWICE;
     // request.host is X-Forwarded-Host behind a trusted proxy, else the same string as Host.
-    if (raw === undefined || (valid(raw) && (request.host === raw || valid(request.host)))) return done();
+    return valid(raw) && (request.host === raw || valid(request.host)) ? null : HOST_INVALID;
+  };
+  app.addHook('onRequest', (request, reply, done) => {
+    const message = refusal(request);
+    if (message === null) return done();
     void reply
       .code(400)
       .header('cache-control', NO_STORE)
-      .send({
-        errors: [
-          {
-            message: 'The Host header is not a valid host name.',
-            extensions: { code: 'BAD_REQUEST', requestId: request.id },
-          },
-        ],
-      });
+      .send({ errors: [{ message, extensions: { code: 'BAD_REQUEST', requestId: request.id } }] });
   });
 }
 

@@ -142,3 +142,112 @@ describe('the Host check on a fresh instance (before any valid Host was seen)', 
     expect(app.logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50)).toEqual([]);
   });
 });
+
+/** An answer read off a raw socket: its status line, its headers (names in lower case) and its body. */
+interface RawAnswer {
+  status: string;
+  headers: Map<string, string>;
+  body: string;
+}
+
+/** Splits what the server wrote (one answer, the connection closed after it) into a RawAnswer. */
+function parseAnswer(text: string): RawAnswer {
+  const end = text.indexOf('\r\n\r\n');
+  const [status, ...lines] = text.slice(0, end).split('\r\n');
+  const headers = new Map<string, string>();
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  return { status, headers, body: text.slice(end + 4) };
+}
+
+/** Sends `request` as it is, byte for byte, and reads everything the server writes until it closes. */
+function exchange(app: TestApp, request: string): Promise<string> {
+  const { port } = new URL(app.url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(request));
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+/**
+ * What RFC 9112 (3.2) asks of Host, answered by the API itself in its error shape: Node's own answer to an
+ * HTTP/1.1 request without Host (a bare 400) had no body and none of the security headers, and a Host sent twice
+ * was served by the first while a proxy in front may route by the last.
+ */
+describe('Host as HTTP/1.1 asks', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ captureLogs: true, env: { LOG_LEVEL: 'info' } });
+  });
+  afterAll(() => app.close());
+
+  const body = JSON.stringify({ query: '{ __typename }' });
+  const post = (headerLines: string) =>
+    `POST /graphql HTTP/1.1\r\n${headerLines}Content-Type: application/json\r\n` +
+    `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+
+  const expectSecurityHeaders = (answer: RawAnswer) => {
+    expect(answer.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(answer.headers.get('x-frame-options')).toBe('DENY');
+    expect(answer.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(answer.headers.get('cache-control')).toBe('no-store');
+    expect(answer.headers.get('content-type')).toBe('application/json; charset=utf-8');
+  };
+
+  const expectBadRequest = (answer: RawAnswer, message: string) => {
+    expect(answer.status).toBe('HTTP/1.1 400 Bad Request');
+    expectSecurityHeaders(answer);
+    const requestId = answer.headers.get('x-request-id');
+    expect(requestId).toEqual(expect.any(String));
+    expect(JSON.parse(answer.body)).toEqual({
+      errors: [{ message, extensions: { code: 'BAD_REQUEST', requestId } }],
+    });
+  };
+
+  const TWICE = 'Send the Host header once: this request has more than one.';
+
+  it.each<[string, string]>([
+    ['with different values', 'Host: localhost\r\nHost: evil.example\r\n'],
+    ['with the same value', 'Host: localhost\r\nHost: localhost\r\n'],
+    ['in other cases of its name', 'host: localhost\r\nHOST: evil.example\r\n'],
+    ['apart, with other headers between', 'Host: localhost\r\nAccept: */*\r\nhOsT: localhost\r\n'],
+  ])('Host twice %s: 400 BAD_REQUEST in the API error shape', async (_label, hostLines) => {
+    expectBadRequest(parseAnswer(await exchange(app, post(hostLines))), TWICE);
+  });
+
+  it('Host twice on an unknown route: the same 400, not a 404', async () => {
+    const answer = parseAnswer(
+      await exchange(app, 'GET /nothing HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
+    );
+    expectBadRequest(answer, TWICE);
+  });
+
+  it('an HTTP/1.1 request without Host: 400 BAD_REQUEST in the API error shape, with the security headers', async () => {
+    expectBadRequest(
+      parseAnswer(await exchange(app, post(''))),
+      'An HTTP/1.1 request must name its Host: send a Host header.',
+    );
+  });
+
+  it('an HTTP/1.0 request without Host is served', async () => {
+    const answer = parseAnswer(await exchange(app, 'GET /healthz HTTP/1.0\r\n\r\n'));
+    expect(answer.status).toBe('HTTP/1.1 200 OK');
+    expect(JSON.parse(answer.body)).toEqual({ status: 'ok' });
+  });
+
+  it('an HTTP/1.1 request with one Host is served', async () => {
+    const answer = parseAnswer(await exchange(app, post('Host: localhost\r\n')));
+    expect(answer.status).toBe('HTTP/1.1 200 OK');
+    expect(JSON.parse(answer.body)).toEqual({ data: { __typename: 'Query' } });
+  });
+
+  it('none of these answers writes an error-level line', () => {
+    expect(app.logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50)).toEqual([]);
+  });
+});
