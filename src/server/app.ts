@@ -63,6 +63,7 @@ import {
   NO_STORE,
   noStoreOnSend,
   refuseConnect,
+  refuseExpectations,
   registerHostCheck,
   registerLoadShedding,
   registerResponseHeaders,
@@ -781,6 +782,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     handler: refuseMethod,
   });
   refuseConnect(app.server, { path: GRAPHQL_PATH, allow: GRAPHQL_METHODS, message: WRONG_METHOD_MESSAGE });
+  refuseExpectations(app.server);
   if (config.explorerEnabled) registerExplorerAssets(app);
   registerAdminConsole(app);
   registerSite(app);

@@ -307,6 +307,37 @@ export function refuseConnect(server: Server, params: { path: string; allow: str
   });
 }
 
+/** The answer to an expectation other than 100-continue: its headers, and its body in the API's error shape. */
+const EXPECTATION_FAILED_BODY = JSON.stringify({
+  errors: [
+    {
+      message: 'The only expectation this server meets is Expect: 100-continue: send the request without it.',
+      extensions: { code: 'EXPECTATION_FAILED' },
+    },
+  ],
+});
+const EXPECTATION_FAILED_HEADERS: Readonly<Record<string, string>> = {
+  ...SECURITY_HEADERS,
+  'content-type': 'application/json; charset=utf-8',
+  'content-length': String(Buffer.byteLength(EXPECTATION_FAILED_BODY)),
+  'cache-control': 'no-store',
+  connection: 'close',
+};
+
+/**
+ * Answers an HTTP/1.1 request whose Expect is not 100-continue (RFC 9110 10.1.1) with 417 EXPECTATION_FAILED in the
+ * API's error shape: Node hands it to the server's 'checkExpectation' listeners rather than to Fastify, and without
+ * one wrote a bare 417, no body and no security headers. Written through Node's response for that request (not on
+ * the socket), so that it waits its turn behind the answers to requests pipelined before it; no request id, as
+ * clientErrorHandler's answers (Fastify never saw the request). The connection is closed after it: whether the
+ * client sends its body all the same is its guess. Logged nowhere: whoever can connect could fill the log.
+ */
+export function refuseExpectations(server: Server): void {
+  server.on('checkExpectation', (_request: IncomingMessage, response: ServerResponse) => {
+    response.writeHead(417, EXPECTATION_FAILED_HEADERS).end(EXPECTATION_FAILED_BODY);
+  });
+}
+
 /** The refusals of registerHostCheck, as RFC 9112 (3.2) asks of a server. */
 const HOST_MISSING = 'An HTTP/1.1 request must name its Host: send a Host header.';
 const HOST_TWICE = 'Send the Host header once: this request has more than one.';

@@ -176,11 +176,12 @@ function exchange(app: TestApp, request: string): Promise<string> {
 }
 
 /**
- * What RFC 9112 (3.2) asks of Host, answered by the API itself in its error shape: Node's own answer to an
- * HTTP/1.1 request without Host (a bare 400) had no body and none of the security headers, and a Host sent twice
- * was served by the first while a proxy in front may route by the last.
+ * What RFC 9112 (3.2) and RFC 9110 (10.1.1) ask of Host and Expect, answered by the API itself in its error
+ * shape: Node's own answers (a bare 400 for an HTTP/1.1 request without Host, a bare 417 for an expectation
+ * other than 100-continue) had no body and none of the security headers, and a Host sent twice was served by
+ * the first while a proxy in front may route by the last.
  */
-describe('Host as HTTP/1.1 asks', () => {
+describe('Host and Expect as HTTP/1.1 asks', () => {
   let app: TestApp;
   beforeAll(async () => {
     app = await startTestApp({ captureLogs: true, env: { LOG_LEVEL: 'info' } });
@@ -245,6 +246,68 @@ describe('Host as HTTP/1.1 asks', () => {
     const answer = parseAnswer(await exchange(app, post('Host: localhost\r\n')));
     expect(answer.status).toBe('HTTP/1.1 200 OK');
     expect(JSON.parse(answer.body)).toEqual({ data: { __typename: 'Query' } });
+  });
+
+  it.each<[string]>([['200-ok'], ['something-else=1']])(
+    'Expect: %s: 417 EXPECTATION_FAILED in the API error shape, with the security headers',
+    async (expectation) => {
+      const answer = parseAnswer(await exchange(app, post(`Host: localhost\r\nExpect: ${expectation}\r\n`)));
+      expect(answer.status).toBe('HTTP/1.1 417 Expectation Failed');
+      expectSecurityHeaders(answer);
+      expect(JSON.parse(answer.body)).toEqual({
+        errors: [
+          {
+            message: 'The only expectation this server meets is Expect: 100-continue: send the request without it.',
+            extensions: { code: 'EXPECTATION_FAILED' },
+          },
+        ],
+      });
+    },
+  );
+
+  it('Expect: 200-ok pipelined behind another request: answered after it, not in the middle of it', async () => {
+    const text = await exchange(
+      app,
+      'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n' + post('Host: localhost\r\nExpect: 200-ok\r\n'),
+    );
+    const second = text.indexOf('HTTP/1.1 417 Expectation Failed');
+    expect(text.startsWith('HTTP/1.1 200 OK')).toBe(true);
+    expect(second).toBeGreaterThan(0);
+    expect(text.slice(0, second)).toContain('{"status":"ok"}');
+  });
+
+  it('Expect: 100-continue: 100 Continue, then the body, then the usual 200', async () => {
+    const { port } = new URL(app.url);
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () =>
+        socket.write(
+          'POST /graphql HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Type: application/json\r\n' +
+            `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      let answer = '';
+      let sent = false;
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => {
+        answer += chunk;
+        // The body goes only once the server asked for it.
+        if (!sent && answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+          sent = true;
+          socket.write(body);
+        }
+      });
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+    });
+    expect(text.startsWith('HTTP/1.1 100 Continue\r\n\r\n')).toBe(true);
+    const answer = parseAnswer(text.slice('HTTP/1.1 100 Continue\r\n\r\n'.length));
+    expect(answer.status).toBe('HTTP/1.1 200 OK');
+    expect(JSON.parse(answer.body)).toEqual({ data: { __typename: 'Query' } });
+  });
+
+  it('Expect on an HTTP/1.0 request is not looked at (RFC 9110 10.1.1): served', async () => {
+    const answer = parseAnswer(await exchange(app, 'GET /healthz HTTP/1.0\r\nExpect: 200-ok\r\n\r\n'));
+    expect(answer.status).toBe('HTTP/1.1 200 OK');
   });
 
   it('none of these answers writes an error-level line', () => {
