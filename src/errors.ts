@@ -77,6 +77,10 @@ export const PUBLIC_FRAMEWORK_CODES: ReadonlySet<string> = new Set([
  * - it cannot be reached or is restarting: socket errors, class 08 (connection), 57P01-57P03 (shutdown);
  * - it refuses more connections or resources: class 53 (53300 too many connections, 53400 configuration limit);
  * - a wait ran out: 57014 (statement_timeout, or cancelled), 55P03 (lock_timeout);
+ * - it ended the session for idling in a transaction past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: 25P03, which the
+ *   statement sent next gets itself when the instance resumes from a pause of its event loop (a stopped process,
+ *   a long synchronous stretch) and sends it before it reads the end of the session (else the statement is refused
+ *   as "not queryable", below);
  * - a concurrent transaction won: 40P01 (deadlock detected), 40001 (serialization failure).
  */
 const UNAVAILABLE_CODES = new Set([
@@ -89,6 +93,7 @@ const UNAVAILABLE_CODES = new Set([
   '57P03',
   '57014',
   '55P03',
+  '25P03',
   '40P01',
   '40001',
 ]);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { DataSource, type DataSourceOptions as TypeOrmOptions, type QueryRunner, type ReplicationMode } from 'typeorm';
+import { DataSource, type QueryRunner, type ReplicationMode } from 'typeorm';
 
 import { Initial1764100000000 } from '../../migrations/1764100000000-Initial';
 import { SessionsAuditRateLimits1764200000000 } from '../../migrations/1764200000000-SessionsAuditRateLimits';
@@ -64,26 +64,15 @@ export interface DataSourceOptions {
  * not 503). So a lost connection stays with its runner until the runner is done: the next statement fails as
  * pg reports it ("Client has encountered a connection error", a database that cannot serve the request), and
  * the pool discards the connection when the runner releases it (pg-pool drops a client that is not queryable).
- * pg's error for that statement no longer says why the connection ended, so one ended for idling in a transaction
- * past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (this instance stalled mid-request) is told to `logger` here.
+ * pg's error for that statement no longer says why the connection ended; a connection ended for idling in a
+ * transaction past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS is told by the connection itself (createDataSource).
  */
 class ServiceDataSource extends DataSource {
-  constructor(
-    options: TypeOrmOptions,
-    private readonly lostConnectionLogger: Logger | undefined,
-  ) {
-    super(options);
-  }
-
   override createQueryRunner(mode?: ReplicationMode): QueryRunner {
     const runner = super.createQueryRunner(mode);
     const releasing = runner as unknown as { releasePostgresConnection(error?: Error): Promise<void> };
     const release = releasing.releasePostgresConnection.bind(runner);
-    releasing.releasePostgresConnection = (error) => {
-      if (!error) return release();
-      if (endedIdleInTransaction(error)) warnOfLostConnection(this.lostConnectionLogger, error);
-      return Promise.resolve();
-    };
+    releasing.releasePostgresConnection = (error) => (error ? Promise.resolve() : release());
     return runner;
   }
 }
@@ -95,14 +84,24 @@ function endedIdleInTransaction(error: Error): boolean {
   return (error as { code?: unknown }).code === IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
 }
 
-/** A warning of a connection lost while checked out between statements, naming the idle-in-transaction bound when it was that. */
+/**
+ * The warning of a connection PostgreSQL ended for idling in a transaction past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+ * once per connection, whichever way pg then reports it: as the connection's 'error' between statements (the next
+ * statement is refused as "not queryable"), or as the error of the statement sent just then, when the instance
+ * resumed from a pause of its event loop and sent it before reading the end of the session.
+ */
+function warnOfIdleInTransaction(logger: Logger | undefined, error: Error): void {
+  if (!endedIdleInTransaction(error)) return;
+  logger?.warn(
+    { err: error },
+    'PostgreSQL ended a connection that sat idle in a transaction past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: this instance stalled in the middle of a request, which is rolled back and answered 503',
+  );
+}
+
+/** A warning of another connection lost while checked out between statements (that one is told above). */
 function warnOfLostConnection(logger: Logger | undefined, error: Error): void {
-  if (endedIdleInTransaction(error)) {
-    logger?.warn(
-      { err: error },
-      'PostgreSQL ended a connection that sat idle in a transaction past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: this instance stalled in the middle of a request, which is rolled back and answered 503',
-    );
-  } else logger?.warn({ err: error }, 'lost a database connection in use between statements; it is discarded');
+  if (endedIdleInTransaction(error)) return;
+  logger?.warn({ err: error }, 'lost a database connection in use between statements; it is discarded');
 }
 
 /**
@@ -113,27 +112,27 @@ function warnOfLostConnection(logger: Logger | undefined, error: Error): void {
  * and its holder's next statement fails as a lost connection (see ServiceDataSource).
  */
 export function createDataSource({ url, db, queryCounter, logger }: DataSourceOptions): DataSource {
-  return new ServiceDataSource(
-    {
-      type: 'postgres',
-      url,
-      entities: ENTITIES,
-      migrations: MIGRATIONS,
-      migrationsTransactionMode: 'each',
-      synchronize: false,
-      logger: queryCounter ?? new QueryCounter(),
-      poolSize: db.poolSize,
-      connectTimeoutMS: db.connectTimeoutMs,
-      applicationName: 'crm-access',
-      extra: {
-        statement_timeout: db.statementTimeoutMs || undefined,
-        // A startup parameter like statement_timeout: the pool's every connection has it, and RESET ALL keeps it.
-        idle_in_transaction_session_timeout: db.idleInTransactionTimeoutMs || undefined,
-        // An expected event when PostgreSQL restarts (a warning): what ran on the connection fails and is
-        // reported on its own; the pool opens a new connection when asked for one.
-        Client: listeningClientClass((error) => warnOfLostConnection(logger, error)),
-      },
+  return new ServiceDataSource({
+    type: 'postgres',
+    url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTransactionMode: 'each',
+    synchronize: false,
+    logger: queryCounter ?? new QueryCounter(),
+    poolSize: db.poolSize,
+    connectTimeoutMS: db.connectTimeoutMs,
+    applicationName: 'crm-access',
+    extra: {
+      statement_timeout: db.statementTimeoutMs || undefined,
+      // A startup parameter like statement_timeout: the pool's every connection has it, and RESET ALL keeps it.
+      idle_in_transaction_session_timeout: db.idleInTransactionTimeoutMs || undefined,
+      // An expected event when PostgreSQL restarts (a warning): what ran on the connection fails and is
+      // reported on its own; the pool opens a new connection when asked for one.
+      Client: listeningClientClass(
+        (error) => warnOfLostConnection(logger, error),
+        (error) => warnOfIdleInTransaction(logger, error),
+      ),
     },
-    logger,
-  );
+  });
 }

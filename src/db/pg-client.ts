@@ -1,3 +1,5 @@
+import type { EventEmitter } from 'node:events';
+
 import { Client, type ClientConfig } from 'pg';
 
 /** Called with a connection's error that no other listener of the client took. */
@@ -14,11 +16,26 @@ export type UnheardError = (error: Error) => void;
  * discards it on release), whoever uses it next gets an error to handle, and the process lives.
  *
  * `unheard` is told of the first error no other listener took: one on a checked-out connection between statements.
+ * `ended`, when given, is told of every FATAL error PostgreSQL sends before it ends the session, whoever gets it:
+ * the 'error' event when no statement runs, or the statement sent just then (a process that resumes from a pause
+ * sends its next statement before it reads what arrived meanwhile, and pg gives that statement the error).
  */
-export function listeningClientClass(unheard: UnheardError = () => undefined): typeof Client {
+export function listeningClientClass(
+  unheard: UnheardError = () => undefined,
+  ended?: (error: Error) => void,
+): typeof Client {
   return class ListeningClient extends Client {
     constructor(config?: string | ClientConfig) {
       super(config);
+      if (ended) {
+        // pg's protocol connection, made by Client's constructor; each ErrorResponse is an 'errorMessage' there.
+        (this as unknown as { connection: EventEmitter }).connection.on(
+          'errorMessage',
+          (error: Error & { severity?: unknown }) => {
+            if (error.severity === 'FATAL') ended(error);
+          },
+        );
+      }
       // A lost connection emits twice (PostgreSQL's error, then the socket's end): it is told once.
       let told = false;
       this.on('error', (error: Error) => {

@@ -97,6 +97,13 @@ describe('an instance hung in the middle of an act', () => {
     expect(response.status).not.toBe(500);
   }
 
+  /** The database's refusal: 503 with Retry-After, SERVICE_UNAVAILABLE. */
+  function expectUnavailable(response: GraphQLResponse): void {
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(response.body.errors![0].extensions!.code).toBe('SERVICE_UNAVAILABLE');
+  }
+
   it('a deactivation of the hung actor commits on another instance, and the hung act does nothing when it resumes', async () => {
     const stolen = await createUser(healthy, admin, { role: Role.ADMIN });
     const victim = await createUser(healthy, admin);
@@ -148,7 +155,38 @@ describe('an instance hung in the middle of an act', () => {
     expect(regeneration.body.errors).toBeUndefined();
     const regenerated = await keyDigestOf(victim.id);
 
-    expectRefused(await act.resume());
+    // Its actor is still active: the only refusal is the database's, 503 with Retry-After.
+    const resumed = await act.resume();
+    expectRefused(resumed);
+    expectUnavailable(resumed);
     expect(await keyDigestOf(victim.id)).toBe(regenerated);
+  });
+
+  it('an act whose process stops past the bound in the middle of its own code answers 503, not 500, and commits nothing', async () => {
+    // A stopped process or a paused VM resumes where it stood. When that is the act's code, its next statement is
+    // sent before the end of the session is read, and pg gives that statement PostgreSQL's error itself (25P03),
+    // not the "not queryable" of a connection already known to be lost.
+    const actor = await createUser(healthy, admin, { role: Role.ADMIN });
+    const victim = await createUser(healthy, admin);
+    const victimKey = await keyDigestOf(victim.id);
+    hung.logs.splice(0);
+    hooks.afterAuthorityCheck = async (paused) => {
+      if (paused.principal.userId !== actor.id) return;
+      // Three times the bound with the event loop stopped: nothing reads the connection meanwhile.
+      const until = Date.now() + 1500;
+      while (Date.now() < until) {
+        // the process does not run
+      }
+    };
+
+    const response = await hung.gql(REGENERATE, { key: actor.key, variables: { id: victim.id } });
+    expectRefused(response);
+    expectUnavailable(response);
+    expect(await keyDigestOf(victim.id)).toBe(victimKey);
+    const messages = hung.logs.map((line) => JSON.parse(line).msg as string);
+    expect(messages.filter((msg) => msg.includes('past DB_IDLE_IN_TRANSACTION_TIMEOUT_MS'))).toHaveLength(1);
+    expect(messages).not.toContain('unexpected error in a resolver');
+    delete hooks.afterAuthorityCheck;
+    expect((await hung.gql(REGENERATE, { key: actor.key, variables: { id: victim.id } })).body.errors).toBeUndefined();
   });
 });
