@@ -5,6 +5,11 @@ import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, type TestUser } from '../factories/organizations';
 import { createTestDatabase, type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
+/**
+ * The hung instance's DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: long enough that a loaded machine does not end an act
+ * before it reaches the pause, far below the healthy instance's statement timeout.
+ */
+const IDLE_BOUND_MS = 2000;
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
 const SET_ROLE = 'mutation ($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id role } }';
 const REGENERATE = 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }';
@@ -34,7 +39,7 @@ describe('an instance hung in the middle of an act', () => {
     hung = await startTestApp({
       database: { url: database.url, secret },
       hooks,
-      env: { DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '2000', LOG_LEVEL: 'warn' },
+      env: { DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: String(IDLE_BOUND_MS), LOG_LEVEL: 'warn' },
       captureLogs: true,
     });
     healthy = await startTestApp({
@@ -172,8 +177,9 @@ describe('an instance hung in the middle of an act', () => {
     hung.logs.splice(0);
     hooks.afterAuthorityCheck = async (paused) => {
       if (paused.principal.userId !== actor.id) return;
-      // Three times the bound with the event loop stopped: nothing reads the connection meanwhile.
-      const until = Date.now() + 1500;
+      // Half as long again as the bound with the event loop stopped: nothing reads the connection meanwhile, and
+      // PostgreSQL's own timer (another process) ends the session.
+      const until = Date.now() + IDLE_BOUND_MS * 1.5;
       while (Date.now() < until) {
         // the process does not run
       }
