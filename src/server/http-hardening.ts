@@ -368,6 +368,10 @@ function hostSentTwice(rawHeaders: readonly string[]): boolean {
  * silently. Logged at info level by the request line only. An HTTP/1.0 request without Host passes.
  */
 export function registerHostCheck(app: FastifyInstance): void {
+  // Node keeps the first 2,000 header lines (`maxHeadersCount`) and drops the rest from `headers` and `rawHeaders`
+  // alike: a second Host after 2,000 short lines (`a:` is 4 bytes, well under the 16 KiB limit) went unseen, and
+  // the request was served by the first while a proxy may route by the last. The header size limit bounds them.
+  app.server.maxHeadersCount = 0;
   // The host last found valid: nearly every request names the same one, and comparing strings costs less than the
   // pattern. Null until one is: an empty Host must not match a starting value and skip the pattern (it made a 500).
   let lastValid: string | null = null;

@@ -222,6 +222,14 @@ describe('Host and Expect as HTTP/1.1 asks', () => {
     expectBadRequest(parseAnswer(await exchange(app, post(hostLines))), TWICE);
   });
 
+  it('Host twice, the second past 2,000 other header lines (Node keeps 2,000 by default): the same 400', async () => {
+    const lines = 'a:\r\n'.repeat(2000);
+    expectBadRequest(
+      parseAnswer(await exchange(app, post(`Host: localhost\r\n${lines}Host: evil.example\r\n`))),
+      TWICE,
+    );
+  });
+
   it('Host twice on an unknown route: the same 400, not a 404', async () => {
     const answer = parseAnswer(
       await exchange(app, 'GET /nothing HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
