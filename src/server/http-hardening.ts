@@ -333,10 +333,21 @@ const EXPECTATION_FAILED_HEADERS: Readonly<Record<string, string>> = {
  * client sends its body all the same is its guess. Logged nowhere: whoever can connect could fill the log.
  */
 export function refuseExpectations(server: Server): void {
-  server.on('checkExpectation', (_request: IncomingMessage, response: ServerResponse) => {
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    (request.socket as ClosingSocket)[CLOSES_AFTER_EXPECTATION] = true;
     response.writeHead(417, EXPECTATION_FAILED_HEADERS).end(EXPECTATION_FAILED_BODY);
   });
 }
+
+/**
+ * Set on a socket whose 417 closes it (refuseExpectations). Node goes on parsing what the client pipelined behind
+ * the refused request and hands it to Fastify, though its answer can never be written (the connection closes after
+ * the 417): a mutation there ran and its client never heard of it. registerHostCheck's hook stops such a request
+ * before any route. Requests pipelined before the refused one passed that hook already (callback hooks run as Node
+ * emits each request, in order), and are answered first.
+ */
+const CLOSES_AFTER_EXPECTATION = Symbol('closesAfterExpectation');
+type ClosingSocket = Socket & { [CLOSES_AFTER_EXPECTATION]?: true };
 
 /** The refusals of registerHostCheck, as RFC 9112 (3.2) asks of a server. */
 const HOST_MISSING = 'An HTTP/1.1 request must name its Host: send a Host header.';
@@ -392,6 +403,8 @@ export function registerHostCheck(app: FastifyInstance): void {
     return valid(raw) && (request.host === raw || valid(request.host)) ? null : HOST_INVALID;
   };
   app.addHook('onRequest', (request, reply, done) => {
+    // Behind a refused Expect (refuseExpectations): never run, never answered, as the connection closes.
+    if ((request.raw.socket as ClosingSocket)[CLOSES_AFTER_EXPECTATION] === true) return void reply.hijack();
     const message = refusal(request);
     if (message === null) return done();
     void reply

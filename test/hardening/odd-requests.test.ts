@@ -284,6 +284,26 @@ describe('Host and Expect as HTTP/1.1 asks', () => {
     expect(text.slice(0, second)).toContain('{"status":"ok"}');
   });
 
+  it('a mutation pipelined behind a refused Expect is not run (its answer could never be sent)', async () => {
+    const admin = await createOrganization(app, 'Expect Pipeline Org');
+    const mutation = JSON.stringify({
+      query: 'mutation { createUser(input: { email: "behind-417@acme.example", name: "Pat", role: MEMBER }) { id } }',
+    });
+    const text = await exchange(
+      app,
+      post('Host: localhost\r\nExpect: 200-ok\r\n').replace('Connection: close\r\n', '') +
+        `POST /graphql HTTP/1.1\r\nHost: localhost\r\nX-Access-Key: ${admin.key}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(mutation)}\r\n\r\n${mutation}`,
+    );
+    expect(text.startsWith('HTTP/1.1 417 Expectation Failed')).toBe(true);
+    expect(text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    const again = await app.gql(
+      'mutation { createUser(input: { email: "behind-417@acme.example", name: "Pat", role: MEMBER }) { id } }',
+      { key: admin.key },
+    );
+    expect(again.body.errors).toBeUndefined();
+  });
+
   it('Expect: 100-continue: 100 Continue, then the body, then the usual 200', async () => {
     const { port } = new URL(app.url);
     const text = await new Promise<string>((resolve, reject) => {
