@@ -10,6 +10,7 @@ import {
   SESSION_TOKEN_PREFIX,
 } from '../access-keys/key-format';
 import { CREDENTIALS_ENDED, SESSION_ENDED } from '../authorization/authority';
+import { isHeaderName } from '../header-name';
 import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { SessionService } from '../sessions/session.service';
 import type { AuthCache } from './auth-cache';
@@ -36,16 +37,16 @@ export type RequestHeaders = Pick<IncomingMessage, 'headers' | 'rawHeaders'>;
 /**
  * The credential header sent more than once, if any. Node joins repeated X-Access-Key lines with ", " and
  * keeps only the first Authorization line, so only the raw list shows the repetition; a proxy that reads the
- * last line would see another caller than the service does. Names are compared by length first: no
- * allocation for the other headers.
+ * last line would see another caller than the service does. Names are compared by isHeaderName: no
+ * allocation, whatever their spelling.
  */
 function repeatedCredentialHeader(rawHeaders: readonly string[]): string | null {
   let keys = 0;
   let authorizations = 0;
   for (let index = 0; index < rawHeaders.length; index += 2) {
     const name = rawHeaders[index];
-    if (name.length === 12 && name.toLowerCase() === 'x-access-key') keys++;
-    else if (name.length === 13 && name.toLowerCase() === 'authorization') authorizations++;
+    if (isHeaderName(name, 'x-access-key')) keys++;
+    else if (isHeaderName(name, 'authorization')) authorizations++;
   }
   if (keys > 1) return 'X-Access-Key';
   return authorizations > 1 ? 'Authorization' : null;

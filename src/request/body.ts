@@ -3,6 +3,8 @@ import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { createScanner } from 'jsonc-parser';
 
+import { isHeaderName } from '../header-name';
+
 /**
  * What a request body must be before it is parsed. Fastify reads neither Content-Encoding nor a JSON body's
  * charset: a gzip body answered "Body is not valid JSON", a plain body labelled gzip ran, and Latin-1 bytes
@@ -58,13 +60,12 @@ const CONTENT_TYPE = 'content-type';
 /**
  * How many Content-Type lines the request sent. Node keeps only the first in `headers`, so only the raw list
  * (name, value, name, value, ...) shows a repetition; as the scan of credential headers in authenticate.ts, names
- * are compared by length first, and a name already in lower case (what clients send) allocates nothing.
+ * are compared by isHeaderName, which allocates nothing whatever the spelling.
  */
 function contentTypeLines(rawHeaders: readonly string[]): number {
   let lines = 0;
   for (let index = 0; index < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index];
-    if (name.length === 12 && (name === CONTENT_TYPE || name.toLowerCase() === CONTENT_TYPE)) lines++;
+    if (isHeaderName(rawHeaders[index], CONTENT_TYPE)) lines++;
   }
   return lines;
 }

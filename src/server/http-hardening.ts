@@ -13,6 +13,7 @@ import type {
 } from 'fastify';
 
 import type { Config } from '../config';
+import { isHeaderName } from '../header-name';
 import type { Metrics } from '../metrics';
 
 /**
@@ -358,14 +359,12 @@ const HOST = 'host';
 /**
  * Whether the request sent more than one Host line. Node keeps the first in `headers` (and drops the others),
  * a proxy in front may route by the last, so only the raw list (name, value, name, value, ...) shows it. As the
- * scans of Content-Type and of the credential headers: names compared by length first, and a name already in
- * lower case allocates nothing.
+ * scans of Content-Type and of the credential headers: isHeaderName, which allocates nothing whatever the spelling.
  */
 function hostSentTwice(rawHeaders: readonly string[]): boolean {
   let lines = 0;
   for (let index = 0; index < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index];
-    if (name.length === 4 && (name === HOST || name.toLowerCase() === HOST) && ++lines > 1) return true;
+    if (isHeaderName(rawHeaders[index], HOST) && ++lines > 1) return true;
   }
   return false;
 }
