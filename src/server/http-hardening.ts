@@ -375,7 +375,8 @@ function hostSentTwice(rawHeaders: readonly string[]): boolean {
  * turned off in serverTimeouts), a request with more than one Host line, and a Host (or, behind a trusted proxy,
  * X-Forwarded-Host) that is not a host. Later code builds URLs from it (the GraphQL integration parses
  * `protocol://host/url`), where a space made a 500 and an error-level line, and a userinfo part was taken in
- * silently. Logged at info level by the request line only. An HTTP/1.0 request without Host passes.
+ * silently. Logged at info level by the request line only. An HTTP/1.0 request without Host passes (its
+ * X-Forwarded-Host, if any, is checked).
  */
 export function registerHostCheck(app: FastifyInstance): void {
   // Node keeps the first 2,000 header lines (`maxHeadersCount`) and drops the rest from `headers` and `rawHeaders`
@@ -395,7 +396,10 @@ export function registerHostCheck(app: FastifyInstance): void {
     const raw = request.headers.host;
     if (raw === undefined) {
       const { httpVersionMajor, httpVersionMinor } = request.raw;
-      return httpVersionMajor === 1 && httpVersionMinor === 0 ? null : HOST_MISSING;
+      if (httpVersionMajor !== 1 || httpVersionMinor !== 0) return HOST_MISSING;
+      // HTTP/1.0 without Host: an X-Forwarded-Host a trusted proxy passed on is checked all the same.
+      const forwarded = request.host as string | undefined;
+      return forwarded === undefined || forwarded === '' || valid(forwarded) ? null : HOST_INVALID;
     }
     if (hostSentTwice(request.raw.rawHeaders)) return HOST_TWICE;
     // request.host is X-Forwarded-Host behind a trusted proxy, else the same string as Host.

@@ -342,3 +342,23 @@ describe('Host and Expect as HTTP/1.1 asks', () => {
     expect(app.logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50)).toEqual([]);
   });
 });
+
+describe('X-Forwarded-Host behind a trusted proxy (TRUST_PROXY=1)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { TRUST_PROXY: '1' } });
+  });
+  afterAll(() => app.close());
+
+  const status = async (request: string) => (await exchange(app, request)).split('\r\n')[0];
+
+  it.each<[string, string]>([
+    ['HTTP/1.1 with Host', 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n'],
+    ['HTTP/1.0 without Host', 'GET /healthz HTTP/1.0\r\n'],
+  ])('%s: an X-Forwarded-Host that is not a host is a 400, a host name is served', async (_label, head) => {
+    expect(await status(`${head}X-Forwarded-Host: a b\r\n\r\n`)).toBe('HTTP/1.1 400 Bad Request');
+    expect(await status(`${head}X-Forwarded-Host: user:pw@evil.example\r\n\r\n`)).toBe('HTTP/1.1 400 Bad Request');
+    expect(await status(`${head}X-Forwarded-Host: api.example.com\r\n\r\n`)).toBe('HTTP/1.1 200 OK');
+    expect(await status(`${head}\r\n`)).toBe('HTTP/1.1 200 OK');
+  });
+});
