@@ -232,10 +232,15 @@ const MAX_HEADER_KIB = 16;
  * framed two ways, headers over the size limit, a timeout), in the API's error shape and in words: Fastify's own
  * answered `{"message":"Client Error"}`. With the security headers of every answer (no request id: there is no
  * request). Logged at debug level only: whoever can connect could fill the log.
- * The socket is closed after it, as Node does.
+ * The socket is closed after it, as Node does. Requests pipelined before the one refused are answered first
+ * (answerAfterPending): written at once, the refusal took the place of their answers, and a mutation among them ran
+ * while its client read a 400.
  */
 export function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const pipelined = socket as PipelinedSocket;
+  // Data that reaches the parser after its error is refused again: one answer is enough.
+  if (pipelined[REFUSAL_PENDING] === true) return;
   const [status, reason, code, message] =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? [
@@ -258,7 +263,31 @@ export function clientErrorHandler(this: FastifyInstance, error: Error & { code?
             `The request is not valid HTTP/1.1 (${error.code ?? 'unreadable'}): check its headers and the framing of its body.`,
           ];
   this.log.debug({ code: error.code }, 'refused a request that is not valid HTTP');
-  answerOnSocket(socket, { status, reason, code, message });
+  answerAfterPending(pipelined, { status, reason, code, message });
+}
+
+/** Set on a socket whose refusal waits for the answers to the requests pipelined before it (answerAfterPending). */
+const REFUSAL_PENDING = Symbol('refusalPending');
+/** `_httpMessage`: Node's own field (no public equivalent) for the answer being written on the socket, if any. */
+type PipelinedSocket = Socket & { _httpMessage?: ServerResponse | null; [REFUSAL_PENDING]?: true };
+
+/**
+ * answerOnSocket once no answer is under way on `socket`: Node gives the socket to each pipelined answer in turn
+ * (its own 'finish' listener, which runs before this one, hands it to the next), so the refusal comes after the
+ * answers of the requests before it, in order; the answers of requests received whole, that is, not that of the
+ * refused request, whose body is what broke off. A socket closed meanwhile gets nothing.
+ */
+function answerAfterPending(socket: PipelinedSocket, params: Parameters<typeof answerOnSocket>[1]): void {
+  const pending = socket._httpMessage;
+  // The answer of the refused request itself (its body broke off or timed out) never comes: answer now.
+  if (pending === null || pending === undefined || !pending.req.complete) {
+    answerOnSocket(socket, params);
+    return;
+  }
+  socket[REFUSAL_PENDING] = true;
+  pending.once('finish', () => {
+    if (!socket.destroyed) answerAfterPending(socket, params);
+  });
 }
 
 /**

@@ -304,6 +304,17 @@ describe('Host and Expect as HTTP/1.1 asks', () => {
     expect(again.body.errors).toBeUndefined();
   });
 
+  it('a request Node cannot parse, pipelined behind a good one: the good one is answered first, then the 400', async () => {
+    const text = await exchange(
+      app,
+      post('Host: localhost\r\n').replace('Connection: close\r\n', '') +
+        'GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    expect(text.match(/^HTTP\/1\.1 \d+/gm)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
+    expect(text).toContain('{"data":{"__typename":"Query"}}');
+    expect(text.indexOf('{"data"')).toBeLessThan(text.indexOf('HTTP/1.1 400'));
+  });
+
   it('Expect: 100-continue: 100 Continue, then the body, then the usual 200', async () => {
     const { port } = new URL(app.url);
     const text = await new Promise<string>((resolve, reject) => {
