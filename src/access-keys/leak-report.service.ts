@@ -5,7 +5,13 @@ import { type AuditActor, auditActorOf, type AuditService } from '../audit/audit
 import { AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
 import type { AppAbility } from '../authorization/abilities';
-import { type Authority, lockOrganizations, lockUsers, sortedUnique } from '../authorization/authority';
+import {
+  type Authority,
+  lockOrganizations,
+  lockUsers,
+  queueForAuthority,
+  sortedUnique,
+} from '../authorization/authority';
 import { redactCredentials } from '../credential-shape';
 import { BadInputError, ForbiddenError } from '../errors';
 import { refuseHiddenCharacters, replaceHiddenCharacters } from '../graphql/text-checks';
@@ -179,6 +185,8 @@ export class LeakReportService {
     const owners = [...keyOwners, ...sessionOwners];
     if (owners.length === 0) return [];
     const organizationIds = sortedUnique(owners.map((owner) => owner.organization_id));
+    // Exclusive: the report ends the owners' credentials; their requests that come later queue behind it.
+    await queueForAuthority(manager, { shared: [], exclusive: owners.map((owner) => owner.user_id) });
     await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR KEY SHARE' });
     await lockUsers(manager, {
       ids: sortedUnique(owners.map((owner) => owner.user_id)),

@@ -94,6 +94,45 @@ export class RoleChangedError extends ForbiddenError {
  */
 export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE' | 'FOR UPDATE';
 
+/**
+ * The key space (the first key of PostgreSQL's two-key advisory locks) of the users' authority locks
+ * (queueForAuthority). The migrations and retention locks are one-key (bigint) advisory locks, a key space of
+ * their own in pg_locks (objsubid 1, these 2).
+ */
+export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
+
+/**
+ * The users' authority locks, in a fair queue, before any row lock of an act, sign-in, reveal or leak report:
+ * `shared` for the users whose authority the work relies on (its actors, the users whose keys it reveals),
+ * exclusive for those whose authority it ends or changes (an act's targets: deactivation, role change, key
+ * regeneration, password change, an edit; a leak report's owners). PostgreSQL's row locks are not fair to a
+ * writer that waits: while a transaction holds a row FOR SHARE and a deactivation's UPDATE waits for it, a new FOR
+ * SHARE of the row is granted at once, so a stream of overlapping requests of one user (a stolen key, flooding)
+ * kept its own revocation waiting until the statement timeout, every time. Advisory locks are heavyweight
+ * locks, which PostgreSQL grants in the order asked: a request that comes after a waiting revocation waits
+ * behind it, and then its check reads the revocation as committed (test/auth/fair-revocation.test.ts).
+ * Transaction-scoped; one statement, each user's lock once (the stronger mode when it is in both lists), in the
+ * order of their keys, so two transactions that take several cannot deadlock on them; a key is the user id's
+ * hashtext (two users may share one: they then queue together, which is only slower). A work that takes none
+ * (reads, the batched last-use writes, secret rotation) is not ordered by them, as before.
+ */
+export async function queueForAuthority(
+  manager: EntityManager,
+  params: { shared: readonly string[]; exclusive: readonly string[] },
+): Promise<void> {
+  if (params.shared.length === 0 && params.exclusive.length === 0) return;
+  await runPreparedIn(manager, QUEUE_FOR_AUTHORITY, [
+    [...params.shared, ...params.exclusive],
+    [...params.shared.map(() => false), ...params.exclusive.map(() => true)],
+  ]);
+}
+
+/** queueForAuthority's statement: `$1` user ids, `$2` whether each is exclusive. */
+const QUEUE_FOR_AUTHORITY = `SELECT CASE WHEN q.exclusive THEN pg_advisory_xact_lock(${AUTHORITY_LOCK_SPACE}, q.key)
+                                    ELSE pg_advisory_xact_lock_shared(${AUTHORITY_LOCK_SPACE}, q.key) END
+  FROM (SELECT hashtext(t.id::text) AS key, bool_or(t.exclusive) AS exclusive
+          FROM unnest($1::uuid[], $2::bool[]) AS t (id, exclusive) GROUP BY 1 ORDER BY 1) q`;
+
 /** Locks organization rows, by id; returns the active ones. */
 export async function lockOrganizations(
   manager: EntityManager,
@@ -407,6 +446,10 @@ export class Authority {
   ): Promise<{ checked: CheckedActor[]; keyCiphertexts: Map<string, Buffer> }> {
     const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
+    await queueForAuthority(manager, {
+      shared: [...actors.map((actor) => actor.principal.userId), ...(params.revealing ?? [])],
+      exclusive: params.targetIds,
+    });
     const activeOrganizations = await lockOrganizations(manager, {
       ids: organizationIds,
       lock: params.organizationLock,
@@ -568,7 +611,8 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
 }
 
 /**
- * insertIfConfirmed's statement. Its locks keep RowLock's order although they are in one statement: each
+ * insertIfConfirmed's statement. It first takes queueForAuthority's shared locks of its actors and the views'
+ * targets (`q`: in key order, as that statement does), then its row locks. Its locks keep RowLock's order although they are in one statement: each
  * locking CTE waits, through an uncorrelated count of the CTE before it (an InitPlan that PostgreSQL evaluates
  * before the scan it gates starts), until that CTE has locked all its rows; each locks its rows in id order.
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
@@ -588,8 +632,12 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * and the races; test/users/page-regeneration-race.test.ts the replaced keys. A key's expiry is compared with
  * SERVICE_CLOCK_AT_CHECK, sessions' with CHECKED_AT: both after the locks the statement waited for.
  */
-export const INSERT_IF_CONFIRMED = `WITH o AS MATERIALIZED (
-    SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE),
+export const INSERT_IF_CONFIRMED = `WITH q AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock_shared(${AUTHORITY_LOCK_SPACE}, q.key)
+      FROM (SELECT DISTINCT hashtext(t.id::text) AS key FROM unnest($2::uuid[] || $3::uuid[]) AS t (id) ORDER BY 1) q),
+  o AS MATERIALIZED (
+    SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) AND (SELECT count(*) FROM q) >= 0
+     ORDER BY id FOR KEY SHARE),
   u AS MATERIALIZED (
     SELECT id, organization_id, role, is_active FROM users
      WHERE id = ANY($2::uuid[]) AND organization_id = ANY($1::uuid[]) AND (SELECT count(*) FROM o) >= 0

@@ -13,6 +13,7 @@ import {
   lockOrganizations,
   lockUsers,
   type PauseHooks,
+  queueForAuthority,
 } from '../authorization/authority';
 import { runPrepared } from '../db/prepared';
 import { oneOrAny } from '../db/scope';
@@ -143,6 +144,7 @@ export class SessionService {
       // committed (and seen here) or waits until this session exists, and then ends it. Seen here means the row
       // is no longer the one verified (updated_at moved), even when a reactivation or the old password followed;
       // any other change of the user in that window (a new email, name or role) only asks for the sign-in again.
+      await queueForAuthority(manager, { shared: [user.id], exclusive: [] });
       const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
       const [current] = await manager.query(
         `SELECT is_active, password_hash, updated_at = $2::timestamptz AS unchanged FROM users WHERE id = $1 FOR SHARE`,

@@ -1,0 +1,137 @@
+import type { PauseHooks } from '../../src/authorization/authority';
+import type { Actor } from '../../src/request/actor';
+import { Role } from '../../src/users/user.entity';
+import { createOrganization, createUser, type TestUser, uniqueEmail } from '../factories/organizations';
+import { waitForLockWaiters } from '../helpers/locks';
+import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+
+const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
+const SET_ROLE = 'mutation ($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id role } }';
+const REGENERATE = 'mutation ($id: ID!) { regenerateAccessKey(userId: $id) { accessKey } }';
+const CREATE =
+  'mutation ($email: String!) { createUser(input: { email: $email, name: "Made Meanwhile" }) { id accessKey } }';
+const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
+
+/**
+ * PostgreSQL's row locks are not fair to a writer that waits: while an act holds its user's row (and key row)
+ * FOR SHARE and a deactivation's UPDATE waits for it, a new FOR SHARE of the same row is granted at once. A
+ * stream of overlapping acts or key reveals by one user (a stolen admin key, flooding) could so keep that user's
+ * deactivation, demotion or key regeneration waiting until its statement timeout, 503 after 503: the revocation
+ * would never commit. Every act therefore first takes a lock PostgreSQL does queue fairly (an advisory lock of
+ * the user, shared for the actor, exclusive for the user a change ends the authority of): a request that comes
+ * after a waiting revocation waits behind it, and is then judged against it.
+ *
+ * Each case holds one act of the user open with its locks (a test-only pause), sees the revocation waiting for
+ * it, then sends another request of the same user: it must queue too (two statements waiting), not get its
+ * locks. The first act then commits, the revocation after it, and the queued request is refused.
+ */
+describe('a revocation waiting for an act is not overtaken by the same user’s later requests', () => {
+  let app: TestApp;
+  const hooks: PauseHooks = {};
+  let admin: TestUser;
+
+  beforeAll(async () => {
+    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } });
+    admin = await createOrganization(app, 'Fair Revocation Org');
+  });
+  afterEach(() => {
+    delete hooks.afterAuthorityCheck;
+  });
+  afterAll(() => app.close());
+
+  /**
+   * Holds the first act of `userId` after its check's locks (`isHeld` resolves then) until `release`;
+   * `reachedLater` resolves when a later act of the user has its check's locks.
+   */
+  function holdFirstAct(userId: string): { isHeld: Promise<void>; release: () => void; reachedLater: Promise<void> } {
+    let held!: () => void;
+    const isHeld = new Promise<void>((resolve) => (held = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const reachedLater = new Promise<void>((resolve) => (reached = resolve));
+    let acts = 0;
+    hooks.afterAuthorityCheck = async (actor: Actor) => {
+      if (actor.principal.userId !== userId) return;
+      if (++acts > 1) return reached();
+      held();
+      await released;
+    };
+    return { isHeld, release, reachedLater };
+  }
+
+  /** Which comes first: the later request getting its locks (`overtook`), or it queuing as a second waiter. */
+  async function laterRequestQueues(reachedLater: Promise<unknown>): Promise<'queued' | 'overtook'> {
+    return Promise.race([
+      reachedLater.then(() => 'overtook' as const),
+      waitForLockWaiters(app, 2).then(() => 'queued' as const),
+    ]);
+  }
+
+  const revocations: Array<[string, (stolen: TestUser) => Promise<GraphQLResponse>, (r: GraphQLResponse) => void]> = [
+    [
+      'deactivation',
+      (stolen) => app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } }),
+      (r) => expect(r.body.data!.deactivateUser.isActive).toBe(false),
+    ],
+    [
+      'demotion',
+      (stolen) => app.gql(SET_ROLE, { key: admin.key, variables: { id: stolen.id, role: 'MEMBER' } }),
+      (r) => expect(r.body.data!.setUserRole.role).toBe('MEMBER'),
+    ],
+    [
+      'key regeneration',
+      (stolen) => app.gql(REGENERATE, { key: admin.key, variables: { id: stolen.id } }),
+      (r) => expect(r.body.data!.regenerateAccessKey.accessKey).toMatch(/^cak_/),
+    ],
+  ];
+
+  it.each(revocations)('%s: a later act of the user queues behind it and is refused', async (_, revoke, revoked) => {
+    const stolen = await createUser(app, admin, { role: Role.ADMIN });
+    const { isHeld, release, reachedLater } = holdFirstAct(stolen.id);
+    const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
+    await isHeld;
+    const revocation = revoke(stolen);
+    await waitForLockWaiters(app, 1);
+
+    const laterEmail = uniqueEmail('later');
+    const later = app.gql(CREATE, { key: stolen.key, variables: { email: laterEmail } });
+    const order = await laterRequestQueues(reachedLater);
+    release();
+    const [revocationAnswer, laterAnswer] = await Promise.all([revocation, later]);
+    await first;
+
+    expect(order).toBe('queued');
+    expect(revocationAnswer.body.errors).toBeUndefined();
+    revoked(revocationAnswer);
+    expect(laterAnswer.body.data ?? null).toBeNull();
+    expect(laterAnswer.body.errors![0].extensions!.code).toMatch(/^(UNAUTHENTICATED|FORBIDDEN)$/);
+    expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [laterEmail])).toEqual([]);
+  });
+
+  it('a key reveal (the one-statement path) of the user queues behind a waiting deactivation, and shows nothing', async () => {
+    const stolen = await createUser(app, admin, { role: Role.ADMIN });
+    const target = await createUser(app, admin);
+    const { isHeld, release } = holdFirstAct(stolen.id);
+    const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
+    await isHeld;
+    // With no pause set, a reveal goes through insertIfConfirmed's one statement, not confirmEach.
+    delete hooks.afterAuthorityCheck;
+    const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
+    await waitForLockWaiters(app, 1);
+
+    const reveal = app.gql(REVEAL, { key: stolen.key, variables: { id: target.id } });
+    const order = await Promise.race([
+      reveal.then(() => 'overtook' as const),
+      waitForLockWaiters(app, 2).then(() => 'queued' as const),
+    ]);
+    release();
+    const [deactivated, revealed] = await Promise.all([deactivation, reveal]);
+    await first;
+
+    expect(order).toBe('queued');
+    expect(deactivated.body.data!.deactivateUser.isActive).toBe(false);
+    expect(JSON.stringify(revealed.body)).not.toMatch(/cak_/);
+    expect(revealed.body.errors![0].extensions!.code).toBe('UNAUTHENTICATED');
+  });
+});
