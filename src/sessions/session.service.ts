@@ -200,8 +200,9 @@ export class SessionService {
   /**
    * logout: ends the session that sent the request (revoked_at set; cached credentials evicted) and records
    * LOGGED_OUT (actor and target: the caller, actorKind SESSION, never the token) in the same transaction: if
-   * the event cannot be written, the session is not ended. Locks in the one order of every act (Authority's
-   * RowLock): the organization row FOR KEY SHARE and the user's row FOR SHARE (as Authority's check, so a
+   * the event cannot be written, the session is not ended. Locks in the one order of every act: first the user's
+   * authority lock, shared (queueForAuthority: a sign-out queues behind a waiting deactivation), then (Authority's
+   * RowLock) the organization row FOR KEY SHARE and the user's row FOR SHARE (as Authority's check, so a
    * deactivation is ordered against the sign-out), then the session row, by the UPDATE. Always true when it ended the session.
    * @throws BadInputError when the request came with an access key, not a session.
    * @throws AuthorityEndedError (UNAUTHENTICATED) when the session was ended meanwhile (another sign-out of it
@@ -215,6 +216,9 @@ export class SessionService {
       throw new BadInputError('logout ends a session; an access key is ended by regenerating it.');
     }
     const ended = await this.deps.dataSource.transaction(async (manager) => {
+      // Queued as any act of the user (queueForAuthority): a stream of sign-outs must not keep taking the user's
+      // row FOR SHARE past a deactivation or password change that waits for it.
+      await queueForAuthority(manager, { shared: [userId], exclusive: [] });
       const active = await lockOrganizations(manager, { ids: [organizationId], lock: 'FOR KEY SHARE' });
       const users = await lockUsers(manager, {
         ids: [userId],

@@ -1,7 +1,7 @@
 import type { PauseHooks } from '../../src/authorization/authority';
 import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
-import { createOrganization, createUser, type TestUser, uniqueEmail } from '../factories/organizations';
+import { createOrganization, createUser, login, type TestUser, uniqueEmail } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
 import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
@@ -133,5 +133,35 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     expect(deactivated.body.data!.deactivateUser.isActive).toBe(false);
     expect(JSON.stringify(revealed.body)).not.toMatch(/cak_/);
     expect(revealed.body.errors![0].extensions!.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('a sign-out of the user queues behind a waiting deactivation, and ends nothing itself', async () => {
+    const password = 'a long enough password 4 fairness';
+    const stolen = await createUser(app, admin, { role: Role.ADMIN, password });
+    const token = await login(app, { email: stolen.email, password });
+    const { isHeld, release } = holdFirstAct(stolen.id);
+    const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
+    await isHeld;
+    const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
+    await waitForLockWaiters(app, 1);
+
+    const logout = app.gql('mutation { logout }', { headers: { authorization: `Bearer ${token}` } });
+    const order = await Promise.race([
+      logout.then(() => 'overtook' as const),
+      waitForLockWaiters(app, 2).then(() => 'queued' as const),
+    ]);
+    release();
+    const [deactivated, loggedOut] = await Promise.all([deactivation, logout]);
+    await first;
+
+    expect(order).toBe('queued');
+    expect(deactivated.body.data!.deactivateUser.isActive).toBe(false);
+    expect(loggedOut.body.data ?? null).toBeNull();
+    expect(loggedOut.body.errors![0].extensions!.code).toBe('UNAUTHENTICATED');
+    expect(
+      await app.dataSource.query(`SELECT 1 FROM audit_events WHERE actor_user_id = $1 AND action = 'LOGGED_OUT'`, [
+        stolen.id,
+      ]),
+    ).toEqual([]);
   });
 });
