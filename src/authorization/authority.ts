@@ -103,7 +103,7 @@ export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
 
 /**
  * The users' authority locks, in a fair queue, before any row lock of an act, sign-in, reveal or leak report:
- * `shared` for the users whose authority the work relies on (its actors, the users whose keys it reveals),
+ * `shared` for the users whose authority the work relies on (its actors),
  * exclusive for those whose authority it ends or changes (an act's targets: deactivation, role change, key
  * regeneration, password change, an edit; a leak report's owners). PostgreSQL's row locks are not fair to a
  * writer that waits: while a transaction holds a row FOR SHARE and a deactivation's UPDATE waits for it, a new FOR
@@ -115,6 +115,11 @@ export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
  * order of their keys, so two transactions that take several cannot deadlock on them; a key is the user id's
  * hashtext (two users may share one: they then queue together, which is only slower). A work that takes none
  * (reads, the batched last-use writes, secret rotation) is not ordered by them, as before.
+ * Not the users whose keys a reveal shows: each advisory lock takes a place in PostgreSQL's shared lock table
+ * (max_locks_per_transaction times max_connections places, 6,400 by default), and a batch of key views shows up to
+ * thousands of keys, so two or three batches at once answered "out of shared memory". A reveal holds those users'
+ * key rows FOR SHARE, as before: a flood of reveals of one user's key by other admins can still hold off its
+ * regeneration, the user's own requests cannot.
  */
 export async function queueForAuthority(
   manager: EntityManager,
@@ -447,7 +452,7 @@ export class Authority {
     const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
     await queueForAuthority(manager, {
-      shared: [...actors.map((actor) => actor.principal.userId), ...(params.revealing ?? [])],
+      shared: actors.map((actor) => actor.principal.userId),
       exclusive: params.targetIds,
     });
     const activeOrganizations = await lockOrganizations(manager, {
@@ -611,8 +616,8 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
 }
 
 /**
- * insertIfConfirmed's statement. It first takes queueForAuthority's shared locks of its actors and the views'
- * targets (`q`: in key order, as that statement does), then its row locks. Its locks keep RowLock's order although they are in one statement: each
+ * insertIfConfirmed's statement. It first takes queueForAuthority's shared locks of its actors (`q`: in key
+ * order, as that statement does), then its row locks. Its locks keep RowLock's order although they are in one statement: each
  * locking CTE waits, through an uncorrelated count of the CTE before it (an InitPlan that PostgreSQL evaluates
  * before the scan it gates starts), until that CTE has locked all its rows; each locks its rows in id order.
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
@@ -634,7 +639,7 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  */
 export const INSERT_IF_CONFIRMED = `WITH q AS MATERIALIZED (
     SELECT pg_advisory_xact_lock_shared(${AUTHORITY_LOCK_SPACE}, q.key)
-      FROM (SELECT DISTINCT hashtext(t.id::text) AS key FROM unnest($2::uuid[] || $3::uuid[]) AS t (id) ORDER BY 1) q),
+      FROM (SELECT DISTINCT hashtext(t.id::text) AS key FROM unnest($2::uuid[]) AS t (id) ORDER BY 1) q),
   o AS MATERIALIZED (
     SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) AND (SELECT count(*) FROM q) >= 0
      ORDER BY id FOR KEY SHARE),

@@ -2,7 +2,6 @@ import type { PauseHooks } from '../../src/authorization/authority';
 import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, type TestUser, uniqueEmail } from '../factories/organizations';
-import { waitForLockWaiters } from '../helpers/locks';
 import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
@@ -40,6 +39,21 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
   afterAll(() => app.close());
 
   /**
+   * Resolves once `count` statements wait for a user's authority lock (pg_stat_activity's wait event `advisory`):
+   * not any lock, as the batched last-use write may wait for the held act's key row meanwhile.
+   */
+  async function waitForAuthorityQueue(count: number): Promise<void> {
+    for (;;) {
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+      );
+      if (n >= count) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /**
    * Holds the first act of `userId` after its check's locks (`isHeld` resolves then) until `release`;
    * `reachedLater` resolves when a later act of the user has its check's locks.
    */
@@ -64,7 +78,7 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
   async function laterRequestQueues(reachedLater: Promise<unknown>): Promise<'queued' | 'overtook'> {
     return Promise.race([
       reachedLater.then(() => 'overtook' as const),
-      waitForLockWaiters(app, 2).then(() => 'queued' as const),
+      waitForAuthorityQueue(2).then(() => 'queued' as const),
     ]);
   }
 
@@ -92,7 +106,7 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
     await isHeld;
     const revocation = revoke(stolen);
-    await waitForLockWaiters(app, 1);
+    await waitForAuthorityQueue(1);
 
     const laterEmail = uniqueEmail('later');
     const later = app.gql(CREATE, { key: stolen.key, variables: { email: laterEmail } });
@@ -118,12 +132,12 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     // With no pause set, a reveal goes through insertIfConfirmed's one statement, not confirmEach.
     delete hooks.afterAuthorityCheck;
     const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
-    await waitForLockWaiters(app, 1);
+    await waitForAuthorityQueue(1);
 
     const reveal = app.gql(REVEAL, { key: stolen.key, variables: { id: target.id } });
     const order = await Promise.race([
       reveal.then(() => 'overtook' as const),
-      waitForLockWaiters(app, 2).then(() => 'queued' as const),
+      waitForAuthorityQueue(2).then(() => 'queued' as const),
     ]);
     release();
     const [deactivated, revealed] = await Promise.all([deactivation, reveal]);
@@ -143,12 +157,12 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
     await isHeld;
     const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
-    await waitForLockWaiters(app, 1);
+    await waitForAuthorityQueue(1);
 
     const logout = app.gql('mutation { logout }', { headers: { authorization: `Bearer ${token}` } });
     const order = await Promise.race([
       logout.then(() => 'overtook' as const),
-      waitForLockWaiters(app, 2).then(() => 'queued' as const),
+      waitForAuthorityQueue(2).then(() => 'queued' as const),
     ]);
     release();
     const [deactivated, loggedOut] = await Promise.all([deactivation, logout]);
