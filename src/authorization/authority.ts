@@ -72,7 +72,8 @@ export class RoleChangedError extends ForbiddenError {
 
 /**
  * Row locks, always taken in this order by every act, sign-in and reveal, so concurrent acts cannot
- * deadlock: the organization row first, then users rows (one statement, by id), then credential rows
+ * deadlock, and only after the users' authority locks (queueForAuthority), which come before them all: the
+ * organization row first, then users rows (one statement, by id), then credential rows
  * (access_keys, sessions), then whatever the act changes. Work that is no act keeps to it too: a leak report
  * (LeakReportService.revoke) locks organizations, users, then key rows; the batched write of key uses
  * (AccessKeyService.flushUse) locks only key rows, by user id; so does a key policy applied to existing keys.
@@ -617,8 +618,8 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
 
 /**
  * insertIfConfirmed's statement. It first takes queueForAuthority's shared locks of its actors (`q`: in key
- * order, as that statement does), then its row locks. Its locks keep RowLock's order although they are in one statement: each
- * locking CTE waits, through an uncorrelated count of the CTE before it (an InitPlan that PostgreSQL evaluates
+ * order, as that statement does), then its row locks. Its locks keep RowLock's order although they are in one
+ * statement: each locking CTE waits, through an uncorrelated count of the CTE before it (an InitPlan that PostgreSQL evaluates
  * before the scan it gates starts), until that CTE has locked all its rows; each locks its rows in id order.
  * MATERIALIZED: every CTE runs once, so each row is locked once and read as locked: PostgreSQL returns a row
  * as committed when a lock was granted only when the lock conflicts with the change; a key row is therefore

@@ -106,8 +106,8 @@ function warnOfLostConnection(logger: Logger | undefined, error: Error): void {
 
 /**
  * The TypeORM data source of the service (not yet initialized): the entities and migrations, never
- * `synchronize`; pool size, connect timeout (ms) and statement timeout (ms, 0: none) from `db` (and the idle-in-transaction bound, ms, 0: none); every statement
- * counted by `queryCounter` (a fresh one when not given). The pool's connections are ListeningClients
+ * `synchronize`; pool size, connect timeout (ms), statement timeout and idle-in-transaction bound (ms, 0: none)
+ * from `db`; every statement counted by `queryCounter` (a fresh one when not given). The pool's connections are ListeningClients
  * (src/db/pg-client.ts): one that PostgreSQL ends while checked out between statements does not end the process,
  * and its holder's next statement fails as a lost connection (see ServiceDataSource).
  */

@@ -259,8 +259,8 @@ class BackgroundMigrations {
  * other run would wait for. A server start does not wait here at all (startMigrations).
  *
  * That connection runs with no statement_timeout (issue 17) and no idle_in_transaction_session_timeout (a
- * migration's own code between its statements is not an instance hung mid-act), named MIGRATIONS_APPLICATION_NAME and with
- * MIGRATIONS_CONNECTION_CHECK_INTERVAL on PostgreSQL 14+: DB_STATEMENT_TIMEOUT_MS bounds the service's
+ * migration's own code between its statements is not an instance hung mid-act), named
+ * MIGRATIONS_APPLICATION_NAME and with MIGRATIONS_CONNECTION_CHECK_INTERVAL on PostgreSQL 14+: DB_STATEMENT_TIMEOUT_MS bounds the service's
  * requests, but on a large database an index build or a backfill of users runs for minutes, and a migration cut
  * off by it could never be applied. Its lock_timeout is the database's (none unless the operator set one, which
  * then bounds how long a migration's DDL may queue in front of the running instances' statements). The lock and
@@ -365,10 +365,10 @@ async function tryMigrations(
 
 /**
  * Ends the runner's open transaction, gives MIGRATIONS_LOCK back and puts every setting back to the value the
- * connection started with (RESET ALL: the run's statement_timeout, idle_in_transaction_session_timeout, application_name and
- * client_connection_check_interval, and any session-level SET of a migration; the pool's DB_STATEMENT_TIMEOUT_MS,
- * DB_IDLE_IN_TRANSACTION_TIMEOUT_MS and application_name are startup parameters, so they come back), so that the pool gets the connection as it
- * lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
+ * connection started with (RESET ALL: the run's statement_timeout, idle_in_transaction_session_timeout,
+ * application_name and client_connection_check_interval, and any session-level SET of a migration; the pool's
+ * DB_STATEMENT_TIMEOUT_MS, DB_IDLE_IN_TRANSACTION_TIMEOUT_MS and application_name are startup parameters, so they
+ * come back), so that the pool gets the connection as it lent it; when any of it fails, closes the connection instead (PostgreSQL then frees the lock, and the pool
  * drops a closed connection on release).
  */
 async function resetOrClose(queryRunner: QueryRunner): Promise<void> {

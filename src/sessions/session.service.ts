@@ -203,7 +203,8 @@ export class SessionService {
    * the event cannot be written, the session is not ended. Locks in the one order of every act: first the user's
    * authority lock, shared (queueForAuthority: a sign-out queues behind a waiting deactivation), then (Authority's
    * RowLock) the organization row FOR KEY SHARE and the user's row FOR SHARE (as Authority's check, so a
-   * deactivation is ordered against the sign-out), then the session row, by the UPDATE. Always true when it ended the session.
+   * deactivation is ordered against the sign-out), then the session row, by the UPDATE. Always true when it ended
+   * the session.
    * @throws BadInputError when the request came with an access key, not a session.
    * @throws AuthorityEndedError (UNAUTHENTICATED) when the session was ended meanwhile (another sign-out of it
    *   racing this one, a password change elsewhere, a deactivation, a leak report) or its user or organization

@@ -74,12 +74,32 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     return { isHeld, release, reachedLater };
   }
 
-  /** Which comes first: the later request getting its locks (`overtook`), or it queuing as a second waiter. */
-  async function laterRequestQueues(reachedLater: Promise<unknown>): Promise<'queued' | 'overtook'> {
+  /**
+   * Which comes first: the later request getting past the queue (`overtook`: `passed` resolves, when it has its
+   * check's locks or its answer), or it queuing as a second waiter.
+   */
+  async function laterRequestQueues(passed: Promise<unknown>): Promise<'queued' | 'overtook'> {
     return Promise.race([
-      reachedLater.then(() => 'overtook' as const),
+      passed.then(() => 'overtook' as const),
       waitForAuthorityQueue(2).then(() => 'queued' as const),
     ]);
+  }
+
+  /**
+   * An act of `stolen` held with its check's locks, and a deactivation of `stolen` seen queuing behind it;
+   * `release` lets the act commit. `beforeDeactivation` runs once the act is held (a case unsets the pause there).
+   */
+  async function deactivationWaitingBehindAct(
+    stolen: TestUser,
+    beforeDeactivation: () => void = () => undefined,
+  ): Promise<{ release: () => void; first: Promise<GraphQLResponse>; deactivation: Promise<GraphQLResponse> }> {
+    const { isHeld, release } = holdFirstAct(stolen.id);
+    const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
+    await isHeld;
+    beforeDeactivation();
+    const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
+    await waitForAuthorityQueue(1);
+    return { release, first, deactivation };
   }
 
   const revocations: Array<[string, (stolen: TestUser) => Promise<GraphQLResponse>, (r: GraphQLResponse) => void]> = [
@@ -126,19 +146,14 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
   it('a key reveal (the one-statement path) of the user queues behind a waiting deactivation, and shows nothing', async () => {
     const stolen = await createUser(app, admin, { role: Role.ADMIN });
     const target = await createUser(app, admin);
-    const { isHeld, release } = holdFirstAct(stolen.id);
-    const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
-    await isHeld;
     // With no pause set, a reveal goes through insertIfConfirmed's one statement, not confirmEach.
-    delete hooks.afterAuthorityCheck;
-    const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
-    await waitForAuthorityQueue(1);
+    const { release, first, deactivation } = await deactivationWaitingBehindAct(
+      stolen,
+      () => delete hooks.afterAuthorityCheck,
+    );
 
     const reveal = app.gql(REVEAL, { key: stolen.key, variables: { id: target.id } });
-    const order = await Promise.race([
-      reveal.then(() => 'overtook' as const),
-      waitForAuthorityQueue(2).then(() => 'queued' as const),
-    ]);
+    const order = await laterRequestQueues(reveal);
     release();
     const [deactivated, revealed] = await Promise.all([deactivation, reveal]);
     await first;
@@ -153,17 +168,10 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     const password = 'a long enough password 4 fairness';
     const stolen = await createUser(app, admin, { role: Role.ADMIN, password });
     const token = await login(app, { email: stolen.email, password });
-    const { isHeld, release } = holdFirstAct(stolen.id);
-    const first = app.gql(CREATE, { key: stolen.key, variables: { email: uniqueEmail('first') } });
-    await isHeld;
-    const deactivation = app.gql(DEACTIVATE, { key: admin.key, variables: { id: stolen.id } });
-    await waitForAuthorityQueue(1);
+    const { release, first, deactivation } = await deactivationWaitingBehindAct(stolen);
 
     const logout = app.gql('mutation { logout }', { headers: { authorization: `Bearer ${token}` } });
-    const order = await Promise.race([
-      logout.then(() => 'overtook' as const),
-      waitForAuthorityQueue(2).then(() => 'queued' as const),
-    ]);
+    const order = await laterRequestQueues(logout);
     release();
     const [deactivated, loggedOut] = await Promise.all([deactivation, logout]);
     await first;
