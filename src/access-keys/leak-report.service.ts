@@ -186,7 +186,11 @@ export class LeakReportService {
     if (owners.length === 0) return [];
     const organizationIds = sortedUnique(owners.map((owner) => owner.organization_id));
     // Exclusive: the report ends the owners' credentials; their requests that come later queue behind it.
-    await queueForAuthority(manager, { shared: [], exclusive: owners.map((owner) => owner.user_id) });
+    await queueForAuthority(manager, {
+      organizationIds,
+      shared: [],
+      exclusive: owners.map((owner) => owner.user_id),
+    });
     await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR KEY SHARE' });
     await lockUsers(manager, {
       ids: sortedUnique(owners.map((owner) => owner.user_id)),

@@ -96,26 +96,36 @@ export class RoleChangedError extends ForbiddenError {
 export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE' | 'FOR UPDATE';
 
 /**
- * The key space (the first key of PostgreSQL's two-key advisory locks) of the users' authority locks
- * (queueForAuthority). The migrations and retention locks are one-key (bigint) advisory locks, a key space of
- * their own in pg_locks (objsubid 1, these 2).
+ * The key spaces (the first key of PostgreSQL's two-key advisory locks) of the authority locks
+ * (queueForAuthority): organizations' and users'. The migrations and retention locks are one-key (bigint) advisory
+ * locks, a key space of their own in pg_locks (objsubid 1, these 2).
  */
+export const ORGANIZATION_AUTHORITY_LOCK_SPACE = 1_635_087_463;
 export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
 
 /**
- * The users' authority locks, in a fair queue, before any row lock of an act, sign-in, reveal or leak report:
- * `shared` for the users whose authority the work relies on (its actors),
- * exclusive for those whose authority it ends or changes (an act's targets: deactivation, role change, key
- * regeneration, password change, an edit; a leak report's owners). PostgreSQL's row locks are not fair to a
- * writer that waits: while a transaction holds a row FOR SHARE and a deactivation's UPDATE waits for it, a new FOR
- * SHARE of the row is granted at once, so a stream of overlapping requests of one user (a stolen key, flooding)
- * kept its own revocation waiting until the statement timeout, every time. Advisory locks are heavyweight
- * locks, which PostgreSQL grants in the order asked: a request that comes after a waiting revocation waits
- * behind it, and then its check reads the revocation as committed (test/auth/fair-revocation.test.ts).
- * Transaction-scoped; one statement, each user's lock once (the stronger mode when it is in both lists), in the
- * order of their keys, so two transactions that take several cannot deadlock on them; a key is the user id's
- * hashtext (two users may share one: they then queue together, which is only slower). A work that takes none
- * (reads, the batched last-use writes, secret rotation) is not ordered by them, as before.
+ * The authority locks, in a fair queue, before any row lock of an act, sign-in, sign-out, reveal or leak report:
+ * the organizations' first, then the users'.
+ * - Users: `shared` for the users whose authority the work relies on (its actors), `exclusive` for those whose
+ *   authority it ends or changes (an act's targets: deactivation, role change, key regeneration, password change,
+ *   an edit; a leak report's owners).
+ * - Organizations (`organizationIds`, the organizations of those users): shared, or exclusive with
+ *   `changesOrganization` for the work that ends authority across an organization at once (a key policy: its
+ *   organization row FOR UPDATE, Act.organizationLock).
+ *
+ * PostgreSQL's row locks are not fair to a writer that waits: while a transaction holds a row FOR SHARE and a
+ * deactivation's UPDATE waits for it, a new FOR SHARE of the row is granted at once, so a stream of overlapping
+ * requests of one user (a stolen key, flooding) kept its own revocation waiting until the statement timeout, every
+ * time; and a stream of any members' acts, each holding the organization row FOR KEY SHARE, so kept a key policy
+ * waiting. Advisory locks are heavyweight locks, which PostgreSQL grants in the order asked: a request that
+ * comes after a waiting revocation waits behind it, and then its check reads the revocation as committed
+ * (test/auth/fair-revocation.test.ts).
+ * Transaction-scoped; one statement, each lock once (the stronger mode when it is asked in both), organizations
+ * then users, each in the order of their keys, so two transactions that take several cannot deadlock on them (a
+ * second call in one transaction, a leak report's after its admin's check, asks only for locks it holds or for
+ * users' locks); a key is the id's hashtext (two ids may share one: they then queue together, which is only
+ * slower). A work that takes none (reads, the batched last-use writes, secret rotation) is not ordered by them, as
+ * before.
  * Not the users whose keys a reveal shows: each advisory lock takes a place in PostgreSQL's shared lock table
  * (max_locks_per_transaction times max_connections places, 6,400 by default), and a batch of key views shows up to
  * thousands of keys, so two or three batches at once answered "out of shared memory". A reveal holds those users'
@@ -124,20 +134,34 @@ export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
  */
 export async function queueForAuthority(
   manager: EntityManager,
-  params: { shared: readonly string[]; exclusive: readonly string[] },
+  params: {
+    organizationIds: readonly string[];
+    changesOrganization?: boolean;
+    shared: readonly string[];
+    exclusive: readonly string[];
+  },
 ): Promise<void> {
-  if (params.shared.length === 0 && params.exclusive.length === 0) return;
+  if (params.organizationIds.length === 0 && params.shared.length === 0 && params.exclusive.length === 0) return;
   await runPreparedIn(manager, QUEUE_FOR_AUTHORITY, [
+    [...params.organizationIds],
+    params.changesOrganization ?? false,
     [...params.shared, ...params.exclusive],
     [...params.shared.map(() => false), ...params.exclusive.map(() => true)],
   ]);
 }
 
-/** queueForAuthority's statement: `$1` user ids, `$2` whether each is exclusive. */
-const QUEUE_FOR_AUTHORITY = `SELECT CASE WHEN q.exclusive THEN pg_advisory_xact_lock(${AUTHORITY_LOCK_SPACE}, q.key)
-                                    ELSE pg_advisory_xact_lock_shared(${AUTHORITY_LOCK_SPACE}, q.key) END
-  FROM (SELECT hashtext(t.id::text) AS key, bool_or(t.exclusive) AS exclusive
-          FROM unnest($1::uuid[], $2::bool[]) AS t (id, exclusive) GROUP BY 1 ORDER BY 1) q`;
+/**
+ * queueForAuthority's statement: `$1` organization ids, `$2` whether those are exclusive, `$3` user ids, `$4`
+ * whether each is exclusive. The organizations' space sorts first.
+ */
+const QUEUE_FOR_AUTHORITY = `SELECT CASE WHEN q.exclusive THEN pg_advisory_xact_lock(q.space, q.key)
+                                    ELSE pg_advisory_xact_lock_shared(q.space, q.key) END
+  FROM (SELECT t.space, hashtext(t.id::text) AS key, bool_or(t.exclusive) AS exclusive
+          FROM (SELECT ${ORGANIZATION_AUTHORITY_LOCK_SPACE} AS space, o.id, $2::bool AS exclusive
+                  FROM unnest($1::uuid[]) AS o (id)
+                UNION ALL
+                SELECT ${AUTHORITY_LOCK_SPACE}, u.id, u.exclusive FROM unnest($3::uuid[], $4::bool[]) AS u (id, exclusive)) t
+         GROUP BY 1, 2 ORDER BY 1, 2) q`;
 
 /** Locks organization rows, by id; returns the active ones. */
 export async function lockOrganizations(
@@ -183,6 +207,8 @@ export interface Act {
    *   and are checked against it. Its own rewrite of `expires_at` would order acts too (FOR NO KEY UPDATE
    *   conflicts with an act's FOR SHARE of its key row), but only of the key rows it rewrites: the organization
    *   row orders them all, the keys it leaves unchanged and the keys issued under the old policy included.
+   *   Its organization's authority lock is taken exclusive before it (queueForAuthority), so that the acts that
+   *   come while it waits queue behind it instead of taking FOR KEY SHARE past it.
    */
   readonly organizationLock?: 'FOR NO KEY UPDATE' | 'FOR UPDATE';
   /**
@@ -453,6 +479,8 @@ export class Authority {
     const { actors } = params;
     const organizationIds = sortedUnique(actors.map((actor) => actor.principal.organizationId));
     await queueForAuthority(manager, {
+      organizationIds,
+      changesOrganization: params.organizationLock === 'FOR UPDATE',
       shared: actors.map((actor) => actor.principal.userId),
       exclusive: params.targetIds,
     });
@@ -639,8 +667,10 @@ function credentialOf(principal: Actor['principal']): 'KEY' | 'SESSION' | null {
  * SERVICE_CLOCK_AT_CHECK, sessions' with CHECKED_AT: both after the locks the statement waited for.
  */
 export const INSERT_IF_CONFIRMED = `WITH q AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock_shared(${AUTHORITY_LOCK_SPACE}, q.key)
-      FROM (SELECT DISTINCT hashtext(t.id::text) AS key FROM unnest($2::uuid[]) AS t (id) ORDER BY 1) q),
+    SELECT pg_advisory_xact_lock_shared(q.space, q.key)
+      FROM (SELECT ${ORGANIZATION_AUTHORITY_LOCK_SPACE} AS space, hashtext(o.id::text) AS key FROM unnest($1::uuid[]) AS o (id)
+            UNION
+            SELECT ${AUTHORITY_LOCK_SPACE}, hashtext(t.id::text) FROM unnest($2::uuid[]) AS t (id) ORDER BY 1, 2) q),
   o AS MATERIALIZED (
     SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) AND (SELECT count(*) FROM q) >= 0
      ORDER BY id FOR KEY SHARE),

@@ -144,7 +144,7 @@ export class SessionService {
       // committed (and seen here) or waits until this session exists, and then ends it. Seen here means the row
       // is no longer the one verified (updated_at moved), even when a reactivation or the old password followed;
       // any other change of the user in that window (a new email, name or role) only asks for the sign-in again.
-      await queueForAuthority(manager, { shared: [user.id], exclusive: [] });
+      await queueForAuthority(manager, { organizationIds: [user.organizationId], shared: [user.id], exclusive: [] });
       const active = await lockOrganizations(manager, { ids: [user.organizationId], lock: 'FOR KEY SHARE' });
       const [current] = await manager.query(
         `SELECT is_active, password_hash, updated_at = $2::timestamptz AS unchanged FROM users WHERE id = $1 FOR SHARE`,
@@ -219,7 +219,7 @@ export class SessionService {
     const ended = await this.deps.dataSource.transaction(async (manager) => {
       // Queued as any act of the user (queueForAuthority): a stream of sign-outs must not keep taking the user's
       // row FOR SHARE past a deactivation or password change that waits for it.
-      await queueForAuthority(manager, { shared: [userId], exclusive: [] });
+      await queueForAuthority(manager, { organizationIds: [organizationId], shared: [userId], exclusive: [] });
       const active = await lockOrganizations(manager, { ids: [organizationId], lock: 'FOR KEY SHARE' });
       const users = await lockUsers(manager, {
         ids: [userId],

@@ -186,4 +186,102 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
       ]),
     ).toEqual([]);
   });
+
+  /**
+   * A key policy applied to existing keys ends keys across the organization at once, so it waits for every act
+   * of the organization in flight (the organization row FOR UPDATE against each act's FOR KEY SHARE). Row locks
+   * are not fair to it either: while one act holds the row, every later act of any member got its FOR KEY SHARE
+   * at once, and a steady stream of them (a stolen member key, flooding) kept the policy waiting until its
+   * statement timeout. Each case holds one act of `held`, sees the policy waiting, then sends a request of
+   * another user of the organization: it must queue behind the policy, and is then judged against it.
+   */
+  describe('a key policy waiting for an act of its organization', () => {
+    const POLICY =
+      'mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }';
+
+    /** Statements waiting for a lock, but for the batched last-use write (it may wait for the held act's key row). */
+    async function waitForWaiters(count: number): Promise<void> {
+      for (;;) {
+        const [{ n }] = await app.dataSource.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query NOT LIKE '%last_used_at%'`,
+        );
+        if (n >= count) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+
+    /**
+     * A new organization: its admin, an admin whose act is held with its check's locks, and another admin whose
+     * key is 30 days old (the policy expires it); the policy seen waiting for the held act.
+     */
+    async function policyWaitingBehindAct(): Promise<{
+      aged: TestUser;
+      policy: Promise<GraphQLResponse>;
+      release: () => void;
+      first: Promise<GraphQLResponse>;
+    }> {
+      const owner = await createOrganization(app, 'Fair Policy Org');
+      const held = await createUser(app, owner, { role: Role.ADMIN });
+      const aged = await createUser(app, owner, { role: Role.ADMIN, password: 'a long enough password 4 policy' });
+      await app.dataSource.query(`UPDATE access_keys SET created_at = now() - interval '30 days' WHERE user_id = $1`, [
+        aged.id,
+      ]);
+      const { isHeld, release } = holdFirstAct(held.id);
+      const first = app.gql(CREATE, { key: held.key, variables: { email: uniqueEmail('first') } });
+      await isHeld;
+      // Later requests go their own way (a reveal: the one-statement path, which a pause would turn off).
+      delete hooks.afterAuthorityCheck;
+      const policy = app.gql(POLICY, { key: owner.key });
+      await waitForWaiters(1);
+      return { aged, policy, release, first };
+    }
+
+    it('a later act of another member queues behind it and is judged against it', async () => {
+      const { aged, policy, release, first } = await policyWaitingBehindAct();
+      const laterEmail = uniqueEmail('later');
+      const later = app.gql(CREATE, { key: aged.key, variables: { email: laterEmail } });
+      const order = await Promise.race([
+        later.then(() => 'overtook' as const),
+        waitForWaiters(2).then(() => 'queued' as const),
+      ]);
+      release();
+      const [applied, laterAnswer] = await Promise.all([policy, later]);
+      await first;
+
+      expect(order).toBe('queued');
+      expect(applied.body.errors).toBeUndefined();
+      expect(laterAnswer.body.errors![0].extensions!.code).toBe('UNAUTHENTICATED');
+      expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [laterEmail])).toEqual([]);
+    });
+
+    it('a later key reveal (the one-statement path) queues behind it and shows nothing', async () => {
+      const { aged, policy, release, first } = await policyWaitingBehindAct();
+      const reveal = app.gql(REVEAL, { key: aged.key, variables: { id: aged.id } });
+      const order = await Promise.race([
+        reveal.then(() => 'overtook' as const),
+        waitForWaiters(2).then(() => 'queued' as const),
+      ]);
+      release();
+      const [, revealed] = await Promise.all([policy, reveal]);
+      await first;
+
+      expect(order).toBe('queued');
+      expect(JSON.stringify(revealed.body)).not.toMatch(/cak_/);
+      expect(revealed.body.errors![0].extensions!.code).toBe('UNAUTHENTICATED');
+    });
+
+    it('a later sign-in queues behind it', async () => {
+      const { aged, policy, release, first } = await policyWaitingBehindAct();
+      const signIn = login(app, { email: aged.email, password: 'a long enough password 4 policy' });
+      const order = await Promise.race([
+        signIn.then(() => 'overtook' as const),
+        waitForWaiters(2).then(() => 'queued' as const),
+      ]);
+      release();
+      await Promise.all([policy, signIn, first]);
+
+      expect(order).toBe('queued');
+    });
+  });
 });
