@@ -190,6 +190,7 @@ export class LeakReportService {
       organizationIds,
       shared: [],
       exclusive: owners.map((owner) => owner.user_id),
+      keysReplaced: keyOwners.map((owner) => ({ userId: owner.user_id, organizationId: owner.organization_id })),
     });
     await lockOrganizations(manager, { ids: organizationIds, lock: 'FOR KEY SHARE' });
     await lockUsers(manager, {

@@ -169,7 +169,7 @@ export class KeyViewWriter {
     return this.deps.dataSource.transaction(async (manager) => {
       const { verdicts, keyCiphertexts } = await this.deps.authority.confirmEach(manager, {
         actors: [...new Set(batch.map((waiting) => waiting.actor))],
-        revealing: batch.flatMap((waiting) => waiting.targets.map((target) => target.userId)),
+        revealing: batch.flatMap((waiting) => waiting.targets),
       });
       const refusals = new Map<Waiting, DomainError>();
       const replaced: ReplacedKeys = new Map();

@@ -97,11 +97,28 @@ export type RowLock = 'FOR KEY SHARE' | 'FOR SHARE' | 'FOR NO KEY UPDATE' | 'FOR
 
 /**
  * The key spaces (the first key of PostgreSQL's two-key advisory locks) of the authority locks
- * (queueForAuthority): organizations' and users'. The migrations and retention locks are one-key (bigint) advisory
- * locks, a key space of their own in pg_locks (objsubid 1, these 2).
+ * (queueForAuthority): organizations', users' and users' keys'. The migrations and retention locks are one-key
+ * (bigint) advisory locks, a key space of their own in pg_locks (objsubid 1, these 2).
  */
 export const ORGANIZATION_AUTHORITY_LOCK_SPACE = 1_635_087_463;
 export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
+export const KEY_AUTHORITY_LOCK_SPACE = 1_635_087_465;
+
+/**
+ * The key of a user's key lock, in SQL (`userId`, `organizationId`: uuid expressions): one of 16 per
+ * organization (the organization id's hashtext with the user id's hashtext's low 4 bits in its own), so that a
+ * batch of key views, which may show thousands of keys, takes at most 16 places of the lock table per
+ * organization (see queueForAuthority). The keys of one lock queue together, which is only slower.
+ */
+function keyLockKey(userId: string, organizationId: string): string {
+  return `(hashtext(${organizationId}::text) # (hashtext(${userId}::text) & 15))`;
+}
+
+/** A user whose key a work shows or replaces, with the organization it belongs to. */
+export interface KeyOwner {
+  readonly userId: string;
+  readonly organizationId: string;
+}
 
 /**
  * The authority locks, in a fair queue, before any row lock of an act, sign-in, sign-out, reveal or leak report:
@@ -112,6 +129,9 @@ export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
  * - Organizations (`organizationIds`, the organizations of those users): shared, or exclusive with
  *   `changesOrganization` for the work that ends authority across an organization at once (a key policy: its
  *   organization row FOR UPDATE, Act.organizationLock).
+ * - Users' keys (keyLockKey: 16 locks per organization, each for the keys of about a sixteenth of its users):
+ *   shared for the keys a reveal shows (`keysShown`), exclusive for the keys a work replaces (`keysReplaced`: a
+ *   regeneration, a leak report).
  *
  * PostgreSQL's row locks are not fair to a writer that waits: while a transaction holds a row FOR SHARE and a
  * deactivation's UPDATE waits for it, a new FOR SHARE of the row is granted at once, so a stream of overlapping
@@ -120,17 +140,19 @@ export const AUTHORITY_LOCK_SPACE = 1_635_087_464;
  * waiting. Advisory locks are heavyweight locks, which PostgreSQL grants in the order asked: a request that
  * comes after a waiting revocation waits behind it, and then its check reads the revocation as committed
  * (test/auth/fair-revocation.test.ts).
- * Transaction-scoped; one statement, each lock once (the stronger mode when it is asked in both), organizations
- * then users, each in the order of their keys, so two transactions that take several cannot deadlock on them (a
- * second call in one transaction, a leak report's after its admin's check, asks only for locks it holds or for
- * users' locks); a key is the id's hashtext (two ids may share one: they then queue together, which is only
- * slower). A work that takes none (reads, the batched last-use writes, secret rotation) is not ordered by them, as
- * before.
- * Not the users whose keys a reveal shows: each advisory lock takes a place in PostgreSQL's shared lock table
- * (max_locks_per_transaction times max_connections places, 6,400 by default), and a batch of key views shows up to
- * thousands of keys, so two or three batches at once answered "out of shared memory". A reveal holds those users'
- * key rows FOR SHARE, as before: a flood of reveals of one user's key by other admins can still hold off its
- * regeneration, the user's own requests cannot.
+ * So too for a key: a regeneration waits for the reveals of the key in flight (each holds the key row FOR SHARE),
+ * and the reveals of it by other admins (on other instances: one instance commits an organization's reveals one
+ * batch at a time) kept it waiting the same way.
+ * Transaction-scoped; one statement, each lock once (the stronger mode when it is asked in both), organizations,
+ * then users, then keys, each in the order of their keys, so two transactions that take several cannot deadlock
+ * on them (a second call in one transaction, a leak report's after its admin's check, asks again only for locks
+ * its check took); a user's key is the id's hashtext (two ids may share one: they then queue together, which is
+ * only slower). A work that takes none (reads, the batched last-use writes, secret rotation) is not ordered by
+ * them, as before.
+ * The keys a reveal shows are locked by sixteenths of an organization, not one lock each: each advisory lock takes
+ * a place in PostgreSQL's shared lock table (max_locks_per_transaction times max_connections places, 6,400 by
+ * default), and a batch of key views shows up to thousands of keys, so two or three batches at once answered "out
+ * of shared memory" when each key had its own.
  */
 export async function queueForAuthority(
   manager: EntityManager,
@@ -139,28 +161,39 @@ export async function queueForAuthority(
     changesOrganization?: boolean;
     shared: readonly string[];
     exclusive: readonly string[];
+    keysShown?: readonly KeyOwner[];
+    keysReplaced?: readonly KeyOwner[];
   },
 ): Promise<void> {
-  if (params.organizationIds.length === 0 && params.shared.length === 0 && params.exclusive.length === 0) return;
+  const keys = [...(params.keysShown ?? []), ...(params.keysReplaced ?? [])];
+  if (params.organizationIds.length + params.shared.length + params.exclusive.length + keys.length === 0) return;
   await runPreparedIn(manager, QUEUE_FOR_AUTHORITY, [
     [...params.organizationIds],
     params.changesOrganization ?? false,
     [...params.shared, ...params.exclusive],
     [...params.shared.map(() => false), ...params.exclusive.map(() => true)],
+    keys.map((owner) => owner.userId),
+    keys.map((owner) => owner.organizationId),
+    keys.map((_, i) => i >= (params.keysShown?.length ?? 0)),
   ]);
 }
 
 /**
  * queueForAuthority's statement: `$1` organization ids, `$2` whether those are exclusive, `$3` user ids, `$4`
- * whether each is exclusive. The organizations' space sorts first.
+ * whether each is exclusive, `$5` and `$6` the users and organizations of keys, `$7` whether each is exclusive.
+ * The spaces sort organizations, users, keys.
  */
 const QUEUE_FOR_AUTHORITY = `SELECT CASE WHEN q.exclusive THEN pg_advisory_xact_lock(q.space, q.key)
                                     ELSE pg_advisory_xact_lock_shared(q.space, q.key) END
-  FROM (SELECT t.space, hashtext(t.id::text) AS key, bool_or(t.exclusive) AS exclusive
-          FROM (SELECT ${ORGANIZATION_AUTHORITY_LOCK_SPACE} AS space, o.id, $2::bool AS exclusive
+  FROM (SELECT t.space, t.key, bool_or(t.exclusive) AS exclusive
+          FROM (SELECT ${ORGANIZATION_AUTHORITY_LOCK_SPACE} AS space, hashtext(o.id::text) AS key, $2::bool AS exclusive
                   FROM unnest($1::uuid[]) AS o (id)
                 UNION ALL
-                SELECT ${AUTHORITY_LOCK_SPACE}, u.id, u.exclusive FROM unnest($3::uuid[], $4::bool[]) AS u (id, exclusive)) t
+                SELECT ${AUTHORITY_LOCK_SPACE}, hashtext(u.id::text), u.exclusive
+                  FROM unnest($3::uuid[], $4::bool[]) AS u (id, exclusive)
+                UNION ALL
+                SELECT ${KEY_AUTHORITY_LOCK_SPACE}, ${keyLockKey('k.user_id', 'k.organization_id')}, k.exclusive
+                  FROM unnest($5::uuid[], $6::uuid[], $7::bool[]) AS k (user_id, organization_id, exclusive)) t
          GROUP BY 1, 2 ORDER BY 1, 2) q`;
 
 /** Locks organization rows, by id; returns the active ones. */
@@ -213,7 +246,9 @@ export interface Act {
   readonly organizationLock?: 'FOR NO KEY UPDATE' | 'FOR UPDATE';
   /**
    * The act reveals, issues or regenerates an access key: a key in its grace period (replaced by a
-   * regeneration) is refused it with ReplacedKeyError. Key reveals (confirmEach) always are.
+   * regeneration) is refused it with ReplacedKeyError. Key reveals (confirmEach) always are. With targets, the
+   * act replaces their keys (a regeneration, a leak report): it queues for their key locks exclusive
+   * (queueForAuthority), so the reveals of those keys that come after it wait for it.
    */
   readonly handlesKeys?: boolean;
 }
@@ -284,6 +319,7 @@ export class Authority {
       organizationLock: act.organizationLock ?? 'FOR KEY SHARE',
       usersLock: targetIds.length > 0 ? 'FOR NO KEY UPDATE' : 'FOR SHARE',
       targetIds,
+      replacesKeys: act.handlesKeys && targetIds.length > 0,
     });
     if (checked.act instanceof DomainError) throw checked.act;
     if (act.handlesKeys && checked.act.viaReplacedKey) throw new ReplacedKeyError();
@@ -301,7 +337,7 @@ export class Authority {
    */
   async confirmEach(
     manager: EntityManager,
-    params: { actors: readonly Actor[]; revealing: readonly string[] },
+    params: { actors: readonly Actor[]; revealing: readonly KeyOwner[] },
   ): Promise<{ verdicts: Map<Actor, ConfirmedAct | DomainError>; keyCiphertexts: Map<string, Buffer> }> {
     const verdicts = new Map<Actor, ConfirmedAct | DomainError>();
     const pending: Actor[] = [];
@@ -473,7 +509,9 @@ export class Authority {
       organizationLock: RowLock;
       usersLock: RowLock;
       targetIds: readonly string[];
-      revealing?: readonly string[];
+      /** The act replaces its targets' keys (a regeneration, a leak report): their key locks are exclusive. */
+      replacesKeys?: boolean;
+      revealing?: readonly KeyOwner[];
     },
   ): Promise<{ checked: CheckedActor[]; keyCiphertexts: Map<string, Buffer> }> {
     const { actors } = params;
@@ -483,6 +521,11 @@ export class Authority {
       changesOrganization: params.organizationLock === 'FOR UPDATE',
       shared: actors.map((actor) => actor.principal.userId),
       exclusive: params.targetIds,
+      keysShown: params.revealing,
+      // Targets of the actor's organization: one of another is refused by the check.
+      keysReplaced: params.replacesKeys
+        ? params.targetIds.map((userId) => ({ userId, organizationId: actors[0].principal.organizationId }))
+        : [],
     });
     const activeOrganizations = await lockOrganizations(manager, {
       ids: organizationIds,
@@ -495,7 +538,7 @@ export class Authority {
     });
     const { valid: validCredentials, keyCiphertexts } = await this.lockCredentials(manager, {
       actors,
-      revealing: params.revealing ?? [],
+      revealing: (params.revealing ?? []).map((owner) => owner.userId),
     });
     const checked = actors.map((actor): CheckedActor => {
       const { principal } = actor;
@@ -670,7 +713,10 @@ export const INSERT_IF_CONFIRMED = `WITH q AS MATERIALIZED (
     SELECT pg_advisory_xact_lock_shared(q.space, q.key)
       FROM (SELECT ${ORGANIZATION_AUTHORITY_LOCK_SPACE} AS space, hashtext(o.id::text) AS key FROM unnest($1::uuid[]) AS o (id)
             UNION
-            SELECT ${AUTHORITY_LOCK_SPACE}, hashtext(t.id::text) FROM unnest($2::uuid[]) AS t (id) ORDER BY 1, 2) q),
+            SELECT ${AUTHORITY_LOCK_SPACE}, hashtext(t.id::text) FROM unnest($2::uuid[]) AS t (id)
+            UNION
+            SELECT ${KEY_AUTHORITY_LOCK_SPACE}, ${keyLockKey('v.user_id', 'v.organization_id')}
+              FROM unnest($14::uuid[], $15::uuid[]) AS v (user_id, organization_id) ORDER BY 1, 2) q),
   o AS MATERIALIZED (
     SELECT id, is_active FROM organizations WHERE id = ANY($1::uuid[]) AND (SELECT count(*) FROM q) >= 0
      ORDER BY id FOR KEY SHARE),

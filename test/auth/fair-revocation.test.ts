@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
+
 import type { PauseHooks } from '../../src/authorization/authority';
 import type { Actor } from '../../src/request/actor';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, type TestUser, uniqueEmail } from '../factories/organizations';
-import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+import { createTestDatabase, type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 const DEACTIVATE = 'mutation ($id: ID!) { deactivateUser(id: $id) { id isActive } }';
 const SET_ROLE = 'mutation ($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id role } }';
@@ -25,18 +27,31 @@ const REVEAL = 'query ($id: ID!) { user(id: $id) { accessKey } }';
  * locks. The first act then commits, the revocation after it, and the queued request is refused.
  */
 describe('a revocation waiting for an act is not overtaken by the same user’s later requests', () => {
+  let database: { url: string; drop(): Promise<void> };
   let app: TestApp;
+  /** A second instance on the same database (scale-out), with pauses of its own. */
+  let peer: TestApp;
   const hooks: PauseHooks = {};
+  const peerHooks: PauseHooks = {};
   let admin: TestUser;
 
   beforeAll(async () => {
-    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } });
+    database = await createTestDatabase();
+    const secret = randomBytes(32);
+    const env = { AUTH_FAILURE_LIMIT: '10000' };
+    app = await startTestApp({ database: { url: database.url, secret }, hooks, env });
+    peer = await startTestApp({ database: { url: database.url, secret }, hooks: peerHooks, env });
     admin = await createOrganization(app, 'Fair Revocation Org');
   });
   afterEach(() => {
     delete hooks.afterAuthorityCheck;
+    delete peerHooks.afterAuthorityCheck;
   });
-  afterAll(() => app.close());
+  afterAll(async () => {
+    await app?.close();
+    await peer?.close();
+    await database?.drop();
+  });
 
   /**
    * Resolves once `count` statements wait for a user's authority lock (pg_stat_activity's wait event `advisory`):
@@ -47,6 +62,21 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
       const [{ n }] = await app.dataSource.query(
         `SELECT count(*)::int AS n FROM pg_stat_activity
           WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+      );
+      if (n >= count) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /**
+   * Resolves once `count` statements wait for any lock (a row's or an advisory one), but for the batched last-use
+   * write (it may wait for the held act's key row): before a fix, the change a case shows waited for a row lock.
+   */
+  async function waitForWaiters(count: number): Promise<void> {
+    for (;;) {
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query NOT LIKE '%k SET last_used_at = CASE%'`,
       );
       if (n >= count) return;
       await new Promise((resolve) => setTimeout(resolve, 10));
@@ -199,18 +229,6 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
     const POLICY =
       'mutation { setAccessKeyPolicy(maxKeyAgeDays: 1, applyToExistingKeys: true) { existingKeysUpdated } }';
 
-    /** Statements waiting for a lock, but for the batched last-use write (it may wait for the held act's key row). */
-    async function waitForWaiters(count: number): Promise<void> {
-      for (;;) {
-        const [{ n }] = await app.dataSource.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query NOT LIKE '%last_used_at%'`,
-        );
-        if (n >= count) return;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    }
-
     /**
      * A new organization: its admin, an admin whose act is held with its check's locks, and another admin whose
      * key is 30 days old (the policy expires it); the policy seen waiting for the held act.
@@ -284,4 +302,46 @@ describe('a revocation waiting for an act is not overtaken by the same user’s 
       expect(order).toBe('queued');
     });
   });
+
+  /**
+   * A regeneration waits for the reveals of its key in flight (each holds the key row FOR SHARE). Row locks are not
+   * fair to it: other admins' later reveals of the same key got their FOR SHARE at once, so a steady stream of them
+   * held off the regeneration of a leaked key. (One instance commits one organization's reveals one batch at a time,
+   * so the stream needs two or more instances: the later reveal goes to the peer.) Each case holds one admin's
+   * reveal of the key with its locks (on the transaction path, where the pause is), sees the regeneration waiting,
+   * then sends another admin's reveal of the same key to the peer: it must queue behind the regeneration, and then
+   * show the new key.
+   */
+  it.each([
+    ['the one-statement path', false],
+    ['the transaction path', true],
+  ])(
+    'a regeneration waiting for a reveal of its key is not overtaken by a later reveal on another instance (%s)',
+    async (_, peerPaused) => {
+      const revealer = await createUser(app, admin, { role: Role.ADMIN });
+      const other = await createUser(app, admin, { role: Role.ADMIN });
+      const leaked = await createUser(app, admin);
+      const { isHeld, release } = holdFirstAct(revealer.id);
+      const first = app.gql(REVEAL, { key: revealer.key, variables: { id: leaked.id } });
+      await isHeld;
+      // A pause that holds nothing sends the peer's reveal through confirmEach's transaction.
+      if (peerPaused) peerHooks.afterAuthorityCheck = async () => undefined;
+      const regeneration = app.gql(REGENERATE, { key: admin.key, variables: { id: leaked.id } });
+      await waitForWaiters(1);
+
+      const later = peer.gql(REVEAL, { key: other.key, variables: { id: leaked.id } });
+      const order = await Promise.race([
+        later.then(() => 'overtook' as const),
+        waitForWaiters(2).then(() => 'queued' as const),
+      ]);
+      release();
+      const [regenerated, shown, firstShown] = await Promise.all([regeneration, later, first]);
+
+      expect(order).toBe('queued');
+      const newKey = regenerated.body.data!.regenerateAccessKey.accessKey;
+      expect(firstShown.body.data!.user.accessKey).toBe(leaked.key);
+      expect(shown.body.errors).toBeUndefined();
+      expect(shown.body.data!.user.accessKey).toBe(newKey);
+    },
+  );
 });
