@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { DataSource, EntityManager } from 'typeorm';
 
 import { type Authenticated, principalFrom } from '../authentication/principal';
-import { runPrepared, runPreparedForIds } from '../db/prepared';
+import { runPreparedForIds, runPreparedOnConnection } from '../db/prepared';
 import { oneOrAny } from '../db/scope';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
 import { AccessKey } from './access-key.entity';
@@ -178,11 +178,16 @@ export class AccessKeyService {
    * clock) or in its grace period, and its user and organization active. The principal carries the key's digests
    * under every secret (what the act-time check matches, so a rotation mid-request is not a replacement) and the
    * key's expiry, which the auth cache compares with the clock on every hit.
+   * Both clocks are read once the statement has its connection and its locks (a busy pool, a migration's table
+   * lock): the service's as the statement is sent, PostgreSQL's (a grace period's end, `valid_for_ms`) with
+   * clock_timestamp() as the row is read, not now(), the moment its transaction began before any wait. The
+   * service's clock is read before PostgreSQL's waits, so the caller compares the principal's key expiry with it
+   * again once the answer is in (Authenticator.lookup).
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     // One secret (no rotation under way): one digest, compared as a value (see oneOrAny).
     const { comparison: isDigest, value: digestValue } = oneOrAny('$1', digests);
-    const rows = await runPrepared<
+    const rows = await runPreparedOnConnection<
       UserRow & {
         valid_for_ms: number | null;
         matched_digest: Buffer;
@@ -193,17 +198,17 @@ export class AccessKeyService {
       this.deps.dataSource,
       `${KEY_LOOKUP_MARK} SELECT ${USER_COLUMNS},
                     CASE WHEN k.key_digest ${isDigest} THEN NULL
-                         ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - now()) * 1000)::float8 END AS valid_for_ms,
+                         ELSE (EXTRACT(EPOCH FROM k.previous_key_expires_at - clock_timestamp()) * 1000)::float8 END AS valid_for_ms,
                     CASE WHEN k.key_digest ${isDigest} THEN k.key_digest ELSE k.previous_key_digest END AS matched_digest,
                     k.expires_at AS key_expires_at, k.previous_key_own_expires_at
                FROM access_keys k
                JOIN users u ON u.id = k.user_id
                JOIN organizations o ON o.id = u.organization_id
               WHERE ((k.key_digest ${isDigest} AND (k.expires_at IS NULL OR ${expiryMs('k.expires_at')} > $2))
-                     OR (k.previous_key_digest ${isDigest} AND k.previous_key_expires_at > now()
+                     OR (k.previous_key_digest ${isDigest} AND k.previous_key_expires_at > clock_timestamp()
                          AND (k.previous_key_own_expires_at IS NULL OR ${expiryMs('k.previous_key_own_expires_at')} > $2)))
                 AND u.is_active AND o.is_active`,
-      [digestValue, new Date(this.clock.now())],
+      () => [digestValue, new Date(this.clock.now())],
     );
     const row = rows[0];
     if (!row) return null;

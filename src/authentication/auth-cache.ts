@@ -82,12 +82,22 @@ export class AuthCache {
 
   /**
    * Caches unless disabled or something changed since `epoch`; `validForMs` caps the age (what is left of a
-   * grace period or a session, from the database's clock), in ms from now.
+   * grace period or a session, from the database's clock), in ms from `measuredAtMs` (on the monotonic clock,
+   * `performance.now()`: an instant no later than the one the database measured at, such as before its lookup
+   * was sent), or from now without it.
    */
-  set(digest: string, principal: Principal, params: { epoch: number; validForMs?: number | null }): void {
+  set(
+    digest: string,
+    principal: Principal,
+    params: { epoch: number; validForMs?: number | null; measuredAtMs?: number },
+  ): void {
     if (!this.enabled || params.epoch !== this.epoch || this.settings.maxEntries === 0) return;
     const now = monotonicNow();
-    const expiresAtMs = now + Math.min(this.settings.ttlSeconds * 1000, params.validForMs ?? Infinity);
+    const expiresAtMs = Math.min(
+      now + this.settings.ttlSeconds * 1000,
+      (params.measuredAtMs ?? now) + (params.validForMs ?? Infinity),
+    );
+    if (expiresAtMs <= now) return;
     this.delete(digest);
     this.entries.set(digest, { principal, expiresAtMs, touchedAtMs: now });
     index(this.byUser, principal.userId, digest);

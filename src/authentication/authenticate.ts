@@ -135,16 +135,25 @@ export class Authenticator {
     );
   }
 
+  /**
+   * The database's answer for a credential, cached if nothing changed meanwhile. Its time limits are judged from
+   * when the lookup began, not when its answer came in: a key's expiry is compared with the clock again once the
+   * answer is in (the lookup read the service's clock before PostgreSQL's own waits: a table lock, a busy
+   * server), and what is left of a grace period or session (`validForMs`, measured by PostgreSQL as it read the
+   * row) counts from the monotonic instant before the statement was sent, so neither outlives its end by the
+   * time the answer took to arrive.
+   */
   private async lookup(
     kind: 'ACCESS_KEY' | 'SESSION',
     digests: readonly Buffer[],
     cacheKey: string,
   ): Promise<Principal | null> {
     const epoch = this.deps.cache.epoch;
+    const sentAtMs = performance.now();
     const found =
       kind === 'SESSION' ? await this.deps.sessions.lookup(digests) : await this.deps.accessKeys.lookup(digests);
-    if (!found) return null;
-    this.deps.cache.set(cacheKey, found.principal, { epoch, validForMs: found.validForMs });
+    if (!found || this.expired(found.principal)) return null;
+    this.deps.cache.set(cacheKey, found.principal, { epoch, validForMs: found.validForMs, measuredAtMs: sentAtMs });
     return found.principal;
   }
 

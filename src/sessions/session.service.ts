@@ -175,18 +175,20 @@ export class SessionService {
   /**
    * The owner of a live session token, by its digests under every secret of the keyring (a token is never
    * re-digested: it stays under the secret it was issued with until it expires), if the user and organization
-   * are active.
+   * are active. The session's end is compared with PostgreSQL's clock as the row is read (clock_timestamp()), and
+   * `validForMs` measured from then: not from now(), the moment the statement's transaction began, before any wait
+   * for a table lock (a migration's), during which the session may have ended.
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     // One secret (no rotation under way): one digest, compared as a value (see oneOrAny).
     const { comparison: isDigest, value: digestValue } = oneOrAny('$1', digests);
     const rows = await runPrepared<UserRow & { session_id: string; valid_for_ms: number }>(
       this.deps.dataSource,
-      `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - now()) * 1000)::float8 AS valid_for_ms
+      `SELECT ${USER_COLUMNS}, s.id AS session_id, (EXTRACT(EPOCH FROM s.expires_at - clock_timestamp()) * 1000)::float8 AS valid_for_ms
                FROM sessions s
                JOIN users u ON u.id = s.user_id
                JOIN organizations o ON o.id = u.organization_id
-              WHERE s.token_digest ${isDigest} AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active AND o.is_active`,
+              WHERE s.token_digest ${isDigest} AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp() AND u.is_active AND o.is_active`,
       [digestValue],
     );
     const row = rows[0];
