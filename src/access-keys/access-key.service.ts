@@ -178,11 +178,11 @@ export class AccessKeyService {
    * clock) or in its grace period, and its user and organization active. The principal carries the key's digests
    * under every secret (what the act-time check matches, so a rotation mid-request is not a replacement) and the
    * key's expiry, which the auth cache compares with the clock on every hit.
-   * Both clocks are read once the statement has its connection and its locks (a busy pool, a migration's table
-   * lock): the service's as the statement is sent, PostgreSQL's (a grace period's end, `valid_for_ms`) with
-   * clock_timestamp() as the row is read, not now(), the moment its transaction began before any wait. The
-   * service's clock is read before PostgreSQL's waits, so the caller compares the principal's key expiry with it
-   * again once the answer is in (Authenticator.lookup).
+   * The service's clock is read once the statement has its connection (not before a wait for one: a busy pool);
+   * PostgreSQL's (a grace period's end, `valid_for_ms`) as the row is read, with clock_timestamp(), not now(), the
+   * moment the statement's transaction began, before any wait for a table lock (a migration's). The service's
+   * clock is still read before those waits, so the caller compares the principal's key expiry with it again once
+   * the answer is in (Authenticator.lookup).
    */
   async lookup(digests: readonly Buffer[]): Promise<Authenticated | null> {
     // One secret (no rotation under way): one digest, compared as a value (see oneOrAny).
