@@ -88,8 +88,14 @@ export function storableLocation(location: string): string {
     : characters.slice(0, MAX_LEAK_LOCATION_LENGTH - 1).join('') + '…';
 }
 
-/** Rows whose current key is one of $1 (digests), or whose grace-period key is, of organization $2 (null: any). */
-const REPORTED_KEY_ROWS = `(key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > now()))
+/**
+ * Rows whose current key is one of $1 (digests), or whose grace-period key is, of organization $2 (null: any).
+ * A grace period's end is compared with PostgreSQL's clock as the row is read (clock_timestamp()), not with
+ * now(), the start of a transaction that may have waited for the owners' locks while it ended: such a key no
+ * longer works, and revoking it would replace the key its integrations have switched to
+ * (test/access-keys/leak-report-ended-while-waiting.test.ts).
+ */
+const REPORTED_KEY_ROWS = `(key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > clock_timestamp()))
   AND ($2::uuid IS NULL OR organization_id = $2::uuid)`;
 
 /** An audit row with `location` ($8: ACCESS_KEY_LEAK_REPORTED or SESSION_TOKEN_LEAK_REPORTED). */
@@ -240,7 +246,7 @@ export class LeakReportService {
       previous_key_digest: Buffer | null;
     }> = await manager.query(
       `SELECT user_id, organization_id, key_digest,
-                CASE WHEN previous_key_expires_at > now() THEN previous_key_digest END AS previous_key_digest
+                CASE WHEN previous_key_expires_at > clock_timestamp() THEN previous_key_digest END AS previous_key_digest
            FROM access_keys
           WHERE ${REPORTED_KEY_ROWS} AND user_id = ANY($3::uuid[])
           ORDER BY user_id FOR UPDATE`,

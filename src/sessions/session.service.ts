@@ -289,7 +289,8 @@ export class SessionService {
    * that is not ended and not expired (see `end`); returns them. The caller holds the owners' organization
    * and users rows already (the lock order of every act: LeakReportService.revoke); the sessions rows are
    * locked here FOR NO KEY UPDATE, by id, and matched again under the lock, so a sign-out that committed
-   * meanwhile is seen and its session left alone.
+   * meanwhile is seen and its session left alone; so is an expiry passed meanwhile (clock_timestamp(), not the
+   * transaction's now()).
    */
   async endReported(
     manager: EntityManager,
@@ -300,7 +301,7 @@ export class SessionService {
         `SELECT s.id, s.user_id, u.organization_id, s.token_digest
            FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.token_digest = ANY($1::bytea[]) AND s.user_id = ANY($2::uuid[])
-            AND s.revoked_at IS NULL AND s.expires_at > now()
+            AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
           ORDER BY s.id FOR NO KEY UPDATE OF s`,
         [[...params.digests], [...params.userIds]],
       );
