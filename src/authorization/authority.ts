@@ -660,11 +660,15 @@ const CHECKED_AT = 'clock_timestamp()';
 /**
  * The service's clock (Clock: what key expiry is decided by) when insertIfConfirmed's statement checks a key,
  * after the locks it waited for: its reading when the statement was sent ($12, read once it has its connection)
- * moved on by the time PostgreSQL measured since the statement began. $12 alone is the moment before any wait: a key that expired while the
- * statement waited behind another act's lock would still reveal (test/auth/ended-while-waiting.test.ts).
+ * moved on by the time PostgreSQL measured since the statement's transaction began. $12 alone is the moment
+ * before any wait: a key that expired while the statement waited behind another act's lock would still reveal
+ * (test/auth/ended-while-waiting.test.ts). Measured from now(), the start of the statement's implicit
+ * transaction (its first protocol message, Parse or Bind), not statement_timestamp(): PostgreSQL sets that
+ * again when the Execute message is processed, after the table locks a prepared statement takes at Bind, so a
+ * wait for a table lock (a migration's) was not counted (test/auth/key-view-table-lock-wait.test.ts).
  * confirm and confirmEach read the clock in JavaScript after their locking statements instead.
  */
-const SERVICE_CLOCK_AT_CHECK = '($12::timestamptz + (clock_timestamp() - statement_timestamp()))';
+const SERVICE_CLOCK_AT_CHECK = '($12::timestamptz + (clock_timestamp() - now()))';
 
 const KEY_CREDENTIAL_COLUMNS = `user_id, key_digest,
   CASE WHEN previous_key_expires_at > ${CHECKED_AT} THEN previous_key_digest END AS previous_key_digest, expires_at,
