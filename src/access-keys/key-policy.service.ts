@@ -13,20 +13,30 @@ import { type Clock, expiryMs, systemClock } from './clock';
 /** The longest maxKeyAgeDays accepted (ten years); the migration's CHECK holds the same bound. */
 export const MAX_KEY_AGE_DAYS = 3650;
 /**
- * An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs).
- * A key already expired by the service's clock ($3) keeps the expiry it had: a policy, even a longer one or
- * none, never brings back a key that stopped working (as a regeneration's grace period does not: issue's GRACED).
+ * The service's clock as the statement reads a key row: $3, its reading when the statement was sent, moved on by
+ * the time PostgreSQL counts since the statement began. $3 alone is the moment before the statement waits for
+ * key rows other transactions hold (a secret rotation takes them FOR UPDATE): a key that expired during that
+ * wait would count as running and be given the policy's later expiry
+ * (test/access-keys/policy-expired-while-waiting.test.ts).
  */
-const APPLIED_EXPIRY = `CASE WHEN ${expiryMs('expires_at')} <= $3::timestamptz THEN expires_at
+const SERVICE_CLOCK_AT_ROW = '($3::timestamptz + (clock_timestamp() - statement_timestamp()))';
+/**
+ * An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs).
+ * A key already expired by the service's clock (SERVICE_CLOCK_AT_ROW) keeps the expiry it had: a policy, even a
+ * longer one or none, never brings back a key that stopped working (as a regeneration's grace period does not:
+ * issue's GRACED).
+ */
+const APPLIED_EXPIRY = `CASE WHEN ${expiryMs('expires_at')} <= ${SERVICE_CLOCK_AT_ROW} THEN expires_at
   ELSE ${expiryMs('created_at + make_interval(days => $2::int)')} END`;
 /**
  * The end of the grace period of the key it keeps working, under the policy: never later than it was, counted
  * from that key's own creation (`previous_key_created_at`), never from the creation of the key that replaced
  * it. One replaced before that column existed has no known age: taken as older than any, its grace period
  * ends now. Unchanged without a policy ($2 null: keys never expire), where there is no grace period, and where
- * it has already ended (PostgreSQL's clock, as for every grace period): its end is a fact, not a setting.
+ * it has already ended (PostgreSQL's clock as the row is read, clock_timestamp(): not the transaction's start,
+ * before its waits): its end is a fact, not a setting.
  */
-const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL OR previous_key_expires_at <= now()
+const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL OR previous_key_expires_at <= clock_timestamp()
   THEN previous_key_expires_at
   ELSE LEAST(previous_key_expires_at, COALESCE(${expiryMs('previous_key_created_at + make_interval(days => $2::int)')},
                                                ${expiryMs('now()')})) END`;
@@ -36,7 +46,7 @@ const CAPPED_PREVIOUS_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2:
  * policy, where no grace period runs (none, or ended: as CAPPED_PREVIOUS_EXPIRY), or when that key's creation
  * is unknown (CAPPED_PREVIOUS_EXPIRY ends its grace period now then).
  */
-const CAPPED_PREVIOUS_OWN_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL OR previous_key_expires_at <= now()
+const CAPPED_PREVIOUS_OWN_EXPIRY = `CASE WHEN previous_key_expires_at IS NULL OR $2::int IS NULL OR previous_key_expires_at <= clock_timestamp()
   THEN previous_key_own_expires_at
   ELSE LEAST(previous_key_own_expires_at, ${expiryMs('previous_key_created_at + make_interval(days => $2::int)')}) END`;
 /** A key row the policy changes: its key's expiry, or the end (or own expiry) of its replaced key's running grace period. */
