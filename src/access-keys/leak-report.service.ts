@@ -20,6 +20,7 @@ import type { Loaders } from '../request/loaders';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
+import { type Clock, expiryMs, systemClock } from './clock';
 import type { KeyCrypto } from './key-crypto';
 import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
@@ -89,14 +90,46 @@ export function storableLocation(location: string): string {
 }
 
 /**
- * Rows whose current key is one of $1 (digests), or whose grace-period key is, of organization $2 (null: any).
- * A grace period's end is compared with PostgreSQL's clock as the row is read (clock_timestamp()), not with
- * now(), the start of a transaction that may have waited for the owners' locks while it ended: such a key no
- * longer works, and revoking it would replace the key its integrations have switched to
- * (test/access-keys/leak-report-ended-while-waiting.test.ts).
+ * The service's clock (what key expiry is decided by: Clock) as a statement reads a row: `parameter`, its
+ * reading when the statement was sent, moved on by the time PostgreSQL counts since the statement began (the
+ * statement may wait for rows other transactions hold).
  */
-const REPORTED_KEY_ROWS = `(key_digest = ANY($1::bytea[]) OR (previous_key_digest = ANY($1::bytea[]) AND previous_key_expires_at > clock_timestamp()))
+function serviceClockAtRow(parameter: string): string {
+  return `(${parameter}::timestamptz + (clock_timestamp() - statement_timestamp()))`;
+}
+
+/**
+ * Whether a row's current key works, by the service's clock (`clock`: serviceClockAtRow): not past its expiry,
+ * compared in whole milliseconds as authentication does (expiryMs).
+ */
+function currentKeyWorks(clock: string): string {
+  return `(expires_at IS NULL OR ${expiryMs('expires_at')} > ${clock})`;
+}
+
+/**
+ * Whether a row's replaced key works: its grace period has not ended, by PostgreSQL's clock as the row is read
+ * (clock_timestamp(), not now(), the start of a transaction that may have waited for the owners' locks while it
+ * ended: such a key no longer works, and revoking it would replace the key its integrations have switched to,
+ * test/access-keys/leak-report-ended-while-waiting.test.ts), and it is not past its own expiry, by the service's
+ * clock (`clock`), as authentication judges it.
+ */
+function previousKeyWorks(clock: string): string {
+  return `(previous_key_expires_at > clock_timestamp()
+    AND (previous_key_own_expires_at IS NULL OR ${expiryMs('previous_key_own_expires_at')} > ${clock}))`;
+}
+
+/**
+ * Rows of organization $2 (null: any) whose current key is one of $1 (digests) and works, or whose replaced key
+ * is and works (`clock`: the service's clock parameter). A key that works nowhere (expired, or its grace period
+ * ended) is not revoked: revoking gives its user a new key and records a leak, for a report that is a false
+ * positive (test/access-keys/leak-report-expired-key.test.ts).
+ */
+function reportedKeyRows(clock: string): string {
+  const at = serviceClockAtRow(clock);
+  return `((key_digest = ANY($1::bytea[]) AND ${currentKeyWorks(at)})
+       OR (previous_key_digest = ANY($1::bytea[]) AND ${previousKeyWorks(at)}))
   AND ($2::uuid IS NULL OR organization_id = $2::uuid)`;
+}
 
 /** An audit row with `location` ($8: ACCESS_KEY_LEAK_REPORTED or SESSION_TOKEN_LEAK_REPORTED). */
 const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, location)
@@ -148,8 +181,15 @@ export class LeakReportService {
       authCache: AuthCache;
       keyCrypto: KeyCrypto;
       sessions: ReportedSessions;
+      /** What key expiry is decided by (as authentication's); the system clock by default. */
+      clock?: Clock;
     },
   ) {}
+
+  /** The service's clock now, for a statement's parameter. */
+  private now(): Date {
+    return new Date((this.deps.clock ?? systemClock).now());
+  }
 
   /**
    * The users (with their organizations) whose current or grace-period key has one of `digests`, of
@@ -160,8 +200,8 @@ export class LeakReportService {
     params: { digests: readonly Buffer[]; organizationId: string | null },
   ): Promise<CredentialOwner[]> {
     return manager.query(
-      `SELECT user_id, organization_id FROM access_keys WHERE ${REPORTED_KEY_ROWS} ORDER BY user_id`,
-      [params.digests, params.organizationId],
+      `SELECT user_id, organization_id FROM access_keys WHERE ${reportedKeyRows('$3')} ORDER BY user_id`,
+      [params.digests, params.organizationId, this.now()],
     );
   }
 
@@ -242,15 +282,16 @@ export class LeakReportService {
     const rows: Array<{
       user_id: string;
       organization_id: string;
-      key_digest: Buffer;
+      key_digest: Buffer | null;
       previous_key_digest: Buffer | null;
     }> = await manager.query(
-      `SELECT user_id, organization_id, key_digest,
-                CASE WHEN previous_key_expires_at > clock_timestamp() THEN previous_key_digest END AS previous_key_digest
+      `SELECT user_id, organization_id,
+                CASE WHEN ${currentKeyWorks(serviceClockAtRow('$4'))} THEN key_digest END AS key_digest,
+                CASE WHEN ${previousKeyWorks(serviceClockAtRow('$4'))} THEN previous_key_digest END AS previous_key_digest
            FROM access_keys
-          WHERE ${REPORTED_KEY_ROWS} AND user_id = ANY($3::uuid[])
+          WHERE ${reportedKeyRows('$4')} AND user_id = ANY($3::uuid[])
           ORDER BY user_id FOR UPDATE`,
-      [digestsOf(keys), report.organizationId ?? null, [...params.userIds]],
+      [digestsOf(keys), report.organizationId ?? null, [...params.userIds], this.now()],
     );
     const revoked: RevokedCredential[] = [];
     for (const row of rows) {

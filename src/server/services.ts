@@ -112,6 +112,7 @@ export function createServices(deps: ServiceDeps): Services {
     authCache,
     keyCrypto,
     sessions,
+    clock,
   });
   const authenticator = new Authenticator({ accessKeys, sessions, rateLimiter, keyCrypto, cache: authCache, clock });
   const outage = new DatabaseOutage({ logger, probe: () => dataSource.query('SELECT 1') });
