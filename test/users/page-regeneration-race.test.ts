@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 
-import type { PauseHooks } from '../../src/authorization/authority';
+import { AUTHORITY_LOCK_SPACE, type PauseHooks } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
@@ -36,7 +36,9 @@ const reveals = [
  * inserted; and one that starts once those locks are held waits for the views' commit. The window is held open
  * deterministically, either by a pause hook (the view's batch then goes through confirmEach, where the pauses
  * are) or, for the one-statement path (Authority.insertIfConfirmed, as in production), by a transaction of the
- * test holding a row of the reader's that the statement locks before the key rows (users) or after (sessions).
+ * test holding a lock of the reader's that the statement takes before it locks the keys it shows (the reader's
+ * authority lock: queueForAuthority) or after (the reader's sessions row). Not the reader's users row: the
+ * statement takes it after the keys' authority locks, which a regeneration waits for.
  */
 describe.each(reveals)('a regeneration racing $name', (reveal) => {
   let app: TestApp;
@@ -98,8 +100,8 @@ describe.each(reveals)('a regeneration racing $name', (reveal) => {
   }
 
   /**
-   * Starts the reader's reveal of `target` (sent with `credentials`) while the test's own transaction holds
-   * `held`'s row (the reader's) FOR UPDATE, sees it wait for that lock, runs `during`, then releases the row
+   * Starts the reader's reveal of `target` (sent with `credentials`) while the test's own transaction holds the
+   * lock `held` takes (`$1`: the reader's id), sees it wait for that lock, runs `during`, then releases it
    * (whatever happens) and returns the reveal's answer.
    */
   async function revealWhileHeld(params: {
@@ -111,7 +113,7 @@ describe.each(reveals)('a regeneration racing $name', (reveal) => {
     let response: Promise<GraphQLResponse> | undefined;
     await other.query('BEGIN');
     try {
-      await other.query(`${params.held} FOR UPDATE`, [reader.id]);
+      await other.query(params.held, [reader.id]);
       response = app.gql(reveal.query, { ...params.credentials, variables: { id: params.target.id } });
       await waitForLockWaiters(app, 1);
       await params.during();
@@ -121,11 +123,14 @@ describe.each(reveals)('a regeneration racing $name', (reveal) => {
     return response;
   }
 
-  /** The reveal, its view statement waiting for the reader's users row, the regeneration committed meanwhile. */
+  /**
+   * The reveal, its view statement waiting for the reader's authority lock (the first locks it takes), the
+   * regeneration committed meanwhile.
+   */
   async function withHeldLock(target: TestUser, gracePeriodSeconds: number) {
     let issued: string | undefined;
     const response = await revealWhileHeld({
-      held: 'SELECT 1 FROM users WHERE id = $1',
+      held: `SELECT pg_advisory_xact_lock(${AUTHORITY_LOCK_SPACE}, hashtext($1::text))`,
       credentials: { key: reader.key },
       target,
       during: async () => {
@@ -137,7 +142,7 @@ describe.each(reveals)('a regeneration racing $name', (reveal) => {
 
   describe.each([
     { path: 'through confirmEach (a pause before the check)', race: withPause },
-    { path: 'in one statement (a row lock held before the key rows)', race: withHeldLock },
+    { path: 'in one statement (a lock held before the keys are locked)', race: withHeldLock },
   ])('$path', ({ race }) => {
     it.each([
       { grace: 0, replaced: 'the replaced key, which no longer works' },
@@ -183,7 +188,7 @@ describe.each(reveals)('a regeneration racing $name', (reveal) => {
     await app.gql('{ me { id } }', { headers });
     let regeneration: Promise<string> | undefined;
     const response = await revealWhileHeld({
-      held: 'SELECT 1 FROM sessions WHERE user_id = $1',
+      held: 'SELECT 1 FROM sessions WHERE user_id = $1 FOR UPDATE',
       credentials: { headers },
       target,
       during: async () => {
