@@ -119,6 +119,11 @@ export class AccessKeyPolicyService {
       );
       let existingKeysUpdated = 0;
       if (applyToExistingKeys) {
+        // The table lock the statement below takes anyway, taken first: the service's clock ($3) is read after
+        // its wait (a migration's, an operator's LOCK TABLE). Parsed and bound, the statement would take it
+        // before its execution's statement_timestamp(), which SERVICE_CLOCK_AT_ROW counts from: a key that
+        // expired during that wait was given the policy's later expiry (policy-expired-table-lock-wait.test.ts).
+        await manager.query('LOCK TABLE access_keys IN ROW EXCLUSIVE MODE');
         // Rows locked by user id first, the order of every other writer of several key rows (leak reports,
         // the batched write of key uses): locking them in scan order deadlocked with that write.
         const [, count] = await manager.query(
