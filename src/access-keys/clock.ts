@@ -20,3 +20,15 @@ export const systemClock: Clock = { now: () => Date.now() };
 export function expiryMs(sqlExpression: string): string {
   return `date_trunc('milliseconds', ${sqlExpression})`;
 }
+
+/**
+ * SQL for the service's clock as a statement reads a row: `parameter` (a statement parameter, e.g. `$3`), the
+ * clock's reading when the statement was sent, moved on by the time PostgreSQL counts since the statement began.
+ * The parameter alone is the moment before the statement waits for rows other transactions hold: a key that
+ * expired during that wait would count as working. statement_timestamp() is set when execution begins, so a
+ * wait for a table lock taken at Bind is not counted: a statement that may wait for one takes it first, or
+ * counts from now() when it is its own transaction (Authority's SERVICE_CLOCK_AT_CHECK).
+ */
+export function serviceClockAtRow(parameter: string): string {
+  return `(${parameter}::timestamptz + (clock_timestamp() - statement_timestamp()))`;
+}

@@ -8,18 +8,16 @@ import type { Authority } from '../authorization/authority';
 import { BadInputError, ForbiddenError } from '../errors';
 import { Organization } from '../organizations/organization.entity';
 import type { Actor } from '../request/context';
-import { type Clock, expiryMs, systemClock } from './clock';
+import { type Clock, expiryMs, serviceClockAtRow, systemClock } from './clock';
 
 /** The longest maxKeyAgeDays accepted (ten years); the migration's CHECK holds the same bound. */
 export const MAX_KEY_AGE_DAYS = 3650;
 /**
- * The service's clock as the statement reads a key row: $3, its reading when the statement was sent, moved on by
- * the time PostgreSQL counts since the statement began. $3 alone is the moment before the statement waits for
- * key rows other transactions hold (a secret rotation takes them FOR UPDATE): a key that expired during that
- * wait would count as running and be given the policy's later expiry
- * (test/access-keys/policy-expired-while-waiting.test.ts).
+ * The service's clock as the statement reads a key row (serviceClockAtRow of $3): a key that expired while the
+ * statement waited for key rows other transactions hold (a secret rotation takes them FOR UPDATE) must not count
+ * as running and be given the policy's later expiry (test/access-keys/policy-expired-while-waiting.test.ts).
  */
-const SERVICE_CLOCK_AT_ROW = '($3::timestamptz + (clock_timestamp() - statement_timestamp()))';
+const SERVICE_CLOCK_AT_ROW = serviceClockAtRow('$3');
 /**
  * An existing key's expiry under a policy of $2 days: from its creation, in whole milliseconds (see expiryMs).
  * A key already expired by the service's clock (SERVICE_CLOCK_AT_ROW) keeps the expiry it had: a policy, even a

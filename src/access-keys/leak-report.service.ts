@@ -20,7 +20,7 @@ import type { Loaders } from '../request/loaders';
 import type { User } from '../users/user.entity';
 import { USER_COLUMNS, userFromRow, type UserRow } from '../users/user.queries';
 import type { AccessKeyService } from './access-key.service';
-import { type Clock, expiryMs, systemClock } from './clock';
+import { type Clock, expiryMs, serviceClockAtRow, systemClock } from './clock';
 import type { KeyCrypto } from './key-crypto';
 import { isWellFormedAccessKey, isWellFormedSessionToken, keyHint } from './key-format';
 import { LeakReportSource } from './leak-report.types';
@@ -90,15 +90,6 @@ export function storableLocation(location: string): string {
 }
 
 /**
- * The service's clock (what key expiry is decided by: Clock) as a statement reads a row: `parameter`, its
- * reading when the statement was sent, moved on by the time PostgreSQL counts since the statement began (the
- * statement may wait for rows other transactions hold).
- */
-function serviceClockAtRow(parameter: string): string {
-  return `(${parameter}::timestamptz + (clock_timestamp() - statement_timestamp()))`;
-}
-
-/**
  * Whether a row's current key works, by the service's clock (`clock`: serviceClockAtRow): not past its expiry,
  * compared in whole milliseconds as authentication does (expiryMs).
  */
@@ -120,16 +111,31 @@ function previousKeyWorks(clock: string): string {
 
 /**
  * Rows of organization $2 (null: any) whose current key is one of $1 (digests) and works, or whose replaced key
- * is and works (`clock`: the service's clock parameter). A key that works nowhere (expired, or its grace period
- * ended) is not revoked: revoking gives its user a new key and records a leak, for a report that is a false
- * positive (test/access-keys/leak-report-expired-key.test.ts).
+ * is and works (`clock`: the service's clock, serviceClockAtRow). A key that works nowhere (expired, or its grace
+ * period ended) is not revoked: revoking gives its user a new key and records a leak, for a report that is a
+ * false positive (test/access-keys/leak-report-expired-key.test.ts).
  */
 function reportedKeyRows(clock: string): string {
-  const at = serviceClockAtRow(clock);
-  return `((key_digest = ANY($1::bytea[]) AND ${currentKeyWorks(at)})
-       OR (previous_key_digest = ANY($1::bytea[]) AND ${previousKeyWorks(at)}))
+  return `((key_digest = ANY($1::bytea[]) AND ${currentKeyWorks(clock)})
+       OR (previous_key_digest = ANY($1::bytea[]) AND ${previousKeyWorks(clock)}))
   AND ($2::uuid IS NULL OR organization_id = $2::uuid)`;
 }
+
+/** ownersOf's statement: `$1` digests, `$2` organization (null: any), `$3` the service's clock. */
+const REPORTED_KEY_OWNERS = `SELECT user_id, organization_id FROM access_keys
+  WHERE ${reportedKeyRows(serviceClockAtRow('$3'))} ORDER BY user_id`;
+
+const CLOCK_AT_LOCKED_ROW = serviceClockAtRow('$4');
+/**
+ * revokeKeys' statement: `$1` digests, `$2` organization (null: any), `$3` the owners' user ids, `$4` the
+ * service's clock. Each digest comes back only while its key works (null otherwise), judged as the row is locked.
+ */
+const LOCK_REPORTED_KEYS = `SELECT user_id, organization_id,
+       CASE WHEN ${currentKeyWorks(CLOCK_AT_LOCKED_ROW)} THEN key_digest END AS key_digest,
+       CASE WHEN ${previousKeyWorks(CLOCK_AT_LOCKED_ROW)} THEN previous_key_digest END AS previous_key_digest
+  FROM access_keys
+ WHERE ${reportedKeyRows(CLOCK_AT_LOCKED_ROW)} AND user_id = ANY($3::uuid[])
+ ORDER BY user_id FOR UPDATE`;
 
 /** An audit row with `location` ($8: ACCESS_KEY_LEAK_REPORTED or SESSION_TOKEN_LEAK_REPORTED). */
 const INSERT_LEAK_AUDIT_ROW = `INSERT INTO audit_events (organization_id, action, actor_user_id, actor_kind, target_user_id, ip, request_id, location)
@@ -199,10 +205,7 @@ export class LeakReportService {
     manager: EntityManager,
     params: { digests: readonly Buffer[]; organizationId: string | null },
   ): Promise<CredentialOwner[]> {
-    return manager.query(
-      `SELECT user_id, organization_id FROM access_keys WHERE ${reportedKeyRows('$3')} ORDER BY user_id`,
-      [params.digests, params.organizationId, this.now()],
-    );
+    return manager.query(REPORTED_KEY_OWNERS, [params.digests, params.organizationId, this.now()]);
   }
 
   /**
@@ -284,15 +287,12 @@ export class LeakReportService {
       organization_id: string;
       key_digest: Buffer | null;
       previous_key_digest: Buffer | null;
-    }> = await manager.query(
-      `SELECT user_id, organization_id,
-                CASE WHEN ${currentKeyWorks(serviceClockAtRow('$4'))} THEN key_digest END AS key_digest,
-                CASE WHEN ${previousKeyWorks(serviceClockAtRow('$4'))} THEN previous_key_digest END AS previous_key_digest
-           FROM access_keys
-          WHERE ${reportedKeyRows('$4')} AND user_id = ANY($3::uuid[])
-          ORDER BY user_id FOR UPDATE`,
-      [digestsOf(keys), report.organizationId ?? null, [...params.userIds], this.now()],
-    );
+    }> = await manager.query(LOCK_REPORTED_KEYS, [
+      digestsOf(keys),
+      report.organizationId ?? null,
+      [...params.userIds],
+      this.now(),
+    ]);
     const revoked: RevokedCredential[] = [];
     for (const row of rows) {
       const matched = [row.key_digest, row.previous_key_digest]

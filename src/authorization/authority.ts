@@ -165,7 +165,8 @@ export async function queueForAuthority(
     keysReplaced?: readonly KeyOwner[];
   },
 ): Promise<void> {
-  const keys = [...(params.keysShown ?? []), ...(params.keysReplaced ?? [])];
+  const { keysShown = [], keysReplaced = [] } = params;
+  const keys = [...keysShown, ...keysReplaced];
   if (params.organizationIds.length + params.shared.length + params.exclusive.length + keys.length === 0) return;
   await runPreparedIn(manager, QUEUE_FOR_AUTHORITY, [
     [...params.organizationIds],
@@ -174,7 +175,7 @@ export async function queueForAuthority(
     [...params.shared.map(() => false), ...params.exclusive.map(() => true)],
     keys.map((owner) => owner.userId),
     keys.map((owner) => owner.organizationId),
-    keys.map((_, i) => i >= (params.keysShown?.length ?? 0)),
+    [...keysShown.map(() => false), ...keysReplaced.map(() => true)],
   ]);
 }
 
