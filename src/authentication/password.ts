@@ -1,7 +1,8 @@
 import { randomBytes, scrypt as scryptCallback, type ScryptOptions, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 
-import { DomainError } from '../errors';
+import { BadInputError, DomainError } from '../errors';
+import { hasUnpairedSurrogate } from '../graphql/text-checks';
 import { clientBucket } from '../rate-limiting/client-bucket';
 
 const scrypt = promisify(scryptCallback) as (
@@ -14,31 +15,164 @@ const scrypt = promisify(scryptCallback) as (
 // OWASP's scrypt baseline (N=2^17, r=8, p=1): memory-hard, about 128 MiB per hash.
 const PARAMS = { N: 2 ** 17, r: 8, p: 1 };
 const KEY_BYTES = 32;
+/** The shortest new password, in Unicode code points of its NFKC form (NIST SP 800-63B §5.1.1.2). */
 export const MIN_PASSWORD_LENGTH = 12;
+/** The longest new password, in Unicode code points of its NFKC form: bounds the work of hashing it. */
 export const MAX_PASSWORD_LENGTH = 1024;
+
+/** Hashes made from the NFKC form of the password (see normalizePassword). Every new hash has this tag. */
+const NORMALIZED_SCHEME = 'scrypt-nfkc';
+/**
+ * Hashes made before passwords were normalized, from the string exactly as it arrived. They stay valid: one
+ * is tried with the NFKC form, then (only when that differs) with the string as it arrives now.
+ */
+const LEGACY_SCHEME = 'scrypt';
+
+/**
+ * Code points this runtime's Unicode version has not assigned (noncharacters included): Unicode's normalization
+ * stability covers assigned characters only, so a later version could normalize them differently and the
+ * password would stop matching after an upgrade (UAX #15 "Stabilized Strings": the process fails on them).
+ */
+const UNASSIGNED = /\p{Cn}/u;
 
 function options(params: { N: number; r: number; p: number }): ScryptOptions {
   return { ...params, maxmem: 256 * params.N * params.r };
 }
 
-/** `scrypt$N$r$p$salt$hash`, so parameters can be raised later without breaking stored hashes. */
-export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(16);
-  const hash = await scrypt(password, salt, KEY_BYTES, options(PARAMS));
-  return ['scrypt', PARAMS.N, PARAMS.r, PARAMS.p, salt.toString('base64'), hash.toString('base64')].join('$');
+/**
+ * The form of a password that is hashed and compared: Unicode NFKC, so the same password typed on another
+ * keyboard, operating system or password manager matches ("é" as U+00E9 or as "e" + U+0301; full-width
+ * letters of an East Asian input method and their ASCII; a ligature and its letters).
+ *
+ * NIST SP 800-63B §5.1.1.2 (and OWASP ASVS 2.1) ask verifiers to normalize with NFKC or NFKD before hashing.
+ * NFKC rather than NFC: NFC alone would not match the compatibility forms above, which input methods produce
+ * without the user seeing a difference; what NFKC folds on top (those forms) costs a guesser almost nothing
+ * to try, so little strength is lost. NFKC rather than NFKD: both match the same passwords; NFKC is the shorter.
+ * Never throws (String.prototype.normalize does not, not even on unpaired surrogates, which it keeps).
+ */
+export function normalizePassword(password: string): string {
+  return password.normalize('NFKC');
+}
+
+/** Length in Unicode code points (NIST: each code point counts as one character), not UTF-16 code units. */
+function codePoints(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
+}
+
+/** The first `max` code points of `text` (a surrogate pair is never split). */
+function firstCodePoints(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = 0;
+  let count = 0;
+  for (const char of text) {
+    if (count++ === max) break;
+    end += char.length;
+  }
+  return text.slice(0, end);
 }
 
 /**
- * Whether `password` matches `stored` (hashPassword's format), with the parameters stored in it, compared in
- * constant time. False for any other format (a user without a password has none).
+ * Why a new password cannot be used, or null when it can. It is judged in its NFKC form (normalizePassword),
+ * the one hashed: MIN_PASSWORD_LENGTH to MAX_PASSWORD_LENGTH code points, valid UTF-16 (no unpaired
+ * surrogate), only assigned code points. The sentence is for the person choosing the password.
+ */
+export function newPasswordProblem(password: string): string | null {
+  const normalized = normalizePassword(password);
+  if (hasUnpairedSurrogate(normalized)) return 'Password contains an unpaired surrogate (invalid UTF-16).';
+  const length = codePoints(normalized);
+  if (length < MIN_PASSWORD_LENGTH || length > MAX_PASSWORD_LENGTH) {
+    return `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
+  }
+  if (UNASSIGNED.test(normalized)) {
+    return 'Password contains a character this version of Unicode does not define: choose another.';
+  }
+  return null;
+}
+
+/**
+ * `scrypt-nfkc$N$r$p$salt$hash` of the password's NFKC form (normalizePassword), so parameters can be raised
+ * later without breaking stored hashes and a hash made before normalization (`scrypt$...`) is told apart.
+ * Checks nothing about the password: callers refuse a bad new one first (newPasswordProblem).
+ * @throws BadInputError (BAD_USER_INPUT) when the password holds an unpaired surrogate (it would be hashed as U+FFFD).
+ */
+export async function hashPassword(password: string): Promise<string> {
+  const normalized = normalizePassword(password);
+  if (hasUnpairedSurrogate(normalized)) {
+    throw new BadInputError('Password contains an unpaired surrogate (invalid UTF-16).', 'password');
+  }
+  const salt = randomBytes(16);
+  const hash = await scrypt(normalized, salt, KEY_BYTES, options(PARAMS));
+  return [NORMALIZED_SCHEME, PARAMS.N, PARAMS.r, PARAMS.p, salt.toString('base64'), hash.toString('base64')].join('$');
+}
+
+interface StoredHash {
+  readonly legacy: boolean;
+  readonly salt: Buffer;
+  readonly expected: Buffer;
+  readonly options: ScryptOptions;
+}
+
+function parseStored(stored: string): StoredHash | null {
+  const [scheme, n, r, p, salt, hash] = stored.split('$');
+  if ((scheme !== NORMALIZED_SCHEME && scheme !== LEGACY_SCHEME) || !salt || !hash) return null;
+  return {
+    legacy: scheme === LEGACY_SCHEME,
+    salt: Buffer.from(salt, 'base64'),
+    expected: Buffer.from(hash, 'base64'),
+    options: options({ N: +n, r: +r, p: +p }),
+  };
+}
+
+async function computesTo(password: string, stored: StoredHash): Promise<boolean> {
+  const actual = await scrypt(password, stored.salt, stored.expected.length, stored.options);
+  return timingSafeEqual(actual, stored.expected);
+}
+
+/** A verification's answer, and how long to wait before giving it (see checkPassword). */
+interface Checked {
+  readonly matches: boolean;
+  readonly padMs: number;
+}
+
+/**
+ * One scrypt with the NFKC form, cut to MAX_PASSWORD_LENGTH + 1 code points (no longer one can match, and a
+ * longer input costs no more). A hash from before normalization gets a second one with the string as it arrived
+ * (cut to MAX_PASSWORD_LENGTH + 1 code units, the old rule) when that differs: its owner may have typed any form.
+ * A miss on any other hash then waits as long as that second computation would have taken, without computing:
+ * how long a wrong password takes does not tell which kind of hash an account has, or whether it exists (an
+ * unknown email is verified against a made-up new hash), and a guesser cannot double the scrypt work of a
+ * new hash by sending an unnormalized password.
+ */
+async function checkPassword(password: string, stored: string): Promise<Checked> {
+  const parsed = parseStored(stored);
+  if (!parsed) return { matches: false, padMs: 0 };
+  const normalized = firstCodePoints(normalizePassword(password), MAX_PASSWORD_LENGTH + 1);
+  const raw = password.slice(0, MAX_PASSWORD_LENGTH + 1);
+  // Invalid UTF-16 is no password (the API refuses it before any resolver runs); scrypt would read an unpaired
+  // surrogate as U+FFFD, so it could otherwise match a password holding that character.
+  const valid = !hasUnpairedSurrogate(password);
+  const started = performance.now();
+  if ((await computesTo(normalized, parsed)) && valid) return { matches: true, padMs: 0 };
+  if (raw === normalized) return { matches: false, padMs: 0 };
+  if (parsed.legacy) return { matches: (await computesTo(raw, parsed)) && valid, padMs: 0 };
+  return { matches: false, padMs: performance.now() - started };
+}
+
+const pause = (ms: number) => (ms > 0 ? new Promise<void>((resolve) => setTimeout(resolve, ms)) : Promise.resolve());
+
+/**
+ * Whether `password` matches `stored` (hashPassword's format, or the `scrypt$...` one of hashes made before
+ * passwords were normalized), with the parameters stored in it, compared in constant time. The password is
+ * compared in its NFKC form (normalizePassword); a hash from before normalization also in the form it
+ * arrives in. False for any other format (a user without a password has none). Never throws on the password.
  * @throws Error from node:crypto when the stored parameters are invalid (a corrupted row).
  */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, hash] = stored.split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
-  const expected = Buffer.from(hash, 'base64');
-  const actual = await scrypt(password, Buffer.from(salt, 'base64'), expected.length, options({ N: +n, r: +r, p: +p }));
-  return timingSafeEqual(actual, expected);
+  const checked = await checkPassword(password, stored);
+  await pause(checked.padMs);
+  return checked.matches;
 }
 
 export interface PasswordWorkSettings {
@@ -100,13 +234,16 @@ export class PasswordHasher {
    */
   verify(params: { password: string; stored: string; client: string }): Promise<boolean> {
     const { client } = params;
-    return this.forClient(client, () =>
-      this.run(async () => {
+    return this.forClient(client, async () => {
+      const checked = await this.run(async () => {
         this.verifications++;
         await this.hooks.duringPasswordCheck?.(client);
-        return verifyPassword(params.password, params.stored);
-      }),
-    );
+        return checkPassword(params.password, params.stored);
+      });
+      // The wait that evens out a miss's time (checkPassword) holds none of the places that bound scrypt.
+      await pause(checked.padMs);
+      return checked.matches;
+    });
   }
 
   /** Runs `work` holding one of the address's `perClient` places; RATE_LIMITED when none is free. */

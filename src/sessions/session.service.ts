@@ -5,7 +5,7 @@ import { generateSessionToken } from '../access-keys/key-format';
 import { auditActorOf, type AuditService } from '../audit/audit.service';
 import { ActorKind, AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
-import { hashPassword, MAX_PASSWORD_LENGTH, type PasswordHasher } from '../authentication/password';
+import { hashPassword, type PasswordHasher } from '../authentication/password';
 import { type Authenticated, principalFrom } from '../authentication/principal';
 import {
   type Authority,
@@ -131,7 +131,8 @@ export class SessionService {
             .getRawAndEntities<{ verified_version: string }>();
     const user = found?.entities[0] ?? null;
     const verifiedVersion = found?.raw[0]?.verified_version ?? null;
-    const password = params.password.slice(0, MAX_PASSWORD_LENGTH + 1);
+    // The password goes as it came: verification normalizes it (NFKC) and bounds its length itself.
+    const { password } = params;
     // Made once per process, outside the bound on hashing: a refusal there must not be remembered here.
     const verifiedHash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
     const matches = await this.deps.passwords.verify({ password, stored: verifiedHash, client: params.ip });
@@ -351,7 +352,7 @@ export class SessionService {
     if (retryAfterSeconds > 0) throw tooManyAttempts(retryAfterSeconds);
     let failed = false;
     try {
-      const password = params.currentPassword.slice(0, MAX_PASSWORD_LENGTH + 1);
+      const password = params.currentPassword; // as it came: verification normalizes and bounds it
       failed = !(await this.deps.passwords.verify({ password, stored: verifiedHash, client: actor.ip }));
     } finally {
       rateLimiter.release(actor.ip, { failed });

@@ -1,6 +1,6 @@
 import { toUnicode } from 'tr46';
 
-import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../authentication/password';
+import { newPasswordProblem } from '../authentication/password';
 import { BadInputError } from '../errors';
 import { refuseHiddenCharacters } from '../graphql/text-checks';
 
@@ -166,12 +166,12 @@ export function normalizeEmail(value: string): string {
   return email;
 }
 
-/** Refuses a new password of the wrong length (BAD_USER_INPUT on `field`), before anything hashes it. */
+/**
+ * Refuses a new password that cannot be used (BAD_USER_INPUT on `field`), before anything hashes it: the rules of
+ * newPasswordProblem, on its NFKC form (length in code points, MIN_PASSWORD_LENGTH to MAX_PASSWORD_LENGTH).
+ * @throws BadInputError
+ */
 export function checkPasswordLength(password: string, field: string): void {
-  if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
-    throw new BadInputError(
-      `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`,
-      field,
-    );
-  }
+  const problem = newPasswordProblem(password);
+  if (problem) throw new BadInputError(problem, field);
 }

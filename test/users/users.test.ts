@@ -164,7 +164,7 @@ describe('Manage Users: listing, editing and protecting users', () => {
       const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [
         response.body.data!.createUser.id,
       ]);
-      expect(row.password_hash).toMatch(/^scrypt\$131072\$8\$1\$/);
+      expect(row.password_hash).toMatch(/^scrypt-nfkc\$131072\$8\$1\$/);
       expect(row.password_hash).not.toContain('correct horse');
     });
 
