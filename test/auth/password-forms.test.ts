@@ -13,10 +13,21 @@ const NFC = 'caf\u00e9 cr\u00e8me br\u00fbl\u00e9e';
 const NFD = NFC.normalize('NFD');
 
 /** A hash of `password` exactly as given, under `scheme`, with cheap parameters (they are read from the hash). */
-function hashAs(scheme: 'scrypt' | 'scrypt-nfkc', password: string): string {
+function hashAs(scheme: 'scrypt' | 'scrypt-nfkc', password: string, N = 1024): string {
   const salt = randomBytes(16);
-  const hash = scryptSync(password, salt, 32, { N: 1024, r: 8, p: 1 });
-  return [scheme, 1024, 8, 1, salt.toString('base64'), hash.toString('base64')].join('$');
+  const hash = scryptSync(password, salt, 32, { N, r: 8, p: 1, maxmem: 256 * N * 8 });
+  return [scheme, N, 8, 1, salt.toString('base64'), hash.toString('base64')].join('$');
+}
+
+/** The median time of three verifications, in milliseconds. */
+async function medianMs(password: string, stored: string): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    await verifyPassword(password, stored);
+    times.push(performance.now() - started);
+  }
+  return times.sort((a, b) => a - b)[1];
 }
 
 describe('password forms (NFKC, NIST SP 800-63B §5.1.1.2)', () => {
@@ -82,6 +93,19 @@ describe('password forms (NFKC, NIST SP 800-63B §5.1.1.2)', () => {
       const stored = hashAs('scrypt-nfkc', 'x'.repeat(MAX_PASSWORD_LENGTH));
       await expect(verifyPassword('x'.repeat(MAX_PASSWORD_LENGTH), stored)).resolves.toBe(true);
       await expect(verifyPassword('x'.repeat(100_000), stored)).resolves.toBe(false);
+    });
+
+    it('a miss takes as long on a new hash as on an old one, whatever form the password came in', async () => {
+      // Slow enough (tens of milliseconds) for the second computation of an old hash to stand out.
+      const N = 2 ** 14;
+      const fresh = hashAs('scrypt-nfkc', 'some other password', N);
+      const old = hashAs('scrypt', 'some other password', N);
+      await medianMs(NFC, old); // warm-up: the first computations at a size allocate and are slower
+      const oneComputation = await medianMs(NFC, fresh);
+      // An old hash tries the normalized form, then the form as it arrived: two computations.
+      expect(await medianMs(NFD, old)).toBeGreaterThan(1.5 * oneComputation);
+      // A new hash computes once and waits as long as the second would take.
+      expect(await medianMs(NFD, fresh)).toBeGreaterThan(1.5 * oneComputation);
     });
 
     it('another format is no match', async () => {
