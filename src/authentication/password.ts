@@ -240,7 +240,8 @@ export class PasswordHasher {
         await this.hooks.duringPasswordCheck?.(client);
         return checkPassword(params.password, params.stored);
       });
-      // The wait that evens out a miss's time (checkPassword) holds none of the places that bound scrypt.
+      // The wait that evens out a miss's time (checkPassword) holds none of the process's scrypt places, only
+      // this address's own (as the second computation of an old hash would).
       await pause(checked.padMs);
       return checked.matches;
     });
