@@ -131,7 +131,7 @@ async function computesTo(password: string, stored: StoredHash): Promise<boolean
 }
 
 /** A verification's answer, and how long to wait before giving it (see checkPassword). */
-interface Checked {
+export interface Checked {
   readonly matches: boolean;
   readonly padMs: number;
 }
@@ -143,9 +143,10 @@ interface Checked {
  * A miss on any other hash then waits as long as that second computation would have taken, without computing:
  * how long a wrong password takes does not tell which kind of hash an account has, or whether it exists (an
  * unknown email is verified against a made-up new hash), and a guesser cannot double the scrypt work of a
- * new hash by sending an unnormalized password.
+ * new hash by sending an unnormalized password. Exported for tests; callers use verifyPassword, which waits `padMs`.
+ * @throws Error from node:crypto when the stored parameters are invalid (a corrupted row).
  */
-async function checkPassword(password: string, stored: string): Promise<Checked> {
+export async function checkPassword(password: string, stored: string): Promise<Checked> {
   const parsed = parseStored(stored);
   if (!parsed) return { matches: false, padMs: 0 };
   const normalized = firstCodePoints(normalizePassword(password), MAX_PASSWORD_LENGTH + 1);
