@@ -63,6 +63,8 @@ export class KeyCrypto {
   readonly fingerprint: Buffer;
   /** The older secrets of the keyring, newest first (empty for a single secret). */
   readonly older: readonly KeyCrypto[];
+  /** This secret's 64-byte key for opaque ids and cursors (src/graphql/opaque-ids.ts), by HKDF as the others. */
+  private readonly opaqueIdKey: Buffer;
 
   constructor(secret: Buffer, olderSecrets: readonly Buffer[] = []) {
     this.older = olderSecrets.map((older) => new KeyCrypto(older));
@@ -70,6 +72,15 @@ export class KeyCrypto {
     this.encryptionKey = subkey(secret, 'key encryption');
     this.cacheHash = new SaltedSha256(subkey(secret, 'cache key', 64));
     this.fingerprint = createHmac('sha256', subkey(secret, 'secret fingerprint')).update('v1').digest();
+    this.opaqueIdKey = subkey(secret, 'opaque ids', 64);
+  }
+
+  /**
+   * The keys of OpaqueIds (src/graphql/opaque-ids.ts), 64 bytes each, under every secret of the keyring, the
+   * current one first: ids and cursors are made with the current secret and still open under the older ones.
+   */
+  opaqueIdKeys(): Buffer[] {
+    return [this.opaqueIdKey, ...this.older.map((older) => older.opaqueIdKey)];
   }
 
   /** HMAC-SHA256 of a key or token: what lookups use; never reversible to the key. */
