@@ -37,7 +37,11 @@ registerEnumType(ActorKind, {
 @ObjectType({ simpleResolvers: true })
 @Entity({ name: 'audit_events' })
 export class AuditEvent {
-  @Field(() => ID)
+  // The column is one service-wide sequence: the API shows an opaque token of it instead (AuditService.list,
+  // src/graphql/opaque-ids.ts), which counts nothing of other organizations.
+  @Field(() => ID, {
+    description: 'Opaque (not a number, no order of its own); the same on every read. Also a valid "after".',
+  })
   @PrimaryGeneratedColumn('identity', { type: 'bigint', generatedIdentity: 'ALWAYS' })
   id: string;
 

@@ -6,6 +6,7 @@ import { runPrepared } from '../db/prepared';
 import { SqlWhere } from '../db/scope';
 import { BadInputError } from '../errors';
 import { parseId } from '../graphql/ids';
+import type { OpaqueIds, ScopedIds } from '../graphql/opaque-ids';
 import type { Actor } from '../request/actor';
 import type { AuditEventConnection, AuditEventsFilter } from './audit.types';
 import { ActorKind, type AuditAction, AuditEvent } from './audit-event.entity';
@@ -57,9 +58,18 @@ interface AuditEventRow {
   location: string | null;
 }
 
-function auditEventFromRow(row: AuditEventRow): AuditEvent {
+/** The purpose an audit event's id and cursor are bound to (OpaqueIds), with the event's organization. */
+export const AUDIT_EVENT_ID_PURPOSE = 'audit event';
+
+const BAD_CURSOR = '"after" must be an endCursor returned by this API.';
+
+/**
+ * An event as the API shows it: its `id` is the opaque token of its row's bigint (OpaqueIds), never the number,
+ * which counts every organization's events (one service-wide identity sequence).
+ */
+function auditEventFromRow(row: AuditEventRow, ids: ScopedIds): AuditEvent {
   return Object.assign(new AuditEvent(), {
-    id: row.id,
+    id: ids.encode(row.id),
     organizationId: row.organization_id,
     action: row.action,
     actorUserId: row.actor_user_id,
@@ -98,7 +108,7 @@ export class AuditService {
   /** The group commit of key views (its `waiting` tells tests when a batch has formed). */
   readonly keyViews: KeyViewWriter;
 
-  constructor(private readonly deps: { dataSource: DataSource; authority: Authority }) {
+  constructor(private readonly deps: { dataSource: DataSource; authority: Authority; ids: OpaqueIds }) {
     this.keyViews = new KeyViewWriter(deps);
   }
 
@@ -124,7 +134,13 @@ export class AuditService {
     return this.keyViews.record({ actor, who: auditActorOf(actor), targets });
   }
 
-  /** The caller's organization's events, newest first (by id, which follows insertion order). */
+  /**
+   * The caller's organization's events, newest first (by the row's bigint id, which follows insertion order).
+   * Each event's `id` and each cursor is the same opaque token (OpaqueIds, bound to the caller's organization):
+   * an event's id is also a valid `after`.
+   * @throws BadInputError on `first` out of range, a malformed filter id, or an `after` that is not a cursor this
+   *   API gave the caller's organization (forged, altered, another organization's, or from a retired secret).
+   */
   async list(
     actor: Actor,
     args: { filter?: AuditEventsFilter | null; first: number; after?: string | null },
@@ -139,22 +155,26 @@ export class AuditService {
     if (filter?.targetUserId) where.and('e.target_user_id = ?', parseId(filter.targetUserId, 'targetUserId'));
     if (filter?.since) where.and('e.created_at >= ?', filter.since);
     if (filter?.until) where.and('e.created_at < ?', filter.until);
+    // Bound to the caller's organization (every row of the page is one of its, by the scope above): another
+    // organization's cursor fails to open here, before any read.
+    const ids = this.deps.ids.forScope({
+      purpose: AUDIT_EVENT_ID_PURPOSE,
+      organizationId: actor.principal.organizationId,
+    });
     if (after) {
-      if (!/^[1-9][0-9]{0,17}$/.test(after))
-        throw new BadInputError('"after" must be an endCursor returned by this API.', 'after');
-      where.and('e.id < ?', after);
+      const key = ids.decode(after);
+      if (key === null) throw new BadInputError(BAD_CURSOR, 'after');
+      where.and('e.id < ?', key);
     }
     // LIMIT first + 1: the extra row tells hasNextPage (Relay's connection spec), first: 0 included (one row read).
-    const rows = (
-      await runPrepared<AuditEventRow>(
-        this.deps.dataSource,
-        `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
-                e.request_id, e.created_at, e.location
-           FROM audit_events e WHERE ${where} ORDER BY ${order} LIMIT ${where.param(first + 1)}`,
-        where.values,
-      )
-    ).map(auditEventFromRow);
-    const nodes = rows.slice(0, first);
+    const rows = await runPrepared<AuditEventRow>(
+      this.deps.dataSource,
+      `SELECT e.id::text AS id, e.organization_id, e.action, e.actor_user_id, e.actor_kind, e.target_user_id, e.ip,
+              e.request_id, e.created_at, e.location
+         FROM audit_events e WHERE ${where} ORDER BY ${order} LIMIT ${where.param(first + 1)}`,
+      where.values,
+    );
+    const nodes = rows.slice(0, first).map((row) => auditEventFromRow(row, ids));
     return {
       edges: nodes.map((node) => ({ cursor: node.id, node })),
       pageInfo: { hasNextPage: rows.length > first, endCursor: nodes.at(-1)?.id ?? null },

@@ -23,7 +23,7 @@ export class AuditEventsFilter {
 
 @ObjectType({ simpleResolvers: true })
 export class AuditEventEdge {
-  @Field()
+  @Field({ description: 'Opaque; valid as "after" for your organization only (the same value as the node\'s id).' })
   cursor: string;
 
   @Field(() => AuditEvent)

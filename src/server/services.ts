@@ -15,6 +15,7 @@ import { Authority, type PauseHooks } from '../authorization/authority';
 import type { Config } from '../config';
 import { Notifications } from '../db/notifications';
 import { DatabaseOutage } from '../db/outage';
+import { OpaqueIds } from '../graphql/opaque-ids';
 import { Metrics } from '../metrics';
 import { OrganizationService } from '../organizations/organization.service';
 import { AuthRateLimiter } from '../rate-limiting/rate-limit';
@@ -87,7 +88,7 @@ export function createServices(deps: ServiceDeps): Services {
   notifications.onHeartbeat((sentAtMs) => authCache.confirmFresh(sentAtMs));
   const authority = new Authority({ authCache, hooks, clock });
   const passwords = new PasswordHasher(config.passwordWork, hooks);
-  const audit = new AuditService({ dataSource, authority });
+  const audit = new AuditService({ dataSource, authority, ids: new OpaqueIds(keyCrypto.opaqueIdKeys()) });
   const accessKeys = new AccessKeyService({ dataSource, keyCrypto, logger, clock });
   const sessions = new SessionService({
     dataSource,

@@ -319,7 +319,11 @@ describe('audit log', () => {
     }`;
     const all = await app.gql(QUERY, { key: org.key, variables: { first: 100 } });
     const nodes = all.body.data!.auditEvents.edges.map((e: any) => e.node);
-    expect(nodes.map((n: any) => Number(n.id))).toEqual([...nodes.map((n: any) => Number(n.id))].sort((a, b) => b - a));
+    // Ids are opaque tokens (no order of their own): newest first shows in createdAt, and each id is unique.
+    const times = nodes.map((n: any) => Date.parse(n.createdAt));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    expect(new Set(nodes.map((n: any) => n.id)).size).toBe(nodes.length);
+    expect(nodes.every((n: any) => !/^[0-9]+$/.test(n.id))).toBe(true);
     expect(nodes.every((n: any) => !n.target || [org.id, ...people.map((p) => p.id)].includes(n.target.id))).toBe(true);
 
     const created = await app.gql(QUERY, {

@@ -7,7 +7,7 @@ import {
   type TestUser,
   uniqueEmail,
 } from '../factories/organizations';
-import { type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
+import { auditRowIds, type GraphQLResponse, startTestApp, type TestApp } from '../helpers/test-app';
 
 type Caller = 'ADMIN' | 'MANAGER' | 'MEMBER' | 'ANONYMOUS' | 'OTHER_ORG_ADMIN';
 type Outcome = 'OK' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND';
@@ -133,9 +133,16 @@ const OPERATIONS: Record<string, Operation> = {
       const events = data.auditEvents.edges.map(({ node }: any) => node);
       expect(events.length).toBeGreaterThan(0);
       // Every event row is the caller's organization's (actors and targets can be null or invisible: not enough).
+      // Ids are opaque tokens bound to their event's organization: each opens for the caller's (auditRowIds).
+      const rowIds = auditRowIds(
+        app,
+        events.map((event: any) => event.id),
+        w.caller!.organizationId,
+      );
+      expect(rowIds).not.toContain(null);
       const eventOrgs = await app.dataSource.query(
         `SELECT DISTINCT organization_id FROM audit_events WHERE id = ANY($1::bigint[])`,
-        [events.map((event: any) => event.id)],
+        [rowIds],
       );
       expect(eventOrgs).toEqual([{ organization_id: w.caller!.organizationId }]);
       const userIds = events.flatMap((event: any) => [event.actor?.id, event.target?.id]).filter(Boolean);

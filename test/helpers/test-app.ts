@@ -6,11 +6,13 @@ import type { DataSource } from 'typeorm';
 
 import type { Clock } from '../../src/access-keys/clock';
 import { KeyCrypto } from '../../src/access-keys/key-crypto';
+import { AUDIT_EVENT_ID_PURPOSE } from '../../src/audit/audit.service';
 import type { PauseHooks } from '../../src/authorization/authority';
 import { type Config, loadConfig } from '../../src/config';
 import { createDataSource } from '../../src/db/data-source';
 import { QueryCounter } from '../../src/db/query-counter';
 import { startMigrations, startSecretCheck } from '../../src/db/runtime';
+import { OpaqueIds } from '../../src/graphql/opaque-ids';
 import { createLogger } from '../../src/logger';
 import { type AppOptions, buildApp } from '../../src/server/app';
 import { createServices, type Services } from '../../src/server/services';
@@ -214,6 +216,19 @@ export async function startAppWithSecondConnection(options: TestAppOptions = {})
       await app.close();
     },
   };
+}
+
+/**
+ * The audit_events row ids (bigint as text) behind `auditEvents` ids or cursors shown to `organizationId`, null
+ * for a token that is not one of that organization's: what a test checks rows by, as the API shows no number.
+ */
+export function auditRowIds(
+  app: Pick<TestApp, 'keyCrypto'>,
+  tokens: readonly string[],
+  organizationId: string,
+): (string | null)[] {
+  const ids = new OpaqueIds(app.keyCrypto.opaqueIdKeys()).forScope({ purpose: AUDIT_EVENT_ID_PURPOSE, organizationId });
+  return tokens.map((token) => ids.decode(token));
 }
 
 /**
