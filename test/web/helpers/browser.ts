@@ -46,7 +46,8 @@ export interface WatchedPage {
   readonly graphqlBodies: string[];
   /**
    * Runs `work` while answers with the given statuses are expected (a wrong key on purpose): those answers, and
-   * the "Failed to load resource" console line Chromium writes for each, are not problems.
+   * the "Failed to load resource" console line Chromium writes for each, are not problems, until every request
+   * then in flight has its answer (at most 10 s more).
    */
   expecting<T>(statuses: number[], work: () => Promise<T>): Promise<T>;
   /** Console errors, page errors, failed requests and unexpected 4xx/5xx answers so far. */
@@ -74,7 +75,29 @@ export async function openWatchedPage(params: {
   // Statuses answered while expected, still owed the console line Chromium writes for each of them.
   const excused = new Map<number, number>();
 
-  page.on('request', (request) => hosts.add(new URL(request.url()).host));
+  // Requests sent and not yet answered or failed: an expected status may come after the work that asked for it.
+  let inFlight = 0;
+  const onIdle: Array<() => void> = [];
+  const settled = () => {
+    inFlight -= 1;
+    if (inFlight === 0) for (const resolve of onIdle.splice(0)) resolve();
+  };
+  page.on('request', (request) => {
+    inFlight += 1;
+    hosts.add(new URL(request.url()).host);
+  });
+  page.on('requestfinished', settled);
+  page.on('requestfailed', settled);
+  /** Resolves once no request is in flight (the 'response' handler has judged each answer by then), or after 10 s. */
+  const idle = async () => {
+    if (inFlight === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => onIdle.push(resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, 10_000))),
+    ]);
+    clearTimeout(timer);
+  };
   const problem = (text: string) => problems.push(text.length > 300 ? `${text.slice(0, 300)}…` : text);
   page.on('requestfailed', (request) =>
     problem(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText}`),
@@ -109,6 +132,9 @@ export async function openWatchedPage(params: {
       try {
         return await work();
       } finally {
+        // A request the work set off may still be answered (on a loaded machine, after the screen already
+        // changed): it belongs to the window too.
+        await idle();
         for (const status of statuses) expected.delete(status);
       }
     },
