@@ -50,6 +50,16 @@ function options(params: { N: number; r: number; p: number }): ScryptOptions {
  * to try, so little strength is lost. NFKC rather than NFKD: both match the same passwords; NFKC is the shorter.
  * Never throws (String.prototype.normalize does not, not even on unpaired surrogates, which it keeps).
  */
+/**
+ * The most UTF-16 code units of an input that are normalized: NFKC joins at most 4 code points into one (a Greek
+ * letter with three marks) and a code point is at most 2 units, so 8 units of input make at least one code point
+ * of output, and an input longer than 8 x (MAX_PASSWORD_LENGTH + 1) units is too long a password in any form. 16
+ * for margin. The rest is never normalized: NFKC of a megabyte of U+FDFA is 18 MB and 100+ ms of the event loop.
+ */
+export const MAX_NORMALIZED_INPUT = 16 * (MAX_PASSWORD_LENGTH + 1);
+
+const TOO_LONG_OR_SHORT = `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
+
 export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
 }
@@ -79,12 +89,11 @@ function firstCodePoints(text: string, max: number): string {
  * surrogate), only assigned code points. The sentence is for the person choosing the password.
  */
 export function newPasswordProblem(password: string): string | null {
+  if (password.length > MAX_NORMALIZED_INPUT) return TOO_LONG_OR_SHORT;
   const normalized = normalizePassword(password);
   if (hasUnpairedSurrogate(normalized)) return 'Password contains an unpaired surrogate (invalid UTF-16).';
   const length = codePoints(normalized);
-  if (length < MIN_PASSWORD_LENGTH || length > MAX_PASSWORD_LENGTH) {
-    return `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
-  }
+  if (length < MIN_PASSWORD_LENGTH || length > MAX_PASSWORD_LENGTH) return TOO_LONG_OR_SHORT;
   if (UNASSIGNED.test(normalized)) {
     return 'Password contains a character this version of Unicode does not define: choose another.';
   }
@@ -149,7 +158,11 @@ export interface Checked {
 export async function checkPassword(password: string, stored: string): Promise<Checked> {
   const parsed = parseStored(stored);
   if (!parsed) return { matches: false, padMs: 0 };
-  const normalized = firstCodePoints(normalizePassword(password), MAX_PASSWORD_LENGTH + 1);
+  // Cut before normalizing (MAX_NORMALIZED_INPUT): a split pair at the cut ends up past the first MAX + 1 code points.
+  const normalized = firstCodePoints(
+    normalizePassword(password.slice(0, MAX_NORMALIZED_INPUT)),
+    MAX_PASSWORD_LENGTH + 1,
+  );
   const raw = password.slice(0, MAX_PASSWORD_LENGTH + 1);
   // Invalid UTF-16 is no password (the API refuses it before any resolver runs); scrypt would read an unpaired
   // surrogate as U+FFFD, so it could otherwise match a password holding that character.

@@ -3,6 +3,7 @@ import { randomBytes, scryptSync } from 'node:crypto';
 import {
   checkPassword,
   hashPassword,
+  MAX_NORMALIZED_INPUT,
   MAX_PASSWORD_LENGTH,
   newPasswordProblem,
   normalizePassword,
@@ -42,6 +43,20 @@ describe('password forms (NFKC, NIST SP 800-63B §5.1.1.2)', () => {
       expect(newPasswordProblem('\u{1F600}'.repeat(11))).toMatch(/12 to 1024 characters/);
       expect(newPasswordProblem('x'.repeat(MAX_PASSWORD_LENGTH))).toBeNull();
       expect(newPasswordProblem('x'.repeat(MAX_PASSWORD_LENGTH + 1))).toMatch(/12 to 1024 characters/);
+    });
+
+    it('normalizes at most a bounded prefix of a huge input (U+FDFA grows 18-fold under NFKC)', async () => {
+      const huge = '\ufdfa'.repeat(300_000);
+      const normalize = jest.spyOn(String.prototype, 'normalize');
+      try {
+        expect(newPasswordProblem(huge)).toMatch(/12 to 1024 characters/);
+        await expect(verifyPassword(huge, hashAs('scrypt-nfkc', 'some other password'))).resolves.toBe(false);
+        const inputs = normalize.mock.contexts.map((text) => String(text).length);
+        expect(inputs.length).toBeGreaterThan(0);
+        expect(Math.max(...inputs)).toBeLessThanOrEqual(MAX_NORMALIZED_INPUT);
+      } finally {
+        normalize.mockRestore();
+      }
     });
 
     it('refuses an unpaired surrogate and an unassigned code point', () => {
