@@ -40,6 +40,17 @@ function options(params: { N: number; r: number; p: number }): ScryptOptions {
 }
 
 /**
+ * The most UTF-16 code units of an input that are normalized: NFKC joins at most 4 code points into one (a Greek
+ * letter with three marks) and a code point is at most 2 units, so 8 units of input make at least one code point
+ * of output, and an input longer than 8 x (MAX_PASSWORD_LENGTH + 1) units is too long a password in any form. 16
+ * for margin. The rest is never normalized: NFKC of a megabyte of U+FDFA is 18 MB and 100+ ms of the event loop.
+ */
+export const MAX_NORMALIZED_INPUT = 16 * (MAX_PASSWORD_LENGTH + 1);
+
+const UNPAIRED_SURROGATE = 'Password contains an unpaired surrogate (invalid UTF-16).';
+const TOO_LONG_OR_SHORT = `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
+
+/**
  * The form of a password that is hashed and compared: Unicode NFKC, so the same password typed on another
  * keyboard, operating system or password manager matches ("é" as U+00E9 or as "e" + U+0301; full-width
  * letters of an East Asian input method and their ASCII; a ligature and its letters).
@@ -50,25 +61,8 @@ function options(params: { N: number; r: number; p: number }): ScryptOptions {
  * to try, so little strength is lost. NFKC rather than NFKD: both match the same passwords; NFKC is the shorter.
  * Never throws (String.prototype.normalize does not, not even on unpaired surrogates, which it keeps).
  */
-/**
- * The most UTF-16 code units of an input that are normalized: NFKC joins at most 4 code points into one (a Greek
- * letter with three marks) and a code point is at most 2 units, so 8 units of input make at least one code point
- * of output, and an input longer than 8 x (MAX_PASSWORD_LENGTH + 1) units is too long a password in any form. 16
- * for margin. The rest is never normalized: NFKC of a megabyte of U+FDFA is 18 MB and 100+ ms of the event loop.
- */
-export const MAX_NORMALIZED_INPUT = 16 * (MAX_PASSWORD_LENGTH + 1);
-
-const TOO_LONG_OR_SHORT = `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
-
 export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
-}
-
-/** Length in Unicode code points (NIST: each code point counts as one character), not UTF-16 code units. */
-function codePoints(text: string): number {
-  let count = 0;
-  for (const _ of text) count++;
-  return count;
 }
 
 /** The first `max` code points of `text` (a surrogate pair is never split). */
@@ -91,8 +85,8 @@ function firstCodePoints(text: string, max: number): string {
 export function newPasswordProblem(password: string): string | null {
   if (password.length > MAX_NORMALIZED_INPUT) return TOO_LONG_OR_SHORT;
   const normalized = normalizePassword(password);
-  if (hasUnpairedSurrogate(normalized)) return 'Password contains an unpaired surrogate (invalid UTF-16).';
-  const length = codePoints(normalized);
+  if (hasUnpairedSurrogate(normalized)) return UNPAIRED_SURROGATE;
+  const length = [...normalized].length; // code points (NIST: each counts as one character)
   if (length < MIN_PASSWORD_LENGTH || length > MAX_PASSWORD_LENGTH) return TOO_LONG_OR_SHORT;
   if (UNASSIGNED.test(normalized)) {
     return 'Password contains a character this version of Unicode does not define: choose another.';
@@ -109,7 +103,7 @@ export function newPasswordProblem(password: string): string | null {
 export async function hashPassword(password: string): Promise<string> {
   const normalized = normalizePassword(password);
   if (hasUnpairedSurrogate(normalized)) {
-    throw new BadInputError('Password contains an unpaired surrogate (invalid UTF-16).', 'password');
+    throw new BadInputError(UNPAIRED_SURROGATE, 'password');
   }
   const salt = randomBytes(16);
   const hash = await scrypt(normalized, salt, KEY_BYTES, options(PARAMS));

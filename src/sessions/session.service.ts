@@ -22,7 +22,7 @@ import type { AuthRateLimiter } from '../rate-limiting/rate-limit';
 import type { Actor } from '../request/actor';
 import { User } from '../users/user.entity';
 import { USER_COLUMNS, type UserRow } from '../users/user.queries';
-import { checkPasswordLength, signInEmail } from '../users/user.validation';
+import { checkNewPassword, signInEmail } from '../users/user.validation';
 
 export interface LoginResult {
   token: string;
@@ -347,7 +347,7 @@ export class SessionService {
         'currentPassword',
       );
     }
-    checkPasswordLength(params.newPassword, 'newPassword');
+    checkNewPassword(params.newPassword, 'newPassword');
     const retryAfterSeconds = rateLimiter.reserve(actor.ip);
     if (retryAfterSeconds > 0) throw tooManyAttempts(retryAfterSeconds);
     let failed = false;

@@ -37,7 +37,7 @@ import {
   type UserRow,
 } from './user.queries';
 import type { UserConnection } from './user.types';
-import { canonicalEmail, checkPasswordLength, normalizeEmail } from './user.validation';
+import { canonicalEmail, checkNewPassword, normalizeEmail } from './user.validation';
 import { countFromCounts } from './user-counts';
 
 const MAX_SEARCH_LENGTH = 200;
@@ -171,7 +171,7 @@ export class UserService {
    * address: `client` is the request's address, null outside a request). See PasswordHasher.hash.
    */
   async hashNewPassword(password: string, field: string, client: string | null): Promise<string> {
-    checkPasswordLength(password, field);
+    checkNewPassword(password, field);
     return this.deps.passwords.hash(password, client);
   }
 

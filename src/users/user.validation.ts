@@ -171,7 +171,7 @@ export function normalizeEmail(value: string): string {
  * newPasswordProblem, on its NFKC form (length in code points, MIN_PASSWORD_LENGTH to MAX_PASSWORD_LENGTH).
  * @throws BadInputError
  */
-export function checkPasswordLength(password: string, field: string): void {
+export function checkNewPassword(password: string, field: string): void {
   const problem = newPasswordProblem(password);
   if (problem) throw new BadInputError(problem, field);
 }
