@@ -37,11 +37,21 @@ Configuration (DATABASE_URL, ACCESS_KEY_SECRET, DATA_DIR, ...) comes from the en
 
 class UsageError extends Error {}
 
-/** The first line of standard input, without its line break. */
+/**
+ * The first line of standard input, without its line break, decoded as UTF-8 strictly: bytes that are not UTF-8
+ * (text typed in a Latin-1 terminal) are a UsageError, not U+FFFD in a password nobody could type again, and a
+ * byte order mark at the start (what Windows tools write) is no part of the line.
+ */
 async function firstLineOfStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/, 1)[0] ?? '';
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new UsageError('--admin-password-stdin: standard input is not UTF-8 text (set the terminal to UTF-8).');
+  }
+  return text.split(/\r?\n/, 1)[0] ?? '';
 }
 
 /**

@@ -22,7 +22,7 @@ const MAIN = path.join(__dirname, '..', 'dist', 'src', 'main.js');
 function runWith(params: {
   args: string[];
   env: NodeJS.ProcessEnv;
-  stdin?: string;
+  stdin?: string | Buffer;
 }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, params.args, { env: params.env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -260,7 +260,7 @@ describe('npm run cli -- create-organization', () => {
   });
 
   describe('--admin-password kept out of the process list', () => {
-    const create = (email: string, extra: { args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string }) =>
+    const create = (email: string, extra: { args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string | Buffer }) =>
       runWith({
         args: [
           CLI,
@@ -300,6 +300,57 @@ describe('npm run cli -- create-organization', () => {
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/one of --admin-password, --admin-password-stdin or CRM_ADMIN_PASSWORD/);
       expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
+    });
+
+    const noUser = async (email: string) =>
+      expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
+
+    // Found by an adversarial review: the first admin's password from standard input was taken with a NUL in it,
+    // which every sign-in refuses (no GraphQL variable may carry U+0000), so that admin could never sign in.
+    it('a password with a NUL (only standard input can carry one) is refused, and nothing is created', async () => {
+      const email = uniqueEmail('nul');
+      const result = await create(email, { args: ['--admin-password-stdin'], stdin: 'a password\u0000with a NUL\n' });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/NUL/);
+      expect(result.stderr).not.toMatch(/with a NUL|^\s+at /m);
+      await noUser(email);
+    });
+
+    // Found by an adversarial review: standard input was decoded leniently, so bytes that are not UTF-8 (a
+    // password typed in a Latin-1 terminal) became U+FFFD in the stored password, one nobody could type again.
+    it('standard input that is not UTF-8 is a usage error, and nothing is created', async () => {
+      const email = uniqueEmail('latin1');
+      const latin1 = Buffer.from('caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n', 'latin1');
+      const result = await create(email, { args: ['--admin-password-stdin'], stdin: latin1 });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/standard input.*UTF-8/);
+      await noUser(email);
+    });
+
+    // Found by an adversarial review: a UTF-8 byte order mark (what Windows tools write at the start of a file or
+    // pipe) became part of the password, which the same password typed at sign-in then missed.
+    it('a byte order mark at the start of standard input is not part of the password', async () => {
+      const email = uniqueEmail('bom');
+      const result = await create(email, { args: ['--admin-password-stdin'], stdin: '\ufeffa password after a BOM\n' });
+      expect(result.code).toBe(0);
+      await expect(login(app, { email, password: 'a password after a BOM' })).resolves.toMatch(/^cas_/);
+    });
+
+    it('a password given in NFD on any of the three sources signs in typed in NFC, NFD or full width', async () => {
+      const nfc = 'caf\u00e9 cr\u00e8me br\u00fbl\u00e9e';
+      const nfd = nfc.normalize('NFD');
+      const sources: Array<{ args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string }> = [
+        { args: ['--admin-password', nfd] },
+        { env: { CRM_ADMIN_PASSWORD: nfd } },
+        { args: ['--admin-password-stdin'], stdin: `${nfd}\n` },
+      ];
+      for (const source of sources) {
+        const email = uniqueEmail('forms');
+        expect((await create(email, source)).code).toBe(0);
+        for (const typed of [nfc, nfd, nfc.replace('caf', '\uff43\uff41\uff46')]) {
+          await expect(login(app, { email, password: typed })).resolves.toMatch(/^cas_/);
+        }
+      }
     });
 
     it('an empty standard input is a usage error', async () => {

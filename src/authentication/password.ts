@@ -48,6 +48,7 @@ function options(params: { N: number; r: number; p: number }): ScryptOptions {
 export const MAX_NORMALIZED_INPUT = 16 * (MAX_PASSWORD_LENGTH + 1);
 
 const UNPAIRED_SURROGATE = 'Password contains an unpaired surrogate (invalid UTF-16).';
+const NUL = 'Password must not contain the NUL character (U+0000): no sign-in can send it.';
 const TOO_LONG_OR_SHORT = `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
 
 /**
@@ -80,10 +81,14 @@ function firstCodePoints(text: string, max: number): string {
 /**
  * Why a new password cannot be used, or null when it can. It is judged in its NFKC form (normalizePassword),
  * the one hashed: MIN_PASSWORD_LENGTH to MAX_PASSWORD_LENGTH code points, valid UTF-16 (no unpaired
- * surrogate), only assigned code points. The sentence is for the person choosing the password.
+ * surrogate), only assigned code points, no NUL. Every way a password is set (createUser, changePassword, the
+ * CLI's first admin, whose standard input can carry what no GraphQL variable may) asks here, so none sets a
+ * password that `login` would refuse to take. The sentence is for the person choosing the password.
  */
 export function newPasswordProblem(password: string): string | null {
   if (password.length > MAX_NORMALIZED_INPUT) return TOO_LONG_OR_SHORT;
+  // Refused in every GraphQL variable (text-input.ts), so a sign-in could never send it.
+  if (password.includes('\u0000')) return NUL;
   const normalized = normalizePassword(password);
   if (hasUnpairedSurrogate(normalized)) return UNPAIRED_SURROGATE;
   const length = [...normalized].length; // code points (NIST: each counts as one character)
