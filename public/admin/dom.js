@@ -36,6 +36,39 @@ export function h(tag, props = {}, ...children) {
 /** The roles as the console names them. */
 const ROLE_NAMES = /** @type {const} */ ({ ADMIN: 'Admin', MANAGER: 'Manager', MEMBER: 'Member' });
 
+/** The server's bounds on a new password (MIN_ and MAX_PASSWORD_LENGTH in src/authentication/password.ts). */
+const MIN_PASSWORD_LENGTH = 12;
+const MAX_PASSWORD_LENGTH = 1024;
+
+/**
+ * The form of a password the server hashes and compares (normalizePassword in src/authentication/password.ts):
+ * Unicode NFKC, so "é" typed as one code point or as "e" + U+0301, a ligature and its letters, are one password.
+ * @param {string} value
+ */
+export function passwordForm(value) {
+  return value.normalize('NFKC');
+}
+
+/**
+ * A password input for a new password, judged as the server judges it: its length in characters (code points) of
+ * its NFKC form. Not minlength, which counts UTF-16 units: four "ffi" ligatures are 12 characters to the server and
+ * 4 units to minlength, six accented letters typed decomposed are 6 characters and 12 units. The rest of the
+ * server's rules (characters this Unicode version does not define) are left to the server, whose Unicode version
+ * is the one that counts; its refusal is shown in words.
+ * @param {{ name: string, required?: boolean }} props
+ */
+export function newPasswordInput({ name, required = false }) {
+  const input = h('input', { name, type: 'password', required, autocomplete: 'new-password' });
+  input.addEventListener('input', () => {
+    const length = [...passwordForm(input.value)].length;
+    const fits = (input.value === '' && !required) || (length >= MIN_PASSWORD_LENGTH && length <= MAX_PASSWORD_LENGTH);
+    input.setCustomValidity(
+      fits ? '' : `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`,
+    );
+  });
+  return input;
+}
+
 /**
  * A role as people read it ("Admin" for ADMIN).
  * @param {string} role

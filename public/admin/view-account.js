@@ -1,7 +1,7 @@
 // @ts-check
 /// <reference lib="dom" />
 import { credential, gql } from './api.js';
-import { field, h, notice, pageHeading, roleName } from './dom.js';
+import { field, h, newPasswordInput, notice, pageHeading, passwordForm, roleName } from './dom.js';
 import { signedInUser } from './state.js';
 
 /**
@@ -17,20 +17,8 @@ export function accountView(screen) {
     required: true,
     autocomplete: 'current-password',
   });
-  const next = h('input', {
-    name: 'newPassword',
-    type: 'password',
-    required: true,
-    minlength: 12,
-    autocomplete: 'new-password',
-  });
-  const again = h('input', {
-    name: 'confirmPassword',
-    type: 'password',
-    required: true,
-    minlength: 12,
-    autocomplete: 'new-password',
-  });
+  const next = newPasswordInput({ name: 'newPassword', required: true });
+  const again = newPasswordInput({ name: 'confirmPassword', required: true });
   const message = h('div', { class: 'message' });
   const form = h(
     'form',
@@ -39,7 +27,8 @@ export function accountView(screen) {
       'aria-labelledby': 'password-title',
       onsubmit: async (event) => {
         event.preventDefault();
-        if (next.value !== again.value) {
+        // Compared as the server compares passwords (NFKC): the same password typed in two forms is one.
+        if (passwordForm(next.value) !== passwordForm(again.value)) {
           message.replaceChildren(
             notice('The new password and its repetition differ. Type the same new password twice.', 'error'),
           );

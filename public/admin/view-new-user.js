@@ -1,7 +1,7 @@
 // @ts-check
 /// <reference lib="dom" />
 import { gql } from './api.js';
-import { field, h, notice, pageHeading, select, USER_ACCESS_TRAIL } from './dom.js';
+import { field, h, newPasswordInput, notice, pageHeading, select, USER_ACCESS_TRAIL } from './dom.js';
 import { carryToNextScreen, go, signedInUser } from './state.js';
 
 /**
@@ -25,7 +25,7 @@ export function newUserView(screen) {
       ['ADMIN', 'Admin'],
     ],
   });
-  const password = h('input', { name: 'password', type: 'password', minlength: 12, autocomplete: 'new-password' });
+  const password = newPasswordInput({ name: 'password' });
   const message = h('div', { class: 'message' });
   const controls = /** @type {Record<string, HTMLInputElement | HTMLSelectElement>} */ ({
     name,
