@@ -1,3 +1,5 @@
+import { randomBytes, scryptSync } from 'node:crypto';
+
 import type { Client } from 'pg';
 
 import type { PauseHooks } from '../../src/authorization/authority';
@@ -9,6 +11,16 @@ const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $em
 const CHANGE = 'mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }';
 const ME = '{ me { id } }';
 const NEW_PASSWORD = 'a completely new password';
+/** "é" as one code point (NFC) and as "e" + U+0301 (NFD): one password to the service (NFKC). */
+const NFC = 'caf\u00e9 cr\u00e8me br\u00fbl\u00e9e';
+const NFD = NFC.normalize('NFD');
+
+/** A hash from before passwords were normalized: made from the password as it arrived (cheap parameters). */
+function legacyHash(password: string): string {
+  const salt = randomBytes(16);
+  const hash = scryptSync(password, salt, 32, { N: 1024, r: 8, p: 1 });
+  return ['scrypt', 1024, 8, 1, salt.toString('base64'), hash.toString('base64')].join('$');
+}
 /** The advisory lock a test holds to keep a sign-in's transaction waiting inside its session insert. */
 const HOLD_SESSION_INSERTS = 4242;
 
@@ -155,6 +167,53 @@ describe('sign-in and password change without races', () => {
     // Only the session that changed the password is left.
     expect(await liveSessions(person)).toBe(1);
     expect((await app.gql(ME, bearer(changer))).status).toBe(200);
+  });
+
+  /**
+   * The sign-in has verified `typed` against the user's hash; a change from `current` to `next` by the user's own
+   * session commits before it creates its session. Returns the sign-in's answer and the change's.
+   */
+  const signInWhileChanging = async (
+    person: TestUser,
+    passwords: { typed: string; current: string; next: string },
+  ): Promise<{ signedIn: GraphQLResponse; changed: GraphQLResponse }> => {
+    const changer = await login(app, { email: person.email, password: passwords.current });
+    let changing: Promise<GraphQLResponse> | null = null;
+    hooks.afterPasswordVerified = async (email) => {
+      if (email !== person.email || changing) return;
+      changing = app.gql(CHANGE, { ...bearer(changer), variables: { c: passwords.current, n: passwords.next } });
+      await changing;
+    };
+    const signedIn = await signIn(person, passwords.typed);
+    delete hooks.afterPasswordVerified;
+    return { signedIn, changed: await changing! };
+  };
+
+  it('case 4: a sign-in verified against a hash from before normalization gets no session once a change to a new one commits', async () => {
+    const person = await createUser(app, admin, { password: TEST_PASSWORD });
+    await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, legacyHash(NFD)]);
+    // Typed in NFD: the old hash matches only on its second try, with the password as typed.
+    const { signedIn, changed } = await signInWhileChanging(person, { typed: NFD, current: NFD, next: NEW_PASSWORD });
+    expect(changed.body.data).toEqual({ changePassword: true });
+    refusedSignIn(signedIn);
+    expect(await liveSessions(person)).toBe(1);
+    const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE id = $1`, [person.id]);
+    expect(row.password_hash).toMatch(/^scrypt-nfkc\$/);
+    refusedSignIn(await signIn(person, NFD));
+    expect((await signIn(person, NEW_PASSWORD)).body.data!.login.token).toMatch(/^cas_/);
+  });
+
+  it('a change to the same password in another Unicode form is a change: the sign-in verified before it gets no session', async () => {
+    const person = await createUser(app, admin, { password: NFC });
+    const { signedIn, changed } = await signInWhileChanging(person, { typed: NFC, current: NFC, next: NFD });
+    // One password to the service, but a new hash all the same: the other sessions end, as for any change, and so
+    // does the sign-in that verified the hash it replaced.
+    expect(changed.body.data).toEqual({ changePassword: true });
+    refusedSignIn(signedIn);
+    expect(await liveSessions(person)).toBe(1);
+    // Either form signs in from then on.
+    expect((await signIn(person, NFC)).body.data!.login.token).toMatch(/^cas_/);
+    expect((await signIn(person, NFD)).body.data!.login.token).toMatch(/^cas_/);
   });
 
   it('case 4: a password change that waits for a sign-in with the old password ends the session it created', async () => {
