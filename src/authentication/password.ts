@@ -122,15 +122,42 @@ interface StoredHash {
   readonly options: ScryptOptions;
 }
 
+/** The most memory one verification may take (128 x N x r bytes): 8 times this version's 128 MiB. */
+const MAX_SCRYPT_MEMORY = 2 ** 30;
+/** The most parallel passes (p) one verification may take: each costs the time of a whole scrypt. */
+const MAX_SCRYPT_PARALLELISM = 16;
+/** The shortest derived key a stored hash may hold, in bytes: a shorter one would be matched by guessing. */
+const MIN_HASH_BYTES = 16;
+
+const positiveWhole = (text: string | undefined): number =>
+  text !== undefined && /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : NaN;
+
+/**
+ * A stored hash in one of the two formats, with parameters node:crypto computes and a bounded cost, or null for
+ * anything else: no password, a hand-made placeholder an operator reset a password to (`scrypt$1$1$1$reset$...`),
+ * a corrupted row. Null matches no password and never throws (it used to reach scrypt, which threw: a 500).
+ */
 function parseStored(stored: string): StoredHash | null {
-  const [scheme, n, r, p, salt, hash] = stored.split('$');
-  if ((scheme !== NORMALIZED_SCHEME && scheme !== LEGACY_SCHEME) || !salt || !hash) return null;
-  return {
-    legacy: scheme === LEGACY_SCHEME,
-    salt: Buffer.from(salt, 'base64'),
-    expected: Buffer.from(hash, 'base64'),
-    options: options({ N: +n, r: +r, p: +p }),
-  };
+  const [scheme, n, r, p, salt, hash, ...rest] = stored.split('$');
+  if ((scheme !== NORMALIZED_SCHEME && scheme !== LEGACY_SCHEME) || !salt || !hash || rest.length > 0) return null;
+  const params = { N: positiveWhole(n), r: positiveWhole(r), p: positiveWhole(p) };
+  const usable =
+    params.N >= 2 &&
+    (params.N & (params.N - 1)) === 0 &&
+    128 * params.N * params.r <= MAX_SCRYPT_MEMORY &&
+    params.p <= MAX_SCRYPT_PARALLELISM;
+  const expected = Buffer.from(hash, 'base64');
+  const saltBytes = Buffer.from(salt, 'base64');
+  if (!usable || expected.length < MIN_HASH_BYTES || saltBytes.length === 0) return null;
+  return { legacy: scheme === LEGACY_SCHEME, salt: saltBytes, expected, options: options(params) };
+}
+
+/**
+ * Whether a stored hash is one a password can match (see parseStored): a sign-in verifies any other against the
+ * dummy hash of an unknown email, so that it takes as long and tells nothing about the account.
+ */
+export function isVerifiableHash(stored: string | null | undefined): stored is string {
+  return typeof stored === 'string' && parseStored(stored) !== null;
 }
 
 async function computesTo(password: string, stored: StoredHash): Promise<boolean> {
@@ -145,14 +172,15 @@ export interface Checked {
 }
 
 /**
- * One scrypt with the NFKC form, cut to MAX_PASSWORD_LENGTH + 1 code points (no longer one can match, and a
+ * No computation and no match for a stored hash no password can match (see parseStored). Otherwise: one scrypt
+ * with the NFKC form, cut to MAX_PASSWORD_LENGTH + 1 code points (no longer one can match, and a
  * longer input costs no more). A hash from before normalization gets a second one with the string as it arrived
  * (cut to MAX_PASSWORD_LENGTH + 1 code units, the old rule) when that differs: its owner may have typed any form.
  * A miss on any other hash then waits as long as that second computation would have taken, without computing:
  * how long a wrong password takes does not tell which kind of hash an account has, or whether it exists (an
  * unknown email is verified against a made-up new hash), and a guesser cannot double the scrypt work of a
  * new hash by sending an unnormalized password. Exported for tests; callers use verifyPassword, which waits `padMs`.
- * @throws Error from node:crypto when the stored parameters are invalid (a corrupted row).
+ * Never throws on the password or the stored hash.
  */
 export async function checkPassword(password: string, stored: string): Promise<Checked> {
   const parsed = parseStored(stored);
@@ -179,8 +207,8 @@ const pause = (ms: number) => (ms > 0 ? new Promise<void>((resolve) => setTimeou
  * Whether `password` matches `stored` (hashPassword's format, or the `scrypt$...` one of hashes made before
  * passwords were normalized), with the parameters stored in it, compared in constant time. The password is
  * compared in its NFKC form (normalizePassword); a hash from before normalization also in the form it
- * arrives in. False for any other format (a user without a password has none). Never throws on the password.
- * @throws Error from node:crypto when the stored parameters are invalid (a corrupted row).
+ * arrives in. False for any other format (a user without a password has none) and for parameters no scrypt of
+ * this service computes (a placeholder, a corrupted row). Never throws on the password or the stored hash.
  */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const checked = await checkPassword(password, stored);

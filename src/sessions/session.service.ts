@@ -5,7 +5,7 @@ import { generateSessionToken } from '../access-keys/key-format';
 import { auditActorOf, type AuditService } from '../audit/audit.service';
 import { ActorKind, AuditAction } from '../audit/audit-event.entity';
 import type { AuthCache } from '../authentication/auth-cache';
-import { hashPassword, type PasswordHasher } from '../authentication/password';
+import { hashPassword, isVerifiableHash, type PasswordHasher } from '../authentication/password';
 import { type Authenticated, principalFrom } from '../authentication/principal';
 import {
   type Authority,
@@ -133,10 +133,13 @@ export class SessionService {
     const verifiedVersion = found?.raw[0]?.verified_version ?? null;
     // The password goes as it came: verification normalizes it (NFKC) and bounds its length itself.
     const { password } = params;
+    // A user without a password, or with a hash no password can match (an operator's placeholder, a corrupted row),
+    // is verified against the dummy hash as an unknown email is: the same time, and never a match.
+    const ownHash = isVerifiableHash(user?.passwordHash) ? user!.passwordHash! : null;
     // Made once per process, outside the bound on hashing: a refusal there must not be remembered here.
-    const verifiedHash = user?.passwordHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
+    const verifiedHash = ownHash ?? (await (this.dummyHash ??= hashPassword('not a real password at all')));
     const matches = await this.deps.passwords.verify({ password, stored: verifiedHash, client: params.ip });
-    if (!matches || !user?.passwordHash || !user.isActive) return { user, session: null };
+    if (!matches || ownHash === null || !user?.isActive) return { user, session: null };
     await this.deps.hooks.afterPasswordVerified?.(user.email);
 
     const token = generateSessionToken();

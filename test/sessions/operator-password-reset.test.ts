@@ -22,7 +22,7 @@ describe('a password changed in SQL ends the sessions of the old one', () => {
   const hooks: PauseHooks = {};
 
   beforeAll(async () => {
-    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000' } });
+    app = await startTestApp({ hooks, env: { AUTH_FAILURE_LIMIT: '10000', LOG_LEVEL: 'info' }, captureLogs: true });
     admin = await createOrganization(app, 'Operator Reset Org', TEST_PASSWORD);
   });
   afterEach(() => {
@@ -91,6 +91,44 @@ describe('a password changed in SQL ends the sessions of the old one', () => {
     );
     expect((await app.gql(ME, bearer(token))).status).toBe(200);
     expect(await liveSessions(person)).toBe(1);
+  });
+
+  // Found by an adversarial review: a sign-in to an account whose hash no scrypt can compute (RESET_HASH, N=1; a
+  // non-number; N not a power of two) answered INTERNAL_SERVER_ERROR with an error-level log line, to anyone who
+  // knew the email, at once (no scrypt: so telling that the account exists) and without counting an attempt.
+  it('a hash no password can match (a reset placeholder, bad parameters) is a wrong password: no 500, no error log', async () => {
+    const LOGIN =
+      'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
+    for (const hash of [RESET_HASH, 'scrypt-nfkc$x$y$z$c2FsdA==$aGFzaA==', 'scrypt$3$8$1$c2FsdA==$aGFzaA==']) {
+      const person = await createUser(app, admin, { password: TEST_PASSWORD });
+      const token = await login(app, person);
+      await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, hash]);
+      const logged = app.logs.length;
+      const verifications = app.services.passwords.verifications;
+      const signIn = await app.gql(LOGIN, { variables: { email: person.email, password: TEST_PASSWORD } });
+      expect({ hash, errors: signIn.body.errors?.map((error) => error.extensions) }).toEqual({
+        hash,
+        errors: [{ code: 'UNAUTHENTICATED', reason: 'INVALID_CREDENTIALS' }],
+      });
+      // A verification ran (of the dummy hash, as for an unknown email): the answer takes as long.
+      expect(app.services.passwords.verifications - verifications).toBe(1);
+      const [{ n }] = await app.dataSource.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action = 'LOGIN_FAILED' AND target_user_id = $1`,
+        [person.id],
+      );
+      expect(n).toBe(1);
+      // Signed in again with the key (the reset ended the session), the user's changePassword: the current
+      // password is wrong, in words.
+      const change = await app.gql(CHANGE, {
+        key: person.key,
+        variables: { c: TEST_PASSWORD, n: 'a brand new password' },
+      });
+      expect(change.body.errors?.map((error) => error.extensions)).toEqual([
+        { code: 'BAD_USER_INPUT', field: 'currentPassword' },
+      ]);
+      expect(app.logs.slice(logged).filter((line) => /"level":(50|60)/.test(line))).toEqual([]);
+      void token;
+    }
   });
 
   it('changePassword still keeps the session that made it and ends the others', async () => {
