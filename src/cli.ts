@@ -57,13 +57,18 @@ async function firstLineOfStdin(): Promise<string> {
 /**
  * The admin's password from at most one of its three sources. The flag is the least private (the process
  * list shows it), so stdin and the environment variable exist; two sources at once are refused as ambiguous.
+ * @throws UsageError (exit 2): several sources, an empty one, or standard input that is not UTF-8.
  */
 async function adminPassword(params: {
   flag: string | undefined;
   fromStdin: boolean;
   env: NodeJS.ProcessEnv;
 }): Promise<string | undefined> {
-  const fromEnv = params.env[PASSWORD_ENV] || undefined;
+  const fromEnv = params.env[PASSWORD_ENV];
+  // Set but empty is a mistake (`CRM_ADMIN_PASSWORD="$ADMIN_PASSWORD"` after a `read` that got nothing), not a
+  // wish for no password, as `--admin-password ''` is refused: leaving the variable unset is how to ask for none.
+  if (fromEnv === '')
+    throw new UsageError(`${PASSWORD_ENV} is set but empty: give a password, or unset it for an admin without one.`);
   const given = [params.flag !== undefined, params.fromStdin, fromEnv !== undefined].filter(Boolean).length;
   if (given > 1)
     throw new UsageError(

@@ -291,6 +291,16 @@ describe('npm run cli -- create-organization', () => {
       await expect(login(app, { email, password: 'a password from the env' })).resolves.toMatch(/^cas_/);
     });
 
+    // Found by an adversarial review: CRM_ADMIN_PASSWORD="$ADMIN_PASSWORD" (README) after a `read` that got an
+    // empty line created an admin without a password and said nothing, while --admin-password '' was refused.
+    it('an empty CRM_ADMIN_PASSWORD is a usage error (exit 2), not an admin without a password', async () => {
+      const email = uniqueEmail('env-empty');
+      const result = await create(email, { env: { CRM_ADMIN_PASSWORD: '' } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/CRM_ADMIN_PASSWORD is set but empty/);
+      expect(await app.dataSource.query(`SELECT 1 FROM users WHERE email = $1`, [email])).toEqual([]);
+    });
+
     it('two sources at once is a usage error (exit 2), and nothing is created', async () => {
       const email = uniqueEmail('both');
       const result = await create(email, {
