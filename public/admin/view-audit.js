@@ -75,12 +75,20 @@ function auditTable(events, caption) {
       h(
         'td',
         { 'data-label': 'By' },
-        h(
-          'span',
-          {},
-          personLink(event.actor, event.actorKind === 'SYSTEM' ? 'System' : 'Unknown'),
-          h('small', { class: 'hint', text: ` ${ACTOR_KIND_NAMES[event.actorKind] ?? ''}` }),
-        ),
+        event.action === 'LOGIN_FAILED'
+          ? // No one signed in: whoever typed the email and password is not known (the event has no actor).
+            h(
+              'span',
+              {},
+              h('span', { text: 'Someone' }),
+              h('small', { class: 'hint', text: ' tried to sign in with a password' }),
+            )
+          : h(
+              'span',
+              {},
+              personLink(event.actor, event.actorKind === 'SYSTEM' ? 'System' : 'Unknown'),
+              h('small', { class: 'hint', text: ` ${ACTOR_KIND_NAMES[event.actorKind] ?? ''}` }),
+            ),
       ),
       h('td', { 'data-label': 'About' }, personLink(event.target, '—')),
       h('td', { 'data-label': 'Address', class: 'address', text: event.ip ?? '—' }),

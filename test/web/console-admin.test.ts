@@ -444,6 +444,25 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await expectScreenRight(watched, 'audit log, filtered');
   });
 
+  it('the audit log says a failed sign-in was a try by someone, not a sign-in', async () => {
+    const tried = await anotherAdmin(`Tried Signing In ${viewport}`);
+    const login = await app.gql(
+      'mutation ($e: String!) { login(email: $e, password: "not the password at all") { token } }',
+      {
+        variables: { e: tried.email },
+      },
+    );
+    expect(login.body.errors![0].extensions!.code).toBe('UNAUTHENTICATED');
+    await openConsole(page, `/audit?action=LOGIN_FAILED&target=${tried.id}`);
+    await signInWithKey(page, admin.key);
+    await page.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length === 1);
+    const row = await page.locator('table.audit tbody tr').innerText();
+    expect(row).toContain('Sign-in failed');
+    expect(row).toContain('Someone tried to sign in with a password');
+    expect(row).not.toMatch(/signed in/i);
+    await expectScreenRight(watched, 'audit log, a failed sign-in');
+  });
+
   it("changes the signed-in admin's own password: a wrong current one is refused in words, the new one signs in", async () => {
     const self = await anotherAdmin('Dana Director', { password: true });
     await openConsole(page, '/settings');
