@@ -114,6 +114,11 @@ const WRONG_METHOD_MESSAGE = '/graphql answers GET (queries), HEAD and POST.';
 const EXPLORER_OFF_MESSAGE =
   'This is the GraphQL API; its explorer page is turned off on this server. Send queries with POST ' +
   '(Content-Type: application/json), or with GET as ?query=... and an Apollo-Require-Preflight header.';
+/** A GET or HEAD of /graphql with no query that is not a browser's (`curl http://…/graphql`): how to send one. */
+const NO_QUERY_MESSAGE =
+  'This is the GraphQL API: send a query with POST (Content-Type: application/json, {"query": "{ __typename }"}), ' +
+  'or with GET as ?query=... and an Apollo-Require-Preflight header.';
+const NO_QUERY_EXPLORER_HINT = ' Open /graphql in a browser for the explorer.';
 const INTERNAL_MESSAGE = 'Internal server error. Quote the request id when reporting it.';
 const UNAVAILABLE_MESSAGE = 'The service is temporarily unavailable; try again shortly.';
 /** What a 503 asks clients to wait: the outage check runs about this often. */
@@ -748,6 +753,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         return config.explorerEnabled
           ? sendExplorer(reply)
           : refuse({ request, reply, status: 400, message: EXPLORER_OFF_MESSAGE });
+      }
+      // Nothing of an operation (no query, no extensions: a persisted query gets Apollo's own answer): how to send
+      // one, not Apollo's CSRF text (set a Content-Type or a preflight header), which does not say what is missing.
+      if (
+        request.method !== 'POST' &&
+        !queryTextOf(request) &&
+        !(request.query as { extensions?: unknown } | undefined)?.extensions
+      ) {
+        const message = NO_QUERY_MESSAGE + (config.explorerEnabled ? NO_QUERY_EXPLORER_HINT : '');
+        return refuse({ request, reply, status: 400, message });
       }
       if (request.method === 'POST' && request.headers['content-type'] === undefined) {
         return refuse({ request, reply, status: 415, message: unsupportedMediaTypeMessage(request) });

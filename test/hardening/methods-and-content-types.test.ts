@@ -335,4 +335,24 @@ describe.each([
       });
     }
   });
+
+  // `curl http://127.0.0.1:4000/graphql`, the first thing many try, was told to set a Content-Type or an
+  // Apollo-Require-Preflight header (Apollo's CSRF text, without a request id): neither is what was missing.
+  describe('a client opening /graphql without a query (not a browser)', () => {
+    const how =
+      'This is the GraphQL API: send a query with POST (Content-Type: application/json, {"query": "{ __typename }"}), ' +
+      'or with GET as ?query=... and an Apollo-Require-Preflight header.' +
+      (mode === 'development' ? ' Open /graphql in a browser for the explorer.' : '');
+    const exactly = new RegExp(`^${how.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+    it.each([
+      ['no headers', '', '/graphql'],
+      ['Accept: application/json', 'Accept: application/json\r\n', '/graphql'],
+      ['Apollo-Require-Preflight', 'Apollo-Require-Preflight: true\r\n', '/graphql'],
+      ['an empty ?query=', 'Content-Type: application/json\r\n', '/graphql?query='],
+    ])('GET with %s: 400 saying how to send a query; HEAD the same without a body', async (_name, headers, target) => {
+      expectRefusal(await send({ method: 'GET', headers, target }), 400, exactly);
+      const head = await send({ method: 'HEAD', headers, target });
+      expect([head.status, head.headers['content-type'], head.body]).toEqual([400, JSON_TYPE, '']);
+    });
+  });
 });
