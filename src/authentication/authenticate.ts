@@ -5,6 +5,7 @@ import { type Clock, systemClock } from '../access-keys/clock';
 import type { KeyCrypto } from '../access-keys/key-crypto';
 import {
   ACCESS_KEY_LENGTH,
+  ACCESS_KEY_PREFIX,
   isWellFormedAccessKey,
   isWellFormedSessionToken,
   SESSION_TOKEN_PREFIX,
@@ -27,6 +28,10 @@ const MALFORMED_KEY =
   'The access key is malformed: check that no characters were lost or added when copying it ' +
   '(it starts with cak_ and is 42 characters long).';
 const MALFORMED_TOKEN = 'The session token is malformed: check that no characters were lost or added when copying it.';
+/** A Bearer value of neither shape (`Bearer null`: the README's sign-in example after a failed sign-in). */
+const MALFORMED_BEARER =
+  'The Bearer credential is neither an access key (cak_…) nor a session token (cas_…): send one of them, ' +
+  'whole (42 characters). A failed sign-in gives no token.';
 const ANONYMOUS: AuthResult = { ok: true, principal: null };
 
 type Presented = { kind: 'ACCESS_KEY' | 'SESSION'; credential: string } | { kind: 'MALFORMED'; message: string } | null;
@@ -69,7 +74,9 @@ function presentedCredential({ headers, rawHeaders }: RequestHeaders): Presented
   if (!match)
     return { kind: 'MALFORMED', message: 'The Authorization header must be "Bearer <access key or session token>".' };
   const credential = match[1].trim();
-  return { kind: credential.startsWith(SESSION_TOKEN_PREFIX) ? 'SESSION' : 'ACCESS_KEY', credential };
+  if (credential.startsWith(SESSION_TOKEN_PREFIX)) return { kind: 'SESSION', credential };
+  if (!credential.startsWith(ACCESS_KEY_PREFIX)) return { kind: 'MALFORMED', message: MALFORMED_BEARER };
+  return { kind: 'ACCESS_KEY', credential };
 }
 
 /**
