@@ -35,8 +35,16 @@ const LEGACY_SCHEME = 'scrypt';
  */
 const UNASSIGNED = /\p{Cn}/u;
 
+/**
+ * node:crypto's options for these parameters. maxmem is what OpenSSL allocates, 128·r·(N + 2 + p) bytes (its
+ * V and B arrays), which it compares with maxmem: 256·N·r, the figure used before, is below that for N < p + 2.
+ */
 function options(params: { N: number; r: number; p: number }): ScryptOptions {
-  return { ...params, maxmem: 256 * params.N * params.r };
+  return { ...params, maxmem: Math.max(256 * params.N * params.r, scryptMemory(params)) };
+}
+
+function scryptMemory({ N, r, p }: { N: number; r: number; p: number }): number {
+  return 128 * r * (N + 2 + p);
 }
 
 /**
@@ -122,10 +130,13 @@ interface StoredHash {
   readonly options: ScryptOptions;
 }
 
-/** The most memory one verification may take (128 x N x r bytes): 8 times this version's 128 MiB. */
-const MAX_SCRYPT_MEMORY = 2 ** 30;
-/** The most parallel passes (p) one verification may take: each costs the time of a whole scrypt. */
-const MAX_SCRYPT_PARALLELISM = 16;
+/**
+ * The most work one verification may take, as 128·N·r·p (the bytes its memory-hard pass goes through: p passes
+ * of 128·N·r each): 8 times this version's hash (N=2^17, r=8, p=1), which is the only one it has ever made. It
+ * also bounds the memory (128·N·r, at most 1 GiB) and the passes p. Checking memory and p apart, as first done,
+ * let N=2^20, r=8, p=16 through: 128 of this version's hashes (over a minute of a libuv thread per attempt).
+ */
+const MAX_SCRYPT_WORK = 2 ** 30;
 /** The shortest derived key a stored hash may hold, in bytes: a shorter one would be matched by guessing. */
 const MIN_HASH_BYTES = 16;
 
@@ -144,8 +155,9 @@ function parseStored(stored: string): StoredHash | null {
   const usable =
     params.N >= 2 &&
     (params.N & (params.N - 1)) === 0 &&
-    128 * params.N * params.r <= MAX_SCRYPT_MEMORY &&
-    params.p <= MAX_SCRYPT_PARALLELISM;
+    128 * params.N * params.r * params.p <= MAX_SCRYPT_WORK &&
+    // OpenSSL's own rule (EVP_PBE_scrypt_ex): N below 2^(128·r/8); N=2^16 with r=1 is refused there (a throw).
+    (params.r > 3 || params.N < 2 ** (16 * params.r));
   const expected = Buffer.from(hash, 'base64');
   const saltBytes = Buffer.from(salt, 'base64');
   if (!usable || expected.length < MIN_HASH_BYTES || saltBytes.length === 0) return null;

@@ -3,6 +3,7 @@ import { randomBytes, scryptSync } from 'node:crypto';
 import {
   checkPassword,
   hashPassword,
+  isVerifiableHash,
   MAX_NORMALIZED_INPUT,
   MAX_PASSWORD_LENGTH,
   newPasswordProblem,
@@ -117,6 +118,46 @@ describe('password forms (NFKC, NIST SP 800-63B §5.1.1.2)', () => {
     it('another format is no match', async () => {
       await expect(verifyPassword(NFC, 'bcrypt$whatever')).resolves.toBe(false);
       await expect(verifyPassword(NFC, '')).resolves.toBe(false);
+    });
+  });
+  // Found by an adversarial review: parameters that passed the bounds on N's form and on 128·N·r, which
+  // OpenSSL then refused (a 500 at sign-in), or which cost far more CPU than 8 of this service's hashes.
+  describe('isVerifiableHash: the stored parameters node:crypto computes, within a bounded cost', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const stored = (N: number, r: number, p: number) => `scrypt-nfkc$${N}$${r}$${p}$c2FsdHNhbHQ=$${key}`;
+
+    it('takes every hash this service makes', async () => {
+      expect(isVerifiableHash(await hashPassword('a password of this service'))).toBe(true);
+      expect(isVerifiableHash(hashAs('scrypt', 'an old one'))).toBe(true);
+    });
+
+    it('computes small N with large p (OpenSSL needs 128·r·(N + 2 + p) bytes), refuses N ≥ 2^(16·r): never throws', async () => {
+      for (const hash of [stored(2, 1, 1), stored(4, 1, 16), stored(16, 1, 16)]) {
+        expect({ hash, verifiable: isVerifiableHash(hash) }).toEqual({ hash, verifiable: true });
+        await expect(checkPassword('whatever password', hash)).resolves.toEqual({ matches: false, padMs: 0 });
+      }
+      const password = 'the right password';
+      const salt = Buffer.from('saltsalt');
+      const made = scryptSync(password, salt, 32, { N: 2, r: 1, p: 16, maxmem: 2 ** 20 }).toString('base64');
+      await expect(checkPassword(password, `scrypt-nfkc$2$1$16$${salt.toString('base64')}$${made}`)).resolves.toEqual({
+        matches: true,
+        padMs: 0,
+      });
+      expect(isVerifiableHash(stored(65536, 1, 1))).toBe(false);
+      await expect(checkPassword('whatever password', stored(65536, 1, 1))).resolves.toEqual({
+        matches: false,
+        padMs: 0,
+      });
+      expect(isVerifiableHash(stored(65536, 4, 1))).toBe(true);
+    });
+
+    it("bounds the work (N·r·p), not only the memory: p = 16 at 1 GiB would be 128 of this service's hashes", () => {
+      expect(isVerifiableHash(stored(2 ** 20, 8, 16))).toBe(false);
+      expect(isVerifiableHash(stored(2 ** 17, 8, 16))).toBe(false);
+      expect(isVerifiableHash(stored(2 ** 17, 8, 8))).toBe(true);
+      expect(isVerifiableHash(stored(2 ** 20, 8, 1))).toBe(true);
+      expect(isVerifiableHash(stored(4, 1, 1))).toBe(true);
+      expect(isVerifiableHash(stored(32768, 1, 1))).toBe(true);
     });
   });
 });
