@@ -3,6 +3,7 @@ import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 
 import { DEFAULT_ROTATION_BATCH_SIZE, rotateSecret } from './access-keys/secret-rotation';
+import { MAX_NORMALIZED_INPUT } from './authentication/password';
 import { loadConfig, wholeNumber } from './config';
 import { type Database, MigrationsPendingError, openDatabase } from './db/runtime';
 import { createLogger } from './logger';
@@ -38,20 +39,42 @@ Configuration (DATABASE_URL, ACCESS_KEY_SECRET, DATA_DIR, ...) comes from the en
 class UsageError extends Error {}
 
 /**
- * The first line of standard input, without its line break, decoded as UTF-8 strictly: bytes that are not UTF-8
- * (text typed in a Latin-1 terminal) are a UsageError, not U+FFFD in a password nobody could type again, and a
- * byte order mark at the start (what Windows tools write) is no part of the line.
+ * The most bytes of a first line read from standard input: a longer one cannot be a password (newPasswordProblem
+ * refuses more than MAX_NORMALIZED_INPUT UTF-16 units, and a unit is at most 3 bytes of UTF-8), with room for a
+ * byte order mark and a line break.
+ */
+const MAX_STDIN_LINE_BYTES = 3 * MAX_NORMALIZED_INPUT + 8;
+
+/**
+ * The first line of standard input, without its line break (LF, CR LF, or a CR ending it), decoded as UTF-8
+ * strictly: bytes that are not UTF-8 (text typed in a Latin-1 terminal) are a UsageError, not U+FFFD in a
+ * password nobody could type again, and a byte order mark at the start (what Windows tools write) is no part of
+ * the line. Reading stops at the first line break: a password typed at a terminal needs Enter, not Ctrl-D, a
+ * stream that never ends (`yes "$P" | ...`) is not read to its end, and what follows the line is not looked at.
+ * @throws UsageError when the line is not UTF-8, or longer than any password (MAX_STDIN_LINE_BYTES).
  */
 async function firstLineOfStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let length = 0;
+  for await (const chunk of process.stdin) {
+    const bytes = chunk as Buffer;
+    const newline = bytes.indexOf(0x0a);
+    const line = newline >= 0 ? bytes.subarray(0, newline) : bytes;
+    chunks.push(line);
+    length += line.length;
+    // Leaving the loop destroys the stream: nothing more is read.
+    if (newline >= 0 || length > MAX_STDIN_LINE_BYTES) break;
+  }
+  if (length > MAX_STDIN_LINE_BYTES) {
+    throw new UsageError('--admin-password-stdin: the first line of standard input is longer than any password.');
+  }
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
   } catch {
     throw new UsageError('--admin-password-stdin: standard input is not UTF-8 text (set the terminal to UTF-8).');
   }
-  return text.split(/\r?\n/, 1)[0] ?? '';
+  return text.endsWith('\r') ? text.slice(0, -1) : text;
 }
 
 /**

@@ -23,6 +23,8 @@ function runWith(params: {
   args: string[];
   env: NodeJS.ProcessEnv;
   stdin?: string | Buffer;
+  /** Write `stdin` but leave the pipe open (as a terminal is, or `yes`), closed once the process has exited. */
+  keepStdinOpen?: boolean;
 }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, params.args, { env: params.env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -32,7 +34,13 @@ function runWith(params: {
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(params.stdin ?? '');
+    child.stdin.on('error', () => undefined); // EPIPE once the process has stopped reading
+    if (params.keepStdinOpen) {
+      child.stdin.write(params.stdin ?? '');
+      child.on('exit', () => child.stdin.destroy());
+    } else {
+      child.stdin.end(params.stdin ?? '');
+    }
   });
 }
 
@@ -260,7 +268,10 @@ describe('npm run cli -- create-organization', () => {
   });
 
   describe('--admin-password kept out of the process list', () => {
-    const create = (email: string, extra: { args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string | Buffer }) =>
+    const create = (
+      email: string,
+      extra: { args?: string[]; env?: NodeJS.ProcessEnv; stdin?: string | Buffer; keepStdinOpen?: boolean },
+    ) =>
       runWith({
         args: [
           CLI,
@@ -275,6 +286,7 @@ describe('npm run cli -- create-organization', () => {
         ],
         env: { ...env(), ...extra.env },
         stdin: extra.stdin,
+        keepStdinOpen: extra.keepStdinOpen,
       });
 
     it('--admin-password-stdin reads it from standard input (one line)', async () => {
@@ -360,6 +372,48 @@ describe('npm run cli -- create-organization', () => {
         for (const typed of [nfc, nfd, nfc.replace('caf', '\uff43\uff41\uff46')]) {
           await expect(login(app, { email, password: typed })).resolves.toMatch(/^cas_/);
         }
+      }
+    });
+
+    // Found by an adversarial review: the whole of standard input was read (to its end) and decoded before the
+    // first line was taken. A password typed at a terminal and Enter waited for Ctrl-D; `yes "$P" | ...` never
+    // ended and took memory without bound; bytes after the first line that were not UTF-8 refused the password.
+    it('only the first line is read: an open standard input after it, or what follows it, does not matter', async () => {
+      const open = uniqueEmail('stdin-open');
+      const typed = await create(open, {
+        args: ['--admin-password-stdin'],
+        stdin: 'a password typed at a terminal\n',
+        keepStdinOpen: true,
+      });
+      expect(typed.code).toBe(0);
+      await expect(login(app, { email: open, password: 'a password typed at a terminal' })).resolves.toMatch(/^cas_/);
+
+      const after = uniqueEmail('stdin-after');
+      const stdin = Buffer.concat([Buffer.from('a password then other bytes\n'), Buffer.from([0xff, 0xfe, 0x00])]);
+      const result = await create(after, { args: ['--admin-password-stdin'], stdin });
+      expect(result.code).toBe(0);
+      await expect(login(app, { email: after, password: 'a password then other bytes' })).resolves.toMatch(/^cas_/);
+    });
+
+    it('a first line longer than any password is refused without reading on (exit 2), and nothing is created', async () => {
+      const email = uniqueEmail('stdin-long');
+      const result = await create(email, {
+        args: ['--admin-password-stdin'],
+        stdin: 'x'.repeat(1024 * 1024),
+        keepStdinOpen: true,
+      });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/standard input/);
+      await noUser(email);
+    });
+
+    // Found by an adversarial review: a line ended by a lone carriage return (a file saved with old Mac line
+    // endings, `printf '%s\r'`) kept it in the password; a browser's password field cannot send one.
+    it('a carriage return ending the first line is not part of the password', async () => {
+      for (const stdin of ['a password ending in CR\r', 'a password ending in CR\r\n']) {
+        const email = uniqueEmail('stdin-cr');
+        expect((await create(email, { args: ['--admin-password-stdin'], stdin })).code).toBe(0);
+        await expect(login(app, { email, password: 'a password ending in CR' })).resolves.toMatch(/^cas_/);
       }
     });
 
