@@ -521,6 +521,43 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     await page.getByText('Lig New was created').waitFor();
   });
 
+  it('a new password of 12 emoji (24 UTF-16 units) is taken; an optional one typed then cleared is no password', async () => {
+    const emoji = '\u{1F510}'.repeat(12);
+    const self = await anotherAdmin(`Emo Ji ${viewport}`, { password: true });
+    await openConsole(page, '/settings');
+    await signIn(page, self);
+    await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Change password' }).click();
+    await page.getByLabel('Current password').fill(TEST_PASSWORD);
+    const next = page.getByLabel('New password', { exact: true });
+    const again = page.getByLabel('New password, again');
+    await next.fill(emoji.slice(0, -2));
+    await again.fill(emoji.slice(0, -2));
+    expect(await again.evaluate((input: HTMLInputElement) => input.validationMessage)).toMatch(/12 to 1024 characters/);
+    await next.fill(emoji);
+    await again.fill(emoji);
+    expect(await again.evaluate((input: HTMLInputElement) => input.validity.valid)).toBe(true);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByText('Your password was changed.').waitFor();
+    const login = await app.gql('mutation ($e: String!, $p: String!) { login(email: $e, password: $p) { token } }', {
+      variables: { e: self.email, p: emoji },
+    });
+    expect(login.body.data?.login.token).toMatch(/^cas_/);
+
+    await page.goto(`/admin/#/users/new`);
+    const email = `cleared-${viewport}@sunrise.example`;
+    await page.getByLabel('Name').fill('Clear Ed');
+    await page.getByLabel('Email').fill(email);
+    const optional = page.getByLabel('Password (optional)');
+    await optional.fill('short');
+    expect(await optional.evaluate((input: HTMLInputElement) => input.validity.valid)).toBe(false);
+    await optional.fill('');
+    expect(await optional.evaluate((input: HTMLInputElement) => input.validity.valid)).toBe(true);
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.getByText('Clear Ed was created').waitFor();
+    const [row] = await app.dataSource.query(`SELECT password_hash FROM users WHERE email = $1`, [email]);
+    expect(row.password_hash).toBeNull();
+  });
+
   /** Signs in with a new admin's key and regenerates that key (no grace period) on their own profile. */
   async function regenerateOwnKey(name: string) {
     const self = await anotherAdmin(name);
