@@ -484,18 +484,22 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
     expect(login.body.data?.login.token).toMatch(/^cas_/);
   });
 
+  /** Signs `self` in, opens Change password with the current password typed; the two new-password inputs. */
+  const openPasswordChange = async (self: { email: string }) => {
+    await openConsole(page, '/settings');
+    await signIn(page, self);
+    await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Change password' }).click();
+    await page.getByLabel('Current password').fill(TEST_PASSWORD);
+    return { next: page.getByLabel('New password', { exact: true }), again: page.getByLabel('New password, again') };
+  };
+
   // Found by an adversarial review: the forms held back a new password with minlength="12", which counts UTF-16
   // units, while the server counts characters of its NFKC form: four "ffi" ligatures (U+FB03) are 12 characters
   // that the server takes and the browser refused to send; six accented letters typed decomposed (12 units) went.
   it('judges a new password as the server does: characters of its NFKC form, not UTF-16 units', async () => {
     const ligatures = '\ufb03'.repeat(4);
     const self = await anotherAdmin(`Lig Ature ${viewport}`, { password: true });
-    await openConsole(page, '/settings');
-    await signIn(page, self);
-    await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Change password' }).click();
-    await page.getByLabel('Current password').fill(TEST_PASSWORD);
-    const next = page.getByLabel('New password', { exact: true });
-    const again = page.getByLabel('New password, again');
+    const { next, again } = await openPasswordChange(self);
     // Six characters, twelve UTF-16 units: held back in the browser, with the server's rule in words.
     const short = '\u00e9'.repeat(6).normalize('NFD');
     await next.fill(short);
@@ -524,12 +528,7 @@ describe.each(Object.keys(VIEWPORTS) as ViewportName[])('the admin console as an
   it('a new password of 12 emoji (24 UTF-16 units) is taken; an optional one typed then cleared is no password', async () => {
     const emoji = '\u{1F510}'.repeat(12);
     const self = await anotherAdmin(`Emo Ji ${viewport}`, { password: true });
-    await openConsole(page, '/settings');
-    await signIn(page, self);
-    await page.getByRole('navigation', { name: 'Settings' }).getByRole('link', { name: 'Change password' }).click();
-    await page.getByLabel('Current password').fill(TEST_PASSWORD);
-    const next = page.getByLabel('New password', { exact: true });
-    const again = page.getByLabel('New password, again');
+    const { next, again } = await openPasswordChange(self);
     await next.fill(emoji.slice(0, -2));
     await again.fill(emoji.slice(0, -2));
     expect(await again.evaluate((input: HTMLInputElement) => input.validationMessage)).toMatch(/12 to 1024 characters/);
