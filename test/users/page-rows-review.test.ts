@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
 
+import { AUTHORITY_LOCK_SPACE, INSERT_IF_CONFIRMED } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { waitForLockWaiters } from '../helpers/locks';
@@ -37,6 +38,19 @@ describe('users page rows, grants and view literals: attacks', () => {
         WHERE action = 'ACCESS_KEY_VIEWED' AND id > $1 ORDER BY id`,
       [after],
     );
+  }
+
+  /**
+   * The views statements (Authority.insertIfConfirmed) waiting for a lock now, each as its backend and start
+   * (pg_stat_activity holds the first track_activity_query_size bytes of a statement's text).
+   */
+  async function waitingViewsStatements(): Promise<string[]> {
+    const rows: Array<{ statement: string }> = await app.dataSource.query(
+      `SELECT pid || ' ' || query_start AS statement FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query <> '' AND starts_with($1, query)`,
+      [INSERT_IF_CONFIRMED],
+    );
+    return rows.map((row) => row.statement);
   }
 
   /** The users of an organization as the database holds them, in the page's order (name, then id). */
@@ -298,16 +312,23 @@ describe('users page rows, grants and view literals: attacks', () => {
       let issued: string | undefined;
       await other.query('BEGIN');
       try {
-        // Held before the key rows: the page's views statement waits here, the page's ciphertexts already read.
-        await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [reader.id]);
+        // The reader's authority lock, the first lock the page's views statement takes (before the keys'
+        // authority locks, which a regeneration waits for): it waits here, the page's ciphertexts already read.
+        // Not the reader's users row: the statement takes it after the keys' locks, so the regeneration would
+        // wait for the page and go on only once a statement timeout ended one of them.
+        await other.query(`SELECT pg_advisory_xact_lock(${AUTHORITY_LOCK_SPACE}, hashtext($1::text))`, [reader.id]);
         page = app.gql(`{ users(first: 100) { edges { node { ${fields} } } } }`, { key: reader.key });
         await waitForLockWaiters(app, 1);
+        const waiting = await waitingViewsStatements();
+        expect(waiting).toHaveLength(1);
         const regeneration = await app.gql(
           'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 0) { accessKey } }',
           { key: regenerator.key, variables: { id: target.id } },
         );
         expect(regeneration.body.errors).toBeUndefined();
         issued = regeneration.body.data!.regenerateAccessKey.accessKey;
+        // The regeneration committed while the page's views statement still waits, not after a timeout ended it.
+        expect(await waitingViewsStatements()).toEqual(waiting);
       } finally {
         await other.query('ROLLBACK');
       }
