@@ -151,8 +151,11 @@ export class AuditService {
     }
     const { where, order } = auditScope(scopeOf(actor.ability, 'read', 'AuditEvent'));
     if (filter?.action) where.and('e.action = ?', filter.action);
-    if (filter?.actorId) where.and('e.actor_user_id = ?', parseId(filter.actorId, 'actorId'));
-    if (filter?.targetUserId) where.and('e.target_user_id = ?', parseId(filter.targetUserId, 'targetUserId'));
+    // An empty id is a malformed one (BAD_USER_INPUT), not no filter: only null or no field is.
+    if (filter?.actorId != null) where.and('e.actor_user_id = ?', parseId(filter.actorId, 'actorId'));
+    if (filter?.targetUserId != null) {
+      where.and('e.target_user_id = ?', parseId(filter.targetUserId, 'targetUserId'));
+    }
     if (filter?.since) where.and('e.created_at >= ?', filter.since);
     if (filter?.until) where.and('e.created_at < ?', filter.until);
     // Bound to the caller's organization (every row of the page is one of its, by the scope above): another
@@ -161,7 +164,8 @@ export class AuditService {
       purpose: AUDIT_EVENT_ID_PURPOSE,
       organizationId: actor.principal.organizationId,
     });
-    if (after) {
+    // An empty cursor is none this API gave (BAD_USER_INPUT), not the first page: only null or no argument is.
+    if (after != null) {
       const key = ids.decode(after);
       if (key === null) throw new BadInputError(BAD_CURSOR, 'after');
       where.and('e.id < ?', key);

@@ -314,7 +314,8 @@ export class UserService {
       values: [...where.values],
     };
 
-    if (after) {
+    // An empty cursor is none this API gave (BAD_USER_INPUT), not the first page: only null or no argument is.
+    if (after != null) {
       const cursor = decodeCursor(after);
       where.and('(u.name, u.id) > (?, ?)', cursor.name, cursor.id);
     }

@@ -363,6 +363,13 @@ describe('audit log', () => {
 
     const bad = await app.gql(QUERY, { key: org.key, variables: { after: 'abc' } });
     expect(bad.body.errors![0].extensions!.code).toBe('BAD_USER_INPUT');
+    // An empty id filters by no one: refused, not read as no filter (every actor's, every target's events).
+    for (const field of ['actorId', 'targetUserId']) {
+      const empty = await app.gql(QUERY, { key: org.key, variables: { filter: { [field]: '' } } });
+      expect(empty.body.errors).toHaveLength(1);
+      expect(empty.body.errors![0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+      expect(empty.body.data ?? null).toBeNull();
+    }
 
     // Another organization's admin sees none of these events.
     const other = await app.gql(QUERY, { key: admin.key, variables: { filter: { targetUserId: people[0].id } } });

@@ -101,7 +101,8 @@ describe('audit event ids and cursors are opaque', () => {
 
     it('a decimal id (the old format), garbage, empty-ish and huge values are BAD_USER_INPUT', async () => {
       const [newest] = await rawIds(app, a.organizationId);
-      for (const forged of [newest, '1', '9223372036854775807', 'abc', '~~~~', 'A'.repeat(2000), '-1']) {
+      // '' included: an empty cursor is none this API gave, not "no cursor" (null, or no argument, is).
+      for (const forged of [newest, '1', '9223372036854775807', 'abc', '~~~~', 'A'.repeat(2000), '-1', '']) {
         await expectRefused(a, forged);
       }
     });

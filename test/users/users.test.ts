@@ -84,6 +84,8 @@ describe('Manage Users: listing, editing and protecting users', () => {
       [{ first: 501 }, 'first'],
       [{ first: -1 }, 'first'],
       [{ after: 'not-a-cursor' }, 'after'],
+      // An empty cursor is none this API gave, not "no cursor" (that is null, or no argument).
+      [{ after: '' }, 'after'],
       [{ after: Buffer.from('["x","nope"]').toString('base64url') }, 'after'],
       [{ filter: { search: 'x'.repeat(201) } }, 'search'],
     ])('refuses %j with BAD_USER_INPUT', async (variables, field) => {
