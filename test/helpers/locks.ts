@@ -1,3 +1,4 @@
+import { INSERT_IF_CONFIRMED } from '../../src/authorization/authority';
 import type { TestApp } from './test-app';
 
 /**
@@ -24,6 +25,20 @@ export async function waitForBlockedStatement(
     by: 'by' in params ? params.by : null,
     notBy: 'notBy' in params ? params.notBy : null,
   });
+}
+
+/**
+ * The views statements (Authority.insertIfConfirmed) waiting for a lock now, each as its backend and start time:
+ * the same list before and after another act shows that act went on while they waited, not once a statement
+ * timeout had ended one (pg_stat_activity holds the first track_activity_query_size bytes of a statement).
+ */
+export async function waitingViewsStatements(app: TestApp): Promise<string[]> {
+  const rows: Array<{ statement: string }> = await app.dataSource.query(
+    `SELECT pid || ' ' || query_start AS statement FROM pg_stat_activity
+      WHERE datname = current_database() AND wait_event_type = 'Lock' AND query <> '' AND starts_with($1, query)`,
+    [INSERT_IF_CONFIRMED],
+  );
+  return rows.map((row) => row.statement);
 }
 
 async function waitForWaiters(

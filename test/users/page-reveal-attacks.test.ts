@@ -1,8 +1,9 @@
 import type { Client } from 'pg';
 
+import { AUTHORITY_LOCK_SPACE } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { waitForLockWaiters } from '../helpers/locks';
+import { waitForLockWaiters, waitingViewsStatements } from '../helpers/locks';
 import {
   type GraphQLResponse,
   lastAuditEventId,
@@ -239,9 +240,14 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
       let page: Promise<GraphQLResponse> | undefined;
       await other.query('BEGIN');
       try {
-        await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [blocker.id]);
+        // The blocker's authority lock, the first its views statement takes, before the keys' authority locks
+        // (which a regeneration of the reader's key waits for): not its users row, taken after them, which kept the
+        // regeneration waiting until a statement timeout ended one of the two.
+        await other.query(`SELECT pg_advisory_xact_lock(${AUTHORITY_LOCK_SPACE}, hashtext($1::text))`, [blocker.id]);
         blocked = app.gql(`{ users(first: 50) { edges { node { id accessKey } } } }`, { key: blocker.key });
         await waitForLockWaiters(app, 1);
+        const waiting = await waitingViewsStatements(app);
+        expect(waiting).toHaveLength(1);
         page = app.gql(
           `query ($id: ID!) { a: users(first: 50) { edges { node { id email accessKey } } }
              b: users(first: 50) { edges { node { id accessKey } } } c: user(id: $id) { id accessKey } }`,
@@ -250,6 +256,7 @@ describe('users page reveal: attacks on the per-request caches and the shared vi
         await until(() => writer.waiting >= 1);
         const changed = await app.gql(mutation, { key: changer.key, variables: { id: reader.id } });
         expect(changed.body.errors).toBeUndefined();
+        expect(await waitingViewsStatements(app)).toEqual(waiting);
       } finally {
         await other.query('ROLLBACK');
       }

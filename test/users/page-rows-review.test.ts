@@ -1,9 +1,9 @@
 import type { Client } from 'pg';
 
-import { AUTHORITY_LOCK_SPACE, INSERT_IF_CONFIRMED } from '../../src/authorization/authority';
+import { AUTHORITY_LOCK_SPACE } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
-import { waitForLockWaiters } from '../helpers/locks';
+import { waitForLockWaiters, waitingViewsStatements } from '../helpers/locks';
 import {
   type GraphQLResponse,
   lastAuditEventId,
@@ -38,19 +38,6 @@ describe('users page rows, grants and view literals: attacks', () => {
         WHERE action = 'ACCESS_KEY_VIEWED' AND id > $1 ORDER BY id`,
       [after],
     );
-  }
-
-  /**
-   * The views statements (Authority.insertIfConfirmed) waiting for a lock now, each as its backend and start
-   * (pg_stat_activity holds the first track_activity_query_size bytes of a statement's text).
-   */
-  async function waitingViewsStatements(): Promise<string[]> {
-    const rows: Array<{ statement: string }> = await app.dataSource.query(
-      `SELECT pid || ' ' || query_start AS statement FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query <> '' AND starts_with($1, query)`,
-      [INSERT_IF_CONFIRMED],
-    );
-    return rows.map((row) => row.statement);
   }
 
   /** The users of an organization as the database holds them, in the page's order (name, then id). */
@@ -319,7 +306,7 @@ describe('users page rows, grants and view literals: attacks', () => {
         await other.query(`SELECT pg_advisory_xact_lock(${AUTHORITY_LOCK_SPACE}, hashtext($1::text))`, [reader.id]);
         page = app.gql(`{ users(first: 100) { edges { node { ${fields} } } } }`, { key: reader.key });
         await waitForLockWaiters(app, 1);
-        const waiting = await waitingViewsStatements();
+        const waiting = await waitingViewsStatements(app);
         expect(waiting).toHaveLength(1);
         const regeneration = await app.gql(
           'mutation ($id: ID!) { regenerateAccessKey(userId: $id, gracePeriodSeconds: 0) { accessKey } }',
@@ -328,7 +315,7 @@ describe('users page rows, grants and view literals: attacks', () => {
         expect(regeneration.body.errors).toBeUndefined();
         issued = regeneration.body.data!.regenerateAccessKey.accessKey;
         // The regeneration committed while the page's views statement still waits, not after a timeout ended it.
-        expect(await waitingViewsStatements()).toEqual(waiting);
+        expect(await waitingViewsStatements(app)).toEqual(waiting);
       } finally {
         await other.query('ROLLBACK');
       }
