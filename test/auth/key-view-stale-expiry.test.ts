@@ -1,8 +1,9 @@
 import type { Client } from 'pg';
 
+import { ORGANIZATION_AUTHORITY_LOCK_SPACE } from '../../src/authorization/authority';
 import { Role } from '../../src/users/user.entity';
 import { createOrganization, createUser, TEST_PASSWORD } from '../factories/organizations';
-import { waitForLockWaiters } from '../helpers/locks';
+import { waitForLockWaiters, waitingViewsStatements } from '../helpers/locks';
 import {
   type GraphQLResponse,
   lastAuditEventId,
@@ -18,8 +19,9 @@ const SET_POLICY = `mutation ($days: Int, $existing: Boolean!) {
 /**
  * INSERT_IF_CONFIRMED reads every CTE under the statement's one snapshot. Its access_keys CTE locks FOR KEY
  * SHARE, which does not conflict with an UPDATE of `expires_at` (not a key column): PostgreSQL then returns the
- * row version of the snapshot, not the committed one. When the statement waited earlier (here for the caller's
- * users row), an expiry committed in the meantime is not seen, and the expired key reveals a key.
+ * row version of the snapshot, not the committed one. When the statement waited earlier (here for the
+ * organization's authority lock), an expiry committed in the meantime is not seen, and the expired key reveals a
+ * key.
  */
 describe('key view in one statement: an expiry committed while it waits', () => {
   let app: TestApp;
@@ -42,23 +44,33 @@ describe('key view in one statement: an expiry committed while it waits', () => 
     ]);
     const since = await lastAuditEventId(app);
 
+    let policy: Promise<GraphQLResponse> | undefined;
     let response: Promise<GraphQLResponse> | undefined;
     await other.query('BEGIN');
     try {
-      // Any transaction holding the caller's users row (an act on it, a leak report) makes the statement wait.
-      await other.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [admin.id]);
-      response = app.gql(REVEAL, { key: admin.key, variables: { id: target.id } });
-      await waitForLockWaiters(app, 1);
-      const policy = await app.gql(SET_POLICY, { key: second.key, variables: { days: 1, existing: true } });
-      expect(policy.body.errors).toBeUndefined();
-      const [{ expired }] = await app.dataSource.query(
-        `SELECT expires_at <= now() AS expired FROM access_keys WHERE user_id = $1`,
-        [admin.id],
+      // The organization's authority lock held shared (as any act of it holds it): the policy, which takes it
+      // exclusive, queues behind it, and the reveal's statement, which takes it shared first of all its locks,
+      // queues behind the policy (PostgreSQL grants heavyweight locks in the order asked). The reveal's statement
+      // has begun, its snapshot taken, when the policy commits. Not the caller's users row: the statement takes it
+      // after the organization's authority lock, so the policy waited for the statement until a timeout ended one.
+      await other.query(
+        `SELECT pg_advisory_xact_lock_shared(${ORGANIZATION_AUTHORITY_LOCK_SPACE}, hashtext($1::text))`,
+        [admin.organizationId],
       );
-      expect(expired).toBe(true);
+      policy = app.gql(SET_POLICY, { key: second.key, variables: { days: 1, existing: true } });
+      await waitForLockWaiters(app, 1);
+      response = app.gql(REVEAL, { key: admin.key, variables: { id: target.id } });
+      await waitForLockWaiters(app, 2);
+      expect(await waitingViewsStatements(app)).toHaveLength(1);
     } finally {
       await other.query('ROLLBACK');
     }
+    expect((await policy!).body.errors).toBeUndefined();
+    const [{ expired }] = await app.dataSource.query(
+      `SELECT expires_at <= now() AS expired FROM access_keys WHERE user_id = $1`,
+      [admin.id],
+    );
+    expect(expired).toBe(true);
     const revealed = await response!;
     const views = await app.dataSource.query(
       `SELECT target_user_id FROM audit_events WHERE action = 'ACCESS_KEY_VIEWED' AND actor_user_id = $1 AND id > $2`,
