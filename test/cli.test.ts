@@ -338,6 +338,21 @@ describe('npm run cli -- create-organization', () => {
       await noUser(email);
     });
 
+    it('a password with a control character (a tab on the command line, an escape on standard input) is refused, and nothing is created', async () => {
+      for (const extra of [
+        { args: ['--admin-password', 'a password\twith a tab'] },
+        { args: ['--admin-password-stdin'], stdin: 'a password\u001bwith an escape\n' },
+        { env: { CRM_ADMIN_PASSWORD: 'a password\u007fwith a DEL' } },
+      ]) {
+        const email = uniqueEmail('control');
+        const result = await create(email, extra);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toMatch(/control character/);
+        expect(result.stderr).not.toMatch(/with a|^\s+at /m);
+        await noUser(email);
+      }
+    });
+
     // Found by an adversarial review: standard input was decoded leniently, so bytes that are not UTF-8 (a
     // password typed in a Latin-1 terminal) became U+FFFD in the stored password, one nobody could type again.
     it('standard input that is not UTF-8 is a usage error, and nothing is created', async () => {

@@ -57,6 +57,14 @@ export const MAX_NORMALIZED_INPUT = 16 * (MAX_PASSWORD_LENGTH + 1);
 
 const UNPAIRED_SURROGATE = 'Password contains an unpaired surrogate (invalid UTF-16).';
 const NUL = 'Password must not contain the NUL character (U+0000): no sign-in can send it.';
+const CONTROL_CHARACTER =
+  'Password must not contain a control character (a line break, tab, escape or the like): no sign-in form can type it.';
+/**
+ * Unicode's control characters (general category Cc: U+0000-U+001F, U+007F-U+009F), which RFC 8265's
+ * OpaqueString profile (PRECIS, the IETF's rules for passwords) disallows. Format characters (Cf: the joiner of
+ * emoji sequences, direction marks) and spaces stay allowed, as that profile allows them.
+ */
+const CONTROL = /\p{Cc}/u;
 const TOO_LONG_OR_SHORT = `Password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters long.`;
 
 /**
@@ -89,9 +97,10 @@ function firstCodePoints(text: string, max: number): string {
 /**
  * Why a new password cannot be used, or null when it can. It is judged in its NFKC form (normalizePassword),
  * the one hashed: MIN_PASSWORD_LENGTH to MAX_PASSWORD_LENGTH code points, valid UTF-16 (no unpaired
- * surrogate), only assigned code points, no NUL. Every way a password is set (createUser, changePassword, the
- * CLI's first admin, whose standard input can carry what no GraphQL variable may) asks here, so none sets a
- * password that `login` would refuse to take. The sentence is for the person choosing the password.
+ * surrogate), only assigned code points, no control characters (RFC 8265; NUL named apart). Every way a
+ * password is set (createUser, changePassword, the CLI's first admin, whose standard input can carry what no
+ * GraphQL variable may) asks here, so none sets a password that `login` would refuse to take, or that no sign-in
+ * form can type. The sentence is for the person choosing the password.
  */
 export function newPasswordProblem(password: string): string | null {
   if (password.length > MAX_NORMALIZED_INPUT) return TOO_LONG_OR_SHORT;
@@ -104,6 +113,7 @@ export function newPasswordProblem(password: string): string | null {
   if (UNASSIGNED.test(normalized)) {
     return 'Password contains a character this version of Unicode does not define: choose another.';
   }
+  if (CONTROL.test(normalized)) return CONTROL_CHARACTER;
   return null;
 }
 

@@ -64,6 +64,15 @@ describe('password forms (NFKC, NIST SP 800-63B §5.1.1.2)', () => {
       expect(newPasswordProblem(`long enough pass\ud800`)).toMatch(/unpaired surrogate/);
       expect(newPasswordProblem(`long enough pass\u{50000}`)).toMatch(/does not define/);
     });
+
+    it('refuses control characters of the NFKC form (RFC 8265), keeps format characters and spaces', () => {
+      for (const control of ['\n', '\r', '\t', '\u0001', '\u001f', '\u007f', '\u0080', '\u009f']) {
+        expect(newPasswordProblem(`long enough pass${control}`)).toMatch(/control character/);
+      }
+      for (const allowed of ['\u200d', '\u200f', '\ufe0f', ' ', '\u00a0', '\u3000']) {
+        expect(newPasswordProblem(`long enough pass${allowed}x`)).toBeNull();
+      }
+    });
   });
 
   it('hashPassword refuses an unpaired surrogate (it would hash as U+FFFD) as BAD_USER_INPUT', async () => {

@@ -174,5 +174,51 @@ describe('passwords are compared in their NFKC form', () => {
     it('an unassigned code point is refused: its normalization could change with a later Unicode version', async () => {
       expect(await create(`${TEST_PASSWORD}\u{50000}`)).toMatchObject({ code: 'BAD_USER_INPUT', field: 'password' });
     });
+
+    // RFC 8265 (PRECIS OpaqueString) disallows control characters: a sign-in form cannot type a line break (a
+    // browser's password field drops it), and a tab or an escape moves focus or closes the dialog.
+    const CONTROLS = ['\n', '\r', '\t', '\u001b', '\u007f', '\u0085'];
+
+    it('a control character (line break, tab, escape, DEL, NEL) is refused at creation and at a change', async () => {
+      const person = await createUser(app, admin, { password: ASCII });
+      const token = (
+        await app.gql<{ login: { token: string } }>(LOGIN, {
+          variables: { email: person.email, password: ASCII },
+        })
+      ).body.data!.login.token;
+      for (const control of CONTROLS) {
+        const password = `${TEST_PASSWORD}${control}more`;
+        expect({ control, created: await create(password) }).toMatchObject({
+          control,
+          created: { code: 'BAD_USER_INPUT', field: 'password' },
+        });
+        const changed = await app.gql(CHANGE, { ...bearer(token), variables: { c: ASCII, n: password } });
+        expect({ control, errors: changed.body.errors?.map((error) => error.extensions) }).toEqual({
+          control,
+          errors: [{ code: 'BAD_USER_INPUT', field: 'newPassword' }],
+        });
+        expect(changed.body.errors![0].message).toMatch(/control character/);
+      }
+      expect(await signIn(person.email, ASCII)).toBe('signed in');
+    });
+
+    it('spaces, emoji with joiners and variation selectors, and right-to-left marks stay allowed', async () => {
+      for (const password of [
+        '  spaces  around  and  inside  ',
+        '\u{1F469}\u200D\u{1F4BB}\u{1F469}\u200D\u{1F4BB}\u{1F469}\u200D\u{1F4BB}\u{1F469}\u200D\u{1F4BB}',
+        '\u2764\uFE0F long enough heart password',
+        '\u05E9\u05DC\u05D5\u05DD \u200F\u05E2\u05D5\u05DC\u05DD 12345',
+      ]) {
+        expect({ password, created: await create(password) }).toEqual({ password, created: 'created' });
+      }
+    });
+
+    it('a password set before the rule, with a control character in it, still signs in: a sign-in judges no form', async () => {
+      const person = await createUser(app, admin, { password: TEST_PASSWORD });
+      const old = `${TEST_PASSWORD}\tand a tab`;
+      await app.dataSource.query(`UPDATE users SET password_hash = $2 WHERE id = $1`, [person.id, legacyHash(old)]);
+      expect(await signIn(person.email, old)).toBe('signed in');
+      expect(await signIn(person.email, `${TEST_PASSWORD}\nand a tab`)).toMatchObject({ code: 'UNAUTHENTICATED' });
+    });
   });
 });
