@@ -1,6 +1,6 @@
 import { randomBytes, scryptSync } from 'node:crypto';
 
-import { createOrganization, createUser, TEST_PASSWORD, type TestUser } from '../factories/organizations';
+import { createOrganization, createUser, login, TEST_PASSWORD, type TestUser } from '../factories/organizations';
 import { startTestApp, type TestApp } from '../helpers/test-app';
 
 const LOGIN = 'mutation ($email: String!, $password: String!) { login(email: $email, password: $password) { token } }';
@@ -72,11 +72,7 @@ describe('passwords are compared in their NFKC form', () => {
 
     it('changePassword: the current password in the other form is accepted, the new one is kept in NFKC', async () => {
       const person = await createUser(app, admin, { password: NFD });
-      const token = (
-        await app.gql<{ login: { token: string } }>(LOGIN, {
-          variables: { email: person.email, password: NFD },
-        })
-      ).body.data!.login.token;
+      const token = await login(app, { email: person.email, password: NFD });
       const changed = await app.gql(CHANGE, { ...bearer(token), variables: { c: NFC, n: FULL_WIDTH } });
       expect(changed.body).toEqual({ data: { changePassword: true } });
       expect(await signIn(person.email, ASCII)).toBe('signed in');
@@ -181,11 +177,7 @@ describe('passwords are compared in their NFKC form', () => {
 
     it('a control character (line break, tab, escape, DEL, NEL) is refused at creation and at a change', async () => {
       const person = await createUser(app, admin, { password: ASCII });
-      const token = (
-        await app.gql<{ login: { token: string } }>(LOGIN, {
-          variables: { email: person.email, password: ASCII },
-        })
-      ).body.data!.login.token;
+      const token = await login(app, { email: person.email, password: ASCII });
       for (const control of CONTROLS) {
         const password = `${TEST_PASSWORD}${control}more`;
         expect({ control, created: await create(password) }).toMatchObject({
